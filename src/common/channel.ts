@@ -1,0 +1,201 @@
+/**
+ * A FrameChannel carries whole CBOR messages in both directions with backpressure: `send`
+ * resolves once the transport can take more, `recv` pulls the next message (undefined at the
+ * end). The control socket, the in-process path to the local executor and libp2p streams all
+ * look like this, so the code that relays a command's events does not care which it has.
+ *
+ * On a Node socket each frame is a 4-byte big-endian length and a CBOR body, capped at
+ * `maxFrameBytes`; a frame past the cap or a body that does not decode ends the channel with
+ * ERR_MESSAGE_TOO_LARGE / ERR_BAD_MESSAGE.
+ */
+import type { Socket } from 'node:net'
+import { encode, decode } from 'cborg'
+import { VgridError } from './errors.js'
+
+export interface FrameChannel {
+  send (msg: unknown): Promise<void>
+  recv (): Promise<unknown | undefined>
+  /** Ends our side gracefully once everything sent has been written. */
+  close (): Promise<void>
+  /** Drops the channel at once; pending and later recv() calls reject with `err` (or end). */
+  destroy (err?: Error): void
+  readonly closed: boolean
+}
+
+/** Default cap on one frame: big enough for a 1 MiB output chunk plus headers. */
+export const MAX_FRAME_BYTES = 4 * 1024 * 1024
+/** How many decoded messages may wait unread before the socket is paused. */
+const RECV_HIGH_WATER = 64
+
+export function encodeFrame (msg: unknown): Uint8Array {
+  const body = encode(msg)
+  const out = new Uint8Array(4 + body.byteLength)
+  new DataView(out.buffer).setUint32(0, body.byteLength)
+  out.set(body, 4)
+  return out
+}
+
+export function decodeBody (body: Uint8Array): unknown {
+  try {
+    return decode(body, { rejectDuplicateMapKeys: true })
+  } catch (err) {
+    throw new VgridError('ERR_BAD_MESSAGE', `malformed message: ${(err as Error).message}`)
+  }
+}
+
+interface Waiter { resolve: (v: unknown | undefined) => void, reject: (e: Error) => void }
+
+/** Queue + waiters shared by the socket and in-memory channels. */
+class Inbox {
+  readonly items: unknown[] = []
+  private waiter: Waiter | undefined
+  ended = false
+  error: Error | undefined
+
+  push (msg: unknown): void {
+    if (this.waiter !== undefined) {
+      const w = this.waiter
+      this.waiter = undefined
+      w.resolve(msg)
+    } else {
+      this.items.push(msg)
+    }
+  }
+
+  end (err?: Error): void {
+    if (this.ended) return
+    this.ended = true
+    this.error = err
+    const w = this.waiter
+    this.waiter = undefined
+    if (w !== undefined) {
+      if (err !== undefined) w.reject(err)
+      else w.resolve(undefined)
+    }
+  }
+
+  async next (): Promise<unknown | undefined> {
+    if (this.items.length > 0) return this.items.shift()
+    if (this.ended) {
+      if (this.error !== undefined) throw this.error
+      return undefined
+    }
+    if (this.waiter !== undefined) throw new Error('concurrent recv() on one channel')
+    return await new Promise((resolve, reject) => { this.waiter = { resolve, reject } })
+  }
+}
+
+export function socketChannel (socket: Socket, maxFrameBytes = MAX_FRAME_BYTES): FrameChannel {
+  const inbox = new Inbox()
+  let pending: Buffer[] = []
+  let pendingBytes = 0
+  let closed = false
+
+  const fail = (err: Error): void => {
+    inbox.end(err)
+    closed = true
+    socket.destroy()
+  }
+
+  socket.on('data', (chunk: Buffer) => {
+    pending.push(chunk)
+    pendingBytes += chunk.byteLength
+    let buf = pending.length === 1 ? pending[0] : Buffer.concat(pending, pendingBytes)
+    let off = 0
+    while (buf.byteLength - off >= 4) {
+      const len = buf.readUInt32BE(off)
+      if (len > maxFrameBytes) {
+        fail(new VgridError('ERR_MESSAGE_TOO_LARGE', `a frame of ${len} bytes is past the limit of ${maxFrameBytes}`))
+        return
+      }
+      if (buf.byteLength - off - 4 < len) break
+      let msg: unknown
+      try {
+        msg = decodeBody(buf.subarray(off + 4, off + 4 + len))
+      } catch (err) {
+        fail(err as Error)
+        return
+      }
+      off += 4 + len
+      inbox.push(msg)
+    }
+    buf = buf.subarray(off)
+    pending = buf.byteLength > 0 ? [buf] : []
+    pendingBytes = buf.byteLength
+    if (inbox.items.length >= RECV_HIGH_WATER) socket.pause()
+  })
+  socket.on('end', () => {
+    if (pendingBytes > 0) inbox.end(new VgridError('ERR_BAD_MESSAGE', 'the connection ended inside a frame'))
+    else inbox.end()
+  })
+  socket.on('error', (err) => { inbox.end(err) })
+  socket.on('close', () => { closed = true; inbox.end() })
+
+  return {
+    get closed () { return closed },
+    async send (msg) {
+      if (closed || socket.destroyed || !socket.writable) throw new VgridError('ERR_PEER_LOST', 'the connection is closed')
+      if (!socket.write(encodeFrame(msg))) {
+        await new Promise<void>((resolve, reject) => {
+          const onDrain = (): void => { socket.off('close', onClose); resolve() }
+          const onClose = (): void => { socket.off('drain', onDrain); reject(new VgridError('ERR_PEER_LOST', 'the connection closed')) }
+          socket.once('drain', onDrain)
+          socket.once('close', onClose)
+        })
+      }
+    },
+    async recv () {
+      const msg = await inbox.next()
+      if (inbox.items.length < RECV_HIGH_WATER / 2 && socket.isPaused()) socket.resume()
+      return msg
+    },
+    async close () {
+      if (closed) return
+      await new Promise<void>((resolve) => { socket.end(resolve) })
+    },
+    destroy (err) {
+      closed = true
+      inbox.end(err)
+      socket.destroy()
+    }
+  }
+}
+
+/**
+ * Two connected in-process channels. Messages are passed by reference, so each side must
+ * treat what it receives as read-only. `send` applies backpressure when the other side has
+ * more than `highWater` unread messages.
+ */
+export function memoryChannelPair (highWater = RECV_HIGH_WATER): [FrameChannel, FrameChannel] {
+  const make = (): { inbox: Inbox, drained: Array<() => void>, closed: boolean } => ({ inbox: new Inbox(), drained: [], closed: false })
+  const a = make()
+  const b = make()
+  const side = (me: typeof a, other: typeof a): FrameChannel => ({
+    get closed () { return me.closed },
+    async send (msg) {
+      if (me.closed || other.inbox.ended) throw new VgridError('ERR_PEER_LOST', 'the channel is closed')
+      other.inbox.push(msg)
+      if (other.inbox.items.length >= highWater) {
+        await new Promise<void>((resolve) => { other.drained.push(resolve) })
+      }
+    },
+    async recv () {
+      const msg = await me.inbox.next()
+      if (me.inbox.items.length < highWater) me.drained.splice(0).forEach((r) => { r() })
+      return msg
+    },
+    async close () {
+      me.closed = true
+      other.inbox.end()
+    },
+    destroy (err) {
+      me.closed = true
+      other.closed = true
+      me.inbox.end(err)
+      other.inbox.end(err === undefined ? undefined : new VgridError('ERR_PEER_LOST', err.message))
+      me.drained.splice(0).forEach((r) => { r() })
+      other.drained.splice(0).forEach((r) => { r() })
+    }
+  })
+  return [side(a, b), side(b, a)]
+}

@@ -1,0 +1,69 @@
+/**
+ * Errors with a stable `code`, a message a user can act on and an optional `hint`.
+ * They travel over the wire as `{ code, message, hint }` and are rebuilt from the code.
+ */
+
+export const ERROR_CODES = {
+  ERR_NO_AGENT: 'no agent is running',
+  ERR_AGENT_VERSION: 'the agent speaks another protocol version',
+  ERR_BAD_MESSAGE: 'a malformed message was refused',
+  ERR_MESSAGE_TOO_LARGE: 'a message past the size limit was refused',
+  ERR_TIMEOUT: 'the operation timed out',
+  ERR_NO_SUCH_PEER: 'no member of the grid matches',
+  ERR_AMBIGUOUS_PEER: 'more than one member matches',
+  ERR_NO_CAPACITY: 'no member has the requested resources free',
+  ERR_IMPOSSIBLE_REQUEST: 'no member of the grid could ever satisfy the request',
+  ERR_PEER_LOST: 'the executing peer was lost',
+  ERR_SPAWN_FAILED: 'the command could not be started',
+  ERR_BAD_TOKEN: 'the join token is not valid',
+  ERR_BAD_ARGUMENT: 'a bad argument was given',
+  ERR_PORT_IN_USE: 'the listen address is already in use',
+  ERR_INTERNAL: 'an internal error occurred'
+} as const
+
+export type ErrorCode = keyof typeof ERROR_CODES
+
+export interface WireError {
+  code: string
+  message: string
+  hint?: string
+}
+
+export class VgridError extends Error {
+  readonly code: ErrorCode
+  readonly hint?: string
+
+  constructor (code: ErrorCode, message?: string, hint?: string) {
+    super(message ?? ERROR_CODES[code])
+    this.name = 'VgridError'
+    this.code = code
+    if (hint !== undefined) this.hint = hint
+  }
+
+  toWire (): WireError {
+    return this.hint === undefined
+      ? { code: this.code, message: this.message }
+      : { code: this.code, message: this.message, hint: this.hint }
+  }
+}
+
+export function isErrorCode (code: unknown): code is ErrorCode {
+  return typeof code === 'string' && Object.hasOwn(ERROR_CODES, code)
+}
+
+/** Rebuilds an error received from a peer or the agent; unknown codes become ERR_INTERNAL. */
+export function fromWire (value: unknown): VgridError {
+  if (value === null || typeof value !== 'object') return new VgridError('ERR_INTERNAL')
+  const v = value as Record<string, unknown>
+  const code = isErrorCode(v.code) ? v.code : 'ERR_INTERNAL'
+  const message = typeof v.message === 'string' ? v.message.slice(0, 4096) : undefined
+  const hint = typeof v.hint === 'string' ? v.hint.slice(0, 4096) : undefined
+  return new VgridError(code, message, hint)
+}
+
+/** Any thrown value as a wire error; internal details stay local. */
+export function toWire (err: unknown): WireError {
+  if (err instanceof VgridError) return err.toWire()
+  const message = err instanceof Error ? err.message : String(err)
+  return { code: 'ERR_INTERNAL', message }
+}

@@ -1,0 +1,119 @@
+/**
+ * Messages of one command's session. The same shapes travel from the CLI to its agent over
+ * the control socket and from the submitting agent to the executor over `/vgrid/exec/1.0.0`,
+ * so an agent relays them without rewriting. Every message is validated on receipt.
+ */
+import { type WireError } from '../common/errors.js'
+import { obj, str, optStr, int, bytes, strArray, strMap, oneOf, bad } from '../common/validate.js'
+
+/** Output and stdin travel in chunks of at most this many bytes. */
+export const MAX_DATA_CHUNK_BYTES = 1024 * 1024
+export const MAX_ARGV_ITEMS = 4096
+export const MAX_ARG_BYTES = 128 * 1024
+export const MAX_ENV_ITEMS = 1024
+export const MAX_CPUS = 4096
+export const MAX_GPUS = 64
+
+/** Signals a submitter may forward. Others are refused. */
+export const FORWARDED_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGKILL', 'SIGHUP', 'SIGQUIT', 'SIGUSR1', 'SIGUSR2', 'SIGWINCH'] as const
+export type ForwardedSignal = typeof FORWARDED_SIGNALS[number]
+
+export interface TtyRequest { cols: number, rows: number, term: string }
+
+/** What to run and what it needs: the body of a `run` (CLI) and of an `exec` (peer). */
+export interface RunSpec {
+  argv: string[]
+  env: Record<string, string>
+  /** Relative to the workspace; until workspace sync lands, relative to a scratch directory. */
+  cwd?: string
+  tty?: TtyRequest
+  cpus: number
+  gpus: number
+  gpuModel?: string
+}
+
+/** Sent by the submitter's side. */
+export type ExecInput =
+  | { t: 'stdin', data: Uint8Array }
+  | { t: 'eof' }
+  | { t: 'signal', sig: ForwardedSignal }
+  | { t: 'resize', cols: number, rows: number }
+
+/** Sent by the executor's side. */
+export type ExecEvent =
+  | { t: 'started', pid: number, peer: string, host: string, gpus: number[] }
+  | { t: 'out', fd: 1 | 2, data: Uint8Array }
+  /** `code` is what a shell would report: the exit status, or 128+N after signal N. */
+  | { t: 'exit', code: number, signal?: string }
+  | { t: 'error', error: WireError }
+
+export function parseRunSpec (v: unknown): RunSpec {
+  const m = obj(v, 'run spec')
+  const argv = strArray(m.argv, 'argv', MAX_ARGV_ITEMS, MAX_ARG_BYTES)
+  if (argv.length === 0) bad('argv is empty')
+  if (argv[0] === '') bad('argv[0] is empty')
+  const spec: RunSpec = {
+    argv,
+    env: strMap(m.env ?? {}, 'env', MAX_ENV_ITEMS, MAX_ARG_BYTES),
+    cpus: int(m.cpus ?? 1, 'cpus', 0, MAX_CPUS),
+    gpus: int(m.gpus ?? 0, 'gpus', 0, MAX_GPUS)
+  }
+  const cwd = optStr(m.cwd, 'cwd', 4096)
+  if (cwd !== undefined) spec.cwd = cwd
+  const gpuModel = optStr(m.gpuModel, 'gpuModel', 256)
+  if (gpuModel !== undefined) spec.gpuModel = gpuModel
+  if (m.tty !== undefined && m.tty !== null) {
+    const t = obj(m.tty, 'tty')
+    spec.tty = {
+      cols: int(t.cols, 'tty.cols', 1, 10000),
+      rows: int(t.rows, 'tty.rows', 1, 10000),
+      term: str(t.term ?? 'xterm-256color', 'tty.term', 128)
+    }
+  }
+  return spec
+}
+
+export function parseExecInput (v: unknown): ExecInput {
+  const m = obj(v)
+  switch (m.t) {
+    case 'stdin': return { t: 'stdin', data: bytes(m.data, 'data', MAX_DATA_CHUNK_BYTES) }
+    case 'eof': return { t: 'eof' }
+    case 'signal': return { t: 'signal', sig: oneOf(m.sig, 'sig', FORWARDED_SIGNALS) }
+    case 'resize': return { t: 'resize', cols: int(m.cols, 'cols', 1, 10000), rows: int(m.rows, 'rows', 1, 10000) }
+    default: return bad(`unknown input type ${String(m.t).slice(0, 32)}`)
+  }
+}
+
+export function parseExecEvent (v: unknown): ExecEvent {
+  const m = obj(v)
+  switch (m.t) {
+    case 'started': {
+      const gpus = Array.isArray(m.gpus) && m.gpus.length <= MAX_GPUS ? m.gpus.map((g, i) => int(g, `gpus[${i}]`, 0, 1023)) : bad('gpus is not a list')
+      return { t: 'started', pid: int(m.pid, 'pid', 0, 2 ** 31), peer: str(m.peer, 'peer', 256), host: str(m.host, 'host', 256), gpus }
+    }
+    case 'out': return { t: 'out', fd: m.fd === 2 ? 2 : m.fd === 1 ? 1 : bad('fd is not 1 or 2'), data: bytes(m.data, 'data', MAX_DATA_CHUNK_BYTES) }
+    case 'exit': {
+      const e: ExecEvent = { t: 'exit', code: int(m.code, 'code', 0, 255) }
+      const signal = optStr(m.signal, 'signal', 32)
+      if (signal !== undefined) e.signal = signal
+      return e
+    }
+    case 'error': {
+      const e = obj(m.error, 'error')
+      const error: WireError = { code: str(e.code, 'error.code', 64), message: str(e.message, 'error.message', 4096) }
+      const hint = optStr(e.hint, 'error.hint', 4096)
+      if (hint !== undefined) error.hint = hint
+      return { t: 'error', error }
+    }
+    default: return bad(`unknown event type ${String(m.t).slice(0, 32)}`)
+  }
+}
+
+/** Exit status as a shell reports it. */
+export function shellExitCode (code: number | null, signal: string | number | null, signalNumber: (s: string) => number): number {
+  if (code !== null) return code & 0xff
+  if (typeof signal === 'number') return 128 + signal
+  if (typeof signal === 'string') return 128 + signalNumber(signal)
+  return 255
+}
+

@@ -1,0 +1,81 @@
+/**
+ * What a member tells the grid about itself (its advertisement, gossiped on
+ * `vgrid/resources/1`) and what an agent knows of the others (its view). The CLI imports these
+ * as types only.
+ */
+
+export interface GpuInfo {
+  /** Index as `nvidia-smi` / CUDA numbers it on the machine. */
+  index: number
+  vendor: string
+  model: string
+  memoryBytes: number
+  uuid?: string
+}
+
+/** The machine as detected. */
+export interface Resources {
+  host: string
+  os: { platform: string, distro: string, release: string, arch: string }
+  cpu: { model: string, cores: number }
+  memBytes: number
+  gpus: GpuInfo[]
+}
+
+/** What the owner lends to the grid (after `--cpus`, `--gpus`, `--mem`, `--pool`, `--label`). */
+export interface Offer {
+  cpus: number
+  memBytes: number
+  /** Indexes of the GPUs lent (a subset of Resources.gpus). */
+  gpus: number[]
+  pools: string[]
+  labels: Record<string, string>
+}
+
+/** Current use of what is lent. */
+export interface Load {
+  cpusFree: number
+  memFree: number
+  /** Indexes of lent GPUs not assigned to a task. */
+  gpusFree: number[]
+  running: number
+  queued: number
+  /** The machine's CPU utilisation, 0–100, all processes counted. */
+  cpuUtil: number
+}
+
+export interface PeerAd {
+  v: 1
+  peer: string
+  /** Increases with every advertisement of one agent run; a lower one is stale. */
+  seq: number
+  /** When this agent run started (ms since epoch); with seq, orders ads across restarts. */
+  startedAt: number
+  addrs: string[]
+  version: string
+  resources: Resources
+  offer: Offer
+  load: Load
+  /** Set on the goodbye an agent publishes when it stops. */
+  leaving?: boolean
+}
+
+/** One member as an agent sees it. */
+export interface PeerView extends PeerAd {
+  /** Milliseconds since this agent last heard from the member. */
+  lastSeenMs: number
+  self: boolean
+}
+
+/** `vgrid status`. */
+export interface AgentStatus {
+  peer: string
+  host: string
+  version: string
+  home: string
+  addrs: string[]
+  gridSize: number
+  connections: number
+  startedAt: number
+  joinToken: string
+}
