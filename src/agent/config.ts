@@ -1,0 +1,303 @@
+/**
+ * The agent's configuration: what the owner shares and where the agent listens, resolved from
+ * (highest first) command-line flags, `VGRID_*` environment variables, the `$VGRID_HOME/config`
+ * file and defaults. Each setting is taken whole from the highest source that sets it (a
+ * `--label` flag replaces the file's labels rather than adding to them).
+ *
+ * The config file is JSON; every field is optional:
+ *   { "cpus": 8, "gpus": "0,1" | [0, 1] | "all" | "none", "mem": "64G" | 68719476736,
+ *     "pools": ["lab"], "labels": { "rack": "b2" }, "listen": ["/ip4/0.0.0.0/tcp/7321"] }
+ * Environment: VGRID_CPUS, VGRID_GPUS, VGRID_MEM, VGRID_POOL ("a,b"), VGRID_LABELS
+ * ("k=v,k2=v2": values from the environment cannot hold commas), VGRID_LISTEN ("/ip4/…,/ip6/…").
+ *
+ * The CLI imports this file: keep it free of libp2p and other heavy imports.
+ */
+import { readFileSync } from 'node:fs'
+import { homedir } from 'node:os'
+import { isAbsolute, join, resolve } from 'node:path'
+import { VgridError } from '../common/errors.js'
+import { formatBytes, parseSize } from '../common/units.js'
+import type { Offer, Resources } from '../grid/types.js'
+
+/** The port an agent listens on unless told otherwise; fixed so join tokens and firewalls stay simple. */
+export const DEFAULT_PORT = 7321
+/**
+ * IPv4 only by default: an IPv6 wildcard listener is not verified on every network here.
+ * Add `--listen /ip6/::/tcp/7321` (libp2p binds it IPv6-only, so both can coexist).
+ */
+export const DEFAULT_LISTEN = [`/ip4/0.0.0.0/tcp/${DEFAULT_PORT}`]
+export const CONFIG_FILE_NAME = 'config'
+export const CONFIG_FILE_MAX_BYTES = 64 * 1024
+
+export const MAX_CPUS = 65_536
+export const MAX_GPU_INDEX = 255
+export const MAX_POOLS = 32
+export const MAX_LABELS = 64
+export const MAX_ADDRS = 32
+export const MAX_ADDR_LENGTH = 512
+export const MAX_JOIN_TOKEN_LENGTH = 8192
+export const MAX_LABEL_VALUE_LENGTH = 256
+export const POOL_NAME_RE = /^[a-z0-9][a-z0-9._-]{0,62}$/
+export const LABEL_KEY_RE = /^[A-Za-z0-9._/-]{1,63}$/
+/** `-P` also takes shapes (`cpu-8`, `gpu-1`, `gpu-a100-2`): those prefixes stay theirs. */
+const SHAPE_PREFIX_RE = /^(cpu|gpu)(-|$)/
+
+export interface AgentFlags {
+  join?: string
+  peer?: string | string[]
+  listen?: string | string[]
+  cpus?: string | number
+  gpus?: string | number
+  mem?: string
+  pool?: string | string[]
+  label?: string | string[]
+}
+
+export interface ShareConfig {
+  /** Cores lent; undefined = all. */
+  cpus?: number
+  /** GPU indexes lent; undefined = all. */
+  gpus?: number[] | 'none' | 'all'
+  /** Memory lent; undefined = all. */
+  memBytes?: number
+  pools: string[]
+  labels: Record<string, string>
+}
+
+export interface AgentConfig {
+  /** Absolute. */
+  home: string
+  join?: string
+  peers: string[]
+  listen: string[]
+  share: ShareConfig
+}
+
+/** `$VGRID_HOME`, else `~/.vgrid`; always absolute. */
+export function vgridHome (env: NodeJS.ProcessEnv = process.env): string {
+  const h = env.VGRID_HOME
+  if (h !== undefined && h !== '') return resolve(h)
+  const home = env.HOME !== undefined && isAbsolute(env.HOME) ? env.HOME : homedir()
+  return join(home, '.vgrid')
+}
+
+/** Flags > VGRID_* > config file > defaults; ERR_BAD_ARGUMENT naming the source that is wrong. */
+export function resolveAgentConfig (flags: AgentFlags, env: NodeJS.ProcessEnv = process.env): AgentConfig {
+  const home = vgridHome(env)
+  const file = readConfigFile(join(home, CONFIG_FILE_NAME))
+  const e = (name: string): string | undefined => env[name] === undefined || env[name] === '' ? undefined : env[name]
+
+  const cpus = pick(
+    [flags.cpus, '--cpus'], [e('VGRID_CPUS'), 'VGRID_CPUS'], [file.cpus, file.where('cpus')], parseCpus)
+  const gpus = pick(
+    [flags.gpus, '--gpus'], [e('VGRID_GPUS'), 'VGRID_GPUS'], [file.gpus, file.where('gpus')], parseGpus)
+  const memBytes = pick(
+    [flags.mem, '--mem'], [e('VGRID_MEM'), 'VGRID_MEM'], [file.mem, file.where('mem')], parseMem)
+  const pools = pick(
+    [flags.pool, '--pool'], [e('VGRID_POOL'), 'VGRID_POOL'], [file.pools, file.where('pools')], parsePools) ?? []
+  const labels = pick(
+    [flags.label, '--label'], [e('VGRID_LABELS')?.split(','), 'VGRID_LABELS'], [file.labels, file.where('labels')], parseLabels) ??
+    Object.create(null) as Record<string, string>
+  const listen = pick(
+    [flags.listen, '--listen'], [e('VGRID_LISTEN'), 'VGRID_LISTEN'], [file.listen, file.where('listen')],
+    (v, src) => parseAddrs(v, src)) ?? [...DEFAULT_LISTEN]
+  const peers = flags.peer === undefined ? [] : parseAddrs(flags.peer, '--peer')
+
+  const config: AgentConfig = { home, peers, listen, share: { pools, labels } }
+  if (cpus !== undefined) config.share.cpus = cpus
+  if (gpus !== undefined) config.share.gpus = gpus
+  if (memBytes !== undefined) config.share.memBytes = memBytes
+  if (flags.join !== undefined) config.join = parseJoin(flags.join)
+  return config
+}
+
+/** The offer: the share clamped to what the machine has, with a warning for each clamp. */
+export function computeOffer (share: ShareConfig, resources: Resources): { offer: Offer, warnings: string[] } {
+  const warnings: string[] = []
+  const cores = resources.cpu.cores
+  let cpus = share.cpus ?? cores
+  if (cpus > cores) {
+    warnings.push(`--cpus ${cpus} is more than this machine's ${cores} cores; sharing ${cores}`)
+    cpus = cores
+  }
+  let memBytes = share.memBytes ?? resources.memBytes
+  if (memBytes > resources.memBytes) {
+    warnings.push(`--mem ${formatBytes(memBytes)} is more than this machine's ${formatBytes(resources.memBytes)}; sharing all of it`)
+    memBytes = resources.memBytes
+  }
+  const present = resources.gpus.map(g => g.index).sort((a, b) => a - b)
+  let gpus: number[]
+  if (share.gpus === 'none') gpus = []
+  else if (share.gpus === undefined || share.gpus === 'all') gpus = present
+  else {
+    gpus = share.gpus.filter(i => present.includes(i))
+    const unknown = share.gpus.filter(i => !present.includes(i))
+    if (unknown.length > 0) {
+      const have = present.length === 0 ? 'this machine has no GPUs' : `this machine has ${present.join(',')}`
+      warnings.push(`--gpus: no GPU with index ${unknown.join(',')} (${have}); not shared`)
+    }
+  }
+  return { offer: { cpus, memBytes, gpus, pools: [...share.pools], labels: { ...share.labels } }, warnings }
+}
+
+/** A pool name, or ERR_BAD_ARGUMENT saying what a pool name may be. */
+export function validatePoolName (name: string, src = '--pool'): string {
+  if (!POOL_NAME_RE.test(name)) {
+    throw arg(src, name, 'a pool name is 1–63 of a-z 0-9 . _ - and starts with a letter or digit', 'pool names are lowercase')
+  }
+  if (SHAPE_PREFIX_RE.test(name)) {
+    throw arg(src, name, 'a pool name may not be cpu or gpu or start with cpu- or gpu-: -P reads those as shapes (cpu-8, gpu-a100-2)')
+  }
+  return name
+}
+
+/** `key=value` → [key, value], or ERR_BAD_ARGUMENT. */
+export function parseLabel (s: string, src = '--label'): [string, string] {
+  const eq = s.indexOf('=')
+  if (eq < 0) throw arg(src, s, 'a label is key=value')
+  const key = s.slice(0, eq)
+  const value = s.slice(eq + 1)
+  if (!LABEL_KEY_RE.test(key)) throw arg(src, s, 'a label key is 1–63 of A-Z a-z 0-9 . _ / -')
+  if (value.length > MAX_LABEL_VALUE_LENGTH) throw arg(src, s, `a label value is at most ${MAX_LABEL_VALUE_LENGTH} characters`)
+  // eslint-disable-next-line no-control-regex
+  if (/[\x00-\x1f\x7f]/.test(value)) throw arg(src, s, 'a label value may not hold newlines or other control characters')
+  return [key, value]
+}
+
+// ── parsers: (value from one source, name of that source) → validated value ──
+
+type Parser<T> = (v: unknown, src: string) => T
+
+function pick<T> (flag: [unknown, string], env: [unknown, string], file: [unknown, string], parse: Parser<T>): T | undefined {
+  // every source is checked, so a bad file is reported even when a flag overrides it
+  const values = [flag, env, file].map(([v, src]) => v === undefined ? undefined : { v: parse(v, src) })
+  return values.find(x => x !== undefined)?.v
+}
+
+function parseCpus (v: unknown, src: string): number {
+  const n = typeof v === 'string' && /^\s*\d+\s*$/.test(v) ? Number(v) : v
+  if (typeof n !== 'number' || !Number.isInteger(n) || n < 1 || n > MAX_CPUS) {
+    throw arg(src, v, 'expected a positive whole number of cores, such as 8')
+  }
+  return n
+}
+
+function parseGpus (v: unknown, src: string): number[] | 'none' | 'all' {
+  const expected = 'expected none, all, or GPU indexes such as 0,1 (indexes as nvidia-smi numbers them, not a count)'
+  let items: unknown[]
+  if (typeof v === 'number') items = [v]
+  else if (Array.isArray(v)) items = v
+  else if (typeof v === 'string') {
+    const s = v.trim().toLowerCase()
+    if (s === 'none' || s === 'all') return s
+    items = s.split(',').map(x => x.trim())
+  } else throw arg(src, v, expected)
+  if (items.length === 0) throw arg(src, v, expected)
+  const out = new Set<number>()
+  for (const it of items) {
+    const n = typeof it === 'string' && /^\d{1,3}$/.test(it) ? Number(it) : it
+    if (typeof n !== 'number' || !Number.isInteger(n) || n < 0 || n > MAX_GPU_INDEX) throw arg(src, v, expected)
+    out.add(n)
+  }
+  return [...out].sort((a, b) => a - b)
+}
+
+function parseMem (v: unknown, src: string): number {
+  if (typeof v !== 'string' && typeof v !== 'number') throw arg(src, v, 'expected a size such as 64G')
+  const n = parseSize(v, src)
+  if (n === 0) throw arg(src, v, 'expected a size above zero, such as 64G')
+  return n
+}
+
+function parsePools (v: unknown, src: string): string[] {
+  const names = listOf(v, src, 'pool names').flatMap(s => s.split(',')).map(s => s.trim()).filter(s => s !== '')
+  if (names.length > MAX_POOLS) throw arg(src, v, `at most ${MAX_POOLS} pools`)
+  return [...new Set(names.map(n => validatePoolName(n, src)))]
+}
+
+function parseLabels (v: unknown, src: string): Record<string, string> {
+  let pairs: Array<[string, string]>
+  if (v !== null && typeof v === 'object' && !Array.isArray(v)) {
+    pairs = Object.entries(v).map(([k, val]) => {
+      if (typeof val !== 'string') throw arg(`${src}.${k}`, val, 'a label value is a string')
+      return parseLabel(`${k}=${val}`, src)
+    })
+  } else {
+    pairs = listOf(v, src, 'key=value labels').filter(s => s.trim() !== '').map(s => parseLabel(s.trim(), src))
+  }
+  if (pairs.length > MAX_LABELS) throw arg(src, v, `at most ${MAX_LABELS} labels`)
+  const out: Record<string, string> = Object.create(null)
+  for (const [k, val] of pairs) out[k] = val
+  return out
+}
+
+/** Multiaddr-shaped strings; the agent parses them fully. */
+function parseAddrs (v: unknown, src: string): string[] {
+  const addrs = listOf(v, src, 'multiaddrs').flatMap(s => s.split(',')).map(s => s.trim()).filter(s => s !== '')
+  if (addrs.length === 0) throw arg(src, v, 'expected a multiaddr such as /ip4/192.168.1.5/tcp/7321')
+  if (addrs.length > MAX_ADDRS) throw arg(src, v, `at most ${MAX_ADDRS} addresses`)
+  for (const a of addrs) {
+    if (!a.startsWith('/') || a.length > MAX_ADDR_LENGTH || /\s/.test(a)) {
+      throw arg(src, a, `expected a multiaddr of at most ${MAX_ADDR_LENGTH} characters such as /ip4/192.168.1.5/tcp/7321`)
+    }
+  }
+  return [...new Set(addrs)]
+}
+
+function parseJoin (v: unknown): string {
+  if (typeof v !== 'string' || v.trim() === '' || v.trim().length > MAX_JOIN_TOKEN_LENGTH || /\s/.test(v.trim())) {
+    throw arg('--join', v, 'expected the join token printed by the first agent of the grid (`vgrid status` shows it)')
+  }
+  return v.trim()
+}
+
+function listOf (v: unknown, src: string, what: string): string[] {
+  const items = Array.isArray(v) ? v : [v]
+  for (const s of items) if (typeof s !== 'string') throw arg(src, v, `expected ${what} as text`)
+  return items as string[]
+}
+
+function arg (src: string, value: unknown, what: string, hint?: string): VgridError {
+  let shown = typeof value === 'string' ? JSON.stringify(value) : Array.isArray(value) || (value !== null && typeof value === 'object') ? JSON.stringify(value) : String(value)
+  if (shown.length > 80) shown = `${shown.slice(0, 80)}…`
+  return new VgridError('ERR_BAD_ARGUMENT', `${src}: ${shown} is not valid: ${what}`, hint)
+}
+
+// ── the config file ──
+
+const FILE_FIELDS = ['cpus', 'gpus', 'mem', 'pools', 'labels', 'listen'] as const
+type FileFields = Partial<Record<(typeof FILE_FIELDS)[number], unknown>>
+
+function readConfigFile (path: string): FileFields & { where: (field: string) => string } {
+  const where = (field: string): string => `${path}: field "${field}"`
+  let text: string
+  try {
+    text = readFileSync(path, 'utf8')
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { where }
+    throw new VgridError('ERR_BAD_ARGUMENT', `cannot read ${path}: ${(err as Error).message}`)
+  }
+  const fix = `fix or remove ${path}; it is JSON such as {"cpus": 8, "gpus": "0,1", "mem": "64G", "pools": ["lab"], "labels": {"rack": "b2"}}`
+  if (Buffer.byteLength(text) > CONFIG_FILE_MAX_BYTES) {
+    throw new VgridError('ERR_BAD_ARGUMENT', `${path} is larger than ${CONFIG_FILE_MAX_BYTES} bytes`, fix)
+  }
+  if (text.trim() === '') return { where }
+  let doc: unknown
+  try {
+    doc = JSON.parse(text)
+  } catch (err) {
+    throw new VgridError('ERR_BAD_ARGUMENT', `${path} is not valid JSON: ${(err as Error).message}`, fix)
+  }
+  if (doc === null || typeof doc !== 'object' || Array.isArray(doc)) {
+    throw new VgridError('ERR_BAD_ARGUMENT', `${path} must hold a JSON object`, fix)
+  }
+  const out: FileFields = {}
+  for (const [k, v] of Object.entries(doc)) {
+    // a typo ("pool", "memory") silently ignored would share more than the owner meant
+    if (!(FILE_FIELDS as readonly string[]).includes(k)) {
+      throw new VgridError('ERR_BAD_ARGUMENT', `${path}: unknown field "${k}" (known: ${FILE_FIELDS.join(', ')})`, fix)
+    }
+    if (v !== null) out[k as keyof FileFields] = v
+  }
+  return { ...out, where }
+}
