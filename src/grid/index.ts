@@ -3,20 +3,20 @@
  * resource advertisements gossiped on `vgrid/resources/1`, and the view of all members.
  * It knows nothing of processes or files: the agent hands it a function that describes this
  * machine, and talks to other members through FrameChannels opened on named protocols.
- *
- * CONTRACT (implemented in this folder):
- *
- *   createGrid(init: GridInit): Promise<Grid>   // started and listening when it resolves
- *
- *   identity / swarm key / join token helpers:
- *   loadOrCreateIdentity(home): Promise<PrivateKey>       // $home/identity.key, mode 0600
- *   loadSwarmKey(home) / createSwarmKey(home) / writeSwarmKey(home, key)   // $home/swarm.key
- *   encodeJoinToken({ swarmKey, addrs }) / decodeJoinToken(token)          // ERR_BAD_TOKEN
+ * Identity, swarm key and join token helpers live here too: they are what an agent needs to
+ * create a grid or join one.
  */
 import type { FrameChannel } from '../common/channel.js'
 import type { PeerAd, PeerView } from './types.js'
 
 export type { GpuInfo, Resources, Offer, Load, PeerAd, PeerView, AgentStatus } from './types.js'
+export { createGrid } from './create-grid.js'
+export { loadOrCreateIdentity } from './identity.js'
+export { createSwarmKey, loadSwarmKey, writeSwarmKey } from './swarm-key.js'
+export { encodeJoinToken, decodeJoinToken, type JoinInfo } from './join-token.js'
+export { tokenAddrs } from './addrs.js'
+export { parsePeerAd } from './advert.js'
+export { ADVERT_TOPIC, ADVERT_INTERVAL_MS, VIEW_EXPIRY_MS, MAX_ADVERT_BYTES } from './constants.js'
 
 export interface GridInit {
   /** libp2p private key (Ed25519), persisted by the agent. */
@@ -48,7 +48,10 @@ export interface Grid {
   handle (protocol: string, handler: ChannelHandler, opts?: { maxFrameBytes?: number }): Promise<void>
   /** Opens a stream to a member. Rejects with ERR_PEER_LOST when it cannot be reached. */
   open (peer: string, protocol: string, opts?: { signal?: AbortSignal, maxFrameBytes?: number }): Promise<FrameChannel>
+  /** Open libp2p connections (two peers dialling each other at once may share two). */
   connectionCount (): number
+  /** Peer ids this agent has at least one open connection to. */
+  connectedPeers (): string[]
   /** Publishes a goodbye, then stops the node. */
   stop (): Promise<void>
 }

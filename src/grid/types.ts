@@ -75,6 +75,7 @@ export interface AgentStatus {
   home: string
   addrs: string[]
   gridSize: number
+  /** Members this agent holds a direct connection to. */
   connections: number
   startedAt: number
   joinToken: string

@@ -1,0 +1,84 @@
+/**
+ * Wire ids, timings and limits of the grid, in one place. Every number carries its unit.
+ */
+
+/** Gossipsub topic of resource advertisements; bump the suffix on an incompatible change. */
+export const ADVERT_TOPIC = 'vgrid/resources/1'
+/** Members greet each other with their advertisement as soon as they connect (hello.ts). */
+export const HELLO_PROTOCOL = '/vgrid/hello/1.0.0'
+export const HELLO_TIMEOUT_MS = 5_000
+/** Our private Kademlia DHT: a protocol id of our own keeps us off the public IPFS DHT. */
+export const DHT_PROTOCOL = '/vgrid/kad/1.0.0'
+
+/** How often an agent re-publishes its advertisement when nothing changed. */
+export const ADVERT_INTERVAL_MS = 1000
+/** publishNow() calls closer together than this are coalesced into one publish. */
+export const MIN_PUBLISH_GAP_MS = 100
+/** A member not heard from for this long leaves the view (DESIGN §2: gone within 15 s). */
+export const VIEW_EXPIRY_MS = 15_000
+/** How often the view is swept for expired members. */
+export const VIEW_SWEEP_INTERVAL_MS = 1000
+/**
+ * After a member leaves the view we remember its last (startedAt, seq) this long, so a stale
+ * copy of an older advertisement still travelling through the mesh cannot bring it back.
+ */
+export const TOMBSTONE_TTL_MS = 60_000
+export const MAX_TOMBSTONES = 4096
+/** stop() waits at most this long for the goodbye advertisement to be sent. */
+export const LEAVE_FLUSH_MS = 300
+
+/** An advertisement larger than this is refused unread (and ours is not sent). */
+export const MAX_ADVERT_BYTES = 64 * 1024
+/** Advertisement field limits: generous for real machines, small enough to bound memory. */
+export const MAX_AD_ADDRS = 32
+export const MAX_ADDR_CHARS = 512
+export const MAX_CPUS = 4096
+export const MAX_GPUS = 64
+export const MAX_GPU_INDEX = 1023
+export const MAX_POOLS = 32
+export const MAX_LABELS = 64
+export const MAX_NAME_CHARS = 256
+export const MAX_TASK_COUNT = 1_000_000
+
+/** Peer exchange: how many of an advertisement's addresses we try, and how soon we retry. */
+export const MAX_DIAL_ADDRS = 16
+export const PEER_DIAL_TIMEOUT_MS = 5_000
+export const PEER_DIAL_RETRY_MS = 5_000
+
+/** Bootstrap dials back off from the first delay, doubling up to the cap, until connected. */
+export const BOOTSTRAP_FIRST_DELAY_MS = 250
+export const BOOTSTRAP_MAX_DELAY_MS = 5_000
+export const BOOTSTRAP_DIAL_TIMEOUT_MS = 5_000
+
+/** Opening a stream (dial + protocol negotiation) gives up after this long. */
+export const OPEN_TIMEOUT_MS = 10_000
+/**
+ * Concurrent streams per protocol per connection: libp2p's default (32 in / 64 out) would
+ * reset the 33rd concurrent command between two agents.
+ */
+export const MAX_PROTOCOL_STREAMS = 256
+
+/** One send() to a libp2p stream is at most this large (pnet 3.0.27 breaks on huge writes). */
+export const MAX_WRITE_BYTES = 1024 * 1024
+/**
+ * A channel pauses its stream once this many decoded messages or bytes wait unread; the
+ * muxer then stops granting send window, which is what pushes back on a fast sender.
+ */
+export const RECV_HIGH_WATER_MESSAGES = 64
+export const RECV_HIGH_WATER_BYTES = 4 * 1024 * 1024
+/**
+ * Yamux stream window cap. A paused stream can still receive one window of data, so the read
+ * buffer limit must exceed it; 4 MiB still fills a LAN link (window / RTT ≫ 1 GB/s).
+ */
+export const STREAM_WINDOW_BYTES = 4 * 1024 * 1024
+export const STREAM_READ_BUFFER_BYTES = 3 * STREAM_WINDOW_BYTES
+
+/** Join tokens: `vgrid1.` + base64url(CBOR { k, a }). */
+export const JOIN_TOKEN_PREFIX = 'vgrid1.'
+export const MAX_TOKEN_CHARS = 4096
+export const MAX_TOKEN_ADDRS = 16
+/** How many of our addresses go into a token we print. */
+export const TOKEN_ADDRS = 8
+
+export const IDENTITY_FILE = 'identity.key'
+export const SWARM_KEY_FILE = 'swarm.key'

@@ -1,0 +1,115 @@
+/**
+ * The libp2p node of an agent: TCP + Noise + Yamux inside a private network (PSK), with
+ * identify, ping, a private Kademlia DHT and gossipsub. Only this file knows how the stack is
+ * assembled.
+ */
+import '../common/polyfill.js'
+import { noise } from '@chainsafe/libp2p-noise'
+import { yamux } from '@chainsafe/libp2p-yamux'
+import { gossipsub, type GossipSub } from '@libp2p/gossipsub'
+import { identify, type Identify } from '@libp2p/identify'
+import type { Libp2p, PrivateKey } from '@libp2p/interface'
+import { kadDHT, passthroughMapper, type KadDHT } from '@libp2p/kad-dht'
+import { ping, type Ping } from '@libp2p/ping'
+import { preSharedKey } from '@libp2p/pnet'
+import { tcp } from '@libp2p/tcp'
+import { createLibp2p } from 'libp2p'
+import { VgridError } from '../common/errors.js'
+import { parseMultiaddr } from './addrs.js'
+import { DHT_PROTOCOL, STREAM_READ_BUFFER_BYTES, STREAM_WINDOW_BYTES } from './constants.js'
+
+export interface GridServices extends Record<string, unknown> {
+  identify: Identify
+  ping: Ping
+  dht: KadDHT
+  pubsub: GossipSub
+}
+
+export type GridNode = Libp2p<GridServices>
+
+export interface NodeInit {
+  privateKey: PrivateKey
+  swarmKey: Uint8Array
+  listen: string[]
+  version: string
+}
+
+/** Creates and starts the node; a listen address that cannot be used is a clear VgridError. */
+export async function startNode (init: NodeInit): Promise<GridNode> {
+  for (const addr of init.listen) {
+    if (parseMultiaddr(addr) === undefined) {
+      throw new VgridError('ERR_BAD_ARGUMENT', `${JSON.stringify(addr)} is not a listen address`, 'use a multiaddr such as /ip4/0.0.0.0/tcp/7321')
+    }
+  }
+  let node: GridNode
+  try {
+    node = await createLibp2p<GridServices>({
+      start: false,
+      privateKey: init.privateKey,
+      nodeInfo: { userAgent: `vgrid/${init.version}` },
+      addresses: { listen: init.listen },
+      transports: [tcp()],
+      connectionEncrypters: [noise()],
+      streamMuxers: [yamux({
+        streamOptions: { maxStreamWindowSize: STREAM_WINDOW_BYTES, maxReadBufferLength: STREAM_READ_BUFFER_BYTES }
+      })],
+      connectionProtector: preSharedKey({ psk: init.swarmKey }),
+      connectionManager: {
+        // every member of a lab grid may sit behind one address (a NAT, or the tests on
+        // 127.0.0.1); libp2p's default of 5 new connections per host per second is for the
+        // public internet, and unknown hosts cannot pass the PSK handshake anyway
+        inboundConnectionThreshold: 100,
+        maxIncomingPendingConnections: 64
+      },
+      services: {
+        identify: identify(),
+        ping: ping(),
+        dht: kadDHT({
+          protocol: DHT_PROTOCOL,
+          clientMode: false,
+          // the default mapper drops private and loopback addresses: all a LAN grid has
+          peerInfoMapper: passthroughMapper,
+          // the first query otherwise waits a second for a self-query that finds nothing
+          initialQuerySelfInterval: 0,
+          // a lone first agent must not hang in queries until their timeout
+          allowQueryWithZeroPeers: true
+        }),
+        pubsub: gossipsub({
+          // a lone agent publishes every second to nobody: that is normal, not an error
+          allowPublishToZeroTopicPeers: true,
+          // the topic carries only signed advertisements; we check the signer is the subject
+          globalSignaturePolicy: 'StrictSign'
+        })
+      }
+    })
+  } catch (err) {
+    throw new VgridError('ERR_INTERNAL', `could not create the libp2p node: ${(err as Error).message}`)
+  }
+  try {
+    await node.start()
+  } catch (err) {
+    try { await node.stop() } catch {}
+    throw listenError(err as Error, init.listen)
+  }
+  return node
+}
+
+/** libp2p reports every listen failure as one UnsupportedListenAddressesError with the text. */
+function listenError (err: Error, listen: string[]): Error {
+  const text = String(err?.message ?? err)
+  if (err?.name !== 'UnsupportedListenAddressesError' && !/EADDRINUSE|EADDRNOTAVAIL|EACCES/.test(text)) return err
+  const failing = listen.find((a) => text.includes(a)) ?? listen.join(', ')
+  const port = /\/tcp\/(\d+)/.exec(failing)?.[1]
+  if (/EADDRINUSE/.test(text)) {
+    return new VgridError('ERR_PORT_IN_USE', `port ${port ?? '?'} is already in use (listen address ${failing})`,
+      'another agent may be running; stop it, or choose another address with --listen /ip4/0.0.0.0/tcp/PORT')
+  }
+  if (/EACCES/.test(text)) {
+    return new VgridError('ERR_BAD_ARGUMENT', `not allowed to listen on ${failing} (ports below 1024 need privileges)`,
+      'choose another address with --listen /ip4/0.0.0.0/tcp/PORT')
+  }
+  // the text holds a stack per address; the system error is the line naming an errno code
+  const reason = /\b(E[A-Z]{3,}\b[^\n]*)/.exec(text)?.[1] ?? 'unknown error'
+  return new VgridError('ERR_BAD_ARGUMENT', `cannot listen on ${failing}: ${reason}`,
+    'is that an address of this machine? choose another with --listen /ip4/0.0.0.0/tcp/PORT')
+}

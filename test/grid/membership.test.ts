@@ -1,0 +1,125 @@
+import { afterEach, describe, expect, it } from 'vitest'
+import { multiaddr } from '@multiformats/multiaddr'
+import { createSwarmKey, type Grid } from '../../src/grid/index.js'
+import { waitFor } from '../helpers/wait.js'
+import { fakeDescription, Harness, members } from './harness.js'
+
+const h = new Harness()
+afterEach(async () => { await h.cleanup() })
+
+/** Every member connected to every other, and each view lists all of them. */
+function fullyJoined (grids: Grid[]): boolean {
+  const ids = grids.map((g) => g.peerId).sort()
+  return grids.every((g) => {
+    const seen = members(g)
+    const connected = [...g.connectedPeers(), g.peerId].sort()
+    return seen.join() === ids.join() && connected.join() === ids.join()
+  })
+}
+
+describe('membership', () => {
+  it('five members that each joined through the first are fully connected within 3 s', async () => {
+    const first = await h.start()
+    const start = Date.now()
+    const rest = await Promise.all([1, 2, 3, 4].map(async () => await h.start({ bootstrap: first.addrs() })))
+    const all = [first, ...rest]
+    await waitFor(() => fullyJoined(all), { timeoutMs: 3000, what: 'five fully connected members' })
+    const elapsed = Date.now() - start
+    console.log(`five members fully connected in ${elapsed} ms`)
+    for (const g of all) {
+      const view = g.view()
+      expect(view).toHaveLength(5)
+      expect(view[0]).toMatchObject({ peer: g.peerId, self: true, lastSeenMs: 0 })
+      expect(view.filter((p) => p.self)).toHaveLength(1)
+    }
+  })
+
+  it('a new member appears in every view within 2 s', async () => {
+    const first = await h.start()
+    const others = await Promise.all([1, 2, 3].map(async () => await h.start({ bootstrap: first.addrs() })))
+    const grid = [first, ...others]
+    await waitFor(() => fullyJoined(grid), { timeoutMs: 5000, what: 'a grid of four' })
+
+    const start = Date.now()
+    const late = await h.start({ bootstrap: first.addrs() })
+    await waitFor(() => grid.every((g) => members(g).includes(late.peerId)) && late.view().length === 5,
+      { timeoutMs: 2000, what: 'the new member in every view' })
+    console.log(`new member in every view after ${Date.now() - start} ms`)
+  })
+
+  it('a member that stops disappears from the other views within 2 s', async () => {
+    const first = await h.start()
+    const others = await Promise.all([1, 2, 3].map(async () => await h.start({ bootstrap: first.addrs() })))
+    const grid = [first, ...others]
+    await waitFor(() => fullyJoined(grid), { timeoutMs: 5000, what: 'a grid of four' })
+
+    const leaving = others[1]
+    const rest = grid.filter((g) => g !== leaving)
+    const start = Date.now()
+    await leaving.stop()
+    await waitFor(() => rest.every((g) => !members(g).includes(leaving.peerId)), { timeoutMs: 2000, what: 'the member gone from every view' })
+    console.log(`stopped member gone from every view after ${Date.now() - start} ms (stop included)`)
+    for (const g of rest) expect(g.view()).toHaveLength(3)
+  })
+
+  it('a member with another swarm key cannot connect', async () => {
+    const first = await h.start()
+    const otherKey = createSwarmKey()
+    // a grid agent with the wrong key, bootstrapping through the first: it never gets in
+    const stranger = await h.start({ swarmKey: otherKey, bootstrap: first.addrs() })
+    // and a direct dial with the wrong key fails (possibly only at the upgrade timeout)
+    const raw = await h.raw(otherKey)
+    const start = Date.now()
+    await expect(raw.dial(multiaddr(first.addrs()[0]), { signal: AbortSignal.timeout(12_000) })).rejects.toThrow()
+    console.log(`dial with the wrong swarm key refused after ${Date.now() - start} ms`)
+    expect(first.connectionCount()).toBe(0)
+    expect(stranger.connectionCount()).toBe(0)
+    expect(first.view()).toHaveLength(1)
+    expect(stranger.view()).toHaveLength(1)
+    await expect(stranger.open(first.peerId, '/vgrid/test/1.0.0', { signal: AbortSignal.timeout(12_000) })).rejects.toMatchObject({ code: expect.stringMatching(/^ERR_(NO_SUCH_PEER|PEER_LOST)$/) })
+  }, 30_000)
+
+  it('publishNow() spreads a load change at once, and a burst of calls is coalesced', async () => {
+    let running = 0
+    const a = await h.start({ describe: () => ({ ...fakeDescription('a'), load: { ...fakeDescription('a').load, running } }) })
+    const b = await h.start({ bootstrap: a.addrs() })
+    await waitFor(() => fullyJoined([a, b]), { what: 'a grid of two' })
+    const runningAt = (): number | undefined => b.view().find((p) => p.peer === a.peerId)?.load.running
+    // right after a periodic publish, so the next one is ~1 s away
+    const s0 = a.view()[0].seq
+    await waitFor(() => a.view()[0].seq > s0, { what: 'a periodic publish' })
+    const before = a.view()[0].seq
+    let changes = 0
+    const unsubscribe = b.onViewChange(() => { changes++ })
+    const start = Date.now()
+    running = 3
+    for (let i = 0; i < 50; i++) a.publishNow()
+    await waitFor(() => runningAt() === 3, { timeoutMs: 500, intervalMs: 5, what: 'the new load in the other view' })
+    const ms = Date.now() - start
+    console.log(`load change seen by the other member after ${ms} ms`)
+    expect(ms).toBeLessThan(500)
+    expect(changes).toBeGreaterThanOrEqual(1)
+    unsubscribe()
+    // fifty calls, at most two publishes (one at once, one coalesced) before the periodic one
+    expect(a.view()[0].seq - before).toBeLessThanOrEqual(2)
+  })
+
+  it('a member whose only peer restarts finds it again (bootstrap retries with backoff)', async () => {
+    const home = await h.home()
+    const first = await h.start({ home })
+    const second = await h.start({ bootstrap: first.addrs() })
+    await waitFor(() => fullyJoined([first, second]), { what: 'a grid of two' })
+    const addr = first.addrs()[0]
+    const port = /\/tcp\/(\d+)/.exec(addr)![1]
+
+    await first.stop()
+    await waitFor(() => second.connectionCount() === 0 && second.view().length === 1, { what: 'the second alone' })
+    // same identity, same port: the address the second was given is good again
+    const back = await h.start({ home, listen: `/ip4/127.0.0.1/tcp/${port}` })
+    expect(back.peerId).toBe(first.peerId)
+    const start = Date.now()
+    await waitFor(() => fullyJoined([back, second]), { timeoutMs: 8000, what: 'the second to reconnect' })
+    console.log(`reconnected ${Date.now() - start} ms after the restart`)
+  }, 20_000)
+})
+
