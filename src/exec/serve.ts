@@ -1,0 +1,170 @@
+/**
+ * One command's session on the executing machine: start it, stream its output, feed it the
+ * submitter's inputs, report one exit status, and kill it if the submitter goes away or the
+ * agent stops.
+ *
+ * Events, in order: `started` (pid 0 when nothing could be run: command not found or not
+ * executable, then a shell-like message on fd 2), `out`*, then one `exit` after the last
+ * output (`error` instead when a malformed input ended the session); or a single `error`
+ * when the command could not be started at all.
+ *
+ * Inputs are validated one by one. A malformed one ends the session as the agent's relay
+ * does for remote runs: the command is cancelled and the last event is an `error`
+ * (ERR_BAD_MESSAGE) instead of `exit`, so the submitter learns why. A client that sends
+ * garbage is broken, and guessing what it meant could feed the command the wrong input.
+ */
+import fs from 'node:fs/promises'
+import type { FrameChannel } from '../common/channel.js'
+import { VgridError, toWire, type WireError } from '../common/errors.js'
+import { createLogger } from '../common/log.js'
+import { parseExecInput, type ExecInput } from './messages.js'
+import { EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND, EXIT_NOT_STARTED, KILL_GRACE_MS } from './constants.js'
+import { commandEnv } from './environment.js'
+import { resolveCommand } from './resolve-command.js'
+import { EventSender } from './event-sender.js'
+import { GroupTerminator } from './process-group.js'
+import { spawnPipes } from './spawn-pipes.js'
+import { spawnPty } from './spawn-pty.js'
+import { exitStatus, type OutputSink, type RunningCommand } from './command.js'
+import type { ExecResult, ServeExecOptions } from './types.js'
+
+const defaultLog = createLogger('exec')
+
+export async function serveExec (channel: FrameChannel, opts: ServeExecOptions): Promise<ExecResult> {
+  const log = opts.log ?? defaultLog
+  const { spec } = opts
+  const name = spec.argv[0]
+  // A function, not a property read: TypeScript would keep the first answer across awaits.
+  const aborted = (): boolean => opts.signal?.aborted === true
+  // Until the command runs, a failed send only means nobody will read the outcome.
+  let onSendFailure = (_err: Error): void => {}
+  const sender = new EventSender(channel, (err) => { onSendFailure(err) })
+
+  const notStarted = async (error: WireError): Promise<ExecResult> => {
+    await sender.send({ t: 'error', error })
+    return { exitCode: EXIT_NOT_STARTED, durationMs: 0, started: false, cancelled: aborted(), error }
+  }
+  // As a shell does: a message on stderr and 127 / 126, not an error of the session.
+  const cannotRun = async (exitCode: number, why: string): Promise<ExecResult> => {
+    void sender.send({ t: 'started', pid: 0, peer: opts.peer, host: opts.host, gpus: opts.gpus.map((g) => g.index) })
+    void sender.send({ t: 'out', fd: 2, data: new TextEncoder().encode(`vgrid: ${name}: ${why}\n`) })
+    await sender.send({ t: 'exit', code: exitCode })
+    return { exitCode, durationMs: 0, started: false, cancelled: false }
+  }
+
+  if (aborted()) {
+    return await notStarted(new VgridError('ERR_SPAWN_FAILED', `${opts.host} is stopping: ${name} was not started`, 'run it again: another member will take it').toWire())
+  }
+  const cwdStat = await fs.stat(opts.cwd).catch(() => undefined)
+  if (cwdStat?.isDirectory() !== true) {
+    return await notStarted(new VgridError('ERR_SPAWN_FAILED', `the working directory ${opts.cwd} does not exist on ${opts.host}`).toWire())
+  }
+
+  const env = commandEnv(opts.env, spec.env, opts.gpus, opts.machineHasGpus)
+  const resolved = await resolveCommand(name, env.PATH, opts.cwd)
+  if (!resolved.ok) return await cannotRun(resolved.exitCode, resolved.message)
+
+  const out: OutputSink = async (fd, data) => { await sender.out(fd, data) }
+  const spawnOpts = { file: resolved.file, argv: spec.argv, cwd: opts.cwd, env }
+  const startedAt = Date.now()
+  let cmd: RunningCommand
+  try {
+    // No output can be handed to `out` before `started` is queued below: output arrives in
+    // I/O callbacks, and only promise continuations run between the spawn and that line.
+    cmd = spec.tty !== undefined
+      ? await spawnPty(spawnOpts, spec.tty, out, (m) => { log.debug(m) })
+      : await spawnPipes(spawnOpts, out, (m) => { log.debug(m) })
+  } catch (err) {
+    // The file changed between the lookup and the exec.
+    const code = (err as NodeJS.ErrnoException).code
+    if (code === 'ENOENT') return await cannotRun(EXIT_NOT_FOUND, 'command not found')
+    if (code === 'EACCES') return await cannotRun(EXIT_NOT_EXECUTABLE, 'Permission denied')
+    log.warn(`could not start ${name}`, err)
+    return await notStarted(new VgridError('ERR_SPAWN_FAILED', `could not start ${name} on ${opts.host}: ${(err as Error).message}`).toWire())
+  }
+  void sender.send({ t: 'started', pid: cmd.pid, peer: opts.peer, host: opts.host, gpus: opts.gpus.map((g) => g.index) })
+
+  const graceMs = opts.killGraceMs ?? KILL_GRACE_MS
+  const group = new GroupTerminator(cmd.pgid, (m) => { log.warn(m) })
+  let exited = false
+  let cancelled = false
+  let refused: WireError | undefined
+  const cancel = (why: string, ms = graceMs): void => {
+    if (exited) return
+    if (!cancelled) log.debug(`cancelling ${name} (pid ${cmd.pid}): ${why}`)
+    cancelled = true
+    void group.terminate(cmd.politeSignal, ms)
+  }
+  onSendFailure = (err) => { cancel(`the submitter is gone: ${err.message}`) }
+  const onAbort = (): void => { cancel('the agent is stopping', opts.abortGraceMs ?? graceMs) }
+  opts.signal?.addEventListener('abort', onAbort, { once: true })
+  if (aborted()) onAbort() // it fired while we were looking for the command
+
+  void cmd.exited.then(() => {
+    exited = true
+    // Whatever the command left running in its group ends with it, as a batch system's job
+    // step does; otherwise a background child holding stdout would keep the session open.
+    void group.terminate(cmd.politeSignal, graceMs)
+  })
+  const refuse = (err: unknown): void => {
+    if (exited) return
+    log.warn(`refused an input for ${name} (pid ${cmd.pid}); ending the session`, err)
+    const wire = toWire(err)
+    refused ??= { ...wire, message: `${opts.host} refused an input and ended the command: ${wire.message}` }
+    cancel('a malformed input')
+  }
+  pumpInputs(channel, cmd, () => exited, cancel, refuse).catch(refuse)
+
+  try {
+    const status = exitStatus(await cmd.done)
+    const durationMs = Date.now() - startedAt
+    await sender.idle()
+    if (refused !== undefined) await sender.send({ t: 'error', error: refused })
+    else await sender.send(status.signal === undefined ? { t: 'exit', code: status.code } : { t: 'exit', code: status.code, signal: status.signal })
+    await group.terminate(cmd.politeSignal, graceMs)
+    const result: ExecResult = { exitCode: status.code, durationMs, started: true, cancelled }
+    if (status.signal !== undefined) result.signal = status.signal
+    if (refused !== undefined) result.error = refused
+    return result
+  } finally {
+    opts.signal?.removeEventListener('abort', onAbort)
+    group.dispose()
+  }
+}
+
+/**
+ * Feeds inputs to the command until it has exited. The end of the channel before that means
+ * the submitter is gone: the command is cancelled, not given EOF, because nobody would see
+ * what it does next. A read may still be pending when the session is over (a channel read
+ * cannot be taken back): the caller closes or destroys the channel afterwards.
+ */
+async function pumpInputs (channel: FrameChannel, cmd: RunningCommand, hasExited: () => boolean, cancel: (why: string) => void, refuse: (err: unknown) => void): Promise<void> {
+  for (;;) {
+    let raw: unknown
+    try {
+      raw = await channel.recv()
+    } catch (err) {
+      cancel(`the channel broke: ${(err as Error).message}`)
+      return
+    }
+    if (hasExited()) return
+    if (raw === undefined) {
+      cancel('the submitter closed the session')
+      return
+    }
+    let input: ExecInput
+    try {
+      input = parseExecInput(raw)
+    } catch (err) {
+      refuse(err)
+      return
+    }
+    switch (input.t) {
+      // Waiting here is the backpressure on stdin; signals queue behind it (see index.ts).
+      case 'stdin': await cmd.write(input.data); break
+      case 'eof': cmd.end(); break
+      case 'signal': cmd.signal(input.sig); break
+      case 'resize': cmd.resize(input.cols, input.rows); break
+    }
+  }
+}
