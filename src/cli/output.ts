@@ -1,0 +1,181 @@
+/**
+ * Everything a user of `vgrid` and `vrun` reads is shaped here: error lines, the one table of
+ * exit codes, and the renderings of `vgrid peers` and `vgrid status`. Keeping it in one file
+ * keeps the wording stable (scripts and tests match on it) and keeps I/O out of the commands.
+ *
+ * `--json` output is a contract with scripts: `{ "peers": PeerView[] }` and
+ * `{ "status": AgentStatus }` (src/grid/types.ts), exactly as the agent sent them, pretty
+ * printed with two spaces and a final newline. New fields may appear; none are renamed.
+ */
+import { VgridError } from '../common/errors.js'
+import { formatBytes } from '../common/units.js'
+import type { AgentStatus, PeerView } from '../grid/types.js'
+import { UsageError } from './usage-error.js'
+
+export type Prog = 'vgrid' | 'vrun'
+
+/** A command line the user must fix. */
+export const EXIT_USAGE = 2
+/**
+ * The grid or the agent failed (no agent, no capacity, a lost peer), as opposed to the
+ * command. Like ssh's 255, it is out of the range a command normally uses, so scripts can
+ * tell "did not run" from "ran and failed". vgrid uses it too, and `vgrid agent` exits with
+ * it when the agent cannot start.
+ */
+export const EXIT_GRID_FAILURE = 255
+/** vrun: our stdout was closed (`vrun cmd | head`); a local command would die of SIGPIPE (13). */
+export const EXIT_BROKEN_PIPE = 128 + 13
+
+/** The one place where an error becomes an exit status. */
+export function exitCodeFor (err: unknown): number {
+  return err instanceof UsageError ? EXIT_USAGE : EXIT_GRID_FAILURE
+}
+
+/** `prog: message` and, when there is one, `hint: …` on the next line. */
+export function formatError (prog: Prog, err: unknown, env: NodeJS.ProcessEnv = process.env): string {
+  let text: string
+  let hint: string | undefined
+  if (err instanceof VgridError || err instanceof UsageError) {
+    text = err.message
+    hint = err.hint
+  } else if (err instanceof Error) {
+    // Not one of ours: a bug. Say so, and give the stack to whoever asks for it.
+    text = `internal error: ${err.message}`
+    hint = (env.DEBUG ?? '') !== '' ? err.stack : 'run again with DEBUG=vgrid:* for details, and report it'
+  } else {
+    text = `internal error: ${String(err)}`
+  }
+  return `${prog}: ${text}\n${hint === undefined ? '' : `hint: ${hint}\n`}`
+}
+
+/** A usage error: the error, then the whole help or the usage line. */
+export function formatUsageError (prog: Prog, err: UsageError, help: string, usageLine: string): string {
+  return formatError(prog, err) + (err.showHelp ? `\n${help}` : `${err.usage ?? usageLine}\n`)
+}
+
+export function printError (prog: Prog, err: unknown, stderr: NodeJS.WritableStream = process.stderr): void {
+  stderr.write(formatError(prog, err))
+}
+
+/** A line of our own among the command's output: `vrun: running on host1 (12D3KooWAbCd)`. */
+export function formatNotice (prog: Prog, text: string): string {
+  return `${prog}: ${text}\n`
+}
+
+/** The stable JSON forms; see the header of this file. */
+export function peersJson (peers: PeerView[]): string {
+  return `${JSON.stringify({ peers }, null, 2)}\n`
+}
+
+export function statusJson (status: AgentStatus): string {
+  return `${JSON.stringify({ status }, null, 2)}\n`
+}
+
+/** Length of a peer id as shown: `12D3KooW` + 4 characters of entropy, unique in any lab. */
+export const SHORT_PEER_ID_CHARS = 12
+
+export function shortPeerId (peer: string): string {
+  return peer.slice(0, SHORT_PEER_ID_CHARS)
+}
+
+/** A member not heard from for less than this is shown as seen `now`. */
+const SEEN_NOW_MS = 2_000
+
+export function formatSeen (ms: number): string {
+  if (!Number.isFinite(ms) || ms < SEEN_NOW_MS) return 'now'
+  const s = Math.floor(ms / 1000)
+  if (s < 60) return `${s}s ago`
+  if (s < 3600) return `${Math.floor(s / 60)}m ago`
+  if (s < 86400) return `${Math.floor(s / 3600)}h ago`
+  return `${Math.floor(s / 86400)}d ago`
+}
+
+/** `NVIDIA A100-SXM4-80GB` → `A100-SXM4-80GB`: the vendor adds nothing in a column named GPUS. */
+function shortModel (model: string): string {
+  return model.replace(/^(NVIDIA|AMD|Intel)\s+/i, '').trim() || 'GPU'
+}
+
+/** Lent GPUs grouped by model: `2×A100-SXM4-80GB (1 free)`, several models joined by `, `. */
+export function formatGpus (peer: Pick<PeerView, 'resources' | 'offer' | 'load'>): string {
+  const lent = new Set(peer.offer?.gpus ?? [])
+  const free = new Set(peer.load?.gpusFree ?? [])
+  const groups = new Map<string, { count: number, free: number }>()
+  for (const g of peer.resources?.gpus ?? []) {
+    if (!lent.has(g.index)) continue
+    const model = shortModel(g.model ?? '')
+    const group = groups.get(model) ?? { count: 0, free: 0 }
+    group.count++
+    if (free.has(g.index)) group.free++
+    groups.set(model, group)
+  }
+  if (groups.size === 0) return '-'
+  return [...groups].map(([model, g]) => `${g.count}×${model} (${g.free} free)`).join(', ')
+}
+
+function formatTasks (peer: PeerView): string {
+  const running = peer.load?.running ?? 0
+  const queued = peer.load?.queued ?? 0
+  return queued > 0 ? `${running} (+${queued} queued)` : String(running)
+}
+
+const PEER_COLUMNS = ['PEER', 'HOST', 'CPUS', 'MEM', 'GPUS', 'TASKS', 'SEEN'] as const
+
+/**
+ * The `vgrid peers` table: this agent first (its id marked `*`), then by host. CPUS and MEM
+ * are free/lent: what the owner shares, not what the machine has.
+ */
+export function renderPeersTable (peers: PeerView[]): string {
+  const sorted = [...peers].sort((a, b) =>
+    Number(b.self) - Number(a.self) || String(a.resources?.host).localeCompare(String(b.resources?.host)) || a.peer.localeCompare(b.peer))
+  const rows = sorted.map((p) => [
+    `${shortPeerId(p.peer)}${p.self ? '*' : ''}`,
+    p.resources?.host ?? '?',
+    `${p.load?.cpusFree ?? '?'}/${p.offer?.cpus ?? '?'}`,
+    `${formatBytes(p.load?.memFree ?? 0)}/${formatBytes(p.offer?.memBytes ?? 0)}`,
+    formatGpus(p),
+    formatTasks(p),
+    p.leaving === true ? 'leaving' : p.self ? 'now' : formatSeen(p.lastSeenMs)
+  ])
+  const lines = renderTable([PEER_COLUMNS as readonly string[], ...rows])
+  const footer = peers.length === 1 ? '1 member; * = this agent' : `${peers.length} members; * = this agent`
+  return `${lines}${footer}\n`
+}
+
+/** Left-aligned columns separated by two spaces, no trailing blanks. */
+export function renderTable (rows: ReadonlyArray<readonly string[]>): string {
+  const widths: number[] = []
+  for (const row of rows) row.forEach((cell, i) => { widths[i] = Math.max(widths[i] ?? 0, cell.length) })
+  return rows.map((row) => row.map((cell, i) => i === row.length - 1 ? cell : cell.padEnd(widths[i]!)).join('  ').trimEnd() + '\n').join('')
+}
+
+/** How to add a machine; the same line the agent prints when it starts. */
+export function joinLine (token: string): string {
+  return `npx vgrid agent --join ${token}`
+}
+
+export function renderStatus (s: AgentStatus, now = Date.now()): string {
+  const addrs = s.addrs ?? []
+  const up = Number.isFinite(s.startedAt) ? `${new Date(s.startedAt).toISOString()} (${formatDuration(now - s.startedAt)} ago)` : '?'
+  const rows: Array<[string, string]> = [
+    ['peer id', s.peer],
+    ['host', s.host],
+    ['version', s.version],
+    ['home', s.home],
+    ...(addrs.length === 0 ? [['addresses', '-'] as [string, string]] : addrs.map((a, i): [string, string] => [i === 0 ? 'addresses' : '', a])),
+    ['grid size', `${s.gridSize} ${s.gridSize === 1 ? 'member' : 'members'}`],
+    ['connections', String(s.connections)],
+    ['started', up]
+  ]
+  const width = Math.max(...rows.map(([k]) => k.length))
+  return rows.map(([k, v]) => `${k.padEnd(width)}  ${v}\n`).join('') +
+    '\nTo add another machine to this grid, run there:\n' +
+    `  ${joinLine(s.joinToken)}\n`
+}
+
+export function formatDuration (ms: number): string {
+  const s = Math.max(0, Math.floor(ms / 1000))
+  if (s < 60) return `${s}s`
+  if (s < 3600) return `${Math.floor(s / 60)}m ${s % 60}s`
+  if (s < 86400) return `${Math.floor(s / 3600)}h ${Math.floor(s % 3600 / 60)}m`
+  return `${Math.floor(s / 86400)}d ${Math.floor(s % 86400 / 3600)}h`
+}

@@ -1,0 +1,188 @@
+/**
+ * `vgrid`: start this machine's agent, and look at the grid through it. The commands and
+ * their options are declared to cac as data; `parseVgridArgs` turns argv into a typed
+ * invocation (or a UsageError) without side effects, so tests call it directly; `run`
+ * carries an invocation out, lazy-importing only what that command needs: help never loads
+ * the socket client, and only `vgrid agent` loads the agent (and libp2p), after its flags
+ * have been validated. Errors become exit codes in `main` only (see output.ts).
+ */
+import { cac, type CAC, type Command } from 'cac'
+import { VERSION } from '../common/version.js'
+import type { AgentConfig, AgentFlags } from '../agent/config.js'
+import { captureHelp, withDescription } from './help.js'
+import { UsageError } from './usage-error.js'
+import { exitAfterFlush, guardStdio } from './exit.js'
+
+export type VgridInvocation =
+  | { kind: 'help', text: string }
+  | { kind: 'version', text: string }
+  /** Flags as typed; `agentConfig` validates them into the agent's configuration. */
+  | { kind: 'agent', flags: AgentFlags }
+  | { kind: 'peers', json: boolean }
+  | { kind: 'status', json: boolean }
+  | { kind: 'join-token' }
+
+const DESCRIPTIONS: Record<string, string> = {
+  '': `Turns the machines of a lab into one pool of compute. Every machine runs an agent
+(\`vgrid agent\`); \`vrun CMD\` then runs a command on any member as if it ran here.
+The commands talk to the agent of this machine over $VGRID_HOME/agent.sock
+(VGRID_HOME defaults to ~/.vgrid).`,
+  agent: `Runs this machine's agent in the foreground (stop it with Ctrl-C). Started with no
+--join or --peer on a fresh home, it creates a new grid and prints the line to run on the
+other machines. What the machine lends (default: all of it) can also be set in
+$VGRID_HOME/config (JSON) or VGRID_CPUS, VGRID_GPUS, VGRID_MEM, VGRID_POOL, VGRID_LABELS
+and VGRID_LISTEN; flags win.`,
+  peers: `Lists the members of the grid as this agent sees them: what each lends, what is free
+now (free/lent), the tasks it runs and when it was last heard from. * marks this agent.
+--json prints {"peers": [...]} as the agent sent it, for scripts.`,
+  status: `Shows this agent: peer id, host, version, home, listen addresses, the size of the grid,
+and the line that adds another machine. --json prints {"status": {...}} for scripts.`,
+  'join-token': `Prints the token that adds a machine to this grid: run \`vgrid agent --join TOKEN\`
+there. The token holds the grid's secret key: give it only to machines you trust.`
+}
+
+/** The parser: commands and options only; running them is `main`'s business. */
+export function createVgridCli (): CAC {
+  const cli = cac('vgrid')
+  cli.usage('<command> [options]')
+  cli.command('agent', 'Run this machine\'s agent (the first one creates a grid)').usage('agent [options]')
+    .option('--join <TOKEN>', 'Join the grid of this token (printed by `vgrid status` on a member)')
+    .option('--peer <MULTIADDR>', 'Dial this member at start; needs the grid\'s swarm key in $VGRID_HOME (repeatable)')
+    .option('--listen <MULTIADDR>', 'Listen on this address (repeatable; default /ip4/0.0.0.0/tcp/7321)')
+    .option('--cpus <N>', 'Cores to lend (default: all)')
+    .option('--gpus <LIST>', 'GPUs to lend: indexes such as 0,1, or none, or all (default: all)')
+    .option('--mem <SIZE>', 'Memory to lend, such as 16G (default: all)')
+    .option('--pool <NAME>', 'Put this machine in a named pool (repeatable)')
+    .option('--label <KEY=VAL>', 'Tag this machine, e.g. rack=b2 (repeatable)')
+    .example('  $ vgrid agent                                   # first machine: creates a grid')
+    .example('  $ vgrid agent --join TOKEN --gpus 0,1 --mem 64G  # another machine joins')
+  cli.command('peers', 'List the members of the grid and what they have free').usage('peers [--json]')
+    .option('--json', 'Print JSON for scripts')
+    .example('  $ vgrid peers')
+    .example('  $ vgrid peers --json | jq \'.peers[] | select(.load.gpusFree | length > 0) | .resources.host\'')
+  cli.command('status', 'Show this agent and the line that adds another machine').usage('status [--json]')
+    .option('--json', 'Print JSON for scripts')
+    .example('  $ vgrid status')
+  cli.command('join-token', 'Print the token that adds a machine to this grid')
+    .example('  $ ssh lab-02 npx vgrid agent --join "$(vgrid join-token)"')
+  cli.option('-h, --help', 'Show help')
+  cli.option('-v, --version', 'Show the version')
+  // Set by hand rather than with cli.help()/cli.version(), which print from inside parse().
+  cli.globalCommand.versionNumber = VERSION
+  cli.globalCommand.helpCallback = withDescription(() => DESCRIPTIONS[cli.matchedCommand?.name ?? ''])
+  cli.example('  $ vgrid agent            # on the first machine\n  $ vrun --gpus 1 nvidia-smi')
+  return cli
+}
+
+/** argv without the node and script paths; throws UsageError for anything to fix. */
+export function parseVgridArgs (argv: readonly string[]): VgridInvocation {
+  const cli = createVgridCli()
+  const { args, options } = cli.parse(['node', 'vgrid', ...argv], { run: false })
+  const command = cli.matchedCommand
+  if (options.help === true) return { kind: 'help', text: captureHelp(cli) }
+  if (command === undefined) {
+    if (options.version === true && args.length === 0) return { kind: 'version', text: `vgrid ${VERSION}\n` }
+    if (args.length === 0) throw new UsageError('no command given', undefined, { showHelp: true })
+    throw new UsageError(`unknown command ${args[0]}`, undefined, { showHelp: true })
+  }
+  checkOptions(cli, command, options)
+  const extra = [...args, ...(options['--'] as string[] ?? [])]
+  if (extra.length > 0) throw usage(command, `unexpected argument ${extra[0]}`)
+  switch (command.name) {
+    case 'agent': return { kind: 'agent', flags: agentFlags(options) }
+    case 'peers': return { kind: 'peers', json: options.json === true }
+    case 'status': return { kind: 'status', json: options.json === true }
+    default: return { kind: 'join-token' }
+  }
+}
+
+/** cac accepts unknown options and missing values silently; we refuse both. */
+function checkOptions (cli: CAC, command: Command, options: Record<string, unknown>): void {
+  for (const [name, value] of Object.entries(options)) {
+    if (name === '--') continue
+    const opt = command.hasOption(name) ?? cli.globalCommand.hasOption(name)
+    const shown = name.length === 1 ? `-${name}` : `--${name.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`
+    if (opt === undefined) throw usage(command, `unknown option ${shown}`)
+    if (opt.required === true && [value].flat().some((v) => typeof v === 'boolean')) {
+      throw usage(command, `option ${shown} needs a value (${opt.rawName.replace(/^.*<(.*)>.*$/, '$1')})`,
+        `a value that starts with - must be attached: ${shown}=VALUE`)
+    }
+  }
+}
+
+function agentFlags (o: Record<string, unknown>): AgentFlags {
+  // mri turns `--cpus 8` into 8 and a repeated flag into a list: a single-valued option takes
+  // the last value, as most tools do.
+  const one = (v: unknown): string | undefined => v === undefined ? undefined : String([v].flat().at(-1))
+  const many = (v: unknown): string[] | undefined => v === undefined ? undefined : [v].flat().map(String)
+  const flags: AgentFlags = {}
+  const set = <K extends keyof AgentFlags>(k: K, v: AgentFlags[K] | undefined): void => { if (v !== undefined) flags[k] = v }
+  set('join', one(o.join))
+  set('peer', many(o.peer))
+  set('listen', many(o.listen))
+  set('cpus', one(o.cpus))
+  set('gpus', one(o.gpus))
+  set('mem', one(o.mem))
+  set('pool', many(o.pool))
+  set('label', many(o.label))
+  return flags
+}
+
+/**
+ * The agent's configuration from its flags, the environment and $VGRID_HOME/config. Called
+ * before the agent (and libp2p) is loaded, so a typo fails in milliseconds, with usage.
+ */
+export async function agentConfig (flags: AgentFlags, env: NodeJS.ProcessEnv = process.env): Promise<AgentConfig> {
+  const [{ resolveAgentConfig }, { VgridError }] = await Promise.all([import('../agent/config.js'), import('../common/errors.js')])
+  try {
+    return resolveAgentConfig(flags, env)
+  } catch (err) {
+    if (err instanceof VgridError && (err.code === 'ERR_BAD_ARGUMENT' || err.code === 'ERR_BAD_TOKEN')) throw usage('agent', err.message, err.hint)
+    throw err
+  }
+}
+
+function usage (command: Command | string, message: string, hint?: string): UsageError {
+  const name = typeof command === 'string' ? command : command.name
+  return new UsageError(message, hint, { usage: `usage: vgrid ${name} [options]; see vgrid ${name} --help` })
+}
+
+/** After an error with no command to go on. */
+const VGRID_USAGE = 'usage: vgrid <command> [options]; see vgrid --help'
+
+export async function main (argv: string[] = process.argv.slice(2)): Promise<void> {
+  guardStdio()
+  let code: number
+  try {
+    code = await run(parseVgridArgs(argv))
+  } catch (err) {
+    // Errors are printed and mapped to exit codes by output.js, loaded only when one happens.
+    const { exitCodeFor, formatUsageError, printError } = await import('./output.js')
+    if (err instanceof UsageError) {
+      process.stderr.write(formatUsageError('vgrid', err, err.showHelp ? captureHelp(createVgridCli()) : '', VGRID_USAGE))
+    } else {
+      printError('vgrid', err)
+    }
+    code = exitCodeFor(err)
+  }
+  await exitAfterFlush(code)
+}
+
+/** Runs an invocation; resolves with the exit status. `agent` does not return. */
+export async function run (inv: VgridInvocation): Promise<number> {
+  switch (inv.kind) {
+    case 'help':
+    case 'version':
+      process.stdout.write(inv.text)
+      return 0
+    case 'agent': {
+      const config = await agentConfig(inv.flags)
+      const { runAgent } = await import('../agent/main.js')
+      return await runAgent(config)
+    }
+    default: {
+      const { runQuery } = await import('./vgrid-query.js')
+      return await runQuery(inv, process.env, process.stdout)
+    }
+  }
+}

@@ -1,0 +1,185 @@
+/**
+ * vrun's command line: `vrun [options] CMD [ARGS…]`. Options end at the first word that is not
+ * an option (so `vrun ls -la` gives `-la` to ls) or at `--`. A general option parser cannot do
+ * that, and mri (inside cac) also turns numeric-looking values into numbers (`--cwd 010` would
+ * become `10`), so the split and the values come from the table below; cac only renders help.
+ */
+import path from 'node:path'
+import { MAX_CPUS, MAX_GPUS, type RunSpec } from '../exec/messages.js'
+import { UsageError } from './usage-error.js'
+
+export type TtyMode = 'yes' | 'no' | 'auto'
+
+/** One option of vrun, as data: the splitter, the validation and the help all read it. */
+export interface VrunOption {
+  long?: string
+  short?: string
+  /** Placeholder of the value in help; absent for a flag without a value. */
+  value?: string
+  description: string
+  default?: string
+  repeatable?: boolean
+}
+
+export const VRUN_OPTIONS: readonly VrunOption[] = [
+  { long: 'on', value: 'PEER', description: 'Run on this member: a peer id, a unique prefix of one, or a host name' },
+  { long: 'cpus', value: 'N', description: 'Cores to reserve', default: '1' },
+  { long: 'gpus', value: 'N', description: 'GPUs to reserve (whole and exclusive; CUDA_VISIBLE_DEVICES is set)', default: '0' },
+  { long: 'gpu-model', value: 'SUBSTR', description: 'Only GPUs whose model contains SUBSTR (case-insensitive), e.g. a100' },
+  { short: 'P', value: 'SHAPE', description: 'A resource shape: cpu-N, gpu-N or gpu-MODEL-N (e.g. gpu-a100-2); --cpus/--gpus/--gpu-model given too win' },
+  { short: 'e', long: 'env', value: 'KEY[=VAL]', description: 'Set KEY in the command\'s environment; KEY alone copies it from yours (repeatable)', repeatable: true },
+  { long: 'cwd', value: 'DIR', description: 'Directory to run in, relative to the workspace' },
+  { long: 'tty', value: 'yes|no|auto', description: 'Run under a pseudo-terminal; auto = when stdin and stdout are terminals', default: 'auto' },
+  { short: 'h', long: 'help', description: 'Show this help' },
+  { long: 'version', description: 'Show the version' }
+]
+
+export type VrunInvocation =
+  | { kind: 'help' }
+  | { kind: 'version' }
+  /** `spec.tty` is left out: the terminal's size is read when the command starts. */
+  | { kind: 'run', spec: RunSpec, on?: string, tty: TtyMode }
+
+export interface SplitArgv {
+  /** Values by option name (long name, or the short letter when there is none), in order. */
+  values: Map<string, string[]>
+  command: string[]
+}
+
+export function optionName (o: VrunOption): string {
+  return o.long ?? o.short!
+}
+
+function findOption (name: string, short: boolean): VrunOption | undefined {
+  return VRUN_OPTIONS.find((o) => short ? o.short === name : o.long === name)
+}
+
+/** Splits `[options] CMD [ARGS…]`; accepts `--opt VAL`, `--opt=VAL`, `-x VAL` and `-xVAL`. */
+export function splitVrunArgv (argv: readonly string[]): SplitArgv {
+  const values = new Map<string, string[]>()
+  let i = 0
+  for (; i < argv.length; i++) {
+    const arg = argv[i]!
+    if (arg === '--') { i++; break }
+    if (!arg.startsWith('-') || arg === '-') break
+    const long = arg.startsWith('--')
+    let name: string
+    let inline: string | undefined
+    if (long) {
+      const eq = arg.indexOf('=')
+      name = eq === -1 ? arg.slice(2) : arg.slice(2, eq)
+      if (eq !== -1) inline = arg.slice(eq + 1)
+    } else {
+      name = arg.slice(1, 2)
+      if (arg.length > 2) inline = arg.slice(2)
+    }
+    const opt = findOption(name, !long)
+    if (opt === undefined) {
+      throw new UsageError(`unknown option ${long ? `--${name}` : `-${name}`}`,
+        'options go before the command; to give a command an option, put it after the command\'s name')
+    }
+    const shown = long ? `--${name}` : `-${name}`
+    let value: string
+    if (opt.value === undefined) {
+      if (inline !== undefined) throw new UsageError(`option ${shown} takes no value`)
+      value = ''
+    } else if (inline !== undefined) {
+      value = inline
+    } else {
+      if (i + 1 >= argv.length) throw new UsageError(`option ${shown} needs a value (${opt.value})`)
+      value = argv[++i]!
+    }
+    const key = optionName(opt)
+    values.set(key, [...(values.get(key) ?? []), value])
+  }
+  return { values, command: argv.slice(i) }
+}
+
+/** Parses and validates vrun's arguments; throws UsageError for anything the user must fix. */
+export function parseVrunArgs (argv: readonly string[], env: NodeJS.ProcessEnv = process.env): VrunInvocation {
+  const { values, command } = splitVrunArgv(argv)
+  if (values.has('help')) return { kind: 'help' }
+  if (values.has('version')) return { kind: 'version' }
+  if (command.length === 0) throw new UsageError('no command given', undefined, { showHelp: true })
+  if (command[0] === '') throw new UsageError('the command name is empty')
+  // Repeating a single-valued option is not an error: the last one wins, as in most tools.
+  const last = (name: string): string | undefined => values.get(name)?.at(-1)
+
+  const spec: RunSpec = { argv: [...command], env: {}, cpus: 1, gpus: 0 }
+  const shape = last('P')
+  if (shape !== undefined) Object.assign(spec, parseShape(shape))
+  const cpus = last('cpus')
+  if (cpus !== undefined) spec.cpus = parseCount(cpus, '--cpus', 0, MAX_CPUS)
+  const gpus = last('gpus')
+  if (gpus !== undefined) spec.gpus = parseCount(gpus, '--gpus', 0, MAX_GPUS)
+  const model = last('gpu-model')
+  if (model !== undefined) {
+    if (model.trim() === '') throw new UsageError('--gpu-model needs a model name, e.g. a100')
+    spec.gpuModel = model.trim()
+  }
+  if (spec.gpuModel !== undefined && spec.gpus === 0) {
+    throw new UsageError(`a GPU model (${spec.gpuModel}) was asked for without GPUs`, 'add --gpus N, or use -P gpu-MODEL-N')
+  }
+  for (const item of values.get('env') ?? []) {
+    const [key, val] = parseEnvItem(item, env)
+    spec.env[key] = val
+  }
+  const cwd = last('cwd')
+  if (cwd !== undefined) spec.cwd = parseCwd(cwd)
+  const inv: VrunInvocation = { kind: 'run', spec, tty: parseTtyMode(last('tty') ?? 'auto') }
+  const on = last('on')
+  if (on !== undefined) {
+    if (on.trim() === '') throw new UsageError('--on needs a peer id, a unique prefix of one, or a host name')
+    inv.on = on.trim()
+  }
+  return inv
+}
+
+const SHAPE_RE = /^(cpu|gpu)(?:-([a-z0-9][a-z0-9._-]*?))?-(\d+)$/i
+
+/** `cpu-8` → 8 cores; `gpu-2` → 2 GPUs; `gpu-a100-2` → 2 GPUs whose model contains "a100". */
+export function parseShape (shape: string): Pick<RunSpec, 'cpus' | 'gpus' | 'gpuModel'> {
+  const m = SHAPE_RE.exec(shape)
+  if (m === null || (m[1]!.toLowerCase() === 'cpu' && m[2] !== undefined)) {
+    throw new UsageError(`-P ${shape}: not a resource shape (cpu-N, gpu-N or gpu-MODEL-N, e.g. gpu-a100-2)`,
+      'named pools arrive with the placement release; until then ask for resources with a shape or --cpus/--gpus')
+  }
+  const kind = m[1]!.toLowerCase()
+  const n = parseCount(m[3]!, `-P ${shape}: count`, 1, kind === 'cpu' ? MAX_CPUS : MAX_GPUS)
+  if (kind === 'cpu') return { cpus: n, gpus: 0 }
+  const out: Pick<RunSpec, 'cpus' | 'gpus' | 'gpuModel'> = { cpus: 1, gpus: n }
+  if (m[2] !== undefined) out.gpuModel = m[2]
+  return out
+}
+
+function parseCount (value: string, what: string, min: number, max: number): number {
+  if (!/^\d+$/.test(value)) throw new UsageError(`${what} "${value}" is not a whole number`)
+  const n = Number(value)
+  if (n < min || n > max) throw new UsageError(`${what} ${value} is out of range (${min} to ${max})`)
+  return n
+}
+
+/** `KEY=VAL` sets; `KEY` copies from our environment and must be set there. */
+export function parseEnvItem (item: string, env: NodeJS.ProcessEnv): [string, string] {
+  const eq = item.indexOf('=')
+  const key = eq === -1 ? item : item.slice(0, eq)
+  if (key === '' || key.includes('\0')) throw new UsageError(`-e ${item}: expected KEY=VAL or KEY`)
+  if (eq !== -1) return [key, item.slice(eq + 1)]
+  const val = env[key]
+  if (val === undefined) throw new UsageError(`-e ${key}: ${key} is not set in this environment`, `set it, or pass a value: -e ${key}=VALUE`)
+  return [key, val]
+}
+
+/** Relative and inside the workspace: the executor refuses anything else, so say it here first. */
+function parseCwd (cwd: string): string {
+  if (cwd === '') throw new UsageError('--cwd needs a directory')
+  if (path.isAbsolute(cwd)) throw new UsageError(`--cwd ${cwd}: must be relative to the workspace`)
+  const norm = path.posix.normalize(cwd.replaceAll('\\', '/'))
+  if (norm === '..' || norm.startsWith('../')) throw new UsageError(`--cwd ${cwd}: leaves the workspace`)
+  return norm
+}
+
+function parseTtyMode (v: string): TtyMode {
+  if (v === 'yes' || v === 'no' || v === 'auto') return v
+  throw new UsageError(`--tty ${v}: expected yes, no or auto`)
+}

@@ -1,0 +1,151 @@
+import { describe, it, expect } from 'vitest'
+import { VgridError } from '../../src/common/errors.js'
+import type { AgentStatus, GpuInfo, PeerView } from '../../src/grid/types.js'
+import {
+  EXIT_GRID_FAILURE, EXIT_USAGE, exitCodeFor, formatError, formatGpus, formatSeen, formatUsageError,
+  peersJson, renderPeersTable, renderStatus, statusJson
+} from '../../src/cli/output.js'
+import { UsageError } from '../../src/cli/usage-error.js'
+
+const GiB = 2 ** 30
+
+function gpu (index: number, model = 'NVIDIA A100-SXM4-80GB'): GpuInfo {
+  return { index, vendor: 'NVIDIA', model, memoryBytes: 80 * GiB }
+}
+
+function peer (over: { id: string, host: string, gpus?: GpuInfo[], lent?: number[], free?: number[], self?: boolean, lastSeenMs?: number, running?: number, queued?: number }): PeerView {
+  const gpus = over.gpus ?? []
+  return {
+    v: 1,
+    peer: over.id,
+    seq: 1,
+    startedAt: 0,
+    addrs: [],
+    version: '0.1.0',
+    resources: { host: over.host, os: { platform: 'linux', distro: 'x', release: '1', arch: 'x64' }, cpu: { model: 'cpu', cores: 64 }, memBytes: 256 * GiB, gpus },
+    offer: { cpus: 32, memBytes: 128 * GiB, gpus: over.lent ?? gpus.map((g) => g.index), pools: [], labels: {} },
+    load: { cpusFree: 30, memFree: 100 * GiB, gpusFree: over.free ?? [], running: over.running ?? 0, queued: over.queued ?? 0, cpuUtil: 5 },
+    lastSeenMs: over.lastSeenMs ?? 0,
+    self: over.self ?? false
+  }
+}
+
+const ID_A = '12D3KooWAAAAaaaaBBBBbbbbCCCCccccDDDDddddEEEEeeee'
+const ID_B = '12D3KooWBBBBaaaaBBBBbbbbCCCCccccDDDDddddEEEEeeee'
+const ID_C = '12D3KooWCCCCaaaaBBBBbbbbCCCCccccDDDDddddEEEEeeee'
+
+describe('vgrid peers table', () => {
+  const peers = [
+    peer({ id: ID_C, host: 'dgx-1', gpus: [0, 1, 2, 3, 4, 5, 6, 7].map((i) => gpu(i)), free: [0, 1, 2], lastSeenMs: 3_400, running: 5, queued: 2 }),
+    peer({ id: ID_B, host: 'ws-2', gpus: [gpu(0, 'NVIDIA GeForce RTX 4090')], free: [0], lastSeenMs: 500, running: 1 }),
+    peer({ id: ID_A, host: 'laptop', self: true })
+  ]
+
+  it('renders 0, 1 and 8 GPUs, this agent first and marked', () => {
+    expect(renderPeersTable(peers)).toBe([
+      'PEER           HOST    CPUS   MEM              GPUS                         TASKS          SEEN',
+      '12D3KooWAAAA*  laptop  30/32  100 GiB/128 GiB  -                            0              now',
+      '12D3KooWCCCC   dgx-1   30/32  100 GiB/128 GiB  8×A100-SXM4-80GB (3 free)    5 (+2 queued)  3s ago',
+      '12D3KooWBBBB   ws-2    30/32  100 GiB/128 GiB  1×GeForce RTX 4090 (1 free)  1              now',
+      '3 members; * = this agent',
+      ''
+    ].join('\n'))
+  })
+
+  it('aligns columns', () => {
+    const lines = renderPeersTable(peers).split('\n').slice(0, 4)
+    const col = (l: string): number => l.indexOf('30/32')
+    expect(lines[0]!.indexOf('CPUS')).toBe(col(lines[1]!))
+    expect(col(lines[1]!)).toBe(col(lines[2]!))
+    for (const l of lines) expect(l).not.toMatch(/\s$/)
+  })
+
+  it('groups lent GPUs by model and counts the free ones', () => {
+    const mixed = peer({ id: ID_B, host: 'x', gpus: [gpu(0), gpu(1, 'NVIDIA H100'), gpu(2), gpu(3)], lent: [0, 1, 2], free: [1, 2] })
+    expect(formatGpus(mixed)).toBe('2×A100-SXM4-80GB (1 free), 1×H100 (1 free)')
+    expect(formatGpus(peer({ id: ID_B, host: 'x', gpus: [gpu(0)], lent: [] }))).toBe('-')
+  })
+
+  it('says how long ago a member was heard from', () => {
+    expect(formatSeen(0)).toBe('now')
+    expect(formatSeen(1_999)).toBe('now')
+    expect(formatSeen(3_000)).toBe('3s ago')
+    expect(formatSeen(125_000)).toBe('2m ago')
+    expect(formatSeen(7_300_000)).toBe('2h ago')
+  })
+
+  it('--json is {"peers": [...]} exactly as received', () => {
+    expect(JSON.parse(peersJson(peers))).toEqual({ peers })
+    expect(peersJson(peers).endsWith('}\n')).toBe(true)
+  })
+})
+
+describe('vgrid status', () => {
+  const status: AgentStatus = {
+    peer: ID_A,
+    host: 'laptop',
+    version: '0.1.0',
+    home: '/home/u/.vgrid',
+    addrs: [`/ip4/192.168.1.5/tcp/7321/p2p/${ID_A}`, `/ip4/127.0.0.1/tcp/7321/p2p/${ID_A}`],
+    gridSize: 3,
+    connections: 2,
+    startedAt: Date.UTC(2025, 0, 1, 12, 0, 0),
+    joinToken: 'vgrid1TOKEN'
+  }
+
+  it('shows the agent, one address a line, and the line to paste elsewhere', () => {
+    const text = renderStatus(status, Date.UTC(2025, 0, 1, 15, 4, 0))
+    expect(text).toBe([
+      `peer id      ${ID_A}`,
+      'host         laptop',
+      'version      0.1.0',
+      'home         /home/u/.vgrid',
+      `addresses    /ip4/192.168.1.5/tcp/7321/p2p/${ID_A}`,
+      `             /ip4/127.0.0.1/tcp/7321/p2p/${ID_A}`,
+      'grid size    3 members',
+      'connections  2',
+      'started      2025-01-01T12:00:00.000Z (3h 4m ago)',
+      '',
+      'To add another machine to this grid, run there:',
+      '  npx vgrid agent --join vgrid1TOKEN',
+      ''
+    ].join('\n'))
+  })
+
+  it('--json is {"status": {...}} exactly as received', () => {
+    expect(JSON.parse(statusJson(status))).toEqual({ status })
+  })
+})
+
+describe('errors and exit codes', () => {
+  it('prints message and hint, stably', () => {
+    const err = new VgridError('ERR_NO_AGENT', 'no vgrid agent is running (looked for /h/agent.sock)', 'start one with `vgrid agent`')
+    expect(formatError('vrun', err)).toBe('vrun: no vgrid agent is running (looked for /h/agent.sock)\nhint: start one with `vgrid agent`\n')
+    expect(formatError('vgrid', new VgridError('ERR_NO_CAPACITY'))).toBe('vgrid: no member has the requested resources free\n')
+  })
+
+  it('marks an error that is not ours as internal', () => {
+    expect(formatError('vgrid', new TypeError('x is undefined'), {})).toMatch(/^vgrid: internal error: x is undefined\nhint: run again with DEBUG=vgrid:\* /)
+  })
+
+  it('follows a usage error with the usage line or the help', () => {
+    const withLine = new UsageError('unknown option --x', undefined, { usage: 'usage: vgrid peers [options]' })
+    expect(formatUsageError('vgrid', withLine, 'HELP', 'fallback')).toBe('vgrid: unknown option --x\nusage: vgrid peers [options]\n')
+    expect(formatUsageError('vrun', new UsageError('bad'), 'HELP', 'usage: vrun …')).toBe('vrun: bad\nusage: vrun …\n')
+    expect(formatUsageError('vrun', new UsageError('no command given', undefined, { showHelp: true }), 'HELP\n', '-')).toBe('vrun: no command given\n\nHELP\n')
+  })
+
+  it.each([
+    [new UsageError('x'), EXIT_USAGE],
+    [new VgridError('ERR_NO_AGENT'), EXIT_GRID_FAILURE],
+    [new VgridError('ERR_PEER_LOST'), EXIT_GRID_FAILURE],
+    [new VgridError('ERR_BAD_ARGUMENT'), EXIT_GRID_FAILURE],
+    [new Error('bug'), EXIT_GRID_FAILURE]
+  ] as const)('%o → %i', (err, code) => {
+    expect(exitCodeFor(err)).toBe(code)
+  })
+
+  it('uses 2 for usage and 255 for grid and agent failures', () => {
+    expect([EXIT_USAGE, EXIT_GRID_FAILURE]).toEqual([2, 255])
+  })
+})

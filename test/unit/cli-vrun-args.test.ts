@@ -1,0 +1,162 @@
+import { describe, it, expect } from 'vitest'
+import { parseVrunArgs, parseShape, splitVrunArgv } from '../../src/cli/vrun-args.js'
+import { UsageError } from '../../src/cli/usage-error.js'
+
+const run = (argv: string[], env: NodeJS.ProcessEnv = {}) => {
+  const inv = parseVrunArgs(argv, env)
+  if (inv.kind !== 'run') throw new Error(`expected a run, got ${inv.kind}`)
+  return inv
+}
+
+const usageError = (argv: string[], env: NodeJS.ProcessEnv = {}): UsageError => {
+  try {
+    parseVrunArgs(argv, env)
+  } catch (err) {
+    expect(err).toBeInstanceOf(UsageError)
+    return err as UsageError
+  }
+  throw new Error(`expected a usage error for ${argv.join(' ')}`)
+}
+
+describe('vrun argument splitting', () => {
+  it('ends options at the first word: the rest belongs to the command', () => {
+    const inv = run(['ls', '-la', '--cpus', '4'])
+    expect(inv.spec.argv).toEqual(['ls', '-la', '--cpus', '4'])
+    expect(inv.spec.cpus).toBe(1)
+  })
+
+  it('reads options before the command', () => {
+    const inv = run(['--cpus', '4', '--gpus=2', '--on', 'lab-03', 'python', 'train.py', '--epochs', '3'])
+    expect(inv.spec).toMatchObject({ argv: ['python', 'train.py', '--epochs', '3'], cpus: 4, gpus: 2 })
+    expect(inv.on).toBe('lab-03')
+  })
+
+  it('ends options at --, so a command may look like an option', () => {
+    expect(run(['--cpus', '2', '--', '--weird', '-x']).spec.argv).toEqual(['--weird', '-x'])
+    expect(run(['--', 'ls']).spec.argv).toEqual(['ls'])
+  })
+
+  it('takes the next word as a value even when it starts with -', () => {
+    expect(run(['-e', '-X=1', 'env']).spec.env).toEqual({ '-X': '1' })
+  })
+
+  it('defaults: 1 core, no GPU, tty auto, no peer, no cwd', () => {
+    const inv = run(['true'])
+    expect(inv.spec).toEqual({ argv: ['true'], env: {}, cpus: 1, gpus: 0 })
+    expect(inv.tty).toBe('auto')
+    expect(inv.on).toBeUndefined()
+  })
+
+  it('keeps values as typed (no number coercion)', () => {
+    expect(run(['--cwd', '010', 'ls']).spec.cwd).toBe('010')
+    expect(run(['--on', '1e3', 'ls']).on).toBe('1e3')
+  })
+
+  it('splits without validating, for the help and the usage checks', () => {
+    const { values, command } = splitVrunArgv(['-eA=1', '--env', 'B', '-P', 'gpu-1', 'x'])
+    expect(values.get('env')).toEqual(['A=1', 'B'])
+    expect(values.get('P')).toEqual(['gpu-1'])
+    expect(command).toEqual(['x'])
+  })
+})
+
+describe('vrun -e', () => {
+  it('sets KEY=VAL, with = allowed in the value', () => {
+    expect(run(['-e', 'A=1', '-e', 'B=x=y', '-e', 'C=', 'env']).spec.env).toEqual({ A: '1', B: 'x=y', C: '' })
+  })
+
+  it('copies KEY from the environment', () => {
+    expect(run(['-e', 'HOME', '--env=SEED', 'env'], { HOME: '/home/u', SEED: '7' }).spec.env).toEqual({ HOME: '/home/u', SEED: '7' })
+  })
+
+  it('accepts the attached form -eKEY=VAL', () => {
+    expect(run(['-eA=1', 'env']).spec.env).toEqual({ A: '1' })
+  })
+
+  it('refuses a KEY that is not set here, naming it', () => {
+    const err = usageError(['-e', 'NOPE', 'env'])
+    expect(err.message).toBe('-e NOPE: NOPE is not set in this environment')
+    expect(err.hint).toContain('-e NOPE=VALUE')
+  })
+
+  it('refuses an empty key', () => {
+    expect(usageError(['-e', '=x', 'env']).message).toContain('expected KEY=VAL or KEY')
+  })
+})
+
+describe('vrun -P shapes', () => {
+  it.each([
+    ['cpu-8', { cpus: 8, gpus: 0 }],
+    ['gpu-1', { cpus: 1, gpus: 1 }],
+    ['gpu-a100-2', { cpus: 1, gpus: 2, gpuModel: 'a100' }],
+    ['gpu-rtx-4090-1', { cpus: 1, gpus: 1, gpuModel: 'rtx-4090' }],
+    ['GPU-H100-8', { cpus: 1, gpus: 8, gpuModel: 'H100' }]
+  ])('%s', (shape, want) => {
+    expect(parseShape(shape)).toEqual(want)
+  })
+
+  it('lets explicit flags win over the shape', () => {
+    expect(run(['-P', 'gpu-a100-2', '--cpus', '8', 'x']).spec).toMatchObject({ cpus: 8, gpus: 2, gpuModel: 'a100' })
+    expect(run(['--cpus', '8', '-P', 'gpu-2', 'x']).spec).toMatchObject({ cpus: 8, gpus: 2 })
+    expect(run(['-Pgpu-2', '--gpu-model', 'h100', 'x']).spec).toMatchObject({ gpus: 2, gpuModel: 'h100' })
+  })
+
+  it.each(['lab', 'gpu', 'cpu-', 'cpu-x-2', 'gpu-a100', 'gpu--2', 'tpu-4'])('refuses %s with the pools hint', (shape) => {
+    const err = usageError(['-P', shape, 'x'])
+    expect(err.message).toContain(`-P ${shape}: not a resource shape (cpu-N, gpu-N or gpu-MODEL-N`)
+    expect(err.hint).toContain('named pools arrive with the placement release')
+  })
+
+  it('refuses a zero or huge count', () => {
+    expect(usageError(['-P', 'gpu-0', 'x']).message).toContain('out of range')
+    expect(usageError(['-P', 'cpu-99999999', 'x']).message).toContain('out of range')
+  })
+})
+
+describe('vrun usage errors', () => {
+  it('no command: usage with the whole help', () => {
+    const err = usageError([])
+    expect(err.message).toBe('no command given')
+    expect(err.showHelp).toBe(true)
+    expect(usageError(['--cpus', '2']).message).toBe('no command given')
+    expect(usageError(['--']).message).toBe('no command given')
+  })
+
+  it.each([
+    [['--bogus', 'ls'], 'unknown option --bogus'],
+    [['-x', 'ls'], 'unknown option -x'],
+    [['--cpus'], 'option --cpus needs a value (N)'],
+    [['--cpus', 'four', 'ls'], '--cpus "four" is not a whole number'],
+    [['--cpus', '-1', 'ls'], '--cpus "-1" is not a whole number'],
+    [['--gpus', '65', 'ls'], '--gpus 65 is out of range (0 to 64)'],
+    [['--tty', 'maybe', 'ls'], '--tty maybe: expected yes, no or auto'],
+    [['--help=yes', 'ls'], 'option --help takes no value'],
+    [['--cwd', '/abs', 'ls'], '--cwd /abs: must be relative to the workspace'],
+    [['--cwd', 'a/../../b', 'ls'], '--cwd a/../../b: leaves the workspace'],
+    [['--gpu-model', 'a100', 'ls'], 'a GPU model (a100) was asked for without GPUs'],
+    [['--on', '', 'ls'], '--on needs a peer id']
+  ])('%j → %s', (argv, message) => {
+    expect(usageError(argv).message).toContain(message)
+  })
+})
+
+describe('vrun help, version, tty and cwd', () => {
+  it('--help and --version before the command', () => {
+    expect(parseVrunArgs(['--help'])).toEqual({ kind: 'help' })
+    expect(parseVrunArgs(['-h', 'ls'])).toEqual({ kind: 'help' })
+    expect(parseVrunArgs(['--version'])).toEqual({ kind: 'version' })
+  })
+
+  it('--help after the command goes to the command', () => {
+    expect(run(['ls', '--help']).spec.argv).toEqual(['ls', '--help'])
+  })
+
+  it('reads --tty', () => {
+    expect(run(['--tty', 'yes', 'top']).tty).toBe('yes')
+    expect(run(['--tty=no', 'top']).tty).toBe('no')
+  })
+
+  it('normalises --cwd', () => {
+    expect(run(['--cwd', './src//cli/', 'ls']).spec.cwd).toBe('src/cli/')
+  })
+})
