@@ -1,0 +1,40 @@
+/**
+ * Issue 2's figures on a two-agent loopback grid: `vrun --on REMOTE true` and on the local
+ * agent (median of 30), plain `true` as the floor, `vgrid --help`, and the idle agent's RSS.
+ */
+import fs from 'node:fs'
+import { startGrid, stopAll, BIN } from '../test/helpers/procs.js'
+import { median, percentile, timeCommand, timeRepeated, rssBytes } from './stats.js'
+
+const RUNS = 30
+
+export interface Figure { name: string, value: number, unit: string, target?: string, ok?: boolean }
+
+export async function benchGridVrun (): Promise<Figure[]> {
+  const [a, b] = await startGrid(2)
+  try {
+    const env = { ...process.env, VGRID_HOME: a.home }
+    // One warm-up each: the first run pays for cold caches.
+    await timeCommand(process.execPath, [BIN.vrun, '--on', b.peer, 'true'], env)
+    const remote = await timeRepeated(RUNS, async () => await timeCommand(process.execPath, [BIN.vrun, '--on', b.peer, 'true'], env))
+    const local = await timeRepeated(RUNS, async () => await timeCommand(process.execPath, [BIN.vrun, '--on', a.peer, 'true'], env))
+    const plain = await timeRepeated(RUNS, async () => await timeCommand('true', []))
+    const nodeFloor = await timeRepeated(RUNS, async () => await timeCommand(process.execPath, ['-e', '0']))
+    const help = await timeRepeated(RUNS, async () => await timeCommand(process.execPath, [BIN.vgrid, '--help']))
+    // Idle: after the start-up work has settled, with gossip running.
+    await new Promise((resolve) => setTimeout(resolve, 3_000))
+    const rss = Math.max(rssBytes(a.proc.pid!, (p) => fs.readFileSync(p, 'utf8')), rssBytes(b.proc.pid!, (p) => fs.readFileSync(p, 'utf8')))
+    const ms = (x: number): number => Math.round(x * 10) / 10
+    return [
+      { name: 'vrun --on REMOTE true, median of 30', value: ms(median(remote)), unit: 'ms', target: '<= 150', ok: median(remote) <= 150 },
+      { name: 'vrun --on REMOTE true, p90', value: ms(percentile(remote, 90)), unit: 'ms' },
+      { name: 'vrun --on LOCAL true, median of 30', value: ms(median(local)), unit: 'ms', target: '<= 150', ok: median(local) <= 150 },
+      { name: 'plain `true`, median (floor)', value: ms(median(plain)), unit: 'ms' },
+      { name: '`node -e 0`, median (floor of any Node CLI)', value: ms(median(nodeFloor)), unit: 'ms' },
+      { name: 'vgrid --help, median of 30', value: ms(median(help)), unit: 'ms', target: '<= 100', ok: median(help) <= 100 },
+      { name: 'idle agent RSS (larger of two)', value: Math.round(rss / 2 ** 20), unit: 'MiB', target: '<= 120', ok: rss <= 120 * 2 ** 20 }
+    ]
+  } finally {
+    await stopAll()
+  }
+}

@@ -1,0 +1,142 @@
+/**
+ * The agent: the composition root. It resolves which grid to be in (a join token, the swarm
+ * key already in `$VGRID_HOME`, or a new grid), detects the hardware, starts the grid node,
+ * serves the exec protocol to other members and the control socket to the local CLI.
+ */
+import '../common/polyfill.js'
+import fs from 'node:fs/promises'
+import { VgridError } from '../common/errors.js'
+import { createLogger } from '../common/log.js'
+import {
+  createGrid, loadOrCreateIdentity, loadSwarmKey, createSwarmKey, writeSwarmKey,
+  decodeJoinToken, encodeJoinToken, tokenAddrs, type Grid, type AgentStatus, type Resources, type Offer
+} from '../grid/index.js'
+import { Ledger } from '../exec/index.js'
+import { startControlServer, type ControlServer } from './control/server.js'
+import type { ControlRequest } from './control/protocol.js'
+import type { FrameChannel } from '../common/channel.js'
+import { computeOffer, type AgentConfig } from './config.js'
+import { detectResources, startCpuSampler } from './hardware.js'
+import { submitRun, serveExecProtocol, type RunContext } from './run.js'
+import { loadKnownPeers, saveKnownPeers } from './known-peers.js'
+import { EXEC_PROTOCOL, KNOWN_PEERS_SAVE_INTERVAL_MS } from './constants.js'
+import { VERSION } from '../common/version.js'
+
+const log = createLogger('agent')
+
+export interface Agent {
+  readonly grid: Grid
+  readonly resources: Resources
+  readonly offer: Offer
+  /** How the agent came to its grid, for the banner. */
+  readonly joined: 'new' | 'token' | 'peers' | 'rejoin'
+  readonly warnings: string[]
+  status (): AgentStatus
+  joinToken (): string
+  stop (): Promise<void>
+}
+
+interface GridChoice { swarmKey: Uint8Array, bootstrap: string[], joined: Agent['joined'] }
+
+/** --join wins; then the key already here with --peer or remembered members; else a new grid. */
+async function chooseGrid (config: AgentConfig): Promise<GridChoice> {
+  if (config.join !== undefined) {
+    const token = decodeJoinToken(config.join)
+    const existing = await loadSwarmKey(config.home)
+    if (existing !== undefined && Buffer.compare(Buffer.from(existing), Buffer.from(token.swarmKey)) !== 0) {
+      log.warn('this agent leaves its previous grid for the one of the join token')
+    }
+    await writeSwarmKey(config.home, token.swarmKey)
+    return { swarmKey: token.swarmKey, bootstrap: [...token.addrs, ...config.peers], joined: 'token' }
+  }
+  const existing = await loadSwarmKey(config.home)
+  if (existing === undefined) {
+    if (config.peers.length > 0) {
+      throw new VgridError('ERR_BAD_ARGUMENT', `--peer needs the grid's swarm key in ${config.home}/swarm.key, and there is none`,
+        'join with the token instead: on a member run `vgrid join-token`, then here `vgrid agent --join TOKEN`')
+    }
+    const key = createSwarmKey()
+    await writeSwarmKey(config.home, key)
+    return { swarmKey: key, bootstrap: [], joined: 'new' }
+  }
+  if (config.peers.length > 0) return { swarmKey: existing, bootstrap: config.peers, joined: 'peers' }
+  return { swarmKey: existing, bootstrap: await loadKnownPeers(config.home), joined: 'rejoin' }
+}
+
+export async function startAgent (config: AgentConfig): Promise<Agent> {
+  await fs.mkdir(config.home, { recursive: true, mode: 0o700 })
+  const [choice, privateKey, resources] = await Promise.all([
+    chooseGrid(config), loadOrCreateIdentity(config.home), detectResources()
+  ])
+  const { offer, warnings } = computeOffer(config.share, resources)
+  const ledger = new Ledger({ cpus: offer.cpus, memBytes: offer.memBytes, gpus: resources.gpus.filter((g) => offer.gpus.includes(g.index)) })
+  const cpu = startCpuSampler()
+  const startedAt = Date.now()
+  const grid = await createGrid({
+    privateKey,
+    swarmKey: choice.swarmKey,
+    listen: config.listen,
+    bootstrap: choice.bootstrap,
+    version: VERSION,
+    startedAt,
+    describe: () => {
+      const s = ledger.snapshot()
+      return { resources, offer, load: { cpusFree: s.cpusFree, memFree: s.memFree, gpusFree: s.gpusFree, running: s.running, queued: 0, cpuUtil: cpu.utilisation() } }
+    }
+  }).catch((err) => { cpu.stop(); throw err })
+
+  const shutdown = new AbortController()
+  const ctx: RunContext = {
+    home: config.home, grid, ledger, host: resources.host, gpus: resources.gpus,
+    shutdown: shutdown.signal, loadChanged: () => { grid.publishNow() }
+  }
+  await grid.handle(EXEC_PROTOCOL, serveExecProtocol(ctx))
+
+  const joinToken = (): string => encodeJoinToken({ swarmKey: choice.swarmKey, addrs: tokenAddrs(grid.addrs()) })
+  const status = (): AgentStatus => ({
+    peer: grid.peerId, host: resources.host, version: VERSION, home: config.home, addrs: grid.addrs(),
+    gridSize: grid.view().length, connections: grid.connectedPeers().length, startedAt, joinToken: joinToken()
+  })
+
+  let control: ControlServer
+  try {
+    control = await startControlServer(config.home, {
+      peer: grid.peerId,
+      async handle (req: ControlRequest, channel: FrameChannel) {
+        switch (req.t) {
+          case 'peers': await channel.send({ t: 'peers', peers: grid.view() }); break
+          case 'status': await channel.send({ t: 'status', status: status() }); break
+          case 'join-token': await channel.send({ t: 'join-token', token: joinToken() }); break
+          case 'run': await submitRun(ctx, channel, req.spec, req.on); break
+        }
+      }
+    })
+  } catch (err) {
+    cpu.stop()
+    await grid.stop()
+    throw err
+  }
+
+  // Remember where the other members are, to find the grid again after a restart.
+  let lastSaved = ''
+  const saveTimer = setInterval(() => {
+    const addrs = grid.view().filter((p) => !p.self).flatMap((p) => p.addrs.slice(0, 4))
+    const json = JSON.stringify(addrs)
+    if (addrs.length === 0 || json === lastSaved) return
+    lastSaved = json
+    saveKnownPeers(config.home, addrs).catch((err) => { log.warn('could not save the known peers', err) })
+  }, KNOWN_PEERS_SAVE_INTERVAL_MS)
+  saveTimer.unref()
+
+  return {
+    grid, resources, offer, joined: choice.joined, warnings,
+    status, joinToken,
+    async stop () {
+      clearInterval(saveTimer)
+      shutdown.abort()
+      cpu.stop()
+      await control.close().catch((err) => { log.warn('closing the control socket failed', err) })
+      await grid.stop()
+    }
+  }
+}

@@ -1,0 +1,16 @@
+/** Protocol ids and limits of the agent's own peer protocols. */
+
+export const EXEC_PROTOCOL = '/vgrid/exec/1.0.0'
+export const EXEC_PROTOCOL_VERSION = 1
+/** A peer that opened an exec stream must send its request within this time. */
+export const EXEC_REQUEST_TIMEOUT_MS = 10_000
+/** How many members a run tries before it gives up (each may refuse: its view was stale). */
+export const MAX_PLACEMENT_ATTEMPTS = 4
+/** When the agent stops, running commands get this long between SIGTERM and SIGKILL. */
+export const SHUTDOWN_KILL_GRACE_MS = 800
+/** The agent exits at the latest this long after SIGINT/SIGTERM, whatever is still busy. */
+export const SHUTDOWN_DEADLINE_MS = 1_800
+/** Addresses of members are saved this often at most, to rejoin after a restart. */
+export const KNOWN_PEERS_SAVE_INTERVAL_MS = 5_000
+export const KNOWN_PEERS_FILE = 'peers.json'
+export const MAX_KNOWN_PEERS = 64

@@ -1,0 +1,62 @@
+/**
+ * `vgrid agent`: starts the agent in the foreground, prints who it is and the line to paste
+ * on other machines, and stops cleanly on SIGINT/SIGTERM (the other members drop it from
+ * their view at once, thanks to the goodbye the grid publishes).
+ */
+import { startAgent } from './agent.js'
+import type { AgentConfig } from './config.js'
+import { SHUTDOWN_DEADLINE_MS } from './constants.js'
+import { VgridError } from '../common/errors.js'
+import { VERSION } from '../common/version.js'
+
+function banner (agent: Awaited<ReturnType<typeof startAgent>>): string {
+  const s = agent.status()
+  const how = {
+    new: 'started a new grid',
+    token: 'joining the grid of the token',
+    peers: 'joining the grid through --peer',
+    rejoin: 'rejoining its grid'
+  }[agent.joined]
+  const gpus = agent.resources.gpus.filter((g) => agent.offer.gpus.includes(g.index))
+  const lines = [
+    `vgrid agent ${VERSION} on ${s.host}: ${how}`,
+    `  peer id   ${s.peer}`,
+    ...s.addrs.map((a, i) => `  ${i === 0 ? 'addresses' : '         '} ${a}`),
+    `  lends     ${agent.offer.cpus} of ${agent.resources.cpu.cores} cores, ${(agent.offer.memBytes / 2 ** 30).toFixed(1)} GiB, ${gpus.length === 0 ? 'no GPU' : gpus.map((g) => `GPU ${g.index} ${g.model}`).join(', ')}`,
+    ...agent.warnings.map((w) => `  warning: ${w}`),
+    '',
+    'To add another machine to this grid, run there:',
+    `  npx vgrid agent --join ${s.joinToken}`,
+    ''
+  ]
+  return lines.join('\n')
+}
+
+export async function runAgent (config: AgentConfig): Promise<never> {
+  let agent
+  try {
+    agent = await startAgent(config)
+  } catch (err) {
+    if (err instanceof VgridError) {
+      process.stderr.write(`vgrid: ${err.message}\n${err.hint !== undefined ? `hint: ${err.hint}\n` : ''}`)
+      process.exit(255)
+    }
+    throw err
+  }
+  process.stdout.write(banner(agent))
+  let stopping = false
+  const stop = (sig: string): void => {
+    if (stopping) return
+    stopping = true
+    process.stderr.write(`vgrid: ${sig}, stopping the agent\n`)
+    // libp2p can keep a timer alive after stop; the deadline makes the exit certain.
+    setTimeout(() => process.exit(0), SHUTDOWN_DEADLINE_MS).unref()
+    agent.stop().then(() => process.exit(0), (err) => {
+      process.stderr.write(`vgrid: stopping failed: ${(err as Error).message}\n`)
+      process.exit(1)
+    })
+  }
+  process.on('SIGINT', () => { stop('SIGINT') })
+  process.on('SIGTERM', () => { stop('SIGTERM') })
+  return await new Promise<never>(() => {})
+}

@@ -1,0 +1,200 @@
+/**
+ * One `vrun`, from both ends. The submitting agent picks a member (placement.ts), asks it to
+ * reserve and run the command, and relays events down to the CLI and inputs up to the
+ * executor; a member that refuses (its advertisement was stale) is skipped for the next one.
+ * The executing agent checks its ledger, runs the command in a scratch directory and
+ * releases what it reserved however the command ends.
+ */
+import fs from 'node:fs/promises'
+import path from 'node:path'
+import { randomBytes } from 'node:crypto'
+import { VgridError, toWire, fromWire } from '../common/errors.js'
+import type { FrameChannel } from '../common/channel.js'
+import { obj, int, str, bad } from '../common/validate.js'
+import { createLogger } from '../common/log.js'
+import { parseRunSpec, parseExecEvent, parseExecInput, serveExec, type RunSpec, type ExecEvent, type Ledger } from '../exec/index.js'
+import { candidates, resolvePeer } from '../grid/placement.js'
+import type { Grid, GpuInfo } from '../grid/index.js'
+import { EXEC_PROTOCOL, EXEC_PROTOCOL_VERSION, EXEC_REQUEST_TIMEOUT_MS, MAX_PLACEMENT_ATTEMPTS, SHUTDOWN_KILL_GRACE_MS } from './constants.js'
+
+const log = createLogger('run')
+const TASK_ID_RE = /^[0-9a-f]{16}$/
+
+export interface RunContext {
+  home: string
+  grid: Grid
+  ledger: Ledger
+  host: string
+  /** All GPUs of the machine, to know whether it has any. */
+  gpus: GpuInfo[]
+  /** Aborted when the agent stops: running commands are killed. */
+  shutdown: AbortSignal
+  /** Tells the grid the load changed. */
+  loadChanged: () => void
+}
+
+interface ExecRequest { t: 'exec', v: number, task: string, spec: RunSpec }
+
+function parseExecRequest (v: unknown): ExecRequest {
+  const m = obj(v, 'exec request')
+  if (m.t !== 'exec') bad('expected an exec request')
+  const ver = int(m.v, 'v', 0, 2 ** 31)
+  if (ver !== EXEC_PROTOCOL_VERSION) throw new VgridError('ERR_AGENT_VERSION', `the executor speaks exec protocol ${EXEC_PROTOCOL_VERSION}, the submitter ${ver}`)
+  const task = str(m.task, 'task', 16)
+  if (!TASK_ID_RE.test(task)) bad('task is not a task id')
+  return { t: 'exec', v: ver, task, spec: parseRunSpec(m.spec) }
+}
+
+/** `cwd` from a peer: relative, inside the directory, no `..`, no NUL. */
+function safeCwd (root: string, cwd: string | undefined): string {
+  if (cwd === undefined || cwd === '' || cwd === '.') return root
+  if (cwd.includes('\0') || path.isAbsolute(cwd) || cwd.split(/[\\/]/).includes('..')) {
+    throw new VgridError('ERR_BAD_ARGUMENT', `the working directory ${JSON.stringify(cwd)} is not a relative path inside the workspace`)
+  }
+  return path.join(root, cwd)
+}
+
+function newTaskId (): string {
+  return randomBytes(8).toString('hex')
+}
+
+/** Runs a command on this machine against a reservation; `channel` carries its session. */
+export async function executeHere (ctx: RunContext, channel: FrameChannel, task: string, spec: RunSpec, onAccepted?: () => Promise<void>): Promise<void> {
+  const reservation = ctx.ledger.reserve({ cpus: spec.cpus, gpus: spec.gpus, ...(spec.gpuModel !== undefined ? { gpuModel: spec.gpuModel } : {}) })
+  ctx.loadChanged()
+  // Until workspace sync lands, a command runs in a fresh scratch directory of its own.
+  const scratch = path.join(ctx.home, 'scratch', task)
+  try {
+    const cwd = safeCwd(scratch, spec.cwd)
+    await fs.mkdir(cwd, { recursive: true })
+    await onAccepted?.()
+    const env: Record<string, string> = {}
+    for (const [k, v] of Object.entries(process.env)) if (v !== undefined) env[k] = v
+    Object.assign(env, { VGRID_TASK_ID: task, VGRID_HOME: ctx.home, VGRID_WORKSPACE: scratch })
+    const result = await serveExec(channel, {
+      spec, cwd, env, gpus: reservation.gpus, machineHasGpus: ctx.gpus.length > 0,
+      peer: ctx.grid.peerId, host: ctx.host, signal: ctx.shutdown, abortGraceMs: SHUTDOWN_KILL_GRACE_MS
+    })
+    log.debug(`task ${task} ended`, result)
+  } finally {
+    ctx.ledger.release(reservation)
+    ctx.loadChanged()
+    await fs.rm(scratch, { recursive: true, force: true }).catch(() => {})
+  }
+}
+
+/** Serves `/vgrid/exec/1.0.0`: another member asks this one to run a command. */
+export function serveExecProtocol (ctx: RunContext): (channel: FrameChannel, remotePeer: string) => Promise<void> {
+  return async (channel, remotePeer) => {
+    let req: ExecRequest
+    try {
+      req = parseExecRequest(await withTimeout(channel.recv(), EXEC_REQUEST_TIMEOUT_MS, 'the exec request'))
+    } catch (err) {
+      log.warn(`refused an exec request from ${remotePeer}`, err)
+      await channel.send({ t: 'error', error: toWire(err) }).catch(() => {})
+      channel.destroy()
+      return
+    }
+    try {
+      await executeHere(ctx, channel, req.task, req.spec)
+    } catch (err) {
+      if (!(err instanceof VgridError) || err.code !== 'ERR_NO_CAPACITY') log.warn(`task ${req.task} from ${remotePeer} failed`, err)
+      await channel.send({ t: 'error', error: toWire(err) }).catch(() => {})
+    } finally {
+      await channel.close().catch(() => {})
+    }
+  }
+}
+
+/** Handles a `run` request from the CLI on `client` until the command ends. */
+export async function submitRun (ctx: RunContext, client: FrameChannel, spec: RunSpec, on: string | undefined): Promise<void> {
+  const view = ctx.grid.view()
+  const targets = on !== undefined ? [resolvePeer(view, on)] : candidates(view, spec)
+  const task = newTaskId()
+  let lastRefusal: unknown
+  for (const target of targets.slice(0, MAX_PLACEMENT_ATTEMPTS)) {
+    const placed = { t: 'placed', peer: target.peer, host: target.resources.host, local: target.self }
+    if (target.self) {
+      try {
+        await executeHere(ctx, client, task, spec, async () => { await client.send(placed) })
+        return
+      } catch (err) {
+        if (err instanceof VgridError && err.code === 'ERR_NO_CAPACITY' && on === undefined) { lastRefusal = err; continue }
+        throw err
+      }
+    }
+    const remote = await ctx.grid.open(target.peer, EXEC_PROTOCOL, { signal: ctx.shutdown })
+    try {
+      await remote.send({ t: 'exec', v: EXEC_PROTOCOL_VERSION, task, spec })
+      const first = await remote.recv()
+      if (first === undefined) throw new VgridError('ERR_PEER_LOST', `${target.resources.host} closed the connection before starting the command`)
+      const ev = parseExecEvent(first)
+      if (ev.t === 'error') {
+        const err = fromWire(ev.error)
+        if (err.code === 'ERR_NO_CAPACITY' && on === undefined) { lastRefusal = err; continue }
+        throw err
+      }
+      await client.send(placed)
+      await client.send(ev)
+      await relay(ctx, client, remote, target.peer, target.resources.host)
+      return
+    } finally {
+      remote.destroy()
+    }
+  }
+  throw lastRefusal ?? new VgridError('ERR_NO_CAPACITY')
+}
+
+/** Events down, inputs up, until the command's exit (or error) has reached the CLI. */
+async function relay (ctx: RunContext, client: FrameChannel, remote: FrameChannel, peer: string, host: string): Promise<void> {
+  const lost = (why: string): VgridError => new VgridError('ERR_PEER_LOST', `lost ${host} (${peer.slice(0, 12)}…) while the command ran: ${why}`)
+  let done = false
+  // A member that leaves the view (stopped, or silent too long) is lost even if TCP has not noticed.
+  const unwatch = ctx.grid.onViewChange(() => {
+    if (!done && !ctx.grid.view().some((p) => p.peer === peer)) remote.destroy(lost('it left the grid'))
+  })
+  const up = (async () => {
+    while (!done) {
+      const raw = await client.recv().catch(() => undefined)
+      if (raw === undefined) {
+        // The CLI went away without waiting for the exit: the command must not outlive it.
+        if (!done) remote.destroy()
+        return
+      }
+      const input = parseExecInput(raw)
+      await remote.send(input)
+    }
+  })()
+  up.catch((err) => {
+    log.warn('refused an input from the command line', err)
+    remote.destroy()
+  })
+  try {
+    for (;;) {
+      let raw: unknown
+      try {
+        raw = await remote.recv()
+      } catch (err) {
+        throw err instanceof VgridError && err.code === 'ERR_PEER_LOST' ? err : lost((err as Error).message ?? 'the stream broke')
+      }
+      if (raw === undefined) throw lost('the connection closed before the command ended')
+      const ev: ExecEvent = parseExecEvent(raw)
+      await client.send(ev)
+      if (ev.t === 'exit' || ev.t === 'error') return
+    }
+  } finally {
+    done = true
+    unwatch()
+  }
+}
+
+async function withTimeout<T> (p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined
+  try {
+    return await Promise.race([p, new Promise<never>((_resolve, reject) => {
+      timer = setTimeout(() => { reject(new VgridError('ERR_TIMEOUT', `${what} did not arrive within ${ms} ms`)) }, ms)
+    })])
+  } finally {
+    clearTimeout(timer)
+  }
+}

@@ -1,0 +1,57 @@
+/**
+ * `vrun` from a terminal: the command gets a pseudo-terminal on the executor, so a remote
+ * shell has a prompt, Ctrl-C and the window size.
+ */
+import { describe, it, expect, beforeAll, afterAll } from 'vitest'
+import pty from '@lydell/node-pty'
+import { startGrid, stopAll, waitFor, BIN, ROOT, type AgentProc } from '../helpers/procs.js'
+
+let a: AgentProc
+let b: AgentProc
+
+beforeAll(async () => { [a, b] = await startGrid(2) }, 60_000)
+afterAll(async () => { await stopAll() })
+
+function vrunInTerminal (args: string[]): { term: pty.IPty, output: () => string, exit: Promise<number> } {
+  const term = pty.spawn(process.execPath, [BIN.vrun, ...args], {
+    cols: 100, rows: 30, cwd: ROOT, name: 'xterm-256color',
+    env: { ...process.env, VGRID_HOME: a.home } as Record<string, string>
+  })
+  let out = ''
+  term.onData((d) => { out += d })
+  const exit = new Promise<number>((resolve) => term.onExit((e) => { resolve(e.exitCode) }))
+  return { term, output: () => out, exit }
+}
+
+describe('vrun in a terminal', () => {
+  it('gives the command a terminal of the same size', async () => {
+    const { output, exit } = vrunInTerminal(['--on', b.peer, 'sh', '-c', 'tty; stty size'])
+    expect(await exit).toBe(0)
+    expect(output()).toMatch(/\/dev\/pts\/\d+/)
+    expect(output()).toMatch(/30 100/)
+  })
+
+  it('runs an interactive remote shell with Ctrl-C and resizing', async () => {
+    const { term, output, exit } = vrunInTerminal(['--on', b.peer, 'sh', '-i'])
+    await waitFor(() => /[$#] $/.test(output()), 'a prompt', 10_000)
+    term.write('echo $((6*7))\r')
+    await waitFor(() => output().includes('42'), 'the shell to answer')
+    // Interrupt only once the shell runs the list: its first command has printed.
+    term.write('echo sleeping; sleep 30\r')
+    await waitFor(() => /(^|\n)sleeping\r?\n/.test(output()), 'the shell to start sleeping')
+    term.write('\x03')
+    term.write('echo after-interrupt\r')
+    await waitFor(() => /after-interrupt\r?\n/.test(output().split('echo after-interrupt').slice(1).join('')), 'the shell to come back after Ctrl-C', 10_000)
+    term.resize(120, 40)
+    term.write('stty size\r')
+    await waitFor(() => output().includes('40 120'), 'the new window size')
+    term.write('exit 3\r')
+    expect(await exit).toBe(3)
+  })
+
+  it('does not use a terminal with --tty no', async () => {
+    const { output, exit } = vrunInTerminal(['--tty', 'no', '--on', b.peer, 'sh', '-c', 'tty || true'])
+    await exit
+    expect(output()).toMatch(/not a tty/)
+  })
+})

@@ -1,0 +1,160 @@
+/**
+ * `vrun` through the real binaries on a two-agent loopback grid: what a user sees in their
+ * terminal (output, stdin, exit codes, signals, --on) must be what the command did remotely.
+ */
+import { describe, it, expect, beforeAll, afterAll } from 'vitest'
+import { createHash } from 'node:crypto'
+import { execFileSync } from 'node:child_process'
+import { startGrid, stopAll, spawnCli, collect, waitFor, type AgentProc } from '../helpers/procs.js'
+
+let a: AgentProc
+let b: AgentProc
+
+beforeAll(async () => {
+  [a, b] = await startGrid(2)
+}, 60_000)
+
+afterAll(async () => { await stopAll() })
+
+describe('vrun on a remote member', () => {
+  it('prints the remote output and exits 0', async () => {
+    const r = await a.vrun(['--on', b.peer, 'sh', '-c', 'echo hello from $VGRID_TASK_ID'])
+    expect(r.stderr).toBe('')
+    expect(r.stdout).toMatch(/^hello from [0-9a-f]{16}\n$/)
+    expect(r.code).toBe(0)
+  })
+
+  it('runs on the member it was asked for', async () => {
+    const r = await a.vrun(['--on', b.peer, 'sh', '-c', 'echo $VGRID_HOME'])
+    expect(r.stdout.trim()).toBe(b.home)
+    const local = await a.vrun(['--on', a.peer, 'sh', '-c', 'echo $VGRID_HOME'])
+    expect(local.stdout.trim()).toBe(a.home)
+  })
+
+  it('passes options after the command to the command', async () => {
+    const r = await a.vrun(['--on', b.peer, 'ls', '-la', '/'])
+    expect(r.code).toBe(0)
+    expect(r.stdout).toMatch(/^total /)
+  })
+
+  it('exits with the remote exit code', async () => {
+    expect((await a.vrun(['--on', b.peer, 'sh', '-c', 'exit 3'])).code).toBe(3)
+    expect((await a.vrun(['--on', b.peer, 'false'])).code).toBe(1)
+  })
+
+  it('exits 128+N when the remote command is killed by signal N', async () => {
+    const r = await a.vrun(['--on', b.peer, 'sh', '-c', 'kill -TERM $$'])
+    expect(r.code).toBe(143)
+  })
+
+  it('keeps stdout and stderr apart', async () => {
+    const r = await a.vrun(['--on', b.peer, 'sh', '-c', 'echo out; echo err >&2; echo out2'])
+    expect(r.stdout).toBe('out\nout2\n')
+    expect(r.stderr).toBe('err\n')
+  })
+
+  it('forwards stdin up to EOF', async () => {
+    const input = 'line one\nline two\n'.repeat(1000)
+    const r = await a.vrun(['--on', b.peer, 'wc', '-c'], { input })
+    expect(r.stdout.trim()).toBe(String(input.length))
+    const cat = await a.vrun(['--on', b.peer, 'cat'], { input: 'round trip' })
+    expect(cat.stdout).toBe('round trip')
+  })
+
+  it('passes environment variables with -e', async () => {
+    const r = await a.vrun(['-e', 'GREETING=hi there', '-e', 'FROM_ENV', '--on', b.peer, 'sh', '-c', 'echo "$GREETING/$FROM_ENV"'], { env: { FROM_ENV: 'copied' } })
+    expect(r.stdout).toBe('hi there/copied\n')
+  })
+
+  it('runs in --cwd relative to the scratch workspace', async () => {
+    const r = await a.vrun(['--on', b.peer, '--cwd', 'sub/dir', 'sh', '-c', 'pwd; echo $VGRID_WORKSPACE'])
+    const [pwd, ws] = r.stdout.trim().split('\n')
+    expect(pwd).toBe(`${ws}/sub/dir`)
+  })
+
+  it('says so when the command does not exist', async () => {
+    const r = await a.vrun(['--on', b.peer, 'no-such-command-vgrid'])
+    expect(r.code).toBe(127)
+    expect(r.stderr).toContain('no-such-command-vgrid')
+  })
+
+  it('delivers 100 MB of output complete and in order', async () => {
+    const cmd = 'i=0; while [ $i -lt 2000 ]; do printf "%08d" $i; head -c 49992 /dev/zero | tr "\\0" "x"; i=$((i+1)); done'
+    const expected = createHash('sha256').update(execFileSync('sh', ['-c', cmd], { maxBuffer: 200e6 })).digest('hex')
+    const child = spawnCli('vrun', ['--on', b.peer, 'sh', '-c', cmd], { home: a.home })
+    const r = await collect(child, 120_000)
+    expect(r.code).toBe(0)
+    expect(r.stdoutBytes.length).toBe(100_000_000)
+    expect(createHash('sha256').update(r.stdoutBytes).digest('hex')).toBe(expected)
+  }, 180_000)
+
+  it('loses nothing from a process that exits right after writing', async () => {
+    const r = await a.vrun(['--on', b.peer, 'sh', '-c', 'seq 1 300000; echo done >&2; exit 4'])
+    expect(r.code).toBe(4)
+    expect(r.stdout).toBe(execFileSync('seq', ['1', '300000'], { maxBuffer: 16e6 }).toString())
+    expect(r.stderr).toBe('done\n')
+  })
+
+  it('forwards Ctrl-C (SIGINT) to the remote process', async () => {
+    const child = spawnCli('vrun', ['--on', b.peer, 'sh', '-c', 'trap "echo got INT; exit 5" INT; echo ready; while :; do sleep 0.05; done'], { home: a.home })
+    let out = ''
+    child.stdout?.on('data', (d: Buffer) => { out += d.toString() })
+    const done = collect(child, 30_000)
+    await waitFor(() => out.includes('ready'), 'the remote command to start')
+    child.kill('SIGINT')
+    const r = await done
+    expect(out).toContain('got INT')
+    expect(r.code).toBe(5)
+  })
+
+  it('forwards SIGTERM', async () => {
+    const child = spawnCli('vrun', ['--on', b.peer, 'sh', '-c', 'trap "echo got TERM; exit 6" TERM; echo ready; while :; do sleep 0.05; done'], { home: a.home })
+    let out = ''
+    child.stdout?.on('data', (d: Buffer) => { out += d.toString() })
+    const done = collect(child, 30_000)
+    await waitFor(() => out.includes('ready'), 'the remote command to start')
+    child.kill('SIGTERM')
+    const r = await done
+    expect(out).toContain('got TERM')
+    expect(r.code).toBe(6)
+  })
+
+  it('kills the remote command at the second Ctrl-C', async () => {
+    const child = spawnCli('vrun', ['--on', b.peer, 'sh', '-c', 'trap "echo got INT" INT; echo ready; while :; do sleep 0.05; done'], { home: a.home })
+    let out = ''
+    child.stdout?.on('data', (d: Buffer) => { out += d.toString() })
+    const done = collect(child, 30_000)
+    await waitFor(() => out.includes('ready'), 'the remote command to start')
+    child.kill('SIGINT')
+    await waitFor(() => out.includes('got INT'), 'the first Ctrl-C to reach the command')
+    child.kill('SIGINT')
+    const r = await done
+    expect(r.code).toBe(137)
+  })
+})
+
+describe('vrun errors', () => {
+  it('exits 255 with a message for an unknown peer', async () => {
+    const r = await a.vrun(['--on', 'nosuchpeer', 'true'])
+    expect(r.code).toBe(255)
+    expect(r.stderr).toMatch(/no member of the grid is called nosuchpeer/)
+  })
+
+  it('exits 255 naming the largest member when no member could ever fit', async () => {
+    const r = await a.vrun(['--gpus', '4', 'true'])
+    expect(r.code).toBe(255)
+    expect(r.stderr).toMatch(/could ever run/)
+  })
+
+  it('resolves --on by a unique prefix of the peer id', async () => {
+    // Every peer id of an Ed25519 key starts with 12D3KooW: take enough characters to be unique.
+    const r = await a.vrun(['--on', b.peer.slice(0, 20), 'sh', '-c', 'echo $VGRID_HOME'])
+    expect(r.stdout.trim()).toBe(b.home)
+  })
+
+  it('refuses a hostname shared by several members as ambiguous', async () => {
+    const r = await a.vrun(['--on', a.host, 'true'])
+    expect(r.code).toBe(255)
+    expect(r.stderr).toMatch(/2 members have the hostname/)
+  })
+})

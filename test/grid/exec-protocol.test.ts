@@ -1,0 +1,127 @@
+/**
+ * `/vgrid/exec/1.0.0` from a member that sends anything: malformed requests, task ids and
+ * working directories that try to leave the agent's home, requests past the ledger. The agent
+ * refuses each with a reason, writes nothing outside its scratch space, and keeps serving.
+ */
+import { describe, it, expect, beforeAll, afterAll } from 'vitest'
+import fs from 'node:fs'
+import path from 'node:path'
+import { startAgent, type Agent } from '../../src/agent/agent.js'
+import { resolveAgentConfig } from '../../src/agent/config.js'
+import { createGrid, loadSwarmKey, loadOrCreateIdentity, type Grid } from '../../src/grid/index.js'
+import { EXEC_PROTOCOL } from '../../src/agent/constants.js'
+import type { FrameChannel } from '../../src/common/channel.js'
+import { tempDir, waitFor } from '../helpers/procs.js'
+
+let agent: Agent
+let hostile: Grid
+let home: string
+
+beforeAll(async () => {
+  home = tempDir()
+  agent = await startAgent(resolveAgentConfig({ listen: '/ip4/127.0.0.1/tcp/0' }, { VGRID_HOME: home }))
+  const hostileHome = tempDir()
+  hostile = await createGrid({
+    privateKey: await loadOrCreateIdentity(hostileHome),
+    swarmKey: (await loadSwarmKey(home))!,
+    listen: ['/ip4/127.0.0.1/tcp/0'],
+    bootstrap: agent.grid.addrs(),
+    version: 'hostile',
+    startedAt: Date.now(),
+    describe: () => ({
+      resources: { host: 'hostile', os: { platform: 'linux', distro: 'x', release: 'x', arch: 'x64' }, cpu: { model: 'x', cores: 1 }, memBytes: 1, gpus: [] },
+      offer: { cpus: 0, memBytes: 0, gpus: [], pools: [], labels: {} },
+      load: { cpusFree: 0, memFree: 0, gpusFree: [], running: 0, queued: 0, cpuUtil: 0 }
+    })
+  })
+  await waitFor(() => agent.grid.view().some((p) => p.peer === hostile.peerId), 'the hostile member to join')
+}, 30_000)
+
+afterAll(async () => {
+  await hostile?.stop()
+  await agent?.stop()
+})
+
+async function exchange (first: unknown, ...more: unknown[]): Promise<any[]> {
+  const ch: FrameChannel = await hostile.open(agent.grid.peerId, EXEC_PROTOCOL)
+  await ch.send(first)
+  for (const m of more) await ch.send(m)
+  const replies: any[] = []
+  for (;;) {
+    const m = await ch.recv().catch(() => undefined)
+    if (m === undefined) break
+    replies.push(m)
+    if ((m as any).t === 'exit' || (m as any).t === 'error') break
+  }
+  ch.destroy()
+  return replies
+}
+
+const spec = (over: Record<string, unknown> = {}): Record<string, unknown> => ({ argv: ['sh', '-c', 'echo ok'], env: {}, cpus: 1, gpus: 0, ...over })
+
+describe('the exec protocol under hostile input', () => {
+  it('runs a valid request', async () => {
+    const replies = await exchange({ t: 'exec', v: 1, task: '0123456789abcdef', spec: spec() })
+    expect(replies[0]).toMatchObject({ t: 'started' })
+    expect(Buffer.from(replies.find((r) => r.t === 'out').data).toString()).toBe('ok\n')
+    expect(replies.at(-1)).toMatchObject({ t: 'exit', code: 0 })
+  })
+
+  it('refuses task ids that are not ids (no path from a peer reaches the disk)', async () => {
+    const outside = path.join(path.dirname(home), `escape-${Date.now()}`)
+    for (const task of ['../../../tmp/x', path.relative(path.join(home, 'scratch'), outside), 'ABCDEF0123456789', '']) {
+      const replies = await exchange({ t: 'exec', v: 1, task, spec: spec({ argv: ['touch', 'pwned'] }) })
+      expect(replies).toMatchObject([{ t: 'error', error: { code: 'ERR_BAD_MESSAGE' } }])
+    }
+    expect(fs.existsSync(outside)).toBe(false)
+  })
+
+  it('refuses a working directory outside the scratch space', async () => {
+    for (const cwd of ['../../..', '/etc', 'a/../../b', 'x\0y']) {
+      const replies = await exchange({ t: 'exec', v: 1, task: 'aaaaaaaaaaaaaaaa', spec: spec({ cwd, argv: ['touch', 'pwned'] }) })
+      expect(replies).toMatchObject([{ t: 'error', error: { code: 'ERR_BAD_ARGUMENT' } }])
+    }
+    expect(fs.existsSync(path.join(home, 'pwned'))).toBe(false)
+    expect(fs.existsSync('/etc/pwned')).toBe(false)
+  })
+
+  it('refuses malformed requests and other versions', async () => {
+    for (const bad of [
+      'hello', 42, [], { t: 'exec' }, { t: 'exec', v: 1, task: 'aaaaaaaaaaaaaaaa', spec: { argv: [] } },
+      { t: 'exec', v: 1, task: 'aaaaaaaaaaaaaaaa', spec: spec({ cpus: 1.5 }) },
+      { t: 'exec', v: 1, task: 'aaaaaaaaaaaaaaaa', spec: spec({ argv: Array(5000).fill('x') }) },
+      { t: 'stdin', data: new Uint8Array(3) }
+    ]) {
+      const replies = await exchange(bad)
+      expect(replies).toMatchObject([{ t: 'error', error: { code: 'ERR_BAD_MESSAGE' } }])
+    }
+    expect(await exchange({ t: 'exec', v: 2, task: 'aaaaaaaaaaaaaaaa', spec: spec() })).toMatchObject([{ t: 'error', error: { code: 'ERR_AGENT_VERSION' } }])
+  })
+
+  it('refuses a frame past the size limit', async () => {
+    const replies = await exchange({ t: 'exec', v: 1, task: 'aaaaaaaaaaaaaaaa', spec: spec({ env: { BIG: 'x'.repeat(5 * 1024 * 1024) } }) }).catch((err) => [{ t: 'error', error: { code: err.code } }])
+    expect(replies.length).toBeLessThanOrEqual(1)
+    expect(replies.every((r) => r.t === 'error')).toBe(true)
+  })
+
+  it('refuses more than the machine lends', async () => {
+    const replies = await exchange({ t: 'exec', v: 1, task: 'aaaaaaaaaaaaaaaa', spec: spec({ cpus: 4000 }) })
+    expect(replies).toMatchObject([{ t: 'error', error: { code: 'ERR_NO_CAPACITY' } }])
+  })
+
+  it('ends the session on a malformed input while a command runs', async () => {
+    for (const bad of [{ t: 'signal', sig: 'SIGSTOP' }, { t: 'stdin', data: 'text' }, { t: 'resize', cols: -1, rows: 2 }, { t: 'nope' }]) {
+      const replies = await exchange({ t: 'exec', v: 1, task: 'bbbbbbbbbbbbbbbb', spec: spec({ argv: ['sh', '-c', 'read x; echo got $x'] }) }, bad)
+      expect(replies[0]).toMatchObject({ t: 'started' })
+      expect(replies.at(-1)).toMatchObject({ t: 'error', error: { code: 'ERR_BAD_MESSAGE' } })
+      // The cancelled command's cores come back once it has been reaped.
+      await waitFor(() => agent.grid.view().find((p) => p.self)?.load.cpusFree === agent.offer.cpus, 'the reservation to be released')
+    }
+  })
+
+  it('keeps serving after all of it', async () => {
+    const replies = await exchange({ t: 'exec', v: 1, task: 'cccccccccccccccc', spec: spec() })
+    expect(replies.at(-1)).toMatchObject({ t: 'exit', code: 0 })
+    expect(agent.grid.view().map((p) => p.peer)).toContain(hostile.peerId)
+  })
+})

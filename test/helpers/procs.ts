@@ -1,0 +1,179 @@
+/**
+ * Real agent processes and real CLI binaries for end-to-end tests: each agent has its own
+ * temporary VGRID_HOME and listens on 127.0.0.1 with a random port.
+ */
+import { spawn, type ChildProcess } from 'node:child_process'
+import fs from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import { fileURLToPath } from 'node:url'
+
+/** The repository root, from the sources (vitest) or from dist/ (the benchmark). */
+export const ROOT = ((): string => {
+  let dir = path.dirname(fileURLToPath(import.meta.url))
+  while (!fs.existsSync(path.join(dir, 'bin', 'vgrid.js'))) {
+    const up = path.dirname(dir)
+    if (up === dir) throw new Error('cannot find the vgrid repository root')
+    dir = up
+  }
+  return dir
+})()
+export const BIN = {
+  vgrid: path.join(ROOT, 'bin/vgrid.js'),
+  vrun: path.join(ROOT, 'bin/vrun.js')
+}
+
+export interface CliResult {
+  code: number | null
+  signal: NodeJS.Signals | null
+  stdout: string
+  stderr: string
+  stdoutBytes: Buffer
+}
+
+export interface CliOptions {
+  home: string
+  input?: string | Buffer
+  env?: Record<string, string>
+  timeoutMs?: number
+  cwd?: string
+}
+
+/** Runs a CLI binary to completion. A run past its deadline is killed and reported. */
+export function runCli (bin: keyof typeof BIN, args: string[], opts: CliOptions): Promise<CliResult> {
+  const child = spawnCli(bin, args, opts)
+  return collect(child, opts.timeoutMs ?? 30_000, opts.input)
+}
+
+export function spawnCli (bin: keyof typeof BIN, args: string[], opts: Omit<CliOptions, 'input' | 'timeoutMs'>): ChildProcess {
+  return spawn(process.execPath, [BIN[bin], ...args], {
+    cwd: opts.cwd ?? ROOT,
+    env: { ...process.env, VGRID_HOME: opts.home, ...opts.env },
+    stdio: ['pipe', 'pipe', 'pipe']
+  })
+}
+
+export function collect (child: ChildProcess, timeoutMs: number, input?: string | Buffer): Promise<CliResult> {
+  const out: Buffer[] = []
+  const err: Buffer[] = []
+  child.stdout?.on('data', (d: Buffer) => out.push(d))
+  child.stderr?.on('data', (d: Buffer) => err.push(d))
+  if (input !== undefined) child.stdin?.end(input)
+  else child.stdin?.end()
+  child.stdin?.on('error', () => {})
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL')
+      reject(new Error(`${child.spawnargs.join(' ')} did not finish within ${timeoutMs} ms; stderr: ${Buffer.concat(err).toString()}`))
+    }, timeoutMs)
+    child.on('close', (code, signal) => {
+      clearTimeout(timer)
+      const stdoutBytes = Buffer.concat(out)
+      resolve({ code, signal, stdout: stdoutBytes.toString(), stderr: Buffer.concat(err).toString(), stdoutBytes })
+    })
+  })
+}
+
+export async function waitFor<T> (fn: () => Promise<T | undefined | false> | T | undefined | false, what: string, timeoutMs = 10_000, intervalMs = 50): Promise<T> {
+  const deadline = Date.now() + timeoutMs
+  let lastErr: unknown
+  for (;;) {
+    try {
+      const v = await fn()
+      if (v !== undefined && v !== false) return v
+    } catch (err) {
+      lastErr = err
+    }
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${lastErr !== undefined ? `: ${String(lastErr)}` : ''}`)
+    await new Promise((resolve) => setTimeout(resolve, intervalMs))
+  }
+}
+
+export function tempDir (prefix = 'vgrid-test-'): string {
+  return fs.mkdtempSync(path.join(os.tmpdir(), prefix))
+}
+
+export interface AgentProc {
+  home: string
+  proc: ChildProcess
+  peer: string
+  token: string
+  host: string
+  output: () => string
+  vgrid (args: string[], opts?: Partial<CliOptions>): Promise<CliResult>
+  vrun (args: string[], opts?: Partial<CliOptions>): Promise<CliResult>
+  /** Sends the signal and waits for the process to exit. */
+  stop (signal?: NodeJS.Signals): Promise<{ code: number | null, ms: number }>
+}
+
+export interface StartOptions {
+  home?: string
+  join?: string
+  args?: string[]
+  env?: Record<string, string>
+}
+
+const running = new Set<AgentProc>()
+
+export async function startAgent (opts: StartOptions = {}): Promise<AgentProc> {
+  const home = opts.home ?? tempDir()
+  const args = ['agent', '--listen', '/ip4/127.0.0.1/tcp/0', ...(opts.join !== undefined ? ['--join', opts.join] : []), ...(opts.args ?? [])]
+  const proc = spawn(process.execPath, [BIN.vgrid, ...args], {
+    cwd: ROOT,
+    env: { ...process.env, VGRID_HOME: home, ...opts.env },
+    stdio: ['ignore', 'pipe', 'pipe']
+  })
+  let output = ''
+  proc.stdout.on('data', (d: Buffer) => { output += d.toString() })
+  proc.stderr.on('data', (d: Buffer) => { output += d.toString() })
+  let exited = false
+  proc.on('exit', () => { exited = true })
+  const cli = (bin: keyof typeof BIN) => async (a: string[], o: Partial<CliOptions> = {}) => await runCli(bin, a, { home, ...o })
+  const status = await waitFor(async () => {
+    if (exited) throw new Error(`the agent exited at start:\n${output}`)
+    if (!fs.existsSync(path.join(home, 'agent.sock'))) return undefined
+    const r = await runCli('vgrid', ['status', '--json'], { home, timeoutMs: 10_000 })
+    return r.code === 0 ? JSON.parse(r.stdout).status : undefined
+  }, 'the agent to start', 20_000, 100)
+  const agent: AgentProc = {
+    home,
+    proc,
+    peer: status.peer,
+    token: status.joinToken,
+    host: status.host,
+    output: () => output,
+    vgrid: cli('vgrid'),
+    vrun: cli('vrun'),
+    async stop (signal = 'SIGTERM') {
+      running.delete(agent)
+      if (exited) return { code: proc.exitCode, ms: 0 }
+      const t0 = Date.now()
+      const done = new Promise<number | null>((resolve) => proc.once('exit', (code) => { resolve(code) }))
+      proc.kill(signal)
+      const code = await done
+      return { code, ms: Date.now() - t0 }
+    }
+  }
+  running.add(agent)
+  return agent
+}
+
+/** Members as `vgrid peers --json` shows them from this agent. */
+export async function peersOf (agent: AgentProc): Promise<Array<Record<string, any>>> {
+  const r = await agent.vgrid(['peers', '--json'])
+  if (r.code !== 0) throw new Error(`vgrid peers failed: ${r.stderr}`)
+  return JSON.parse(r.stdout).peers
+}
+
+/** A grid of n agents, each joined through the first, with every view complete. */
+export async function startGrid (n: number, opts: StartOptions = {}): Promise<AgentProc[]> {
+  const first = await startAgent(opts)
+  const rest = await Promise.all(Array.from({ length: n - 1 }, async () => await startAgent({ ...opts, join: first.token })))
+  const all = [first, ...rest]
+  await Promise.all(all.map(async (a) => await waitFor(async () => (await peersOf(a)).length === n, `${n} members in the view of ${a.peer}`, 15_000, 100)))
+  return all
+}
+
+export async function stopAll (): Promise<void> {
+  await Promise.all([...running].map(async (a) => await a.stop('SIGKILL')))
+}
