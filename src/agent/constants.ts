@@ -6,6 +6,8 @@ export const EXEC_PROTOCOL_VERSION = 1
 export const EXEC_REQUEST_TIMEOUT_MS = 10_000
 /** How many members a run tries before it gives up (each may refuse: its view was stale). */
 export const MAX_PLACEMENT_ATTEMPTS = 4
+/** A queued run is placed again at every change of the view, and at the latest after this. */
+export const QUEUE_RETRY_MS = 1_000
 /** When the agent stops, running commands get this long between SIGTERM and SIGKILL. */
 export const SHUTDOWN_KILL_GRACE_MS = 800
 /** The agent exits at the latest this long after SIGINT/SIGTERM, whatever is still busy. */

@@ -15,7 +15,7 @@ import { createLogger } from '../common/log.js'
 import { parseRunSpec, parseExecEvent, parseExecInput, serveExec, type RunSpec, type ExecEvent, type Ledger } from '../exec/index.js'
 import { candidates, resolvePeer } from '../grid/placement.js'
 import type { Grid, GpuInfo } from '../grid/index.js'
-import { EXEC_PROTOCOL, EXEC_PROTOCOL_VERSION, EXEC_REQUEST_TIMEOUT_MS, MAX_PLACEMENT_ATTEMPTS, SHUTDOWN_KILL_GRACE_MS } from './constants.js'
+import { EXEC_PROTOCOL, EXEC_PROTOCOL_VERSION, EXEC_REQUEST_TIMEOUT_MS, MAX_PLACEMENT_ATTEMPTS, QUEUE_RETRY_MS, SHUTDOWN_KILL_GRACE_MS } from './constants.js'
 
 const log = createLogger('run')
 const TASK_ID_RE = /^[0-9a-f]{16}$/
@@ -106,11 +106,44 @@ export function serveExecProtocol (ctx: RunContext): (channel: FrameChannel, rem
   }
 }
 
-/** Handles a `run` request from the CLI on `client` until the command ends. */
+/**
+ * Handles a `run` request from the CLI on `client` until the command ends. When every member
+ * that could run it is busy, the run waits (the CLI is told once) and is placed again at the
+ * next change of the view, until the CLI goes away.
+ */
 export async function submitRun (ctx: RunContext, client: FrameChannel, spec: RunSpec, on: string | undefined): Promise<void> {
+  const task = newTaskId()
+  let told = false
+  for (;;) {
+    try {
+      await placeOnce(ctx, client, task, spec, on)
+      return
+    } catch (err) {
+      if (!(err instanceof VgridError) || err.code !== 'ERR_NO_CAPACITY') throw err
+      if (!told) {
+        told = true
+        await client.send({ t: 'queued', message: err.message })
+      }
+    }
+    await viewChangeOrTimeout(ctx.grid, QUEUE_RETRY_MS, ctx.shutdown)
+    if (client.closed) return
+    if (ctx.shutdown.aborted) throw new VgridError('ERR_PEER_LOST', 'the agent is stopping')
+  }
+}
+
+async function viewChangeOrTimeout (grid: Grid, ms: number, signal: AbortSignal): Promise<void> {
+  await new Promise<void>((resolve) => {
+    const done = (): void => { clearTimeout(timer); unwatch(); signal.removeEventListener('abort', done); resolve() }
+    const timer = setTimeout(done, ms)
+    const unwatch = grid.onViewChange(done)
+    signal.addEventListener('abort', done, { once: true })
+  })
+}
+
+/** One placement round: the members that fit now, best first; throws ERR_NO_CAPACITY if all refuse. */
+async function placeOnce (ctx: RunContext, client: FrameChannel, task: string, spec: RunSpec, on: string | undefined): Promise<void> {
   const view = ctx.grid.view()
   const targets = on !== undefined ? [resolvePeer(view, on)] : candidates(view, spec)
-  const task = newTaskId()
   let lastRefusal: unknown
   for (const target of targets.slice(0, MAX_PLACEMENT_ATTEMPTS)) {
     const placed = { t: 'placed', peer: target.peer, host: target.resources.host, local: target.self }
@@ -119,7 +152,7 @@ export async function submitRun (ctx: RunContext, client: FrameChannel, spec: Ru
         await executeHere(ctx, client, task, spec, async () => { await client.send(placed) })
         return
       } catch (err) {
-        if (err instanceof VgridError && err.code === 'ERR_NO_CAPACITY' && on === undefined) { lastRefusal = err; continue }
+        if (err instanceof VgridError && err.code === 'ERR_NO_CAPACITY') { lastRefusal = err; continue }
         throw err
       }
     }
@@ -131,7 +164,7 @@ export async function submitRun (ctx: RunContext, client: FrameChannel, spec: Ru
       const ev = parseExecEvent(first)
       if (ev.t === 'error') {
         const err = fromWire(ev.error)
-        if (err.code === 'ERR_NO_CAPACITY' && on === undefined) { lastRefusal = err; continue }
+        if (err.code === 'ERR_NO_CAPACITY') { lastRefusal = err; continue }
         throw err
       }
       await client.send(placed)

@@ -93,8 +93,13 @@ class Session {
       }
       if (this.abortCode !== undefined) return this.abortCode
       if (raw === undefined) throw lostAgent()
-      if (obj(raw, 'event').t === 'placed') {
+      const t = obj(raw, 'event').t
+      if (t === 'placed') {
         this.onPlaced(raw)
+        continue
+      }
+      if (t === 'queued') {
+        this.onQueued(raw)
         continue
       }
       const ev = parseExecEvent(raw)
@@ -113,6 +118,12 @@ class Session {
           throw fromWire(ev.error)
       }
     }
+  }
+
+  /** Said once, and only where someone watches: scripts keep a clean stderr. */
+  private onQueued (raw: unknown): void {
+    if (this.io.stderr.isTTY !== true && this.io.env.VGRID_VERBOSE !== '1') return
+    this.io.stderr.write(formatNotice('vrun', `waiting: ${str(obj(raw, 'queued').message, 'message', 4096)}`))
   }
 
   private onPlaced (raw: unknown): void {

@@ -59,7 +59,7 @@ export function candidates (view: PeerView[], req: ResourceRequest): PeerView[] 
   const now = possible.filter((p) => fitsNow(p, req))
   if (now.length === 0) {
     throw new VgridError('ERR_NO_CAPACITY', `every member that could run a command needing ${describeRequest(req)} is busy`,
-      'try again when a task ends (see `vgrid peers`); queueing arrives with the placement release')
+      'it starts when one has room (see `vgrid peers`)')
   }
   const score = (p: PeerView): number => p.load.cpusFree / Math.max(1, p.offer.cpus) + p.load.gpusFree.length
   return now.sort((a, b) => (score(b) - score(a)) || (Number(b.self) - Number(a.self)))

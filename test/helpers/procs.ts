@@ -53,13 +53,13 @@ export function spawnCli (bin: keyof typeof BIN, args: string[], opts: Omit<CliO
   })
 }
 
-export function collect (child: ChildProcess, timeoutMs: number, input?: string | Buffer): Promise<CliResult> {
+/** Waits for the exit; `input` is written to stdin and closed, `null` leaves stdin open to the caller. */
+export function collect (child: ChildProcess, timeoutMs: number, input?: string | Buffer | null): Promise<CliResult> {
   const out: Buffer[] = []
   const err: Buffer[] = []
   child.stdout?.on('data', (d: Buffer) => out.push(d))
   child.stderr?.on('data', (d: Buffer) => err.push(d))
-  if (input !== undefined) child.stdin?.end(input)
-  else child.stdin?.end()
+  if (input !== null) child.stdin?.end(input)
   child.stdin?.on('error', () => {})
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => {

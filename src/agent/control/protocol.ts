@@ -4,7 +4,8 @@
  * `{ t: 'hello', v, client }`, the agent answers `{ t: 'hello', v, peer }` or an error, then the
  * client sends one request. Requests and replies:
  *
- * - `{ t: 'run', spec, on? }` → `{ t: 'placed', peer, host, local }`, then exec events
+ * - `{ t: 'run', spec, on? }` → maybe `{ t: 'queued', message }` (every member that fits is
+ *   busy: the run waits for one), then `{ t: 'placed', peer, host, local }`, then exec events
  *   (started, out, exit, error); the client streams exec inputs (stdin, eof, signal, resize).
  * - `{ t: 'peers' }` → `{ t: 'peers', peers: PeerView[] }`
  * - `{ t: 'status' }` → `{ t: 'status', status: AgentStatus }`
@@ -34,6 +35,7 @@ export type ControlRequest =
 
 export type ControlReply =
   | HelloReply
+  | { t: 'queued', message: string }
   | { t: 'placed', peer: string, host: string, local: boolean }
   | { t: 'peers', peers: PeerView[] }
   | { t: 'status', status: AgentStatus }
