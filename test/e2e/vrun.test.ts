@@ -5,7 +5,7 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest'
 import { createHash } from 'node:crypto'
 import { execFileSync } from 'node:child_process'
-import { startGrid, stopAll, spawnCli, collect, waitFor, type AgentProc } from '../helpers/procs.js'
+import { startGrid, stopAll, spawnCli, startCli, collect, waitFor, type AgentProc } from '../helpers/procs.js'
 
 let a: AgentProc
 let b: AgentProc
@@ -96,40 +96,30 @@ describe('vrun on a remote member', () => {
   })
 
   it('forwards Ctrl-C (SIGINT) to the remote process', async () => {
-    const child = spawnCli('vrun', ['--on', b.peer, 'sh', '-c', 'trap "echo got INT; exit 5" INT; echo ready; while :; do sleep 0.05; done'], { home: a.home })
-    let out = ''
-    child.stdout?.on('data', (d: Buffer) => { out += d.toString() })
-    const done = collect(child, 30_000)
-    await waitFor(() => out.includes('ready'), 'the remote command to start')
-    child.kill('SIGINT')
-    const r = await done
-    expect(out).toContain('got INT')
+    const v = startCli('vrun', ['--on', b.peer, 'sh', '-c', 'trap "echo got INT; exit 5" INT; echo ready; while :; do sleep 0.05; done'], { home: a.home })
+    await waitFor(() => v.stdout().includes('ready'), 'the remote command to start')
+    v.child.kill('SIGINT')
+    const r = await v.done
+    expect(r.stdout).toContain('got INT')
     expect(r.code).toBe(5)
   })
 
   it('forwards SIGTERM', async () => {
-    const child = spawnCli('vrun', ['--on', b.peer, 'sh', '-c', 'trap "echo got TERM; exit 6" TERM; echo ready; while :; do sleep 0.05; done'], { home: a.home })
-    let out = ''
-    child.stdout?.on('data', (d: Buffer) => { out += d.toString() })
-    const done = collect(child, 30_000)
-    await waitFor(() => out.includes('ready'), 'the remote command to start')
-    child.kill('SIGTERM')
-    const r = await done
-    expect(out).toContain('got TERM')
+    const v = startCli('vrun', ['--on', b.peer, 'sh', '-c', 'trap "echo got TERM; exit 6" TERM; echo ready; while :; do sleep 0.05; done'], { home: a.home })
+    await waitFor(() => v.stdout().includes('ready'), 'the remote command to start')
+    v.child.kill('SIGTERM')
+    const r = await v.done
+    expect(r.stdout).toContain('got TERM')
     expect(r.code).toBe(6)
   })
 
   it('kills the remote command at the second Ctrl-C', async () => {
-    const child = spawnCli('vrun', ['--on', b.peer, 'sh', '-c', 'trap "echo got INT" INT; echo ready; while :; do sleep 0.05; done'], { home: a.home })
-    let out = ''
-    child.stdout?.on('data', (d: Buffer) => { out += d.toString() })
-    const done = collect(child, 30_000)
-    await waitFor(() => out.includes('ready'), 'the remote command to start')
-    child.kill('SIGINT')
-    await waitFor(() => out.includes('got INT'), 'the first Ctrl-C to reach the command')
-    child.kill('SIGINT')
-    const r = await done
-    expect(r.code).toBe(137)
+    const v = startCli('vrun', ['--on', b.peer, 'sh', '-c', 'trap "echo got INT" INT; echo ready; while :; do sleep 0.05; done'], { home: a.home })
+    await waitFor(() => v.stdout().includes('ready'), 'the remote command to start')
+    v.child.kill('SIGINT')
+    await waitFor(() => v.stdout().includes('got INT'), 'the first Ctrl-C to reach the command')
+    v.child.kill('SIGINT')
+    expect((await v.done).code).toBe(137)
   })
 })
 

@@ -74,6 +74,24 @@ export function collect (child: ChildProcess, timeoutMs: number, input?: string 
   })
 }
 
+export interface LiveCli {
+  child: ChildProcess
+  stdout: () => string
+  stderr: () => string
+  /** Resolves at the exit; stdin stays open to the caller (child.stdin). */
+  done: Promise<CliResult>
+}
+
+/** A CLI started in the background, its output readable while it runs. */
+export function startCli (bin: keyof typeof BIN, args: string[], opts: Omit<CliOptions, 'input'>): LiveCli {
+  const child = spawnCli(bin, args, opts)
+  let out = ''
+  let err = ''
+  child.stdout?.on('data', (d: Buffer) => { out += d.toString() })
+  child.stderr?.on('data', (d: Buffer) => { err += d.toString() })
+  return { child, stdout: () => out, stderr: () => err, done: collect(child, opts.timeoutMs ?? 30_000, null) }
+}
+
 export async function waitFor<T> (fn: () => Promise<T | undefined | false> | T | undefined | false, what: string, timeoutMs = 10_000, intervalMs = 50): Promise<T> {
   const deadline = Date.now() + timeoutMs
   let lastErr: unknown
