@@ -1,0 +1,29 @@
+/**
+ * Worker thread of scan-workers.ts: cuts and hashes one file per message, so that a scan of
+ * big files uses more than one core. Replies with the chunks packed into two transferable
+ * arrays (hashes end to end, sizes), or the error's code and message.
+ */
+import { parentPort } from 'node:worker_threads'
+import { chunkFileSync } from './fastcdc.js'
+import { HASH_BYTES } from './types.js'
+
+export interface WorkerJob { id: number, path: string }
+export type WorkerReply =
+  | { id: number, hashes: Uint8Array, sizes: Uint32Array }
+  | { id: number, error: { message: string, code?: string } }
+
+parentPort?.on('message', (job: WorkerJob) => {
+  let reply: WorkerReply
+  try {
+    const refs = chunkFileSync(job.path)
+    const hashes = new Uint8Array(refs.length * HASH_BYTES)
+    const sizes = new Uint32Array(refs.length)
+    refs.forEach((r, i) => { hashes.set(r.hash, i * HASH_BYTES); sizes[i] = r.size })
+    reply = { id: job.id, hashes, sizes }
+    parentPort!.postMessage(reply, [hashes.buffer, sizes.buffer])
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException
+    reply = { id: job.id, error: { message: e.message, ...(e.code !== undefined ? { code: e.code } : {}) } }
+    parentPort!.postMessage(reply)
+  }
+})

@@ -1,0 +1,113 @@
+/**
+ * Big files are cut and hashed in worker threads: FastCDC and SHA-256 are CPU-bound (~1 GB/s
+ * together on one core), so a workspace of big files scans about as many times faster as
+ * there are cores. Small files stay on the main thread, where a blocking read costs less than
+ * posting a job. Workers start with the first big file and end with the scan.
+ *
+ * Only available from compiled JavaScript (a worker cannot load a .ts file): under a test
+ * runner that executes sources, scans hash on the main thread.
+ */
+import os from 'node:os'
+import { existsSync } from 'node:fs'
+import { fileURLToPath } from 'node:url'
+import { Worker } from 'node:worker_threads'
+import type { WorkerJob, WorkerReply } from './scan-worker.js'
+import { HASH_BYTES, type ChunkRef } from './types.js'
+
+/** Below this a file is hashed on the main thread: the round trip would cost more than it saves. */
+export const WORKER_MIN_FILE_BYTES = 4 * 1024 * 1024
+/** Worker threads at most; the main thread walks the tree and hashes small files meanwhile. */
+export const MAX_SCAN_WORKERS = 4
+
+const WORKER_URL = new URL('./scan-worker.js', import.meta.url)
+
+/** How many workers a scan may use here: 0 when running from sources. */
+export function defaultScanWorkers (): number {
+  if (!import.meta.url.endsWith('.js') || !existsSync(fileURLToPath(WORKER_URL))) return 0
+  return Math.min(MAX_SCAN_WORKERS, Math.max(1, os.availableParallelism()))
+}
+
+interface Pending {
+  resolve: (refs: ChunkRef[]) => void
+  reject: (err: Error) => void
+}
+
+export class WorkerPool {
+  private readonly idle: Worker[] = []
+  private readonly busy = new Map<Worker, number>()
+  private readonly pending = new Map<number, Pending>()
+  private readonly waiting: Array<{ job: WorkerJob, p: Pending }> = []
+  private started = 0
+  private nextId = 0
+  private closed = false
+
+  constructor (private readonly size: number) {}
+
+  /** The chunks of the file at `path`, cut in a worker. */
+  async chunk (path: string): Promise<ChunkRef[]> {
+    if (this.closed) throw new Error('the scan is over')
+    return await new Promise<ChunkRef[]>((resolve, reject) => {
+      this.waiting.push({ job: { id: this.nextId++, path }, p: { resolve, reject } })
+      this.pump()
+    })
+  }
+
+  /** Ends the workers; jobs still running fail. */
+  async close (): Promise<void> {
+    this.closed = true
+    const all = [...this.idle, ...this.busy.keys()]
+    this.idle.length = 0
+    this.busy.clear()
+    for (const { p } of this.waiting.splice(0)) p.reject(new Error('the scan is over'))
+    await Promise.all(all.map(async (w) => await w.terminate()))
+    for (const p of this.pending.values()) p.reject(new Error('the scan is over'))
+    this.pending.clear()
+  }
+
+  private pump (): void {
+    while (this.waiting.length > 0 && !this.closed) {
+      let w = this.idle.pop()
+      if (w === undefined && this.started < this.size) w = this.spawn()
+      if (w === undefined) return
+      const { job, p } = this.waiting.shift()!
+      this.pending.set(job.id, p)
+      this.busy.set(w, job.id)
+      w.postMessage(job)
+    }
+  }
+
+  private spawn (): Worker {
+    this.started++
+    const w = new Worker(WORKER_URL)
+    w.unref() // a scan left unfinished must not keep the process alive
+    w.on('message', (reply: WorkerReply) => {
+      const p = this.pending.get(reply.id)
+      this.pending.delete(reply.id)
+      this.busy.delete(w)
+      if (!this.closed) this.idle.push(w)
+      if (p !== undefined) {
+        if ('error' in reply) p.reject(Object.assign(new Error(reply.error.message), { code: reply.error.code }))
+        else p.resolve(unpack(reply.hashes, reply.sizes))
+      }
+      this.pump()
+    })
+    w.on('error', (err) => {
+      // A worker that dies takes its job with it; a new one takes its place.
+      const id = this.busy.get(w)
+      this.busy.delete(w)
+      this.started--
+      if (id !== undefined) {
+        this.pending.get(id)?.reject(err)
+        this.pending.delete(id)
+      }
+      this.pump()
+    })
+    return w
+  }
+}
+
+function unpack (hashes: Uint8Array, sizes: Uint32Array): ChunkRef[] {
+  const refs = new Array<ChunkRef>(sizes.length)
+  for (let i = 0; i < sizes.length; i++) refs[i] = { hash: hashes.subarray(i * HASH_BYTES, (i + 1) * HASH_BYTES), size: sizes[i]! }
+  return refs
+}

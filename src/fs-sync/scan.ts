@@ -1,0 +1,339 @@
+/**
+ * The submitter's side of a sync: walk the workspace into a tree of FileNode / LinkNode /
+ * DirNode, cut and hash the files that changed since the stat cache last saw them, and encode
+ * the tree (which sets every directory's hash). An unchanged workspace costs one readdir per
+ * directory and one lstat per file: no file is opened.
+ *
+ * What is not synced: paths the ignore rules exclude, sockets, fifos and devices (one warning
+ * each), names another system could not write (a warning each), and files that vanish or
+ * cannot be read during the scan (a warning each). Symlinks are kept as links, whatever they
+ * point at; they are never followed. Past a limit of the tree format the scan fails
+ * (ERR_WORKSPACE_TOO_LARGE) rather than sync part of the workspace.
+ */
+import fsp from 'node:fs/promises'
+import path from 'node:path'
+import { lstatSync, type BigIntStats, type Dirent } from 'node:fs'
+import { VgridError } from '../common/errors.js'
+import { createLogger } from '../common/log.js'
+import { chunkFile, chunkFileSync } from './fastcdc.js'
+import { HashQueue, fileChunks, type ChunkFn } from './scan-hash.js'
+import { WORKER_MIN_FILE_BYTES, WorkerPool, defaultScanWorkers } from './scan-workers.js'
+import { IGNORE_FILE, IgnoreRules } from './ignore-rules.js'
+import { compareNames, nameProblem } from './paths.js'
+import type { StatCache } from './stat-cache.js'
+import { encodeTree } from './tree-codec.js'
+import { checkTreeLimits, treeStats } from './tree-stats.js'
+import {
+  MAX_ENTRIES_PER_DIR, MAX_FILE_BYTES, MAX_LINK_TARGET_BYTES, MAX_TREE_DEPTH, MAX_TREE_FILES,
+  type ChunkSource, type DirNode, type FileNode, type Hash, type Node, type TreeStats
+} from './types.js'
+
+const log = createLogger('sync')
+
+/** Files cut and hashed at once: overlaps reading one with hashing another, memory stays small. */
+export const HASH_CONCURRENCY = 4
+/** Files found but not yet hashed before the walk waits: bounds memory on huge trees. */
+export const MAX_QUEUED_FILES = 512
+/** lstat calls made without yielding to the event loop (~1–2 ms). */
+export const STAT_BATCH = 256
+export const PROGRESS_INTERVAL_MS = 100
+
+export type { ChunkFn } from './scan-hash.js'
+
+export interface ScanProgress {
+  files: number
+  dirs: number
+  /** Bytes of the files found so far. */
+  bytes: number
+  /** Files and bytes read and hashed (not found in the stat cache). */
+  hashedFiles: number
+  hashedBytes: number
+  done: boolean
+}
+
+export interface ScanOptions {
+  statCache?: StatCache
+  signal?: AbortSignal
+  onProgress?: (p: ScanProgress) => void
+  /** One line per path skipped; default: the `sync` logger's warn. */
+  onWarning?: (msg: string) => void
+  /** Default: FastCDC 2020 with SHA-256 (fastcdc.ts). Tests count calls through it. */
+  chunkFile?: ChunkFn
+  /**
+   * Worker threads for files of WORKER_MIN_FILE_BYTES and more (default: one per core, at
+   * most MAX_SCAN_WORKERS; none when running from sources or with `chunkFile`).
+   */
+  workers?: number
+  /** Files hashed at once, besides those in workers (default HASH_CONCURRENCY). */
+  concurrency?: number
+  /** Built-in ignore patterns (default DEFAULT_IGNORES). */
+  defaultIgnores?: readonly string[]
+}
+
+export interface Scan {
+  tree: DirNode
+  stats: TreeStats
+  /** Where each distinct chunk can be read here, by hex hash (one file that holds it). */
+  sources: Map<string, ChunkSource>
+  rootHash: Hash
+  /** Directory records and chunk lists, by hex hash (from encodeTree). */
+  blobs: Map<string, Uint8Array>
+  /** When the scan started (ms since the epoch): mtimes close to it are "racy" (local-state.ts). */
+  startedMs: number
+}
+
+/** Up to this size a file is read in one blocking call: a promise per small file costs more than its read. */
+export const SYNC_READ_MAX_BYTES = 256 * 1024
+
+const defaultChunkFn: ChunkFn = async (p, size, signal) => size <= SYNC_READ_MAX_BYTES
+  ? chunkFileSync(p)
+  : await chunkFile(p, undefined, signal !== undefined ? { signal } : {})
+
+export async function scanWorkspace (root: string, opts: ScanOptions = {}): Promise<Scan> {
+  const startedMs = Date.now()
+  const absRoot = path.resolve(root)
+  const st = await fsp.stat(absRoot).catch(() => undefined)
+  if (st === undefined || !st.isDirectory()) throw new VgridError('ERR_BAD_ARGUMENT', `the workspace ${absRoot} is not a directory`)
+  opts.statCache?.beginScan()
+  const s = new Scanner(absRoot, opts)
+  const tree = await s.run()
+  const sub = treeStats(tree)
+  checkTreeLimits(sub, 'ERR_WORKSPACE_TOO_LARGE')
+  const { rootHash, blobs } = encodeTree(tree)
+  const { height: _, ...stats } = sub
+  return { tree, stats, sources: s.sources, rootHash, blobs, startedMs }
+}
+
+class Scanner {
+  readonly sources = new Map<string, ChunkSource>()
+  private readonly progress: ScanProgress = { files: 0, dirs: 0, bytes: 0, hashedFiles: 0, hashedBytes: 0, done: false }
+  private lastProgress = 0
+  private entries = 0
+  private readonly warn: (msg: string) => void
+  private readonly queue: HashQueue
+  /** Aborts the reads still running when the scan fails or is aborted. */
+  private readonly stop = new AbortController()
+  private readonly signal: AbortSignal
+  private readonly pool: WorkerPool | undefined
+  private readonly chunk: ChunkFn
+
+  constructor (private readonly root: string, private readonly opts: ScanOptions) {
+    this.warn = opts.onWarning ?? ((msg) => log.warn(msg))
+    this.signal = opts.signal !== undefined ? AbortSignal.any([opts.signal, this.stop.signal]) : this.stop.signal
+    const workers = opts.chunkFile !== undefined ? 0 : (opts.workers ?? defaultScanWorkers())
+    this.pool = workers > 0 ? new WorkerPool(workers) : undefined
+    // Enough files in flight to keep every worker busy and the main thread on small ones.
+    this.queue = new HashQueue((opts.concurrency ?? HASH_CONCURRENCY) + workers, this.signal)
+    this.chunk = opts.chunkFile ?? (async (p, size, signal) => this.pool !== undefined && size >= WORKER_MIN_FILE_BYTES
+      ? await this.pool.chunk(p)
+      : await defaultChunkFn(p, size, signal))
+  }
+
+  async run (): Promise<DirNode> {
+    const onAbort = (): void => { void this.pool?.close() }
+    this.signal.addEventListener('abort', onAbort, { once: true })
+    try {
+      const tree = await this.dir(this.root, '', IgnoreRules.root(undefined, this.opts.defaultIgnores), 0)
+      await this.queue.drain()
+      this.progress.done = true
+      this.opts.onProgress?.({ ...this.progress })
+      return tree!
+    } catch (err) {
+      this.queue.stop()
+      this.stop.abort()
+      throw err
+    } finally {
+      this.signal.removeEventListener('abort', onAbort)
+      await this.pool?.close()
+    }
+  }
+
+  private async dir (abs: string, rel: string, rules: IgnoreRules, depth: number): Promise<DirNode | undefined> {
+    this.signal.throwIfAborted()
+    let dirents: Dirent[]
+    try {
+      dirents = await fsp.readdir(abs, { withFileTypes: true })
+    } catch (err) {
+      if (rel === '' || !isSkippable(err)) throw err
+      this.warn(`skipped ${show(rel)}: ${(err as Error).message}`)
+      return undefined
+    }
+    const node: DirNode = { kind: 'dir', hash: new Uint8Array(0), entries: new Map() }
+    this.progress.dirs++
+    if (dirents.some((d) => d.name === IGNORE_FILE && d.isFile())) {
+      try {
+        rules = rules.withFile(rel, await fsp.readFile(path.join(abs, IGNORE_FILE), 'utf8'))
+      } catch (err) {
+        if (!isSkippable(err)) throw err
+        this.warn(`${show(join(rel, IGNORE_FILE))} could not be read: ${(err as Error).message}`)
+      }
+    }
+    dirents.sort((a, b) => compareNames(a.name, b.name))
+    const kept: Dirent[] = []
+    for (const d of dirents) {
+      const relPath = join(rel, d.name)
+      // A type the file system did not report (DT_UNKNOWN) is judged after its lstat.
+      if (knownType(d) && rules.ignores(relPath, d.isDirectory())) continue
+      const problem = nameProblem(d.name)
+      if (problem !== undefined) {
+        this.warn(`skipped ${show(relPath)}: its name ${problem}`)
+        continue
+      }
+      kept.push(d)
+    }
+    if (kept.length > MAX_ENTRIES_PER_DIR) {
+      throw tooLarge(`the directory ${show(rel || '.')} has ${kept.length} entries, past the limit of ${MAX_ENTRIES_PER_DIR}`)
+    }
+    if (kept.length > 0 && depth + 1 > MAX_TREE_DEPTH) {
+      throw tooLarge(`${show(rel)} is nested deeper than ${MAX_TREE_DEPTH} levels`)
+    }
+    this.entries += kept.length
+    if (this.entries > MAX_TREE_FILES) throw tooLarge(`the workspace has more than ${MAX_TREE_FILES} entries`)
+
+    // Directories need no stat; everything else does. Blocking lstat is 3-4x faster than
+    // fs.promises here (no thread-pool round trip per file), and batches keep each block short.
+    const leaves = kept.filter((d) => !d.isDirectory())
+    const stats = new Map<string, BigIntStats | Error>()
+    for (let i = 0; i < leaves.length; i += STAT_BATCH) {
+      if (i > 0) await new Promise((resolve) => setImmediate(resolve))
+      for (const d of leaves.slice(i, i + STAT_BATCH)) stats.set(d.name, lstatBig(path.join(abs, d.name)))
+    }
+    for (const d of kept) {
+      const name = d.name
+      const relPath = join(rel, name)
+      const absPath = path.join(abs, name)
+      const st = d.isDirectory() ? undefined : stats.get(name)
+      if (st instanceof Error) {
+        this.warn(`skipped ${show(relPath)}: ${st.message}`)
+        continue
+      }
+      if (st === undefined || st.isDirectory()) {
+        if (!knownType(d) && rules.ignores(relPath, true)) continue
+        const sub = await this.dir(absPath, relPath, rules, depth + 1)
+        if (sub !== undefined) node.entries.set(name, sub)
+        continue
+      }
+      if (!knownType(d) && rules.ignores(relPath, false)) continue
+      const leaf = await this.leaf(absPath, relPath, st, node)
+      if (leaf !== undefined) node.entries.set(name, leaf)
+    }
+    this.report()
+    return node
+  }
+
+  private async leaf (absPath: string, relPath: string, st: BigIntStats, parent: DirNode): Promise<Node | undefined> {
+    if (st.isSymbolicLink()) {
+      let target: string
+      try {
+        target = await fsp.readlink(absPath)
+      } catch (err) {
+        if (!isSkippable(err)) throw err
+        this.warn(`skipped ${show(relPath)}: ${(err as Error).message}`)
+        return undefined
+      }
+      if (target === '' || Buffer.byteLength(target) > MAX_LINK_TARGET_BYTES) {
+        this.warn(`skipped ${show(relPath)}: its symlink target is empty or too long`)
+        return undefined
+      }
+      return { kind: 'link', target }
+    }
+    if (!st.isFile()) {
+      this.warn(`skipped ${show(relPath)}: ${specialKind(st)} cannot be synced`)
+      return undefined
+    }
+    if (st.size > BigInt(MAX_FILE_BYTES)) throw tooLarge(`${show(relPath)} is larger than ${MAX_FILE_BYTES} bytes`)
+    const file: FileNode = { kind: 'file', size: Number(st.size), exec: (st.mode & 0o100n) !== 0n, mtimeMs: floorMs(st.mtimeNs), chunks: [] }
+    this.progress.files++
+    this.progress.bytes += file.size
+    const cached = this.opts.statCache?.lookup(relPath, st)
+    if (cached !== undefined) {
+      file.chunks = cached
+      this.addSources(absPath, file)
+      return file
+    }
+    await this.queue.whenBelow(MAX_QUEUED_FILES)
+    this.queue.add(async () => {
+      const got = await fileChunks(absPath, st, this.chunk, this.signal)
+      if ('error' in got) {
+        parent.entries.delete(path.basename(absPath))
+        this.progress.files--
+        this.progress.bytes -= file.size
+        this.warn(`skipped ${show(relPath)}: ${got.error}`)
+        return
+      }
+      if (got.stable) this.opts.statCache?.record(relPath, got.stat, got.chunks)
+      else this.warn(`${show(relPath)} kept changing during the scan; what was read is synced`)
+      this.progress.bytes += got.size - file.size
+      this.progress.hashedFiles++
+      this.progress.hashedBytes += got.size
+      file.size = got.size
+      file.mtimeMs = floorMs(got.stat.mtimeNs)
+      file.exec = (got.stat.mode & 0o100n) !== 0n
+      file.chunks = got.chunks
+      this.addSources(absPath, file)
+      this.report()
+    })
+    return file
+  }
+
+  private addSources (absPath: string, file: FileNode): void {
+    let offset = 0
+    for (const c of file.chunks) {
+      const hex = Buffer.from(c.hash.buffer, c.hash.byteOffset, c.hash.byteLength).toString('hex')
+      if (!this.sources.has(hex)) this.sources.set(hex, { path: absPath, offset, size: c.size })
+      offset += c.size
+    }
+  }
+
+  private report (): void {
+    if (this.opts.onProgress === undefined) return
+    const now = Date.now()
+    if (now - this.lastProgress < PROGRESS_INTERVAL_MS) return
+    this.lastProgress = now
+    this.opts.onProgress({ ...this.progress })
+  }
+}
+
+function lstatBig (p: string): BigIntStats | Error {
+  try {
+    return lstatSync(p, { bigint: true })
+  } catch (err) {
+    if (isSkippable(err)) return err as Error
+    throw err
+  }
+}
+
+/** Milliseconds, rounded down (also before 1970), from nanoseconds. */
+export function floorMs (ns: bigint): number {
+  const ms = ns / 1_000_000n
+  return Number(ns < 0n && ms * 1_000_000n !== ns ? ms - 1n : ms)
+}
+
+function knownType (d: Dirent): boolean {
+  return d.isFile() || d.isDirectory() || d.isSymbolicLink() || d.isFIFO() || d.isSocket() || d.isCharacterDevice() || d.isBlockDevice()
+}
+
+function specialKind (st: BigIntStats): string {
+  if (st.isFIFO()) return 'a fifo'
+  if (st.isSocket()) return 'a socket'
+  if (st.isCharacterDevice() || st.isBlockDevice()) return 'a device'
+  return 'a special file'
+}
+
+/** Errors that skip one path with a warning rather than fail the scan. */
+function isSkippable (err: unknown): boolean {
+  const code = (err as NodeJS.ErrnoException).code
+  return code === 'ENOENT' || code === 'EACCES' || code === 'EPERM' || code === 'ENOTDIR' || code === 'ELOOP'
+}
+
+function tooLarge (msg: string): VgridError {
+  return new VgridError('ERR_WORKSPACE_TOO_LARGE', msg, 'list what the task does not need in .vgridignore')
+}
+
+function join (rel: string, name: string): string {
+  return rel === '' ? name : `${rel}/${name}`
+}
+
+function show (rel: string): string {
+  return JSON.stringify(rel)
+}
