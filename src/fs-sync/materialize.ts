@@ -1,0 +1,190 @@
+/**
+ * The executor makes its persistent copy of a workspace match a tree. Only what differs from
+ * `base` (what the copy held after its last sync) is touched: removed paths go, directories
+ * are made, changed files are rewritten whole (temp + rename, mode, mtime), symlinks are made
+ * with their target as is. Unchanged files keep their inode and mtime, so a build in the copy
+ * sees them as up to date.
+ *
+ * Contract with the caller: `base` must describe the disk. Record `next` as the new base only
+ * once this resolves; after a failure (or if the record is lost) pass `base` undefined, and
+ * the copy is checked against `next` from scratch: whatever is on disk and not in `next` is
+ * removed (a half-written copy must not leak stale files into the next task) and every file is
+ * rewritten. The same holds if a command ran in the copy since: its base is then what the
+ * copy holds after the command (the outputs scan), not the tree that was synced before it.
+ *
+ * Safety: the tree's names are checked first; every path is resolved with a safe resolver
+ * (no parent may be a symlink or a non-directory: ERR_UNSAFE_PATH) and symlinks are created
+ * last, so nothing is ever written through a link, whether it was on disk already or the tree
+ * just made it. A link whose target leaves the copy is kept as a link, never followed.
+ */
+import fs from 'node:fs/promises'
+import path from 'node:path'
+import { createSafeResolver } from './paths.js'
+import { diffTrees } from './diff.js'
+import { assertTreeNames, planChanges } from './plan-changes.js'
+import { runPool } from './run-pool.js'
+import { discardTemp, isCode, writeTempFile, writeTempLink } from './write-file.js'
+import type { ChunkReader, DirNode, Node } from './types.js'
+
+/** Files written at once: small files pipeline (creating one costs 160–380 µs on ext4). */
+export const MATERIALIZE_CONCURRENCY = 4
+/** Modes set exactly (fchmod, no umask): the copy must behave the same on every executor. */
+export const FILE_MODE_EXEC = 0o755
+export const FILE_MODE_PLAIN = 0o644
+/** The temp is private until its final mode is set. */
+const TEMP_CREATE_MODE = 0o600
+
+export interface MaterializeProgress {
+  /** Files written so far. */
+  files: number
+  /** Bytes of file content written so far. */
+  bytes: number
+}
+
+export interface MaterializeOptions {
+  signal?: AbortSignal
+  /** Called after each chunk and each file written. */
+  onProgress?: (p: MaterializeProgress) => void
+  /** Files written at once (default MATERIALIZE_CONCURRENCY). */
+  concurrency?: number
+}
+
+export interface MaterializeResult {
+  /** Files and symlinks written. */
+  written: number
+  /** Paths removed (deletions, and stale entries when there was no base). */
+  deleted: number
+  /** Bytes of file content written. */
+  bytes: number
+}
+
+export async function materialize (
+  dir: string,
+  base: DirNode | undefined,
+  next: DirNode,
+  readChunk: ChunkReader,
+  opts: MaterializeOptions = {}
+): Promise<MaterializeResult> {
+  const { signal } = opts
+  signal?.throwIfAborted()
+  assertTreeNames(next)
+  await fs.mkdir(dir, { recursive: true })
+  const result: MaterializeResult = { written: 0, deleted: 0, bytes: 0 }
+  const progress: MaterializeProgress = { files: 0, bytes: 0 }
+  if (base === undefined) result.deleted += await removeStale(dir, '', next, signal)
+  const plan = planChanges(diffTrees(base, next))
+  const resolve = createSafeResolver(dir)
+
+  for (const r of plan.removals) {
+    signal?.throwIfAborted()
+    const abs = await resolve(r.path)
+    // rm looks at the path with lstat: a link is removed, never followed.
+    const existed = await exists(abs)
+    await fs.rm(abs, { recursive: true, force: true })
+    if (existed && !r.replaced) result.deleted++
+  }
+
+  for (const d of plan.dirs) {
+    signal?.throwIfAborted()
+    await makeDir(await resolve(d.path))
+  }
+
+  await runPool(plan.files, opts.concurrency ?? MATERIALIZE_CONCURRENCY, async ({ path: rel, node }) => {
+    const abs = await resolve(rel)
+    const tmp = await writeTempFile(path.dirname(abs), node, readChunk, {
+      createMode: TEMP_CREATE_MODE,
+      chmod: node.exec ? FILE_MODE_EXEC : FILE_MODE_PLAIN,
+      ...(signal !== undefined ? { signal } : {}),
+      onBytes: (n) => {
+        result.bytes += n
+        progress.bytes += n
+        opts.onProgress?.({ ...progress })
+      }
+    })
+    await replaceWith(tmp, abs)
+    result.written++
+    progress.files++
+    opts.onProgress?.({ ...progress })
+  }, signal)
+
+  await runPool(plan.links, opts.concurrency ?? MATERIALIZE_CONCURRENCY, async ({ path: rel, node }) => {
+    const abs = await resolve(rel)
+    await replaceWith(await writeTempLink(path.dirname(abs), node.target), abs)
+    result.written++
+  }, signal)
+
+  return result
+}
+
+/**
+ * Renames a finished temp over `abs`. Something the base did not know of may sit there (a
+ * directory left by a crash): it goes, since the copy must match the tree.
+ */
+async function replaceWith (tmp: string, abs: string): Promise<void> {
+  try {
+    try {
+      await fs.rename(tmp, abs)
+    } catch (err) {
+      if (!isCode(err, 'EISDIR') && !isCode(err, 'ENOTEMPTY') && !isCode(err, 'EEXIST') && !isCode(err, 'ENOTDIR')) throw err
+      await fs.rm(abs, { recursive: true, force: true })
+      await fs.rename(tmp, abs)
+    }
+  } catch (err) {
+    await discardTemp(tmp)
+    throw err
+  }
+}
+
+async function makeDir (abs: string): Promise<void> {
+  try {
+    await fs.mkdir(abs)
+  } catch (err) {
+    if (!isCode(err, 'EEXIST')) throw err
+    const st = await fs.lstat(abs)
+    if (st.isDirectory()) return
+    // A file or link where the tree has a directory: the base did not know of it.
+    await fs.rm(abs, { force: true })
+    await fs.mkdir(abs)
+  }
+}
+
+async function exists (abs: string): Promise<boolean> {
+  try {
+    await fs.lstat(abs)
+    return true
+  } catch (err) {
+    if (isCode(err, 'ENOENT')) return false
+    throw err
+  }
+}
+
+function sameKind (d: { isDirectory: () => boolean, isFile: () => boolean, isSymbolicLink: () => boolean }, node: Node): boolean {
+  switch (node.kind) {
+    case 'dir': return d.isDirectory()
+    case 'file': return d.isFile()
+    case 'link': return d.isSymbolicLink()
+  }
+}
+
+/**
+ * With no base, removes every entry under `rel` that `tree` does not have, or has as another
+ * kind (sockets, fifos and temps of a crashed write included); returns how many went. Entries
+ * of the right kind stay: diffTrees(undefined, next) rewrites every file and link anyway.
+ * The walk never enters a symlink (readdir's types come from lstat semantics).
+ */
+async function removeStale (root: string, rel: string, tree: DirNode, signal?: AbortSignal): Promise<number> {
+  signal?.throwIfAborted()
+  const abs = rel === '' ? root : path.join(root, rel)
+  let removed = 0
+  for (const d of await fs.readdir(abs, { withFileTypes: true })) {
+    const childRel = rel === '' ? d.name : `${rel}/${d.name}`
+    const node = tree.entries.get(d.name)
+    if (node !== undefined && sameKind(d, node)) {
+      if (node.kind === 'dir') removed += await removeStale(root, childRel, node, signal)
+      continue
+    }
+    await fs.rm(path.join(abs, d.name), { recursive: true, force: true })
+    removed++
+  }
+  return removed
+}

@@ -1,0 +1,143 @@
+/**
+ * Writing one file or symlink so that it appears whole or not at all: the bytes go to a
+ * temporary name in the target's own directory (same filesystem, so rename is atomic), mode
+ * and mtime are set on the open handle, and the caller renames the temp over the target.
+ * Shared by materialize (the executor's copy) and applyOutputs (the user's workspace).
+ *
+ * No fsync: a crash can leave a renamed file with missing data on some filesystems. The
+ * executor's copy is rebuilt from scratch after a failed sync (its base is recorded only once
+ * materialize succeeds), and fsync per file would cost more than creating it does (~160–380 µs
+ * a file on ext4, see NOTES-sync.md); the user's workspace gets what any editor's save gives.
+ *
+ * Callers pass a `dir` that safeResolve has vouched for. The temp is opened with O_EXCL, so a
+ * link planted at the temp name is never followed.
+ */
+import fs from 'node:fs/promises'
+import type { FileHandle } from 'node:fs/promises'
+import path from 'node:path'
+import { randomBytes } from 'node:crypto'
+import { VgridError } from '../common/errors.js'
+import type { ChunkReader, FileNode } from './types.js'
+
+/** Temp names do not derive from the target's name, so a target of 255 bytes still fits. */
+export const TEMP_PREFIX = '.vgrid-tmp-'
+/**
+ * Chunks asked for ahead of the one being written, so the reader (store or network) works
+ * while we write; bounds memory to (1 + this) × CHUNK_MAX_BYTES = 1.25 MiB per file.
+ */
+export const READ_AHEAD_CHUNKS = 4
+/** Tries at a fresh temp name when one is taken (only a collision or a planted entry). */
+const TEMP_NAME_TRIES = 4
+
+export interface TempFileOptions {
+  /** Mode the temp is created with; the process umask applies to it. */
+  createMode: number
+  /** When set, the exact mode set afterwards with fchmod (no umask). */
+  chmod?: number
+  signal?: AbortSignal
+  /** Called after each chunk is written, with its size. */
+  onBytes?: (n: number) => void
+}
+
+function tempPath (dir: string): string {
+  return path.join(dir, TEMP_PREFIX + randomBytes(8).toString('hex'))
+}
+
+/** Whether `err` is a Node system error with this errno code. */
+export function isCode (err: unknown, code: string): boolean {
+  return (err as { code?: unknown } | null)?.code === code
+}
+
+async function openTemp (dir: string, mode: number): Promise<{ fh: FileHandle, tmp: string }> {
+  for (let i = 1; ; i++) {
+    const tmp = tempPath(dir)
+    try {
+      return { fh: await fs.open(tmp, 'wx', mode), tmp }
+    } catch (err) {
+      if (!isCode(err, 'EEXIST') || i >= TEMP_NAME_TRIES) throw err
+    }
+  }
+}
+
+async function writeAll (fh: FileHandle, data: Uint8Array, position: number): Promise<void> {
+  for (let off = 0; off < data.byteLength;) {
+    const { bytesWritten } = await fh.write(data, off, data.byteLength - off, position + off)
+    off += bytesWritten
+  }
+}
+
+/**
+ * Writes `node`'s bytes, chunk by chunk in order, to a new temp file in `dir`; returns its path.
+ * Chunks are checked against their declared sizes and the total against node.size, so a
+ * truncated or padded file never reaches its real name. On failure the temp is removed.
+ */
+export async function writeTempFile (dir: string, node: FileNode, readChunk: ChunkReader, opts: TempFileOptions): Promise<string> {
+  opts.signal?.throwIfAborted()
+  const { fh, tmp } = await openTemp(dir, opts.createMode)
+  const pending: Array<Promise<Uint8Array>> = []
+  let asked = 0
+  const askAhead = (): void => {
+    while (asked < node.chunks.length && pending.length < READ_AHEAD_CHUNKS) {
+      const p = readChunk(node.chunks[asked++]!)
+      // A chunk still in flight when we give up must not become an unhandled rejection.
+      p.catch(() => {})
+      pending.push(p)
+    }
+  }
+  try {
+    let pos = 0
+    askAhead()
+    for (const ref of node.chunks) {
+      opts.signal?.throwIfAborted()
+      const data = await pending.shift()!
+      askAhead()
+      if (data.byteLength !== ref.size) {
+        throw new VgridError('ERR_CHUNK_HASH_MISMATCH', `a chunk of ${data.byteLength} bytes came where ${ref.size} were expected`)
+      }
+      await writeAll(fh, data, pos)
+      pos += data.byteLength
+      opts.onBytes?.(data.byteLength)
+    }
+    if (pos !== node.size) {
+      throw new VgridError('ERR_BAD_MESSAGE', `a file's chunks add up to ${pos} bytes, its entry says ${node.size}`)
+    }
+    if (opts.chmod !== undefined) await fh.chmod(opts.chmod)
+    // Last, after every write: a write would move mtime again.
+    const mtime = utimeSeconds(node.mtimeMs)
+    await fh.utimes(mtime, mtime)
+    await fh.close()
+  } catch (err) {
+    await fh.close().catch(() => {})
+    await fs.unlink(tmp).catch(() => {})
+    throw err
+  }
+  return tmp
+}
+
+/**
+ * Seconds for utimes that read back as exactly `mtimeMs` once floored (as the scan does) or
+ * rounded. libuv truncates the double it is given: x.123 s is x.12299999… in binary and would
+ * read back as x.122. Aiming at the middle of the millisecond keeps both far from an edge
+ * (a double near 2^31 s resolves about 0.24 µs).
+ */
+export function utimeSeconds (mtimeMs: number): number {
+  return (mtimeMs + 0.5) / 1000
+}
+
+/** Creates a symlink to `target` (as is, never resolved) at a temp name in `dir`. */
+export async function writeTempLink (dir: string, target: string): Promise<string> {
+  for (let i = 1; ; i++) {
+    const tmp = tempPath(dir)
+    try {
+      await fs.symlink(target, tmp)
+      return tmp
+    } catch (err) {
+      if (!isCode(err, 'EEXIST') || i >= TEMP_NAME_TRIES) throw err
+    }
+  }
+}
+
+/** Removes a temp left by a failed step; a temp that is already gone is fine. */
+export async function discardTemp (tmp: string): Promise<void> {
+  await fs.unlink(tmp).catch(() => {})
+}
