@@ -15,9 +15,9 @@ export async function benchGridVrun (): Promise<Figure[]> {
   try {
     const env = { ...process.env, VGRID_HOME: a.home }
     // One warm-up each: the first run pays for cold caches.
-    await timeCommand(process.execPath, [BIN.vrun, '--on', b.peer, 'true'], env)
-    const remote = await timeRepeated(RUNS, async () => await timeCommand(process.execPath, [BIN.vrun, '--on', b.peer, 'true'], env))
-    const local = await timeRepeated(RUNS, async () => await timeCommand(process.execPath, [BIN.vrun, '--on', a.peer, 'true'], env))
+    await timeCommand(process.execPath, [BIN.vrun, '--on', b.peer, 'true'], env, a.workspace)
+    const remote = await timeRepeated(RUNS, async () => await timeCommand(process.execPath, [BIN.vrun, '--on', b.peer, 'true'], env, a.workspace))
+    const local = await timeRepeated(RUNS, async () => await timeCommand(process.execPath, [BIN.vrun, '--on', a.peer, 'true'], env, a.workspace))
     const plain = await timeRepeated(RUNS, async () => await timeCommand('true', []))
     const nodeFloor = await timeRepeated(RUNS, async () => await timeCommand(process.execPath, ['-e', '0']))
     const help = await timeRepeated(RUNS, async () => await timeCommand(process.execPath, [BIN.vgrid, '--help']))

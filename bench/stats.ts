@@ -13,10 +13,10 @@ export function percentile (xs: number[], p: number): number {
 }
 
 /** Wall time in ms of one run of a command to its exit; rejects on a non-zero exit. */
-export async function timeCommand (cmd: string, args: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
+export async function timeCommand (cmd: string, args: string[], env: NodeJS.ProcessEnv = process.env, cwd?: string): Promise<number> {
   const t0 = process.hrtime.bigint()
   await new Promise<void>((resolve, reject) => {
-    const child = spawn(cmd, args, { env, stdio: ['ignore', 'ignore', 'pipe'] })
+    const child = spawn(cmd, args, { env, cwd, stdio: ['ignore', 'ignore', 'pipe'] })
     let err = ''
     child.stderr.on('data', (d: Buffer) => { err += d.toString() })
     child.on('error', reject)

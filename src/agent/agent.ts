@@ -12,13 +12,14 @@ import {
   decodeJoinToken, encodeJoinToken, tokenAddrs, type Grid, type AgentStatus, type Resources, type Offer
 } from '../grid/index.js'
 import { Ledger } from '../exec/index.js'
-import { startControlServer, type ControlServer } from './control/server.js'
+import { startControlServer, assertNoLiveAgent, type ControlServer } from './control/server.js'
 import type { ControlRequest } from './control/protocol.js'
 import type { FrameChannel } from '../common/channel.js'
 import { computeOffer, type AgentConfig } from './config.js'
 import { detectResources, startCpuSampler } from './hardware.js'
 import { submitRun, serveExecProtocol, type RunContext } from './run.js'
 import { loadKnownPeers, saveKnownPeers } from './known-peers.js'
+import { WorkspaceSync } from './workspace-sync.js'
 import { EXEC_PROTOCOL, KNOWN_PEERS_SAVE_INTERVAL_MS } from './constants.js'
 import { VERSION } from '../common/version.js'
 
@@ -65,6 +66,7 @@ async function chooseGrid (config: AgentConfig): Promise<GridChoice> {
 
 export async function startAgent (config: AgentConfig): Promise<Agent> {
   await fs.mkdir(config.home, { recursive: true, mode: 0o700 })
+  await assertNoLiveAgent(config.home)
   const [choice, privateKey, resources] = await Promise.all([
     chooseGrid(config), loadOrCreateIdentity(config.home), detectResources()
   ])
@@ -86,9 +88,10 @@ export async function startAgent (config: AgentConfig): Promise<Agent> {
   }).catch((err) => { cpu.stop(); throw err })
 
   const shutdown = new AbortController()
+  const sync = await WorkspaceSync.start(config.home, grid).catch(async (err) => { cpu.stop(); await grid.stop(); throw err })
   const ctx: RunContext = {
     home: config.home, grid, ledger, host: resources.host, gpus: resources.gpus,
-    shutdown: shutdown.signal, loadChanged: () => { grid.publishNow() }
+    shutdown: shutdown.signal, loadChanged: () => { grid.publishNow() }, sync
   }
   await grid.handle(EXEC_PROTOCOL, serveExecProtocol(ctx))
 
@@ -107,7 +110,7 @@ export async function startAgent (config: AgentConfig): Promise<Agent> {
           case 'peers': await channel.send({ t: 'peers', peers: grid.view() }); break
           case 'status': await channel.send({ t: 'status', status: status() }); break
           case 'join-token': await channel.send({ t: 'join-token', token: joinToken() }); break
-          case 'run': await submitRun(ctx, channel, req.spec, req.on); break
+          case 'run': await submitRun(ctx, channel, req.spec, req.on, req.workspace); break
         }
       }
     })
@@ -137,6 +140,7 @@ export async function startAgent (config: AgentConfig): Promise<Agent> {
       cpu.stop()
       await control.close().catch((err) => { log.warn('closing the control socket failed', err) })
       await grid.stop()
+      await sync.close().catch((err) => { log.warn('closing the chunk store failed', err) })
     }
   }
 }

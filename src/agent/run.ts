@@ -2,19 +2,23 @@
  * One `vrun`, from both ends. The submitting agent picks a member (placement.ts), asks it to
  * reserve and run the command, and relays events down to the CLI and inputs up to the
  * executor; a member that refuses (its advertisement was stale) is skipped for the next one.
- * The executing agent checks its ledger, runs the command in a scratch directory and
- * releases what it reserved however the command ends.
+ * The executing agent checks its ledger, brings its copy of the workspace up to date (or,
+ * with --no-sync, makes a scratch directory), runs the command there, offers back what it
+ * changed, and releases what it reserved however the command ends. On the submitter's own
+ * machine the command runs in the workspace itself: nothing to sync.
  */
 import fs from 'node:fs/promises'
 import path from 'node:path'
 import { randomBytes } from 'node:crypto'
 import { VgridError, toWire, fromWire } from '../common/errors.js'
 import type { FrameChannel } from '../common/channel.js'
-import { obj, int, str, bad } from '../common/validate.js'
+import { obj, int, str, bytes, bad } from '../common/validate.js'
 import { createLogger } from '../common/log.js'
 import { parseRunSpec, parseExecEvent, parseExecInput, serveExec, type RunSpec, type ExecEvent, type Ledger } from '../exec/index.js'
 import { candidates, resolvePeer } from '../grid/placement.js'
 import type { Grid, GpuInfo } from '../grid/index.js'
+import type { WorkspaceRef } from '../fs-sync/index.js'
+import type { WorkspaceSync, WorkspaceScan } from './workspace-sync.js'
 import { EXEC_PROTOCOL, EXEC_PROTOCOL_VERSION, EXEC_REQUEST_TIMEOUT_MS, MAX_PLACEMENT_ATTEMPTS, QUEUE_RETRY_MS, SHUTDOWN_KILL_GRACE_MS } from './constants.js'
 
 const log = createLogger('run')
@@ -31,9 +35,19 @@ export interface RunContext {
   shutdown: AbortSignal
   /** Tells the grid the load changed. */
   loadChanged: () => void
+  sync: WorkspaceSync
 }
 
-interface ExecRequest { t: 'exec', v: number, task: string, spec: RunSpec }
+/** What the submitter exported for the executor to pull. */
+interface WorkspaceOffer { session: string, root: Uint8Array, key: string }
+
+interface ExecRequest { t: 'exec', v: number, task: string, spec: RunSpec, ws?: WorkspaceOffer }
+
+/** Where a command runs on the executing machine. */
+type RunDir =
+  | { kind: 'scratch' }
+  | { kind: 'dir', dir: string }
+  | { kind: 'copy', submitter: string, offer: WorkspaceOffer }
 
 function parseExecRequest (v: unknown): ExecRequest {
   const m = obj(v, 'exec request')
@@ -42,7 +56,36 @@ function parseExecRequest (v: unknown): ExecRequest {
   if (ver !== EXEC_PROTOCOL_VERSION) throw new VgridError('ERR_AGENT_VERSION', `the executor speaks exec protocol ${EXEC_PROTOCOL_VERSION}, the submitter ${ver}`)
   const task = str(m.task, 'task', 16)
   if (!TASK_ID_RE.test(task)) bad('task is not a task id')
-  return { t: 'exec', v: ver, task, spec: parseRunSpec(m.spec) }
+  const req: ExecRequest = { t: 'exec', v: ver, task, spec: parseRunSpec(m.spec) }
+  if (m.ws !== undefined && m.ws !== null) {
+    const w = obj(m.ws, 'ws')
+    const session = str(w.session, 'ws.session', 32)
+    const key = str(w.key, 'ws.key', 32)
+    if (!/^[0-9a-f]{32}$/.test(session) || !/^[0-9a-f]{32}$/.test(key)) bad('ws is not a workspace offer')
+    const root = bytes(w.root, 'ws.root', 32)
+    if (root.byteLength !== 32) bad('ws.root is not a 32-byte hash')
+    req.ws = { session, root, key }
+  }
+  return req
+}
+
+/**
+ * A view of the channel that keeps the command's `exit` back: with a synced workspace the
+ * outputs must reach the submitter before it tells the user the command is over.
+ */
+function holdingExit (channel: FrameChannel): { channel: FrameChannel, held: () => ExecEvent | undefined } {
+  let held: ExecEvent | undefined
+  const view: FrameChannel = {
+    get closed () { return channel.closed },
+    send: async (msg) => {
+      if ((msg as ExecEvent).t === 'exit') { held = msg as ExecEvent; return }
+      await channel.send(msg)
+    },
+    recv: async () => await channel.recv(),
+    close: async () => { await channel.close() },
+    destroy: (err) => { channel.destroy(err) }
+  }
+  return { channel: view, held: () => held }
 }
 
 /** `cwd` from a peer: relative, inside the directory, no `..`, no NUL. */
@@ -59,27 +102,45 @@ function newTaskId (): string {
 }
 
 /** Runs a command on this machine against a reservation; `channel` carries its session. */
-export async function executeHere (ctx: RunContext, channel: FrameChannel, task: string, spec: RunSpec, onAccepted?: () => Promise<void>): Promise<void> {
+export async function executeHere (ctx: RunContext, channel: FrameChannel, task: string, spec: RunSpec, where: RunDir, onAccepted?: () => Promise<void>): Promise<void> {
   const reservation = ctx.ledger.reserve({ cpus: spec.cpus, gpus: spec.gpus, ...(spec.gpuModel !== undefined ? { gpuModel: spec.gpuModel } : {}) })
   ctx.loadChanged()
-  // Until workspace sync lands, a command runs in a fresh scratch directory of its own.
   const scratch = path.join(ctx.home, 'scratch', task)
+  let copy: { dir: string, release: () => void } | undefined
   try {
-    const cwd = safeCwd(scratch, spec.cwd)
-    await fs.mkdir(cwd, { recursive: true })
     await onAccepted?.()
+    let root: string
+    if (where.kind === 'dir') {
+      root = where.dir
+    } else if (where.kind === 'copy') {
+      copy = await ctx.sync.acquireCopy(where.submitter, where.offer.key)
+      root = copy.dir
+    } else {
+      root = scratch
+    }
+    const cwd = safeCwd(root, spec.cwd)
+    const send = async (ev: ExecEvent): Promise<void> => { await channel.send(ev) }
+    const synced = where.kind === 'copy' ? await ctx.sync.pullCopy(root, where.submitter, where.offer.session, send, ctx.shutdown) : undefined
+    await fs.mkdir(cwd, { recursive: true })
     const env: Record<string, string> = {}
     for (const [k, v] of Object.entries(process.env)) if (v !== undefined) env[k] = v
-    Object.assign(env, { VGRID_TASK_ID: task, VGRID_HOME: ctx.home, VGRID_WORKSPACE: scratch })
-    const result = await serveExec(channel, {
+    Object.assign(env, { VGRID_TASK_ID: task, VGRID_HOME: ctx.home, VGRID_WORKSPACE: root })
+    const hold = holdingExit(channel)
+    const result = await serveExec(synced !== undefined ? hold.channel : channel, {
       spec, cwd, env, gpus: reservation.gpus, machineHasGpus: ctx.gpus.length > 0,
       peer: ctx.grid.peerId, host: ctx.host, signal: ctx.shutdown, abortGraceMs: SHUTDOWN_KILL_GRACE_MS
     })
     log.debug(`task ${task} ended`, result)
+    const exit = hold.held()
+    if (synced !== undefined && where.kind === 'copy' && exit !== undefined) {
+      await ctx.sync.offerOutputs(root, synced, where.submitter, send)
+      await channel.send(exit)
+    }
   } finally {
+    copy?.release()
     ctx.ledger.release(reservation)
     ctx.loadChanged()
-    await fs.rm(scratch, { recursive: true, force: true }).catch(() => {})
+    if (where.kind === 'scratch') await fs.rm(scratch, { recursive: true, force: true }).catch(() => {})
   }
 }
 
@@ -96,7 +157,7 @@ export function serveExecProtocol (ctx: RunContext): (channel: FrameChannel, rem
       return
     }
     try {
-      await executeHere(ctx, channel, req.task, req.spec)
+      await executeHere(ctx, channel, req.task, req.spec, req.ws !== undefined ? { kind: 'copy', submitter: remotePeer, offer: req.ws } : { kind: 'scratch' })
     } catch (err) {
       if (!(err instanceof VgridError) || err.code !== 'ERR_NO_CAPACITY') log.warn(`task ${req.task} from ${remotePeer} failed`, err)
       await channel.send({ t: 'error', error: toWire(err) }).catch(() => {})
@@ -111,12 +172,15 @@ export function serveExecProtocol (ctx: RunContext): (channel: FrameChannel, rem
  * that could run it is busy, the run waits (the CLI is told once) and is placed again at the
  * next change of the view, until the CLI goes away.
  */
-export async function submitRun (ctx: RunContext, client: FrameChannel, spec: RunSpec, on: string | undefined): Promise<void> {
+export async function submitRun (ctx: RunContext, client: FrameChannel, spec: RunSpec, on: string | undefined, workspace?: WorkspaceRef): Promise<void> {
   const task = newTaskId()
   let told = false
+  // Scanned once, when a remote member is first tried; a local run needs no scan.
+  let scan: Promise<WorkspaceScan> | undefined
+  const getScan = workspace === undefined ? undefined : async () => await (scan ??= ctx.sync.scan(workspace, ctx.shutdown))
   for (;;) {
     try {
-      await placeOnce(ctx, client, task, spec, on)
+      await placeOnce(ctx, client, task, spec, on, workspace, getScan)
       return
     } catch (err) {
       if (!(err instanceof VgridError) || err.code !== 'ERR_NO_CAPACITY') throw err
@@ -141,7 +205,8 @@ async function viewChangeOrTimeout (grid: Grid, ms: number, signal: AbortSignal)
 }
 
 /** One placement round: the members that fit now, best first; throws ERR_NO_CAPACITY if all refuse. */
-async function placeOnce (ctx: RunContext, client: FrameChannel, task: string, spec: RunSpec, on: string | undefined): Promise<void> {
+async function placeOnce (ctx: RunContext, client: FrameChannel, task: string, spec: RunSpec, on: string | undefined,
+  workspace: WorkspaceRef | undefined, getScan: (() => Promise<WorkspaceScan>) | undefined): Promise<void> {
   const view = ctx.grid.view()
   const targets = on !== undefined ? [resolvePeer(view, on)] : candidates(view, spec)
   let lastRefusal: unknown
@@ -149,16 +214,18 @@ async function placeOnce (ctx: RunContext, client: FrameChannel, task: string, s
     const placed = { t: 'placed', peer: target.peer, host: target.resources.host, local: target.self }
     if (target.self) {
       try {
-        await executeHere(ctx, client, task, spec, async () => { await client.send(placed) })
+        await executeHere(ctx, client, task, spec, workspace !== undefined ? { kind: 'dir', dir: workspace.dir } : { kind: 'scratch' }, async () => { await client.send(placed) })
         return
       } catch (err) {
         if (err instanceof VgridError && err.code === 'ERR_NO_CAPACITY') { lastRefusal = err; continue }
         throw err
       }
     }
+    const scanned = await getScan?.()
+    const ws = scanned !== undefined ? ctx.sync.exportTo(scanned, target.peer) : undefined
     const remote = await ctx.grid.open(target.peer, EXEC_PROTOCOL, { signal: ctx.shutdown })
     try {
-      await remote.send({ t: 'exec', v: EXEC_PROTOCOL_VERSION, task, spec })
+      await remote.send(ws === undefined ? { t: 'exec', v: EXEC_PROTOCOL_VERSION, task, spec } : { t: 'exec', v: EXEC_PROTOCOL_VERSION, task, spec, ws })
       const first = await remote.recv()
       if (first === undefined) throw new VgridError('ERR_PEER_LOST', `${target.resources.host} closed the connection before starting the command`)
       const ev = parseExecEvent(first)
@@ -169,17 +236,22 @@ async function placeOnce (ctx: RunContext, client: FrameChannel, task: string, s
       }
       await client.send(placed)
       await client.send(ev)
-      await relay(ctx, client, remote, target.peer, target.resources.host)
+      await relay(ctx, client, remote, target.peer, target.resources.host, async (outputs) => {
+        if (scanned === undefined) throw new VgridError('ERR_BAD_MESSAGE', 'outputs offered for a run without a workspace')
+        await ctx.sync.bringBack(scanned, target.peer, outputs, task, async (e) => { await client.send(e) })
+      })
       return
     } finally {
       remote.destroy()
+      if (ws !== undefined) ctx.sync.registry.remove(ws.session)
     }
   }
   throw lastRefusal ?? new VgridError('ERR_NO_CAPACITY')
 }
 
 /** Events down, inputs up, until the command's exit (or error) has reached the CLI. */
-async function relay (ctx: RunContext, client: FrameChannel, remote: FrameChannel, peer: string, host: string): Promise<void> {
+async function relay (ctx: RunContext, client: FrameChannel, remote: FrameChannel, peer: string, host: string,
+  onOutputs: (o: { root: Uint8Array, session: string }) => Promise<void>): Promise<void> {
   const lost = (why: string): VgridError => new VgridError('ERR_PEER_LOST', `lost ${host} (${peer.slice(0, 12)}…) while the command ran: ${why}`)
   let done = false
   // A member that leaves the view (stopped, or silent too long) is lost even if TCP has not noticed.
@@ -212,6 +284,16 @@ async function relay (ctx: RunContext, client: FrameChannel, remote: FrameChanne
       }
       if (raw === undefined) throw lost('the connection closed before the command ended')
       const ev: ExecEvent = parseExecEvent(raw)
+      if (ev.t === 'outputs') {
+        try {
+          await onOutputs(ev)
+        } catch (err) {
+          // The command ran; only its outputs did not come back. The user must know which.
+          await client.send({ t: 'error', error: { ...toWire(err), message: `the command ended, but its outputs could not be brought back: ${(err as Error).message}` } })
+          return
+        }
+        continue
+      }
       await client.send(ev)
       if (ev.t === 'exit' || ev.t === 'error') return
     }

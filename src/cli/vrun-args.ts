@@ -29,6 +29,9 @@ export const VRUN_OPTIONS: readonly VrunOption[] = [
   { short: 'P', value: 'SHAPE', description: 'A resource shape: cpu-N, gpu-N or gpu-MODEL-N (e.g. gpu-a100-2); --cpus/--gpus/--gpu-model given too win' },
   { short: 'e', long: 'env', value: 'KEY[=VAL]', description: 'Set KEY in the command\'s environment; KEY alone copies it from yours (repeatable)', repeatable: true },
   { long: 'cwd', value: 'DIR', description: 'Directory to run in, relative to the workspace' },
+  { long: 'workspace', value: 'DIR', description: 'The directory synced to the executor (default: the git top-level, else the current directory)' },
+  { long: 'no-sync', description: 'Do not sync the workspace: the command runs in an empty scratch directory' },
+  { short: 'q', long: 'quiet', description: 'No sync progress or summary on stderr' },
   { long: 'tty', value: 'yes|no|auto', description: 'Run under a pseudo-terminal; auto = when stdin and stdout are terminals', default: 'auto' },
   { short: 'h', long: 'help', description: 'Show this help' },
   { long: 'version', description: 'Show the version' }
@@ -38,7 +41,7 @@ export type VrunInvocation =
   | { kind: 'help' }
   | { kind: 'version' }
   /** `spec.tty` is left out: the terminal's size is read when the command starts. */
-  | { kind: 'run', spec: RunSpec, on?: string, tty: TtyMode }
+  | { kind: 'run', spec: RunSpec, on?: string, tty: TtyMode, sync: boolean, workspace?: string, quiet: boolean }
 
 export interface SplitArgv {
   /** Values by option name (long name, or the short letter when there is none), in order. */
@@ -126,7 +129,13 @@ export function parseVrunArgs (argv: readonly string[], env: NodeJS.ProcessEnv =
   }
   const cwd = last('cwd')
   if (cwd !== undefined) spec.cwd = parseCwd(cwd)
-  const inv: VrunInvocation = { kind: 'run', spec, tty: parseTtyMode(last('tty') ?? 'auto') }
+  const inv: VrunInvocation = { kind: 'run', spec, tty: parseTtyMode(last('tty') ?? 'auto'), sync: !values.has('no-sync'), quiet: values.has('quiet') }
+  const workspace = last('workspace')
+  if (workspace !== undefined) {
+    if (!inv.sync) throw new UsageError('--workspace and --no-sync contradict each other')
+    if (workspace === '') throw new UsageError('--workspace needs a directory')
+    inv.workspace = workspace
+  }
   const on = last('on')
   if (on !== undefined) {
     if (on.trim() === '') throw new UsageError('--on needs a peer id, a unique prefix of one, or a host name')

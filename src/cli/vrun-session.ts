@@ -17,6 +17,8 @@ import { MAX_DATA_CHUNK_BYTES, parseExecEvent, type ExecInput, type ForwardedSig
 import { EXIT_BROKEN_PIPE, formatNotice, shortPeerId } from './output.js'
 import { RawTerminal, type TtyInput } from './terminal.js'
 import type { TtyMode } from './vrun-args.js'
+import { SyncProgressView } from './progress.js'
+import type { WorkspaceRef } from '../fs-sync/workspace.js'
 
 /** Signals that reach vrun and are passed on to the command. */
 export const FORWARDED_LOCAL_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT', 'SIGUSR1', 'SIGUSR2'] as const
@@ -42,14 +44,24 @@ export interface VrunRequest {
   spec: RunSpec
   on?: string
   tty: TtyMode
+  /** The workspace to sync; absent with --no-sync. */
+  workspace?: WorkspaceRef
+  quiet?: boolean
 }
 
 export async function runVrun (req: VrunRequest, io: VrunIo): Promise<number> {
   const useTty = req.tty === 'yes' || (req.tty === 'auto' && io.stdin.isTTY === true && io.stdout.isTTY === true)
   const spec: RunSpec = { ...req.spec }
   if (useTty) spec.tty = { cols: io.stdout.columns || DEFAULT_TTY_COLS, rows: io.stdout.rows || DEFAULT_TTY_ROWS, term: io.env.TERM || DEFAULT_TERM }
+  const request: Record<string, unknown> = { t: 'run', spec }
+  if (req.on !== undefined) request.on = req.on
+  if (req.workspace !== undefined) {
+    // The command runs in the same relative directory of the executor's copy.
+    spec.cwd ??= req.workspace.cwd
+    request.workspace = req.workspace
+  }
   const { channel } = await connectAgent(io.home, 'vrun')
-  return await new Session(channel, io, useTty).run(req.on === undefined ? { t: 'run', spec } : { t: 'run', spec, on: req.on })
+  return await new Session(channel, io, useTty, req.quiet === true).run(request)
 }
 
 class Session {
@@ -64,8 +76,11 @@ class Session {
   private readonly terminal: RawTerminal
   private readonly undo: Array<() => void> = []
 
-  constructor (private readonly channel: FrameChannel, private readonly io: VrunIo, private readonly tty: boolean) {
+  private readonly progress: SyncProgressView
+
+  constructor (private readonly channel: FrameChannel, private readonly io: VrunIo, private readonly tty: boolean, quiet: boolean) {
     this.terminal = new RawTerminal(io.stdin)
+    this.progress = new SyncProgressView(io.stderr, quiet, io.env.VGRID_VERBOSE === '1')
   }
 
   async run (request: unknown): Promise<number> {
@@ -103,7 +118,16 @@ class Session {
         continue
       }
       const ev = parseExecEvent(raw)
+      if (ev.t !== 'sync') this.progress.clear()
       switch (ev.t) {
+        case 'sync':
+          this.progress.update(ev)
+          break
+        case 'notice':
+          this.io.stderr.write(formatNotice('vrun', ev.text))
+          break
+        case 'outputs':
+          break
         case 'started':
           this.onStarted()
           break

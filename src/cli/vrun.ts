@@ -9,6 +9,7 @@ import { exitCodeFor, formatUsageError, printError } from './output.js'
 import { exitAfterFlush, guardStdio } from './exit.js'
 import { UsageError } from './usage-error.js'
 import { VRUN_OPTIONS, parseVrunArgs } from './vrun-args.js'
+import type { VrunRequest } from './vrun-session.js'
 
 const DESCRIPTION = `Runs CMD on a member of the grid that has the requested resources free, streaming its
 output here and your input there, and exits with its exit status. Options end at the first
@@ -67,7 +68,9 @@ async function dispatch (argv: string[]): Promise<number> {
       return 0
     case 'run': {
       const [{ runVrun }, { vgridHome }] = await Promise.all([import('./vrun-session.js'), import('../agent/config.js')])
-      const run = inv.on === undefined ? { spec: inv.spec, tty: inv.tty } : { spec: inv.spec, tty: inv.tty, on: inv.on }
+      const run: VrunRequest = { spec: inv.spec, tty: inv.tty, quiet: inv.quiet }
+      if (inv.on !== undefined) run.on = inv.on
+      if (inv.sync) run.workspace = (await import('../fs-sync/workspace.js')).findWorkspace(process.cwd(), inv.workspace)
       return await runVrun(run, {
         home: vgridHome(process.env),
         env: process.env,

@@ -46,6 +46,12 @@ export type ExecEvent =
   /** `code` is what a shell would report: the exit status, or 128+N after signal N. */
   | { t: 'exit', code: number, signal?: string }
   | { t: 'error', error: WireError }
+  /** Workspace sync progress: `up` = the workspace to the executor, `down` = outputs back. */
+  | { t: 'sync', phase: 'up' | 'down', files: number, totalFiles: number, sentBytes: number, sentChunks: number, totalBytes: number, reusedBytes: number, done: boolean }
+  /** Something the user must be told (a conflict on the way back), printed as `vrun: TEXT`. */
+  | { t: 'notice', text: string }
+  /** Before `exit`: the executor's copy changed; the submitter pulls `root` through `session`. */
+  | { t: 'outputs', root: Uint8Array, session: string }
 
 export function parseRunSpec (v: unknown): RunSpec {
   const m = obj(v, 'run spec')
@@ -104,6 +110,22 @@ export function parseExecEvent (v: unknown): ExecEvent {
       const hint = optStr(e.hint, 'error.hint', 4096)
       if (hint !== undefined) error.hint = hint
       return { t: 'error', error }
+    }
+    case 'sync': {
+      const n = (k: string): number => int(m[k], k, 0, Number.MAX_SAFE_INTEGER)
+      return {
+        t: 'sync', phase: oneOf(m.phase, 'phase', ['up', 'down'] as const),
+        files: n('files'), totalFiles: n('totalFiles'), sentBytes: n('sentBytes'), sentChunks: n('sentChunks'), totalBytes: n('totalBytes'), reusedBytes: n('reusedBytes'),
+        done: m.done === true
+      }
+    }
+    case 'notice': return { t: 'notice', text: str(m.text, 'text', 4096) }
+    case 'outputs': {
+      const root = bytes(m.root, 'root', 32)
+      if (root.byteLength !== 32) bad('root is not a 32-byte hash')
+      const session = str(m.session, 'session', 32)
+      if (!/^[0-9a-f]{32}$/.test(session)) bad('session is not a session id')
+      return { t: 'outputs', root, session }
     }
     default: return bad(`unknown event type ${String(m.t).slice(0, 32)}`)
   }

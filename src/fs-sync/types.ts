@@ -84,7 +84,9 @@ export const CHUNK_MIN_BYTES = 16 * 1024
 export const CHUNK_AVG_BYTES = 64 * 1024
 export const CHUNK_MAX_BYTES = 256 * 1024
 export const HASH_BYTES = 32
-export const INLINE_CHUNKS = 4096
+/** Files with more chunks (about 16 MiB and up) keep their chunk list in separate blobs, so a
+ * directory of big checkpoints still fits one record. */
+export const INLINE_CHUNKS = 256
 export const CHUNKS_PER_LIST = 65536
 
 /** Limits on what a peer may send (documented in the README). */

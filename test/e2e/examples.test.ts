@@ -23,6 +23,7 @@ afterAll(async () => { await stopAll() })
 
 async function example (name: string, args: string[] = []): Promise<string> {
   const { stdout } = await promisify(execFile)(path.join(ROOT, 'examples', name), args, {
+    cwd: a.workspace,
     env: { ...process.env, VGRID_HOME: a.home, PATH: `${binDir}:${process.env.PATH ?? ''}` },
     timeout: 60_000
   })

@@ -4,7 +4,7 @@
  */
 import { describe, it, expect, beforeAll, afterAll } from 'vitest'
 import pty from '@lydell/node-pty'
-import { startGrid, stopAll, waitFor, BIN, ROOT, type AgentProc } from '../helpers/procs.js'
+import { startGrid, stopAll, waitFor, BIN, type AgentProc } from '../helpers/procs.js'
 
 let a: AgentProc
 let b: AgentProc
@@ -14,7 +14,7 @@ afterAll(async () => { await stopAll() })
 
 function vrunInTerminal (args: string[]): { term: pty.IPty, output: () => string, exit: Promise<number> } {
   const term = pty.spawn(process.execPath, [BIN.vrun, ...args], {
-    cols: 100, rows: 30, cwd: ROOT, name: 'xterm-256color',
+    cols: 100, rows: 30, cwd: a.workspace, name: 'xterm-256color',
     env: { ...process.env, VGRID_HOME: a.home } as Record<string, string>
   })
   let out = ''

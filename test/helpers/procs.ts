@@ -47,7 +47,8 @@ export function runCli (bin: keyof typeof BIN, args: string[], opts: CliOptions)
 
 export function spawnCli (bin: keyof typeof BIN, args: string[], opts: Omit<CliOptions, 'input' | 'timeoutMs'>): ChildProcess {
   return spawn(process.execPath, [BIN[bin], ...args], {
-    cwd: opts.cwd ?? ROOT,
+    // Never the repository: vrun would sync it as the workspace.
+    cwd: opts.cwd ?? tempDir('vgrid-cwd-'),
     env: { ...process.env, VGRID_HOME: opts.home, ...opts.env },
     stdio: ['pipe', 'pipe', 'pipe']
   })
@@ -113,6 +114,8 @@ export function tempDir (prefix = 'vgrid-test-'): string {
 
 export interface AgentProc {
   home: string
+  /** An empty directory, the default working directory (and so workspace) of vrun and vgrid. */
+  workspace: string
   proc: ChildProcess
   peer: string
   token: string
@@ -146,7 +149,8 @@ export async function startAgent (opts: StartOptions = {}): Promise<AgentProc> {
   proc.stderr.on('data', (d: Buffer) => { output += d.toString() })
   let exited = false
   proc.on('exit', () => { exited = true })
-  const cli = (bin: keyof typeof BIN) => async (a: string[], o: Partial<CliOptions> = {}) => await runCli(bin, a, { home, ...o })
+  const workspace = tempDir('vgrid-ws-')
+  const cli = (bin: keyof typeof BIN) => async (a: string[], o: Partial<CliOptions> = {}) => await runCli(bin, a, { home, cwd: workspace, ...o })
   const status = await waitFor(async () => {
     if (exited) throw new Error(`the agent exited at start:\n${output}`)
     if (!fs.existsSync(path.join(home, 'agent.sock'))) return undefined
@@ -155,6 +159,7 @@ export async function startAgent (opts: StartOptions = {}): Promise<AgentProc> {
   }, 'the agent to start', 20_000, 100)
   const agent: AgentProc = {
     home,
+    workspace,
     proc,
     peer: status.peer,
     token: status.joinToken,

@@ -4,7 +4,8 @@
  * `{ t: 'hello', v, client }`, the agent answers `{ t: 'hello', v, peer }` or an error, then the
  * client sends one request. Requests and replies:
  *
- * - `{ t: 'run', spec, on? }` → maybe `{ t: 'queued', message }` (every member that fits is
+ * - `{ t: 'run', spec, on?, workspace? }` (workspace: `{ dir, cwd }`, the absolute root and the
+ *   current directory relative to it; absent with --no-sync) → maybe `{ t: 'queued', message }` (every member that fits is
  *   busy: the run waits for one), then `{ t: 'placed', peer, host, local }`, then exec events
  *   (started, out, exit, error); the client streams exec inputs (stdin, eof, signal, resize).
  * - `{ t: 'peers' }` → `{ t: 'peers', peers: PeerView[] }`
@@ -18,6 +19,7 @@ import { obj, str, optStr, int, oneOf, bad } from '../../common/validate.js'
 import { parseRunSpec, type RunSpec } from '../../exec/messages.js'
 import type { WireError } from '../../common/errors.js'
 import type { AgentStatus, PeerView } from '../../grid/types.js'
+import type { WorkspaceRef } from '../../fs-sync/workspace.js'
 
 export const CONTROL_VERSION = 1
 export const SOCKET_NAME = 'agent.sock'
@@ -28,7 +30,7 @@ export interface Hello { t: 'hello', v: number, client: string }
 export interface HelloReply { t: 'hello', v: number, peer: string }
 
 export type ControlRequest =
-  | { t: 'run', spec: RunSpec, on?: string }
+  | { t: 'run', spec: RunSpec, on?: string, workspace?: WorkspaceRef }
   | { t: 'peers' }
   | { t: 'status' }
   | { t: 'join-token' }
@@ -55,6 +57,12 @@ export function parseControlRequest (v: unknown): ControlRequest {
     const req: ControlRequest = { t: 'run', spec: parseRunSpec(m.spec) }
     const on = optStr(m.on, 'on', 256)
     if (on !== undefined) req.on = on
+    if (m.workspace !== undefined && m.workspace !== null) {
+      const w = obj(m.workspace, 'workspace')
+      const dir = str(w.dir, 'workspace.dir', 4096)
+      if (!dir.startsWith('/')) bad('workspace.dir is not absolute')
+      req.workspace = { dir, cwd: str(w.cwd ?? '', 'workspace.cwd', 4096) }
+    }
     return req
   }
   return { t }

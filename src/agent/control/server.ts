@@ -56,6 +56,11 @@ export async function startControlServer (home: string, handlers: ControlHandler
   }
 }
 
+/** Fails at once when another agent serves this home: checked before the agent takes anything. */
+export async function assertNoLiveAgent (home: string): Promise<void> {
+  await removeStaleSocket(path.join(home, SOCKET_NAME))
+}
+
 /** A socket file left by a crashed agent is removed; a live one means another agent runs here. */
 async function removeStaleSocket (sockPath: string): Promise<void> {
   if (!fs.existsSync(sockPath)) return

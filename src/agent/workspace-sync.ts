@@ -1,0 +1,184 @@
+/**
+ * Workspace sync inside the agent. As submitter it scans the workspace (with a stat cache,
+ * so unchanged files are not read again), exports the tree to the member the task was placed
+ * on, and brings the outputs back into the workspace. As executor it keeps persistent copies
+ * of the workspaces it ran tasks for (one per concurrent task: a copy is never shared by two
+ * running commands), pulls them up to date, and offers what the command changed.
+ */
+import fs from 'node:fs/promises'
+import path from 'node:path'
+import { createHash } from 'node:crypto'
+import { VgridError } from '../common/errors.js'
+import type { FrameChannel } from '../common/channel.js'
+import type { Grid } from '../grid/index.js'
+import {
+  ChunkStore, ExportRegistry, BlobFetcher, StatCache, SYNC_PROTOCOL, SYNC_MAX_FRAME_BYTES,
+  scanWorkspace, decodeTree, applyOutputs, syncCopy, saveBase, hexOf, loadIgnoreRules,
+  type DirNode, type ChunkSource, type SyncCopyResult, type SyncProgress, type WorkspaceRef
+} from '../fs-sync/index.js'
+import type { ExecEvent } from '../exec/index.js'
+
+/** How long an executor keeps outputs on offer for the submitter to pull. */
+export const OUTPUTS_PULL_TIMEOUT_MS = 10 * 60_000
+const KEY_RE = /^[0-9a-f]{32}$/
+
+export interface WorkspaceScan {
+  ref: WorkspaceRef
+  tree: DirNode
+  rootHash: Uint8Array
+  blobs: Map<string, Uint8Array>
+  sources: Map<string, ChunkSource>
+  /** Names the workspace to executors, without revealing its path. */
+  key: string
+  /** When the scan began: local edits around it are compared by content on the way back. */
+  startedMs: number
+}
+
+type Send = (ev: ExecEvent) => Promise<void>
+
+function toSyncEvent (phase: 'up' | 'down', p: SyncProgress): ExecEvent {
+  return { t: 'sync', phase, files: p.files, totalFiles: p.totalFiles, sentBytes: p.sentBytes, sentChunks: p.sentChunks, totalBytes: p.totalBytes, reusedBytes: p.reusedBytes, done: p.done }
+}
+
+export class WorkspaceSync {
+  readonly registry = new ExportRegistry()
+  private readonly busyCopies = new Set<string>()
+
+  private constructor (private readonly home: string, private readonly grid: Grid, readonly store: ChunkStore) {}
+
+  static async start (home: string, grid: Grid, capBytes?: number): Promise<WorkspaceSync> {
+    const store = await ChunkStore.open(path.join(home, 'store'), capBytes !== undefined ? { capBytes } : {})
+    const sync = new WorkspaceSync(home, grid, store)
+    await grid.handle(SYNC_PROTOCOL, sync.registry.serve, { maxFrameBytes: SYNC_MAX_FRAME_BYTES })
+    return sync
+  }
+
+  async close (): Promise<void> {
+    await this.store.close()
+  }
+
+  // ── submitter ──────────────────────────────────────────────────────────────────────────
+
+  async scan (ref: WorkspaceRef, signal?: AbortSignal): Promise<WorkspaceScan> {
+    const key = createHash('sha256').update(ref.dir).digest('hex').slice(0, 32)
+    const cache = await StatCache.load(path.join(this.home, 'statcache', `${key}.bin`))
+    const scan = await scanWorkspace(ref.dir, { statCache: cache, ...(signal !== undefined ? { signal } : {}) })
+    await cache.save()
+    return { ref, tree: scan.tree, rootHash: scan.rootHash, blobs: scan.blobs, sources: scan.sources, key, startedMs: scan.startedMs }
+  }
+
+  exportTo (scan: WorkspaceScan, peer: string): { session: string, root: Uint8Array, key: string } {
+    const session = this.registry.add({ rootHash: scan.rootHash, blobs: scan.blobs, sources: scan.sources, peer })
+    return { session, root: scan.rootHash, key: scan.key }
+  }
+
+  /** Pulls the executor's result and applies it to the workspace; conflicts are told to the user. */
+  async bringBack (scan: WorkspaceScan, executor: string, outputs: { root: Uint8Array, session: string }, task: string, send: Send): Promise<void> {
+    const channel = await this.grid.open(executor, SYNC_PROTOCOL, { maxFrameBytes: SYNC_MAX_FRAME_BYTES })
+    const fetcher = await BlobFetcher.open(channel, outputs.session)
+    try {
+      if (Buffer.compare(Buffer.from(fetcher.root), Buffer.from(outputs.root)) !== 0) throw new VgridError('ERR_BAD_MESSAGE', 'the outputs session holds another tree')
+      const { tree } = await decodeTree(outputs.root, async (h) => await fetcher.fetch(h), { base: scan.tree })
+      const local = scan.sources
+      const p: SyncProgress = { files: 0, totalFiles: 0, sentBytes: 0, sentChunks: 0, totalBytes: 0, reusedBytes: 0, treeFiles: 0, done: false }
+      const rules = await loadIgnoreRules(scan.ref.dir)
+      const result = await applyOutputs(scan.ref.dir, scan.tree, tree, async (ref) => {
+        // A chunk the workspace already has (a copied file) need not travel.
+        const src = local.get(hexOf(ref.hash))
+        if (src !== undefined) {
+          const data = await readVerified(src, ref.hash)
+          if (data !== undefined) return data
+        }
+        const data = await fetcher.fetch(ref.hash, ref.size)
+        p.sentBytes += data.byteLength
+        p.sentChunks++
+        return data
+      }, {
+        taskId: task,
+        snapshotStartedMs: scan.startedMs,
+        isIgnored: (rel, isDir) => rules.ignores(rel, isDir),
+        onConflict: (rel, conflictPath) => {
+          void send({
+            t: 'notice',
+            text: conflictPath !== undefined
+              ? `${rel} changed here while the command ran: kept yours, wrote the command's as ${conflictPath}`
+              : `${rel} changed here while the command ran, and the command deleted it: kept yours`
+          })
+        }
+      })
+      for (const r of result.refused) await send({ t: 'notice', text: `did not bring back ${r.path}: ${r.reason}` })
+      p.totalFiles = p.files = result.written.length + result.deleted.length
+      p.done = true
+      if (p.totalFiles > 0) await send(toSyncEvent('down', p))
+    } finally {
+      fetcher.close()
+    }
+  }
+
+  // ── executor ───────────────────────────────────────────────────────────────────────────
+
+  /** A copy of the submitter's workspace that no other running task uses. */
+  async acquireCopy (submitter: string, key: string): Promise<{ dir: string, release: () => void }> {
+    if (!KEY_RE.test(key)) throw new VgridError('ERR_BAD_MESSAGE', 'malformed message: workspace key')
+    // Scoped by the submitter's authenticated id: no peer can reach another's copies.
+    const base = path.join(this.home, 'workspaces', createHash('sha256').update(`${submitter}\0${key}`).digest('hex').slice(0, 32))
+    for (let slot = 0; ; slot++) {
+      const dir = path.join(base, String(slot))
+      if (this.busyCopies.has(dir)) continue
+      this.busyCopies.add(dir)
+      await fs.mkdir(base, { recursive: true })
+      return { dir, release: () => { this.busyCopies.delete(dir) } }
+    }
+  }
+
+  async pullCopy (copyDir: string, submitter: string, session: string, send: Send, signal?: AbortSignal): Promise<SyncCopyResult> {
+    const channel: FrameChannel = await this.grid.open(submitter, SYNC_PROTOCOL, { maxFrameBytes: SYNC_MAX_FRAME_BYTES, ...(signal !== undefined ? { signal } : {}) })
+    const fetcher = await BlobFetcher.open(channel, session)
+    try {
+      return await syncCopy({
+        copyDir, fetcher, store: this.store,
+        ...(signal !== undefined ? { signal } : {}),
+        onProgress: (p) => { void send(toSyncEvent('up', p)).catch(() => {}) }
+      })
+    } finally {
+      fetcher.close()
+    }
+  }
+
+  /**
+   * After the command: rescans the copy; when it changed, offers the new tree to the
+   * submitter and waits until it has pulled it (or gives up after OUTPUTS_PULL_TIMEOUT_MS).
+   */
+  async offerOutputs (copyDir: string, synced: SyncCopyResult, submitter: string, send: Send): Promise<void> {
+    const cache = await StatCache.load(copyDir + '.statcache')
+    const scan = await scanWorkspace(copyDir, { statCache: cache })
+    await cache.save()
+    const { rootHash, blobs } = scan
+    await saveBase(copyDir, rootHash, blobs, this.store)
+    if (Buffer.compare(Buffer.from(rootHash), Buffer.from(synced.rootHash)) === 0) return
+    const session = this.registry.add({ rootHash, blobs, sources: scan.sources, peer: submitter })
+    try {
+      const pulled = this.registry.pulled(session, OUTPUTS_PULL_TIMEOUT_MS)
+      await send({ t: 'outputs', root: rootHash, session })
+      await pulled
+    } finally {
+      this.registry.remove(session)
+    }
+  }
+}
+
+async function readVerified (src: ChunkSource, hash: Uint8Array): Promise<Uint8Array | undefined> {
+  try {
+    const fh = await fs.open(src.path, 'r')
+    try {
+      const buf = Buffer.allocUnsafe(src.size)
+      const { bytesRead } = await fh.read(buf, 0, src.size, src.offset)
+      if (bytesRead !== src.size) return undefined
+      return createHash('sha256').update(buf).digest().equals(hash) ? buf : undefined
+    } finally {
+      await fh.close()
+    }
+  } catch {
+    return undefined
+  }
+}

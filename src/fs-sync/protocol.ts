@@ -1,0 +1,75 @@
+/**
+ * `/vgrid/sync/1.0.0`: one member pulls the blobs of a tree (directory records, chunk lists,
+ * chunks) from the member that exported it. The puller opens with the export's session id
+ * (a 128-bit secret handed only to the member the task was placed on), then sends `want`
+ * batches; the provider answers each hash, in order, with `blob` or `missing`. Every blob is
+ * verified against its hash by the puller; the provider only ever serves what it exported.
+ */
+import { obj, int, bytes, str, bad } from '../common/validate.js'
+import { HASH_BYTES, MAX_BLOB_BYTES } from './types.js'
+
+export const SYNC_PROTOCOL = '/vgrid/sync/1.0.0'
+export const SYNC_PROTOCOL_VERSION = 1
+/** At most this many hashes in one want. */
+export const MAX_WANT_HASHES = 1024
+/** A sync stream that carries no request for this long is closed. */
+export const SYNC_IDLE_TIMEOUT_MS = 60_000
+/** Bytes of blobs asked for and not yet received, per stream. */
+export const PULL_WINDOW_BYTES = 24 * 1024 * 1024
+/** A blob whose bytes do not match its hash is asked for again this many times. */
+export const HASH_MISMATCH_RETRIES = 2
+/** Frames on this protocol: a blob of MAX_BLOB_BYTES plus headers. */
+export const SYNC_MAX_FRAME_BYTES = MAX_BLOB_BYTES + 64 * 1024
+
+const SESSION_RE = /^[0-9a-f]{32}$/
+
+export type SyncRequest =
+  | { t: 'open', v: number, session: string }
+  | { t: 'want', hashes: Uint8Array }
+
+export type SyncReply =
+  | { t: 'ok', root: Uint8Array }
+  | { t: 'blob', h: Uint8Array, d: Uint8Array }
+  | { t: 'missing', h: Uint8Array }
+  | { t: 'error', error: { code: string, message: string } }
+
+export function parseSyncRequest (v: unknown): SyncRequest {
+  const m = obj(v, 'sync request')
+  if (m.t === 'open') {
+    const session = str(m.session, 'session', 32)
+    if (!SESSION_RE.test(session)) bad('session is not a session id')
+    return { t: 'open', v: int(m.v, 'v', 0, 2 ** 31), session }
+  }
+  if (m.t === 'want') {
+    const hashes = bytes(m.hashes, 'hashes', MAX_WANT_HASHES * HASH_BYTES)
+    if (hashes.byteLength === 0 || hashes.byteLength % HASH_BYTES !== 0) bad('hashes is not a list of 32-byte hashes')
+    return { t: 'want', hashes }
+  }
+  return bad(`unknown sync request ${String(m.t).slice(0, 32)}`)
+}
+
+export function parseSyncReply (v: unknown): SyncReply {
+  const m = obj(v, 'sync reply')
+  switch (m.t) {
+    case 'ok': return { t: 'ok', root: hash(m.root, 'root') }
+    case 'blob': return { t: 'blob', h: hash(m.h, 'h'), d: bytes(m.d, 'd', MAX_BLOB_BYTES) }
+    case 'missing': return { t: 'missing', h: hash(m.h, 'h') }
+    case 'error': {
+      const e = obj(m.error, 'error')
+      return { t: 'error', error: { code: str(e.code, 'error.code', 64), message: str(e.message, 'error.message', 4096) } }
+    }
+    default: return bad(`unknown sync reply ${String(m.t).slice(0, 32)}`)
+  }
+}
+
+function hash (v: unknown, what: string): Uint8Array {
+  const h = bytes(v, what, HASH_BYTES)
+  if (h.byteLength !== HASH_BYTES) bad(`${what} is not a 32-byte hash`)
+  return h
+}
+
+export function newSessionId (): string {
+  const b = new Uint8Array(16)
+  crypto.getRandomValues(b)
+  return Buffer.from(b).toString('hex')
+}

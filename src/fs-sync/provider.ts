@@ -1,0 +1,132 @@
+/**
+ * The providing side of `/vgrid/sync/1.0.0`. An export is one scanned tree: its encoded
+ * records (in memory) and where each chunk's bytes lie on this machine. Only the member it
+ * was made for may open it, only its blobs are served, and a chunk read from a file that
+ * changed since the scan is answered `missing` rather than with wrong bytes.
+ */
+import fs from 'node:fs/promises'
+import { createHash } from 'node:crypto'
+import type { FrameChannel } from '../common/channel.js'
+import { VgridError, toWire } from '../common/errors.js'
+import { createLogger } from '../common/log.js'
+import { parseSyncRequest, newSessionId, SYNC_PROTOCOL_VERSION, SYNC_IDLE_TIMEOUT_MS } from './protocol.js'
+import { HASH_BYTES, type ChunkSource, type Hash } from './types.js'
+
+const log = createLogger('sync')
+/** Open files kept per stream, so a big file's chunks do not reopen it each time. */
+const MAX_OPEN_FILES = 32
+
+export interface ExportInit {
+  rootHash: Hash
+  /** Encoded directory records and chunk lists, by hex hash. */
+  blobs: Map<string, Uint8Array>
+  /** Chunks, by hex hash. */
+  sources: Map<string, ChunkSource>
+  /** The only peer allowed to pull it. */
+  peer: string
+}
+
+interface Export extends ExportInit {
+  /** Streams open on it; it is dropped when the last one ends after release(). */
+  users: number
+  /** Resolves when a puller has finished with it (its stream closed). */
+  onPulled: Array<() => void>
+}
+
+export class ExportRegistry {
+  private readonly exports = new Map<string, Export>()
+
+  add (init: ExportInit): string {
+    const session = newSessionId()
+    this.exports.set(session, { ...init, users: 0, onPulled: [] })
+    return session
+  }
+
+  remove (session: string): void {
+    this.exports.delete(session)
+  }
+
+  /** Resolves when a stream that opened the session ends (or at once if the session is gone). */
+  async pulled (session: string, timeoutMs: number): Promise<void> {
+    const e = this.exports.get(session)
+    if (e === undefined) return
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, timeoutMs)
+      e.onPulled.push(() => { clearTimeout(timer); resolve() })
+    })
+  }
+
+  /** The protocol handler: serves one stream. */
+  readonly serve = async (channel: FrameChannel, remotePeer: string): Promise<void> => {
+    const files = new Map<string, fs.FileHandle>()
+    let exp: Export | undefined
+    try {
+      const open = parseSyncRequest(await idle(channel.recv()))
+      if (open.t !== 'open') throw new VgridError('ERR_BAD_MESSAGE', 'a sync stream must start with open')
+      if (open.v !== SYNC_PROTOCOL_VERSION) throw new VgridError('ERR_AGENT_VERSION', `sync protocol ${open.v} is not ${SYNC_PROTOCOL_VERSION}`)
+      exp = this.exports.get(open.session)
+      if (exp === undefined || exp.peer !== remotePeer) throw new VgridError('ERR_BAD_MESSAGE', 'no such sync session')
+      exp.users++
+      await channel.send({ t: 'ok', root: exp.rootHash })
+      for (;;) {
+        const raw = await idle(channel.recv())
+        if (raw === undefined) return
+        const req = parseSyncRequest(raw)
+        if (req.t !== 'want') throw new VgridError('ERR_BAD_MESSAGE', 'expected want')
+        for (let off = 0; off < req.hashes.byteLength; off += HASH_BYTES) {
+          const h = req.hashes.subarray(off, off + HASH_BYTES)
+          const data = await this.read(exp, h, files)
+          await channel.send(data === undefined ? { t: 'missing', h } : { t: 'blob', h, d: data })
+        }
+      }
+    } catch (err) {
+      if (!channel.closed) {
+        log.warn(`refused a sync request from ${remotePeer}`, err)
+        await channel.send({ t: 'error', error: toWire(err) }).catch(() => {})
+      }
+    } finally {
+      for (const f of files.values()) await f.close().catch(() => {})
+      await channel.close().catch(() => {})
+      if (exp !== undefined) {
+        exp.users--
+        exp.onPulled.splice(0).forEach((fn) => { fn() })
+      }
+    }
+  }
+
+  private async read (exp: Export, h: Uint8Array, files: Map<string, fs.FileHandle>): Promise<Uint8Array | undefined> {
+    const hex = Buffer.from(h).toString('hex')
+    const blob = exp.blobs.get(hex)
+    if (blob !== undefined) return blob
+    const src = exp.sources.get(hex)
+    if (src === undefined) return undefined
+    let fh = files.get(src.path)
+    if (fh === undefined) {
+      if (files.size >= MAX_OPEN_FILES) {
+        const [oldest, handle] = files.entries().next().value as [string, fs.FileHandle]
+        files.delete(oldest)
+        await handle.close().catch(() => {})
+      }
+      fh = await fs.open(src.path, 'r').catch(() => undefined)
+      if (fh === undefined) return undefined
+      files.set(src.path, fh)
+    }
+    const buf = Buffer.allocUnsafe(src.size)
+    const { bytesRead } = await fh.read(buf, 0, src.size, src.offset)
+    if (bytesRead !== src.size) return undefined
+    // The file may have changed since the scan: never serve bytes that are not the chunk.
+    if (!createHash('sha256').update(buf).digest().equals(h)) return undefined
+    return buf
+  }
+}
+
+async function idle<T> (p: Promise<T>): Promise<T> {
+  let timer: NodeJS.Timeout | undefined
+  try {
+    return await Promise.race([p, new Promise<never>((_resolve, reject) => {
+      timer = setTimeout(() => { reject(new VgridError('ERR_TIMEOUT', `no sync request for ${SYNC_IDLE_TIMEOUT_MS} ms`)) }, SYNC_IDLE_TIMEOUT_MS)
+    })])
+  } finally {
+    clearTimeout(timer)
+  }
+}

@@ -1,0 +1,141 @@
+/**
+ * The executor brings its persistent copy of a workspace up to the submitter's tree: it
+ * compares the trees from the root down (equal subtrees are skipped by hash), asks for the
+ * chunks it lacks in its store (each distinct chunk once), and rewrites only the files that
+ * changed, writing each as soon as its chunks are there.
+ */
+import fs from 'node:fs/promises'
+import type { ChunkStore } from './store.js'
+import type { BlobFetcher } from './fetcher.js'
+import { decodeTree, hexOf } from './tree-codec.js'
+import { diffTrees } from './diff.js'
+import { materialize } from './materialize.js'
+import type { ChunkRef, DirNode, Hash, Node } from './types.js'
+
+export interface SyncProgress {
+  /** Bytes of files the copy needed, all told (changed files only). */
+  totalBytes: number
+  /** Of those, bytes that came over the network, in this many chunks. */
+  sentBytes: number
+  sentChunks: number
+  /** Files written so far / to write. */
+  files: number
+  totalFiles: number
+  /** Bytes of the whole tree that did not travel (unchanged files, chunks already stored). */
+  reusedBytes: number
+  treeFiles: number
+  done: boolean
+}
+
+export interface SyncCopyResult {
+  tree: DirNode
+  rootHash: Hash
+  progress: SyncProgress
+}
+
+const BASE_ROOT_SUFFIX = '.root'
+
+/** The root the copy held after its last sync, if its records are still in the store. */
+async function loadBase (copyDir: string, store: ChunkStore): Promise<DirNode | undefined> {
+  try {
+    const hex = (await fs.readFile(copyDir + BASE_ROOT_SUFFIX, 'utf8')).trim()
+    if (!/^[0-9a-f]{64}$/.test(hex)) return undefined
+    const { tree } = await decodeTree(Buffer.from(hex, 'hex'), async (h) => {
+      const b = await store.get(h)
+      if (b === undefined) throw new Error('evicted')
+      return b
+    })
+    return tree
+  } catch {
+    return undefined
+  }
+}
+
+/** Records the tree the copy now holds, with its records in the store for next time. */
+export async function saveBase (copyDir: string, rootHash: Hash, blobs: Map<string, Uint8Array>, store: ChunkStore): Promise<void> {
+  for (const [hex, data] of blobs) await store.put(Buffer.from(hex, 'hex'), data)
+  await store.flush()
+  await fs.writeFile(copyDir + BASE_ROOT_SUFFIX + '.tmp', hexOf(rootHash) + '\n')
+  await fs.rename(copyDir + BASE_ROOT_SUFFIX + '.tmp', copyDir + BASE_ROOT_SUFFIX)
+}
+
+function countFiles (n: Node): number {
+  if (n.kind !== 'dir') return n.kind === 'file' ? 1 : 0
+  let c = 0
+  for (const e of n.entries.values()) c += countFiles(e)
+  return c
+}
+
+export async function syncCopy (opts: {
+  copyDir: string
+  fetcher: BlobFetcher
+  store: ChunkStore
+  signal?: AbortSignal
+  onProgress?: (p: SyncProgress) => void
+}): Promise<SyncCopyResult> {
+  const { copyDir, fetcher, store } = opts
+  await fs.mkdir(copyDir, { recursive: true })
+  const base = await loadBase(copyDir, store)
+  const getBlob = async (h: Hash): Promise<Uint8Array> => {
+    const local = await store.get(h)
+    if (local !== undefined) return local
+    const data = await fetcher.fetch(h)
+    await store.put(h, data)
+    return data
+  }
+  const { tree, stats } = await decodeTree(fetcher.root, getBlob, base !== undefined ? { base } : {})
+  const changes = diffTrees(base, tree)
+  const p: SyncProgress = { totalBytes: 0, sentBytes: 0, sentChunks: 0, files: 0, totalFiles: 0, reusedBytes: 0, treeFiles: stats.files, done: false }
+
+  // Ask at once for every distinct chunk the store lacks, in the order files will be written.
+  const arriving = new Map<string, Promise<Uint8Array>>()
+  for (const c of changes) {
+    if (c.node?.kind !== 'file') continue
+    p.totalFiles++
+    p.totalBytes += c.node.size
+    for (const ref of c.node.chunks) {
+      const hex = hexOf(ref.hash)
+      if (arriving.has(hex) || store.has(ref.hash)) continue
+      arriving.set(hex, fetcher.fetch(ref.hash, ref.size).then(async (data) => {
+        p.sentBytes += data.byteLength
+        p.sentChunks++
+        await store.put(ref.hash, data)
+        return data
+      }))
+    }
+  }
+  // Unhandled rejections stay with the file that needs the chunk.
+  for (const a of arriving.values()) a.catch(() => {})
+  const readChunk = async (ref: ChunkRef): Promise<Uint8Array> => {
+    const hex = hexOf(ref.hash)
+    const pending = arriving.get(hex)
+    if (pending !== undefined) {
+      const data = await pending
+      arriving.delete(hex)
+      return data
+    }
+    const data = await store.get(ref.hash)
+    if (data !== undefined) return data
+    // Evicted between the plan and now: fetch it after all.
+    return await fetcher.fetch(ref.hash, ref.size)
+  }
+  let lastReport = 0
+  await materialize(copyDir, base, tree, readChunk, {
+    ...(opts.signal !== undefined ? { signal: opts.signal } : {}),
+    onProgress: ({ files }) => {
+      p.files = files
+      const now = Date.now()
+      if (now - lastReport >= 100) { lastReport = now; opts.onProgress?.({ ...p }) }
+    }
+  })
+  await store.flush()
+  p.files = p.totalFiles
+  p.reusedBytes = Math.max(0, stats.bytes - p.sentBytes)
+  p.done = true
+  opts.onProgress?.({ ...p })
+  await fs.writeFile(copyDir + BASE_ROOT_SUFFIX + '.tmp', hexOf(fetcher.root) + '\n')
+  await fs.rename(copyDir + BASE_ROOT_SUFFIX + '.tmp', copyDir + BASE_ROOT_SUFFIX)
+  return { tree, rootHash: fetcher.root, progress: p }
+}
+
+export { countFiles }

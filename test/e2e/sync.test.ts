@@ -1,0 +1,171 @@
+/**
+ * Workspace sync through the real binaries on a two-agent loopback grid: `vrun --on B` runs
+ * in a copy of the workspace on B, and what the command writes, changes or deletes appears
+ * here when vrun returns.
+ */
+import { describe, it, expect, beforeAll, afterAll } from 'vitest'
+import fs from 'node:fs'
+import path from 'node:path'
+import { createHash, randomBytes } from 'node:crypto'
+import { startGrid, stopAll, startCli, waitFor, tempDir, type AgentProc } from '../helpers/procs.js'
+
+let a: AgentProc
+let b: AgentProc
+
+beforeAll(async () => { [a, b] = await startGrid(2) }, 60_000)
+afterAll(async () => { await stopAll() })
+
+/** A fresh workspace with the given files (string = content; { exec } = executable). */
+function workspace (files: Record<string, string | { content: string, exec: true }> = {}): string {
+  const dir = tempDir('vgrid-ws-')
+  for (const [rel, f] of Object.entries(files)) {
+    const p = path.join(dir, rel)
+    fs.mkdirSync(path.dirname(p), { recursive: true })
+    fs.writeFileSync(p, typeof f === 'string' ? f : f.content, { mode: typeof f === 'string' ? 0o644 : 0o755 })
+  }
+  return dir
+}
+
+const vrunIn = async (cwd: string, args: string[], env: Record<string, string> = {}) => await a.vrun(['--on', b.peer, ...args], { cwd, env: { VGRID_VERBOSE: '1', ...env } })
+
+function sentChunks (stderr: string): number {
+  const m = /synced [\d,]+ files?, ([\d,]+) chunks? /.exec(stderr)
+  if (m === null) throw new Error(`no sync summary in: ${stderr}`)
+  return Number(m[1].replaceAll(',', ''))
+}
+
+describe('vrun with a workspace', () => {
+  it('runs in the workspace files on the remote member and brings the outputs back', async () => {
+    const ws = workspace({
+      'data/input.txt': 'one\ntwo\nthree\n',
+      'process.sh': { content: '#!/bin/sh\nmkdir -p results\nwc -l < data/input.txt > results/count.txt\necho "$VGRID_HOME" > results/where.txt\n', exec: true }
+    })
+    const r = await vrunIn(ws, ['./process.sh'])
+    expect(r.stderr).toMatch(/synced 2 files/)
+    expect(r.code).toBe(0)
+    expect(fs.readFileSync(path.join(ws, 'results/count.txt'), 'utf8').trim()).toBe('3')
+    // It really ran on b.
+    expect(fs.readFileSync(path.join(ws, 'results/where.txt'), 'utf8').trim()).toBe(b.home)
+  })
+
+  it('runs python3 train.py, and model files appear here', async () => {
+    const ws = workspace({
+      'train.py': 'import sys, json, os\nos.makedirs("results", exist_ok=True)\nopen("model.pt", "wb").write(bytes(range(256)) * 100)\njson.dump({"epochs": int(sys.argv[2])}, open("results/metrics.json", "w"))\nprint("trained")\n'
+    })
+    const r = await vrunIn(ws, ['python3', 'train.py', '--epochs', '1'])
+    expect(r.stdout).toBe('trained\n')
+    expect(fs.readFileSync(path.join(ws, 'model.pt')).length).toBe(25600)
+    expect(JSON.parse(fs.readFileSync(path.join(ws, 'results/metrics.json'), 'utf8'))).toEqual({ epochs: 1 })
+  })
+
+  it('runs in the same relative directory, with VGRID_WORKSPACE at the copy root', async () => {
+    // Inside a git work tree the workspace is its top level, not the current directory.
+    const ws = workspace({ 'a/b/file.txt': 'x', '.git/HEAD': 'ref: refs/heads/main\n' })
+    const r = await vrunIn(path.join(ws, 'a/b'), ['sh', '-c', 'cat file.txt; echo; pwd; echo $VGRID_WORKSPACE'])
+    const [content, pwd, root] = r.stdout.trim().split('\n')
+    expect(content).toBe('x')
+    expect(pwd).toBe(`${root}/a/b`)
+    expect(root.startsWith(b.home)).toBe(true)
+  })
+
+  it('sends one small chunk after a one-line edit, and nothing when nothing changed', async () => {
+    const lines = Array.from({ length: 20_000 }, (_, i) => `line ${i} ${'x'.repeat(40)}`)
+    const ws = workspace({ 'train.py': lines.join('\n') + '\n', 'other.txt': 'unchanged' })
+    const first = await vrunIn(ws, ['true'])
+    expect(sentChunks(first.stderr)).toBeGreaterThan(5)
+    const same = await vrunIn(ws, ['true'])
+    expect(sentChunks(same.stderr)).toBe(0)
+    lines[10_000] = 'line edited'
+    fs.writeFileSync(path.join(ws, 'train.py'), lines.join('\n') + '\n')
+    const edited = await vrunIn(ws, ['sh', '-c', 'grep -c "line edited" train.py'])
+    expect(edited.stdout.trim()).toBe('1')
+    expect(sentChunks(edited.stderr)).toBeLessThanOrEqual(2)
+    expect(sentChunks(edited.stderr)).toBeGreaterThanOrEqual(1)
+  })
+
+  it('keeps exec bits and symlinks, and brings back deletions and new links', async () => {
+    const ws = workspace({ 'tool.sh': { content: '#!/bin/sh\necho tool\n', exec: true }, 'old.txt': 'old', 'keep.txt': 'keep' })
+    fs.symlinkSync('keep.txt', path.join(ws, 'link-in'))
+    fs.symlinkSync('/etc/hostname', path.join(ws, 'link-out'))
+    const r = await vrunIn(ws, ['sh', '-c', 'test -x tool.sh && ./tool.sh; readlink link-in; readlink link-out; rm old.txt; ln -s keep.txt new-link; printf "#!/bin/sh\\n" > made.sh; chmod +x made.sh'])
+    expect(r.stdout).toBe('tool\nkeep.txt\n/etc/hostname\n')
+    expect(fs.existsSync(path.join(ws, 'old.txt'))).toBe(false)
+    expect(fs.readlinkSync(path.join(ws, 'new-link'))).toBe('keep.txt')
+    expect(fs.statSync(path.join(ws, 'made.sh')).mode & 0o100).toBe(0o100)
+    expect(fs.readFileSync(path.join(ws, 'keep.txt'), 'utf8')).toBe('keep')
+  })
+
+  it('keeps a file changed here during the run, writing the remote one beside it', async () => {
+    const ws = workspace({ 'shared.txt': 'original\n' })
+    const v = startCli('vrun', ['--on', b.peer, 'sh', '-c', 'echo remote > shared.txt; echo ready; read x'], { home: a.home, cwd: ws })
+    await waitFor(() => v.stdout().includes('ready'), 'the remote command to write')
+    fs.writeFileSync(path.join(ws, 'shared.txt'), 'local edit\n')
+    v.child.stdin?.end('go\n')
+    const r = await v.done
+    expect(r.code).toBe(0)
+    expect(fs.readFileSync(path.join(ws, 'shared.txt'), 'utf8')).toBe('local edit\n')
+    const conflict = fs.readdirSync(ws).find((n) => n.startsWith('shared.txt.vgrid-conflict-'))
+    expect(conflict).toBeDefined()
+    expect(fs.readFileSync(path.join(ws, conflict!), 'utf8')).toBe('remote\n')
+    expect(r.stderr).toMatch(/shared\.txt changed here/)
+  })
+
+  it('honours .vgridignore both ways', async () => {
+    const ws = workspace({ '.vgridignore': 'secret.txt\ncache/\n', 'secret.txt': 'do not send', 'cache/big': 'x', 'code.txt': 'code' })
+    const r = await vrunIn(ws, ['sh', '-c', 'ls -A | sort | tr "\\n" " "; mkdir -p cache; echo remote > cache/out; echo remote > secret.txt'])
+    expect(r.stdout).toBe('.vgridignore code.txt ')
+    expect(fs.readFileSync(path.join(ws, 'secret.txt'), 'utf8')).toBe('do not send')
+    expect(fs.existsSync(path.join(ws, 'cache/out'))).toBe(false)
+  })
+
+  it('syncs 5,000 small files and brings 1,000 new ones back', async () => {
+    const ws = workspace()
+    for (let d = 0; d < 50; d++) {
+      fs.mkdirSync(path.join(ws, `d${d}`))
+      for (let f = 0; f < 100; f++) fs.writeFileSync(path.join(ws, `d${d}`, `f${f}.txt`), `${d}/${f}\n`)
+    }
+    const r = await vrunIn(ws, ['sh', '-c', 'find . -type f | wc -l; cat d49/f99.txt; mkdir out; i=0; while [ $i -lt 1000 ]; do echo $i > out/$i; i=$((i+1)); done'])
+    expect(r.stdout).toBe('5000\n49/99\n')
+    expect(fs.readdirSync(path.join(ws, 'out')).length).toBe(1000)
+    expect(fs.readFileSync(path.join(ws, 'out/999'), 'utf8')).toBe('999\n')
+  }, 120_000)
+
+  it('syncs a file of 200 MB intact', async () => {
+    const ws = workspace()
+    const big = path.join(ws, 'data.bin')
+    const fd = fs.openSync(big, 'w')
+    const block = randomBytes(4 * 1024 * 1024)
+    const hash = createHash('sha256')
+    for (let i = 0; i < 50; i++) {
+      block[0] = i
+      fs.writeSync(fd, block)
+      hash.update(block)
+    }
+    fs.closeSync(fd)
+    const r = await vrunIn(ws, ['sha256sum', 'data.bin'])
+    expect(r.stdout.split(' ')[0]).toBe(hash.digest('hex'))
+  }, 180_000)
+
+  it('runs in the workspace itself when placed on the local agent', async () => {
+    const ws = workspace({ 'in.txt': 'here' })
+    const r = await a.vrun(['--on', a.peer, 'sh', '-c', 'cat in.txt > out.txt; pwd'], { cwd: ws })
+    expect(r.stdout.trim()).toBe(fs.realpathSync(ws))
+    expect(fs.readFileSync(path.join(ws, 'out.txt'), 'utf8')).toBe('here')
+  })
+
+  it('runs in an empty scratch directory with --no-sync', async () => {
+    const ws = workspace({ 'in.txt': 'here' })
+    const r = await vrunIn(ws, ['--no-sync', 'sh', '-c', 'ls -A | wc -l; touch made'])
+    expect(r.stdout.trim()).toBe('0')
+    expect(fs.existsSync(path.join(ws, 'made'))).toBe(false)
+  })
+
+  it('uses the git top-level as the workspace, and --workspace overrides it', async () => {
+    const ws = workspace({ 'top.txt': 'top', 'sub/inner.txt': 'inner' })
+    fs.mkdirSync(path.join(ws, '.git'))
+    const r = await vrunIn(path.join(ws, 'sub'), ['sh', '-c', 'cat ../top.txt inner.txt'])
+    expect(r.stdout).toBe('topinner')
+    const only = await vrunIn(path.join(ws, 'sub'), ['--workspace', '.', 'sh', '-c', 'ls -A'])
+    expect(only.stdout).toBe('inner.txt\n')
+  })
+})
