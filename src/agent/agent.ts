@@ -88,7 +88,7 @@ export async function startAgent (config: AgentConfig): Promise<Agent> {
   }).catch((err) => { cpu.stop(); throw err })
 
   const shutdown = new AbortController()
-  const sync = await WorkspaceSync.start(config.home, grid).catch(async (err) => { cpu.stop(); await grid.stop(); throw err })
+  const sync = await WorkspaceSync.start(config.home, grid, config.cacheBytes).catch(async (err) => { cpu.stop(); await grid.stop(); throw err })
   const ctx: RunContext = {
     home: config.home, grid, ledger, host: resources.host, gpus: resources.gpus,
     shutdown: shutdown.signal, loadChanged: () => { grid.publishNow() }, sync

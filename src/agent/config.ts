@@ -49,6 +49,7 @@ export interface AgentFlags {
   cpus?: string | number
   gpus?: string | number
   mem?: string
+  cacheSize?: string
   pool?: string | string[]
   label?: string | string[]
 }
@@ -68,6 +69,8 @@ export interface AgentConfig {
   /** Absolute. */
   home: string
   join?: string
+  /** Cap of the chunk store ($VGRID_HOME/store); undefined = DEFAULT_STORE_CAP_BYTES (10 GiB). */
+  cacheBytes?: number
   peers: string[]
   listen: string[]
   share: ShareConfig
@@ -93,6 +96,8 @@ export function resolveAgentConfig (flags: AgentFlags, env: NodeJS.ProcessEnv = 
     [flags.gpus, '--gpus'], [e('VGRID_GPUS'), 'VGRID_GPUS'], [file.gpus, file.where('gpus')], parseGpus)
   const memBytes = pick(
     [flags.mem, '--mem'], [e('VGRID_MEM'), 'VGRID_MEM'], [file.mem, file.where('mem')], parseMem)
+  const cacheBytes = pick(
+    [flags.cacheSize, '--cache-size'], [e('VGRID_CACHE_SIZE'), 'VGRID_CACHE_SIZE'], [file.cacheSize, file.where('cacheSize')], parseMem)
   const pools = pick(
     [flags.pool, '--pool'], [e('VGRID_POOL'), 'VGRID_POOL'], [file.pools, file.where('pools')], parsePools) ?? []
   const labels = pick(
@@ -108,6 +113,7 @@ export function resolveAgentConfig (flags: AgentFlags, env: NodeJS.ProcessEnv = 
   if (gpus !== undefined) config.share.gpus = gpus
   if (memBytes !== undefined) config.share.memBytes = memBytes
   if (flags.join !== undefined) config.join = parseJoin(flags.join)
+  if (cacheBytes !== undefined) config.cacheBytes = cacheBytes
   return config
 }
 
@@ -265,7 +271,7 @@ function arg (src: string, value: unknown, what: string, hint?: string): VgridEr
 
 // ── the config file ──
 
-const FILE_FIELDS = ['cpus', 'gpus', 'mem', 'pools', 'labels', 'listen'] as const
+const FILE_FIELDS = ['cpus', 'gpus', 'mem', 'cacheSize', 'pools', 'labels', 'listen'] as const
 type FileFields = Partial<Record<(typeof FILE_FIELDS)[number], unknown>>
 
 function readConfigFile (path: string): FileFields & { where: (field: string) => string } {

@@ -131,6 +131,9 @@ export async function executeHere (ctx: RunContext, channel: FrameChannel, task:
       peer: ctx.grid.peerId, host: ctx.host, signal: ctx.shutdown, abortGraceMs: SHUTDOWN_KILL_GRACE_MS
     })
     log.debug(`task ${task} ended`, result)
+    // The command is over: its cores and GPUs are free while the outputs travel.
+    ctx.ledger.release(reservation)
+    ctx.loadChanged()
     const exit = hold.held()
     if (synced !== undefined && where.kind === 'copy' && exit !== undefined) {
       await ctx.sync.offerOutputs(root, synced, where.submitter, send)

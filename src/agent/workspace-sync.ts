@@ -18,8 +18,8 @@ import {
 } from '../fs-sync/index.js'
 import type { ExecEvent } from '../exec/index.js'
 
-/** How long an executor keeps outputs on offer for the submitter to pull. */
-export const OUTPUTS_PULL_TIMEOUT_MS = 10 * 60_000
+/** How long an executor keeps outputs on offer for a submitter that has not started pulling. */
+export const OUTPUTS_OPEN_TIMEOUT_MS = 60_000
 const KEY_RE = /^[0-9a-f]{32}$/
 
 export interface WorkspaceScan {
@@ -147,7 +147,8 @@ export class WorkspaceSync {
 
   /**
    * After the command: rescans the copy; when it changed, offers the new tree to the
-   * submitter and waits until it has pulled it (or gives up after OUTPUTS_PULL_TIMEOUT_MS).
+   * submitter and waits until it has pulled it (or never started to, for
+   * OUTPUTS_OPEN_TIMEOUT_MS).
    */
   async offerOutputs (copyDir: string, synced: SyncCopyResult, submitter: string, send: Send): Promise<void> {
     const cache = await StatCache.load(copyDir + '.statcache')
@@ -158,7 +159,7 @@ export class WorkspaceSync {
     if (Buffer.compare(Buffer.from(rootHash), Buffer.from(synced.rootHash)) === 0) return
     const session = this.registry.add({ rootHash, blobs, sources: scan.sources, peer: submitter })
     try {
-      const pulled = this.registry.pulled(session, OUTPUTS_PULL_TIMEOUT_MS)
+      const pulled = this.registry.pulled(session, OUTPUTS_OPEN_TIMEOUT_MS)
       await send({ t: 'outputs', root: rootHash, session })
       await pulled
     } finally {

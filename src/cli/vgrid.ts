@@ -52,6 +52,7 @@ export function createVgridCli (): CAC {
     .option('--cpus <N>', 'Cores to lend (default: all)')
     .option('--gpus <LIST>', 'GPUs to lend: indexes such as 0,1, or none, or all (default: all)')
     .option('--mem <SIZE>', 'Memory to lend, such as 16G (default: all)')
+    .option('--cache-size <SIZE>', 'Disk for synced chunks in $VGRID_HOME/store, least recently used evicted (default: 10G)')
     .option('--pool <NAME>', 'Put this machine in a named pool (repeatable)')
     .option('--label <KEY=VAL>', 'Tag this machine, e.g. rack=b2 (repeatable)')
     .example('  $ vgrid agent                                   # first machine: creates a grid')
@@ -123,6 +124,7 @@ function agentFlags (o: Record<string, unknown>): AgentFlags {
   set('cpus', one(o.cpus))
   set('gpus', one(o.gpus))
   set('mem', one(o.mem))
+  set('cacheSize', one(o.cacheSize))
   set('pool', many(o.pool))
   set('label', many(o.label))
   return flags

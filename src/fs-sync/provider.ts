@@ -27,8 +27,10 @@ export interface ExportInit {
 }
 
 interface Export extends ExportInit {
-  /** Streams open on it; it is dropped when the last one ends after release(). */
+  /** Streams open on it. */
   users: number
+  /** Called when a stream opens it. */
+  onOpened: Array<() => void>
   /** Resolves when a puller has finished with it (its stream closed). */
   onPulled: Array<() => void>
 }
@@ -38,7 +40,7 @@ export class ExportRegistry {
 
   add (init: ExportInit): string {
     const session = newSessionId()
-    this.exports.set(session, { ...init, users: 0, onPulled: [] })
+    this.exports.set(session, { ...init, users: 0, onOpened: [], onPulled: [] })
     return session
   }
 
@@ -46,12 +48,16 @@ export class ExportRegistry {
     this.exports.delete(session)
   }
 
-  /** Resolves when a stream that opened the session ends (or at once if the session is gone). */
-  async pulled (session: string, timeoutMs: number): Promise<void> {
+  /**
+   * Resolves when a stream that opened the session ends, or when none has opened it within
+   * `openTimeoutMs` (a puller that started is bounded by the stream's idle timeout instead).
+   */
+  async pulled (session: string, openTimeoutMs: number): Promise<void> {
     const e = this.exports.get(session)
     if (e === undefined) return
     await new Promise<void>((resolve) => {
-      const timer = setTimeout(resolve, timeoutMs)
+      const timer = setTimeout(resolve, openTimeoutMs)
+      e.onOpened.push(() => { clearTimeout(timer) })
       e.onPulled.push(() => { clearTimeout(timer); resolve() })
     })
   }
@@ -67,6 +73,7 @@ export class ExportRegistry {
       exp = this.exports.get(open.session)
       if (exp === undefined || exp.peer !== remotePeer) throw new VgridError('ERR_BAD_MESSAGE', 'no such sync session')
       exp.users++
+      exp.onOpened.splice(0).forEach((fn) => { fn() })
       await channel.send({ t: 'ok', root: exp.rootHash })
       for (;;) {
         const raw = await idle(channel.recv())

@@ -186,7 +186,7 @@ describe('config file', () => {
     ['{"cpus": 4,', /config is not valid JSON/],
     ['[1,2]', /config must hold a JSON object/],
     ['"8"', /config must hold a JSON object/],
-    [{ cpu: 4 }, /config: unknown field "cpu" \(known: cpus, gpus, mem, pools, labels, listen\)/],
+    [{ cpu: 4 }, /config: unknown field "cpu" \(known: cpus, gpus, mem, cacheSize, pools, labels, listen\)/],
     [{ cpus: 'eight' }, /config: field "cpus": "eight" is not valid/],
     [{ cpus: 0 }, /config: field "cpus"/],
     [{ gpus: [0, 'x'] }, /config: field "gpus"/],
@@ -279,5 +279,18 @@ describe('computeOffer', () => {
     offer.pools.push('x')
     offer.labels.y = 'z'
     expect(share).toEqual(base)
+  })
+})
+
+describe('--cache-size', () => {
+  it('sizes the chunk store from the flag, VGRID_CACHE_SIZE or the config file', () => {
+    const home = mkdtempSync(join(tmpdir(), 'vgrid-cfg-'))
+    expect(resolveAgentConfig({ cacheSize: '2G' }, { VGRID_HOME: home }).cacheBytes).toBe(2 * 2 ** 30)
+    expect(resolveAgentConfig({}, { VGRID_HOME: home, VGRID_CACHE_SIZE: '512M' }).cacheBytes).toBe(512 * 2 ** 20)
+    writeFileSync(join(home, 'config'), JSON.stringify({ cacheSize: '1G' }))
+    expect(resolveAgentConfig({}, { VGRID_HOME: home }).cacheBytes).toBe(2 ** 30)
+    expect(resolveAgentConfig({ cacheSize: '3G' }, { VGRID_HOME: home }).cacheBytes).toBe(3 * 2 ** 30)
+    expect(() => resolveAgentConfig({ cacheSize: 'lots' }, { VGRID_HOME: home })).toThrow(/--cache-size "lots" is not valid/)
+    expect(resolveAgentConfig({}, { VGRID_HOME: mkdtempSync(join(tmpdir(), 'vgrid-cfg-')) }).cacheBytes).toBeUndefined()
   })
 })
