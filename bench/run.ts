@@ -7,9 +7,15 @@ import os from 'node:os'
 import path from 'node:path'
 import { ROOT } from '../test/helpers/procs.js'
 import { benchGridVrun, type Figure } from './grid-vrun.js'
+import { benchSync } from './sync.js'
+import { benchFastcdc } from './fastcdc.js'
+import { benchStore } from './store.js'
 
 const BENCHES: Record<string, () => Promise<Figure[]>> = {
-  'grid-vrun': benchGridVrun
+  'grid-vrun': benchGridVrun,
+  sync: benchSync,
+  fastcdc: benchFastcdc,
+  store: benchStore
 }
 
 async function main (): Promise<void> {

@@ -17,7 +17,12 @@ import {
   type DirNode, type ChunkSource, type SyncCopyResult, type SyncProgress, type WorkspaceRef
 } from '../fs-sync/index.js'
 import type { ExecEvent } from '../exec/index.js'
+import { createLogger } from '../common/log.js'
 
+const log = createLogger('sync')
+
+/** Stat caches kept in memory (one per workspace scanned and per copy). */
+const MAX_CACHED_STAT_CACHES = 64
 /** How long an executor keeps outputs on offer for a submitter that has not started pulling. */
 export const OUTPUTS_OPEN_TIMEOUT_MS = 60_000
 const KEY_RE = /^[0-9a-f]{32}$/
@@ -43,6 +48,20 @@ function toSyncEvent (phase: 'up' | 'down', p: SyncProgress): ExecEvent {
 export class WorkspaceSync {
   readonly registry = new ExportRegistry()
   private readonly busyCopies = new Set<string>()
+  /** Stat caches stay loaded between runs: reading and parsing them is a good part of a rescan. */
+  private readonly statCaches = new Map<string, StatCache>()
+  /** The tree each copy holds, so an unchanged workspace is not decoded from the store again. */
+  private readonly copyTrees = new Map<string, { rootHash: Uint8Array, tree: DirNode }>()
+
+  private async statCache (file: string): Promise<StatCache> {
+    let cache = this.statCaches.get(file)
+    if (cache === undefined) {
+      cache = await StatCache.load(file)
+      if (this.statCaches.size >= MAX_CACHED_STAT_CACHES) this.statCaches.delete(this.statCaches.keys().next().value as string)
+      this.statCaches.set(file, cache)
+    }
+    return cache
+  }
 
   private constructor (private readonly home: string, private readonly grid: Grid, readonly store: ChunkStore) {}
 
@@ -61,9 +80,11 @@ export class WorkspaceSync {
 
   async scan (ref: WorkspaceRef, signal?: AbortSignal): Promise<WorkspaceScan> {
     const key = createHash('sha256').update(ref.dir).digest('hex').slice(0, 32)
-    const cache = await StatCache.load(path.join(this.home, 'statcache', `${key}.bin`))
+    const cache = await this.statCache(path.join(this.home, 'statcache', `${key}.bin`))
+    const t0 = performance.now()
     const scan = await scanWorkspace(ref.dir, { statCache: cache, ...(signal !== undefined ? { signal } : {}) })
     await cache.save()
+    log.debug(`scanned ${ref.dir}: ${scan.stats.files} files, ${scan.stats.bytes} bytes in ${Math.round(performance.now() - t0)} ms`)
     return { ref, tree: scan.tree, rootHash: scan.rootHash, blobs: scan.blobs, sources: scan.sources, key, startedMs: scan.startedMs }
   }
 
@@ -134,13 +155,16 @@ export class WorkspaceSync {
   async pullCopy (copyDir: string, submitter: string, session: string, send: Send, signal?: AbortSignal): Promise<SyncCopyResult> {
     const channel: FrameChannel = await this.grid.open(submitter, SYNC_PROTOCOL, { maxFrameBytes: SYNC_MAX_FRAME_BYTES, ...(signal !== undefined ? { signal } : {}) })
     const fetcher = await BlobFetcher.open(channel, session)
+    const t0 = performance.now()
     try {
       return await syncCopy({
         copyDir, fetcher, store: this.store,
+        ...(this.copyTrees.has(copyDir) ? { base: this.copyTrees.get(copyDir)! } : {}),
         ...(signal !== undefined ? { signal } : {}),
         onProgress: (p) => { void send(toSyncEvent('up', p)).catch(() => {}) }
       })
     } finally {
+      log.debug(`pulled ${copyDir}: ${fetcher.stats.blobs} blobs, ${fetcher.stats.bytes} bytes in ${Math.round(performance.now() - t0)} ms`)
       fetcher.close()
     }
   }
@@ -151,11 +175,14 @@ export class WorkspaceSync {
    * OUTPUTS_OPEN_TIMEOUT_MS).
    */
   async offerOutputs (copyDir: string, synced: SyncCopyResult, submitter: string, send: Send): Promise<void> {
-    const cache = await StatCache.load(copyDir + '.statcache')
+    const t0 = performance.now()
+    const cache = await this.statCache(copyDir + '.statcache')
     const scan = await scanWorkspace(copyDir, { statCache: cache })
     await cache.save()
+    log.debug(`rescanned the copy ${copyDir} in ${Math.round(performance.now() - t0)} ms`)
     const { rootHash, blobs } = scan
     await saveBase(copyDir, rootHash, blobs, this.store)
+    this.copyTrees.set(copyDir, { rootHash, tree: scan.tree })
     if (Buffer.compare(Buffer.from(rootHash), Buffer.from(synced.rootHash)) === 0) return
     const session = this.registry.add({ rootHash, blobs, sources: scan.sources, peer: submitter })
     try {

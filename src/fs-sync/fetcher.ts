@@ -141,3 +141,4 @@ export class BlobFetcher {
     this.inflight.clear()
   }
 }
+

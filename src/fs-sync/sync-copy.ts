@@ -10,7 +10,7 @@ import type { BlobFetcher } from './fetcher.js'
 import { decodeTree, hexOf } from './tree-codec.js'
 import { diffTrees } from './diff.js'
 import { materialize } from './materialize.js'
-import type { ChunkRef, DirNode, Hash, Node } from './types.js'
+import type { ChunkRef, DirNode, Hash } from './types.js'
 
 export interface SyncProgress {
   /** Bytes of files the copy needed, all told (changed files only). */
@@ -51,6 +51,15 @@ async function loadBase (copyDir: string, store: ChunkStore): Promise<DirNode | 
   }
 }
 
+/** The caller's tree if it is still what the copy holds (its root file agrees), else from the store. */
+async function currentBase (copyDir: string, store: ChunkStore, known?: { rootHash: Hash, tree: DirNode }): Promise<DirNode | undefined> {
+  if (known !== undefined) {
+    const hex = await fs.readFile(copyDir + BASE_ROOT_SUFFIX, 'utf8').catch(() => '')
+    if (hex.trim() === hexOf(known.rootHash)) return known.tree
+  }
+  return await loadBase(copyDir, store)
+}
+
 /** Records the tree the copy now holds, with its records in the store for next time. */
 export async function saveBase (copyDir: string, rootHash: Hash, blobs: Map<string, Uint8Array>, store: ChunkStore): Promise<void> {
   for (const [hex, data] of blobs) await store.put(Buffer.from(hex, 'hex'), data)
@@ -59,23 +68,19 @@ export async function saveBase (copyDir: string, rootHash: Hash, blobs: Map<stri
   await fs.rename(copyDir + BASE_ROOT_SUFFIX + '.tmp', copyDir + BASE_ROOT_SUFFIX)
 }
 
-function countFiles (n: Node): number {
-  if (n.kind !== 'dir') return n.kind === 'file' ? 1 : 0
-  let c = 0
-  for (const e of n.entries.values()) c += countFiles(e)
-  return c
-}
 
 export async function syncCopy (opts: {
   copyDir: string
   fetcher: BlobFetcher
   store: ChunkStore
+  /** What the copy holds, when the caller still has it in memory (saves decoding it again). */
+  base?: { rootHash: Hash, tree: DirNode }
   signal?: AbortSignal
   onProgress?: (p: SyncProgress) => void
 }): Promise<SyncCopyResult> {
   const { copyDir, fetcher, store } = opts
   await fs.mkdir(copyDir, { recursive: true })
-  const base = await loadBase(copyDir, store)
+  const base = await currentBase(copyDir, store, opts.base)
   const getBlob = async (h: Hash): Promise<Uint8Array> => {
     const local = await store.get(h)
     if (local !== undefined) return local
@@ -106,6 +111,7 @@ export async function syncCopy (opts: {
   }
   // Unhandled rejections stay with the file that needs the chunk.
   for (const a of arriving.values()) a.catch(() => {})
+
   const readChunk = async (ref: ChunkRef): Promise<Uint8Array> => {
     const hex = hexOf(ref.hash)
     const pending = arriving.get(hex)
@@ -138,4 +144,3 @@ export async function syncCopy (opts: {
   return { tree, rootHash: fetcher.root, progress: p }
 }
 
-export { countFiles }

@@ -1,0 +1,117 @@
+/**
+ * Issue 3's figures on a two-agent loopback grid, with `rsync -a` of the same tree between two
+ * local directories measured in the same run for comparison:
+ * - a generated 1 GiB workspace (two 300 MB files, 10,000 small files, the rest mid-size):
+ *   the first sync's time and MB/s, and the same for the two big files alone;
+ * - `vrun true` when nothing changed, against `vrun --no-sync true` (median of 10);
+ * - chunks and bytes sent after a 1-byte edit in the middle of a big file.
+ */
+import fs from 'node:fs'
+import path from 'node:path'
+import { randomFillSync } from 'node:crypto'
+import { spawnSync } from 'node:child_process'
+import { startGrid, stopAll, tempDir, runCli, type AgentProc } from '../test/helpers/procs.js'
+import { median, timeCommand, timeRepeated } from './stats.js'
+import { BIN } from '../test/helpers/procs.js'
+import type { Figure } from './grid-vrun.js'
+
+const MB = 1e6
+const BIG_FILE_BYTES = 300 * MB
+const SMALL_FILES = 10_000
+const TOTAL_BYTES = 2 ** 30
+const MID_FILE_BYTES = 4 * 2 ** 20
+const RUNS = 10
+
+function randomFile (file: string, size: number): void {
+  const fd = fs.openSync(file, 'w')
+  const buf = Buffer.allocUnsafe(4 * 2 ** 20)
+  for (let left = size; left > 0;) {
+    const n = Math.min(left, buf.length)
+    randomFillSync(buf, 0, n)
+    fs.writeSync(fd, buf, 0, n)
+    left -= n
+  }
+  fs.closeSync(fd)
+}
+
+/** The 1 GiB tree of the issue; returns its size in bytes. */
+function generate (dir: string): number {
+  let total = 0
+  fs.mkdirSync(path.join(dir, 'data'), { recursive: true })
+  for (const name of ['big-a.bin', 'big-b.bin']) { randomFile(path.join(dir, 'data', name), BIG_FILE_BYTES); total += BIG_FILE_BYTES }
+  for (let i = 0; i < SMALL_FILES; i++) {
+    const sub = path.join(dir, 'src', `m${Math.floor(i / 100)}`)
+    if (i % 100 === 0) fs.mkdirSync(sub, { recursive: true })
+    const size = 512 + ((i * 7919) % 6000)
+    const b = Buffer.allocUnsafe(size)
+    randomFillSync(b)
+    fs.writeFileSync(path.join(sub, `f${i}.txt`), b)
+    total += size
+  }
+  fs.mkdirSync(path.join(dir, 'mid'))
+  for (let i = 0; total + MID_FILE_BYTES <= TOTAL_BYTES; i++) { randomFile(path.join(dir, 'mid', `m${i}.bin`), MID_FILE_BYTES); total += MID_FILE_BYTES }
+  return total
+}
+
+async function timedVrun (a: AgentProc, cwd: string, args: string[]): Promise<{ ms: number, stderr: string }> {
+  const t0 = performance.now()
+  const r = await runCli('vrun', args, { home: a.home, cwd, env: { VGRID_VERBOSE: '1' }, timeoutMs: 600_000 })
+  if (r.code !== 0) throw new Error(`vrun ${args.join(' ')} failed (${r.code}): ${r.stderr}`)
+  return { ms: performance.now() - t0, stderr: r.stderr }
+}
+
+function sent (stderr: string): { chunks: number, text: string } {
+  const m = /synced [\d,]+ files?, ([\d,]+) chunks? \(([^)]*)\) sent/.exec(stderr)
+  if (m === null) throw new Error(`no sync summary in: ${stderr}`)
+  return { chunks: Number(m[1].replaceAll(',', '')), text: m[2] }
+}
+
+function rsyncMs (from: string): number | undefined {
+  const to = tempDir('vgrid-rsync-')
+  const t0 = performance.now()
+  const r = spawnSync('rsync', ['-a', `${from}/`, `${to}/`])
+  const ms = performance.now() - t0
+  fs.rmSync(to, { recursive: true, force: true })
+  return r.status === 0 ? ms : undefined
+}
+
+export async function benchSync (): Promise<Figure[]> {
+  const ws = tempDir('vgrid-bench-ws-')
+  const bigOnly = tempDir('vgrid-bench-big-')
+  const total = generate(ws)
+  fs.mkdirSync(path.join(bigOnly, 'data'))
+  for (const n of ['big-a.bin', 'big-b.bin']) fs.copyFileSync(path.join(ws, 'data', n), path.join(bigOnly, 'data', n))
+  const rsync = rsyncMs(ws)
+  const [a, b] = await startGrid(2)
+  try {
+    const on = ['--on', b.peer]
+    const big = await timedVrun(a, bigOnly, [...on, 'true'])
+    const first = await timedVrun(a, ws, [...on, 'true'])
+    const env = { ...process.env, VGRID_HOME: a.home }
+    const unchanged = await timeRepeated(RUNS, async () => await timeCommand(process.execPath, [BIN.vrun, '--quiet', ...on, 'true'], env, ws))
+    const noSync = await timeRepeated(RUNS, async () => await timeCommand(process.execPath, [BIN.vrun, '--no-sync', ...on, 'true'], env, ws))
+    // One byte in the middle of a big file, same size.
+    const fd = fs.openSync(path.join(ws, 'data', 'big-a.bin'), 'r+')
+    fs.writeSync(fd, Buffer.from([0x5a]), 0, 1, BIG_FILE_BYTES / 2)
+    fs.closeSync(fd)
+    const edit = sent((await timedVrun(a, ws, [...on, 'true'])).stderr)
+    const r = (x: number): number => Math.round(x)
+    const mbs = (bytes: number, ms: number): number => Math.round(bytes / MB / (ms / 1000))
+    const over = median(unchanged) - median(noSync)
+    return [
+      { name: `first sync, ${(total / 2 ** 30).toFixed(2)} GiB / ${SMALL_FILES + 2}+ files (vrun true)`, value: r(first.ms), unit: 'ms' },
+      { name: 'first sync rate, whole tree', value: mbs(total, first.ms), unit: 'MB/s' },
+      { name: 'first sync rate, the two 300 MB files alone', value: mbs(2 * BIG_FILE_BYTES, big.ms), unit: 'MB/s', target: '>= 200', ok: mbs(2 * BIG_FILE_BYTES, big.ms) >= 200 },
+      { name: 'rsync -a of the same tree, local to local', value: rsync === undefined ? NaN : r(rsync), unit: 'ms' },
+      { name: 'first sync / rsync time (<= 1 is no slower)', value: rsync === undefined ? NaN : Math.round(first.ms / rsync * 100) / 100, unit: 'x', target: '<= 1', ok: rsync === undefined ? undefined : first.ms <= rsync },
+      { name: 'vrun true, nothing changed, median', value: r(median(unchanged)), unit: 'ms' },
+      { name: 'vrun --no-sync true, median', value: r(median(noSync)), unit: 'ms' },
+      { name: 'nothing changed: over the no-sync time', value: r(over), unit: 'ms', target: '<= 300', ok: over <= 300 },
+      { name: `1-byte edit mid big file: chunks sent (${edit.text})`, value: edit.chunks, unit: '', target: '<= 2', ok: edit.chunks <= 2 }
+    ]
+  } finally {
+    await stopAll()
+    fs.rmSync(ws, { recursive: true, force: true })
+    fs.rmSync(bigOnly, { recursive: true, force: true })
+  }
+}
