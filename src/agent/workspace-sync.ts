@@ -181,9 +181,10 @@ export class WorkspaceSync {
     await cache.save()
     log.debug(`rescanned the copy ${copyDir} in ${Math.round(performance.now() - t0)} ms`)
     const { rootHash, blobs } = scan
-    await saveBase(copyDir, rootHash, blobs, this.store)
     this.copyTrees.set(copyDir, { rootHash, tree: scan.tree })
+    // Unchanged: syncCopy already recorded this root, and its records are in the store.
     if (Buffer.compare(Buffer.from(rootHash), Buffer.from(synced.rootHash)) === 0) return
+    await saveBase(copyDir, rootHash, blobs, this.store)
     const session = this.registry.add({ rootHash, blobs, sources: scan.sources, peer: submitter })
     try {
       const pulled = this.registry.pulled(session, OUTPUTS_OPEN_TIMEOUT_MS)

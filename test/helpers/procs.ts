@@ -197,6 +197,11 @@ export async function startGrid (n: number, opts: StartOptions = {}): Promise<Ag
   return all
 }
 
+/** Stops every agent still running: SIGTERM first, so each stops the commands it runs; SIGKILL after a deadline. */
 export async function stopAll (): Promise<void> {
-  await Promise.all([...running].map(async (a) => await a.stop('SIGKILL')))
+  await Promise.all([...running].map(async (a) => {
+    const killer = setTimeout(() => { a.proc.kill('SIGKILL') }, 5_000)
+    await a.stop('SIGTERM')
+    clearTimeout(killer)
+  }))
 }
