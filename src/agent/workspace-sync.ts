@@ -6,6 +6,7 @@
  * running commands), pulls them up to date, and offers what the command changed.
  */
 import fs from 'node:fs/promises'
+import fs2 from 'node:fs'
 import path from 'node:path'
 import { createHash } from 'node:crypto'
 import { VgridError } from '../common/errors.js'
@@ -14,13 +15,15 @@ import type { Grid } from '../grid/index.js'
 import {
   ChunkStore, ExportRegistry, BlobFetcher, StatCache, SYNC_PROTOCOL, SYNC_MAX_FRAME_BYTES,
   scanWorkspace, decodeTree, applyOutputs, syncCopy, saveBase, hexOf, loadIgnoreRules,
-  type DirNode, type ChunkSource, type SyncCopyResult, type SyncProgress, type WorkspaceRef
+  floorMs, type DirNode, type ChunkSource, type SyncCopyResult, type SyncProgress, type WorkspaceRef
 } from '../fs-sync/index.js'
 import type { ExecEvent } from '../exec/index.js'
 import { createLogger } from '../common/log.js'
 
 const log = createLogger('sync')
 
+/** A sync that wrote at least this much seeds the copy's stat cache (below it, re-reading is cheaper than the walk). */
+const SEED_STAT_CACHE_BYTES = 64 * 1024 * 1024
 /** Stat caches kept in memory (one per workspace scanned and per copy). */
 const MAX_CACHED_STAT_CACHES = 64
 /** How long an executor keeps outputs on offer for a submitter that has not started pulling. */
@@ -53,10 +56,10 @@ export class WorkspaceSync {
   /** The tree each copy holds, so an unchanged workspace is not decoded from the store again. */
   private readonly copyTrees = new Map<string, { rootHash: Uint8Array, tree: DirNode }>()
 
-  private async statCache (file: string): Promise<StatCache> {
+  private async statCache (file: string, racyMarginMs?: number): Promise<StatCache> {
     let cache = this.statCaches.get(file)
     if (cache === undefined) {
-      cache = await StatCache.load(file)
+      cache = await StatCache.load(file, racyMarginMs !== undefined ? { racyMarginMs } : {})
       if (this.statCaches.size >= MAX_CACHED_STAT_CACHES) this.statCaches.delete(this.statCaches.keys().next().value as string)
       this.statCaches.set(file, cache)
     }
@@ -157,16 +160,44 @@ export class WorkspaceSync {
     const fetcher = await BlobFetcher.open(channel, session)
     const t0 = performance.now()
     try {
-      return await syncCopy({
+      const synced = await syncCopy({
         copyDir, fetcher, store: this.store,
         ...(this.copyTrees.has(copyDir) ? { base: this.copyTrees.get(copyDir)! } : {}),
         ...(signal !== undefined ? { signal } : {}),
         onProgress: (p) => { void send(toSyncEvent('up', p)).catch(() => {}) }
       })
+      if (synced.progress.totalBytes >= SEED_STAT_CACHE_BYTES) await this.seedCopyCache(copyDir, synced.tree)
+      return synced
     } finally {
       log.debug(`pulled ${copyDir}: ${fetcher.stats.blobs} blobs, ${fetcher.stats.bytes} bytes in ${Math.round(performance.now() - t0)} ms`)
       fetcher.close()
     }
+  }
+
+  /**
+   * This agent has just written these files itself, from a tree that says what they hold:
+   * telling the copy's stat cache saves the rescan after the command from reading them all
+   * again. A file is recorded only if its size and mtime on disk are the tree's; one the
+   * command then touches changes its ctime and is read again.
+   */
+  private async seedCopyCache (copyDir: string, tree: DirNode): Promise<void> {
+    const cache = await this.statCache(copyDir + '.statcache', 0)
+    cache.beginScan()
+    let n = 0
+    const walk = async (dir: DirNode, rel: string): Promise<void> => {
+      for (const [name, node] of dir.entries) {
+        const r = rel === '' ? name : `${rel}/${name}`
+        if (node.kind === 'dir') { await walk(node, r); continue }
+        if (node.kind !== 'file') continue
+        const st = fs2.lstatSync(path.join(copyDir, r), { bigint: true, throwIfNoEntry: false })
+        if (st?.isFile() === true && st.size === BigInt(node.size) && floorMs(st.mtimeNs) === node.mtimeMs) {
+          cache.record(r, { size: st.size, mtimeNs: st.mtimeNs, ctimeNs: st.ctimeNs, ino: st.ino }, node.chunks)
+        }
+        // Keep the agent responsive on a huge tree.
+        if (++n % 1024 === 0) await new Promise((resolve) => setImmediate(resolve))
+      }
+    }
+    await walk(tree, '')
   }
 
   /**
@@ -176,7 +207,8 @@ export class WorkspaceSync {
    */
   async offerOutputs (copyDir: string, synced: SyncCopyResult, submitter: string, send: Send): Promise<void> {
     const t0 = performance.now()
-    const cache = await this.statCache(copyDir + '.statcache')
+    // No racy margin: nothing else writes a copy, and the command has ended.
+    const cache = await this.statCache(copyDir + '.statcache', 0)
     const scan = await scanWorkspace(copyDir, { statCache: cache })
     await cache.save()
     log.debug(`rescanned the copy ${copyDir} in ${Math.round(performance.now() - t0)} ms`)

@@ -10,7 +10,7 @@
 export * from './types.js'
 export { DEFAULT_CDC, chunkFile, chunkFileSync, chunkBuffer, type CdcParams } from './fastcdc.js'
 export { ChunkStore, DEFAULT_STORE_CAP_BYTES, type StoreStats } from './store.js'
-export { scanWorkspace, type Scan, type ScanOptions } from './scan.js'
+export { scanWorkspace, floorMs, type Scan, type ScanOptions } from './scan.js'
 export { StatCache, statCachePath } from './stat-cache.js'
 export { encodeTree, decodeTree, hexOf, hashOf, hashEquals } from './tree-codec.js'
 export { diffTrees, treeEquals } from './diff.js'
