@@ -8,7 +8,8 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { startAgent, type Agent } from '../../src/agent/agent.js'
 import { resolveAgentConfig } from '../../src/agent/config.js'
-import { createGrid, loadSwarmKey, loadOrCreateIdentity, type Grid } from '../../src/grid/index.js'
+import type { Grid } from '../../src/grid/index.js'
+import { startHostileMember } from '../helpers/hostile-member.js'
 import { EXEC_PROTOCOL } from '../../src/agent/constants.js'
 import type { FrameChannel } from '../../src/common/channel.js'
 import { tempDir, waitFor } from '../helpers/procs.js'
@@ -20,21 +21,7 @@ let home: string
 beforeAll(async () => {
   home = tempDir()
   agent = await startAgent(resolveAgentConfig({ listen: '/ip4/127.0.0.1/tcp/0' }, { VGRID_HOME: home }))
-  const hostileHome = tempDir()
-  hostile = await createGrid({
-    privateKey: await loadOrCreateIdentity(hostileHome),
-    swarmKey: (await loadSwarmKey(home))!,
-    listen: ['/ip4/127.0.0.1/tcp/0'],
-    bootstrap: agent.grid.addrs(),
-    version: 'hostile',
-    startedAt: Date.now(),
-    describe: () => ({
-      resources: { host: 'hostile', os: { platform: 'linux', distro: 'x', release: 'x', arch: 'x64' }, cpu: { model: 'x', cores: 1 }, memBytes: 1, gpus: [] },
-      offer: { cpus: 0, memBytes: 0, gpus: [], pools: [], labels: {} },
-      load: { cpusFree: 0, memFree: 0, gpusFree: [], running: 0, queued: 0, cpuUtil: 0 }
-    })
-  })
-  await waitFor(() => agent.grid.view().some((p) => p.peer === hostile.peerId), 'the hostile member to join')
+  hostile = await startHostileMember(agent, home)
 }, 30_000)
 
 afterAll(async () => {

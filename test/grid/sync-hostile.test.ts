@@ -13,7 +13,8 @@ import { encode } from 'cborg'
 import { startAgent, type Agent } from '../../src/agent/agent.js'
 import { resolveAgentConfig } from '../../src/agent/config.js'
 import { connectAgent } from '../../src/agent/control/client.js'
-import { createGrid, loadSwarmKey, loadOrCreateIdentity, type Grid } from '../../src/grid/index.js'
+import type { Grid } from '../../src/grid/index.js'
+import { startHostileMember } from '../helpers/hostile-member.js'
 import { EXEC_PROTOCOL } from '../../src/agent/constants.js'
 import { ExportRegistry, SYNC_PROTOCOL, SYNC_MAX_FRAME_BYTES } from '../../src/fs-sync/index.js'
 import type { FrameChannel } from '../../src/common/channel.js'
@@ -48,22 +49,8 @@ function fileEntry (name: string, data: Uint8Array): Record<string, unknown> {
 
 beforeAll(async () => {
   agent = await startAgent(resolveAgentConfig({ listen: '/ip4/127.0.0.1/tcp/0' }, { VGRID_HOME: home }))
-  const hostileHome = tempDir()
-  hostile = await createGrid({
-    privateKey: await loadOrCreateIdentity(hostileHome),
-    swarmKey: (await loadSwarmKey(home))!,
-    listen: ['/ip4/127.0.0.1/tcp/0'],
-    bootstrap: agent.grid.addrs(),
-    version: 'hostile',
-    startedAt: Date.now(),
-    describe: () => ({
-      resources: { host: 'hostile', os: { platform: 'linux', distro: 'x', release: 'x', arch: 'x64' }, cpu: { model: 'x', cores: EXECUTOR_CPUS }, memBytes: 2 ** 30, gpus: [] },
-      offer: { cpus: EXECUTOR_CPUS, memBytes: 2 ** 30, gpus: [], pools: [], labels: {} },
-      load: { cpusFree: EXECUTOR_CPUS, memFree: 2 ** 30, gpusFree: [], running: 0, queued: 0, cpuUtil: 0 }
-    })
-  })
+  hostile = await startHostileMember(agent, home, EXECUTOR_CPUS)
   await hostile.handle(SYNC_PROTOCOL, registry.serve, { maxFrameBytes: SYNC_MAX_FRAME_BYTES })
-  await waitFor(() => agent.grid.view().some((p) => p.peer === hostile.peerId), 'the hostile member to join')
 }, 30_000)
 
 afterAll(async () => {
