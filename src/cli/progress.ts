@@ -13,7 +13,8 @@ type Out = NodeJS.WritableStream & { isTTY?: boolean, columns?: number }
 /** Delay before a bar appears: most syncs are done before anyone would read it. */
 export const PROGRESS_DELAY_MS = 1_000
 
-const num = new Intl.NumberFormat('en-US')
+/** 1,204 — without Intl: building a NumberFormat loads ICU, ~15 ms on every vrun. */
+const num = { format: (n: number): string => String(Math.round(n)).replace(/\B(?=(\d{3})+(?!\d))/g, ',') }
 
 export function formatSize (n: number): string {
   const units = ['B', 'kB', 'MB', 'GB', 'TB']

@@ -9,6 +9,7 @@ import type { ChunkStore } from './store.js'
 import type { BlobFetcher } from './fetcher.js'
 import { decodeTree, hexOf } from './tree-codec.js'
 import { diffTrees } from './diff.js'
+import { treeStats } from './tree-stats.js'
 import { materialize } from './materialize.js'
 import type { ChunkRef, DirNode, Hash } from './types.js'
 
@@ -87,6 +88,13 @@ export async function syncCopy (opts: {
     const data = await fetcher.fetch(h)
     await store.put(h, data)
     return data
+  }
+  if (base !== undefined && opts.base !== undefined && base === opts.base.tree && hexOf(opts.base.rootHash) === hexOf(fetcher.root)) {
+    // Nothing changed since the last run: one comparison, no disk.
+    const whole = treeStats(base)
+    const p: SyncProgress = { totalBytes: 0, sentBytes: 0, sentChunks: 0, files: 0, totalFiles: 0, reusedBytes: whole.bytes, treeFiles: whole.files, done: true }
+    opts.onProgress?.(p)
+    return { tree: base, rootHash: fetcher.root, progress: p }
   }
   const { tree, stats } = await decodeTree(fetcher.root, getBlob, base !== undefined ? { base } : {})
   const changes = diffTrees(base, tree)

@@ -139,7 +139,8 @@ const running = new Set<AgentProc>()
 export async function startAgent (opts: StartOptions = {}): Promise<AgentProc> {
   const home = opts.home ?? tempDir()
   const args = ['agent', '--listen', '/ip4/127.0.0.1/tcp/0', ...(opts.join !== undefined ? ['--join', opts.join] : []), ...(opts.args ?? [])]
-  const proc = spawn(process.execPath, [BIN.vgrid, ...args], {
+  // Through the bin's shebang, as users start it (it carries the agent's V8 flags).
+  const proc = spawn(BIN.vgrid, args, {
     cwd: ROOT,
     env: { ...process.env, VGRID_HOME: home, ...opts.env },
     stdio: ['ignore', 'pipe', 'pipe']
