@@ -14,6 +14,7 @@ import { VgridError, toWire, fromWire } from '../common/errors.js'
 import type { FrameChannel } from '../common/channel.js'
 import { obj, int, str, bytes, bad } from '../common/validate.js'
 import { createLogger } from '../common/log.js'
+import { withTimeout } from '../common/timeout.js'
 import { parseRunSpec, parseExecEvent, parseExecInput, serveExec, type RunSpec, type ExecEvent, type Ledger } from '../exec/index.js'
 import { candidates, resolvePeer } from '../grid/placement.js'
 import type { Grid, GpuInfo } from '../grid/index.js'
@@ -152,7 +153,7 @@ export function serveExecProtocol (ctx: RunContext): (channel: FrameChannel, rem
   return async (channel, remotePeer) => {
     let req: ExecRequest
     try {
-      req = parseExecRequest(await withTimeout(channel.recv(), EXEC_REQUEST_TIMEOUT_MS, 'the exec request'))
+      req = parseExecRequest(await withTimeout(channel.recv(), EXEC_REQUEST_TIMEOUT_MS, `the exec request did not arrive within ${EXEC_REQUEST_TIMEOUT_MS} ms`))
     } catch (err) {
       log.warn(`refused an exec request from ${remotePeer}`, err)
       await channel.send({ t: 'error', error: toWire(err) }).catch(() => {})
@@ -303,16 +304,5 @@ async function relay (ctx: RunContext, client: FrameChannel, remote: FrameChanne
   } finally {
     done = true
     unwatch()
-  }
-}
-
-async function withTimeout<T> (p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined
-  try {
-    return await Promise.race([p, new Promise<never>((_resolve, reject) => {
-      timer = setTimeout(() => { reject(new VgridError('ERR_TIMEOUT', `${what} did not arrive within ${ms} ms`)) }, ms)
-    })])
-  } finally {
-    clearTimeout(timer)
   }
 }

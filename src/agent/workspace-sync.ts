@@ -15,7 +15,7 @@ import type { Grid } from '../grid/index.js'
 import {
   ChunkStore, ExportRegistry, BlobFetcher, StatCache, SYNC_PROTOCOL, SYNC_MAX_FRAME_BYTES,
   scanWorkspace, decodeTree, applyOutputs, syncCopy, saveBase, hexOf, loadIgnoreRules,
-  floorMs, type DirNode, type ChunkSource, type SyncCopyResult, type SyncProgress, type WorkspaceRef
+  floorMs, readChunkAt, type DirNode, type ChunkSource, type SyncCopyResult, type SyncProgress, type WorkspaceRef
 } from '../fs-sync/index.js'
 import type { ExecEvent } from '../exec/index.js'
 import { createLogger } from '../common/log.js'
@@ -104,13 +104,13 @@ export class WorkspaceSync {
       if (Buffer.compare(Buffer.from(fetcher.root), Buffer.from(outputs.root)) !== 0) throw new VgridError('ERR_BAD_MESSAGE', 'the outputs session holds another tree')
       const { tree } = await decodeTree(outputs.root, async (h) => await fetcher.fetch(h), { base: scan.tree })
       const local = scan.sources
-      const p: SyncProgress = { files: 0, totalFiles: 0, sentBytes: 0, sentChunks: 0, totalBytes: 0, reusedBytes: 0, treeFiles: 0, done: false }
+      const p: SyncProgress = { files: 0, totalFiles: 0, sentBytes: 0, sentChunks: 0, totalBytes: 0, reusedBytes: 0, done: false }
       const rules = await loadIgnoreRules(scan.ref.dir)
       const result = await applyOutputs(scan.ref.dir, scan.tree, tree, async (ref) => {
         // A chunk the workspace already has (a copied file) need not travel.
         const src = local.get(hexOf(ref.hash))
         if (src !== undefined) {
-          const data = await readVerified(src, ref.hash)
+          const data = await readChunkAt(src, ref.hash)
           if (data !== undefined) return data
         }
         const data = await fetcher.fetch(ref.hash, ref.size)
@@ -225,21 +225,5 @@ export class WorkspaceSync {
     } finally {
       this.registry.remove(session)
     }
-  }
-}
-
-async function readVerified (src: ChunkSource, hash: Uint8Array): Promise<Uint8Array | undefined> {
-  try {
-    const fh = await fs.open(src.path, 'r')
-    try {
-      const buf = Buffer.allocUnsafe(src.size)
-      const { bytesRead } = await fh.read(buf, 0, src.size, src.offset)
-      if (bytesRead !== src.size) return undefined
-      return createHash('sha256').update(buf).digest().equals(hash) ? buf : undefined
-    } finally {
-      await fh.close()
-    }
-  } catch {
-    return undefined
   }
 }

@@ -24,7 +24,7 @@ export interface TtyRequest { cols: number, rows: number, term: string }
 export interface RunSpec {
   argv: string[]
   env: Record<string, string>
-  /** Relative to the workspace; until workspace sync lands, relative to a scratch directory. */
+  /** Relative to the workspace copy (or, with --no-sync, to a scratch directory). */
   cwd?: string
   tty?: TtyRequest
   cpus: number

@@ -5,12 +5,13 @@
  * changed since the scan is answered `missing` rather than with wrong bytes.
  */
 import fs from 'node:fs/promises'
-import { createHash } from 'node:crypto'
 import type { FrameChannel } from '../common/channel.js'
 import { VgridError, toWire } from '../common/errors.js'
 import { createLogger } from '../common/log.js'
 import { parseSyncRequest, newSessionId, SYNC_PROTOCOL_VERSION, SYNC_IDLE_TIMEOUT_MS } from './protocol.js'
 import { HASH_BYTES, type ChunkSource, type Hash } from './types.js'
+import { readChunkAt } from './read-chunk.js'
+import { withTimeout } from '../common/timeout.js'
 
 const log = createLogger('sync')
 /** Open files kept per stream, so a big file's chunks do not reopen it each time. */
@@ -27,8 +28,6 @@ export interface ExportInit {
 }
 
 interface Export extends ExportInit {
-  /** Streams open on it. */
-  users: number
   /** Called when a stream opens it. */
   onOpened: Array<() => void>
   /** Resolves when a puller has finished with it (its stream closed). */
@@ -40,7 +39,7 @@ export class ExportRegistry {
 
   add (init: ExportInit): string {
     const session = newSessionId()
-    this.exports.set(session, { ...init, users: 0, onOpened: [], onPulled: [] })
+    this.exports.set(session, { ...init, onOpened: [], onPulled: [] })
     return session
   }
 
@@ -67,16 +66,15 @@ export class ExportRegistry {
     const files = new Map<string, fs.FileHandle>()
     let exp: Export | undefined
     try {
-      const open = parseSyncRequest(await idle(channel.recv()))
+      const open = parseSyncRequest(await idle(channel))
       if (open.t !== 'open') throw new VgridError('ERR_BAD_MESSAGE', 'a sync stream must start with open')
       if (open.v !== SYNC_PROTOCOL_VERSION) throw new VgridError('ERR_AGENT_VERSION', `sync protocol ${open.v} is not ${SYNC_PROTOCOL_VERSION}`)
       exp = this.exports.get(open.session)
       if (exp === undefined || exp.peer !== remotePeer) throw new VgridError('ERR_BAD_MESSAGE', 'no such sync session')
-      exp.users++
       exp.onOpened.splice(0).forEach((fn) => { fn() })
       await channel.send({ t: 'ok', root: exp.rootHash })
       for (;;) {
-        const raw = await idle(channel.recv())
+        const raw = await idle(channel)
         if (raw === undefined) return
         const req = parseSyncRequest(raw)
         if (req.t !== 'want') throw new VgridError('ERR_BAD_MESSAGE', 'expected want')
@@ -95,7 +93,6 @@ export class ExportRegistry {
       for (const f of files.values()) await f.close().catch(() => {})
       await channel.close().catch(() => {})
       if (exp !== undefined) {
-        exp.users--
         exp.onPulled.splice(0).forEach((fn) => { fn() })
       }
     }
@@ -118,22 +115,12 @@ export class ExportRegistry {
       if (fh === undefined) return undefined
       files.set(src.path, fh)
     }
-    const buf = Buffer.allocUnsafe(src.size)
-    const { bytesRead } = await fh.read(buf, 0, src.size, src.offset)
-    if (bytesRead !== src.size) return undefined
     // The file may have changed since the scan: never serve bytes that are not the chunk.
-    if (!createHash('sha256').update(buf).digest().equals(h)) return undefined
-    return buf
+    return await readChunkAt(src, h, fh)
   }
 }
 
-async function idle<T> (p: Promise<T>): Promise<T> {
-  let timer: NodeJS.Timeout | undefined
-  try {
-    return await Promise.race([p, new Promise<never>((_resolve, reject) => {
-      timer = setTimeout(() => { reject(new VgridError('ERR_TIMEOUT', `no sync request for ${SYNC_IDLE_TIMEOUT_MS} ms`)) }, SYNC_IDLE_TIMEOUT_MS)
-    })])
-  } finally {
-    clearTimeout(timer)
-  }
+/** The next request, or ERR_TIMEOUT after SYNC_IDLE_TIMEOUT_MS of silence. */
+async function idle (channel: FrameChannel): Promise<unknown> {
+  return await withTimeout(channel.recv(), SYNC_IDLE_TIMEOUT_MS, `no sync request for ${SYNC_IDLE_TIMEOUT_MS} ms`)
 }

@@ -24,7 +24,6 @@ export interface SyncProgress {
   totalFiles: number
   /** Bytes of the whole tree that did not travel (unchanged files, chunks already stored). */
   reusedBytes: number
-  treeFiles: number
   done: boolean
 }
 
@@ -65,6 +64,10 @@ async function currentBase (copyDir: string, store: ChunkStore, known?: { rootHa
 export async function saveBase (copyDir: string, rootHash: Hash, blobs: Map<string, Uint8Array>, store: ChunkStore): Promise<void> {
   for (const [hex, data] of blobs) await store.put(Buffer.from(hex, 'hex'), data)
   await store.flush()
+  await writeBaseRoot(copyDir, rootHash)
+}
+
+async function writeBaseRoot (copyDir: string, rootHash: Hash): Promise<void> {
   await fs.writeFile(copyDir + BASE_ROOT_SUFFIX + '.tmp', hexOf(rootHash) + '\n')
   await fs.rename(copyDir + BASE_ROOT_SUFFIX + '.tmp', copyDir + BASE_ROOT_SUFFIX)
 }
@@ -92,13 +95,13 @@ export async function syncCopy (opts: {
   if (base !== undefined && opts.base !== undefined && base === opts.base.tree && hexOf(opts.base.rootHash) === hexOf(fetcher.root)) {
     // Nothing changed since the last run: one comparison, no disk.
     const whole = treeStats(base)
-    const p: SyncProgress = { totalBytes: 0, sentBytes: 0, sentChunks: 0, files: 0, totalFiles: 0, reusedBytes: whole.bytes, treeFiles: whole.files, done: true }
+    const p: SyncProgress = { totalBytes: 0, sentBytes: 0, sentChunks: 0, files: 0, totalFiles: 0, reusedBytes: whole.bytes, done: true }
     opts.onProgress?.(p)
     return { tree: base, rootHash: fetcher.root, progress: p }
   }
   const { tree, stats } = await decodeTree(fetcher.root, getBlob, base !== undefined ? { base } : {})
   const changes = diffTrees(base, tree)
-  const p: SyncProgress = { totalBytes: 0, sentBytes: 0, sentChunks: 0, files: 0, totalFiles: 0, reusedBytes: 0, treeFiles: stats.files, done: false }
+  const p: SyncProgress = { totalBytes: 0, sentBytes: 0, sentChunks: 0, files: 0, totalFiles: 0, reusedBytes: 0, done: false }
 
   // Ask at once for every distinct chunk the store lacks, in the order files will be written.
   const arriving = new Map<string, Promise<Uint8Array>>()
@@ -147,8 +150,7 @@ export async function syncCopy (opts: {
   p.reusedBytes = Math.max(0, stats.bytes - p.sentBytes)
   p.done = true
   opts.onProgress?.({ ...p })
-  await fs.writeFile(copyDir + BASE_ROOT_SUFFIX + '.tmp', hexOf(fetcher.root) + '\n')
-  await fs.rename(copyDir + BASE_ROOT_SUFFIX + '.tmp', copyDir + BASE_ROOT_SUFFIX)
+  await writeBaseRoot(copyDir, fetcher.root)
   return { tree, rootHash: fetcher.root, progress: p }
 }
 
