@@ -35,7 +35,8 @@ export interface WorkspaceScan {
   tree: DirNode
   rootHash: Uint8Array
   blobs: Map<string, Uint8Array>
-  sources: Map<string, ChunkSource>
+  /** Where each chunk lies in the workspace, by hex hash (built on first use). */
+  readonly sources: Map<string, ChunkSource>
   /** Names the workspace to executors, without revealing its path. */
   key: string
   /** When the scan began: local edits around it are compared by content on the way back. */
@@ -88,11 +89,11 @@ export class WorkspaceSync {
     const scan = await scanWorkspace(ref.dir, { statCache: cache, ...(signal !== undefined ? { signal } : {}) })
     await cache.save()
     log.debug(`scanned ${ref.dir}: ${scan.stats.files} files, ${scan.stats.bytes} bytes in ${Math.round(performance.now() - t0)} ms`)
-    return { ref, tree: scan.tree, rootHash: scan.rootHash, blobs: scan.blobs, sources: scan.sources, key, startedMs: scan.startedMs }
+    return { ref, tree: scan.tree, rootHash: scan.rootHash, blobs: scan.blobs, get sources () { return scan.sources }, key, startedMs: scan.startedMs }
   }
 
   exportTo (scan: WorkspaceScan, peer: string): { session: string, root: Uint8Array, key: string } {
-    const session = this.registry.add({ rootHash: scan.rootHash, blobs: scan.blobs, sources: scan.sources, peer })
+    const session = this.registry.add({ rootHash: scan.rootHash, blobs: scan.blobs, sources: { get: (hex) => scan.sources.get(hex) }, peer })
     return { session, root: scan.rootHash, key: scan.key }
   }
 
@@ -217,7 +218,7 @@ export class WorkspaceSync {
     // Unchanged: syncCopy already recorded this root, and its records are in the store.
     if (Buffer.compare(Buffer.from(rootHash), Buffer.from(synced.rootHash)) === 0) return
     await saveBase(copyDir, rootHash, blobs, this.store)
-    const session = this.registry.add({ rootHash, blobs, sources: scan.sources, peer: submitter })
+    const session = this.registry.add({ rootHash, blobs, sources: { get: (hex) => scan.sources.get(hex) }, peer: submitter })
     try {
       const pulled = this.registry.pulled(session, OUTPUTS_OPEN_TIMEOUT_MS)
       await send({ t: 'outputs', root: rootHash, session })

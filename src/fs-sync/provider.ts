@@ -17,12 +17,16 @@ const log = createLogger('sync')
 /** Open files kept per stream, so a big file's chunks do not reopen it each time. */
 const MAX_OPEN_FILES = 32
 
+export interface ChunkLookup {
+  get: (hex: string) => ChunkSource | undefined
+}
+
 export interface ExportInit {
   rootHash: Hash
   /** Encoded directory records and chunk lists, by hex hash. */
   blobs: Map<string, Uint8Array>
-  /** Chunks, by hex hash. */
-  sources: Map<string, ChunkSource>
+  /** Where its chunks lie, by hex hash (looked up only when a chunk is asked for). */
+  sources: ChunkLookup
   /** The only peer allowed to pull it. */
   peer: string
 }

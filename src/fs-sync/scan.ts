@@ -12,7 +12,7 @@
  */
 import fsp from 'node:fs/promises'
 import path from 'node:path'
-import { lstatSync, type BigIntStats, type Dirent } from 'node:fs'
+import { lstatSync, readdirSync, type BigIntStats, type Dirent } from 'node:fs'
 import { VgridError } from '../common/errors.js'
 import { createLogger } from '../common/log.js'
 import { chunkFile, chunkFileSync } from './fastcdc.js'
@@ -74,7 +74,8 @@ export interface Scan {
   tree: DirNode
   stats: TreeStats
   /** Where each distinct chunk can be read here, by hex hash (one file that holds it). */
-  sources: Map<string, ChunkSource>
+  /** Where each distinct chunk can be read here, by hex hash; built on first use. */
+  readonly sources: Map<string, ChunkSource>
   rootHash: Hash
   /** Directory records and chunk lists, by hex hash (from encodeTree). */
   blobs: Map<string, Uint8Array>
@@ -101,11 +102,17 @@ export async function scanWorkspace (root: string, opts: ScanOptions = {}): Prom
   checkTreeLimits(sub, 'ERR_WORKSPACE_TOO_LARGE')
   const { rootHash, blobs } = encodeTree(tree)
   const { height: _, ...stats } = sub
-  return { tree, stats, sources: s.sources, rootHash, blobs, startedMs }
+  let sources: Map<string, ChunkSource> | undefined
+  return {
+    tree, stats, rootHash, blobs, startedMs,
+    // Built when first asked: an unchanged workspace never serves a chunk.
+    get sources () { return (sources ??= s.sources()) }
+  }
 }
 
 class Scanner {
-  readonly sources = new Map<string, ChunkSource>()
+  /** Every file kept, with its absolute path: where its chunks can be read. */
+  private readonly files: Array<[string, FileNode]> = []
   private readonly progress: ScanProgress = { files: 0, dirs: 0, bytes: 0, hashedFiles: 0, hashedBytes: 0, done: false }
   private lastProgress = 0
   private entries = 0
@@ -152,7 +159,8 @@ class Scanner {
     this.signal.throwIfAborted()
     let dirents: Dirent[]
     try {
-      dirents = await fsp.readdir(abs, { withFileTypes: true })
+      // Blocking: one directory is quick, and a thread-pool round trip per directory is not.
+      dirents = readdirSync(abs, { withFileTypes: true })
     } catch (err) {
       if (rel === '' || !isSkippable(err)) throw err
       this.warn(`skipped ${show(rel)}: ${(err as Error).message}`)
@@ -214,11 +222,23 @@ class Scanner {
         continue
       }
       if (!knownType(d) && rules.ignores(relPath, false)) continue
-      const leaf = await this.leaf(absPath, relPath, st, node)
+      const leaf = this.cachedFile(absPath, relPath, st) ?? await this.leaf(absPath, relPath, st, node)
       if (leaf !== undefined) node.entries.set(name, leaf)
     }
     this.report()
     return node
+  }
+
+  /** A regular file whose stat the cache knows: no promise, no read. */
+  private cachedFile (absPath: string, relPath: string, st: BigIntStats): FileNode | undefined {
+    if (this.opts.statCache === undefined || !st.isFile() || st.size > BigInt(MAX_FILE_BYTES)) return undefined
+    const cached = this.opts.statCache.lookup(relPath, st)
+    if (cached === undefined) return undefined
+    const file: FileNode = { kind: 'file', size: Number(st.size), exec: (st.mode & 0o100n) !== 0n, mtimeMs: floorMs(st.mtimeNs), chunks: cached }
+    this.progress.files++
+    this.progress.bytes += file.size
+    this.files.push([absPath, file])
+    return file
   }
 
   private async leaf (absPath: string, relPath: string, st: BigIntStats, parent: DirNode): Promise<Node | undefined> {
@@ -248,7 +268,7 @@ class Scanner {
     const cached = this.opts.statCache?.lookup(relPath, st)
     if (cached !== undefined) {
       file.chunks = cached
-      this.addSources(absPath, file)
+      this.files.push([absPath, file])
       return file
     }
     await this.queue.whenBelow(MAX_QUEUED_FILES)
@@ -270,19 +290,24 @@ class Scanner {
       file.mtimeMs = floorMs(got.stat.mtimeNs)
       file.exec = (got.stat.mode & 0o100n) !== 0n
       file.chunks = got.chunks
-      this.addSources(absPath, file)
+      this.files.push([absPath, file])
       this.report()
     })
     return file
   }
 
-  private addSources (absPath: string, file: FileNode): void {
-    let offset = 0
-    for (const c of file.chunks) {
-      const hex = Buffer.from(c.hash.buffer, c.hash.byteOffset, c.hash.byteLength).toString('hex')
-      if (!this.sources.has(hex)) this.sources.set(hex, { path: absPath, offset, size: c.size })
-      offset += c.size
+  /** Where each distinct chunk can be read (the first file that holds it). */
+  sources (): Map<string, ChunkSource> {
+    const sources = new Map<string, ChunkSource>()
+    for (const [absPath, file] of this.files) {
+      let offset = 0
+      for (const c of file.chunks) {
+        const hex = Buffer.from(c.hash.buffer, c.hash.byteOffset, c.hash.byteLength).toString('hex')
+        if (!sources.has(hex)) sources.set(hex, { path: absPath, offset, size: c.size })
+        offset += c.size
+      }
     }
+    return sources
   }
 
   private report (): void {
