@@ -10,9 +10,11 @@ import { benchGridVrun, type Figure } from './grid-vrun.js'
 import { benchSync } from './sync.js'
 import { benchFastcdc } from './fastcdc.js'
 import { benchStore } from './store.js'
+import { benchTransport } from './transport.js'
 
 const BENCHES: Record<string, () => Promise<Figure[]>> = {
   'grid-vrun': benchGridVrun,
+  transport: benchTransport,
   sync: benchSync,
   fastcdc: benchFastcdc,
   store: benchStore

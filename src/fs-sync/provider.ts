@@ -4,13 +4,13 @@
  * was made for may open it, only its blobs are served, and a chunk read from a file that
  * changed since the scan is answered `missing` rather than with wrong bytes.
  */
-import fs from 'node:fs/promises'
+import fs from 'node:fs'
 import type { FrameChannel } from '../common/channel.js'
 import { VgridError, toWire } from '../common/errors.js'
 import { createLogger } from '../common/log.js'
 import { parseSyncRequest, newSessionId, SYNC_PROTOCOL_VERSION, SYNC_IDLE_TIMEOUT_MS } from './protocol.js'
 import { HASH_BYTES, type ChunkSource, type Hash } from './types.js'
-import { readChunkAt } from './read-chunk.js'
+import { readChunkFromFd } from './read-chunk.js'
 import { withTimeout } from '../common/timeout.js'
 
 const log = createLogger('sync')
@@ -67,7 +67,7 @@ export class ExportRegistry {
 
   /** The protocol handler: serves one stream. */
   readonly serve = async (channel: FrameChannel, remotePeer: string): Promise<void> => {
-    const files = new Map<string, fs.FileHandle>()
+    const files = new Map<string, number>()
     let exp: Export | undefined
     try {
       const open = parseSyncRequest(await idle(channel))
@@ -84,7 +84,7 @@ export class ExportRegistry {
         if (req.t !== 'want') throw new VgridError('ERR_BAD_MESSAGE', 'expected want')
         for (let off = 0; off < req.hashes.byteLength; off += HASH_BYTES) {
           const h = req.hashes.subarray(off, off + HASH_BYTES)
-          const data = await this.read(exp, h, files)
+          const data = this.read(exp, h, files)
           await channel.send(data === undefined ? { t: 'missing', h } : { t: 'blob', h, d: data })
         }
       }
@@ -94,7 +94,7 @@ export class ExportRegistry {
         await channel.send({ t: 'error', error: toWire(err) }).catch(() => {})
       }
     } finally {
-      for (const f of files.values()) await f.close().catch(() => {})
+      for (const fd of files.values()) closeQuietly(fd)
       await channel.close().catch(() => {})
       if (exp !== undefined) {
         exp.onPulled.splice(0).forEach((fn) => { fn() })
@@ -102,26 +102,35 @@ export class ExportRegistry {
     }
   }
 
-  private async read (exp: Export, h: Uint8Array, files: Map<string, fs.FileHandle>): Promise<Uint8Array | undefined> {
+  private read (exp: Export, h: Uint8Array, files: Map<string, number>): Uint8Array | undefined {
     const hex = Buffer.from(h).toString('hex')
     const blob = exp.blobs.get(hex)
     if (blob !== undefined) return blob
     const src = exp.sources.get(hex)
     if (src === undefined) return undefined
-    let fh = files.get(src.path)
-    if (fh === undefined) {
+    let fd = files.get(src.path)
+    if (fd === undefined) {
       if (files.size >= MAX_OPEN_FILES) {
-        const [oldest, handle] = files.entries().next().value as [string, fs.FileHandle]
+        const [oldest, old] = files.entries().next().value as [string, number]
         files.delete(oldest)
-        await handle.close().catch(() => {})
+        closeQuietly(old)
       }
-      fh = await fs.open(src.path, 'r').catch(() => undefined)
-      if (fh === undefined) return undefined
-      files.set(src.path, fh)
+      try {
+        fd = fs.openSync(src.path, 'r')
+      } catch {
+        return undefined
+      }
+      files.set(src.path, fd)
     }
     // The file may have changed since the scan: never serve bytes that are not the chunk.
-    return await readChunkAt(src, h, fh)
+    return readChunkFromFd(src, h, fd)
   }
+}
+
+function closeQuietly (fd: number): void {
+  try {
+    fs.closeSync(fd)
+  } catch {}
 }
 
 /** The next request, or ERR_TIMEOUT after SYNC_IDLE_TIMEOUT_MS of silence. */
