@@ -46,7 +46,7 @@ export async function connectAgent (home: string, client: string, opts: ConnectO
   }
 }
 
-type OneShot = Exclude<ControlRequest, { t: 'run' }>
+type OneShot = Extract<ControlRequest, { t: 'peers' | 'status' | 'join-token' }>
 /** The reply a one-shot request gets when it succeeds (errors are thrown). */
 export type ReplyTo<R extends OneShot> = Extract<ControlReply, { t: R['t'] }>
 

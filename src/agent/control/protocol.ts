@@ -11,15 +11,23 @@
  * - `{ t: 'peers' }` → `{ t: 'peers', peers: PeerView[] }`
  * - `{ t: 'status' }` → `{ t: 'status', status: AgentStatus }`
  * - `{ t: 'join-token' }` → `{ t: 'join-token', token }`
+ * - `{ t: 'batch', batch: BatchRequest }` → `{ t: 'batched', ids }` (one id per shard), at once:
+ *   the tasks run detached, owned by this agent (or, with `parent`, by the agent running it).
+ * - `{ t: 'task-list', all }` → `{ t: 'task-list', tasks, unreachable }` (every member's).
+ * - `{ t: 'task-show', id }` → `{ t: 'task', task }`; `id` may be a unique prefix.
+ * - `{ t: 'task-log', id, follow, stderrOnly }` → `{ t: 'log', fd, data }`… then `{ t: 'task', task }`.
+ * - `{ t: 'task-cancel', id }` → `{ t: 'task', task }` (cancelled with its sub-tasks).
+ * - `{ t: 'task-wait', id }` → `{ t: 'task', task }` once it has ended.
  * - any request may be answered `{ t: 'error', error: { code, message, hint } }`.
  *
  * This file is imported by the CLI: it must not import libp2p or anything heavy.
  */
 import { obj, str, optStr, int, oneOf, bad } from '../../common/validate.js'
 import { parseRunSpec, type RunSpec } from '../../exec/messages.js'
-import type { WireError } from '../../common/errors.js'
+import { VgridError, type WireError } from '../../common/errors.js'
 import type { AgentStatus, PeerView } from '../../grid/types.js'
 import type { WorkspaceRef } from '../../fs-sync/workspace.js'
+import { DEP_KINDS, isTaskId, type DepKind, type TaskRecord } from '../tasks/types.js'
 
 export const CONTROL_VERSION = 1
 export const SOCKET_NAME = 'agent.sock'
@@ -29,11 +37,36 @@ export const CONTROL_HANDSHAKE_TIMEOUT_MS = 5_000
 export interface Hello { t: 'hello', v: number, client: string }
 export interface HelloReply { t: 'hello', v: number, peer: string }
 
+/** What `vbatch` asks for. */
+export interface BatchRequest {
+  spec: RunSpec
+  on?: string
+  workspace?: WorkspaceRef
+  name?: string
+  after: Array<{ kind: DepKind, name: string }>
+  /** -N: how many shards (1 = a single task). */
+  shards: number
+  gang: boolean
+  retries: number
+  timeoutMs?: number
+  /** VGRID_TASK_ID of the task whose command submits this one. */
+  parent?: string
+}
+
+export const MAX_SHARDS = 10_000
+export const MAX_DEPS = 256
+
 export type ControlRequest =
-  | { t: 'run', spec: RunSpec, on?: string, workspace?: WorkspaceRef }
+  | { t: 'run', spec: RunSpec, on?: string, workspace?: WorkspaceRef, parent?: string }
   | { t: 'peers' }
   | { t: 'status' }
   | { t: 'join-token' }
+  | { t: 'batch', batch: BatchRequest }
+  | { t: 'task-list', all: boolean }
+  | { t: 'task-show', id: string }
+  | { t: 'task-log', id: string, follow: boolean, stderrOnly: boolean }
+  | { t: 'task-cancel', id: string }
+  | { t: 'task-wait', id: string }
 
 export type ControlReply =
   | HelloReply
@@ -42,6 +75,10 @@ export type ControlReply =
   | { t: 'peers', peers: PeerView[] }
   | { t: 'status', status: AgentStatus }
   | { t: 'join-token', token: string }
+  | { t: 'batched', ids: string[] }
+  | { t: 'task-list', tasks: TaskRecord[], unreachable: string[] }
+  | { t: 'task', task: TaskRecord }
+  | { t: 'log', fd: 1 | 2, data: Uint8Array }
   | { t: 'error', error: WireError }
 
 export function parseHello (v: unknown): Hello {
@@ -52,18 +89,65 @@ export function parseHello (v: unknown): Hello {
 
 export function parseControlRequest (v: unknown): ControlRequest {
   const m = obj(v, 'request')
-  const t = oneOf(m.t, 't', ['run', 'peers', 'status', 'join-token'] as const)
-  if (t === 'run') {
-    const req: ControlRequest = { t: 'run', spec: parseRunSpec(m.spec) }
-    const on = optStr(m.on, 'on', 256)
-    if (on !== undefined) req.on = on
-    if (m.workspace !== undefined && m.workspace !== null) {
-      const w = obj(m.workspace, 'workspace')
-      const dir = str(w.dir, 'workspace.dir', 4096)
-      if (!dir.startsWith('/')) bad('workspace.dir is not absolute')
-      req.workspace = { dir, cwd: str(w.cwd ?? '', 'workspace.cwd', 4096) }
+  const t = oneOf(m.t, 't', ['run', 'peers', 'status', 'join-token', 'batch', 'task-list', 'task-show', 'task-log', 'task-cancel', 'task-wait'] as const)
+  switch (t) {
+    case 'run': {
+      const req: ControlRequest = { t: 'run', spec: parseRunSpec(m.spec) }
+      const on = optStr(m.on, 'on', 256)
+      if (on !== undefined) req.on = on
+      const ws = parseWorkspace(m.workspace)
+      if (ws !== undefined) req.workspace = ws
+      const parent = parseParent(m.parent)
+      if (parent !== undefined) req.parent = parent
+      return req
     }
-    return req
+    case 'batch': return { t, batch: parseBatch(m.batch) }
+    case 'task-list': return { t, all: m.all === true }
+    case 'task-show': case 'task-cancel': case 'task-wait': return { t, id: taskRef(m.id) }
+    case 'task-log': return { t, id: taskRef(m.id), follow: m.follow === true, stderrOnly: m.stderrOnly === true }
+    default: return { t }
   }
-  return { t }
+}
+
+/** A task id or a prefix of one: 1 to 16 hex digits. */
+function taskRef (v: unknown): string {
+  const id = str(v, 'id', 16).toLowerCase()
+  if (!/^[0-9a-f]{1,16}$/.test(id)) throw new VgridError('ERR_BAD_ARGUMENT', `${JSON.stringify(id)} is not a task id (hex digits, or a unique prefix of them)`)
+  return id
+}
+
+function parseParent (v: unknown): string | undefined {
+  const parent = optStr(v, 'parent', 64)
+  if (parent === undefined || parent === '') return undefined
+  if (!isTaskId(parent)) bad('parent is not a task id')
+  return parent
+}
+
+function parseWorkspace (v: unknown): WorkspaceRef | undefined {
+  if (v === undefined || v === null) return undefined
+  const w = obj(v, 'workspace')
+  const dir = str(w.dir, 'workspace.dir', 4096)
+  if (!dir.startsWith('/')) bad('workspace.dir is not absolute')
+  return { dir, cwd: str(w.cwd ?? '', 'workspace.cwd', 4096) }
+}
+
+export function parseBatch (v: unknown): BatchRequest {
+  const m = obj(v, 'batch')
+  const after = Array.isArray(m.after) && m.after.length <= MAX_DEPS ? m.after : bad(`after is not a list of at most ${MAX_DEPS}`)
+  const b: BatchRequest = {
+    spec: parseRunSpec(m.spec),
+    after: after.map((d, i) => {
+      const o = obj(d, `after[${i}]`)
+      return { kind: oneOf(o.kind, `after[${i}].kind`, DEP_KINDS), name: str(o.name, `after[${i}].name`, 256) }
+    }),
+    shards: int(m.shards ?? 1, 'shards', 1, MAX_SHARDS),
+    gang: m.gang === true,
+    retries: int(m.retries ?? 0, 'retries', 0, 1000)
+  }
+  const on = optStr(m.on, 'on', 256); if (on !== undefined) b.on = on
+  const ws = parseWorkspace(m.workspace); if (ws !== undefined) b.workspace = ws
+  const name = optStr(m.name, 'name', 256); if (name !== undefined) b.name = name
+  if (m.timeoutMs !== undefined && m.timeoutMs !== null) b.timeoutMs = int(m.timeoutMs, 'timeoutMs', 1, 2 ** 40)
+  const parent = parseParent(m.parent); if (parent !== undefined) b.parent = parent
+  return b
 }
