@@ -21,6 +21,8 @@ import { submitRun, serveExecProtocol, type RunContext } from './run.js'
 import { loadKnownPeers, saveKnownPeers } from './known-peers.js'
 import { WorkspaceSync } from './workspace-sync.js'
 import { EXEC_PROTOCOL, KNOWN_PEERS_SAVE_INTERVAL_MS } from './constants.js'
+import { TaskManager } from './tasks/manager.js'
+import { TASK_PROTOCOL, TASK_MAX_FRAME_BYTES, TaskQueries, serveTaskProtocol, goneSignal } from './tasks/remote.js'
 import { VERSION } from '../common/version.js'
 
 const log = createLogger('agent')
@@ -89,11 +91,14 @@ export async function startAgent (config: AgentConfig): Promise<Agent> {
 
   const shutdown = new AbortController()
   const sync = await WorkspaceSync.start(config.home, grid, config.cacheBytes).catch(async (err) => { cpu.stop(); await grid.stop(); throw err })
+  const tasks = await TaskManager.open(config.home, { peer: grid.peerId, host: resources.host })
   const ctx: RunContext = {
     home: config.home, grid, ledger, host: resources.host, gpus: resources.gpus,
-    shutdown: shutdown.signal, loadChanged: () => { grid.publishNow() }, sync
+    shutdown: shutdown.signal, loadChanged: () => { grid.publishNow() }, sync, children: tasks
   }
   await grid.handle(EXEC_PROTOCOL, serveExecProtocol(ctx))
+  await grid.handle(TASK_PROTOCOL, serveTaskProtocol(tasks), { maxFrameBytes: TASK_MAX_FRAME_BYTES })
+  const queries = new TaskQueries(grid, tasks)
 
   const joinToken = (): string => encodeJoinToken({ swarmKey: choice.swarmKey, addrs: tokenAddrs(grid.addrs()) })
   const status = (): AgentStatus => ({
@@ -110,7 +115,36 @@ export async function startAgent (config: AgentConfig): Promise<Agent> {
           case 'peers': await channel.send({ t: 'peers', peers: grid.view() }); break
           case 'status': await channel.send({ t: 'status', status: status() }); break
           case 'join-token': await channel.send({ t: 'join-token', token: joinToken() }); break
-          case 'run': await submitRun(ctx, channel, req.spec, req.on, req.workspace); break
+          case 'run': {
+            // A vrun from inside a task is its child: recorded, and waited for by the parent.
+            const child = req.parent !== undefined ? tasks.attach(req.parent, req.spec) : undefined
+            if (child === undefined) { await submitRun(ctx, channel, req.spec, req.on, req.workspace); break }
+            const watched: FrameChannel = {
+              get closed () { return channel.closed },
+              send: async (msg) => { child.observe(msg); await channel.send(msg) },
+              recv: async () => await channel.recv(),
+              close: async () => { await channel.close() },
+              destroy: (err) => { channel.destroy(err) }
+            }
+            try {
+              await submitRun(ctx, watched, req.spec, req.on, req.workspace, child.id)
+              child.ended()
+            } catch (err) {
+              child.ended(err)
+              throw err
+            }
+            break
+          }
+          case 'batch': await channel.send({ t: 'batched', ids: tasks.submit(req.batch) }); break
+          case 'task-list': {
+            const { tasks: list, unreachable } = await queries.list()
+            await channel.send({ t: 'task-list', tasks: req.all ? list : list, unreachable })
+            break
+          }
+          case 'task-show': await channel.send({ t: 'task', task: await queries.show(req.id) }); break
+          case 'task-cancel': await channel.send({ t: 'task', task: await queries.cancel(req.id) }); break
+          case 'task-wait': await channel.send({ t: 'task', task: await queries.wait(req.id, goneSignal(channel)) }); break
+          case 'task-log': await channel.send({ t: 'task', task: await queries.log(req.id, req.follow, req.stderrOnly, channel, goneSignal(channel)) }); break
         }
       }
     })
@@ -119,6 +153,8 @@ export async function startAgent (config: AgentConfig): Promise<Agent> {
     await grid.stop()
     throw err
   }
+
+  tasks.start(ctx)
 
   // Remember where the other members are, to find the grid again after a restart.
   let lastSaved = ''
@@ -139,6 +175,7 @@ export async function startAgent (config: AgentConfig): Promise<Agent> {
       shutdown.abort()
       cpu.stop()
       await control.close().catch((err) => { log.warn('closing the control socket failed', err) })
+      await tasks.flush().catch(() => {})
       await grid.stop()
       await sync.close().catch((err) => { log.warn('closing the chunk store failed', err) })
     }

@@ -37,6 +37,21 @@ export interface RunContext {
   /** Tells the grid the load changed. */
   loadChanged: () => void
   sync: WorkspaceSync
+  /** Sub-tasks submitted from inside commands running here (tasks/manager.ts). */
+  children?: ChildTracker
+}
+
+/** What the executor needs of the task system for a command that submits sub-tasks. */
+export interface ChildTracker {
+  /** The command of `task` starts here: sub-tasks naming it as parent attach to it. */
+  begin: (task: string) => {
+    /** After the command ended: tells the submitter, waits for every sub-task to end. */
+    settle: (send: (ev: ExecEvent) => Promise<void>) => Promise<void>
+    /** Cancels the sub-tasks (the task itself is being cancelled). */
+    cancel: () => void
+    /** The run is over here, however it ended. */
+    end: () => void
+  }
 }
 
 /** What the submitter exported for the executor to pull. */
@@ -71,10 +86,11 @@ function parseExecRequest (v: unknown): ExecRequest {
 }
 
 /**
- * A view of the channel that keeps the command's `exit` back: with a synced workspace the
- * outputs must reach the submitter before it tells the user the command is over.
+ * A view of the channel that keeps the command's `exit` back (sub-tasks must end, and with a
+ * synced workspace the outputs must reach the submitter, before it is told the command is
+ * over), and takes a `cancel` input out of the stream for `onCancel`.
  */
-function holdingExit (channel: FrameChannel): { channel: FrameChannel, held: () => ExecEvent | undefined } {
+function holdingExit (channel: FrameChannel, onCancel: () => void): { channel: FrameChannel, held: () => ExecEvent | undefined } {
   let held: ExecEvent | undefined
   const view: FrameChannel = {
     get closed () { return channel.closed },
@@ -82,7 +98,13 @@ function holdingExit (channel: FrameChannel): { channel: FrameChannel, held: () 
       if ((msg as ExecEvent).t === 'exit') { held = msg as ExecEvent; return }
       await channel.send(msg)
     },
-    recv: async () => await channel.recv(),
+    recv: async () => {
+      for (;;) {
+        const raw = await channel.recv()
+        if (raw === null || typeof raw !== 'object' || (raw as { t?: unknown }).t !== 'cancel') return raw
+        onCancel()
+      }
+    },
     close: async () => { await channel.close() },
     destroy: (err) => { channel.destroy(err) }
   }
@@ -98,7 +120,7 @@ function safeCwd (root: string, cwd: string | undefined): string {
   return path.join(root, cwd)
 }
 
-function newTaskId (): string {
+export function newTaskId (): string {
   return randomBytes(8).toString('hex')
 }
 
@@ -108,6 +130,7 @@ export async function executeHere (ctx: RunContext, channel: FrameChannel, task:
   ctx.loadChanged()
   const scratch = path.join(ctx.home, 'scratch', task)
   let copy: { dir: string, release: () => void } | undefined
+  let kids: ReturnType<ChildTracker['begin']> | undefined
   try {
     await onAccepted?.()
     let root: string
@@ -126,21 +149,25 @@ export async function executeHere (ctx: RunContext, channel: FrameChannel, task:
     const env: Record<string, string> = {}
     for (const [k, v] of Object.entries(process.env)) if (v !== undefined) env[k] = v
     Object.assign(env, { VGRID_TASK_ID: task, VGRID_HOME: ctx.home, VGRID_WORKSPACE: root })
-    const hold = holdingExit(channel)
-    const result = await serveExec(synced !== undefined ? hold.channel : channel, {
+    const cancelled = new AbortController()
+    kids = ctx.children?.begin(task)
+    const hold = holdingExit(channel, () => { kids?.cancel(); cancelled.abort() })
+    const result = await serveExec(hold.channel, {
       spec, cwd, env, gpus: reservation.gpus, machineHasGpus: ctx.gpus.length > 0,
-      peer: ctx.grid.peerId, host: ctx.host, signal: ctx.shutdown, abortGraceMs: SHUTDOWN_KILL_GRACE_MS
+      peer: ctx.grid.peerId, host: ctx.host, signal: AbortSignal.any([ctx.shutdown, cancelled.signal]), abortGraceMs: SHUTDOWN_KILL_GRACE_MS
     })
     log.debug(`task ${task} ended`, result)
-    // The command is over: its cores and GPUs are free while the outputs travel.
+    // The command is over: its cores and GPUs are free for its sub-tasks and while outputs travel.
     ctx.ledger.release(reservation)
     ctx.loadChanged()
     const exit = hold.held()
-    if (synced !== undefined && where.kind === 'copy' && exit !== undefined) {
-      await ctx.sync.offerOutputs(root, synced, where.submitter, send)
+    if (exit !== undefined) {
+      await kids?.settle(send)
+      if (synced !== undefined && where.kind === 'copy') await ctx.sync.offerOutputs(root, synced, where.submitter, send)
       await channel.send(exit)
     }
   } finally {
+    kids?.end()
     copy?.release()
     ctx.ledger.release(reservation)
     ctx.loadChanged()
@@ -176,8 +203,7 @@ export function serveExecProtocol (ctx: RunContext): (channel: FrameChannel, rem
  * that could run it is busy, the run waits (the CLI is told once) and is placed again at the
  * next change of the view, until the CLI goes away.
  */
-export async function submitRun (ctx: RunContext, client: FrameChannel, spec: RunSpec, on: string | undefined, workspace?: WorkspaceRef): Promise<void> {
-  const task = newTaskId()
+export async function submitRun (ctx: RunContext, client: FrameChannel, spec: RunSpec, on: string | undefined, workspace?: WorkspaceRef, task = newTaskId()): Promise<void> {
   let told = false
   // Scanned once, when a remote member is first tried; a local run needs no scan.
   let scan: Promise<WorkspaceScan> | undefined

@@ -38,6 +38,8 @@ export type ExecInput =
   | { t: 'eof' }
   | { t: 'signal', sig: ForwardedSignal }
   | { t: 'resize', cols: number, rows: number }
+  /** Cancel the task: its command is terminated (killed after a grace) and its sub-tasks cancelled. */
+  | { t: 'cancel' }
 
 /** Sent by the executor's side. */
 export type ExecEvent =
@@ -52,6 +54,11 @@ export type ExecEvent =
   | { t: 'notice', text: string }
   /** Before `exit`: the executor's copy changed; the submitter pulls `root` through `session`. */
   | { t: 'outputs', root: Uint8Array, session: string }
+  /**
+   * The command ended but sub-tasks it submitted still run (`done: false`), then all have
+   * ended (`done: true`, before `exit`); `failed` counts those that did not succeed.
+   */
+  | { t: 'children', ids: string[], failed: number, done: boolean }
 
 export function parseRunSpec (v: unknown): RunSpec {
   const m = obj(v, 'run spec')
@@ -86,6 +93,7 @@ export function parseExecInput (v: unknown): ExecInput {
     case 'eof': return { t: 'eof' }
     case 'signal': return { t: 'signal', sig: oneOf(m.sig, 'sig', FORWARDED_SIGNALS) }
     case 'resize': return { t: 'resize', cols: int(m.cols, 'cols', 1, 10000), rows: int(m.rows, 'rows', 1, 10000) }
+    case 'cancel': return { t: 'cancel' }
     default: return bad(`unknown input type ${String(m.t).slice(0, 32)}`)
   }
 }
@@ -126,6 +134,11 @@ export function parseExecEvent (v: unknown): ExecEvent {
       const session = str(m.session, 'session', 32)
       if (!/^[0-9a-f]{32}$/.test(session)) bad('session is not a session id')
       return { t: 'outputs', root, session }
+    }
+    case 'children': {
+      const ids = Array.isArray(m.ids) && m.ids.length <= 100_000 ? m.ids.map((x, i) => str(x, `ids[${i}]`, 16)) : bad('ids is not a list')
+      if (!ids.every((x) => /^[0-9a-f]{16}$/.test(x))) bad('ids are not task ids')
+      return { t: 'children', ids, failed: int(m.failed, 'failed', 0, ids.length), done: m.done === true }
     }
     default: return bad(`unknown event type ${String(m.t).slice(0, 32)}`)
   }

@@ -1,21 +1,24 @@
 /**
  * The CLI's side of the control socket: connect to `$VGRID_HOME/agent.sock`, say hello with
- * the protocol version, and either hand back the channel (a `run` streams over it) or make
- * one request and return its reply. Imported by every command, so it stays light: node:net,
+ * the protocol version, and either hand back the channel (a `run` streams over it), make one
+ * request and return its reply (`call`), or stream a task's log (`taskLog`). Imported by every command, so it stays light: node:net,
  * the frame channel and the wire types, nothing from the agent's own modules.
  */
 import net from 'node:net'
 import path from 'node:path'
 import { socketChannel, type FrameChannel } from '../../common/channel.js'
 import { VgridError, fromWire } from '../../common/errors.js'
-import { obj, str, bad } from '../../common/validate.js'
-import { CONTROL_VERSION, SOCKET_NAME, type ControlRequest, type ControlReply } from './protocol.js'
+import { obj, str, strArray, bytes, bad } from '../../common/validate.js'
+import { CONTROL_VERSION, MAX_SHARDS, SOCKET_NAME, type ControlRequest, type ControlReply } from './protocol.js'
+import { isTaskId, parseTaskRecord } from '../tasks/types.js'
 import type { AgentStatus, PeerView } from '../../grid/types.js'
 
 /** Connecting and the hello exchange must finish in this time: a live agent answers at once. */
 export const CONNECT_TIMEOUT_MS = 5_000
-/** A one-shot request (peers, status, join-token) is answered from memory; waiting longer means a stuck agent. */
+/** A one-shot request (peers, status, join-token, task-…) is answered at once; waiting longer means a stuck agent. */
 export const REQUEST_TIMEOUT_MS = 10_000
+/** The largest output chunk a `task-log` frame may carry. */
+export const MAX_LOG_CHUNK_BYTES = 1024 * 1024
 
 const NO_AGENT_HINT = 'start one with `vgrid agent` (first machine of a grid) or `vgrid agent --join TOKEN`; ' +
   'set VGRID_HOME if your agent uses another home'
@@ -28,6 +31,8 @@ export interface AgentConnection {
 
 export interface ConnectOptions {
   timeoutMs?: number
+  /** How the command names itself in the hello (default `vgrid`). */
+  client?: string
 }
 
 /** Opens a control connection and completes the handshake; ERR_NO_AGENT when nobody listens. */
@@ -46,20 +51,36 @@ export async function connectAgent (home: string, client: string, opts: ConnectO
   }
 }
 
-type OneShot = Extract<ControlRequest, { t: 'peers' | 'status' | 'join-token' }>
-/** The reply a one-shot request gets when it succeeds (errors are thrown). */
-export type ReplyTo<R extends OneShot> = Extract<ControlReply, { t: R['t'] }>
+/** Requests answered by one reply (every request but `run`, and `task-log`, which streams). */
+export type OneShot = Extract<ControlRequest, { t: 'peers' | 'status' | 'join-token' | 'batch' | 'task-list' | 'task-show' | 'task-cancel' | 'task-wait' }>
 
-/** Connects, makes one request and returns its reply; an error reply is thrown as a VgridError. */
-export async function request<R extends OneShot> (home: string, req: R, opts: ConnectOptions = {}): Promise<ReplyTo<R>> {
-  const { channel } = await connectAgent(home, 'vgrid', opts)
+/** The reply each one-shot request gets when it succeeds (errors are thrown). */
+const REPLY_TYPE = {
+  peers: 'peers',
+  status: 'status',
+  'join-token': 'join-token',
+  batch: 'batched',
+  'task-list': 'task-list',
+  'task-show': 'task',
+  'task-cancel': 'task',
+  'task-wait': 'task'
+} as const satisfies Record<OneShot['t'], ControlReply['t']>
+
+export type ReplyTo<R extends OneShot> = Extract<ControlReply, { t: typeof REPLY_TYPE[R['t']] }>
+
+/**
+ * Connects, makes one request and returns its checked reply; an error reply is thrown as a
+ * VgridError. `task-wait` has no deadline (a task may run for days); every other request is
+ * answered from the agent's memory or a quick look around the grid, within `timeoutMs`
+ * (default REQUEST_TIMEOUT_MS).
+ */
+export async function call<R extends OneShot> (home: string, req: R, opts: ConnectOptions = {}): Promise<ReplyTo<R>> {
+  const { channel } = await connectAgent(home, opts.client ?? 'vgrid', opts)
   try {
-    await channel.send(req)
-    const timeoutMs = opts.timeoutMs ?? REQUEST_TIMEOUT_MS
-    const raw = await withDeadline(channel.recv(), timeoutMs, () =>
-      new VgridError('ERR_TIMEOUT', `the vgrid agent did not answer the ${req.t} request within ${timeoutMs} ms`,
-        'it may be overloaded or stuck; look at its output, or restart it'))
-      .catch((err: unknown) => { throw err instanceof VgridError ? err : lostAgent() })
+    await channel.send(req).catch(() => { throw lostAgent() })
+    const recv = channel.recv()
+    const raw = await (req.t === 'task-wait' ? recv : withDeadline(recv, opts.timeoutMs ?? REQUEST_TIMEOUT_MS, () => requestTimedOut(req.t, opts.timeoutMs ?? REQUEST_TIMEOUT_MS)))
+      .catch((err: unknown) => { throw err instanceof VgridError && err.code !== 'ERR_PEER_LOST' ? err : lostAgent() })
     if (raw === undefined) throw lostAgent()
     return parseReply(req.t, raw) as ReplyTo<R>
   } finally {
@@ -67,20 +88,95 @@ export async function request<R extends OneShot> (home: string, req: R, opts: Co
   }
 }
 
-/** Checks the shape of a one-shot reply; deeper fields are only rendered, never acted on. */
+/** The name `vgrid peers`, `status` and `join-token` have used; the same as `call`. */
+export const request = call
+
+/** Checks the shape of the reply to a one-shot request `t`; fields that are only shown are not checked deeply. */
 export function parseReply (t: OneShot['t'], raw: unknown): ControlReply {
   const m = obj(raw, 'reply')
   if (m.t === 'error') throw fromWire(m.error)
-  if (m.t !== t) bad(`expected a ${t} reply, got ${String(m.t).slice(0, 32)}`)
-  switch (t) {
+  const want = REPLY_TYPE[t]
+  if (m.t !== want) bad(`expected a ${want} reply, got ${String(m.t).slice(0, 32)}`)
+  switch (want) {
     case 'peers':
       if (!Array.isArray(m.peers)) bad('peers is not a list')
-      return { t, peers: m.peers.map((p, i) => obj(p, `peers[${i}]`)) as unknown as PeerView[] }
+      return { t: want, peers: m.peers.map((p, i) => obj(p, `peers[${i}]`)) as unknown as PeerView[] }
     case 'status':
-      return { t, status: obj(m.status, 'status') as unknown as AgentStatus }
+      return { t: want, status: obj(m.status, 'status') as unknown as AgentStatus }
     case 'join-token':
-      return { t, token: str(m.token, 'token', 16 * 1024) }
+      return { t: want, token: str(m.token, 'token', 16 * 1024) }
+    case 'batched': {
+      const ids = strArray(m.ids, 'ids', MAX_SHARDS, 16)
+      if (ids.length === 0) bad('ids is empty')
+      for (const id of ids) if (!isTaskId(id)) bad('ids holds something that is not a task id')
+      return { t: want, ids }
+    }
+    case 'task-list':
+      if (!Array.isArray(m.tasks)) bad('tasks is not a list')
+      return { t: want, tasks: m.tasks.map(parseTaskRecord), unreachable: strArray(m.unreachable ?? [], 'unreachable', 100_000, 256) }
+    case 'task':
+      return { t: want, task: parseTaskRecord(m.task) }
   }
+}
+
+/** A frame of `task-log`: output of the task, or its record, which ends the stream. */
+export type LogFrame = Extract<ControlReply, { t: 'log' | 'task' }>
+
+export interface TaskLogOptions extends ConnectOptions {
+  /** Ends the stream early (the generator returns without the final record). */
+  signal?: AbortSignal
+}
+
+/**
+ * `task-log`: yields the task's output as `{ t: 'log', fd, data }` frames, in order, then its
+ * record as `{ t: 'task', task }`, and ends. With `follow` the output of a task still running
+ * keeps coming until it ends, however long that is: no deadline. Without it the agent sends
+ * what it has, and a gap of `timeoutMs` between frames means a stuck agent. The socket is read
+ * only as fast as the consumer takes frames, so a slow terminal slows the agent, not memory.
+ */
+export async function * taskLog (home: string, req: { id: string, follow: boolean, stderrOnly: boolean }, opts: TaskLogOptions = {}): AsyncGenerator<LogFrame, void, undefined> {
+  const aborted = (): boolean => opts.signal?.aborted === true
+  if (aborted()) return
+  const { channel } = await connectAgent(home, opts.client ?? 'vgrid', opts)
+  const onAbort = (): void => { channel.destroy() }
+  opts.signal?.addEventListener('abort', onAbort)
+  const timeoutMs = opts.timeoutMs ?? REQUEST_TIMEOUT_MS
+  try {
+    if (aborted()) return
+    await channel.send({ t: 'task-log', id: req.id, follow: req.follow, stderrOnly: req.stderrOnly }).catch(() => { throw lostAgent() })
+    for (;;) {
+      const recv = channel.recv()
+      let raw: unknown
+      try {
+        raw = await (req.follow ? recv : withDeadline(recv, timeoutMs, () => requestTimedOut('task-log', timeoutMs)))
+      } catch (err) {
+        if (aborted()) return
+        throw err instanceof VgridError && err.code !== 'ERR_PEER_LOST' ? err : lostAgent()
+      }
+      if (aborted()) return
+      if (raw === undefined) throw lostAgent()
+      const frame = parseLogFrame(raw)
+      yield frame
+      if (frame.t === 'task') return
+    }
+  } finally {
+    opts.signal?.removeEventListener('abort', onAbort)
+    channel.destroy()
+  }
+}
+
+export function parseLogFrame (raw: unknown): LogFrame {
+  const m = obj(raw, 'log frame')
+  if (m.t === 'error') throw fromWire(m.error)
+  if (m.t === 'task') return { t: 'task', task: parseTaskRecord(m.task) }
+  if (m.t !== 'log') bad(`expected a log or task frame, got ${String(m.t).slice(0, 32)}`)
+  if (m.fd !== 1 && m.fd !== 2) bad('fd is not 1 or 2')
+  return { t: 'log', fd: m.fd, data: bytes(m.data, 'data', MAX_LOG_CHUNK_BYTES) }
+}
+
+function requestTimedOut (t: string, ms: number): VgridError {
+  return new VgridError('ERR_TIMEOUT', `the vgrid agent did not answer the ${t} request within ${ms} ms`,
+    'it may be overloaded or stuck; look at its output, or restart it')
 }
 
 export function lostAgent (): VgridError {

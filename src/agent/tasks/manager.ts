@@ -1,0 +1,515 @@
+/**
+ * The task system of one agent (DESIGN.md §3). This agent owns the records of the tasks
+ * submitted through it: it keeps them in `$VGRID_HOME/tasks/` (`<id>.json`, rewritten on
+ * every change, and `<id>.log`, the output as it came), resolves their dependencies, and
+ * places each through the same path as `vrun` (run.ts), reading its events instead of a
+ * terminal. Tasks submitted from inside a command running here become its children: the
+ * executor holds the command's exit until they have all ended (ChildTracker).
+ *
+ * State machine: pending (dependencies) → queued (capacity) → running → waiting-children →
+ * succeeded | failed | cancelled | upstream-failed | lost. A restart of the agent loses the
+ * sessions of running tasks: they are placed again when they have retries left, else lost.
+ */
+import fs from 'node:fs'
+import path from 'node:path'
+import { VgridError } from '../../common/errors.js'
+import { createLogger } from '../../common/log.js'
+import { memoryChannelPair, type FrameChannel } from '../../common/channel.js'
+import { parseRunSpec, type ExecEvent, type RunSpec } from '../../exec/messages.js'
+import { candidates, resolvePeer } from '../../grid/placement.js'
+import type { WorkspaceRef } from '../../fs-sync/index.js'
+import { submitRun, newTaskId, type ChildTracker, type RunContext } from '../run.js'
+import type { BatchRequest } from '../control/protocol.js'
+import { TaskLog, type LogFrame } from './log.js'
+import { isFinal, parseTaskRecord, type DepKind, type TaskDep, type TaskRecord, type TaskState } from './types.js'
+
+const log = createLogger('tasks')
+/** Records kept in memory and listed; the oldest finished ones are forgotten past this. */
+export const MAX_TASKS = 20_000
+const GANG_PORT_BASE = 29500
+
+interface Stored {
+  record: TaskRecord
+  spec: RunSpec
+  on?: string
+  workspace?: WorkspaceRef
+  /** The id of the first shard of the submission: `--after NAME` waits for all of them. */
+  group: string
+  gang: boolean
+}
+
+interface Entry extends Stored {
+  log: TaskLog
+  channel?: FrameChannel
+  cancelRequested: boolean
+  timedOut: boolean
+  timer?: NodeJS.Timeout
+  /** Resolved when the task reaches a final state. */
+  waiters: Array<(t: TaskRecord) => void>
+  saving: Promise<void>
+  childFailed: number
+}
+
+export class TaskManager implements ChildTracker {
+  private readonly tasks = new Map<string, Entry>()
+  /** Commands running on this machine that may submit sub-tasks: task id → its children here. */
+  private readonly runningHere = new Map<string, Set<string>>()
+  private ctx!: RunContext
+
+  private constructor (private readonly dir: string, private readonly self: { peer: string, host: string }) {}
+
+  /** Loads the records of `$home/tasks`; call `start` once the agent can place work. */
+  static async open (home: string, self: { peer: string, host: string }): Promise<TaskManager> {
+    const dir = path.join(home, 'tasks')
+    await fs.promises.mkdir(dir, { recursive: true, mode: 0o700 })
+    const m = new TaskManager(dir, self)
+    for (const name of await fs.promises.readdir(dir)) {
+      if (!name.endsWith('.json')) continue
+      try {
+        const raw = JSON.parse(await fs.promises.readFile(path.join(dir, name), 'utf8')) as Record<string, unknown>
+        const record = parseTaskRecord(raw.record)
+        const stored: Stored = { record, spec: parseRunSpec(raw.spec), group: typeof raw.group === 'string' ? raw.group : record.id, gang: raw.gang === true }
+        if (typeof raw.on === 'string') stored.on = raw.on
+        if (raw.workspace !== null && typeof raw.workspace === 'object') stored.workspace = raw.workspace as WorkspaceRef
+        m.tasks.set(record.id, m.entry(stored, TaskLog.open(dir, record.id)))
+      } catch (err) {
+        log.warn(`skipped the unreadable task record ${name}`, err)
+      }
+    }
+    return m
+  }
+
+  /** Begins placing work: tasks a restart interrupted are placed again or marked lost. */
+  start (ctx: RunContext): void {
+    this.ctx = ctx
+    for (const e of this.tasks.values()) {
+      const s = e.record.state
+      if (s === 'running' || s === 'waiting-children') {
+        const a = e.record.attempts.at(-1)
+        if (a !== undefined && a.ended === undefined) { a.ended = Date.now(); a.state = 'lost'; a.error = 'the owning agent restarted' }
+        if (e.record.attached || e.record.attempts.length > e.record.retries) {
+          this.finish(e, 'lost', { error: 'the owning agent restarted while it ran' })
+        } else {
+          this.setState(e, 'queued')
+        }
+      }
+    }
+    this.evaluate()
+  }
+
+  private entry (s: Stored, taskLog: TaskLog): Entry {
+    return { ...s, log: taskLog, cancelRequested: false, timedOut: false, waiters: [], saving: Promise.resolve(), childFailed: 0 }
+  }
+
+  // ── submitting ─────────────────────────────────────────────────────────────────────────
+
+  /** `vbatch`: checks everything first (nothing is created on an error), then records and starts. */
+  submit (b: BatchRequest): string[] {
+    if (b.parent !== undefined && !this.runningHere.has(b.parent)) {
+      throw new VgridError('ERR_BAD_ARGUMENT', `the parent task ${b.parent} (VGRID_TASK_ID) is not running on this agent`,
+        'sub-tasks are submitted from inside a running task, through the agent that runs it')
+    }
+    const view = this.ctx.grid.view()
+    if (b.on !== undefined) resolvePeer(view, b.on)
+    try {
+      candidates(b.on !== undefined ? [resolvePeer(view, b.on)] : view, b.spec)
+    } catch (err) {
+      if (!(err instanceof VgridError) || err.code !== 'ERR_NO_CAPACITY') throw err
+    }
+    if (b.gang && b.shards > 1 && b.on !== undefined) {
+      throw new VgridError('ERR_BAD_ARGUMENT', '--gang places its shards on several members: it cannot be combined with --on')
+    }
+    const deps = this.resolveDeps(b)
+    const now = Date.now()
+    const ids = Array.from({ length: b.shards }, () => newTaskId())
+    const group = ids[0]
+    ids.forEach((id, index) => {
+      const env = { ...b.spec.env }
+      if (b.shards > 1) Object.assign(env, { VGRID_SHARD_INDEX: String(index), VGRID_SHARD_COUNT: String(b.shards) })
+      const record: TaskRecord = {
+        id, owner: this.self.peer, ownerHost: this.self.host, argv: b.spec.argv, state: 'pending', created: now,
+        deps, retries: b.retries, attempts: [], attached: false, children: []
+      }
+      if (b.name !== undefined) record.name = b.name
+      if (b.parent !== undefined) record.parent = b.parent
+      if (b.shards > 1) record.shard = { index, count: b.shards }
+      if (b.timeoutMs !== undefined) record.timeoutMs = b.timeoutMs
+      const stored: Stored = { record, spec: { ...b.spec, env }, group, gang: b.gang && b.shards > 1 }
+      if (b.on !== undefined) stored.on = b.on
+      if (b.workspace !== undefined) stored.workspace = b.workspace
+      const e = this.entry(stored, new TaskLog(path.join(this.dir, `${id}.log`)))
+      this.tasks.set(id, e)
+      if (b.parent !== undefined) this.runningHere.get(b.parent)!.add(id)
+      this.save(e)
+    })
+    this.forgetOld()
+    this.evaluate()
+    return ids
+  }
+
+  /** A `vrun` from inside a task: recorded as its child; `observe` sees the run's events. */
+  attach (parent: string, spec: RunSpec): { id: string, observe: (ev: unknown) => void, ended: (err?: unknown) => void } | undefined {
+    const kids = this.runningHere.get(parent)
+    if (kids === undefined) return undefined
+    const id = newTaskId()
+    const record: TaskRecord = {
+      id, owner: this.self.peer, ownerHost: this.self.host, argv: spec.argv, state: 'queued', created: Date.now(),
+      deps: [], retries: 0, attempts: [], attached: true, children: [], parent
+    }
+    const e = this.entry({ record, spec, group: id, gang: false }, new TaskLog(path.join(this.dir, `${id}.log`)))
+    this.tasks.set(id, e)
+    kids.add(id)
+    this.save(e)
+    return {
+      id,
+      observe: (ev) => { this.onEvent(e, ev as ExecEvent) },
+      ended: (err) => {
+        if (isFinal(e.record.state)) return
+        this.finish(e, 'lost', { error: err instanceof Error ? err.message : 'the vrun ended before the command did' })
+      }
+    }
+  }
+
+  private siblings (parent: string | undefined, workspace: string): Entry[] {
+    return [...this.tasks.values()].filter((e) => parent !== undefined
+      ? e.record.parent === parent
+      : e.record.parent === undefined && e.record.owner === this.self.peer && (e.workspace?.dir ?? '') === workspace)
+  }
+
+  private resolveDeps (b: BatchRequest): TaskDep[] {
+    const sibs = this.siblings(b.parent, b.workspace?.dir ?? '')
+    const deps: TaskDep[] = []
+    for (const a of b.after) {
+      const named = sibs.filter((e) => e.record.name === a.name && !e.record.attached)
+      if (named.length === 0) {
+        throw new VgridError('ERR_BAD_ARGUMENT', `no task named ${JSON.stringify(a.name)} to wait for`,
+          b.parent !== undefined
+            ? 'dependencies name sibling tasks: ones submitted from the same parent task, before this one'
+            : 'dependencies name tasks submitted before this one, through this agent, from the same workspace')
+      }
+      const newest = named.reduce((x, y) => (y.record.created > x.record.created ? y : x))
+      for (const e of sibs) if (e.group === newest.group) deps.push({ kind: a.kind, name: a.name, id: e.record.id })
+    }
+    return deps
+  }
+
+  // ── the state machine ──────────────────────────────────────────────────────────────────
+
+  /** Starts what can start, fails what never will; repeats while anything changed. */
+  private evaluate (): void {
+    if (this.ctx === undefined) return
+    for (let changed = true; changed;) {
+      changed = false
+      for (const e of this.tasks.values()) {
+        if (e.record.state !== 'pending') continue
+        const verdict = this.depsVerdict(e.record)
+        if (verdict === 'wait') continue
+        changed = true
+        if (verdict === 'never') {
+          const which = e.record.deps.find((d) => this.depMet(d) === false)
+          this.finish(e, 'upstream-failed', { error: which !== undefined ? `${which.name} (${which.id.slice(0, 12)}) did not end as --after${which.kind === 'any' ? '' : `-${which.kind}`} requires` : 'a dependency was not met' })
+        } else {
+          this.setState(e, 'queued')
+        }
+      }
+    }
+    const groups = new Set<string>()
+    for (const e of this.tasks.values()) {
+      if (e.record.state !== 'queued' || e.channel !== undefined || e.record.attached) continue
+      if (e.gang) { groups.add(e.group); continue }
+      this.run(e)
+    }
+    for (const g of groups) this.runGang(g)
+  }
+
+  /** true: met; false: can never be met; undefined: not yet. */
+  private depMet (d: TaskDep): boolean | undefined {
+    const up = this.tasks.get(d.id)
+    if (up === undefined) return false
+    if (!isFinal(up.record.state)) return undefined
+    const s = up.record.state
+    if (d.kind === 'any') return true
+    if (d.kind === 'success') return s === 'succeeded'
+    return s === 'failed' || s === 'lost'
+  }
+
+  private depsVerdict (t: TaskRecord): 'ready' | 'wait' | 'never' {
+    let wait = false
+    for (const d of t.deps) {
+      const met = this.depMet(d)
+      if (met === false) return 'never'
+      if (met === undefined) wait = true
+    }
+    return wait ? 'wait' : 'ready'
+  }
+
+  private setState (e: Entry, state: TaskState): void {
+    e.record.state = state
+    this.save(e)
+  }
+
+  private finish (e: Entry, state: TaskState, o: { exitCode?: number, error?: string } = {}): void {
+    if (isFinal(e.record.state)) return
+    clearTimeout(e.timer)
+    e.record.state = state
+    e.record.ended = Date.now()
+    if (o.exitCode !== undefined) e.record.exitCode = o.exitCode
+    if (o.error !== undefined) e.record.error = o.error
+    const a = e.record.attempts.at(-1)
+    if (a !== undefined && a.ended === undefined) {
+      a.ended = e.record.ended
+      a.state = state
+      if (o.exitCode !== undefined) a.exitCode = o.exitCode
+      if (o.error !== undefined) a.error = o.error
+    }
+    this.save(e)
+    const record = e.record
+    void e.log.flushed().then(() => { for (const w of e.waiters.splice(0)) w(record) })
+    // Cancelling a parent cancels its children that have not started yet too.
+    if (state === 'cancelled') for (const c of this.childrenOf(e.record.id)) this.cancel(c.record.id)
+    queueMicrotask(() => { this.evaluate() })
+  }
+
+  private childrenOf (id: string): Entry[] {
+    return [...this.tasks.values()].filter((c) => c.record.parent === id)
+  }
+
+  // ── running ────────────────────────────────────────────────────────────────────────────
+
+  private run (e: Entry, extraEnv?: Record<string, string>, on?: string): void {
+    const [mine, theirs] = memoryChannelPair()
+    e.channel = mine
+    const spec = extraEnv !== undefined ? { ...e.spec, env: { ...e.spec.env, ...extraEnv } } : e.spec
+    if (e.record.timeoutMs !== undefined && e.timer === undefined) {
+      e.timer = setTimeout(() => { e.timedOut = true; this.stop(e) }, e.record.timeoutMs)
+      e.timer.unref()
+    }
+    // A detached task reads nothing: its stdin is closed at once.
+    void mine.send({ t: 'eof' }).catch(() => {})
+    const placing = submitRun(this.ctx, theirs, spec, on ?? e.on, e.workspace, e.record.id)
+      .then(() => undefined, (err: unknown) => err)
+    void (async () => {
+      for (;;) {
+        const raw = await mine.recv().catch(() => undefined)
+        if (raw === undefined) break
+        this.onEvent(e, raw as ExecEvent | { t: 'placed', peer: string, host: string } | { t: 'queued' })
+        if (isFinal(e.record.state)) break
+      }
+      const err = await placing
+      mine.destroy()
+      e.channel = undefined
+      if (!isFinal(e.record.state)) this.onLost(e, err)
+    })()
+  }
+
+  private onEvent (e: Entry, ev: ExecEvent | { t: 'placed', peer: string, host: string } | { t: 'queued' }): void {
+    const r = e.record
+    switch (ev.t) {
+      case 'placed':
+        r.peer = ev.peer
+        r.host = ev.host
+        r.attempts.push({ peer: ev.peer, host: ev.host, started: Date.now() })
+        this.save(e)
+        break
+      case 'started':
+        r.started ??= Date.now()
+        this.setState(e, 'running')
+        break
+      case 'out': e.log.append(ev.fd, ev.data); break
+      case 'notice': e.log.append(2, Buffer.from(`vgrid: ${ev.text}\n`)); break
+      case 'children':
+        for (const id of ev.ids) if (!r.children.includes(id)) r.children.push(id)
+        e.childFailed = ev.failed
+        if (!ev.done) this.setState(e, 'waiting-children')
+        else this.save(e)
+        break
+      case 'exit': {
+        const ok = ev.code === 0 && e.childFailed === 0
+        const error = e.timedOut
+          ? `timed out after ${Math.round((r.timeoutMs ?? 0) / 1000)} s`
+          : e.childFailed > 0 ? `${e.childFailed} sub-task${e.childFailed === 1 ? '' : 's'} did not succeed` : undefined
+        const state: TaskState = e.cancelRequested && !e.timedOut ? 'cancelled' : ok && !e.timedOut ? 'succeeded' : 'failed'
+        this.finish(e, state, { exitCode: ev.code, ...(error !== undefined ? { error } : {}) })
+        break
+      }
+      case 'error': {
+        if (ev.error.code === 'ERR_PEER_LOST') { this.onLost(e, new VgridError('ERR_PEER_LOST', ev.error.message)); break }
+        this.finish(e, e.cancelRequested ? 'cancelled' : 'failed', { error: ev.error.message })
+        break
+      }
+      default: break
+    }
+  }
+
+  /** The executor vanished (or placement failed): retried while retries are left. */
+  private onLost (e: Entry, err: unknown): void {
+    if (isFinal(e.record.state)) return
+    const message = err instanceof Error ? err.message : 'the run ended without an exit status'
+    const lost = err instanceof VgridError && err.code === 'ERR_PEER_LOST'
+    if (!lost || e.cancelRequested) {
+      this.finish(e, e.cancelRequested ? 'cancelled' : 'failed', { error: message })
+      return
+    }
+    const a = e.record.attempts.at(-1)
+    if (a !== undefined && a.ended === undefined) { a.ended = Date.now(); a.state = 'lost'; a.error = message }
+    if (e.record.attempts.length <= e.record.retries && !this.ctx.shutdown.aborted) {
+      e.log.append(2, Buffer.from(`vgrid: ${message}; placing it again (attempt ${e.record.attempts.length + 1} of ${e.record.retries + 1})\n`))
+      this.setState(e, 'queued')
+      queueMicrotask(() => { this.evaluate() })
+    } else {
+      this.finish(e, 'lost', { error: message })
+    }
+  }
+
+  /** Gang: every shard of the group at once on members with room now, or none of them yet. */
+  private runGang (group: string): void {
+    const shards = [...this.tasks.values()].filter((e) => e.group === group).sort((a, b) => (a.record.shard?.index ?? 0) - (b.record.shard?.index ?? 0))
+    if (shards.some((e) => e.record.state !== 'queued' || e.channel !== undefined)) return
+    const view = this.ctx.grid.view().filter((p) => p.leaving !== true)
+    const free = new Map(view.map((p) => [p.peer, p.load.cpusFree]))
+    const gpusFree = new Map(view.map((p) => [p.peer, p.load.gpusFree.length]))
+    const placed: string[] = []
+    for (const e of shards) {
+      const p = view.find((v) => (free.get(v.peer) ?? 0) >= e.spec.cpus && (gpusFree.get(v.peer) ?? 0) >= e.spec.gpus)
+      if (p === undefined) {
+        const unwatch = this.ctx.grid.onViewChange(() => { unwatch(); this.evaluate() })
+        return
+      }
+      free.set(p.peer, (free.get(p.peer) ?? 0) - e.spec.cpus)
+      gpusFree.set(p.peer, (gpusFree.get(p.peer) ?? 0) - e.spec.gpus)
+      placed.push(p.peer)
+    }
+    const hostOf = (peer: string): string => {
+      const v = view.find((p) => p.peer === peer)!
+      for (const a of v.addrs) {
+        const m = /^\/ip[46]\/([^/]+)\//.exec(a)
+        if (m !== null) return m[1]
+      }
+      return v.resources.host
+    }
+    const hosts = placed.map(hostOf)
+    const port = String(GANG_PORT_BASE + Math.floor(Math.random() * 1000))
+    shards.forEach((e, i) => { this.run(e, { VGRID_GANG_HOSTS: hosts.join(','), MASTER_ADDR: hosts[0], MASTER_PORT: port }, placed[i]) })
+  }
+
+  // ── cancel, wait, logs ─────────────────────────────────────────────────────────────────
+
+  private stop (e: Entry): void {
+    if (e.channel !== undefined && (e.record.state === 'queued' || e.record.state === 'pending') && e.record.attempts.every((a) => a.ended !== undefined)) {
+      // Not placed yet: it never starts.
+      e.channel.destroy()
+      this.finish(e, e.timedOut ? 'failed' : 'cancelled', e.timedOut ? { error: 'timed out before it could start' } : {})
+    } else if (e.channel !== undefined) {
+      void e.channel.send({ t: 'cancel' }).catch(() => {})
+    } else if (!isFinal(e.record.state)) {
+      this.finish(e, e.timedOut ? 'failed' : 'cancelled', e.timedOut ? { error: `timed out after ${Math.round((e.record.timeoutMs ?? 0) / 1000)} s` } : {})
+    }
+  }
+
+  /** Cancels the task and its sub-tasks; a finished task is left as it is. */
+  cancel (id: string): TaskRecord {
+    const e = this.mustGet(id)
+    if (isFinal(e.record.state)) return e.record
+    e.cancelRequested = true
+    this.stop(e)
+    for (const c of this.childrenOf(id)) this.cancel(c.record.id)
+    return e.record
+  }
+
+  async wait (id: string, signal?: AbortSignal): Promise<TaskRecord> {
+    const e = this.mustGet(id)
+    if (isFinal(e.record.state)) { await e.log.flushed(); return e.record }
+    return await new Promise<TaskRecord>((resolve, reject) => {
+      e.waiters.push(resolve)
+      signal?.addEventListener('abort', () => { reject(new VgridError('ERR_PEER_LOST', 'the waiter went away')) }, { once: true })
+    })
+  }
+
+  /** Sends the log (then, with `follow`, what comes until the task ends); resolves with the record. */
+  async streamLog (id: string, follow: boolean, stderrOnly: boolean, send: (f: LogFrame) => Promise<void>, signal?: AbortSignal): Promise<TaskRecord> {
+    const e = this.mustGet(id)
+    let chain = Promise.resolve()
+    const stop = e.log.follow((f) => {
+      if (stderrOnly && f.fd !== 2) return
+      chain = chain.then(async () => { await send(f) })
+    })
+    try {
+      if (follow) await this.wait(id, signal)
+      else await e.log.flushed()
+      await chain
+      return e.record
+    } finally {
+      stop()
+    }
+  }
+
+  get (id: string): TaskRecord | undefined {
+    return this.tasks.get(id)?.record
+  }
+
+  /** Records whose id starts with `prefix`. */
+  find (prefix: string): TaskRecord[] {
+    const exact = this.tasks.get(prefix)
+    if (exact !== undefined) return [exact.record]
+    return [...this.tasks.values()].filter((e) => e.record.id.startsWith(prefix)).map((e) => e.record)
+  }
+
+  list (): TaskRecord[] {
+    return [...this.tasks.values()].map((e) => e.record)
+  }
+
+  private mustGet (id: string): Entry {
+    const e = this.tasks.get(id)
+    if (e === undefined) throw new VgridError('ERR_BAD_ARGUMENT', `no task ${id} on this agent`)
+    return e
+  }
+
+  // ── ChildTracker: the executor's side of sub-tasks ────────────────────────────────────
+
+  begin (task: string): ReturnType<ChildTracker['begin']> {
+    const kids = new Set<string>()
+    this.runningHere.set(task, kids)
+    return {
+      settle: async (send) => {
+        if (kids.size === 0) return
+        const ids = (): string[] => [...kids]
+        const failed = (): number => ids().filter((id) => this.tasks.get(id)?.record.state !== 'succeeded').length
+        if (ids().some((id) => !isFinal(this.tasks.get(id)?.record.state ?? 'lost'))) {
+          await send({ t: 'children', ids: ids(), failed: 0, done: false })
+          await Promise.all(ids().map(async (id) => await this.wait(id).catch(() => undefined)))
+        }
+        await send({ t: 'children', ids: ids(), failed: failed(), done: true })
+      },
+      cancel: () => { for (const id of kids) { try { this.cancel(id) } catch {} } },
+      end: () => { this.runningHere.delete(task) }
+    }
+  }
+
+  // ── persistence ────────────────────────────────────────────────────────────────────────
+
+  private save (e: Entry): void {
+    const file = path.join(this.dir, `${e.record.id}.json`)
+    const body = JSON.stringify({ record: e.record, spec: e.spec, on: e.on, workspace: e.workspace, group: e.group, gang: e.gang })
+    e.saving = e.saving.then(async () => {
+      const tmp = `${file}.tmp`
+      await fs.promises.writeFile(tmp, body, { mode: 0o600 })
+      await fs.promises.rename(tmp, file)
+    }).catch((err) => { log.warn(`could not save task ${e.record.id}`, err) })
+  }
+
+  /** Resolves when every record is on disk. */
+  async flush (): Promise<void> {
+    await Promise.all([...this.tasks.values()].map(async (e) => { await e.saving; await e.log.flushed() }))
+  }
+
+  private forgetOld (): void {
+    if (this.tasks.size <= MAX_TASKS) return
+    const done = [...this.tasks.values()].filter((e) => isFinal(e.record.state)).sort((a, b) => a.record.created - b.record.created)
+    for (const e of done.slice(0, this.tasks.size - MAX_TASKS)) {
+      this.tasks.delete(e.record.id)
+      for (const ext of ['json', 'log']) fs.promises.rm(path.join(this.dir, `${e.record.id}.${ext}`), { force: true }).catch(() => {})
+    }
+  }
+}
+
+export type { DepKind }

@@ -1,0 +1,191 @@
+/**
+ * `vgrid task …` from any member: `/vgrid/task/1.0.0` lets an agent ask the others for their
+ * task records, and ask a task's owner for its log, to cancel it or to wait for it. A list
+ * is every member's records put together (a sub-task may be owned by the member that ran
+ * its parent); an id prefix is looked up on this agent first, then on every member.
+ *
+ * Requests (one per stream): `{ t: 'list' }` → `{ t: 'tasks', tasks }`; `{ t: 'find', prefix }`
+ * → `{ t: 'tasks', tasks }`; `{ t: 'log', id, follow, stderrOnly }` → `{ t: 'log', fd, data }`…
+ * `{ t: 'task', task }`; `{ t: 'cancel', id }` and `{ t: 'wait', id }` → `{ t: 'task', task }`.
+ * Any may be answered `{ t: 'error', error }`.
+ */
+import { VgridError, toWire, fromWire } from '../../common/errors.js'
+import { createLogger } from '../../common/log.js'
+import type { FrameChannel } from '../../common/channel.js'
+import { obj, str, oneOf, bytes, bad } from '../../common/validate.js'
+import { withTimeout } from '../../common/timeout.js'
+import type { Grid } from '../../grid/index.js'
+import { MAX_DATA_CHUNK_BYTES } from '../../exec/messages.js'
+import type { TaskManager } from './manager.js'
+import { parseTaskRecord, isTaskId, type TaskRecord } from './types.js'
+
+const log = createLogger('tasks')
+export const TASK_PROTOCOL = '/vgrid/task/1.0.0'
+export const TASK_MAX_FRAME_BYTES = 64 * 1024 * 1024
+const ASK_TIMEOUT_MS = 3_000
+const REQUEST_TIMEOUT_MS = 10_000
+
+type TaskRequest =
+  | { t: 'list' }
+  | { t: 'find', prefix: string }
+  | { t: 'log', id: string, follow: boolean, stderrOnly: boolean }
+  | { t: 'cancel', id: string }
+  | { t: 'wait', id: string }
+
+function parseTaskRequest (v: unknown): TaskRequest {
+  const m = obj(v, 'task request')
+  const t = oneOf(m.t, 't', ['list', 'find', 'log', 'cancel', 'wait'] as const)
+  if (t === 'list') return { t }
+  if (t === 'find') {
+    const prefix = str(m.prefix, 'prefix', 16)
+    if (!/^[0-9a-f]{1,16}$/.test(prefix)) bad('prefix is not hex')
+    return { t, prefix }
+  }
+  const id = str(m.id, 'id', 16)
+  if (!isTaskId(id)) bad('id is not a task id')
+  if (t === 'log') return { t, id, follow: m.follow === true, stderrOnly: m.stderrOnly === true }
+  return { t, id }
+}
+
+function parseTasks (raw: unknown): TaskRecord[] {
+  const m = obj(raw, 'reply')
+  if (m.t === 'error') throw fromWire(m.error)
+  if (m.t !== 'tasks' || !Array.isArray(m.tasks)) bad('expected a list of tasks')
+  return m.tasks.map(parseTaskRecord)
+}
+
+/** Aborted when the other end goes away (it sends nothing after its request). */
+function goneSignal (channel: FrameChannel): AbortSignal {
+  const ac = new AbortController()
+  channel.recv().then(() => { ac.abort() }, () => { ac.abort() })
+  return ac.signal
+}
+
+/** The handler of TASK_PROTOCOL: another member asks about the tasks this one owns. */
+export function serveTaskProtocol (tasks: TaskManager): (channel: FrameChannel, remotePeer: string) => Promise<void> {
+  return async (channel, remotePeer) => {
+    try {
+      const req = parseTaskRequest(await withTimeout(channel.recv(), REQUEST_TIMEOUT_MS, 'no task request in time'))
+      switch (req.t) {
+        case 'list': await channel.send({ t: 'tasks', tasks: tasks.list() }); break
+        case 'find': await channel.send({ t: 'tasks', tasks: tasks.find(req.prefix) }); break
+        case 'cancel': await channel.send({ t: 'task', task: tasks.cancel(req.id) }); break
+        case 'wait': await channel.send({ t: 'task', task: await tasks.wait(req.id, goneSignal(channel)) }); break
+        case 'log': {
+          const task = await tasks.streamLog(req.id, req.follow, req.stderrOnly, async (f) => { await channel.send({ t: 'log', fd: f.fd, data: f.data }) }, goneSignal(channel))
+          await channel.send({ t: 'task', task })
+          break
+        }
+      }
+    } catch (err) {
+      if (!channel.closed) {
+        if (!(err instanceof VgridError)) log.warn(`a task request from ${remotePeer} failed`, err)
+        await channel.send({ t: 'error', error: toWire(err) }).catch(() => {})
+      }
+    } finally {
+      await channel.close().catch(() => {})
+    }
+  }
+}
+
+/** The control socket's `task-*` requests, answered for the whole grid. */
+export class TaskQueries {
+  constructor (private readonly grid: Grid, private readonly tasks: TaskManager) {}
+
+  private others (): string[] {
+    return this.grid.view().filter((p) => !p.self).map((p) => p.peer)
+  }
+
+  private async ask (peer: string, req: TaskRequest): Promise<TaskRecord[]> {
+    const ch = await this.grid.open(peer, TASK_PROTOCOL, { maxFrameBytes: TASK_MAX_FRAME_BYTES })
+    try {
+      await ch.send(req)
+      return parseTasks(await withTimeout(ch.recv(), ASK_TIMEOUT_MS, `no answer from ${peer}`))
+    } finally {
+      ch.destroy()
+    }
+  }
+
+  /** Every member's records; the members that did not answer, by host. */
+  async list (): Promise<{ tasks: TaskRecord[], unreachable: string[] }> {
+    const view = this.grid.view()
+    const unreachable: string[] = []
+    const theirs = await Promise.all(this.others().map(async (peer) => await withTimeout(this.ask(peer, { t: 'list' }), ASK_TIMEOUT_MS, 'no answer').catch(() => {
+      unreachable.push(view.find((p) => p.peer === peer)?.resources.host ?? peer)
+      return []
+    })))
+    return { tasks: [...this.tasks.list(), ...theirs.flat()], unreachable }
+  }
+
+  /** The one task an id or prefix names, and its owner. */
+  async locate (prefix: string): Promise<TaskRecord> {
+    const mine = this.tasks.find(prefix)
+    if (mine.length === 1 && (mine[0].id === prefix)) return mine[0]
+    const theirs = await Promise.all(this.others().map(async (peer) => await withTimeout(this.ask(peer, { t: 'find', prefix }), ASK_TIMEOUT_MS, 'no answer').catch(() => [])))
+    const all = [...mine, ...theirs.flat()]
+    const unique = [...new Map(all.map((t) => [t.id, t])).values()]
+    if (unique.length === 0) throw new VgridError('ERR_BAD_ARGUMENT', `no task ${prefix} on any member of the grid`, 'see the tasks with `vgrid task list --all`')
+    if (unique.length > 1) throw new VgridError('ERR_BAD_ARGUMENT', `${unique.length} tasks have ids starting with ${prefix}: ${unique.slice(0, 5).map((t) => t.id).join(', ')}`, 'give more digits of the id')
+    return unique[0]
+  }
+
+  async show (prefix: string): Promise<TaskRecord> {
+    return await this.locate(prefix)
+  }
+
+  async cancel (prefix: string): Promise<TaskRecord> {
+    const t = await this.locate(prefix)
+    if (t.owner === this.grid.peerId) return this.tasks.cancel(t.id)
+    return await this.oneTask(t.owner, { t: 'cancel', id: t.id })
+  }
+
+  async wait (prefix: string, signal: AbortSignal): Promise<TaskRecord> {
+    const t = await this.locate(prefix)
+    if (t.owner === this.grid.peerId) return await this.tasks.wait(t.id, signal)
+    return await this.oneTask(t.owner, { t: 'wait', id: t.id }, signal)
+  }
+
+  async log (prefix: string, follow: boolean, stderrOnly: boolean, client: FrameChannel, signal: AbortSignal): Promise<TaskRecord> {
+    const t = await this.locate(prefix)
+    const send = async (fd: 1 | 2, data: Uint8Array): Promise<void> => { await client.send({ t: 'log', fd, data }) }
+    if (t.owner === this.grid.peerId) return await this.tasks.streamLog(t.id, follow, stderrOnly, async (f) => { await send(f.fd, f.data) }, signal)
+    const ch = await this.grid.open(t.owner, TASK_PROTOCOL, { maxFrameBytes: TASK_MAX_FRAME_BYTES })
+    const onAbort = (): void => { ch.destroy() }
+    signal.addEventListener('abort', onAbort, { once: true })
+    try {
+      await ch.send({ t: 'log', id: t.id, follow, stderrOnly })
+      for (;;) {
+        const raw = await ch.recv()
+        if (raw === undefined) throw new VgridError('ERR_PEER_LOST', `${t.ownerHost} closed the log stream`)
+        const m = obj(raw, 'reply')
+        if (m.t === 'error') throw fromWire(m.error)
+        if (m.t === 'task') return parseTaskRecord(m.task)
+        if (m.t !== 'log') bad('expected a log frame')
+        await send(m.fd === 2 ? 2 : 1, bytes(m.data, 'data', MAX_DATA_CHUNK_BYTES * 4))
+      }
+    } finally {
+      signal.removeEventListener('abort', onAbort)
+      ch.destroy()
+    }
+  }
+
+  private async oneTask (peer: string, req: TaskRequest, signal?: AbortSignal): Promise<TaskRecord> {
+    const ch = await this.grid.open(peer, TASK_PROTOCOL, { maxFrameBytes: TASK_MAX_FRAME_BYTES })
+    const onAbort = (): void => { ch.destroy() }
+    signal?.addEventListener('abort', onAbort, { once: true })
+    try {
+      await ch.send(req)
+      const raw = req.t === 'wait' ? await ch.recv() : await withTimeout(ch.recv(), REQUEST_TIMEOUT_MS, `no answer from ${peer}`)
+      if (raw === undefined) throw new VgridError('ERR_PEER_LOST', 'the owner of the task closed the stream')
+      const m = obj(raw, 'reply')
+      if (m.t === 'error') throw fromWire(m.error)
+      if (m.t !== 'task') bad('expected a task')
+      return parseTaskRecord(m.task)
+    } finally {
+      signal?.removeEventListener('abort', onAbort)
+      ch.destroy()
+    }
+  }
+}
+
+export { goneSignal }
