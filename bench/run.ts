@@ -11,13 +11,15 @@ import { benchSync } from './sync.js'
 import { benchFastcdc } from './fastcdc.js'
 import { benchStore } from './store.js'
 import { benchTransport } from './transport.js'
+import { benchTasks } from './tasks.js'
 
 const BENCHES: Record<string, () => Promise<Figure[]>> = {
   'grid-vrun': benchGridVrun,
   transport: benchTransport,
   sync: benchSync,
   fastcdc: benchFastcdc,
-  store: benchStore
+  store: benchStore,
+  tasks: benchTasks
 }
 
 async function main (): Promise<void> {

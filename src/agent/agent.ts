@@ -17,7 +17,7 @@ import type { ControlRequest } from './control/protocol.js'
 import type { FrameChannel } from '../common/channel.js'
 import { computeOffer, type AgentConfig } from './config.js'
 import { detectResources, startCpuSampler } from './hardware.js'
-import { submitRun, serveExecProtocol, type RunContext } from './run.js'
+import { submitRun, serveExecProtocol, linkCommands, type RunContext } from './run.js'
 import { loadKnownPeers, saveKnownPeers } from './known-peers.js'
 import { WorkspaceSync } from './workspace-sync.js'
 import { EXEC_PROTOCOL, KNOWN_PEERS_SAVE_INTERVAL_MS } from './constants.js'
@@ -91,6 +91,7 @@ export async function startAgent (config: AgentConfig): Promise<Agent> {
 
   const shutdown = new AbortController()
   const sync = await WorkspaceSync.start(config.home, grid, config.cacheBytes).catch(async (err) => { cpu.stop(); await grid.stop(); throw err })
+  await linkCommands(config.home)
   const tasks = await TaskManager.open(config.home, { peer: grid.peerId, host: resources.host })
   const ctx: RunContext = {
     home: config.home, grid, ledger, host: resources.host, gpus: resources.gpus,

@@ -10,6 +10,7 @@
 import fs from 'node:fs/promises'
 import path from 'node:path'
 import { randomBytes } from 'node:crypto'
+import { fileURLToPath } from 'node:url'
 import { VgridError, toWire, fromWire } from '../common/errors.js'
 import type { FrameChannel } from '../common/channel.js'
 import { obj, int, str, bytes, bad } from '../common/validate.js'
@@ -120,6 +121,18 @@ function safeCwd (root: string, cwd: string | undefined): string {
   return path.join(root, cwd)
 }
 
+/** The package's commands, by the names a script calls them: `$VGRID_HOME/bin` goes first on a task's PATH. */
+export async function linkCommands (home: string): Promise<void> {
+  const dir = path.join(home, 'bin')
+  await fs.mkdir(dir, { recursive: true })
+  const from = fileURLToPath(new URL('../../../bin/', import.meta.url))
+  for (const name of ['vgrid', 'vrun', 'vbatch']) {
+    const link = path.join(dir, name)
+    await fs.rm(link, { force: true })
+    await fs.symlink(path.join(from, `${name}.js`), link)
+  }
+}
+
 export function newTaskId (): string {
   return randomBytes(8).toString('hex')
 }
@@ -148,7 +161,8 @@ export async function executeHere (ctx: RunContext, channel: FrameChannel, task:
     await fs.mkdir(cwd, { recursive: true })
     const env: Record<string, string> = {}
     for (const [k, v] of Object.entries(process.env)) if (v !== undefined) env[k] = v
-    Object.assign(env, { VGRID_TASK_ID: task, VGRID_HOME: ctx.home, VGRID_WORKSPACE: root })
+    // vrun and vbatch inside the command reach this agent and become the task's sub-tasks.
+    Object.assign(env, { VGRID_TASK_ID: task, VGRID_HOME: ctx.home, VGRID_WORKSPACE: root, PATH: [path.join(ctx.home, 'bin'), env.PATH].filter(Boolean).join(':') })
     const cancelled = new AbortController()
     kids = ctx.children?.begin(task)
     const hold = holdingExit(channel, () => { kids?.cancel(); cancelled.abort() })

@@ -1,7 +1,8 @@
 /**
- * Everything a user of `vgrid` and `vrun` reads is shaped here: error lines, the one table of
- * exit codes, and the renderings of `vgrid peers` and `vgrid status`. Keeping it in one file
- * keeps the wording stable (scripts and tests match on it) and keeps I/O out of the commands.
+ * Everything a user of `vgrid`, `vrun` and `vbatch` reads is shaped here: error lines, the one
+ * table of exit codes, and the renderings of `vgrid peers` and `vgrid status` (those of tasks
+ * are in task-output.ts). Keeping it in one place keeps the wording stable (scripts and tests
+ * match on it) and keeps I/O out of the commands.
  *
  * `--json` output is a contract with scripts: `{ "peers": PeerView[] }` and
  * `{ "status": AgentStatus }` (src/grid/types.ts), exactly as the agent sent them, pretty
@@ -12,7 +13,7 @@ import { formatBytes } from '../common/units.js'
 import type { AgentStatus, PeerView } from '../grid/types.js'
 import { UsageError } from './usage-error.js'
 
-export type Prog = 'vgrid' | 'vrun'
+export type Prog = 'vgrid' | 'vrun' | 'vbatch'
 
 /** A command line the user must fix. */
 export const EXIT_USAGE = 2

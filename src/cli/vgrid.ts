@@ -9,6 +9,7 @@
 import { cac, type CAC, type Command } from 'cac'
 import { VERSION } from '../common/version.js'
 import type { AgentConfig, AgentFlags } from '../agent/config.js'
+import type { TaskInvocation } from './vgrid-task.js'
 import { captureHelp, withDescription } from './help.js'
 import { UsageError } from './usage-error.js'
 import { exitAfterFlush, guardStdio } from './exit.js'
@@ -21,10 +22,12 @@ export type VgridInvocation =
   | { kind: 'peers', json: boolean }
   | { kind: 'status', json: boolean }
   | { kind: 'join-token' }
+  | TaskInvocation
 
 const DESCRIPTIONS: Record<string, string> = {
   '': `Turns the machines of a lab into one pool of compute. Every machine runs an agent
-(\`vgrid agent\`); \`vrun CMD\` then runs a command on any member as if it ran here.
+(\`vgrid agent\`); \`vrun CMD\` then runs a command on any member as if it ran here, and
+\`vbatch CMD\` runs one in the background (see \`vgrid task\`).
 The commands talk to the agent of this machine over $VGRID_HOME/agent.sock
 (VGRID_HOME defaults to ~/.vgrid).`,
   agent: `Runs this machine's agent in the foreground (stop it with Ctrl-C). Started with no
@@ -38,8 +41,27 @@ now (free/lent), the tasks it runs and when it was last heard from. * marks this
   status: `Shows this agent: peer id, host, version, home, listen addresses, the size of the grid,
 and the line that adds another machine. --json prints {"status": {...}} for scripts.`,
   'join-token': `Prints the token that adds a machine to this grid: run \`vgrid agent --join TOKEN\`
-there. The token holds the grid's secret key: give it only to machines you trust.`
+there. The token holds the grid's secret key: give it only to machines you trust.`,
+  task: `Looks at the tasks that vbatch (and vrun) started, wherever they run:
+  list              the tasks of the last 24 h (--all: every one), sub-tasks indented under
+                    the task that started them; --json prints {"tasks": [...]}
+  show ID           one task in full: state, host, dependencies, attempts, sub-tasks
+  log ID            its output so far (-f: and on until it ends, then exit with its status)
+  cancel ID         stop it and its sub-tasks
+  wait ID           wait for it to end and exit with its status: 0 when it succeeded, its
+                    command's exit status when that failed, 255 when it never ran to an end
+ID is a task id as vbatch printed it, or a unique prefix of one (the 12 digits of list).`
 }
+
+/** What each \`vgrid task\` action takes: its options (cac's names) and whether it needs an ID. */
+const TASK_ACTIONS: Record<TaskInvocation['action'], { options: readonly string[], id: boolean }> = {
+  list: { options: ['all', 'json'], id: false },
+  show: { options: ['json'], id: true },
+  log: { options: ['f', 'follow', 'stderrOnly'], id: true },
+  cancel: { options: [], id: true },
+  wait: { options: [], id: true }
+}
+const TASK_USAGE = 'usage: vgrid task list|show|log|cancel|wait [ID] [options]; see vgrid task --help'
 
 /** The parser: commands and options only; running them is `main`'s business. */
 export function createVgridCli (): CAC {
@@ -66,6 +88,15 @@ export function createVgridCli (): CAC {
     .example('  $ vgrid status')
   cli.command('join-token', 'Print the token that adds a machine to this grid')
     .example('  $ ssh lab-02 npx vgrid agent --join "$(vgrid join-token)"')
+  cli.command('task <action> [id]', 'Look at and control tasks: list, show, log, cancel, wait').usage('task list|show|log|cancel|wait [ID] [options]')
+    .option('--all', 'list: every task, not only those of the last 24 h')
+    .option('--json', 'list, show: print JSON for scripts')
+    .option('-f, --follow', 'log: keep streaming until the task ends, then exit with its status')
+    .option('--stderr-only', 'log: only what the task wrote to stderr')
+    .example('  $ vgrid task list')
+    .example('  $ vgrid task log -f 3f2a9c01b7e4')
+    .example('  $ vbatch --name prep ./prep.sh && vbatch --after-success prep ./train.sh')
+    .example('  $ id=$(vbatch ./long-job.sh) && vgrid task wait "$id" && echo done')
   cli.option('-h, --help', 'Show help')
   cli.option('-v, --version', 'Show the version')
   // Set by hand rather than with cli.help()/cli.version(), which print from inside parse().
@@ -87,6 +118,7 @@ export function parseVgridArgs (argv: readonly string[]): VgridInvocation {
     throw new UsageError(`unknown command ${args[0]}`, undefined, { showHelp: true })
   }
   checkOptions(cli, command, options)
+  if (command.name === 'task') return taskInvocation(argv, options)
   const extra = [...args, ...(options['--'] as string[] ?? [])]
   if (extra.length > 0) throw usage(command, `unexpected argument ${extra[0]}`)
   switch (command.name) {
@@ -108,6 +140,43 @@ function checkOptions (cli: CAC, command: Command, options: Record<string, unkno
       throw usage(command, `option ${shown} needs a value (${opt.rawName.replace(/^.*<(.*)>.*$/, '$1')})`,
         `a value that starts with - must be attached: ${shown}=VALUE`)
     }
+  }
+}
+
+/**
+ * `vgrid task ACTION [ID]`. The words come from argv rather than from cac, whose mri turns
+ * numeric-looking words into numbers (a task id such as 0123456789 would lose its zero) and
+ * takes the word after `--stderr-only` as its value; this is sound because no option of
+ * \`task\` (nor -h, -v) takes a value. For the same reason a flag counts as given whatever
+ * value mri gave it.
+ */
+function taskInvocation (argv: readonly string[], options: Record<string, unknown>): TaskInvocation {
+  const dashes = argv.indexOf('--')
+  const words = [...(dashes === -1 ? argv : argv.slice(0, dashes)).filter((a) => !a.startsWith('-') || a === '-'), ...(dashes === -1 ? [] : argv.slice(dashes + 1))]
+  const [, action, id, ...rest] = words
+  const given = (name: string): boolean => options[name] !== undefined && options[name] !== false
+  const fail = (message: string, hint?: string): UsageError => new UsageError(message, hint, { usage: TASK_USAGE })
+  if (action === undefined) throw fail('vgrid task needs an action: list, show, log, cancel or wait')
+  if (!Object.hasOwn(TASK_ACTIONS, action)) throw fail(`unknown task action ${action} (expected list, show, log, cancel or wait)`)
+  const act = action as TaskInvocation['action']
+  const spec = TASK_ACTIONS[act]
+  for (const [name, value] of Object.entries(options)) {
+    if (name === '--' || value === undefined || value === false || name === 'help' || name === 'h' || spec.options.includes(name)) continue
+    const shown = name.length === 1 ? `-${name}` : `--${name.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`
+    throw fail(`option ${shown} does not apply to vgrid task ${act}`)
+  }
+  if (!spec.id) {
+    if (id !== undefined) throw fail(`unexpected argument ${id}`)
+    return { kind: 'task', action: 'list', all: given('all'), json: given('json') }
+  }
+  if (id === undefined) throw fail(`vgrid task ${act} needs a task ID`, 'give the id vbatch printed, or a unique prefix of one (vgrid task list shows 12 digits)')
+  if (rest.length > 0) throw fail(`unexpected argument ${rest[0]!}`)
+  const ref = id.toLowerCase()
+  if (!/^[0-9a-f]{1,16}$/.test(ref)) throw fail(`${id} is not a task ID`, 'a task ID is 16 hex digits; a unique prefix of one will do')
+  switch (act) {
+    case 'show': return { kind: 'task', action: act, id: ref, json: given('json') }
+    case 'log': return { kind: 'task', action: act, id: ref, follow: given('follow'), stderrOnly: given('stderrOnly') }
+    default: return { kind: 'task', action: act as 'cancel' | 'wait', id: ref }
   }
 }
 
@@ -181,6 +250,10 @@ export async function run (inv: VgridInvocation): Promise<number> {
       const config = await agentConfig(inv.flags)
       const { runAgent } = await import('../agent/main.js')
       return await runAgent(config)
+    }
+    case 'task': {
+      const { runTaskCommand } = await import('./vgrid-task.js')
+      return await runTaskCommand(inv, { env: process.env, stdout: process.stdout, stderr: process.stderr })
     }
     default: {
       const { runQuery } = await import('./vgrid-query.js')

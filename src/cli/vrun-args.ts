@@ -1,27 +1,22 @@
 /**
- * vrun's command line: `vrun [options] CMD [ARGS…]`. Options end at the first word that is not
- * an option (so `vrun ls -la` gives `-la` to ls) or at `--`. A general option parser cannot do
- * that, and mri (inside cac) also turns numeric-looking values into numbers (`--cwd 010` would
- * become `10`), so the split and the values come from the table below; cac only renders help.
+ * vrun's command line: `vrun [options] CMD [ARGS…]` (split as argv.ts explains). The options
+ * that say what to run and where (resources, environment, workspace) are shared with vbatch:
+ * `RUN_OPTIONS` and `parseRunOptions`.
  */
 import path from 'node:path'
 import { MAX_CPUS, MAX_GPUS, type RunSpec } from '../exec/messages.js'
 import { UsageError } from './usage-error.js'
+import { splitArgv, type CliOption, type SplitArgv } from './argv.js'
+
+export { optionName, type SplitArgv } from './argv.js'
 
 export type TtyMode = 'yes' | 'no' | 'auto'
 
-/** One option of vrun, as data: the splitter, the validation and the help all read it. */
-export interface VrunOption {
-  long?: string
-  short?: string
-  /** Placeholder of the value in help; absent for a flag without a value. */
-  value?: string
-  description: string
-  default?: string
-  repeatable?: boolean
-}
+/** One option of vrun (see argv.ts). */
+export type VrunOption = CliOption
 
-export const VRUN_OPTIONS: readonly VrunOption[] = [
+/** What to run and where: vrun's and vbatch's. */
+export const RUN_OPTIONS: readonly CliOption[] = [
   { long: 'on', value: 'PEER', description: 'Run on this member: a peer id, a unique prefix of one, or a host name' },
   { long: 'cpus', value: 'N', description: 'Cores to reserve', default: '1' },
   { long: 'gpus', value: 'N', description: 'GPUs to reserve (whole and exclusive; CUDA_VISIBLE_DEVICES is set)', default: '0' },
@@ -31,10 +26,18 @@ export const VRUN_OPTIONS: readonly VrunOption[] = [
   { long: 'cwd', value: 'DIR', description: 'Directory to run in, relative to the workspace' },
   { long: 'workspace', value: 'DIR', description: 'The directory synced to the executor (default: the git top-level, else the current directory)' },
   { long: 'no-sync', description: 'Do not sync the workspace: the command runs in an empty scratch directory' },
-  { short: 'q', long: 'quiet', description: 'No sync progress or summary on stderr' },
-  { long: 'tty', value: 'yes|no|auto', description: 'Run under a pseudo-terminal; auto = when stdin and stdout are terminals', default: 'auto' },
+  { short: 'q', long: 'quiet', description: 'No sync progress or summary on stderr' }
+]
+
+export const HELP_OPTIONS: readonly CliOption[] = [
   { short: 'h', long: 'help', description: 'Show this help' },
   { long: 'version', description: 'Show the version' }
+]
+
+export const VRUN_OPTIONS: readonly CliOption[] = [
+  ...RUN_OPTIONS,
+  { long: 'tty', value: 'yes|no|auto', description: 'Run under a pseudo-terminal; auto = when stdin and stdout are terminals', default: 'auto' },
+  ...HELP_OPTIONS
 ]
 
 export type VrunInvocation =
@@ -43,59 +46,17 @@ export type VrunInvocation =
   /** `spec.tty` is left out: the terminal's size is read when the command starts. */
   | { kind: 'run', spec: RunSpec, on?: string, tty: TtyMode, sync: boolean, workspace?: string, quiet: boolean }
 
-export interface SplitArgv {
-  /** Values by option name (long name, or the short letter when there is none), in order. */
-  values: Map<string, string[]>
-  command: string[]
+/** The options shared with vbatch, validated. */
+export interface RunOptions {
+  spec: RunSpec
+  on?: string
+  sync: boolean
+  workspace?: string
+  quiet: boolean
 }
 
-export function optionName (o: VrunOption): string {
-  return o.long ?? o.short!
-}
-
-function findOption (name: string, short: boolean): VrunOption | undefined {
-  return VRUN_OPTIONS.find((o) => short ? o.short === name : o.long === name)
-}
-
-/** Splits `[options] CMD [ARGS…]`; accepts `--opt VAL`, `--opt=VAL`, `-x VAL` and `-xVAL`. */
 export function splitVrunArgv (argv: readonly string[]): SplitArgv {
-  const values = new Map<string, string[]>()
-  let i = 0
-  for (; i < argv.length; i++) {
-    const arg = argv[i]!
-    if (arg === '--') { i++; break }
-    if (!arg.startsWith('-') || arg === '-') break
-    const long = arg.startsWith('--')
-    let name: string
-    let inline: string | undefined
-    if (long) {
-      const eq = arg.indexOf('=')
-      name = eq === -1 ? arg.slice(2) : arg.slice(2, eq)
-      if (eq !== -1) inline = arg.slice(eq + 1)
-    } else {
-      name = arg.slice(1, 2)
-      if (arg.length > 2) inline = arg.slice(2)
-    }
-    const opt = findOption(name, !long)
-    if (opt === undefined) {
-      throw new UsageError(`unknown option ${long ? `--${name}` : `-${name}`}`,
-        'options go before the command; to give a command an option, put it after the command\'s name')
-    }
-    const shown = long ? `--${name}` : `-${name}`
-    let value: string
-    if (opt.value === undefined) {
-      if (inline !== undefined) throw new UsageError(`option ${shown} takes no value`)
-      value = ''
-    } else if (inline !== undefined) {
-      value = inline
-    } else {
-      if (i + 1 >= argv.length) throw new UsageError(`option ${shown} needs a value (${opt.value})`)
-      value = argv[++i]!
-    }
-    const key = optionName(opt)
-    values.set(key, [...(values.get(key) ?? []), value])
-  }
-  return { values, command: argv.slice(i) }
+  return splitArgv(argv, VRUN_OPTIONS)
 }
 
 /** Parses and validates vrun's arguments; throws UsageError for anything the user must fix. */
@@ -103,6 +64,11 @@ export function parseVrunArgs (argv: readonly string[], env: NodeJS.ProcessEnv =
   const { values, command } = splitVrunArgv(argv)
   if (values.has('help')) return { kind: 'help' }
   if (values.has('version')) return { kind: 'version' }
+  return { kind: 'run', ...parseRunOptions(values, command, env), tty: parseTtyMode(values.get('tty')?.at(-1) ?? 'auto') }
+}
+
+/** The command and the RUN_OPTIONS among `values`, validated; a missing command is an error. */
+export function parseRunOptions (values: ReadonlyMap<string, string[]>, command: readonly string[], env: NodeJS.ProcessEnv): RunOptions {
   if (command.length === 0) throw new UsageError('no command given', undefined, { showHelp: true })
   if (command[0] === '') throw new UsageError('the command name is empty')
   // Repeating a single-valued option is not an error: the last one wins, as in most tools.
@@ -129,19 +95,19 @@ export function parseVrunArgs (argv: readonly string[], env: NodeJS.ProcessEnv =
   }
   const cwd = last('cwd')
   if (cwd !== undefined) spec.cwd = parseCwd(cwd)
-  const inv: VrunInvocation = { kind: 'run', spec, tty: parseTtyMode(last('tty') ?? 'auto'), sync: !values.has('no-sync'), quiet: values.has('quiet') }
+  const opts: RunOptions = { spec, sync: !values.has('no-sync'), quiet: values.has('quiet') }
   const workspace = last('workspace')
   if (workspace !== undefined) {
-    if (!inv.sync) throw new UsageError('--workspace and --no-sync contradict each other')
+    if (!opts.sync) throw new UsageError('--workspace and --no-sync contradict each other')
     if (workspace === '') throw new UsageError('--workspace needs a directory')
-    inv.workspace = workspace
+    opts.workspace = workspace
   }
   const on = last('on')
   if (on !== undefined) {
     if (on.trim() === '') throw new UsageError('--on needs a peer id, a unique prefix of one, or a host name')
-    inv.on = on.trim()
+    opts.on = on.trim()
   }
-  return inv
+  return opts
 }
 
 const SHAPE_RE = /^(cpu|gpu)(?:-([a-z0-9][a-z0-9._-]*?))?-(\d+)$/i
@@ -161,7 +127,7 @@ export function parseShape (shape: string): Pick<RunSpec, 'cpus' | 'gpus' | 'gpu
   return out
 }
 
-function parseCount (value: string, what: string, min: number, max: number): number {
+export function parseCount (value: string, what: string, min: number, max: number): number {
   if (!/^\d+$/.test(value)) throw new UsageError(`${what} "${value}" is not a whole number`)
   const n = Number(value)
   if (n < min || n > max) throw new UsageError(`${what} ${value} is out of range (${min} to ${max})`)

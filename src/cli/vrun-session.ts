@@ -47,6 +47,8 @@ export interface VrunRequest {
   /** The workspace to sync; absent with --no-sync. */
   workspace?: WorkspaceRef
   quiet?: boolean
+  /** VGRID_TASK_ID when vrun runs inside a task: the run becomes its child. */
+  parent?: string
 }
 
 export async function runVrun (req: VrunRequest, io: VrunIo): Promise<number> {
@@ -55,6 +57,7 @@ export async function runVrun (req: VrunRequest, io: VrunIo): Promise<number> {
   if (useTty) spec.tty = { cols: io.stdout.columns || DEFAULT_TTY_COLS, rows: io.stdout.rows || DEFAULT_TTY_ROWS, term: io.env.TERM || DEFAULT_TERM }
   const request: Record<string, unknown> = { t: 'run', spec }
   if (req.on !== undefined) request.on = req.on
+  if (req.parent !== undefined) request.parent = req.parent
   if (req.workspace !== undefined) {
     // The command runs in the same relative directory of the executor's copy.
     spec.cwd ??= req.workspace.cwd

@@ -9,6 +9,8 @@ import { exitCodeFor, formatUsageError, printError } from './output.js'
 import { exitAfterFlush, guardStdio } from './exit.js'
 import { UsageError } from './usage-error.js'
 import { VRUN_OPTIONS, parseVrunArgs } from './vrun-args.js'
+import { declareOptions } from './argv.js'
+import { taskParent } from './task-env.js'
 import type { VrunRequest } from './vrun-session.js'
 
 const DESCRIPTION = `Runs CMD on a member of the grid that has the requested resources free, streaming its
@@ -31,10 +33,7 @@ export async function vrunHelp (): Promise<string> {
   const [{ cac }, { captureHelp, withDescription }, { VERSION }] = await Promise.all([import('cac'), import('./help.js'), import('../common/version.js')])
   const cli = cac('vrun')
   cli.usage('[options] CMD [ARGS...]')
-  for (const o of VRUN_OPTIONS) {
-    const flags = [o.short !== undefined ? `-${o.short}` : undefined, o.long !== undefined ? `--${o.long}` : undefined].filter(Boolean).join(', ')
-    cli.option(o.value !== undefined ? `${flags} <${o.value}>` : flags, o.description, o.default !== undefined ? { default: o.default } : undefined)
-  }
+  declareOptions(cli, VRUN_OPTIONS)
   cli.example(EXAMPLES.join('\n'))
   cli.globalCommand.helpCallback = withDescription(() => DESCRIPTION)
   cli.globalCommand.versionNumber = VERSION
@@ -70,7 +69,9 @@ async function dispatch (argv: string[]): Promise<number> {
       const [{ runVrun }, { vgridHome }] = await Promise.all([import('./vrun-session.js'), import('../agent/config.js')])
       const run: VrunRequest = { spec: inv.spec, tty: inv.tty, quiet: inv.quiet }
       if (inv.on !== undefined) run.on = inv.on
-      if (inv.sync) run.workspace = (await import('../fs-sync/workspace.js')).findWorkspace(process.cwd(), inv.workspace)
+      if (inv.sync) run.workspace = (await import('../fs-sync/workspace.js')).findWorkspace(process.cwd(), inv.workspace, process.env)
+      const parent = taskParent(process.env)
+      if (parent !== undefined) run.parent = parent
       return await runVrun(run, {
         home: vgridHome(process.env),
         env: process.env,

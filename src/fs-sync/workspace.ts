@@ -1,7 +1,10 @@
 /**
  * Which directory is the workspace: the top of the git work tree when the current directory
  * is inside one (found by walking up to a `.git` entry, without starting git), else the
- * current directory; `--workspace DIR` overrides. Imported by the CLI: keep it light.
+ * current directory; `--workspace DIR` overrides. Inside a task, VGRID_WORKSPACE names the root
+ * of the task's copy of its workspace, which has no `.git`: a `vrun` or `vbatch` from inside
+ * that copy syncs the whole copy, as the same command in the original work tree would.
+ * Imported by the CLI: keep it light.
  */
 import fs from 'node:fs'
 import path from 'node:path'
@@ -14,11 +17,15 @@ export interface WorkspaceRef {
   cwd: string
 }
 
-export function findWorkspace (cwd: string, explicit?: string): WorkspaceRef {
+/** `env` is read for VGRID_WORKSPACE only; pass the process's from the CLI. */
+export function findWorkspace (cwd: string, explicit?: string, env: NodeJS.ProcessEnv = {}): WorkspaceRef {
   const here = realDir(cwd, 'the current directory')
   let root: string
+  const taskRoot = explicit === undefined ? taskWorkspace(here, env) : undefined
   if (explicit !== undefined) {
     root = realDir(path.resolve(cwd, explicit), `the workspace ${explicit}`)
+  } else if (taskRoot !== undefined) {
+    root = taskRoot
   } else {
     root = here
     for (let dir = here; ; dir = path.dirname(dir)) {
@@ -29,9 +36,23 @@ export function findWorkspace (cwd: string, explicit?: string): WorkspaceRef {
   const rel = path.relative(root, here)
   if (rel.startsWith('..') || path.isAbsolute(rel)) {
     throw new VgridError('ERR_BAD_ARGUMENT', `the current directory ${here} is not inside the workspace ${root}`,
-      'run vrun from inside the workspace, or give --workspace a directory that contains the current one')
+      'run the command from inside the workspace, or give --workspace a directory that contains the current one')
   }
   return { dir: root, cwd: rel.split(path.sep).join('/') }
+}
+
+/** VGRID_WORKSPACE when it names a directory that contains `here` (already real). */
+function taskWorkspace (here: string, env: NodeJS.ProcessEnv): string | undefined {
+  const dir = env.VGRID_WORKSPACE
+  if (dir === undefined || dir === '' || !path.isAbsolute(dir)) return undefined
+  let real: string
+  try {
+    real = fs.realpathSync(dir)
+  } catch {
+    return undefined
+  }
+  const rel = path.relative(real, here)
+  return rel.startsWith('..') || path.isAbsolute(rel) ? undefined : real
 }
 
 function realDir (p: string, what: string): string {

@@ -20,7 +20,8 @@ export const ROOT = ((): string => {
 })()
 export const BIN = {
   vgrid: path.join(ROOT, 'bin/vgrid.js'),
-  vrun: path.join(ROOT, 'bin/vrun.js')
+  vrun: path.join(ROOT, 'bin/vrun.js'),
+  vbatch: path.join(ROOT, 'bin/vbatch.js')
 }
 
 export interface CliResult {

@@ -34,7 +34,7 @@ function ensureBuilt (): void {
 
 interface Result { code: number | null, stdout: string, stderr: string }
 
-function runBin (bin: 'vgrid' | 'vrun', args: string[], home: string, input = ''): Promise<Result> {
+function runBin (bin: 'vgrid' | 'vrun' | 'vbatch', args: string[], home: string, input = ''): Promise<Result> {
   const child = spawn(process.execPath, [path.join(ROOT, 'bin', `${bin}.js`), ...args], { env: { ...process.env, VGRID_HOME: home } })
   let stdout = ''
   let stderr = ''
@@ -84,6 +84,23 @@ describe('the built binaries without an agent', () => {
     const agent = await runBin('vgrid', ['agent', '--mem', 'lots'], home)
     expect(agent.code).toBe(2)
     expect(agent.stderr).toMatch(/^vgrid: --mem "lots" is not valid: .*\nusage: vgrid agent \[options\]/)
+  })
+})
+
+describe('vbatch without an agent', () => {
+  it('a bad command line exits 2 with the message and the usage line', async () => {
+    const r = await runBin('vbatch', ['-N', '0', 'ls'], home)
+    expect(r).toEqual({ code: 2, stdout: '', stderr: 'vbatch: -N 0: a batch needs at least one shard\nhint: leave -N out for a single task\nusage: vbatch [options] CMD [ARGS...]; see vbatch --help\n' })
+  })
+
+  it('no agent: exit 255; --help: exit 0 with the examples', async () => {
+    const r = await runBin('vbatch', ['--no-sync', 'true'], home)
+    expect(r.code).toBe(255)
+    expect(r.stderr).toContain('vbatch: no vgrid agent is running')
+    const help = await runBin('vbatch', ['--help'], home)
+    expect(help.code).toBe(0)
+    expect(help.stdout).toContain('--after-success <NAME>')
+    expect(help.stdout).toContain('xargs')
   })
 })
 

@@ -101,6 +101,17 @@ describe('vrun session', () => {
     expect(got).toEqual({ t: 'run', spec: spec(['sh', '-c', 'x']), on: 'lab-2' })
   })
 
+  it('inside a task, names it as the parent of the run', async () => {
+    let got: Record<string, unknown> | undefined
+    await fakeAgent(async (ch, req) => {
+      got = req
+      await ch.send(started)
+      await ch.send({ t: 'exit', code: 0 })
+    })
+    expect(await runVrun({ spec: spec(['true']), tty: 'no', parent: '0123456789abcdef' }, io())).toBe(0)
+    expect(got).toEqual({ t: 'run', spec: spec(['true']), parent: '0123456789abcdef' })
+  })
+
   it('says where it runs only with VGRID_VERBOSE=1', async () => {
     await fakeAgent(async (ch) => {
       await ch.send({ t: 'placed', peer: '12D3KooWRemotePeerXYZ', host: 'lab-2', local: false })

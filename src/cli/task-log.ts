@@ -1,0 +1,68 @@
+/**
+ * A task's output, written here: its stdout to ours and its stderr to ours, in the order it
+ * was made, read from the agent only as fast as our stdout takes it. `vgrid task log` and
+ * `vbatch -f` both print logs this way.
+ */
+import { taskLog } from '../agent/control/client.js'
+import type { TaskRecord } from '../agent/tasks/types.js'
+
+export type Out = NodeJS.WritableStream & { isTTY?: boolean, columns?: number }
+
+export interface LogIo {
+  home: string
+  stdout: Out
+  stderr: Out
+  /** Names the command in the hello (`vgrid`, `vbatch`). */
+  client: string
+}
+
+export interface LogResult {
+  /** The record at the end of the log; absent when the stream was cut short. */
+  task?: TaskRecord
+  /** Our stdout was closed (`vgrid task log ID | head`): we stopped reading. */
+  brokenPipe: boolean
+}
+
+/**
+ * Streams the log of `id` (with `follow`, until the task ends). `signal` stops it early (the
+ * task is not touched); agent failures are thrown as VgridErrors.
+ */
+export async function printTaskLog (id: string, opts: { follow: boolean, stderrOnly: boolean, signal?: AbortSignal }, io: LogIo): Promise<LogResult> {
+  const stop = new AbortController()
+  const onAbort = (): void => { stop.abort() }
+  opts.signal?.addEventListener('abort', onAbort)
+  if (opts.signal?.aborted === true) stop.abort()
+  let brokenPipe = false
+  const onOutError = (): void => { brokenPipe = true; stop.abort() }
+  io.stdout.on('error', onOutError)
+  try {
+    for await (const frame of taskLog(io.home, { id, follow: opts.follow, stderrOnly: opts.stderrOnly }, { client: io.client, signal: stop.signal })) {
+      if (frame.t === 'task') return { task: frame.task, brokenPipe }
+      await write(frame.fd === 2 ? io.stderr : io.stdout, frame.data, stop.signal)
+      if (stop.signal.aborted) break
+    }
+    return { brokenPipe }
+  } finally {
+    opts.signal?.removeEventListener('abort', onAbort)
+    io.stdout.off('error', onOutError)
+  }
+}
+
+/** Writes a chunk and waits for the stream to take it (or for the stop). */
+async function write (stream: Out, data: Uint8Array, signal: AbortSignal): Promise<void> {
+  if ((stream as { destroyed?: boolean }).destroyed === true) return
+  if (stream.write(data)) return
+  await new Promise<void>((resolve) => {
+    const done = (): void => {
+      stream.off('drain', done)
+      stream.off('close', done)
+      stream.off('error', done)
+      signal.removeEventListener('abort', done)
+      resolve()
+    }
+    stream.on('drain', done)
+    stream.on('close', done)
+    stream.on('error', done)
+    signal.addEventListener('abort', done)
+  })
+}

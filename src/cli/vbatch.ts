@@ -1,0 +1,93 @@
+/**
+ * `vbatch [options] CMD [ARGS…]`: run a command on the grid in the background. The local agent
+ * owns the task from then on (its record, its log, its retries); vbatch prints the task's id
+ * and exits at once, or with -f stays to stream the output and exits with the task's status.
+ * Like vrun's entry this one stays tiny: the socket client, the workspace finder and cac are
+ * loaded only by what needs them. Exit status: 0 once submitted; with -f the task's
+ * (taskExitCode); 255 when the grid or the agent failed; 2 for a command line to fix.
+ */
+import { exitCodeFor, formatUsageError, printError } from './output.js'
+import { exitAfterFlush, guardStdio } from './exit.js'
+import { UsageError } from './usage-error.js'
+import { declareOptions } from './argv.js'
+import { VBATCH_OPTIONS, batchRequest, parseVbatchArgs } from './vbatch-args.js'
+import { taskParent } from './task-env.js'
+
+const DESCRIPTION = `Submits CMD as a task that runs on a member of the grid with the requested resources
+free, and prints its id (one per shard with -N) without waiting: the agent of this machine
+(VGRID_HOME, default ~/.vgrid) keeps the task, its output and its state, whatever happens to
+this terminal. The workspace is synced as with vrun. Options end at the first word that is
+not one (or at --): everything after it belongs to the command.
+Tasks wait for others by name with --after-success, --after-fail and --after; a task whose
+dependency cannot be met ends upstream-failed, and so do the tasks waiting for it.
+Run inside a task, vbatch makes a sub-task of it. See \`vgrid task --help\` to list, follow,
+wait for and cancel tasks.`
+
+const VBATCH_USAGE = 'usage: vbatch [options] CMD [ARGS...]; see vbatch --help'
+
+const EXAMPLES = [
+  '  $ vbatch ./simulate.sh --seed 7          # prints the task id, runs in the background',
+  '  $ vbatch -f --gpus 1 python train.py     # stay attached; Ctrl-C detaches',
+  '  # a pipeline: each step starts once the one before it has succeeded',
+  '  $ vbatch --name fetch ./fetch.sh',
+  '  $ vbatch --name prep --after-success fetch ./prep.sh',
+  '  $ vbatch --after-success prep --gpus 1 python train.py',
+  '  # fan-out over inputs, then wait for all',
+  '  $ ls inputs/*.csv | xargs -n1 vbatch python process.py > ids',
+  '  $ xargs -n1 vgrid task wait < ids',
+  '  # 8 shards of one command; each reads VGRID_SHARD_INDEX and VGRID_SHARD_COUNT',
+  '  $ vbatch -N 8 --cpus 4 python sweep.py',
+  '  $ vbatch -N 4 --gang --gpus 1 torchrun train.py   # all four at once, or none'
+]
+
+export async function vbatchHelp (): Promise<string> {
+  const [{ cac }, { captureHelp, withDescription }, { VERSION }] = await Promise.all([import('cac'), import('./help.js'), import('../common/version.js')])
+  const cli = cac('vbatch')
+  cli.usage('[options] CMD [ARGS...]')
+  declareOptions(cli, VBATCH_OPTIONS)
+  cli.example(EXAMPLES.join('\n'))
+  cli.globalCommand.helpCallback = withDescription(() => DESCRIPTION)
+  cli.globalCommand.versionNumber = VERSION
+  return captureHelp(cli)
+}
+
+export async function main (argv: string[] = process.argv.slice(2)): Promise<never> {
+  guardStdio()
+  let code: number
+  try {
+    code = await dispatch(argv)
+  } catch (err) {
+    if (err instanceof UsageError) {
+      process.stderr.write(formatUsageError('vbatch', err, err.showHelp ? await vbatchHelp() : '', VBATCH_USAGE))
+    } else {
+      printError('vbatch', err)
+    }
+    code = exitCodeFor(err)
+  }
+  return await exitAfterFlush(code)
+}
+
+async function dispatch (argv: string[]): Promise<number> {
+  const inv = parseVbatchArgs(argv)
+  switch (inv.kind) {
+    case 'help':
+      process.stdout.write(await vbatchHelp())
+      return 0
+    case 'version':
+      process.stdout.write(`vbatch ${(await import('../common/version.js')).VERSION}\n`)
+      return 0
+    case 'batch': {
+      const [{ call }, { vgridHome }, { findWorkspace }] = await Promise.all([
+        import('../agent/control/client.js'), import('../agent/config.js'), import('../fs-sync/workspace.js')])
+      const workspace = inv.sync ? findWorkspace(process.cwd(), inv.workspace, process.env) : undefined
+      const home = vgridHome(process.env)
+      const { ids } = await call(home, { t: 'batch', batch: batchRequest(inv, workspace, taskParent(process.env)) }, { client: 'vbatch' })
+      if (!inv.follow) {
+        process.stdout.write(ids.map((id) => `${id}\n`).join(''))
+        return 0
+      }
+      const { followTasks } = await import('./vbatch-follow.js')
+      return await followTasks(ids, { home, quiet: inv.quiet, stdout: process.stdout, stderr: process.stderr, signals: process })
+    }
+  }
+}

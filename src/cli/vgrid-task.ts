@@ -1,0 +1,73 @@
+/**
+ * `vgrid task list|show|log|cancel|wait`: a request or a log stream to the local agent each,
+ * which finds the task wherever its owner is. Loaded only when one of them runs.
+ */
+import { vgridHome } from '../agent/config.js'
+import { call } from '../agent/control/client.js'
+import { isFinal, taskExitCode } from '../agent/tasks/types.js'
+import { EXIT_BROKEN_PIPE, formatNotice } from './output.js'
+import { printTaskLog, type Out } from './task-log.js'
+import { describeState, flattenTrees, renderTaskList, renderTaskShow, selectTaskTrees, shortTaskId, taskEndNotice, taskJson, tasksJson } from './task-output.js'
+
+export type TaskInvocation =
+  | { kind: 'task', action: 'list', all: boolean, json: boolean }
+  | { kind: 'task', action: 'show', id: string, json: boolean }
+  | { kind: 'task', action: 'log', id: string, follow: boolean, stderrOnly: boolean }
+  | { kind: 'task', action: 'cancel', id: string }
+  | { kind: 'task', action: 'wait', id: string }
+
+export interface TaskIo {
+  env: NodeJS.ProcessEnv
+  stdout: Out
+  stderr: Out
+  now?: () => number
+}
+
+/** Resolves with the exit status; agent failures are thrown for the caller to print. */
+export async function runTaskCommand (inv: TaskInvocation, io: TaskIo): Promise<number> {
+  const home = vgridHome(io.env)
+  const now = io.now ?? Date.now
+  switch (inv.action) {
+    case 'list': {
+      const { tasks, unreachable } = await call(home, { t: 'task-list', all: inv.all })
+      if (unreachable.length > 0) {
+        io.stderr.write(formatNotice('vgrid', `${unreachable.length === 1 ? '1 member' : `${unreachable.length} members`} did not answer; ` +
+          `their tasks are missing: ${unreachable.join(', ')}`))
+      }
+      const sel = selectTaskTrees(tasks, inv.all, now())
+      if (inv.json) {
+        io.stdout.write(tasksJson(flattenTrees(sel.trees)))
+      } else {
+        const width = io.stdout.isTTY === true && io.stdout.columns !== undefined && io.stdout.columns > 0 ? io.stdout.columns : undefined
+        io.stdout.write(renderTaskList(sel, width !== undefined ? { now: now(), width } : { now: now() }))
+      }
+      return 0
+    }
+    case 'show': {
+      const { task } = await call(home, { t: 'task-show', id: inv.id })
+      io.stdout.write(inv.json ? taskJson(task) : renderTaskShow(task, now()))
+      return 0
+    }
+    case 'log': {
+      const r = await printTaskLog(inv.id, { follow: inv.follow, stderrOnly: inv.stderrOnly }, { home, stdout: io.stdout, stderr: io.stderr, client: 'vgrid' })
+      if (r.brokenPipe) return EXIT_BROKEN_PIPE
+      // Following, we were there until the end: say how it ended, as `wait` does.
+      return inv.follow && r.task !== undefined ? taskExitCode(r.task) : 0
+    }
+    case 'cancel': {
+      const { task } = await call(home, { t: 'task-cancel', id: inv.id })
+      const subs = task.children.length === 0 ? '' : ` (and its ${task.children.length === 1 ? 'sub-task' : `${task.children.length} sub-tasks`})`
+      // The agent answers once the task is cancelled, or at once for one that had already ended.
+      io.stdout.write(task.state === 'cancelled'
+        ? `cancelled ${task.id}${subs}\n`
+        : isFinal(task.state) ? `task ${task.id} had already ended: ${describeState(task)}\n` : `cancelling ${task.id}${subs}\n`)
+      return 0
+    }
+    case 'wait': {
+      const { task } = await call(home, { t: 'task-wait', id: inv.id })
+      const notice = task.state === 'succeeded' ? undefined : taskEndNotice(task) ?? `task ${shortTaskId(task.id)} ${describeState(task)}`
+      if (notice !== undefined) io.stderr.write(formatNotice('vgrid', notice))
+      return taskExitCode(task)
+    }
+  }
+}
