@@ -118,7 +118,7 @@ export async function startAgent (config: AgentConfig): Promise<Agent> {
           case 'join-token': await channel.send({ t: 'join-token', token: joinToken() }); break
           case 'run': {
             // A vrun from inside a task is its child: recorded, and waited for by the parent.
-            const child = req.parent !== undefined ? tasks.attach(req.parent, req.spec) : undefined
+            const child = await tasks.attach(req)
             if (child === undefined) { await submitRun(ctx, channel, req.spec, req.on, req.workspace); break }
             const watched: FrameChannel = {
               get closed () { return channel.closed },

@@ -5,9 +5,10 @@
  * dependencies on named tasks, shards, retries and a time limit.
  */
 import type { DepKind } from '../agent/tasks/types.js'
-import { MAX_DEPS, MAX_SHARDS, type BatchRequest } from '../agent/control/protocol.js'
+import { MAX_SHARDS, type BatchRequest } from '../agent/control/protocol.js'
 import type { WorkspaceRef } from '../fs-sync/workspace.js'
 import { splitArgv, type CliOption } from './argv.js'
+import { NAME_OPTIONS, parseNameAndDeps } from './task-deps-args.js'
 import { UsageError } from './usage-error.js'
 import { HELP_OPTIONS, RUN_OPTIONS, parseCount, parseRunOptions, type RunOptions } from './vrun-args.js'
 
@@ -15,21 +16,14 @@ import { HELP_OPTIONS, RUN_OPTIONS, parseCount, parseRunOptions, type RunOptions
 export const MAX_RETRIES = 1000
 /** `--timeout` at most this: 2^40 ms, about 34 years. */
 export const MAX_TIMEOUT_MS = 2 ** 40
-/** Longest task name (the agent refuses longer). */
-export const MAX_NAME_CHARS = 256
-
-/** The option behind each `--after…`, and the dependency kind it makes. */
-const AFTER_OPTIONS: ReadonlyMap<string, DepKind> = new Map([['after-success', 'success'], ['after-fail', 'fail'], ['after', 'any']])
+export { MAX_NAME_CHARS } from './task-deps-args.js'
 
 export const VBATCH_OPTIONS: readonly CliOption[] = [
   ...RUN_OPTIONS.map((o) => o.long === 'quiet'
     ? { ...o, description: 'With -f: no lines of our own on stderr (task ids, detaching), only the task\'s output' }
     : o),
   { short: 'f', long: 'follow', description: 'Stay attached: stream the output here and exit with the task\'s status (Ctrl-C detaches)' },
-  { long: 'name', value: 'NAME', description: 'Name the task, so that later tasks can wait for it with --after…' },
-  { long: 'after-success', value: 'NAME', description: 'Start once the task NAME has succeeded; if it fails, this one ends upstream-failed (repeatable)', repeatable: true },
-  { long: 'after-fail', value: 'NAME', description: 'Start once the task NAME has failed; if it succeeds, this one ends upstream-failed (repeatable)', repeatable: true },
-  { long: 'after', value: 'NAME', description: 'Start once the task NAME has ended, however it ended (repeatable)', repeatable: true },
+  ...NAME_OPTIONS,
   { short: 'N', value: 'K', description: 'Run K shards of the command; each sees VGRID_SHARD_INDEX (0 to K-1) and VGRID_SHARD_COUNT', default: '1' },
   { long: 'gang', description: 'With -N: start all shards at once or none, each told the others\' addresses (VGRID_GANG_HOSTS, MASTER_ADDR, MASTER_PORT)' },
   { long: 'retries', value: 'N', description: 'Place the task again up to N times when its executor vanishes', default: '0' },
@@ -69,13 +63,7 @@ export function parseVbatchArgs (argv: readonly string[], env: NodeJS.ProcessEnv
     gang: values.has('gang'),
     retries: 0
   }
-  const name = last('name')
-  if (name !== undefined) inv.name = parseName(name, '--name')
-  for (const { name: opt, value } of items) {
-    const kind = AFTER_OPTIONS.get(opt)
-    if (kind !== undefined) inv.after.push({ kind, name: parseName(value, `--${opt}`) })
-  }
-  if (inv.after.length > MAX_DEPS) throw new UsageError(`${inv.after.length} dependencies: at most ${MAX_DEPS} may be given`)
+  Object.assign(inv, parseNameAndDeps({ values, items }))
   const shards = last('N')
   if (shards !== undefined) {
     if (/^0+$/.test(shards)) throw new UsageError('-N 0: a batch needs at least one shard', 'leave -N out for a single task')
@@ -89,15 +77,6 @@ export function parseVbatchArgs (argv: readonly string[], env: NodeJS.ProcessEnv
   const timeout = last('timeout')
   if (timeout !== undefined) inv.timeoutMs = parseDuration(timeout, '--timeout')
   return inv
-}
-
-/** A task name: what `--after…` of a later task refers to; words only, no blanks. */
-function parseName (name: string, what: string): string {
-  if (name === '') throw new UsageError(`${what} needs a task name`)
-  if (name.length > MAX_NAME_CHARS) throw new UsageError(`${what}: a task name is at most ${MAX_NAME_CHARS} characters`)
-  // eslint-disable-next-line no-control-regex
-  if (/[\s\x00-\x1f\x7f]/.test(name)) throw new UsageError(`${what} ${JSON.stringify(name)}: a task name has no blanks or control characters`)
-  return name
 }
 
 const DURATION_UNITS_MS: Record<string, number> = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 }

@@ -5,6 +5,7 @@
  */
 import path from 'node:path'
 import { MAX_CPUS, MAX_GPUS, type RunSpec } from '../exec/messages.js'
+import { NAME_OPTIONS, parseNameAndDeps, type NameAndDeps } from './task-deps-args.js'
 import { UsageError } from './usage-error.js'
 import { splitArgv, type CliOption, type SplitArgv } from './argv.js'
 
@@ -36,6 +37,7 @@ export const HELP_OPTIONS: readonly CliOption[] = [
 
 export const VRUN_OPTIONS: readonly CliOption[] = [
   ...RUN_OPTIONS,
+  ...NAME_OPTIONS,
   { long: 'tty', value: 'yes|no|auto', description: 'Run under a pseudo-terminal; auto = when stdin and stdout are terminals', default: 'auto' },
   ...HELP_OPTIONS
 ]
@@ -44,7 +46,7 @@ export type VrunInvocation =
   | { kind: 'help' }
   | { kind: 'version' }
   /** `spec.tty` is left out: the terminal's size is read when the command starts. */
-  | { kind: 'run', spec: RunSpec, on?: string, tty: TtyMode, sync: boolean, workspace?: string, quiet: boolean }
+  | ({ kind: 'run', spec: RunSpec, on?: string, tty: TtyMode, sync: boolean, workspace?: string, quiet: boolean } & NameAndDeps)
 
 /** The options shared with vbatch, validated. */
 export interface RunOptions {
@@ -61,10 +63,10 @@ export function splitVrunArgv (argv: readonly string[]): SplitArgv {
 
 /** Parses and validates vrun's arguments; throws UsageError for anything the user must fix. */
 export function parseVrunArgs (argv: readonly string[], env: NodeJS.ProcessEnv = process.env): VrunInvocation {
-  const { values, command } = splitVrunArgv(argv)
+  const { values, items, command } = splitVrunArgv(argv)
   if (values.has('help')) return { kind: 'help' }
   if (values.has('version')) return { kind: 'version' }
-  return { kind: 'run', ...parseRunOptions(values, command, env), tty: parseTtyMode(values.get('tty')?.at(-1) ?? 'auto') }
+  return { kind: 'run', ...parseRunOptions(values, command, env), tty: parseTtyMode(values.get('tty')?.at(-1) ?? 'auto'), ...parseNameAndDeps({ values, items }) }
 }
 
 /** The command and the RUN_OPTIONS among `values`, validated; a missing command is an error. */

@@ -49,6 +49,9 @@ export interface VrunRequest {
   quiet?: boolean
   /** VGRID_TASK_ID when vrun runs inside a task: the run becomes its child. */
   parent?: string
+  /** --name and --after…: the run is recorded as a task and waits for named siblings. */
+  name?: string
+  after?: Array<{ kind: string, name: string }>
 }
 
 export async function runVrun (req: VrunRequest, io: VrunIo): Promise<number> {
@@ -58,6 +61,8 @@ export async function runVrun (req: VrunRequest, io: VrunIo): Promise<number> {
   const request: Record<string, unknown> = { t: 'run', spec }
   if (req.on !== undefined) request.on = req.on
   if (req.parent !== undefined) request.parent = req.parent
+  if (req.name !== undefined) request.name = req.name
+  if (req.after !== undefined && req.after.length > 0) request.after = req.after
   if (req.workspace !== undefined) {
     // The command runs in the same relative directory of the executor's copy.
     spec.cwd ??= req.workspace.cwd

@@ -69,6 +69,8 @@ async function dispatch (argv: string[]): Promise<number> {
       const [{ runVrun }, { vgridHome }] = await Promise.all([import('./vrun-session.js'), import('../agent/config.js')])
       const run: VrunRequest = { spec: inv.spec, tty: inv.tty, quiet: inv.quiet }
       if (inv.on !== undefined) run.on = inv.on
+      if (inv.name !== undefined) run.name = inv.name
+      if (inv.after.length > 0) run.after = inv.after
       if (inv.sync) run.workspace = (await import('../fs-sync/workspace.js')).findWorkspace(process.cwd(), inv.workspace, process.env)
       const parent = taskParent(process.env)
       if (parent !== undefined) run.parent = parent

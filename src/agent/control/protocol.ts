@@ -57,7 +57,7 @@ export const MAX_SHARDS = 10_000
 export const MAX_DEPS = 256
 
 export type ControlRequest =
-  | { t: 'run', spec: RunSpec, on?: string, workspace?: WorkspaceRef, parent?: string }
+  | { t: 'run', spec: RunSpec, on?: string, workspace?: WorkspaceRef, parent?: string, name?: string, after?: Array<{ kind: DepKind, name: string }> }
   | { t: 'peers' }
   | { t: 'status' }
   | { t: 'join-token' }
@@ -99,6 +99,9 @@ export function parseControlRequest (v: unknown): ControlRequest {
       if (ws !== undefined) req.workspace = ws
       const parent = parseParent(m.parent)
       if (parent !== undefined) req.parent = parent
+      const name = optStr(m.name, 'name', 256)
+      if (name !== undefined) req.name = name
+      if (m.after !== undefined && m.after !== null) req.after = parseAfter(m.after)
       return req
     }
     case 'batch': return { t, batch: parseBatch(m.batch) }
@@ -131,15 +134,19 @@ function parseWorkspace (v: unknown): WorkspaceRef | undefined {
   return { dir, cwd: str(w.cwd ?? '', 'workspace.cwd', 4096) }
 }
 
+function parseAfter (v: unknown): Array<{ kind: DepKind, name: string }> {
+  const after = Array.isArray(v) && v.length <= MAX_DEPS ? v : bad(`after is not a list of at most ${MAX_DEPS}`)
+  return after.map((d, i) => {
+    const o = obj(d, `after[${i}]`)
+    return { kind: oneOf(o.kind, `after[${i}].kind`, DEP_KINDS), name: str(o.name, `after[${i}].name`, 256) }
+  })
+}
+
 export function parseBatch (v: unknown): BatchRequest {
   const m = obj(v, 'batch')
-  const after = Array.isArray(m.after) && m.after.length <= MAX_DEPS ? m.after : bad(`after is not a list of at most ${MAX_DEPS}`)
   const b: BatchRequest = {
     spec: parseRunSpec(m.spec),
-    after: after.map((d, i) => {
-      const o = obj(d, `after[${i}]`)
-      return { kind: oneOf(o.kind, `after[${i}].kind`, DEP_KINDS), name: str(o.name, `after[${i}].name`, 256) }
-    }),
+    after: parseAfter(m.after),
     shards: int(m.shards ?? 1, 'shards', 1, MAX_SHARDS),
     gang: m.gang === true,
     retries: int(m.retries ?? 0, 'retries', 0, 1000)

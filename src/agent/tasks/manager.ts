@@ -48,6 +48,8 @@ interface Entry extends Stored {
   waiters: Array<(t: TaskRecord) => void>
   saving: Promise<void>
   childFailed: number
+  /** An attached run (vrun) waiting for its dependencies: called when they are met. */
+  onReady?: () => void
 }
 
 export class TaskManager implements ChildTracker {
@@ -91,6 +93,7 @@ export class TaskManager implements ChildTracker {
           this.finish(e, 'lost', { error: 'the owning agent restarted while it ran' })
         } else {
           this.setState(e, 'queued')
+          if (e.onReady !== undefined) { const ready = e.onReady; e.onReady = undefined; ready() }
         }
       }
     }
@@ -147,19 +150,35 @@ export class TaskManager implements ChildTracker {
     return ids
   }
 
-  /** A `vrun` from inside a task: recorded as its child; `observe` sees the run's events. */
-  attach (parent: string, spec: RunSpec): { id: string, observe: (ev: unknown) => void, ended: (err?: unknown) => void } | undefined {
-    const kids = this.runningHere.get(parent)
-    if (kids === undefined) return undefined
+  /**
+   * A `vrun` recorded as a task: one from inside a task (its child), or one with --name or
+   * --after…. Resolves once its dependencies are met (ERR_UPSTREAM_FAILED if they never will
+   * be); `observe` sees the run's events. Undefined: a plain vrun, not recorded.
+   */
+  async attach (req: { spec: RunSpec, parent?: string, name?: string, after?: BatchRequest['after'], workspace?: WorkspaceRef }): Promise<{ id: string, observe: (ev: unknown) => void, ended: (err?: unknown) => void } | undefined> {
+    const kids = req.parent !== undefined ? this.runningHere.get(req.parent) : undefined
+    const after = req.after ?? []
+    if (kids === undefined && req.name === undefined && after.length === 0) return undefined
+    const parent = kids !== undefined ? req.parent : undefined
+    const deps = this.resolveDeps({ after, ...(parent !== undefined ? { parent } : {}), ...(req.workspace !== undefined ? { workspace: req.workspace } : {}) })
     const id = newTaskId()
     const record: TaskRecord = {
-      id, owner: this.self.peer, ownerHost: this.self.host, argv: spec.argv, state: 'queued', created: Date.now(),
-      deps: [], retries: 0, attempts: [], attached: true, children: [], parent
+      id, owner: this.self.peer, ownerHost: this.self.host, argv: req.spec.argv, state: 'pending', created: Date.now(),
+      deps, retries: 0, attempts: [], attached: true, children: []
     }
-    const e = this.entry({ record, spec, group: id, gang: false }, new TaskLog(path.join(this.dir, `${id}.log`)))
+    if (parent !== undefined) record.parent = parent
+    if (req.name !== undefined) record.name = req.name
+    const stored: Stored = { record, spec: req.spec, group: id, gang: false }
+    if (req.workspace !== undefined) stored.workspace = req.workspace
+    const e = this.entry(stored, new TaskLog(path.join(this.dir, `${id}.log`)))
     this.tasks.set(id, e)
-    kids.add(id)
+    kids?.add(id)
     this.save(e)
+    await new Promise<void>((resolve, reject) => {
+      e.onReady = resolve
+      e.waiters.push((t) => { reject(new VgridError('ERR_UPSTREAM_FAILED', t.error ?? 'a dependency did not end as required')) })
+      this.evaluate()
+    })
     return {
       id,
       observe: (ev) => { this.onEvent(e, ev as ExecEvent) },
@@ -176,11 +195,11 @@ export class TaskManager implements ChildTracker {
       : e.record.parent === undefined && e.record.owner === this.self.peer && (e.workspace?.dir ?? '') === workspace)
   }
 
-  private resolveDeps (b: BatchRequest): TaskDep[] {
+  private resolveDeps (b: Pick<BatchRequest, 'after' | 'parent' | 'workspace'>): TaskDep[] {
     const sibs = this.siblings(b.parent, b.workspace?.dir ?? '')
     const deps: TaskDep[] = []
     for (const a of b.after) {
-      const named = sibs.filter((e) => e.record.name === a.name && !e.record.attached)
+      const named = sibs.filter((e) => e.record.name === a.name)
       if (named.length === 0) {
         throw new VgridError('ERR_BAD_ARGUMENT', `no task named ${JSON.stringify(a.name)} to wait for`,
           b.parent !== undefined
@@ -210,6 +229,7 @@ export class TaskManager implements ChildTracker {
           this.finish(e, 'upstream-failed', { error: which !== undefined ? `${which.name} (${which.id.slice(0, 12)}) did not end as --after${which.kind === 'any' ? '' : `-${which.kind}`} requires` : 'a dependency was not met' })
         } else {
           this.setState(e, 'queued')
+          if (e.onReady !== undefined) { const ready = e.onReady; e.onReady = undefined; ready() }
         }
       }
     }
