@@ -1,0 +1,440 @@
+/**
+ * The task system through the real binaries on a three-agent loopback grid: `vbatch` submits
+ * in the background, scripts running inside tasks submit sub-tasks by calling `vbatch` by
+ * name, dependencies by name gate what starts, outputs come back into the submitter's
+ * workspace, and `vgrid task list|show|log|cancel|wait` see it all from any member.
+ */
+import { describe, it, expect, beforeAll, afterAll } from 'vitest'
+import fs from 'node:fs'
+import path from 'node:path'
+import { startGrid, startAgent, stopAll, runCli, waitFor, tempDir, type AgentProc, type CliResult } from '../helpers/procs.js'
+import type { TaskRecord } from '../../src/agent/tasks/types.js'
+
+const FINAL = new Set(['succeeded', 'failed', 'cancelled', 'upstream-failed', 'lost'])
+
+let a: AgentProc
+let b: AgentProc
+let c: AgentProc
+
+beforeAll(async () => { [a, b, c] = await startGrid(3) }, 60_000)
+afterAll(async () => { await stopAll() })
+
+/** A fresh workspace with the given files (string = content; { exec } = executable). */
+function workspace (files: Record<string, string | { content: string, exec: true }> = {}): string {
+  const dir = tempDir('vgrid-tasks-ws-')
+  for (const [rel, f] of Object.entries(files)) {
+    const p = path.join(dir, rel)
+    fs.mkdirSync(path.dirname(p), { recursive: true })
+    fs.writeFileSync(p, typeof f === 'string' ? f : f.content, { mode: typeof f === 'string' ? 0o644 : 0o755 })
+  }
+  return dir
+}
+
+const read = (dir: string, rel: string): string => fs.readFileSync(path.join(dir, rel), 'utf8')
+
+async function vbatch (agent: AgentProc, args: string[], cwd: string, timeoutMs = 30_000): Promise<CliResult> {
+  return await runCli('vbatch', args, { home: agent.home, cwd, timeoutMs })
+}
+
+/** Submits and returns the ids vbatch printed. */
+async function submit (agent: AgentProc, args: string[], cwd: string): Promise<string[]> {
+  const r = await vbatch(agent, args, cwd)
+  expect(r.stderr, `vbatch ${args.join(' ')}`).toBe('')
+  expect(r.code, `vbatch ${args.join(' ')}: ${r.stderr}`).toBe(0)
+  const ids = r.stdout.trim().split('\n')
+  for (const id of ids) expect(id).toMatch(/^[0-9a-f]{16}$/)
+  return ids
+}
+
+async function submitOne (agent: AgentProc, args: string[], cwd: string): Promise<string> {
+  const ids = await submit(agent, args, cwd)
+  expect(ids).toHaveLength(1)
+  return ids[0]
+}
+
+async function show (agent: AgentProc, id: string): Promise<TaskRecord> {
+  const r = await agent.vgrid(['task', 'show', id, '--json'])
+  if (r.code !== 0) throw new Error(`vgrid task show ${id} exited ${r.code}: ${r.stderr}`)
+  return JSON.parse(r.stdout) as TaskRecord
+}
+
+async function listAll (agent: AgentProc): Promise<TaskRecord[]> {
+  const r = await agent.vgrid(['task', 'list', '--all', '--json'])
+  if (r.code !== 0) throw new Error(`vgrid task list exited ${r.code}: ${r.stderr}`)
+  return (JSON.parse(r.stdout) as { tasks: TaskRecord[] }).tasks
+}
+
+/** `vgrid task wait ID`: its exit status (the task's). */
+async function wait (agent: AgentProc, id: string, timeoutMs = 60_000): Promise<CliResult> {
+  return await runCli('vgrid', ['task', 'wait', id], { home: agent.home, timeoutMs })
+}
+
+/** Polls until the task has ended, and returns its record. */
+async function ended (agent: AgentProc, id: string, timeoutMs = 30_000): Promise<TaskRecord> {
+  return await waitFor(async () => {
+    const t = await show(agent, id)
+    return FINAL.has(t.state) ? t : undefined
+  }, `task ${id} to end`, timeoutMs, 100)
+}
+
+/** Every task whose `parent` is `id`, from the grid-wide list. */
+async function childrenOf (agent: AgentProc, id: string): Promise<TaskRecord[]> {
+  return (await listAll(agent)).filter((t) => t.parent === id)
+}
+
+describe('sub-tasks submitted from inside a task', () => {
+  it('runs a three-step pipeline script and brings its result back', async () => {
+    const ws = workspace({
+      'pipeline.sh': {
+        exec: true,
+        content: '#!/bin/sh\n' +
+          'vbatch -P cpu-1 --name process sh process_data.sh\n' +
+          'vbatch -P cpu-1 --name train --after-success process sh train_model.sh\n' +
+          'vbatch -P cpu-1 --name eval --after-success train sh evaluate_model.sh\n'
+      },
+      'raw.txt': 'raw\n',
+      'process_data.sh': 'set -e\n{ cat raw.txt; echo processed; } > data.txt\n',
+      'train_model.sh': 'set -e\n{ cat data.txt; echo trained; } > model.txt\n',
+      'evaluate_model.sh': 'set -e\n{ cat model.txt; echo evaluated; } > result.txt\n'
+    })
+    const parent = await submitOne(a, ['./pipeline.sh'], ws)
+    const w = await wait(a, parent)
+    expect(w.stderr).toBe('')
+    expect(w.code).toBe(0)
+    expect(read(ws, 'result.txt')).toBe('raw\nprocessed\ntrained\nevaluated\n')
+    expect(read(ws, 'model.txt')).toBe('raw\nprocessed\ntrained\n')
+    expect(read(ws, 'data.txt')).toBe('raw\nprocessed\n')
+
+    // The recent tasks (no --all), from another member: the parent, its three children under it.
+    const listed = await c.vgrid(['task', 'list', '--json'])
+    expect(listed.code).toBe(0)
+    const tasks = (JSON.parse(listed.stdout) as { tasks: TaskRecord[] }).tasks
+    const p = tasks.find((t) => t.id === parent)!
+    expect(p.state).toBe('succeeded')
+    expect(p.exitCode).toBe(0)
+    const kids = tasks.filter((t) => t.parent === parent)
+    expect(kids.map((k) => k.name).sort()).toEqual(['eval', 'process', 'train'])
+    expect([...p.children].sort()).toEqual(kids.map((k) => k.id).sort())
+    for (const k of kids) expect(k.state, `${k.name}: ${k.error ?? ''}`).toBe('succeeded')
+    const byName = new Map(kids.map((k) => [k.name, k]))
+    // Each step waited for the one before it.
+    expect(byName.get('train')!.deps.map((d) => [d.kind, d.name, d.id])).toEqual([['success', 'process', byName.get('process')!.id]])
+    expect(byName.get('eval')!.deps.map((d) => [d.kind, d.name, d.id])).toEqual([['success', 'train', byName.get('train')!.id]])
+    expect(byName.get('train')!.started!).toBeGreaterThanOrEqual(byName.get('process')!.ended!)
+    expect(byName.get('eval')!.started!).toBeGreaterThanOrEqual(byName.get('train')!.ended!)
+    // The parent ended only after all of them.
+    for (const k of kids) expect(p.ended!).toBeGreaterThanOrEqual(k.ended!)
+
+    // An id prefix is enough, from any member.
+    const short = await b.vgrid(['task', 'show', parent.slice(0, 6), '--json'])
+    expect(short.code).toBe(0)
+    expect(JSON.parse(short.stdout).id).toBe(parent)
+    const human = await c.vgrid(['task', 'show', parent.slice(0, 6)])
+    expect(human.code).toBe(0)
+    expect(human.stdout).toContain(parent)
+    expect(human.stdout).toContain('succeeded')
+  }, 90_000)
+
+  it('runs a parent on one member and its children on another, outputs travelling back through the parent', async () => {
+    const ws = workspace({ 'input.txt': 'input\n' })
+    const script = 'vbatch --on "$C" --name gen sh -c \'{ cat input.txt; echo gen; } > gen.txt\' && ' +
+      'vbatch --on "$C" --after-success gen sh -c \'{ cat gen.txt; echo used; } > use.txt; echo "$VGRID_HOME" > where.txt\''
+    const parent = await submitOne(a, ['--on', b.peer, '-e', `C=${c.peer}`, 'sh', '-c', script], ws)
+    const w = await wait(a, parent)
+    expect(w.stderr).toBe('')
+    expect(w.code).toBe(0)
+    expect(read(ws, 'gen.txt')).toBe('input\ngen\n')
+    expect(read(ws, 'use.txt')).toBe('input\ngen\nused\n')
+    expect(read(ws, 'where.txt').trim()).toBe(c.home)
+    const p = await show(c, parent)
+    expect(p.owner).toBe(a.peer)
+    expect(p.peer).toBe(b.peer)
+    const kids = await childrenOf(a, parent)
+    expect(kids).toHaveLength(2)
+    for (const k of kids) {
+      expect(k.state).toBe('succeeded')
+      // Sub-tasks belong to the agent that runs their parent.
+      expect(k.owner).toBe(b.peer)
+      expect(k.peer).toBe(c.peer)
+    }
+  }, 60_000)
+
+  it('fans out over files with xargs: one child per file, the parent waits for all', async () => {
+    const ws = workspace({
+      'a.csv': 'x,1\n',
+      'b.csv': 'y,2\ny,3\n',
+      'c.csv': 'z,4\nz,5\nz,6\n',
+      'process_file.sh': 'set -e\nsleep 0.5\nwc -l < "$1" | tr -d " " > "$1.count"\n'
+    })
+    const parent = await submitOne(a, ['bash', '-c', 'ls *.csv | xargs -I {} vbatch --name {} sh process_file.sh {}'], ws)
+    const w = await wait(a, parent)
+    expect(w.code).toBe(0)
+    const p = await show(a, parent)
+    expect(p.state).toBe('succeeded')
+    const kids = await childrenOf(a, parent)
+    expect(kids.map((k) => k.name).sort()).toEqual(['a.csv', 'b.csv', 'c.csv'])
+    for (const k of kids) {
+      expect(k.state).toBe('succeeded')
+      expect(p.ended!).toBeGreaterThanOrEqual(k.ended!)
+    }
+    expect(p.children).toHaveLength(3)
+    expect(read(ws, 'a.csv.count')).toBe('1\n')
+    expect(read(ws, 'b.csv.count')).toBe('2\n')
+    expect(read(ws, 'c.csv.count')).toBe('3\n')
+  }, 60_000)
+
+  it('fails the parent when a child fails, even though its own command exited 0', async () => {
+    const ws = workspace()
+    const parent = await submitOne(a, ['sh', '-c', "vbatch sh -c 'exit 3' && exit 0"], ws)
+    const w = await wait(a, parent)
+    expect(w.code).not.toBe(0)
+    const p = await show(a, parent)
+    expect(p.state).toBe('failed')
+    expect(p.error).toMatch(/1 sub-task did not succeed/)
+    const kids = await childrenOf(a, parent)
+    expect(kids).toHaveLength(1)
+    expect(kids[0].state).toBe('failed')
+    expect(kids[0].exitCode).toBe(3)
+  }, 60_000)
+
+  it('cancels a parent and its running child', async () => {
+    const ws = workspace()
+    const parent = await submitOne(a, ['sh', '-c', 'vbatch --name slow sleep 60 && sleep 60'], ws)
+    const child = await waitFor(async () => {
+      const kids = await childrenOf(a, parent)
+      return kids.length === 1 && kids[0].state === 'running' ? kids[0] : undefined
+    }, 'the child to run', 20_000, 100)
+    expect(child.name).toBe('slow')
+    expect((await show(a, parent)).state).toBe('running')
+    const t0 = Date.now()
+    const r = await a.vgrid(['task', 'cancel', parent])
+    expect(r.code).toBe(0)
+    expect(r.stdout).toMatch(new RegExp(`^(cancelled|cancelling) ${parent}`))
+    const [p, k] = await Promise.all([ended(a, parent, 20_000), ended(a, child.id, 20_000)])
+    expect(p.state).toBe('cancelled')
+    expect(k.state).toBe('cancelled')
+    expect(Date.now() - t0).toBeLessThan(20_000)
+    // Waiting on a cancelled task does not say it succeeded.
+    expect((await wait(a, parent)).code).not.toBe(0)
+  }, 60_000)
+
+  it('cancels a parent whose command has ended while its child still runs', async () => {
+    const ws = workspace()
+    const parent = await submitOne(a, ['sh', '-c', 'vbatch --name kid sleep 60'], ws)
+    await waitFor(async () => (await show(a, parent)).state === 'waiting-children', 'the parent to wait for its child', 20_000, 100)
+    const [child] = (await show(a, parent)).children
+    expect(child).toMatch(/^[0-9a-f]{16}$/)
+    expect((await b.vgrid(['task', 'cancel', parent.slice(0, 8)])).code).toBe(0)
+    const [p, k] = await Promise.all([ended(a, parent, 20_000), ended(a, child, 20_000)])
+    expect(k.state).toBe('cancelled')
+    expect(p.state).toBe('cancelled')
+  }, 60_000)
+
+  it('runs 200 sub-tasks fanned out with xargs -P 8', async () => {
+    const ws = workspace()
+    const parent = await submitOne(a, ['bash', '-c', 'seq 200 | xargs -P 8 -I {} vbatch --no-sync true'], ws)
+    const w = await wait(a, parent, 150_000)
+    expect(w.stderr).toBe('')
+    expect(w.code).toBe(0)
+    const p = await show(a, parent)
+    expect(p.state).toBe('succeeded')
+    expect(p.children).toHaveLength(200)
+    const kids = await childrenOf(a, parent)
+    expect(kids).toHaveLength(200)
+    expect(kids.filter((k) => k.state !== 'succeeded')).toEqual([])
+  }, 170_000)
+})
+
+describe('dependencies between top-level tasks of one workspace', () => {
+  it('gates each task on how its upstream ended', async () => {
+    const ws = workspace()
+    const ok = await submitOne(a, ['--name', 'ok', 'sh', '-c', 'sleep 3; echo ok'], ws)
+    const succOk = await submitOne(a, ['--after-success', 'ok', 'true'], ws)
+    // Submitted while its upstream runs: it waits.
+    expect((await show(a, succOk)).state).toBe('pending')
+    const bad = await submitOne(a, ['--name', 'bad', 'sh', '-c', 'sleep 1; exit 1'], ws)
+    const succBad = await submitOne(a, ['--after-success', 'bad', 'true'], ws)
+    const failBad = await submitOne(a, ['--after-fail', 'bad', 'true'], ws)
+    const failOk = await submitOne(a, ['--after-fail', 'ok', 'true'], ws)
+    const anyOk = await submitOne(a, ['--after', 'ok', 'true'], ws)
+    const anyBad = await submitOne(a, ['--after', 'bad', 'true'], ws)
+    // A cascade: ca fails, so cb can never start, so cc can never start.
+    const ca = await submitOne(a, ['--name', 'ca', 'sh', '-c', 'exit 2'], ws)
+    const cb = await submitOne(a, ['--name', 'cb', '--after-success', 'ca', 'true'], ws)
+    const cc = await submitOne(a, ['--name', 'cc', '--after-success', 'cb', 'true'], ws)
+
+    const expected: Array<[string, string, string, number]> = [
+      ['ok', ok, 'succeeded', 0],
+      ['bad', bad, 'failed', 1],
+      ['after-success ok', succOk, 'succeeded', 0],
+      ['after-success bad', succBad, 'upstream-failed', 255],
+      ['after-fail bad', failBad, 'succeeded', 0],
+      ['after-fail ok', failOk, 'upstream-failed', 255],
+      ['after ok', anyOk, 'succeeded', 0],
+      ['after bad', anyBad, 'succeeded', 0],
+      ['ca', ca, 'failed', 2],
+      ['cb', cb, 'upstream-failed', 255],
+      ['cc', cc, 'upstream-failed', 255]
+    ]
+    const codes = await Promise.all(expected.map(async ([, id]) => (await wait(b, id)).code))
+    const records = await Promise.all(expected.map(async ([, id]) => await show(a, id)))
+    expect(expected.map(([what], i) => [what, records[i].state, codes[i]])).toEqual(expected.map(([what, , state, code]) => [what, state, code]))
+
+    const rec = new Map(expected.map(([what], i) => [what, records[i]]))
+    // What ran waited for its upstream to end; what could not never started.
+    for (const [what, up] of [['after-success ok', 'ok'], ['after-fail bad', 'bad'], ['after ok', 'ok'], ['after bad', 'bad']] as const) {
+      expect(rec.get(what)!.started!, what).toBeGreaterThanOrEqual(rec.get(up)!.ended!)
+    }
+    for (const what of ['after-success bad', 'after-fail ok', 'cb', 'cc']) {
+      expect(rec.get(what)!.started, what).toBeUndefined()
+      expect(rec.get(what)!.attempts, what).toEqual([])
+    }
+    expect(rec.get('cb')!.error).toMatch(/\bca\b/)
+    expect(rec.get('cc')!.error).toMatch(/\bcb\b/)
+  }, 60_000)
+})
+
+describe('task logs', () => {
+  it('prints stdout and stderr from a member other than the owner', async () => {
+    const ws = workspace()
+    const id = await submitOne(a, ['--no-sync', 'sh', '-c', 'echo out1; echo err1 >&2; echo out2'], ws)
+    expect((await wait(a, id)).code).toBe(0)
+    const log = await b.vgrid(['task', 'log', id])
+    expect(log.code).toBe(0)
+    expect(log.stdout).toBe('out1\nout2\n')
+    expect(log.stderr).toBe('err1\n')
+    const errOnly = await c.vgrid(['task', 'log', id.slice(0, 8), '--stderr-only'])
+    expect(errOnly.code).toBe(0)
+    expect(errOnly.stdout).toBe('')
+    expect(errOnly.stderr).toBe('err1\n')
+  }, 30_000)
+
+  it('follows a running task\'s log from another member and exits with its status', async () => {
+    const ws = workspace()
+    const id = await submitOne(a, ['--no-sync', 'sh', '-c', 'echo first; sleep 1; echo second >&2; exit 5'], ws)
+    const log = await runCli('vgrid', ['task', 'log', '-f', id], { home: c.home, timeoutMs: 30_000 })
+    expect(log.stdout).toBe('first\n')
+    expect(log.stderr).toBe('second\n')
+    expect(log.code).toBe(5)
+  }, 30_000)
+
+  it('vbatch -f prints the output and exits with the task\'s status', async () => {
+    const ws = workspace()
+    const r = await vbatch(a, ['-f', 'sh', '-c', 'echo hi; exit 4'], ws)
+    expect(r.stdout).toBe('hi\n')
+    expect(r.code).toBe(4)
+  }, 30_000)
+})
+
+describe('refused submissions create nothing', () => {
+  it('refuses an unknown dependency, -N 0 and more GPUs than any member has', async () => {
+    const ws = workspace()
+    const before = (await listAll(a)).map((t) => t.id).sort()
+
+    const unknown = await vbatch(a, ['--after-success', 'no-such-step', 'true'], ws)
+    expect(unknown.code).not.toBe(0)
+    expect(unknown.stdout).toBe('')
+    expect(unknown.stderr).toContain('no-such-step')
+
+    const zero = await vbatch(a, ['-N', '0', 'true'], ws)
+    expect(zero.code).toBe(2)
+    expect(zero.stdout).toBe('')
+    expect(zero.stderr).toMatch(/-N 0/)
+
+    const gpus = await vbatch(a, ['--gpus', '4', 'true'], ws)
+    expect(gpus.code).not.toBe(0)
+    expect(gpus.stdout).toBe('')
+    expect(gpus.stderr).toMatch(/could ever run/)
+    expect(gpus.stderr).toMatch(/4 GPUs?/)
+
+    // A dependency whose name is only valid in another workspace is refused too.
+    const named = workspace()
+    const other = await submitOne(a, ['--name', 'elsewhere', 'true'], named)
+    expect((await wait(a, other)).code).toBe(0)
+    const cross = await vbatch(a, ['--after', 'elsewhere', 'true'], ws)
+    expect(cross.code).not.toBe(0)
+    expect(cross.stderr).toContain('elsewhere')
+
+    const after = (await listAll(a)).map((t) => t.id).sort()
+    expect(after).toEqual([...before, other].sort())
+  }, 30_000)
+})
+
+describe('shards', () => {
+  it('-N 3 runs three shards, each told its index and the count', async () => {
+    const ws = workspace()
+    const ids = await submit(a, ['-N', '3', 'sh', '-c', 'echo "$VGRID_SHARD_INDEX of $VGRID_SHARD_COUNT" > shard-$VGRID_SHARD_INDEX.txt'], ws)
+    expect(ids).toHaveLength(3)
+    expect(new Set(ids).size).toBe(3)
+    const codes = await Promise.all(ids.map(async (id) => (await wait(a, id)).code))
+    expect(codes).toEqual([0, 0, 0])
+    for (let i = 0; i < 3; i++) expect(read(ws, `shard-${i}.txt`)).toBe(`${i} of 3\n`)
+    const records = await Promise.all(ids.map(async (id) => await show(a, id)))
+    expect(records.map((t) => t.shard)).toEqual([0, 1, 2].map((index) => ({ index, count: 3 })))
+  }, 60_000)
+
+  it('--after NAME of a sharded task waits for every shard', async () => {
+    const ws = workspace()
+    const shards = await submit(a, ['-N', '3', '--name', 'sweep', '--no-sync', 'sh', '-c', 'sleep $VGRID_SHARD_INDEX'], ws)
+    const next = await submitOne(a, ['--after-success', 'sweep', '--no-sync', 'true'], ws)
+    expect((await wait(a, next)).code).toBe(0)
+    const after = await show(a, next)
+    expect(after.deps.map((d) => d.id).sort()).toEqual([...shards].sort())
+    const ends = await Promise.all(shards.map(async (id) => (await show(a, id)).ended!))
+    expect(after.started!).toBeGreaterThanOrEqual(Math.max(...ends))
+  }, 60_000)
+})
+
+describe('an owner restarted', () => {
+  it('keeps its records and logs, places an interrupted task again and runs what waited for it', async () => {
+    const [x, y] = await startGrid(2)
+    let x2: AgentProc | undefined
+    try {
+      const ws = workspace()
+      const fin = await submitOne(x, ['sh', '-c', 'echo fin-out; echo fin-err >&2; echo fin > fin.txt'], ws)
+      expect((await wait(x, fin)).code).toBe(0)
+      expect(read(ws, 'fin.txt')).toBe('fin\n')
+      // The restarted agent finds the grid again through the members it saved.
+      await waitFor(() => fs.existsSync(path.join(x.home, 'peers.json')), 'the owner to save its known peers', 15_000, 100)
+
+      const one = await submitOne(x, ['--retries', '1', '--name', 'one', 'sh', '-c', 'echo started; sleep 4; echo one > one.txt'], ws)
+      const two = await submitOne(x, ['--name', 'two', '--after-success', 'one', 'sh', '-c', 'cat one.txt > two.txt'], ws)
+      await waitFor(async () => (await show(x, one)).state === 'running', 'step one to run', 20_000, 50)
+      const died = new Promise((resolve) => x.proc.once('exit', resolve))
+      x.proc.kill('SIGKILL')
+      await died
+
+      const r2 = await startAgent({ home: x.home })
+      x2 = r2
+      expect(r2.peer).toBe(x.peer)
+      await waitFor(async () => (await r2.vgrid(['peers', '--json'])).stdout.includes(y.peer), 'the restarted owner to see the other member', 20_000, 100)
+
+      // The finished task kept its record and its log.
+      const finRec = await show(r2, fin)
+      expect(finRec.state).toBe('succeeded')
+      const log = await y.vgrid(['task', 'log', fin])
+      expect(log.stdout).toBe('fin-out\n')
+      expect(log.stderr).toBe('fin-err\n')
+
+      // Step one was running: it had a retry, so it is placed again, and step two follows.
+      const w = await wait(r2, two, 60_000)
+      const oneRec = await show(r2, one)
+      const twoRec = await show(y, two)
+      expect(oneRec.state, oneRec.error).toBe('succeeded')
+      expect(oneRec.attempts).toHaveLength(2)
+      expect(oneRec.attempts[0].state).toBe('lost')
+      expect(oneRec.attempts[1].state).toBe('succeeded')
+      expect(twoRec.state, twoRec.error).toBe('succeeded')
+      expect(w.code).toBe(0)
+      expect(twoRec.started!).toBeGreaterThanOrEqual(oneRec.ended!)
+      expect(read(ws, 'one.txt')).toBe('one\n')
+      expect(read(ws, 'two.txt')).toBe('one\n')
+      // Every record is still listed, from either member.
+      const ids = (await listAll(y)).map((t) => t.id)
+      for (const id of [fin, one, two]) expect(ids).toContain(id)
+    } finally {
+      // The main grid's agents stay for the other tests; this one's go now.
+      await Promise.all([y.stop(), x2?.stop(), x.stop()])
+    }
+  }, 120_000)
+})
