@@ -41,12 +41,13 @@ async function records (home: string): Promise<TaskRecord[]> {
   return r.tasks
 }
 
+/** The tasks of `ids` that ended, once all have or at the deadline (a stall is a figure too). */
 async function until (home: string, ids: Set<string>, timeoutMs: number): Promise<TaskRecord[]> {
   const deadline = Date.now() + timeoutMs
   for (;;) {
     const mine = (await records(home)).filter((t) => ids.has(t.id))
-    if (mine.length === ids.size && mine.every((t) => isFinal(t.state))) return mine
-    if (Date.now() > deadline) throw new Error(`${mine.filter((t) => !isFinal(t.state)).length} of ${ids.size} tasks had not ended after ${timeoutMs} ms`)
+    const ended = mine.filter((t) => isFinal(t.state))
+    if (ended.length === ids.size || Date.now() > deadline) return ended
     await new Promise((resolve) => setTimeout(resolve, 100))
   }
 }
@@ -71,11 +72,11 @@ export async function benchTasks (): Promise<Figure[]> {
       }
     }))
     const submitMs = performance.now() - t0
-    const done = await until(a.home, ids, 600_000)
+    const done = await until(a.home, ids, 180_000)
     const lastEnd = Math.max(...done.map((t) => t.ended ?? 0))
     const firstCreated = Math.min(...done.map((t) => t.created))
     const completedPerS = TASKS / ((lastEnd - firstCreated) / 1000)
-    const failed = done.filter((t) => t.state !== 'succeeded').length
+    const failed = TASKS - done.filter((t) => t.state === 'succeeded').length
 
     const steps = ['process', 'train', 'eval']
     const pipe = new Set<string>()
@@ -85,11 +86,11 @@ export async function benchTasks (): Promise<Figure[]> {
     }
     const ran = (await until(a.home, pipe, 60_000)).sort((x, y) => (x.started ?? 0) - (y.started ?? 0))
     const gaps = ran.slice(1).map((t, i) => (t.started ?? 0) - (ran[i].ended ?? 0))
-    const worstGap = Math.max(...gaps)
+    const worstGap = ran.length === steps.length ? Math.max(...gaps) : NaN
     return [
       { name: '`vbatch true` through the binary, median of 10', value: Math.round(median(cli)), unit: 'ms' },
       { name: `submit ${TASKS} tasks (control socket, ${CONCURRENCY} at a time)`, value: Math.round(TASKS / (submitMs / 1000)), unit: 'tasks/s' },
-      { name: `completed tasks per second (${failed} did not succeed)`, value: Math.round(completedPerS), unit: 'tasks/s', target: '>= 100', ok: completedPerS >= 100 && failed === 0 },
+      { name: `completed tasks per second (${failed} did not succeed or end within 180 s)`, value: Math.round(completedPerS), unit: 'tasks/s', target: '>= 100', ok: completedPerS >= 100 && failed === 0 },
       { name: '3-step pipeline: upstream end to next start, worst of 2', value: worstGap, unit: 'ms', target: '<= 100', ok: worstGap <= 100 }
     ]
   } finally {

@@ -5,6 +5,7 @@
  */
 import '../common/polyfill.js'
 import fs from 'node:fs/promises'
+import { setMaxListeners } from 'node:events'
 import { VgridError } from '../common/errors.js'
 import { createLogger } from '../common/log.js'
 import {
@@ -90,6 +91,8 @@ export async function startAgent (config: AgentConfig): Promise<Agent> {
   }).catch((err) => { cpu.stop(); throw err })
 
   const shutdown = new AbortController()
+  // Every running command listens to it: thousands may run at once.
+  setMaxListeners(0, shutdown.signal)
   const sync = await WorkspaceSync.start(config.home, grid, config.cacheBytes).catch(async (err) => { cpu.stop(); await grid.stop(); throw err })
   await linkCommands(config.home)
   const tasks = await TaskManager.open(config.home, { peer: grid.peerId, host: resources.host })

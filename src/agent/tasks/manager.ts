@@ -86,14 +86,18 @@ export class TaskManager implements ChildTracker {
     this.ctx = ctx
     for (const e of this.tasks.values()) {
       const s = e.record.state
-      if (s === 'running' || s === 'waiting-children') {
-        const a = e.record.attempts.at(-1)
-        if (a !== undefined && a.ended === undefined) { a.ended = Date.now(); a.state = 'lost'; a.error = 'the owning agent restarted' }
+      if (isFinal(s)) continue
+      // An attempt placed before the restart (maybe still syncing) ended with it.
+      const a = e.record.attempts.at(-1)
+      if (a !== undefined && a.ended === undefined) { a.ended = Date.now(); a.state = 'lost'; a.error = 'the owning agent restarted' }
+      if (e.record.attached) {
+        // a vrun: its terminal went with the agent
+        this.finish(e, 'lost', { error: 'the owning agent restarted while it ran' })
+      } else if (s === 'running' || s === 'waiting-children') {
         if (e.record.attached || e.record.attempts.length > e.record.retries) {
           this.finish(e, 'lost', { error: 'the owning agent restarted while it ran' })
         } else {
           this.setState(e, 'queued')
-          if (e.onReady !== undefined) { const ready = e.onReady; e.onReady = undefined; ready() }
         }
       }
     }
