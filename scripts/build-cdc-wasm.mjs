@@ -22,19 +22,11 @@
  */
 import { readFileSync, writeFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
+import { I32, I64, VOID, section, sleb, str, uleb, vec } from './wasm-encoding.mjs'
 
 const OUT = fileURLToPath(new URL('../src/fs-sync/cut-wasm-bin.ts', import.meta.url))
 
-// ---- encoding helpers --------------------------------------------------------------------
-const uleb = (n) => { const o = []; do { let b = n & 0x7f; n >>>= 7; if (n !== 0) b |= 0x80; o.push(b) } while (n !== 0); return o }
-const sleb = (n) => { const o = []; for (;;) { const b = n & 0x7f; n >>= 7; if ((n === 0 && (b & 0x40) === 0) || (n === -1 && (b & 0x40) !== 0)) { o.push(b); return o } o.push(b | 0x80) } }
-const vec = (items) => [...uleb(items.length), ...items.flat()]
-const str = (s) => vec([...Buffer.from(s, 'utf8')].map((b) => [b]))
-const section = (id, bytes) => [id, ...uleb(bytes.length), ...bytes]
 
-const I32 = 0x7f
-const I64 = 0x7e
-const VOID = 0x40
 
 // ---- the function ------------------------------------------------------------------------
 // params 0..3: p, n, min, avg; locals: i mid stop (i32), h t g (i64), msls ms mlls ml (i64)
