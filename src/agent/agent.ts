@@ -142,7 +142,8 @@ export async function startAgent (config: AgentConfig): Promise<Agent> {
           case 'batch': await channel.send({ t: 'batched', ids: tasks.submit(req.batch) }); break
           case 'task-list': {
             const { tasks: list, unreachable } = await queries.list()
-            await channel.send({ t: 'task-list', tasks: req.all ? list : list, unreachable })
+            // every record: the CLI picks what to show (recent trees, or all with --all)
+            await channel.send({ t: 'task-list', tasks: list, unreachable })
             break
           }
           case 'task-show': await channel.send({ t: 'task', task: await queries.show(req.id) }); break

@@ -4,6 +4,7 @@
  * `vbatch -f` both print logs this way.
  */
 import { taskLog } from '../agent/control/client.js'
+import { drained } from '../exec/stream-util.js'
 import type { TaskRecord } from '../agent/tasks/types.js'
 
 export type Out = NodeJS.WritableStream & { isTTY?: boolean, columns?: number }
@@ -52,17 +53,5 @@ export async function printTaskLog (id: string, opts: { follow: boolean, stderrO
 async function write (stream: Out, data: Uint8Array, signal: AbortSignal): Promise<void> {
   if ((stream as { destroyed?: boolean }).destroyed === true) return
   if (stream.write(data)) return
-  await new Promise<void>((resolve) => {
-    const done = (): void => {
-      stream.off('drain', done)
-      stream.off('close', done)
-      stream.off('error', done)
-      signal.removeEventListener('abort', done)
-      resolve()
-    }
-    stream.on('drain', done)
-    stream.on('close', done)
-    stream.on('error', done)
-    signal.addEventListener('abort', done)
-  })
+  await drained(stream, signal)
 }
