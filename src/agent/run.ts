@@ -157,7 +157,7 @@ export async function executeHere (ctx: RunContext, channel: FrameChannel, task:
     }
     const cwd = safeCwd(root, spec.cwd)
     const send = async (ev: ExecEvent): Promise<void> => { await channel.send(ev) }
-    const synced = where.kind === 'copy' ? await ctx.sync.pullCopy(root, where.submitter, where.offer.session, send, ctx.shutdown) : undefined
+    const synced = where.kind === 'copy' ? await ctx.sync.pullCopy(root, where.submitter, where.offer, send, ctx.shutdown) : undefined
     await fs.mkdir(cwd, { recursive: true })
     const env: Record<string, string> = {}
     for (const [k, v] of Object.entries(process.env)) if (v !== undefined) env[k] = v

@@ -156,13 +156,17 @@ export class WorkspaceSync {
     }
   }
 
-  async pullCopy (copyDir: string, submitter: string, session: string, send: Send, signal?: AbortSignal): Promise<SyncCopyResult> {
-    const channel: FrameChannel = await this.grid.open(submitter, SYNC_PROTOCOL, { maxFrameBytes: SYNC_MAX_FRAME_BYTES, ...(signal !== undefined ? { signal } : {}) })
-    const fetcher = await BlobFetcher.open(channel, session)
+  async pullCopy (copyDir: string, submitter: string, offer: { session: string, root: Uint8Array }, send: Send, signal?: AbortSignal): Promise<SyncCopyResult> {
+    let fetcher: BlobFetcher | undefined
     const t0 = performance.now()
     try {
       const synced = await syncCopy({
-        copyDir, fetcher, store: this.store,
+        copyDir, root: offer.root, store: this.store,
+        openFetcher: async () => {
+          const channel: FrameChannel = await this.grid.open(submitter, SYNC_PROTOCOL, { maxFrameBytes: SYNC_MAX_FRAME_BYTES, ...(signal !== undefined ? { signal } : {}) })
+          fetcher = await BlobFetcher.open(channel, offer.session)
+          return fetcher
+        },
         ...(this.copyTrees.has(copyDir) ? { base: this.copyTrees.get(copyDir)! } : {}),
         ...(signal !== undefined ? { signal } : {}),
         onProgress: (p) => { void send(toSyncEvent('up', p)).catch(() => {}) }
@@ -170,8 +174,10 @@ export class WorkspaceSync {
       if (synced.progress.totalBytes >= SEED_STAT_CACHE_BYTES) await this.seedCopyCache(copyDir, synced.tree)
       return synced
     } finally {
-      log.debug(`pulled ${copyDir}: ${fetcher.stats.blobs} blobs, ${fetcher.stats.bytes} bytes in ${Math.round(performance.now() - t0)} ms`)
-      fetcher.close()
+      if (fetcher !== undefined) {
+        log.debug(`pulled ${copyDir}: ${fetcher.stats.blobs} blobs, ${fetcher.stats.bytes} bytes in ${Math.round(performance.now() - t0)} ms`)
+        fetcher.close()
+      }
     }
   }
 

@@ -5,6 +5,7 @@
  * changed, writing each as soon as its chunks are there.
  */
 import fs from 'node:fs/promises'
+import { VgridError } from '../common/errors.js'
 import type { ChunkStore } from './store.js'
 import type { BlobFetcher } from './fetcher.js'
 import { decodeTree, hexOf } from './tree-codec.js'
@@ -75,29 +76,37 @@ async function writeBaseRoot (copyDir: string, rootHash: Hash): Promise<void> {
 
 export async function syncCopy (opts: {
   copyDir: string
-  fetcher: BlobFetcher
+  /** The root the submitter offers (as its exec request said). */
+  root: Hash
+  /**
+   * Opens the sync session, only when the copy does not already hold `root`; the caller
+   * closes what it opened. Its root must be `root`.
+   */
+  openFetcher: () => Promise<BlobFetcher>
   store: ChunkStore
   /** What the copy holds, when the caller still has it in memory (saves decoding it again). */
   base?: { rootHash: Hash, tree: DirNode }
   signal?: AbortSignal
   onProgress?: (p: SyncProgress) => void
 }): Promise<SyncCopyResult> {
-  const { copyDir, fetcher, store } = opts
+  const { copyDir, store, root } = opts
   await fs.mkdir(copyDir, { recursive: true })
   const base = await currentBase(copyDir, store, opts.base)
+  if (base !== undefined && opts.base !== undefined && base === opts.base.tree && hexOf(opts.base.rootHash) === hexOf(root)) {
+    // Nothing changed since the last run: one comparison, no disk, no stream.
+    const whole = treeStats(base)
+    const p: SyncProgress = { totalBytes: 0, sentBytes: 0, sentChunks: 0, files: 0, totalFiles: 0, reusedBytes: whole.bytes, done: true }
+    opts.onProgress?.(p)
+    return { tree: base, rootHash: root, progress: p }
+  }
+  const fetcher = await opts.openFetcher()
+  if (hexOf(fetcher.root) !== hexOf(root)) throw new VgridError('ERR_BAD_MESSAGE', 'the sync session holds another tree than the one offered')
   const getBlob = async (h: Hash): Promise<Uint8Array> => {
     const local = await store.get(h)
     if (local !== undefined) return local
     const data = await fetcher.fetch(h)
     await store.put(h, data)
     return data
-  }
-  if (base !== undefined && opts.base !== undefined && base === opts.base.tree && hexOf(opts.base.rootHash) === hexOf(fetcher.root)) {
-    // Nothing changed since the last run: one comparison, no disk.
-    const whole = treeStats(base)
-    const p: SyncProgress = { totalBytes: 0, sentBytes: 0, sentChunks: 0, files: 0, totalFiles: 0, reusedBytes: whole.bytes, done: true }
-    opts.onProgress?.(p)
-    return { tree: base, rootHash: fetcher.root, progress: p }
   }
   const { tree, stats } = await decodeTree(fetcher.root, getBlob, base !== undefined ? { base } : {})
   const changes = diffTrees(base, tree)
