@@ -27,6 +27,12 @@ const log = createLogger('tasks')
 /** Records kept in memory and listed; the oldest finished ones are forgotten past this. */
 export const MAX_TASKS = 20_000
 const GANG_PORT_BASE = 29500
+/**
+ * Tasks of one request shape being placed at once (started, not yet on a member). The rest
+ * wait their turn in submission order: a thousand queued tasks must not all chase every free
+ * core the view shows (each refusal costs a stream), and the first submitted go first.
+ */
+export const PLACING_PER_SHAPE = 8
 
 interface Stored {
   record: TaskRecord
@@ -50,10 +56,20 @@ interface Entry extends Stored {
   childFailed: number
   /** An attached run (vrun) waiting for its dependencies: called when they are met. */
   onReady?: () => void
+  /** Its run has begun and is not yet placed on a member. */
+  placing: boolean
+  /** A save is due and has not yet serialized the record. */
+  saveQueued: boolean
+}
+
+function shapeOf (spec: RunSpec): string {
+  return `${spec.cpus}/${spec.gpus}/${spec.gpuModel ?? ''}`
 }
 
 export class TaskManager implements ChildTracker {
   private readonly tasks = new Map<string, Entry>()
+  /** The tasks not in a final state, in submission order: what evaluate() looks at. */
+  private readonly unfinished = new Set<Entry>()
   /** Commands running on this machine that may submit sub-tasks: task id → its children here. */
   private readonly runningHere = new Map<string, Set<string>>()
   private ctx!: RunContext
@@ -65,6 +81,7 @@ export class TaskManager implements ChildTracker {
     const dir = path.join(home, 'tasks')
     await fs.promises.mkdir(dir, { recursive: true, mode: 0o700 })
     const m = new TaskManager(dir, self)
+    const loaded: Entry[] = []
     for (const name of await fs.promises.readdir(dir)) {
       if (!name.endsWith('.json')) continue
       try {
@@ -73,11 +90,12 @@ export class TaskManager implements ChildTracker {
         const stored: Stored = { record, spec: parseRunSpec(raw.spec), group: typeof raw.group === 'string' ? raw.group : record.id, gang: raw.gang === true }
         if (typeof raw.on === 'string') stored.on = raw.on
         if (raw.workspace !== null && typeof raw.workspace === 'object') stored.workspace = raw.workspace as WorkspaceRef
-        m.tasks.set(record.id, m.entry(stored, TaskLog.open(dir, record.id)))
+        loaded.push(m.entry(stored, TaskLog.open(dir, record.id)))
       } catch (err) {
         log.warn(`skipped the unreadable task record ${name}`, err)
       }
     }
+    for (const e of loaded.sort((a, b) => a.record.created - b.record.created)) m.add(e)
     return m
   }
 
@@ -105,7 +123,12 @@ export class TaskManager implements ChildTracker {
   }
 
   private entry (s: Stored, taskLog: TaskLog): Entry {
-    return { ...s, log: taskLog, cancelRequested: false, timedOut: false, waiters: [], saving: Promise.resolve(), childFailed: 0 }
+    return { ...s, log: taskLog, cancelRequested: false, timedOut: false, waiters: [], saving: Promise.resolve(), childFailed: 0, placing: false, saveQueued: false }
+  }
+
+  private add (e: Entry): void {
+    this.tasks.set(e.record.id, e)
+    if (!isFinal(e.record.state)) this.unfinished.add(e)
   }
 
   // ── submitting ─────────────────────────────────────────────────────────────────────────
@@ -145,7 +168,7 @@ export class TaskManager implements ChildTracker {
       if (b.on !== undefined) stored.on = b.on
       if (b.workspace !== undefined) stored.workspace = b.workspace
       const e = this.entry(stored, new TaskLog(path.join(this.dir, `${id}.log`)))
-      this.tasks.set(id, e)
+      this.add(e)
       if (b.parent !== undefined) this.runningHere.get(b.parent)!.add(id)
       this.save(e)
     })
@@ -175,7 +198,7 @@ export class TaskManager implements ChildTracker {
     const stored: Stored = { record, spec: req.spec, group: id, gang: false }
     if (req.workspace !== undefined) stored.workspace = req.workspace
     const e = this.entry(stored, new TaskLog(path.join(this.dir, `${id}.log`)))
-    this.tasks.set(id, e)
+    this.add(e)
     kids?.add(id)
     this.save(e)
     await new Promise<void>((resolve, reject) => {
@@ -200,6 +223,7 @@ export class TaskManager implements ChildTracker {
   }
 
   private resolveDeps (b: Pick<BatchRequest, 'after' | 'parent' | 'workspace'>): TaskDep[] {
+    if (b.after.length === 0) return []
     const sibs = this.siblings(b.parent, b.workspace?.dir ?? '')
     const deps: TaskDep[] = []
     for (const a of b.after) {
@@ -223,7 +247,7 @@ export class TaskManager implements ChildTracker {
     if (this.ctx === undefined) return
     for (let changed = true; changed;) {
       changed = false
-      for (const e of this.tasks.values()) {
+      for (const e of this.unfinished) {
         if (e.record.state !== 'pending') continue
         const verdict = this.depsVerdict(e.record)
         if (verdict === 'wait') continue
@@ -238,9 +262,15 @@ export class TaskManager implements ChildTracker {
       }
     }
     const groups = new Set<string>()
-    for (const e of this.tasks.values()) {
+    const placing = new Map<string, number>()
+    for (const e of this.unfinished) if (e.placing) placing.set(shapeOf(e.spec), (placing.get(shapeOf(e.spec)) ?? 0) + 1)
+    for (const e of this.unfinished) {
       if (e.record.state !== 'queued' || e.channel !== undefined || e.record.attached) continue
       if (e.gang) { groups.add(e.group); continue }
+      const shape = shapeOf(e.spec)
+      const n = placing.get(shape) ?? 0
+      if (n >= PLACING_PER_SHAPE) continue
+      placing.set(shape, n + 1)
       this.run(e)
     }
     for (const g of groups) this.runGang(g)
@@ -275,6 +305,7 @@ export class TaskManager implements ChildTracker {
   private finish (e: Entry, state: TaskState, o: { exitCode?: number, error?: string } = {}): void {
     if (isFinal(e.record.state)) return
     clearTimeout(e.timer)
+    this.unfinished.delete(e)
     e.record.state = state
     e.record.ended = Date.now()
     if (o.exitCode !== undefined) e.record.exitCode = o.exitCode
@@ -303,6 +334,7 @@ export class TaskManager implements ChildTracker {
   private run (e: Entry, extraEnv?: Record<string, string>, on?: string): void {
     const [mine, theirs] = memoryChannelPair()
     e.channel = mine
+    e.placing = true
     const spec = extraEnv !== undefined ? { ...e.spec, env: { ...e.spec.env, ...extraEnv } } : e.spec
     if (e.record.timeoutMs !== undefined && e.timer === undefined) {
       e.timer = setTimeout(() => { e.timedOut = true; this.stop(e) }, e.record.timeoutMs)
@@ -322,6 +354,7 @@ export class TaskManager implements ChildTracker {
       const err = await placing
       mine.destroy()
       e.channel = undefined
+      this.placed(e)
       if (!isFinal(e.record.state)) this.onLost(e, err)
     })()
   }
@@ -330,6 +363,7 @@ export class TaskManager implements ChildTracker {
     const r = e.record
     switch (ev.t) {
       case 'placed':
+        this.placed(e)
         r.peer = ev.peer
         r.host = ev.host
         r.attempts.push({ peer: ev.peer, host: ev.host, started: Date.now() })
@@ -363,6 +397,13 @@ export class TaskManager implements ChildTracker {
       }
       default: break
     }
+  }
+
+  /** Its placement is over (on a member, or given up): the next queued task may start placing. */
+  private placed (e: Entry): void {
+    if (!e.placing) return
+    e.placing = false
+    queueMicrotask(() => { this.evaluate() })
   }
 
   /** The executor vanished (or placement failed): retried while retries are left. */
@@ -511,10 +552,19 @@ export class TaskManager implements ChildTracker {
 
   // ── persistence ────────────────────────────────────────────────────────────────────────
 
+  /**
+   * Writes the record soon: changes made in the same turn of the event loop (a short task's
+   * placed, started and exit often come together) share one write, and writes of one record
+   * never overlap. flush() waits for them.
+   */
   private save (e: Entry): void {
+    if (e.saveQueued) return
+    e.saveQueued = true
     const file = path.join(this.dir, `${e.record.id}.json`)
-    const body = JSON.stringify({ record: e.record, spec: e.spec, on: e.on, workspace: e.workspace, group: e.group, gang: e.gang })
     e.saving = e.saving.then(async () => {
+      await new Promise((resolve) => setImmediate(resolve))
+      e.saveQueued = false
+      const body = JSON.stringify({ record: e.record, spec: e.spec, on: e.on, workspace: e.workspace, group: e.group, gang: e.gang })
       const tmp = `${file}.tmp`
       await fs.promises.writeFile(tmp, body, { mode: 0o600 })
       await fs.promises.rename(tmp, file)
