@@ -18,6 +18,7 @@ import type { ControlRequest } from './control/protocol.js'
 import type { FrameChannel } from '../common/channel.js'
 import { computeOffer, type AgentConfig } from './config.js'
 import { detectResources, startCpuSampler } from './hardware.js'
+import { OrphanLedger } from '../exec/orphans.js'
 import { submitRun, serveExecProtocol, linkCommands, type RunContext } from './run.js'
 import { loadKnownPeers, saveKnownPeers } from './known-peers.js'
 import { WorkspaceSync } from './workspace-sync.js'
@@ -70,6 +71,9 @@ async function chooseGrid (config: AgentConfig): Promise<GridChoice> {
 export async function startAgent (config: AgentConfig): Promise<Agent> {
   await fs.mkdir(config.home, { recursive: true, mode: 0o700 })
   await assertNoLiveAgent(config.home)
+  // No agent runs here: the groups still listed were left by one that was killed.
+  const orphans = OrphanLedger.open(config.home)
+  if (orphans.stopped > 0) log.warn(`stopped ${orphans.stopped} command${orphans.stopped === 1 ? '' : 's'} that the previous run of this agent left running`)
   const [choice, privateKey, resources] = await Promise.all([
     chooseGrid(config), loadOrCreateIdentity(config.home), detectResources()
   ])
@@ -98,7 +102,8 @@ export async function startAgent (config: AgentConfig): Promise<Agent> {
   const tasks = await TaskManager.open(config.home, { peer: grid.peerId, host: resources.host })
   const ctx: RunContext = {
     home: config.home, grid, ledger, host: resources.host, gpus: resources.gpus,
-    shutdown: shutdown.signal, loadChanged: () => { grid.publishNow() }, sync, children: tasks
+    shutdown: shutdown.signal, loadChanged: () => { grid.publishNow() }, sync, children: tasks,
+    groups: orphans.ledger
   }
   await grid.handle(EXEC_PROTOCOL, serveExecProtocol(ctx))
   await grid.handle(TASK_PROTOCOL, serveTaskProtocol(tasks), { maxFrameBytes: TASK_MAX_FRAME_BYTES })

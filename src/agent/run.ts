@@ -7,6 +7,7 @@
  * changed, and releases what it reserved however the command ends. On the submitter's own
  * machine the command runs in the workspace itself: nothing to sync.
  */
+import type { GroupLedger } from '../exec/orphans.js'
 import fs from 'node:fs/promises'
 import path from 'node:path'
 import { randomBytes } from 'node:crypto'
@@ -40,6 +41,8 @@ export interface RunContext {
   sync: WorkspaceSync
   /** Sub-tasks submitted from inside commands running here (tasks/manager.ts). */
   children?: ChildTracker
+  /** Where running commands' process groups are written down (exec/orphans.ts). */
+  groups?: GroupLedger
 }
 
 /** What the executor needs of the task system for a command that submits sub-tasks. */
@@ -168,7 +171,7 @@ export async function executeHere (ctx: RunContext, channel: FrameChannel, task:
     const hold = holdingExit(channel, () => { kids?.cancel(); cancelled.abort() })
     const result = await serveExec(hold.channel, {
       spec, cwd, env, gpus: reservation.gpus, machineHasGpus: ctx.gpus.length > 0,
-      peer: ctx.grid.peerId, host: ctx.host, signal: AbortSignal.any([ctx.shutdown, cancelled.signal]), abortGraceMs: SHUTDOWN_KILL_GRACE_MS
+      peer: ctx.grid.peerId, host: ctx.host, ...(ctx.groups !== undefined ? { groups: ctx.groups } : {}), signal: AbortSignal.any([ctx.shutdown, cancelled.signal]), abortGraceMs: SHUTDOWN_KILL_GRACE_MS
     })
     log.debug(`task ${task} ended`, result)
     // The command is over: its cores and GPUs are free for its sub-tasks and while outputs travel.

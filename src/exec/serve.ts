@@ -82,6 +82,7 @@ export async function serveExec (channel: FrameChannel, opts: ServeExecOptions):
     log.warn(`could not start ${name}`, err)
     return await notStarted(new VgridError('ERR_SPAWN_FAILED', `could not start ${name} on ${opts.host}: ${(err as Error).message}`).toWire())
   }
+  opts.groups?.add(cmd.pgid)
   void sender.send({ t: 'started', pid: cmd.pid, peer: opts.peer, host: opts.host, gpus: opts.gpus.map((g) => g.index) })
 
   const graceMs = opts.killGraceMs ?? KILL_GRACE_MS
@@ -129,6 +130,7 @@ export async function serveExec (channel: FrameChannel, opts: ServeExecOptions):
   } finally {
     opts.signal?.removeEventListener('abort', onAbort)
     group.dispose()
+    opts.groups?.remove(cmd.pgid)
   }
 }
 

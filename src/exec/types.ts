@@ -1,4 +1,5 @@
 /** Public types of the exec module (see index.ts). */
+import type { GroupLedger } from './orphans.js'
 import type { WireError } from '../common/errors.js'
 import type { Logger } from '../common/log.js'
 import type { RunSpec } from './messages.js'
@@ -36,6 +37,8 @@ export interface ServeExecOptions {
   killGraceMs?: number
   /** Grace between SIGTERM and SIGKILL when `signal` aborts (the agent is stopping); default killGraceMs. */
   abortGraceMs?: number
+  /** Told of the command's process group while it runs, so a killed agent's next start can stop it. */
+  groups?: GroupLedger
   /** Diagnostics: refused inputs (warn), cancellations and quirks (debug). Default: the `vgrid:exec` logger. */
   log?: Logger
 }

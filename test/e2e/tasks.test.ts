@@ -386,6 +386,43 @@ describe('shards', () => {
 })
 
 describe('an owner restarted', () => {
+  /** Whether the process runs (a zombie waiting to be reaped does not). */
+  const running = (pid: number): boolean => {
+    try {
+      const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8')
+      return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z'
+    } catch {
+      return false
+    }
+  }
+
+  it('stops a command of its own that a SIGKILL left running, and marks the task lost', async () => {
+    const x = await startAgent()
+    let x2: AgentProc | undefined
+    try {
+      const ws = workspace()
+      const id = await submitOne(x, ['sh', '-c', 'echo $$ > pid; exec sleep 300'], ws)
+      const pid = await waitFor(() => {
+        const n = Number(fs.existsSync(path.join(ws, 'pid')) ? read(ws, 'pid').trim() : '')
+        return n > 0 ? n : undefined
+      }, 'the command to start', 20_000, 50)
+      const died = new Promise((resolve) => x.proc.once('exit', resolve))
+      x.proc.kill('SIGKILL')
+      await died
+      // Nothing else takes it down: it leads its own process group.
+      expect(running(pid)).toBe(true)
+
+      x2 = await startAgent({ home: x.home })
+      await waitFor(() => !running(pid), 'the restarted agent to stop the command left running', 15_000, 50)
+      const rec = await ended(x2, id)
+      expect(rec.state).toBe('lost')
+      expect(rec.attempts).toHaveLength(1)
+      expect(x2.output()).toContain('stopped 1 command that the previous run of this agent left running')
+    } finally {
+      await Promise.all([x2?.stop(), x.stop()])
+    }
+  }, 60_000)
+
   it('keeps its records and logs, places an interrupted task again and runs what waited for it', async () => {
     const [x, y] = await startGrid(2)
     let x2: AgentProc | undefined
