@@ -387,7 +387,8 @@ export class TaskManager implements ChildTracker {
           ? `timed out after ${Math.round((r.timeoutMs ?? 0) / 1000)} s`
           : e.childFailed > 0 ? `${e.childFailed} sub-task${e.childFailed === 1 ? '' : 's'} did not succeed` : undefined
         const state: TaskState = e.cancelRequested && !e.timedOut ? 'cancelled' : ok && !e.timedOut ? 'succeeded' : 'failed'
-        this.finish(e, state, { exitCode: ev.code, ...(error !== undefined ? { error } : {}) })
+        // A cancelled task's sub-tasks were cancelled with it: that is no failure to report.
+        this.finish(e, state, { exitCode: ev.code, ...(error !== undefined && state === 'failed' ? { error } : {}) })
         break
       }
       case 'error': {
