@@ -61,8 +61,7 @@ export function candidates (view: PeerView[], req: ResourceRequest): PeerView[] 
     throw new VgridError('ERR_NO_CAPACITY', `every member that could run a command needing ${describeRequest(req)} is busy`,
       'it starts when one has room (see `vgrid peers`)')
   }
-  const score = (p: PeerView): number => p.load.cpusFree / Math.max(1, p.offer.cpus) + p.load.gpusFree.length
-  return now.sort((a, b) => (score(b) - score(a)) || (Number(b.self) - Number(a.self)))
+  return now.sort((a, b) => (freeScore(b) - freeScore(a)) || (Number(b.self) - Number(a.self)))
 }
 
 /**
@@ -83,4 +82,33 @@ export function resolvePeer (view: PeerView[], on: string): PeerView {
     throw new VgridError('ERR_AMBIGUOUS_PEER', `${byPrefix.length} members have peer ids starting with ${on}`, 'give more characters of the peer id')
   }
   throw new VgridError('ERR_NO_SUCH_PEER', `no member of the grid is called ${on}`, 'see the members with `vgrid peers`')
+}
+
+/** Members a submitter claims on at once: the first to accept runs the command. */
+export const CLAIM_FANOUT = 2
+
+/** How much room a member shows for placement weights: its free share of cores, plus free GPUs. */
+export function freeScore (p: PeerView): number {
+  return p.load.cpusFree / Math.max(1, p.offer.cpus) + p.load.gpusFree.length
+}
+
+/**
+ * Up to `k` distinct members of `fitting` to claim on, drawn without replacement with
+ * probability proportional to their free capacity (freeScore; a member that fits but shows
+ * none still has a small chance). Spreading the draw is what keeps many submitters with the
+ * same view from all claiming the emptiest member at once. `random` returns [0, 1).
+ */
+export function chooseClaimTargets<P extends PeerView> (fitting: P[], k: number, random: () => number = Math.random): P[] {
+  const pool = fitting.map((p) => ({ p, w: Math.max(freeScore(p), 1e-3) }))
+  const out: P[] = []
+  while (out.length < k && pool.length > 0) {
+    let total = 0
+    for (const e of pool) total += e.w
+    let x = random() * total
+    let i = 0
+    while (i < pool.length - 1 && x >= pool[i].w) { x -= pool[i].w; i++ }
+    out.push(pool[i].p)
+    pool.splice(i, 1)
+  }
+  return out
 }
