@@ -1,7 +1,12 @@
 /** Protocol ids and limits of the agent's own peer protocols. */
 
 export const EXEC_PROTOCOL = '/vgrid/exec/1.0.0'
-export const EXEC_PROTOCOL_VERSION = 1
+/** 2: every exec request is a claim first (claim.ts). */
+export const EXEC_PROTOCOL_VERSION = 2
+/** An executor holds a claimed reservation this long at most, waiting for go or release. */
+export const CLAIM_LEASE_MS = 10_000
+/** A member must answer a claim (hold or refuse) within this time. */
+export const CLAIM_REPLY_TIMEOUT_MS = 10_000
 /** A peer that opened an exec stream must send its request within this time. */
 export const EXEC_REQUEST_TIMEOUT_MS = 10_000
 /** How many members a run tries before it gives up (each may refuse: its view was stale). */

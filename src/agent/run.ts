@@ -7,21 +7,22 @@
  * changed, and releases what it reserved however the command ends. On the submitter's own
  * machine the command runs in the workspace itself: nothing to sync.
  */
-import type { GroupLedger } from '../exec/orphans.js'
 import fs from 'node:fs/promises'
 import path from 'node:path'
 import { randomBytes } from 'node:crypto'
 import { fileURLToPath } from 'node:url'
-import { VgridError, toWire, fromWire } from '../common/errors.js'
+import { VgridError, toWire } from '../common/errors.js'
 import type { FrameChannel } from '../common/channel.js'
 import { obj, int, str, bytes, bad } from '../common/validate.js'
 import { createLogger } from '../common/log.js'
 import { withTimeout } from '../common/timeout.js'
 import { parseRunSpec, parseExecEvent, parseExecInput, serveExec, type RunSpec, type ExecEvent, type Ledger } from '../exec/index.js'
-import { candidates, resolvePeer } from '../grid/placement.js'
+import { candidates, resolvePeer, chooseClaimTargets, CLAIM_FANOUT } from '../grid/placement.js'
 import type { Grid, GpuInfo } from '../grid/index.js'
 import type { WorkspaceRef } from '../fs-sync/index.js'
 import type { WorkspaceSync, WorkspaceScan } from './workspace-sync.js'
+import type { GroupLedger } from '../exec/orphans.js'
+import { claimFirst, holdClaim, ClaimReleased } from './claim.js'
 import { EXEC_PROTOCOL, EXEC_PROTOCOL_VERSION, EXEC_REQUEST_TIMEOUT_MS, MAX_PLACEMENT_ATTEMPTS, QUEUE_RETRY_MS, SHUTDOWN_KILL_GRACE_MS } from './constants.js'
 
 const log = createLogger('run')
@@ -142,6 +143,7 @@ export function newTaskId (): string {
 
 /** Runs a command on this machine against a reservation; `channel` carries its session. */
 export async function executeHere (ctx: RunContext, channel: FrameChannel, task: string, spec: RunSpec, where: RunDir, onAccepted?: () => Promise<void>): Promise<void> {
+  // RunSpec's resource fields (cores, memory, GPUs, model, GPU memory, pool, labels) are ReserveRequest's.
   const reservation = ctx.ledger.reserve({ cpus: spec.cpus, gpus: spec.gpus, ...(spec.gpuModel !== undefined ? { gpuModel: spec.gpuModel } : {}) })
   ctx.loadChanged()
   const scratch = path.join(ctx.home, 'scratch', task)
@@ -205,8 +207,13 @@ export function serveExecProtocol (ctx: RunContext): (channel: FrameChannel, rem
       return
     }
     try {
-      await executeHere(ctx, channel, req.task, req.spec, req.ws !== undefined ? { kind: 'copy', submitter: remotePeer, offer: req.ws } : { kind: 'scratch' })
+      await executeHere(ctx, channel, req.task, req.spec, req.ws !== undefined ? { kind: 'copy', submitter: remotePeer, offer: req.ws } : { kind: 'scratch' },
+        async () => { await holdClaim(channel) })
     } catch (err) {
+      if (err instanceof ClaimReleased) {
+        log.debug(`task ${req.task} from ${remotePeer}: ${err.message}`)
+        return
+      }
       if (!(err instanceof VgridError) || err.code !== 'ERR_NO_CAPACITY') log.warn(`task ${req.task} from ${remotePeer} failed`, err)
       await channel.send({ t: 'error', error: toWire(err) }).catch(() => {})
     } finally {
@@ -251,38 +258,59 @@ async function viewChangeOrTimeout (grid: Grid, ms: number, signal: AbortSignal)
   })
 }
 
-/** One placement round: the members that fit now, best first; throws ERR_NO_CAPACITY if all refuse. */
+/**
+ * One placement round. From the members that fit now (this agent's view), CLAIM_FANOUT are
+ * drawn, weighted by free capacity, and claimed on at once; the first to accept runs the
+ * command, the others are released. This agent, when drawn, reserves on its own ledger first
+ * (no network, and an answer before any other). Refused everywhere: another draw, up to
+ * MAX_PLACEMENT_ATTEMPTS members; then ERR_NO_CAPACITY (the run is queued).
+ */
 async function placeOnce (ctx: RunContext, client: FrameChannel, task: string, spec: RunSpec, on: string | undefined,
   workspace: WorkspaceRef | undefined, getScan: (() => Promise<WorkspaceScan>) | undefined): Promise<void> {
   const view = ctx.grid.view()
-  const targets = on !== undefined ? [resolvePeer(view, on)] : candidates(view, spec)
-  let lastRefusal: unknown
-  for (const target of targets.slice(0, MAX_PLACEMENT_ATTEMPTS)) {
-    const placed = { t: 'placed', peer: target.peer, host: target.resources.host, local: target.self }
-    if (target.self) {
+  let fitting = on !== undefined ? [resolvePeer(view, on)] : candidates(view, spec)
+  let capacity: unknown
+  let failure: unknown
+  let tried = 0
+  while (fitting.length > 0 && tried < MAX_PLACEMENT_ATTEMPTS) {
+    const drawn = chooseClaimTargets(fitting, Math.min(CLAIM_FANOUT, MAX_PLACEMENT_ATTEMPTS - tried))
+    fitting = fitting.filter((p) => !drawn.includes(p))
+    tried += drawn.length
+    const self = drawn.find((p) => p.self)
+    if (self !== undefined) {
       try {
+        const placed = { t: 'placed', peer: self.peer, host: self.resources.host, local: true }
         await executeHere(ctx, client, task, spec, workspace !== undefined ? { kind: 'dir', dir: workspace.dir } : { kind: 'scratch' }, async () => { await client.send(placed) })
         return
       } catch (err) {
-        if (err instanceof VgridError && err.code === 'ERR_NO_CAPACITY') { lastRefusal = err; continue }
-        throw err
+        if (!(err instanceof VgridError) || err.code !== 'ERR_NO_CAPACITY') throw err
+        capacity = err
       }
     }
+    const remotes = drawn.filter((p) => !p.self)
+    if (remotes.length === 0) continue
     const scanned = await getScan?.()
-    const ws = scanned !== undefined ? ctx.sync.exportTo(scanned, target.peer) : undefined
-    const remote = await ctx.grid.open(target.peer, EXEC_PROTOCOL, { signal: ctx.shutdown })
-    try {
-      await remote.send(ws === undefined ? { t: 'exec', v: EXEC_PROTOCOL_VERSION, task, spec } : { t: 'exec', v: EXEC_PROTOCOL_VERSION, task, spec, ws })
-      const first = await remote.recv()
-      if (first === undefined) throw new VgridError('ERR_PEER_LOST', `${target.resources.host} closed the connection before starting the command`)
-      const ev = parseExecEvent(first)
-      if (ev.t === 'error') {
-        const err = fromWire(ev.error)
-        if (err.code === 'ERR_NO_CAPACITY') { lastRefusal = err; continue }
-        throw err
+    const exports = new Map<string, string>()
+    const result = await claimFirst(remotes, async (target) => {
+      const ws = scanned !== undefined ? ctx.sync.exportTo(scanned, target.peer) : undefined
+      if (ws !== undefined) exports.set(target.peer, ws.session)
+      const channel = await ctx.grid.open(target.peer, EXEC_PROTOCOL, { signal: ctx.shutdown })
+      await channel.send(ws === undefined ? { t: 'exec', v: EXEC_PROTOCOL_VERSION, task, spec } : { t: 'exec', v: EXEC_PROTOCOL_VERSION, task, spec, ws })
+      return channel
+    })
+    const winner = 'claim' in result ? result.claim.target.peer : undefined
+    for (const [peer, session] of exports) if (peer !== winner) ctx.sync.registry.remove(session)
+    if (!('claim' in result)) {
+      for (const err of result.refused) {
+        if (err instanceof VgridError && err.code === 'ERR_NO_CAPACITY') capacity = err
+        else failure = err
       }
-      await client.send(placed)
-      await client.send(ev)
+      continue
+    }
+    const { target, channel: remote } = result.claim
+    try {
+      await client.send({ t: 'placed', peer: target.peer, host: target.resources.host, local: false })
+      await remote.send({ t: 'go' })
       await relay(ctx, client, remote, target.peer, target.resources.host, async (outputs) => {
         if (scanned === undefined) throw new VgridError('ERR_BAD_MESSAGE', 'outputs offered for a run without a workspace')
         await ctx.sync.bringBack(scanned, target.peer, outputs, task, async (e) => { await client.send(e) })
@@ -290,10 +318,13 @@ async function placeOnce (ctx: RunContext, client: FrameChannel, task: string, s
       return
     } finally {
       remote.destroy()
-      if (ws !== undefined) ctx.sync.registry.remove(ws.session)
+      const session = exports.get(target.peer)
+      if (session !== undefined) ctx.sync.registry.remove(session)
     }
   }
-  throw lastRefusal ?? new VgridError('ERR_NO_CAPACITY')
+  // Busy members queue the run; members that failed otherwise (unreachable, another version)
+  // fail it only when none was merely busy.
+  throw capacity ?? failure ?? new VgridError('ERR_NO_CAPACITY')
 }
 
 /** Events down, inputs up, until the command's exit (or error) has reached the CLI. */

@@ -1,5 +1,5 @@
 /**
- * `/vgrid/exec/1.0.0` from a member that sends anything: malformed requests, task ids and
+ * `/vgrid/exec/1.0.0` (protocol version 2: a claim first) from a member that sends anything: malformed requests, task ids and
  * working directories that try to leave the agent's home, requests past the ledger. The agent
  * refuses each with a reason, writes nothing outside its scratch space, and keeps serving.
  */
@@ -29,14 +29,22 @@ afterAll(async () => {
   await agent?.stop()
 })
 
+/**
+ * One exec session as a submitter runs it: the request, `go` once the executor holds the
+ * claim, then `more`. The replies after the claim (or the refusal), up to the end.
+ */
 async function exchange (first: unknown, ...more: unknown[]): Promise<any[]> {
   const ch: FrameChannel = await hostile.open(agent.grid.peerId, EXEC_PROTOCOL)
   await ch.send(first)
-  for (const m of more) await ch.send(m)
   const replies: any[] = []
   for (;;) {
     const m = await ch.recv().catch(() => undefined)
     if (m === undefined) break
+    if ((m as any).t === 'claimed') {
+      await ch.send({ t: 'go' })
+      for (const x of more) await ch.send(x)
+      continue
+    }
     replies.push(m)
     if ((m as any).t === 'exit' || (m as any).t === 'error') break
   }
@@ -48,7 +56,7 @@ const spec = (over: Record<string, unknown> = {}): Record<string, unknown> => ({
 
 describe('the exec protocol under hostile input', () => {
   it('runs a valid request', async () => {
-    const replies = await exchange({ t: 'exec', v: 1, task: '0123456789abcdef', spec: spec() })
+    const replies = await exchange({ t: 'exec', v: 2, task: '0123456789abcdef', spec: spec() })
     expect(replies[0]).toMatchObject({ t: 'started' })
     expect(Buffer.from(replies.find((r) => r.t === 'out').data).toString()).toBe('ok\n')
     expect(replies.at(-1)).toMatchObject({ t: 'exit', code: 0 })
@@ -57,7 +65,7 @@ describe('the exec protocol under hostile input', () => {
   it('refuses task ids that are not ids (no path from a peer reaches the disk)', async () => {
     const outside = path.join(path.dirname(home), `escape-${Date.now()}`)
     for (const task of ['../../../tmp/x', path.relative(path.join(home, 'scratch'), outside), 'ABCDEF0123456789', '']) {
-      const replies = await exchange({ t: 'exec', v: 1, task, spec: spec({ argv: ['touch', 'pwned'] }) })
+      const replies = await exchange({ t: 'exec', v: 2, task, spec: spec({ argv: ['touch', 'pwned'] }) })
       expect(replies).toMatchObject([{ t: 'error', error: { code: 'ERR_BAD_MESSAGE' } }])
     }
     expect(fs.existsSync(outside)).toBe(false)
@@ -65,7 +73,7 @@ describe('the exec protocol under hostile input', () => {
 
   it('refuses a working directory outside the scratch space', async () => {
     for (const cwd of ['../../..', '/etc', 'a/../../b', 'x\0y']) {
-      const replies = await exchange({ t: 'exec', v: 1, task: 'aaaaaaaaaaaaaaaa', spec: spec({ cwd, argv: ['touch', 'pwned'] }) })
+      const replies = await exchange({ t: 'exec', v: 2, task: 'aaaaaaaaaaaaaaaa', spec: spec({ cwd, argv: ['touch', 'pwned'] }) })
       expect(replies).toMatchObject([{ t: 'error', error: { code: 'ERR_BAD_ARGUMENT' } }])
     }
     expect(fs.existsSync(path.join(home, 'pwned'))).toBe(false)
@@ -74,31 +82,33 @@ describe('the exec protocol under hostile input', () => {
 
   it('refuses malformed requests and other versions', async () => {
     for (const bad of [
-      'hello', 42, [], { t: 'exec' }, { t: 'exec', v: 1, task: 'aaaaaaaaaaaaaaaa', spec: { argv: [] } },
-      { t: 'exec', v: 1, task: 'aaaaaaaaaaaaaaaa', spec: spec({ cpus: 1.5 }) },
-      { t: 'exec', v: 1, task: 'aaaaaaaaaaaaaaaa', spec: spec({ argv: Array(5000).fill('x') }) },
+      'hello', 42, [], { t: 'exec' }, { t: 'exec', v: 2, task: 'aaaaaaaaaaaaaaaa', spec: { argv: [] } },
+      { t: 'exec', v: 2, task: 'aaaaaaaaaaaaaaaa', spec: spec({ cpus: 1.5 }) },
+      { t: 'exec', v: 2, task: 'aaaaaaaaaaaaaaaa', spec: spec({ argv: Array(5000).fill('x') }) },
       { t: 'stdin', data: new Uint8Array(3) }
     ]) {
       const replies = await exchange(bad)
       expect(replies).toMatchObject([{ t: 'error', error: { code: 'ERR_BAD_MESSAGE' } }])
     }
-    expect(await exchange({ t: 'exec', v: 2, task: 'aaaaaaaaaaaaaaaa', spec: spec() })).toMatchObject([{ t: 'error', error: { code: 'ERR_AGENT_VERSION' } }])
+    for (const v of [1, 3]) {
+      expect(await exchange({ t: 'exec', v, task: 'aaaaaaaaaaaaaaaa', spec: spec() })).toMatchObject([{ t: 'error', error: { code: 'ERR_AGENT_VERSION' } }])
+    }
   })
 
   it('refuses a frame past the size limit', async () => {
-    const replies = await exchange({ t: 'exec', v: 1, task: 'aaaaaaaaaaaaaaaa', spec: spec({ env: { BIG: 'x'.repeat(5 * 1024 * 1024) } }) }).catch((err) => [{ t: 'error', error: { code: err.code } }])
+    const replies = await exchange({ t: 'exec', v: 2, task: 'aaaaaaaaaaaaaaaa', spec: spec({ env: { BIG: 'x'.repeat(5 * 1024 * 1024) } }) }).catch((err) => [{ t: 'error', error: { code: err.code } }])
     expect(replies.length).toBeLessThanOrEqual(1)
     expect(replies.every((r) => r.t === 'error')).toBe(true)
   })
 
   it('refuses more than the machine lends', async () => {
-    const replies = await exchange({ t: 'exec', v: 1, task: 'aaaaaaaaaaaaaaaa', spec: spec({ cpus: 4000 }) })
+    const replies = await exchange({ t: 'exec', v: 2, task: 'aaaaaaaaaaaaaaaa', spec: spec({ cpus: 4000 }) })
     expect(replies).toMatchObject([{ t: 'error', error: { code: 'ERR_NO_CAPACITY' } }])
   })
 
   it('ends the session on a malformed input while a command runs', async () => {
     for (const bad of [{ t: 'signal', sig: 'SIGSTOP' }, { t: 'stdin', data: 'text' }, { t: 'resize', cols: -1, rows: 2 }, { t: 'nope' }]) {
-      const replies = await exchange({ t: 'exec', v: 1, task: 'bbbbbbbbbbbbbbbb', spec: spec({ argv: ['sh', '-c', 'read x; echo got $x'] }) }, bad)
+      const replies = await exchange({ t: 'exec', v: 2, task: 'bbbbbbbbbbbbbbbb', spec: spec({ argv: ['sh', '-c', 'read x; echo got $x'] }) }, bad)
       expect(replies[0]).toMatchObject({ t: 'started' })
       expect(replies.at(-1)).toMatchObject({ t: 'error', error: { code: 'ERR_BAD_MESSAGE' } })
       // The cancelled command's cores come back once it has been reaped.
@@ -107,7 +117,7 @@ describe('the exec protocol under hostile input', () => {
   })
 
   it('keeps serving after all of it', async () => {
-    const replies = await exchange({ t: 'exec', v: 1, task: 'cccccccccccccccc', spec: spec() })
+    const replies = await exchange({ t: 'exec', v: 2, task: 'cccccccccccccccc', spec: spec() })
     expect(replies.at(-1)).toMatchObject({ t: 'exit', code: 0 })
     expect(agent.grid.view().map((p) => p.peer)).toContain(hostile.peerId)
   })

@@ -1,0 +1,103 @@
+/**
+ * Claims (DESIGN §2): a submitter asks two or more members at once to hold resources for a
+ * command; each executor reserves against its true ledger, atomically, or refuses. The first
+ * to accept runs the command and the others are released. A claim is the first phase of an
+ * exec stream:
+ *
+ *   submitter → executor   exec request
+ *   executor  → submitter  { t: 'claimed', leaseMs }   (or an error event: refused)
+ *   submitter → executor   { t: 'go' } | { t: 'release' }
+ *
+ * The executor holds the reservation for at most the lease: a submitter that dies, hangs or
+ * forgets cannot keep it longer, and one whose stream closes releases it at once.
+ */
+import type { FrameChannel } from '../common/channel.js'
+import { VgridError, fromWire } from '../common/errors.js'
+import { obj, int } from '../common/validate.js'
+import { withTimeout } from '../common/timeout.js'
+import { parseExecEvent } from '../exec/index.js'
+import type { PeerView } from '../grid/index.js'
+import { CLAIM_LEASE_MS, CLAIM_REPLY_TIMEOUT_MS } from './constants.js'
+
+/** The executor's answer when its reservation ends unused: not an error of the command. */
+export class ClaimReleased extends Error {
+  constructor (why: string) {
+    super(`claim released: ${why}`)
+  }
+}
+
+/**
+ * Executor: tells the submitter the resources are held, and waits for its decision. Resolves
+ * on `go`; throws ClaimReleased on `release`, the end of the stream, or the lease running out.
+ */
+export async function holdClaim (channel: FrameChannel, leaseMs = CLAIM_LEASE_MS): Promise<void> {
+  await channel.send({ t: 'claimed', leaseMs })
+  let raw: unknown
+  try {
+    raw = await withTimeout(channel.recv(), leaseMs, `no answer to the claim within its lease of ${leaseMs} ms`)
+  } catch (err) {
+    throw new ClaimReleased((err as Error).message)
+  }
+  if (raw === undefined) throw new ClaimReleased('the submitter went away')
+  const m = obj(raw, 'claim answer')
+  if (m.t === 'go') return
+  if (m.t === 'release') throw new ClaimReleased('the submitter placed the command elsewhere')
+  throw new VgridError('ERR_BAD_MESSAGE', 'malformed message: expected go or release')
+}
+
+export interface Claim<P extends PeerView = PeerView> {
+  target: P
+  channel: FrameChannel
+  leaseMs: number
+}
+
+/**
+ * Submitter: the executor's first answer on a freshly sent exec request: the claim, or the
+ * refusal as an error (ERR_NO_CAPACITY when it is only busy).
+ */
+async function claimAnswer (channel: FrameChannel, host: string): Promise<number> {
+  const raw = await withTimeout(channel.recv(), CLAIM_REPLY_TIMEOUT_MS, `${host} did not answer a claim within ${CLAIM_REPLY_TIMEOUT_MS} ms`)
+  if (raw === undefined) throw new VgridError('ERR_PEER_LOST', `${host} closed the connection before answering a claim`)
+  const m = obj(raw, 'claim reply')
+  if (m.t === 'claimed') return int(m.leaseMs, 'leaseMs', 1, 3_600_000)
+  const ev = parseExecEvent(raw)
+  if (ev.t === 'error') throw fromWire(ev.error)
+  throw new VgridError('ERR_BAD_MESSAGE', `malformed message: ${host} answered a claim with ${ev.t}`)
+}
+
+/** Tells a claimed executor it is not needed; never throws. */
+export function release (c: Claim): void {
+  void c.channel.send({ t: 'release' }).catch(() => {}).finally(() => { void c.channel.close().catch(() => {}) })
+}
+
+/**
+ * Claims on every target at once (`open` opens the exec stream and sends the request). The
+ * first acceptance is returned; any later one is released at once. When none accepts,
+ * returns the refusals (one error per target).
+ */
+export async function claimFirst<P extends PeerView> (targets: P[], open: (target: P) => Promise<FrameChannel>): Promise<{ claim: Claim<P> } | { refused: Error[] }> {
+  return await new Promise((resolve) => {
+    let settled = 0
+    let won = false
+    const refused: Error[] = []
+    for (const target of targets) {
+      void (async () => {
+        let channel: FrameChannel | undefined
+        try {
+          channel = await open(target)
+          const leaseMs = await claimAnswer(channel, target.resources.host)
+          const claim = { target, channel, leaseMs }
+          if (won) { release(claim); return }
+          won = true
+          resolve({ claim })
+        } catch (err) {
+          channel?.destroy()
+          refused.push(err as Error)
+        } finally {
+          if (++settled === targets.length && !won) resolve({ refused })
+        }
+      })()
+    }
+    if (targets.length === 0) resolve({ refused })
+  })
+}
