@@ -12,6 +12,7 @@ import { benchFastcdc } from './fastcdc.js'
 import { benchStore } from './store.js'
 import { benchTransport } from './transport.js'
 import { benchTasks } from './tasks.js'
+import { benchPlacement } from './placement.js'
 
 const BENCHES: Record<string, () => Promise<Figure[]>> = {
   'grid-vrun': benchGridVrun,
@@ -19,7 +20,8 @@ const BENCHES: Record<string, () => Promise<Figure[]>> = {
   sync: benchSync,
   fastcdc: benchFastcdc,
   store: benchStore,
-  tasks: benchTasks
+  tasks: benchTasks,
+  placement: benchPlacement
 }
 
 async function main (): Promise<void> {

@@ -1,0 +1,64 @@
+/**
+ * Issue 5's placement figure on a 4-agent loopback grid: the time from a `vrun` reaching its
+ * agent (a `run` request on the control socket, as the CLI sends it) to the command having
+ * started on the member that runs it (the executor's `started` event), alone and under 50
+ * concurrent submissions spread over the four agents. The commands ask for 0 cores (an agent
+ * lends at most the cores its machine has, 2 here), so the 50 fit at once: the figure is
+ * placement (view, draw, claims, go, spawn), not waiting for a free core.
+ */
+import { startGrid, stopAll } from '../test/helpers/procs.js'
+import { connectAgent } from '../src/agent/control/client.js'
+import { median, percentile } from './stats.js'
+import type { Figure } from './grid-vrun.js'
+
+const UNLOADED_RUNS = 30
+const CONCURRENT = 50
+const LOADED_ROUNDS = 4
+
+/** Submits `true` through `home`'s control socket; ms from the request to `started`. */
+async function placeOne (home: string): Promise<number> {
+  const { channel } = await connectAgent(home, 'bench')
+  try {
+    const t0 = performance.now()
+    await channel.send({ t: 'run', spec: { argv: ['true'], env: {}, cpus: 0, gpus: 0 } })
+    await channel.send({ t: 'eof' })
+    let started: number | undefined
+    for (;;) {
+      const m = await channel.recv() as { t: string, error?: { message: string } } | undefined
+      if (m === undefined) throw new Error('the agent closed the run before it ended')
+      if (m.t === 'started') started ??= performance.now() - t0
+      if (m.t === 'queued' && process.env.BENCH_DEBUG !== undefined) console.error('queued', m)
+      if (m.t === 'error') throw new Error(m.error?.message)
+      if (m.t === 'exit') break
+    }
+    if (started === undefined) throw new Error('the run ended without starting')
+    return started
+  } finally {
+    channel.destroy()
+  }
+}
+
+export async function benchPlacement (): Promise<Figure[]> {
+  const agents = await startGrid(4)
+  try {
+    const homes = agents.map((a) => a.home)
+    for (let i = 0; i < 5; i++) await placeOne(homes[i % homes.length]) // warm up
+    const alone: number[] = []
+    for (let i = 0; i < UNLOADED_RUNS; i++) alone.push(await placeOne(homes[i % homes.length]))
+    const loaded: number[] = []
+    for (let r = 0; r < LOADED_ROUNDS; r++) {
+      loaded.push(...await Promise.all(Array.from({ length: CONCURRENT }, async (_, i) => await placeOne(homes[i % homes.length]))))
+    }
+    const over = median(loaded) - median(alone)
+    const r1 = (x: number): number => Math.round(x * 10) / 10
+    return [
+      { name: 'placement, submit to started, alone: median', value: r1(median(alone)), unit: 'ms' },
+      { name: 'placement, submit to started, alone: p99', value: r1(percentile(alone, 99)), unit: 'ms' },
+      { name: `placement under ${CONCURRENT} concurrent submissions: median`, value: r1(median(loaded)), unit: 'ms' },
+      { name: `placement under ${CONCURRENT} concurrent submissions: p99`, value: r1(percentile(loaded, 99)), unit: 'ms' },
+      { name: 'median under load over the median alone', value: r1(over), unit: 'ms', target: '<= 20', ok: over <= 20 }
+    ]
+  } finally {
+    await stopAll()
+  }
+}
