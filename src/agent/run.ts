@@ -23,6 +23,7 @@ import type { WorkspaceRef } from '../fs-sync/index.js'
 import type { WorkspaceSync, WorkspaceScan } from './workspace-sync.js'
 import type { GroupLedger } from '../exec/orphans.js'
 import { claimFirst, holdClaim, ClaimReleased } from './claim.js'
+import { RunQueue, requestShape, type QueueTicket } from './run-queue.js'
 import { EXEC_PROTOCOL, EXEC_PROTOCOL_VERSION, EXEC_REQUEST_TIMEOUT_MS, MAX_PLACEMENT_ATTEMPTS, QUEUE_RETRY_MS, SHUTDOWN_KILL_GRACE_MS } from './constants.js'
 
 const log = createLogger('run')
@@ -232,29 +233,52 @@ export async function submitRun (ctx: RunContext, client: FrameChannel, spec: Ru
   // Scanned once, when a remote member is first tried; a local run needs no scan.
   let scan: Promise<WorkspaceScan> | undefined
   const getScan = workspace === undefined ? undefined : async () => await (scan ??= ctx.sync.scan(workspace, ctx.shutdown))
-  for (;;) {
-    try {
-      await placeOnce(ctx, client, task, spec, on, workspace, getScan)
-      return
-    } catch (err) {
-      if (!(err instanceof VgridError) || err.code !== 'ERR_NO_CAPACITY') throw err
-      if (!told) {
-        told = true
-        await client.send({ t: 'queued', message: err.message })
+  const queue = queueOf(ctx)
+  // In line from the start: a new run does not overtake older ones waiting for the same members.
+  let ticket: QueueTicket | undefined = queue.join(requestShape(spec, on))
+  const placed = (): void => {
+    if (ticket !== undefined) queue.leave(ticket)
+    ticket = undefined
+  }
+  try {
+    for (;;) {
+      if (ticket === undefined || queue.mayTry(ticket)) {
+        try {
+          await placeOnce(ctx, client, task, spec, on, workspace, getScan, placed)
+          return
+        } catch (err) {
+          if (!(err instanceof VgridError) || err.code !== 'ERR_NO_CAPACITY') throw err
+          if (!told) {
+            told = true
+            await client.send({ t: 'queued', message: err.message })
+          }
+        }
       }
+      await wakeUp(ctx, queue, QUEUE_RETRY_MS)
+      if (client.closed) return
+      if (ctx.shutdown.aborted) throw new VgridError('ERR_PEER_LOST', 'the agent is stopping')
     }
-    await viewChangeOrTimeout(ctx.grid, QUEUE_RETRY_MS, ctx.shutdown)
-    if (client.closed) return
-    if (ctx.shutdown.aborted) throw new VgridError('ERR_PEER_LOST', 'the agent is stopping')
+  } finally {
+    placed()
   }
 }
 
-async function viewChangeOrTimeout (grid: Grid, ms: number, signal: AbortSignal): Promise<void> {
+const queues = new WeakMap<RunContext, RunQueue>()
+
+function queueOf (ctx: RunContext): RunQueue {
+  let q = queues.get(ctx)
+  if (q === undefined) queues.set(ctx, q = new RunQueue())
+  return q
+}
+
+/** Resolves at the next change of the view or of the line, or after `ms`, or at shutdown. */
+async function wakeUp (ctx: RunContext, queue: RunQueue, ms: number): Promise<void> {
   await new Promise<void>((resolve) => {
-    const done = (): void => { clearTimeout(timer); unwatch(); signal.removeEventListener('abort', done); resolve() }
+    const done = (): void => { clearTimeout(timer); unwatch(); unqueue(); ctx.shutdown.removeEventListener('abort', done); resolve() }
     const timer = setTimeout(done, ms)
-    const unwatch = grid.onViewChange(done)
-    signal.addEventListener('abort', done, { once: true })
+    const unwatch = ctx.grid.onViewChange(done)
+    const unqueue = queue.onChange(done)
+    ctx.shutdown.addEventListener('abort', done, { once: true })
   })
 }
 
@@ -266,9 +290,9 @@ async function viewChangeOrTimeout (grid: Grid, ms: number, signal: AbortSignal)
  * MAX_PLACEMENT_ATTEMPTS members; then ERR_NO_CAPACITY (the run is queued).
  */
 async function placeOnce (ctx: RunContext, client: FrameChannel, task: string, spec: RunSpec, on: string | undefined,
-  workspace: WorkspaceRef | undefined, getScan: (() => Promise<WorkspaceScan>) | undefined): Promise<void> {
+  workspace: WorkspaceRef | undefined, getScan: (() => Promise<WorkspaceScan>) | undefined, onPlaced: () => void): Promise<void> {
   const view = ctx.grid.view()
-  let fitting = on !== undefined ? [resolvePeer(view, on)] : candidates(view, spec)
+  let fitting = candidates(on !== undefined ? [resolvePeer(view, on)] : view, spec)
   let capacity: unknown
   let failure: unknown
   let tried = 0
@@ -280,7 +304,7 @@ async function placeOnce (ctx: RunContext, client: FrameChannel, task: string, s
     if (self !== undefined) {
       try {
         const placed = { t: 'placed', peer: self.peer, host: self.resources.host, local: true }
-        await executeHere(ctx, client, task, spec, workspace !== undefined ? { kind: 'dir', dir: workspace.dir } : { kind: 'scratch' }, async () => { await client.send(placed) })
+        await executeHere(ctx, client, task, spec, workspace !== undefined ? { kind: 'dir', dir: workspace.dir } : { kind: 'scratch' }, async () => { onPlaced(); await client.send(placed) })
         return
       } catch (err) {
         if (!(err instanceof VgridError) || err.code !== 'ERR_NO_CAPACITY') throw err
@@ -308,6 +332,7 @@ async function placeOnce (ctx: RunContext, client: FrameChannel, task: string, s
       continue
     }
     const { target, channel: remote } = result.claim
+    onPlaced()
     try {
       await client.send({ t: 'placed', peer: target.peer, host: target.resources.host, local: false })
       await remote.send({ t: 'go' })

@@ -19,6 +19,7 @@ import { parseRunSpec, type ExecEvent, type RunSpec } from '../../exec/messages.
 import { candidates, resolvePeer } from '../../grid/placement.js'
 import type { WorkspaceRef } from '../../fs-sync/index.js'
 import { submitRun, newTaskId, type ChildTracker, type RunContext } from '../run.js'
+import { requestShape } from '../run-queue.js'
 import type { BatchRequest } from '../control/protocol.js'
 import { TaskLog, type LogFrame } from './log.js'
 import { isFinal, parseTaskRecord, type DepKind, type TaskDep, type TaskRecord, type TaskState } from './types.js'
@@ -60,10 +61,6 @@ interface Entry extends Stored {
   placing: boolean
   /** A save is due and has not yet serialized the record. */
   saveQueued: boolean
-}
-
-function shapeOf (spec: RunSpec): string {
-  return `${spec.cpus}/${spec.gpus}/${spec.gpuModel ?? ''}`
 }
 
 export class TaskManager implements ChildTracker {
@@ -263,11 +260,11 @@ export class TaskManager implements ChildTracker {
     }
     const groups = new Set<string>()
     const placing = new Map<string, number>()
-    for (const e of this.unfinished) if (e.placing) placing.set(shapeOf(e.spec), (placing.get(shapeOf(e.spec)) ?? 0) + 1)
+    for (const e of this.unfinished) if (e.placing) placing.set(requestShape(e.spec, e.on), (placing.get(requestShape(e.spec, e.on)) ?? 0) + 1)
     for (const e of this.unfinished) {
       if (e.record.state !== 'queued' || e.channel !== undefined || e.record.attached) continue
       if (e.gang) { groups.add(e.group); continue }
-      const shape = shapeOf(e.spec)
+      const shape = requestShape(e.spec, e.on)
       const n = placing.get(shape) ?? 0
       if (n >= PLACING_PER_SHAPE) continue
       placing.set(shape, n + 1)
