@@ -383,7 +383,8 @@ async function relay (ctx: RunContext, client: FrameChannel, remote: FrameChanne
       try {
         raw = await remote.recv()
       } catch (err) {
-        throw err instanceof VgridError && err.code === 'ERR_PEER_LOST' ? err : lost((err as Error).message ?? 'the stream broke')
+        // Say which member was lost and that the command was running there, whatever broke.
+        throw err instanceof VgridError && err.message.startsWith(`lost ${host} `) ? err : lost((err as Error).message ?? 'the stream broke')
       }
       if (raw === undefined) throw lost('the connection closed before the command ended')
       const ev: ExecEvent = parseExecEvent(raw)

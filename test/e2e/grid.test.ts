@@ -4,7 +4,7 @@
  * member, and a machine with the wrong swarm key kept out.
  */
 import { describe, it, expect, afterEach } from 'vitest'
-import { startAgent, startGrid, stopAll, peersOf, waitFor, tempDir } from '../helpers/procs.js'
+import { startAgent, startGrid, stopAll, peersOf, waitFor, tempDir, startCli } from '../helpers/procs.js'
 import { fakeGpuPath } from '../helpers/fake-gpus.js'
 import { encodeJoinToken, decodeJoinToken, createSwarmKey } from '../../src/grid/index.js'
 
@@ -61,6 +61,26 @@ describe('a grid of agents', () => {
     expect(stopped.ms).toBeLessThan(2_000)
     await Promise.all([a, b].map(async (x) => await waitFor(async () => !(await peersOf(x)).some((p) => p.peer === c.peer), 'c to leave', 2_000, 50)))
   })
+
+  it('drops a member that stops answering within 15 s, and a run on it fails saying so', async () => {
+    const [a, b, c] = await startGrid(3)
+    const ws = tempDir('vgrid-ws-')
+    const run = startCli('vrun', ['--on', c.peer, 'sh', '-c', 'echo running; exec sleep 60'], { home: a.home, cwd: ws, timeoutMs: 40_000 })
+    await waitFor(() => run.stdout().includes('running'), 'the command to run on c', 20_000, 50)
+    // Frozen, not stopped: its sockets stay open, it just never answers again.
+    c.proc.kill('SIGSTOP')
+    const frozenAt = Date.now()
+    try {
+      await Promise.all([a, b].map(async (x) => await waitFor(async () => !(await peersOf(x)).some((p) => p.peer === c.peer), 'c to leave the views', 20_000, 200)))
+      expect(Date.now() - frozenAt).toBeLessThan(15_000 + 2_000)
+      const r = await run.done
+      expect(r.code).not.toBe(0)
+      // Whichever notices first, the view or the connection, the user is told what happened.
+      expect(r.stderr).toMatch(/lost \S+ \(12D3\w+…\) while the command ran/)
+    } finally {
+      c.proc.kill('SIGCONT')
+    }
+  }, 60_000)
 
   it('keeps its peer id and join token across a restart and finds its grid again', async () => {
     const [a, b] = await startGrid(2)
