@@ -26,6 +26,8 @@ import { EXEC_PROTOCOL, KNOWN_PEERS_SAVE_INTERVAL_MS } from './constants.js'
 import { TaskManager } from './tasks/manager.js'
 import { TASK_PROTOCOL, TASK_MAX_FRAME_BYTES, TaskQueries, serveTaskProtocol, goneSignal } from './tasks/remote.js'
 import { VERSION } from '../common/version.js'
+import { GuestCommands } from './guests.js'
+import { OwnerPolicyControl } from './policy.js'
 
 const log = createLogger('agent')
 
@@ -78,7 +80,11 @@ export async function startAgent (config: AgentConfig): Promise<Agent> {
     chooseGrid(config), loadOrCreateIdentity(config.home), detectResources()
   ])
   const { offer, warnings } = computeOffer(config.share, resources)
-  const ledger = new Ledger({ cpus: offer.cpus, memBytes: offer.memBytes, gpus: resources.gpus.filter((g) => offer.gpus.includes(g.index)) })
+  const ledger = new Ledger({ cpus: offer.cpus, memBytes: offer.memBytes, gpus: resources.gpus.filter((g) => offer.gpus.includes(g.index)), pools: offer.pools, labels: offer.labels })
+  const guests = new GuestCommands((m) => { log.warn(m) })
+  let publish: (() => void) | undefined
+  // Applies --max-tasks, --nice and --only-when-idle to the ledger now, and every later change.
+  const policy = new OwnerPolicyControl({ home: config.home, resources, ledger, share: config.share, policy: config.policy, guests, publish: () => { publish?.() } })
   const cpu = startCpuSampler()
   const startedAt = Date.now()
   const grid = await createGrid({
@@ -88,11 +94,9 @@ export async function startAgent (config: AgentConfig): Promise<Agent> {
     bootstrap: choice.bootstrap,
     version: VERSION,
     startedAt,
-    describe: () => {
-      const s = ledger.snapshot()
-      return { resources, offer, load: { cpusFree: s.cpusFree, memFree: s.memFree, gpusFree: s.gpusFree, running: s.running, queued: 0, cpuUtil: cpu.utilisation() } }
-    }
-  }).catch((err) => { cpu.stop(); throw err })
+    describe: () => ({ resources, offer: policy.currentOffer(), load: policy.load(ledger.snapshot(), cpu.utilisation()) })
+  }).catch((err) => { cpu.stop(); policy.stop(); throw err })
+  publish = () => { grid.publishNow() }
 
   const shutdown = new AbortController()
   // Every running command listens to it: thousands may run at once.
@@ -103,7 +107,9 @@ export async function startAgent (config: AgentConfig): Promise<Agent> {
   const ctx: RunContext = {
     home: config.home, grid, ledger, host: resources.host, gpus: resources.gpus,
     shutdown: shutdown.signal, loadChanged: () => { grid.publishNow() }, sync, children: tasks,
-    groups: orphans.ledger
+    groups: guests.groups(orphans.ledger),
+    // So a command stopped because the owner came back ends as lost (guests.ts).
+    watch: (channel) => guests.watch(channel)
   }
   await grid.handle(EXEC_PROTOCOL, serveExecProtocol(ctx))
   await grid.handle(TASK_PROTOCOL, serveTaskProtocol(tasks), { maxFrameBytes: TASK_MAX_FRAME_BYTES })
@@ -155,6 +161,7 @@ export async function startAgent (config: AgentConfig): Promise<Agent> {
           case 'task-cancel': await channel.send({ t: 'task', task: await queries.cancel(req.id) }); break
           case 'task-wait': await channel.send({ t: 'task', task: await queries.wait(req.id, goneSignal(channel)) }); break
           case 'task-log': await channel.send({ t: 'task', task: await queries.log(req.id, req.follow, req.stderrOnly, channel, goneSignal(channel)) }); break
+          case 'agent-set': await channel.send({ t: 'policy', ...policy.set(req.patch) }); break
         }
       }
     })
@@ -184,6 +191,7 @@ export async function startAgent (config: AgentConfig): Promise<Agent> {
       clearInterval(saveTimer)
       shutdown.abort()
       cpu.stop()
+      policy.stop()
       await control.close().catch((err) => { log.warn('closing the control socket failed', err) })
       await tasks.flush().catch(() => {})
       await grid.stop()

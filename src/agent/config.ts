@@ -5,14 +5,19 @@
  * `--label` flag replaces the file's labels rather than adding to them).
  *
  * The config file is JSON; every field is optional:
- *   { "cpus": 8, "gpus": "0,1" | [0, 1] | "all" | "none", "mem": "64G" | 68719476736,
- *     "pools": ["lab"], "labels": { "rack": "b2" }, "listen": ["/ip4/0.0.0.0/tcp/7321"] }
+ *   { "cpus": 8 | "all", "gpus": "0,1" | [0, 1] | "all" | "none", "mem": "64G" | 68719476736 | "all",
+ *     "pools": ["lab"], "labels": { "rack": "b2" }, "listen": ["/ip4/0.0.0.0/tcp/7321"],
+ *     "maxTasks": 4 | "unlimited", "nice": 10, "onlyWhenIdle": true }
  * Environment: VGRID_CPUS, VGRID_GPUS, VGRID_MEM, VGRID_POOL ("a,b"), VGRID_LABELS
- * ("k=v,k2=v2": values from the environment cannot hold commas), VGRID_LISTEN ("/ip4/…,/ip6/…").
+ * ("k=v,k2=v2": values from the environment cannot hold commas), VGRID_LISTEN ("/ip4/…,/ip6/…"),
+ * VGRID_MAX_TASKS, VGRID_NICE, VGRID_ONLY_WHEN_IDLE (1/0, true/false).
+ *
+ * `vgrid agent set` changes the owner policy of a running agent (policyPatch → the agent) and
+ * writes it into the config file (savePolicyPatch), so a restart keeps it.
  *
  * The CLI imports this file: keep it free of libp2p and other heavy imports.
  */
-import { readFileSync } from 'node:fs'
+import { readFileSync, renameSync, writeFileSync } from 'node:fs'
 import { homedir } from 'node:os'
 import { isAbsolute, join, resolve } from 'node:path'
 import { VgridError } from '../common/errors.js'
@@ -37,6 +42,12 @@ export const MAX_ADDRS = 32
 export const MAX_ADDR_LENGTH = 512
 export const MAX_JOIN_TOKEN_LENGTH = 8192
 export const MAX_LABEL_VALUE_LENGTH = 256
+/** Guests run at this niceness unless told otherwise: below the owner's own work (0). */
+export const DEFAULT_NICE = 10
+/** The lowest priority there is. */
+export const MAX_NICE = 19
+/** `--max-tasks` at most this; more is the same as unlimited. */
+export const MAX_MAX_TASKS = 100_000
 export const POOL_NAME_RE = /^[a-z0-9][a-z0-9._-]{0,62}$/
 export const LABEL_KEY_RE = /^[A-Za-z0-9._/-]{1,63}$/
 /** `-P` also takes shapes (`cpu-8`, `gpu-1`, `gpu-a100-2`): those prefixes stay theirs. */
@@ -52,6 +63,10 @@ export interface AgentFlags {
   cacheSize?: string
   pool?: string | string[]
   label?: string | string[]
+  maxTasks?: string | number
+  nice?: string | number
+  /** false: `--no-only-when-idle`. */
+  onlyWhenIdle?: boolean | string
 }
 
 export interface ShareConfig {
@@ -65,6 +80,26 @@ export interface ShareConfig {
   labels: Record<string, string>
 }
 
+/** How the machine lends, beyond what (ShareConfig). */
+export interface OwnerPolicy {
+  /** Guest commands at once; undefined = no limit. */
+  maxTasks?: number
+  /** Niceness of guest commands (and all they start), 0–19. */
+  nice: number
+  /** Lend only while the owner's own load is low (idle-monitor.ts). */
+  onlyWhenIdle: boolean
+}
+
+/** What `vgrid agent set` changes; absent fields stay as they are. */
+export interface PolicyPatch {
+  cpus?: number | 'all'
+  gpus?: number[] | 'none' | 'all'
+  memBytes?: number | 'all'
+  maxTasks?: number | 'unlimited'
+  nice?: number
+  onlyWhenIdle?: boolean
+}
+
 export interface AgentConfig {
   /** Absolute. */
   home: string
@@ -74,6 +109,7 @@ export interface AgentConfig {
   peers: string[]
   listen: string[]
   share: ShareConfig
+  policy: OwnerPolicy
 }
 
 /** `$VGRID_HOME`, else `~/.vgrid`; always absolute. */
@@ -97,7 +133,7 @@ export function resolveAgentConfig (flags: AgentFlags, env: NodeJS.ProcessEnv = 
   const memBytes = pick(
     [flags.mem, '--mem'], [e('VGRID_MEM'), 'VGRID_MEM'], [file.mem, file.where('mem')], parseMem)
   const cacheBytes = pick(
-    [flags.cacheSize, '--cache-size'], [e('VGRID_CACHE_SIZE'), 'VGRID_CACHE_SIZE'], [file.cacheSize, file.where('cacheSize')], parseMem)
+    [flags.cacheSize, '--cache-size'], [e('VGRID_CACHE_SIZE'), 'VGRID_CACHE_SIZE'], [file.cacheSize, file.where('cacheSize')], parseSizeValue)
   const pools = pick(
     [flags.pool, '--pool'], [e('VGRID_POOL'), 'VGRID_POOL'], [file.pools, file.where('pools')], parsePools) ?? []
   const labels = pick(
@@ -107,14 +143,98 @@ export function resolveAgentConfig (flags: AgentFlags, env: NodeJS.ProcessEnv = 
     [flags.listen, '--listen'], [e('VGRID_LISTEN'), 'VGRID_LISTEN'], [file.listen, file.where('listen')],
     (v, src) => parseAddrs(v, src)) ?? [...DEFAULT_LISTEN]
   const peers = flags.peer === undefined ? [] : parseAddrs(flags.peer, '--peer')
+  const maxTasks = pick(
+    [flags.maxTasks, '--max-tasks'], [e('VGRID_MAX_TASKS'), 'VGRID_MAX_TASKS'], [file.maxTasks, file.where('maxTasks')], parseMaxTasks)
+  const nice = pick(
+    [flags.nice, '--nice'], [e('VGRID_NICE'), 'VGRID_NICE'], [file.nice, file.where('nice')], parseNice) ?? DEFAULT_NICE
+  const onlyWhenIdle = pick(
+    [flags.onlyWhenIdle, '--only-when-idle'], [e('VGRID_ONLY_WHEN_IDLE'), 'VGRID_ONLY_WHEN_IDLE'], [file.onlyWhenIdle, file.where('onlyWhenIdle')], parseBool) ?? false
 
-  const config: AgentConfig = { home, peers, listen, share: { pools, labels } }
-  if (cpus !== undefined) config.share.cpus = cpus
+  const config: AgentConfig = { home, peers, listen, share: { pools, labels }, policy: { nice, onlyWhenIdle } }
+  if (cpus !== undefined && cpus !== 'all') config.share.cpus = cpus
   if (gpus !== undefined) config.share.gpus = gpus
-  if (memBytes !== undefined) config.share.memBytes = memBytes
+  if (memBytes !== undefined && memBytes !== 'all') config.share.memBytes = memBytes
+  if (maxTasks !== undefined && maxTasks !== 'unlimited') config.policy.maxTasks = maxTasks
   if (flags.join !== undefined) config.join = parseJoin(flags.join)
   if (cacheBytes !== undefined) config.cacheBytes = cacheBytes
   return config
+}
+
+/**
+ * `vgrid agent set`'s flags as a patch; ERR_BAD_ARGUMENT for a bad value. Only the policy
+ * flags may be given (the CLI refuses the others).
+ */
+export function policyPatch (flags: AgentFlags): PolicyPatch {
+  const patch: PolicyPatch = {}
+  if (flags.cpus !== undefined) patch.cpus = parseCpus(flags.cpus, '--cpus')
+  if (flags.gpus !== undefined) patch.gpus = parseGpus(flags.gpus, '--gpus')
+  if (flags.mem !== undefined) patch.memBytes = parseMem(flags.mem, '--mem')
+  if (flags.maxTasks !== undefined) patch.maxTasks = parseMaxTasks(flags.maxTasks, '--max-tasks')
+  if (flags.nice !== undefined) patch.nice = parseNice(flags.nice, '--nice')
+  if (flags.onlyWhenIdle !== undefined) patch.onlyWhenIdle = parseBool(flags.onlyWhenIdle, '--only-when-idle')
+  return patch
+}
+
+/** A patch as it arrived over the control socket: the same checks as the flags. */
+export function checkPolicyPatch (v: Record<string, unknown>): PolicyPatch {
+  const patch: PolicyPatch = {}
+  const src = (k: string): string => `vgrid agent set: ${k}`
+  const known = ['cpus', 'gpus', 'memBytes', 'maxTasks', 'nice', 'onlyWhenIdle']
+  for (const k of Object.keys(v)) if (!known.includes(k)) throw arg(src(k), v[k], `unknown setting (known: ${known.join(', ')})`)
+  if (v.cpus !== undefined) patch.cpus = parseCpus(v.cpus, src('cpus'))
+  if (v.gpus !== undefined) patch.gpus = parseGpus(v.gpus, src('gpus'))
+  if (v.memBytes !== undefined) patch.memBytes = parseMem(v.memBytes, src('memBytes'))
+  if (v.maxTasks !== undefined) patch.maxTasks = parseMaxTasks(v.maxTasks, src('maxTasks'))
+  if (v.nice !== undefined) patch.nice = parseNice(v.nice, src('nice'))
+  if (v.onlyWhenIdle !== undefined) patch.onlyWhenIdle = parseBool(v.onlyWhenIdle, src('onlyWhenIdle'))
+  return patch
+}
+
+/** The share and policy after a patch; the inputs are not changed. */
+export function applyPolicyPatch (share: ShareConfig, policy: OwnerPolicy, patch: PolicyPatch): { share: ShareConfig, policy: OwnerPolicy } {
+  const s: ShareConfig = { ...share, pools: [...share.pools], labels: { ...share.labels } }
+  const p: OwnerPolicy = { ...policy }
+  if (patch.cpus === 'all') delete s.cpus
+  else if (patch.cpus !== undefined) s.cpus = patch.cpus
+  if (patch.gpus !== undefined) s.gpus = patch.gpus
+  if (patch.memBytes === 'all') delete s.memBytes
+  else if (patch.memBytes !== undefined) s.memBytes = patch.memBytes
+  if (patch.maxTasks === 'unlimited') delete p.maxTasks
+  else if (patch.maxTasks !== undefined) p.maxTasks = patch.maxTasks
+  if (patch.nice !== undefined) p.nice = patch.nice
+  if (patch.onlyWhenIdle !== undefined) p.onlyWhenIdle = patch.onlyWhenIdle
+  return { share: s, policy: p }
+}
+
+/**
+ * Writes the patch into `$VGRID_HOME/config` (other fields kept; written whole and renamed
+ * into place, so a crash leaves the old file or the new one). Returns the file's path.
+ * A flag or VGRID_* variable given at the next start still wins over what is written here.
+ */
+export function savePolicyPatch (home: string, patch: PolicyPatch): string {
+  const path = join(home, CONFIG_FILE_NAME)
+  // Checked as a start would check it: never write on top of a file the agent could not read.
+  const current = readConfigFile(path)
+  const doc: Record<string, unknown> = {}
+  for (const k of FILE_FIELDS) if (current[k] !== undefined) doc[k] = current[k]
+  if (patch.cpus !== undefined) doc.cpus = patch.cpus
+  if (patch.gpus !== undefined) doc.gpus = Array.isArray(patch.gpus) ? patch.gpus.join(',') : patch.gpus
+  if (patch.memBytes !== undefined) doc.mem = patch.memBytes === 'all' ? 'all' : sizeText(patch.memBytes)
+  if (patch.maxTasks !== undefined) doc.maxTasks = patch.maxTasks
+  if (patch.nice !== undefined) doc.nice = patch.nice
+  if (patch.onlyWhenIdle !== undefined) doc.onlyWhenIdle = patch.onlyWhenIdle
+  const tmp = `${path}.${process.pid}.tmp`
+  writeFileSync(tmp, `${JSON.stringify(doc, null, 2)}\n`, { mode: 0o600 })
+  renameSync(tmp, path)
+  return path
+}
+
+/** `64G` when that is exact, else the number of bytes. */
+function sizeText (n: number): string | number {
+  for (const [unit, size] of [['T', 2 ** 40], ['G', 2 ** 30], ['M', 2 ** 20], ['K', 2 ** 10]] as const) {
+    if (n % size === 0) return `${n / size}${unit}`
+  }
+  return n
 }
 
 /** The offer: the share clamped to what the machine has, with a warning for each clamp. */
@@ -180,12 +300,38 @@ function pick<T> (flag: [unknown, string], env: [unknown, string], file: [unknow
   return values.find(x => x !== undefined)?.v
 }
 
-function parseCpus (v: unknown, src: string): number {
+function parseCpus (v: unknown, src: string): number | 'all' {
+  if (typeof v === 'string' && v.trim().toLowerCase() === 'all') return 'all'
   const n = typeof v === 'string' && /^\s*\d+\s*$/.test(v) ? Number(v) : v
   if (typeof n !== 'number' || !Number.isInteger(n) || n < 1 || n > MAX_CPUS) {
-    throw arg(src, v, 'expected a positive whole number of cores, such as 8')
+    throw arg(src, v, 'expected a positive whole number of cores, such as 8, or all')
   }
   return n
+}
+
+function parseMaxTasks (v: unknown, src: string): number | 'unlimited' {
+  if (typeof v === 'string' && v.trim().toLowerCase() === 'unlimited') return 'unlimited'
+  const n = typeof v === 'string' && /^\s*\d+\s*$/.test(v) ? Number(v) : v
+  if (typeof n !== 'number' || !Number.isInteger(n) || n < 1 || n > MAX_MAX_TASKS) {
+    throw arg(src, v, `expected how many guest commands may run at once (1 to ${MAX_MAX_TASKS}), or unlimited`)
+  }
+  return n
+}
+
+function parseNice (v: unknown, src: string): number {
+  const n = typeof v === 'string' && /^\s*\d+\s*$/.test(v) ? Number(v) : v
+  if (typeof n !== 'number' || !Number.isInteger(n) || n < 0 || n > MAX_NICE) {
+    throw arg(src, v, `expected a niceness from 0 (the owner's own priority) to ${MAX_NICE} (the lowest): a guest never runs above the owner`)
+  }
+  return n
+}
+
+function parseBool (v: unknown, src: string): boolean {
+  if (typeof v === 'boolean') return v
+  const s = typeof v === 'string' ? v.trim().toLowerCase() : undefined
+  if (s === '1' || s === 'true' || s === 'yes') return true
+  if (s === '0' || s === 'false' || s === 'no') return false
+  throw arg(src, v, 'expected true or false (or 1 or 0)')
 }
 
 function parseGpus (v: unknown, src: string): number[] | 'none' | 'all' {
@@ -208,7 +354,12 @@ function parseGpus (v: unknown, src: string): number[] | 'none' | 'all' {
   return [...out].sort((a, b) => a - b)
 }
 
-function parseMem (v: unknown, src: string): number {
+function parseMem (v: unknown, src: string): number | 'all' {
+  if (typeof v === 'string' && v.trim().toLowerCase() === 'all') return 'all'
+  return parseSizeValue(v, src)
+}
+
+function parseSizeValue (v: unknown, src: string): number {
   if (typeof v !== 'string' && typeof v !== 'number') throw arg(src, v, 'expected a size such as 64G')
   const n = parseSize(v, src)
   if (n === 0) throw arg(src, v, 'expected a size above zero, such as 64G')
@@ -271,7 +422,7 @@ function arg (src: string, value: unknown, what: string, hint?: string): VgridEr
 
 // ── the config file ──
 
-const FILE_FIELDS = ['cpus', 'gpus', 'mem', 'cacheSize', 'pools', 'labels', 'listen'] as const
+const FILE_FIELDS = ['cpus', 'gpus', 'mem', 'cacheSize', 'pools', 'labels', 'listen', 'maxTasks', 'nice', 'onlyWhenIdle'] as const
 type FileFields = Partial<Record<(typeof FILE_FIELDS)[number], unknown>>
 
 function readConfigFile (path: string): FileFields & { where: (field: string) => string } {

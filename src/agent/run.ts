@@ -45,6 +45,8 @@ export interface RunContext {
   children?: ChildTracker
   /** Where running commands' process groups are written down (exec/orphans.ts). */
   groups?: GroupLedger
+  /** Wraps the session of every command run here (the owner policy watches them: guests.ts). */
+  watch?: (channel: FrameChannel) => FrameChannel
 }
 
 /** What the executor needs of the task system for a command that submits sub-tasks. */
@@ -144,8 +146,9 @@ export function newTaskId (): string {
 
 /** Runs a command on this machine against a reservation; `channel` carries its session. */
 export async function executeHere (ctx: RunContext, channel: FrameChannel, task: string, spec: RunSpec, where: RunDir, onAccepted?: () => Promise<void>): Promise<void> {
+  channel = ctx.watch?.(channel) ?? channel
   // RunSpec's resource fields (cores, memory, GPUs, model, GPU memory, pool, labels) are ReserveRequest's.
-  const reservation = ctx.ledger.reserve({ cpus: spec.cpus, gpus: spec.gpus, ...(spec.gpuModel !== undefined ? { gpuModel: spec.gpuModel } : {}) })
+  const reservation = ctx.ledger.reserve(spec)
   ctx.loadChanged()
   const scratch = path.join(ctx.home, 'scratch', task)
   let copy: { dir: string, release: () => void } | undefined

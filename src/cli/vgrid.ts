@@ -8,7 +8,7 @@
  */
 import { cac, type CAC, type Command } from 'cac'
 import { VERSION } from '../common/version.js'
-import type { AgentConfig, AgentFlags } from '../agent/config.js'
+import type { AgentConfig, AgentFlags, PolicyPatch } from '../agent/config.js'
 import type { TaskInvocation } from './vgrid-task.js'
 import { captureHelp, withDescription } from './help.js'
 import { UsageError } from './usage-error.js'
@@ -19,6 +19,8 @@ export type VgridInvocation =
   | { kind: 'version', text: string }
   /** Flags as typed; `agentConfig` validates them into the agent's configuration. */
   | { kind: 'agent', flags: AgentFlags }
+  /** `vgrid agent set`: only the policy flags; `agentSetPatch` validates them. */
+  | { kind: 'agent-set', flags: AgentFlags }
   | { kind: 'peers', json: boolean }
   | { kind: 'status', json: boolean }
   | { kind: 'join-token' }
@@ -33,8 +35,22 @@ The commands talk to the agent of this machine over $VGRID_HOME/agent.sock
   agent: `Runs this machine's agent in the foreground (stop it with Ctrl-C). Started with no
 --join or --peer on a fresh home, it creates a new grid and prints the line to run on the
 other machines. What the machine lends (default: all of it) can also be set in
-$VGRID_HOME/config (JSON) or VGRID_CPUS, VGRID_GPUS, VGRID_MEM, VGRID_POOL, VGRID_LABELS
-and VGRID_LISTEN; flags win.`,
+$VGRID_HOME/config (JSON) or VGRID_CPUS, VGRID_GPUS, VGRID_MEM, VGRID_POOL, VGRID_LABELS,
+VGRID_LISTEN, VGRID_MAX_TASKS, VGRID_NICE and VGRID_ONLY_WHEN_IDLE; flags win.
+
+Guests (the commands the grid runs here) run at --nice (default 10, 0–19), at most
+--max-tasks at once. With --only-when-idle the machine lends only while its owner's own
+load (all CPU time but the grid's commands' and the agent's) stays below 25 % of the cores,
+averaged over 10 s: above that it lends nothing and stops the guests (SIGTERM, SIGKILL
+after 5 s; with vbatch --retries they are placed elsewhere); it lends again once the load
+has stayed below 25 % for 60 s.
+
+  vgrid agent set [--cpus N|all] [--gpus LIST] [--mem SIZE|all] [--max-tasks N|unlimited]
+                  [--nice N] [--only-when-idle | --no-only-when-idle]
+changes the running agent's policy at once (lowering a limit stops no running command, it
+only keeps new ones out), saves it in $VGRID_HOME/config, and prints the policy in force;
+with no option it only prints it. A flag or VGRID_* variable given at the next start still
+wins over the file.`,
   peers: `Lists the members of the grid as this agent sees them: what each lends, what is free
 now (free/lent), the tasks it runs and when it was last heard from. * marks this agent.
 --json prints {"peers": [...]} as the agent sent it, for scripts.`,
@@ -67,7 +83,7 @@ const TASK_USAGE = 'usage: vgrid task list|show|log|cancel|wait [ID] [options]; 
 export function createVgridCli (): CAC {
   const cli = cac('vgrid')
   cli.usage('<command> [options]')
-  cli.command('agent', 'Run this machine\'s agent (the first one creates a grid)').usage('agent [options]')
+  cli.command('agent [set]', 'Run this machine\'s agent (the first one creates a grid); `agent set` changes its policy').usage('agent [options]  |  agent set [policy options]')
     .option('--join <TOKEN>', 'Join the grid of this token (printed by `vgrid status` on a member)')
     .option('--peer <MULTIADDR>', 'Dial this member at start; needs the grid\'s swarm key in $VGRID_HOME (repeatable)')
     .option('--listen <MULTIADDR>', 'Listen on this address (repeatable; default /ip4/0.0.0.0/tcp/7321)')
@@ -77,8 +93,13 @@ export function createVgridCli (): CAC {
     .option('--cache-size <SIZE>', 'Disk for synced chunks in $VGRID_HOME/store, least recently used evicted (default: 10G)')
     .option('--pool <NAME>', 'Put this machine in a named pool (repeatable)')
     .option('--label <KEY=VAL>', 'Tag this machine, e.g. rack=b2 (repeatable)')
+    .option('--max-tasks <N>', 'Run at most N guest commands at once (default: unlimited)')
+    .option('--nice <N>', 'Niceness of guest commands, 0–19 (default: 10)')
+    .option('--only-when-idle', 'Lend only while the owner\'s own load is below 25 % of the cores (--no-only-when-idle: always)')
     .example('  $ vgrid agent                                   # first machine: creates a grid')
     .example('  $ vgrid agent --join TOKEN --gpus 0,1 --mem 64G  # another machine joins')
+    .example('  $ vgrid agent --only-when-idle --max-tasks 4     # a workstation lends when its owner is away')
+    .example('  $ vgrid agent set --cpus 2 --nice 15             # change the running agent\'s policy')
   cli.command('peers', 'List the members of the grid and what they have free').usage('peers [--json]')
     .option('--json', 'Print JSON for scripts')
     .example('  $ vgrid peers')
@@ -119,6 +140,7 @@ export function parseVgridArgs (argv: readonly string[]): VgridInvocation {
   }
   checkOptions(cli, command, options)
   if (command.name === 'task') return taskInvocation(argv, options)
+  if (command.name === 'agent' && args[0] === 'set') return agentSetInvocation(command, args.slice(1), options)
   const extra = [...args, ...(options['--'] as string[] ?? [])]
   if (extra.length > 0) throw usage(command, `unexpected argument ${extra[0]}`)
   switch (command.name) {
@@ -180,6 +202,21 @@ function taskInvocation (argv: readonly string[], options: Record<string, unknow
   }
 }
 
+/** What `vgrid agent set` changes; the other agent options apply at start only. */
+const AGENT_SET_OPTIONS = ['cpus', 'gpus', 'mem', 'maxTasks', 'nice', 'onlyWhenIdle']
+
+function agentSetInvocation (command: Command, extra: unknown[], options: Record<string, unknown>): VgridInvocation {
+  const rest = [...extra, ...(options['--'] as string[] ?? [])]
+  if (rest.length > 0) throw usage(command, `unexpected argument ${String(rest[0])}`)
+  for (const name of Object.keys(options)) {
+    if (name === '--' || AGENT_SET_OPTIONS.includes(name)) continue
+    const shown = `--${name.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`
+    throw usage(command, `option ${shown} does not apply to vgrid agent set`,
+      `agent set changes ${AGENT_SET_OPTIONS.map((o) => `--${o.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`).join(', ')}; the others need a restart of the agent`)
+  }
+  return { kind: 'agent-set', flags: agentFlags(options) }
+}
+
 function agentFlags (o: Record<string, unknown>): AgentFlags {
   // mri turns `--cpus 8` into 8 and a repeated flag into a list: a single-valued option takes
   // the last value, as most tools do.
@@ -196,6 +233,11 @@ function agentFlags (o: Record<string, unknown>): AgentFlags {
   set('cacheSize', one(o.cacheSize))
   set('pool', many(o.pool))
   set('label', many(o.label))
+  set('maxTasks', one(o.maxTasks))
+  set('nice', one(o.nice))
+  // a flag, so mri gives a boolean (false for --no-only-when-idle), or the text of --only-when-idle=VALUE
+  const idle = o.onlyWhenIdle === undefined ? undefined : [o.onlyWhenIdle].flat().at(-1)
+  set('onlyWhenIdle', typeof idle === 'boolean' ? idle : idle === undefined ? undefined : String(idle))
   return flags
 }
 
@@ -209,6 +251,17 @@ export async function agentConfig (flags: AgentFlags, env: NodeJS.ProcessEnv = p
     return resolveAgentConfig(flags, env)
   } catch (err) {
     if (err instanceof VgridError && (err.code === 'ERR_BAD_ARGUMENT' || err.code === 'ERR_BAD_TOKEN')) throw usage('agent', err.message, err.hint)
+    throw err
+  }
+}
+
+/** `vgrid agent set`'s flags as the patch sent to the agent; a bad value is a usage error. */
+export async function agentSetPatch (flags: AgentFlags): Promise<PolicyPatch> {
+  const [{ policyPatch }, { VgridError }] = await Promise.all([import('../agent/config.js'), import('../common/errors.js')])
+  try {
+    return policyPatch(flags)
+  } catch (err) {
+    if (err instanceof VgridError && err.code === 'ERR_BAD_ARGUMENT') throw usage('agent', err.message, err.hint)
     throw err
   }
 }
@@ -250,6 +303,11 @@ export async function run (inv: VgridInvocation): Promise<number> {
       const config = await agentConfig(inv.flags)
       const { runAgent } = await import('../agent/main.js')
       return await runAgent(config)
+    }
+    case 'agent-set': {
+      const patch = await agentSetPatch(inv.flags)
+      const { runAgentSet } = await import('./vgrid-agent-set.js')
+      return await runAgentSet(patch, process.env, process.stdout)
     }
     case 'task': {
       const { runTaskCommand } = await import('./vgrid-task.js')

@@ -4,7 +4,11 @@
  * `RUN_OPTIONS` and `parseRunOptions`.
  */
 import path from 'node:path'
-import { MAX_CPUS, MAX_GPUS, type RunSpec } from '../exec/messages.js'
+import { VgridError } from '../common/errors.js'
+import { formatBytes, parseSize } from '../common/units.js'
+import {
+  LABEL_KEY_RE, MAX_CPUS, MAX_GPUS, MAX_LABEL_VALUE_CHARS, MAX_REQUEST_BYTES, MAX_REQUEST_LABELS, POOL_NAME_RE, type RunSpec
+} from '../exec/messages.js'
 import { NAME_OPTIONS, parseNameAndDeps, type NameAndDeps } from './task-deps-args.js'
 import { UsageError } from './usage-error.js'
 import { splitArgv, type CliOption, type SplitArgv } from './argv.js'
@@ -19,10 +23,18 @@ export type VrunOption = CliOption
 /** What to run and where: vrun's and vbatch's. */
 export const RUN_OPTIONS: readonly CliOption[] = [
   { long: 'on', value: 'PEER', description: 'Run on this member: a peer id, a unique prefix of one, or a host name' },
+  {
+    short: 'P',
+    value: 'NAME',
+    description: 'A pool (vgrid agent --pool), or a shape if NAME starts with cpu or gpu: cpu-N, gpu-N, gpu-MODEL-N (e.g. gpu-a100-2). ' +
+      'Give -P twice for both; --cpus/--gpus/--gpu-model win over the shape'
+  },
   { long: 'cpus', value: 'N', description: 'Cores to reserve', default: '1' },
+  { long: 'mem', value: 'SIZE', description: 'Memory to reserve, e.g. 512M or 16G (binary units: G = 2^30)' },
   { long: 'gpus', value: 'N', description: 'GPUs to reserve (whole and exclusive; CUDA_VISIBLE_DEVICES is set)', default: '0' },
   { long: 'gpu-model', value: 'SUBSTR', description: 'Only GPUs whose model contains SUBSTR (case-insensitive), e.g. a100' },
-  { short: 'P', value: 'SHAPE', description: 'A resource shape: cpu-N, gpu-N or gpu-MODEL-N (e.g. gpu-a100-2); --cpus/--gpus/--gpu-model given too win' },
+  { long: 'gpu-mem', value: 'SIZE', description: 'Only GPUs with at least SIZE of memory each, e.g. 40G' },
+  { long: 'label', value: 'KEY=VAL', description: 'Only members labelled so (vgrid agent --label); all given must match (repeatable)', repeatable: true },
   { short: 'e', long: 'env', value: 'KEY[=VAL]', description: 'Set KEY in the command\'s environment; KEY alone copies it from yours (repeatable)', repeatable: true },
   { long: 'cwd', value: 'DIR', description: 'Directory to run in, relative to the workspace' },
   { long: 'workspace', value: 'DIR', description: 'The directory synced to the executor (default: the git top-level, else the current directory)' },
@@ -77,10 +89,15 @@ export function parseRunOptions (values: ReadonlyMap<string, string[]>, command:
   const last = (name: string): string | undefined => values.get(name)?.at(-1)
 
   const spec: RunSpec = { argv: [...command], env: {}, cpus: 1, gpus: 0 }
-  const shape = last('P')
-  if (shape !== undefined) Object.assign(spec, parseShape(shape))
+  // Each -P is a pool or a shape; of each kind the last one given counts.
+  for (const name of values.get('P') ?? []) {
+    if (isShapeName(name)) Object.assign(spec, parseShape(name))
+    else spec.pool = parsePoolName(name)
+  }
   const cpus = last('cpus')
   if (cpus !== undefined) spec.cpus = parseCount(cpus, '--cpus', 0, MAX_CPUS)
+  const mem = last('mem')
+  if (mem !== undefined) spec.memBytes = parseSizeOption(mem, '--mem')
   const gpus = last('gpus')
   if (gpus !== undefined) spec.gpus = parseCount(gpus, '--gpus', 0, MAX_GPUS)
   const model = last('gpu-model')
@@ -88,9 +105,14 @@ export function parseRunOptions (values: ReadonlyMap<string, string[]>, command:
     if (model.trim() === '') throw new UsageError('--gpu-model needs a model name, e.g. a100')
     spec.gpuModel = model.trim()
   }
-  if (spec.gpuModel !== undefined && spec.gpus === 0) {
-    throw new UsageError(`a GPU model (${spec.gpuModel}) was asked for without GPUs`, 'add --gpus N, or use -P gpu-MODEL-N')
+  const gpuMem = last('gpu-mem')
+  if (gpuMem !== undefined) spec.gpuMemBytes = parseSizeOption(gpuMem, '--gpu-mem')
+  if (spec.gpus === 0 && (spec.gpuModel !== undefined || spec.gpuMemBytes !== undefined)) {
+    const what = spec.gpuModel !== undefined ? `a GPU model (${spec.gpuModel})` : `GPU memory (${formatBytes(spec.gpuMemBytes!)})`
+    throw new UsageError(`${what} was asked for without GPUs`, 'add --gpus N, or use -P gpu-N or gpu-MODEL-N')
   }
+  const labels = parseLabels(values.get('label') ?? [])
+  if (labels !== undefined) spec.labels = labels
   for (const item of values.get('env') ?? []) {
     const [key, val] = parseEnvItem(item, env)
     spec.env[key] = val
@@ -113,13 +135,19 @@ export function parseRunOptions (values: ReadonlyMap<string, string[]>, command:
 }
 
 const SHAPE_RE = /^(cpu|gpu)(?:-([a-z0-9][a-z0-9._-]*?))?-(\d+)$/i
+/** What -P reads as a shape rather than a pool; `vgrid agent --pool` refuses such names. */
+const SHAPE_PREFIX_RE = /^(cpu|gpu)(-|$)/i
+
+export function isShapeName (name: string): boolean {
+  return SHAPE_PREFIX_RE.test(name)
+}
 
 /** `cpu-8` → 8 cores; `gpu-2` → 2 GPUs; `gpu-a100-2` → 2 GPUs whose model contains "a100". */
 export function parseShape (shape: string): Pick<RunSpec, 'cpus' | 'gpus' | 'gpuModel'> {
   const m = SHAPE_RE.exec(shape)
   if (m === null || (m[1]!.toLowerCase() === 'cpu' && m[2] !== undefined)) {
     throw new UsageError(`-P ${shape}: not a resource shape (cpu-N, gpu-N or gpu-MODEL-N, e.g. gpu-a100-2)`,
-      'named pools arrive with the placement release; until then ask for resources with a shape or --cpus/--gpus')
+      'a name starting with cpu or gpu is read as a shape, never as a pool')
   }
   const kind = m[1]!.toLowerCase()
   const n = parseCount(m[3]!, `-P ${shape}: count`, 1, kind === 'cpu' ? MAX_CPUS : MAX_GPUS)
@@ -127,6 +155,56 @@ export function parseShape (shape: string): Pick<RunSpec, 'cpus' | 'gpus' | 'gpu
   const out: Pick<RunSpec, 'cpus' | 'gpus' | 'gpuModel'> = { cpus: 1, gpus: n }
   if (m[2] !== undefined) out.gpuModel = m[2]
   return out
+}
+
+/** A pool name as `vgrid agent --pool` accepts it. */
+export function parsePoolName (name: string): string {
+  if (!POOL_NAME_RE.test(name)) {
+    const lower = name.toLowerCase()
+    throw new UsageError(`-P ${name}: not a pool name or a resource shape`,
+      lower !== name && POOL_NAME_RE.test(lower)
+        ? `pool names are lowercase: -P ${lower}`
+        : 'a pool name is 1–63 of a-z 0-9 . _ - starting with a letter or digit; a shape is cpu-N, gpu-N or gpu-MODEL-N')
+  }
+  return name
+}
+
+/** `--mem 16G`, `--gpu-mem 40G`: bytes, more than zero. */
+export function parseSizeOption (value: string, what: string): number {
+  let n: number
+  try {
+    n = parseSize(value, what)
+  } catch (err) {
+    if (err instanceof VgridError) throw new UsageError(err.message, err.hint)
+    throw err
+  }
+  if (n === 0) throw new UsageError(`${what} ${value}: must be more than zero`, `leave ${what} out to ask for none`)
+  if (n > MAX_REQUEST_BYTES) throw new UsageError(`${what} ${value} is too large`)
+  return n
+}
+
+/** `--label k=v` items: every one must match; undefined when none was given. */
+export function parseLabels (items: readonly string[]): Record<string, string> | undefined {
+  if (items.length === 0) return undefined
+  const labels: Record<string, string> = Object.create(null)
+  for (const item of items) {
+    const eq = item.indexOf('=')
+    const key = eq === -1 ? item : item.slice(0, eq)
+    if (eq === -1 || !LABEL_KEY_RE.test(key)) {
+      throw new UsageError(`--label ${item}: expected KEY=VALUE`, 'a key is 1–63 of A-Z a-z 0-9 . _ / -, e.g. --label room=b12')
+    }
+    const value = item.slice(eq + 1)
+    // eslint-disable-next-line no-control-regex
+    if (value.length > MAX_LABEL_VALUE_CHARS || /[\x00-\x1f\x7f]/.test(value)) {
+      throw new UsageError(`--label ${key}: the value is longer than ${MAX_LABEL_VALUE_CHARS} characters or holds control characters`)
+    }
+    if (Object.hasOwn(labels, key) && labels[key] !== value) {
+      throw new UsageError(`--label ${key} is given twice with different values (${labels[key]}, ${value})`, 'a member has one value per label')
+    }
+    labels[key] = value
+  }
+  if (Object.keys(labels).length > MAX_REQUEST_LABELS) throw new UsageError(`at most ${MAX_REQUEST_LABELS} labels can be asked for`)
+  return labels
 }
 
 export function parseCount (value: string, what: string, min: number, max: number): number {

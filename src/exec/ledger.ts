@@ -12,6 +12,14 @@ export interface LedgerOffer<G extends LentGpu = LentGpu> {
   memBytes: number
   /** The GPUs lent (not necessarily all the machine has). */
   gpus: G[]
+  /** Pools this machine lends to (`--pool`); a request naming another is refused. */
+  pools?: string[]
+  /** Its `--label`s; a request is refused unless it has every label the request names. */
+  labels?: Record<string, string>
+  /** Reservations held at once at most (`--max-tasks`); undefined = no limit. */
+  maxTasks?: number
+  /** Set while the machine takes no work at all (its owner is busy): why. */
+  closed?: string
 }
 
 export interface ReserveRequest {
@@ -22,6 +30,12 @@ export interface ReserveRequest {
   gpus: number
   /** Case-insensitive substring of the GPU model (`a100`). */
   gpuModel?: string
+  /** Each GPU given has at least this much memory. */
+  gpuMemBytes?: number
+  /** Only if this machine lends to this pool. */
+  pool?: string
+  /** Only if this machine has every one of these labels. */
+  labels?: Record<string, string>
 }
 
 export interface Reservation<G extends LentGpu = LentGpu> {
@@ -65,7 +79,15 @@ function checkOffer<G extends LentGpu> (offer: LedgerOffer<G>): LedgerOffer<G> {
     if (seen.has(g.index)) throw new VgridError('ERR_BAD_ARGUMENT', `GPU ${g.index} is lent twice`)
     seen.add(g.index)
   }
-  return { cpus: offer.cpus, memBytes: offer.memBytes, gpus: [...offer.gpus].sort((a, b) => a.index - b.index) }
+  return {
+    cpus: offer.cpus,
+    memBytes: offer.memBytes,
+    gpus: [...offer.gpus].sort((a, b) => a.index - b.index),
+    pools: [...offer.pools ?? []],
+    labels: { ...offer.labels },
+    ...(offer.maxTasks !== undefined ? { maxTasks: checkCount(offer.maxTasks, 'the most tasks at once', true) } : {}),
+    ...(offer.closed !== undefined ? { closed: offer.closed } : {})
+  }
 }
 
 export class Ledger<G extends LentGpu = LentGpu> {
@@ -77,19 +99,32 @@ export class Ledger<G extends LentGpu = LentGpu> {
     this.offer = checkOffer(offer)
   }
 
-  /** Takes the resources at once, or throws ERR_NO_CAPACITY saying what is short. */
+  /**
+   * Takes the resources at once, or throws ERR_NO_CAPACITY saying what is short. A request
+   * for a pool or labels this machine does not have is refused the same way: the submitter's
+   * view was stale (or lied), and it should try another member.
+   */
   reserve (req: ReserveRequest): Reservation<G> {
     const cpus = checkCount(req.cpus, 'cpus', false)
     const memBytes = checkCount(req.memBytes ?? 0, 'memBytes', false)
     const gpus = checkCount(req.gpus, 'gpus', true)
+    checkCount(req.gpuMemBytes ?? 0, 'gpuMemBytes', false)
+    const mismatch = this.policyMismatch(req)
+    if (mismatch !== undefined) throw new VgridError('ERR_NO_CAPACITY', `not for this member: ${mismatch}`)
+    const refusal = this.refusal()
+    if (refusal !== undefined) throw new VgridError('ERR_NO_CAPACITY', `not taking work now: ${refusal}`)
     const s = this.snapshot()
-    const free = this.freeGpus().filter(this.modelFilter(req.gpuModel))
+    const free = this.freeGpus().filter(this.gpuFilter(req))
     const short: string[] = []
     if (cpus > s.cpusFree) short.push(`needs ${plural(cpus, 'core')}, ${s.cpusFree} free of ${this.offer.cpus} lent`)
     if (memBytes > s.memFree) short.push(`needs ${bytesText(memBytes)} of memory, ${bytesText(s.memFree)} free of ${bytesText(this.offer.memBytes)} lent`)
     if (gpus > free.length) {
-      const lent = this.offer.gpus.filter(this.modelFilter(req.gpuModel)).length
-      short.push(`needs ${plural(gpus, 'GPU')}${req.gpuModel !== undefined ? ` matching "${req.gpuModel}"` : ''}, ${free.length} free of ${lent} lent`)
+      const lent = this.offer.gpus.filter(this.gpuFilter(req)).length
+      const which = [
+        req.gpuModel !== undefined ? ` matching "${req.gpuModel}"` : '',
+        (req.gpuMemBytes ?? 0) > 0 ? ` with at least ${bytesText(req.gpuMemBytes!)}` : ''
+      ].join('')
+      short.push(`needs ${plural(gpus, 'GPU')}${which}, ${free.length} free of ${lent} lent`)
     }
     if (short.length > 0) throw new VgridError('ERR_NO_CAPACITY', `not enough free here: ${short.join('; ')}`)
     const r: Reservation<G> = { id: `r${this.nextId++}`, cpus, memBytes, gpus: free.slice(0, gpus) }
@@ -104,9 +139,10 @@ export class Ledger<G extends LentGpu = LentGpu> {
 
   /** Whether this machine could satisfy the request when nothing else runs. */
   fitsEver (req: ReserveRequest): boolean {
-    return req.cpus <= this.offer.cpus &&
+    return this.policyMismatch(req) === undefined &&
+      req.cpus <= this.offer.cpus &&
       (req.memBytes ?? 0) <= this.offer.memBytes &&
-      req.gpus <= this.offer.gpus.filter(this.modelFilter(req.gpuModel)).length
+      req.gpus <= this.offer.gpus.filter(this.gpuFilter(req)).length
   }
 
   snapshot (): LedgerSnapshot {
@@ -122,6 +158,14 @@ export class Ledger<G extends LentGpu = LentGpu> {
     }
   }
 
+  /** Why no reservation, however small, would be granted now; undefined when one could be. */
+  refusal (): string | undefined {
+    if (this.offer.closed !== undefined) return this.offer.closed
+    const max = this.offer.maxTasks
+    if (max !== undefined && this.held.size >= max) return `it runs ${plural(this.held.size, 'command')}, the most its owner allows at once (--max-tasks ${max})`
+    return undefined
+  }
+
   /** The owner changed what is lent. Running reservations keep what they hold. */
   update (offer: LedgerOffer<G>): void {
     this.offer = checkOffer(offer)
@@ -133,9 +177,21 @@ export class Ledger<G extends LentGpu = LentGpu> {
     return this.offer.gpus.filter((g) => !taken.has(g.index))
   }
 
-  private modelFilter (model: string | undefined): (g: G) => boolean {
-    if (model === undefined || model === '') return () => true
-    const m = model.toLowerCase()
-    return (g) => g.model.toLowerCase().includes(m)
+  private gpuFilter (req: ReserveRequest): (g: G) => boolean {
+    const m = req.gpuModel?.toLowerCase() ?? ''
+    const mem = req.gpuMemBytes ?? 0
+    return (g) => g.model.toLowerCase().includes(m) && g.memoryBytes >= mem
+  }
+
+  /** Why this machine is not one the request may run on (pool, labels), or undefined. */
+  private policyMismatch (req: ReserveRequest): string | undefined {
+    const pools = this.offer.pools ?? []
+    if (req.pool !== undefined && !pools.includes(req.pool)) {
+      return `it is not in pool "${req.pool}" (${pools.length === 0 ? 'it is in no pool' : `its pools: ${pools.join(', ')}`})`
+    }
+    const have = this.offer.labels ?? {}
+    const missing = Object.entries(req.labels ?? {}).filter(([k, v]) => !Object.hasOwn(have, k) || have[k] !== v)
+    if (missing.length > 0) return `it is not labelled ${missing.map(([k, v]) => `${k}=${v}`).join(', ')}`
+    return undefined
   }
 }

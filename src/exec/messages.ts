@@ -4,6 +4,7 @@
  * so an agent relays them without rewriting. Every message is validated on receipt.
  */
 import { type WireError } from '../common/errors.js'
+import { MAX_SIZE_BYTES } from '../common/units.js'
 import { obj, str, optStr, int, bytes, strArray, strMap, oneOf, bad } from '../common/validate.js'
 
 /** Output and stdin travel in chunks of at most this many bytes. */
@@ -13,6 +14,16 @@ export const MAX_ARG_BYTES = 128 * 1024
 export const MAX_ENV_ITEMS = 1024
 export const MAX_CPUS = 4096
 export const MAX_GPUS = 64
+/** `--mem` / `--gpu-mem` at most this (4 PiB), as units.ts parses sizes. */
+export const MAX_REQUEST_BYTES = MAX_SIZE_BYTES
+/** `--label k=v` a request may carry; an agent lends at most as many. */
+export const MAX_REQUEST_LABELS = 64
+export const MAX_LABEL_VALUE_CHARS = 256
+export const MAX_POOL_NAME_CHARS = 63
+/** What an agent's `--label` key may be (agent/config.ts checks the same). */
+export const LABEL_KEY_RE = /^[A-Za-z0-9._/-]{1,63}$/
+/** What an agent's `--pool` name may be (agent/config.ts checks the same). */
+export const POOL_NAME_RE = /^[a-z0-9][a-z0-9._-]{0,62}$/
 
 /** Signals a submitter may forward. Others are refused. */
 export const FORWARDED_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGKILL', 'SIGHUP', 'SIGQUIT', 'SIGUSR1', 'SIGUSR2', 'SIGWINCH'] as const
@@ -30,6 +41,14 @@ export interface RunSpec {
   cpus: number
   gpus: number
   gpuModel?: string
+  /** Memory to reserve, in bytes (counted, not enforced); absent = none. */
+  memBytes?: number
+  /** Each GPU assigned has at least this much memory. */
+  gpuMemBytes?: number
+  /** Only members whose offer has every one of these labels. */
+  labels?: Record<string, string>
+  /** Only members that lend to this pool (`vgrid agent --pool`). */
+  pool?: string
 }
 
 /** Sent by the submitter's side. */
@@ -75,6 +94,18 @@ export function parseRunSpec (v: unknown): RunSpec {
   if (cwd !== undefined) spec.cwd = cwd
   const gpuModel = optStr(m.gpuModel, 'gpuModel', 256)
   if (gpuModel !== undefined) spec.gpuModel = gpuModel
+  if (m.memBytes !== undefined && m.memBytes !== null) spec.memBytes = int(m.memBytes, 'memBytes', 0, MAX_REQUEST_BYTES)
+  if (m.gpuMemBytes !== undefined && m.gpuMemBytes !== null) spec.gpuMemBytes = int(m.gpuMemBytes, 'gpuMemBytes', 0, MAX_REQUEST_BYTES)
+  if (m.labels !== undefined && m.labels !== null) {
+    const labels = strMap(m.labels, 'labels', MAX_REQUEST_LABELS, MAX_LABEL_VALUE_CHARS)
+    for (const k of Object.keys(labels)) if (!LABEL_KEY_RE.test(k)) bad(`labels has a key that is not a label key (${JSON.stringify(k.slice(0, 64))})`)
+    if (Object.keys(labels).length > 0) spec.labels = labels
+  }
+  const pool = optStr(m.pool, 'pool', MAX_POOL_NAME_CHARS)
+  if (pool !== undefined) {
+    if (!POOL_NAME_RE.test(pool)) bad('pool is not a pool name')
+    spec.pool = pool
+  }
   if (m.tty !== undefined && m.tty !== null) {
     const t = obj(m.tty, 'tty')
     spec.tty = {

@@ -25,6 +25,7 @@ import { EventSender } from './event-sender.js'
 import { GroupTerminator } from './process-group.js'
 import { spawnPipes } from './spawn-pipes.js'
 import { spawnPty } from './spawn-pty.js'
+import { defaultNicenessValue, niced } from './niceness.js'
 import { exitStatus, type OutputSink, type RunningCommand } from './command.js'
 import type { ExecResult, ServeExecOptions } from './types.js'
 
@@ -65,7 +66,9 @@ export async function serveExec (channel: FrameChannel, opts: ServeExecOptions):
   if (!resolved.ok) return await cannotRun(resolved.exitCode, resolved.message)
 
   const out: OutputSink = async (fd, data) => { await sender.out(fd, data) }
-  const spawnOpts = { file: resolved.file, argv: spec.argv, cwd: opts.cwd, env }
+  // Below the owner: the command and everything it starts (niceness.ts).
+  const nice = niced(resolved.file, spec.argv, opts.nice ?? defaultNicenessValue())
+  const spawnOpts = { file: nice.file, argv: nice.argv, cwd: opts.cwd, env }
   const startedAt = Date.now()
   let cmd: RunningCommand
   try {
@@ -82,6 +85,7 @@ export async function serveExec (channel: FrameChannel, opts: ServeExecOptions):
     log.warn(`could not start ${name}`, err)
     return await notStarted(new VgridError('ERR_SPAWN_FAILED', `could not start ${name} on ${opts.host}: ${(err as Error).message}`).toWire())
   }
+  nice.after(cmd.pid)
   opts.groups?.add(cmd.pgid)
   void sender.send({ t: 'started', pid: cmd.pid, peer: opts.peer, host: opts.host, gpus: opts.gpus.map((g) => g.index) })
 

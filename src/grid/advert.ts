@@ -98,13 +98,17 @@ function gpuIndexes (v: unknown, what: string): number[] {
 
 function parseOffer (v: unknown): Offer {
   const m = obj(v, 'offer')
-  return {
+  const offer: Offer = {
     cpus: num(m.cpus, 'offer.cpus', 0, MAX_CPUS),
     memBytes: int(m.memBytes, 'offer.memBytes', 0, MAX_BYTES),
     gpus: gpuIndexes(m.gpus, 'offer.gpus'),
     pools: strArray(m.pools, 'offer.pools', MAX_POOLS, MAX_NAME_CHARS),
     labels: strMap(m.labels, 'offer.labels', MAX_LABELS, MAX_NAME_CHARS)
   }
+  // Optional: members of an older version do not send them.
+  if (m.maxTasks !== undefined && m.maxTasks !== null) offer.maxTasks = int(m.maxTasks, 'offer.maxTasks', 1, MAX_TASK_COUNT)
+  if (m.onlyWhenIdle !== undefined && m.onlyWhenIdle !== null && bool(m.onlyWhenIdle, 'offer.onlyWhenIdle')) offer.onlyWhenIdle = true
+  return offer
 }
 
 function parseLoad (v: unknown): Load {
@@ -115,6 +119,7 @@ function parseLoad (v: unknown): Load {
     gpusFree: gpuIndexes(m.gpusFree, 'load.gpusFree'),
     running: int(m.running, 'load.running', 0, MAX_TASK_COUNT),
     queued: int(m.queued, 'load.queued', 0, MAX_TASK_COUNT),
-    cpuUtil: num(m.cpuUtil, 'load.cpuUtil', 0, 100)
+    cpuUtil: num(m.cpuUtil, 'load.cpuUtil', 0, 100),
+    ...(m.ownerBusy !== undefined && m.ownerBusy !== null && bool(m.ownerBusy, 'load.ownerBusy') ? { ownerBusy: true } : {})
   }
 }

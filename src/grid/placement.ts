@@ -4,41 +4,114 @@
  * that does not fit, and the submitter then tries the next candidate).
  */
 import { VgridError } from '../common/errors.js'
-import type { PeerView } from './types.js'
+import { formatBytes } from '../common/units.js'
+import type { GpuInfo, PeerView } from './types.js'
 
+/** What a command needs; RunSpec carries the same fields under the same names. */
 export interface ResourceRequest {
   cpus: number
   gpus: number
+  /** Case-insensitive substring of the GPU model (`a100`). */
   gpuModel?: string
+  /** Memory, in bytes; absent = none counted. */
+  memBytes?: number
+  /** Each GPU given has at least this much memory. */
+  gpuMemBytes?: number
+  /** The member's offer carries every one of these labels. */
+  labels?: Record<string, string>
+  /** The member lends to this pool. */
+  pool?: string
 }
 
 function modelMatches (model: string, wanted: string | undefined): boolean {
   return wanted === undefined || model.toLowerCase().includes(wanted.toLowerCase())
 }
 
+function gpuMatches (g: GpuInfo, req: ResourceRequest): boolean {
+  return modelMatches(g.model, req.gpuModel) && g.memoryBytes >= (req.gpuMemBytes ?? 0)
+}
+
 function lentGpus (p: PeerView, req: ResourceRequest, onlyFree: boolean): number {
   const indexes = new Set(onlyFree ? p.load.gpusFree : p.offer.gpus)
-  return p.resources.gpus.filter((g) => indexes.has(g.index) && modelMatches(g.model, req.gpuModel)).length
+  return p.resources.gpus.filter((g) => indexes.has(g.index) && gpuMatches(g, req)).length
+}
+
+/** Whether the member is in the request's pool and has all its labels: what no free room changes. */
+export function matchesPolicy (p: PeerView, req: ResourceRequest): boolean {
+  if (req.pool !== undefined && !p.offer.pools.includes(req.pool)) return false
+  for (const [k, v] of Object.entries(req.labels ?? {})) {
+    if (!Object.hasOwn(p.offer.labels, k) || p.offer.labels[k] !== v) return false
+  }
+  return true
 }
 
 /** Could this member ever run the request, with everything it lends free? */
 export function fitsEver (p: PeerView, req: ResourceRequest): boolean {
-  return p.offer.cpus >= req.cpus && (req.gpus === 0 || lentGpus(p, req, false) >= req.gpus)
+  return matchesPolicy(p, req) && p.offer.cpus >= req.cpus && p.offer.memBytes >= (req.memBytes ?? 0) &&
+    (req.gpus === 0 || lentGpus(p, req, false) >= req.gpus)
 }
 
 /** Does the member's last advertisement show room for the request now? */
 export function fitsNow (p: PeerView, req: ResourceRequest): boolean {
-  return p.load.cpusFree >= req.cpus && (req.gpus === 0 || lentGpus(p, req, true) >= req.gpus)
+  return matchesPolicy(p, req) && p.load.cpusFree >= req.cpus && p.load.memFree >= (req.memBytes ?? 0) &&
+    (req.gpus === 0 || lentGpus(p, req, true) >= req.gpus)
 }
 
-function describeRequest (req: ResourceRequest): string {
-  const parts = [`${req.cpus} core${req.cpus === 1 ? '' : 's'}`]
-  if (req.gpus > 0) parts.push(`${req.gpus} GPU${req.gpus === 1 ? '' : 's'}${req.gpuModel !== undefined ? ` matching "${req.gpuModel}"` : ''}`)
-  return parts.join(' and ')
+function plural (n: number, one: string): string {
+  return `${n} ${one}${n === 1 ? '' : 's'}`
+}
+
+function describePolicy (req: ResourceRequest): string[] {
+  const parts: string[] = []
+  if (req.pool !== undefined) parts.push(`in pool "${req.pool}"`)
+  const labels = Object.entries(req.labels ?? {})
+  if (labels.length > 0) parts.push(`labelled ${labels.map(([k, v]) => `${k}=${v}`).join(', ')}`)
+  return parts
+}
+
+/** `1 core, 16 GiB of memory and 2 GPUs matching "a100" with at least 40 GiB each, in pool "lab"`. */
+export function describeRequest (req: ResourceRequest): string {
+  const parts = [plural(req.cpus, 'core')]
+  if ((req.memBytes ?? 0) > 0) parts.push(`${formatBytes(req.memBytes!)} of memory`)
+  if (req.gpus > 0) {
+    let gpus = plural(req.gpus, 'GPU')
+    if (req.gpuModel !== undefined) gpus += ` matching "${req.gpuModel}"`
+    if ((req.gpuMemBytes ?? 0) > 0) gpus += ` with at least ${formatBytes(req.gpuMemBytes!)}${req.gpus === 1 ? '' : ' each'}`
+    parts.push(gpus)
+  }
+  const what = parts.length === 1 ? parts[0] : `${parts.slice(0, -1).join(', ')} and ${parts.at(-1)!}`
+  return [what, ...describePolicy(req)].join(', ')
+}
+
+/** `16 cores, 64 GiB of memory and 2 GPUs (2× NVIDIA A100-SXM4-80GB with 80 GiB)`. */
+function describeOffer (p: PeerView): string {
+  const lent = new Set(p.offer.gpus)
+  const kinds = new Map<string, number>()
+  for (const g of p.resources.gpus) {
+    if (!lent.has(g.index)) continue
+    const k = `${g.model} with ${formatBytes(g.memoryBytes)}`
+    kinds.set(k, (kinds.get(k) ?? 0) + 1)
+  }
+  const gpus = kinds.size === 0 ? '' : ` (${[...kinds].map(([k, n]) => `${n}× ${k}`).join(', ')})`
+  return `${plural(p.offer.cpus, 'core')}, ${formatBytes(p.offer.memBytes)} of memory and ${plural(p.offer.gpus.length, 'GPU')}${gpus}`
 }
 
 function largest (view: PeerView[]): PeerView | undefined {
-  return [...view].sort((a, b) => (b.offer.gpus.length - a.offer.gpus.length) || (b.offer.cpus - a.offer.cpus))[0]
+  return [...view].sort((a, b) => (b.offer.gpus.length - a.offer.gpus.length) || (b.offer.cpus - a.offer.cpus) || (b.offer.memBytes - a.offer.memBytes))[0]
+}
+
+/** Why nothing could ever fit: the request in full, and the largest member that could be asked. */
+function impossible (view: PeerView[], req: ResourceRequest): VgridError {
+  const present = view.filter((p) => p.leaving !== true)
+  const eligible = present.filter((p) => matchesPolicy(p, req))
+  const policy = describePolicy(req)
+  const big = largest(eligible.length > 0 ? eligible : present)
+  let what: string
+  if (big === undefined) what = 'the grid has no members'
+  else if (eligible.length === 0) what = `no member is ${policy.join(' and ')}; the largest member, ${big.resources.host}, lends ${describeOffer(big)}`
+  else what = `the largest member${policy.length > 0 ? ` ${policy.join(' and ')}` : ''}, ${big.resources.host}, lends ${describeOffer(big)}`
+  return new VgridError('ERR_IMPOSSIBLE_REQUEST', `no member of the grid could ever run a command that needs ${describeRequest(req)}: ${what}`,
+    policy.length > 0 ? 'ask for less, or see each member\'s pools, labels and resources with `vgrid peers --json`' : 'ask for less, or see what each member lends with `vgrid peers`')
 }
 
 /**
@@ -48,14 +121,7 @@ function largest (view: PeerView[]): PeerView | undefined {
  */
 export function candidates (view: PeerView[], req: ResourceRequest): PeerView[] {
   const possible = view.filter((p) => p.leaving !== true && fitsEver(p, req))
-  if (possible.length === 0) {
-    const big = largest(view)
-    const what = big === undefined
-      ? 'the grid has no members'
-      : `the largest member, ${big.resources.host}, lends ${big.offer.cpus} cores and ${big.offer.gpus.length} GPUs`
-    throw new VgridError('ERR_IMPOSSIBLE_REQUEST', `no member of the grid could ever run a command that needs ${describeRequest(req)}: ${what}`,
-      'ask for less, or see what each member lends with `vgrid peers`')
-  }
+  if (possible.length === 0) throw impossible(view, req)
   const now = possible.filter((p) => fitsNow(p, req))
   if (now.length === 0) {
     throw new VgridError('ERR_NO_CAPACITY', `every member that could run a command needing ${describeRequest(req)} is busy`,

@@ -30,6 +30,10 @@ export interface Offer {
   gpus: number[]
   pools: string[]
   labels: Record<string, string>
+  /** `--max-tasks`: commands it runs at once at most; absent = no limit. */
+  maxTasks?: number
+  /** `--only-when-idle`: it lends only while its owner's own load is low. */
+  onlyWhenIdle?: boolean
 }
 
 /** Current use of what is lent. */
@@ -42,6 +46,11 @@ export interface Load {
   queued: number
   /** The machine's CPU utilisation, 0–100, all processes counted. */
   cpuUtil: number
+  /**
+   * Set while an `--only-when-idle` member's owner is busy: it takes no work (and shows
+   * nothing free) until the owner is idle again.
+   */
+  ownerBusy?: boolean
 }
 
 export interface PeerAd {

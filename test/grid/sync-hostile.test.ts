@@ -62,11 +62,12 @@ afterAll(async () => {
 async function execWithTree (tree: { root: Uint8Array, blobs: Map<string, Uint8Array> }): Promise<any[]> {
   const session = registry.add({ rootHash: tree.root, blobs: tree.blobs, sources: new Map(), peer: agent.grid.peerId })
   const ch: FrameChannel = await hostile.open(agent.grid.peerId, EXEC_PROTOCOL)
-  await ch.send({ t: 'exec', v: 1, task: 'dddddddddddddddd', spec: { argv: ['sh', '-c', 'ls -A; touch made-here'], env: {}, cpus: 1, gpus: 0 }, ws: { session, root: tree.root, key: 'a'.repeat(32) } })
+  await ch.send({ t: 'exec', v: 2, task: 'dddddddddddddddd', spec: { argv: ['sh', '-c', 'ls -A; touch made-here'], env: {}, cpus: 1, gpus: 0 }, ws: { session, root: tree.root, key: 'a'.repeat(32) } })
   const replies: any[] = []
   for (;;) {
     const m = await ch.recv().catch(() => undefined) as any
     if (m === undefined) break
+    if (m.t === 'claimed') { await ch.send({ t: 'go' }); continue }
     replies.push(m)
     // A hostile submitter does not pull outputs: the exit would only come after the executor gives up.
     if (m.t === 'exit' || m.t === 'error' || m.t === 'outputs') break
@@ -138,6 +139,8 @@ describe('a hostile executor', () => {
     // The hostile member runs nothing: it answers every exec with outputs of its choosing.
     await hostile.handle(EXEC_PROTOCOL, async (ch, submitter) => {
       await ch.recv()
+      // It grants every claim, and never waits for the go.
+      await ch.send({ t: 'claimed', leaseMs: 10_000 })
       await ch.send({ t: 'started', pid: 1, peer: hostile.peerId, host: 'hostile', gpus: [] })
       const session = registry.add({ rootHash: offered.root, blobs: offered.blobs, sources: new Map(), peer: submitter })
       await ch.send({ t: 'outputs', root: offered.root, session })

@@ -42,6 +42,21 @@ describe('vbatch arguments', () => {
     expect(batch(['--gpus', '1', '--gpu-model', 'h100', 'ls']).spec).toMatchObject({ gpus: 1, gpuModel: 'h100' })
   })
 
+  it('takes the resource requests with the same meaning as vrun: pools, shapes, memory, GPU memory, labels', () => {
+    const GiB = 2 ** 30
+    const inv = batch(['-P', 'lab', '-P', 'gpu-a100-2', '--cpus', '4', '--mem', '32G', '--gpu-mem', '40G', '--label', 'room=b12', '--label', 'os=linux', 'sh', 'shard.sh'])
+    expect(inv.spec).toEqual({
+      argv: ['sh', 'shard.sh'], env: {}, pool: 'lab', cpus: 4, memBytes: 32 * GiB, gpus: 2, gpuModel: 'a100', gpuMemBytes: 40 * GiB,
+      labels: { room: 'b12', os: 'linux' }
+    })
+    expect(batch(['-N', '40', '-P', 'cpu-4', './shard.sh'])).toMatchObject({ shards: 40, spec: { cpus: 4, gpus: 0 } })
+    expect(usageError(['-P', 'gpu-x', 'ls']).message).toContain('-P gpu-x: not a resource shape')
+    expect(usageError(['-P', 'Lab', 'ls']).hint).toBe('pool names are lowercase: -P lab')
+    expect(usageError(['--gpu-mem', '8G', 'ls']).message).toContain('was asked for without GPUs')
+    expect(usageError(['--mem', '16 gigs', 'ls']).message).toContain('--mem "16 gigs" is not valid')
+    expect(usageError(['--label', 'room', 'ls']).message).toContain('--label room: expected KEY=VALUE')
+  })
+
   it('has no --tty: nobody is attached', () => {
     expect(VBATCH_OPTIONS.some((o) => o.long === 'tty')).toBe(false)
     expect(usageError(['--tty', 'yes', 'top']).message).toBe('unknown option --tty')
@@ -169,6 +184,13 @@ describe('the batch request', () => {
       timeoutMs: 7_200_000,
       parent: '0123456789abcdef'
     })
+    expect(parseBatch(req)).toEqual(req)
+  })
+
+  it('carries the resource request through the agent\'s validation unchanged', () => {
+    const inv = batch(['-P', 'lab', '--gpus', '1', '--gpu-mem', '24G', '--mem', '2G', '--label', 'room=b12', 'ls'])
+    const req = batchRequest(inv)
+    expect(req.spec).toMatchObject({ pool: 'lab', gpus: 1, gpuMemBytes: 24 * 2 ** 30, memBytes: 2 * 2 ** 30, labels: { room: 'b12' } })
     expect(parseBatch(req)).toEqual(req)
   })
 

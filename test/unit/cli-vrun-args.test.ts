@@ -101,15 +101,85 @@ describe('vrun -P shapes', () => {
     expect(run(['-Pgpu-2', '--gpu-model', 'h100', 'x']).spec).toMatchObject({ gpus: 2, gpuModel: 'h100' })
   })
 
-  it.each(['lab', 'gpu', 'cpu-', 'cpu-x-2', 'gpu-a100', 'gpu--2', 'tpu-4'])('refuses %s with the pools hint', (shape) => {
+  it.each(['gpu', 'cpu-', 'cpu-x-2', 'gpu-a100', 'gpu--2', 'CPU-a-1'])('refuses %s: it looks like a shape, so it is never a pool', (shape) => {
     const err = usageError(['-P', shape, 'x'])
     expect(err.message).toContain(`-P ${shape}: not a resource shape (cpu-N, gpu-N or gpu-MODEL-N`)
-    expect(err.hint).toContain('named pools arrive with the placement release')
+    expect(err.hint).toContain('never as a pool')
   })
 
   it('refuses a zero or huge count', () => {
     expect(usageError(['-P', 'gpu-0', 'x']).message).toContain('out of range')
     expect(usageError(['-P', 'cpu-99999999', 'x']).message).toContain('out of range')
+  })
+})
+
+describe('vrun -P pools', () => {
+  it('reads any other name as a pool', () => {
+    expect(run(['-P', 'lab', 'x']).spec).toEqual({ argv: ['x'], env: {}, cpus: 1, gpus: 0, pool: 'lab' })
+    expect(run(['-P', 'tpu-4', 'x']).spec.pool).toBe('tpu-4')
+    expect(run(['-Pgpus.b2', 'x']).spec.pool).toBe('gpus.b2')
+  })
+
+  it('takes a pool and a shape together, the last of each kind counting', () => {
+    expect(run(['-P', 'lab', '-P', 'gpu-a100-2', 'x']).spec).toMatchObject({ pool: 'lab', cpus: 1, gpus: 2, gpuModel: 'a100' })
+    expect(run(['-P', 'cpu-4', '-P', 'a', '-P', 'b', '-P', 'gpu-1', 'x']).spec).toMatchObject({ pool: 'b', cpus: 1, gpus: 1 })
+    expect(run(['-P', 'lab', '--cpus', '3', 'x']).spec).toMatchObject({ pool: 'lab', cpus: 3, gpus: 0 })
+  })
+
+  it('refuses a name that is neither, saying how a pool is spelled', () => {
+    const upper = usageError(['-P', 'Lab', 'x'])
+    expect(upper.message).toBe('-P Lab: not a pool name or a resource shape')
+    expect(upper.hint).toBe('pool names are lowercase: -P lab')
+    expect(usageError(['-P', 'a b', 'x']).hint).toContain('a pool name is 1–63 of a-z 0-9')
+    expect(usageError(['-P', '', 'x']).message).toContain('not a pool name')
+    expect(usageError(['-P', `p${'x'.repeat(63)}`, 'x']).message).toContain('not a pool name')
+  })
+})
+
+describe('vrun --mem, --gpu-mem and --label', () => {
+  const GiB = 2 ** 30
+
+  it('reads sizes with binary units', () => {
+    expect(run(['--mem', '16G', 'x']).spec.memBytes).toBe(16 * GiB)
+    expect(run(['--mem=512MiB', 'x']).spec.memBytes).toBe(512 * 2 ** 20)
+    expect(run(['--gpus', '1', '--gpu-mem', '40GB', 'x']).spec).toMatchObject({ gpus: 1, gpuMemBytes: 40 * GiB })
+    expect(run(['-P', 'gpu-a100-2', '--gpu-mem', '80G', '--mem', '1.5T', 'x']).spec)
+      .toMatchObject({ gpus: 2, gpuModel: 'a100', gpuMemBytes: 80 * GiB, memBytes: 1.5 * 1024 * GiB })
+  })
+
+  it('collects labels, every one to match', () => {
+    expect(run(['--label', 'room=b12', '--label', 'os=linux', 'x']).spec.labels).toEqual({ room: 'b12', os: 'linux' })
+    expect(run(['--label', 'k=a=b', '--label', 'empty=', 'x']).spec.labels).toEqual({ k: 'a=b', empty: '' })
+    expect(run(['--label', 'room=b12', '--label', 'room=b12', 'x']).spec.labels).toEqual({ room: 'b12' })
+    expect(run(['x']).spec.labels).toBeUndefined()
+  })
+
+  it('combines everything into one request', () => {
+    const spec = run(['-P', 'lab', '-P', 'gpu-2', '--cpus', '4', '--mem', '8G', '--gpu-model', 'rtx', '--gpu-mem', '20G', '--label', 'room=b12', 'x']).spec
+    expect(spec).toEqual({ argv: ['x'], env: {}, pool: 'lab', cpus: 4, memBytes: 8 * GiB, gpus: 2, gpuModel: 'rtx', gpuMemBytes: 20 * GiB, labels: { room: 'b12' } })
+  })
+
+  it.each([
+    [['--mem', 'lots', 'x'], '--mem "lots" is not valid: expected a size such as 512M'],
+    [['--mem', '0', 'x'], '--mem 0: must be more than zero'],
+    [['--mem', '-1G', 'x'], '--mem "-1G" is not valid'],
+    [['--mem', '99999999T', 'x'], 'is too large'],
+    [['--gpus', '1', '--gpu-mem', '40 gigs', 'x'], '--gpu-mem "40 gigs" is not valid'],
+    [['--gpu-mem', '40G', 'x'], 'GPU memory (40 GiB) was asked for without GPUs'],
+    [['-P', 'gpu-1', '--gpus', '0', '--gpu-model', 'a100', 'x'], 'a GPU model (a100) was asked for without GPUs'],
+    [['--label', 'room', 'x'], '--label room: expected KEY=VALUE'],
+    [['--label', '=b12', 'x'], '--label =b12: expected KEY=VALUE'],
+    [['--label', 'a b=c', 'x'], 'expected KEY=VALUE'],
+    [['--label', 'k=line\nbreak', 'x'], 'control characters'],
+    [['--label', `k=${'v'.repeat(257)}`, 'x'], 'longer than 256 characters'],
+    [['--label', 'room=a', '--label', 'room=b', 'x'], '--label room is given twice with different values (a, b)']
+  ])('%j → %s', (argv, message) => {
+    expect(usageError(argv).message).toContain(message)
+  })
+
+  it('refuses more labels than a member can have', () => {
+    const many = Array.from({ length: 65 }, (_, i) => ['--label', `k${i}=v`]).flat()
+    expect(usageError([...many, 'x']).message).toContain('at most 64 labels')
   })
 })
 

@@ -47,7 +47,7 @@ describe('vgridHome', () => {
 describe('resolveAgentConfig defaults', () => {
   it('shares everything and listens on the fixed IPv4 port', () => {
     const c = resolveAgentConfig({}, env)
-    expect(c).toEqual({ home, peers: [], listen: [`/ip4/0.0.0.0/tcp/${DEFAULT_PORT}`], share: { pools: [], labels: {} } })
+    expect(c).toEqual({ home, peers: [], listen: [`/ip4/0.0.0.0/tcp/${DEFAULT_PORT}`], share: { pools: [], labels: {} }, policy: { nice: 10, onlyWhenIdle: false } })
     expect(DEFAULT_LISTEN).toEqual(['/ip4/0.0.0.0/tcp/7321'])
     expect(c.join).toBeUndefined()
   })
@@ -186,7 +186,7 @@ describe('config file', () => {
     ['{"cpus": 4,', /config is not valid JSON/],
     ['[1,2]', /config must hold a JSON object/],
     ['"8"', /config must hold a JSON object/],
-    [{ cpu: 4 }, /config: unknown field "cpu" \(known: cpus, gpus, mem, cacheSize, pools, labels, listen\)/],
+    [{ cpu: 4 }, /config: unknown field "cpu" \(known: cpus, gpus, mem, cacheSize, pools, labels, listen, maxTasks, nice, onlyWhenIdle\)/],
     [{ cpus: 'eight' }, /config: field "cpus": "eight" is not valid/],
     [{ cpus: 0 }, /config: field "cpus"/],
     [{ gpus: [0, 'x'] }, /config: field "gpus"/],

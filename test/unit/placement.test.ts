@@ -3,13 +3,27 @@ import { describe, it, expect } from 'vitest'
 import { candidates, resolvePeer, fitsEver, fitsNow } from '../../src/grid/placement.js'
 import type { PeerView } from '../../src/grid/types.js'
 
-function peer (id: string, host: string, opts: { cpus?: number, free?: number, gpus?: string[], gpusFree?: number[], self?: boolean } = {}): PeerView {
-  const gpus = (opts.gpus ?? []).map((model, index) => ({ index, vendor: 'nvidia', model, memoryBytes: 2 ** 34 }))
+interface PeerOpts {
+  cpus?: number
+  free?: number
+  gpus?: string[]
+  gpusFree?: number[]
+  /** MiB of memory per GPU, in order; default 16 GiB each. */
+  gpuMem?: number[]
+  mem?: number
+  memFree?: number
+  pools?: string[]
+  labels?: Record<string, string>
+  self?: boolean
+}
+
+function peer (id: string, host: string, opts: PeerOpts = {}): PeerView {
+  const gpus = (opts.gpus ?? []).map((model, index) => ({ index, vendor: 'nvidia', model, memoryBytes: opts.gpuMem?.[index] !== undefined ? opts.gpuMem[index] * 2 ** 20 : 2 ** 34 }))
   return {
     v: 1, peer: id, seq: 1, startedAt: 1, addrs: [], version: '0.1.0',
-    resources: { host, os: { platform: 'linux', distro: 'd', release: 'r', arch: 'x64' }, cpu: { model: 'c', cores: opts.cpus ?? 4 }, memBytes: 2 ** 34, gpus },
-    offer: { cpus: opts.cpus ?? 4, memBytes: 2 ** 34, gpus: gpus.map((g) => g.index), pools: [], labels: {} },
-    load: { cpusFree: opts.free ?? opts.cpus ?? 4, memFree: 2 ** 34, gpusFree: opts.gpusFree ?? gpus.map((g) => g.index), running: 0, queued: 0, cpuUtil: 0 },
+    resources: { host, os: { platform: 'linux', distro: 'd', release: 'r', arch: 'x64' }, cpu: { model: 'c', cores: opts.cpus ?? 4 }, memBytes: opts.mem ?? 2 ** 34, gpus },
+    offer: { cpus: opts.cpus ?? 4, memBytes: opts.mem ?? 2 ** 34, gpus: gpus.map((g) => g.index), pools: opts.pools ?? [], labels: opts.labels ?? {} },
+    load: { cpusFree: opts.free ?? opts.cpus ?? 4, memFree: opts.memFree ?? opts.mem ?? 2 ** 34, gpusFree: opts.gpusFree ?? gpus.map((g) => g.index), running: 0, queued: 0, cpuUtil: 0 },
     lastSeenMs: 0, self: opts.self ?? false
   }
 }
@@ -37,7 +51,9 @@ describe('placement', () => {
   })
 
   it('fails at once, naming the largest member, when nothing could ever fit', () => {
-    expect(() => candidates(view, { cpus: 1, gpus: 3 })).toThrow(/largest member, gpu1, lends 16 cores and 2 GPUs/)
+    expect(() => candidates(view, { cpus: 1, gpus: 3 })).toThrow(
+      'no member of the grid could ever run a command that needs 1 core and 3 GPUs: ' +
+      'the largest member, gpu1, lends 16 cores, 16 GiB of memory and 2 GPUs (2× NVIDIA A100-SXM4-80GB with 16 GiB)')
     expect(() => candidates(view, { cpus: 64, gpus: 0 })).toThrow(expect.objectContaining({ code: 'ERR_IMPOSSIBLE_REQUEST' }))
     expect(() => candidates(view, { cpus: 1, gpus: 1, gpuModel: 'h100' })).toThrow(expect.objectContaining({ code: 'ERR_IMPOSSIBLE_REQUEST' }))
     expect(() => candidates([], { cpus: 1, gpus: 0 })).toThrow(/no members/)
@@ -57,5 +73,71 @@ describe('placement', () => {
     expect(() => resolvePeer(view, '12D')).toThrow(expect.objectContaining({ code: 'ERR_NO_SUCH_PEER' }))
     const twins = [peer('12D3KooWT1', 'same'), peer('12D3KooWT2', 'same')]
     expect(() => resolvePeer(twins, 'same')).toThrow(/2 members have the hostname same/)
+  })
+})
+
+describe('fit: memory, GPU memory, pools and labels', () => {
+  const GiB = 2 ** 30
+  const lab = [
+    peer('12D3KooWM0', 'small', { cpus: 4, mem: 8 * GiB, memFree: 2 * GiB, pools: ['lab'], labels: { room: 'b12' } }),
+    peer('12D3KooWM1', 'gpubox', {
+      cpus: 32, mem: 256 * GiB, gpus: ['NVIDIA A100-SXM4-80GB', 'NVIDIA GeForce RTX 4090', 'NVIDIA A100-SXM4-40GB'], gpuMem: [81920, 24564, 40960],
+      gpusFree: [1, 2], pools: ['lab', 'ml'], labels: { room: 'b14', os: 'linux' }
+    }),
+    peer('12D3KooWM2', 'office', { cpus: 8, mem: 32 * GiB, labels: { room: 'b12', os: 'linux' } })
+  ]
+  const [small, gpubox, office] = lab
+
+  it('counts memory against what is lent and what is free', () => {
+    expect(fitsEver(small, { cpus: 1, gpus: 0, memBytes: 8 * GiB })).toBe(true)
+    expect(fitsNow(small, { cpus: 1, gpus: 0, memBytes: 8 * GiB })).toBe(false)
+    expect(fitsNow(small, { cpus: 1, gpus: 0, memBytes: 2 * GiB })).toBe(true)
+    expect(fitsEver(small, { cpus: 1, gpus: 0, memBytes: 8 * GiB + 1 })).toBe(false)
+    expect(candidates(lab, { cpus: 1, gpus: 0, memBytes: 4 * GiB }).map((p) => p.resources.host)).toEqual(['gpubox', 'office'])
+  })
+
+  it('counts only GPUs with enough memory, with the model too', () => {
+    expect(fitsEver(gpubox, { cpus: 1, gpus: 2, gpuMemBytes: 40 * GiB })).toBe(true)
+    expect(fitsEver(gpubox, { cpus: 1, gpus: 3, gpuMemBytes: 40 * GiB })).toBe(false)
+    // GPU 0 (80 GiB) is busy, GPU 2 (40 GiB) is free.
+    expect(fitsNow(gpubox, { cpus: 1, gpus: 1, gpuMemBytes: 40 * GiB })).toBe(true)
+    expect(fitsNow(gpubox, { cpus: 1, gpus: 1, gpuMemBytes: 80 * GiB })).toBe(false)
+    expect(fitsEver(gpubox, { cpus: 1, gpus: 1, gpuMemBytes: 80 * GiB })).toBe(true)
+    expect(fitsNow(gpubox, { cpus: 1, gpus: 1, gpuModel: 'a100', gpuMemBytes: 24 * GiB })).toBe(true)
+    expect(fitsEver(gpubox, { cpus: 1, gpus: 2, gpuModel: '4090', gpuMemBytes: 16 * GiB })).toBe(false)
+    expect(() => candidates(lab, { cpus: 1, gpus: 1, gpuMemBytes: 80 * GiB })).toThrow(expect.objectContaining({ code: 'ERR_NO_CAPACITY' }))
+  })
+
+  it('keeps to the pool and to every label asked for', () => {
+    expect(candidates(lab, { cpus: 1, gpus: 0, pool: 'lab' }).map((p) => p.resources.host).sort()).toEqual(['gpubox', 'small'])
+    expect(candidates(lab, { cpus: 1, gpus: 0, pool: 'ml' }).map((p) => p.resources.host)).toEqual(['gpubox'])
+    expect(candidates(lab, { cpus: 1, gpus: 0, labels: { room: 'b12' } }).map((p) => p.resources.host).sort()).toEqual(['office', 'small'])
+    expect(candidates(lab, { cpus: 1, gpus: 0, labels: { room: 'b12', os: 'linux' } }).map((p) => p.resources.host)).toEqual(['office'])
+    expect(candidates(lab, { cpus: 1, gpus: 0, pool: 'lab', labels: { os: 'linux' } }).map((p) => p.resources.host)).toEqual(['gpubox'])
+    expect(fitsNow(office, { cpus: 1, gpus: 0, pool: 'lab' })).toBe(false)
+    expect(fitsEver(office, { cpus: 1, gpus: 0, labels: { room: 'B12' } })).toBe(false)
+    // A label key that is a property of every object is not a label a member has.
+    expect(fitsEver(office, { cpus: 1, gpus: 0, labels: { constructor: 'x' } })).toBe(false)
+    expect(fitsEver(office, { cpus: 1, gpus: 0, labels: {} })).toBe(true)
+  })
+
+  it('describes the whole request and the largest member that could be asked when nothing fits', () => {
+    expect(() => candidates(lab, { cpus: 2, gpus: 2, gpuModel: 'a100', gpuMemBytes: 80 * GiB, memBytes: 16 * GiB, pool: 'lab' })).toThrow(
+      'no member of the grid could ever run a command that needs 2 cores, 16 GiB of memory and 2 GPUs matching "a100" with at least 80 GiB each, in pool "lab": ' +
+      'the largest member in pool "lab", gpubox, lends 32 cores, 256 GiB of memory and 3 GPUs ' +
+      '(1× NVIDIA A100-SXM4-80GB with 80 GiB, 1× NVIDIA GeForce RTX 4090 with 24 GiB, 1× NVIDIA A100-SXM4-40GB with 40 GiB)')
+    expect(() => candidates(lab, { cpus: 1, gpus: 1, gpuMemBytes: 96 * GiB })).toThrow(/needs 1 core and 1 GPU with at least 96 GiB: the largest member, gpubox/)
+    expect(() => candidates(lab, { cpus: 64, gpus: 0, labels: { room: 'b12', os: 'linux' } }))
+      .toThrow(/needs 64 cores, labelled room=b12, os=linux: the largest member labelled room=b12, os=linux, office, lends 8 cores/)
+  })
+
+  it('says when no member is in the pool or has the labels at all', () => {
+    let err: any
+    try { candidates(lab, { cpus: 1, gpus: 0, pool: 'gpu-farm', labels: { rack: 'r1' } }) } catch (e) { err = e }
+    expect(err.code).toBe('ERR_IMPOSSIBLE_REQUEST')
+    expect(err.message).toBe('no member of the grid could ever run a command that needs 1 core, in pool "gpu-farm", labelled rack=r1: ' +
+      'no member is in pool "gpu-farm" and labelled rack=r1; the largest member, gpubox, lends 32 cores, 256 GiB of memory and 3 GPUs ' +
+      '(1× NVIDIA A100-SXM4-80GB with 80 GiB, 1× NVIDIA GeForce RTX 4090 with 24 GiB, 1× NVIDIA A100-SXM4-40GB with 40 GiB)')
+    expect(err.hint).toContain('pools, labels')
   })
 })

@@ -18,6 +18,8 @@
  * - `{ t: 'task-log', id, follow, stderrOnly }` → `{ t: 'log', fd, data }`… then `{ t: 'task', task }`.
  * - `{ t: 'task-cancel', id }` → `{ t: 'task', task }` (cancelled with its sub-tasks).
  * - `{ t: 'task-wait', id }` → `{ t: 'task', task }` once it has ended.
+ * - `{ t: 'agent-set', patch }` (`vgrid agent set`; an empty patch only asks) → `{ t: 'policy',
+ *   policy, warnings, saved? }`: the owner policy now in force, and the config file it was saved in.
  * - any request may be answered `{ t: 'error', error: { code, message, hint } }`.
  *
  * This file is imported by the CLI: it must not import libp2p or anything heavy.
@@ -28,6 +30,7 @@ import { VgridError, type WireError } from '../../common/errors.js'
 import type { AgentStatus, PeerView } from '../../grid/types.js'
 import type { WorkspaceRef } from '../../fs-sync/workspace.js'
 import { DEP_KINDS, isTaskId, type DepKind, type TaskRecord } from '../tasks/types.js'
+import { checkPolicyPatch, type PolicyPatch } from '../config.js'
 
 export const CONTROL_VERSION = 1
 export const SOCKET_NAME = 'agent.sock'
@@ -54,6 +57,25 @@ export interface BatchRequest {
 }
 
 export const MAX_SHARDS = 10_000
+
+/** What a machine lends and how (`vgrid agent set`). */
+export interface PolicyView {
+  host: string
+  /** The machine: cores, memory, GPU indexes. */
+  cores: number
+  memBytes: number
+  gpus: number[]
+  /** What it lends of that. */
+  offer: { cpus: number, memBytes: number, gpus: number[] }
+  /** Commands at once at most; absent = no limit. */
+  maxTasks?: number
+  nice: number
+  onlyWhenIdle: boolean
+  /** With onlyWhenIdle: whether the owner is using the machine, and their load (% of all cores, averaged). */
+  owner?: { state: 'starting' | 'busy' | 'idle', load?: number }
+  /** Commands running here now. */
+  running: number
+}
 export const MAX_DEPS = 256
 
 export type ControlRequest =
@@ -67,6 +89,7 @@ export type ControlRequest =
   | { t: 'task-log', id: string, follow: boolean, stderrOnly: boolean }
   | { t: 'task-cancel', id: string }
   | { t: 'task-wait', id: string }
+  | { t: 'agent-set', patch: PolicyPatch }
 
 export type ControlReply =
   | HelloReply
@@ -79,6 +102,7 @@ export type ControlReply =
   | { t: 'task-list', tasks: TaskRecord[], unreachable: string[] }
   | { t: 'task', task: TaskRecord }
   | { t: 'log', fd: 1 | 2, data: Uint8Array }
+  | { t: 'policy', policy: PolicyView, warnings: string[], saved?: string }
   | { t: 'error', error: WireError }
 
 export function parseHello (v: unknown): Hello {
@@ -89,7 +113,7 @@ export function parseHello (v: unknown): Hello {
 
 export function parseControlRequest (v: unknown): ControlRequest {
   const m = obj(v, 'request')
-  const t = oneOf(m.t, 't', ['run', 'peers', 'status', 'join-token', 'batch', 'task-list', 'task-show', 'task-log', 'task-cancel', 'task-wait'] as const)
+  const t = oneOf(m.t, 't', ['run', 'peers', 'status', 'join-token', 'batch', 'task-list', 'task-show', 'task-log', 'task-cancel', 'task-wait', 'agent-set'] as const)
   switch (t) {
     case 'run': {
       const req: ControlRequest = { t: 'run', spec: parseRunSpec(m.spec) }
@@ -108,6 +132,7 @@ export function parseControlRequest (v: unknown): ControlRequest {
     case 'task-list': return { t, all: m.all === true }
     case 'task-show': case 'task-cancel': case 'task-wait': return { t, id: taskRef(m.id) }
     case 'task-log': return { t, id: taskRef(m.id), follow: m.follow === true, stderrOnly: m.stderrOnly === true }
+    case 'agent-set': return { t, patch: checkPolicyPatch(obj(m.patch, 'patch')) }
     default: return { t }
   }
 }

@@ -341,14 +341,20 @@ export class TaskManager implements ChildTracker {
     void mine.send({ t: 'eof' }).catch(() => {})
     const placing = submitRun(this.ctx, theirs, spec, on ?? e.on, e.workspace, e.record.id)
       .then(() => undefined, (err: unknown) => err)
+    // However the placement ended, no event follows: the loop below must not wait for one.
+    void placing.then(() => { void theirs.close() })
     void (async () => {
+      let lost: VgridError | undefined
       for (;;) {
         const raw = await mine.recv().catch(() => undefined)
         if (raw === undefined) break
-        this.onEvent(e, raw as ExecEvent | { t: 'placed', peer: string, host: string } | { t: 'queued' })
+        const ev = raw as ExecEvent | { t: 'placed', peer: string, host: string } | { t: 'queued' }
+        // The executor (or this agent's owner policy) lost the command: placed again below if retries are left.
+        if (ev.t === 'error' && ev.error.code === 'ERR_PEER_LOST') { lost = new VgridError('ERR_PEER_LOST', ev.error.message); break }
+        this.onEvent(e, ev)
         if (isFinal(e.record.state)) break
       }
-      const err = await placing
+      const err = lost ?? await placing
       mine.destroy()
       e.channel = undefined
       this.placed(e)

@@ -1,0 +1,154 @@
+/**
+ * The owner policy of a running agent: what it lends (`--cpus`, `--gpus`, `--mem`), how many
+ * commands at once (`--max-tasks`), at what niceness (`--nice`), and whether only while the
+ * owner is away (`--only-when-idle`). It keeps the ledger, the niceness of new commands and
+ * the advertisement in step with the policy, applies `vgrid agent set` without a restart
+ * (saving it in the config file), and stops the guests when the owner comes back.
+ */
+import { createLogger } from '../common/log.js'
+import type { Ledger, LedgerSnapshot } from '../exec/index.js'
+import { setDefaultNiceness } from '../exec/niceness.js'
+import type { Load, Offer, Resources } from '../grid/index.js'
+import { applyPolicyPatch, computeOffer, savePolicyPatch, type OwnerPolicy, type PolicyPatch, type ShareConfig } from './config.js'
+import type { PolicyView } from './control/protocol.js'
+import type { GuestCommands } from './guests.js'
+import { idleRule, startIdleMonitor, type OwnerActivity, type OwnerState } from './idle-monitor.js'
+import { ownerLoadSource } from './owner-load.js'
+
+const log = createLogger('policy')
+
+/** When the owner comes back, guests get SIGTERM, then SIGKILL after this long. */
+export const OWNER_RETURN_KILL_GRACE_MS = 5_000
+const CLOSED_REASON = 'its owner is using it (--only-when-idle)'
+
+export interface PolicyInit {
+  home: string
+  resources: Resources
+  ledger: Ledger
+  share: ShareConfig
+  policy: OwnerPolicy
+  guests: GuestCommands
+  /** The load changed: advertise now. */
+  publish: () => void
+  env?: NodeJS.ProcessEnv
+}
+
+export class OwnerPolicyControl {
+  private share: ShareConfig
+  private policy: OwnerPolicy
+  private offer!: Offer
+  private warnings: string[] = []
+  private monitor: { activity: OwnerActivity, stop: () => void } | undefined
+
+  constructor (private readonly init: PolicyInit) {
+    this.share = init.share
+    this.policy = init.policy
+    this.apply()
+  }
+
+  /** What this machine lends, as advertised. */
+  currentOffer (): Offer {
+    return this.offer
+  }
+
+  /** Warnings of the last change (a share clamped to the machine). */
+  currentWarnings (): string[] {
+    return [...this.warnings]
+  }
+
+  /** The advertised load: nothing free while no work is taken (owner busy, or --max-tasks reached). */
+  load (s: LedgerSnapshot, cpuUtil: number): Load {
+    const load: Load = { cpusFree: s.cpusFree, memFree: s.memFree, gpusFree: s.gpusFree, running: s.running, queued: 0, cpuUtil }
+    if (this.init.ledger.refusal() !== undefined) Object.assign(load, { cpusFree: 0, memFree: 0, gpusFree: [] })
+    if (this.ownerState() === 'busy') load.ownerBusy = true
+    return load
+  }
+
+  /** `vgrid agent set`: saved first (a config file that cannot be written changes nothing), then applied. */
+  set (patch: PolicyPatch): { policy: PolicyView, warnings: string[], saved?: string } {
+    if (Object.keys(patch).length === 0) return { policy: this.view(), warnings: [] }
+    const next = applyPolicyPatch(this.share, this.policy, patch)
+    const saved = savePolicyPatch(this.init.home, patch)
+    this.share = next.share
+    this.policy = next.policy
+    this.apply()
+    log.debug('policy changed', patch)
+    return { policy: this.view(), warnings: this.currentWarnings(), saved }
+  }
+
+  view (): PolicyView {
+    const r = this.init.resources
+    const v: PolicyView = {
+      host: r.host,
+      cores: r.cpu.cores,
+      memBytes: r.memBytes,
+      gpus: r.gpus.map((g) => g.index),
+      offer: { cpus: this.offer.cpus, memBytes: this.offer.memBytes, gpus: [...this.offer.gpus] },
+      nice: this.policy.nice,
+      onlyWhenIdle: this.policy.onlyWhenIdle,
+      running: this.init.ledger.snapshot().running
+    }
+    if (this.policy.maxTasks !== undefined) v.maxTasks = this.policy.maxTasks
+    if (this.monitor !== undefined) {
+      const a = this.monitor.activity
+      v.owner = a.load === undefined ? { state: a.state } : { state: a.state, load: Math.round(a.load * 10) / 10 }
+    }
+    return v
+  }
+
+  stop (): void {
+    this.monitor?.stop()
+    this.monitor = undefined
+  }
+
+  private ownerState (): OwnerState | undefined {
+    return this.monitor?.activity.state
+  }
+
+  /** Brings the ledger, the niceness, the idle monitor and the advertisement in line with the policy. */
+  private apply (): void {
+    const { resources, ledger } = this.init
+    const { offer, warnings } = computeOffer(this.share, resources)
+    this.warnings = warnings
+    this.offer = offer
+    if (this.policy.maxTasks !== undefined) this.offer.maxTasks = this.policy.maxTasks
+    if (this.policy.onlyWhenIdle) this.offer.onlyWhenIdle = true
+    setDefaultNiceness(this.policy.nice)
+    if (this.policy.onlyWhenIdle && this.monitor === undefined) {
+      const env = this.init.env ?? process.env
+      const source = ownerLoadSource(() => this.init.guests.pgids(), env)
+      this.monitor = startIdleMonitor(source, idleRule(env), (state, load) => { this.ownerChanged(state, load) })
+    } else if (!this.policy.onlyWhenIdle && this.monitor !== undefined) {
+      this.stop()
+    }
+    // Lowering what is lent stops no command: running reservations keep what they hold.
+    ledger.update({
+      cpus: offer.cpus,
+      memBytes: offer.memBytes,
+      gpus: resources.gpus.filter((g) => offer.gpus.includes(g.index)),
+      pools: offer.pools,
+      labels: offer.labels,
+      ...(this.policy.maxTasks !== undefined ? { maxTasks: this.policy.maxTasks } : {}),
+      ...(this.monitor !== undefined && this.monitor.activity.state !== 'idle' ? { closed: CLOSED_REASON } : {})
+    })
+    this.init.publish()
+  }
+
+  private ownerChanged (state: OwnerState, load: number | undefined): void {
+    const pct = load === undefined ? '' : ` (load ${Math.round(load)} % of the cores)`
+    this.apply()
+    if (state !== 'busy') {
+      log.warn(`the owner is idle${pct}: lending again`)
+      return
+    }
+    const n = this.init.guests.pgids().length
+    log.warn(`the owner is busy${pct}: lending nothing${n > 0 ? `, stopping ${n} command${n === 1 ? '' : 's'}` : ''}`)
+    if (n === 0) return
+    const host = this.init.resources.host
+    this.init.guests.stopAll(
+      `the owner of ${host} came back: the command was stopped (SIGTERM, SIGKILL after ${OWNER_RETURN_KILL_GRACE_MS / 1000} s)`,
+      `${host} lends only while its owner is idle; vbatch --retries N places such a task again on another member`,
+      OWNER_RETURN_KILL_GRACE_MS
+    ).catch((err) => { log.warn('stopping the guests failed', err) })
+  }
+}

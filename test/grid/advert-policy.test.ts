@@ -1,0 +1,40 @@
+/** The owner policy's fields in an advertisement: optional (older members do not send them), and checked. */
+import { describe, expect, it } from 'vitest'
+import { parsePeerAd, type PeerAd } from '../../src/grid/index.js'
+import { fakeDescription } from './harness.js'
+
+const ID = '12D3KooWGRYZDHBembyGJQqQ6WgLqJWsGswkrU2e3YDAzrBZeJuL'
+
+function ad (offer: Record<string, unknown> = {}, load: Record<string, unknown> = {}): any {
+  const d = fakeDescription('node-a')
+  return { v: 1, peer: ID, seq: 1, startedAt: 1, addrs: [], version: '0.1.0', ...d, offer: { ...d.offer, ...offer }, load: { ...d.load, ...load } }
+}
+
+describe('policy fields of an advertisement', () => {
+  it('are absent from an ad without them', () => {
+    const p: PeerAd = parsePeerAd(ad())
+    expect(p.offer.maxTasks).toBeUndefined()
+    expect(p.offer.onlyWhenIdle).toBeUndefined()
+    expect(p.load.ownerBusy).toBeUndefined()
+  })
+
+  it('come through when set', () => {
+    const p = parsePeerAd(ad({ maxTasks: 4, onlyWhenIdle: true }, { ownerBusy: true }))
+    expect(p.offer).toMatchObject({ maxTasks: 4, onlyWhenIdle: true })
+    expect(p.load.ownerBusy).toBe(true)
+    // false is the same as absent
+    const q = parsePeerAd(ad({ onlyWhenIdle: false }, { ownerBusy: false }))
+    expect(q.offer.onlyWhenIdle).toBeUndefined()
+    expect(q.load.ownerBusy).toBeUndefined()
+  })
+
+  it.each([
+    [{ maxTasks: 0 }, {}, /offer.maxTasks/],
+    [{ maxTasks: 1.5 }, {}, /offer.maxTasks/],
+    [{ maxTasks: '4' }, {}, /offer.maxTasks/],
+    [{ onlyWhenIdle: 'yes' }, {}, /offer.onlyWhenIdle/],
+    [{}, { ownerBusy: 1 }, /load.ownerBusy/]
+  ])('refuses offer %j load %j', (offer, load, message) => {
+    expect(() => parsePeerAd(ad(offer, load))).toThrow(message)
+  })
+})
