@@ -10,7 +10,7 @@ import { VgridError } from '../common/errors.js'
 import { createLogger } from '../common/log.js'
 import {
   createGrid, loadOrCreateIdentity, loadSwarmKey, createSwarmKey, writeSwarmKey,
-  decodeJoinToken, encodeJoinToken, tokenAddrs, type Grid, type AgentStatus, type Resources, type Offer
+  decodeJoinToken, encodeJoinToken, tokenAddrs, type Grid, type AgentStatus, type Resources, type Offer, type GpuUse
 } from '../grid/index.js'
 import { Ledger } from '../exec/index.js'
 import { startControlServer, assertNoLiveAgent, type ControlServer } from './control/server.js'
@@ -81,6 +81,7 @@ export async function startAgent (config: AgentConfig): Promise<Agent> {
   ])
   const { offer, warnings } = computeOffer(config.share, resources)
   const ledger = new Ledger({ cpus: offer.cpus, memBytes: offer.memBytes, gpus: resources.gpus.filter((g) => offer.gpus.includes(g.index)), pools: offer.pools, labels: offer.labels })
+  const gpuUse = new Map<number, GpuUse>()
   const guests = new GuestCommands((m) => { log.warn(m) })
   let publish: (() => void) | undefined
   // Applies --max-tasks, --nice and --only-when-idle to the ledger now, and every later change.
@@ -94,7 +95,7 @@ export async function startAgent (config: AgentConfig): Promise<Agent> {
     bootstrap: choice.bootstrap,
     version: VERSION,
     startedAt,
-    describe: () => ({ resources, offer: policy.currentOffer(), load: policy.load(ledger.snapshot(), cpu.utilisation()) })
+    describe: () => ({ resources, offer: policy.currentOffer(), load: { ...policy.load(ledger.snapshot(), cpu.utilisation()), gpuUse: [...gpuUse.values()] } })
   }).catch((err) => { cpu.stop(); policy.stop(); throw err })
   publish = () => { grid.publishNow() }
 
@@ -109,7 +110,8 @@ export async function startAgent (config: AgentConfig): Promise<Agent> {
     shutdown: shutdown.signal, loadChanged: () => { grid.publishNow() }, sync, children: tasks,
     groups: guests.groups(orphans.ledger),
     // So a command stopped because the owner came back ends as lost (guests.ts).
-    watch: (channel) => guests.watch(channel)
+    watch: (channel) => guests.watch(channel),
+    gpuUse
   }
   await grid.handle(EXEC_PROTOCOL, serveExecProtocol(ctx))
   await grid.handle(TASK_PROTOCOL, serveTaskProtocol(tasks), { maxFrameBytes: TASK_MAX_FRAME_BYTES })

@@ -8,6 +8,7 @@
  * machine the command runs in the workspace itself: nothing to sync.
  */
 import fs from 'node:fs/promises'
+import os from 'node:os'
 import path from 'node:path'
 import { randomBytes } from 'node:crypto'
 import { fileURLToPath } from 'node:url'
@@ -18,7 +19,7 @@ import { createLogger } from '../common/log.js'
 import { withTimeout } from '../common/timeout.js'
 import { parseRunSpec, parseExecEvent, parseExecInput, serveExec, type RunSpec, type ExecEvent, type Ledger } from '../exec/index.js'
 import { candidates, resolvePeer, chooseClaimTargets, CLAIM_FANOUT } from '../grid/placement.js'
-import type { Grid, GpuInfo } from '../grid/index.js'
+import type { Grid, GpuInfo, GpuUse } from '../grid/index.js'
 import type { WorkspaceRef } from '../fs-sync/index.js'
 import type { WorkspaceSync, WorkspaceScan } from './workspace-sync.js'
 import type { GroupLedger } from '../exec/orphans.js'
@@ -47,7 +48,18 @@ export interface RunContext {
   groups?: GroupLedger
   /** Wraps the session of every command run here (the owner policy watches them: guests.ts). */
   watch?: (channel: FrameChannel) => FrameChannel
+  /** Who holds each GPU of this machine now, by index (advertised for `vgrid peers`). */
+  gpuUse?: Map<number, GpuUse>
 }
+
+/** The OS user this agent runs as: for whom its commands run, as other members show it. */
+const USER = ((): string => {
+  try {
+    return os.userInfo().username.slice(0, 64)
+  } catch {
+    return 'unknown'
+  }
+})()
 
 /** What the executor needs of the task system for a command that submits sub-tasks. */
 export interface ChildTracker {
@@ -65,7 +77,7 @@ export interface ChildTracker {
 /** What the submitter exported for the executor to pull. */
 interface WorkspaceOffer { session: string, root: Uint8Array, key: string }
 
-interface ExecRequest { t: 'exec', v: number, task: string, spec: RunSpec, ws?: WorkspaceOffer }
+interface ExecRequest { t: 'exec', v: number, task: string, spec: RunSpec, ws?: WorkspaceOffer, user?: string }
 
 /** Where a command runs on the executing machine. */
 type RunDir =
@@ -81,6 +93,11 @@ function parseExecRequest (v: unknown): ExecRequest {
   const task = str(m.task, 'task', 16)
   if (!TASK_ID_RE.test(task)) bad('task is not a task id')
   const req: ExecRequest = { t: 'exec', v: ver, task, spec: parseRunSpec(m.spec) }
+  if (m.user !== undefined && m.user !== null) {
+    const user = str(m.user, 'user', 64)
+    if (!/^[\w.-]+$/.test(user)) bad('user is not a user name')
+    req.user = user
+  }
   if (m.ws !== undefined && m.ws !== null) {
     const w = obj(m.ws, 'ws')
     const session = str(w.session, 'ws.session', 32)
@@ -145,10 +162,12 @@ export function newTaskId (): string {
 }
 
 /** Runs a command on this machine against a reservation; `channel` carries its session. */
-export async function executeHere (ctx: RunContext, channel: FrameChannel, task: string, spec: RunSpec, where: RunDir, onAccepted?: () => Promise<void>): Promise<void> {
+export async function executeHere (ctx: RunContext, channel: FrameChannel, task: string, spec: RunSpec, where: RunDir, onAccepted?: () => Promise<void>,
+  who = `${USER}@${ctx.host}`): Promise<void> {
   channel = ctx.watch?.(channel) ?? channel
   // RunSpec's resource fields (cores, memory, GPUs, model, GPU memory, pool, labels) are ReserveRequest's.
   const reservation = ctx.ledger.reserve(spec)
+  for (const g of reservation.gpus) ctx.gpuUse?.set(g.index, { index: g.index, task, who })
   ctx.loadChanged()
   const scratch = path.join(ctx.home, 'scratch', task)
   let copy: { dir: string, release: () => void } | undefined
@@ -192,6 +211,7 @@ export async function executeHere (ctx: RunContext, channel: FrameChannel, task:
   } finally {
     kids?.end()
     copy?.release()
+    for (const g of reservation.gpus) if (ctx.gpuUse?.get(g.index)?.task === task) ctx.gpuUse.delete(g.index)
     ctx.ledger.release(reservation)
     ctx.loadChanged()
     if (where.kind === 'scratch') await fs.rm(scratch, { recursive: true, force: true }).catch(() => {})
@@ -212,7 +232,7 @@ export function serveExecProtocol (ctx: RunContext): (channel: FrameChannel, rem
     }
     try {
       await executeHere(ctx, channel, req.task, req.spec, req.ws !== undefined ? { kind: 'copy', submitter: remotePeer, offer: req.ws } : { kind: 'scratch' },
-        async () => { await holdClaim(channel) })
+        async () => { await holdClaim(channel) }, `${req.user ?? 'unknown'}@${ctx.grid.view().find((p) => p.peer === remotePeer)?.resources.host ?? remotePeer.slice(-8)}`)
     } catch (err) {
       if (err instanceof ClaimReleased) {
         log.debug(`task ${req.task} from ${remotePeer}: ${err.message}`)
@@ -322,7 +342,7 @@ async function placeOnce (ctx: RunContext, client: FrameChannel, task: string, s
       const ws = scanned !== undefined ? ctx.sync.exportTo(scanned, target.peer) : undefined
       if (ws !== undefined) exports.set(target.peer, ws.session)
       const channel = await ctx.grid.open(target.peer, EXEC_PROTOCOL, { signal: ctx.shutdown })
-      await channel.send(ws === undefined ? { t: 'exec', v: EXEC_PROTOCOL_VERSION, task, spec } : { t: 'exec', v: EXEC_PROTOCOL_VERSION, task, spec, ws })
+      await channel.send({ t: 'exec', v: EXEC_PROTOCOL_VERSION, task, spec, user: USER, ...(ws !== undefined ? { ws } : {}) })
       return channel
     })
     const winner = 'claim' in result ? result.claim.target.peer : undefined

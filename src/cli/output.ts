@@ -139,7 +139,30 @@ export function renderPeersTable (peers: PeerView[]): string {
   ])
   const lines = renderTable([PEER_COLUMNS as readonly string[], ...rows])
   const footer = peers.length === 1 ? '1 member; * = this agent' : `${peers.length} members; * = this agent`
-  return `${lines}${footer}\n`
+  const gpus = renderGpuUse(sorted)
+  return `${lines}${footer}\n${gpus === '' ? '' : `\n${gpus}`}`
+}
+
+/**
+ * Every GPU the grid lends, one line each, like gpustat for the whole grid: free, or which
+ * task holds it for whom. Empty when no member lends a GPU.
+ */
+export function renderGpuUse (peers: PeerView[]): string {
+  const rows: string[][] = []
+  for (const p of peers) {
+    const lent = new Set(p.offer?.gpus ?? [])
+    const free = new Set(p.load?.gpusFree ?? [])
+    const use = new Map((p.load?.gpuUse ?? []).map((u) => [u.index, u]))
+    for (const g of p.resources?.gpus ?? []) {
+      if (!lent.has(g.index)) continue
+      const u = use.get(g.index)
+      rows.push([
+        `${p.resources.host} [${g.index}]`, shortModel(g.model ?? ''), formatBytes(g.memoryBytes ?? 0),
+        free.has(g.index) ? 'free' : u?.task ?? 'busy', free.has(g.index) ? '' : u?.who ?? ''
+      ])
+    }
+  }
+  return rows.length === 0 ? '' : renderTable([['GPU', 'MODEL', 'MEMORY', 'TASK', 'FOR'], ...rows])
 }
 
 /** Left-aligned columns separated by two spaces, no trailing blanks. */

@@ -11,7 +11,7 @@ import {
   MAX_ADDR_CHARS, MAX_AD_ADDRS, MAX_ADVERT_BYTES, MAX_CPUS, MAX_GPU_INDEX, MAX_GPUS, MAX_LABELS,
   MAX_NAME_CHARS, MAX_POOLS, MAX_TASK_COUNT
 } from './constants.js'
-import type { GpuInfo, Load, Offer, PeerAd, Resources } from './types.js'
+import type { GpuInfo, GpuUse, Load, Offer, PeerAd, Resources } from './types.js'
 
 const MAX_BYTES = Number.MAX_SAFE_INTEGER
 const MAX_PEER_ID_CHARS = 128
@@ -120,6 +120,15 @@ function parseLoad (v: unknown): Load {
     running: int(m.running, 'load.running', 0, MAX_TASK_COUNT),
     queued: int(m.queued, 'load.queued', 0, MAX_TASK_COUNT),
     cpuUtil: num(m.cpuUtil, 'load.cpuUtil', 0, 100),
-    ...(m.ownerBusy !== undefined && m.ownerBusy !== null && bool(m.ownerBusy, 'load.ownerBusy') ? { ownerBusy: true } : {})
+    ...(m.ownerBusy !== undefined && m.ownerBusy !== null && bool(m.ownerBusy, 'load.ownerBusy') ? { ownerBusy: true } : {}),
+    ...(m.gpuUse !== undefined && m.gpuUse !== null ? { gpuUse: parseGpuUse(m.gpuUse) } : {})
   }
+}
+
+function parseGpuUse (v: unknown): GpuUse[] {
+  if (!Array.isArray(v) || v.length > MAX_GPUS) return bad(`load.gpuUse is not a list of at most ${MAX_GPUS} entries`)
+  return v.map((e, i) => {
+    const u = obj(e, `load.gpuUse[${i}]`)
+    return { index: int(u.index, 'load.gpuUse.index', 0, MAX_GPU_INDEX), task: str(u.task, 'load.gpuUse.task', 16), who: str(u.who, 'load.gpuUse.who', MAX_NAME_CHARS) }
+  })
 }

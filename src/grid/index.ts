@@ -9,7 +9,7 @@
 import type { FrameChannel } from '../common/channel.js'
 import type { PeerAd, PeerView } from './types.js'
 
-export type { GpuInfo, Resources, Offer, Load, PeerAd, PeerView, AgentStatus } from './types.js'
+export type { GpuInfo, GpuUse, Resources, Offer, Load, PeerAd, PeerView, AgentStatus } from './types.js'
 export { createGrid } from './create-grid.js'
 export { loadOrCreateIdentity } from './identity.js'
 export { createSwarmKey, loadSwarmKey, writeSwarmKey } from './swarm-key.js'

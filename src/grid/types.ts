@@ -51,6 +51,16 @@ export interface Load {
    * nothing free) until the owner is idle again.
    */
   ownerBusy?: boolean
+  /** Who holds each busy GPU (what `vgrid peers` shows, like gpustat for the whole grid). */
+  gpuUse?: GpuUse[]
+}
+
+export interface GpuUse {
+  index: number
+  /** The task id of the command holding it. */
+  task: string
+  /** For whom: `user@host` of the member that submitted it. */
+  who: string
 }
 
 export interface PeerAd {

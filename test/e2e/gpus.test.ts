@@ -5,6 +5,7 @@
  * command sees in CUDA_VISIBLE_DEVICES, and on which box it runs, is what a user would check.
  */
 import fs from 'node:fs'
+import os from 'node:os'
 import path from 'node:path'
 import { describe, it, expect, beforeAll, afterAll } from 'vitest'
 import { startAgent, startCli, stopAll, peersOf, waitFor, tempDir, type AgentProc } from '../helpers/procs.js'
@@ -132,5 +133,27 @@ describe('GPUs handed out by vrun', () => {
     expect(fs.readFileSync(log, 'utf8')).toBe('start 0\nend 0\nstart 0\nend 0\n')
     // Released however it ended: the box shows its GPU free again.
     await waitFor(async () => (await peersOf(none)).find((p) => p.peer === one.peer)?.load.gpusFree.length === 1, 'the GPU to be free again', 5_000)
+  })
+
+  it('vgrid peers shows, from any member, which GPU runs which task for whom', async () => {
+    const dir = tempDir('vgrid-gpu-use-')
+    const go = path.join(dir, 'go')
+    const run = startCli('vrun', ['--no-sync', '--gpus', '2', '--gpu-model', 'a100-sxm4-80', 'sh', '-c', `echo held; while [ ! -e ${go} ]; do sleep 0.05; done`],
+      { home: none.home, cwd: none.workspace, timeoutMs: 40_000 })
+    await waitFor(() => run.stdout().includes('held'), 'the command to hold its GPUs', 20_000)
+    const table = await waitFor(async () => {
+      const r = await two.vgrid(['peers'])
+      return /\[1\].*[0-9a-f]{16}/.test(r.stdout) ? r.stdout : undefined
+    }, 'vgrid peers to show the GPUs in use', 5_000, 100)
+    const rows = table.split('\n').filter((l) => /\[\d\]  +A100-SXM4-80GB/.test(l))
+    // The eight-GPU box lends four A100 80GB: the command holds the lowest two, for its submitter.
+    expect(rows).toHaveLength(4)
+    const busy = rows.filter((l) => /[0-9a-f]{16}/.test(l))
+    expect(busy.map((l) => /\[(\d)\]/.exec(l)?.[1])).toEqual(['0', '1'])
+    for (const l of busy) expect(l).toMatch(new RegExp(`[0-9a-f]{16}  ${os.userInfo().username}@${os.hostname()}$`))
+    expect(rows.filter((l) => / free$/.test(l))).toHaveLength(2)
+    fs.writeFileSync(go, '')
+    expect((await run.done).code).toBe(0)
+    await waitFor(async () => !/[0-9a-f]{16}  \S+@/.test((await two.vgrid(['peers'])).stdout), 'the GPUs to show free again', 5_000, 100)
   })
 })

@@ -18,6 +18,11 @@ describe('policy fields of an advertisement', () => {
     expect(p.load.ownerBusy).toBeUndefined()
   })
 
+  it('carry who holds each busy GPU', () => {
+    const use = [{ index: 1, task: '0123456789abcdef', who: 'alice@ws1' }]
+    expect(parsePeerAd(ad({}, { gpuUse: use })).load.gpuUse).toEqual(use)
+  })
+
   it('come through when set', () => {
     const p = parsePeerAd(ad({ maxTasks: 4, onlyWhenIdle: true }, { ownerBusy: true }))
     expect(p.offer).toMatchObject({ maxTasks: 4, onlyWhenIdle: true })
@@ -33,7 +38,12 @@ describe('policy fields of an advertisement', () => {
     [{ maxTasks: 1.5 }, {}, /offer.maxTasks/],
     [{ maxTasks: '4' }, {}, /offer.maxTasks/],
     [{ onlyWhenIdle: 'yes' }, {}, /offer.onlyWhenIdle/],
-    [{}, { ownerBusy: 1 }, /load.ownerBusy/]
+    [{}, { ownerBusy: 1 }, /load.ownerBusy/],
+    [{}, { gpuUse: {} }, /load.gpuUse/],
+    [{}, { gpuUse: Array(65).fill({ index: 0, task: 'a', who: 'b' }) }, /load.gpuUse/],
+    [{}, { gpuUse: [{ index: -1, task: 'a', who: 'b' }] }, /load.gpuUse.index/],
+    [{}, { gpuUse: [{ index: 0, task: 'x'.repeat(17), who: 'b' }] }, /load.gpuUse.task/],
+    [{}, { gpuUse: [{ index: 0, task: 'a', who: 7 }] }, /load.gpuUse.who/]
   ])('refuses offer %j load %j', (offer, load, message) => {
     expect(() => parsePeerAd(ad(offer, load))).toThrow(message)
   })

@@ -1,6 +1,6 @@
 import { describe, it, expect } from 'vitest'
 import { VgridError } from '../../src/common/errors.js'
-import type { AgentStatus, GpuInfo, PeerView } from '../../src/grid/types.js'
+import type { AgentStatus, GpuInfo, GpuUse, PeerView } from '../../src/grid/types.js'
 import {
   EXIT_GRID_FAILURE, EXIT_USAGE, exitCodeFor, formatError, formatGpus, formatSeen, formatUsageError,
   peersJson, renderPeersTable, renderStatus, statusJson
@@ -13,7 +13,7 @@ function gpu (index: number, model = 'NVIDIA A100-SXM4-80GB'): GpuInfo {
   return { index, vendor: 'NVIDIA', model, memoryBytes: 80 * GiB }
 }
 
-function peer (over: { id: string, host: string, gpus?: GpuInfo[], lent?: number[], free?: number[], self?: boolean, lastSeenMs?: number, running?: number, queued?: number }): PeerView {
+function peer (over: { id: string, host: string, gpus?: GpuInfo[], lent?: number[], free?: number[], self?: boolean, lastSeenMs?: number, running?: number, queued?: number, use?: GpuUse[] }): PeerView {
   const gpus = over.gpus ?? []
   return {
     v: 1,
@@ -24,7 +24,7 @@ function peer (over: { id: string, host: string, gpus?: GpuInfo[], lent?: number
     version: '0.1.0',
     resources: { host: over.host, os: { platform: 'linux', distro: 'x', release: '1', arch: 'x64' }, cpu: { model: 'cpu', cores: 64 }, memBytes: 256 * GiB, gpus },
     offer: { cpus: 32, memBytes: 128 * GiB, gpus: over.lent ?? gpus.map((g) => g.index), pools: [], labels: {} },
-    load: { cpusFree: 30, memFree: 100 * GiB, gpusFree: over.free ?? [], running: over.running ?? 0, queued: over.queued ?? 0, cpuUtil: 5 },
+    load: { cpusFree: 30, memFree: 100 * GiB, gpusFree: over.free ?? [], running: over.running ?? 0, queued: over.queued ?? 0, cpuUtil: 5, ...(over.use !== undefined ? { gpuUse: over.use } : {}) },
     lastSeenMs: over.lastSeenMs ?? 0,
     self: over.self ?? false
   }
@@ -36,7 +36,11 @@ const ID_C = '12D3KooWCCCCaaaaBBBBbbbbCCCCccccDDDDddddEEEEeeee'
 
 describe('vgrid peers table', () => {
   const peers = [
-    peer({ id: ID_C, host: 'dgx-1', gpus: [0, 1, 2, 3, 4, 5, 6, 7].map((i) => gpu(i)), free: [0, 1, 2], lastSeenMs: 3_400, running: 5, queued: 2 }),
+    peer({
+      id: ID_C, host: 'dgx-1', gpus: [0, 1, 2, 3, 4, 5, 6, 7].map((i) => gpu(i)), lent: [0, 1, 2, 3, 4, 5, 6], free: [0, 1, 2], lastSeenMs: 3_400, running: 5, queued: 2,
+      // GPUs 3 and 4 run one task, 5 another; 6 is held by a member too old to say by whom.
+      use: [{ index: 3, task: '3f2a9c1e5b7d0a11', who: 'alice@ws-2' }, { index: 4, task: '3f2a9c1e5b7d0a11', who: 'alice@ws-2' }, { index: 5, task: '77aa00bb11cc22dd', who: 'bob@laptop' }]
+    }),
     peer({ id: ID_B, host: 'ws-2', gpus: [gpu(0, 'NVIDIA GeForce RTX 4090')], free: [0], lastSeenMs: 500, running: 1 }),
     peer({ id: ID_A, host: 'laptop', self: true })
   ]
@@ -45,9 +49,19 @@ describe('vgrid peers table', () => {
     expect(renderPeersTable(peers)).toBe([
       'PEER           HOST    CPUS   MEM              GPUS                         TASKS          SEEN',
       '12D3KooWAAAA*  laptop  30/32  100 GiB/128 GiB  -                            0              now',
-      '12D3KooWCCCC   dgx-1   30/32  100 GiB/128 GiB  8×A100-SXM4-80GB (3 free)    5 (+2 queued)  3s ago',
+      '12D3KooWCCCC   dgx-1   30/32  100 GiB/128 GiB  7×A100-SXM4-80GB (3 free)    5 (+2 queued)  3s ago',
       '12D3KooWBBBB   ws-2    30/32  100 GiB/128 GiB  1×GeForce RTX 4090 (1 free)  1              now',
       '3 members; * = this agent',
+      '',
+      'GPU        MODEL             MEMORY  TASK              FOR',
+      'dgx-1 [0]  A100-SXM4-80GB    80 GiB  free',
+      'dgx-1 [1]  A100-SXM4-80GB    80 GiB  free',
+      'dgx-1 [2]  A100-SXM4-80GB    80 GiB  free',
+      'dgx-1 [3]  A100-SXM4-80GB    80 GiB  3f2a9c1e5b7d0a11  alice@ws-2',
+      'dgx-1 [4]  A100-SXM4-80GB    80 GiB  3f2a9c1e5b7d0a11  alice@ws-2',
+      'dgx-1 [5]  A100-SXM4-80GB    80 GiB  77aa00bb11cc22dd  bob@laptop',
+      'dgx-1 [6]  A100-SXM4-80GB    80 GiB  busy',
+      'ws-2 [0]   GeForce RTX 4090  80 GiB  free',
       ''
     ].join('\n'))
   })
