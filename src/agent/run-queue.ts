@@ -1,6 +1,7 @@
 /**
  * The order in which this agent's runs that wait for capacity try again (DESIGN §2: queued
- * runs start in submission order per submitter, with no starvation).
+ * runs start in submission order per submitter, with no starvation). A run gets in line when
+ * it finds no capacity, or when it arrives while runs it must not overtake are in line.
  *
  * - Runs of one request shape (cores, GPUs, model…) try in submission order: only the oldest
  *   waiting run of a shape tries, so a freed core goes to the first in line, and a view
@@ -36,6 +37,16 @@ export class RunQueue {
     if (i < 0) return
     this.waiting.splice(i, 1)
     for (const fn of [...this.changed]) fn()
+  }
+
+  /**
+   * Whether a run arriving now must get in line instead of trying at once: a run of its shape
+   * already waits, or the oldest waiting run has waited too long.
+   */
+  mustWait (shape: string): boolean {
+    const oldest = this.waiting[0]
+    if (oldest === undefined) return false
+    return this.waiting.some((w) => w.shape === shape) || this.now() - oldest.since >= this.ageLimitMs
   }
 
   /** Whether the run may try to be placed now. */

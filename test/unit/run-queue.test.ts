@@ -43,6 +43,19 @@ describe('RunQueue', () => {
     expect(q.mayTry(big2)).toBe(true)
   })
 
+  it('makes a new run wait only behind runs it must not overtake', () => {
+    let now = 0
+    const q = new RunQueue(() => now, 30_000)
+    expect(q.mustWait('cpu-1')).toBe(false)
+    const big = q.join('cpu-8')
+    expect(q.mustWait('cpu-8')).toBe(true)
+    expect(q.mustWait('cpu-1')).toBe(false)
+    now = 30_000
+    expect(q.mustWait('cpu-1')).toBe(true)
+    q.leave(big)
+    expect(q.mustWait('cpu-1')).toBe(false)
+  })
+
   it('names a shape by the request alone, and by the member it is pinned to', () => {
     const spec = { argv: ['a'], env: { X: '1' }, cwd: 'x', cpus: 1, gpus: 0 }
     expect(requestShape(spec)).toBe(requestShape({ ...spec, argv: ['b'], env: {}, cwd: 'y' }))
