@@ -73,13 +73,13 @@ export function release (c: Claim): void {
 /**
  * Claims on every target at once (`open` opens the exec stream and sends the request). The
  * first acceptance is returned; any later one is released at once. When none accepts,
- * returns the refusals (one error per target).
+ * returns the refusals (one per target).
  */
-export async function claimFirst<P extends PeerView> (targets: P[], open: (target: P) => Promise<FrameChannel>): Promise<{ claim: Claim<P> } | { refused: Error[] }> {
+export async function claimFirst<P extends PeerView> (targets: P[], open: (target: P) => Promise<FrameChannel>): Promise<{ claim: Claim<P> } | { refused: Array<{ target: P, error: Error }> }> {
   return await new Promise((resolve) => {
     let settled = 0
     let won = false
-    const refused: Error[] = []
+    const refused: Array<{ target: P, error: Error }> = []
     for (const target of targets) {
       void (async () => {
         let channel: FrameChannel | undefined
@@ -92,7 +92,7 @@ export async function claimFirst<P extends PeerView> (targets: P[], open: (targe
           resolve({ claim })
         } catch (err) {
           channel?.destroy()
-          refused.push(err as Error)
+          refused.push({ target, error: err as Error })
         } finally {
           if (++settled === targets.length && !won) resolve({ refused })
         }

@@ -127,7 +127,7 @@ export function candidates (view: PeerView[], req: ResourceRequest): PeerView[] 
     throw new VgridError('ERR_NO_CAPACITY', `every member that could run a command needing ${describeRequest(req)} is busy`,
       'it starts when one has room (see `vgrid peers`)')
   }
-  return now.sort((a, b) => (freeScore(b) - freeScore(a)) || (Number(b.self) - Number(a.self)))
+  return now.sort((a, b) => (freeScore(b, req) - freeScore(a, req)) || (Number(b.self) - Number(a.self)))
 }
 
 /**
@@ -153,9 +153,20 @@ export function resolvePeer (view: PeerView[], on: string): PeerView {
 /** Members a submitter claims on at once: the first to accept runs the command. */
 export const CLAIM_FANOUT = 2
 
-/** How much room a member shows for placement weights: its free share of cores, plus free GPUs. */
-export function freeScore (p: PeerView): number {
-  return p.load.cpusFree / Math.max(1, p.offer.cpus) + p.load.gpusFree.length
+/** A request without GPUs weighs a member with free GPUs this much less: keep them for GPU work. */
+export const GPU_BOX_WEIGHT_FOR_CPU_WORK = 0.25
+
+/**
+ * How much room a member shows for a request, for placement weights: its free share of cores;
+ * for a GPU request plus its free GPUs that match; a CPU-only request weighs members with free
+ * GPUs less, so the cores GPU jobs need beside their GPUs stay free (measured with the
+ * simulator: counting free GPUs for every request starved 4-GPU jobs of cores).
+ */
+export function freeScore (p: PeerView, req?: ResourceRequest): number {
+  const cores = p.load.cpusFree / Math.max(1, p.offer.cpus)
+  if (req === undefined) return cores + p.load.gpusFree.length
+  if (req.gpus > 0) return cores + lentGpus(p, req, true)
+  return p.load.gpusFree.length > 0 ? cores * GPU_BOX_WEIGHT_FOR_CPU_WORK : cores
 }
 
 /**
@@ -164,8 +175,8 @@ export function freeScore (p: PeerView): number {
  * none still has a small chance). Spreading the draw is what keeps many submitters with the
  * same view from all claiming the emptiest member at once. `random` returns [0, 1).
  */
-export function chooseClaimTargets<P extends PeerView> (fitting: P[], k: number, random: () => number = Math.random): P[] {
-  const pool = fitting.map((p) => ({ p, w: Math.max(freeScore(p), 1e-3) }))
+export function chooseClaimTargets<P extends PeerView> (fitting: P[], k: number, random: () => number = Math.random, req?: ResourceRequest): P[] {
+  const pool = fitting.map((p) => ({ p, w: Math.max(freeScore(p, req), 1e-3) }))
   const out: P[] = []
   while (out.length < k && pool.length > 0) {
     let total = 0

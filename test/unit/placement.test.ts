@@ -1,6 +1,6 @@
 /** Where a command goes, from a view: the pure part of placement. */
 import { describe, it, expect } from 'vitest'
-import { candidates, resolvePeer, fitsEver, fitsNow } from '../../src/grid/placement.js'
+import { candidates, resolvePeer, fitsEver, fitsNow, freeScore, chooseClaimTargets } from '../../src/grid/placement.js'
 import type { PeerView } from '../../src/grid/types.js'
 
 interface PeerOpts {
@@ -37,7 +37,12 @@ const view = [
 
 describe('placement', () => {
   it('orders members with room by free capacity, the local agent winning ties', () => {
-    expect(candidates(view, { cpus: 1, gpus: 0 }).map((p) => p.resources.host)).toEqual(['gpu1', 'ws1', 'ws2'])
+    // A CPU-only request weighs a member with free GPUs less: gpu1 (all cores free) comes last.
+    expect(candidates(view, { cpus: 1, gpus: 0 }).map((p) => p.resources.host)).toEqual(['ws1', 'ws2', 'gpu1'])
+    // A GPU request counts the free GPUs that match.
+    expect(freeScore(view[2], { cpus: 1, gpus: 1 })).toBe(2)
+    expect(freeScore(view[2], { cpus: 1, gpus: 1, gpuModel: '4090' })).toBe(1)
+    expect(freeScore(view[2], { cpus: 1, gpus: 0 })).toBe(0.25)
     const idle = [peer('12D3KooWX1', 'a', { cpus: 4 }), peer('12D3KooWX2', 'b', { cpus: 4, self: true })]
     expect(candidates(idle, { cpus: 1, gpus: 0 })[0].resources.host).toBe('b')
   })
@@ -93,7 +98,7 @@ describe('fit: memory, GPU memory, pools and labels', () => {
     expect(fitsNow(small, { cpus: 1, gpus: 0, memBytes: 8 * GiB })).toBe(false)
     expect(fitsNow(small, { cpus: 1, gpus: 0, memBytes: 2 * GiB })).toBe(true)
     expect(fitsEver(small, { cpus: 1, gpus: 0, memBytes: 8 * GiB + 1 })).toBe(false)
-    expect(candidates(lab, { cpus: 1, gpus: 0, memBytes: 4 * GiB }).map((p) => p.resources.host)).toEqual(['gpubox', 'office'])
+    expect(candidates(lab, { cpus: 1, gpus: 0, memBytes: 4 * GiB }).map((p) => p.resources.host)).toEqual(['office', 'gpubox'])
   })
 
   it('counts only GPUs with enough memory, with the model too', () => {
@@ -139,5 +144,23 @@ describe('fit: memory, GPU memory, pools and labels', () => {
       'no member is in pool "gpu-farm" and labelled rack=r1; the largest member, gpubox, lends 32 cores, 256 GiB of memory and 3 GPUs ' +
       '(1× NVIDIA A100-SXM4-80GB with 80 GiB, 1× NVIDIA GeForce RTX 4090 with 24 GiB, 1× NVIDIA A100-SXM4-40GB with 40 GiB)')
     expect(err.hint).toContain('pools, labels')
+  })
+
+  it('draws distinct members to claim on, in proportion to their free capacity', () => {
+    const members = [peer('12D3KooWX1', 'idle', { cpus: 4, free: 4 }), peer('12D3KooWX2', 'half', { cpus: 4, free: 2 }), peer('12D3KooWX3', 'full', { cpus: 4, free: 0 })]
+    const counts = new Map<string, number>()
+    let seed = 1
+    const random = (): number => { seed = (seed * 16807) % 2147483647; return (seed - 1) / 2147483646 }
+    for (let i = 0; i < 3000; i++) {
+      const [first, second] = chooseClaimTargets(members, 2, random, { cpus: 1, gpus: 0 })
+      expect(first).not.toBe(second)
+      counts.set(first!.resources.host, (counts.get(first!.resources.host) ?? 0) + 1)
+    }
+    // Weights 1, 0.5 and a token 0.001: about 2/3, 1/3 and almost never.
+    expect(counts.get('idle')! / 3000).toBeCloseTo(2 / 3, 1)
+    expect(counts.get('half')! / 3000).toBeCloseTo(1 / 3, 1)
+    expect(counts.get('full') ?? 0).toBeLessThan(15)
+    expect(chooseClaimTargets(members, 5, random)).toHaveLength(3)
+    expect(chooseClaimTargets([], 2, random)).toEqual([])
   })
 })
