@@ -31,7 +31,12 @@ describe('serveExec under a pseudo-terminal', () => {
     await s.waitStdout(/abc\r\nabc\r\n/) // the terminal's echo, then cat's copy
     await s.send({ t: 'eof' })
     await s.ended
-    expect((await s.result).exitCode).toBe(0)
+    // cat ends at the ^D. Known race, reproduced with node-pty alone (a few runs in 40 on a
+    // loaded machine): the terminal is hung up as cat exits and it is reported killed by
+    // SIGHUP. Either way it ended because of the ^D, not a timeout or a kill of ours.
+    const r = await s.result
+    expect(r.cancelled).toBe(false)
+    expect(r.exitCode === 0 || r.signal === 'SIGHUP', JSON.stringify(r)).toBe(true)
   })
 
   it('reports exit codes and signals as a shell does', async () => {
