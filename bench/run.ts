@@ -5,7 +5,7 @@
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
-import { ROOT } from '../test/helpers/procs.js'
+import { ROOT, removeTempDirs } from '../test/helpers/procs.js'
 import { benchGridVrun, type Figure } from './grid-vrun.js'
 import { benchSync } from './sync.js'
 import { benchFastcdc } from './fastcdc.js'
@@ -32,7 +32,7 @@ async function main (): Promise<void> {
   for (const [name, run] of Object.entries(BENCHES)) {
     if (only.length > 0 && !only.includes(name)) continue
     process.stdout.write(`\n== ${name}\n`)
-    const figures = await run()
+    const figures = await run().finally(removeTempDirs)
     const w = Math.max(...figures.map((f) => f.name.length))
     for (const f of figures) {
       const mark = f.ok === undefined ? '' : f.ok ? '  ok' : '  MISSED'

@@ -109,8 +109,22 @@ export async function waitFor<T> (fn: () => Promise<T | undefined | false> | T |
   }
 }
 
+const tempDirs: string[] = []
+
+/** A new empty directory under the system's temp dir, removed by removeTempDirs(). */
 export function tempDir (prefix = 'vgrid-test-'): string {
-  return fs.mkdtempSync(path.join(os.tmpdir(), prefix))
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix))
+  tempDirs.push(dir)
+  return dir
+}
+
+/**
+ * Removes every directory tempDir() made in this process (agent homes, workspaces: a sync
+ * bench leaves gigabytes). Run after each test file (test/helpers/cleanup.ts) and at the end
+ * of each benchmark, once the agents using them have stopped.
+ */
+export function removeTempDirs (): void {
+  for (const d of tempDirs.splice(0)) fs.rmSync(d, { recursive: true, force: true })
 }
 
 export interface AgentProc {
