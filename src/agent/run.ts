@@ -23,9 +23,9 @@ import type { Grid, GpuInfo, GpuUse, PeerView } from '../grid/index.js'
 import type { WorkspaceRef } from '../fs-sync/index.js'
 import type { WorkspaceSync, WorkspaceScan } from './workspace-sync.js'
 import type { GroupLedger } from '../exec/orphans.js'
-import { claimFirst, holdClaim, ClaimReleased } from './claim.js'
+import { claimFirst, holdClaim, release, ClaimReleased } from './claim.js'
 import { RunQueue, requestShape, type QueueTicket } from './run-queue.js'
-import { EXEC_PROTOCOL, EXEC_PROTOCOL_VERSION, EXEC_REQUEST_TIMEOUT_MS, MAX_PLACEMENT_ATTEMPTS, QUEUE_RETRY_MS, SHUTDOWN_KILL_GRACE_MS } from './constants.js'
+import { CLAIM_LEASE_MS, EXEC_PROTOCOL, EXEC_PROTOCOL_VERSION, EXEC_REQUEST_TIMEOUT_MS, MAX_PLACEMENT_ATTEMPTS, QUEUE_RETRY_MS, SHUTDOWN_KILL_GRACE_MS } from './constants.js'
 
 const log = createLogger('run')
 const TASK_ID_RE = /^[0-9a-f]{16}$/
@@ -251,7 +251,19 @@ export function serveExecProtocol (ctx: RunContext): (channel: FrameChannel, rem
  * that could run it is busy, the run waits (the CLI is told once) and is placed again at the
  * next change of the view, until the CLI goes away.
  */
-export async function submitRun (ctx: RunContext, client: FrameChannel, spec: RunSpec, on: string | undefined, workspace?: WorkspaceRef, task = newTaskId()): Promise<void> {
+export async function submitRun (ctx: RunContext, client: FrameChannel, spec: RunSpec, on: string | undefined, workspace?: WorkspaceRef, task = newTaskId(),
+  gang?: GangSeat): Promise<void> {
+  if (gang !== undefined) {
+    // One shard of a gang: one try, on its member; the gang as a whole is placed again.
+    const getScan = workspace === undefined ? undefined : async () => await ctx.sync.scan(workspace, ctx.shutdown)
+    try {
+      await placeOnce(ctx, client, task, spec, on, workspace, getScan, () => {}, gang)
+    } finally {
+      // Placed and held, or not placed at all: either way the others need not wait for this one.
+      gang.fail()
+    }
+    return
+  }
   let told = false
   // Scanned once, when a remote member is first tried; a local run needs no scan.
   let scan: Promise<WorkspaceScan> | undefined
@@ -315,6 +327,52 @@ function refusalsOf (ctx: RunContext): Refusals {
   return r
 }
 
+const GANG_NOT_PLACED = 'not every shard of the gang could be placed at once'
+
+/** One shard's place in a gang (GangGate.seat). */
+export interface GangSeat {
+  /** This shard holds its claim: true once every shard does, false when one cannot. */
+  hold: () => Promise<boolean>
+  /** This shard will not hold one (or is past holding): the others stop waiting for it. */
+  fail: () => void
+}
+
+/**
+ * `vbatch --gang`: every shard claims its member, and none is told to go until all hold
+ * their claims; if one cannot (refused, unreachable, or not within timeoutMs, well inside
+ * the executors' lease), every claim is released and the gang is placed again later.
+ */
+export class GangGate {
+  private readonly holding = new Set<number>()
+  private readonly waiters: Array<(ok: boolean) => void> = []
+  private result: boolean | undefined
+  private readonly timer: NodeJS.Timeout
+
+  constructor (private readonly size: number, timeoutMs = CLAIM_LEASE_MS / 2) {
+    this.timer = setTimeout(() => { this.settle(false) }, timeoutMs)
+    this.timer.unref()
+  }
+
+  seat (index: number): GangSeat {
+    return {
+      hold: async () => {
+        if (this.result !== undefined) return this.result
+        this.holding.add(index)
+        if (this.holding.size === this.size) this.settle(true)
+        return await new Promise<boolean>((resolve) => { if (this.result !== undefined) resolve(this.result); else this.waiters.push(resolve) })
+      },
+      fail: () => { this.settle(false) }
+    }
+  }
+
+  private settle (ok: boolean): void {
+    if (this.result !== undefined) return
+    this.result = ok
+    clearTimeout(this.timer)
+    for (const w of this.waiters.splice(0)) w(ok)
+  }
+}
+
 const queues = new WeakMap<RunContext, RunQueue>()
 
 function queueOf (ctx: RunContext): RunQueue {
@@ -342,7 +400,7 @@ async function wakeUp (ctx: RunContext, queue: RunQueue, ms: number): Promise<vo
  * MAX_PLACEMENT_ATTEMPTS members; then ERR_NO_CAPACITY (the run is queued).
  */
 async function placeOnce (ctx: RunContext, client: FrameChannel, task: string, spec: RunSpec, on: string | undefined,
-  workspace: WorkspaceRef | undefined, getScan: (() => Promise<WorkspaceScan>) | undefined, onPlaced: () => void): Promise<void> {
+  workspace: WorkspaceRef | undefined, getScan: (() => Promise<WorkspaceScan>) | undefined, onPlaced: () => void, gang?: GangSeat): Promise<void> {
   const view = ctx.grid.view()
   const refusals = refusalsOf(ctx)
   const shape = requestShape(spec, on)
@@ -360,7 +418,11 @@ async function placeOnce (ctx: RunContext, client: FrameChannel, task: string, s
     if (self !== undefined) {
       try {
         const placed = { t: 'placed', peer: self.peer, host: self.resources.host, local: true }
-        await executeHere(ctx, client, task, spec, workspace !== undefined ? { kind: 'dir', dir: workspace.dir } : { kind: 'scratch' }, async () => { onPlaced(); await client.send(placed) })
+        await executeHere(ctx, client, task, spec, workspace !== undefined ? { kind: 'dir', dir: workspace.dir } : { kind: 'scratch' }, async () => {
+          if (gang !== undefined && !await gang.hold()) throw new VgridError('ERR_NO_CAPACITY', GANG_NOT_PLACED)
+          onPlaced()
+          await client.send(placed)
+        })
         return
       } catch (err) {
         if (!(err instanceof VgridError) || err.code !== 'ERR_NO_CAPACITY') throw err
@@ -392,6 +454,12 @@ async function placeOnce (ctx: RunContext, client: FrameChannel, task: string, s
       continue
     }
     const { target, channel: remote } = result.claim
+    if (gang !== undefined && !await gang.hold()) {
+      release(result.claim)
+      const session = exports.get(target.peer)
+      if (session !== undefined) ctx.sync.registry.remove(session)
+      throw new VgridError('ERR_NO_CAPACITY', GANG_NOT_PLACED)
+    }
     onPlaced()
     try {
       await client.send({ t: 'placed', peer: target.peer, host: target.resources.host, local: false })

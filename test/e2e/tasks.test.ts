@@ -7,7 +7,7 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest'
 import fs from 'node:fs'
 import path from 'node:path'
-import { startGrid, startAgent, stopAll, runCli, waitFor, tempDir, type AgentProc, type CliResult } from '../helpers/procs.js'
+import { startGrid, startAgent, stopAll, runCli, startCli, waitFor, tempDir, type AgentProc, type CliResult } from '../helpers/procs.js'
 import type { TaskRecord } from '../../src/agent/tasks/types.js'
 
 const FINAL = new Set(['succeeded', 'failed', 'cancelled', 'upstream-failed', 'lost'])
@@ -384,6 +384,54 @@ describe('shards', () => {
     expect(after.deps.map((d) => d.id).sort()).toEqual([...shards].sort())
     const ends = await Promise.all(shards.map(async (id) => (await show(a, id)).ended!))
     expect(after.started!).toBeGreaterThanOrEqual(Math.max(...ends))
+  }, 60_000)
+})
+
+describe('gangs', () => {
+  /** Each shard writes what it was told: its index, the gang's hosts, the master's address and port. */
+  const TELL = ['sh', '-c', 'echo "$VGRID_SHARD_INDEX $VGRID_GANG_HOSTS $MASTER_ADDR $MASTER_PORT" > gang-$VGRID_SHARD_INDEX.txt']
+
+  async function checkGang (ws: string, ids: string[]): Promise<void> {
+    const recs = await Promise.all(ids.map(async (id) => await ended(a, id, 40_000)))
+    for (const r of recs) expect(r.state, r.error).toBe('succeeded')
+    // Each shard takes a whole member (2 cores): three shards, three members.
+    expect(new Set(recs.map((r) => r.peer)).size).toBe(3)
+    const told = [0, 1, 2].map((i) => read(ws, `gang-${i}.txt`).trim().split(' '))
+    expect(told.map((t) => t[0])).toEqual(['0', '1', '2'])
+    const hosts = told[0]![1]!.split(',')
+    expect(hosts).toHaveLength(3)
+    for (const t of told) {
+      expect(t[1]).toBe(told[0]![1])
+      expect(t[2]).toBe(hosts[0])
+      expect(t[3]).toBe(told[0]![3])
+      expect(Number(t[3])).toBeGreaterThan(1024)
+    }
+    // Started together: every shard had started before any ended.
+    expect(Math.max(...recs.map((r) => r.started!))).toBeLessThanOrEqual(Math.min(...recs.map((r) => r.ended!)) + 1000)
+  }
+
+  it('--gang places all shards at once, each told the gang\'s hosts and its master', async () => {
+    const ws = workspace()
+    const ids = await submit(a, ['-N', '3', '--gang', '--cpus', '2', ...TELL], ws)
+    expect(ids).toHaveLength(3)
+    await checkGang(ws, ids)
+  }, 60_000)
+
+  it('--gang starts none of its shards while one member is busy, then all of them', async () => {
+    const ws = workspace()
+    const go = path.join(tempDir('vgrid-gang-'), 'go')
+    const busy = startCli('vrun', ['--no-sync', '--on', c.peer, '--cpus', '2', 'sh', '-c', `echo busy; while [ ! -e ${go} ]; do sleep 0.05; done`], { home: b.home, cwd: ws, timeoutMs: 40_000 })
+    await waitFor(() => busy.stdout().includes('busy'), 'c to be busy', 20_000, 50)
+    const ids = await submit(a, ['-N', '3', '--gang', '--cpus', '2', ...TELL], ws)
+    // For two seconds (what a gang would need to start, many times over), no shard leaves the queue.
+    const until = Date.now() + 2_000
+    while (Date.now() < until) {
+      for (const id of ids) expect((await show(a, id)).state).toBe('queued')
+    }
+    expect(fs.readdirSync(ws).filter((n) => n.startsWith('gang-'))).toEqual([])
+    fs.writeFileSync(go, '')
+    expect((await busy.done).code).toBe(0)
+    await checkGang(ws, ids)
   }, 60_000)
 })
 

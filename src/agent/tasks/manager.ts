@@ -16,9 +16,9 @@ import { VgridError } from '../../common/errors.js'
 import { createLogger } from '../../common/log.js'
 import { memoryChannelPair, type FrameChannel } from '../../common/channel.js'
 import { parseRunSpec, type ExecEvent, type RunSpec } from '../../exec/messages.js'
-import { candidates, resolvePeer } from '../../grid/placement.js'
+import { candidates, resolvePeer, fitsNow } from '../../grid/placement.js'
 import type { WorkspaceRef } from '../../fs-sync/index.js'
-import { submitRun, newTaskId, type ChildTracker, type RunContext } from '../run.js'
+import { submitRun, newTaskId, GangGate, type GangSeat, type ChildTracker, type RunContext } from '../run.js'
 import { requestShape } from '../run-queue.js'
 import type { BatchRequest } from '../control/protocol.js'
 import { TaskLog, type LogFrame } from './log.js'
@@ -328,7 +328,7 @@ export class TaskManager implements ChildTracker {
 
   // ── running ────────────────────────────────────────────────────────────────────────────
 
-  private run (e: Entry, extraEnv?: Record<string, string>, on?: string): void {
+  private run (e: Entry, extraEnv?: Record<string, string>, on?: string, gang?: GangSeat): void {
     const [mine, theirs] = memoryChannelPair()
     e.channel = mine
     e.placing = true
@@ -339,7 +339,7 @@ export class TaskManager implements ChildTracker {
     }
     // A detached task reads nothing: its stdin is closed at once.
     void mine.send({ t: 'eof' }).catch(() => {})
-    const placing = submitRun(this.ctx, theirs, spec, on ?? e.on, e.workspace, e.record.id)
+    const placing = submitRun(this.ctx, theirs, spec, on ?? e.on, e.workspace, e.record.id, gang)
       .then(() => undefined, (err: unknown) => err)
     // However the placement ended, no event follows: the loop below must not wait for one.
     void placing.then(() => { void theirs.close() })
@@ -358,7 +358,14 @@ export class TaskManager implements ChildTracker {
       mine.destroy()
       e.channel = undefined
       this.placed(e)
-      if (!isFinal(e.record.state)) this.onLost(e, err)
+      if (isFinal(e.record.state)) return
+      if (gang !== undefined && err instanceof VgridError && err.code === 'ERR_NO_CAPACITY' && e.record.attempts.every((a) => a.ended !== undefined)) {
+        // The gang was not placed at once: every shard waits for the next change of the view.
+        this.setState(e, 'queued')
+        const unwatch = this.ctx.grid.onViewChange(() => { unwatch(); this.evaluate() })
+        return
+      }
+      this.onLost(e, err)
     })()
   }
 
@@ -430,22 +437,26 @@ export class TaskManager implements ChildTracker {
     }
   }
 
-  /** Gang: every shard of the group at once on members with room now, or none of them yet. */
+  /**
+   * Gang: every shard of the group at once on members with room now, or none of them yet. The
+   * view picks a member per shard; each shard claims its member and none starts until all
+   * hold their claims (GangGate), so a stale view never starts part of a gang.
+   */
   private runGang (group: string): void {
     const shards = [...this.tasks.values()].filter((e) => e.group === group).sort((a, b) => (a.record.shard?.index ?? 0) - (b.record.shard?.index ?? 0))
     if (shards.some((e) => e.record.state !== 'queued' || e.channel !== undefined)) return
-    const view = this.ctx.grid.view().filter((p) => p.leaving !== true)
-    const free = new Map(view.map((p) => [p.peer, p.load.cpusFree]))
-    const gpusFree = new Map(view.map((p) => [p.peer, p.load.gpusFree.length]))
+    // What the view shows free, taken down as shards are assigned (their claims then decide).
+    const view = this.ctx.grid.view().filter((p) => p.leaving !== true).map((p) => ({ ...p, load: { ...p.load, gpusFree: [...p.load.gpusFree] } }))
     const placed: string[] = []
     for (const e of shards) {
-      const p = view.find((v) => (free.get(v.peer) ?? 0) >= e.spec.cpus && (gpusFree.get(v.peer) ?? 0) >= e.spec.gpus)
+      const p = view.find((v) => fitsNow(v, e.spec))
       if (p === undefined) {
         const unwatch = this.ctx.grid.onViewChange(() => { unwatch(); this.evaluate() })
         return
       }
-      free.set(p.peer, (free.get(p.peer) ?? 0) - e.spec.cpus)
-      gpusFree.set(p.peer, (gpusFree.get(p.peer) ?? 0) - e.spec.gpus)
+      p.load.cpusFree -= e.spec.cpus
+      p.load.memFree -= e.spec.memBytes ?? 0
+      p.load.gpusFree.splice(0, e.spec.gpus)
       placed.push(p.peer)
     }
     const hostOf = (peer: string): string => {
@@ -458,7 +469,8 @@ export class TaskManager implements ChildTracker {
     }
     const hosts = placed.map(hostOf)
     const port = String(GANG_PORT_BASE + Math.floor(Math.random() * 1000))
-    shards.forEach((e, i) => { this.run(e, { VGRID_GANG_HOSTS: hosts.join(','), MASTER_ADDR: hosts[0], MASTER_PORT: port }, placed[i]) })
+    const gate = new GangGate(shards.length)
+    shards.forEach((e, i) => { this.run(e, { VGRID_GANG_HOSTS: hosts.join(','), MASTER_ADDR: hosts[0], MASTER_PORT: port }, placed[i], gate.seat(i)) })
   }
 
   // ── cancel, wait, logs ─────────────────────────────────────────────────────────────────
