@@ -6,10 +6,7 @@
  * loaded only by what needs them. Exit status: 0 once submitted; with -f the task's
  * (taskExitCode); 255 when the grid or the agent failed; 2 for a command line to fix.
  */
-import { exitCodeFor, formatUsageError, printError } from './output.js'
-import { exitAfterFlush, guardStdio } from './exit.js'
-import { UsageError } from './usage-error.js'
-import { declareOptions } from './argv.js'
+import { commandHelp, runCommand, type CommandText } from './entry.js'
 import { VBATCH_OPTIONS, batchRequest, parseVbatchArgs } from './vbatch-args.js'
 import { taskParent } from './task-env.js'
 
@@ -22,8 +19,6 @@ Tasks wait for others by name with --after-success, --after-fail and --after; a 
 dependency cannot be met ends upstream-failed, and so do the tasks waiting for it.
 Run inside a task, vbatch makes a sub-task of it. See \`vgrid task --help\` to list, follow,
 wait for and cancel tasks.`
-
-const VBATCH_USAGE = 'usage: vbatch [options] CMD [ARGS...]; see vbatch --help'
 
 const EXAMPLES = [
   '  $ vbatch ./simulate.sh --seed 7          # prints the task id, runs in the background',
@@ -40,31 +35,15 @@ const EXAMPLES = [
   '  $ vbatch -N 4 --gang --gpus 1 torchrun train.py   # all four at once, or none'
 ]
 
+const TEXT: CommandText = { name: 'vbatch', description: DESCRIPTION, options: VBATCH_OPTIONS, examples: EXAMPLES }
+
+/** vbatch's help, rendered by cac from the option table. */
 export async function vbatchHelp (): Promise<string> {
-  const [{ cac }, { captureHelp, withDescription }, { VERSION }] = await Promise.all([import('cac'), import('./help.js'), import('../common/version.js')])
-  const cli = cac('vbatch')
-  cli.usage('[options] CMD [ARGS...]')
-  declareOptions(cli, VBATCH_OPTIONS)
-  cli.example(EXAMPLES.join('\n'))
-  cli.globalCommand.helpCallback = withDescription(() => DESCRIPTION)
-  cli.globalCommand.versionNumber = VERSION
-  return captureHelp(cli)
+  return await commandHelp(TEXT)
 }
 
 export async function main (argv: string[] = process.argv.slice(2)): Promise<never> {
-  guardStdio()
-  let code: number
-  try {
-    code = await dispatch(argv)
-  } catch (err) {
-    if (err instanceof UsageError) {
-      process.stderr.write(formatUsageError('vbatch', err, err.showHelp ? await vbatchHelp() : '', VBATCH_USAGE))
-    } else {
-      printError('vbatch', err)
-    }
-    code = exitCodeFor(err)
-  }
-  return await exitAfterFlush(code)
+  return await runCommand(TEXT, async () => await dispatch(argv))
 }
 
 async function dispatch (argv: string[]): Promise<number> {

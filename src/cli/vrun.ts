@@ -5,11 +5,8 @@
  * command's own (128+N after signal N), 255 when the grid or the agent failed, 2 for a
  * command line to fix.
  */
-import { exitCodeFor, formatUsageError, printError } from './output.js'
-import { exitAfterFlush, guardStdio } from './exit.js'
-import { UsageError } from './usage-error.js'
+import { commandHelp, runCommand, type CommandText } from './entry.js'
 import { VRUN_OPTIONS, parseVrunArgs } from './vrun-args.js'
-import { declareOptions } from './argv.js'
 import { taskParent } from './task-env.js'
 import type { VrunRequest } from './vrun-session.js'
 
@@ -17,8 +14,6 @@ const DESCRIPTION = `Runs CMD on a member of the grid that has the requested res
 output here and your input there, and exits with its exit status. Options end at the first
 word that is not one (or at --): everything after it belongs to the command. The agent of
 this machine (VGRID_HOME, default ~/.vgrid) places it; start one with \`vgrid agent\`.`
-
-const VRUN_USAGE = 'usage: vrun [options] CMD [ARGS...]; see vrun --help'
 
 const EXAMPLES = [
   '  $ vrun hostname                      # anywhere with a free core',
@@ -28,32 +23,15 @@ const EXAMPLES = [
   '  $ vrun -- ./script.sh --cpus 4        # --cpus goes to the script'
 ]
 
+const TEXT: CommandText = { name: 'vrun', description: DESCRIPTION, options: VRUN_OPTIONS, examples: EXAMPLES }
+
 /** vrun's help, rendered by cac from the option table. */
 export async function vrunHelp (): Promise<string> {
-  const [{ cac }, { captureHelp, withDescription }, { VERSION }] = await Promise.all([import('cac'), import('./help.js'), import('../common/version.js')])
-  const cli = cac('vrun')
-  cli.usage('[options] CMD [ARGS...]')
-  declareOptions(cli, VRUN_OPTIONS)
-  cli.example(EXAMPLES.join('\n'))
-  cli.globalCommand.helpCallback = withDescription(() => DESCRIPTION)
-  cli.globalCommand.versionNumber = VERSION
-  return captureHelp(cli)
+  return await commandHelp(TEXT)
 }
 
 export async function main (argv: string[] = process.argv.slice(2)): Promise<never> {
-  guardStdio()
-  let code: number
-  try {
-    code = await dispatch(argv)
-  } catch (err) {
-    if (err instanceof UsageError) {
-      process.stderr.write(formatUsageError('vrun', err, err.showHelp ? await vrunHelp() : '', VRUN_USAGE))
-    } else {
-      printError('vrun', err)
-    }
-    code = exitCodeFor(err)
-  }
-  return await exitAfterFlush(code)
+  return await runCommand(TEXT, async () => await dispatch(argv))
 }
 
 async function dispatch (argv: string[]): Promise<number> {
