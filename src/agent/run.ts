@@ -19,13 +19,13 @@ import { createLogger } from '../common/log.js'
 import { withTimeout } from '../common/timeout.js'
 import { parseRunSpec, parseExecEvent, parseExecInput, serveExec, type RunSpec, type ExecEvent, type Ledger } from '../exec/index.js'
 import { candidates, resolvePeer, chooseClaimTargets, CLAIM_FANOUT } from '../grid/placement.js'
-import type { Grid, GpuInfo, GpuUse, PeerView } from '../grid/index.js'
+import type { Grid, GpuInfo, GpuUse } from '../grid/index.js'
 import type { WorkspaceRef } from '../fs-sync/index.js'
 import type { WorkspaceSync, WorkspaceScan } from './workspace-sync.js'
 import type { GroupLedger } from '../exec/orphans.js'
-import { claimFirst, holdClaim, release, ClaimReleased } from './claim.js'
+import { claimFirst, holdClaim, ClaimReleased, Refusals, GANG_NOT_PLACED, type GangSeat } from './claim.js'
 import { RunQueue, requestShape, type QueueTicket } from './run-queue.js'
-import { CLAIM_LEASE_MS, EXEC_PROTOCOL, EXEC_PROTOCOL_VERSION, EXEC_REQUEST_TIMEOUT_MS, MAX_PLACEMENT_ATTEMPTS, QUEUE_RETRY_MS, SHUTDOWN_KILL_GRACE_MS } from './constants.js'
+import { EXEC_PROTOCOL, EXEC_PROTOCOL_VERSION, EXEC_REQUEST_TIMEOUT_MS, MAX_PLACEMENT_ATTEMPTS, QUEUE_RETRY_MS, SHUTDOWN_KILL_GRACE_MS } from './constants.js'
 
 const log = createLogger('run')
 const TASK_ID_RE = /^[0-9a-f]{16}$/
@@ -268,7 +268,7 @@ export async function submitRun (ctx: RunContext, client: FrameChannel, spec: Ru
   // Scanned once, when a remote member is first tried; a local run needs no scan.
   let scan: Promise<WorkspaceScan> | undefined
   const getScan = workspace === undefined ? undefined : async () => await (scan ??= ctx.sync.scan(workspace, ctx.shutdown))
-  const queue = queueOf(ctx)
+  const { queue } = placementOf(ctx)
   const shape = requestShape(spec, on)
   // A new run does not overtake older ones already waiting for the same members.
   let ticket: QueueTicket | undefined = queue.mustWait(shape) ? queue.join(shape) : undefined
@@ -300,85 +300,13 @@ export async function submitRun (ctx: RunContext, client: FrameChannel, spec: Ru
   }
 }
 
-/**
- * The members that refused a request shape, with the advertisement they had then: asking
- * again on the same view only earns the same refusal (the simulator measured 8× fewer claims
- * with this rule, at the same completion times). A newer advertisement clears it.
- */
-class Refusals {
-  private readonly seen = new Map<string, { startedAt: number, seq: number }>()
+/** What placement keeps per agent: its line of waiting runs, and the refusals it was given. */
+const placements = new WeakMap<RunContext, { queue: RunQueue, refusals: Refusals }>()
 
-  note (shape: string, p: PeerView): void {
-    if (this.seen.size >= MAX_REMEMBERED_REFUSALS) this.seen.clear()
-    this.seen.set(`${shape}\0${p.peer}`, { startedAt: p.startedAt, seq: p.seq })
-  }
-
-  stale (shape: string, p: PeerView): boolean {
-    const r = this.seen.get(`${shape}\0${p.peer}`)
-    return r !== undefined && r.startedAt === p.startedAt && r.seq >= p.seq
-  }
-}
-const MAX_REMEMBERED_REFUSALS = 4096
-const refusalBooks = new WeakMap<RunContext, Refusals>()
-
-function refusalsOf (ctx: RunContext): Refusals {
-  let r = refusalBooks.get(ctx)
-  if (r === undefined) refusalBooks.set(ctx, r = new Refusals())
-  return r
-}
-
-const GANG_NOT_PLACED = 'not every shard of the gang could be placed at once'
-
-/** One shard's place in a gang (GangGate.seat). */
-export interface GangSeat {
-  /** This shard holds its claim: true once every shard does, false when one cannot. */
-  hold: () => Promise<boolean>
-  /** This shard will not hold one (or is past holding): the others stop waiting for it. */
-  fail: () => void
-}
-
-/**
- * `vbatch --gang`: every shard claims its member, and none is told to go until all hold
- * their claims; if one cannot (refused, unreachable, or not within timeoutMs, well inside
- * the executors' lease), every claim is released and the gang is placed again later.
- */
-export class GangGate {
-  private readonly holding = new Set<number>()
-  private readonly waiters: Array<(ok: boolean) => void> = []
-  private result: boolean | undefined
-  private readonly timer: NodeJS.Timeout
-
-  constructor (private readonly size: number, timeoutMs = CLAIM_LEASE_MS / 2) {
-    this.timer = setTimeout(() => { this.settle(false) }, timeoutMs)
-    this.timer.unref()
-  }
-
-  seat (index: number): GangSeat {
-    return {
-      hold: async () => {
-        if (this.result !== undefined) return this.result
-        this.holding.add(index)
-        if (this.holding.size === this.size) this.settle(true)
-        return await new Promise<boolean>((resolve) => { if (this.result !== undefined) resolve(this.result); else this.waiters.push(resolve) })
-      },
-      fail: () => { this.settle(false) }
-    }
-  }
-
-  private settle (ok: boolean): void {
-    if (this.result !== undefined) return
-    this.result = ok
-    clearTimeout(this.timer)
-    for (const w of this.waiters.splice(0)) w(ok)
-  }
-}
-
-const queues = new WeakMap<RunContext, RunQueue>()
-
-function queueOf (ctx: RunContext): RunQueue {
-  let q = queues.get(ctx)
-  if (q === undefined) queues.set(ctx, q = new RunQueue())
-  return q
+function placementOf (ctx: RunContext): { queue: RunQueue, refusals: Refusals } {
+  let p = placements.get(ctx)
+  if (p === undefined) placements.set(ctx, p = { queue: new RunQueue(), refusals: new Refusals() })
+  return p
 }
 
 /** Resolves at the next change of the view or of the line, or after `ms`, or at shutdown. */
@@ -402,7 +330,7 @@ async function wakeUp (ctx: RunContext, queue: RunQueue, ms: number): Promise<vo
 async function placeOnce (ctx: RunContext, client: FrameChannel, task: string, spec: RunSpec, on: string | undefined,
   workspace: WorkspaceRef | undefined, getScan: (() => Promise<WorkspaceScan>) | undefined, onPlaced: () => void, gang?: GangSeat): Promise<void> {
   const view = ctx.grid.view()
-  const refusals = refusalsOf(ctx)
+  const { refusals } = placementOf(ctx)
   const shape = requestShape(spec, on)
   // A member that refused this kind of request is not asked again until it has advertised since.
   let fitting = candidates(on !== undefined ? [resolvePeer(view, on)] : view, spec).filter((p) => !refusals.stale(shape, p))
@@ -454,14 +382,10 @@ async function placeOnce (ctx: RunContext, client: FrameChannel, task: string, s
       continue
     }
     const { target, channel: remote } = result.claim
-    if (gang !== undefined && !await gang.hold()) {
-      release(result.claim)
-      const session = exports.get(target.peer)
-      if (session !== undefined) ctx.sync.registry.remove(session)
-      throw new VgridError('ERR_NO_CAPACITY', GANG_NOT_PLACED)
-    }
-    onPlaced()
     try {
+      // A gang whose other shards could not all hold theirs: the stream's end releases this claim.
+      if (gang !== undefined && !await gang.hold()) throw new VgridError('ERR_NO_CAPACITY', GANG_NOT_PLACED)
+      onPlaced()
       await client.send({ t: 'placed', peer: target.peer, host: target.resources.host, local: false })
       await remote.send({ t: 'go' })
       await relay(ctx, client, remote, target.peer, target.resources.host, async (outputs) => {

@@ -1,6 +1,6 @@
 /** A gang's shards start together or not at all: the gate between their claims and their go. */
 import { describe, it, expect } from 'vitest'
-import { GangGate } from '../../src/agent/run.js'
+import { GangGate } from '../../src/agent/claim.js'
 
 describe('GangGate', () => {
   it('lets every shard go once all hold their claims', async () => {

@@ -18,7 +18,8 @@ import { memoryChannelPair, type FrameChannel } from '../../common/channel.js'
 import { parseRunSpec, type ExecEvent, type RunSpec } from '../../exec/messages.js'
 import { candidates, resolvePeer, fitsNow } from '../../grid/placement.js'
 import type { WorkspaceRef } from '../../fs-sync/index.js'
-import { submitRun, newTaskId, GangGate, type GangSeat, type ChildTracker, type RunContext } from '../run.js'
+import { submitRun, newTaskId, type ChildTracker, type RunContext } from '../run.js'
+import { GangGate, type GangSeat } from '../claim.js'
 import { requestShape } from '../run-queue.js'
 import type { BatchRequest } from '../control/protocol.js'
 import { TaskLog, type LogFrame } from './log.js'
@@ -59,6 +60,8 @@ interface Entry extends Stored {
   onReady?: () => void
   /** Its run has begun and is not yet placed on a member. */
   placing: boolean
+  /** Its request shape (requestShape): spec and `on` never change, so it is computed once. */
+  shape: string
   /** A save is due and has not yet serialized the record. */
   saveQueued: boolean
 }
@@ -120,7 +123,7 @@ export class TaskManager implements ChildTracker {
   }
 
   private entry (s: Stored, taskLog: TaskLog): Entry {
-    return { ...s, log: taskLog, cancelRequested: false, timedOut: false, waiters: [], saving: Promise.resolve(), childFailed: 0, placing: false, saveQueued: false }
+    return { ...s, log: taskLog, cancelRequested: false, timedOut: false, waiters: [], saving: Promise.resolve(), childFailed: 0, placing: false, saveQueued: false, shape: requestShape(s.spec, s.on) }
   }
 
   private add (e: Entry): void {
@@ -260,11 +263,11 @@ export class TaskManager implements ChildTracker {
     }
     const groups = new Set<string>()
     const placing = new Map<string, number>()
-    for (const e of this.unfinished) if (e.placing) placing.set(requestShape(e.spec, e.on), (placing.get(requestShape(e.spec, e.on)) ?? 0) + 1)
+    for (const e of this.unfinished) if (e.placing) placing.set(e.shape, (placing.get(e.shape) ?? 0) + 1)
     for (const e of this.unfinished) {
       if (e.record.state !== 'queued' || e.channel !== undefined || e.record.attached) continue
       if (e.gang) { groups.add(e.group); continue }
-      const shape = requestShape(e.spec, e.on)
+      const shape = e.shape
       const n = placing.get(shape) ?? 0
       if (n >= PLACING_PER_SHAPE) continue
       placing.set(shape, n + 1)
