@@ -165,8 +165,18 @@ export function renderGpuUse (peers: PeerView[]): string {
   return rows.length === 0 ? '' : renderTable([['GPU', 'MODEL', 'MEMORY', 'TASK', 'FOR'], ...rows])
 }
 
-/** Left-aligned columns separated by two spaces, no trailing blanks. */
-export function renderTable (rows: ReadonlyArray<readonly string[]>): string {
+/**
+ * A cell as it may reach a terminal: control characters (C0, DEL, C1) become `?`, so a name a
+ * peer advertised (a host, a GPU model, for whom a GPU runs) cannot carry escape sequences.
+ */
+export function printable (s: string): string {
+  // eslint-disable-next-line no-control-regex
+  return s.replace(/[\u0000-\u001f\u007f-\u009f]/g, '?')
+}
+
+/** Left-aligned columns separated by two spaces, no trailing blanks; cells made printable. */
+export function renderTable (table: ReadonlyArray<readonly string[]>): string {
+  const rows = table.map((row) => row.map(printable))
   const widths: number[] = []
   for (const row of rows) row.forEach((cell, i) => { widths[i] = Math.max(widths[i] ?? 0, cell.length) })
   return rows.map((row) => row.map((cell, i) => i === row.length - 1 ? cell : cell.padEnd(widths[i]!)).join('  ').trimEnd() + '\n').join('')

@@ -66,6 +66,14 @@ describe('vgrid peers table', () => {
     ].join('\n'))
   })
 
+  it('shows advertised names without their control characters', () => {
+    const evil = peer({ id: ID_B, host: 'ws\u001b[2J', gpus: [gpu(0)], free: [], use: [{ index: 0, task: '0123456789abcdef', who: 'eve@x\u009b31m' }] })
+    const out = renderPeersTable([evil])
+    expect(out).toContain('ws?[2J')
+    expect(out).toContain('eve@x?31m')
+    expect(out).not.toMatch(/[\u0000-\u0009\u000b-\u001f\u007f-\u009f]/)
+  })
+
   it('aligns columns', () => {
     const lines = renderPeersTable(peers).split('\n').slice(0, 4)
     const col = (l: string): number => l.indexOf('30/32')
