@@ -13,7 +13,7 @@ import { VgridError } from '../common/errors.js'
 import type { FrameChannel } from '../common/channel.js'
 import type { Grid } from '../grid/index.js'
 import {
-  ChunkStore, ExportRegistry, BlobFetcher, StatCache, SYNC_PROTOCOL, SYNC_MAX_FRAME_BYTES,
+  ChunkStore, ExportRegistry, BlobFetcher, StatCache, EncodeMemo, SYNC_PROTOCOL, SYNC_MAX_FRAME_BYTES,
   scanWorkspace, decodeTree, applyOutputs, syncCopy, saveBase, hexOf, loadIgnoreRules,
   floorMs, readChunkAt, type DirNode, type ChunkSource, type SyncCopyResult, type SyncProgress, type WorkspaceRef
 } from '../fs-sync/index.js'
@@ -53,18 +53,20 @@ export class WorkspaceSync {
   readonly registry = new ExportRegistry()
   private readonly busyCopies = new Set<string>()
   /** Stat caches stay loaded between runs: reading and parsing them is a good part of a rescan. */
-  private readonly statCaches = new Map<string, StatCache>()
+  private readonly statCaches = new Map<string, { cache: StatCache, memo: EncodeMemo }>()
   /** The tree each copy holds, so an unchanged workspace is not decoded from the store again. */
   private readonly copyTrees = new Map<string, { rootHash: Uint8Array, tree: DirNode }>()
 
-  private async statCache (file: string, racyMarginMs?: number): Promise<StatCache> {
-    let cache = this.statCaches.get(file)
-    if (cache === undefined) {
-      cache = await StatCache.load(file, racyMarginMs !== undefined ? { racyMarginMs } : {})
+  /** A place's stat cache, with the directory records of its last scan. */
+  private async statCache (file: string, racyMarginMs?: number): Promise<{ cache: StatCache, memo: EncodeMemo }> {
+    let got = this.statCaches.get(file)
+    if (got === undefined) {
+      const cache = await StatCache.load(file, racyMarginMs !== undefined ? { racyMarginMs } : {})
+      got = { cache, memo: new EncodeMemo() }
       if (this.statCaches.size >= MAX_CACHED_STAT_CACHES) this.statCaches.delete(this.statCaches.keys().next().value as string)
-      this.statCaches.set(file, cache)
+      this.statCaches.set(file, got)
     }
-    return cache
+    return got
   }
 
   private constructor (private readonly home: string, private readonly grid: Grid, readonly store: ChunkStore) {}
@@ -84,9 +86,9 @@ export class WorkspaceSync {
 
   async scan (ref: WorkspaceRef, signal?: AbortSignal): Promise<WorkspaceScan> {
     const key = createHash('sha256').update(ref.dir).digest('hex').slice(0, 32)
-    const cache = await this.statCache(path.join(this.home, 'statcache', `${key}.bin`))
+    const { cache, memo } = await this.statCache(path.join(this.home, 'statcache', `${key}.bin`))
     const t0 = performance.now()
-    const scan = await scanWorkspace(ref.dir, { statCache: cache, ...(signal !== undefined ? { signal } : {}) })
+    const scan = await scanWorkspace(ref.dir, { statCache: cache, memo, ...(signal !== undefined ? { signal } : {}) })
     await cache.save()
     log.debug(`scanned ${ref.dir}: ${scan.stats.files} files, ${scan.stats.bytes} bytes in ${Math.round(performance.now() - t0)} ms`)
     return { ref, tree: scan.tree, rootHash: scan.rootHash, blobs: scan.blobs, get sources () { return scan.sources }, key, startedMs: scan.startedMs }
@@ -188,7 +190,7 @@ export class WorkspaceSync {
    * command then touches changes its ctime and is read again.
    */
   private async seedCopyCache (copyDir: string, tree: DirNode): Promise<void> {
-    const cache = await this.statCache(copyDir + '.statcache', 0)
+    const { cache } = await this.statCache(copyDir + '.statcache', 0)
     cache.beginScan()
     let n = 0
     const walk = async (dir: DirNode, rel: string): Promise<void> => {
@@ -215,8 +217,8 @@ export class WorkspaceSync {
   async offerOutputs (copyDir: string, synced: SyncCopyResult, submitter: string, send: Send): Promise<void> {
     const t0 = performance.now()
     // No racy margin: nothing else writes a copy, and the command has ended.
-    const cache = await this.statCache(copyDir + '.statcache', 0)
-    const scan = await scanWorkspace(copyDir, { statCache: cache })
+    const { cache, memo } = await this.statCache(copyDir + '.statcache', 0)
+    const scan = await scanWorkspace(copyDir, { statCache: cache, memo })
     await cache.save()
     log.debug(`rescanned the copy ${copyDir} in ${Math.round(performance.now() - t0)} ms`)
     const { rootHash, blobs } = scan

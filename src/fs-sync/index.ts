@@ -12,7 +12,7 @@ export { DEFAULT_CDC, chunkFile, chunkFileSync, chunkBuffer, type CdcParams } fr
 export { ChunkStore, DEFAULT_STORE_CAP_BYTES, type StoreStats } from './store.js'
 export { scanWorkspace, floorMs, type Scan, type ScanOptions } from './scan.js'
 export { StatCache, statCachePath } from './stat-cache.js'
-export { encodeTree, decodeTree, hexOf, hashOf, hashEquals } from './tree-codec.js'
+export { encodeTree, EncodeMemo, decodeTree, hexOf, hashOf, hashEquals } from './tree-codec.js'
 export { diffTrees, treeEquals } from './diff.js'
 export { IgnoreRules, loadIgnoreRules, DEFAULT_IGNORES, IGNORE_FILE } from './ignore-rules.js'
 export { checkName, checkRelPath, safeResolve, isEscapingLink } from './paths.js'

@@ -21,7 +21,7 @@ import { WORKER_MIN_FILE_BYTES, WorkerPool, defaultScanWorkers } from './scan-wo
 import { IGNORE_FILE, IgnoreRules } from './ignore-rules.js'
 import { compareNames, nameProblem } from './paths.js'
 import type { StatCache } from './stat-cache.js'
-import { encodeTree } from './tree-codec.js'
+import { encodeTree, type EncodeMemo } from './tree-codec.js'
 import { checkTreeLimits, treeStats } from './tree-stats.js'
 import {
   MAX_ENTRIES_PER_DIR, MAX_FILE_BYTES, MAX_LINK_TARGET_BYTES, MAX_TREE_DEPTH, MAX_TREE_FILES,
@@ -68,6 +68,8 @@ export interface ScanOptions {
   concurrency?: number
   /** Built-in ignore patterns (default DEFAULT_IGNORES). */
   defaultIgnores?: readonly string[]
+  /** The last scan's directory records from the same root: unchanged ones are reused. */
+  memo?: EncodeMemo
 }
 
 export interface Scan {
@@ -100,7 +102,7 @@ export async function scanWorkspace (root: string, opts: ScanOptions = {}): Prom
   const tree = await s.run()
   const sub = treeStats(tree)
   checkTreeLimits(sub, 'ERR_WORKSPACE_TOO_LARGE')
-  const { rootHash, blobs } = encodeTree(tree)
+  const { rootHash, blobs } = encodeTree(tree, opts.memo)
   const { height: _, ...stats } = sub
   let sources: Map<string, ChunkSource> | undefined
   return {
@@ -200,17 +202,19 @@ class Scanner {
 
     // Directories need no stat; everything else does. Blocking lstat is 3-4x faster than
     // fs.promises here (no thread-pool round trip per file), and batches keep each block short.
-    const leaves = kept.filter((d) => !d.isDirectory())
-    const stats = new Map<string, BigIntStats | Error>()
-    for (let i = 0; i < leaves.length; i += STAT_BATCH) {
-      if (i > 0) await new Promise((resolve) => setImmediate(resolve))
-      for (const d of leaves.slice(i, i + STAT_BATCH)) stats.set(d.name, lstatBig(path.join(abs, d.name)))
+    const stats = new Array<BigIntStats | Error | undefined>(kept.length)
+    const prefix = abs.endsWith('/') ? abs : abs + '/'
+    for (let i = 0, n = 0; i < kept.length; i++) {
+      if (kept[i]!.isDirectory()) continue
+      if (++n % STAT_BATCH === 0) await new Promise((resolve) => setImmediate(resolve))
+      stats[i] = lstatBig(prefix + kept[i]!.name)
     }
-    for (const d of kept) {
+    for (let i = 0; i < kept.length; i++) {
+      const d = kept[i]!
       const name = d.name
       const relPath = join(rel, name)
-      const absPath = path.join(abs, name)
-      const st = d.isDirectory() ? undefined : stats.get(name)
+      const absPath = prefix + name
+      const st = stats[i]
       if (st instanceof Error) {
         this.warn(`skipped ${show(relPath)}: ${st.message}`)
         continue

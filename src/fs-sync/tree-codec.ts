@@ -22,27 +22,102 @@ export interface EncodedTree {
   blobs: Map<string, Uint8Array>
 }
 
+interface Encoded {
+  node: DirNode
+  /** This directory's record and its files' chunk lists (not its subdirectories'). */
+  blobs: Array<[string, Uint8Array]>
+}
+
+/**
+ * The directories of the last tree encoded from one place, by path: a rescan that finds a
+ * directory as it was reuses its record instead of encoding and hashing it again (most of a
+ * rescan's CPU after the lstat calls). Trees given to encodeTree with a memo must not be
+ * changed afterwards; a scan's trees never are.
+ */
+export class EncodeMemo {
+  prev = new Map<string, Encoded>()
+  next = new Map<string, Encoded>()
+  /** Directories reused by the last encodeTree. */
+  reused = 0
+}
+
 /**
  * Encodes `root` bottom-up and sets the `hash` of every DirNode in it. Throws
  * ERR_WORKSPACE_TOO_LARGE when a directory's record would be past MAX_BLOB_BYTES (a peer
  * would refuse it): about 30,000 entries with short names, or ~20 files of 250 MiB and more.
  */
-export function encodeTree (root: DirNode): EncodedTree {
+export function encodeTree (root: DirNode, memo?: EncodeMemo): EncodedTree {
   const blobs = new Map<string, Uint8Array>()
-  const rootHash = encodeDir(root, '', blobs, new CborWriter())
+  if (memo !== undefined) { memo.next = new Map(); memo.reused = 0 }
+  const rootHash = encodeDir(root, '', blobs, new CborWriter(), memo)
+  if (memo !== undefined) { memo.prev = memo.next; memo.next = new Map() }
   return { rootHash, blobs }
+}
+
+/** The entries' names in record order (a scan already inserts them in that order). */
+function sortedNames (dir: DirNode): string[] {
+  const names = [...dir.entries.keys()]
+  for (let i = 1; i < names.length; i++) {
+    if (compareNames(names[i - 1]!, names[i]!) >= 0) return names.sort(compareNames)
+  }
+  return names
+}
+
+/** Whether `a` would encode to the same record as `b` (their subdirectories already hashed). */
+function sameRecord (a: DirNode, b: DirNode): boolean {
+  if (a.entries.size !== b.entries.size) return false
+  for (const [name, x] of a.entries) {
+    const y = b.entries.get(name)
+    if (y === undefined || y.kind !== x.kind) return false
+    if (x.kind === 'dir') {
+      if (!equalBytes(x.hash, (y as DirNode).hash)) return false
+    } else if (x.kind === 'link') {
+      if (x.target !== (y as typeof x).target) return false
+    } else {
+      const f = y as FileNode
+      if (x.size !== f.size || x.mtimeMs !== f.mtimeMs || x.exec !== f.exec || !sameChunks(x.chunks, f.chunks)) return false
+    }
+  }
+  return true
+}
+
+function sameChunks (a: readonly ChunkRef[], b: readonly ChunkRef[]): boolean {
+  if (a === b) return true
+  if (a.length !== b.length) return false
+  for (let i = 0; i < a.length; i++) {
+    if (a[i]!.size !== b[i]!.size || !equalBytes(a[i]!.hash, b[i]!.hash)) return false
+  }
+  return true
+}
+
+function equalBytes (a: Uint8Array, b: Uint8Array): boolean {
+  if (a.byteLength !== b.byteLength) return false
+  for (let i = 0; i < a.byteLength; i++) if (a[i] !== b[i]) return false
+  return true
 }
 
 // Map keys are written in cborg's canonical order: all are one character, so bytewise
 // ('L' < 'c' < 'e' < 'h' < 'k' < 'm' < 'n' < 's' < 't' < 'v' < 'x' < 'z').
-function encodeDir (dir: DirNode, path: string, blobs: Map<string, Uint8Array>, w: CborWriter): Hash {
-  const names = [...dir.entries.keys()].sort(compareNames)
-  // Children first: their hashes go into this record, and they share the writer.
+function encodeDir (dir: DirNode, path: string, blobs: Map<string, Uint8Array>, w: CborWriter, memo?: EncodeMemo): Hash {
+  const names = sortedNames(dir)
+  // Subdirectories first: their hashes go into this record, and they share the writer.
+  for (const n of names) {
+    const node = dir.entries.get(n)!
+    if (node.kind === 'dir') encodeDir(node, path === '' ? n : `${path}/${n}`, blobs, w, memo)
+  }
+  const before = memo?.prev.get(path)
+  if (before !== undefined && sameRecord(dir, before.node)) {
+    for (const [hex, bytes] of before.blobs) blobs.set(hex, bytes)
+    dir.hash = before.node.hash
+    memo!.next.set(path, { node: dir, blobs: before.blobs })
+    memo!.reused++
+    return dir.hash
+  }
+  const own = memo !== undefined ? new Map<string, Uint8Array>() : blobs
   const lists = new Map<string, Uint8Array>()
   for (const n of names) {
     const node = dir.entries.get(n)!
-    if (node.kind === 'dir') encodeDir(node, path === '' ? n : `${path}/${n}`, blobs, w)
-    else if (node.kind === 'file' && node.chunks.length > INLINE_CHUNKS) lists.set(n, chunkLists(node, blobs, w))
+    if (node.kind === 'file' && node.chunks.length > INLINE_CHUNKS) lists.set(n, chunkLists(node, own, w))
   }
   w.reset().map(2).key('e').array(names.length)
   for (const n of names) {
@@ -65,7 +140,11 @@ function encodeDir (dir: DirNode, path: string, blobs: Map<string, Uint8Array>, 
       `the directory ${JSON.stringify(path === '' ? '.' : path)} is too large to sync: its record is ${w.length} bytes, past the limit of ${MAX_BLOB_BYTES}`,
       'list some of its entries in .vgridignore, or split it into subdirectories')
   }
-  dir.hash = put(w.bytes(), blobs)
+  dir.hash = put(w.bytes(), own)
+  if (memo !== undefined) {
+    for (const [hex, bytes] of own) blobs.set(hex, bytes)
+    memo.next.set(path, { node: dir, blobs: [...own] })
+  }
   return dir.hash
 }
 

@@ -8,7 +8,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { chunkFile } from '../../src/fs-sync/fastcdc.js'
 import { scanWorkspace, floorMs, type ChunkFn, type ScanOptions } from '../../src/fs-sync/scan.js'
 import { StatCache, statCachePath } from '../../src/fs-sync/stat-cache.js'
-import { decodeTree, hexOf } from '../../src/fs-sync/tree-codec.js'
+import { EncodeMemo, decodeTree, hexOf } from '../../src/fs-sync/tree-codec.js'
 import type { DirNode, FileNode, LinkNode } from '../../src/fs-sync/types.js'
 
 let tmp: string
@@ -103,6 +103,46 @@ describe('scanWorkspace', () => {
     const { tree, stats } = await decodeTree(one.rootHash, async (h) => one.blobs.get(hexOf(h))!)
     expect(stats).toEqual(one.stats)
     expect((at(tree, 'd.txt') as FileNode).chunks).toHaveLength((at(one.tree, 'd.txt') as FileNode).chunks.length)
+  })
+
+  it('reuses the last scan\'s unchanged directory records, and never hides a change', async () => {
+    await write('a/b/c.txt', 'c')
+    await write('a/x.sh', '#!/bin/sh\n', 0o644)
+    await write('big/d.bin', randomBytes(20 * 2 ** 20))
+    await write('e/f.txt', 'f')
+    await fs.symlink('f.txt', path.join(root, 'e/link'))
+    const memo = new EncodeMemo()
+    const cache = StatCache.empty(undefined, TRUST_NOW)
+    const scan = async (): Promise<Awaited<ReturnType<typeof scanWorkspace>>> => await scanWorkspace(root, { statCache: cache, memo })
+    const fresh = async (): Promise<string> => hexOf((await scanWorkspace(root)).rootHash)
+    const blobsOf = (s: { blobs: Map<string, Uint8Array> }): string[] => [...s.blobs.keys()].sort()
+    const one = await scan()
+    expect(memo.reused).toBe(0)
+    const two = await scan()
+    expect(memo.reused).toBe(5) // root, a, a/b, big and e
+    expect(hexOf(two.rootHash)).toBe(hexOf(one.rootHash))
+    expect(blobsOf(two)).toEqual(blobsOf(one))
+
+    // Each change gives the root hash and blobs of a fresh scan.
+    const changes: Array<() => Promise<void>> = [
+      async () => { await write('a/b/c.txt', 'C') },
+      async () => { await fs.chmod(path.join(root, 'a/x.sh'), 0o755) },
+      async () => { await fs.utimes(path.join(root, 'e/f.txt'), new Date(), new Date(Date.now() - 60_000)) },
+      async () => { await fs.rm(path.join(root, 'e/link')); await fs.symlink('elsewhere', path.join(root, 'e/link')) },
+      async () => { const fd = await fs.open(path.join(root, 'big/d.bin'), 'r+'); await fd.write(Buffer.from('!'), 0, 1, 10 * 2 ** 20); await fd.close() },
+      async () => { await fs.rm(path.join(root, 'a/b/c.txt')) },
+      async () => { await write('a/b/new.txt', 'new') }
+    ]
+    for (const change of changes) {
+      const before = await scan()
+      await change()
+      const after = await scan()
+      expect(hexOf(after.rootHash)).not.toBe(hexOf(before.rootHash))
+      expect(hexOf(after.rootHash)).toBe(await fresh())
+      expect(blobsOf(after)).toEqual(blobsOf(await scanWorkspace(root)))
+      const { tree } = await decodeTree(after.rootHash, async (h) => after.blobs.get(hexOf(h))!)
+      expect(tree.entries.size).toBe(after.tree.entries.size)
+    }
   })
 
   it('gives every chunk a source: the file and the offset of its bytes', async () => {
