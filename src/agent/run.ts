@@ -422,7 +422,9 @@ async function relay (ctx: RunContext, client: FrameChannel, remote: FrameChanne
         return
       }
       const input = parseExecInput(raw)
-      await remote.send(input)
+      // A send that fails means the remote stream has ended: the loop below reads why
+      // (the exit that raced this input, or a lost member).
+      if (!await remote.send(input).then(() => true, () => false)) return
     }
   })()
   up.catch((err) => {
