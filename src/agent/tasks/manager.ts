@@ -68,8 +68,15 @@ interface Entry extends Stored {
 
 export class TaskManager implements ChildTracker {
   private readonly tasks = new Map<string, Entry>()
-  /** The tasks not in a final state, in submission order: what evaluate() looks at. */
-  private readonly unfinished = new Set<Entry>()
+  /**
+   * What evaluate() looks at, kept as tasks change so that it costs what it starts, not the
+   * number of tasks: the tasks waiting for dependencies; the queued ones not being run, per
+   * request shape in the order they became queued; and how many of each shape are placing.
+   */
+  private readonly pending = new Set<Entry>()
+  private readonly waiting = new Map<string, Set<Entry>>()
+  private readonly gangsWaiting = new Set<Entry>()
+  private readonly placingByShape = new Map<string, number>()
   /** Commands running on this machine that may submit sub-tasks: task id → its children here. */
   private readonly runningHere = new Map<string, Set<string>>()
   private ctx!: RunContext
@@ -128,7 +135,25 @@ export class TaskManager implements ChildTracker {
 
   private add (e: Entry): void {
     this.tasks.set(e.record.id, e)
-    if (!isFinal(e.record.state)) this.unfinished.add(e)
+    this.track(e)
+  }
+
+  /** Files the task where evaluate() looks for it; call after any change of its state or channel. */
+  private track (e: Entry): void {
+    const s = e.record.state
+    if (s === 'pending') this.pending.add(e)
+    else this.pending.delete(e)
+    const idle = s === 'queued' && e.channel === undefined && !e.record.attached
+    if (idle && e.gang) this.gangsWaiting.add(e)
+    else this.gangsWaiting.delete(e)
+    let q = this.waiting.get(e.shape)
+    if (idle && !e.gang) {
+      if (q === undefined) this.waiting.set(e.shape, q = new Set())
+      q.add(e)
+    } else if (q !== undefined) {
+      q.delete(e)
+      if (q.size === 0) this.waiting.delete(e.shape)
+    }
   }
 
   // ── submitting ─────────────────────────────────────────────────────────────────────────
@@ -247,7 +272,7 @@ export class TaskManager implements ChildTracker {
     if (this.ctx === undefined) return
     for (let changed = true; changed;) {
       changed = false
-      for (const e of this.unfinished) {
+      for (const e of [...this.pending]) {
         if (e.record.state !== 'pending') continue
         const verdict = this.depsVerdict(e.record)
         if (verdict === 'wait') continue
@@ -261,18 +286,15 @@ export class TaskManager implements ChildTracker {
         }
       }
     }
-    const groups = new Set<string>()
-    const placing = new Map<string, number>()
-    for (const e of this.unfinished) if (e.placing) placing.set(e.shape, (placing.get(e.shape) ?? 0) + 1)
-    for (const e of this.unfinished) {
-      if (e.record.state !== 'queued' || e.channel !== undefined || e.record.attached) continue
-      if (e.gang) { groups.add(e.group); continue }
-      const shape = e.shape
-      const n = placing.get(shape) ?? 0
-      if (n >= PLACING_PER_SHAPE) continue
-      placing.set(shape, n + 1)
-      this.run(e)
+    for (const [shape, queue] of [...this.waiting]) {
+      // run() takes each task out of its queue (track), so this reads the front each time.
+      for (const e of queue) {
+        if ((this.placingByShape.get(shape) ?? 0) >= PLACING_PER_SHAPE) break
+        this.run(e)
+      }
     }
+    const groups = new Set<string>()
+    for (const e of this.gangsWaiting) groups.add(e.group)
     for (const g of groups) this.runGang(g)
   }
 
@@ -299,14 +321,15 @@ export class TaskManager implements ChildTracker {
 
   private setState (e: Entry, state: TaskState): void {
     e.record.state = state
+    this.track(e)
     this.save(e)
   }
 
   private finish (e: Entry, state: TaskState, o: { exitCode?: number, error?: string } = {}): void {
     if (isFinal(e.record.state)) return
     clearTimeout(e.timer)
-    this.unfinished.delete(e)
     e.record.state = state
+    this.track(e)
     e.record.ended = Date.now()
     if (o.exitCode !== undefined) e.record.exitCode = o.exitCode
     if (o.error !== undefined) e.record.error = o.error
@@ -334,7 +357,8 @@ export class TaskManager implements ChildTracker {
   private run (e: Entry, extraEnv?: Record<string, string>, on?: string, gang?: GangSeat): void {
     const [mine, theirs] = memoryChannelPair()
     e.channel = mine
-    e.placing = true
+    this.track(e)
+    this.setPlacing(e, true)
     const spec = extraEnv !== undefined ? { ...e.spec, env: { ...e.spec.env, ...extraEnv } } : e.spec
     if (e.record.timeoutMs !== undefined && e.timer === undefined) {
       e.timer = setTimeout(() => { e.timedOut = true; this.stop(e) }, e.record.timeoutMs)
@@ -360,6 +384,7 @@ export class TaskManager implements ChildTracker {
       const err = lost ?? await placing
       mine.destroy()
       e.channel = undefined
+      this.track(e)
       this.placed(e)
       if (isFinal(e.record.state)) return
       if (gang !== undefined && err instanceof VgridError && err.code === 'ERR_NO_CAPACITY' && e.record.attempts.every((a) => a.ended !== undefined)) {
@@ -416,8 +441,14 @@ export class TaskManager implements ChildTracker {
   /** Its placement is over (on a member, or given up): the next queued task may start placing. */
   private placed (e: Entry): void {
     if (!e.placing) return
-    e.placing = false
+    this.setPlacing(e, false)
     queueMicrotask(() => { this.evaluate() })
+  }
+
+  private setPlacing (e: Entry, placing: boolean): void {
+    if (e.placing === placing) return
+    e.placing = placing
+    this.placingByShape.set(e.shape, (this.placingByShape.get(e.shape) ?? 0) + (placing ? 1 : -1))
   }
 
   /** The executor vanished (or placement failed): retried while retries are left. */
