@@ -3,9 +3,8 @@
  * pseudo-terminal a failed exec happens inside the forked child and would only show as an
  * obscure exit 1, and for plain pipes we want the same shell-like messages and codes.
  */
-import fs from 'node:fs/promises'
 import path from 'node:path'
-import { constants as fsConstants } from 'node:fs'
+import { accessSync, statSync, constants as fsConstants } from 'node:fs'
 import { DEFAULT_PATH, EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND } from './constants.js'
 
 export type Resolved =
@@ -15,11 +14,17 @@ export type Resolved =
 
 type Probe = 'ok' | 'missing' | 'denied' | 'directory'
 
-async function probe (file: string): Promise<Probe> {
+/**
+ * Blocking, like the shell's own lookup: a stat of a PATH entry takes microseconds, and a
+ * thread-pool round trip for each of a long PATH cost about a millisecond of the agent's
+ * main thread per command.
+ */
+function probe (file: string): Probe {
   try {
-    const st = await fs.stat(file)
+    const st = statSync(file, { throwIfNoEntry: false })
+    if (st === undefined) return 'missing'
     if (st.isDirectory()) return 'directory'
-    await fs.access(file, fsConstants.X_OK)
+    accessSync(file, fsConstants.X_OK)
     return st.isFile() ? 'ok' : 'denied'
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code
@@ -30,7 +35,7 @@ async function probe (file: string): Promise<Probe> {
 export async function resolveCommand (cmd: string, envPath: string | undefined, cwd: string): Promise<Resolved> {
   if (cmd.includes('/')) {
     const file = path.resolve(cwd, cmd)
-    switch (await probe(file)) {
+    switch (probe(file)) {
       case 'ok': return { ok: true, file }
       case 'missing': return { ok: false, exitCode: EXIT_NOT_FOUND, message: 'No such file or directory' }
       case 'directory': return { ok: false, exitCode: EXIT_NOT_EXECUTABLE, message: 'Is a directory' }
@@ -41,7 +46,7 @@ export async function resolveCommand (cmd: string, envPath: string | undefined, 
   for (const dir of (envPath ?? DEFAULT_PATH).split(':')) {
     // An empty PATH entry means the current directory, as in execvp.
     const file = path.resolve(cwd, dir === '' ? '.' : dir, cmd)
-    const p = await probe(file)
+    const p = probe(file)
     if (p === 'ok') return { ok: true, file }
     if (p === 'denied') denied = true
   }
