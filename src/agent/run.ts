@@ -8,6 +8,7 @@
  * machine the command runs in the workspace itself: nothing to sync.
  */
 import fs from 'node:fs/promises'
+import { mkdirSync } from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { randomBytes } from 'node:crypto'
@@ -186,7 +187,7 @@ export async function executeHere (ctx: RunContext, channel: FrameChannel, task:
     const cwd = safeCwd(root, spec.cwd)
     const send = async (ev: ExecEvent): Promise<void> => { await channel.send(ev) }
     const synced = where.kind === 'copy' ? await ctx.sync.pullCopy(root, where.submitter, where.offer, send, ctx.shutdown) : undefined
-    await fs.mkdir(cwd, { recursive: true })
+    mkdirSync(cwd, { recursive: true })
     const env: Record<string, string> = {}
     for (const [k, v] of Object.entries(process.env)) if (v !== undefined) env[k] = v
     // vrun and vbatch inside the command reach this agent and become the task's sub-tasks.

@@ -5,7 +5,6 @@
  * of the workspaces it ran tasks for (one per concurrent task: a copy is never shared by two
  * running commands), pulls them up to date, and offers what the command changed.
  */
-import fs from 'node:fs/promises'
 import fs2 from 'node:fs'
 import path from 'node:path'
 import { createHash } from 'node:crypto'
@@ -153,7 +152,7 @@ export class WorkspaceSync {
       const dir = path.join(base, String(slot))
       if (this.busyCopies.has(dir)) continue
       this.busyCopies.add(dir)
-      await fs.mkdir(base, { recursive: true })
+      fs2.mkdirSync(base, { recursive: true })
       return { dir, release: () => { this.busyCopies.delete(dir) } }
     }
   }

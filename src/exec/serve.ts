@@ -13,7 +13,7 @@
  * (ERR_BAD_MESSAGE) instead of `exit`, so the submitter learns why. A client that sends
  * garbage is broken, and guessing what it meant could feed the command the wrong input.
  */
-import fs from 'node:fs/promises'
+import { statSync, type Stats } from 'node:fs'
 import type { FrameChannel } from '../common/channel.js'
 import { VgridError, toWire, type WireError } from '../common/errors.js'
 import { createLogger } from '../common/log.js'
@@ -56,7 +56,8 @@ export async function serveExec (channel: FrameChannel, opts: ServeExecOptions):
   if (aborted()) {
     return await notStarted(new VgridError('ERR_SPAWN_FAILED', `${opts.host} is stopping: ${name} was not started`, 'run it again: another member will take it').toWire())
   }
-  const cwdStat = await fs.stat(opts.cwd).catch(() => undefined)
+  // Blocking: one stat is microseconds, a thread-pool round trip per command is not.
+  const cwdStat = statOrUndefined(opts.cwd)
   if (cwdStat?.isDirectory() !== true) {
     return await notStarted(new VgridError('ERR_SPAWN_FAILED', `the working directory ${opts.cwd} does not exist on ${opts.host}`).toWire())
   }
@@ -172,5 +173,13 @@ async function pumpInputs (channel: FrameChannel, cmd: RunningCommand, hasExited
       case 'signal': cmd.signal(input.sig); break
       case 'resize': cmd.resize(input.cols, input.rows); break
     }
+  }
+}
+
+function statOrUndefined (p: string): Stats | undefined {
+  try {
+    return statSync(p, { throwIfNoEntry: false })
+  } catch {
+    return undefined
   }
 }

@@ -12,7 +12,7 @@
  */
 import fsp from 'node:fs/promises'
 import path from 'node:path'
-import { lstatSync, readdirSync, type BigIntStats, type Dirent } from 'node:fs'
+import { lstatSync, readdirSync, statSync, type BigIntStats, type Dirent } from 'node:fs'
 import { VgridError } from '../common/errors.js'
 import { createLogger } from '../common/log.js'
 import { chunkFile, chunkFileSync } from './fastcdc.js'
@@ -95,7 +95,7 @@ const defaultChunkFn: ChunkFn = async (p, size, signal) => size <= SYNC_READ_MAX
 export async function scanWorkspace (root: string, opts: ScanOptions = {}): Promise<Scan> {
   const startedMs = Date.now()
   const absRoot = path.resolve(root)
-  const st = await fsp.stat(absRoot).catch(() => undefined)
+  const st = statSync(absRoot, { throwIfNoEntry: false })
   if (st === undefined || !st.isDirectory()) throw new VgridError('ERR_BAD_ARGUMENT', `the workspace ${absRoot} is not a directory`)
   opts.statCache?.beginScan()
   const s = new Scanner(absRoot, opts)

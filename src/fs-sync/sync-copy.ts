@@ -4,7 +4,7 @@
  * chunks it lacks in its store (each distinct chunk once), and rewrites only the files that
  * changed, writing each as soon as its chunks are there.
  */
-import fs from 'node:fs/promises'
+import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs'
 import { VgridError } from '../common/errors.js'
 import type { ChunkStore } from './store.js'
 import type { BlobFetcher } from './fetcher.js'
@@ -39,7 +39,7 @@ const BASE_ROOT_SUFFIX = '.root'
 /** The root the copy held after its last sync, if its records are still in the store. */
 async function loadBase (copyDir: string, store: ChunkStore): Promise<DirNode | undefined> {
   try {
-    const hex = (await fs.readFile(copyDir + BASE_ROOT_SUFFIX, 'utf8')).trim()
+    const hex = readFileSync(copyDir + BASE_ROOT_SUFFIX, 'utf8').trim()
     if (!/^[0-9a-f]{64}$/.test(hex)) return undefined
     const { tree } = await decodeTree(Buffer.from(hex, 'hex'), async (h) => {
       const b = await store.get(h)
@@ -55,7 +55,8 @@ async function loadBase (copyDir: string, store: ChunkStore): Promise<DirNode | 
 /** The caller's tree if it is still what the copy holds (its root file agrees), else from the store. */
 async function currentBase (copyDir: string, store: ChunkStore, known?: { rootHash: Hash, tree: DirNode }): Promise<DirNode | undefined> {
   if (known !== undefined) {
-    const hex = await fs.readFile(copyDir + BASE_ROOT_SUFFIX, 'utf8').catch(() => '')
+    let hex = ''
+    try { hex = readFileSync(copyDir + BASE_ROOT_SUFFIX, 'utf8') } catch {}
     if (hex.trim() === hexOf(known.rootHash)) return known.tree
   }
   return await loadBase(copyDir, store)
@@ -69,8 +70,8 @@ export async function saveBase (copyDir: string, rootHash: Hash, blobs: Map<stri
 }
 
 async function writeBaseRoot (copyDir: string, rootHash: Hash): Promise<void> {
-  await fs.writeFile(copyDir + BASE_ROOT_SUFFIX + '.tmp', hexOf(rootHash) + '\n')
-  await fs.rename(copyDir + BASE_ROOT_SUFFIX + '.tmp', copyDir + BASE_ROOT_SUFFIX)
+  writeFileSync(copyDir + BASE_ROOT_SUFFIX + '.tmp', hexOf(rootHash) + '\n')
+  renameSync(copyDir + BASE_ROOT_SUFFIX + '.tmp', copyDir + BASE_ROOT_SUFFIX)
 }
 
 
@@ -90,7 +91,7 @@ export async function syncCopy (opts: {
   onProgress?: (p: SyncProgress) => void
 }): Promise<SyncCopyResult> {
   const { copyDir, store, root } = opts
-  await fs.mkdir(copyDir, { recursive: true })
+  mkdirSync(copyDir, { recursive: true })
   const base = await currentBase(copyDir, store, opts.base)
   if (base !== undefined && opts.base !== undefined && base === opts.base.tree && hexOf(opts.base.rootHash) === hexOf(root)) {
     // Nothing changed since the last run: one comparison, no disk, no stream.

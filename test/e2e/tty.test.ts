@@ -40,6 +40,9 @@ describe('vrun in a terminal', () => {
     term.write('echo sleeping; sleep 30\r')
     await waitFor(() => /(^|\n)sleeping\r?\n/.test(output()), 'the shell to start sleeping')
     term.write('\x03')
+    // Type on once the shell is back at its prompt, as a user would: input typed while the
+    // interrupt is still being handled may be discarded with the interrupted line.
+    await waitFor(() => /[$#] $/.test(output().split(/(^|\n)sleeping\r?\n/).at(-1)!), 'a prompt after Ctrl-C', 10_000)
     term.write('echo after-interrupt\r')
     await waitFor(() => /after-interrupt\r?\n/.test(output().split('echo after-interrupt').slice(1).join('')), 'the shell to come back after Ctrl-C', 10_000)
     term.resize(120, 40)

@@ -605,7 +605,9 @@ export class TaskManager implements ChildTracker {
   /**
    * Writes the record soon: changes made in the same turn of the event loop (a short task's
    * placed, started and exit often come together) share one write, and writes of one record
-   * never overlap. flush() waits for them.
+   * never overlap. flush() waits for them. The write itself blocks: a record is a few hundred
+   * bytes, and four thread-pool round trips (open, write, close, rename) cost the owning
+   * agent ~2 ms of main thread per task on the 1,000-task benchmark.
    */
   private save (e: Entry): void {
     if (e.saveQueued) return
@@ -616,8 +618,8 @@ export class TaskManager implements ChildTracker {
       e.saveQueued = false
       const body = JSON.stringify({ record: e.record, spec: e.spec, on: e.on, workspace: e.workspace, group: e.group, gang: e.gang })
       const tmp = `${file}.tmp`
-      await fs.promises.writeFile(tmp, body, { mode: 0o600 })
-      await fs.promises.rename(tmp, file)
+      fs.writeFileSync(tmp, body, { mode: 0o600 })
+      fs.renameSync(tmp, file)
     }).catch((err) => { log.warn(`could not save task ${e.record.id}`, err) })
   }
 
