@@ -71,6 +71,13 @@ export const RECV_HIGH_WATER_BYTES = 4 * 1024 * 1024
  * buffer limit must exceed it; 4 MiB still fills a LAN link (window / RTT ≫ 1 GB/s).
  */
 export const STREAM_WINDOW_BYTES = 4 * 1024 * 1024
+/**
+ * Yamux data frames carry at most this much, so that a full frame and its 12-byte header fit
+ * one noise message (65,535 bytes less a 16-byte tag). yamux's default, 64 KiB, made every
+ * full frame two noise messages, one of them 29 bytes: a cipher setup, a tag and a write for
+ * almost nothing, on both sides.
+ */
+export const YAMUX_MAX_MESSAGE_BYTES = 65535 - 16 - 12
 export const STREAM_READ_BUFFER_BYTES = 3 * STREAM_WINDOW_BYTES
 
 /** Join tokens: `vgrid1.` + base64url(CBOR { k, a }). */

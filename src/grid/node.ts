@@ -16,7 +16,7 @@ import { tcp } from '@libp2p/tcp'
 import { createLibp2p } from 'libp2p'
 import { VgridError } from '../common/errors.js'
 import { parseMultiaddr } from './addrs.js'
-import { DHT_PROTOCOL, STREAM_READ_BUFFER_BYTES, STREAM_WINDOW_BYTES } from './constants.js'
+import { DHT_PROTOCOL, STREAM_READ_BUFFER_BYTES, STREAM_WINDOW_BYTES, YAMUX_MAX_MESSAGE_BYTES } from './constants.js'
 
 export interface GridServices extends Record<string, unknown> {
   identify: Identify
@@ -51,6 +51,7 @@ export async function startNode (init: NodeInit): Promise<GridNode> {
       transports: [tcp()],
       connectionEncrypters: [noise()],
       streamMuxers: [yamux({
+        maxMessageSize: YAMUX_MAX_MESSAGE_BYTES,
         streamOptions: { maxStreamWindowSize: STREAM_WINDOW_BYTES, maxReadBufferLength: STREAM_READ_BUFFER_BYTES }
       })],
       connectionProtector: preSharedKey({ psk: init.swarmKey }),
