@@ -76,6 +76,9 @@ export class BlobFetcher {
   }
 
   private flush (): void {
+    // Refill in large wants: one want per blob received would cost the provider's reads
+    // nothing but each want is a frame, a cipher and a write on both sides.
+    if (this.inflight.size > 0 && this.inflightBytes > PULL_WINDOW_BYTES / 2) return
     while (this.queue.length > 0 && this.failed === undefined && (this.inflightBytes < PULL_WINDOW_BYTES || this.inflight.size === 0)) {
       const batch: Pending[] = []
       while (this.queue.length > 0 && batch.length < MAX_WANT_HASHES && (this.inflightBytes < PULL_WINDOW_BYTES || batch.length === 0)) {
