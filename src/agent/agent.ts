@@ -173,7 +173,8 @@ export async function startAgent (config: AgentConfig): Promise<Agent> {
     throw err
   }
 
-  tasks.start(ctx)
+  // Tasks whose commands the last run left running were started, whatever their records say.
+  tasks.start(ctx, orphans.tasks)
 
   // Remember where the other members are, to find the grid again after a restart.
   let lastSaved = ''

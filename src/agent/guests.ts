@@ -27,7 +27,7 @@ export class GuestCommands {
   /** `inner` (the agent's record of running groups) with this one told too. */
   groups (inner?: GroupLedger): GroupLedger {
     return {
-      add: (pgid) => { this.live.add(pgid); inner?.add(pgid) },
+      add: (pgid, task) => { this.live.add(pgid); inner?.add(pgid, task) },
       remove: (pgid) => { this.live.delete(pgid); inner?.remove(pgid) }
     }
   }

@@ -196,7 +196,7 @@ export async function executeHere (ctx: RunContext, channel: FrameChannel, task:
     kids = ctx.children?.begin(task)
     const hold = holdingExit(channel, () => { kids?.cancel(); cancelled.abort() })
     const result = await serveExec(hold.channel, {
-      spec, cwd, env, gpus: reservation.gpus, machineHasGpus: ctx.gpus.length > 0,
+      spec, cwd, env, task, gpus: reservation.gpus, machineHasGpus: ctx.gpus.length > 0,
       peer: ctx.grid.peerId, host: ctx.host, ...(ctx.groups !== undefined ? { groups: ctx.groups } : {}), signal: AbortSignal.any([ctx.shutdown, cancelled.signal]), abortGraceMs: SHUTDOWN_KILL_GRACE_MS
     })
     log.debug(`task ${task} ended`, result)

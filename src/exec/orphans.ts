@@ -12,13 +12,14 @@ import path from 'node:path'
 import { signalGroup } from './process-group.js'
 
 export interface GroupLedger {
-  /** The group led by `pgid` runs a command now. */
-  add (pgid: number): void
+  /** The group led by `pgid` runs a command now (of task `task`, when it is one). */
+  add (pgid: number, task?: string): void
   /** It ended (every process of the group is gone or was killed). */
   remove (pgid: number): void
 }
 
 interface Identity { boot: string, start: string }
+const TASK_ID_RE = /^[0-9a-f]{16}$/
 
 function bootId (): string | undefined {
   try {
@@ -49,34 +50,38 @@ export class OrphanLedger implements GroupLedger {
 
   /**
    * Stops the groups a previous run of the agent left running (SIGKILL: their tasks are over
-   * for the grid), clears the list, and returns how many were stopped.
+   * for the grid), clears the list, and returns how many were stopped and the tasks they ran.
    */
-  static open (home: string): { ledger: OrphanLedger, stopped: number } {
+  static open (home: string): { ledger: OrphanLedger, stopped: number, tasks: string[] } {
     const dir = path.join(home, 'running')
     fs.mkdirSync(dir, { recursive: true, mode: 0o700 })
     let stopped = 0
+    const tasks: string[] = []
     for (const name of fs.readdirSync(dir)) {
       const file = path.join(dir, name)
       const pgid = Number(name)
       if (/^\d+$/.test(name) && pgid > 1) {
-        let was: Partial<Identity> = {}
+        let was: Partial<Identity> & { task?: unknown } = {}
         try {
           was = JSON.parse(fs.readFileSync(file, 'utf8')) as Partial<Identity>
         } catch {}
         const now = identity(pgid)
-        if (now !== undefined && was.boot === now.boot && was.start === now.start && signalGroup(pgid, 'SIGKILL')) stopped++
+        if (now !== undefined && was.boot === now.boot && was.start === now.start && signalGroup(pgid, 'SIGKILL')) {
+          stopped++
+          if (typeof was.task === 'string' && TASK_ID_RE.test(was.task)) tasks.push(was.task)
+        }
       }
       fs.rmSync(file, { force: true })
     }
-    return { ledger: new OrphanLedger(dir), stopped }
+    return { ledger: new OrphanLedger(dir), stopped, tasks }
   }
 
-  add (pgid: number): void {
+  add (pgid: number, task?: string): void {
     const id = identity(pgid)
     // Without /proc the group cannot be told from a later one with its number: not listed.
     if (id === undefined) return
     try {
-      fs.writeFileSync(path.join(this.dir, String(pgid)), JSON.stringify(id), { mode: 0o600 })
+      fs.writeFileSync(path.join(this.dir, String(pgid)), JSON.stringify(task !== undefined ? { ...id, task } : id), { mode: 0o600 })
     } catch {}
   }
 

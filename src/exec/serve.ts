@@ -87,7 +87,7 @@ export async function serveExec (channel: FrameChannel, opts: ServeExecOptions):
     return await notStarted(new VgridError('ERR_SPAWN_FAILED', `could not start ${name} on ${opts.host}: ${(err as Error).message}`).toWire())
   }
   nice.after(cmd.pid)
-  opts.groups?.add(cmd.pgid)
+  opts.groups?.add(cmd.pgid, opts.task)
   void sender.send({ t: 'started', pid: cmd.pid, peer: opts.peer, host: opts.host, gpus: opts.gpus.map((g) => g.index) })
 
   const graceMs = opts.killGraceMs ?? KILL_GRACE_MS

@@ -39,6 +39,8 @@ export interface ServeExecOptions {
   abortGraceMs?: number
   /** Told of the command's process group while it runs, so a killed agent's next start can stop it. */
   groups?: GroupLedger
+  /** The task the command runs for, written down with its group. */
+  task?: string
   /** Niceness of the command and all it starts, 0–19; default: the agent's `--nice` (niceness.ts). */
   nice?: number
   /** Diagnostics: refused inputs (warn), cancellations and quirks (debug). Default: the `vgrid:exec` logger. */

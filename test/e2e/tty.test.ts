@@ -46,8 +46,14 @@ describe('vrun in a terminal', () => {
     term.write('echo after-interrupt\r')
     await waitFor(() => /after-interrupt\r?\n/.test(output().split('echo after-interrupt').slice(1).join('')), 'the shell to come back after Ctrl-C', 10_000)
     term.resize(120, 40)
-    term.write('stty size\r')
-    await waitFor(() => output().includes('40 120'), 'the new window size')
+    // The resize travels as a signal to vrun, then a message; a command typed at once may run
+    // before it lands, so ask again until the remote terminal has the new size.
+    let asked = 0
+    await waitFor(() => {
+      if (output().includes('40 120')) return true
+      if (asked++ % 10 === 0) term.write('stty size\r')
+      return false
+    }, 'the new window size', 10_000)
     term.write('exit 3\r')
     expect(await exit).toBe(3)
   })

@@ -47,6 +47,21 @@ describe('OrphanLedger', () => {
     expect(fs.readdirSync(path.join(home, 'running'))).toEqual([])
   })
 
+  it('names the tasks whose commands it stopped, and only well-formed ids', async () => {
+    const home = tempDir()
+    const { ledger } = OrphanLedger.open(home)
+    const a = leader()
+    const b = leader()
+    const c = leader()
+    ledger.add(a, '0123456789abcdef')
+    ledger.add(b)
+    ledger.add(c, '../../etc/passwd')
+    const again = OrphanLedger.open(home)
+    expect(again.stopped).toBe(3)
+    expect(again.tasks).toEqual(['0123456789abcdef'])
+    await waitFor(() => !running(a) && !running(b) && !running(c), 'the listed groups to be stopped', 5_000, 20)
+  })
+
   it('leaves alone a process that now has a listed number but is not the one listed', () => {
     const home = tempDir()
     OrphanLedger.open(home)

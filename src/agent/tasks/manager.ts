@@ -106,12 +106,22 @@ export class TaskManager implements ChildTracker {
     return m
   }
 
-  /** Begins placing work: tasks a restart interrupted are placed again or marked lost. */
-  start (ctx: RunContext): void {
+  /**
+   * Begins placing work: tasks a restart interrupted are placed again or marked lost.
+   * `interrupted`: tasks whose commands the previous run of this agent left running (and the
+   * agent stopped at start): they had started even if their records were not saved since.
+   */
+  start (ctx: RunContext, interrupted: readonly string[] = []): void {
     this.ctx = ctx
+    const started = new Set(interrupted)
     for (const e of this.tasks.values()) {
-      const s = e.record.state
+      let s = e.record.state
       if (isFinal(s)) continue
+      if (started.has(e.record.id) && (s === 'pending' || s === 'queued') && e.record.attempts.every((a) => a.ended !== undefined)) {
+        // Its command ran here before the record caught up: that is an attempt too.
+        e.record.attempts.push({ peer: this.self.peer, host: this.self.host, started: e.record.created })
+        e.record.state = s = 'running'
+      }
       // An attempt placed before the restart (maybe still syncing) ended with it.
       const a = e.record.attempts.at(-1)
       if (a !== undefined && a.ended === undefined) { a.ended = Date.now(); a.state = 'lost'; a.error = 'the owning agent restarted' }
@@ -195,7 +205,8 @@ export class TaskManager implements ChildTracker {
       const e = this.entry(stored, new TaskLog(path.join(this.dir, `${id}.log`)))
       this.add(e)
       if (b.parent !== undefined) this.runningHere.get(b.parent)!.add(id)
-      this.save(e)
+      // On disk before it can start: a task is never lost from the records.
+      this.writeRecord(e)
     })
     this.forgetOld()
     this.evaluate()
@@ -612,15 +623,24 @@ export class TaskManager implements ChildTracker {
   private save (e: Entry): void {
     if (e.saveQueued) return
     e.saveQueued = true
-    const file = path.join(this.dir, `${e.record.id}.json`)
     e.saving = e.saving.then(async () => {
       await new Promise((resolve) => setImmediate(resolve))
       e.saveQueued = false
+      this.writeRecord(e)
+    })
+  }
+
+  /** Writes the record now (a temporary file, then a rename); never throws. */
+  private writeRecord (e: Entry): void {
+    const file = path.join(this.dir, `${e.record.id}.json`)
+    try {
       const body = JSON.stringify({ record: e.record, spec: e.spec, on: e.on, workspace: e.workspace, group: e.group, gang: e.gang })
       const tmp = `${file}.tmp`
       fs.writeFileSync(tmp, body, { mode: 0o600 })
       fs.renameSync(tmp, file)
-    }).catch((err) => { log.warn(`could not save task ${e.record.id}`, err) })
+    } catch (err) {
+      log.warn(`could not save task ${e.record.id}`, err)
+    }
   }
 
   /** Resolves when every record is on disk. */
