@@ -164,7 +164,9 @@ export function newTaskId (): string {
 
 /** Runs a command on this machine against a reservation; `channel` carries its session. */
 export async function executeHere (ctx: RunContext, channel: FrameChannel, task: string, spec: RunSpec, where: RunDir, onAccepted?: () => Promise<void>,
-  who = `${USER}@${ctx.host}`): Promise<void> {
+  remoteWho?: string): Promise<void> {
+  // Another member's run (remoteWho: its user@host): its task id is that member's to keep.
+  const who = remoteWho ?? `${USER}@${ctx.host}`
   channel = ctx.watch?.(channel) ?? channel
   // RunSpec's resource fields (cores, memory, GPUs, model, GPU memory, pool, labels) are ReserveRequest's.
   const reservation = ctx.ledger.reserve(spec)
@@ -196,7 +198,7 @@ export async function executeHere (ctx: RunContext, channel: FrameChannel, task:
     kids = ctx.children?.begin(task)
     const hold = holdingExit(channel, () => { kids?.cancel(); cancelled.abort() })
     const result = await serveExec(hold.channel, {
-      spec, cwd, env, task, gpus: reservation.gpus, machineHasGpus: ctx.gpus.length > 0,
+      spec, cwd, env, ...(remoteWho === undefined ? { task } : {}), gpus: reservation.gpus, machineHasGpus: ctx.gpus.length > 0,
       peer: ctx.grid.peerId, host: ctx.host, ...(ctx.groups !== undefined ? { groups: ctx.groups } : {}), signal: AbortSignal.any([ctx.shutdown, cancelled.signal]), abortGraceMs: SHUTDOWN_KILL_GRACE_MS
     })
     log.debug(`task ${task} ended`, result)
