@@ -4,8 +4,7 @@
  * run and where (not --tty: nobody is attached), and those of a detached task: a name,
  * dependencies on named tasks, shards, retries and a time limit.
  */
-import type { DepKind } from '../agent/tasks/types.js'
-import { MAX_SHARDS, type BatchRequest } from '../agent/control/protocol.js'
+import { MAX_SHARDS, type BatchOptions, type BatchRequest } from '../agent/control/protocol.js'
 import type { WorkspaceRef } from '../fs-sync/workspace.js'
 import { splitArgv, type CliOption } from './argv.js'
 import { NAME_OPTIONS, parseNameAndDeps } from './task-deps-args.js'
@@ -36,16 +35,10 @@ export type VbatchInvocation =
   | { kind: 'version' }
   | VbatchRun
 
-export interface VbatchRun extends RunOptions {
+/** `after` is in command-line order, whatever the option. */
+export interface VbatchRun extends RunOptions, BatchOptions {
   kind: 'batch'
   follow: boolean
-  name?: string
-  /** In command-line order, whatever the option. */
-  after: Array<{ kind: DepKind, name: string }>
-  shards: number
-  gang: boolean
-  retries: number
-  timeoutMs?: number
 }
 
 /** Parses and validates vbatch's arguments; throws UsageError for anything the user must fix. */

@@ -7,7 +7,7 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest'
 import fs from 'node:fs'
 import path from 'node:path'
-import { startGrid, startAgent, stopAll, runCli, startCli, waitFor, tempDir, type AgentProc, type CliResult } from '../helpers/procs.js'
+import { startGrid, startAgent, stopAll, runCli, startCli, waitFor, tempDir, processRuns, type AgentProc, type CliResult } from '../helpers/procs.js'
 import type { TaskRecord } from '../../src/agent/tasks/types.js'
 
 const FINAL = new Set(['succeeded', 'failed', 'cancelled', 'upstream-failed', 'lost'])
@@ -436,15 +436,7 @@ describe('gangs', () => {
 })
 
 describe('an owner restarted', () => {
-  /** Whether the process runs (a zombie waiting to be reaped does not). */
-  const running = (pid: number): boolean => {
-    try {
-      const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8')
-      return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z'
-    } catch {
-      return false
-    }
-  }
+  const running = processRuns
 
   it('stops a command of its own that a SIGKILL left running, and marks the task lost', async () => {
     const x = await startAgent()

@@ -112,6 +112,16 @@ export async function waitFor<T> (fn: () => Promise<T | undefined | false> | T |
 const tempDirs: string[] = []
 
 /** A new empty directory under the system's temp dir, removed by removeTempDirs(). */
+/** Whether process `pid` runs (a zombie waiting to be reaped does not). */
+export function processRuns (pid: number): boolean {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8')
+    return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z'
+  } catch {
+    return false
+  }
+}
+
 export function tempDir (prefix = 'vgrid-test-'): string {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix))
   tempDirs.push(dir)

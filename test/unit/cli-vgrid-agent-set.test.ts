@@ -2,17 +2,10 @@ import { describe, expect, it } from 'vitest'
 import { agentSetPatch, parseVgridArgs } from '../../src/cli/vgrid.js'
 import { parsePolicyReply, renderPolicy } from '../../src/cli/vgrid-agent-set.js'
 import { UsageError } from '../../src/cli/usage-error.js'
+import { vgridUsageError } from '../helpers/cli-usage.js'
 import { VgridError } from '../../src/common/errors.js'
 
-const usageError = (argv: string[]): UsageError => {
-  try {
-    parseVgridArgs(argv)
-  } catch (err) {
-    expect(err).toBeInstanceOf(UsageError)
-    return err as UsageError
-  }
-  throw new Error(`expected a usage error for ${argv.join(' ')}`)
-}
+const usageError = vgridUsageError
 
 describe('vgrid agent with the owner policy', () => {
   it('takes --max-tasks, --nice and --only-when-idle at start', () => {

@@ -4,17 +4,10 @@ import os from 'node:os'
 import path from 'node:path'
 import { agentConfig, parseVgridArgs } from '../../src/cli/vgrid.js'
 import { UsageError } from '../../src/cli/usage-error.js'
+import { vgridUsageError } from '../helpers/cli-usage.js'
 import { VERSION } from '../../src/common/version.js'
 
-const usageError = (argv: string[]): UsageError => {
-  try {
-    parseVgridArgs(argv)
-  } catch (err) {
-    expect(err).toBeInstanceOf(UsageError)
-    return err as UsageError
-  }
-  throw new Error(`expected a usage error for ${argv.join(' ')}`)
-}
+const usageError = vgridUsageError
 
 describe('vgrid commands', () => {
   it('peers and status, with and without --json', () => {

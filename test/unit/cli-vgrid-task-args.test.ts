@@ -1,16 +1,8 @@
 import { describe, it, expect } from 'vitest'
 import { parseVgridArgs } from '../../src/cli/vgrid.js'
-import { UsageError } from '../../src/cli/usage-error.js'
+import { vgridUsageError } from '../helpers/cli-usage.js'
 
-const usageError = (argv: string[]): UsageError => {
-  try {
-    parseVgridArgs(argv)
-  } catch (err) {
-    expect(err).toBeInstanceOf(UsageError)
-    return err as UsageError
-  }
-  throw new Error(`expected a usage error for ${argv.join(' ')}`)
-}
+const usageError = vgridUsageError
 
 describe('vgrid task', () => {
   it('parses each action with its options', () => {

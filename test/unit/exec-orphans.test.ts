@@ -7,7 +7,7 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { spawn, type ChildProcess } from 'node:child_process'
 import { OrphanLedger } from '../../src/exec/orphans.js'
-import { tempDir, waitFor } from '../helpers/procs.js'
+import { processRuns, tempDir, waitFor } from '../helpers/procs.js'
 
 const started: ChildProcess[] = []
 afterEach(() => { for (const p of started.splice(0)) p.kill('SIGKILL') })
@@ -19,14 +19,7 @@ function leader (): number {
   return p.pid!
 }
 
-const running = (pid: number): boolean => {
-  try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8')
-    return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z'
-  } catch {
-    return false
-  }
-}
+const running = processRuns
 
 describe('OrphanLedger', () => {
   it('stops the groups still listed at the next open, and clears the list', async () => {

@@ -56,6 +56,9 @@ export interface BatchRequest {
   parent?: string
 }
 
+/** The options of a submission that `vbatch` reads from its command line. */
+export type BatchOptions = Pick<BatchRequest, 'name' | 'after' | 'shards' | 'gang' | 'retries' | 'timeoutMs'>
+
 export const MAX_SHARDS = 10_000
 
 /** What a machine lends and how (`vgrid agent set`). */
