@@ -1,8 +1,9 @@
 /**
  * The pulling side of `/vgrid/sync/1.0.0`. `fetch(hash)` calls made in the same tick go out
- * as one `want`; at most PULL_WINDOW_BYTES are asked for and not yet received, so a fast
- * provider cannot flood memory, and the stream stays full (the provider answers in order,
- * with backpressure). Every blob is hashed on receipt; a mismatch is refused and asked for
+ * as one `want`; at most PULL_WINDOW_BYTES are asked for and not yet received (or, for a
+ * blob fetched with `hold`, not yet released by its consumer), so a fast provider cannot
+ * flood memory, and the stream stays full (the provider answers in order, with
+ * backpressure). Every blob is hashed on receipt; a mismatch is refused and asked for
  * again, then fails with ERR_CHUNK_HASH_MISMATCH.
  */
 import { createHash } from 'node:crypto'
@@ -17,6 +18,8 @@ interface Pending {
   hash: Hash
   size: number
   tries: number
+  /** Counted in the window until release(), not only until it arrives. */
+  hold: boolean
   waiters: Array<{ resolve: (d: Uint8Array) => void, reject: (e: Error) => void }>
 }
 
@@ -25,10 +28,13 @@ export interface FetchStats { blobs: number, bytes: number }
 export class BlobFetcher {
   /** Asked for, answer not yet received, in the order asked. */
   private readonly inflight = new Map<string, Pending>()
-  /** Not yet asked for. */
+  /** Not yet asked for: held blobs, and the others, which go first. */
   private readonly queue: Pending[] = []
+  private readonly urgent: Pending[] = []
   private readonly byHex = new Map<string, Pending>()
   private inflightBytes = 0
+  /** Blobs fetched with `hold` that arrived and are not yet released. */
+  private heldBytes = 0
   private flushScheduled = false
   private failed: Error | undefined
   readonly stats: FetchStats = { blobs: 0, bytes: 0 }
@@ -50,18 +56,54 @@ export class BlobFetcher {
 
   /** The blob's verified bytes. `sizeHint` (a chunk's size) keeps the window accurate. */
   async fetch (hash: Hash, sizeHint = CHUNK_MAX_BYTES): Promise<Uint8Array> {
+    const { data, release } = await this.request(hash, sizeHint, false)
+    // it may have been asked for held by another caller first: this one does not keep it
+    release()
+    return data
+  }
+
+  /**
+   * Like fetch, but the blob's size stays in the window until `release()` is called: the
+   * consumer (a file being written) sets the pace, not the network, so memory holds at most
+   * a window of blobs however far behind the consumer falls.
+   */
+  async fetchHeld (hash: Hash, sizeHint = CHUNK_MAX_BYTES): Promise<{ data: Uint8Array, release: () => void }> {
+    return await this.request(hash, sizeHint, true)
+  }
+
+  private async request (hash: Hash, sizeHint: number, hold: boolean): Promise<{ data: Uint8Array, release: () => void }> {
     if (this.failed !== undefined) throw this.failed
     const hex = Buffer.from(hash).toString('hex')
-    return await new Promise<Uint8Array>((resolve, reject) => {
-      let p = this.byHex.get(hex)
-      if (p === undefined) {
-        p = { hash, size: sizeHint, tries: 0, waiters: [] }
-        this.byHex.set(hex, p)
-        this.queue.push(p)
+    let p = this.byHex.get(hex)
+    if (p === undefined) {
+      p = { hash, size: sizeHint, tries: 0, hold, waiters: [] }
+      this.byHex.set(hex, p)
+      if (hold) this.queue.push(p)
+      else this.urgent.push(p)
+      this.scheduleFlush()
+    } else if (!hold && p.hold) {
+      // a caller waits on it now: it may not wait behind the window
+      const i = this.queue.indexOf(p)
+      if (i >= 0) {
+        this.queue.splice(i, 1)
+        this.urgent.push(p)
         this.scheduleFlush()
       }
-      p.waiters.push({ resolve, reject })
-    })
+    }
+    const pending = p
+    const data = await new Promise<Uint8Array>((resolve, reject) => { pending.waiters.push({ resolve, reject }) })
+    let held = pending.hold
+    // only the first of several callers of a held blob owns its window space
+    if (held) pending.hold = false
+    return {
+      data,
+      release: () => {
+        if (!held) return
+        held = false
+        this.heldBytes -= pending.size
+        this.flush()
+      }
+    }
   }
 
   close (): void {
@@ -78,15 +120,23 @@ export class BlobFetcher {
   private flush (): void {
     // Refill in large wants: one want per blob received would cost the provider's reads
     // nothing but each want is a frame, a cipher and a write on both sides.
-    if (this.inflight.size > 0 && this.inflightBytes > PULL_WINDOW_BYTES / 2) return
-    while (this.queue.length > 0 && this.failed === undefined && (this.inflightBytes < PULL_WINDOW_BYTES || this.inflight.size === 0)) {
+    const used = (): number => this.inflightBytes + this.heldBytes
+    if (this.inflight.size > 0 && used() > PULL_WINDOW_BYTES / 2) return
+    // A held blob waits while its consumers are behind; any other blob (a record, a chunk
+    // the store lost) goes ahead of them, as a consumer may be waiting on it to catch up.
+    const next = (first: boolean): Pending | undefined => {
+      const fits = used() < PULL_WINDOW_BYTES || (first && this.inflight.size === 0)
+      if (this.urgent.length > 0) return fits || this.inflight.size === 0 ? this.urgent.shift() : undefined
+      return fits && this.heldBytes < PULL_WINDOW_BYTES ? this.queue.shift() : undefined
+    }
+    while (this.failed === undefined) {
       const batch: Pending[] = []
-      while (this.queue.length > 0 && batch.length < MAX_WANT_HASHES && (this.inflightBytes < PULL_WINDOW_BYTES || batch.length === 0)) {
-        const p = this.queue.shift()!
+      for (let p = next(true); p !== undefined; p = batch.length < MAX_WANT_HASHES ? next(false) : undefined) {
         batch.push(p)
         this.inflight.set(Buffer.from(p.hash).toString('hex'), p)
         this.inflightBytes += p.size
       }
+      if (batch.length === 0) return
       const hashes = Buffer.concat(batch.map((p) => p.hash))
       this.channel.send({ t: 'want', hashes }).catch((err) => { this.fail(err) })
     }
@@ -97,7 +147,7 @@ export class BlobFetcher {
       for (;;) {
         const raw = await this.channel.recv()
         if (raw === undefined) {
-          if (this.inflight.size > 0 || this.queue.length > 0) throw new VgridError('ERR_PEER_LOST', 'the sync stream closed with blobs outstanding')
+          if (this.inflight.size > 0 || this.queue.length > 0 || this.urgent.length > 0) throw new VgridError('ERR_PEER_LOST', 'the sync stream closed with blobs outstanding')
           return
         }
         const reply = parseSyncReply(raw)
@@ -114,11 +164,13 @@ export class BlobFetcher {
           if (++p.tries > HASH_MISMATCH_RETRIES) {
             this.settle(hex, p, new VgridError('ERR_CHUNK_HASH_MISMATCH', `blob ${hex.slice(0, 16)}… arrived ${p.tries} times with bytes that do not match its hash`))
           } else {
-            this.queue.unshift(p)
+            if (p.hold) this.queue.unshift(p)
+            else this.urgent.unshift(p)
           }
         } else {
           this.stats.blobs++
           this.stats.bytes += reply.d.byteLength
+          if (p.hold) this.heldBytes += p.size
           this.settle(hex, p, reply.d)
         }
         this.flush()
@@ -141,6 +193,7 @@ export class BlobFetcher {
     this.failed = err
     for (const [hex, p] of this.byHex) this.settle(hex, p, err)
     this.queue.length = 0
+    this.urgent.length = 0
     this.inflight.clear()
   }
 }

@@ -8,7 +8,7 @@
  *   every index is loaded into one Map (~150 bytes a blob: ~25 MiB for a full 10 GiB store).
  * - **Writes are batched and pipelined**: `put` copies the blob into a 1 MiB buffer and returns;
  *   a full buffer is written with one call while the next one fills, so the caller's hashing
- *   and receiving overlap our I/O. `put` waits only when MAX_QUEUED_BATCHES are queued (a
+ *   and receiving overlap our I/O. `put` waits while more than MAX_QUEUED_BATCHES are queued (a
  *   caller that does not await its puts gets no back-pressure). Blobs still in a buffer are
  *   readable. `flush()` waits until everything is on disk (page cache;
  *   nothing is fsynced, see pack.ts) and reports a write that failed since the last flush.
@@ -232,7 +232,9 @@ export class ChunkStore {
     this.index.set(key, loc)
     this.used(pack)
     if (b.used >= WRITE_BATCH_BYTES) this.queueBatch()
-    if (this.queued.length > MAX_QUEUED_BATCHES) await this.queued[0]!.done
+    // Every caller waits until the disk has caught up, not only the one that found the queue
+    // long: many callers at once would otherwise queue batches without bound.
+    while (this.queued.length > MAX_QUEUED_BATCHES) await this.queued[0]!.done
   }
 
   /** Marks a blob as used now (it was needed again) so eviction keeps it. */

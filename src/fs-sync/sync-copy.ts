@@ -114,7 +114,10 @@ export async function syncCopy (opts: {
   const p: SyncProgress = { totalBytes: 0, sentBytes: 0, sentChunks: 0, files: 0, totalFiles: 0, reusedBytes: 0, done: false }
 
   // Ask at once for every distinct chunk the store lacks, in the order files will be written.
-  const arriving = new Map<string, Promise<Uint8Array>>()
+  // Each stays in the fetcher's window until a file takes it, so a slow disk slows the
+  // network instead of filling memory (files are written in this order, so the chunks in the
+  // window are always ones a writer is about to take).
+  const arriving = new Map<string, Promise<{ data: Uint8Array, release: () => void }>>()
   for (const c of changes) {
     if (c.node?.kind !== 'file') continue
     p.totalFiles++
@@ -122,11 +125,11 @@ export async function syncCopy (opts: {
     for (const ref of c.node.chunks) {
       const hex = hexOf(ref.hash)
       if (arriving.has(hex) || store.has(ref.hash)) continue
-      arriving.set(hex, fetcher.fetch(ref.hash, ref.size).then(async (data) => {
-        p.sentBytes += data.byteLength
+      arriving.set(hex, fetcher.fetchHeld(ref.hash, ref.size).then(async (got) => {
+        p.sentBytes += got.data.byteLength
         p.sentChunks++
-        await store.put(ref.hash, data)
-        return data
+        await store.put(ref.hash, got.data)
+        return got
       }))
     }
   }
@@ -137,8 +140,10 @@ export async function syncCopy (opts: {
     const hex = hexOf(ref.hash)
     const pending = arriving.get(hex)
     if (pending !== undefined) {
-      const data = await pending
+      const { data, release } = await pending
       arriving.delete(hex)
+      // a chunk two files share is released once, by whichever file got it first
+      release()
       return data
     }
     const data = await store.get(ref.hash)

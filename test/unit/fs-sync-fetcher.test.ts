@@ -1,0 +1,106 @@
+/**
+ * The puller's window against a real provider over an in-process channel: blobs fetched
+ * held stay counted until their consumer releases them, so a consumer that falls behind
+ * stops the network instead of filling memory; a blob someone waits on now is never stuck
+ * behind them.
+ */
+import { describe, expect, it } from 'vitest'
+import { createHash, randomBytes } from 'node:crypto'
+import { memoryChannelPair, type FrameChannel } from '../../src/common/channel.js'
+import { BlobFetcher, ExportRegistry } from '../../src/fs-sync/index.js'
+import { PULL_WINDOW_BYTES } from '../../src/fs-sync/protocol.js'
+import { waitFor } from '../helpers/wait.js'
+
+const PEER = 'puller'
+const BLOB_BYTES = 256 * 1024
+const sha = (b: Uint8Array): Uint8Array => createHash('sha256').update(b).digest()
+const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex')
+
+/** A provider serving `count` random blobs plus one root record; counts the hashes asked for. */
+async function setUp (count: number): Promise<{ fetcher: BlobFetcher, hashes: Uint8Array[], blobs: Map<string, Uint8Array>, asked: () => number }> {
+  const blobs = new Map<string, Uint8Array>()
+  const hashes: Uint8Array[] = []
+  for (let i = 0; i < count; i++) {
+    const data = randomBytes(BLOB_BYTES)
+    const h = sha(data)
+    blobs.set(hex(h), data)
+    hashes.push(h)
+  }
+  const rootRecord = Uint8Array.of(1, 2, 3)
+  const rootHash = sha(rootRecord)
+  blobs.set(hex(rootHash), rootRecord)
+  const registry = new ExportRegistry()
+  const session = registry.add({ rootHash, blobs, sources: { get: () => undefined }, peer: PEER })
+  const [near, far] = memoryChannelPair()
+  let asked = 0
+  // the real channel, with the hashes of each want counted on their way out
+  const counting: FrameChannel = {
+    get closed () { return near.closed },
+    send: async (msg) => {
+      const m = msg as { t: string, hashes?: Uint8Array }
+      if (m.t === 'want') asked += m.hashes!.byteLength / 32
+      await near.send(msg)
+    },
+    recv: async () => await near.recv(),
+    close: async () => { await near.close() },
+    destroy: (err) => { near.destroy(err) }
+  }
+  void registry.serve(far, PEER)
+  const fetcher = await BlobFetcher.open(counting, session)
+  return { fetcher, hashes, blobs, asked: () => asked }
+}
+
+/** Lets every message in flight be answered: the provider and the fetcher run on this loop. */
+async function settle (): Promise<void> {
+  for (let i = 0; i < 20; i++) await new Promise((resolve) => setImmediate(resolve))
+}
+
+describe('BlobFetcher', () => {
+  it('asks for no more than a window of held blobs until they are released, then for the rest', async () => {
+    const count = Math.ceil(PULL_WINDOW_BYTES / BLOB_BYTES) * 2 + 10
+    const { fetcher, hashes, blobs, asked } = await setUp(count)
+    const got: Array<{ data: Uint8Array, release: () => void }> = []
+    const all = hashes.map(async (h) => {
+      const r = await fetcher.fetchHeld(h, BLOB_BYTES)
+      got.push(r)
+      return r
+    })
+    const windowBlobs = PULL_WINDOW_BYTES / BLOB_BYTES
+    await waitFor(() => got.length >= windowBlobs && got.length === asked(), { timeoutMs: 10_000, what: "a window of held blobs" })
+    await settle()
+    // nothing released: the provider was asked for one window and no more
+    expect(asked()).toBe(got.length)
+    expect(got.length).toBeLessThanOrEqual(windowBlobs + 1)
+    expect(got.length).toBeLessThan(count)
+
+    // a blob someone waits on now goes ahead of the held ones
+    const urgent = await fetcher.fetch(hashes[count - 1]!, BLOB_BYTES)
+    expect(hex(sha(urgent))).toBe(hex(hashes[count - 1]!))
+
+    // a consumer that keeps up releases what it took: everything arrives, intact
+    const releaseAll = (): void => { for (const r of got.splice(0)) r.release() }
+    const done = Promise.all(all)
+    const pump = setInterval(releaseAll, 1)
+    try {
+      const results = await done
+      results.forEach((r, i) => { expect(Buffer.compare(r.data, blobs.get(hex(hashes[i]!))!)).toBe(0) })
+    } finally {
+      clearInterval(pump)
+    }
+    releaseAll()
+    fetcher.close()
+  })
+
+  it('a blob asked for twice, held then not, is released once and counted right', async () => {
+    const { fetcher, hashes, asked } = await setUp(3)
+    const [held, plain] = await Promise.all([fetcher.fetchHeld(hashes[0]!, BLOB_BYTES), fetcher.fetch(hashes[0]!, BLOB_BYTES)])
+    expect(Buffer.compare(held.data, plain)).toBe(0)
+    held.release()
+    held.release()
+    expect(asked()).toBe(1)
+    // the window is whole again: the other two come at once
+    const rest = await Promise.all(hashes.slice(1).map(async (h) => await fetcher.fetchHeld(h, BLOB_BYTES)))
+    expect(rest).toHaveLength(2)
+    fetcher.close()
+  })
+})
