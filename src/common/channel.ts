@@ -9,7 +9,7 @@
  * ERR_MESSAGE_TOO_LARGE / ERR_BAD_MESSAGE.
  */
 import type { Socket } from 'node:net'
-import { encode, decode } from 'cborg'
+import { encode, decode, Token, Tokenizer, Type } from 'cborg'
 import { VgridError } from './errors.js'
 
 export interface FrameChannel {
@@ -35,9 +35,48 @@ export function encodeFrame (msg: unknown): Uint8Array {
   return out
 }
 
+/** Byte strings at least this long are handed out as views of the frame, not copies. */
+const VIEW_BYTES_FROM = 4096
+const DECODE_OPTIONS = { rejectDuplicateMapKeys: true }
+
+/**
+ * cborg's own tokenizer copies every byte string out of the frame. A long one (a synced
+ * chunk, a slice of output) is handed out as a view instead: the frame is ours alone and
+ * never written to, and a copy per chunk cost the receiving side a tenth of its time.
+ */
+class ViewTokenizer extends Tokenizer {
+  private readonly bytes: Uint8Array
+
+  constructor (body: Uint8Array) {
+    // a plain view, so byte strings come out as Uint8Array whether the frame is a Buffer or not
+    const bytes = new Uint8Array(body.buffer, body.byteOffset, body.byteLength)
+    super(bytes, DECODE_OPTIONS)
+    this.bytes = bytes
+  }
+
+  override next (): Token {
+    const data = this.bytes
+    const pos = this.pos()
+    const first = data[pos]!
+    if (first >= 0x59 && first <= 0x5a) {
+      const prefix = first === 0x59 ? 3 : 5
+      if (pos + prefix <= data.length) {
+        const view = new DataView(data.buffer, data.byteOffset + pos + 1, prefix - 1)
+        const len = prefix === 3 ? view.getUint16(0) : view.getUint32(0)
+        if (len >= VIEW_BYTES_FROM && pos + prefix + len <= data.length) {
+          const token = new Token(Type.bytes, data.subarray(pos + prefix, pos + prefix + len), prefix + len);
+          (this as unknown as { _pos: number })._pos += prefix + len
+          return token
+        }
+      }
+    }
+    return super.next()
+  }
+}
+
 export function decodeBody (body: Uint8Array): unknown {
   try {
-    return decode(body, { rejectDuplicateMapKeys: true })
+    return decode(body, { ...DECODE_OPTIONS, tokenizer: new ViewTokenizer(body) })
   } catch (err) {
     throw new VgridError('ERR_BAD_MESSAGE', `malformed message: ${(err as Error).message}`)
   }

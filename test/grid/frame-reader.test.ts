@@ -1,6 +1,9 @@
 /** The framing under every grid channel: unsigned-varint length, then the body. */
 import { describe, expect, it } from 'vitest'
+import { encode } from 'cborg'
 import { encodeVarint, FrameReader } from '../../src/grid/stream-channel.js'
+import { decodeBody } from '../../src/common/channel.js'
+import { VgridError } from '../../src/common/errors.js'
 
 function frame (body: Uint8Array): Uint8Array {
   const prefix = encodeVarint(body.byteLength)
@@ -55,5 +58,29 @@ describe('FrameReader', () => {
     const r = new FrameReader(Number.MAX_SAFE_INTEGER)
     r.push(new Uint8Array(9).fill(0x80))
     expect(() => r.next()).toThrow(expect.objectContaining({ code: 'ERR_BAD_MESSAGE' }))
+  })
+})
+
+describe('decodeBody', () => {
+  it('hands long byte strings out as views of the frame, short ones as copies, both exact', () => {
+    const big = new Uint8Array(70_000).map((_, i) => i % 251)
+    const mid = new Uint8Array(5000).fill(3)
+    const small = Uint8Array.of(1, 2, 3)
+    const body = encode({ t: 'blob', d: big, m: mid, s: small, n: [mid] })
+    const msg = decodeBody(body) as { d: Uint8Array, m: Uint8Array, s: Uint8Array, n: Uint8Array[] }
+    expect(msg.d).toEqual(big)
+    expect(msg.m).toEqual(mid)
+    expect(msg.n[0]).toEqual(mid)
+    expect(msg.s).toEqual(small)
+    expect(msg.d.buffer).toBe(body.buffer)
+    expect(msg.s.buffer).not.toBe(body.buffer)
+  })
+
+  it('refuses a byte string longer than its frame, and bytes after the message', () => {
+    const body = encode({ d: new Uint8Array(10_000) })
+    expect(() => decodeBody(body.subarray(0, body.byteLength - 1))).toThrow(VgridError)
+    const extra = new Uint8Array(body.byteLength + 1)
+    extra.set(body)
+    expect(() => decodeBody(extra)).toThrow(/malformed/)
   })
 })
