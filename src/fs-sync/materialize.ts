@@ -18,6 +18,7 @@
  * just made it. A link whose target leaves the copy is kept as a link, never followed.
  */
 import fs from 'node:fs/promises'
+import { renameSync } from 'node:fs'
 import path from 'node:path'
 import { createSafeResolver } from './paths.js'
 import { diffTrees } from './diff.js'
@@ -123,7 +124,8 @@ export async function materialize (
 async function replaceWith (tmp: string, abs: string): Promise<void> {
   try {
     try {
-      await fs.rename(tmp, abs)
+      // blocking: a rename is a few microseconds of metadata, a thread-pool round trip is more
+      renameSync(tmp, abs)
     } catch (err) {
       if (!isCode(err, 'EISDIR') && !isCode(err, 'ENOTEMPTY') && !isCode(err, 'EEXIST') && !isCode(err, 'ENOTDIR')) throw err
       await fs.rm(abs, { recursive: true, force: true })
