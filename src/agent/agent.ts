@@ -199,6 +199,7 @@ export async function startAgent (config: AgentConfig): Promise<Agent> {
       await tasks.flush().catch(() => {})
       await grid.stop()
       await sync.close().catch((err) => { log.warn('closing the chunk store failed', err) })
+      await tasks.close().catch(() => {})
     }
   }
 }

@@ -1,7 +1,7 @@
 /**
  * The task system of one agent (DESIGN.md §3). This agent owns the records of the tasks
- * submitted through it: it keeps them in `$VGRID_HOME/tasks/` (`<id>.json`, rewritten on
- * every change, and `<id>.log`, the output as it came), resolves their dependencies, and
+ * submitted through it: it keeps them in `$VGRID_HOME/tasks/` (`records.jsonl`, a line
+ * appended on every change, see journal.ts, and `<id>.log`, the output as it came), resolves their dependencies, and
  * places each through the same path as `vrun` (run.ts), reading its events instead of a
  * terminal. Tasks submitted from inside a command running here become its children: the
  * executor holds the command's exit until they have all ended (ChildTracker).
@@ -23,6 +23,7 @@ import { GangGate, type GangSeat } from '../claim.js'
 import { requestShape } from '../run-queue.js'
 import type { BatchRequest } from '../control/protocol.js'
 import { TaskLog, type LogFrame } from './log.js'
+import { RecordJournal } from './journal.js'
 import { isFinal, parseTaskRecord, type DepKind, type TaskDep, type TaskRecord, type TaskState } from './types.js'
 
 const log = createLogger('tasks')
@@ -81,25 +82,24 @@ export class TaskManager implements ChildTracker {
   private readonly runningHere = new Map<string, Set<string>>()
   private ctx!: RunContext
 
-  private constructor (private readonly dir: string, private readonly self: { peer: string, host: string }) {}
+  private constructor (private readonly dir: string, private readonly self: { peer: string, host: string }, private readonly journal: RecordJournal) {}
 
   /** Loads the records of `$home/tasks`; call `start` once the agent can place work. */
   static async open (home: string, self: { peer: string, host: string }): Promise<TaskManager> {
     const dir = path.join(home, 'tasks')
     await fs.promises.mkdir(dir, { recursive: true, mode: 0o700 })
-    const m = new TaskManager(dir, self)
+    const { journal, entries } = RecordJournal.open(dir)
+    const m = new TaskManager(dir, self, journal)
     const loaded: Entry[] = []
-    for (const name of await fs.promises.readdir(dir)) {
-      if (!name.endsWith('.json')) continue
+    for (const raw of entries) {
       try {
-        const raw = JSON.parse(await fs.promises.readFile(path.join(dir, name), 'utf8')) as Record<string, unknown>
         const record = parseTaskRecord(raw.record)
         const stored: Stored = { record, spec: parseRunSpec(raw.spec), group: typeof raw.group === 'string' ? raw.group : record.id, gang: raw.gang === true }
         if (typeof raw.on === 'string') stored.on = raw.on
         if (raw.workspace !== null && typeof raw.workspace === 'object') stored.workspace = raw.workspace as WorkspaceRef
         loaded.push(m.entry(stored, TaskLog.open(dir, record.id)))
       } catch (err) {
-        log.warn(`skipped the unreadable task record ${name}`, err)
+        log.warn('skipped an unreadable task record', err)
       }
     }
     for (const e of loaded.sort((a, b) => a.record.created - b.record.created)) m.add(e)
@@ -630,17 +630,15 @@ export class TaskManager implements ChildTracker {
     })
   }
 
-  /** Writes the record now (a temporary file, then a rename); never throws. */
+  /** Writes the record now (a line appended to the journal); never throws. */
   private writeRecord (e: Entry): void {
-    const file = path.join(this.dir, `${e.record.id}.json`)
-    try {
-      const body = JSON.stringify({ record: e.record, spec: e.spec, on: e.on, workspace: e.workspace, group: e.group, gang: e.gang })
-      const tmp = `${file}.tmp`
-      fs.writeFileSync(tmp, body, { mode: 0o600 })
-      fs.renameSync(tmp, file)
-    } catch (err) {
-      log.warn(`could not save task ${e.record.id}`, err)
-    }
+    this.journal.append(e.record.id, serialize(e), () => [...this.tasks.values()].map(serialize))
+  }
+
+  /** Writes what is due and closes the journal: the last call on this manager. */
+  async close (): Promise<void> {
+    await this.flush()
+    this.journal.close()
   }
 
   /** Resolves when every record is on disk. */
@@ -653,9 +651,13 @@ export class TaskManager implements ChildTracker {
     const done = [...this.tasks.values()].filter((e) => isFinal(e.record.state)).sort((a, b) => a.record.created - b.record.created)
     for (const e of done.slice(0, this.tasks.size - MAX_TASKS)) {
       this.tasks.delete(e.record.id)
-      for (const ext of ['json', 'log']) fs.promises.rm(path.join(this.dir, `${e.record.id}.${ext}`), { force: true }).catch(() => {})
+      fs.promises.rm(path.join(this.dir, `${e.record.id}.log`), { force: true }).catch(() => {})
     }
   }
+}
+
+function serialize (e: Stored): string {
+  return JSON.stringify({ record: e.record, spec: e.spec, on: e.on, workspace: e.workspace, group: e.group, gang: e.gang })
 }
 
 export type { DepKind }

@@ -1,0 +1,70 @@
+/** The task records' journal, on real files: what a restart reads back. */
+import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+import fs from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import { JOURNAL_NAME, RecordJournal } from '../../src/agent/tasks/journal.js'
+
+let dir: string
+beforeEach(() => { dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vgrid-journal-')) })
+afterEach(() => { fs.rmSync(dir, { recursive: true, force: true }) })
+
+const rec = (id: string, state: string): Record<string, unknown> => ({ record: { id, state }, spec: { argv: ['true'] } })
+const line = (id: string, state: string): string => JSON.stringify(rec(id, state))
+const lines = (): string[] => fs.readFileSync(path.join(dir, JOURNAL_NAME), 'utf8').split('\n').filter((l) => l !== '')
+const states = (entries: Array<Record<string, unknown>>): Record<string, unknown> =>
+  Object.fromEntries(entries.map((e) => [(e.record as { id: string }).id, (e.record as { state: string }).state]))
+
+describe('RecordJournal', () => {
+  it('reads back the last version of each record, and rewrites itself one line per record', () => {
+    const { journal } = RecordJournal.open(dir)
+    journal.append('a', line('a', 'pending'), () => [])
+    journal.append('b', line('b', 'pending'), () => [])
+    journal.append('a', line('a', 'running'), () => [])
+    journal.append('a', line('a', 'succeeded'), () => [])
+    journal.close()
+    expect(lines()).toHaveLength(4)
+    const { journal: again, entries } = RecordJournal.open(dir)
+    again.close()
+    expect(states(entries)).toEqual({ a: 'succeeded', b: 'pending' })
+    expect(lines()).toHaveLength(2)
+  })
+
+  it('skips a line torn by a crash mid-append, and goes on appending after it', () => {
+    const { journal } = RecordJournal.open(dir)
+    journal.append('a', line('a', 'running'), () => [])
+    journal.close()
+    fs.appendFileSync(path.join(dir, JOURNAL_NAME), line('a', 'succeeded').slice(0, 20))
+    const { journal: j2, entries } = RecordJournal.open(dir)
+    expect(states(entries)).toEqual({ a: 'running' })
+    j2.append('a', line('a', 'lost'), () => [])
+    j2.close()
+    const { journal: j3, entries: e3 } = RecordJournal.open(dir)
+    j3.close()
+    expect(states(e3)).toEqual({ a: 'lost' })
+  })
+
+  it('folds in the one-file-per-record layout of earlier versions, then removes those files', () => {
+    fs.writeFileSync(path.join(dir, '0123456789abcdef.json'), JSON.stringify(rec('0123456789abcdef', 'succeeded')))
+    fs.writeFileSync(path.join(dir, 'fedcba9876543210.json'), '{ not json')
+    fs.writeFileSync(path.join(dir, '0123456789abcdef.log'), 'output stays')
+    const { journal, entries } = RecordJournal.open(dir)
+    journal.close()
+    expect(states(entries)).toEqual({ '0123456789abcdef': 'succeeded' })
+    expect(fs.readdirSync(dir).sort()).toEqual(['0123456789abcdef.log', JOURNAL_NAME])
+  })
+
+  it('compacts once it holds many more lines than records', () => {
+    const { journal } = RecordJournal.open(dir)
+    let all: string[] = []
+    for (let i = 0; i < 5000; i++) {
+      all = [line('a', `step-${i}`), line('b', 'pending')]
+      journal.append('a', all[0]!, () => all)
+    }
+    journal.close()
+    expect(lines().length).toBeLessThan(5000)
+    const { journal: again, entries } = RecordJournal.open(dir)
+    again.close()
+    expect(states(entries)).toEqual({ a: 'step-4999', b: 'pending' })
+  })
+})
