@@ -8,6 +8,7 @@
 import fs2 from 'node:fs'
 import path from 'node:path'
 import { createHash } from 'node:crypto'
+import { FreshRuns } from '../common/fresh-runs.js'
 import { VgridError } from '../common/errors.js'
 import type { FrameChannel } from '../common/channel.js'
 import type { Grid } from '../grid/index.js'
@@ -55,6 +56,8 @@ export class WorkspaceSync {
   private readonly statCaches = new Map<string, { cache: StatCache, memo: EncodeMemo }>()
   /** The tree each copy holds, so an unchanged workspace is not decoded from the store again. */
   private readonly copyTrees = new Map<string, { rootHash: Uint8Array, tree: DirNode }>()
+  /** Scans of one workspace, shared by the runs that ask while one is under way (see scan). */
+  private readonly scans = new FreshRuns<WorkspaceScan>()
 
   /** A place's stat cache, with the directory records of its last scan. */
   private async statCache (file: string, racyMarginMs?: number): Promise<{ cache: StatCache, memo: EncodeMemo }> {
@@ -83,7 +86,17 @@ export class WorkspaceSync {
 
   // ── submitter ──────────────────────────────────────────────────────────────────────────
 
+  /**
+   * A snapshot of the workspace taken after this call: calls that come while a scan of the
+   * same workspace runs share the next one (which starts once it is done), so a burst of
+   * tasks from one workspace costs two scans, not one each, and none sees an older state
+   * than the workspace had when it asked.
+   */
   async scan (ref: WorkspaceRef, signal?: AbortSignal): Promise<WorkspaceScan> {
+    return await this.scans.run(`${ref.dir}\0${ref.cwd}`, async () => await this.scanNow(ref, signal))
+  }
+
+  private async scanNow (ref: WorkspaceRef, signal?: AbortSignal): Promise<WorkspaceScan> {
     const key = createHash('sha256').update(ref.dir).digest('hex').slice(0, 32)
     const { cache, memo } = await this.statCache(path.join(this.home, 'statcache', `${key}.bin`))
     const t0 = performance.now()
