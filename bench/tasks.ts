@@ -42,17 +42,35 @@ async function records (home: string): Promise<TaskRecord[]> {
 }
 
 /**
- * The tasks of `ids` that ended, once all have or at the deadline (a stall is a figure too).
- * Figures come from the records' own times, so polling seldom loses nothing, and listing a
- * thousand records ten times a second would load the agent being measured.
+ * The tasks of `ids` (in submission order) that ended, once all have or at the deadline (a
+ * stall is a figure too). Figures come from the records' own times, so how we learn of the
+ * end does not change them; but listing a thousand records (from every member) again and
+ * again loads the agents being measured. So we wait on the last task still open, which is
+ * about the last to end, and list only when it has.
  */
-async function until (home: string, ids: Set<string>, timeoutMs: number): Promise<TaskRecord[]> {
+async function until (home: string, ids: string[], timeoutMs: number): Promise<TaskRecord[]> {
   const deadline = Date.now() + timeoutMs
+  const wanted = new Set(ids)
   for (;;) {
-    const mine = (await records(home)).filter((t) => ids.has(t.id))
+    const mine = (await records(home)).filter((t) => wanted.has(t.id))
     const ended = mine.filter((t) => isFinal(t.state))
-    if (ended.length === ids.size || Date.now() > deadline) return ended
-    await new Promise((resolve) => setTimeout(resolve, ids.size > 10 ? 1000 : 100))
+    const done = new Set(ended.map((t) => t.id))
+    const open = ids.filter((id) => !done.has(id))
+    if (open.length === 0 || Date.now() > deadline) return ended
+    await waitTask(home, open[open.length - 1]!, deadline - Date.now())
+  }
+}
+
+/** Resolves when the task has ended, or after `ms`. */
+async function waitTask (home: string, id: string, ms: number): Promise<void> {
+  const { channel } = await connectAgent(home, 'bench')
+  let timer: NodeJS.Timeout | undefined
+  try {
+    await channel.send({ t: 'task-wait', id })
+    await Promise.race([channel.recv(), new Promise((resolve) => { timer = setTimeout(resolve, Math.max(0, ms)) })])
+  } finally {
+    clearTimeout(timer)
+    channel.destroy()
   }
 }
 
@@ -64,7 +82,7 @@ export async function benchTasks (): Promise<Figure[]> {
     const env = { ...process.env, VGRID_HOME: a.home }
     const cli = await timeRepeated(10, async () => await timeCommand(process.execPath, [BIN.vbatch, 'true'], env, ws))
 
-    const ids = new Set<string>()
+    const ids: string[] = []
     const t0 = performance.now()
     let next = 0
     await Promise.all(Array.from({ length: CONCURRENCY }, async () => {
@@ -72,7 +90,7 @@ export async function benchTasks (): Promise<Figure[]> {
         next++
         const r = await ask(a.home, { t: 'batch', batch: batch(ws, ['true']) })
         if (r.t !== 'batched') throw new Error('expected batched')
-        for (const id of r.ids) ids.add(id)
+        ids.push(...r.ids)
       }
     }))
     const submitMs = performance.now() - t0
@@ -83,10 +101,10 @@ export async function benchTasks (): Promise<Figure[]> {
     const failed = TASKS - done.filter((t) => t.state === 'succeeded').length
 
     const steps = ['process', 'train', 'eval']
-    const pipe = new Set<string>()
+    const pipe: string[] = []
     for (const [i, name] of steps.entries()) {
       const r = await ask(a.home, { t: 'batch', batch: batch(ws, ['true'], { name, ...(i > 0 ? { after: [{ kind: 'success', name: steps[i - 1] }] } : {}) }) })
-      if (r.t === 'batched') r.ids.forEach((id) => pipe.add(id))
+      if (r.t === 'batched') pipe.push(...r.ids)
     }
     const ran = (await until(a.home, pipe, 60_000)).sort((x, y) => (x.started ?? 0) - (y.started ?? 0))
     const gaps = ran.slice(1).map((t, i) => (t.started ?? 0) - (ran[i].ended ?? 0))
