@@ -56,17 +56,11 @@ export class RecordJournal {
         log.warn(`skipped the unreadable task record ${name}`, err)
       }
     }
-    let text = ''
-    try {
-      text = fs.readFileSync(file, 'utf8')
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
-    }
     let bad = 0
-    for (const line of text.split('\n')) {
-      if (line === '') continue
+    let lastLineTorn = false
+    const take = (line: string): void => {
+      if (line === '') return
       try {
-        if (line.length > MAX_LINE_BYTES) throw new Error('too long')
         const v = JSON.parse(line) as unknown
         const id = idOf(v)
         if (id === undefined) throw new Error('no id')
@@ -75,8 +69,13 @@ export class RecordJournal {
         bad++
       }
     }
+    try {
+      lastLineTorn = !forEachLine(file, take)
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
+    }
     // one torn line at the end is a crash mid-append; more is worth a word
-    if (bad > 1 || (bad === 1 && !text.endsWith('\n'))) log.warn(`skipped ${bad} unreadable line(s) of ${file}`)
+    if (bad > 1 || (bad === 1 && !lastLineTorn)) log.warn(`skipped ${bad} unreadable line(s) of ${file}`)
     const entries = [...byId.values()]
     const journal = new RecordJournal(file)
     journal.rewrite(entries.map((e) => JSON.stringify(e)))
@@ -85,19 +84,17 @@ export class RecordJournal {
   }
 
   /**
-   * Appends a record's new version (`line`: its JSON). `all` gives every record to keep (the
-   * new version included), when the journal is due for compaction. Never throws: a failed
-   * write is logged, and the record is written again with its next change or compaction.
+   * Appends a record's new version (`line`: its JSON). When the journal holds COMPACT_FACTOR
+   * times more lines than the `live` records, it is rewritten from `all()` (every record to
+   * keep, the new version included) instead. Never throws: a failed write is logged, and the
+   * record is written again with its next change or compaction.
    */
-  append (id: string, line: string, all: () => string[]): void {
+  append (id: string, line: string, live: number, all: () => string[]): void {
     try {
       if (this.fd < 0) throw new Error('the journal is closed')
-      if (this.lines >= COMPACT_MIN_LINES) {
-        const keep = all()
-        if (this.lines >= COMPACT_FACTOR * keep.length) {
-          this.rewrite(keep)
-          return
-        }
+      if (this.lines >= Math.max(COMPACT_MIN_LINES, COMPACT_FACTOR * live)) {
+        this.rewrite(all())
+        return
       }
       writeAllSync(this.fd, line + '\n')
       this.lines++
@@ -131,6 +128,42 @@ export class RecordJournal {
 function idOf (v: unknown): string | undefined {
   const id = (v as { record?: { id?: unknown } } | null)?.record?.id
   return typeof id === 'string' ? id : undefined
+}
+
+/**
+ * Calls `onLine` for each line of `file`, read a MiB at a time (a journal may be larger than
+ * the longest string V8 allows). False when the file does not end with a newline.
+ */
+function forEachLine (file: string, onLine: (line: string) => void): boolean {
+  const fd = fs.openSync(file, 'r')
+  try {
+    const buf = Buffer.allocUnsafe(1024 * 1024)
+    let rest: Buffer = Buffer.alloc(0)
+    // inside a line past MAX_LINE_BYTES: dropped up to its newline
+    let skipping = false
+    for (;;) {
+      const n = fs.readSync(fd, buf, 0, buf.length, null)
+      if (n === 0) break
+      let data = rest.length > 0 ? Buffer.concat([rest, buf.subarray(0, n)]) : buf.subarray(0, n)
+      for (let nl = data.indexOf(0x0a); nl >= 0; nl = data.indexOf(0x0a)) {
+        if (skipping) skipping = false
+        else onLine(data.toString('utf8', 0, nl))
+        data = data.subarray(nl + 1)
+      }
+      if (!skipping && data.length > MAX_LINE_BYTES) {
+        onLine('\0')
+        skipping = true
+      }
+      rest = skipping ? Buffer.alloc(0) : Buffer.from(data)
+    }
+    if (rest.length > 0) {
+      onLine(rest.toString('utf8'))
+      return false
+    }
+    return true
+  } finally {
+    fs.closeSync(fd)
+  }
 }
 
 function writeAllSync (fd: number, text: string): void {

@@ -632,7 +632,7 @@ export class TaskManager implements ChildTracker {
 
   /** Writes the record now (a line appended to the journal); never throws. */
   private writeRecord (e: Entry): void {
-    this.journal.append(e.record.id, serialize(e), () => [...this.tasks.values()].map(serialize))
+    this.journal.append(e.record.id, serialize(e), this.tasks.size, () => [...this.tasks.values()].map(serialize))
   }
 
   /** Writes what is due and closes the journal: the last call on this manager. */
