@@ -81,7 +81,8 @@ describe('serveExec under a pseudo-terminal', () => {
     const s = new Session(['sh', '-c', 'seq 1 3000; true'], { ...withTty, autoRead: false, highWater: 2 })
     const started = await s.next()
     const pid = (started as { pid: number }).pid
-    await waitFor(() => !isAlive(pid), { what: 'the command to exit' })
+    // generous: a loaded machine (the whole suite runs in parallel) can take seconds here
+    await waitFor(() => !isAlive(pid), { what: 'the command to exit', timeoutMs: 20_000 })
     await delay(400) // the reader is away for longer than node-pty's 200 ms
     for (;;) {
       const ev = await s.next()
