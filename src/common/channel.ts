@@ -64,9 +64,9 @@ class ViewTokenizer extends Tokenizer {
         const view = new DataView(data.buffer, data.byteOffset + pos + 1, prefix - 1)
         const len = prefix === 3 ? view.getUint16(0) : view.getUint32(0)
         if (len >= VIEW_BYTES_FROM && pos + prefix + len <= data.length) {
-          const token = new Token(Type.bytes, data.subarray(pos + prefix, pos + prefix + len), prefix + len);
+          // cborg's Tokenizer keeps its position in `_pos`; its own next() advances it the same way
           (this as unknown as { _pos: number })._pos += prefix + len
-          return token
+          return new Token(Type.bytes, data.subarray(pos + prefix, pos + prefix + len), prefix + len)
         }
       }
     }

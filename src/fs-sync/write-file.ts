@@ -127,17 +127,13 @@ export async function writeTempFile (dir: string, node: FileNode, readChunk: Chu
       opts.signal?.throwIfAborted()
       const data = await pending.shift()!
       askAhead()
-      if (data.byteLength !== ref.size) {
-        throw new VgridError('ERR_CHUNK_HASH_MISMATCH', `a chunk of ${data.byteLength} bytes came where ${ref.size} were expected`)
-      }
+      checkChunkSize(data, ref.size)
       ready.push(data)
       readyBytes += data.byteLength
       if (readyBytes >= WRITE_COALESCE_BYTES) await flush()
     }
     await flush()
-    if (pos !== node.size) {
-      throw new VgridError('ERR_BAD_MESSAGE', `a file's chunks add up to ${pos} bytes, its entry says ${node.size}`)
-    }
+    checkFileSize(pos, node)
     if (opts.chmod !== undefined) await fh.chmod(opts.chmod)
     // Last, after every write: a write would move mtime again.
     const mtime = utimeSeconds(node.mtimeMs)
@@ -151,20 +147,28 @@ export async function writeTempFile (dir: string, node: FileNode, readChunk: Chu
   return tmp
 }
 
+/** A chunk must be as long as the tree says: anything else would shift the rest of the file. */
+function checkChunkSize (data: Uint8Array, expected: number): void {
+  if (data.byteLength !== expected) {
+    throw new VgridError('ERR_CHUNK_HASH_MISMATCH', `a chunk of ${data.byteLength} bytes came where ${expected} were expected`)
+  }
+}
+
+function checkFileSize (bytes: number, node: FileNode): void {
+  if (bytes !== node.size) {
+    throw new VgridError('ERR_BAD_MESSAGE', `a file's chunks add up to ${bytes} bytes, its entry says ${node.size}`)
+  }
+}
+
 /**
  * A file of one chunk (at most 256 KiB, most files of a source tree) is written with
- * blocking calls: open, write, chmod, utimes and close as five thread-pool round trips cost
- * more than the kernel's work (10,000 small files: 8.3 s -> see the commit), and the bytes
- * are in memory already.
+ * blocking calls once its bytes are in memory: open, write, chmod, utimes and close as five
+ * thread-pool round trips cost more than the kernel's work (10,000 small files synced in
+ * 3.2–4.2 s instead of 6.2–8.3 s on 2 cores).
  */
 function writeSmallTemp (dir: string, node: FileNode, data: Uint8Array, opts: TempFileOptions): string {
-  const ref = node.chunks[0]
-  if (ref !== undefined && data.byteLength !== ref.size) {
-    throw new VgridError('ERR_CHUNK_HASH_MISMATCH', `a chunk of ${data.byteLength} bytes came where ${ref.size} were expected`)
-  }
-  if (data.byteLength !== node.size) {
-    throw new VgridError('ERR_BAD_MESSAGE', `a file's chunks add up to ${data.byteLength} bytes, its entry says ${node.size}`)
-  }
+  if (node.chunks[0] !== undefined) checkChunkSize(data, node.chunks[0].size)
+  checkFileSize(data.byteLength, node)
   let fd: number | undefined
   let tmp = ''
   for (let i = 1; fd === undefined; i++) {
@@ -175,17 +179,22 @@ function writeSmallTemp (dir: string, node: FileNode, data: Uint8Array, opts: Te
       if (!isCode(err, 'EEXIST') || i >= TEMP_NAME_TRIES) throw err
     }
   }
+  let open = true
   try {
     for (let off = 0; off < data.byteLength;) off += writeSync(fd, data, off, data.byteLength - off, off)
     if (opts.chmod !== undefined) fchmodSync(fd, opts.chmod)
+    // last, after every write: a write would move mtime again
     const mtime = utimeSeconds(node.mtimeMs)
     futimesSync(fd, mtime, mtime)
+    open = false
+    closeSync(fd)
   } catch (err) {
-    try { closeSync(fd) } catch {}
+    if (open) {
+      try { closeSync(fd) } catch {}
+    }
     try { unlinkSync(tmp) } catch {}
     throw err
   }
-  closeSync(fd)
   opts.onBytes?.(data.byteLength)
   return tmp
 }
