@@ -73,6 +73,23 @@ describe('RecordJournal', () => {
     expect(fs.readdirSync(dir).sort()).toEqual(['0123456789abcdef.log', JOURNAL_NAME])
   })
 
+  it('starts even when it cannot rewrite itself, and goes on appending', () => {
+    const { journal } = RecordJournal.open(dir)
+    journal.append('a', line('a', 'running'), 1, () => [])
+    journal.close()
+    fs.appendFileSync(path.join(dir, JOURNAL_NAME), line('b', 'pending').slice(0, 15))
+    // something in the way of the rewrite's temporary file
+    fs.mkdirSync(path.join(dir, `${JOURNAL_NAME}.tmp`))
+    const { journal: j2, entries } = RecordJournal.open(dir)
+    expect(states(entries)).toEqual({ a: 'running' })
+    j2.append('a', line('a', 'succeeded'), 1, () => [])
+    j2.close()
+    fs.rmdirSync(path.join(dir, `${JOURNAL_NAME}.tmp`))
+    const { journal: j3, entries: e3 } = RecordJournal.open(dir)
+    j3.close()
+    expect(states(e3)).toEqual({ a: 'succeeded' })
+  })
+
   it('compacts once it holds many more lines than records', () => {
     const { journal } = RecordJournal.open(dir)
     let all: string[] = []

@@ -57,9 +57,11 @@ export class RecordJournal {
       }
     }
     let bad = 0
+    let lines = 0
     let lastLineTorn = false
     const take = (line: string): void => {
       if (line === '') return
+      lines++
       try {
         const v = JSON.parse(line) as unknown
         const id = idOf(v)
@@ -78,8 +80,19 @@ export class RecordJournal {
     if (bad > 1 || (bad === 1 && !lastLineTorn)) log.warn(`skipped ${bad} unreadable line(s) of ${file}`)
     const entries = [...byId.values()]
     const journal = new RecordJournal(file)
-    journal.rewrite(entries.map((e) => JSON.stringify(e)))
-    for (const name of legacy) fs.rmSync(path.join(dir, name), { force: true })
+    try {
+      journal.rewrite(entries.map((e) => JSON.stringify(e)))
+      for (const name of legacy) fs.rmSync(path.join(dir, name), { force: true })
+    } catch (err) {
+      // a full disk must not keep the agent from starting: go on appending to the journal
+      // as it is (after a newline, so a torn last line cannot swallow the next one)
+      log.warn(`could not rewrite ${file}; appending to it as it is`, err)
+      journal.fd = fs.openSync(file, 'a', 0o600)
+      journal.lines = lines
+      if (lastLineTorn) {
+        try { writeAllSync(journal.fd, '\n') } catch {}
+      }
+    }
     return { journal, entries }
   }
 
