@@ -86,6 +86,51 @@ describe('channels', () => {
     expect(maxAhead).toBeLessThan(24 * 2 ** 20)
   }, 60_000)
 
+  it('a reader that stops again right after catching up holds the sender back, every time', async () => {
+    // After a pause, resuming hands the reader what waited in the stream at once; if that
+    // pauses it again, the sender must stay held (libp2p's resume() used to grant window
+    // regardless, and the stream was reset once 12 MiB piled up).
+    const CHUNK = 256 * 1024
+    const TOTAL = 48 * 1024 * 1024
+    let sent = 0
+    let received = 0
+    let maxAhead = 0
+    await b.handle(BULK, async (ch) => {
+      while (sent < TOTAL) {
+        await ch.send({ t: 'out', data: randomBytes(CHUNK) })
+        sent += CHUNK
+        maxAhead = Math.max(maxAhead, sent - received)
+      }
+      await ch.close()
+    })
+    const ch = await a.open(b.peerId, BULK)
+    await ch.send({ t: 'go' })
+    const take = async (n: number): Promise<void> => {
+      for (let i = 0; i < n; i++) {
+        const m = await ch.recv() as { data: Uint8Array } | undefined
+        if (m === undefined) throw new Error('the stream ended early')
+        received += m.data.byteLength
+      }
+    }
+    // away until the sender is held back (or, were it not, far ahead), then catch up a little
+    const away = async (): Promise<void> => {
+      await waitFor(() => sent - received > 24 * 1024 * 1024, { timeoutMs: 1000 }).catch(() => {})
+    }
+    // each round reads just past the point where the reader resumes (the queue below half of
+    // 4 MiB): the stream hands over what waited in it, which pauses the reader again at once
+    await take(1)
+    for (let round = 0; round < 4; round++) {
+      await away()
+      await take(9)
+    }
+    await away()
+    for (let m = await ch.recv() as { data: Uint8Array } | undefined; m !== undefined; m = await ch.recv() as { data: Uint8Array } | undefined) {
+      received += m.data.byteLength
+    }
+    expect(received).toBe(TOTAL)
+    expect(maxAhead).toBeLessThan(24 * 1024 * 1024)
+  }, 60_000)
+
   it('refuses an oversized frame, and the handler side keeps serving', async () => {
     const errors: unknown[] = []
     await b.handle(SMALL, async (ch) => {
