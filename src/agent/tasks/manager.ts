@@ -1,9 +1,9 @@
 /**
  * The task system of one agent (DESIGN.md §3). This agent owns the records of the tasks
  * submitted through it: it keeps them in `$VGRID_HOME/tasks/` (`records.jsonl`, a line
- * appended on every change, see journal.ts, and `<id>.log`, the output as it came), resolves their dependencies, and
- * places each through the same path as `vrun` (run.ts), reading its events instead of a
- * terminal. Tasks submitted from inside a command running here become its children: the
+ * appended on every change, see journal.ts; and `<id>.log`, the output as it came),
+ * resolves their dependencies, and places each through the same path as `vrun` (run.ts),
+ * reading its events instead of a terminal. Tasks submitted from inside a command running here become its children: the
  * executor holds the command's exit until they have all ended (ChildTracker).
  *
  * State machine: pending (dependencies) → queued (capacity) → running → waiting-children →
@@ -103,6 +103,8 @@ export class TaskManager implements ChildTracker {
       }
     }
     for (const e of loaded.sort((a, b) => a.record.created - b.record.created)) m.add(e)
+    // the journal may still hold records forgotten since its last compaction
+    m.forgetOld()
     return m
   }
 
