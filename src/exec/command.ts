@@ -32,6 +32,12 @@ export interface SpawnOptions {
   argv: string[]
   cwd: string
   env: Record<string, string>
+  /**
+   * Called with the pid (which leads the command's own process group) as soon as the process
+   * exists, before anything else runs: a record of it made later could miss an agent killed
+   * in between.
+   */
+  onPid?: (pid: number) => void
 }
 
 export function signalName (n: number): NodeJS.Signals | null {

@@ -69,7 +69,14 @@ export async function serveExec (channel: FrameChannel, opts: ServeExecOptions):
   const out: OutputSink = async (fd, data) => { await sender.out(fd, data) }
   // Below the owner: the command and everything it starts (niceness.ts).
   const nice = niced(resolved.file, spec.argv, opts.nice ?? defaultNicenessValue())
-  const spawnOpts = { file: nice.file, argv: nice.argv, cwd: opts.cwd, env }
+  // Listed the moment the process exists: an agent killed right after the spawn must still
+  // find the command at its next start (orphans.ts).
+  let listed: number | undefined
+  const onPid = (pid: number): void => {
+    listed = pid
+    opts.groups?.add(pid, opts.task)
+  }
+  const spawnOpts = { file: nice.file, argv: nice.argv, cwd: opts.cwd, env, onPid }
   const startedAt = Date.now()
   let cmd: RunningCommand
   try {
@@ -79,6 +86,7 @@ export async function serveExec (channel: FrameChannel, opts: ServeExecOptions):
       ? await spawnPty(spawnOpts, spec.tty, out, (m) => { log.debug(m) })
       : await spawnPipes(spawnOpts, out, (m) => { log.debug(m) })
   } catch (err) {
+    if (listed !== undefined) opts.groups?.remove(listed)
     // The file changed between the lookup and the exec.
     const code = (err as NodeJS.ErrnoException).code
     if (code === 'ENOENT') return await cannotRun(EXIT_NOT_FOUND, 'command not found')
@@ -87,7 +95,6 @@ export async function serveExec (channel: FrameChannel, opts: ServeExecOptions):
     return await notStarted(new VgridError('ERR_SPAWN_FAILED', `could not start ${name} on ${opts.host}: ${(err as Error).message}`).toWire())
   }
   nice.after(cmd.pid)
-  opts.groups?.add(cmd.pgid, opts.task)
   void sender.send({ t: 'started', pid: cmd.pid, peer: opts.peer, host: opts.host, gpus: opts.gpus.map((g) => g.index) })
 
   const graceMs = opts.killGraceMs ?? KILL_GRACE_MS

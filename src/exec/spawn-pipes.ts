@@ -20,6 +20,7 @@ export async function spawnPipes (opts: SpawnOptions, out: OutputSink, log: (msg
     detached: true,
     stdio: ['pipe', 'pipe', 'pipe']
   })
+  if (child.pid !== undefined) opts.onPid?.(child.pid)
   await new Promise<void>((resolve, reject) => {
     const onSpawn = (): void => { child.off('error', onError); resolve() }
     const onError = (err: Error): void => { child.off('spawn', onSpawn); reject(err) }

@@ -42,6 +42,7 @@ export async function spawnPty (opts: SpawnOptions, tty: TtyRequest, out: Output
     encoding: null
   })
   const pid = pty.pid
+  opts.onPid?.(pid)
   const internals = pty as unknown as PtyInternals
   const socket = internals._socket
   if (socket === undefined || typeof internals.fd !== 'number') log('node-pty internals changed: the end of a command\'s output may be lost')
