@@ -2,12 +2,12 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
-import { VgridError } from '../../src/common/errors.js'
 import {
   computeOffer, DEFAULT_LISTEN, DEFAULT_PORT, parseLabel, resolveAgentConfig, validatePoolName, vgridHome,
   type AgentFlags, type ShareConfig
 } from '../../src/agent/config.js'
 import type { Resources } from '../../src/grid/types.js'
+import { badArg } from '../helpers/bad-arg.js'
 
 const G = 2 ** 30
 
@@ -24,15 +24,6 @@ function writeConfig (content: unknown): string {
   const path = join(home, 'config')
   writeFileSync(path, typeof content === 'string' ? content : JSON.stringify(content))
   return path
-}
-
-function badArg (fn: () => unknown): VgridError {
-  try { fn() } catch (err) {
-    expect(err).toBeInstanceOf(VgridError)
-    expect((err as VgridError).code).toBe('ERR_BAD_ARGUMENT')
-    return err as VgridError
-  }
-  throw new Error('expected ERR_BAD_ARGUMENT')
 }
 
 describe('vgridHome', () => {

@@ -2,12 +2,12 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
-import { VgridError } from '../../src/common/errors.js'
 import {
   applyPolicyPatch, checkPolicyPatch, DEFAULT_NICE, policyPatch, resolveAgentConfig, savePolicyPatch,
   type AgentFlags, type OwnerPolicy, type PolicyPatch
 } from '../../src/agent/config.js'
 import { parseControlRequest } from '../../src/agent/control/protocol.js'
+import { badArg } from '../helpers/bad-arg.js'
 
 let home: string
 let env: NodeJS.ProcessEnv
@@ -17,15 +17,6 @@ beforeEach(() => {
   env = { VGRID_HOME: home, HOME: '/nonexistent' }
 })
 afterEach(() => { rmSync(home, { recursive: true, force: true }) })
-
-function badArg (fn: () => unknown): VgridError {
-  try { fn() } catch (err) {
-    expect(err).toBeInstanceOf(VgridError)
-    expect((err as VgridError).code).toBe('ERR_BAD_ARGUMENT')
-    return err as VgridError
-  }
-  throw new Error('expected ERR_BAD_ARGUMENT')
-}
 
 describe('the owner policy at start', () => {
   it('defaults to nice 10, no task limit, lending always', () => {
