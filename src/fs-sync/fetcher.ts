@@ -65,10 +65,11 @@ export class BlobFetcher {
   /**
    * Like fetch, but the blob's size stays in the window until `release()` is called: the
    * consumer (a file being written) sets the pace, not the network, so memory holds at most
-   * a window of blobs however far behind the consumer falls.
+   * a window of blobs however far behind the consumer falls. For a chunk: `size` must be
+   * exact, and a blob of another size is refused.
    */
-  async fetchHeld (hash: Hash, sizeHint = CHUNK_MAX_BYTES): Promise<{ data: Uint8Array, release: () => void }> {
-    return await this.request(hash, sizeHint, true)
+  async fetchHeld (hash: Hash, size: number): Promise<{ data: Uint8Array, release: () => void }> {
+    return await this.request(hash, size, true)
   }
 
   private async request (hash: Hash, sizeHint: number, hold: boolean): Promise<{ data: Uint8Array, release: () => void }> {
@@ -167,6 +168,10 @@ export class BlobFetcher {
             if (p.hold) this.queue.unshift(p)
             else this.urgent.unshift(p)
           }
+        } else if (p.hold && reply.d.byteLength !== p.size) {
+          // A held blob is a chunk of known size: a tree that understates its chunks would
+          // otherwise get far more than a window of them asked for at once.
+          this.settle(hex, p, new VgridError('ERR_BAD_MESSAGE', `chunk ${hex.slice(0, 16)}… has ${reply.d.byteLength} bytes, its tree says ${p.size}`))
         } else {
           this.stats.blobs++
           this.stats.bytes += reply.d.byteLength

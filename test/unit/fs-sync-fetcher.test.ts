@@ -103,4 +103,12 @@ describe('BlobFetcher', () => {
     expect(rest).toHaveLength(2)
     fetcher.close()
   })
+
+  it('refuses a held chunk whose bytes are not the size its tree declared', async () => {
+    const { fetcher, hashes } = await setUp(1)
+    const err = await fetcher.fetchHeld(hashes[0]!, 1).catch((e: unknown) => e)
+    expect(err).toMatchObject({ code: 'ERR_BAD_MESSAGE' })
+    expect(String((err as Error).message)).toMatch(/262144 bytes, its tree says 1/)
+    fetcher.close()
+  })
 })
