@@ -4,6 +4,7 @@
  * assembled.
  */
 import '../common/polyfill.js'
+import { createHash } from 'node:crypto'
 import { noise } from '@chainsafe/libp2p-noise'
 import { yamux } from '@chainsafe/libp2p-yamux'
 import { gossipsub, type GossipSub } from '@libp2p/gossipsub'
@@ -32,6 +33,18 @@ export interface NodeInit {
   swarmKey: Uint8Array
   listen: string[]
   version: string
+}
+
+/**
+ * The seen-cache key gossipsub checks before a message's signature: its signature, which under
+ * StrictSign covers author, sequence number, topic and data. A message is cached under it
+ * only once it passed validation, so a forged copy cannot hide the real one.
+ */
+export function fastMessageId (msg: { signature?: Uint8Array, data?: Uint8Array }): string {
+  const sig = msg.signature
+  // unsigned messages fail validation anyway; give them a key no signature can have
+  if (sig === undefined || sig.byteLength === 0) return `unsigned:${createHash('sha256').update(msg.data ?? new Uint8Array()).digest('base64')}`
+  return Buffer.from(sig.buffer, sig.byteOffset, sig.byteLength).toString('base64')
 }
 
 /** Creates and starts the node; a listen address that cannot be used is a clear VgridError. */
@@ -79,7 +92,11 @@ export async function startNode (init: NodeInit): Promise<GridNode> {
           // a lone agent publishes every second to nobody: that is normal, not an error
           allowPublishToZeroTopicPeers: true,
           // the topic carries only signed advertisements; we check the signer is the subject
-          globalSignaturePolicy: 'StrictSign'
+          globalSignaturePolicy: 'StrictSign',
+          // each advertisement reaches a member once from its author and once more from every
+          // other mesh member; without this, each copy's signature is checked before it is
+          // known to be a copy (a tenth of an agent's time while 50 runs start)
+          fastMsgIdFn: fastMessageId
         })
       }
     })

@@ -80,3 +80,52 @@ it('garbage, oversized, forged and absurd advertisements (gossip or hello) are d
   // the forged ads were rejected, not forwarded: the friend never saw the raw node's bad ones
   expect(friend.view().find((p) => p.peer === rawId)?.version ?? '1.0.0').toBe('1.0.0')
 }, 30_000)
+
+it('a copy of an advertisement with its signature but other data is dropped, before or after the real one', async () => {
+  const victim = await h.start()
+  const raw = await h.raw()
+  const pubsub = raw.services.pubsub
+  pubsub.subscribe(ADVERT_TOPIC)
+  await raw.dial(multiaddr(victim.addrs()[0]))
+  await waitFor(() => pubsub.getSubscribers(ADVERT_TOPIC).some((p) => p.toString() === victim.peerId), { what: 'the victim subscribed, as the raw node sees it' })
+
+  const rawId = raw.peerId.toString()
+  const ad = (seq: number, host: string): Uint8Array => encode({
+    v: 1, peer: rawId, seq, startedAt: Date.now(), addrs: [], version: '1.0.0', ...fakeDescription(host)
+  })
+  // every message the raw node sends on the topic travels with a twin: the same author,
+  // sequence number and signature, but the data of another advertisement
+  type Rpc = { messages?: Array<{ topic?: string, data?: Uint8Array }> }
+  const gs = pubsub as unknown as { sendRpc: (id: string, rpc: Rpc) => boolean }
+  const send = gs.sendRpc.bind(gs)
+  let twinFirst = true
+  let forged = new Uint8Array()
+  let twins = 0
+  gs.sendRpc = (id, rpc) => {
+    const mine = rpc.messages?.filter((m) => m.topic === ADVERT_TOPIC) ?? []
+    if (mine.length === 0) return send(id, rpc)
+    const twin: Rpc = { messages: mine.map((m) => ({ ...m, data: forged })) }
+    twins++
+    if (twinFirst) { send(id, twin); return send(id, rpc) }
+    const ok = send(id, rpc)
+    send(id, twin)
+    return ok
+  }
+
+  forged = ad(50, 'forged-first')
+  await pubsub.publish(ADVERT_TOPIC, ad(10, 'honest'))
+  const first = await waitFor(() => victim.view().find((p) => p.peer === rawId), { what: 'the real ad, sent after its forged twin' })
+  expect(first.resources.host).toBe('honest')
+
+  twinFirst = false
+  forged = ad(60, 'forged-after')
+  await pubsub.publish(ADVERT_TOPIC, ad(20, 'honest-again'))
+  const second = await waitFor(() => victim.view().find((p) => p.peer === rawId && p.seq === 20), { what: 'the second real ad' })
+  expect(second.resources.host).toBe('honest-again')
+
+  // a later real ad still gets through, and neither twin ever did
+  await pubsub.publish(ADVERT_TOPIC, ad(30, 'last'))
+  await waitFor(() => victim.view().find((p) => p.peer === rawId && p.seq === 30), { what: 'the last real ad' })
+  expect(victim.view().find((p) => p.peer === rawId)!.resources.host).toBe('last')
+  expect(twins).toBeGreaterThanOrEqual(3)
+}, 30_000)
