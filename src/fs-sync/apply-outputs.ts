@@ -202,7 +202,9 @@ export async function applyOutputs (
       }
       const abs = await safeResolve(workspace, to.rel)
       const before = await lstatOrUndefined(abs)
-      if (await localMatches(abs, before, node)) return // already applied (a rerun)
+      // Already applied (a rerun). By content: a command may rewrite a file keeping its size
+      // and mtime, and then only the bytes tell the result from what is here.
+      if (await localMatches(abs, before, node, { content: true })) return
       // Under a directory written as a conflict copy, nothing was there before.
       const ours = await localMatches(abs, before, to.redirected ? undefined : a.old, match)
       const dir = path.dirname(abs)

@@ -50,6 +50,8 @@ export function modeWithExec (mode: number, exec: boolean): number {
 export interface MatchOptions {
   /** Start of the scan that recorded `node`: a racy file is then checked by content. */
   scanStartedMs?: number
+  /** A file whose stat matches is always checked by content too. */
+  content?: boolean
 }
 
 /**
@@ -66,7 +68,7 @@ export async function localMatches (abs: string, st: Stats | undefined, node: No
     case 'file': {
       if (!st.isFile() || st.size !== node.size || !sameMtime(st.mtimeMs, node.mtimeMs) || isExecMode(st.mode) !== node.exec) return false
       const racy = opts.scanStartedMs !== undefined && node.mtimeMs >= opts.scanStartedMs - RACY_WINDOW_MS
-      return racy ? await contentMatches(abs, node) : true
+      return racy || opts.content === true ? await contentMatches(abs, node) : true
     }
   }
 }

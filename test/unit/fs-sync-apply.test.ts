@@ -173,6 +173,15 @@ describe('applyOutputs', () => {
     expect(again).toEqual({ written: [], deleted: [], conflicts: [], refused: [] })
   })
 
+  it('writes a file the command rewrote keeping its size, mtime and mode: only the bytes differ', async () => {
+    const snapshot = await workspace({ 'state.txt': 'aaaa', 'other.txt': 'kept' })
+    // buildTree gives both the same mtime (TEST_MTIME_MS) and mode as the snapshot's
+    const out = await apply(snapshot, { 'state.txt': 'bbbb', 'other.txt': 'kept' })
+    expect(out).toEqual({ written: ['state.txt'], deleted: [], conflicts: [], refused: [] })
+    expect(await readDisk(ws)).toEqual({ 'state.txt': 'bbbb', 'other.txt': 'kept' })
+    expect((await apply(snapshot, { 'state.txt': 'bbbb', 'other.txt': 'kept' })).written).toEqual([])
+  })
+
   it.each([
     ['..', { x: 'pwned' }],
     ['a/b', 'pwned'],
