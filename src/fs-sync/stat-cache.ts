@@ -15,7 +15,9 @@
 import fs from 'node:fs/promises'
 import path from 'node:path'
 import { createHash, randomBytes } from 'node:crypto'
-import { CHUNK_AVG_BYTES, CHUNK_MAX_BYTES, CHUNK_MIN_BYTES, HASH_BYTES, type ChunkRef } from './types.js'
+import { lstatSync } from 'node:fs'
+import { CHUNK_AVG_BYTES, CHUNK_MAX_BYTES, CHUNK_MIN_BYTES, HASH_BYTES, type ChunkRef, type FileNode } from './types.js'
+import { floorMs } from './scan.js'
 
 export const STAT_CACHE_DIR = 'statcache'
 const MAGIC = 0x43534756 // 'VGSC' little-endian
@@ -116,6 +118,25 @@ export class StatCache {
     if (relPath.length * 3 > MAX_PATH_BYTES && Buffer.byteLength(relPath, 'utf8') > MAX_PATH_BYTES) return
     this.next.set(relPath, { size: st.size, mtimeNs: st.mtimeNs, ctimeNs: st.ctimeNs, ino: st.ino, chunks })
     this.dirty = true
+  }
+
+  /**
+   * Starts a scan with what the caller has just written itself under `dir` (relative path and
+   * the tree node it wrote from), so the next scan need not read those files again. Only
+   * files whose size and mtime on disk are the node's are recorded, with the stat they have
+   * now; anything that writes them later moves their ctime, and they are read again.
+   */
+  async beginScanWith (dir: string, written: Iterable<[string, FileNode]>): Promise<void> {
+    this.beginScan()
+    let n = 0
+    for (const [rel, node] of written) {
+      const st = lstatSync(path.join(dir, rel), { bigint: true, throwIfNoEntry: false })
+      if (st?.isFile() === true && st.size === BigInt(node.size) && floorMs(st.mtimeNs) === node.mtimeMs) {
+        this.record(rel, { size: st.size, mtimeNs: st.mtimeNs, ctimeNs: st.ctimeNs, ino: st.ino }, node.chunks)
+      }
+      // keeps the agent responsive on a huge tree
+      if (++n % 1024 === 0) await new Promise((resolve) => setImmediate(resolve))
+    }
   }
 
   /** Writes the entries seen since beginScan() (atomically); skipped when nothing changed. */

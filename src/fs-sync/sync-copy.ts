@@ -12,7 +12,7 @@ import { decodeTree, hexOf } from './tree-codec.js'
 import { diffTrees } from './diff.js'
 import { treeStats } from './tree-stats.js'
 import { materialize } from './materialize.js'
-import type { ChunkRef, DirNode, Hash } from './types.js'
+import type { ChunkRef, DirNode, FileNode, Hash } from './types.js'
 
 export interface SyncProgress {
   /** Bytes of files the copy needed, all told (changed files only). */
@@ -32,6 +32,8 @@ export interface SyncCopyResult {
   tree: DirNode
   rootHash: Hash
   progress: SyncProgress
+  /** The files this sync wrote into the copy (relative paths) and what they now hold. */
+  written: Array<[string, FileNode]>
 }
 
 const BASE_ROOT_SUFFIX = '.root'
@@ -98,7 +100,7 @@ export async function syncCopy (opts: {
     const whole = treeStats(base)
     const p: SyncProgress = { totalBytes: 0, sentBytes: 0, sentChunks: 0, files: 0, totalFiles: 0, reusedBytes: whole.bytes, done: true }
     opts.onProgress?.(p)
-    return { tree: base, rootHash: root, progress: p }
+    return { tree: base, rootHash: root, progress: p, written: [] }
   }
   const fetcher = await opts.openFetcher()
   if (hexOf(fetcher.root) !== hexOf(root)) throw new VgridError('ERR_BAD_MESSAGE', 'the sync session holds another tree than the one offered')
@@ -118,8 +120,10 @@ export async function syncCopy (opts: {
   // network instead of filling memory (files are written in this order, so the chunks in the
   // window are always ones a writer is about to take).
   const arriving = new Map<string, Promise<{ data: Uint8Array, release: () => void }>>()
+  const written: Array<[string, FileNode]> = []
   for (const c of changes) {
     if (c.node?.kind !== 'file') continue
+    written.push([c.path, c.node])
     p.totalFiles++
     p.totalBytes += c.node.size
     for (const ref of c.node.chunks) {
@@ -166,6 +170,6 @@ export async function syncCopy (opts: {
   p.done = true
   opts.onProgress?.({ ...p })
   await writeBaseRoot(copyDir, fetcher.root)
-  return { tree, rootHash: fetcher.root, progress: p }
+  return { tree, rootHash: fetcher.root, progress: p, written }
 }
 

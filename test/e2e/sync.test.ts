@@ -48,6 +48,18 @@ describe('vrun with a workspace', () => {
     expect(fs.readFileSync(path.join(ws, 'results/where.txt'), 'utf8').trim()).toBe(b.home)
   })
 
+  it('brings back a synced file the command rewrote with the same size and mtime', async () => {
+    // the executor trusts what it has just written without reading it again after the
+    // command: a rewrite that keeps size and mtime must still be seen (its ctime moved)
+    const ws = workspace({ 'state.txt': 'aaaa', 'other.txt': 'kept' })
+    fs.utimesSync(path.join(ws, 'state.txt'), 1_700_000_000, 1_700_000_000)
+    const r = await vrunIn(ws, ['sh', '-c', 'printf bbbb > state.txt && touch -d @1700000000 state.txt && stat -c %s.%Y state.txt'])
+    expect(r.code).toBe(0)
+    expect(r.stdout.trim()).toBe('4.1700000000')
+    expect(fs.readFileSync(path.join(ws, 'state.txt'), 'utf8')).toBe('bbbb')
+    expect(fs.readFileSync(path.join(ws, 'other.txt'), 'utf8')).toBe('kept')
+  })
+
   it('runs python3 train.py, and model files appear here', async () => {
     const ws = workspace({
       'train.py': 'import sys, json, os\nos.makedirs("results", exist_ok=True)\nopen("model.pt", "wb").write(bytes(range(256)) * 100)\njson.dump({"epochs": int(sys.argv[2])}, open("results/metrics.json", "w"))\nprint("trained")\n'

@@ -266,6 +266,26 @@ describe('stat cache', () => {
     expect(hexOf(three.rootHash)).not.toBe(hexOf(one.rootHash))
   })
 
+  it('after beginScanWith, reads only the files the caller did not write, or that changed since', async () => {
+    for (const n of ['a', 'b', 'c', 'd', 'e']) await write(`w/${n}`, `content of ${n}`)
+    const written = (await scanWorkspace(root, {})).tree
+    const node = (n: string): FileNode => at(written, `w/${n}`) as FileNode
+    const cache = StatCache.empty(undefined, { racyMarginMs: 0 })
+    await cache.beginScanWith(root, [
+      ['w/a', node('a')],
+      ['w/b', node('b')],
+      ['w/c', { ...node('c'), mtimeMs: node('c').mtimeMs - 1000 }], // not what is on disk
+      ['w/d', node('d')],
+      ['w/gone', node('d')]
+    ])
+    await write('w/d', 'd was written again, by someone else')
+    const scan = counting()
+    const got = await scanWorkspace(root, options(cache, { chunkFile: scan.fn }))
+    expect(scan.files.sort()).toEqual(['w/c', 'w/d', 'w/e'])
+    expect((at(got.tree, 'w/a') as FileNode).chunks).toEqual(node('a').chunks)
+    expect((at(got.tree, 'w/d') as FileNode).size).toBe('d was written again, by someone else'.length)
+  })
+
   it('drops entries of files no longer there when it saves', async () => {
     await write('keep', 'k')
     await write('drop', 'd')
