@@ -136,6 +136,9 @@ export function parseVgridArgs (argv: readonly string[]): VgridInvocation {
   if (command === undefined) {
     if (options.version === true && args.length === 0) return { kind: 'version', text: `vgrid ${VERSION}\n` }
     if (args.length === 0) throw new UsageError('no command given', undefined, { showHelp: true })
+    const typed = String(args[0]).toLowerCase()
+    const meant = Object.hasOwn(MEANT, typed) ? MEANT[typed] : undefined
+    if (meant !== undefined) throw new UsageError(`unknown command ${args[0]}`, `did you mean \`${meant}\`?`, { usage: VGRID_USAGE })
     throw new UsageError(`unknown command ${args[0]}`, undefined, { showHelp: true })
   }
   checkOptions(cli, command, options)
@@ -149,6 +152,36 @@ export function parseVgridArgs (argv: readonly string[]): VgridInvocation {
     case 'status': return { kind: 'status', json: options.json === true }
     default: return { kind: 'join-token' }
   }
+}
+
+const VGRID_USAGE = 'usage: vgrid <command> [options]; see vgrid --help'
+
+/** What users of other tools (Slurm, Velda, Docker, Ray) type first, and ours for it. */
+const MEANT: Record<string, string> = {
+  tasks: 'vgrid task list',
+  ps: 'vgrid task list',
+  ls: 'vgrid task list',
+  list: 'vgrid task list',
+  squeue: 'vgrid task list',
+  log: 'vgrid task log ID',
+  logs: 'vgrid task log ID',
+  show: 'vgrid task show ID',
+  cancel: 'vgrid task cancel ID',
+  kill: 'vgrid task cancel ID',
+  scancel: 'vgrid task cancel ID',
+  wait: 'vgrid task wait ID',
+  run: 'vrun CMD',
+  submit: 'vbatch CMD',
+  batch: 'vbatch CMD',
+  join: 'vgrid agent --join TOKEN',
+  start: 'vgrid agent',
+  token: 'vgrid join-token',
+  nodes: 'vgrid peers',
+  members: 'vgrid peers',
+  sinfo: 'vgrid peers',
+  info: 'vgrid status',
+  set: 'vgrid agent set',
+  config: 'vgrid agent set'
 }
 
 /** cac accepts unknown options and missing values silently; we refuse both. */
@@ -272,7 +305,6 @@ function usage (command: Command | string, message: string, hint?: string): Usag
 }
 
 /** After an error with no command to go on. */
-const VGRID_USAGE = 'usage: vgrid <command> [options]; see vgrid --help'
 
 export async function main (argv: string[] = process.argv.slice(2)): Promise<void> {
   guardStdio()

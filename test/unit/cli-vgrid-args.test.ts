@@ -41,6 +41,21 @@ describe('vgrid commands', () => {
     const err = usageError(['frobnicate'])
     expect(err.message).toBe('unknown command frobnicate')
     expect(err.showHelp).toBe(true)
+    expect(usageError(['constructor']).showHelp).toBe(true)
+  })
+
+  it.each([
+    ['tasks', 'vgrid task list'],
+    ['logs', 'vgrid task log ID'],
+    ['SCANCEL', 'vgrid task cancel ID'],
+    ['join', 'vgrid agent --join TOKEN'],
+    ['nodes', 'vgrid peers']
+  ])('a command of another tool (%s): ours in a hint, and the usage line, not the whole help', (typed, ours) => {
+    const err = usageError([typed])
+    expect(err.message).toBe(`unknown command ${typed}`)
+    expect(err.hint).toBe(`did you mean \`${ours}\`?`)
+    expect(err.showHelp).toBe(false)
+    expect(err.usage).toBe('usage: vgrid <command> [options]; see vgrid --help')
   })
 
   it.each([
