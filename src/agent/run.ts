@@ -162,6 +162,21 @@ export function newTaskId (): string {
   return randomBytes(8).toString('hex')
 }
 
+let envCopy: Readonly<Record<string, string>> | undefined
+
+/**
+ * The agent's environment, the base of every command's: copied once, as reading process.env
+ * goes through the C library for each variable, on every command started.
+ */
+function agentEnv (): Readonly<Record<string, string>> {
+  if (envCopy === undefined) {
+    const env: Record<string, string> = {}
+    for (const [k, v] of Object.entries(process.env)) if (v !== undefined) env[k] = v
+    envCopy = Object.freeze(env)
+  }
+  return envCopy
+}
+
 /** Runs a command on this machine against a reservation; `channel` carries its session. */
 export async function executeHere (ctx: RunContext, channel: FrameChannel, task: string, spec: RunSpec, where: RunDir, onAccepted?: () => Promise<void>,
   remoteWho?: string): Promise<void> {
@@ -190,8 +205,7 @@ export async function executeHere (ctx: RunContext, channel: FrameChannel, task:
     const send = async (ev: ExecEvent): Promise<void> => { await channel.send(ev) }
     const synced = where.kind === 'copy' ? await ctx.sync.pullCopy(root, where.submitter, where.offer, send, ctx.shutdown) : undefined
     mkdirSync(cwd, { recursive: true })
-    const env: Record<string, string> = {}
-    for (const [k, v] of Object.entries(process.env)) if (v !== undefined) env[k] = v
+    const env: Record<string, string> = { ...agentEnv() }
     // vrun and vbatch inside the command reach this agent and become the task's sub-tasks.
     Object.assign(env, { VGRID_TASK_ID: task, VGRID_HOME: ctx.home, VGRID_WORKSPACE: root, PATH: [path.join(ctx.home, 'bin'), env.PATH].filter(Boolean).join(':') })
     const cancelled = new AbortController()
@@ -217,7 +231,8 @@ export async function executeHere (ctx: RunContext, channel: FrameChannel, task:
     for (const g of reservation.gpus) if (ctx.gpuUse?.get(g.index)?.task === task) ctx.gpuUse.delete(g.index)
     ctx.ledger.release(reservation)
     ctx.loadChanged()
-    if (where.kind === 'scratch') await fs.rm(scratch, { recursive: true, force: true }).catch(() => {})
+    // Mostly left empty: one rmdir, and the whole walk only when the command left files.
+    if (where.kind === 'scratch') await fs.rmdir(scratch).catch(async () => { await fs.rm(scratch, { recursive: true, force: true }) }).catch(() => {})
   }
 }
 

@@ -21,12 +21,17 @@ export interface GroupLedger {
 interface Identity { boot: string, start: string }
 const TASK_ID_RE = /^[0-9a-f]{16}$/
 
+let boot: { id: string | undefined } | undefined
+
+/** This boot's id: read once, it cannot change while we run. */
 function bootId (): string | undefined {
+  if (boot !== undefined) return boot.id
   try {
-    return fs.readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim()
+    boot = { id: fs.readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim() }
   } catch {
-    return undefined
+    boot = { id: undefined }
   }
+  return boot.id
 }
 
 /** Field 22 of /proc/PID/stat: when the process started, in clock ticks since boot. */

@@ -170,6 +170,9 @@ describe('vrun with a workspace', () => {
     const r = await vrunIn(ws, ['--no-sync', 'sh', '-c', 'ls -A | wc -l; touch made'])
     expect(r.stdout.trim()).toBe('0')
     expect(fs.existsSync(path.join(ws, 'made'))).toBe(false)
+    expect((await vrunIn(ws, ['--no-sync', 'true'])).code).toBe(0)
+    // the scratch directories are gone, the one the command wrote in and the empty one
+    await waitFor(() => fs.readdirSync(path.join(b.home, 'scratch')).length === 0, 'no scratch directory left')
   })
 
   it('uses the git top-level as the workspace, and --workspace overrides it', async () => {
