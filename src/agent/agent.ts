@@ -159,10 +159,10 @@ export async function startAgent (config: AgentConfig): Promise<Agent> {
             await channel.send({ t: 'task-list', tasks: list, unreachable })
             break
           }
-          case 'task-show': await channel.send({ t: 'task', task: await queries.show(req.id) }); break
-          case 'task-cancel': await channel.send({ t: 'task', task: await queries.cancel(req.id) }); break
-          case 'task-wait': await channel.send({ t: 'task', task: await queries.wait(req.id, goneSignal(channel)) }); break
-          case 'task-log': await channel.send({ t: 'task', task: await queries.log(req.id, req.follow, req.stderrOnly, channel, goneSignal(channel)) }); break
+          case 'task-show': await channel.send({ t: 'task', task: await queries.show(req.id, req.workspace) }); break
+          case 'task-cancel': await channel.send({ t: 'task', task: await queries.cancel(req.id, req.workspace) }); break
+          case 'task-wait': await channel.send({ t: 'task', task: await queries.wait(req.id, goneSignal(channel), req.workspace) }); break
+          case 'task-log': await channel.send({ t: 'task', task: await queries.log(req.id, req.follow, req.stderrOnly, channel, goneSignal(channel), req.workspace) }); break
           case 'agent-set': await channel.send({ t: 'policy', ...policy.set(req.patch) }); break
         }
       }

@@ -3,12 +3,12 @@
  * may name itself and wait for named siblings, as in `vrun --after-success inference …`).
  */
 import type { DepKind } from '../agent/tasks/types.js'
-import { MAX_DEPS } from '../agent/control/protocol.js'
+import { MAX_DEPS, MAX_TASK_NAME_CHARS } from '../agent/control/protocol.js'
 import type { CliOption, SplitArgv } from './argv.js'
 import { UsageError } from './usage-error.js'
 
 /** Longest task name (the agent refuses longer). */
-export const MAX_NAME_CHARS = 256
+export const MAX_NAME_CHARS = MAX_TASK_NAME_CHARS
 
 /** The option behind each `--after…`, and the dependency kind it makes. */
 const AFTER_OPTIONS: ReadonlyMap<string, DepKind> = new Map([['after-success', 'success'], ['after-fail', 'fail'], ['after', 'any']])

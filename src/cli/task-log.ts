@@ -28,7 +28,7 @@ export interface LogResult {
  * Streams the log of `id` (with `follow`, until the task ends). `signal` stops it early (the
  * task is not touched); agent failures are thrown as VgridErrors.
  */
-export async function printTaskLog (id: string, opts: { follow: boolean, stderrOnly: boolean, signal?: AbortSignal }, io: LogIo): Promise<LogResult> {
+export async function printTaskLog (id: string, opts: { follow: boolean, stderrOnly: boolean, signal?: AbortSignal, workspace?: string }, io: LogIo): Promise<LogResult> {
   const stop = new AbortController()
   const onAbort = (): void => { stop.abort() }
   opts.signal?.addEventListener('abort', onAbort)
@@ -37,7 +37,8 @@ export async function printTaskLog (id: string, opts: { follow: boolean, stderrO
   const onOutError = (): void => { brokenPipe = true; stop.abort() }
   io.stdout.on('error', onOutError)
   try {
-    for await (const frame of taskLog(io.home, { id, follow: opts.follow, stderrOnly: opts.stderrOnly }, { client: io.client, signal: stop.signal })) {
+    const req = { id, follow: opts.follow, stderrOnly: opts.stderrOnly, ...(opts.workspace !== undefined ? { workspace: opts.workspace } : {}) }
+    for await (const frame of taskLog(io.home, req, { client: io.client, signal: stop.signal })) {
       if (frame.t === 'task') return { task: frame.task, brokenPipe }
       await write(frame.fd === 2 ? io.stderr : io.stdout, frame.data, stop.signal)
       if (stop.signal.aborted) break

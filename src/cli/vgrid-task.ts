@@ -3,6 +3,7 @@
  * which finds the task wherever its owner is. Loaded only when one of them runs.
  */
 import { vgridHome } from '../agent/config.js'
+import { findWorkspace } from '../fs-sync/workspace.js'
 import { call } from '../agent/control/client.js'
 import { isFinal, taskExitCode } from '../agent/tasks/types.js'
 import { EXIT_BROKEN_PIPE, formatNotice } from './output.js'
@@ -21,6 +22,19 @@ export interface TaskIo {
   stdout: Out
   stderr: Out
   now?: () => number
+}
+
+/**
+ * The workspace of the current directory, as vbatch finds it: the scope in which a task name
+ * was given (`vgrid task log prep` in the project where `vbatch --name prep` ran). None when
+ * the current directory is gone; the agent then looks the name up everywhere.
+ */
+function here (io: TaskIo): { workspace?: string } {
+  try {
+    return { workspace: findWorkspace(process.cwd(), undefined, io.env).dir }
+  } catch {
+    return {}
+  }
 }
 
 /** Resolves with the exit status; agent failures are thrown for the caller to print. */
@@ -44,18 +58,18 @@ export async function runTaskCommand (inv: TaskInvocation, io: TaskIo): Promise<
       return 0
     }
     case 'show': {
-      const { task } = await call(home, { t: 'task-show', id: inv.id })
+      const { task } = await call(home, { t: 'task-show', id: inv.id, ...here(io) })
       io.stdout.write(inv.json ? taskJson(task) : renderTaskShow(task, now()))
       return 0
     }
     case 'log': {
-      const r = await printTaskLog(inv.id, { follow: inv.follow, stderrOnly: inv.stderrOnly }, { home, stdout: io.stdout, stderr: io.stderr, client: 'vgrid' })
+      const r = await printTaskLog(inv.id, { follow: inv.follow, stderrOnly: inv.stderrOnly, ...here(io) }, { home, stdout: io.stdout, stderr: io.stderr, client: 'vgrid' })
       if (r.brokenPipe) return EXIT_BROKEN_PIPE
       // Following, we were there until the end: say how it ended, as `wait` does.
       return inv.follow && r.task !== undefined ? taskExitCode(r.task) : 0
     }
     case 'cancel': {
-      const { task } = await call(home, { t: 'task-cancel', id: inv.id })
+      const { task } = await call(home, { t: 'task-cancel', id: inv.id, ...here(io) })
       const subs = task.children.length === 0 ? '' : ` (and its ${task.children.length === 1 ? 'sub-task' : `${task.children.length} sub-tasks`})`
       // The agent answers once the task is cancelled, or at once for one that had already ended.
       io.stdout.write(task.state === 'cancelled'
@@ -64,7 +78,7 @@ export async function runTaskCommand (inv: TaskInvocation, io: TaskIo): Promise<
       return 0
     }
     case 'wait': {
-      const { task } = await call(home, { t: 'task-wait', id: inv.id })
+      const { task } = await call(home, { t: 'task-wait', id: inv.id, ...here(io) })
       const notice = task.state === 'succeeded' ? undefined : taskEndNotice(task) ?? `task ${shortTaskId(task.id)} ${describeState(task)}`
       if (notice !== undefined) io.stderr.write(formatNotice('vgrid', notice))
       return taskExitCode(task)

@@ -66,7 +66,9 @@ there. The token holds the grid's secret key: give it only to machines you trust
   cancel ID         stop it and its sub-tasks
   wait ID           wait for it to end and exit with its status: 0 when it succeeded, its
                     command's exit status when that failed, 255 when it never ran to an end
-ID is a task id as vbatch printed it, or a unique prefix of one (the 12 digits of list).`
+ID is a task id as vbatch printed it, or a unique prefix of one (the 12 digits of list), from
+any member; or the name given with --name (NAME[i] for shard i of vbatch -N), looked up as
+--after does among the tasks submitted on this machine: from this workspace first, newest.`
 }
 
 /** What each \`vgrid task\` action takes: its options (cac's names) and whether it needs an ID. */
@@ -116,6 +118,7 @@ export function createVgridCli (): CAC {
     .option('--stderr-only', 'log: only what the task wrote to stderr')
     .example('  $ vgrid task list')
     .example('  $ vgrid task log -f 3f2a9c01b7e4')
+    .example('  $ vbatch --name train ./train.sh && vgrid task log -f train')
     .example('  $ vbatch --name prep ./prep.sh && vbatch --after-success prep ./train.sh')
     .example('  $ id=$(vbatch ./long-job.sh) && vgrid task wait "$id" && echo done')
   cli.option('-h, --help', 'Show help')
@@ -224,10 +227,11 @@ function taskInvocation (argv: readonly string[], options: Record<string, unknow
     if (id !== undefined) throw fail(`unexpected argument ${id}`)
     return { kind: 'task', action: 'list', all: given('all'), json: given('json') }
   }
-  if (id === undefined) throw fail(`vgrid task ${act} needs a task ID`, 'give the id vbatch printed, or a unique prefix of one (vgrid task list shows 12 digits)')
+  if (id === undefined) throw fail(`vgrid task ${act} needs a task ID or name`, 'give the id vbatch printed (or a unique prefix: vgrid task list shows 12 digits), or the name given with --name')
   if (rest.length > 0) throw fail(`unexpected argument ${rest[0]!}`)
-  const ref = id.toLowerCase()
-  if (!/^[0-9a-f]{1,16}$/.test(ref)) throw fail(`${id} is not a task ID`, 'a task ID is 16 hex digits; a unique prefix of one will do')
+  const ref = /^[0-9a-fA-F]{1,16}$/.test(id) ? id.toLowerCase() : id
+  // eslint-disable-next-line no-control-regex
+  if (/[\s\x00-\x1f\x7f]/.test(id)) throw fail(`${JSON.stringify(id)} is neither a task ID nor a task name`, 'a task ID is 16 hex digits (a unique prefix will do); a name has no blanks')
   switch (act) {
     case 'show': return { kind: 'task', action: act, id: ref, json: given('json') }
     case 'log': return { kind: 'task', action: act, id: ref, follow: given('follow'), stderrOnly: given('stderrOnly') }

@@ -320,6 +320,36 @@ describe('task logs', () => {
     expect(log.code).toBe(5)
   }, 30_000)
 
+  it('takes the --name of a task where an id goes, scoped as --after is: this workspace, newest first', async () => {
+    const ws = workspace()
+    const other = workspace()
+    await submitOne(a, ['--name', 'prep', 'sh', '-c', 'echo elsewhere'], other)
+    await submitOne(a, ['--name', 'prep', 'sh', '-c', 'echo old'], ws)
+    const prep = await submitOne(a, ['--name', 'prep', 'sh', '-c', 'echo new; exit 3'], ws)
+    const shards = await submit(a, ['--name', 'train', '-N', '3', 'sh', '-c', 'echo shard $VGRID_SHARD_INDEX'], ws)
+    const inWs = { cwd: ws }
+    const waited = await a.vgrid(['task', 'wait', 'prep'], inWs)
+    expect(waited.code).toBe(3)
+    expect((await a.vgrid(['task', 'log', 'prep'], inWs)).stdout).toBe('new\n')
+    expect(JSON.parse((await a.vgrid(['task', 'show', 'prep', '--json'], inWs)).stdout).id).toBe(prep)
+    // from another workspace: that one's own task of the name
+    expect((await a.vgrid(['task', 'log', 'prep'], { cwd: other })).stdout).toBe('elsewhere\n')
+    // a shard by its index, as `vgrid task list` shows it or short
+    expect((await a.vgrid(['task', 'wait', 'train[2]'], inWs)).code).toBe(0)
+    expect((await a.vgrid(['task', 'log', 'train[2/3]'], inWs)).stdout).toBe('shard 2\n')
+    expect(JSON.parse((await a.vgrid(['task', 'show', 'train[0]', '--json'], inWs)).stdout).id).toBe(shards[0])
+    const all = await a.vgrid(['task', 'show', 'train'], inWs)
+    expect(all.code).toBe(255)
+    expect(all.stderr).toContain('train names 3 shards')
+    expect(all.stderr).toContain('train[0] to train[2]')
+    const none = await a.vgrid(['task', 'log', 'nosuch'], inWs)
+    expect(none.code).toBe(255)
+    expect(none.stderr).toContain('no task named nosuch')
+    // names are this agent's: another member knows the task by its id only
+    expect((await b.vgrid(['task', 'log', 'prep'], inWs)).code).toBe(255)
+    expect((await b.vgrid(['task', 'log', prep], inWs)).stdout).toBe('new\n')
+  }, 60_000)
+
   it('vbatch -f prints the output and exits with the task\'s status', async () => {
     const ws = workspace()
     const r = await vbatch(a, ['-f', 'sh', '-c', 'echo hi; exit 4'], ws)

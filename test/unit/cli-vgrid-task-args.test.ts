@@ -15,6 +15,14 @@ describe('vgrid task', () => {
     expect(parseVgridArgs(['task', 'wait', '--', 'abc'])).toEqual({ kind: 'task', action: 'wait', id: 'abc' })
   })
 
+  it('takes a task name where an id goes, as typed (case kept; NAME[i] for a shard)', () => {
+    expect(parseVgridArgs(['task', 'wait', 'xyz'])).toEqual({ kind: 'task', action: 'wait', id: 'xyz' })
+    expect(parseVgridArgs(['task', 'log', 'Train[2]'])).toMatchObject({ id: 'Train[2]' })
+    // hex digits are an id (prefix), lower-cased; 17 of them can only be a name
+    expect(parseVgridArgs(['task', 'show', 'ABC'])).toMatchObject({ id: 'abc' })
+    expect(parseVgridArgs(['task', 'show', '0123456789ABCDEF0'])).toMatchObject({ id: '0123456789ABCDEF0' })
+  })
+
   it('keeps an all-digit id as typed (cac would make it a number)', () => {
     expect(parseVgridArgs(['task', 'log', '-f', '0123456789'])).toMatchObject({ id: '0123456789', follow: true })
     expect(parseVgridArgs(['task', 'show', '1e10'])).toMatchObject({ id: '1e10' })
@@ -33,9 +41,9 @@ describe('vgrid task', () => {
   it.each([
     [['task'], 'vgrid task needs an action: list, show, log, cancel or wait'],
     [['task', 'frob'], 'unknown task action frob (expected list, show, log, cancel or wait)'],
-    [['task', 'show'], 'vgrid task show needs a task ID'],
-    [['task', 'wait', 'xyz'], 'xyz is not a task ID'],
-    [['task', 'wait', '0123456789abcdef0'], '0123456789abcdef0 is not a task ID'],
+    [['task', 'show'], 'vgrid task show needs a task ID or name'],
+    [['task', 'wait', 'a b'], '"a b" is neither a task ID nor a task name'],
+    [['task', 'log', 'tab\there'], '"tab\\there" is neither a task ID nor a task name'],
     [['task', 'list', 'abc'], 'unexpected argument abc'],
     [['task', 'list', '--all', '012'], 'unexpected argument 012'],
     [['task', 'cancel', 'abc', 'def'], 'unexpected argument def'],

@@ -134,7 +134,7 @@ export interface TaskLogOptions extends ConnectOptions {
  * what it has, and a gap of `timeoutMs` between frames means a stuck agent. The socket is read
  * only as fast as the consumer takes frames, so a slow terminal slows the agent, not memory.
  */
-export async function * taskLog (home: string, req: { id: string, follow: boolean, stderrOnly: boolean }, opts: TaskLogOptions = {}): AsyncGenerator<LogFrame, void, undefined> {
+export async function * taskLog (home: string, req: { id: string, follow: boolean, stderrOnly: boolean, workspace?: string }, opts: TaskLogOptions = {}): AsyncGenerator<LogFrame, void, undefined> {
   const aborted = (): boolean => opts.signal?.aborted === true
   if (aborted()) return
   const { channel } = await connectAgent(home, opts.client ?? 'vgrid', opts)
@@ -143,7 +143,7 @@ export async function * taskLog (home: string, req: { id: string, follow: boolea
   const timeoutMs = opts.timeoutMs ?? REQUEST_TIMEOUT_MS
   try {
     if (aborted()) return
-    await channel.send({ t: 'task-log', id: req.id, follow: req.follow, stderrOnly: req.stderrOnly }).catch(() => { throw lostAgent() })
+    await channel.send({ t: 'task-log', id: req.id, follow: req.follow, stderrOnly: req.stderrOnly, ...(req.workspace !== undefined ? { workspace: req.workspace } : {}) }).catch(() => { throw lostAgent() })
     for (;;) {
       const recv = channel.recv()
       let raw: unknown

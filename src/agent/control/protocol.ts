@@ -80,6 +80,9 @@ export interface PolicyView {
   running: number
 }
 export const MAX_DEPS = 256
+/** Longest task name (--name). */
+export const MAX_TASK_NAME_CHARS = 256
+const MAX_PATH_CHARS = 4096
 
 export type ControlRequest =
   | { t: 'run', spec: RunSpec, on?: string, workspace?: WorkspaceRef, parent?: string, name?: string, after?: Array<{ kind: DepKind, name: string }> }
@@ -88,10 +91,10 @@ export type ControlRequest =
   | { t: 'join-token' }
   | { t: 'batch', batch: BatchRequest }
   | { t: 'task-list', all: boolean }
-  | { t: 'task-show', id: string }
-  | { t: 'task-log', id: string, follow: boolean, stderrOnly: boolean }
-  | { t: 'task-cancel', id: string }
-  | { t: 'task-wait', id: string }
+  | { t: 'task-show', id: string, workspace?: string }
+  | { t: 'task-log', id: string, follow: boolean, stderrOnly: boolean, workspace?: string }
+  | { t: 'task-cancel', id: string, workspace?: string }
+  | { t: 'task-wait', id: string, workspace?: string }
   | { t: 'agent-set', patch: PolicyPatch }
 
 export type ControlReply =
@@ -126,25 +129,33 @@ export function parseControlRequest (v: unknown): ControlRequest {
       if (ws !== undefined) req.workspace = ws
       const parent = parseParent(m.parent)
       if (parent !== undefined) req.parent = parent
-      const name = optStr(m.name, 'name', 256)
+      const name = optStr(m.name, 'name', MAX_TASK_NAME_CHARS)
       if (name !== undefined) req.name = name
       if (m.after !== undefined && m.after !== null) req.after = parseAfter(m.after)
       return req
     }
     case 'batch': return { t, batch: parseBatch(m.batch) }
     case 'task-list': return { t, all: m.all === true }
-    case 'task-show': case 'task-cancel': case 'task-wait': return { t, id: taskRef(m.id) }
-    case 'task-log': return { t, id: taskRef(m.id), follow: m.follow === true, stderrOnly: m.stderrOnly === true }
+    case 'task-show': case 'task-cancel': case 'task-wait': return withWorkspace({ t, id: taskRef(m.id) }, m.workspace)
+    case 'task-log': return withWorkspace({ t, id: taskRef(m.id), follow: m.follow === true, stderrOnly: m.stderrOnly === true }, m.workspace)
     case 'agent-set': return { t, patch: checkPolicyPatch(obj(m.patch, 'patch')) }
     default: return { t }
   }
 }
 
 /** A task id or a prefix of one: 1 to 16 hex digits. */
+/** A task id, a unique prefix of one (lower-cased), or a task name (`NAME[i]` for a shard). */
 function taskRef (v: unknown): string {
-  const id = str(v, 'id', 16).toLowerCase()
-  if (!/^[0-9a-f]{1,16}$/.test(id)) throw new VgridError('ERR_BAD_ARGUMENT', `${JSON.stringify(id)} is not a task id (hex digits, or a unique prefix of them)`)
-  return id
+  const ref = str(v, 'id', MAX_TASK_NAME_CHARS + 8)
+  // eslint-disable-next-line no-control-regex
+  if (ref === '' || /[\s\x00-\x1f\x7f]/.test(ref)) throw new VgridError('ERR_BAD_ARGUMENT', `${JSON.stringify(ref)} is neither a task id nor a task name`)
+  return /^[0-9a-fA-F]{1,16}$/.test(ref) ? ref.toLowerCase() : ref
+}
+
+/** Where the asking command runs (its workspace): the scope of a task name. */
+function withWorkspace<T extends object> (req: T, v: unknown): T & { workspace?: string } {
+  const workspace = optStr(v, 'workspace', MAX_PATH_CHARS)
+  return workspace !== undefined ? { ...req, workspace } : req
 }
 
 function parseParent (v: unknown): string | undefined {
@@ -157,16 +168,16 @@ function parseParent (v: unknown): string | undefined {
 function parseWorkspace (v: unknown): WorkspaceRef | undefined {
   if (v === undefined || v === null) return undefined
   const w = obj(v, 'workspace')
-  const dir = str(w.dir, 'workspace.dir', 4096)
+  const dir = str(w.dir, 'workspace.dir', MAX_PATH_CHARS)
   if (!dir.startsWith('/')) bad('workspace.dir is not absolute')
-  return { dir, cwd: str(w.cwd ?? '', 'workspace.cwd', 4096) }
+  return { dir, cwd: str(w.cwd ?? '', 'workspace.cwd', MAX_PATH_CHARS) }
 }
 
 function parseAfter (v: unknown): Array<{ kind: DepKind, name: string }> {
   const after = Array.isArray(v) && v.length <= MAX_DEPS ? v : bad(`after is not a list of at most ${MAX_DEPS}`)
   return after.map((d, i) => {
     const o = obj(d, `after[${i}]`)
-    return { kind: oneOf(o.kind, `after[${i}].kind`, DEP_KINDS), name: str(o.name, `after[${i}].name`, 256) }
+    return { kind: oneOf(o.kind, `after[${i}].kind`, DEP_KINDS), name: str(o.name, `after[${i}].name`, MAX_TASK_NAME_CHARS) }
   })
 }
 
@@ -181,7 +192,7 @@ export function parseBatch (v: unknown): BatchRequest {
   }
   const on = optStr(m.on, 'on', 256); if (on !== undefined) b.on = on
   const ws = parseWorkspace(m.workspace); if (ws !== undefined) b.workspace = ws
-  const name = optStr(m.name, 'name', 256); if (name !== undefined) b.name = name
+  const name = optStr(m.name, 'name', MAX_TASK_NAME_CHARS); if (name !== undefined) b.name = name
   if (m.timeoutMs !== undefined && m.timeoutMs !== null) b.timeoutMs = int(m.timeoutMs, 'timeoutMs', 1, 2 ** 40)
   const parent = parseParent(m.parent); if (parent !== undefined) b.parent = parent
   return b

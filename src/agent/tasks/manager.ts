@@ -582,6 +582,21 @@ export class TaskManager implements ChildTracker {
     return [...this.tasks.values()].filter((e) => e.record.id.startsWith(prefix)).map((e) => e.record)
   }
 
+  /**
+   * The newest submission named `name` among the top-level tasks submitted through this
+   * agent (all its shards, by index): from `workspace` when there is one there, as `--after`
+   * looks names up, else from any workspace. Empty when there is none.
+   */
+  named (name: string, workspace?: string): TaskRecord[] {
+    const mine = [...this.tasks.values()].filter((e) => e.record.parent === undefined && e.record.owner === this.self.peer && e.record.name === name)
+    const here = mine.filter((e) => (e.workspace?.dir ?? '') === (workspace ?? ''))
+    const pool = here.length > 0 ? here : mine
+    if (pool.length === 0) return []
+    const newest = pool.reduce((x, y) => (y.record.created > x.record.created ? y : x))
+    return pool.filter((e) => e.group === newest.group).map((e) => e.record)
+      .sort((a, b) => (a.shard?.index ?? 0) - (b.shard?.index ?? 0))
+  }
+
   list (): TaskRecord[] {
     return [...this.tasks.values()].map((e) => e.record)
   }

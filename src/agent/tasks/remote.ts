@@ -117,36 +117,64 @@ export class TaskQueries {
     return { tasks: [...this.tasks.list(), ...theirs.flat()], unreachable }
   }
 
-  /** The one task an id or prefix names, and its owner. */
-  async locate (prefix: string): Promise<TaskRecord> {
-    const mine = this.tasks.find(prefix)
-    if (mine.length === 1 && (mine[0].id === prefix)) return mine[0]
-    const theirs = await Promise.all(this.others().map(async (peer) => await withTimeout(this.ask(peer, { t: 'find', prefix }), ASK_TIMEOUT_MS, 'no answer').catch(() => [])))
-    const all = [...mine, ...theirs.flat()]
-    const unique = [...new Map(all.map((t) => [t.id, t])).values()]
-    if (unique.length === 0) throw new VgridError('ERR_BAD_ARGUMENT', `no task ${prefix} on any member of the grid`, 'see the tasks with `vgrid task list --all`')
-    if (unique.length > 1) throw new VgridError('ERR_BAD_ARGUMENT', `${unique.length} tasks have ids starting with ${prefix}: ${unique.slice(0, 5).map((t) => t.id).join(', ')}`, 'give more digits of the id')
-    return unique[0]
+  /**
+   * The one task `ref` names, and its owner: an id or a unique prefix of one, looked up on
+   * every member; else a name given with --name (`NAME[i]` for a shard of `vbatch -N`),
+   * looked up among the tasks submitted through this agent (TaskManager.named).
+   */
+  async locate (ref: string, workspace?: string): Promise<TaskRecord> {
+    const hex = /^[0-9a-f]{1,16}$/.test(ref)
+    if (hex) {
+      const mine = this.tasks.find(ref)
+      if (mine.length === 1 && (mine[0].id === ref)) return mine[0]
+      const theirs = await Promise.all(this.others().map(async (peer) => await withTimeout(this.ask(peer, { t: 'find', prefix: ref }), ASK_TIMEOUT_MS, 'no answer').catch(() => [])))
+      const all = [...mine, ...theirs.flat()]
+      const unique = [...new Map(all.map((t) => [t.id, t])).values()]
+      if (unique.length > 1) throw new VgridError('ERR_BAD_ARGUMENT', `${unique.length} tasks have ids starting with ${ref}: ${unique.slice(0, 5).map((t) => t.id).join(', ')}`, 'give more digits of the id')
+      if (unique.length === 1) return unique[0]
+    }
+    const named = this.byName(ref, workspace)
+    if (named !== undefined) return named
+    throw new VgridError('ERR_BAD_ARGUMENT', hex ? `no task ${ref} on any member of the grid` : `no task named ${ref} was submitted through this agent`,
+      hex ? 'see the tasks with `vgrid task list --all`' : 'names are looked up among the tasks submitted on this machine; elsewhere, give the id (`vgrid task list --all`)')
   }
 
-  async show (prefix: string): Promise<TaskRecord> {
-    return await this.locate(prefix)
+  private byName (ref: string, workspace?: string): TaskRecord | undefined {
+    let group = this.tasks.named(ref, workspace)
+    let index: number | undefined
+    const shard = /^(.+)\[(\d{1,6})(?:\/\d{1,6})?\]$/.exec(ref)
+    if (group.length === 0 && shard !== null) {
+      group = this.tasks.named(shard[1]!, workspace)
+      index = Number(shard[2])
+    }
+    if (group.length === 0) return undefined
+    if (index !== undefined) {
+      const t = group.find((r) => (r.shard?.index ?? 0) === index)
+      if (t === undefined) throw new VgridError('ERR_BAD_ARGUMENT', `${shard![1]} has no shard ${index}`, `its shards are ${shard![1]}[0] to ${shard![1]}[${group.length - 1}]`)
+      return t
+    }
+    if (group.length === 1) return group[0]
+    throw new VgridError('ERR_BAD_ARGUMENT', `${ref} names ${group.length} shards (vbatch -N ${group.length})`, `give one: ${ref}[0] to ${ref}[${group.length - 1}], or an id`)
   }
 
-  async cancel (prefix: string): Promise<TaskRecord> {
-    const t = await this.locate(prefix)
+  async show (ref: string, workspace?: string): Promise<TaskRecord> {
+    return await this.locate(ref, workspace)
+  }
+
+  async cancel (ref: string, workspace?: string): Promise<TaskRecord> {
+    const t = await this.locate(ref, workspace)
     if (t.owner === this.grid.peerId) return this.tasks.cancel(t.id)
     return await this.oneTask(t.owner, { t: 'cancel', id: t.id })
   }
 
-  async wait (prefix: string, signal: AbortSignal): Promise<TaskRecord> {
-    const t = await this.locate(prefix)
+  async wait (ref: string, signal: AbortSignal, workspace?: string): Promise<TaskRecord> {
+    const t = await this.locate(ref, workspace)
     if (t.owner === this.grid.peerId) return await this.tasks.wait(t.id, signal)
     return await this.oneTask(t.owner, { t: 'wait', id: t.id }, signal)
   }
 
-  async log (prefix: string, follow: boolean, stderrOnly: boolean, client: FrameChannel, signal: AbortSignal): Promise<TaskRecord> {
-    const t = await this.locate(prefix)
+  async log (ref: string, follow: boolean, stderrOnly: boolean, client: FrameChannel, signal: AbortSignal, workspace?: string): Promise<TaskRecord> {
+    const t = await this.locate(ref, workspace)
     const send = async (fd: 1 | 2, data: Uint8Array): Promise<void> => { await client.send({ t: 'log', fd, data }) }
     if (t.owner === this.grid.peerId) return await this.tasks.streamLog(t.id, follow, stderrOnly, async (f) => { await send(f.fd, f.data) }, signal)
     const ch = await this.grid.open(t.owner, TASK_PROTOCOL, { maxFrameBytes: TASK_MAX_FRAME_BYTES })
