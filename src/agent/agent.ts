@@ -14,7 +14,7 @@ import {
 } from '../grid/index.js'
 import { Ledger } from '../exec/index.js'
 import { startControlServer, assertNoLiveAgent, type ControlServer } from './control/server.js'
-import type { ControlRequest } from './control/protocol.js'
+import type { ControlRequest, PolicyView } from './control/protocol.js'
 import type { FrameChannel } from '../common/channel.js'
 import { computeOffer, type AgentConfig } from './config.js'
 import { detectResources, startCpuSampler } from './hardware.js'
@@ -40,6 +40,8 @@ export interface Agent {
   readonly warnings: string[]
   status (): AgentStatus
   joinToken (): string
+  /** Applies the owner policy of `config` (a reload); returns it as `vgrid agent set` shows it. */
+  reload (config: AgentConfig): { policy: PolicyView, warnings: string[] }
   stop (): Promise<void>
 }
 
@@ -190,6 +192,9 @@ export async function startAgent (config: AgentConfig): Promise<Agent> {
   return {
     grid, resources, offer, joined: choice.joined, warnings,
     status, joinToken,
+    reload (config) {
+      return policy.replace(config.share, config.policy)
+    },
     async stop () {
       clearInterval(saveTimer)
       shutdown.abort()

@@ -2,6 +2,11 @@
  * `vgrid agent`: starts the agent in the foreground, prints who it is and the line to paste
  * on other machines, and stops cleanly on SIGINT/SIGTERM (the other members drop it from
  * their view at once, thanks to the goodbye the grid publishes).
+ *
+ * SIGHUP reloads the owner policy from the configuration (flags given at start, then VGRID_*,
+ * then $VGRID_HOME/config), as a daemon does, when the agent has no terminal (a service,
+ * nohup, `&` with its input redirected). Under a terminal SIGHUP means the terminal went away:
+ * the agent stops, as it did before it handled the signal.
  */
 import { startAgent } from './agent.js'
 import type { AgentConfig } from './config.js'
@@ -32,7 +37,23 @@ function banner (agent: Awaited<ReturnType<typeof startAgent>>): string {
   return lines.join('\n')
 }
 
-export async function runAgent (config: AgentConfig): Promise<never> {
+/** What the owner policy now is, in one line. */
+function policyLine (r: ReturnType<Awaited<ReturnType<typeof startAgent>>['reload']>): string {
+  const p = r.policy
+  return [
+    `lends ${p.offer.cpus} of ${p.cores} cores, ${(p.offer.memBytes / 2 ** 30).toFixed(1)} GiB, ${p.offer.gpus.length === 0 ? 'no GPU' : `GPU ${p.offer.gpus.join(',')}`}`,
+    `nice ${p.nice}`,
+    `max tasks ${p.maxTasks ?? 'unlimited'}`,
+    ...(p.onlyWhenIdle ? ['only when idle'] : []),
+    ...r.warnings.map((w) => `warning: ${w}`)
+  ].join('; ')
+}
+
+/**
+ * Runs the agent until a signal stops it. `reread` resolves the configuration again (for
+ * SIGHUP); it throws VgridError for a bad value, and then the policy in force is kept.
+ */
+export async function runAgent (config: AgentConfig, reread?: () => AgentConfig): Promise<never> {
   let agent
   try {
     agent = await startAgent(config)
@@ -58,5 +79,14 @@ export async function runAgent (config: AgentConfig): Promise<never> {
   }
   process.on('SIGINT', () => { stop('SIGINT') })
   process.on('SIGTERM', () => { stop('SIGTERM') })
+  const started = agent
+  process.on('SIGHUP', () => {
+    if (process.stdin.isTTY === true || reread === undefined) { stop('SIGHUP'); return }
+    try {
+      process.stderr.write(`vgrid: SIGHUP, reloaded the owner policy: ${policyLine(started.reload(reread()))}\n`)
+    } catch (err) {
+      process.stderr.write(`vgrid: SIGHUP, kept the owner policy in force: ${(err as Error).message}\n`)
+    }
+  })
   return await new Promise<never>(() => {})
 }

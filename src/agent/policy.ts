@@ -3,7 +3,8 @@
  * commands at once (`--max-tasks`), at what niceness (`--nice`), and whether only while the
  * owner is away (`--only-when-idle`). It keeps the ledger, the niceness of new commands and
  * the advertisement in step with the policy, applies `vgrid agent set` without a restart
- * (saving it in the config file), and stops the guests when the owner comes back.
+ * (saving it in the config file) and a reload of the configuration (SIGHUP), and stops the
+ * guests when the owner comes back.
  */
 import { createLogger } from '../common/log.js'
 import type { Ledger, LedgerSnapshot } from '../exec/index.js'
@@ -74,6 +75,19 @@ export class OwnerPolicyControl {
     this.apply()
     log.debug('policy changed', patch)
     return { policy: this.view(), warnings: this.currentWarnings(), saved }
+  }
+
+  /**
+   * A reload (SIGHUP): the share and policy as the configuration now resolves them, in
+   * place of the current ones. Nothing is saved: the configuration is where they came from.
+   * As with `set`, lowering a limit below what runs stops nothing.
+   */
+  replace (share: ShareConfig, policy: OwnerPolicy): { policy: PolicyView, warnings: string[] } {
+    this.share = { ...share, pools: [...share.pools], labels: { ...share.labels } }
+    this.policy = { ...policy }
+    this.apply()
+    log.debug('policy reloaded', this.share, this.policy)
+    return { policy: this.view(), warnings: this.currentWarnings() }
   }
 
   view (): PolicyView {

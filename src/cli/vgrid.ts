@@ -337,8 +337,8 @@ export async function run (inv: VgridInvocation): Promise<number> {
       return 0
     case 'agent': {
       const config = await agentConfig(inv.flags)
-      const { runAgent } = await import('../agent/main.js')
-      return await runAgent(config)
+      const [{ runAgent }, { resolveAgentConfig }] = await Promise.all([import('../agent/main.js'), import('../agent/config.js')])
+      return await runAgent(config, () => resolveAgentConfig(inv.flags, process.env))
     }
     case 'agent-set': {
       const patch = await agentSetPatch(inv.flags)

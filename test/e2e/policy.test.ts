@@ -6,7 +6,8 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import { describe, it, expect, beforeAll, afterAll } from 'vitest'
-import { peersOf, runCli, startAgent, startCli, stopAll, tempDir, waitFor, type AgentProc } from '../helpers/procs.js'
+import pty from '@lydell/node-pty'
+import { BIN, peersOf, runCli, startAgent, startCli, stopAll, tempDir, waitFor, type AgentProc } from '../helpers/procs.js'
 import type { TaskRecord } from '../../src/agent/tasks/types.js'
 
 let a: AgentProc
@@ -100,6 +101,41 @@ describe('owner policy', () => {
     const other = await b.vgrid(['agent', 'set', '--join', 'x'])
     expect(other.code).toBe(2)
     expect(other.stderr).toMatch(/does not apply to vgrid agent set/)
+  })
+
+  it('SIGHUP reloads the policy from the config file; flags given at start still win; a bad file changes nothing', async () => {
+    const c = await startAgent({ join: a.token, args: ['--nice', '12'] })
+    const policy = async (): Promise<string> => await set(c, [])
+    expect(await policy()).toMatch(/lends \d+ of \d+ cores/)
+    fs.writeFileSync(path.join(c.home, 'config'), JSON.stringify({ cpus: 1, maxTasks: 3, nice: 19 }))
+    c.proc.kill('SIGHUP')
+    await waitFor(() => c.output().includes('SIGHUP, reloaded the owner policy'), 'the agent to reload')
+    const now = await policy()
+    expect(now).toMatch(/lends 1 of \d+ cores/)
+    expect(now).toMatch(/at once\s+at most 3 commands/)
+    expect(now).toMatch(/niceness\s+12/) // --nice at start wins over the file
+    await waitFor(async () => (await peer(a, c))?.offer.cpus === 1, 'a to see c lend 1 core', 10_000, 100)
+
+    fs.writeFileSync(path.join(c.home, 'config'), '{"cpus": "many"')
+    c.proc.kill('SIGHUP')
+    await waitFor(() => c.output().includes('SIGHUP, kept the owner policy in force'), 'the agent to refuse the bad file')
+    expect(await policy()).toMatch(/lends 1 of \d+ cores/)
+    // and it still runs commands
+    expect((await c.vrun(['--on', c.peer, 'echo', 'alive'])).stdout).toBe('alive\n')
+    await c.stop()
+  })
+
+  it('under a terminal, SIGHUP is the terminal going away: the agent stops cleanly', async () => {
+    const home = tempDir()
+    const term = pty.spawn(BIN.vgrid, ['agent', '--listen', '/ip4/127.0.0.1/tcp/0'], { cols: 100, rows: 30, env: { ...process.env, VGRID_HOME: home } })
+    let out = ''
+    term.onData((d) => { out += d })
+    const exited = new Promise<number>((resolve) => { term.onExit(({ exitCode }) => { resolve(exitCode) }) })
+    await waitFor(() => out.includes('To add another machine'), 'the agent under a terminal to start', 20_000)
+    process.kill(term.pid, 'SIGHUP')
+    expect(await exited).toBe(0)
+    expect(out).toContain('SIGHUP, stopping the agent')
+    expect(fs.existsSync(path.join(home, 'agent.sock'))).toBe(false)
   })
 
   it('with --only-when-idle lends only while the owner is away, and moves a guest elsewhere when the owner comes back', async () => {
