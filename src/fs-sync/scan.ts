@@ -20,12 +20,12 @@ import { HashQueue, fileChunks, type ChunkFn } from './scan-hash.js'
 import { WORKER_MIN_FILE_BYTES, WorkerPool, defaultScanWorkers } from './scan-workers.js'
 import { IGNORE_FILE, IgnoreRules } from './ignore-rules.js'
 import { compareNames, nameProblem } from './paths.js'
-import type { StatCache } from './stat-cache.js'
+import { RACY_MARGIN_MS, floorMs, type StatCache } from './stat-cache.js'
 import { encodeTree, type EncodeMemo } from './tree-codec.js'
 import { checkTreeLimits, treeStats } from './tree-stats.js'
 import {
   MAX_ENTRIES_PER_DIR, MAX_FILE_BYTES, MAX_LINK_TARGET_BYTES, MAX_TREE_DEPTH, MAX_TREE_FILES,
-  type ChunkSource, type DirNode, type FileNode, type Hash, type Node, type TreeStats
+  type ChunkSource, type DirNode, type FileNode, type FileStatKey, type Hash, type Node, type TreeStats
 } from './types.js'
 
 const log = createLogger('sync')
@@ -98,7 +98,7 @@ export async function scanWorkspace (root: string, opts: ScanOptions = {}): Prom
   const st = statSync(absRoot, { throwIfNoEntry: false })
   if (st === undefined || !st.isDirectory()) throw new VgridError('ERR_BAD_ARGUMENT', `the workspace ${absRoot} is not a directory`)
   opts.statCache?.beginScan()
-  const s = new Scanner(absRoot, opts)
+  const s = new Scanner(absRoot, opts, startedMs)
   const tree = await s.run()
   const sub = treeStats(tree)
   checkTreeLimits(sub, 'ERR_WORKSPACE_TOO_LARGE')
@@ -113,8 +113,10 @@ export async function scanWorkspace (root: string, opts: ScanOptions = {}): Prom
 }
 
 class Scanner {
-  /** Every file kept, with its absolute path: where its chunks can be read. */
-  private readonly files: Array<[string, FileNode]> = []
+  /** Every file kept, with its absolute path (where its chunks can be read) and its stat when trusted. */
+  private readonly files: Array<[string, FileNode, FileStatKey | undefined]> = []
+  /** Files changed since this instant may change again unseen within one timestamp tick. */
+  private readonly trustBeforeNs: bigint
   private readonly progress: ScanProgress = { files: 0, dirs: 0, bytes: 0, hashedFiles: 0, hashedBytes: 0, done: false }
   private lastProgress = 0
   private entries = 0
@@ -126,7 +128,8 @@ class Scanner {
   private readonly pool: WorkerPool | undefined
   private readonly chunk: ChunkFn
 
-  constructor (private readonly root: string, private readonly opts: ScanOptions) {
+  constructor (private readonly root: string, private readonly opts: ScanOptions, startedMs: number) {
+    this.trustBeforeNs = BigInt(startedMs - RACY_MARGIN_MS) * 1_000_000n
     this.warn = opts.onWarning ?? ((msg) => log.warn(msg))
     this.signal = opts.signal !== undefined ? AbortSignal.any([opts.signal, this.stop.signal]) : this.stop.signal
     const workers = opts.chunkFile !== undefined ? 0 : (opts.workers ?? defaultScanWorkers())
@@ -241,8 +244,14 @@ class Scanner {
     const file: FileNode = { kind: 'file', size: Number(st.size), exec: (st.mode & 0o100n) !== 0n, mtimeMs: floorMs(st.mtimeNs), chunks: cached }
     this.progress.files++
     this.progress.bytes += file.size
-    this.files.push([absPath, file])
+    this.files.push([absPath, file, this.trusted(st)])
     return file
+  }
+
+  /** The stat, when the file had not changed for RACY_MARGIN_MS before the scan began. */
+  private trusted (st: BigIntStats): FileStatKey | undefined {
+    if (st.ctimeNs >= this.trustBeforeNs || st.mtimeNs >= this.trustBeforeNs) return undefined
+    return { size: st.size, mtimeNs: st.mtimeNs, ctimeNs: st.ctimeNs, ino: st.ino }
   }
 
   private async leaf (absPath: string, relPath: string, st: BigIntStats, parent: DirNode): Promise<Node | undefined> {
@@ -272,7 +281,7 @@ class Scanner {
     const cached = this.opts.statCache?.lookup(relPath, st)
     if (cached !== undefined) {
       file.chunks = cached
-      this.files.push([absPath, file])
+      this.files.push([absPath, file, this.trusted(st)])
       return file
     }
     await this.queue.whenBelow(MAX_QUEUED_FILES)
@@ -294,7 +303,7 @@ class Scanner {
       file.mtimeMs = floorMs(got.stat.mtimeNs)
       file.exec = (got.stat.mode & 0o100n) !== 0n
       file.chunks = got.chunks
-      this.files.push([absPath, file])
+      this.files.push([absPath, file, got.stable ? this.trusted(got.stat) : undefined])
       this.report()
     })
     return file
@@ -303,11 +312,11 @@ class Scanner {
   /** Where each distinct chunk can be read (the first file that holds it). */
   sources (): Map<string, ChunkSource> {
     const sources = new Map<string, ChunkSource>()
-    for (const [absPath, file] of this.files) {
+    for (const [absPath, file, stat] of this.files) {
       let offset = 0
       for (const c of file.chunks) {
         const hex = Buffer.from(c.hash.buffer, c.hash.byteOffset, c.hash.byteLength).toString('hex')
-        if (!sources.has(hex)) sources.set(hex, { path: absPath, offset, size: c.size })
+        if (!sources.has(hex)) sources.set(hex, stat !== undefined ? { path: absPath, offset, size: c.size, stat } : { path: absPath, offset, size: c.size })
         offset += c.size
       }
     }
@@ -332,11 +341,6 @@ function lstatBig (p: string): BigIntStats | Error {
   }
 }
 
-/** Milliseconds, rounded down (also before 1970), from nanoseconds. */
-export function floorMs (ns: bigint): number {
-  const ms = ns / 1_000_000n
-  return Number(ns < 0n && ms * 1_000_000n !== ns ? ms - 1n : ms)
-}
 
 function knownType (d: Dirent): boolean {
   return d.isFile() || d.isDirectory() || d.isSymbolicLink() || d.isFIFO() || d.isSocket() || d.isCharacterDevice() || d.isBlockDevice()
@@ -366,3 +370,5 @@ function join (rel: string, name: string): string {
 function show (rel: string): string {
   return JSON.stringify(rel)
 }
+
+export { floorMs }

@@ -16,8 +16,7 @@ import fs from 'node:fs/promises'
 import path from 'node:path'
 import { createHash, randomBytes } from 'node:crypto'
 import { lstatSync } from 'node:fs'
-import { CHUNK_AVG_BYTES, CHUNK_MAX_BYTES, CHUNK_MIN_BYTES, HASH_BYTES, type ChunkRef, type FileNode } from './types.js'
-import { floorMs } from './scan.js'
+import { CHUNK_AVG_BYTES, CHUNK_MAX_BYTES, CHUNK_MIN_BYTES, HASH_BYTES, type ChunkRef, type FileNode, type FileStatKey } from './types.js'
 
 export const STAT_CACHE_DIR = 'statcache'
 const MAGIC = 0x43534756 // 'VGSC' little-endian
@@ -33,12 +32,7 @@ const ENTRY_FIXED_BYTES = 2 + 8 * 4 + 4
 const CHUNK_BYTES = HASH_BYTES + 4
 
 /** The parts of `fs.lstat(p, { bigint: true })` the cache keys on. */
-export interface StatKey {
-  size: bigint
-  mtimeNs: bigint
-  ctimeNs: bigint
-  ino: bigint
-}
+export type StatKey = FileStatKey
 
 interface Entry extends StatKey {
   chunks: ChunkRef[]
@@ -225,4 +219,10 @@ function parse (buf: Buffer, chunkerId: string): Map<string, Entry> {
   }
   if (o !== body) throw new Error('trailing bytes')
   return out
+}
+
+/** Milliseconds, rounded down (also before 1970), from nanoseconds. */
+export function floorMs (ns: bigint): number {
+  const ms = ns / 1_000_000n
+  return Number(ns < 0n && ms * 1_000_000n !== ns ? ms - 1n : ms)
 }

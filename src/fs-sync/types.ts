@@ -65,6 +65,19 @@ export interface ChunkSource {
   path: string
   offset: number
   size: number
+  /**
+   * The file's stat when the scan read it, set only when it was old enough to trust (as the
+   * stat cache does): a read from a file whose fstat still shows it needs no hash check.
+   */
+  stat?: FileStatKey
+}
+
+/** What any write to a file moves: size, mtime and ctime (ns), inode. */
+export interface FileStatKey {
+  size: bigint
+  mtimeNs: bigint
+  ctimeNs: bigint
+  ino: bigint
 }
 
 /** Reads the bytes of a chunk, verified against its hash, from wherever it is. */

@@ -111,7 +111,6 @@ export async function waitFor<T> (fn: () => Promise<T | undefined | false> | T |
 
 const tempDirs: string[] = []
 
-/** A new empty directory under the system's temp dir, removed by removeTempDirs(). */
 /** Whether process `pid` runs (a zombie waiting to be reaped does not). */
 export function processRuns (pid: number): boolean {
   try {
@@ -122,6 +121,7 @@ export function processRuns (pid: number): boolean {
   }
 }
 
+/** A new empty directory under the system's temp dir, removed by removeTempDirs(). */
 export function tempDir (prefix = 'vgrid-test-'): string {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix))
   tempDirs.push(dir)
