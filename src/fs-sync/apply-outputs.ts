@@ -138,9 +138,23 @@ export async function applyOutputs (
     }
   }
 
-  for (const r of plan.removals) {
+  // A path that only goes away is removed last, once every file is written: a file the
+  // command renamed or copied is then still here to read its chunks from, instead of them all
+  // travelling back (bringBack reads chunks the workspace has from where the scan saw them).
+  // What a new node replaces, and all below it, must go first.
+  const replaced = new Set(plan.removals.filter((r) => r.replaced).map((r) => r.path))
+  const underReplaced = (p: string): boolean => {
+    for (let q = p; ; q = q.slice(0, q.lastIndexOf('/'))) {
+      if (replaced.has(q)) return true
+      if (!q.includes('/')) return false
+    }
+  }
+  const removeNow = plan.removals.filter((r) => underReplaced(r.path))
+  const removeLast = plan.removals.filter((r) => !underReplaced(r.path))
+
+  const remove = async (r: typeof plan.removals[number]): Promise<void> => {
     signal?.throwIfAborted()
-    if (place.ignored(r.path, r.old.kind === 'dir')) continue
+    if (place.ignored(r.path, r.old.kind === 'dir')) return
     await attempt(r.path, async () => {
       const abs = await safeResolve(workspace, r.path)
       const st = await lstatOrUndefined(abs)
@@ -163,6 +177,7 @@ export async function applyOutputs (
       }
     })
   }
+  for (const r of removeNow) await remove(r)
 
   for (const d of plan.dirs) {
     signal?.throwIfAborted()
@@ -241,6 +256,7 @@ export async function applyOutputs (
   await runPool(plan.files, APPLY_CONCURRENCY, applyLeaf, signal)
   // Links last: no write of ours follows one, so none can pass through a link just made.
   await runPool(plan.links, APPLY_CONCURRENCY, applyLeaf, signal)
+  for (const r of removeLast) await remove(r)
 
   const byPath = (a: { path: string }, b: { path: string }): number => a.path < b.path ? -1 : a.path > b.path ? 1 : 0
   out.written.sort()

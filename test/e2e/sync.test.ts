@@ -60,6 +60,17 @@ describe('vrun with a workspace', () => {
     expect(fs.readFileSync(path.join(ws, 'other.txt'), 'utf8')).toBe('kept')
   })
 
+  it('brings back a renamed and a copied file without their bytes travelling again', async () => {
+    const ws = workspace({ 'model.pt': randomBytes(3 * 2 ** 20).toString('base64') })
+    const before = fs.readFileSync(path.join(ws, 'model.pt'))
+    const r = await vrunIn(ws, ['sh', '-c', 'mv model.pt final.pt && cp final.pt backup.pt'])
+    expect(r.code).toBe(0)
+    expect(r.stderr).toMatch(/brought back 3 files, 0 chunks \(0 B\) received/)
+    expect(fs.existsSync(path.join(ws, 'model.pt'))).toBe(false)
+    expect(fs.readFileSync(path.join(ws, 'final.pt')).equals(before)).toBe(true)
+    expect(fs.readFileSync(path.join(ws, 'backup.pt')).equals(before)).toBe(true)
+  })
+
   it('runs python3 train.py, and model files appear here', async () => {
     const ws = workspace({
       'train.py': 'import sys, json, os\nos.makedirs("results", exist_ok=True)\nopen("model.pt", "wb").write(bytes(range(256)) * 100)\njson.dump({"epochs": int(sys.argv[2])}, open("results/metrics.json", "w"))\nprint("trained")\n'

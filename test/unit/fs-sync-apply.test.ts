@@ -1,4 +1,5 @@
 import fs from 'node:fs/promises'
+import fsSync from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
@@ -171,6 +172,23 @@ describe('applyOutputs', () => {
     expect(first.written).toEqual(['out/r.txt', 'src/main.c'])
     const again = await apply(snapshot, result)
     expect(again).toEqual({ written: [], deleted: [], conflicts: [], refused: [] })
+  })
+
+  it('removes what only goes away after writing the files, so a renamed file can still be read', async () => {
+    const snapshot = await workspace({ 'old.bin': 'the content', sub: { 'a.txt': 'a' }, gone: { 'x.txt': 'x' }, f: 'a file' })
+    const chunks = new ChunkMap()
+    const result = buildTree({ 'new.bin': 'the content', sub: { 'b.txt': 'a' }, f: { inside: 'now a directory' } }, chunks)
+    const seen: string[] = []
+    const reader: ChunkReader = async (ref) => {
+      // what the command renamed is still here when its new name is written
+      seen.push([fsSync.existsSync(path.join(ws, 'old.bin')), fsSync.existsSync(path.join(ws, 'sub/a.txt'))].join(','))
+      return await chunks.reader(ref)
+    }
+    const out = await applyOutputs(ws, snapshot, result, reader, { taskId: TASK })
+    expect(seen.length).toBeGreaterThan(0)
+    expect(new Set(seen)).toEqual(new Set(['true,true']))
+    expect(out.deleted).toEqual(['f', 'gone', 'gone/x.txt', 'old.bin', 'sub/a.txt'])
+    expect(await readDisk(ws)).toEqual({ 'new.bin': 'the content', sub: { 'b.txt': 'a' }, f: { inside: 'now a directory' } })
   })
 
   it('writes a file the command rewrote keeping its size, mtime and mode: only the bytes differ', async () => {
