@@ -14,18 +14,25 @@ import { fakeDescription, Harness, members } from './harness.js'
 const h = new Harness()
 afterEach(async () => { await h.cleanup() })
 
-it('garbage, oversized, forged and absurd advertisements (gossip or hello) are dropped; the victim keeps working', async () => {
-  const victim = await h.start()
-  const friend = await h.start({ bootstrap: victim.addrs() })
-  await waitFor(() => victim.view().length === 2 && friend.view().length === 2, { what: 'a grid of two' })
+type Member = Awaited<ReturnType<Harness['start']>>
+type RawNode = Awaited<ReturnType<Harness['raw']>>
 
+/** A bare node of the same swarm, on the topic and heard by `victim`: it can publish anything. */
+async function rawPublisher (victim: Member): Promise<{ raw: RawNode, pubsub: RawNode['services']['pubsub'], rawId: string }> {
   const raw = await h.raw()
   const pubsub = raw.services.pubsub
   pubsub.subscribe(ADVERT_TOPIC)
   await raw.dial(multiaddr(victim.addrs()[0]))
   await waitFor(() => pubsub.getSubscribers(ADVERT_TOPIC).some((p) => p.toString() === victim.peerId), { what: 'the victim subscribed, as the raw node sees it' })
+  return { raw, pubsub, rawId: raw.peerId.toString() }
+}
 
-  const rawId = raw.peerId.toString()
+it('garbage, oversized, forged and absurd advertisements (gossip or hello) are dropped; the victim keeps working', async () => {
+  const victim = await h.start()
+  const friend = await h.start({ bootstrap: victim.addrs() })
+  await waitFor(() => victim.view().length === 2 && friend.view().length === 2, { what: 'a grid of two' })
+
+  const { raw, pubsub, rawId } = await rawPublisher(victim)
   const ad = (over: Record<string, unknown>): Uint8Array => encode({
     v: 1, peer: rawId, seq: 1, startedAt: Date.now(), addrs: [], version: '6.6.6', ...fakeDescription('evil'), ...over
   })
@@ -83,13 +90,7 @@ it('garbage, oversized, forged and absurd advertisements (gossip or hello) are d
 
 it('a copy of an advertisement with its signature but other data is dropped, before or after the real one', async () => {
   const victim = await h.start()
-  const raw = await h.raw()
-  const pubsub = raw.services.pubsub
-  pubsub.subscribe(ADVERT_TOPIC)
-  await raw.dial(multiaddr(victim.addrs()[0]))
-  await waitFor(() => pubsub.getSubscribers(ADVERT_TOPIC).some((p) => p.toString() === victim.peerId), { what: 'the victim subscribed, as the raw node sees it' })
-
-  const rawId = raw.peerId.toString()
+  const { pubsub, rawId } = await rawPublisher(victim)
   const ad = (seq: number, host: string): Uint8Array => encode({
     v: 1, peer: rawId, seq, startedAt: Date.now(), addrs: [], version: '1.0.0', ...fakeDescription(host)
   })
