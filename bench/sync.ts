@@ -90,9 +90,13 @@ export async function benchSync (): Promise<Figure[]> {
     const env = { ...process.env, VGRID_HOME: a.home }
     const unchanged = await timeRepeated(RUNS, async () => await timeCommand(process.execPath, [BIN.vrun, '--quiet', ...on, 'true'], env, ws))
     const noSync = await timeRepeated(RUNS, async () => await timeCommand(process.execPath, [BIN.vrun, '--no-sync', ...on, 'true'], env, ws))
-    // One byte in the middle of a big file, same size.
+    // One byte in the middle of a big file, same size, to another value (a fixed one would
+    // be the byte already there once in 256 runs, and then nothing changed).
     const fd = fs.openSync(path.join(ws, 'data', 'big-a.bin'), 'r+')
-    fs.writeSync(fd, Buffer.from([0x5a]), 0, 1, BIG_FILE_BYTES / 2)
+    const byte = Buffer.alloc(1)
+    fs.readSync(fd, byte, 0, 1, BIG_FILE_BYTES / 2)
+    byte[0] = byte[0]! ^ 0xff
+    fs.writeSync(fd, byte, 0, 1, BIG_FILE_BYTES / 2)
     fs.closeSync(fd)
     const edit = sent((await timedVrun(a, ws, [...on, 'true'])).stderr)
     const r = (x: number): number => Math.round(x)
