@@ -4,11 +4,15 @@
  * started on the member that runs it (the executor's `started` event), alone and under 50
  * concurrent submissions spread over the four agents. The commands ask for 0 cores (an agent
  * lends at most the cores its machine has, 2 here), so the 50 fit at once: the figure is
- * placement (view, draw, claims, go, spawn), not waiting for a free core.
+ * placement (view, draw, claims, go, spawn), not waiting for a free core. A floor follows,
+ * measured once the agents are stopped: the same 50 process starts from processes of the
+ * agents' size, with nothing else (spawn-floor.ts).
  */
 import { startGrid, stopAll } from '../test/helpers/procs.js'
 import { connectAgent } from '../src/agent/control/client.js'
+import fs from 'node:fs'
 import { median, percentile } from './stats.js'
+import { spawnFloor } from './spawn-floor.js'
 import type { Figure } from './grid-vrun.js'
 
 const UNLOADED_RUNS = 30
@@ -38,8 +42,15 @@ async function placeOne (home: string): Promise<number> {
   }
 }
 
+/** Resident size of a process, MiB. */
+function rssMib (pid: number): number {
+  return Number(/VmRSS:\s+(\d+)/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0) / 1024
+}
+
 export async function benchPlacement (): Promise<Figure[]> {
   const agents = await startGrid(4)
+  let figures: Figure[]
+  let agentMib = 0
   try {
     const homes = agents.map((a) => a.home)
     for (let i = 0; i < 5; i++) await placeOne(homes[i % homes.length]) // warm up
@@ -50,8 +61,8 @@ export async function benchPlacement (): Promise<Figure[]> {
       loaded.push(...await Promise.all(Array.from({ length: CONCURRENT }, async (_, i) => await placeOne(homes[i % homes.length]))))
     }
     const over = median(loaded) - median(alone)
-    const r1 = (x: number): number => Math.round(x * 10) / 10
-    return [
+    for (const a of agents) agentMib = Math.max(agentMib, rssMib(a.proc.pid!))
+    figures = [
       { name: 'placement, submit to started, alone: median', value: r1(median(alone)), unit: 'ms' },
       { name: 'placement, submit to started, alone: p99', value: r1(percentile(alone, 99)), unit: 'ms' },
       { name: `placement under ${CONCURRENT} concurrent submissions: median`, value: r1(median(loaded)), unit: 'ms' },
@@ -61,4 +72,15 @@ export async function benchPlacement (): Promise<Figure[]> {
   } finally {
     await stopAll()
   }
+  // The same machine, the agents gone: what the 50 process starts alone cost.
+  const floor = await spawnFloor(agentMib)
+  return [
+    ...figures,
+    { name: `floor: \`true\` started from 4 processes of ${Math.round(agentMib)} MiB, alone: median`, value: r1(floor.alone), unit: 'ms' },
+    { name: `floor: the same, ${CONCURRENT} at once: median over alone`, value: r1(floor.loaded - floor.alone), unit: 'ms' }
+  ]
+}
+
+function r1 (x: number): number {
+  return Math.round(x * 10) / 10
 }
