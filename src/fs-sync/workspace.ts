@@ -23,7 +23,7 @@ export function findWorkspace (cwd: string, explicit?: string, env: NodeJS.Proce
   let root: string
   const taskRoot = explicit === undefined ? taskWorkspace(here, env) : undefined
   if (explicit !== undefined) {
-    root = realDir(path.resolve(cwd, explicit), `the workspace ${explicit}`)
+    root = realDir(path.resolve(cwd, explicit), 'the workspace')
   } else if (taskRoot !== undefined) {
     root = taskRoot
   } else {
