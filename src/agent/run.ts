@@ -425,7 +425,9 @@ async function placeOnce (ctx: RunContext, client: FrameChannel, task: string, s
 /** Events down, inputs up, until the command's exit (or error) has reached the CLI. */
 async function relay (ctx: RunContext, client: FrameChannel, remote: FrameChannel, peer: string, host: string,
   onOutputs: (o: { root: Uint8Array, session: string }) => Promise<void>): Promise<void> {
-  const lost = (why: string): VgridError => new VgridError('ERR_PEER_LOST', `lost ${host} (${peer.slice(0, 12)}…) while the command ran: ${why}`)
+  let started = false
+  // Until `started`, the member was still syncing the workspace or starting the command.
+  const lost = (why: string): VgridError => new VgridError('ERR_PEER_LOST', `lost ${host} (${peer.slice(0, 12)}…) ${started ? 'while the command ran' : 'before the command started'}: ${why}`)
   let done = false
   // A member that leaves the view (stopped, or silent too long) is lost even if TCP has not noticed.
   const unwatch = ctx.grid.onViewChange(() => {
@@ -455,11 +457,12 @@ async function relay (ctx: RunContext, client: FrameChannel, remote: FrameChanne
       try {
         raw = await remote.recv()
       } catch (err) {
-        // Say which member was lost and that the command was running there, whatever broke.
+        // Say which member was lost and how far the command had got there, whatever broke.
         throw err instanceof VgridError && err.message.startsWith(`lost ${host} `) ? err : lost((err as Error).message ?? 'the stream broke')
       }
-      if (raw === undefined) throw lost('the connection closed before the command ended')
+      if (raw === undefined) throw lost('its connection closed')
       const ev: ExecEvent = parseExecEvent(raw)
+      if (ev.t === 'started') started = true
       if (ev.t === 'outputs') {
         try {
           await onOutputs(ev)
