@@ -484,8 +484,16 @@ describe('an owner restarted', () => {
       // Nothing else takes it down: it leads its own process group.
       expect(running(pid)).toBe(true)
 
+      // What the killed agent left listed, for the failure message (this test failed once in
+      // CI, and never since when run alone or under load).
+      const runningDir = path.join(x.home, 'running')
+      const listed = fs.readdirSync(runningDir).map((n) => `${n}: ${fs.readFileSync(path.join(runningDir, n), 'utf8')}`).join('; ')
+      const stat = (): string => { try { return fs.readFileSync(`/proc/${pid}/stat`, 'utf8') } catch { return 'gone' } }
       x2 = await startAgent({ home: x.home })
-      await waitFor(() => !running(pid), 'the restarted agent to stop the command left running', 15_000, 50)
+      const restarted = x2
+      await waitFor(() => !running(pid), 'the restarted agent to stop the command left running', 15_000, 50).catch((err: Error) => {
+        throw new Error(`${err.message}\ncommand pid ${pid}, /proc stat: ${stat()}\nlisted in running/ before the restart: ${listed}\nrestarted agent's output:\n${restarted.output()}`)
+      })
       const rec = await ended(x2, id)
       expect(rec.state).toBe('lost')
       expect(rec.attempts).toHaveLength(1)
