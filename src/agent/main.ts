@@ -14,6 +14,11 @@ import { SHUTDOWN_DEADLINE_MS } from './constants.js'
 import { VgridError } from '../common/errors.js'
 import { VERSION } from '../common/version.js'
 
+/** `2 of 16 cores, 23.5 GiB, GPU 0 …`: what the agent lends. */
+function lends (cpus: number, cores: number, memBytes: number, gpus: string[]): string {
+  return `${cpus} of ${cores} cores, ${(memBytes / 2 ** 30).toFixed(1)} GiB, ${gpus.length === 0 ? 'no GPU' : gpus.join(', ')}`
+}
+
 function banner (agent: Awaited<ReturnType<typeof startAgent>>): string {
   const s = agent.status()
   const how = {
@@ -27,7 +32,7 @@ function banner (agent: Awaited<ReturnType<typeof startAgent>>): string {
     `vgrid agent ${VERSION} on ${s.host}: ${how}`,
     `  peer id   ${s.peer}`,
     ...s.addrs.map((a, i) => `  ${i === 0 ? 'addresses' : '         '} ${a}`),
-    `  lends     ${agent.offer.cpus} of ${agent.resources.cpu.cores} cores, ${(agent.offer.memBytes / 2 ** 30).toFixed(1)} GiB, ${gpus.length === 0 ? 'no GPU' : gpus.map((g) => `GPU ${g.index} ${g.model}`).join(', ')}`,
+    `  lends     ${lends(agent.offer.cpus, agent.resources.cpu.cores, agent.offer.memBytes, gpus.map((g) => `GPU ${g.index} ${g.model}`))}`,
     ...agent.warnings.map((w) => `  warning: ${w}`),
     '',
     'To add another machine to this grid, run there:',
@@ -41,7 +46,7 @@ function banner (agent: Awaited<ReturnType<typeof startAgent>>): string {
 function policyLine (r: ReturnType<Awaited<ReturnType<typeof startAgent>>['reload']>): string {
   const p = r.policy
   return [
-    `lends ${p.offer.cpus} of ${p.cores} cores, ${(p.offer.memBytes / 2 ** 30).toFixed(1)} GiB, ${p.offer.gpus.length === 0 ? 'no GPU' : `GPU ${p.offer.gpus.join(',')}`}`,
+    `lends ${lends(p.offer.cpus, p.cores, p.offer.memBytes, p.offer.gpus.map((i) => `GPU ${i}`))}`,
     `nice ${p.nice}`,
     `max tasks ${p.maxTasks ?? 'unlimited'}`,
     ...(p.onlyWhenIdle ? ['only when idle'] : []),

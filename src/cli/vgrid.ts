@@ -157,6 +157,7 @@ export function parseVgridArgs (argv: readonly string[]): VgridInvocation {
   }
 }
 
+/** After an error with no command to go on. */
 const VGRID_USAGE = 'usage: vgrid <command> [options]; see vgrid --help'
 
 /** What users of other tools (Slurm, Velda, Docker, Ray) type first, and ours for it. */
@@ -307,8 +308,6 @@ function usage (command: Command | string, message: string, hint?: string): Usag
   const name = typeof command === 'string' ? command : command.name
   return new UsageError(message, hint, { usage: `usage: vgrid ${name} [options]; see vgrid ${name} --help` })
 }
-
-/** After an error with no command to go on. */
 
 export async function main (argv: string[] = process.argv.slice(2)): Promise<void> {
   guardStdio()

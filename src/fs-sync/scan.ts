@@ -20,7 +20,7 @@ import { HashQueue, fileChunks, type ChunkFn } from './scan-hash.js'
 import { WORKER_MIN_FILE_BYTES, WorkerPool, defaultScanWorkers } from './scan-workers.js'
 import { IGNORE_FILE, IgnoreRules } from './ignore-rules.js'
 import { compareNames, nameProblem } from './paths.js'
-import { RACY_MARGIN_MS, floorMs, type StatCache } from './stat-cache.js'
+import { RACY_MARGIN_MS, floorMs, settledBefore, type StatCache } from './stat-cache.js'
 import { encodeTree, type EncodeMemo } from './tree-codec.js'
 import { checkTreeLimits, treeStats } from './tree-stats.js'
 import {
@@ -250,7 +250,7 @@ class Scanner {
 
   /** The stat, when the file had not changed for RACY_MARGIN_MS before the scan began. */
   private trusted (st: BigIntStats): FileStatKey | undefined {
-    if (st.ctimeNs >= this.trustBeforeNs || st.mtimeNs >= this.trustBeforeNs) return undefined
+    if (!settledBefore(st, this.trustBeforeNs)) return undefined
     return { size: st.size, mtimeNs: st.mtimeNs, ctimeNs: st.ctimeNs, ino: st.ino }
   }
 

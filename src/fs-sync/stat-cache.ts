@@ -34,6 +34,11 @@ const CHUNK_BYTES = HASH_BYTES + 4
 /** The parts of `fs.lstat(p, { bigint: true })` the cache keys on. */
 export type StatKey = FileStatKey
 
+/** Whether a file last changed before `beforeNs`: one changed since may change again unseen. */
+export function settledBefore (st: StatKey, beforeNs: bigint): boolean {
+  return st.ctimeNs < beforeNs && st.mtimeNs < beforeNs
+}
+
 interface Entry extends StatKey {
   chunks: ChunkRef[]
 }
@@ -108,7 +113,7 @@ export class StatCache {
 
   /** Remembers the chunks of a file read with stat `st` (taken before reading it). */
   record (relPath: string, st: StatKey, chunks: ChunkRef[]): void {
-    if (st.ctimeNs >= this.trustBeforeNs || st.mtimeNs >= this.trustBeforeNs) return
+    if (!settledBefore(st, this.trustBeforeNs)) return
     if (relPath.length * 3 > MAX_PATH_BYTES && Buffer.byteLength(relPath, 'utf8') > MAX_PATH_BYTES) return
     this.next.set(relPath, { size: st.size, mtimeNs: st.mtimeNs, ctimeNs: st.ctimeNs, ino: st.ino, chunks })
     this.dirty = true

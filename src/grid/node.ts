@@ -4,7 +4,6 @@
  * assembled.
  */
 import '../common/polyfill.js'
-import { createHash } from 'node:crypto'
 import { noise } from '@chainsafe/libp2p-noise'
 import { yamux } from '@chainsafe/libp2p-yamux'
 import { gossipsub, type GossipSub } from '@libp2p/gossipsub'
@@ -40,10 +39,10 @@ export interface NodeInit {
  * StrictSign covers author, sequence number, topic and data. A message is cached under it
  * only once it passed validation, so a forged copy cannot hide the real one.
  */
-export function fastMessageId (msg: { signature?: Uint8Array, data?: Uint8Array }): string {
+export function fastMessageId (msg: { signature?: Uint8Array }): string {
   const sig = msg.signature
-  // unsigned messages fail validation anyway; give them a key no signature can have
-  if (sig === undefined || sig.byteLength === 0) return `unsigned:${createHash('sha256').update(msg.data ?? new Uint8Array()).digest('base64')}`
+  // unsigned ones fail validation, so nothing is ever cached under this key
+  if (sig === undefined || sig.byteLength === 0) return 'unsigned'
   return Buffer.from(sig.buffer, sig.byteOffset, sig.byteLength).toString('base64')
 }
 

@@ -143,7 +143,6 @@ export function parseControlRequest (v: unknown): ControlRequest {
   }
 }
 
-/** A task id or a prefix of one: 1 to 16 hex digits. */
 /** A task id, a unique prefix of one (lower-cased), or a task name (`NAME[i]` for a shard). */
 function taskRef (v: unknown): string {
   const ref = str(v, 'id', MAX_TASK_NAME_CHARS + 8)
