@@ -14,6 +14,7 @@ import { startGrid, stopAll, tempDir, runCli, type AgentProc } from '../test/hel
 import { median, timeCommand, timeRepeated } from './stats.js'
 import { BIN } from '../test/helpers/procs.js'
 import type { Figure } from './grid-vrun.js'
+import { randomFile } from './files.js'
 
 const MB = 1e6
 const BIG_FILE_BYTES = 300 * MB
@@ -21,18 +22,6 @@ const SMALL_FILES = 10_000
 const TOTAL_BYTES = 2 ** 30
 const MID_FILE_BYTES = 4 * 2 ** 20
 const RUNS = 10
-
-function randomFile (file: string, size: number): void {
-  const fd = fs.openSync(file, 'w')
-  const buf = Buffer.allocUnsafe(4 * 2 ** 20)
-  for (let left = size; left > 0;) {
-    const n = Math.min(left, buf.length)
-    randomFillSync(buf, 0, n)
-    fs.writeSync(fd, buf, 0, n)
-    left -= n
-  }
-  fs.closeSync(fd)
-}
 
 /** The 1 GiB tree of the issue; returns its size in bytes. */
 function generate (dir: string): number {
