@@ -43,6 +43,19 @@ export interface WorkspaceScan {
 
 type Send = (ev: ExecEvent) => Promise<void>
 
+/**
+ * Where the agent's home lies in a workspace ('/'-separated, relative), when it does: it holds
+ * the grid's swarm key and this member's identity, so it is never synced, whatever the ignore
+ * files say (`cd ~ && vrun …` with the default ~/.vgrid); '' when the workspace is the home
+ * itself. A workspace inside the home (a nested vrun in a copy) is not affected.
+ */
+export function homeWithin (workspace: string, home: string): string | undefined {
+  const real = (p: string): string => { try { return fs2.realpathSync(p) } catch { return path.resolve(p) } }
+  const rel = path.relative(real(workspace), real(home))
+  if (rel === '..' || rel.startsWith('..' + path.sep) || path.isAbsolute(rel)) return undefined
+  return rel.split(path.sep).join('/')
+}
+
 function toSyncEvent (phase: 'up' | 'down', p: SyncProgress): ExecEvent {
   return { t: 'sync', phase, files: p.files, totalFiles: p.totalFiles, sentBytes: p.sentBytes, sentChunks: p.sentChunks, totalBytes: p.totalBytes, reusedBytes: p.reusedBytes, done: p.done }
 }
@@ -98,7 +111,12 @@ export class WorkspaceSync {
     const key = createHash('sha256').update(ref.dir).digest('hex').slice(0, 32)
     const { cache, memo } = await this.statCache(path.join(this.home, 'statcache', `${key}.bin`))
     const t0 = performance.now()
-    const scan = await scanWorkspace(ref.dir, { statCache: cache, memo, ...(signal !== undefined ? { signal } : {}) })
+    const home = homeWithin(ref.dir, this.home)
+    if (home === '') {
+      throw new VgridError('ERR_BAD_ARGUMENT', `the workspace ${ref.dir} is this agent's home, which holds the grid's keys`,
+        'run vrun from a project directory, or give --no-sync')
+    }
+    const scan = await scanWorkspace(ref.dir, { statCache: cache, memo, ...(home !== undefined ? { exclude: [home] } : {}), ...(signal !== undefined ? { signal } : {}) })
     await cache.save()
     log.debug(`scanned ${ref.dir}: ${scan.stats.files} files, ${scan.stats.bytes} bytes in ${Math.round(performance.now() - t0)} ms`)
     return { ref, tree: scan.tree, rootHash: scan.rootHash, blobs: scan.blobs, get sources () { return scan.sources }, key, startedMs: scan.startedMs }
@@ -119,6 +137,8 @@ export class WorkspaceSync {
       const local = scan.sources
       const p: SyncProgress = { files: 0, totalFiles: 0, sentBytes: 0, sentChunks: 0, totalBytes: 0, reusedBytes: 0, done: false }
       const rules = await loadIgnoreRules(scan.ref.dir)
+      const home = homeWithin(scan.ref.dir, this.home)
+      const isHome = (rel: string): boolean => home !== undefined && (home === '' || rel === home || rel.startsWith(home + '/'))
       const result = await applyOutputs(scan.ref.dir, scan.tree, tree, async (ref) => {
         // A chunk the workspace already has (a copied file) need not travel.
         const src = local.get(hexOf(ref.hash))
@@ -133,7 +153,8 @@ export class WorkspaceSync {
       }, {
         taskId: task,
         snapshotStartedMs: scan.startedMs,
-        isIgnored: (rel, isDir) => rules.ignores(rel, isDir),
+        // The agent's home never travels, so nothing may come back into it either.
+        isIgnored: (rel, isDir) => isHome(rel) || rules.ignores(rel, isDir),
         onConflict: (rel, conflictPath) => {
           void send({
             t: 'notice',

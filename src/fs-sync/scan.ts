@@ -68,6 +68,11 @@ export interface ScanOptions {
   concurrency?: number
   /** Built-in ignore patterns (default DEFAULT_IGNORES). */
   defaultIgnores?: readonly string[]
+  /**
+   * Relative paths ('/'-separated) left out with all they hold, whatever the ignore files
+   * say: the agent's own home when the workspace holds it (its keys must never travel).
+   */
+  exclude?: readonly string[]
   /** The last scan's directory records from the same root: unchanged ones are reused. */
   memo?: EncodeMemo
 }
@@ -127,8 +132,10 @@ class Scanner {
   private readonly signal: AbortSignal
   private readonly pool: WorkerPool | undefined
   private readonly chunk: ChunkFn
+  private readonly excluded: ReadonlySet<string>
 
   constructor (private readonly root: string, private readonly opts: ScanOptions, startedMs: number) {
+    this.excluded = new Set(opts.exclude ?? [])
     this.trustBeforeNs = BigInt(startedMs - RACY_MARGIN_MS) * 1_000_000n
     this.warn = opts.onWarning ?? ((msg) => log.warn(msg))
     this.signal = opts.signal !== undefined ? AbortSignal.any([opts.signal, this.stop.signal]) : this.stop.signal
@@ -185,6 +192,7 @@ class Scanner {
     const kept: Dirent[] = []
     for (const d of dirents) {
       const relPath = join(rel, d.name)
+      if (this.excluded.has(relPath)) continue
       // A type the file system did not report (DT_UNKNOWN) is judged after its lstat.
       if (knownType(d) && rules.ignores(relPath, d.isDirectory())) continue
       const problem = nameProblem(d.name)

@@ -7,7 +7,7 @@ import { describe, it, expect, beforeAll, afterAll } from 'vitest'
 import fs from 'node:fs'
 import path from 'node:path'
 import { createHash, randomBytes } from 'node:crypto'
-import { startGrid, stopAll, startCli, waitFor, tempDir, type AgentProc } from '../helpers/procs.js'
+import { startAgent, startGrid, stopAll, startCli, waitFor, tempDir, type AgentProc } from '../helpers/procs.js'
 
 let a: AgentProc
 let b: AgentProc
@@ -194,4 +194,23 @@ describe('vrun with a workspace', () => {
     const only = await vrunIn(path.join(ws, 'sub'), ['--workspace', '.', 'sh', '-c', 'ls -A'])
     expect(only.stdout).toBe('inner.txt\n')
   })
+})
+
+describe('a workspace that holds the agent\'s home', () => {
+  it('never sends the home (its keys) and lets nothing come back into it', async () => {
+    const ws = workspace({ 'code.txt': 'code' })
+    const c = await startAgent({ home: path.join(ws, '.vgrid'), join: a.token })
+    const key = fs.readFileSync(path.join(c.home, 'swarm.key'))
+    const r = await c.vrun(['--on', b.peer, 'sh', '-c', 'ls -A; mkdir -p .vgrid; echo forged > .vgrid/swarm.key; echo out > out.txt'], { cwd: ws })
+    expect(r.code, r.stderr).toBe(0)
+    expect(r.stdout).toBe('code.txt\n')
+    expect(fs.readFileSync(path.join(ws, 'out.txt'), 'utf8')).toBe('out\n')
+    expect(fs.readFileSync(path.join(c.home, 'swarm.key'))).toEqual(key)
+
+    // Run from the home itself, it refuses rather than send it.
+    const inHome = await c.vrun(['--on', b.peer, 'true'], { cwd: c.home })
+    expect(inHome.code).toBe(255)
+    expect(inHome.stderr).toContain('is this agent\'s home')
+    await c.stop()
+  }, 60_000)
 })
