@@ -21,7 +21,7 @@ import { withTimeout } from '../common/timeout.js'
 import { parseRunSpec, parseExecEvent, parseExecInput, serveExec, type RunSpec, type ExecEvent, type Ledger } from '../exec/index.js'
 import { candidates, resolvePeer, chooseClaimTargets, CLAIM_FANOUT } from '../grid/placement.js'
 import type { Grid, GpuInfo, GpuUse } from '../grid/index.js'
-import type { WorkspaceRef } from '../fs-sync/index.js'
+import { removeTree, type WorkspaceRef } from '../fs-sync/index.js'
 import type { WorkspaceSync, WorkspaceScan } from './workspace-sync.js'
 import type { GroupLedger } from '../exec/orphans.js'
 import { claimFirst, holdClaim, ClaimReleased, Refusals, GANG_NOT_PLACED, type GangSeat } from './claim.js'
@@ -222,7 +222,16 @@ export async function executeHere (ctx: RunContext, channel: FrameChannel, task:
     const exit = hold.held()
     if (exit !== undefined) {
       await kids?.settle(send)
-      if (synced !== undefined && where.kind === 'copy') await ctx.sync.offerOutputs(root, synced, where.submitter, send)
+      if (synced !== undefined && where.kind === 'copy') {
+        try {
+          await ctx.sync.offerOutputs(root, synced, where.submitter, send)
+        } catch (err) {
+          // The command did run: say how it ended, or the user may run it again for nothing.
+          const ended = exit.t === 'exit' ? `exited with ${exit.code}` : 'ended'
+          const e = err instanceof VgridError ? err : new VgridError('ERR_INTERNAL', (err as Error).message)
+          throw new VgridError(e.code, `the command ${ended}, but its outputs could not come back: ${e.message}`, e.hint)
+        }
+      }
       await channel.send(exit)
     }
   } finally {
@@ -232,7 +241,7 @@ export async function executeHere (ctx: RunContext, channel: FrameChannel, task:
     ctx.ledger.release(reservation)
     ctx.loadChanged()
     // Mostly left empty: one rmdir, and the whole walk only when the command left files.
-    if (where.kind === 'scratch') await fs.rmdir(scratch).catch(async () => { await fs.rm(scratch, { recursive: true, force: true }) }).catch(() => {})
+    if (where.kind === 'scratch') await fs.rmdir(scratch).catch(async () => { await removeTree(scratch) }).catch(() => {})
   }
 }
 

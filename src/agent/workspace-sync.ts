@@ -14,7 +14,7 @@ import type { FrameChannel } from '../common/channel.js'
 import type { Grid } from '../grid/index.js'
 import {
   ChunkStore, ExportRegistry, BlobFetcher, StatCache, EncodeMemo, SYNC_PROTOCOL, SYNC_MAX_FRAME_BYTES,
-  scanWorkspace, decodeTree, applyOutputs, syncCopy, saveBase, hexOf, loadIgnoreRules,
+  scanWorkspace, decodeTree, applyOutputs, syncCopy, saveBase, forgetBase, hexOf, loadIgnoreRules,
   readChunkAt, type DirNode, type ChunkSource, type SyncCopyResult, type SyncProgress, type WorkspaceRef
 } from '../fs-sync/index.js'
 import type { ExecEvent } from '../exec/index.js'
@@ -230,7 +230,16 @@ export class WorkspaceSync {
     const t0 = performance.now()
     // No racy margin: nothing else writes a copy, and the command has ended.
     const { cache, memo } = await this.statCache(copyDir + '.statcache', 0)
-    const scan = await scanWorkspace(copyDir, { statCache: cache, memo })
+    let scan: Awaited<ReturnType<typeof scanWorkspace>>
+    try {
+      scan = await scanWorkspace(copyDir, { statCache: cache, memo })
+    } catch (err) {
+      // What the command left stays in the copy, which now matches no tree: unless the next
+      // sync starts from scratch it finds "nothing changed" and every later run fails here.
+      this.copyTrees.delete(copyDir)
+      forgetBase(copyDir)
+      throw err
+    }
     await cache.save()
     log.debug(`rescanned the copy ${copyDir} in ${Math.round(performance.now() - t0)} ms`)
     const { rootHash, blobs } = scan

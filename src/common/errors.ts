@@ -46,9 +46,20 @@ export class VgridError extends Error {
 
   toWire (): WireError {
     return this.hint === undefined
-      ? { code: this.code, message: this.message }
-      : { code: this.code, message: this.message, hint: this.hint }
+      ? { code: this.code, message: clipText(this.message) }
+      : { code: this.code, message: clipText(this.message), hint: clipText(this.hint) }
   }
+}
+
+/** The longest message, hint or notice text a peer accepts (characters). */
+export const MAX_WIRE_TEXT = 4096
+
+/**
+ * `text` cut to what a peer accepts: an error naming a path of 4,000 bytes must still arrive
+ * (as the start of itself), not be refused as a malformed message.
+ */
+export function clipText (text: string, max = MAX_WIRE_TEXT): string {
+  return text.length <= max ? text : text.slice(0, max - 1) + '…'
 }
 
 export function isErrorCode (code: unknown): code is ErrorCode {
@@ -60,8 +71,8 @@ export function fromWire (value: unknown): VgridError {
   if (value === null || typeof value !== 'object') return new VgridError('ERR_INTERNAL')
   const v = value as Record<string, unknown>
   const code = isErrorCode(v.code) ? v.code : 'ERR_INTERNAL'
-  const message = typeof v.message === 'string' ? v.message.slice(0, 4096) : undefined
-  const hint = typeof v.hint === 'string' ? v.hint.slice(0, 4096) : undefined
+  const message = typeof v.message === 'string' ? clipText(v.message) : undefined
+  const hint = typeof v.hint === 'string' ? clipText(v.hint) : undefined
   return new VgridError(code, message, hint)
 }
 
@@ -69,5 +80,5 @@ export function fromWire (value: unknown): VgridError {
 export function toWire (err: unknown): WireError {
   if (err instanceof VgridError) return err.toWire()
   const message = err instanceof Error ? err.message : String(err)
-  return { code: 'ERR_INTERNAL', message }
+  return { code: 'ERR_INTERNAL', message: clipText(message) }
 }

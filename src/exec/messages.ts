@@ -3,7 +3,7 @@
  * the control socket and from the submitting agent to the executor over `/vgrid/exec/1.0.0`,
  * so an agent relays them without rewriting. Every message is validated on receipt.
  */
-import { type WireError } from '../common/errors.js'
+import { MAX_WIRE_TEXT, type WireError } from '../common/errors.js'
 import { MAX_SIZE_BYTES } from '../common/units.js'
 import { obj, str, optStr, int, bytes, strArray, strMap, oneOf, bad } from '../common/validate.js'
 
@@ -145,8 +145,8 @@ export function parseExecEvent (v: unknown): ExecEvent {
     }
     case 'error': {
       const e = obj(m.error, 'error')
-      const error: WireError = { code: str(e.code, 'error.code', 64), message: str(e.message, 'error.message', 4096) }
-      const hint = optStr(e.hint, 'error.hint', 4096)
+      const error: WireError = { code: str(e.code, 'error.code', 64), message: str(e.message, 'error.message', MAX_WIRE_TEXT) }
+      const hint = optStr(e.hint, 'error.hint', MAX_WIRE_TEXT)
       if (hint !== undefined) error.hint = hint
       return { t: 'error', error }
     }
@@ -158,7 +158,7 @@ export function parseExecEvent (v: unknown): ExecEvent {
         done: m.done === true
       }
     }
-    case 'notice': return { t: 'notice', text: str(m.text, 'text', 4096) }
+    case 'notice': return { t: 'notice', text: str(m.text, 'text', MAX_WIRE_TEXT) }
     case 'outputs': {
       const root = bytes(m.root, 'root', 32)
       if (root.byteLength !== 32) bad('root is not a 32-byte hash')

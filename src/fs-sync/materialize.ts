@@ -24,6 +24,7 @@ import { createSafeResolver } from './paths.js'
 import { diffTrees } from './diff.js'
 import { assertTreeNames, planChanges } from './plan-changes.js'
 import { runPool } from './run-pool.js'
+import { removeTree } from './remove-tree.js'
 import { discardTemp, isCode, writeTempFile, writeTempLink } from './write-file.js'
 import type { ChunkReader, DirNode, Node } from './types.js'
 
@@ -81,7 +82,7 @@ export async function materialize (
     const abs = await resolve(r.path)
     // rm looks at the path with lstat: a link is removed, never followed.
     const existed = await exists(abs)
-    await fs.rm(abs, { recursive: true, force: true })
+    await removeTree(abs)
     if (existed && !r.replaced) result.deleted++
   }
 
@@ -128,7 +129,7 @@ async function replaceWith (tmp: string, abs: string): Promise<void> {
       renameSync(tmp, abs)
     } catch (err) {
       if (!isCode(err, 'EISDIR') && !isCode(err, 'ENOTEMPTY') && !isCode(err, 'EEXIST') && !isCode(err, 'ENOTDIR')) throw err
-      await fs.rm(abs, { recursive: true, force: true })
+      await removeTree(abs)
       await fs.rename(tmp, abs)
     }
   } catch (err) {
@@ -185,7 +186,7 @@ async function removeStale (root: string, rel: string, tree: DirNode, signal?: A
       if (node.kind === 'dir') removed += await removeStale(root, childRel, node, signal)
       continue
     }
-    await fs.rm(path.join(abs, d.name), { recursive: true, force: true })
+    await removeTree(path.join(abs, d.name))
     removed++
   }
   return removed

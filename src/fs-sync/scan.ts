@@ -174,6 +174,8 @@ class Scanner {
       // Blocking: one directory is quick, and a thread-pool round trip per directory is not.
       dirents = readdirSync(abs, { withFileTypes: true })
     } catch (err) {
+      // The system's own message would name the full path, thousands of bytes of it.
+      if ((err as NodeJS.ErrnoException).code === 'ENAMETOOLONG') throw tooLarge(`a path in the workspace is longer than this system allows (${Buffer.byteLength(abs)} bytes): ${showStart(rel)}`)
       if (rel === '' || !isSkippable(err)) throw err
       this.warn(`skipped ${show(rel)}: ${(err as Error).message}`)
       return undefined
@@ -206,7 +208,7 @@ class Scanner {
       throw tooLarge(`the directory ${show(rel || '.')} has ${kept.length} entries, past the limit of ${MAX_ENTRIES_PER_DIR}`)
     }
     if (kept.length > 0 && depth + 1 > MAX_TREE_DEPTH) {
-      throw tooLarge(`${show(rel)} is nested deeper than ${MAX_TREE_DEPTH} levels`)
+      throw tooLarge(`${showStart(rel)} is nested deeper than ${MAX_TREE_DEPTH} levels`)
     }
     this.entries += kept.length
     if (this.entries > MAX_TREE_FILES) throw tooLarge(`the workspace has more than ${MAX_TREE_FILES} entries`)
@@ -377,6 +379,11 @@ function join (rel: string, name: string): string {
 
 function show (rel: string): string {
   return JSON.stringify(rel)
+}
+
+/** The first 200 characters of a path, for a message about a very long one. */
+function showStart (rel: string): string {
+  return rel.length <= 200 ? show(rel) : `${show(rel.slice(0, 200))}…`
 }
 
 export { floorMs }

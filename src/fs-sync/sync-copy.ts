@@ -4,7 +4,7 @@
  * chunks it lacks in its store (each distinct chunk once), and rewrites only the files that
  * changed, writing each as soon as its chunks are there.
  */
-import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs'
+import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs'
 import { VgridError } from '../common/errors.js'
 import type { ChunkStore } from './store.js'
 import type { BlobFetcher } from './fetcher.js'
@@ -69,6 +69,14 @@ export async function saveBase (copyDir: string, rootHash: Hash, blobs: Map<stri
   for (const [hex, data] of blobs) await store.put(Buffer.from(hex, 'hex'), data)
   await store.flush()
   await writeBaseRoot(copyDir, rootHash)
+}
+
+/**
+ * The copy no longer matches any recorded tree (a command left something the outputs scan
+ * refused): the next sync checks it from scratch, removing what the tree does not hold.
+ */
+export function forgetBase (copyDir: string): void {
+  rmSync(copyDir + BASE_ROOT_SUFFIX, { force: true })
 }
 
 async function writeBaseRoot (copyDir: string, rootHash: Hash): Promise<void> {

@@ -214,3 +214,24 @@ describe('a workspace that holds the agent\'s home', () => {
     await c.stop()
   }, 60_000)
 })
+
+describe('outputs that cannot come back', () => {
+  it('says the command ran and why, and the next run starts from a clean copy', async () => {
+    const ws = workspace({ 'code.txt': 'code' })
+    // Deeper than the tree format allows (256 levels).
+    const deep = await vrunIn(ws, ['sh', '-c', 'mkdir -p $(printf "d/%.0s" $(seq 300)); exit 3'])
+    expect(deep.code).toBe(255)
+    expect(deep.stderr).toContain('the command exited with 3, but its outputs could not come back')
+    expect(deep.stderr).toContain('nested deeper than 256 levels')
+    // A path past the system's limit (4,096 bytes): named, not a refused message.
+    const long = await vrunIn(ws, ['sh', '-c', 'rm -rf d; n=$(printf "%0250d" 7); for i in $(seq 17); do mkdir $n && cd $n; done'])
+    expect(long.code).toBe(255)
+    expect(long.stderr).toContain('longer than this system allows')
+    expect(long.stderr).not.toContain('malformed')
+    // Not stuck: the next run finds a copy that matches the workspace again.
+    const next = await vrunIn(ws, ['sh', '-c', 'ls -A; echo ok > ok.txt'])
+    expect(next.code, next.stderr).toBe(0)
+    expect(next.stdout).toBe('code.txt\n')
+    expect(fs.readFileSync(path.join(ws, 'ok.txt'), 'utf8')).toBe('ok\n')
+  }, 60_000)
+})
