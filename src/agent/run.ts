@@ -13,7 +13,7 @@ import os from 'node:os'
 import path from 'node:path'
 import { randomBytes } from 'node:crypto'
 import { fileURLToPath } from 'node:url'
-import { VgridError, toWire } from '../common/errors.js'
+import { VgridError, clipText, toWire } from '../common/errors.js'
 import type { FrameChannel } from '../common/channel.js'
 import { obj, int, str, bytes, bad } from '../common/validate.js'
 import { createLogger } from '../common/log.js'
@@ -414,6 +414,8 @@ async function placeOnce (ctx: RunContext, client: FrameChannel, task: string, s
       if (gang !== undefined && !await gang.hold()) throw new VgridError('ERR_NO_CAPACITY', GANG_NOT_PLACED)
       onPlaced()
       await client.send({ t: 'placed', peer: target.peer, host: target.resources.host, local: false })
+      // What the workspace scan left out, where the user sees it (not only in this agent's log).
+      for (const w of scanned?.warnings ?? []) await client.send({ t: 'notice', text: clipText(`not synced: ${w.replace(/^skipped /, '')}`) })
       await remote.send({ t: 'go' })
       await relay(ctx, client, remote, target.peer, target.resources.host, async (outputs) => {
         if (scanned === undefined) throw new VgridError('ERR_BAD_MESSAGE', 'outputs offered for a run without a workspace')

@@ -9,12 +9,12 @@ import fs2 from 'node:fs'
 import path from 'node:path'
 import { createHash } from 'node:crypto'
 import { FreshRuns } from '../common/fresh-runs.js'
-import { VgridError } from '../common/errors.js'
+import { VgridError, clipText } from '../common/errors.js'
 import type { FrameChannel } from '../common/channel.js'
 import type { Grid } from '../grid/index.js'
 import {
   ChunkStore, ExportRegistry, BlobFetcher, StatCache, EncodeMemo, SYNC_PROTOCOL, SYNC_MAX_FRAME_BYTES,
-  scanWorkspace, decodeTree, applyOutputs, syncCopy, saveBase, forgetBase, hexOf, loadIgnoreRules,
+  scanWorkspace, decodeTree, applyOutputs, syncCopy, saveBase, forgetBase, nodeAt, hexOf, loadIgnoreRules,
   readChunkAt, type DirNode, type ChunkSource, type SyncCopyResult, type SyncProgress, type WorkspaceRef
 } from '../fs-sync/index.js'
 import type { ExecEvent } from '../exec/index.js'
@@ -39,6 +39,8 @@ export interface WorkspaceScan {
   key: string
   /** When the scan began: local edits around it are compared by content on the way back. */
   startedMs: number
+  /** What the scan left out and why (a fifo, an unreadable file…), one line each, for the user. */
+  warnings: string[]
 }
 
 type Send = (ev: ExecEvent) => Promise<void>
@@ -116,10 +118,12 @@ export class WorkspaceSync {
       throw new VgridError('ERR_BAD_ARGUMENT', `the workspace ${ref.dir} is this agent's home, which holds the grid's keys`,
         'run vrun from a project directory, or give --no-sync')
     }
-    const scan = await scanWorkspace(ref.dir, { statCache: cache, memo, ...(home !== undefined ? { exclude: [home] } : {}), ...(signal !== undefined ? { signal } : {}) })
+    const warnings: string[] = []
+    const onWarning = (msg: string): void => { warnings.push(msg); log.debug(`${ref.dir}: ${msg}`) }
+    const scan = await scanWorkspace(ref.dir, { statCache: cache, memo, onWarning, ...(home !== undefined ? { exclude: [home] } : {}), ...(signal !== undefined ? { signal } : {}) })
     await cache.save()
     log.debug(`scanned ${ref.dir}: ${scan.stats.files} files, ${scan.stats.bytes} bytes in ${Math.round(performance.now() - t0)} ms`)
-    return { ref, tree: scan.tree, rootHash: scan.rootHash, blobs: scan.blobs, get sources () { return scan.sources }, key, startedMs: scan.startedMs }
+    return { ref, tree: scan.tree, rootHash: scan.rootHash, blobs: scan.blobs, get sources () { return scan.sources }, key, startedMs: scan.startedMs, warnings }
   }
 
   exportTo (scan: WorkspaceScan, peer: string): { session: string, root: Uint8Array, key: string } {
@@ -158,13 +162,13 @@ export class WorkspaceSync {
         onConflict: (rel, conflictPath) => {
           void send({
             t: 'notice',
-            text: conflictPath !== undefined
+            text: clipText(conflictPath !== undefined
               ? `${rel} changed here while the command ran: kept yours, wrote the command's as ${conflictPath}`
-              : `${rel} changed here while the command ran, and the command deleted it: kept yours`
+              : `${rel} changed here while the command ran, and the command deleted it: kept yours`)
           })
         }
       })
-      for (const r of result.refused) await send({ t: 'notice', text: `did not bring back ${r.path}: ${r.reason}` })
+      for (const r of result.refused) await send({ t: 'notice', text: clipText(`did not bring back ${r.path}: ${r.reason}`) })
       p.totalFiles = p.files = result.written.length + result.deleted.length
       p.done = true
       if (p.totalFiles > 0) await send(toSyncEvent('down', p))
@@ -231,8 +235,15 @@ export class WorkspaceSync {
     // No racy margin: nothing else writes a copy, and the command has ended.
     const { cache, memo } = await this.statCache(copyDir + '.statcache', 0)
     let scan: Awaited<ReturnType<typeof scanWorkspace>>
+    const left: string[] = []
     try {
-      scan = await scanWorkspace(copyDir, { statCache: cache, memo })
+      scan = await scanWorkspace(copyDir, {
+        statCache: cache,
+        memo,
+        onWarning: (msg) => { left.push(msg.replace(/^skipped /, '')) },
+        // What the command made unreadable (or a fifo…) is not what it deleted: as it was.
+        keep: (rel) => nodeAt(synced.tree, rel)
+      })
     } catch (err) {
       // What the command left stays in the copy, which now matches no tree: unless the next
       // sync starts from scratch it finds "nothing changed" and every later run fails here.
@@ -241,19 +252,28 @@ export class WorkspaceSync {
       throw err
     }
     await cache.save()
+    for (const msg of left) await send({ t: 'notice', text: clipText(`did not bring back ${msg}`) })
     log.debug(`rescanned the copy ${copyDir} in ${Math.round(performance.now() - t0)} ms`)
     const { rootHash, blobs } = scan
-    this.copyTrees.set(copyDir, { rootHash, tree: scan.tree })
-    // Unchanged: syncCopy already recorded this root, and its records are in the store.
-    if (Buffer.compare(Buffer.from(rootHash), Buffer.from(synced.rootHash)) === 0) return
-    await saveBase(copyDir, rootHash, blobs, this.store)
-    const session = this.registry.add({ rootHash, blobs, sources: { get: (hex) => scan.sources.get(hex) }, peer: submitter })
     try {
-      const pulled = this.registry.pulled(session, OUTPUTS_OPEN_TIMEOUT_MS)
-      await send({ t: 'outputs', root: rootHash, session })
-      await pulled
+      this.copyTrees.set(copyDir, { rootHash, tree: scan.tree })
+      // Unchanged: syncCopy already recorded this root, and its records are in the store.
+      if (Buffer.compare(Buffer.from(rootHash), Buffer.from(synced.rootHash)) === 0) return
+      await saveBase(copyDir, rootHash, blobs, this.store)
+      const session = this.registry.add({ rootHash, blobs, sources: { get: (hex) => scan.sources.get(hex) }, peer: submitter })
+      try {
+        const pulled = this.registry.pulled(session, OUTPUTS_OPEN_TIMEOUT_MS)
+        await send({ t: 'outputs', root: rootHash, session })
+        await pulled
+      } finally {
+        this.registry.remove(session)
+      }
     } finally {
-      this.registry.remove(session)
+      // What was left out is still on disk, unlike in the tree: the next sync starts afresh.
+      if (left.length > 0) {
+        this.copyTrees.delete(copyDir)
+        forgetBase(copyDir)
+      }
     }
   }
 }

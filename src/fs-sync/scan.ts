@@ -73,6 +73,13 @@ export interface ScanOptions {
    * say: the agent's own home when the workspace holds it (its keys must never travel).
    */
   exclude?: readonly string[]
+  /**
+   * What to record for a path that is there but cannot be synced (unreadable, a fifo…),
+   * besides the warning. The executor's rescan of its copy answers with what the copy held
+   * before the command: the submitter then sees it unchanged and keeps its own, where
+   * leaving it out would read as "the command deleted it".
+   */
+  keep?: (rel: string) => Node | undefined
   /** The last scan's directory records from the same root: unchanged ones are reused. */
   memo?: EncodeMemo
 }
@@ -156,7 +163,8 @@ class Scanner {
       await this.queue.drain()
       this.progress.done = true
       this.opts.onProgress?.({ ...this.progress })
-      return tree!
+      // the root is never skipped: its readdir failing throws
+      return tree as DirNode
     } catch (err) {
       this.queue.stop()
       this.stop.abort()
@@ -167,7 +175,7 @@ class Scanner {
     }
   }
 
-  private async dir (abs: string, rel: string, rules: IgnoreRules, depth: number): Promise<DirNode | undefined> {
+  private async dir (abs: string, rel: string, rules: IgnoreRules, depth: number): Promise<Node | undefined> {
     this.signal.throwIfAborted()
     let dirents: Dirent[]
     try {
@@ -177,8 +185,7 @@ class Scanner {
       // The system's own message would name the full path, thousands of bytes of it.
       if ((err as NodeJS.ErrnoException).code === 'ENAMETOOLONG') throw tooLarge(`a path in the workspace is longer than this system allows (${Buffer.byteLength(abs)} bytes): ${showStart(rel)}`)
       if (rel === '' || !isSkippable(err)) throw err
-      this.warn(`skipped ${show(rel)}: ${(err as Error).message}`)
-      return undefined
+      return this.skip(rel, (err as Error).message)
     }
     const node: DirNode = { kind: 'dir', hash: new Uint8Array(0), entries: new Map() }
     this.progress.dirs++
@@ -229,7 +236,10 @@ class Scanner {
       const absPath = prefix + name
       const st = stats[i]
       if (st instanceof Error) {
-        this.warn(`skipped ${show(relPath)}: ${st.message}`)
+        // A name that is not UTF-8 reaches us with U+FFFD in it, and no such file exists.
+        const why = (st as NodeJS.ErrnoException).code === 'ENOENT' && name.includes('\uFFFD') ? 'its name is not valid UTF-8' : st.message
+        const kept = this.skip(relPath, why)
+        if (kept !== undefined) node.entries.set(name, kept)
         continue
       }
       if (st === undefined || st.isDirectory()) {
@@ -244,6 +254,12 @@ class Scanner {
     }
     this.report()
     return node
+  }
+
+  /** Warns that `relPath` is left out; returns what to record instead, if anything (ScanOptions.keep). */
+  private skip (relPath: string, why: string): Node | undefined {
+    this.warn(`skipped ${show(relPath)}: ${why}`)
+    return this.opts.keep?.(relPath)
   }
 
   /** A regular file whose stat the cache knows: no promise, no read. */
@@ -271,19 +287,14 @@ class Scanner {
         target = await fsp.readlink(absPath)
       } catch (err) {
         if (!isSkippable(err)) throw err
-        this.warn(`skipped ${show(relPath)}: ${(err as Error).message}`)
-        return undefined
+        return this.skip(relPath, (err as Error).message)
       }
       if (target === '' || Buffer.byteLength(target) > MAX_LINK_TARGET_BYTES) {
-        this.warn(`skipped ${show(relPath)}: its symlink target is empty or too long`)
-        return undefined
+        return this.skip(relPath, 'its symlink target is empty or too long')
       }
       return { kind: 'link', target }
     }
-    if (!st.isFile()) {
-      this.warn(`skipped ${show(relPath)}: ${specialKind(st)} cannot be synced`)
-      return undefined
-    }
+    if (!st.isFile()) return this.skip(relPath, `${specialKind(st)} cannot be synced`)
     if (st.size > BigInt(MAX_FILE_BYTES)) throw tooLarge(`${show(relPath)} is larger than ${MAX_FILE_BYTES} bytes`)
     const file: FileNode = { kind: 'file', size: Number(st.size), exec: (st.mode & 0o100n) !== 0n, mtimeMs: floorMs(st.mtimeNs), chunks: [] }
     this.progress.files++
@@ -298,10 +309,12 @@ class Scanner {
     this.queue.add(async () => {
       const got = await fileChunks(absPath, st, this.chunk, this.signal)
       if ('error' in got) {
-        parent.entries.delete(path.basename(absPath))
+        const name = path.basename(absPath)
+        parent.entries.delete(name)
         this.progress.files--
         this.progress.bytes -= file.size
-        this.warn(`skipped ${show(relPath)}: ${got.error}`)
+        const kept = this.skip(relPath, got.error)
+        if (kept !== undefined) parent.entries.set(name, kept)
         return
       }
       if (got.stable) this.opts.statCache?.record(relPath, got.stat, got.chunks)

@@ -7,7 +7,7 @@
  * to billions of entries costs as little to refuse as it cost to send.
  */
 import { VgridError } from '../common/errors.js'
-import { MAX_TREE_DEPTH, MAX_TREE_FILES, type DirNode, type TreeStats } from './types.js'
+import { MAX_TREE_DEPTH, MAX_TREE_FILES, type DirNode, type Node, type TreeStats } from './types.js'
 
 export interface SubtreeStats extends TreeStats {
   /** Levels of entries below this directory: 0 when empty, 1 when it holds only files. */
@@ -64,4 +64,14 @@ export function checkTreeLimits (s: SubtreeStats, code: 'ERR_BAD_MESSAGE' | 'ERR
   if (n > MAX_TREE_FILES) {
     throw new VgridError(code, `the workspace tree has ${n} entries, past the limit of ${MAX_TREE_FILES}`, hint)
   }
+}
+
+/** The node at a '/'-separated relative path of `tree`, if there is one. */
+export function nodeAt (tree: DirNode, rel: string): Node | undefined {
+  let node: Node | undefined = tree
+  for (const name of rel.split('/')) {
+    if (node?.kind !== 'dir') return undefined
+    node = node.entries.get(name)
+  }
+  return node
 }

@@ -7,6 +7,7 @@ import { describe, it, expect, beforeAll, afterAll } from 'vitest'
 import fs from 'node:fs'
 import path from 'node:path'
 import { createHash, randomBytes } from 'node:crypto'
+import { spawnSync } from 'node:child_process'
 import { startAgent, startGrid, stopAll, startCli, waitFor, tempDir, type AgentProc } from '../helpers/procs.js'
 
 let a: AgentProc
@@ -233,5 +234,23 @@ describe('outputs that cannot come back', () => {
     expect(next.code, next.stderr).toBe(0)
     expect(next.stdout).toBe('code.txt\n')
     expect(fs.readFileSync(path.join(ws, 'ok.txt'), 'utf8')).toBe('ok\n')
+  }, 60_000)
+})
+
+describe('what a sync leaves out', () => {
+  it('is told to the user both ways, not only in the agents\' logs', async () => {
+    const ws = workspace({ 'code.txt': 'code', 'keep.txt': 'keep' })
+    spawnSync('mkfifo', [path.join(ws, 'here.fifo')])
+    const r = await vrunIn(ws, ['sh', '-c', 'mkfifo there.fifo; rm keep.txt; mkfifo keep.txt; echo out > out.txt'])
+    expect(r.code, r.stderr).toBe(0)
+    expect(r.stderr).toMatch(/vrun: not synced: "here\.fifo": a fifo cannot be synced/)
+    expect(r.stderr).toMatch(/vrun: did not bring back "there\.fifo": a fifo cannot be synced/)
+    expect(fs.readFileSync(path.join(ws, 'out.txt'), 'utf8')).toBe('out\n')
+    // What the command turned into something that cannot travel is not a deletion: kept here.
+    expect(r.stderr).toMatch(/vrun: did not bring back "keep\.txt": a fifo cannot be synced/)
+    expect(fs.readFileSync(path.join(ws, 'keep.txt'), 'utf8')).toBe('keep')
+    // And the copy is made to match again before the next run.
+    const next = await vrunIn(ws, ['cat', 'keep.txt'])
+    expect(next.stdout).toBe('keep')
   }, 60_000)
 })
