@@ -113,7 +113,8 @@ export async function startAgent (config: AgentConfig): Promise<Agent> {
     groups: guests.groups(orphans.ledger),
     // So a command stopped because the owner came back ends as lost (guests.ts).
     watch: (channel) => guests.watch(channel),
-    gpuUse
+    gpuUse,
+    startedAt
   }
   await grid.handle(EXEC_PROTOCOL, serveExecProtocol(ctx))
   await grid.handle(TASK_PROTOCOL, serveTaskProtocol(tasks), { maxFrameBytes: TASK_MAX_FRAME_BYTES })

@@ -20,7 +20,7 @@ import { createLogger } from '../common/log.js'
 import { withTimeout } from '../common/timeout.js'
 import { parseRunSpec, parseExecEvent, parseExecInput, serveExec, type RunSpec, type ExecEvent, type Ledger } from '../exec/index.js'
 import { candidates, resolvePeer, chooseClaimTargets, CLAIM_FANOUT } from '../grid/placement.js'
-import type { Grid, GpuInfo, GpuUse } from '../grid/index.js'
+import type { Grid, GpuInfo, GpuUse, PeerView } from '../grid/index.js'
 import { removeTree, type WorkspaceRef } from '../fs-sync/index.js'
 import type { WorkspaceSync, WorkspaceScan } from './workspace-sync.js'
 import type { GroupLedger } from '../exec/orphans.js'
@@ -51,6 +51,8 @@ export interface RunContext {
   watch?: (channel: FrameChannel) => FrameChannel
   /** Who holds each GPU of this machine now, by index (advertised for `vgrid peers`). */
   gpuUse?: Map<number, GpuUse>
+  /** When this agent started (ms since the epoch): its view is still forming for a while. */
+  startedAt?: number
 }
 
 /** The OS user this agent runs as: for whom its commands run, as other members show it. */
@@ -327,6 +329,24 @@ export async function submitRun (ctx: RunContext, client: FrameChannel, spec: Ru
   }
 }
 
+/**
+ * An agent finds the grid again in the first seconds after it starts. A run for a member not
+ * yet in its view then waits for it (queued, placed at the next change of the view) instead
+ * of failing: a task placed again after a restart, or a `vrun --on` typed at once.
+ */
+export const VIEW_SETTLE_MS = 15_000
+
+function pinnedPeer (ctx: RunContext, view: PeerView[], on: string): PeerView {
+  try {
+    return resolvePeer(view, on)
+  } catch (err) {
+    if (err instanceof VgridError && err.code === 'ERR_NO_SUCH_PEER' && ctx.startedAt !== undefined && Date.now() - ctx.startedAt < VIEW_SETTLE_MS) {
+      throw new VgridError('ERR_NO_CAPACITY', `${on} is not in the grid yet (this agent has just started)`, 'it starts when the member appears')
+    }
+    throw err
+  }
+}
+
 /** What placement keeps per agent: its line of waiting runs, and the refusals it was given. */
 const placements = new WeakMap<RunContext, { queue: RunQueue, refusals: Refusals }>()
 
@@ -360,7 +380,7 @@ async function placeOnce (ctx: RunContext, client: FrameChannel, task: string, s
   const { refusals } = placementOf(ctx)
   const shape = requestShape(spec, on)
   // A member that refused this kind of request is not asked again until it has advertised since.
-  let fitting = candidates(on !== undefined ? [resolvePeer(view, on)] : view, spec).filter((p) => !refusals.stale(shape, p))
+  let fitting = candidates(on !== undefined ? [pinnedPeer(ctx, view, on)] : view, spec).filter((p) => !refusals.stale(shape, p))
   if (fitting.length === 0) throw new VgridError('ERR_NO_CAPACITY', 'every member that could run it has just refused it', 'it starts when one has room (see `vgrid peers`)')
   let capacity: unknown
   let failure: unknown

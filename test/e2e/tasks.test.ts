@@ -554,4 +554,37 @@ describe('an owner restarted', () => {
       await Promise.all([y.stop(), x2?.stop(), x.stop()])
     }
   }, 120_000)
+  it('stopped with SIGTERM, keeps what ran and what waited: placed again after its restart', async () => {
+    const [x, y] = await startGrid(2)
+    let x2: AgentProc | undefined
+    try {
+      const ws = workspace()
+      await waitFor(() => fs.existsSync(path.join(x.home, 'peers.json')), 'the owner to save its known peers', 15_000, 100)
+      // Runs on the other member; the second waits for its cores (y lends 2).
+      const one = await submitOne(x, ['--retries', '1', '--on', y.peer, '--cpus', '2', 'sh', '-c', 'sleep 3; echo one > one.txt'], ws)
+      await waitFor(async () => (await show(x, one)).state === 'running', 'the first to run', 20_000, 50)
+      const two = await submitOne(x, ['--on', y.peer, '--cpus', '2', 'sh', '-c', 'echo two > two.txt'], ws)
+      expect((await show(x, two)).state).toBe('queued')
+      // Runs here: the stopping agent's own SIGTERM to it is no failure of the command.
+      const three = await submitOne(x, ['--retries', '1', '--on', x.peer, '--cpus', '0', 'sh', '-c', 'sleep 2; echo three > three.txt'], ws)
+      await waitFor(async () => (await show(x, three)).state === 'running', 'the third to run', 20_000, 50)
+
+      expect((await x.stop('SIGTERM')).code).toBe(0)
+      const r2 = await startAgent({ home: x.home })
+      x2 = r2
+      await waitFor(async () => (await r2.vgrid(['peers', '--json'])).stdout.includes(y.peer), 'the restarted owner to see the other member', 20_000, 100)
+
+      for (const id of [one, two, three]) { const w = await wait(r2, id, 60_000); expect(w.code, `${id}: ${w.stderr} ${JSON.stringify(await show(r2, id))}`).toBe(0) }
+      const oneRec = await show(r2, one)
+      expect(oneRec.attempts.map((a) => a.state)).toEqual(['lost', 'succeeded'])
+      expect(oneRec.attempts[0].error).toContain('the owning agent stopped')
+      expect((await show(r2, two)).attempts.map((a) => a.state)).toEqual(['succeeded'])
+      expect((await show(r2, three)).attempts.map((a) => a.state)).toEqual(['lost', 'succeeded'])
+      expect(read(ws, 'one.txt')).toBe('one\n')
+      expect(read(ws, 'two.txt')).toBe('two\n')
+      expect(read(ws, 'three.txt')).toBe('three\n')
+    } finally {
+      await Promise.all([y.stop(), x2?.stop(), x.stop()])
+    }
+  }, 120_000)
 })

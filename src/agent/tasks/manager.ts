@@ -433,6 +433,11 @@ export class TaskManager implements ChildTracker {
         else this.save(e)
         break
       case 'exit': {
+        if (this.ctx.shutdown.aborted && ev.signal !== undefined && !e.cancelRequested) {
+          // Killed as this agent stops (it runs here): interrupted, not failed.
+          this.onLost(e, new VgridError('ERR_PEER_LOST', `the owning agent stopped (${ev.signal})`))
+          break
+        }
         const ok = ev.code === 0 && e.childFailed === 0
         const error = e.timedOut
           ? `timed out after ${Math.round((r.timeoutMs ?? 0) / 1000)} s`
@@ -469,13 +474,23 @@ export class TaskManager implements ChildTracker {
     if (isFinal(e.record.state)) return
     const message = err instanceof Error ? err.message : 'the run ended without an exit status'
     const lost = err instanceof VgridError && err.code === 'ERR_PEER_LOST'
+    if (this.ctx.shutdown.aborted && !e.cancelRequested) {
+      // This agent is stopping, and its run of the task stopped with it (whatever the stream
+      // said: the connection that closed was ours). The task is neither lost nor over: its
+      // record stays queued or running, and the next start places it again when it has
+      // retries left, else marks it lost (start()).
+      const a = e.record.attempts.at(-1)
+      if (a !== undefined && a.ended === undefined) { a.ended = Date.now(); a.state = 'lost'; a.error = 'the owning agent stopped' }
+      this.save(e)
+      return
+    }
     if (!lost || e.cancelRequested) {
       this.finish(e, e.cancelRequested ? 'cancelled' : 'failed', { error: message })
       return
     }
     const a = e.record.attempts.at(-1)
     if (a !== undefined && a.ended === undefined) { a.ended = Date.now(); a.state = 'lost'; a.error = message }
-    if (e.record.attempts.length <= e.record.retries && !this.ctx.shutdown.aborted) {
+    if (e.record.attempts.length <= e.record.retries) {
       e.log.append(2, Buffer.from(`vgrid: ${message}; placing it again (attempt ${e.record.attempts.length + 1} of ${e.record.retries + 1})\n`))
       this.setState(e, 'queued')
       queueMicrotask(() => { this.evaluate() })
