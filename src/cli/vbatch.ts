@@ -56,9 +56,10 @@ async function dispatch (argv: string[]): Promise<number> {
       process.stdout.write(`vbatch ${(await import('../common/version.js')).VERSION}\n`)
       return 0
     case 'batch': {
-      const [{ call }, { vgridHome }, { findWorkspace }] = await Promise.all([
+      const [{ call }, { vgridHome }, { findWorkspace, checkRunDir }] = await Promise.all([
         import('../agent/control/client.js'), import('../agent/config.js'), import('../fs-sync/workspace.js')])
       const workspace = inv.sync ? findWorkspace(process.cwd(), inv.workspace, process.env) : undefined
+      if (workspace !== undefined && inv.spec.cwd !== undefined) checkRunDir(workspace, inv.spec.cwd)
       const home = vgridHome(process.env)
       const { ids } = await call(home, { t: 'batch', batch: batchRequest(inv, workspace, taskParent(process.env)) }, { client: 'vbatch' })
       if (!inv.follow) {

@@ -49,7 +49,11 @@ async function dispatch (argv: string[]): Promise<number> {
       if (inv.on !== undefined) run.on = inv.on
       if (inv.name !== undefined) run.name = inv.name
       if (inv.after.length > 0) run.after = inv.after
-      if (inv.sync) run.workspace = (await import('../fs-sync/workspace.js')).findWorkspace(process.cwd(), inv.workspace, process.env)
+      if (inv.sync) {
+        const { findWorkspace, checkRunDir } = await import('../fs-sync/workspace.js')
+        run.workspace = findWorkspace(process.cwd(), inv.workspace, process.env)
+        if (inv.spec.cwd !== undefined) checkRunDir(run.workspace, inv.spec.cwd)
+      }
       const parent = taskParent(process.env)
       if (parent !== undefined) run.parent = parent
       return await runVrun(run, {

@@ -41,6 +41,19 @@ export function findWorkspace (cwd: string, explicit?: string, env: NodeJS.Proce
   return { dir: root, cwd: rel.split(path.sep).join('/') }
 }
 
+/**
+ * `--cwd DIR` (relative to the workspace, already checked not to leave it) must be a directory
+ * of the workspace: the command runs in the copy of it, and a typo would otherwise run in an
+ * empty directory made for it.
+ */
+export function checkRunDir (ws: WorkspaceRef, rel: string): void {
+  const abs = path.join(ws.dir, rel)
+  if (fs.statSync(abs, { throwIfNoEntry: false })?.isDirectory() !== true) {
+    throw new VgridError('ERR_BAD_ARGUMENT', `--cwd ${rel}: ${abs} is not a directory of the workspace`,
+      'give a directory relative to the workspace root (see `vrun --help`)')
+  }
+}
+
 /** VGRID_WORKSPACE when it names a directory that contains `here` (already real). */
 function taskWorkspace (here: string, env: NodeJS.ProcessEnv): string | undefined {
   const dir = env.VGRID_WORKSPACE

@@ -4,6 +4,8 @@
  */
 import { describe, it, expect, beforeAll, afterAll } from 'vitest'
 import { createHash } from 'node:crypto'
+import fs from 'node:fs'
+import path from 'node:path'
 import { execFileSync } from 'node:child_process'
 import { startGrid, stopAll, spawnCli, startCli, collect, waitFor, type AgentProc } from '../helpers/procs.js'
 
@@ -66,10 +68,19 @@ describe('vrun on a remote member', () => {
     expect(r.stdout).toBe('hi there/copied\n')
   })
 
-  it('runs in --cwd relative to the scratch workspace', async () => {
+  it('runs in --cwd relative to the workspace copy, and refuses one the workspace lacks', async () => {
+    fs.mkdirSync(path.join(a.workspace, 'sub/dir'), { recursive: true })
     const r = await a.vrun(['--on', b.peer, '--cwd', 'sub/dir', 'sh', '-c', 'pwd; echo $VGRID_WORKSPACE'])
     const [pwd, ws] = r.stdout.trim().split('\n')
     expect(pwd).toBe(`${ws}/sub/dir`)
+    const typo = await a.vrun(['--on', b.peer, '--cwd', 'sub/dri', 'pwd'])
+    expect(typo.code).toBe(255)
+    expect(typo.stderr).toContain('--cwd sub/dri: ')
+    expect(typo.stderr).toContain('is not a directory of the workspace')
+    expect(fs.existsSync(path.join(a.workspace, 'sub/dri'))).toBe(false)
+    // With --no-sync it is made in the empty scratch directory.
+    const scratch = await a.vrun(['--on', b.peer, '--no-sync', '--cwd', 'new/dir', 'sh', '-c', 'pwd'])
+    expect(scratch.stdout.trim()).toMatch(/\/new\/dir$/)
   })
 
   it('says so when the command does not exist', async () => {

@@ -6,7 +6,7 @@ import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
-import { findWorkspace } from '../../src/fs-sync/workspace.js'
+import { findWorkspace, checkRunDir } from '../../src/fs-sync/workspace.js'
 
 let tmp: string
 beforeEach(() => { tmp = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), 'vgrid-wsfind-'))) })
@@ -34,5 +34,23 @@ describe('findWorkspace', () => {
     expect(() => findWorkspace(here, '../file')).toThrow(`the workspace is not a directory: ${path.join(tmp, 'file')}`)
     fs.mkdirSync(path.join(tmp, 'elsewhere'))
     expect(() => findWorkspace(here, '../elsewhere')).toThrow(`the current directory ${here} is not inside the workspace ${path.join(tmp, 'elsewhere')}`)
+  })
+})
+
+describe('checkRunDir (--cwd)', () => {
+  it('accepts a directory of the workspace, and names what is wrong otherwise', () => {
+    const root = fs.mkdtempSync(path.join(os.tmpdir(), 'vgrid-cwd-'))
+    try {
+      fs.mkdirSync(path.join(root, 'src/lib'), { recursive: true })
+      fs.writeFileSync(path.join(root, 'file.txt'), '')
+      const ws = findWorkspace(root)
+      expect(() => { checkRunDir(ws, 'src/lib') }).not.toThrow()
+      expect(() => { checkRunDir(ws, 'typo/dir') }).toThrow(/--cwd typo\/dir: .* is not a directory of the workspace/)
+      expect(() => { checkRunDir(ws, 'file.txt') }).toThrow(/is not a directory of the workspace/)
+      // nothing was made for the typo
+      expect(fs.existsSync(path.join(root, 'typo'))).toBe(false)
+    } finally {
+      fs.rmSync(root, { recursive: true, force: true })
+    }
   })
 })
