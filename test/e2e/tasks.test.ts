@@ -294,6 +294,20 @@ describe('dependencies between top-level tasks of one workspace', () => {
     expect(rec.get('cb')!.error).toMatch(/\bca\b/)
     expect(rec.get('cc')!.error).toMatch(/\bcb\b/)
   }, 60_000)
+
+  it('treats a fan-out as one upstream: it failed when any shard did', async () => {
+    const ws = workspace()
+    await submit(a, ['--name', 'fan', '-N', '3', '--cpus', '0', 'sh', '-c', 'sleep 1; [ "$VGRID_SHARD_INDEX" != 1 ]'], ws)
+    const alert = await submitOne(a, ['--after-fail', 'fan', 'true'], ws)
+    const next = await submitOne(a, ['--after-success', 'fan', 'true'], ws)
+    await submit(a, ['--name', 'fine', '-N', '2', '--cpus', '0', 'true'], ws)
+    const quiet = await submitOne(a, ['--after-fail', 'fine', 'true'], ws)
+    expect((await wait(b, alert)).code).toBe(0)
+    expect((await wait(b, next)).code).toBe(255)
+    expect((await wait(b, quiet)).code).toBe(255)
+    expect((await show(a, next)).state).toBe('upstream-failed')
+    expect((await show(a, quiet)).state).toBe('upstream-failed')
+  }, 60_000)
 })
 
 describe('task logs', () => {

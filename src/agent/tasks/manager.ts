@@ -291,7 +291,7 @@ export class TaskManager implements ChildTracker {
         if (verdict === 'wait') continue
         changed = true
         if (verdict === 'never') {
-          const which = e.record.deps.find((d) => this.depMet(d) === false)
+          const which = e.record.deps.find((d) => d.kind !== 'fail' && this.depMet(d) === false) ?? e.record.deps.find((d) => this.depMet(d) === false)
           this.finish(e, 'upstream-failed', { error: which !== undefined ? `${which.name} (${which.id.slice(0, 12)}) did not end as --after${which.kind === 'any' ? '' : `-${which.kind}`} requires` : 'a dependency was not met' })
         } else {
           this.setState(e, 'queued')
@@ -324,10 +324,25 @@ export class TaskManager implements ChildTracker {
 
   private depsVerdict (t: TaskRecord): 'ready' | 'wait' | 'never' {
     let wait = false
+    // `--after-fail NAME` on a fan-out (one dep per shard): the group failed when any shard
+    // did, once all have ended, as `--after-success` needs every shard to succeed.
+    const failGroups = new Map<string, TaskDep[]>()
     for (const d of t.deps) {
+      if (d.kind === 'fail') {
+        const g = failGroups.get(d.name)
+        if (g === undefined) failGroups.set(d.name, [d])
+        else g.push(d)
+        continue
+      }
       const met = this.depMet(d)
       if (met === false) return 'never'
       if (met === undefined) wait = true
+    }
+    for (const group of failGroups.values()) {
+      const states = group.map((d) => this.tasks.get(d.id)?.record.state)
+      if (states.some((s) => s === undefined)) return 'never'
+      if (states.some((s) => !isFinal(s!))) { wait = true; continue }
+      if (!states.some((s) => s === 'failed' || s === 'lost')) return 'never'
     }
     return wait ? 'wait' : 'ready'
   }
