@@ -14,7 +14,7 @@ import { VgridError, fromWire } from '../common/errors.js'
 import { obj, str } from '../common/validate.js'
 import { connectAgent, lostAgent } from '../agent/control/client.js'
 import { MAX_DATA_CHUNK_BYTES, parseExecEvent, type ExecInput, type ForwardedSignal, type RunSpec } from '../exec/messages.js'
-import { EXIT_BROKEN_PIPE, formatNotice, shortPeerId } from './output.js'
+import { formatNotice, shortPeerId } from './output.js'
 import { RawTerminal, type TtyInput } from './terminal.js'
 import type { TtyMode } from './vrun-args.js'
 import { SyncProgressView } from './progress.js'
@@ -187,9 +187,16 @@ class Session {
       this.io.signals.on(sig, fn)
       this.undo.push(() => { this.io.signals.off(sig, fn) })
     }
-    // A closed stdout (`vrun cmd | head`) ends the run as SIGPIPE would end a local command;
-    // closing the connection makes the executor stop the command.
-    const onOutError = (): void => { this.abort(EXIT_BROKEN_PIPE) }
+    // A closed stdout (`vrun cmd | head`): as in a local pipeline, the command gets SIGPIPE at
+    // its next write to stdout (the executor closes that pipe) and decides what follows. The
+    // run goes on to its end, so what it wrote to files still comes back, and vrun exits with
+    // its status (141 when SIGPIPE killed it).
+    let outClosed = false
+    const onOutError = (): void => {
+      if (outClosed) return
+      outClosed = true
+      this.send({ t: 'close-out' })
+    }
     const onErrError = (): void => {} // nowhere left to report it; stdout goes on
     this.io.stdout.on('error', onOutError)
     this.io.stderr.on('error', onErrError)

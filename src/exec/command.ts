@@ -22,6 +22,11 @@ export interface RunningCommand {
   /** End of input. */
   end (): void
   resize (cols: number, rows: number): void
+  /**
+   * Whoever read its stdout went away (`vrun cmd | head`): our end of the pipe is closed, so
+   * the command's next write gets SIGPIPE, as in a local pipeline. A terminal has no such end.
+   */
+  closeOutput (): void
   /** A forwarded signal. */
   signal (sig: NodeJS.Signals): void
 }

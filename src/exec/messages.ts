@@ -57,6 +57,8 @@ export type ExecInput =
   | { t: 'eof' }
   | { t: 'signal', sig: ForwardedSignal }
   | { t: 'resize', cols: number, rows: number }
+  /** Nothing reads the command's stdout any more (exec/command.ts closeOutput). */
+  | { t: 'close-out' }
   /** Cancel the task: its command is terminated (killed after a grace) and its sub-tasks cancelled. */
   | { t: 'cancel' }
 
@@ -125,6 +127,7 @@ export function parseExecInput (v: unknown): ExecInput {
     case 'signal': return { t: 'signal', sig: oneOf(m.sig, 'sig', FORWARDED_SIGNALS) }
     case 'resize': return { t: 'resize', cols: int(m.cols, 'cols', 1, 10000), rows: int(m.rows, 'rows', 1, 10000) }
     case 'cancel': return { t: 'cancel' }
+    case 'close-out': return { t: 'close-out' }
     default: return bad(`unknown input type ${String(m.t).slice(0, 32)}`)
   }
 }

@@ -179,6 +179,7 @@ async function pumpInputs (channel: FrameChannel, cmd: RunningCommand, hasExited
       case 'eof': cmd.end(); break
       case 'signal': cmd.signal(input.sig); break
       case 'resize': cmd.resize(input.cols, input.rows); break
+      case 'close-out': cmd.closeOutput(); break
     }
   }
 }

@@ -73,6 +73,9 @@ export async function spawnPipes (opts: SpawnOptions, out: OutputSink, log: (msg
     resize () {
       // Pipes have no window size.
     },
+    closeOutput () {
+      child.stdout.destroy()
+    },
     signal (sig) {
       signalGroup(pid, sig)
     }

@@ -8,7 +8,7 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { createHash, randomBytes } from 'node:crypto'
 import { spawnSync } from 'node:child_process'
-import { startAgent, startGrid, stopAll, startCli, waitFor, tempDir, type AgentProc } from '../helpers/procs.js'
+import { BIN, startAgent, startGrid, stopAll, startCli, waitFor, tempDir, type AgentProc } from '../helpers/procs.js'
 
 let a: AgentProc
 let b: AgentProc
@@ -252,5 +252,18 @@ describe('what a sync leaves out', () => {
     // And the copy is made to match again before the next run.
     const next = await vrunIn(ws, ['cat', 'keep.txt'])
     expect(next.stdout).toBe('keep')
+  }, 60_000)
+})
+
+describe('vrun in a pipeline whose reader stops early', () => {
+  it('ends the command\'s output as a local pipe would, and still brings its files back', async () => {
+    const ws = workspace({ 'code.txt': 'code' })
+    // As locally: seq dies of SIGPIPE, the script goes on and writes its second file.
+    const script = `VGRID_HOME='${a.home}' '${process.execPath}' '${BIN.vrun}' --on ${b.peer} sh -c 'echo x > first.txt; seq 1 5000000; echo y > second.txt' | head -1; echo "vrun exited \${PIPESTATUS[0]}" >&2`
+    const r = spawnSync('bash', ['-c', script], { cwd: ws, encoding: 'utf8', timeout: 60_000 })
+    expect(r.stdout).toBe('1\n')
+    expect(r.stderr).toContain('vrun exited 0')
+    expect(fs.readFileSync(path.join(ws, 'first.txt'), 'utf8')).toBe('x\n')
+    expect(fs.readFileSync(path.join(ws, 'second.txt'), 'utf8')).toBe('y\n')
   }, 60_000)
 })

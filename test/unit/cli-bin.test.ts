@@ -178,22 +178,31 @@ describe('vrun against a fake agent', () => {
     expect(code).toBe(130)
   })
 
-  it('a closed stdout ends the run like SIGPIPE (141) and drops the connection', async () => {
-    let closed!: () => void
-    const connectionClosed = new Promise<void>((resolve) => { closed = resolve })
+  it('a closed stdout is passed on (the command gets SIGPIPE), and vrun exits with its status', async () => {
+    let closeOut = false
     script = async (ch) => {
       await ch.send(started)
-      try {
-        for (;;) await ch.send({ t: 'out', fd: 1, data: new Uint8Array(64 * 1024).fill(121) })
-      } catch {
-        closed()
+      const flooding = (async () => {
+        while (!closeOut) await ch.send({ t: 'out', fd: 1, data: new Uint8Array(64 * 1024).fill(121) })
+      })().catch(() => {})
+      for (;;) {
+        const m = await ch.recv() as Record<string, unknown> | undefined
+        if (m === undefined) break
+        if (m.t === 'close-out') { closeOut = true; break }
       }
+      await flooding
+      // what a command killed by SIGPIPE ends with; the session itself goes on to the end
+      await ch.send({ t: 'out', fd: 2, data: new TextEncoder().encode('still here\n') })
+      await ch.send({ t: 'exit', code: 141, signal: 'SIGPIPE' })
     }
     const child = spawn(process.execPath, [path.join(ROOT, 'bin/vrun.js'), 'yes'], { env: { ...process.env, VGRID_HOME: agentHome } })
     child.stdin.end()
+    let stderr = ''
+    child.stderr.on('data', (d: Buffer) => { stderr += d.toString() })
     child.stdout.once('data', () => { child.stdout.destroy() })
     const code = await new Promise((resolve) => child.on('close', resolve))
+    expect(closeOut).toBe(true)
+    expect(stderr).toBe('still here\n')
     expect(code).toBe(141)
-    await connectionClosed
   })
 })
