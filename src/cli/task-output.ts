@@ -11,7 +11,7 @@ import { renderTable, shortPeerId } from './output.js'
 export const SHORT_TASK_ID_CHARS = 12
 /** Without --all, `task list` shows the trees begun this recently… */
 export const RECENT_TASKS_MS = 24 * 3600_000
-/** …and at most this many of them, the newest. */
+/** …and at most this many submissions of them, the newest (a fan-out's shards are one). */
 export const MAX_RECENT_TREES = 50
 
 export function shortTaskId (id: string): string {
@@ -86,13 +86,27 @@ export interface TaskSelection {
 
 /**
  * What `task list` shows: with `all` every tree; without, the trees begun in the last 24 h or
- * still going (an old task that still runs stays in sight), the newest MAX_RECENT_TREES of them.
+ * still going (an old task that still runs stays in sight), those of the newest
+ * MAX_RECENT_TREES submissions. The shards of one `vbatch -N` are one submission: a fan-out
+ * is shown whole or not at all.
  */
 export function selectTaskTrees (tasks: readonly TaskRecord[], all: boolean, now: number): TaskSelection {
   const trees = taskTrees(tasks)
   if (all) return { trees, hidden: 0 }
-  const shown = trees.filter((t) => now - t.task.created < RECENT_TASKS_MS || !isFinal(t.task.state)).slice(-MAX_RECENT_TREES)
+  const recent = trees.filter((t) => now - t.task.created < RECENT_TASKS_MS || !isFinal(t.task.state))
+  const submissions = new Set<string>()
+  for (let i = recent.length - 1; i >= 0; i--) {
+    const key = submissionOf(recent[i]!.task)
+    if (!submissions.has(key) && submissions.size >= MAX_RECENT_TREES) break
+    submissions.add(key)
+  }
+  const shown = recent.filter((t) => submissions.has(submissionOf(t.task)))
   return { trees: shown, hidden: trees.length - shown.length }
+}
+
+/** Shards of one fan-out share their owner, name, count and creation time; any other task is its own. */
+function submissionOf (t: TaskRecord): string {
+  return t.shard !== undefined ? `${t.owner}\0${t.name ?? ''}\0${t.shard.count}\0${t.created}` : t.id
 }
 
 /** The records of some trees, parents before their children. */
@@ -145,8 +159,9 @@ function cut (line: string, width: number): string {
   return line.length <= width ? line : `${line.slice(0, Math.max(0, width - 1))}…`
 }
 
-export function tasksJson (tasks: readonly TaskRecord[]): string {
-  return `${JSON.stringify({ tasks }, null, 2)}\n`
+/** `hidden`: top-level trees left out (without --all), so a script knows the list is not whole. */
+export function tasksJson (tasks: readonly TaskRecord[], hidden = 0): string {
+  return `${JSON.stringify({ tasks, hidden }, null, 2)}\n`
 }
 
 export function taskJson (task: TaskRecord): string {

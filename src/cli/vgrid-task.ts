@@ -50,7 +50,7 @@ export async function runTaskCommand (inv: TaskInvocation, io: TaskIo): Promise<
       }
       const sel = selectTaskTrees(tasks, inv.all, now())
       if (inv.json) {
-        io.stdout.write(tasksJson(flattenTrees(sel.trees)))
+        io.stdout.write(tasksJson(flattenTrees(sel.trees), sel.hidden))
       } else {
         const width = io.stdout.isTTY === true && io.stdout.columns !== undefined && io.stdout.columns > 0 ? io.stdout.columns : undefined
         io.stdout.write(renderTaskList(sel, width !== undefined ? { now: now(), width } : { now: now() }))

@@ -59,8 +59,9 @@ and the line that adds another machine. --json prints {"status": {...}} for scri
   'join-token': `Prints the token that adds a machine to this grid: run \`vgrid agent --join TOKEN\`
 there. The token holds the grid's secret key: give it only to machines you trust.`,
   task: `Looks at the tasks that vbatch (and vrun) started, wherever they run:
-  list              the tasks of the last 24 h (--all: every one), sub-tasks indented under
-                    the task that started them; --json prints {"tasks": [...]}
+  list              the tasks of the last 24 h, at most the newest 50 submissions (a fan-out
+                    is one; --all: every task), sub-tasks indented under the task that
+                    started them; --json prints {"tasks": [...], "hidden": N}
   show ID           one task in full: state, host, dependencies, attempts, sub-tasks
   log ID            its output so far (-f: and on until it ends, then exit with its status)
   cancel ID         stop it and its sub-tasks

@@ -84,6 +84,19 @@ describe('task trees', () => {
     expect(all.trees.length).toBe(57)
     expect(all.hidden).toBe(0)
   })
+
+  it('counts the shards of a fan-out as one submission, shown whole or not at all', () => {
+    const fan = Array.from({ length: 60 }, (_, i) => task((0x200 + i).toString(16).padStart(4, '0'), { name: 'sixty', shard: { index: i, count: 60 }, created: NOW - 5 * MIN }))
+    const before = Array.from({ length: 60 }, (_, i) => task((0x400 + i).toString(16).padStart(4, '0'), { created: NOW - (70 - i) * MIN }))
+    const sel = selectTaskTrees([...before, ...fan], false, NOW)
+    // the fan-out whole, and the 49 newest single tasks before it
+    expect(sel.trees.filter((t) => t.task.name === 'sixty')).toHaveLength(60)
+    expect(sel.trees.filter((t) => t.task.name === undefined)).toHaveLength(49)
+    expect(sel.hidden).toBe(11)
+    const json = JSON.parse(tasksJson(flattenTrees(sel.trees), sel.hidden)) as { tasks: TaskRecord[], hidden: number }
+    expect(json.tasks).toHaveLength(109)
+    expect(json.hidden).toBe(11)
+  })
 })
 
 describe('vgrid task list', () => {
