@@ -23,6 +23,7 @@ import { submitRun, serveExecProtocol, linkCommands, type RunContext } from './r
 import { loadKnownPeers, saveKnownPeers } from './known-peers.js'
 import { WorkspaceSync } from './workspace-sync.js'
 import { EXEC_PROTOCOL, KNOWN_PEERS_SAVE_INTERVAL_MS } from './constants.js'
+import type { TaskRecord } from './tasks/types.js'
 import { TaskManager } from './tasks/manager.js'
 import { TASK_PROTOCOL, TASK_MAX_FRAME_BYTES, TaskQueries, serveTaskProtocol, goneSignal } from './tasks/remote.js'
 import { VERSION } from '../common/version.js'
@@ -70,6 +71,11 @@ async function chooseGrid (config: AgentConfig): Promise<GridChoice> {
   }
   if (config.peers.length > 0) return { swarmKey: existing, bootstrap: config.peers, joined: 'peers' }
   return { swarmKey: existing, bootstrap: await loadKnownPeers(config.home), joined: 'rejoin' }
+}
+
+/** A fan-out's records go as `shards`, with the first as `task` for older clients. */
+function taskReply (r: TaskRecord | TaskRecord[]): { t: 'task', task: TaskRecord, shards?: TaskRecord[] } {
+  return Array.isArray(r) ? { t: 'task', task: r[0]!, shards: r } : { t: 'task', task: r }
 }
 
 export async function startAgent (config: AgentConfig): Promise<Agent> {
@@ -163,8 +169,8 @@ export async function startAgent (config: AgentConfig): Promise<Agent> {
             break
           }
           case 'task-show': await channel.send({ t: 'task', task: await queries.show(req.id, req.workspace) }); break
-          case 'task-cancel': await channel.send({ t: 'task', task: await queries.cancel(req.id, req.workspace) }); break
-          case 'task-wait': await channel.send({ t: 'task', task: await queries.wait(req.id, goneSignal(channel), req.workspace) }); break
+          case 'task-cancel': await channel.send(taskReply(await queries.cancel(req.id, req.workspace))); break
+          case 'task-wait': await channel.send(taskReply(await queries.wait(req.id, goneSignal(channel), req.workspace))); break
           case 'task-log': await channel.send({ t: 'task', task: await queries.log(req.id, req.follow, req.stderrOnly, channel, goneSignal(channel), req.workspace) }); break
           case 'agent-set': await channel.send({ t: 'policy', ...policy.set(req.patch) }); break
         }

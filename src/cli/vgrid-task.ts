@@ -69,7 +69,12 @@ export async function runTaskCommand (inv: TaskInvocation, io: TaskIo): Promise<
       return inv.follow && r.task !== undefined ? taskExitCode(r.task) : 0
     }
     case 'cancel': {
-      const { task } = await call(home, { t: 'task-cancel', id: inv.id, ...here(io) })
+      const { task, shards } = await call(home, { t: 'task-cancel', id: inv.id, ...here(io) })
+      if (shards !== undefined) {
+        const ended = shards.filter((t) => isFinal(t.state) && t.state !== 'cancelled').length
+        io.stdout.write(`cancelling ${inv.id}: ${shards.length} shards${ended > 0 ? ` (${ended} had already ended)` : ''}\n`)
+        return 0
+      }
       const subs = task.children.length === 0 ? '' : ` (and its ${task.children.length === 1 ? 'sub-task' : `${task.children.length} sub-tasks`})`
       // The agent answers once the task is cancelled, or at once for one that had already ended.
       io.stdout.write(task.state === 'cancelled'
@@ -78,7 +83,15 @@ export async function runTaskCommand (inv: TaskInvocation, io: TaskIo): Promise<
       return 0
     }
     case 'wait': {
-      const { task } = await call(home, { t: 'task-wait', id: inv.id, ...here(io) })
+      const { task, shards } = await call(home, { t: 'task-wait', id: inv.id, ...here(io) })
+      if (shards !== undefined) {
+        // A fan-out: succeeded when every shard did, else the status of the first that did not.
+        const bad = shards.filter((t) => t.state !== 'succeeded')
+        if (bad.length === 0) return 0
+        const named = bad.slice(0, 3).map((t) => `[${t.shard?.index ?? '?'}] ${describeState(t)}`).join(', ')
+        io.stderr.write(formatNotice('vgrid', `${inv.id}: ${bad.length} of ${shards.length} shards did not succeed: ${named}${bad.length > 3 ? ', …' : ''}`))
+        return taskExitCode(bad[0]!)
+      }
       const notice = task.state === 'succeeded' ? undefined : taskEndNotice(task) ?? `task ${shortTaskId(task.id)} ${describeState(task)}`
       if (notice !== undefined) io.stderr.write(formatNotice('vgrid', notice))
       return taskExitCode(task)

@@ -69,7 +69,9 @@ there. The token holds the grid's secret key: give it only to machines you trust
                     command's exit status when that failed, 255 when it never ran to an end
 ID is a task id as vbatch printed it, or a unique prefix of one (the 12 digits of list), from
 any member; or the name given with --name (NAME[i] for shard i of vbatch -N), looked up as
---after does among the tasks submitted on this machine: from this workspace first, newest.`
+--after does among the tasks submitted on this machine: from this workspace first, newest.
+cancel and wait take the name of a fan-out whole: every shard is cancelled, or waited for
+(0 when all succeeded, else the status of the first shard that did not).`
 }
 
 /** What each \`vgrid task\` action takes: its options (cac's names) and whether it needs an ID. */

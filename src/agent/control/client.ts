@@ -114,8 +114,12 @@ export function parseReply (t: OneShot['t'], raw: unknown): ControlReply {
     case 'task-list':
       if (!Array.isArray(m.tasks)) bad('tasks is not a list')
       return { t: want, tasks: m.tasks.map(parseTaskRecord), unreachable: strArray(m.unreachable ?? [], 'unreachable', 100_000, 256) }
-    case 'task':
-      return { t: want, task: parseTaskRecord(m.task) }
+    case 'task': {
+      const task = parseTaskRecord(m.task)
+      if (m.shards === undefined) return { t: want, task }
+      if (!Array.isArray(m.shards) || m.shards.length === 0 || m.shards.length > MAX_SHARDS) bad('shards is not a list of records')
+      return { t: want, task, shards: m.shards.map(parseTaskRecord) }
+    }
   }
 }
 

@@ -18,6 +18,8 @@
  * - `{ t: 'task-log', id, follow, stderrOnly }` → `{ t: 'log', fd, data }`… then `{ t: 'task', task }`.
  * - `{ t: 'task-cancel', id }` → `{ t: 'task', task }` (cancelled with its sub-tasks).
  * - `{ t: 'task-wait', id }` → `{ t: 'task', task }` once it has ended.
+ *   Both take the name of a fan-out whole: the reply then also holds `shards`, every shard's
+ *   record in order (`task` is the first).
  * - `{ t: 'agent-set', patch }` (`vgrid agent set`; an empty patch only asks) → `{ t: 'policy',
  *   policy, warnings, saved? }`: the owner policy now in force, and the config file it was saved in.
  * - any request may be answered `{ t: 'error', error: { code, message, hint } }`.
@@ -106,7 +108,7 @@ export type ControlReply =
   | { t: 'join-token', token: string }
   | { t: 'batched', ids: string[] }
   | { t: 'task-list', tasks: TaskRecord[], unreachable: string[] }
-  | { t: 'task', task: TaskRecord }
+  | { t: 'task', task: TaskRecord, shards?: TaskRecord[] }
   | { t: 'log', fd: 1 | 2, data: Uint8Array }
   | { t: 'policy', policy: PolicyView, warnings: string[], saved?: string }
   | { t: 'error', error: WireError }

@@ -161,13 +161,29 @@ export class TaskQueries {
     return await this.locate(ref, workspace)
   }
 
-  async cancel (ref: string, workspace?: string): Promise<TaskRecord> {
+  /**
+   * The shards of the fan-out a bare `--name` names (`vbatch -N`), all owned here; undefined
+   * when `ref` names one task (or none). `cancel` and `wait` take a fan-out whole.
+   */
+  private fanOut (ref: string, workspace?: string): TaskRecord[] | undefined {
+    if (/^[0-9a-f]{1,16}$/.test(ref)) return undefined
+    const group = this.tasks.named(ref, workspace)
+    return group.length > 1 ? group : undefined
+  }
+
+  /** One record; every shard's, in order, when `ref` names a fan-out. */
+  async cancel (ref: string, workspace?: string): Promise<TaskRecord | TaskRecord[]> {
+    const group = this.fanOut(ref, workspace)
+    if (group !== undefined) return group.map((t) => this.tasks.cancel(t.id))
     const t = await this.locate(ref, workspace)
     if (t.owner === this.grid.peerId) return this.tasks.cancel(t.id)
     return await this.oneTask(t.owner, { t: 'cancel', id: t.id })
   }
 
-  async wait (ref: string, signal: AbortSignal, workspace?: string): Promise<TaskRecord> {
+  /** Once it has ended; with a fan-out, once every shard has. */
+  async wait (ref: string, signal: AbortSignal, workspace?: string): Promise<TaskRecord | TaskRecord[]> {
+    const group = this.fanOut(ref, workspace)
+    if (group !== undefined) return await Promise.all(group.map(async (t) => await this.tasks.wait(t.id, signal)))
     const t = await this.locate(ref, workspace)
     if (t.owner === this.grid.peerId) return await this.tasks.wait(t.id, signal)
     return await this.oneTask(t.owner, { t: 'wait', id: t.id }, signal)
