@@ -29,7 +29,11 @@ export interface NameAndDeps {
 export function parseNameAndDeps (split: Pick<SplitArgv, 'values' | 'items'>): NameAndDeps {
   const out: NameAndDeps = { after: [] }
   const name = split.values.get('name')?.at(-1)
-  if (name !== undefined) out.name = parseName(name, '--name')
+  if (name !== undefined) {
+    out.name = parseName(name, '--name')
+    // `NAME[i]` and `NAME[i/K]` name the shards of a fan-out (vgrid task …): no task may look like one.
+    if (/\[\d+(?:\/\d+)?\]$/.test(name)) throw new UsageError(`--name ${name}: a task name may not end in [N], which names a shard of a fan-out`)
+  }
   for (const { name: opt, value } of split.items) {
     const kind = AFTER_OPTIONS.get(opt)
     if (kind !== undefined) out.after.push({ kind, name: parseName(value, `--${opt}`) })

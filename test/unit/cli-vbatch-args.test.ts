@@ -103,6 +103,8 @@ describe('vbatch arguments', () => {
     [['--timeout', '0', 'ls'], '--timeout 0: must be longer than zero'],
     [['--name', '', 'ls'], '--name needs a task name'],
     [['--name', 'a b', 'ls'], '--name "a b": a task name has no blanks'],
+    [['--name', 'train[0]', 'ls'], '--name train[0]: a task name may not end in [N]'],
+    [['--name', 'train[0/4]', 'ls'], 'may not end in [N]'],
     [['--after-success', '', 'ls'], '--after-success needs a task name'],
     [['--gang=yes', 'ls'], 'option --gang takes no value'],
     [['-N', '2', '--gang', '--on', 'lab-02', 'ls'], '--gang places its shards on several members: it cannot be combined with --on'],
