@@ -67,6 +67,8 @@ there. The token holds the grid's secret key: give it only to machines you trust
   cancel ID         stop it and its sub-tasks
   wait ID           wait for it to end and exit with its status: 0 when it succeeded, its
                     command's exit status when that failed, 255 when it never ran to an end
+                    (or only its sub-tasks failed); it waits through a restart of the
+                    task's owner (for up to 60 s of absence)
 ID is a task id as vbatch printed it, or a unique prefix of one (the 12 digits of list), from
 any member; or the name given with --name (NAME[i] for shard i of vbatch -N), looked up as
 --after does among the tasks submitted on this machine: from this workspace first, newest.

@@ -579,7 +579,7 @@ describe('an owner restarted', () => {
     }
   }, 120_000)
   it('stopped with SIGTERM, keeps what ran and what waited: placed again after its restart', async () => {
-    const [x, y] = await startGrid(2)
+    const [x, y] = await startGrid(2, { env: { DEBUG: 'vgrid:tasks' } })
     let x2: AgentProc | undefined
     try {
       const ws = workspace()
@@ -592,6 +592,9 @@ describe('an owner restarted', () => {
       // Runs here: the stopping agent's own SIGTERM to it is no failure of the command.
       const three = await submitOne(x, ['--retries', '1', '--on', x.peer, '--cpus', '0', 'sh', '-c', 'sleep 2; echo three > three.txt'], ws)
       await waitFor(async () => (await show(x, three)).state === 'running', 'the third to run', 20_000, 50)
+      // Waited for from the other member: it waits through the owner's restart.
+      const waiting = startCli('vgrid', ['task', 'wait', one], { home: y.home, timeoutMs: 90_000 })
+      await waitFor(() => x.output().includes(`waits for task ${one}`), 'the wait to reach the owner', 20_000, 50)
 
       expect((await x.stop('SIGTERM')).code).toBe(0)
       const r2 = await startAgent({ home: x.home })
@@ -599,6 +602,8 @@ describe('an owner restarted', () => {
       await waitFor(async () => (await r2.vgrid(['peers', '--json'])).stdout.includes(y.peer), 'the restarted owner to see the other member', 20_000, 100)
 
       for (const id of [one, two, three]) { const w = await wait(r2, id, 60_000); expect(w.code, `${id}: ${w.stderr} ${JSON.stringify(await show(r2, id))}`).toBe(0) }
+      const waited = await waiting.done
+      expect(waited.code, waited.stderr).toBe(0)
       const oneRec = await show(r2, one)
       expect(oneRec.attempts.map((a) => a.state)).toEqual(['lost', 'succeeded'])
       expect(oneRec.attempts[0].error).toContain('the owning agent stopped')

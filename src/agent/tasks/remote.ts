@@ -24,6 +24,12 @@ export const TASK_PROTOCOL = '/vgrid/task/1.0.0'
 export const TASK_MAX_FRAME_BYTES = 64 * 1024 * 1024
 const ASK_TIMEOUT_MS = 3_000
 const REQUEST_TIMEOUT_MS = 10_000
+/**
+ * How long `task wait` on another member's task keeps trying after it lost that owner: a
+ * restart (the records survive it) takes seconds, and the task goes on meanwhile.
+ */
+export const OWNER_RETURN_MS = 60_000
+const OWNER_RETRY_MS = 1_000
 
 type TaskRequest =
   | { t: 'list' }
@@ -70,7 +76,10 @@ export function serveTaskProtocol (tasks: TaskManager): (channel: FrameChannel, 
         case 'list': await channel.send({ t: 'tasks', tasks: tasks.list() }); break
         case 'find': await channel.send({ t: 'tasks', tasks: tasks.find(req.prefix) }); break
         case 'cancel': await channel.send({ t: 'task', task: tasks.cancel(req.id) }); break
-        case 'wait': await channel.send({ t: 'task', task: await tasks.wait(req.id, goneSignal(channel)) }); break
+        case 'wait':
+          log.debug(`${remotePeer} waits for task ${req.id}`)
+          await channel.send({ t: 'task', task: await tasks.wait(req.id, goneSignal(channel)) })
+          break
         case 'log': {
           const task = await tasks.streamLog(req.id, req.follow, req.stderrOnly, async (f) => { await channel.send({ t: 'log', fd: f.fd, data: f.data }) }, goneSignal(channel))
           await channel.send({ t: 'task', task })
@@ -186,7 +195,22 @@ export class TaskQueries {
     if (group !== undefined) return await Promise.all(group.map(async (t) => await this.tasks.wait(t.id, signal)))
     const t = await this.locate(ref, workspace)
     if (t.owner === this.grid.peerId) return await this.tasks.wait(t.id, signal)
-    return await this.oneTask(t.owner, { t: 'wait', id: t.id }, signal)
+    let deadline: number | undefined
+    for (;;) {
+      try {
+        return await this.oneTask(t.owner, { t: 'wait', id: t.id }, signal)
+      } catch (err) {
+        if (!(err instanceof VgridError) || err.code !== 'ERR_PEER_LOST' || signal.aborted) throw err
+        deadline ??= Date.now() + OWNER_RETURN_MS
+        if (Date.now() >= deadline) {
+          throw new VgridError('ERR_PEER_LOST', `lost ${t.ownerHost}, which owns task ${t.id.slice(0, 12)}, and it did not come back within ${OWNER_RETURN_MS / 1000} s`,
+            `ask again once it is back: vgrid task wait ${t.id}`)
+        }
+        log.debug(`waiting for ${t.ownerHost} to come back: ${err.message}`)
+        await new Promise((resolve) => { const timer = setTimeout(resolve, OWNER_RETRY_MS); signal.addEventListener('abort', () => { clearTimeout(timer); resolve(undefined) }, { once: true }) })
+        if (signal.aborted) throw err
+      }
+    }
   }
 
   async log (ref: string, follow: boolean, stderrOnly: boolean, client: FrameChannel, signal: AbortSignal, workspace?: string): Promise<TaskRecord> {
