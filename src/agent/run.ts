@@ -223,7 +223,16 @@ export async function executeHere (ctx: RunContext, channel: FrameChannel, task:
     ctx.loadChanged()
     const exit = hold.held()
     if (exit !== undefined) {
-      await kids?.settle(send)
+      // Sub-tasks may run on after the command. If the submitter goes away meanwhile they
+      // stop: nothing they make could reach it any more. (It has half-closed the stream long
+      // ago, so only the stream's state tells: looked at once a second while they run.)
+      const k = kids
+      const gone = k === undefined ? undefined : setInterval(() => { if (channel.closed) { clearInterval(gone); k.cancel() } }, SUBMITTER_GONE_POLL_MS)
+      try {
+        await kids?.settle(send)
+      } finally {
+        clearInterval(gone)
+      }
       if (synced !== undefined && where.kind === 'copy') {
         try {
           await ctx.sync.offerOutputs(root, synced, where.submitter, send)
@@ -328,6 +337,9 @@ export async function submitRun (ctx: RunContext, client: FrameChannel, spec: Ru
     placed()
   }
 }
+
+/** How often a task whose command has ended checks, while its sub-tasks run, that its submitter is still there. */
+const SUBMITTER_GONE_POLL_MS = 1_000
 
 /**
  * An agent finds the grid again in the first seconds after it starts. A run for a member not

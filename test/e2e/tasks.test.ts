@@ -578,6 +578,25 @@ describe('an owner restarted', () => {
       await Promise.all([y.stop(), x2?.stop(), x.stop()])
     }
   }, 120_000)
+  it('cancels the sub-tasks of a task whose submitter went away', async () => {
+    const [x, y] = await startGrid(2)
+    try {
+      const ws = workspace()
+      const parent = await submitOne(x, ['--on', y.peer, 'sh', '-c', 'vbatch --name kid sh -c "sleep 30; echo kid > kid.txt"; echo parent done'], ws)
+      // The sub-task is y's, which runs the parent.
+      const kid = await waitFor(async () => {
+        const r = await y.vgrid(['task', 'list', '--json'])
+        const k = (JSON.parse(r.stdout).tasks as TaskRecord[]).find((t) => t.parent === parent)
+        return k?.state === 'running' ? k.id : undefined
+      }, 'the sub-task to run', 30_000, 100)
+      expect((await x.stop('SIGTERM')).code).toBe(0)
+      const rec = await ended(y, kid, 20_000)
+      expect(rec.state).toBe('cancelled')
+    } finally {
+      await Promise.all([y.stop(), x.stop()])
+    }
+  }, 90_000)
+
   it('stopped with SIGTERM, keeps what ran and what waited: placed again after its restart', async () => {
     const [x, y] = await startGrid(2, { env: { DEBUG: 'vgrid:tasks' } })
     let x2: AgentProc | undefined
