@@ -150,32 +150,25 @@ export async function benchTransport (): Promise<Figure[]> {
       child.once('exit', (code) => { reject(new Error(`the sink exited (${code})`)) })
     })
     const conn = await me.dial(multiaddr(addr))
-    const once = async (): Promise<number> => {
-      const stream = await conn.newStream(PROTOCOL)
+    /** MB/s of one stream of `protocol` that `send` fills with `bytes`, which the other end counts back. */
+    const rate = async (protocol: string, bytes: number, send: (stream: Stream) => Promise<void>): Promise<number> => {
+      const stream = await conn.newStream(protocol)
       const answer = new Promise<bigint>((resolve) => stream.addEventListener('message', (evt) => { resolve(Buffer.from(evt.data.subarray()).readBigUInt64BE(0)) }, { once: true }))
       const t0 = performance.now()
-      await sendAll(stream, BYTES)
+      await send(stream)
       const got = await answer
       const ms = performance.now() - t0
-      if (got !== BigInt(BYTES)) throw new Error(`the sink got ${got} bytes of ${BYTES}`)
-      return BYTES / MB / (ms / 1000)
+      if (got !== BigInt(bytes)) throw new Error(`the other end counted ${got} bytes of ${bytes} (0: a hash did not match)`)
+      return bytes / MB / (ms / 1000)
     }
+    const once = async (): Promise<number> => await rate(PROTOCOL, BYTES, async (s) => { await sendAll(s, BYTES) })
     await once() // warm up
     const rates = [await once(), await once()]
     // The floor of a first sync, on files written just before (in the page cache, as the
     // sync bench's are).
     const files = [path.join(dir, 'big-a.bin'), path.join(dir, 'big-b.bin')]
     for (const f of files) randomFile(f, FILE_BYTES)
-    const filesOnce = async (): Promise<number> => {
-      const stream = await conn.newStream(FILES_PROTOCOL)
-      const answer = new Promise<bigint>((resolve) => stream.addEventListener('message', (evt) => { resolve(Buffer.from(evt.data.subarray()).readBigUInt64BE(0)) }, { once: true }))
-      const t0 = performance.now()
-      await sendFiles(stream, files)
-      const got = await answer
-      const ms = performance.now() - t0
-      if (got !== BigInt(files.length * FILE_BYTES)) throw new Error(`the receiver wrote ${got} bytes of ${files.length * FILE_BYTES} (0: a hash did not match)`)
-      return files.length * FILE_BYTES / MB / (ms / 1000)
-    }
+    const filesOnce = async (): Promise<number> => await rate(FILES_PROTOCOL, files.length * FILE_BYTES, async (s) => { await sendFiles(s, files) })
     const fileRates = [await filesOnce(), await filesOnce()]
     return [
       { name: 'one libp2p stream (tcp+pnet+noise+yamux), process to process, best of 2', value: Math.round(Math.max(...rates)), unit: 'MB/s' },
