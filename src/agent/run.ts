@@ -229,7 +229,7 @@ export async function executeHere (ctx: RunContext, channel: FrameChannel, task:
       const k = kids
       const gone = k === undefined ? undefined : setInterval(() => { if (channel.closed) { clearInterval(gone); k.cancel() } }, SUBMITTER_GONE_POLL_MS)
       try {
-        await kids?.settle(send)
+        await k?.settle(send)
       } finally {
         clearInterval(gone)
       }

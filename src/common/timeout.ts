@@ -11,3 +11,12 @@ export async function withTimeout<T> (p: Promise<T>, ms: number, message: string
     clearTimeout(timer)
   }
 }
+
+/** Resolves after `ms`, or at once when `signal` aborts (never rejects). */
+export async function sleep (ms: number, signal: AbortSignal): Promise<void> {
+  await new Promise<void>((resolve) => {
+    const t = setTimeout(done, ms)
+    function done (): void { clearTimeout(t); signal.removeEventListener('abort', done); resolve() }
+    signal.addEventListener('abort', done)
+  })
+}

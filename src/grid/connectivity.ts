@@ -18,6 +18,7 @@ import {
   PEER_DIAL_RETRY_MS, PEER_DIAL_TIMEOUT_MS
 } from './constants.js'
 import type { GridNode } from './node.js'
+import { sleep } from '../common/timeout.js'
 
 /** How long one DHT self-lookup may take before it is abandoned. */
 const DHT_LOOKUP_TIMEOUT_MS = 5_000
@@ -145,12 +146,4 @@ export class Connectivity {
 function routingTableEvents (node: GridNode): EventTarget | undefined {
   const table = (node.services.dht as unknown as { routingTable?: unknown }).routingTable
   return table instanceof EventTarget ? table : undefined
-}
-
-async function sleep (ms: number, signal: AbortSignal): Promise<void> {
-  await new Promise<void>((resolve) => {
-    const t = setTimeout(done, ms)
-    function done (): void { clearTimeout(t); signal.removeEventListener('abort', done); resolve() }
-    signal.addEventListener('abort', done)
-  })
 }

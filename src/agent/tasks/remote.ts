@@ -13,7 +13,7 @@ import { VgridError, toWire, fromWire } from '../../common/errors.js'
 import { createLogger } from '../../common/log.js'
 import type { FrameChannel } from '../../common/channel.js'
 import { obj, str, oneOf, bytes, bad } from '../../common/validate.js'
-import { withTimeout } from '../../common/timeout.js'
+import { sleep, withTimeout } from '../../common/timeout.js'
 import type { Grid } from '../../grid/index.js'
 import { MAX_DATA_CHUNK_BYTES } from '../../exec/messages.js'
 import type { TaskManager } from './manager.js'
@@ -207,7 +207,7 @@ export class TaskQueries {
             `ask again once it is back: vgrid task wait ${t.id}`)
         }
         log.debug(`waiting for ${t.ownerHost} to come back: ${err.message}`)
-        await new Promise((resolve) => { const timer = setTimeout(resolve, OWNER_RETRY_MS); signal.addEventListener('abort', () => { clearTimeout(timer); resolve(undefined) }, { once: true }) })
+        await sleep(OWNER_RETRY_MS, signal)
         if (signal.aborted) throw err
       }
     }
