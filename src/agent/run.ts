@@ -167,13 +167,21 @@ export function newTaskId (): string {
 let envCopy: Readonly<Record<string, string>> | undefined
 
 /**
+ * The agent's own shell state, which says nothing about a command: where the agent was
+ * started (PWD, OLDPWD; a command gets PWD = its own directory, as a shell would give it), the
+ * last program its shell ran (_), and the terminal it was started from (TERM: a command gets
+ * the user's under a terminal, and none on pipes, as over ssh).
+ */
+const AGENT_ONLY_VARS: ReadonlySet<string> = new Set(['PWD', 'OLDPWD', '_', 'TERM'])
+
+/**
  * The agent's environment, the base of every command's: copied once, as reading process.env
  * goes through the C library for each variable, on every command started.
  */
 function agentEnv (): Readonly<Record<string, string>> {
   if (envCopy === undefined) {
     const env: Record<string, string> = {}
-    for (const [k, v] of Object.entries(process.env)) if (v !== undefined) env[k] = v
+    for (const [k, v] of Object.entries(process.env)) if (v !== undefined && !AGENT_ONLY_VARS.has(k)) env[k] = v
     envCopy = Object.freeze(env)
   }
   return envCopy
@@ -209,7 +217,7 @@ export async function executeHere (ctx: RunContext, channel: FrameChannel, task:
     mkdirSync(cwd, { recursive: true })
     const env: Record<string, string> = { ...agentEnv() }
     // vrun and vbatch inside the command reach this agent and become the task's sub-tasks.
-    Object.assign(env, { VGRID_TASK_ID: task, VGRID_HOME: ctx.home, VGRID_WORKSPACE: root, PATH: [path.join(ctx.home, 'bin'), env.PATH].filter(Boolean).join(':') })
+    Object.assign(env, { VGRID_TASK_ID: task, VGRID_HOME: ctx.home, VGRID_WORKSPACE: root, PWD: cwd, PATH: [path.join(ctx.home, 'bin'), env.PATH].filter(Boolean).join(':') })
     const cancelled = new AbortController()
     kids = ctx.children?.begin(task)
     const hold = holdingExit(channel, () => { kids?.cancel(); cancelled.abort() })

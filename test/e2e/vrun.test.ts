@@ -68,6 +68,15 @@ describe('vrun on a remote member', () => {
     expect(r.stdout).toBe('hi there/copied\n')
   })
 
+  it('gives the command its own PWD, not the agent\'s shell state', async () => {
+    fs.mkdirSync(path.join(a.workspace, 'pwd/sub'), { recursive: true })
+    // env, not a shell: a shell would set PWD itself
+    const r = await a.vrun(['--on', b.peer, '--cwd', 'pwd/sub', 'env'], { env: { TERM: 'xterm' } })
+    const env = new Map(r.stdout.trim().split('\n').map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]))
+    expect(env.get('PWD')).toBe(path.join(env.get('VGRID_WORKSPACE')!, 'pwd/sub'))
+    for (const k of ['OLDPWD', 'TERM', '_']) expect(env.has(k), k).toBe(false)
+  })
+
   it('runs in --cwd relative to the workspace copy, and refuses one the workspace lacks', async () => {
     fs.mkdirSync(path.join(a.workspace, 'sub/dir'), { recursive: true })
     const r = await a.vrun(['--on', b.peer, '--cwd', 'sub/dir', 'sh', '-c', 'pwd; echo $VGRID_WORKSPACE'])
