@@ -7,7 +7,7 @@ import path from 'node:path'
 import { VgridError } from '../common/errors.js'
 import { formatBytes, parseSize } from '../common/units.js'
 import {
-  LABEL_KEY_RE, MAX_CPUS, MAX_GPUS, MAX_LABEL_VALUE_CHARS, MAX_REQUEST_BYTES, MAX_REQUEST_LABELS, POOL_NAME_RE, type RunSpec
+  LABEL_KEY_RE, MAX_ARG_BYTES, MAX_ARGV_BYTES, MAX_ARGV_ITEMS, MAX_CPUS, MAX_GPUS, MAX_LABEL_VALUE_CHARS, MAX_REQUEST_BYTES, MAX_REQUEST_LABELS, POOL_NAME_RE, argvBytes, type RunSpec
 } from '../exec/messages.js'
 import { NAME_OPTIONS, parseNameAndDeps, type NameAndDeps } from './task-deps-args.js'
 import { UsageError } from './usage-error.js'
@@ -85,6 +85,13 @@ export function parseVrunArgs (argv: readonly string[], env: NodeJS.ProcessEnv =
 export function parseRunOptions (values: ReadonlyMap<string, string[]>, command: readonly string[], env: NodeJS.ProcessEnv): RunOptions {
   if (command.length === 0) throw new UsageError('no command given', undefined, { showHelp: true })
   if (command[0] === '') throw new UsageError('the command name is empty')
+  for (const [i, a] of command.entries()) {
+    if (Buffer.byteLength(a) > MAX_ARG_BYTES) throw new UsageError(`argument ${i} is ${Buffer.byteLength(a)} bytes: at most ${MAX_ARG_BYTES} travel in one argument`)
+  }
+  if (command.length > MAX_ARGV_ITEMS || argvBytes(command) > MAX_ARGV_BYTES) {
+    throw new UsageError(`the command has ${command.length.toLocaleString('en-US')} arguments (${formatBytes(argvBytes(command))}): at most ${MAX_ARGV_ITEMS.toLocaleString('en-US')} arguments and ${formatBytes(MAX_ARGV_BYTES)} travel`,
+      'pass long lists in a file in the workspace, or through stdin')
+  }
   // Repeating a single-valued option is not an error: the last one wins, as in most tools.
   const last = (name: string): string | undefined => values.get(name)?.at(-1)
 

@@ -9,7 +9,12 @@ import { obj, str, optStr, int, bytes, strArray, strMap, oneOf, bad } from '../c
 
 /** Output and stdin travel in chunks of at most this many bytes. */
 export const MAX_DATA_CHUNK_BYTES = 1024 * 1024
-export const MAX_ARGV_ITEMS = 4096
+/**
+ * A command line as long as Linux takes one (ARG_MAX is 2 MiB with the usual 8 MiB stack):
+ * `vrun sh -c '…' x $(seq 100000)` runs as it would here.
+ */
+export const MAX_ARGV_ITEMS = 100_000
+export const MAX_ARGV_BYTES = 2 * 1024 * 1024
 export const MAX_ARG_BYTES = 128 * 1024
 export const MAX_ENV_ITEMS = 1024
 export const MAX_CPUS = 4096
@@ -81,10 +86,18 @@ export type ExecEvent =
    */
   | { t: 'children', ids: string[], failed: number, done: boolean }
 
+/** What `argv` takes in a process's arguments: its bytes, a NUL each. */
+export function argvBytes (argv: readonly string[]): number {
+  let n = 0
+  for (const a of argv) n += Buffer.byteLength(a) + 1
+  return n
+}
+
 export function parseRunSpec (v: unknown): RunSpec {
   const m = obj(v, 'run spec')
   const argv = strArray(m.argv, 'argv', MAX_ARGV_ITEMS, MAX_ARG_BYTES)
   if (argv.length === 0) bad('argv is empty')
+  if (argvBytes(argv) > MAX_ARGV_BYTES) bad(`argv is larger than ${MAX_ARGV_BYTES} bytes`)
   if (argv[0] === '') bad('argv[0] is empty')
   const spec: RunSpec = {
     argv,

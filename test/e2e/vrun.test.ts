@@ -68,6 +68,12 @@ describe('vrun on a remote member', () => {
     expect(r.stdout).toBe('hi there/copied\n')
   })
 
+  it('passes 90,000 arguments, as a local command line would', async () => {
+    const many = Array.from({ length: 90_000 }, (_, i) => String(i))
+    const r = await a.vrun(['--on', b.peer, '--no-sync', 'sh', '-c', 'echo $# ${90000}', 'x', ...many])
+    expect(r.stdout, r.stderr).toBe('90000 89999\n')
+  })
+
   it('gives the command its own PWD, not the agent\'s shell state', async () => {
     fs.mkdirSync(path.join(a.workspace, 'pwd/sub'), { recursive: true })
     // env, not a shell: a shell would set PWD itself

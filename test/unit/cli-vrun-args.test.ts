@@ -208,6 +208,14 @@ describe('vrun usage errors', () => {
   ])('%j → %s', (argv, message) => {
     expect(usageError(argv).message).toContain(message)
   })
+
+  it('takes a command line as long as Linux does, and says what is too long', () => {
+    const many = Array.from({ length: 99_000 }, (_, i) => String(i))
+    expect(run(['sh', '-c', 'echo $#', 'x', ...many]).spec.argv).toHaveLength(99_004)
+    expect(usageError(['sh', ...many, ...many]).message).toContain('the command has 198,001 arguments (')
+    expect(usageError(['sh', ...many, ...many]).message).toContain('at most 100,000 arguments and 2 MiB travel')
+    expect(usageError(['echo', 'x'.repeat(200 * 1024)]).message).toContain('argument 1 is 204800 bytes')
+  })
 })
 
 describe('vrun help, version, tty and cwd', () => {
