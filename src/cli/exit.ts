@@ -13,9 +13,25 @@ export function guardStdio (): void {
   for (const s of [process.stdout, process.stderr]) if (!s.listeners('error').includes(ignore)) s.on('error', ignore)
 }
 
+let terminalGone = false
+
+/**
+ * Our terminal hung up (SIGHUP with a terminal on stdin or stdout): we then end as a
+ * program does whose terminal closed, killed by SIGHUP. Exiting normally instead makes Node
+ * 20 crash as it restores a terminal that is gone (SIGSEGV in ResetStdio, nodejs/node#51519).
+ */
+export function noteTerminalGone (): void {
+  terminalGone = true
+}
+
 /** Exits with `code` once stdout and stderr are flushed; a closed pipe is not waited on. */
 export async function exitAfterFlush (code: number): Promise<never> {
   guardStdio()
+  if (terminalGone) {
+    process.removeAllListeners('SIGHUP')
+    process.kill(process.pid, 'SIGHUP')
+    return await new Promise<never>(() => {})
+  }
   await Promise.all([flush(process.stdout), flush(process.stderr)])
   process.exit(code)
 }

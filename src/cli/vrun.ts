@@ -8,6 +8,7 @@
 import { commandHelp, runCommand, type CommandText } from './entry.js'
 import { VRUN_OPTIONS, parseVrunArgs } from './vrun-args.js'
 import { taskParent } from './task-env.js'
+import { noteTerminalGone } from './exit.js'
 import type { VrunRequest } from './vrun-session.js'
 
 const DESCRIPTION = `Runs CMD on a member of the grid that has the requested resources free, streaming its
@@ -56,6 +57,8 @@ async function dispatch (argv: string[]): Promise<number> {
       }
       const parent = taskParent(process.env)
       if (parent !== undefined) run.parent = parent
+      // The session passes SIGHUP on to the command; from a terminal it also means ours is gone.
+      if (process.stdin.isTTY || process.stdout.isTTY) process.once('SIGHUP', noteTerminalGone)
       return await runVrun(run, {
         home: vgridHome(process.env),
         env: process.env,

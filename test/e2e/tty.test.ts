@@ -3,6 +3,8 @@
  * shell has a prompt, Ctrl-C and the window size.
  */
 import { describe, it, expect, beforeAll, afterAll } from 'vitest'
+import fs from 'node:fs'
+import path from 'node:path'
 import pty from '@lydell/node-pty'
 import { startGrid, stopAll, waitFor, BIN, type AgentProc } from '../helpers/procs.js'
 
@@ -63,4 +65,17 @@ describe('vrun in a terminal', () => {
     await exit
     expect(output()).toMatch(/not a tty/)
   })
+
+  it('ends killed by SIGHUP when its terminal goes away, after the command got SIGHUP and its files came back', async () => {
+    for (const tty of ['yes', 'no']) {
+      const file = `hup-${tty}.txt`
+      const { term, output } = vrunInTerminal(['--tty', tty, '--on', b.peer, 'sh', '-c', `trap 'echo hup > ${file}; exit 0' HUP; echo ready; while :; do sleep 0.1; done`])
+      const ended = new Promise<{ exitCode: number, signal?: number }>((resolve) => term.onExit(resolve))
+      await waitFor(() => output().includes('ready'), 'the command to start', 20_000)
+      term.destroy() // the terminal window closes
+      // not a crash (Node 20 dies of SIGSEGV restoring a terminal that is gone)
+      expect((await ended).signal, tty).toBe(1)
+      expect(fs.readFileSync(path.join(a.workspace, file), 'utf8')).toBe('hup\n')
+    }
+  }, 60_000)
 })
