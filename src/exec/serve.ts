@@ -48,7 +48,8 @@ export async function serveExec (channel: FrameChannel, opts: ServeExecOptions):
   // As a shell does: a message on stderr and 127 / 126, not an error of the session.
   const cannotRun = async (exitCode: number, why: string): Promise<ExecResult> => {
     void sender.send({ t: 'started', pid: 0, peer: opts.peer, host: opts.host, gpus: opts.gpus.map((g) => g.index) })
-    void sender.send({ t: 'out', fd: 2, data: new TextEncoder().encode(`vgrid: ${name}: ${why}\n`) })
+    // Under a terminal the user's is raw and nothing turns \n into \r\n on the way: as a pty would.
+    void sender.send({ t: 'out', fd: 2, data: new TextEncoder().encode(`vgrid: ${name}: ${why}${spec.tty !== undefined ? '\r\n' : '\n'}`) })
     await sender.send({ t: 'exit', code: exitCode })
     return { exitCode, durationMs: 0, started: false, cancelled: false }
   }

@@ -60,7 +60,8 @@ describe('serveExec under a pseudo-terminal', () => {
   it('answers 127 for a command that is not found, without forking a terminal', async () => {
     const s = new Session(['no-such-command-vgrid'], withTty)
     await s.ended
-    expect(s.stderr()).toBe('vgrid: no-such-command-vgrid: command not found\n')
+    // \r\n as a terminal's output has it: the user's terminal is raw
+    expect(s.stderr()).toBe('vgrid: no-such-command-vgrid: command not found\r\n')
     expect(await s.result).toMatchObject({ exitCode: 127, started: false })
   })
 
