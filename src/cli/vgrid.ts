@@ -138,11 +138,13 @@ export function createVgridCli (): CAC {
 /** argv without the node and script paths; throws UsageError for anything to fix. */
 export function parseVgridArgs (argv: readonly string[]): VgridInvocation {
   const cli = createVgridCli()
-  const { args, options } = cli.parse(['node', 'vgrid', ...argv], { run: false })
+  // `--nice -5`: the value is -5, not an option -5 (mri would take it for one).
+  const { args, options } = cli.parse(['node', 'vgrid', ...joinDashValues(argv)], { run: false })
   const command = cli.matchedCommand
   if (options.help === true) return { kind: 'help', text: captureHelp(cli) }
+  // With a command too (`vgrid agent --version` must not start an agent).
+  if (options.version === true) return { kind: 'version', text: `vgrid ${VERSION}\n` }
   if (command === undefined) {
-    if (options.version === true && args.length === 0) return { kind: 'version', text: `vgrid ${VERSION}\n` }
     if (args.length === 0) throw new UsageError('no command given', undefined, { showHelp: true })
     const typed = String(args[0]).toLowerCase()
     const meant = Object.hasOwn(MEANT, typed) ? MEANT[typed] : undefined
@@ -151,6 +153,7 @@ export function parseVgridArgs (argv: readonly string[]): VgridInvocation {
   }
   checkOptions(cli, command, options)
   if (command.name === 'task') return taskInvocation(argv, options)
+  if (command.name === 'agent') Object.assign(options, rawAgentValues(argv))
   if (command.name === 'agent' && args[0] === 'set') return agentSetInvocation(command, args.slice(1), options)
   const extra = [...args, ...(options['--'] as string[] ?? [])]
   if (extra.length > 0) throw usage(command, `unexpected argument ${extra[0]}`)
@@ -243,6 +246,48 @@ function taskInvocation (argv: readonly string[], options: Record<string, unknow
     case 'log': return { kind: 'task', action: act, id: ref, follow: given('follow'), stderrOnly: given('stderrOnly') }
     default: return { kind: 'task', action: act as 'cancel' | 'wait', id: ref }
   }
+}
+
+/** The agent's options that take a value, as typed (cac's names). */
+const AGENT_VALUE_OPTIONS = ['join', 'peer', 'listen', 'cpus', 'gpus', 'mem', 'cacheSize', 'pool', 'label', 'maxTasks', 'nice']
+
+const kebab = (name: string): string => name.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)
+
+/** `--opt -5` as `--opt=-5`, for the agent's value options. */
+function joinDashValues (argv: readonly string[]): string[] {
+  const out: string[] = []
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!
+    if (a === '--') { out.push(...argv.slice(i)); break }
+    const next = argv[i + 1]
+    if (next !== undefined && /^-\d/.test(next) && AGENT_VALUE_OPTIONS.some((o) => a === `--${kebab(o)}`)) {
+      out.push(`${a}=${next}`)
+      i++
+    } else {
+      out.push(a)
+    }
+  }
+  return out
+}
+
+/**
+ * The agent's option values as typed: mri turns `--pool 007` into 7 and `--nice ''` into 0,
+ * so `-P 007` would find no member and an empty niceness would be 0. Only options given.
+ */
+function rawAgentValues (argv: readonly string[]): Record<string, string[]> {
+  const raw: Record<string, string[]> = {}
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!
+    if (a === '--') break
+    for (const o of AGENT_VALUE_OPTIONS) {
+      const flag = `--${kebab(o)}`
+      let v: string | undefined
+      if (a === flag && i + 1 < argv.length) v = argv[++i]
+      else if (a.startsWith(`${flag}=`)) v = a.slice(flag.length + 1)
+      if (v !== undefined) { (raw[o] ??= []).push(v); break }
+    }
+  }
+  return raw
 }
 
 /** What `vgrid agent set` changes; the other agent options apply at start only. */

@@ -93,6 +93,22 @@ describe('vgrid agent flags', () => {
     expect(flagsOf(['--cpus', '2', '--cpus', '4'])).toEqual({ cpus: '4' })
   })
 
+  it('keeps values as typed: no numbers made of them, a negative one is a value', async () => {
+    expect(flagsOf(['--pool', '007', '--pool=1e3', '--label', 'v=010'])).toEqual({ pool: ['007', '1e3'], label: ['v=010'] })
+    expect(flagsOf(['--nice', ''])).toEqual({ nice: '' })
+    expect(flagsOf(['--nice', '-5'])).toEqual({ nice: '-5' })
+    await expect(agentConfig(flagsOf(['--nice', '']), env())).rejects.toThrow('--nice: "" is not valid')
+    await expect(agentConfig(flagsOf(['--gpus', '']), env())).rejects.toThrow('--gpus: "" is not valid')
+    await expect(agentConfig(flagsOf(['--cpus', '-1']), env())).rejects.toThrow('--cpus: "-1" is not valid')
+    const set = parseVgridArgs(['agent', 'set', '--nice', '-1'])
+    expect(set).toEqual({ kind: 'agent-set', flags: { nice: '-1' } })
+  })
+
+  it('--version after a command prints the version rather than running it', () => {
+    expect(parseVgridArgs(['agent', '--version'])).toEqual({ kind: 'version', text: `vgrid ${VERSION}\n` })
+    expect(parseVgridArgs(['peers', '-v'])).toEqual({ kind: 'version', text: `vgrid ${VERSION}\n` })
+  })
+
   it('resolves valid flags into the agent configuration', async () => {
     const config = await agentConfig(flagsOf(['--cpus', '8', '--gpus', '0,1', '--mem', '16G', '--label', 'rack=b2', '--listen', '/ip4/127.0.0.1/tcp/0']), env())
     expect(config.home).toBe(home)
