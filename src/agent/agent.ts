@@ -19,10 +19,12 @@ import type { FrameChannel } from '../common/channel.js'
 import { computeOffer, type AgentConfig } from './config.js'
 import { detectResources, startCpuSampler } from './hardware.js'
 import { OrphanLedger } from '../exec/orphans.js'
+import { signalGroup } from '../exec/process-group.js'
+import { StoreLock } from '../fs-sync/store-lock.js'
 import { submitRun, serveExecProtocol, linkCommands, type RunContext } from './run.js'
 import { loadKnownPeers, saveKnownPeers } from './known-peers.js'
 import { WorkspaceSync } from './workspace-sync.js'
-import { EXEC_PROTOCOL, KNOWN_PEERS_SAVE_INTERVAL_MS } from './constants.js'
+import { EXEC_PROTOCOL, KNOWN_PEERS_SAVE_INTERVAL_MS, SHUTDOWN_KILL_GRACE_MS } from './constants.js'
 import type { TaskRecord } from './tasks/types.js'
 import { TaskManager } from './tasks/manager.js'
 import { TASK_PROTOCOL, TASK_MAX_FRAME_BYTES, TaskQueries, serveTaskProtocol, goneSignal } from './tasks/remote.js'
@@ -80,6 +82,20 @@ function taskReply (r: TaskRecord | TaskRecord[]): { t: 'task', task: TaskRecord
 
 export async function startAgent (config: AgentConfig): Promise<Agent> {
   await fs.mkdir(config.home, { recursive: true, mode: 0o700 })
+  // Before anything in the home is read or made: one agent per home, keys included.
+  const homeLock = await StoreLock.acquireHome(config.home)
+  try {
+    return await startLocked(config, homeLock)
+  } catch (err) {
+    await homeLock.release().catch(() => {})
+    throw err
+  }
+}
+
+/** How long a stopping agent waits for its guests to go after the kill grace, before it kills what is left. */
+const GUESTS_GONE_WAIT_MS = SHUTDOWN_KILL_GRACE_MS + 400
+
+async function startLocked (config: AgentConfig, homeLock: StoreLock): Promise<Agent> {
   await assertNoLiveAgent(config.home)
   // No agent runs here: the groups still listed were left by one that was killed.
   const orphans = OrphanLedger.open(config.home)
@@ -87,6 +103,9 @@ export async function startAgent (config: AgentConfig): Promise<Agent> {
   const [choice, privateKey, resources] = await Promise.all([
     chooseGrid(config), loadOrCreateIdentity(config.home), detectResources()
   ])
+  // Joined through a token or --peer: where the grid is, saved at once, so an agent stopped
+  // before it saved the members it saw still finds its grid at the next start.
+  if (choice.joined !== 'rejoin' && choice.bootstrap.length > 0) await saveKnownPeers(config.home, choice.bootstrap).catch((err) => { log.warn('could not save the known peers', err) })
   const { offer, warnings } = computeOffer(config.share, resources)
   const ledger = new Ledger({ cpus: offer.cpus, memBytes: offer.memBytes, gpus: resources.gpus.filter((g) => offer.gpus.includes(g.index)), pools: offer.pools, labels: offer.labels })
   const gpuUse = new Map<number, GpuUse>()
@@ -187,13 +206,14 @@ export async function startAgent (config: AgentConfig): Promise<Agent> {
 
   // Remember where the other members are, to find the grid again after a restart.
   let lastSaved = ''
-  const saveTimer = setInterval(() => {
+  const savePeers = async (): Promise<void> => {
     const addrs = grid.view().filter((p) => !p.self).flatMap((p) => p.addrs.slice(0, 4))
     const json = JSON.stringify(addrs)
     if (addrs.length === 0 || json === lastSaved) return
     lastSaved = json
-    saveKnownPeers(config.home, addrs).catch((err) => { log.warn('could not save the known peers', err) })
-  }, KNOWN_PEERS_SAVE_INTERVAL_MS)
+    await saveKnownPeers(config.home, addrs).catch((err) => { log.warn('could not save the known peers', err) })
+  }
+  const saveTimer = setInterval(() => { void savePeers() }, KNOWN_PEERS_SAVE_INTERVAL_MS)
   saveTimer.unref()
 
   return {
@@ -204,14 +224,21 @@ export async function startAgent (config: AgentConfig): Promise<Agent> {
     },
     async stop () {
       clearInterval(saveTimer)
+      await savePeers()
       shutdown.abort()
       cpu.stop()
       policy.stop()
       await control.close().catch((err) => { log.warn('closing the control socket failed', err) })
+      // The guests got their polite signal with the shutdown, and SIGKILL after a grace; one
+      // that ignores both while its session unwinds must not outlive the agent.
+      const deadline = Date.now() + GUESTS_GONE_WAIT_MS
+      while (guests.pgids().some((g) => signalGroup(g, 0)) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50))
+      for (const g of guests.pgids()) signalGroup(g, 'SIGKILL')
       await tasks.flush().catch(() => {})
       await grid.stop()
       await sync.close().catch((err) => { log.warn('closing the chunk store failed', err) })
       await tasks.close().catch(() => {})
+      await homeLock.release().catch(() => {})
     }
   }
 }

@@ -14,6 +14,7 @@ import path from 'node:path'
 import { VgridError } from '../common/errors.js'
 
 export const STORE_LOCK_FILE = 'store.lock'
+export const HOME_LOCK_FILE = 'agent.lock'
 /** Tries to create the lock after removing a stale one before giving up (another process keeps winning). */
 const LOCK_ATTEMPTS = 3
 
@@ -24,30 +25,39 @@ const NO_LINK_CODES = new Set(['EPERM', 'ENOTSUP', 'EOPNOTSUPP', 'ENOSYS'])
 const held = new Set<string>()
 
 export class StoreLock {
-  private constructor (readonly dir: string, private readonly file: string) {}
+  private constructor (private readonly file: string) {}
 
   static async acquire (dir: string): Promise<StoreLock> {
+    return await StoreLock.take(dir, STORE_LOCK_FILE, (pid, file) => new VgridError('ERR_BAD_ARGUMENT', `the chunk store in ${dir} is in use by process ${pid}`,
+      `stop that agent or give this one its own VGRID_HOME; if process ${pid} is not a vgrid agent, delete ${file}`), `the chunk store in ${dir}`)
+  }
+
+  /**
+   * The agent's whole home (`agent.lock`), taken before anything in it is read or made: two
+   * agents started at once on a fresh home each created keys, and the loser could leave its
+   * own identity or swarm key behind (another peer id, even another grid).
+   */
+  static async acquireHome (home: string): Promise<StoreLock> {
+    return await StoreLock.take(home, HOME_LOCK_FILE, (pid, file) => new VgridError('ERR_BAD_ARGUMENT', `an agent is already running with this home (${home}): process ${pid}`,
+      `stop it first, or give this agent its own home with VGRID_HOME=DIR; if process ${pid} is not a vgrid agent, delete ${file}`), `the agent home ${home}`)
+  }
+
+  private static async take (dir: string, name: string, inUse: (pid: number, file: string) => VgridError, what: string): Promise<StoreLock> {
     const real = await fsp.realpath(dir)
-    if (held.has(real)) {
-      throw new VgridError('ERR_BAD_ARGUMENT', `the chunk store in ${dir} is already open in this process`,
-        'open it once and share the ChunkStore')
-    }
+    const key = path.join(real, name)
+    if (held.has(key)) throw new VgridError('ERR_BAD_ARGUMENT', `${what} is already open in this process`, 'open it once and share it')
     // taken before the first await below, so two opens racing in this process cannot both pass
-    held.add(real)
-    const file = path.join(real, STORE_LOCK_FILE)
+    held.add(key)
     try {
       for (let attempt = 0; attempt < LOCK_ATTEMPTS; attempt++) {
-        if (await createLock(file)) return new StoreLock(real, file)
-        const pid = await readPid(file)
-        if (pid !== undefined && pid !== process.pid && pidAlive(pid)) {
-          throw new VgridError('ERR_BAD_ARGUMENT', `the chunk store in ${dir} is in use by process ${pid}`,
-            `stop that agent or give this one its own VGRID_HOME; if process ${pid} is not a vgrid agent, delete ${file}`)
-        }
-        await fsp.rm(file, { force: true })
+        if (await createLock(key)) return new StoreLock(key)
+        const pid = await readPid(key)
+        if (pid !== undefined && pid !== process.pid && pidAlive(pid)) throw inUse(pid, key)
+        await fsp.rm(key, { force: true })
       }
-      throw new VgridError('ERR_BAD_ARGUMENT', `could not lock the chunk store in ${dir}: other processes keep taking it`)
+      throw new VgridError('ERR_BAD_ARGUMENT', `could not lock ${what}: other processes keep taking it`)
     } catch (err) {
-      held.delete(real)
+      held.delete(key)
       throw err
     }
   }
@@ -57,7 +67,7 @@ export class StoreLock {
     try {
       if (await readPid(this.file) === process.pid) await fsp.rm(this.file, { force: true })
     } finally {
-      held.delete(this.dir)
+      held.delete(this.file)
     }
   }
 }

@@ -130,4 +130,49 @@ describe('a grid of agents', () => {
     expect(r2.code).toBe(255)
     expect(r2.stderr).toMatch(new RegExp(`port ${port} is already in use`))
   })
+
+  it('lets one of two agents started at once on a fresh home win, with its keys intact', async () => {
+    const { spawnCli, collect, runCli } = await import('../helpers/procs.js')
+    const home = tempDir()
+    const args = ['agent', '--listen', '/ip4/127.0.0.1/tcp/0']
+    const both = [spawnCli('vgrid', args, { home }), spawnCli('vgrid', args, { home })]
+    const done = both.map((c) => collect(c, 60_000))
+    // The loser says why and exits; the winner runs on.
+    const lost = await Promise.race(done)
+    expect(lost.code).toBe(255)
+    expect(lost.stderr).toMatch(/already running with this home/)
+    const status = await waitFor(async () => {
+      const r = await runCli('vgrid', ['status', '--json'], { home, timeoutMs: 10_000 })
+      return r.code === 0 ? JSON.parse(r.stdout).status : undefined
+    }, 'the winner to answer', 20_000, 100)
+    const { default: fs } = await import('node:fs')
+    const key = fs.readFileSync(`${home}/swarm.key`)
+    for (const c of both) c.kill('SIGTERM')
+    await Promise.all(done)
+    // Restarted, it is the same member of the same grid: the loser left no keys of its own.
+    const again = await startAgent({ home })
+    expect(again.peer).toBe(status.peer)
+    expect(fs.readFileSync(`${home}/swarm.key`)).toEqual(key)
+    expect(decodeJoinToken(again.token).swarmKey).toEqual(decodeJoinToken(status.joinToken).swarmKey)
+  }, 90_000)
+
+  it('stopped with SIGTERM, leaves no guest behind, even one that ignores SIGTERM', async () => {
+    const { startCli, processRuns } = await import('../helpers/procs.js')
+    const [a, b] = await startGrid(2)
+    const run = startCli('vrun', ['--no-sync', '--on', b.peer, 'sh', '-c', 'trap "" TERM INT HUP; echo $$; exec sleep 300'], { home: a.home, timeoutMs: 60_000 })
+    const pid = await waitFor(() => { const n = Number(run.stdout().trim()); return n > 0 ? n : undefined }, 'the guest to start', 20_000, 50)
+    const stopped = await b.stop('SIGTERM')
+    expect(stopped.code).toBe(0)
+    // gone by the time the agent has exited, not at its next start
+    expect(processRuns(pid)).toBe(false)
+    await run.done
+  }, 60_000)
+
+  it('finds its grid again when stopped right after joining', async () => {
+    const a = await startAgent()
+    const b = await startAgent({ join: a.token })
+    await b.stop('SIGTERM')
+    const b2 = await startAgent({ home: b.home })
+    await waitFor(async () => (await peersOf(b2)).some((p) => p.peer === a.peer), 'the restarted agent to find the grid', 15_000, 100)
+  }, 60_000)
 })
