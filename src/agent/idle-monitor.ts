@@ -14,6 +14,7 @@
  * timings (with VGRID_OWNER_LOAD_FILE, see owner-load.ts, a test plays the owner in a second).
  */
 import type { OwnerLoadSource } from './owner-load.js'
+import { VgridError } from '../common/errors.js'
 
 export const OWNER_LOAD_SAMPLE_MS = 1_000
 export const OWNER_LOAD_WINDOW_MS = 10_000
@@ -41,7 +42,7 @@ export function idleRule (env: NodeJS.ProcessEnv = process.env): IdleRule {
   if (v === undefined || v === '') return DEFAULT_IDLE_RULE
   const ms = v.split(',').map((x) => Number(x.trim()))
   if (ms.length !== 3 || ms.some((n) => !Number.isInteger(n) || n < 10 || n > 3_600_000)) {
-    throw new RangeError(`${OWNER_LOAD_TIMING_ENV}=${v}: expected SAMPLE_MS,WINDOW_MS,IDLE_AFTER_MS, whole milliseconds from 10`)
+    throw new VgridError('ERR_BAD_ARGUMENT', `${OWNER_LOAD_TIMING_ENV}=${v}: expected SAMPLE_MS,WINDOW_MS,IDLE_AFTER_MS, whole milliseconds from 10`)
   }
   const [sampleMs, windowMs, idleAfterMs] = ms as [number, number, number]
   return { ...DEFAULT_IDLE_RULE, sampleMs, windowMs, idleAfterMs }

@@ -46,7 +46,8 @@ describe('the idle rule', () => {
     expect(idleRule({})).toBe(DEFAULT_IDLE_RULE)
     expect(idleRule({ VGRID_OWNER_LOAD_TIMING: '100,200,300' })).toEqual({ sampleMs: 100, windowMs: 200, busyPercent: 25, idleAfterMs: 300 })
     for (const bad of ['100,200', 'a,b,c', '1,200,300', '100,200,300,400']) {
-      expect(() => idleRule({ VGRID_OWNER_LOAD_TIMING: bad })).toThrow(/SAMPLE_MS,WINDOW_MS,IDLE_AFTER_MS/)
+      // a usage error, not an "internal error, report it"
+      expect(() => idleRule({ VGRID_OWNER_LOAD_TIMING: bad })).toThrow(expect.objectContaining({ code: 'ERR_BAD_ARGUMENT', message: expect.stringMatching(/SAMPLE_MS,WINDOW_MS,IDLE_AFTER_MS/) }))
     }
   })
 })
