@@ -298,9 +298,9 @@ function agentSetInvocation (command: Command, extra: unknown[], options: Record
   if (rest.length > 0) throw usage(command, `unexpected argument ${String(rest[0])}`)
   for (const name of Object.keys(options)) {
     if (name === '--' || AGENT_SET_OPTIONS.includes(name)) continue
-    const shown = `--${name.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`
+    const shown = `--${kebab(name)}`
     throw usage(command, `option ${shown} does not apply to vgrid agent set`,
-      `agent set changes ${AGENT_SET_OPTIONS.map((o) => `--${o.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`).join(', ')}; the others need a restart of the agent`)
+      `agent set changes ${AGENT_SET_OPTIONS.map((o) => `--${kebab(o)}`).join(', ')}; the others need a restart of the agent`)
   }
   return { kind: 'agent-set', flags: agentFlags(options) }
 }
