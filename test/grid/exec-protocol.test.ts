@@ -84,7 +84,9 @@ describe('the exec protocol under hostile input', () => {
     for (const bad of [
       'hello', 42, [], { t: 'exec' }, { t: 'exec', v: 2, task: 'aaaaaaaaaaaaaaaa', spec: { argv: [] } },
       { t: 'exec', v: 2, task: 'aaaaaaaaaaaaaaaa', spec: spec({ cpus: 1.5 }) },
-      { t: 'exec', v: 2, task: 'aaaaaaaaaaaaaaaa', spec: spec({ argv: Array(5000).fill('x') }) },
+      { t: 'exec', v: 2, task: 'aaaaaaaaaaaaaaaa', spec: spec({ argv: Array(100_001).fill('x') }) },
+      // each argument within its cap, all of them past Linux's 2 MiB
+      { t: 'exec', v: 2, task: 'aaaaaaaaaaaaaaaa', spec: spec({ argv: Array(20).fill('y'.repeat(120 * 1024)) }) },
       { t: 'stdin', data: new Uint8Array(3) }
     ]) {
       const replies = await exchange(bad)
