@@ -41,6 +41,8 @@ export interface WorkspaceScan {
   startedMs: number
   /** What the scan left out and why (a fifo, an unreadable file…), one line each, for the user. */
   warnings: string[]
+  /** The agent's home inside the workspace, relative (homeWithin), which the scan left out. */
+  home?: string
 }
 
 type Send = (ev: ExecEvent) => Promise<void>
@@ -123,7 +125,7 @@ export class WorkspaceSync {
     const scan = await scanWorkspace(ref.dir, { statCache: cache, memo, onWarning, ...(home !== undefined ? { exclude: [home] } : {}), ...(signal !== undefined ? { signal } : {}) })
     await cache.save()
     log.debug(`scanned ${ref.dir}: ${scan.stats.files} files, ${scan.stats.bytes} bytes in ${Math.round(performance.now() - t0)} ms`)
-    return { ref, tree: scan.tree, rootHash: scan.rootHash, blobs: scan.blobs, get sources () { return scan.sources }, key, startedMs: scan.startedMs, warnings }
+    return { ref, tree: scan.tree, rootHash: scan.rootHash, blobs: scan.blobs, get sources () { return scan.sources }, key, startedMs: scan.startedMs, warnings, ...(home !== undefined ? { home } : {}) }
   }
 
   exportTo (scan: WorkspaceScan, peer: string): { session: string, root: Uint8Array, key: string } {
@@ -141,8 +143,9 @@ export class WorkspaceSync {
       const local = scan.sources
       const p: SyncProgress = { files: 0, totalFiles: 0, sentBytes: 0, sentChunks: 0, totalBytes: 0, reusedBytes: 0, done: false }
       const rules = await loadIgnoreRules(scan.ref.dir)
-      const home = homeWithin(scan.ref.dir, this.home)
-      const isHome = (rel: string): boolean => home !== undefined && (home === '' || rel === home || rel.startsWith(home + '/'))
+      // The agent's home never travels (scanNow), so nothing may come back into it either.
+      const { home } = scan
+      const isHome = (rel: string): boolean => home !== undefined && (rel === home || rel.startsWith(home + '/'))
       const result = await applyOutputs(scan.ref.dir, scan.tree, tree, async (ref) => {
         // A chunk the workspace already has (a copied file) need not travel.
         const src = local.get(hexOf(ref.hash))
@@ -157,7 +160,6 @@ export class WorkspaceSync {
       }, {
         taskId: task,
         snapshotStartedMs: scan.startedMs,
-        // The agent's home never travels, so nothing may come back into it either.
         isIgnored: (rel, isDir) => isHome(rel) || rules.ignores(rel, isDir),
         onConflict: (rel, conflictPath) => {
           void send({
