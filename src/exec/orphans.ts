@@ -4,6 +4,11 @@
  * `$VGRID_HOME/running/` while it runs; the next start of the agent stops the groups still
  * listed, so a task that is marked lost, or placed again, never also runs on in the dark.
  *
+ * A command is listed right after its fork (spawn's onPid): an agent killed in the instant
+ * between the two, which on a busy machine can be after the command has already run its
+ * first lines, leaves that one command unlisted. Closing the gap would need the listing
+ * before the pid exists.
+ *
  * A pid is reused by the system in time: a group is signalled only when the process that led
  * it is still the same one, known by the boot it ran in and its start time (/proc/PID/stat).
  */

@@ -502,15 +502,18 @@ describe('an owner restarted', () => {
         const n = Number(fs.existsSync(path.join(ws, 'pid')) ? read(ws, 'pid').trim() : '')
         return n > 0 ? n : undefined
       }, 'the command to start', 20_000, 50)
+      // Killed once the agent has written the command down (it does so right after the fork;
+      // the command's own pid file can come first on a busy machine, and that instant is not
+      // what this test is about).
+      const runningDir = path.join(x.home, 'running')
+      await waitFor(() => fs.readdirSync(runningDir).length > 0, 'the agent to list the command', 10_000, 20)
       const died = new Promise((resolve) => x.proc.once('exit', resolve))
       x.proc.kill('SIGKILL')
       await died
       // Nothing else takes it down: it leads its own process group.
       expect(running(pid)).toBe(true)
 
-      // What the killed agent left listed, for the failure message (this test failed once in
-      // CI, and never since when run alone or under load).
-      const runningDir = path.join(x.home, 'running')
+      // What the killed agent left listed, for the failure message.
       const listed = fs.readdirSync(runningDir).map((n) => `${n}: ${fs.readFileSync(path.join(runningDir, n), 'utf8')}`).join('; ')
       const stat = (): string => { try { return fs.readFileSync(`/proc/${pid}/stat`, 'utf8') } catch { return 'gone' } }
       x2 = await startAgent({ home: x.home })
@@ -603,13 +606,17 @@ describe('an owner restarted', () => {
     try {
       const ws = workspace()
       await waitFor(() => fs.existsSync(path.join(x.home, 'peers.json')), 'the owner to save its known peers', 15_000, 100)
+      // The first and third wait for a file made only after the restart: both surely still run
+      // when the owner stops, however slow the machine.
+      const go = path.join(tempDir('vgrid-go-'), 'go')
+      const hold = `while [ ! -e ${go} ]; do sleep 0.05; done`
       // Runs on the other member; the second waits for its cores (y lends 2).
-      const one = await submitOne(x, ['--retries', '1', '--on', y.peer, '--cpus', '2', 'sh', '-c', 'sleep 3; echo one > one.txt'], ws)
+      const one = await submitOne(x, ['--retries', '1', '--on', y.peer, '--cpus', '2', 'sh', '-c', `${hold}; echo one > one.txt`], ws)
       await waitFor(async () => (await show(x, one)).state === 'running', 'the first to run', 20_000, 50)
       const two = await submitOne(x, ['--on', y.peer, '--cpus', '2', 'sh', '-c', 'echo two > two.txt'], ws)
       expect((await show(x, two)).state).toBe('queued')
       // Runs here: the stopping agent's own SIGTERM to it is no failure of the command.
-      const three = await submitOne(x, ['--retries', '1', '--on', x.peer, '--cpus', '0', 'sh', '-c', 'sleep 2; echo three > three.txt'], ws)
+      const three = await submitOne(x, ['--retries', '1', '--on', x.peer, '--cpus', '0', 'sh', '-c', `${hold}; echo three > three.txt`], ws)
       await waitFor(async () => (await show(x, three)).state === 'running', 'the third to run', 20_000, 50)
       // Waited for from the other member: it waits through the owner's restart.
       const waiting = startCli('vgrid', ['task', 'wait', one], { home: y.home, timeoutMs: 90_000 })
@@ -619,6 +626,7 @@ describe('an owner restarted', () => {
       const r2 = await startAgent({ home: x.home })
       x2 = r2
       await waitFor(async () => (await r2.vgrid(['peers', '--json'])).stdout.includes(y.peer), 'the restarted owner to see the other member', 20_000, 100)
+      fs.writeFileSync(go, '')
 
       for (const id of [one, two, three]) { const w = await wait(r2, id, 60_000); expect(w.code, `${id}: ${w.stderr} ${JSON.stringify(await show(r2, id))}`).toBe(0) }
       const waited = await waiting.done
