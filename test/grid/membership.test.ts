@@ -18,12 +18,14 @@ function fullyJoined (grids: Grid[]): boolean {
 }
 
 describe('membership', () => {
-  it('five members that each joined through the first are fully connected within 3 s', async () => {
+  // The deadline is a bound on a hang, not the figure: on a loaded 2-core CI machine the usual
+  // 1-2 s once took 3.3 s. The time is printed.
+  it('five members that each joined through the first become fully connected', async () => {
     const first = await h.start()
     const start = Date.now()
     const rest = await Promise.all([1, 2, 3, 4].map(async () => await h.start({ bootstrap: first.addrs() })))
     const all = [first, ...rest]
-    await waitFor(() => fullyJoined(all), { timeoutMs: 3000, what: 'five fully connected members' })
+    await waitFor(() => fullyJoined(all), { timeoutMs: 10_000, what: 'five fully connected members' })
     const elapsed = Date.now() - start
     console.log(`five members fully connected in ${elapsed} ms`)
     for (const g of all) {
