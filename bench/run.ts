@@ -13,6 +13,7 @@ import { benchStore } from './store.js'
 import { benchTransport } from './transport.js'
 import { benchTasks } from './tasks.js'
 import { benchPlacement } from './placement.js'
+import { benchScale } from './scale.js'
 
 const BENCHES: Record<string, () => Promise<Figure[]>> = {
   'grid-vrun': benchGridVrun,
@@ -21,7 +22,8 @@ const BENCHES: Record<string, () => Promise<Figure[]>> = {
   fastcdc: benchFastcdc,
   store: benchStore,
   tasks: benchTasks,
-  placement: benchPlacement
+  placement: benchPlacement,
+  scale: benchScale
 }
 
 async function main (): Promise<void> {

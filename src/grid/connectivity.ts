@@ -9,13 +9,18 @@
  * - DHT: once a DHT server is identified, look up our own id; the answer lists the members
  *   closest to us, which we dial. It connects a new member to the rest in one round trip,
  *   before the gossip mesh has formed.
+ * - One connection per pair: of two members that hear of each other, the smaller peer id
+ *   dials first; where both dialled anyway (DHT queries dial too), the connection the larger
+ *   one dialled is closed once it carries nothing but libp2p's own traffic, and gossipsub is
+ *   told to use the one that stays.
  */
-import type { Logger, PeerId, PeerInfo } from '@libp2p/interface'
+import type { Connection, Logger, PeerId, PeerInfo } from '@libp2p/interface'
 import type { Multiaddr } from '@multiformats/multiaddr'
 import { addrPeerId } from './addrs.js'
 import {
-  BOOTSTRAP_DIAL_TIMEOUT_MS, BOOTSTRAP_FIRST_DELAY_MS, BOOTSTRAP_MAX_DELAY_MS, DHT_PROTOCOL, MAX_DIAL_ADDRS,
-  PEER_DIAL_RETRY_MS, PEER_DIAL_TIMEOUT_MS
+  BOOTSTRAP_DIAL_TIMEOUT_MS, BOOTSTRAP_FIRST_DELAY_MS, BOOTSTRAP_MAX_DELAY_MS, DHT_PROTOCOL, DUPLICATE_CLOSE_MS, DUPLICATE_SETTLE_MS,
+  DUPLICATE_SWEEP_MS, HELLO_PROTOCOL, MAX_DIAL_ADDRS,
+  PEER_DIAL_DEFER_MS, PEER_DIAL_RETRY_MS, PEER_DIAL_TIMEOUT_MS
 } from './constants.js'
 import type { GridNode } from './node.js'
 import { sleep } from '../common/timeout.js'
@@ -28,7 +33,12 @@ export class Connectivity {
   private bootstrapping = false
   private readonly dialing = new Set<string>()
   private readonly failedAt = new Map<string, number>()
+  /** Dials left to the other side first (see dialPeer), by peer id. */
+  private readonly deferred = new Map<string, ReturnType<typeof setTimeout>>()
   private lookupRunning = false
+  private dedupeTimer: ReturnType<typeof setInterval> | undefined
+  /** Duplicate connections closed so far (for tests and `vgrid status`). */
+  duplicatesClosed = 0
   private lookupAgain = false
 
   constructor (
@@ -44,15 +54,24 @@ export class Connectivity {
     this.node.addEventListener('peer:identify', this.onIdentify)
     this.node.addEventListener('peer:discovery', this.onDiscovery)
     this.node.addEventListener('peer:disconnect', this.onDisconnect)
+    this.node.addEventListener('connection:open', this.onConnectionOpen)
+    this.node.addEventListener('connection:close', this.onConnectionClose)
+    this.dedupeTimer = setInterval(() => { this.closeDuplicates() }, DUPLICATE_SWEEP_MS)
+    this.dedupeTimer.unref()
     this.bootstrap()
   }
 
   stop (): void {
     this.controller.abort()
+    for (const timer of this.deferred.values()) clearTimeout(timer)
+    this.deferred.clear()
     routingTableEvents(this.node)?.removeEventListener('peer:add', this.onRoutingTableAdd)
     this.node.removeEventListener('peer:identify', this.onIdentify)
     this.node.removeEventListener('peer:discovery', this.onDiscovery)
     this.node.removeEventListener('peer:disconnect', this.onDisconnect)
+    this.node.removeEventListener('connection:open', this.onConnectionOpen)
+    this.node.removeEventListener('connection:close', this.onConnectionClose)
+    clearInterval(this.dedupeTimer)
   }
 
   private get stopped (): boolean { return this.controller.signal.aborted }
@@ -69,6 +88,26 @@ export class Connectivity {
     if (this.node.getConnections(peer).length > 0 || this.dialing.has(id)) return
     const failed = this.failedAt.get(id)
     if (failed !== undefined && Date.now() - failed < PEER_DIAL_RETRY_MS) return
+    if (id < this.node.peerId.toString()) {
+      // Two members usually hear of each other at the same moment (each one's advertisement
+      // reaches the other through the mesh), and if both dial, each pair ends up with two
+      // connections: twice the gossip, and duplicates to close. The one with the smaller
+      // id dials; the other waits, and dials only if no connection came.
+      if (this.deferred.has(id)) return
+      const timer = setTimeout(() => {
+        this.deferred.delete(id)
+        this.dialNow(peer, addrs)
+      }, PEER_DIAL_DEFER_MS)
+      timer.unref()
+      this.deferred.set(id, timer)
+      return
+    }
+    this.dialNow(peer, addrs)
+  }
+
+  private dialNow (peer: PeerId, addrs: Multiaddr[]): void {
+    const id = peer.toString()
+    if (this.stopped || this.node.getConnections(peer).length > 0 || this.dialing.has(id)) return
     this.dialing.add(id)
     this.log('dialling %s', id)
     const signal = AbortSignal.any([this.controller.signal, AbortSignal.timeout(PEER_DIAL_TIMEOUT_MS)])
@@ -101,6 +140,52 @@ export class Connectivity {
       }
       await sleep(delay, this.controller.signal)
       delay = Math.min(delay * 2, BOOTSTRAP_MAX_DELAY_MS)
+    }
+  }
+
+  private readonly onConnectionOpen = (evt: CustomEvent<Connection>): void => {
+    // once both sides' upgrades settled; the sweep catches what this one leaves
+    if (this.node.getConnections(evt.detail.remotePeer).length > 1) {
+      setTimeout(() => { this.closeDuplicates(evt.detail.remotePeer) }, DUPLICATE_SETTLE_MS).unref()
+    }
+  }
+
+  /**
+   * A connection closed while another to the same member stays open (a duplicate closed, by
+   * us or by the other side): gossipsub kept its streams on the closed one and opens new ones
+   * only when told of a connection, which libp2p does after identify. So identify again.
+   */
+  private readonly onConnectionClose = (evt: CustomEvent<Connection>): void => {
+    if (this.stopped) return
+    const survivor = this.node.getConnections(evt.detail.remotePeer).find((c) => c.status === 'open')
+    if (survivor === undefined) return
+    this.node.services.identify.identify(survivor, { signal: AbortSignal.any([this.controller.signal, AbortSignal.timeout(DHT_LOOKUP_TIMEOUT_MS)]) })
+      .catch((err: Error) => { if (!this.stopped) this.log('identify again of %s failed: %s', evt.detail.remotePeer, err.message) })
+  }
+
+  /**
+   * Closes the connections to `peer` (or to every member) that the member with the larger id
+   * dialled while one dialled by the smaller is open. Both sides apply the same rule to the
+   * same connections, so they agree without a word. A connection carrying any stream of ours
+   * (a command's output, a sync) is left for a later sweep.
+   */
+  closeDuplicates (peer?: PeerId): void {
+    if (this.stopped) return
+    const self = this.node.peerId.toString()
+    const peers = peer === undefined ? this.node.getPeers() : [peer]
+    for (const p of peers) {
+      const conns = this.node.getConnections(p).filter((c) => c.status === 'open')
+      if (conns.length < 2) continue
+      const weDialFirst = self < p.toString()
+      const keep = conns.filter((c) => (c.direction === 'outbound') === weDialFirst)
+      if (keep.length === 0) continue
+      for (const c of conns) {
+        if (keep.includes(c) || c.streams.some((st) => !housekeeping(st.protocol))) continue
+        this.duplicatesClosed++
+        this.log('closing a duplicate connection to %s', p)
+        // a graceful close waits for the other side to end gossipsub's long-lived streams
+        c.close({ signal: AbortSignal.timeout(DUPLICATE_CLOSE_MS) }).catch((err: Error) => { c.abort(err) })
+      }
     }
   }
 
@@ -140,6 +225,13 @@ export class Connectivity {
       else if (evt.name === 'PEER_RESPONSE') for (const p of evt.closer) this.dialPeer(p.id, p.multiaddrs)
     }
   }
+}
+
+/** Protocols libp2p runs by itself on every connection, which may be cut and opened again. */
+function housekeeping (protocol: string | undefined): boolean {
+  // '' is a stream still negotiating its protocol
+  return protocol === undefined || protocol === '' || protocol === DHT_PROTOCOL || protocol === HELLO_PROTOCOL ||
+    protocol.startsWith('/meshsub/') || protocol.startsWith('/floodsub/') || protocol.startsWith('/ipfs/')
 }
 
 /** kad-dht's routing table, when this version exposes it as an event target (not public API). */

@@ -9,6 +9,8 @@ export const HELLO_PROTOCOL = '/vgrid/hello/1.0.0'
 export const HELLO_TIMEOUT_MS = 5_000
 /** Our private Kademlia DHT: a protocol id of our own keeps us off the public IPFS DHT. */
 export const DHT_PROTOCOL = '/vgrid/kad/1.0.0'
+/** Concurrent ping streams per connection, each way (node.ts says why not libp2p's 1 and 2). */
+export const PING_MAX_STREAMS = 8
 
 /** How often an agent re-publishes its advertisement when nothing changed. */
 export const ADVERT_INTERVAL_MS = 1000
@@ -44,6 +46,21 @@ export const MAX_TASK_COUNT = 1_000_000
 export const MAX_DIAL_ADDRS = 16
 export const PEER_DIAL_TIMEOUT_MS = 5_000
 export const PEER_DIAL_RETRY_MS = 5_000
+/**
+ * Of two members that hear of each other, the one with the larger peer id waits this long for
+ * the other's dial before dialling itself: long enough for a connection to be set up on a
+ * loaded machine, short enough that a member the other cannot reach is still joined soon.
+ */
+export const PEER_DIAL_DEFER_MS = 2_000
+/**
+ * A second connection to a member is closed this long after it opened (both sides' upgrades
+ * and identify done), and every so often a sweep closes those that carried a stream of ours
+ * at the time (connectivity.ts).
+ */
+export const DUPLICATE_SETTLE_MS = 1_000
+export const DUPLICATE_SWEEP_MS = 10_000
+/** How long closing a duplicate may wait for its streams to end before it is aborted. */
+export const DUPLICATE_CLOSE_MS = 2_000
 
 /** Bootstrap dials back off from the first delay, doubling up to the cap, until connected. */
 export const BOOTSTRAP_FIRST_DELAY_MS = 250

@@ -16,7 +16,8 @@ import { tcp } from '@libp2p/tcp'
 import { createLibp2p } from 'libp2p'
 import { VgridError } from '../common/errors.js'
 import { parseMultiaddr } from './addrs.js'
-import { DHT_PROTOCOL, STREAM_READ_BUFFER_BYTES, STREAM_WINDOW_BYTES, YAMUX_MAX_MESSAGE_BYTES } from './constants.js'
+import { PRIVATE_GRID_SCORE_PARAMS, PRIVATE_GRID_SCORE_THRESHOLDS } from './gossip-params.js'
+import { DHT_PROTOCOL, PING_MAX_STREAMS, STREAM_READ_BUFFER_BYTES, STREAM_WINDOW_BYTES, YAMUX_MAX_MESSAGE_BYTES } from './constants.js'
 
 export interface GridServices extends Record<string, unknown> {
   identify: Identify
@@ -76,7 +77,11 @@ export async function startNode (init: NodeInit): Promise<GridNode> {
       },
       services: {
         identify: identify(),
-        ping: ping(),
+        // libp2p's connection monitor pings every connection every 10 s and kad-dht pings
+        // routing table contacts, both on this protocol; with ping's default of one outbound
+        // stream per connection the second fails, and the monitor takes any failure for a
+        // dead peer and aborts the connection (221 aborts in 20 s on a 16-member grid)
+        ping: ping({ maxOutboundStreams: PING_MAX_STREAMS, maxInboundStreams: PING_MAX_STREAMS }),
         dht: kadDHT({
           protocol: DHT_PROTOCOL,
           clientMode: false,
@@ -95,7 +100,10 @@ export async function startNode (init: NodeInit): Promise<GridNode> {
           // each advertisement reaches a member once from its author and once more from every
           // other mesh member; without this, each copy's signature is checked before it is
           // known to be a copy (a tenth of an agent's time while 50 runs start)
-          fastMsgIdFn: fastMessageId
+          fastMsgIdFn: fastMessageId,
+          // a private grid: see gossip-params.ts for each choice
+          scoreParams: PRIVATE_GRID_SCORE_PARAMS,
+          scoreThresholds: PRIVATE_GRID_SCORE_THRESHOLDS
         })
       }
     })

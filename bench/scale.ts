@@ -1,0 +1,188 @@
+/**
+ * Issue 14's figures: a grid of N real agent processes on this machine, all but the first
+ * joining at the same moment through the first one's token (as a lab does when the machines
+ * come up after a power cut). For each N (BENCH_SCALE_N, default "16,32"):
+ * - the time until every agent sees every member, from the joiners' spawn and from the
+ *   moment the last of them answered on its control socket (its own start excluded: on two
+ *   cores, 31 agents importing libp2p at once take seconds before any of them can gossip);
+ * - whether every view stays complete for BENCH_SCALE_HOLD_S seconds (default 120), checked
+ *   every second: the smallest view seen;
+ * - idle CPU per agent (mean % of one core over the hold, from /proc) and RSS per agent;
+ * - `vbatch -N 500 --no-sync true` through the real binary on the first agent: time to the
+ *   last shard's end and how many members ran a shard;
+ * - 10 % of the agents killed with SIGKILL: the time until every other view dropped them.
+ */
+import { spawn, type ChildProcess } from 'node:child_process'
+import fs from 'node:fs'
+import path from 'node:path'
+import { BIN, ROOT, tempDir, waitFor } from '../test/helpers/procs.js'
+import { call } from '../src/agent/control/client.js'
+import type { PeerView } from '../src/grid/types.js'
+import type { Figure } from './grid-vrun.js'
+import { median } from './stats.js'
+
+const SIZES = (process.env.BENCH_SCALE_N ?? '16,32').split(',').map(Number).filter((n) => Number.isInteger(n) && n >= 2)
+const HOLD_S = Number(process.env.BENCH_SCALE_HOLD_S ?? 120)
+const SHARDS = Number(process.env.BENCH_SCALE_SHARDS ?? 500)
+const CONVERGE_TARGET_MS = 5_000
+const IDLE_CPU_TARGET_PERCENT = 1
+/** Clock ticks per second of /proc/PID/stat's utime and stime (USER_HZ: 100 on Linux). */
+const USER_HZ = 100
+
+interface Agent { home: string, proc: ChildProcess, peer: string, output: () => string }
+
+function spawnAgent (join?: string): { home: string, proc: ChildProcess, output: () => string } {
+  const home = tempDir('vgrid-scale-')
+  const args = ['agent', '--listen', '/ip4/127.0.0.1/tcp/0', ...(join !== undefined ? ['--join', join] : [])]
+  const proc = spawn(BIN.vgrid, args, { cwd: ROOT, env: { ...process.env, VGRID_HOME: home }, stdio: ['ignore', 'pipe', 'pipe'] })
+  let output = ''
+  proc.stdout!.on('data', (d: Buffer) => { output += d.toString() })
+  proc.stderr!.on('data', (d: Buffer) => { output += d.toString() })
+  return { home, proc, output: () => output }
+}
+
+/** Waits until the agent answers on its control socket; returns its peer id. */
+async function ready (a: { home: string, proc: ChildProcess, output: () => string }): Promise<Agent> {
+  const status = await waitFor(async () => {
+    if (a.proc.exitCode !== null) throw new Error(`an agent exited at start:\n${a.output()}`)
+    if (!fs.existsSync(path.join(a.home, 'agent.sock'))) return undefined
+    return (await call(a.home, { t: 'status' })).status
+  }, 'an agent to start', 120_000, 50)
+  return { ...a, peer: status.peer }
+}
+
+async function view (a: Agent): Promise<PeerView[]> {
+  return (await call(a.home, { t: 'peers' }, { client: 'bench' })).peers
+}
+
+/** Sizes of every agent's view, asked of all at once; an agent that does not answer counts 0. */
+async function viewSizes (agents: Agent[]): Promise<number[]> {
+  return await Promise.all(agents.map(async (a) => await view(a).then((v) => v.length, () => 0)))
+}
+
+function cpuTicks (pid: number): number {
+  const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8')
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+  // fields 14 and 15 of stat(5), counted from the state (field 3) here
+  return Number(f[11]) + Number(f[12])
+}
+
+function rssMiB (pid: number): number {
+  const m = /VmRSS:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))
+  return m === null ? NaN : Number(m[1]) / 1024
+}
+
+async function stopAgents (agents: Array<{ proc: ChildProcess }>): Promise<void> {
+  await Promise.all(agents.map(async ({ proc }) => {
+    if (proc.exitCode !== null || proc.signalCode !== null) return
+    const exited = new Promise((resolve) => proc.once('exit', resolve))
+    const killer = setTimeout(() => { proc.kill('SIGKILL') }, 10_000)
+    proc.kill('SIGTERM')
+    await exited
+    clearTimeout(killer)
+  }))
+}
+
+async function runVbatch (home: string, args: string[]): Promise<string[]> {
+  const child = spawn(process.execPath, [BIN.vbatch, ...args], { cwd: tempDir('vgrid-scale-ws-'), env: { ...process.env, VGRID_HOME: home }, stdio: ['ignore', 'pipe', 'pipe'] })
+  let out = ''
+  let err = ''
+  child.stdout.on('data', (d: Buffer) => { out += d.toString() })
+  child.stderr.on('data', (d: Buffer) => { err += d.toString() })
+  const code = await new Promise((resolve) => child.on('close', resolve))
+  if (code !== 0) throw new Error(`vbatch ${args.join(' ')} exited ${String(code)}: ${err}`)
+  return out.split('\n').filter((l) => l !== '')
+}
+
+async function benchSize (n: number): Promise<Figure[]> {
+  const all: Array<{ proc: ChildProcess }> = []
+  const say = (s: string): void => { process.stdout.write(`  [${n}] ${s}\n`) }
+  try {
+    const first = spawnAgent()
+    all.push(first)
+    const a0 = await ready(first)
+    const token = (await call(a0.home, { t: 'join-token' })).token
+    const t0 = performance.now()
+    const spawned = Array.from({ length: n - 1 }, () => spawnAgent(token))
+    all.push(...spawned)
+    let lastUp = 0
+    const rest = await Promise.all(spawned.map(async (s) => {
+      const a = await ready(s)
+      lastUp = Math.max(lastUp, performance.now())
+      return a
+    }))
+    const agents = [a0, ...rest]
+    say(`all ${n} agents answer ${Math.round(lastUp - t0)} ms after the joiners were spawned`)
+    let lastSay = performance.now()
+    await waitFor(async () => {
+      const sizes = await viewSizes(agents)
+      if (performance.now() - lastSay > 5000) { lastSay = performance.now(); say(`views: ${sizes.join(' ')}`) }
+      return sizes.every((s) => s === n)
+    }, `every view to hold ${n} members`, 120_000, 100)
+    const tFull = performance.now()
+    const fromSpawn = tFull - t0
+    const fromUp = tFull - lastUp
+    say(`every view complete ${Math.round(fromSpawn)} ms after spawn, ${Math.round(fromUp)} ms after the last agent answered`)
+
+    // hold: every view checked every second; CPU counted over the same window
+    const ticks0 = agents.map((a) => cpuTicks(a.proc.pid!))
+    const h0 = performance.now()
+    let smallest = n
+    let dips = 0
+    while (performance.now() - h0 < HOLD_S * 1000) {
+      const sizes = await viewSizes(agents)
+      const min = Math.min(...sizes)
+      if (min < n) { dips++; say(`a view held ${min} of ${n} members at ${Math.round((performance.now() - h0) / 1000)} s`) }
+      smallest = Math.min(smallest, min)
+      await new Promise((resolve) => setTimeout(resolve, 1000))
+    }
+    const holdS = (performance.now() - h0) / 1000
+    const cpu = agents.map((a, i) => (cpuTicks(a.proc.pid!) - ticks0[i]!) / USER_HZ / holdS * 100)
+    const rss = agents.map((a) => rssMiB(a.proc.pid!))
+    const meanCpu = cpu.reduce((x, y) => x + y, 0) / n
+    say(`held: smallest view ${smallest}; idle CPU per agent mean ${meanCpu.toFixed(2)} %, max ${Math.max(...cpu).toFixed(2)} %; RSS median ${median(rss).toFixed(0)} MiB`)
+
+    // fan-out through the real binary
+    const f0 = performance.now()
+    const ids = await runVbatch(a0.home, ['-N', String(SHARDS), '--no-sync', 'true'])
+    const ends = await Promise.all(ids.map(async (id) => (await call(a0.home, { t: 'task-wait', id }, { client: 'bench' })).task))
+    const fanMs = performance.now() - f0
+    const executors = new Set(ends.map((t) => t.peer).filter((p) => p !== undefined))
+    const succeeded = ends.filter((t) => t.state === 'succeeded').length
+    say(`fan-out of ${SHARDS}: ${succeeded} succeeded in ${Math.round(fanMs)} ms on ${executors.size} members`)
+
+    // 10 % killed
+    const killed = agents.slice(1, 1 + Math.max(1, Math.round(n / 10)))
+    const alive = agents.filter((a) => !killed.includes(a))
+    const gone = new Set(killed.map((a) => a.peer))
+    const k0 = performance.now()
+    for (const a of killed) a.proc.kill('SIGKILL')
+    await waitFor(async () => {
+      const views = await Promise.all(alive.map(async (a) => await view(a)))
+      return views.every((v) => v.length === alive.length && !v.some((p) => gone.has(p.peer)))
+    }, 'the killed agents gone from every view', 60_000, 100)
+    const dropMs = performance.now() - k0
+    say(`${killed.length} killed agents dropped from every view in ${Math.round(dropMs)} ms`)
+
+    return [
+      { name: `${n} agents: every view complete, from the joiners' spawn`, value: Math.round(fromSpawn), unit: 'ms' },
+      { name: `${n} agents: every view complete, from the last agent up`, value: Math.round(fromUp), unit: 'ms', ...(n <= 16 ? { target: `<= ${CONVERGE_TARGET_MS}`, ok: fromUp <= CONVERGE_TARGET_MS } : {}) },
+      { name: `${n} agents: smallest view over ${Math.round(holdS)} s (checks short of ${n}: ${dips})`, value: smallest, unit: 'peer', target: `= ${n}`, ok: smallest === n },
+      { name: `${n} agents: idle CPU per agent, mean`, value: Math.round(meanCpu * 100) / 100, unit: '%', ...(n >= 50 ? { target: `<= ${IDLE_CPU_TARGET_PERCENT}`, ok: meanCpu <= IDLE_CPU_TARGET_PERCENT } : {}) },
+      { name: `${n} agents: idle CPU per agent, max`, value: Math.round(Math.max(...cpu) * 100) / 100, unit: '%' },
+      { name: `${n} agents: RSS per agent, median`, value: Math.round(median(rss)), unit: 'MiB' },
+      { name: `${n} agents: RSS per agent, max`, value: Math.round(Math.max(...rss)), unit: 'MiB' },
+      { name: `${n} agents: vbatch -N ${SHARDS} --no-sync true, to the last end (${SHARDS - succeeded} failed)`, value: Math.round(fanMs), unit: 'ms' },
+      { name: `${n} agents: members that ran a shard`, value: executors.size, unit: 'peer', target: `= ${n}`, ok: executors.size === n && succeeded === SHARDS },
+      { name: `${n} agents: ${killed.length} SIGKILLed, dropped from every view`, value: Math.round(dropMs), unit: 'ms' }
+    ]
+  } finally {
+    await stopAgents(all)
+  }
+}
+
+export async function benchScale (): Promise<Figure[]> {
+  const figures: Figure[] = []
+  for (const n of SIZES) figures.push(...await benchSize(n))
+  return figures
+}
