@@ -67,6 +67,12 @@ function cpuTicks (pid: number): number {
   return Number(f[11]) + Number(f[12])
 }
 
+/** Jiffies the whole machine spent, and of them idle (with iowait), from /proc/stat. */
+function machineTicks (): { total: number, idle: number } {
+  const f = fs.readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number)
+  return { total: f.reduce((x, y) => x + y, 0), idle: f[3]! + f[4]! }
+}
+
 function rssMiB (pid: number): number {
   const m = /VmRSS:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))
   return m === null ? NaN : Number(m[1]) / 1024
@@ -103,6 +109,8 @@ async function benchSize (n: number): Promise<Figure[]> {
     const a0 = await ready(first)
     const token = (await call(a0.home, { t: 'join-token' })).token
     const t0 = performance.now()
+    const wall0 = Date.now()
+    const m0 = machineTicks()
     const spawned = Array.from({ length: n - 1 }, () => spawnAgent(token))
     all.push(...spawned)
     let lastUp = 0
@@ -116,20 +124,31 @@ async function benchSize (n: number): Promise<Figure[]> {
     let lastSay = performance.now()
     await waitFor(async () => {
       const sizes = await viewSizes(agents)
-      if (performance.now() - lastSay > 5000) { lastSay = performance.now(); say(`views: ${sizes.join(' ')}`) }
+      if (performance.now() - lastSay > 5000) { lastSay = performance.now(); say(`views so far: ${sizes.join(' ')}`) }
       return sizes.every((s) => s === n)
     }, `every view to hold ${n} members`, 120_000, 100)
     const tFull = performance.now()
+    const m1 = machineTicks()
+    // the floor of the join on this machine: were the cores busy all along?
+    const busy = 100 * (1 - (m1.idle - m0.idle) / (m1.total - m0.total))
+    const startCpuS = agents.reduce((s, a) => s + cpuTicks(a.proc.pid!), 0) / USER_HZ
     const fromSpawn = tFull - t0
     const fromUp = tFull - lastUp
-    say(`every view complete ${Math.round(fromSpawn)} ms after spawn, ${Math.round(fromUp)} ms after the last agent answered`)
+    say(`every view complete ${Math.round(fromSpawn)} ms after spawn, ${Math.round(fromUp)} ms after the last agent answered; ` +
+      `the machine's cores were ${busy.toFixed(0)} % busy meanwhile; the agents had used ${startCpuS.toFixed(1)} CPU-seconds`)
 
-    // hold: every view checked every second; CPU counted over the same window
-    const ticks0 = agents.map((a) => cpuTicks(a.proc.pid!))
+    // hold: every view checked every second; CPU counted once the joins have settled (dials,
+    // duplicate connections closed, the mesh formed): over the last three quarters
     const h0 = performance.now()
     let smallest = n
     let dips = 0
+    let ticks0: number[] | undefined
+    let c0 = 0
     while (performance.now() - h0 < HOLD_S * 1000) {
+      if (ticks0 === undefined && performance.now() - h0 >= HOLD_S * 250) {
+        ticks0 = agents.map((a) => cpuTicks(a.proc.pid!))
+        c0 = performance.now()
+      }
       const sizes = await viewSizes(agents)
       const min = Math.min(...sizes)
       if (min < n) { dips++; say(`a view held ${min} of ${n} members at ${Math.round((performance.now() - h0) / 1000)} s`) }
@@ -137,7 +156,16 @@ async function benchSize (n: number): Promise<Figure[]> {
       await new Promise((resolve) => setTimeout(resolve, 1000))
     }
     const holdS = (performance.now() - h0) / 1000
-    const cpu = agents.map((a, i) => (cpuTicks(a.proc.pid!) - ticks0[i]!) / USER_HZ / holdS * 100)
+    const idleS = (performance.now() - c0) / 1000
+    const cpu = agents.map((a, i) => (cpuTicks(a.proc.pid!) - ticks0![i]!) / USER_HZ / idleS * 100)
+    const conns = await Promise.all(agents.map(async (a) => (await call(a.home, { t: 'status' })).status.connections))
+    const extra = conns.reduce((x, y) => x + y, 0) - n * (n - 1)
+    say(`connections beyond one per pair: ${extra}`)
+    const gridWarnings = (): string[] => agents.flatMap((a) => a.output().split('\n').filter((l) => / vgrid:grid warn /.test(l))).sort()
+    const heldWarnings = gridWarnings()
+    say(`grid warnings in the agents' logs until now: ${heldWarnings.length}`)
+    // each with its time after the joiners' spawn; the view was complete at fromSpawn
+    for (const w of heldWarnings.slice(0, 20)) say(`  +${((Date.parse(w.slice(0, 24)) - wall0) / 1000).toFixed(1)} s ${w.slice(25)}`)
     const rss = agents.map((a) => rssMiB(a.proc.pid!))
     const meanCpu = cpu.reduce((x, y) => x + y, 0) / n
     say(`held: smallest view ${smallest}; idle CPU per agent mean ${meanCpu.toFixed(2)} %, max ${Math.max(...cpu).toFixed(2)} %; RSS median ${median(rss).toFixed(0)} MiB`)
@@ -145,7 +173,9 @@ async function benchSize (n: number): Promise<Figure[]> {
     // fan-out through the real binary
     const f0 = performance.now()
     const ids = await runVbatch(a0.home, ['-N', String(SHARDS), '--no-sync', 'true'])
-    const ends = await Promise.all(ids.map(async (id) => (await call(a0.home, { t: 'task-wait', id }, { client: 'bench' })).task))
+    // one wait at a time: hundreds of control connections at once would load the agent measured
+    const ends = []
+    for (const id of ids) ends.push((await call(a0.home, { t: 'task-wait', id }, { client: 'bench', timeoutMs: 30_000 })).task)
     const fanMs = performance.now() - f0
     const executors = new Set(ends.map((t) => t.peer).filter((p) => p !== undefined))
     const succeeded = ends.filter((t) => t.state === 'succeeded').length
@@ -163,11 +193,15 @@ async function benchSize (n: number): Promise<Figure[]> {
     }, 'the killed agents gone from every view', 60_000, 100)
     const dropMs = performance.now() - k0
     say(`${killed.length} killed agents dropped from every view in ${Math.round(dropMs)} ms`)
+    say(`grid warnings after the kill: ${gridWarnings().length - heldWarnings.length} (each survivor says each killed agent vanished)`)
 
     return [
       { name: `${n} agents: every view complete, from the joiners' spawn`, value: Math.round(fromSpawn), unit: 'ms' },
       { name: `${n} agents: every view complete, from the last agent up`, value: Math.round(fromUp), unit: 'ms', ...(n <= 16 ? { target: `<= ${CONVERGE_TARGET_MS}`, ok: fromUp <= CONVERGE_TARGET_MS } : {}) },
+      { name: `${n} agents: machine's cores busy from spawn to every view complete`, value: Math.round(busy), unit: '%' },
+      { name: `${n} agents: CPU the agents used from spawn to every view complete`, value: Math.round(startCpuS * 10) / 10, unit: 's' },
       { name: `${n} agents: smallest view over ${Math.round(holdS)} s (checks short of ${n}: ${dips})`, value: smallest, unit: 'peer', target: `= ${n}`, ok: smallest === n },
+      { name: `${n} agents: connections beyond one per pair (both ends counted)`, value: extra, unit: 'conn', target: '= 0', ok: extra === 0 },
       { name: `${n} agents: idle CPU per agent, mean`, value: Math.round(meanCpu * 100) / 100, unit: '%', ...(n >= 50 ? { target: `<= ${IDLE_CPU_TARGET_PERCENT}`, ok: meanCpu <= IDLE_CPU_TARGET_PERCENT } : {}) },
       { name: `${n} agents: idle CPU per agent, max`, value: Math.round(Math.max(...cpu) * 100) / 100, unit: '%' },
       { name: `${n} agents: RSS per agent, median`, value: Math.round(median(rss)), unit: 'MiB' },

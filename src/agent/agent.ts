@@ -33,6 +33,7 @@ import { GuestCommands } from './guests.js'
 import { OwnerPolicyControl } from './policy.js'
 
 const log = createLogger('agent')
+const gridLog = createLogger('grid')
 
 export interface Agent {
   readonly grid: Grid
@@ -122,7 +123,8 @@ async function startLocked (config: AgentConfig, homeLock: StoreLock): Promise<A
     bootstrap: choice.bootstrap,
     version: VERSION,
     startedAt,
-    describe: () => ({ resources, offer: policy.currentOffer(), load: { ...policy.load(ledger.snapshot(), cpu.utilisation()), gpuUse: [...gpuUse.values()] } })
+    describe: () => ({ resources, offer: policy.currentOffer(), load: { ...policy.load(ledger.snapshot(), cpu.utilisation()), gpuUse: [...gpuUse.values()] } }),
+    onWarning: (msg) => { gridLog.warn(msg) }
   }).catch((err) => { cpu.stop(); policy.stop(); throw err })
   publish = () => { grid.publishNow() }
 

@@ -10,8 +10,8 @@
  *   closest to us, which we dial. It connects a new member to the rest in one round trip,
  *   before the gossip mesh has formed.
  * - One connection per pair: of two members that hear of each other, the smaller peer id
- *   dials first; where both dialled anyway (DHT queries dial too), the connection the larger
- *   one dialled is closed once it carries nothing but libp2p's own traffic, and gossipsub is
+ *   dials first; where both dialled anyway (DHT queries dial too), the larger one closes the
+ *   connection it dialled once it carries nothing but libp2p's own traffic, and gossipsub is
  *   told to use the one that stays.
  */
 import type { Connection, Logger, PeerId, PeerInfo } from '@libp2p/interface'
@@ -27,6 +27,10 @@ import { sleep } from '../common/timeout.js'
 
 /** How long one DHT self-lookup may take before it is abandoned. */
 const DHT_LOOKUP_TIMEOUT_MS = 5_000
+/** Self-lookups an agent makes when it joins (or comes back after losing every connection). */
+const SELF_LOOKUPS_PER_JOIN = 2
+/** How long after a DHT server appears an agent checks whether it still needs a self-lookup. */
+const SELF_LOOKUP_DELAY_MS = 3_000
 
 export class Connectivity {
   private readonly controller = new AbortController()
@@ -40,11 +44,16 @@ export class Connectivity {
   /** Duplicate connections closed so far (for tests and `vgrid status`). */
   duplicatesClosed = 0
   private lookupAgain = false
+  private lookupTimer: ReturnType<typeof setTimeout> | undefined
+  /** Self-lookups left for this join (see lookupSelf). */
+  private lookupBudget = SELF_LOOKUPS_PER_JOIN
 
   constructor (
     private readonly node: GridNode,
     private readonly bootstrapAddrs: Multiaddr[],
-    private readonly log: Logger
+    private readonly log: Logger,
+    /** Whether this agent still lacks members: some it heard of are not connected, or it knows too few. */
+    private readonly lacksMembers: () => boolean = () => true
   ) {}
 
   start (): void {
@@ -72,6 +81,7 @@ export class Connectivity {
     this.node.removeEventListener('connection:open', this.onConnectionOpen)
     this.node.removeEventListener('connection:close', this.onConnectionClose)
     clearInterval(this.dedupeTimer)
+    clearTimeout(this.lookupTimer)
   }
 
   private get stopped (): boolean { return this.controller.signal.aborted }
@@ -122,6 +132,7 @@ export class Connectivity {
 
   /** Dials the bootstrap addresses until connected; never throws, never blocks the caller. */
   bootstrap (): void {
+    this.lookupBudget = SELF_LOOKUPS_PER_JOIN
     if (this.bootstrapping || this.bootstrapAddrs.length === 0 || this.stopped) return
     this.bootstrapping = true
     this.bootstrapLoop()
@@ -164,23 +175,24 @@ export class Connectivity {
   }
 
   /**
-   * Closes the connections to `peer` (or to every member) that the member with the larger id
-   * dialled while one dialled by the smaller is open. Both sides apply the same rule to the
-   * same connections, so they agree without a word. A connection carrying any stream of ours
-   * (a command's output, a sync) is left for a later sweep.
+   * Closes the connections this agent dialled to a member with a smaller id (`peer`, or every
+   * member) while one that member dialled is open here: the member with the smaller id dials
+   * (see dialPeer), so its connection is the one both keep. Only the larger side closes, and
+   * only once the smaller one's connection is open on its side: as the listener, it finishes
+   * the handshake last, so the other side has it too and never finds itself without a
+   * connection for a moment (which would drop us from its view). A connection carrying any
+   * stream of ours (a command's output, a sync) is left for a later sweep.
    */
   closeDuplicates (peer?: PeerId): void {
     if (this.stopped) return
     const self = this.node.peerId.toString()
     const peers = peer === undefined ? this.node.getPeers() : [peer]
     for (const p of peers) {
+      if (p.toString() > self) continue
       const conns = this.node.getConnections(p).filter((c) => c.status === 'open')
-      if (conns.length < 2) continue
-      const weDialFirst = self < p.toString()
-      const keep = conns.filter((c) => (c.direction === 'outbound') === weDialFirst)
-      if (keep.length === 0) continue
+      if (conns.length < 2 || !conns.some((c) => c.direction === 'inbound')) continue
       for (const c of conns) {
-        if (keep.includes(c) || c.streams.some((st) => !housekeeping(st.protocol))) continue
+        if (c.direction === 'inbound' || c.streams.some((st) => !housekeeping(st.protocol))) continue
         this.duplicatesClosed++
         this.log('closing a duplicate connection to %s', p)
         // a graceful close waits for the other side to end gossipsub's long-lived streams
@@ -195,19 +207,42 @@ export class Connectivity {
   }
 
   private readonly onIdentify = (evt: CustomEvent<{ protocols: string[] }>): void => {
-    if (evt.detail.protocols.includes(DHT_PROTOCOL)) this.lookupSelf()
+    if (evt.detail.protocols.includes(DHT_PROTOCOL)) this.scheduleLookup()
   }
 
-  private readonly onRoutingTableAdd = (): void => { this.lookupSelf() }
+  private readonly onRoutingTableAdd = (): void => { this.scheduleLookup() }
+
+  /**
+   * A self-lookup a little later, and only if this agent still lacks members by then: the
+   * hello of the first member reached lists the others, and gossip introduces the rest, so
+   * the lookup is a fallback. Run at once, on every member of a grid that joined together,
+   * each lookup dialled every member it found while they dialled each other: most pairs got
+   * two connections, and closing them kept a 16-member grid busy for seconds.
+   */
+  private scheduleLookup (): void {
+    if (this.stopped || this.lookupTimer !== undefined || this.lookupBudget <= 0) return
+    this.lookupTimer = setTimeout(() => {
+      this.lookupTimer = undefined
+      if (this.lacksMembers()) this.lookupSelf()
+    }, SELF_LOOKUP_DELAY_MS)
+    this.lookupTimer.unref()
+  }
 
   private readonly onDiscovery = (evt: CustomEvent<PeerInfo>): void => {
     this.dialPeer(evt.detail.id, evt.detail.multiaddrs)
   }
 
-  /** One self-lookup at a time; a request during one runs another right after. */
+  /**
+   * One self-lookup at a time; a request during one runs another right after. Two per join
+   * at most: without a budget every member looked itself up again at every identify, each
+   * lookup querying (and dialling) every member: on a 16-member grid that joined at once,
+   * 70 lookups in ten seconds.
+   */
   private lookupSelf (): void {
     if (this.stopped) return
     if (this.lookupRunning) { this.lookupAgain = true; return }
+    if (this.lookupBudget <= 0) return
+    this.lookupBudget--
     this.lookupRunning = true
     this.runLookup()
       .catch((err: Error) => { if (!this.stopped) this.log('DHT self-lookup failed: %s', err.message) })

@@ -7,17 +7,48 @@ export const ADVERT_TOPIC = 'vgrid/resources/1'
 /** Members greet each other with their advertisement as soon as they connect (hello.ts). */
 export const HELLO_PROTOCOL = '/vgrid/hello/1.0.0'
 export const HELLO_TIMEOUT_MS = 5_000
+/** A hello lists at most this many other members, and each of its frames is at most this large. */
+export const MAX_HELLO_MEMBERS = 1024
+export const HELLO_MAX_FRAME_BYTES = 512 * 1024
 /** Our private Kademlia DHT: a protocol id of our own keeps us off the public IPFS DHT. */
 export const DHT_PROTOCOL = '/vgrid/kad/1.0.0'
 /** Concurrent ping streams per connection, each way (node.ts says why not libp2p's 1 and 2). */
 export const PING_MAX_STREAMS = 8
+/** The connection monitor's ping gives up on a connection after at least this long (node.ts). */
+export const PING_MIN_TIMEOUT_MS = 15_000
 
-/** How often an agent re-publishes its advertisement when nothing changed. */
+/**
+ * How often an agent re-publishes its advertisement when nothing changed: every second in a
+ * small grid, and ADVERT_MS_PER_MEMBER for each member in a larger one, up to the cap. So a
+ * member receives about 1000 / ADVERT_MS_PER_MEMBER refreshes a second whatever the size of
+ * the grid: each costs every member a decryption, a signature check and a decode, and at one
+ * a second, fifty members cost each agent ~8 % of a core doing nothing (issue 14, measured).
+ * A change of load (a command starting or ending) is published at once all the same, and a
+ * member whose connection closes leaves the view at once: the refresh only proves that a
+ * member still speaks.
+ */
 export const ADVERT_INTERVAL_MS = 1000
+export const ADVERT_MS_PER_MEMBER = 250
+export const MAX_ADVERT_INTERVAL_MS = 15_000
+
+export function advertIntervalMs (members: number): number {
+  return Math.min(MAX_ADVERT_INTERVAL_MS, Math.max(ADVERT_INTERVAL_MS, Math.round(members * ADVERT_MS_PER_MEMBER)))
+}
 /** publishNow() calls closer together than this are coalesced into one publish. */
 export const MIN_PUBLISH_GAP_MS = 100
-/** A member not heard from for this long leaves the view (DESIGN §2: gone within 15 s). */
+/**
+ * A member not heard from for this long leaves the view (DESIGN §2: gone within 15 s), or
+ * for EXPIRY_INTERVALS of its own refresh intervals when that is longer (a large grid).
+ */
 export const VIEW_EXPIRY_MS = 15_000
+export const EXPIRY_INTERVALS = 3
+
+/** How long a member that refreshes every `every` ms may stay silent before it expires. */
+export function memberExpiryMs (every: number | undefined, floorMs = VIEW_EXPIRY_MS): number {
+  return Math.max(floorMs, EXPIRY_INTERVALS * (every ?? ADVERT_INTERVAL_MS) + ADVERT_INTERVAL_MS)
+}
+/** A member silent for this many of its refresh intervals is a warning in the log. */
+export const SILENCE_WARN_INTERVALS = 2
 /** How often the view is swept for expired members. */
 export const VIEW_SWEEP_INTERVAL_MS = 1000
 /**
@@ -26,6 +57,8 @@ export const VIEW_SWEEP_INTERVAL_MS = 1000
  */
 export const TOMBSTONE_TTL_MS = 60_000
 export const MAX_TOMBSTONES = 4096
+/** For this long after its start an agent publishes whenever a neighbour subscribes (membership.ts). */
+export const NEW_MEMBER_MS = 30_000
 /** stop() waits at most this long for the goodbye advertisement to be sent. */
 export const LEAVE_FLUSH_MS = 300
 

@@ -30,13 +30,17 @@ export async function createGrid (init: GridInit): Promise<Grid> {
   // a remembered member list or a --peer may name this very agent: dialling it only fails
   const others = bootstrap.filter((ma) => addrPeerId(ma) !== peerId)
   const view = new MemberView(peerId, undefined, undefined, (err) => { log.error('a view listener threw: %s', (err as Error)?.message ?? err) })
-  const connectivity = new Connectivity(node, others, log)
+  // too few: a lone agent or one that reached only its bootstrap peer may be in a partition
+  const lacksMembers = (): boolean => view.size <= 2 ||
+    view.snapshot().some((p) => !p.self && node.getConnections(peerIdFromString(p.peer)).length === 0)
+  const connectivity = new Connectivity(node, others, log, lacksMembers)
   const addrs = (): string[] => node.getMultiaddrs().map((ma) => ma.toString())
   const membership = new Membership(node, view, connectivity, {
     startedAt: init.startedAt,
     version: init.version,
     describe: init.describe,
-    addrs: () => advertAddrs(addrs())
+    addrs: () => advertAddrs(addrs()),
+    warn: init.onWarning ?? ((msg) => { log.error(msg) })
   }, log)
 
   try {

@@ -16,7 +16,7 @@ export { createSwarmKey, loadSwarmKey, writeSwarmKey } from './swarm-key.js'
 export { encodeJoinToken, decodeJoinToken, type JoinInfo } from './join-token.js'
 export { tokenAddrs } from './addrs.js'
 export { parsePeerAd } from './advert.js'
-export { ADVERT_TOPIC, ADVERT_INTERVAL_MS, VIEW_EXPIRY_MS, MAX_ADVERT_BYTES } from './constants.js'
+export { ADVERT_TOPIC, ADVERT_INTERVAL_MS, VIEW_EXPIRY_MS, MAX_ADVERT_BYTES, advertIntervalMs, memberExpiryMs } from './constants.js'
 
 export interface GridInit {
   /** libp2p private key (Ed25519), persisted by the agent. */
@@ -30,6 +30,11 @@ export interface GridInit {
   startedAt: number
   /** Describes this machine now; called for every advertisement. */
   describe: () => Pick<PeerAd, 'resources' | 'offer' | 'load'>
+  /**
+   * What the owner should read in the agent's log: a member that vanished, fell silent or is
+   * graylisted. Defaults to the grid's debug log (DEBUG=vgrid:grid).
+   */
+  onWarning?: (msg: string) => void
 }
 
 export type ChannelHandler = (channel: FrameChannel, remotePeer: string) => Promise<void> | void

@@ -1,19 +1,24 @@
 /**
- * Advertisements: publishing ours on the gossip topic about once a second and on demand (and
- * in a hello to each new neighbour), checking and applying everyone else's, and keeping the
- * view in step with connections (a goodbye, a last connection closing, or silence past
- * VIEW_EXPIRY_MS removes a member).
+ * Advertisements: publishing ours on the gossip topic at every change and every
+ * advertIntervalMs (once a second in a small grid, less often in a large one), and in a hello
+ * to each new neighbour; checking and applying everyone else's, and keeping the view in step
+ * with connections (a goodbye, a last connection closing, or silence past memberExpiryMs
+ * removes a member). A member that vanishes without a goodbye, falls silent, or (should the
+ * scoring ever be turned on again) is graylisted by gossipsub is a warning, never a silent
+ * disappearance.
  */
 import { TopicValidatorResult, type Message, type SubscriptionChangeData } from '@libp2p/gossipsub'
 import type { Connection, Logger, PeerId } from '@libp2p/interface'
+import { peerIdFromString } from '@libp2p/peer-id'
 import { decodePeerAd, encodePeerAd } from './advert.js'
 import { dialableAddrs } from './addrs.js'
 import {
-  ADVERT_INTERVAL_MS, ADVERT_TOPIC, LEAVE_FLUSH_MS, MAX_ADVERT_BYTES, MAX_DIAL_ADDRS,
-  MIN_PUBLISH_GAP_MS, VIEW_SWEEP_INTERVAL_MS
+  ADVERT_TOPIC, LEAVE_FLUSH_MS, MAX_ADVERT_BYTES, MAX_DIAL_ADDRS, MIN_PUBLISH_GAP_MS, NEW_MEMBER_MS,
+  SILENCE_WARN_INTERVALS, VIEW_EXPIRY_MS, VIEW_SWEEP_INTERVAL_MS, ADVERT_INTERVAL_MS, advertIntervalMs
 } from './constants.js'
+import { GRAYLIST_THRESHOLD } from './gossip-params.js'
 import type { Connectivity } from './connectivity.js'
-import { sendHello, serveHello } from './hello.js'
+import { sendHello, serveHello, type HelloMember } from './hello.js'
 import type { GridNode } from './node.js'
 import type { PeerAd } from './types.js'
 import type { MemberView } from './view.js'
@@ -24,6 +29,8 @@ export interface MembershipInit {
   describe: () => Pick<PeerAd, 'resources' | 'offer' | 'load'>
   /** Our addresses as they go into an advertisement. */
   addrs: () => string[]
+  /** What the owner should read in the agent's log. */
+  warn: (msg: string) => void
 }
 
 export class Membership {
@@ -35,6 +42,9 @@ export class Membership {
   private stopped = false
   /** Ads the topic validator already decoded, for the 'message' handler that follows. */
   private readonly checked = new WeakMap<Message, PeerAd>()
+  /** Members already warned about (silent, graylisted), so each episode is one line. */
+  private readonly warnedSilent = new Set<string>()
+  private readonly warnedGraylisted = new Set<string>()
 
   constructor (
     private readonly node: GridNode,
@@ -47,7 +57,10 @@ export class Membership {
   /** Subscribes and publishes the first advertisement (describe() errors surface here). */
   async start (): Promise<void> {
     const pubsub = this.node.services.pubsub
-    await serveHello(this.node, (ad, from) => { this.accept(ad, from) }, this.log)
+    await serveHello(this.node, {
+      onAd: (ad, from) => { this.accept(ad, from) },
+      onMembers: (members) => { this.meet(members) }
+    }, this.log)
     this.node.addEventListener('connection:open', this.onConnectionOpen)
     pubsub.topicValidators.set(ADVERT_TOPIC, this.validate)
     pubsub.addEventListener('message', this.onMessage)
@@ -56,9 +69,7 @@ export class Membership {
     pubsub.subscribe(ADVERT_TOPIC)
     this.view.setSelf(this.buildAd(false))
     this.publish()
-    this.sweeper = setInterval(() => {
-      for (const peer of this.view.expire()) this.log('%s expired: not heard from in time', peer)
-    }, VIEW_SWEEP_INTERVAL_MS)
+    this.sweeper = setInterval(() => { this.sweep() }, VIEW_SWEEP_INTERVAL_MS)
     this.sweeper.unref()
   }
 
@@ -94,6 +105,44 @@ export class Membership {
     clearTimeout(timer)
   }
 
+  /** Expires silent members, and warns of those falling silent or graylisted. */
+  private sweep (): void {
+    const before = new Map(this.view.snapshot().map((p) => [p.peer, p]))
+    for (const peer of this.view.expire()) {
+      const p = before.get(peer)
+      this.warnedSilent.delete(peer)
+      this.init.warn(`member ${name(peer, p?.resources.host)} not heard from for ${Math.round((p?.lastSeenMs ?? 0) / 1000)} s: dropped from the view`)
+    }
+    // a member's interval grows with the grid as it joins: its last ad may state a shorter one
+    const silent = this.view.silent((ad) => Math.max(VIEW_EXPIRY_MS / 2, SILENCE_WARN_INTERVALS * (ad.every ?? ADVERT_INTERVAL_MS) + ADVERT_INTERVAL_MS))
+    const now = new Set(silent.map((s) => s.ad.peer))
+    for (const { ad, silentMs } of silent) {
+      if (this.warnedSilent.has(ad.peer)) continue
+      this.warnedSilent.add(ad.peer)
+      const connected = this.node.getConnections(peerIdFromString(ad.peer)).length > 0
+      this.init.warn(`member ${name(ad.peer, ad.resources.host)} silent for ${Math.round(silentMs / 1000)} s` +
+        (connected ? ' although connected: its advertisements no longer arrive' : ' and not connected'))
+    }
+    for (const peer of this.warnedSilent) if (!now.has(peer)) this.warnedSilent.delete(peer)
+    const pubsub = this.node.services.pubsub
+    // the implementation has getScore; the GossipSub interface does not declare it
+    const getScore = (pubsub as unknown as { getScore?: (id: string) => number }).getScore?.bind(pubsub)
+    if (getScore === undefined) return
+    for (const pid of pubsub.getPeers()) {
+      const id = pid.toString()
+      const score = getScore(id)
+      if (score >= GRAYLIST_THRESHOLD) { this.warnedGraylisted.delete(id); continue }
+      if (this.warnedGraylisted.has(id)) continue
+      this.warnedGraylisted.add(id)
+      this.init.warn(`member ${name(id, this.view.get(id)?.resources.host)} is graylisted by gossip (score ${score.toFixed(1)}): what it sends is ignored`)
+    }
+  }
+
+  /** How often we refresh our advertisement, for the grid as we see it now. */
+  private interval (): number {
+    return advertIntervalMs(this.view.size)
+  }
+
   private schedule (at: number): void {
     if (this.timer !== undefined && this.timerAt <= at) return
     clearTimeout(this.timer)
@@ -125,7 +174,8 @@ export class Membership {
       version: this.init.version,
       resources: d.resources,
       offer: d.offer,
-      load: d.load
+      load: d.load,
+      every: this.interval()
     }
     if (leaving) ad.leaving = true
     return ad
@@ -134,7 +184,7 @@ export class Membership {
   private publish (): void {
     if (this.stopped) return
     this.lastPublishAt = performance.now()
-    this.schedule(this.lastPublishAt + ADVERT_INTERVAL_MS)
+    this.schedule(this.lastPublishAt + this.interval())
     let data: Uint8Array
     try {
       const ad = this.buildAd(false)
@@ -206,15 +256,43 @@ export class Membership {
       this.log.error('cannot build our advertisement: %s', (err as Error).message)
       return
     }
-    sendHello(evt.detail, ad, this.log)
+    sendHello(evt.detail, ad, () => this.knownMembers(), this.log)
   }
 
+  /** Members in our view, as a hello lists them. */
+  private knownMembers (): HelloMember[] {
+    return this.view.snapshot().filter((p) => !p.self).map((p) => ({ peer: p.peer, addrs: p.addrs }))
+  }
+
+  /** Dials the members a hello listed that we are not connected to. */
+  private meet (members: HelloMember[]): void {
+    const self = this.node.peerId.toString()
+    for (const m of members) {
+      if (m.peer === self) continue
+      this.connectivity.dialPeer(peerIdFromString(m.peer), dialableAddrs(m.addrs, m.peer, MAX_DIAL_ADDRS))
+    }
+  }
+
+  /**
+   * A neighbour starts listening. A new member publishes at once, so that the members it is
+   * not connected to yet learn of it through the mesh and dial it. The others do not: the
+   * hello told the new member about them, and fifty members publishing at every join would
+   * cost the grid fifty times fifty messages.
+   */
   private readonly onSubscriptionChange = (evt: CustomEvent<SubscriptionChangeData>): void => {
-    // a new member listens: tell it about us now rather than within the next second
+    if (Date.now() - this.init.startedAt > NEW_MEMBER_MS) return
     if (evt.detail.subscriptions.some((s) => s.subscribe && s.topic === ADVERT_TOPIC)) this.publishNow()
   }
 
   private readonly onDisconnect = (evt: CustomEvent<PeerId>): void => {
-    if (this.view.remove(evt.detail.toString())) this.log('%s dropped: its last connection closed', evt.detail)
+    const peer = evt.detail.toString()
+    const ad = this.view.get(peer)
+    // a member that said goodbye has left the view already: this one vanished
+    if (this.view.remove(peer)) this.init.warn(`member ${name(peer, ad?.resources.host)} dropped: its connection closed without a goodbye`)
   }
+}
+
+/** `…a1b2c3d4 (host)`: how the log names a member. */
+function name (peer: string, host: string | undefined): string {
+  return `${peer.slice(-8)}${host === undefined ? '' : ` (${host})`}`
 }

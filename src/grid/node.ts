@@ -17,7 +17,7 @@ import { createLibp2p } from 'libp2p'
 import { VgridError } from '../common/errors.js'
 import { parseMultiaddr } from './addrs.js'
 import { PRIVATE_GRID_SCORE_PARAMS, PRIVATE_GRID_SCORE_THRESHOLDS } from './gossip-params.js'
-import { DHT_PROTOCOL, PING_MAX_STREAMS, STREAM_READ_BUFFER_BYTES, STREAM_WINDOW_BYTES, YAMUX_MAX_MESSAGE_BYTES } from './constants.js'
+import { DHT_PROTOCOL, PING_MAX_STREAMS, PING_MIN_TIMEOUT_MS, STREAM_READ_BUFFER_BYTES, STREAM_WINDOW_BYTES, YAMUX_MAX_MESSAGE_BYTES } from './constants.js'
 
 export interface GridServices extends Record<string, unknown> {
   identify: Identify
@@ -68,6 +68,12 @@ export async function startNode (init: NodeInit): Promise<GridNode> {
         streamOptions: { maxStreamWindowSize: STREAM_WINDOW_BYTES, maxReadBufferLength: STREAM_READ_BUFFER_BYTES }
       })],
       connectionProtector: preSharedKey({ psk: init.swarmKey }),
+      // The monitor pings every connection and aborts it when a ping fails. Its default
+      // timeout (adaptive, from 5 s) cut live connections between agents that were only slow:
+      // sixteen agents starting at once on two cores dropped and re-joined members. Whether a
+      // member is alive is the view's business (silence past memberExpiryMs); the ping only
+      // has to find connections that are dead.
+      connectionMonitor: { pingTimeout: { minTimeout: PING_MIN_TIMEOUT_MS } },
       connectionManager: {
         // every member of a lab grid may sit behind one address (a NAT, or the tests on
         // 127.0.0.1); libp2p's default of 5 new connections per host per second is for the

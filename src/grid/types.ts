@@ -77,6 +77,12 @@ export interface PeerAd {
   load: Load
   /** Set on the goodbye an agent publishes when it stops. */
   leaving?: boolean
+  /**
+   * How often (ms) this agent re-publishes when nothing changed: it grows with the grid
+   * (advertIntervalMs), and a member is expired only after several such intervals of
+   * silence. Absent from agents before 2026-12: they publish every second.
+   */
+  every?: number
 }
 
 /** One member as an agent sees it. */

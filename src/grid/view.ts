@@ -3,7 +3,7 @@
  * it, and who left recently. Pure bookkeeping with an injected clock, so its rules (ordering,
  * goodbyes, expiry, tombstones) are tested without a network.
  */
-import { MAX_TOMBSTONES, TOMBSTONE_TTL_MS, VIEW_EXPIRY_MS } from './constants.js'
+import { MAX_TOMBSTONES, TOMBSTONE_TTL_MS, VIEW_EXPIRY_MS, memberExpiryMs } from './constants.js'
 import type { PeerAd, PeerView } from './types.js'
 
 export type ApplyResult = 'joined' | 'changed' | 'refreshed' | 'stale' | 'left'
@@ -94,12 +94,15 @@ export class MemberView {
     return true
   }
 
-  /** Drops members not heard from for the expiry time; returns their peer ids. */
+  /**
+   * Drops members not heard from for the expiry time (longer for a member that says it
+   * refreshes less often: memberExpiryMs); returns their peer ids.
+   */
   expire (): string[] {
     const now = this.now()
     const gone: string[] = []
     for (const [peer, m] of this.members) {
-      if (now - m.seenAt > this.expiryMs) gone.push(peer)
+      if (now - m.seenAt > memberExpiryMs(m.ad.every, this.expiryMs)) gone.push(peer)
     }
     for (const peer of gone) {
       this.bury(peer, this.members.get(peer)!.ad)
@@ -121,6 +124,16 @@ export class MemberView {
       .map((m) => ({ ...m.ad, lastSeenMs: Math.max(0, Math.round(now - m.seenAt)), self: false }))
       .sort((a, b) => a.lastSeenMs - b.lastSeenMs)
     return out.concat(others)
+  }
+
+  /** Members not heard from for more than `ms(ad)` milliseconds, with how long. */
+  silent (ms: (ad: PeerAd) => number): Array<{ ad: PeerAd, silentMs: number }> {
+    const now = this.now()
+    const out: Array<{ ad: PeerAd, silentMs: number }> = []
+    for (const m of this.members.values()) {
+      if (now - m.seenAt > ms(m.ad)) out.push({ ad: m.ad, silentMs: now - m.seenAt })
+    }
+    return out
   }
 
   get (peer: string): PeerAd | undefined {

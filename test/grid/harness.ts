@@ -34,6 +34,8 @@ export interface StartOptions {
   /** Defaults to 127.0.0.1, port chosen by the system. */
   listen?: string
   describe?: () => Pick<PeerAd, 'resources' | 'offer' | 'load'>
+  /** Receives the grid's warnings (a member vanished, fell silent, is graylisted). */
+  onWarning?: (msg: string) => void
 }
 
 export class Harness {
@@ -60,7 +62,8 @@ export class Harness {
       bootstrap: opts.bootstrap ?? [],
       version: '0.0.0-test',
       startedAt: Date.now(),
-      describe: opts.describe ?? (() => fakeDescription(host))
+      describe: opts.describe ?? (() => fakeDescription(host)),
+      onWarning: opts.onWarning
     })
     this.grids.push(grid)
     return grid
