@@ -77,10 +77,18 @@ describe('parsePeerAd', () => {
     ['running absurd', 'load.running', 1e12],
     ['gpusFree not a list', 'load.gpusFree', 0],
     ['leaving not a boolean', 'leaving', 'yes'],
+    ['refresh interval under a second', 'every', 10],
+    ['refresh interval over the cap', 'every', 3_600_000],
+    ['refresh interval not a number', 'every', '4000'],
     ['load missing', 'load', undefined]
   ])('refuses %s', (_name, path, value) => {
     const input = path === 'x' ? value : withField(path, value)
     expect(() => parsePeerAd(input)).toThrow(expect.objectContaining({ code: 'ERR_BAD_MESSAGE' }))
+  })
+
+  it('keeps the refresh interval a member states, and takes ads without one (older agents)', () => {
+    expect(parsePeerAd({ ...goodAd(), every: 4000 }).every).toBe(4000)
+    expect(parsePeerAd(goodAd()).every).toBeUndefined()
   })
 
   it('refuses oversized and undecodable bytes', () => {

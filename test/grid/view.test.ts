@@ -1,6 +1,7 @@
 /** The view's rules, on a fake clock: ordering of ads, goodbyes, expiry, tombstones. */
 import { describe, expect, it } from 'vitest'
 import { MemberView } from '../../src/grid/view.js'
+import { advertIntervalMs, memberExpiryMs } from '../../src/grid/constants.js'
 import type { PeerAd } from '../../src/grid/index.js'
 import { fakeDescription } from './harness.js'
 
@@ -78,6 +79,28 @@ describe('MemberView', () => {
     clock.t = 15_001
     expect(view.expire()).toEqual([B])
     expect(view.snapshot()).toHaveLength(1)
+  })
+
+  it('gives a member that refreshes less often three of its intervals before it expires', () => {
+    const { view, clock } = setup()
+    view.apply(ad(B, 1, { every: 12_000 }))
+    clock.t = 36_000
+    expect(view.expire()).toEqual([])
+    clock.t = 37_001
+    expect(view.expire()).toEqual([B])
+  })
+
+  it('refreshes every second in a small grid and thins out as it grows, up to a cap', () => {
+    expect(advertIntervalMs(1)).toBe(1000)
+    expect(advertIntervalMs(4)).toBe(1000)
+    expect(advertIntervalMs(16)).toBe(4000)
+    expect(advertIntervalMs(50)).toBe(12_500)
+    expect(advertIntervalMs(1000)).toBe(15_000)
+    // so a member receives about four refreshes a second, whatever the size of the grid
+    expect(50 / (advertIntervalMs(50) / 1000)).toBe(4)
+    // and is never expired sooner than 15 s, nor before three of its intervals
+    expect(memberExpiryMs(undefined)).toBe(15_000)
+    expect(memberExpiryMs(advertIntervalMs(50))).toBe(38_500)
   })
 
   it('ignores ads about itself and survives a throwing listener', () => {
