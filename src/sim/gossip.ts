@@ -1,16 +1,17 @@
 /**
  * What each agent knows of the others: its view, built lazily from the advertisements each
- * member published (cluster.ts) and the re-advertisements it sends every ADVERT_INTERVAL_MS in
- * between. Whether a given advertisement reaches a given viewer, and when, is a hash of
+ * member published (cluster.ts) and the re-advertisements it sends every advertIntervalMs(n) in
+ * between (as real agents do in a grid of n members). Whether a given advertisement reaches a given viewer, and when, is a hash of
  * (seed, viewer, sender, advertisement): lost with probability `loss`, else delayed between
  * `minDelayMs` and `maxDelayMs`. A viewer sees the newest advertisement that has reached it (an
  * older one arriving late is ignored, as the seq rule does); a member that left stays in its
- * view, stale, until the viewer's expiry sweep drops it (VIEW_EXPIRY_MS after it was last heard).
+ * view, stale, until the viewer's expiry sweep drops it (memberExpiryMs after it was last heard:
+ * the simulator does not model the closed connection that tells a real agent at once).
  * An agent sees its own advertisements at once. Computing views on demand instead of
  * delivering a million messages a second keeps 1,000 agents cheap, and gives every placer of a
  * scenario exactly the same gossip.
  */
-import { ADVERT_INTERVAL_MS, VIEW_EXPIRY_MS, VIEW_SWEEP_INTERVAL_MS } from '../grid/constants.js'
+import { VIEW_SWEEP_INTERVAL_MS, advertIntervalMs, memberExpiryMs } from '../grid/constants.js'
 import type { Cluster, SimAd } from './cluster.js'
 import { VIEW_LOOKBACK_ADVERTS } from './constants.js'
 import { hashUnit } from './random.js'
@@ -34,6 +35,9 @@ export class Gossip {
   /** …and that advertisement's id in Cluster.ads (-1: none). */
   readonly seenId: Int32Array
   private readonly phases: Float64Array
+  /** The refresh interval and the silence before expiry of every member, for this grid's size. */
+  private readonly interval: number
+  private readonly expiry: number
   /**
    * Per viewer, what its last view() found, and each member's version then when what was seen
    * was its newest advertisement of a live run (seen still until the version changes), else -1.
@@ -44,7 +48,9 @@ export class Gossip {
     const n = cluster.executors.length
     this.seenIndex = new Int32Array(n).fill(-1)
     this.seenId = new Int32Array(n).fill(-1)
-    this.phases = Float64Array.from({ length: n }, (_, a) => hashUnit(init.seed ^ SALT_PHASE, a, 0, 0) * ADVERT_INTERVAL_MS)
+    this.interval = advertIntervalMs(n)
+    this.expiry = memberExpiryMs(this.interval)
+    this.phases = Float64Array.from({ length: n }, (_, a) => hashUnit(init.seed ^ SALT_PHASE, a, 0, 0) * this.interval)
   }
 
   /** Fills seenIndex and seenId with what `viewer` knows at `now`. */
@@ -95,8 +101,8 @@ export class Gossip {
       if (this.delivered(viewer, agent, 2 * j, t, now)) return j
       let upper = Math.min(now, end)
       if (j + 1 < ids.length) upper = Math.min(upper, adAt[ids[j + 1]])
-      for (let k = Math.floor((t - ph) / ADVERT_INTERVAL_MS) + 1; ; k++) {
-        const tau = ph + k * ADVERT_INTERVAL_MS
+      for (let k = Math.floor((t - ph) / this.interval) + 1; ; k++) {
+        const tau = ph + k * this.interval
         if (tau >= upper) break
         if (--budget < 0) return -1
         if (this.delivered(viewer, agent, 2 * k + 1, tau, now)) return j
@@ -118,9 +124,9 @@ export class Gossip {
     let upper = e.runs[this.cluster.adRun[id]].end
     if (j + 1 < e.published.length) upper = Math.min(upper, this.cluster.adAt[e.published[j + 1]])
     const ph = this.phases[agent]
-    let k = Math.floor((t - ph) / ADVERT_INTERVAL_MS) + 1
+    let k = Math.floor((t - ph) / this.interval) + 1
     for (let n = 0; n < VIEW_LOOKBACK_ADVERTS; n++, k++) {
-      const tau = ph + k * ADVERT_INTERVAL_MS
+      const tau = ph + k * this.interval
       if (tau >= upper) break
       if (!this.lost(viewer, agent, 2 * k + 1)) return tau + this.delay(viewer, agent, 2 * k + 1)
     }
@@ -129,13 +135,13 @@ export class Gossip {
 
   /**
    * When `viewer` drops `run` of `agent` from its view (and so learns that what ran there is
-   * lost): VIEW_EXPIRY_MS after it last heard from it, at its next sweep.
+   * lost): the expiry time after it last heard from it, at its next sweep.
    */
   goneAt (viewer: number, agent: number, run: number): number {
     const end = this.cluster.executors[agent].runs[run].end
     if (viewer === agent) return end
     const s = this.init.seed ^ SALT_GONE
-    return end - hashUnit(s, viewer, agent, 2 * run) * ADVERT_INTERVAL_MS + VIEW_EXPIRY_MS +
+    return end - hashUnit(s, viewer, agent, 2 * run) * this.interval + this.expiry +
       hashUnit(s, viewer, agent, 2 * run + 1) * VIEW_SWEEP_INTERVAL_MS
   }
 
