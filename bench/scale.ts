@@ -11,13 +11,16 @@
  * - `vbatch -N 500 --no-sync true` through the real binary on the first agent: time to the
  *   last shard's end and how many members ran a shard;
  * - 10 % of the agents killed with SIGKILL: the time until every other view dropped them.
+ * And, first, the same join of N grid nodes inside this one process: the grid's own part,
+ * without N processes importing libp2p on the same cores.
  */
 import { spawn, type ChildProcess } from 'node:child_process'
 import fs from 'node:fs'
 import path from 'node:path'
 import { BIN, ROOT, tempDir, waitFor } from '../test/helpers/procs.js'
 import { call } from '../src/agent/control/client.js'
-import type { PeerView } from '../src/grid/types.js'
+import type { PeerAd, PeerView } from '../src/grid/types.js'
+import { createGrid, createSwarmKey, loadOrCreateIdentity, type Grid } from '../src/grid/index.js'
 import type { Figure } from './grid-vrun.js'
 import { median } from './stats.js'
 
@@ -55,9 +58,9 @@ async function view (a: Agent): Promise<PeerView[]> {
   return (await call(a.home, { t: 'peers' }, { client: 'bench' })).peers
 }
 
-/** Sizes of every agent's view, asked of all at once; an agent that does not answer counts 0. */
+/** Sizes of every agent's view, asked of all at once; an agent that does not answer in time (overloaded) is -1. */
 async function viewSizes (agents: Agent[]): Promise<number[]> {
-  return await Promise.all(agents.map(async (a) => await view(a).then((v) => v.length, () => 0)))
+  return await Promise.all(agents.map(async (a) => await view(a).then((v) => v.length, () => -1)))
 }
 
 function cpuTicks (pid: number): number {
@@ -142,6 +145,7 @@ async function benchSize (n: number): Promise<Figure[]> {
     const h0 = performance.now()
     let smallest = n
     let dips = 0
+    let unanswered = 0
     let ticks0: number[] | undefined
     let c0 = 0
     while (performance.now() - h0 < HOLD_S * 1000) {
@@ -149,7 +153,9 @@ async function benchSize (n: number): Promise<Figure[]> {
         ticks0 = agents.map((a) => cpuTicks(a.proc.pid!))
         c0 = performance.now()
       }
-      const sizes = await viewSizes(agents)
+      const all = await viewSizes(agents)
+      unanswered += all.filter((s) => s < 0).length
+      const sizes = all.filter((s) => s >= 0)
       const min = Math.min(...sizes)
       if (min < n) { dips++; say(`a view held ${min} of ${n} members at ${Math.round((performance.now() - h0) / 1000)} s`) }
       smallest = Math.min(smallest, min)
@@ -200,7 +206,7 @@ async function benchSize (n: number): Promise<Figure[]> {
       { name: `${n} agents: every view complete, from the last agent up`, value: Math.round(fromUp), unit: 'ms', ...(n <= 16 ? { target: `<= ${CONVERGE_TARGET_MS}`, ok: fromUp <= CONVERGE_TARGET_MS } : {}) },
       { name: `${n} agents: machine's cores busy from spawn to every view complete`, value: Math.round(busy), unit: '%' },
       { name: `${n} agents: CPU the agents used from spawn to every view complete`, value: Math.round(startCpuS * 10) / 10, unit: 's' },
-      { name: `${n} agents: smallest view over ${Math.round(holdS)} s (checks short of ${n}: ${dips})`, value: smallest, unit: 'peer', target: `= ${n}`, ok: smallest === n },
+      { name: `${n} agents: smallest view over ${Math.round(holdS)} s (checks short of ${n}: ${dips}; no answer within 5 s: ${unanswered})`, value: smallest, unit: 'peer', target: `= ${n}`, ok: smallest === n },
       { name: `${n} agents: connections beyond one per pair (both ends counted)`, value: extra, unit: 'conn', target: '= 0', ok: extra === 0 },
       { name: `${n} agents: idle CPU per agent, mean`, value: Math.round(meanCpu * 100) / 100, unit: '%', ...(n >= 50 ? { target: `<= ${IDLE_CPU_TARGET_PERCENT}`, ok: meanCpu <= IDLE_CPU_TARGET_PERCENT } : {}) },
       { name: `${n} agents: idle CPU per agent, max`, value: Math.round(Math.max(...cpu) * 100) / 100, unit: '%' },
@@ -215,8 +221,45 @@ async function benchSize (n: number): Promise<Figure[]> {
   }
 }
 
+/**
+ * The grid's own part of a join, without 16 processes starting on two cores: n grid nodes in
+ * this one process (real libp2p, loopback), all but the first joining through it at once.
+ */
+async function benchInProcess (n: number): Promise<Figure[]> {
+  const swarmKey = createSwarmKey()
+  const grids: Grid[] = []
+  const start = async (i: number, bootstrap: string[]): Promise<Grid> => {
+    const home = tempDir('vgrid-scale-node-')
+    const g = await createGrid({ privateKey: await loadOrCreateIdentity(home), swarmKey, listen: ['/ip4/127.0.0.1/tcp/0'], bootstrap, version: 'bench', startedAt: Date.now(), describe: () => describeFake(`node-${i}`) })
+    grids.push(g)
+    return g
+  }
+  try {
+    const first = await start(0, [])
+    const t0 = performance.now()
+    await Promise.all(Array.from({ length: n - 1 }, async (_, i) => await start(i + 1, first.addrs())))
+    await waitFor(() => grids.every((g) => g.view().length === n), `every view of ${n} nodes complete`, 120_000, 20)
+    const ms = performance.now() - t0
+    process.stdout.write(`  [${n} in one process] every view complete ${Math.round(ms)} ms after the joiners started\n`)
+    return [{ name: `${n} grid nodes in one process: every view complete, from their start`, value: Math.round(ms), unit: 'ms', target: `<= ${CONVERGE_TARGET_MS}`, ok: ms <= CONVERGE_TARGET_MS }]
+  } finally {
+    await Promise.allSettled(grids.map(async (g) => { await g.stop() }))
+  }
+}
+
+function describeFake (host: string): Pick<PeerAd, 'resources' | 'offer' | 'load'> {
+  return {
+    resources: { host, os: { platform: 'linux', distro: 'bench', release: '1', arch: 'x64' }, cpu: { model: 'bench', cores: 8 }, memBytes: 16 * 2 ** 30, gpus: [] },
+    offer: { cpus: 8, memBytes: 16 * 2 ** 30, gpus: [], pools: [], labels: {} },
+    load: { cpusFree: 8, memFree: 16 * 2 ** 30, gpusFree: [], running: 0, queued: 0, cpuUtil: 0 }
+  }
+}
+
 export async function benchScale (): Promise<Figure[]> {
   const figures: Figure[] = []
-  for (const n of SIZES) figures.push(...await benchSize(n))
+  for (const n of SIZES) {
+    figures.push(...await benchInProcess(n))
+    figures.push(...await benchSize(n))
+  }
   return figures
 }

@@ -274,13 +274,13 @@ export class Membership {
   }
 
   /**
-   * A neighbour starts listening. A new member publishes at once, so that the members it is
-   * not connected to yet learn of it through the mesh and dial it. The others do not: the
-   * hello told the new member about them, and fifty members publishing at every join would
-   * cost the grid fifty times fifty messages.
+   * A neighbour starts listening. A new member that knows no one else yet publishes at once,
+   * so that the members it is not connected to learn of it through the mesh and dial it. The
+   * others do not: the hello told the neighbour about them, and every member publishing at
+   * every subscription would cost a grid that joins together N × N × N messages.
    */
   private readonly onSubscriptionChange = (evt: CustomEvent<SubscriptionChangeData>): void => {
-    if (Date.now() - this.init.startedAt > NEW_MEMBER_MS) return
+    if (Date.now() - this.init.startedAt > NEW_MEMBER_MS || this.view.size > 2) return
     if (evt.detail.subscriptions.some((s) => s.subscribe && s.topic === ADVERT_TOPIC)) this.publishNow()
   }
 
