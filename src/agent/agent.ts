@@ -5,12 +5,13 @@
  */
 import '../common/polyfill.js'
 import fs from 'node:fs/promises'
+import path from 'node:path'
 import { setMaxListeners } from 'node:events'
 import { VgridError } from '../common/errors.js'
 import { createLogger } from '../common/log.js'
 import {
   createGrid, loadOrCreateIdentity, loadSwarmKey, createSwarmKey, writeSwarmKey,
-  decodeJoinToken, encodeJoinToken, tokenAddrs, type Grid, type AgentStatus, type Resources, type Offer, type GpuUse
+  decodeJoinToken, encodeJoinToken, tokenAddrs, IDENTITY_FILE, SWARM_KEY_FILE, type Grid, type AgentStatus, type Resources, type Offer, type GpuUse
 } from '../grid/index.js'
 import { Ledger } from '../exec/index.js'
 import { startControlServer, assertNoLiveAgent, type ControlServer } from './control/server.js'
@@ -24,7 +25,7 @@ import { StoreLock } from '../fs-sync/store-lock.js'
 import { submitRun, serveExecProtocol, linkCommands, type RunContext } from './run.js'
 import { loadKnownPeers, saveKnownPeers } from './known-peers.js'
 import { WorkspaceSync } from './workspace-sync.js'
-import { EXEC_PROTOCOL, KNOWN_PEERS_SAVE_INTERVAL_MS, SHUTDOWN_KILL_GRACE_MS } from './constants.js'
+import { EXEC_PROTOCOL, KNOWN_PEERS_FILE, KNOWN_PEERS_SAVE_INTERVAL_MS, SHUTDOWN_KILL_GRACE_MS } from './constants.js'
 import type { TaskRecord } from './tasks/types.js'
 import { TaskManager } from './tasks/manager.js'
 import { TASK_PROTOCOL, TASK_MAX_FRAME_BYTES, TaskQueries, serveTaskProtocol, goneSignal } from './tasks/remote.js'
@@ -81,8 +82,34 @@ function taskReply (r: TaskRecord | TaskRecord[]): { t: 'task', task: TaskRecord
   return Array.isArray(r) ? { t: 'task', task: r[0]!, shards: r } : { t: 'task', task: r }
 }
 
+/** What in the home holds secrets or other users' data: files 0600, directories 0700. */
+const PRIVATE_FILES = [IDENTITY_FILE, SWARM_KEY_FILE, 'config', KNOWN_PEERS_FILE]
+const PRIVATE_DIRS = ['store', 'workspaces', 'tasks', 'scratch', 'running']
+
+/**
+ * `$VGRID_HOME` is 0700 and its keys 0600 at every start, also a home that existed with
+ * looser modes (one made by hand, restored from a backup): mkdir's mode applies only to a new
+ * directory. Returns what was tightened, for the log.
+ */
+export async function secureHome (home: string): Promise<string[]> {
+  const fixed: string[] = []
+  const tighten = async (p: string, mode: number, dir: boolean): Promise<void> => {
+    const st = await fs.lstat(p).catch(() => undefined)
+    if (st === undefined || st.isSymbolicLink() || st.isDirectory() !== dir) return
+    if ((st.mode & 0o777) === mode) return
+    await fs.chmod(p, mode)
+    fixed.push(`${path.relative(home, p) || '.'} ${(st.mode & 0o777).toString(8)} -> ${mode.toString(8)}`)
+  }
+  await tighten(home, 0o700, true)
+  for (const f of PRIVATE_FILES) await tighten(path.join(home, f), 0o600, false)
+  for (const d of PRIVATE_DIRS) await tighten(path.join(home, d), 0o700, true)
+  return fixed
+}
+
 export async function startAgent (config: AgentConfig): Promise<Agent> {
   await fs.mkdir(config.home, { recursive: true, mode: 0o700 })
+  const tightened = await secureHome(config.home)
+  if (tightened.length > 0) log.warn(`other users could read this agent's home: modes tightened (${tightened.join(', ')})`)
   // Before anything in the home is read or made: one agent per home, keys included.
   const homeLock = await StoreLock.acquireHome(config.home)
   try {

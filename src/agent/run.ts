@@ -8,7 +8,6 @@
  * machine the command runs in the workspace itself: nothing to sync.
  */
 import fs from 'node:fs/promises'
-import { mkdirSync } from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { randomBytes } from 'node:crypto'
@@ -148,6 +147,33 @@ function safeCwd (root: string, cwd: string | undefined): string {
   return path.join(root, cwd)
 }
 
+/**
+ * Creates the working directory `cwd` under `root` one component at a time, refusing to pass
+ * through a symlink: a workspace from a peer may hold `esc -> /elsewhere`, and `mkdir -p
+ * root/esc/created` would then create directories (and run the command) outside it.
+ */
+export async function makeCwd (root: string, cwd: string): Promise<void> {
+  // the root is the agent's own (a scratch directory, a copy, the local workspace)
+  await fs.mkdir(root, { recursive: true })
+  const rel = path.relative(root, cwd)
+  let dir = root
+  for (const part of rel === '' ? [] : rel.split(path.sep)) {
+    dir = path.join(dir, part)
+    const st = await fs.lstat(dir).catch((err: NodeJS.ErrnoException) => { if (err.code === 'ENOENT') return undefined; throw err })
+    if (st === undefined) {
+      await fs.mkdir(dir).catch((err: NodeJS.ErrnoException) => { if (err.code !== 'EEXIST') throw err })
+      continue
+    }
+    if (st.isSymbolicLink()) {
+      throw new VgridError('ERR_BAD_ARGUMENT', `the working directory ${JSON.stringify(rel)} passes through the symlink ${JSON.stringify(path.relative(root, dir))}`,
+        'run the command from a real directory of the workspace')
+    }
+    if (!st.isDirectory()) throw new VgridError('ERR_BAD_ARGUMENT', `the working directory ${JSON.stringify(rel)}: ${JSON.stringify(path.relative(root, dir))} is not a directory`)
+  }
+  // a directory made just now by someone else could be a link by now: check the last one again
+  if (rel !== '' && (await fs.lstat(cwd)).isSymbolicLink()) throw new VgridError('ERR_BAD_ARGUMENT', `the working directory ${JSON.stringify(rel)} is a symlink`)
+}
+
 /** The package's commands, by the names a script calls them: `$VGRID_HOME/bin` goes first on a task's PATH. */
 export async function linkCommands (home: string): Promise<void> {
   const dir = path.join(home, 'bin')
@@ -214,7 +240,7 @@ export async function executeHere (ctx: RunContext, channel: FrameChannel, task:
     const cwd = safeCwd(root, spec.cwd)
     const send = async (ev: ExecEvent): Promise<void> => { await channel.send(ev) }
     const synced = where.kind === 'copy' ? await ctx.sync.pullCopy(root, where.submitter, where.offer, send, ctx.shutdown) : undefined
-    mkdirSync(cwd, { recursive: true })
+    await makeCwd(root, cwd)
     const env: Record<string, string> = { ...agentEnv() }
     // vrun and vbatch inside the command reach this agent and become the task's sub-tasks.
     Object.assign(env, { VGRID_TASK_ID: task, VGRID_HOME: ctx.home, VGRID_WORKSPACE: root, PWD: cwd, PATH: [path.join(ctx.home, 'bin'), env.PATH].filter(Boolean).join(':') })

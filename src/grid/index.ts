@@ -16,7 +16,7 @@ export { createSwarmKey, loadSwarmKey, writeSwarmKey } from './swarm-key.js'
 export { encodeJoinToken, decodeJoinToken, type JoinInfo } from './join-token.js'
 export { tokenAddrs } from './addrs.js'
 export { parsePeerAd } from './advert.js'
-export { ADVERT_TOPIC, ADVERT_INTERVAL_MS, VIEW_EXPIRY_MS, MAX_ADVERT_BYTES, advertIntervalMs, memberExpiryMs } from './constants.js'
+export { ADVERT_TOPIC, ADVERT_INTERVAL_MS, VIEW_EXPIRY_MS, MAX_ADVERT_BYTES, IDENTITY_FILE, SWARM_KEY_FILE, advertIntervalMs, memberExpiryMs } from './constants.js'
 
 export interface GridInit {
   /** libp2p private key (Ed25519), persisted by the agent. */
