@@ -142,6 +142,16 @@ export async function applyOutputs (
   // command renamed or copied is then still here to read its chunks from, instead of them all
   // travelling back (bringBack reads chunks the workspace has from where the scan saw them).
   // What a new node replaces, and all below it, must go first.
+  // A link that leaves the workspace is refused below. What it would replace (the user's file
+  // or directory) must then stay as it was: removing it first, as a replacement does, lost it.
+  const refusedLinks = new Set(plan.links.filter((a) => a.node.kind === 'link' && isEscapingLink(a.path, a.node.target)).map((a) => a.path))
+  const keptForRefusedLink = (p: string): boolean => {
+    for (let q = p; ; q = q.slice(0, q.lastIndexOf('/'))) {
+      if (refusedLinks.has(q)) return true
+      if (!q.includes('/')) return false
+    }
+  }
+  plan.removals = plan.removals.filter((r) => !keptForRefusedLink(r.path))
   const replaced = new Set(plan.removals.filter((r) => r.replaced).map((r) => r.path))
   const underReplaced = (p: string): boolean => {
     for (let q = p; ; q = q.slice(0, q.lastIndexOf('/'))) {
@@ -213,7 +223,9 @@ export async function applyOutputs (
       if ('refusedParent' in to) return refuse(a.path, `its directory ${JSON.stringify(to.refusedParent)} was not applied`)
       const node = a.node
       if (node.kind === 'link' && isEscapingLink(to.rel, node.target)) {
-        throw new VgridError('ERR_UNSAFE_PATH', `refusing ${JSON.stringify(to.rel)}: a symlink to ${JSON.stringify(node.target)} leaves the workspace`)
+        const kept = await lstatOrUndefined(await safeResolve(workspace, to.rel).catch(() => '')) !== undefined
+        throw new VgridError('ERR_UNSAFE_PATH', `refusing ${JSON.stringify(to.rel)}: a symlink to ${JSON.stringify(node.target)} leaves the workspace` +
+          (kept ? '; yours was left as it was' : ''))
       }
       const abs = await safeResolve(workspace, to.rel)
       const before = await lstatOrUndefined(abs)

@@ -236,6 +236,21 @@ describe('applyOutputs', () => {
     await expect(fs.lstat(path.join(ws, 'abs'))).rejects.toMatchObject({ code: 'ENOENT' })
   })
 
+  it('leaves the user\'s file or directory as it was when the command replaced it by a link out of the workspace', async () => {
+    // issue 15 §6: the link was refused on the way back, but data.txt had been deleted first
+    const snapshot = await workspace({ 'data.txt': 'precious', results: { 'r.csv': '1,2' }, other: 'o' })
+    const out = await apply(snapshot, {
+      'data.txt': link('/etc/passwd'),
+      results: link('../sentinel'),
+      other: file('changed', { mtimeMs: LATER_MS })
+    })
+    expect(out.refused.map((r) => r.path)).toEqual(['data.txt', 'results'])
+    expect(out.refused[0]!.reason).toMatch(/leaves the workspace; yours was left as it was/)
+    expect(out.deleted).toEqual([])
+    expect(await readDisk(ws)).toMatchObject({ 'data.txt': 'precious', results: { 'r.csv': '1,2' }, other: 'changed' })
+    expect(await fs.readdir(sentinel)).toEqual([])
+  })
+
   it('refuses a task id that does not fit in a file name', async () => {
     const snapshot = await workspace({ 'a.txt': 'a' })
     await expect(apply(snapshot, { 'a.txt': 'b' }, { taskId: '../x' })).rejects.toMatchObject({ code: 'ERR_BAD_ARGUMENT' })
