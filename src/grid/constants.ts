@@ -14,8 +14,11 @@ export const HELLO_MAX_FRAME_BYTES = 512 * 1024
 export const DHT_PROTOCOL = '/vgrid/kad/1.0.0'
 /** Concurrent ping streams per connection, each way (node.ts says why not libp2p's 1 and 2). */
 export const PING_MAX_STREAMS = 8
-/** The connection monitor's ping gives up on a connection after at least this long (node.ts). */
-export const PING_MIN_TIMEOUT_MS = 15_000
+/**
+ * The connection monitor's ping (every 10 s) gives up on a connection after at least this
+ * long (node.ts): twice libp2p's 5 s, which cut the connections of agents that were only slow.
+ */
+export const PING_MIN_TIMEOUT_MS = 10_000
 
 /**
  * How often an agent re-publishes its advertisement when nothing changed: every second in a
@@ -37,10 +40,12 @@ export function advertIntervalMs (members: number): number {
 /** publishNow() calls closer together than this are coalesced into one publish. */
 export const MIN_PUBLISH_GAP_MS = 100
 /**
- * A member not heard from for this long leaves the view (DESIGN §2: gone within 15 s), or
- * for EXPIRY_INTERVALS of its own refresh intervals when that is longer (a large grid).
+ * A member not heard from for this long leaves the view (DESIGN §2: gone within 15 s, with a
+ * margin for a loaded machine's sweep), or for EXPIRY_INTERVALS of its own refresh intervals
+ * when that is longer (a grid of over 14 members). There, a frozen member's connection is
+ * cut by the ping first (PING_MIN_TIMEOUT_MS after the ping that found it frozen).
  */
-export const VIEW_EXPIRY_MS = 15_000
+export const VIEW_EXPIRY_MS = 12_000
 export const EXPIRY_INTERVALS = 3
 
 /** How long a member that refreshes every `every` ms may stay silent before it expires. */

@@ -70,9 +70,9 @@ export async function startNode (init: NodeInit): Promise<GridNode> {
       connectionProtector: preSharedKey({ psk: init.swarmKey }),
       // The monitor pings every connection and aborts it when a ping fails. Its default
       // timeout (adaptive, from 5 s) cut live connections between agents that were only slow:
-      // sixteen agents starting at once on two cores dropped and re-joined members. Whether a
-      // member is alive is the view's business (silence past memberExpiryMs); the ping only
-      // has to find connections that are dead.
+      // sixteen agents starting at once on two cores dropped and re-joined members. Silence
+      // past memberExpiryMs drops a member from the view; the ping cuts a frozen member's
+      // connection within ~20 s, which matters in a large grid where the refresh is slow.
       connectionMonitor: { pingTimeout: { minTimeout: PING_MIN_TIMEOUT_MS } },
       connectionManager: {
         // every member of a lab grid may sit behind one address (a NAT, or the tests on

@@ -98,8 +98,8 @@ describe('MemberView', () => {
     expect(advertIntervalMs(1000)).toBe(15_000)
     // so a member receives about four refreshes a second, whatever the size of the grid
     expect(50 / (advertIntervalMs(50) / 1000)).toBe(4)
-    // and is never expired sooner than 15 s, nor before three of its intervals
-    expect(memberExpiryMs(undefined)).toBe(15_000)
+    // and is never expired sooner than 12 s, nor before three of its intervals
+    expect(memberExpiryMs(undefined)).toBe(12_000)
     expect(memberExpiryMs(advertIntervalMs(50))).toBe(38_500)
   })
 
