@@ -8,7 +8,7 @@ import { peerIdFromString } from '@libp2p/peer-id'
 import { VgridError } from '../common/errors.js'
 import { bad, bool, int, num, obj, str, optStr, strArray, strMap } from '../common/validate.js'
 import {
-  ADVERT_INTERVAL_MS, MAX_ADVERT_INTERVAL_MS, MAX_ADDR_CHARS, MAX_AD_ADDRS, MAX_ADVERT_BYTES, MAX_CPUS, MAX_GPU_INDEX, MAX_GPUS, MAX_LABELS,
+  MAX_STATED_INTERVAL_MS, MAX_ADDR_CHARS, MAX_AD_ADDRS, MAX_ADVERT_BYTES, MAX_CPUS, MAX_GPU_INDEX, MAX_GPUS, MAX_LABELS,
   MAX_NAME_CHARS, MAX_POOLS, MAX_TASK_COUNT
 } from './constants.js'
 import type { GpuInfo, GpuUse, Load, Offer, PeerAd, Resources } from './types.js'
@@ -56,7 +56,8 @@ export function parsePeerAd (v: unknown): PeerAd {
     load: parseLoad(m.load)
   }
   if (m.leaving !== undefined && m.leaving !== null && bool(m.leaving, 'leaving')) ad.leaving = true
-  if (m.every !== undefined && m.every !== null) ad.every = int(m.every, 'every', ADVERT_INTERVAL_MS, MAX_ADVERT_INTERVAL_MS)
+  // taken wide (a later version may refresh less often) and clamped where it is used
+  if (m.every !== undefined && m.every !== null) ad.every = int(m.every, 'every', 0, MAX_STATED_INTERVAL_MS)
   return ad
 }
 

@@ -48,9 +48,17 @@ export const MIN_PUBLISH_GAP_MS = 100
 export const VIEW_EXPIRY_MS = 12_000
 export const EXPIRY_INTERVALS = 3
 
+/** The largest refresh interval an advertisement may state (it is clamped to MAX_ADVERT_INTERVAL_MS). */
+export const MAX_STATED_INTERVAL_MS = 3_600_000
+
+/** The refresh interval a member states, within what this version believes. */
+export function statedIntervalMs (every: number | undefined): number {
+  return Math.min(MAX_ADVERT_INTERVAL_MS, Math.max(ADVERT_INTERVAL_MS, every ?? ADVERT_INTERVAL_MS))
+}
+
 /** How long a member that refreshes every `every` ms may stay silent before it expires. */
 export function memberExpiryMs (every: number | undefined, floorMs = VIEW_EXPIRY_MS): number {
-  return Math.max(floorMs, EXPIRY_INTERVALS * (every ?? ADVERT_INTERVAL_MS) + ADVERT_INTERVAL_MS)
+  return Math.max(floorMs, EXPIRY_INTERVALS * statedIntervalMs(every) + ADVERT_INTERVAL_MS)
 }
 /** A member silent for this many of its refresh intervals is a warning in the log. */
 export const SILENCE_WARN_INTERVALS = 2

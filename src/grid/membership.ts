@@ -14,7 +14,7 @@ import { decodePeerAd, encodePeerAd } from './advert.js'
 import { dialableAddrs } from './addrs.js'
 import {
   ADVERT_TOPIC, LEAVE_FLUSH_MS, MAX_ADVERT_BYTES, MAX_DIAL_ADDRS, MIN_PUBLISH_GAP_MS, NEW_MEMBER_MS,
-  SILENCE_WARN_INTERVALS, VIEW_EXPIRY_MS, VIEW_SWEEP_INTERVAL_MS, ADVERT_INTERVAL_MS, advertIntervalMs
+  SILENCE_WARN_INTERVALS, VIEW_EXPIRY_MS, VIEW_SWEEP_INTERVAL_MS, ADVERT_INTERVAL_MS, advertIntervalMs, statedIntervalMs
 } from './constants.js'
 import { GRAYLIST_THRESHOLD } from './gossip-params.js'
 import type { Connectivity } from './connectivity.js'
@@ -114,7 +114,7 @@ export class Membership {
       this.init.warn(`member ${name(peer, p?.resources.host)} not heard from for ${Math.round((p?.lastSeenMs ?? 0) / 1000)} s: dropped from the view`)
     }
     // a member's interval grows with the grid as it joins: its last ad may state a shorter one
-    const silent = this.view.silent((ad) => Math.max(VIEW_EXPIRY_MS / 2, SILENCE_WARN_INTERVALS * (ad.every ?? ADVERT_INTERVAL_MS) + ADVERT_INTERVAL_MS))
+    const silent = this.view.silent((ad) => Math.max(VIEW_EXPIRY_MS / 2, SILENCE_WARN_INTERVALS * statedIntervalMs(ad.every) + ADVERT_INTERVAL_MS))
     const now = new Set(silent.map((s) => s.ad.peer))
     for (const { ad, silentMs } of silent) {
       if (this.warnedSilent.has(ad.peer)) continue

@@ -77,8 +77,8 @@ describe('parsePeerAd', () => {
     ['running absurd', 'load.running', 1e12],
     ['gpusFree not a list', 'load.gpusFree', 0],
     ['leaving not a boolean', 'leaving', 'yes'],
-    ['refresh interval under a second', 'every', 10],
-    ['refresh interval over the cap', 'every', 3_600_000],
+    ['refresh interval negative', 'every', -1],
+    ['refresh interval past an hour', 'every', 3_600_001],
     ['refresh interval not a number', 'every', '4000'],
     ['load missing', 'load', undefined]
   ])('refuses %s', (_name, path, value) => {

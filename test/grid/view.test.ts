@@ -101,6 +101,10 @@ describe('MemberView', () => {
     // and is never expired sooner than 12 s, nor before three of its intervals
     expect(memberExpiryMs(undefined)).toBe(12_000)
     expect(memberExpiryMs(advertIntervalMs(50))).toBe(38_500)
+    // what a member states is clamped: a later version may refresh less often, a hostile one
+    // cannot keep itself in the views for hours
+    expect(memberExpiryMs(3_600_000)).toBe(46_000)
+    expect(memberExpiryMs(0)).toBe(12_000)
   })
 
   it('ignores ads about itself and survives a throwing listener', () => {
