@@ -22,7 +22,7 @@ import { call } from '../src/agent/control/client.js'
 import type { PeerAd, PeerView } from '../src/grid/types.js'
 import { createGrid, createSwarmKey, loadOrCreateIdentity, type Grid } from '../src/grid/index.js'
 import type { Figure } from './grid-vrun.js'
-import { median } from './stats.js'
+import { median, rssBytes } from './stats.js'
 
 const SIZES = (process.env.BENCH_SCALE_N ?? '16,32').split(',').map(Number).filter((n) => Number.isInteger(n) && n >= 2)
 const HOLD_S = Number(process.env.BENCH_SCALE_HOLD_S ?? 120)
@@ -76,10 +76,6 @@ function machineTicks (): { total: number, idle: number } {
   return { total: f.reduce((x, y) => x + y, 0), idle: f[3]! + f[4]! }
 }
 
-function rssMiB (pid: number): number {
-  const m = /VmRSS:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))
-  return m === null ? NaN : Number(m[1]) / 1024
-}
 
 async function stopAgents (agents: Array<{ proc: ChildProcess }>): Promise<void> {
   await Promise.all(agents.map(async ({ proc }) => {
@@ -172,7 +168,7 @@ async function benchSize (n: number): Promise<Figure[]> {
     say(`grid warnings in the agents' logs until now: ${heldWarnings.length}`)
     // each with its time after the joiners' spawn; the view was complete at fromSpawn
     for (const w of heldWarnings.slice(0, 20)) say(`  +${((Date.parse(w.slice(0, 24)) - wall0) / 1000).toFixed(1)} s ${w.slice(25)}`)
-    const rss = agents.map((a) => rssMiB(a.proc.pid!))
+    const rss = agents.map((a) => rssBytes(a.proc.pid!, (p) => fs.readFileSync(p, 'utf8')) / 2 ** 20)
     const meanCpu = cpu.reduce((x, y) => x + y, 0) / n
     say(`held: smallest view ${smallest}; idle CPU per agent mean ${meanCpu.toFixed(2)} %, max ${Math.max(...cpu).toFixed(2)} %; RSS median ${median(rss).toFixed(0)} MiB`)
 

@@ -145,22 +145,10 @@ export async function applyOutputs (
   // A link that leaves the workspace is refused below. What it would replace (the user's file
   // or directory) must then stay as it was: removing it first, as a replacement does, lost it.
   const refusedLinks = new Set(plan.links.filter((a) => a.node.kind === 'link' && isEscapingLink(a.path, a.node.target)).map((a) => a.path))
-  const keptForRefusedLink = (p: string): boolean => {
-    for (let q = p; ; q = q.slice(0, q.lastIndexOf('/'))) {
-      if (refusedLinks.has(q)) return true
-      if (!q.includes('/')) return false
-    }
-  }
-  plan.removals = plan.removals.filter((r) => !keptForRefusedLink(r.path))
+  plan.removals = plan.removals.filter((r) => !atOrUnder(refusedLinks, r.path))
   const replaced = new Set(plan.removals.filter((r) => r.replaced).map((r) => r.path))
-  const underReplaced = (p: string): boolean => {
-    for (let q = p; ; q = q.slice(0, q.lastIndexOf('/'))) {
-      if (replaced.has(q)) return true
-      if (!q.includes('/')) return false
-    }
-  }
-  const removeNow = plan.removals.filter((r) => underReplaced(r.path))
-  const removeLast = plan.removals.filter((r) => !underReplaced(r.path))
+  const removeNow = plan.removals.filter((r) => atOrUnder(replaced, r.path))
+  const removeLast = plan.removals.filter((r) => !atOrUnder(replaced, r.path))
 
   const remove = async (r: typeof plan.removals[number]): Promise<void> => {
     signal?.throwIfAborted()
@@ -222,13 +210,12 @@ export async function applyOutputs (
       const to = place.target(a.path)
       if ('refusedParent' in to) return refuse(a.path, `its directory ${JSON.stringify(to.refusedParent)} was not applied`)
       const node = a.node
-      if (node.kind === 'link' && isEscapingLink(to.rel, node.target)) {
-        const kept = await lstatOrUndefined(await safeResolve(workspace, to.rel).catch(() => '')) !== undefined
-        throw new VgridError('ERR_UNSAFE_PATH', `refusing ${JSON.stringify(to.rel)}: a symlink to ${JSON.stringify(node.target)} leaves the workspace` +
-          (kept ? '; yours was left as it was' : ''))
-      }
       const abs = await safeResolve(workspace, to.rel)
       const before = await lstatOrUndefined(abs)
+      if (node.kind === 'link' && isEscapingLink(to.rel, node.target)) {
+        throw new VgridError('ERR_UNSAFE_PATH', `refusing ${JSON.stringify(to.rel)}: a symlink to ${JSON.stringify(node.target)} leaves the workspace` +
+          (before !== undefined ? '; yours was left as it was' : ''))
+      }
       // Already applied (a rerun). By content: a command may rewrite a file keeping its size
       // and mtime, and then only the bytes tell the result from what is here.
       if (await localMatches(abs, before, node, { content: true })) return
@@ -276,4 +263,12 @@ export async function applyOutputs (
   out.conflicts.sort(byPath)
   out.refused.sort(byPath)
   return out
+}
+
+/** Whether `p` or one of its parent directories is in `paths` (relative, '/'-separated). */
+function atOrUnder (paths: ReadonlySet<string>, p: string): boolean {
+  for (let q = p; ; q = q.slice(0, q.lastIndexOf('/'))) {
+    if (paths.has(q)) return true
+    if (!q.includes('/')) return false
+  }
 }

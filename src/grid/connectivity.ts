@@ -27,6 +27,8 @@ import { sleep } from '../common/timeout.js'
 
 /** How long one DHT self-lookup may take before it is abandoned. */
 const DHT_LOOKUP_TIMEOUT_MS = 5_000
+/** How long identifying a member again, after one of its connections closed, may take. */
+const IDENTIFY_AGAIN_TIMEOUT_MS = 5_000
 /** Self-lookups an agent makes when it joins (or comes back after losing every connection). */
 const SELF_LOOKUPS_PER_JOIN = 2
 /** How long after a DHT server appears an agent checks whether it still needs a self-lookup. */
@@ -41,8 +43,6 @@ export class Connectivity {
   private readonly deferred = new Map<string, ReturnType<typeof setTimeout>>()
   private lookupRunning = false
   private dedupeTimer: ReturnType<typeof setInterval> | undefined
-  /** Duplicate connections closed so far (for tests and `vgrid status`). */
-  duplicatesClosed = 0
   private lookupAgain = false
   private lookupTimer: ReturnType<typeof setTimeout> | undefined
   /** Self-lookups left for this join (see lookupSelf). */
@@ -170,7 +170,7 @@ export class Connectivity {
     if (this.stopped) return
     const survivor = this.node.getConnections(evt.detail.remotePeer).find((c) => c.status === 'open')
     if (survivor === undefined) return
-    this.node.services.identify.identify(survivor, { signal: AbortSignal.any([this.controller.signal, AbortSignal.timeout(DHT_LOOKUP_TIMEOUT_MS)]) })
+    this.node.services.identify.identify(survivor, { signal: AbortSignal.any([this.controller.signal, AbortSignal.timeout(IDENTIFY_AGAIN_TIMEOUT_MS)]) })
       .catch((err: Error) => { if (!this.stopped) this.log('identify again of %s failed: %s', evt.detail.remotePeer, err.message) })
   }
 
@@ -193,7 +193,6 @@ export class Connectivity {
       if (conns.length < 2 || !conns.some((c) => c.direction === 'inbound')) continue
       for (const c of conns) {
         if (c.direction === 'inbound' || c.streams.some((st) => !housekeeping(st.protocol))) continue
-        this.duplicatesClosed++
         this.log('closing a duplicate connection to %s', p)
         // a graceful close waits for the other side to end gossipsub's long-lived streams
         c.close({ signal: AbortSignal.timeout(DUPLICATE_CLOSE_MS) }).catch((err: Error) => { c.abort(err) })

@@ -70,7 +70,7 @@ export const VIEW_SWEEP_INTERVAL_MS = 1000
  */
 export const TOMBSTONE_TTL_MS = 60_000
 export const MAX_TOMBSTONES = 4096
-/** For this long after its start an agent publishes whenever a neighbour subscribes (membership.ts). */
+/** For this long after its start, an agent that knows no other member yet publishes when a neighbour subscribes (membership.ts). */
 export const NEW_MEMBER_MS = 30_000
 /** stop() waits at most this long for the goodbye advertisement to be sent. */
 export const LEAVE_FLUSH_MS = 300

@@ -107,12 +107,10 @@ export class Membership {
 
   /** Expires silent members, and warns of those falling silent or graylisted. */
   private sweep (): void {
-    const before = new Map(this.view.snapshot().map((p) => [p.peer, p]))
-    for (const peer of this.view.expire()) {
-      const p = before.get(peer)
-      this.warnedSilent.delete(peer)
-      this.init.warn(`member ${name(peer, p?.resources.host)} not heard from for ${Math.round((p?.lastSeenMs ?? 0) / 1000)} s: dropped from the view`)
-    }
+    this.view.expire((ad, silentMs) => {
+      this.warnedSilent.delete(ad.peer)
+      this.init.warn(`member ${name(ad.peer, ad.resources.host)} not heard from for ${Math.round(silentMs / 1000)} s: dropped from the view`)
+    })
     // a member's interval grows with the grid as it joins: its last ad may state a shorter one
     const silent = this.view.silent((ad) => Math.max(VIEW_EXPIRY_MS / 2, SILENCE_WARN_INTERVALS * statedIntervalMs(ad.every) + ADVERT_INTERVAL_MS))
     const now = new Set(silent.map((s) => s.ad.peer))

@@ -96,13 +96,17 @@ export class MemberView {
 
   /**
    * Drops members not heard from for the expiry time (longer for a member that says it
-   * refreshes less often: memberExpiryMs); returns their peer ids.
+   * refreshes less often: memberExpiryMs); returns their peer ids, and tells `onExpired` of
+   * each with how long it was silent.
    */
-  expire (): string[] {
+  expire (onExpired?: (ad: PeerAd, silentMs: number) => void): string[] {
     const now = this.now()
     const gone: string[] = []
     for (const [peer, m] of this.members) {
-      if (now - m.seenAt > memberExpiryMs(m.ad.every, this.expiryMs)) gone.push(peer)
+      if (now - m.seenAt > memberExpiryMs(m.ad.every, this.expiryMs)) {
+        gone.push(peer)
+        onExpired?.(m.ad, now - m.seenAt)
+      }
     }
     for (const peer of gone) {
       this.bury(peer, this.members.get(peer)!.ad)
