@@ -31,6 +31,11 @@ import { TaskManager } from './tasks/manager.js'
 import { TASK_PROTOCOL, TASK_MAX_FRAME_BYTES, TaskQueries, serveTaskProtocol, goneSignal } from './tasks/remote.js'
 import { VERSION } from '../common/version.js'
 import { GuestCommands } from './guests.js'
+import { detectIsolation, describeIsolation, type Isolation } from './isolation.js'
+import { CoreAllocator, GuestRuns, GUEST_HOME, clearGuestDirs, type GuestSocketFactory } from './guest-run.js'
+import { descends, hostWorkspace, refusedForGuest, subTasks, type GuestScope } from './guest-control.js'
+import type { WorkspaceRef } from '../fs-sync/index.js'
+import os from 'node:os'
 import { OwnerPolicyControl } from './policy.js'
 
 const log = createLogger('agent')
@@ -77,9 +82,31 @@ async function chooseGrid (config: AgentConfig): Promise<GridChoice> {
   return { swarmKey: existing, bootstrap: await loadKnownPeers(config.home), joined: 'rejoin' }
 }
 
+/** Where a `run` request from the CLI goes: `--on` and the workspace, when given. */
+function runWhere (req: { on?: string, workspace?: WorkspaceRef }): { on?: string, workspace?: WorkspaceRef } {
+  return { ...(req.on !== undefined ? { on: req.on } : {}), ...(req.workspace !== undefined ? { workspace: req.workspace } : {}) }
+}
+
 /** A fan-out's records go as `shards`, with the first as `task` for older clients. */
 function taskReply (r: TaskRecord | TaskRecord[]): { t: 'task', task: TaskRecord, shards?: TaskRecord[] } {
   return Array.isArray(r) ? { t: 'task', task: r[0]!, shards: r } : { t: 'task', task: r }
+}
+
+const USER_NAME = ((): string => {
+  try {
+    return os.userInfo().username
+  } catch {
+    return 'unknown'
+  }
+})()
+
+/**
+ * The offer other members see: nothing at all where guests cannot be contained (no working
+ * bwrap), and how guests run here, for `vgrid peers`.
+ */
+function advertised (offer: Offer, iso: Isolation): Offer {
+  if (iso.kind === 'unavailable') return { ...offer, cpus: 0, memBytes: 0, gpus: [], isolation: 'unavailable' }
+  return { ...offer, isolation: iso.kind }
 }
 
 /** What in the home holds secrets or other users' data: files 0600, directories 0700. */
@@ -128,9 +155,12 @@ async function startLocked (config: AgentConfig, homeLock: StoreLock): Promise<A
   // No agent runs here: the groups still listed were left by one that was killed.
   const orphans = OrphanLedger.open(config.home)
   if (orphans.stopped > 0) log.warn(`stopped ${orphans.stopped} command${orphans.stopped === 1 ? '' : 's'} that the previous run of this agent left running`)
-  const [choice, privateKey, resources] = await Promise.all([
-    chooseGrid(config), loadOrCreateIdentity(config.home), detectResources()
+  const [choice, privateKey, resources, isolation] = await Promise.all([
+    chooseGrid(config), loadOrCreateIdentity(config.home), detectResources(), detectIsolation(config.isolation, config.home)
   ])
+  if (isolation.kind === 'none') log.warn(`--isolation none: ${describeIsolation(isolation)}; they can read and change everything this user can`)
+  if (isolation.kind === 'unavailable') log.warn(`${describeIsolation(isolation)}; ${isolation.hint}`)
+  await clearGuestDirs(config.home)
   // Joined through a token or --peer: where the grid is, saved at once, so an agent stopped
   // before it saved the members it saw still finds its grid at the next start.
   if (choice.joined !== 'rejoin' && choice.bootstrap.length > 0) await saveKnownPeers(config.home, choice.bootstrap).catch((err) => { log.warn('could not save the known peers', err) })
@@ -150,7 +180,7 @@ async function startLocked (config: AgentConfig, homeLock: StoreLock): Promise<A
     bootstrap: choice.bootstrap,
     version: VERSION,
     startedAt,
-    describe: () => ({ resources, offer: policy.currentOffer(), load: { ...policy.load(ledger.snapshot(), cpu.utilisation()), gpuUse: [...gpuUse.values()] } }),
+    describe: () => ({ resources, offer: advertised(policy.currentOffer(), isolation), load: { ...policy.load(ledger.snapshot(), cpu.utilisation()), gpuUse: [...gpuUse.values()] } }),
     onWarning: (msg) => { gridLog.warn(msg) }
   }).catch((err) => { cpu.stop(); policy.stop(); throw err })
   publish = () => { grid.publishNow() }
@@ -168,8 +198,17 @@ async function startLocked (config: AgentConfig, homeLock: StoreLock): Promise<A
     // So a command stopped because the owner came back ends as lost (guests.ts).
     watch: (channel) => guests.watch(channel),
     gpuUse,
-    startedAt
+    startedAt,
+    guests: new GuestRuns({
+      home: config.home,
+      iso: isolation,
+      cores: new CoreAllocator(),
+      socket: async (dir, scope, owner) => await guestSockets(dir, scope, owner),
+      agentUser: USER_NAME,
+      ...(process.env.VGRID_DEV_DIR !== undefined && process.env.VGRID_DEV_DIR !== '' ? { devDir: process.env.VGRID_DEV_DIR } : {})
+    })
   }
+  let guestSockets: GuestSocketFactory = async () => { throw new VgridError('ERR_INTERNAL', 'the agent is still starting') }
   await grid.handle(EXEC_PROTOCOL, serveExecProtocol(ctx))
   await grid.handle(TASK_PROTOCOL, serveTaskProtocol(tasks), { maxFrameBytes: TASK_MAX_FRAME_BYTES })
   const queries = new TaskQueries(grid, tasks)
@@ -180,50 +219,92 @@ async function startLocked (config: AgentConfig, homeLock: StoreLock): Promise<A
     gridSize: grid.view().length, connections: grid.connectedPeers().length, startedAt, joinToken: joinToken()
   })
 
+  /**
+   * One control request: from the owner's CLI (the home's socket), or from a guest task
+   * (`scope`: its own socket, which accepts only what a task may do; guest-control.ts).
+   */
+  const handle = async (req: ControlRequest, channel: FrameChannel, scope?: GuestScope): Promise<void> => {
+    if (scope !== undefined) {
+      const refused = refusedForGuest(req)
+      if (refused !== undefined) throw refused
+    }
+    // A guest names its sub-tasks only, by its own paths.
+    const own = async (ref: string): Promise<string> => {
+      if (scope === undefined) return ref
+      const found = subTasks(tasks.list(), scope.task, ref)
+      if (found.length === 0) {
+        throw new VgridError('ERR_NOT_ALLOWED', `${ref} is not a sub-task of this task`, 'a task may look at and cancel only the tasks it submitted')
+      }
+      return found.length === 1 ? found[0]!.id : ref
+    }
+    switch (req.t) {
+      case 'peers': await channel.send({ t: 'peers', peers: grid.view() }); break
+      case 'status': {
+        const s = status()
+        await channel.send({ t: 'status', status: scope === undefined ? s : { ...s, joinToken: '', home: GUEST_HOME } })
+        break
+      }
+      case 'join-token': await channel.send({ t: 'join-token', token: joinToken() }); break
+      case 'run': {
+        if (scope !== undefined) {
+          req.parent = scope.task
+          if (req.workspace !== undefined) req.workspace = hostWorkspace(scope, req.workspace)
+        }
+        const guest = scope !== undefined
+        // A vrun from inside a task is its child: recorded, and waited for by the parent.
+        const child = await tasks.attach(req)
+        if (child === undefined) { await submitRun(ctx, channel, req.spec, { ...runWhere(req), guest }); break }
+        const watched: FrameChannel = {
+          get closed () { return channel.closed },
+          send: async (msg) => { child.observe(msg); await channel.send(msg) },
+          recv: async () => await channel.recv(),
+          close: async () => { await channel.close() },
+          destroy: (err) => { channel.destroy(err) }
+        }
+        try {
+          await submitRun(ctx, watched, req.spec, { ...runWhere(req), task: child.id, guest })
+          child.ended()
+        } catch (err) {
+          child.ended(err)
+          throw err
+        }
+        break
+      }
+      case 'batch': {
+        const b = req.batch
+        if (scope !== undefined) {
+          b.parent = scope.task
+          b.guest = true
+          if (b.workspace !== undefined) b.workspace = hostWorkspace(scope, b.workspace)
+        } else {
+          delete b.guest
+        }
+        await channel.send({ t: 'batched', ids: tasks.submit(b) })
+        break
+      }
+      case 'task-list': {
+        const { tasks: list, unreachable } = await queries.list()
+        // every record: the CLI picks what to show (recent trees, or all with --all)
+        if (scope === undefined) {
+          await channel.send({ t: 'task-list', tasks: list, unreachable })
+        } else {
+          const byId = new Map(list.map((r) => [r.id, r]))
+          await channel.send({ t: 'task-list', tasks: list.filter((r) => descends(r, scope.task, byId)), unreachable: [] })
+        }
+        break
+      }
+      case 'task-show': await channel.send({ t: 'task', task: await queries.show(await own(req.id), scope === undefined ? req.workspace : undefined) }); break
+      case 'task-cancel': await channel.send(taskReply(await queries.cancel(await own(req.id), scope === undefined ? req.workspace : undefined))); break
+      case 'task-wait': await channel.send(taskReply(await queries.wait(await own(req.id), goneSignal(channel), scope === undefined ? req.workspace : undefined))); break
+      case 'task-log': await channel.send({ t: 'task', task: await queries.log(await own(req.id), req.follow, req.stderrOnly, channel, goneSignal(channel), scope === undefined ? req.workspace : undefined) }); break
+      case 'agent-set': await channel.send({ t: 'policy', ...policy.set(req.patch) }); break
+    }
+  }
+  guestSockets = async (dir, scope, owner) => await startControlServer(dir, { peer: grid.peerId, handle: async (req, channel) => { await handle(req, channel, scope) } }, owner)
+
   let control: ControlServer
   try {
-    control = await startControlServer(config.home, {
-      peer: grid.peerId,
-      async handle (req: ControlRequest, channel: FrameChannel) {
-        switch (req.t) {
-          case 'peers': await channel.send({ t: 'peers', peers: grid.view() }); break
-          case 'status': await channel.send({ t: 'status', status: status() }); break
-          case 'join-token': await channel.send({ t: 'join-token', token: joinToken() }); break
-          case 'run': {
-            // A vrun from inside a task is its child: recorded, and waited for by the parent.
-            const child = await tasks.attach(req)
-            if (child === undefined) { await submitRun(ctx, channel, req.spec, req.on, req.workspace); break }
-            const watched: FrameChannel = {
-              get closed () { return channel.closed },
-              send: async (msg) => { child.observe(msg); await channel.send(msg) },
-              recv: async () => await channel.recv(),
-              close: async () => { await channel.close() },
-              destroy: (err) => { channel.destroy(err) }
-            }
-            try {
-              await submitRun(ctx, watched, req.spec, req.on, req.workspace, child.id)
-              child.ended()
-            } catch (err) {
-              child.ended(err)
-              throw err
-            }
-            break
-          }
-          case 'batch': await channel.send({ t: 'batched', ids: tasks.submit(req.batch) }); break
-          case 'task-list': {
-            const { tasks: list, unreachable } = await queries.list()
-            // every record: the CLI picks what to show (recent trees, or all with --all)
-            await channel.send({ t: 'task-list', tasks: list, unreachable })
-            break
-          }
-          case 'task-show': await channel.send({ t: 'task', task: await queries.show(req.id, req.workspace) }); break
-          case 'task-cancel': await channel.send(taskReply(await queries.cancel(req.id, req.workspace))); break
-          case 'task-wait': await channel.send(taskReply(await queries.wait(req.id, goneSignal(channel), req.workspace))); break
-          case 'task-log': await channel.send({ t: 'task', task: await queries.log(req.id, req.follow, req.stderrOnly, channel, goneSignal(channel), req.workspace) }); break
-          case 'agent-set': await channel.send({ t: 'policy', ...policy.set(req.patch) }); break
-        }
-      }
-    })
+    control = await startControlServer(config.home, { peer: grid.peerId, handle: async (req, channel) => { await handle(req, channel) } })
   } catch (err) {
     cpu.stop()
     await grid.stop()

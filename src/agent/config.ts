@@ -17,6 +17,7 @@
  *
  * The CLI imports this file: keep it free of libp2p and other heavy imports.
  */
+import type { IsolationConfig } from './isolation.js'
 import { readFileSync, renameSync, writeFileSync } from 'node:fs'
 import { homedir } from 'node:os'
 import { isAbsolute, join, resolve } from 'node:path'
@@ -67,6 +68,9 @@ export interface AgentFlags {
   nice?: string | number
   /** false: `--no-only-when-idle`. */
   onlyWhenIdle?: boolean | string
+  isolation?: string
+  guestNet?: string
+  guestUser?: string
 }
 
 export interface ShareConfig {
@@ -110,6 +114,8 @@ export interface AgentConfig {
   listen: string[]
   share: ShareConfig
   policy: OwnerPolicy
+  /** How guests are contained (DESIGN §5). */
+  isolation: IsolationConfig
 }
 
 /** `$VGRID_HOME`, else `~/.vgrid`; always absolute. */
@@ -150,7 +156,17 @@ export function resolveAgentConfig (flags: AgentFlags, env: NodeJS.ProcessEnv = 
   const onlyWhenIdle = pick(
     [flags.onlyWhenIdle, '--only-when-idle'], [e('VGRID_ONLY_WHEN_IDLE'), 'VGRID_ONLY_WHEN_IDLE'], [file.onlyWhenIdle, file.where('onlyWhenIdle')], parseBool) ?? false
 
-  const config: AgentConfig = { home, peers, listen, share: { pools, labels }, policy: { nice, onlyWhenIdle } }
+  const mode = pick(
+    [flags.isolation, '--isolation'], [e('VGRID_ISOLATION'), 'VGRID_ISOLATION'], [file.isolation, file.where('isolation')],
+    (v, src) => parseChoice(v, src, ['sandbox', 'none'] as const)) ?? 'sandbox'
+  const net = pick(
+    [flags.guestNet, '--guest-net'], [e('VGRID_GUEST_NET'), 'VGRID_GUEST_NET'], [file.guestNet, file.where('guestNet')],
+    (v, src) => parseChoice(v, src, ['on', 'none'] as const)) ?? 'on'
+  const guestUser = pick(
+    [flags.guestUser, '--guest-user'], [e('VGRID_GUEST_USER'), 'VGRID_GUEST_USER'], [file.guestUser, file.where('guestUser')], parseUserName)
+  const isolation: IsolationConfig = { mode, net: net === 'on' }
+  if (guestUser !== undefined) isolation.guestUser = guestUser
+  const config: AgentConfig = { home, peers, listen, share: { pools, labels }, policy: { nice, onlyWhenIdle }, isolation }
   if (cpus !== undefined && cpus !== 'all') config.share.cpus = cpus
   if (gpus !== undefined) config.share.gpus = gpus
   if (memBytes !== undefined && memBytes !== 'all') config.share.memBytes = memBytes
@@ -300,6 +316,17 @@ function pick<T> (flag: [unknown, string], env: [unknown, string], file: [unknow
   return values.find(x => x !== undefined)?.v
 }
 
+function parseChoice<T extends string> (v: unknown, src: string, choices: readonly T[]): T {
+  const t = typeof v === 'string' ? v.trim().toLowerCase() : v
+  if (typeof t !== 'string' || !(choices as readonly string[]).includes(t)) throw arg(src, v, `expected ${choices.join(' or ')}`)
+  return t as T
+}
+
+function parseUserName (v: unknown, src: string): string {
+  if (typeof v !== 'string' || !/^[a-z_][a-z0-9_.-]{0,31}\$?$|^\d{1,10}$/i.test(v.trim())) throw arg(src, v, 'expected a user name of this machine, such as nobody')
+  return v.trim()
+}
+
 function parseCpus (v: unknown, src: string): number | 'all' {
   if (typeof v === 'string' && v.trim().toLowerCase() === 'all') return 'all'
   const n = typeof v === 'string' && /^\s*\d+\s*$/.test(v) ? Number(v) : v
@@ -422,7 +449,7 @@ function arg (src: string, value: unknown, what: string, hint?: string): VgridEr
 
 // ── the config file ──
 
-const FILE_FIELDS = ['cpus', 'gpus', 'mem', 'cacheSize', 'pools', 'labels', 'listen', 'maxTasks', 'nice', 'onlyWhenIdle'] as const
+const FILE_FIELDS = ['cpus', 'gpus', 'mem', 'cacheSize', 'pools', 'labels', 'listen', 'maxTasks', 'nice', 'onlyWhenIdle', 'isolation', 'guestNet', 'guestUser'] as const
 type FileFields = Partial<Record<(typeof FILE_FIELDS)[number], unknown>>
 
 function readConfigFile (path: string): FileFields & { where: (field: string) => string } {

@@ -23,6 +23,7 @@ import type { Grid, GpuInfo, GpuUse, PeerView } from '../grid/index.js'
 import { removeTree, type WorkspaceRef } from '../fs-sync/index.js'
 import type { WorkspaceSync, WorkspaceScan } from './workspace-sync.js'
 import type { GroupLedger } from '../exec/orphans.js'
+import type { GuestRun, GuestRuns } from './guest-run.js'
 import { claimFirst, holdClaim, ClaimReleased, Refusals, GANG_NOT_PLACED, type GangSeat } from './claim.js'
 import { RunQueue, requestShape, type QueueTicket } from './run-queue.js'
 import { EXEC_PROTOCOL, EXEC_PROTOCOL_VERSION, EXEC_REQUEST_TIMEOUT_MS, MAX_PLACEMENT_ATTEMPTS, QUEUE_RETRY_MS, SHUTDOWN_KILL_GRACE_MS } from './constants.js'
@@ -52,6 +53,8 @@ export interface RunContext {
   gpuUse?: Map<number, GpuUse>
   /** When this agent started (ms since the epoch): its view is still forming for a while. */
   startedAt?: number
+  /** Homes, sockets and sandboxes of guest commands (guest-run.ts); without it guests run as the owner's own. */
+  guests?: GuestRuns
 }
 
 /** The OS user this agent runs as: for whom its commands run, as other members show it. */
@@ -76,15 +79,16 @@ export interface ChildTracker {
   }
 }
 
-/** What the submitter exported for the executor to pull. */
-interface WorkspaceOffer { session: string, root: Uint8Array, key: string }
+/** What the submitter exported for the executor to pull, and where its user has it (the guest sees it there). */
+interface WorkspaceOffer { session: string, root: Uint8Array, key: string, path?: string }
 
 interface ExecRequest { t: 'exec', v: number, task: string, spec: RunSpec, ws?: WorkspaceOffer, user?: string }
 
 /** Where a command runs on the executing machine. */
 type RunDir =
   | { kind: 'scratch' }
-  | { kind: 'dir', dir: string }
+  /** `mount`: where the command sees it, when not at `dir` (a guest's sub-task in the guest's copy). */
+  | { kind: 'dir', dir: string, mount?: string }
   | { kind: 'copy', submitter: string, offer: WorkspaceOffer }
 
 function parseExecRequest (v: unknown): ExecRequest {
@@ -108,8 +112,16 @@ function parseExecRequest (v: unknown): ExecRequest {
     const root = bytes(w.root, 'ws.root', 32)
     if (root.byteLength !== 32) bad('ws.root is not a 32-byte hash')
     req.ws = { session, root, key }
+    if (w.path !== undefined && w.path !== null) req.ws.path = workspacePath(w.path)
   }
   return req
+}
+
+/** The submitter's absolute workspace path: normalized, no NUL, not the root. */
+function workspacePath (v: unknown): string {
+  const p = str(v, 'ws.path', 4096)
+  if (!path.isAbsolute(p) || p.includes('\0') || path.normalize(p) !== p || p === '/' || p.endsWith('/')) bad('ws.path is not an absolute, normalized path')
+  return p
 }
 
 /**
@@ -212,10 +224,20 @@ function agentEnv (): Readonly<Record<string, string>> {
 }
 
 /** Runs a command on this machine against a reservation; `channel` carries its session. */
-export async function executeHere (ctx: RunContext, channel: FrameChannel, task: string, spec: RunSpec, where: RunDir, onAccepted?: () => Promise<void>,
-  remoteWho?: string): Promise<void> {
-  // Another member's run (remoteWho: its user@host): its task id is that member's to keep.
+export interface ExecuteOptions {
+  /** Called once the reservation is held, before any work. */
+  onAccepted?: () => Promise<void>
+  /** Another member's run: its user@host. Its task id is that member's to keep. */
+  remoteWho?: string
+  /** A guest's command although submitted here: a sub-task of a guest task. */
+  guest?: boolean
+}
+
+export async function executeHere (ctx: RunContext, channel: FrameChannel, task: string, spec: RunSpec, where: RunDir, opts: ExecuteOptions = {}): Promise<void> {
+  const { onAccepted, remoteWho } = opts
   const who = remoteWho ?? `${USER}@${ctx.host}`
+  // Another member's command, or one a guest submitted: contained (guest-run.ts).
+  const isGuest = remoteWho !== undefined || opts.guest === true
   channel = ctx.watch?.(channel) ?? channel
   // RunSpec's resource fields (cores, memory, GPUs, model, GPU memory, pool, labels) are ReserveRequest's.
   const reservation = ctx.ledger.reserve(spec)
@@ -224,6 +246,7 @@ export async function executeHere (ctx: RunContext, channel: FrameChannel, task:
   const scratch = path.join(ctx.home, 'scratch', task)
   let copy: { dir: string, release: () => void } | undefined
   let kids: ReturnType<ChildTracker['begin']> | undefined
+  let guest: GuestRun | undefined
   try {
     await onAccepted?.()
     let root: string
@@ -239,15 +262,24 @@ export async function executeHere (ctx: RunContext, channel: FrameChannel, task:
     const send = async (ev: ExecEvent): Promise<void> => { await channel.send(ev) }
     const synced = where.kind === 'copy' ? await ctx.sync.pullCopy(root, where.submitter, where.offer, send, ctx.shutdown) : undefined
     await makeCwd(root, cwd)
-    const env: Record<string, string> = { ...agentEnv() }
-    // vrun and vbatch inside the command reach this agent and become the task's sub-tasks.
-    Object.assign(env, { VGRID_TASK_ID: task, VGRID_HOME: ctx.home, VGRID_WORKSPACE: root, PWD: cwd, PATH: [path.join(ctx.home, 'bin'), env.PATH].filter(Boolean).join(':') })
+    let env: Record<string, string>
+    if (isGuest && ctx.guests !== undefined) {
+      // Its own home and socket, and unless the owner chose otherwise, a sandbox.
+      const mount = where.kind === 'copy' ? where.offer.path ?? root : where.kind === 'dir' ? where.mount ?? where.dir : undefined
+      guest = await ctx.guests.open({ task, root, cwd, ...(mount !== undefined ? { mount } : {}), gpus: reservation.gpus, cpus: reservation.cpus, agentEnv: agentEnv() })
+      env = guest.env
+    } else {
+      // vrun and vbatch inside the command reach this agent and become the task's sub-tasks.
+      env = { ...agentEnv(), VGRID_TASK_ID: task, VGRID_HOME: ctx.home, VGRID_WORKSPACE: root, PWD: cwd }
+      env.PATH = [path.join(ctx.home, 'bin'), env.PATH].filter(Boolean).join(':')
+    }
     const cancelled = new AbortController()
     kids = ctx.children?.begin(task)
     const hold = holdingExit(channel, () => { kids?.cancel(); cancelled.abort() })
     const result = await serveExec(hold.channel, {
       spec, cwd, env, ...(remoteWho === undefined ? { task } : {}), gpus: reservation.gpus, machineHasGpus: ctx.gpus.length > 0,
-      peer: ctx.grid.peerId, host: ctx.host, ...(ctx.groups !== undefined ? { groups: ctx.groups } : {}), signal: AbortSignal.any([ctx.shutdown, cancelled.signal]), abortGraceMs: SHUTDOWN_KILL_GRACE_MS
+      peer: ctx.grid.peerId, host: ctx.host, ...(ctx.groups !== undefined ? { groups: ctx.groups } : {}), signal: AbortSignal.any([ctx.shutdown, cancelled.signal]), abortGraceMs: SHUTDOWN_KILL_GRACE_MS,
+      ...(guest?.sandbox !== undefined ? { sandbox: guest.sandbox } : {})
     })
     log.debug(`task ${task} ended`, result)
     // The command is over: its cores and GPUs are free for its sub-tasks and while outputs travel.
@@ -279,6 +311,7 @@ export async function executeHere (ctx: RunContext, channel: FrameChannel, task:
     }
   } finally {
     kids?.end()
+    await guest?.close()
     copy?.release()
     for (const g of reservation.gpus) if (ctx.gpuUse?.get(g.index)?.task === task) ctx.gpuUse.delete(g.index)
     ctx.ledger.release(reservation)
@@ -301,8 +334,10 @@ export function serveExecProtocol (ctx: RunContext): (channel: FrameChannel, rem
       return
     }
     try {
-      await executeHere(ctx, channel, req.task, req.spec, req.ws !== undefined ? { kind: 'copy', submitter: remotePeer, offer: req.ws } : { kind: 'scratch' },
-        async () => { await holdClaim(channel) }, `${req.user ?? 'unknown'}@${ctx.grid.view().find((p) => p.peer === remotePeer)?.resources.host ?? remotePeer.slice(-8)}`)
+      await executeHere(ctx, channel, req.task, req.spec, req.ws !== undefined ? { kind: 'copy', submitter: remotePeer, offer: req.ws } : { kind: 'scratch' }, {
+        onAccepted: async () => { await holdClaim(channel) },
+        remoteWho: `${req.user ?? 'unknown'}@${ctx.grid.view().find((p) => p.peer === remotePeer)?.resources.host ?? remotePeer.slice(-8)}`
+      })
     } catch (err) {
       if (err instanceof ClaimReleased) {
         log.debug(`task ${req.task} from ${remotePeer}: ${err.message}`)
@@ -321,13 +356,25 @@ export function serveExecProtocol (ctx: RunContext): (channel: FrameChannel, rem
  * that could run it is busy, the run waits (the CLI is told once) and is placed again at the
  * next change of the view, until the CLI goes away.
  */
-export async function submitRun (ctx: RunContext, client: FrameChannel, spec: RunSpec, on: string | undefined, workspace?: WorkspaceRef, task = newTaskId(),
-  gang?: GangSeat): Promise<void> {
+export interface SubmitOptions {
+  on?: string
+  workspace?: WorkspaceRef
+  task?: string
+  /** One shard of a gang: placed once, on its member. */
+  gang?: GangSeat
+  /** Submitted by a guest (through a task's socket): contained wherever it runs, here too. */
+  guest?: boolean
+}
+
+export async function submitRun (ctx: RunContext, client: FrameChannel, spec: RunSpec, o: SubmitOptions = {}): Promise<void> {
+  const { on, workspace, gang } = o
+  const task = o.task ?? newTaskId()
+  const guest = o.guest === true
   if (gang !== undefined) {
     // One shard of a gang: one try, on its member; the gang as a whole is placed again.
     const getScan = workspace === undefined ? undefined : async () => await ctx.sync.scan(workspace, ctx.shutdown)
     try {
-      await placeOnce(ctx, client, task, spec, on, workspace, getScan, () => {}, gang)
+      await placeOnce(ctx, client, task, spec, on, workspace, getScan, () => {}, guest, gang)
     } finally {
       // Placed and held, or not placed at all: either way the others need not wait for this one.
       gang.fail()
@@ -350,7 +397,7 @@ export async function submitRun (ctx: RunContext, client: FrameChannel, spec: Ru
     for (;;) {
       if (ticket === undefined || queue.mayTry(ticket)) {
         try {
-          await placeOnce(ctx, client, task, spec, on, workspace, getScan, placed)
+          await placeOnce(ctx, client, task, spec, on, workspace, getScan, placed, guest)
           return
         } catch (err) {
           if (!(err instanceof VgridError) || err.code !== 'ERR_NO_CAPACITY') throw err
@@ -419,7 +466,7 @@ async function wakeUp (ctx: RunContext, queue: RunQueue, ms: number): Promise<vo
  * MAX_PLACEMENT_ATTEMPTS members; then ERR_NO_CAPACITY (the run is queued).
  */
 async function placeOnce (ctx: RunContext, client: FrameChannel, task: string, spec: RunSpec, on: string | undefined,
-  workspace: WorkspaceRef | undefined, getScan: (() => Promise<WorkspaceScan>) | undefined, onPlaced: () => void, gang?: GangSeat): Promise<void> {
+  workspace: WorkspaceRef | undefined, getScan: (() => Promise<WorkspaceScan>) | undefined, onPlaced: () => void, guest: boolean, gang?: GangSeat): Promise<void> {
   const view = ctx.grid.view()
   const { refusals } = placementOf(ctx)
   const shape = requestShape(spec, on)
@@ -437,10 +484,14 @@ async function placeOnce (ctx: RunContext, client: FrameChannel, task: string, s
     if (self !== undefined) {
       try {
         const placed = { t: 'placed', peer: self.peer, host: self.resources.host, local: true }
-        await executeHere(ctx, client, task, spec, workspace !== undefined ? { kind: 'dir', dir: workspace.dir } : { kind: 'scratch' }, async () => {
-          if (gang !== undefined && !await gang.hold()) throw new VgridError('ERR_NO_CAPACITY', GANG_NOT_PLACED)
-          onPlaced()
-          await client.send(placed)
+        const where: RunDir = workspace !== undefined ? { kind: 'dir', dir: workspace.dir, ...(workspace.mount !== undefined ? { mount: workspace.mount } : {}) } : { kind: 'scratch' }
+        await executeHere(ctx, client, task, spec, where, {
+          guest,
+          onAccepted: async () => {
+            if (gang !== undefined && !await gang.hold()) throw new VgridError('ERR_NO_CAPACITY', GANG_NOT_PLACED)
+            onPlaced()
+            await client.send(placed)
+          }
         })
         return
       } catch (err) {
@@ -453,7 +504,9 @@ async function placeOnce (ctx: RunContext, client: FrameChannel, task: string, s
     const scanned = await getScan?.()
     const exports = new Map<string, string>()
     const result = await claimFirst(remotes, async (target) => {
-      const ws = scanned !== undefined ? ctx.sync.exportTo(scanned, target.peer) : undefined
+      const exported = scanned !== undefined ? ctx.sync.exportTo(scanned, target.peer) : undefined
+      // The executor's guest sees the workspace where its user has it.
+      const ws = exported !== undefined && workspace !== undefined ? { ...exported, path: workspace.mount ?? workspace.dir } : exported
       if (ws !== undefined) exports.set(target.peer, ws.session)
       const channel = await ctx.grid.open(target.peer, EXEC_PROTOCOL, { signal: ctx.shutdown })
       await channel.send({ t: 'exec', v: EXEC_PROTOCOL_VERSION, task, spec, user: USER, ...(ws !== undefined ? { ws } : {}) })

@@ -103,6 +103,9 @@ export function createVgridCli (): CAC {
     .option('--max-tasks <N>', 'Run at most N guest commands at once (default: unlimited)')
     .option('--nice <N>', 'Niceness of guest commands, 0–19 (default: 10)')
     .option('--only-when-idle', 'Lend only while the owner\'s own load is below 25 % of the cores (--no-only-when-idle: always)')
+    .option('--isolation <MODE>', 'sandbox: every guest in a bubblewrap sandbox (default); none: guests run as this user, unconfined')
+    .option('--guest-net <MODE>', 'on: guests reach the network (default); none: only their own loopback')
+    .option('--guest-user <NAME>', 'Under root, the user guests run as (default: nobody; never root)')
     .example('  $ vgrid agent                                   # first machine: creates a grid')
     .example('  $ vgrid agent --join TOKEN --gpus 0,1 --mem 64G  # another machine joins')
     .example('  $ vgrid agent --only-when-idle --max-tasks 4     # a workstation lends when its owner is away')
@@ -249,7 +252,7 @@ function taskInvocation (argv: readonly string[], options: Record<string, unknow
 }
 
 /** The agent's options that take a value, as typed (cac's names). */
-const AGENT_VALUE_OPTIONS = ['join', 'peer', 'listen', 'cpus', 'gpus', 'mem', 'cacheSize', 'pool', 'label', 'maxTasks', 'nice']
+const AGENT_VALUE_OPTIONS = ['join', 'peer', 'listen', 'cpus', 'gpus', 'mem', 'cacheSize', 'pool', 'label', 'maxTasks', 'nice', 'isolation', 'guestNet', 'guestUser']
 
 const kebab = (name: string): string => name.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)
 
@@ -323,6 +326,9 @@ function agentFlags (o: Record<string, unknown>): AgentFlags {
   set('label', many(o.label))
   set('maxTasks', one(o.maxTasks))
   set('nice', one(o.nice))
+  set('isolation', one(o.isolation))
+  set('guestNet', one(o.guestNet))
+  set('guestUser', one(o.guestUser))
   // a flag, so mri gives a boolean (false for --no-only-when-idle), or the text of --only-when-idle=VALUE
   const idle = o.onlyWhenIdle === undefined ? undefined : [o.onlyWhenIdle].flat().at(-1)
   set('onlyWhenIdle', typeof idle === 'boolean' ? idle : idle === undefined ? undefined : String(idle))

@@ -19,6 +19,7 @@ export const ERROR_CODES = {
   ERR_BAD_TOKEN: 'the join token is not valid',
   ERR_BAD_ARGUMENT: 'a bad argument was given',
   ERR_PORT_IN_USE: 'the listen address is already in use',
+  ERR_NOT_ALLOWED: 'this is not allowed from here',
   ERR_UNSAFE_PATH: 'a path would leave the workspace or pass through a symlink',
   ERR_CHUNK_HASH_MISMATCH: 'data does not match its hash',
   ERR_WORKSPACE_TOO_LARGE: 'the workspace is past a limit of workspace sync',

@@ -32,10 +32,21 @@ function probe (file: string): Probe {
   }
 }
 
-export async function resolveCommand (cmd: string, envPath: string | undefined, cwd: string): Promise<Resolved> {
+/**
+ * How a sandboxed command sees the machine: `cwd`, PATH and the answer are its paths, and
+ * `toHost` says where one is here (undefined: it cannot see it).
+ */
+export interface PathView { toHost: (p: string) => string | undefined }
+
+export async function resolveCommand (cmd: string, envPath: string | undefined, cwd: string, view?: PathView): Promise<Resolved> {
+  const probeIn = (file: string): Probe => {
+    if (view === undefined) return probe(file)
+    const host = view.toHost(file)
+    return host === undefined ? 'missing' : probe(host)
+  }
   if (cmd.includes('/')) {
     const file = path.resolve(cwd, cmd)
-    switch (probe(file)) {
+    switch (probeIn(file)) {
       case 'ok': return { ok: true, file }
       case 'missing': return { ok: false, exitCode: EXIT_NOT_FOUND, message: 'No such file or directory' }
       case 'directory': return { ok: false, exitCode: EXIT_NOT_EXECUTABLE, message: 'Is a directory' }
@@ -46,7 +57,7 @@ export async function resolveCommand (cmd: string, envPath: string | undefined, 
   for (const dir of (envPath ?? DEFAULT_PATH).split(':')) {
     // An empty PATH entry means the current directory, as in execvp.
     const file = path.resolve(cwd, dir === '' ? '.' : dir, cmd)
-    const p = probe(file)
+    const p = probeIn(file)
     if (p === 'ok') return { ok: true, file }
     if (p === 'denied') denied = true
   }

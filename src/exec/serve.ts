@@ -21,6 +21,7 @@ import { parseExecInput, type ExecInput } from './messages.js'
 import { EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND, EXIT_NOT_STARTED, KILL_GRACE_MS } from './constants.js'
 import { commandEnv } from './environment.js'
 import { resolveCommand } from './resolve-command.js'
+import { hostPath, sandboxed } from './sandbox.js'
 import { EventSender } from './event-sender.js'
 import { GroupTerminator } from './process-group.js'
 import { spawnPipes } from './spawn-pipes.js'
@@ -64,12 +65,17 @@ export async function serveExec (channel: FrameChannel, opts: ServeExecOptions):
   }
 
   const env = commandEnv(opts.env, spec.env, opts.gpus, opts.machineHasGpus)
-  const resolved = await resolveCommand(name, env.PATH, opts.cwd)
+  const sb = opts.sandbox
+  // In a sandbox the command is looked up as the guest sees the machine (sandbox.ts).
+  const resolved = sb === undefined
+    ? await resolveCommand(name, env.PATH, opts.cwd)
+    : await resolveCommand(name, env.PATH, sb.cwd, { toHost: (p) => hostPath(sb, p) })
   if (!resolved.ok) return await cannotRun(resolved.exitCode, resolved.message)
 
   const out: OutputSink = async (fd, data) => { await sender.out(fd, data) }
   // Below the owner: the command and everything it starts (niceness.ts).
-  const nice = niced(resolved.file, spec.argv, opts.nice ?? defaultNicenessValue())
+  const inner = sb === undefined ? { file: resolved.file, argv: spec.argv } : sandboxed(sb, resolved.file, spec.argv)
+  const nice = niced(inner.file, inner.argv, opts.nice ?? defaultNicenessValue())
   // Listed the moment the process exists: an agent killed right after the spawn must still
   // find the command at its next start (orphans.ts).
   let listed: number | undefined

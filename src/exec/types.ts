@@ -3,6 +3,7 @@ import type { GroupLedger } from './orphans.js'
 import type { WireError } from '../common/errors.js'
 import type { Logger } from '../common/log.js'
 import type { RunSpec } from './messages.js'
+import type { Sandbox } from './sandbox.js'
 
 /**
  * A GPU this machine lends. Structurally the grid's `GpuInfo` (src/grid/types.ts): exec does
@@ -43,6 +44,8 @@ export interface ServeExecOptions {
   task?: string
   /** Niceness of the command and all it starts, 0–19; default: the agent's `--nice` (niceness.ts). */
   nice?: number
+  /** Runs the command in this sandbox (a guest's); `cwd` is then where bwrap starts, and `sandbox.cwd` the command's. */
+  sandbox?: Sandbox
   /** Diagnostics: refused inputs (warn), cancellations and quirks (debug). Default: the `vgrid:exec` logger. */
   log?: Logger
 }

@@ -15,6 +15,11 @@ export interface WorkspaceRef {
   dir: string
   /** The current directory relative to it ('' at the root), '/'-separated. */
   cwd: string
+  /**
+   * Where the command must see the workspace when that is not `dir`: a guest's sub-task
+   * works in the guest's copy here, at its user's path (agent/guest-control.ts).
+   */
+  mount?: string
 }
 
 /** `env` is read for VGRID_WORKSPACE only; pass the process's from the CLI. */

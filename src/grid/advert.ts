@@ -6,7 +6,7 @@
 import { decode, encode } from 'cborg'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { VgridError } from '../common/errors.js'
-import { bad, bool, int, num, obj, str, optStr, strArray, strMap } from '../common/validate.js'
+import { bad, bool, int, num, obj, oneOf, str, optStr, strArray, strMap } from '../common/validate.js'
 import {
   MAX_STATED_INTERVAL_MS, MAX_ADDR_CHARS, MAX_AD_ADDRS, MAX_ADVERT_BYTES, MAX_CPUS, MAX_GPU_INDEX, MAX_GPUS, MAX_LABELS,
   MAX_NAME_CHARS, MAX_POOLS, MAX_TASK_COUNT
@@ -110,6 +110,7 @@ function parseOffer (v: unknown): Offer {
   // Optional: members of an older version do not send them.
   if (m.maxTasks !== undefined && m.maxTasks !== null) offer.maxTasks = int(m.maxTasks, 'offer.maxTasks', 1, MAX_TASK_COUNT)
   if (m.onlyWhenIdle !== undefined && m.onlyWhenIdle !== null && bool(m.onlyWhenIdle, 'offer.onlyWhenIdle')) offer.onlyWhenIdle = true
+  if (m.isolation !== undefined && m.isolation !== null) offer.isolation = oneOf(m.isolation, 'offer.isolation', ['sandbox', 'none', 'unavailable'] as const)
   return offer
 }
 

@@ -34,6 +34,8 @@ export interface Offer {
   maxTasks?: number
   /** `--only-when-idle`: it lends only while its owner's own load is low. */
   onlyWhenIdle?: boolean
+  /** How guests run there: in a sandbox, unconfined (`--isolation none`), or not at all (no working bwrap). */
+  isolation?: 'sandbox' | 'none' | 'unavailable'
 }
 
 /** Current use of what is lent. */

@@ -56,6 +56,8 @@ export interface BatchRequest {
   timeoutMs?: number
   /** VGRID_TASK_ID of the task whose command submits this one. */
   parent?: string
+  /** Set by the agent, never read from the wire: submitted through a guest task's socket. */
+  guest?: boolean
 }
 
 /** The options of a submission that `vbatch` reads from its command line. */

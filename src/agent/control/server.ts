@@ -29,7 +29,8 @@ export interface ControlServer {
   close (): Promise<void>
 }
 
-export async function startControlServer (home: string, handlers: ControlHandlers): Promise<ControlServer> {
+/** `owner`: the socket is handed to this user (a guest task's, when the agent is root). */
+export async function startControlServer (home: string, handlers: ControlHandlers, owner?: { uid: number, gid: number }): Promise<ControlServer> {
   const sockPath = path.join(home, SOCKET_NAME)
   await removeStaleSocket(sockPath)
   const sockets = new Set<net.Socket>()
@@ -44,6 +45,7 @@ export async function startControlServer (home: string, handlers: ControlHandler
     const old = process.umask(0o177)
     server.listen(sockPath, () => { process.umask(old); server.off('error', reject); resolve() })
   })
+  if (owner !== undefined) await fs.promises.chown(sockPath, owner.uid, owner.gid)
   return {
     path: sockPath,
     async close () {

@@ -45,6 +45,8 @@ interface Stored {
   /** The id of the first shard of the submission: `--after NAME` waits for all of them. */
   group: string
   gang: boolean
+  /** Submitted by a guest (a sub-task of a guest task): contained wherever it runs. */
+  guest?: boolean
 }
 
 interface Entry extends Stored {
@@ -97,6 +99,7 @@ export class TaskManager implements ChildTracker {
         const stored: Stored = { record, spec: parseRunSpec(raw.spec), group: typeof raw.group === 'string' ? raw.group : record.id, gang: raw.gang === true }
         if (typeof raw.on === 'string') stored.on = raw.on
         if (raw.workspace !== null && typeof raw.workspace === 'object') stored.workspace = raw.workspace as WorkspaceRef
+        if (raw.guest === true) stored.guest = true
         loaded.push(m.entry(stored, TaskLog.open(dir, record.id)))
       } catch (err) {
         log.warn('skipped an unreadable task record', err)
@@ -204,6 +207,7 @@ export class TaskManager implements ChildTracker {
       const stored: Stored = { record, spec: { ...b.spec, env }, group, gang: b.gang && b.shards > 1 }
       if (b.on !== undefined) stored.on = b.on
       if (b.workspace !== undefined) stored.workspace = b.workspace
+      if (b.guest === true) stored.guest = true
       const e = this.entry(stored, new TaskLog(path.join(this.dir, `${id}.log`)))
       this.add(e)
       if (b.parent !== undefined) this.runningHere.get(b.parent)!.add(id)
@@ -394,7 +398,7 @@ export class TaskManager implements ChildTracker {
     }
     // A detached task reads nothing: its stdin is closed at once.
     void mine.send({ t: 'eof' }).catch(() => {})
-    const placing = submitRun(this.ctx, theirs, spec, on ?? e.on, e.workspace, e.record.id, gang)
+    const placing = submitRun(this.ctx, theirs, spec, { on: on ?? e.on, ...(e.workspace !== undefined ? { workspace: e.workspace } : {}), task: e.record.id, ...(gang !== undefined ? { gang } : {}), guest: e.guest === true })
       .then(() => undefined, (err: unknown) => err)
     // However the placement ended, no event follows: the loop below must not wait for one.
     void placing.then(() => { void theirs.close() })
@@ -704,7 +708,7 @@ export class TaskManager implements ChildTracker {
 }
 
 function serialize (e: Stored): string {
-  return JSON.stringify({ record: e.record, spec: e.spec, on: e.on, workspace: e.workspace, group: e.group, gang: e.gang })
+  return JSON.stringify({ record: e.record, spec: e.spec, on: e.on, workspace: e.workspace, group: e.group, gang: e.gang, guest: e.guest })
 }
 
 export type { DepKind }

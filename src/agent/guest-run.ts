@@ -1,0 +1,283 @@
+/**
+ * What a guest command gets on this machine besides its workspace: its own home (a socket for
+ * nested vrun/vbatch that accepts only what a task may do, see guest-control.ts), a private
+ * /tmp, an environment without the agent's, its cores, the device nodes of its GPUs, and,
+ * unless the owner chose `--isolation none`, the sandbox around all of it.
+ *
+ * On this machine the task has `$VGRID_HOME/guests/TASK/` (removed when the run ends, and at
+ * the agent's next start after a crash):
+ *   home/agent.sock   the task's socket; the guest's $VGRID_HOME (/run/vgrid in the sandbox)
+ *   home/bin/         mount point of the vgrid commands
+ *   tmp/              the guest's /tmp
+ */
+import fs from 'node:fs/promises'
+import { existsSync, readFileSync } from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import { removeTree } from '../fs-sync/index.js'
+import { gpuVendor } from '../exec/environment.js'
+import type { LentGpu } from '../exec/types.js'
+import { within, type Sandbox, type SandboxMount } from '../exec/sandbox.js'
+import { VgridError } from '../common/errors.js'
+import type { GuestScope } from './guest-control.js'
+import type { Isolation } from './isolation.js'
+
+/** Where the guest finds its home inside the sandbox. */
+export const GUEST_HOME = '/run/vgrid'
+/** Where a run without a workspace (--no-sync) works inside the sandbox. */
+export const GUEST_SCRATCH = '/tmp/work'
+/** Variables of the agent's environment a guest keeps: where programs are, language and time zone. */
+const GUEST_ENV_KEEP = /^(PATH|LANG|LANGUAGE|LC_[A-Z]+|TZ)$/
+/** NVIDIA's nodes every CUDA program opens besides its GPUs'. */
+const NVIDIA_CONTROL_NODES = ['nvidiactl', 'nvidia-uvm', 'nvidia-uvm-tools', 'nvidia-modeset']
+
+export interface GuestDirs {
+  /** `$VGRID_HOME/guests/TASK`. */
+  dir: string
+  home: string
+  tmp: string
+}
+
+/** Removes what guests of a previous run of the agent left (it was killed). */
+export async function clearGuestDirs (home: string): Promise<void> {
+  const root = path.join(home, 'guests')
+  await removeTree(root).catch(() => {})
+  await fs.mkdir(root, { recursive: true, mode: 0o700 })
+}
+
+/** Makes the task's directories, owned by the guest user when the agent is root. */
+export async function makeGuestDirs (home: string, task: string, owner?: { uid: number, gid: number }): Promise<GuestDirs> {
+  const dir = path.join(home, 'guests', task)
+  const dirs: GuestDirs = { dir, home: path.join(dir, 'home'), tmp: path.join(dir, 'tmp') }
+  await fs.mkdir(path.join(dirs.home, 'bin'), { recursive: true, mode: 0o700 })
+  await fs.mkdir(dirs.tmp, { mode: 0o700 })
+  if (owner !== undefined) {
+    for (const d of [dir, dirs.home, dirs.tmp]) await fs.chown(d, owner.uid, owner.gid)
+  }
+  return dirs
+}
+
+/**
+ * Hands a directory the guest works in to the guest user (the agent is root and wrote it):
+ * every entry, links themselves and not what they point to. Entries it owns already are
+ * skipped.
+ */
+export async function chownTree (root: string, owner: { uid: number, gid: number }): Promise<void> {
+  const walk = async (dir: string): Promise<void> => {
+    const entries = await fs.readdir(dir, { withFileTypes: true })
+    await Promise.all(entries.map(async (e) => {
+      const p = path.join(dir, e.name)
+      await fs.lchown(p, owner.uid, owner.gid)
+      if (e.isDirectory()) await walk(p)
+    }))
+  }
+  const st = await fs.lstat(root)
+  if (!st.isDirectory()) return
+  if (st.uid !== owner.uid || st.gid !== owner.gid) await fs.chown(root, owner.uid, owner.gid)
+  await walk(root)
+}
+
+export async function removeGuestDirs (dirs: GuestDirs): Promise<void> {
+  await removeTree(dirs.dir).catch(() => {})
+}
+
+/**
+ * Which cores each running guest is pinned to: a new reservation of N cores gets the N used
+ * by the fewest guests now (lowest first), so `nproc` in the guest answers N and guests of
+ * one machine spread over its cores.
+ */
+export class CoreAllocator {
+  private readonly use: Map<number, number>
+
+  constructor (cores: number[] = allowedCores()) {
+    this.use = new Map(cores.map((c) => [c, 0]))
+  }
+
+  take (n: number): number[] {
+    if (n <= 0 || n >= this.use.size) {
+      // none asked (--cpus 0), or the whole machine: not pinned
+      return []
+    }
+    const picked = [...this.use.entries()].sort((a, b) => a[1] - b[1] || a[0] - b[0]).slice(0, n).map(([c]) => c)
+    for (const c of picked) this.use.set(c, (this.use.get(c) ?? 0) + 1)
+    return picked.sort((a, b) => a - b)
+  }
+
+  give (cores: number[]): void {
+    for (const c of cores) this.use.set(c, Math.max(0, (this.use.get(c) ?? 1) - 1))
+  }
+}
+
+/** The CPUs this process may run on (its affinity), from /proc; else 0..n-1. */
+export function allowedCores (): number[] {
+  try {
+    const status = readFileSync('/proc/self/status', 'utf8')
+    const line = /^Cpus_allowed_list:\s*(.+)$/m.exec(status)?.[1]
+    if (line !== undefined) {
+      const cores: number[] = []
+      for (const part of line.trim().split(',')) {
+        const [a, b] = part.split('-').map(Number)
+        if (a === undefined || !Number.isInteger(a)) continue
+        for (let c = a; c <= (b ?? a); c++) cores.push(c)
+      }
+      if (cores.length > 0) return cores
+    }
+  } catch {}
+  return [...Array(os.availableParallelism()).keys()]
+}
+
+/**
+ * The device nodes of `gpus`, as `devDir` has them (the machine's /dev; tests give a directory
+ * of stand-ins): each NVIDIA GPU's `nvidiaN` with the control nodes, AMD's compute node and
+ * render nodes. Nodes that do not exist are left out.
+ */
+export async function gpuDevices (gpus: LentGpu[], devDir = '/dev'): Promise<SandboxMount[]> {
+  const want: string[] = []
+  if (gpus.some((g) => gpuVendor(g.vendor) === 'nvidia')) {
+    for (const g of gpus) if (gpuVendor(g.vendor) === 'nvidia') want.push(`nvidia${g.index}`)
+    want.push(...NVIDIA_CONTROL_NODES, 'nvidia-caps')
+  }
+  if (gpus.some((g) => gpuVendor(g.vendor) === 'amd')) {
+    // ROCm numbers GPUs otherwise than /dev/dri: the render nodes go whole, and
+    // ROCR_VISIBLE_DEVICES (environment.ts) picks the task's.
+    want.push('kfd', 'dri')
+  }
+  const out: SandboxMount[] = []
+  for (const name of want) {
+    const host = path.join(devDir, name)
+    if (await fs.lstat(host).then(() => true, () => false)) out.push({ host, guest: path.join('/dev', name) })
+  }
+  return out
+}
+
+/** The environment a sandboxed guest starts from: the agent's PATH and locale, nothing else of it. */
+export function guestBaseEnv (agentEnv: Readonly<Record<string, string>>, user: string): Record<string, string> {
+  const env: Record<string, string> = {}
+  for (const [k, v] of Object.entries(agentEnv)) if (GUEST_ENV_KEEP.test(k)) env[k] = v
+  Object.assign(env, { HOME: '/tmp', USER: user, LOGNAME: user, SHELL: '/bin/sh' })
+  return env
+}
+
+export interface GuestSandboxInput {
+  iso: Extract<Isolation, { kind: 'sandbox' }>
+  dirs: GuestDirs
+  workspace: SandboxMount
+  /** Where the command starts, in the guest. */
+  cwd: string
+  gpus: LentGpu[]
+  cores: number[]
+  devDir?: string
+}
+
+export async function guestSandbox (inp: GuestSandboxInput): Promise<Sandbox> {
+  const { base } = inp.iso
+  return {
+    ...base,
+    workspace: inp.workspace,
+    cwd: inp.cwd,
+    taskHome: { host: inp.dirs.home, guest: GUEST_HOME },
+    commands: { host: base.commands, guest: path.join(GUEST_HOME, 'bin') },
+    tmp: inp.dirs.tmp,
+    devices: await gpuDevices(inp.gpus, inp.devDir),
+    cores: inp.cores
+  }
+}
+
+/** Starts the socket of a guest task in `dir` (agent.ts: the handlers scoped to the task). */
+export type GuestSocketFactory = (dir: string, scope: GuestScope, owner?: { uid: number, gid: number }) => Promise<{ close: () => Promise<void> }>
+
+export interface GuestRunInput {
+  task: string
+  /** The directory the command works in here (copy, scratch, or a parent's copy), and the start directory in it. */
+  root: string
+  cwd: string
+  /** The workspace's path on its user's machine; undefined for a run without a workspace. */
+  mount?: string
+  gpus: LentGpu[]
+  cpus: number
+  /** The agent's own environment, whose PATH and locale a sandboxed guest keeps. */
+  agentEnv: Readonly<Record<string, string>>
+}
+
+export interface GuestRun {
+  /** The command's environment before the user's variables. */
+  env: Record<string, string>
+  sandbox?: Sandbox
+  close: () => Promise<void>
+}
+
+/** Paths a workspace cannot be mounted at in the sandbox: the guest then works at GUEST_SCRATCH's sibling. */
+const UNMOUNTABLE = ['/proc', '/dev', '/sys', '/run', '/var/tmp']
+
+/**
+ * Where the sandbox shows a workspace whose user has it at `user`: the same path, unless that
+ * path is one the sandbox makes itself, or lies in a read-only system directory that lacks it
+ * (bwrap could not make the mount point).
+ */
+export function guestMount (user: string, base: { system: string[], readOnly: string[] }, exists: (p: string) => boolean): string {
+  const p = path.resolve(user)
+  if (p === '/' || p === '/tmp' || within(p, GUEST_HOME) || UNMOUNTABLE.some((d) => within(p, d))) return GUEST_WORKSPACE_FALLBACK
+  if ([...base.system, ...base.readOnly].some((d) => within(p, d)) && !exists(p)) return GUEST_WORKSPACE_FALLBACK
+  return p
+}
+export const GUEST_WORKSPACE_FALLBACK = '/tmp/workspace'
+
+export class GuestRuns {
+  constructor (private readonly o: {
+    home: string
+    iso: Isolation
+    cores: CoreAllocator
+    socket: GuestSocketFactory
+    /** The machine's /dev, where GPU nodes are (tests give stand-ins). */
+    devDir?: string
+    agentUser: string
+  }) {}
+
+  async open (inp: GuestRunInput): Promise<GuestRun> {
+    const { iso } = this.o
+    if (iso.kind === 'unavailable') throw new VgridError('ERR_NO_CAPACITY', `this member lends nothing: ${iso.why}`, iso.hint)
+    const owner = iso.kind === 'sandbox' ? iso.base.user : undefined
+    const dirs = await makeGuestDirs(this.o.home, inp.task, owner)
+    const cores: number[] = []
+    let server: { close: () => Promise<void> } | undefined
+    const close = async (): Promise<void> => {
+      this.o.cores.give(cores)
+      await server?.close().catch(() => {})
+      await removeGuestDirs(dirs)
+    }
+    try {
+      const rel = path.relative(inp.root, inp.cwd)
+      if (iso.kind === 'none') {
+        server = await this.o.socket(dirs.home, { task: inp.task, ...(inp.mount !== undefined ? { workspace: { seen: inp.root, host: inp.root, user: inp.mount } } : {}) })
+        const env: Record<string, string> = {
+          ...inp.agentEnv,
+          VGRID_TASK_ID: inp.task,
+          VGRID_HOME: dirs.home,
+          VGRID_WORKSPACE: inp.root,
+          PWD: inp.cwd,
+          PATH: [path.join(this.o.home, 'bin'), inp.agentEnv.PATH].filter(Boolean).join(':')
+        }
+        return { env, close }
+      }
+      // The agent wrote the copy; the guest user must be able to change it.
+      if (owner !== undefined) await chownTree(inp.root, owner)
+      const seen = inp.mount !== undefined ? guestMount(inp.mount, iso.base, (p) => existsSync(p)) : GUEST_SCRATCH
+      const guestCwd = path.join(seen, rel)
+      server = await this.o.socket(dirs.home, { task: inp.task, ...(inp.mount !== undefined ? { workspace: { seen, host: inp.root, user: inp.mount } } : {}) }, owner)
+      cores.push(...this.o.cores.take(inp.cpus))
+      const sandbox = await guestSandbox({ iso, dirs, workspace: { host: inp.root, guest: seen }, cwd: guestCwd, gpus: inp.gpus, cores, ...(this.o.devDir !== undefined ? { devDir: this.o.devDir } : {}) })
+      const env = guestBaseEnv(inp.agentEnv, iso.user?.name ?? this.o.agentUser)
+      Object.assign(env, {
+        VGRID_TASK_ID: inp.task,
+        VGRID_HOME: GUEST_HOME,
+        VGRID_WORKSPACE: seen,
+        PWD: guestCwd,
+        PATH: [path.join(GUEST_HOME, 'bin'), env.PATH].filter(Boolean).join(':')
+      })
+      return { env, sandbox, close }
+    } catch (err) {
+      await close()
+      throw err
+    }
+  }
+}
