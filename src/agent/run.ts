@@ -55,7 +55,7 @@ export interface RunContext {
 }
 
 /** The OS user this agent runs as: for whom its commands run, as other members show it. */
-const USER = ((): string => {
+export const USER = ((): string => {
   try {
     return os.userInfo().username.slice(0, 64)
   } catch {
@@ -63,10 +63,21 @@ const USER = ((): string => {
   }
 })()
 
+/** Another member's run here: who sent it. */
+export interface Guest {
+  /** The submitting member's peer id, from the libp2p connection (authenticated). */
+  peer: string
+  /** `user@host`, as that member states it. */
+  who: string
+}
+
 /** What the executor needs of the task system for a command that submits sub-tasks. */
 export interface ChildTracker {
-  /** The command of `task` starts here: sub-tasks naming it as parent attach to it. */
-  begin: (task: string) => {
+  /**
+   * The command of `task` starts here: sub-tasks naming it as parent attach to it. `guest`:
+   * the member that sent it, when it is not this agent's own.
+   */
+  begin: (task: string, guest?: Guest) => {
     /** After the command ended: tells the submitter, waits for every sub-task to end. */
     settle: (send: (ev: ExecEvent) => Promise<void>) => Promise<void>
     /** Cancels the sub-tasks (the task itself is being cancelled). */
@@ -213,9 +224,9 @@ function agentEnv (): Readonly<Record<string, string>> {
 
 /** Runs a command on this machine against a reservation; `channel` carries its session. */
 export async function executeHere (ctx: RunContext, channel: FrameChannel, task: string, spec: RunSpec, where: RunDir, onAccepted?: () => Promise<void>,
-  remoteWho?: string): Promise<void> {
-  // Another member's run (remoteWho: its user@host): its task id is that member's to keep.
-  const who = remoteWho ?? `${USER}@${ctx.host}`
+  guest?: Guest): Promise<void> {
+  // Another member's run (guest): its task id is that member's to keep.
+  const who = guest?.who ?? `${USER}@${ctx.host}`
   channel = ctx.watch?.(channel) ?? channel
   // RunSpec's resource fields (cores, memory, GPUs, model, GPU memory, pool, labels) are ReserveRequest's.
   const reservation = ctx.ledger.reserve(spec)
@@ -243,10 +254,10 @@ export async function executeHere (ctx: RunContext, channel: FrameChannel, task:
     // vrun and vbatch inside the command reach this agent and become the task's sub-tasks.
     Object.assign(env, { VGRID_TASK_ID: task, VGRID_HOME: ctx.home, VGRID_WORKSPACE: root, PWD: cwd, PATH: [path.join(ctx.home, 'bin'), env.PATH].filter(Boolean).join(':') })
     const cancelled = new AbortController()
-    kids = ctx.children?.begin(task)
+    kids = ctx.children?.begin(task, guest)
     const hold = holdingExit(channel, () => { kids?.cancel(); cancelled.abort() })
     const result = await serveExec(hold.channel, {
-      spec, cwd, env, ...(remoteWho === undefined ? { task } : {}), gpus: reservation.gpus, machineHasGpus: ctx.gpus.length > 0,
+      spec, cwd, env, ...(guest === undefined ? { task } : {}), gpus: reservation.gpus, machineHasGpus: ctx.gpus.length > 0,
       peer: ctx.grid.peerId, host: ctx.host, ...(ctx.groups !== undefined ? { groups: ctx.groups } : {}), signal: AbortSignal.any([ctx.shutdown, cancelled.signal]), abortGraceMs: SHUTDOWN_KILL_GRACE_MS
     })
     log.debug(`task ${task} ended`, result)
@@ -302,7 +313,8 @@ export function serveExecProtocol (ctx: RunContext): (channel: FrameChannel, rem
     }
     try {
       await executeHere(ctx, channel, req.task, req.spec, req.ws !== undefined ? { kind: 'copy', submitter: remotePeer, offer: req.ws } : { kind: 'scratch' },
-        async () => { await holdClaim(channel) }, `${req.user ?? 'unknown'}@${ctx.grid.view().find((p) => p.peer === remotePeer)?.resources.host ?? remotePeer.slice(-8)}`)
+        async () => { await holdClaim(channel) },
+        { peer: remotePeer, who: `${req.user ?? 'unknown'}@${ctx.grid.view().find((p) => p.peer === remotePeer)?.resources.host ?? remotePeer.slice(-8)}` })
     } catch (err) {
       if (err instanceof ClaimReleased) {
         log.debug(`task ${req.task} from ${remotePeer}: ${err.message}`)

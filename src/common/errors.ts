@@ -18,6 +18,7 @@ export const ERROR_CODES = {
   ERR_SPAWN_FAILED: 'the command could not be started',
   ERR_BAD_TOKEN: 'the join token is not valid',
   ERR_BAD_ARGUMENT: 'a bad argument was given',
+  ERR_NOT_ALLOWED: 'the member does not allow this to the one asking',
   ERR_PORT_IN_USE: 'the listen address is already in use',
   ERR_UNSAFE_PATH: 'a path would leave the workspace or pass through a symlink',
   ERR_CHUNK_HASH_MISMATCH: 'data does not match its hash',

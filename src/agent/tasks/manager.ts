@@ -18,13 +18,13 @@ import { memoryChannelPair, type FrameChannel } from '../../common/channel.js'
 import { parseRunSpec, type ExecEvent, type RunSpec } from '../../exec/messages.js'
 import { candidates, resolvePeer, fitsNow } from '../../grid/placement.js'
 import type { WorkspaceRef } from '../../fs-sync/index.js'
-import { submitRun, newTaskId, type ChildTracker, type RunContext } from '../run.js'
+import { submitRun, newTaskId, USER, type ChildTracker, type Guest, type RunContext } from '../run.js'
 import { GangGate, type GangSeat } from '../claim.js'
 import { requestShape } from '../run-queue.js'
 import type { BatchRequest } from '../control/protocol.js'
 import { TaskLog, type LogFrame } from './log.js'
 import { RecordJournal } from './journal.js'
-import { isFinal, parseTaskRecord, type DepKind, type TaskDep, type TaskRecord, type TaskState } from './types.js'
+import { isFinal, mayCancel, parseTaskRecord, type DepKind, type TaskDep, type TaskRecord, type TaskState } from './types.js'
 
 const log = createLogger('tasks')
 /** Records kept in memory and listed; the oldest finished ones are forgotten past this. */
@@ -36,6 +36,9 @@ const GANG_PORT_BASE = 29500
  * core the view shows (each refusal costs a stream), and the first submitted go first.
  */
 export const PLACING_PER_SHAPE = 8
+
+/** For whom a task is submitted: TaskRecord's `submitter` and `user`. */
+interface Origin { peer: string, user: string }
 
 interface Stored {
   record: TaskRecord
@@ -78,8 +81,11 @@ export class TaskManager implements ChildTracker {
   private readonly waiting = new Map<string, Set<Entry>>()
   private readonly gangsWaiting = new Set<Entry>()
   private readonly placingByShape = new Map<string, number>()
-  /** Commands running on this machine that may submit sub-tasks: task id → its children here. */
-  private readonly runningHere = new Map<string, Set<string>>()
+  /**
+   * Commands running on this machine that may submit sub-tasks: task id → its children here,
+   * and the member (and user) their sub-tasks are submitted for.
+   */
+  private readonly runningHere = new Map<string, { kids: Set<string>, from: Origin }>()
   private ctx!: RunContext
 
   private constructor (private readonly dir: string, private readonly self: { peer: string, host: string }, private readonly journal: RecordJournal) {}
@@ -187,6 +193,7 @@ export class TaskManager implements ChildTracker {
       throw new VgridError('ERR_BAD_ARGUMENT', '--gang places its shards on several members: it cannot be combined with --on')
     }
     const deps = this.resolveDeps(b)
+    const from = this.originOf(b.parent)
     const now = Date.now()
     const ids = Array.from({ length: b.shards }, () => newTaskId())
     const group = ids[0]
@@ -194,7 +201,7 @@ export class TaskManager implements ChildTracker {
       const env = { ...b.spec.env }
       if (b.shards > 1) Object.assign(env, { VGRID_SHARD_INDEX: String(index), VGRID_SHARD_COUNT: String(b.shards) })
       const record: TaskRecord = {
-        id, owner: this.self.peer, ownerHost: this.self.host, argv: b.spec.argv, state: 'pending', created: now,
+        id, owner: this.self.peer, ownerHost: this.self.host, submitter: from.peer, user: from.user, argv: b.spec.argv, state: 'pending', created: now,
         deps, retries: b.retries, attempts: [], attached: false, children: []
       }
       if (b.name !== undefined) record.name = b.name
@@ -206,7 +213,7 @@ export class TaskManager implements ChildTracker {
       if (b.workspace !== undefined) stored.workspace = b.workspace
       const e = this.entry(stored, new TaskLog(path.join(this.dir, `${id}.log`)))
       this.add(e)
-      if (b.parent !== undefined) this.runningHere.get(b.parent)!.add(id)
+      if (b.parent !== undefined) this.runningHere.get(b.parent)!.kids.add(id)
       // On disk before it can start: a task is never lost from the records.
       this.writeRecord(e)
     })
@@ -221,14 +228,15 @@ export class TaskManager implements ChildTracker {
    * be); `observe` sees the run's events. Undefined: a plain vrun, not recorded.
    */
   async attach (req: { spec: RunSpec, parent?: string, name?: string, after?: BatchRequest['after'], workspace?: WorkspaceRef }): Promise<{ id: string, observe: (ev: unknown) => void, ended: (err?: unknown) => void } | undefined> {
-    const kids = req.parent !== undefined ? this.runningHere.get(req.parent) : undefined
+    const kids = req.parent !== undefined ? this.runningHere.get(req.parent)?.kids : undefined
     const after = req.after ?? []
     if (kids === undefined && req.name === undefined && after.length === 0) return undefined
     const parent = kids !== undefined ? req.parent : undefined
     const deps = this.resolveDeps({ after, ...(parent !== undefined ? { parent } : {}), ...(req.workspace !== undefined ? { workspace: req.workspace } : {}) })
     const id = newTaskId()
+    const from = this.originOf(parent)
     const record: TaskRecord = {
-      id, owner: this.self.peer, ownerHost: this.self.host, argv: req.spec.argv, state: 'pending', created: Date.now(),
+      id, owner: this.self.peer, ownerHost: this.self.host, submitter: from.peer, user: from.user, argv: req.spec.argv, state: 'pending', created: Date.now(),
       deps, retries: 0, attempts: [], attached: true, children: []
     }
     if (parent !== undefined) record.parent = parent
@@ -550,6 +558,11 @@ export class TaskManager implements ChildTracker {
     shards.forEach((e, i) => { this.run(e, { VGRID_GANG_HOSTS: hosts.join(','), MASTER_ADDR: hosts[0], MASTER_PORT: port }, placed[i], gate.seat(i)) })
   }
 
+  /** For whom a new task is: the parent's submitter (a sub-task), else this agent's user. */
+  private originOf (parent: string | undefined): Origin {
+    return (parent !== undefined ? this.runningHere.get(parent)?.from : undefined) ?? { peer: this.self.peer, user: `${USER}@${this.self.host}` }
+  }
+
   // ── cancel, wait, logs ─────────────────────────────────────────────────────────────────
 
   private stop (e: Entry): void {
@@ -572,6 +585,24 @@ export class TaskManager implements ChildTracker {
     this.stop(e)
     for (const c of this.childrenOf(id)) this.cancel(c.record.id)
     return e.record
+  }
+
+  /**
+   * A cancel another member asks for (TASK_PROTOCOL); `peer` is its id as the connection
+   * authenticated it. Refused (ERR_NOT_ALLOWED) unless mayCancel.
+   */
+  cancelFor (id: string, peer: string): TaskRecord {
+    const r = this.mustGet(id).record
+    if (!mayCancel(r, peer)) {
+      const submitter = r.submitter ?? r.owner
+      const hostOf = (p: string): string => p === this.self.peer ? this.self.host : this.ctx?.grid.view().find((v) => v.peer === p)?.resources.host ?? `${p.slice(0, 12)}…`
+      const running = r.peer !== undefined && !isFinal(r.state) && r.attempts.at(-1)?.ended === undefined ? ` (host ${hostOf(r.peer)})` : ''
+      log.warn(`refused to cancel task ${id} for ${peer}: neither its submitter nor its executor`)
+      throw new VgridError('ERR_NOT_ALLOWED',
+        `task ${id.slice(0, 12)} may not be cancelled from here: only the member that submitted it (host ${hostOf(submitter)}) or the one running it${running} can cancel it`,
+        `run \`vgrid task cancel ${id}\` on ${hostOf(submitter)}`)
+    }
+    return this.cancel(id)
   }
 
   async wait (id: string, signal?: AbortSignal): Promise<TaskRecord> {
@@ -639,9 +670,15 @@ export class TaskManager implements ChildTracker {
 
   // ── ChildTracker: the executor's side of sub-tasks ────────────────────────────────────
 
-  begin (task: string): ReturnType<ChildTracker['begin']> {
+  begin (task: string, guest?: Guest): ReturnType<ChildTracker['begin']> {
     const kids = new Set<string>()
-    this.runningHere.set(task, kids)
+    // Its sub-tasks are submitted for whoever submitted it: the member that sent it here, or
+    // (run for this agent) the one its own record names.
+    const own = this.tasks.get(task)?.record
+    const from: Origin = guest !== undefined
+      ? { peer: guest.peer, user: guest.who }
+      : { peer: own?.submitter ?? this.self.peer, user: own?.user ?? `${USER}@${this.self.host}` }
+    this.runningHere.set(task, { kids, from })
     return {
       settle: async (send) => {
         if (kids.size === 0) return
