@@ -11,13 +11,15 @@ import { VgridError } from '../common/errors.js'
 import { createLogger } from '../common/log.js'
 import {
   createGrid, loadOrCreateIdentity, loadSwarmKey, createSwarmKey, writeSwarmKey,
-  decodeJoinToken, encodeJoinToken, tokenAddrs, IDENTITY_FILE, SWARM_KEY_FILE, type Grid, type AgentStatus, type Resources, type Offer, type GpuUse
+  decodeJoinToken, encodeJoinToken, tokenAddrs, IDENTITY_FILE, SWARM_KEY_FILE, type Grid, type AgentStatus, type Resources, type Offer, type GpuUse, type PeerView
 } from '../grid/index.js'
 import { Ledger } from '../exec/index.js'
 import { startControlServer, assertNoLiveAgent, type ControlServer } from './control/server.js'
 import type { ControlRequest, PolicyView } from './control/protocol.js'
 import type { FrameChannel } from '../common/channel.js'
-import { computeOffer, type AgentConfig } from './config.js'
+import { computeOffer, type AgentConfig, type PolicyPatch } from './config.js'
+import { looksLikePeerId } from '../common/peer-id.js'
+import { resolvePeer } from '../grid/placement.js'
 import { detectResources, startCpuSampler } from './hardware.js'
 import { OrphanLedger } from '../exec/orphans.js'
 import { signalGroup } from '../exec/process-group.js'
@@ -82,6 +84,18 @@ function taskReply (r: TaskRecord | TaskRecord[]): { t: 'task', task: TaskRecord
   return Array.isArray(r) ? { t: 'task', task: r[0]!, shards: r } : { t: 'task', task: r }
 }
 
+/**
+ * `agent set --accept-from`: host names and prefixes of peer ids resolved to the peer ids of
+ * the members the grid shows now (ERR_NO_SUCH_PEER, ERR_AMBIGUOUS_PEER otherwise), so what is
+ * applied and saved names members by the identity their connections prove. A peer id is
+ * taken as given: the member may be away.
+ */
+export function resolveAcceptFrom (patch: PolicyPatch, view: PeerView[]): PolicyPatch {
+  if (patch.acceptFrom === undefined || patch.acceptFrom === 'all') return patch
+  const ids = patch.acceptFrom.map((who) => looksLikePeerId(who) ? who : resolvePeer(view, who).peer)
+  return { ...patch, acceptFrom: [...new Set(ids)] }
+}
+
 /** What in the home holds secrets or other users' data: files 0600, directories 0700. */
 const PRIVATE_FILES = [IDENTITY_FILE, SWARM_KEY_FILE, 'config', KNOWN_PEERS_FILE]
 const PRIVATE_DIRS = ['store', 'workspaces', 'tasks', 'scratch', 'running']
@@ -140,7 +154,10 @@ async function startLocked (config: AgentConfig, homeLock: StoreLock): Promise<A
   const guests = new GuestCommands((m) => { log.warn(m) })
   let publish: (() => void) | undefined
   // Applies --max-tasks, --nice and --only-when-idle to the ledger now, and every later change.
-  const policy = new OwnerPolicyControl({ home: config.home, resources, ledger, share: config.share, policy: config.policy, guests, publish: () => { publish?.() } })
+  let hostOf: ((peer: string) => string | undefined) | undefined
+  const policy = new OwnerPolicyControl({
+    home: config.home, resources, ledger, share: config.share, policy: config.policy, guests, publish: () => { publish?.() }, hostOf: (peer) => hostOf?.(peer)
+  })
   const cpu = startCpuSampler()
   const startedAt = Date.now()
   const grid = await createGrid({
@@ -154,6 +171,7 @@ async function startLocked (config: AgentConfig, homeLock: StoreLock): Promise<A
     onWarning: (msg) => { gridLog.warn(msg) }
   }).catch((err) => { cpu.stop(); policy.stop(); throw err })
   publish = () => { grid.publishNow() }
+  hostOf = (peer) => grid.view().find((p) => p.peer === peer)?.resources.host
 
   const shutdown = new AbortController()
   // Every running command listens to it: thousands may run at once.
@@ -168,7 +186,8 @@ async function startLocked (config: AgentConfig, homeLock: StoreLock): Promise<A
     // So a command stopped because the owner came back ends as lost (guests.ts).
     watch: (channel) => guests.watch(channel),
     gpuUse,
-    startedAt
+    startedAt,
+    guestRefusal: (peer) => policy.refusal(peer)
   }
   await grid.handle(EXEC_PROTOCOL, serveExecProtocol(ctx))
   await grid.handle(TASK_PROTOCOL, serveTaskProtocol(tasks), { maxFrameBytes: TASK_MAX_FRAME_BYTES })
@@ -220,7 +239,7 @@ async function startLocked (config: AgentConfig, homeLock: StoreLock): Promise<A
           case 'task-cancel': await channel.send(taskReply(await queries.cancel(req.id, req.workspace))); break
           case 'task-wait': await channel.send(taskReply(await queries.wait(req.id, goneSignal(channel), req.workspace))); break
           case 'task-log': await channel.send({ t: 'task', task: await queries.log(req.id, req.follow, req.stderrOnly, channel, goneSignal(channel), req.workspace) }); break
-          case 'agent-set': await channel.send({ t: 'policy', ...policy.set(req.patch) }); break
+          case 'agent-set': await channel.send({ t: 'policy', ...policy.set(resolveAcceptFrom(req.patch, grid.view())) }); break
         }
       }
     })

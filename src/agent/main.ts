@@ -50,6 +50,7 @@ function policyLine (r: ReturnType<Awaited<ReturnType<typeof startAgent>>['reloa
     `nice ${p.nice}`,
     `max tasks ${p.maxTasks ?? 'unlimited'}`,
     ...(p.onlyWhenIdle ? ['only when idle'] : []),
+    ...(p.acceptFrom !== undefined ? [`commands only from ${p.acceptFrom.map((a) => a.host ?? a.peer).join(', ') || 'no member'}`] : []),
     ...r.warnings.map((w) => `warning: ${w}`)
   ].join('; ')
 }

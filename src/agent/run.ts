@@ -18,7 +18,7 @@ import { obj, int, str, bytes, bad } from '../common/validate.js'
 import { createLogger } from '../common/log.js'
 import { withTimeout } from '../common/timeout.js'
 import { parseRunSpec, parseExecEvent, parseExecInput, serveExec, type RunSpec, type ExecEvent, type Ledger } from '../exec/index.js'
-import { candidates, resolvePeer, chooseClaimTargets, CLAIM_FANOUT } from '../grid/placement.js'
+import { acceptsFrom, candidates, resolvePeer, chooseClaimTargets, CLAIM_FANOUT } from '../grid/placement.js'
 import type { Grid, GpuInfo, GpuUse, PeerView } from '../grid/index.js'
 import { removeTree, type WorkspaceRef } from '../fs-sync/index.js'
 import type { WorkspaceSync, WorkspaceScan } from './workspace-sync.js'
@@ -52,6 +52,12 @@ export interface RunContext {
   gpuUse?: Map<number, GpuUse>
   /** When this agent started (ms since the epoch): its view is still forming for a while. */
   startedAt?: number
+  /**
+   * Why a command sent by `peer` may not run here (the owner's `--accept-from`), or
+   * undefined when it may. Asked for every exec request, with the peer id its connection
+   * authenticated; this agent's own runs are never asked about.
+   */
+  guestRefusal?: (peer: string) => string | undefined
 }
 
 /** The OS user this agent runs as: for whom its commands run, as other members show it. */
@@ -311,6 +317,14 @@ export function serveExecProtocol (ctx: RunContext): (channel: FrameChannel, rem
       channel.destroy()
       return
     }
+    const refused = ctx.guestRefusal?.(remotePeer)
+    if (refused !== undefined) {
+      log.warn(`refused task ${req.task} from ${remotePeer}: not a member this machine accepts commands from`)
+      const error = new VgridError('ERR_NOT_ALLOWED', refused, `run it on another member, or ask the owner of ${ctx.host} to accept it: vgrid agent set --accept-from …`)
+      await channel.send({ t: 'error', error: error.toWire() }).catch(() => {})
+      await channel.close().catch(() => {})
+      return
+    }
     try {
       await executeHere(ctx, channel, req.task, req.spec, req.ws !== undefined ? { kind: 'copy', submitter: remotePeer, offer: req.ws } : { kind: 'scratch' },
         async () => { await holdClaim(channel) },
@@ -403,6 +417,30 @@ function pinnedPeer (ctx: RunContext, view: PeerView[], on: string): PeerView {
   }
 }
 
+/**
+ * The members whose owners accept commands from this one (acceptsFrom, as advertised); when
+ * that leaves none that could ever run the request though others could, ERR_NOT_ALLOWED
+ * says so (a run no member will take must not wait for room). A member named with --on is
+ * asked anyway: its own refusal says why.
+ */
+export function accepting (view: PeerView[], spec: RunSpec, self: string): PeerView[] {
+  const open = view.filter((p) => acceptsFrom(p, self))
+  if (open.length === view.length) return view
+  try {
+    candidates(open, spec)
+  } catch (err) {
+    if (!(err instanceof VgridError) || err.code !== 'ERR_IMPOSSIBLE_REQUEST') throw err
+    try {
+      candidates(view, spec)
+    } catch (all) {
+      if (all instanceof VgridError && all.code === 'ERR_IMPOSSIBLE_REQUEST') throw all
+    }
+    throw new VgridError('ERR_NOT_ALLOWED', 'every member that could run it runs commands only from members its owner accepts (--accept-from), and not from this one',
+      `ask the owner of one to accept ${self}: vgrid agent set --accept-from …`)
+  }
+  return open
+}
+
 /** What placement keeps per agent: its line of waiting runs, and the refusals it was given. */
 const placements = new WeakMap<RunContext, { queue: RunQueue, refusals: Refusals }>()
 
@@ -436,7 +474,7 @@ async function placeOnce (ctx: RunContext, client: FrameChannel, task: string, s
   const { refusals } = placementOf(ctx)
   const shape = requestShape(spec, on)
   // A member that refused this kind of request is not asked again until it has advertised since.
-  let fitting = candidates(on !== undefined ? [pinnedPeer(ctx, view, on)] : view, spec).filter((p) => !refusals.stale(shape, p))
+  let fitting = candidates(on !== undefined ? [pinnedPeer(ctx, view, on)] : accepting(view, spec, ctx.grid.peerId), spec).filter((p) => !refusals.stale(shape, p))
   if (fitting.length === 0) throw new VgridError('ERR_NO_CAPACITY', 'every member that could run it has just refused it', 'it starts when one has room (see `vgrid peers`)')
   let capacity: unknown
   let failure: unknown

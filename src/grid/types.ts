@@ -34,6 +34,12 @@ export interface Offer {
   maxTasks?: number
   /** `--only-when-idle`: it lends only while its owner's own load is low. */
   onlyWhenIdle?: boolean
+  /**
+   * `--accept-from`: the peer ids of the only members whose commands it runs; absent = every
+   * member. Advertised so that placement skips a member that would refuse (acceptsFrom); the
+   * member itself enforces it on every exec request.
+   */
+  acceptFrom?: string[]
 }
 
 /** Current use of what is lent. */

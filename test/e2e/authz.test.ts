@@ -5,7 +5,9 @@
  * `--accept-from` limits which members may run guests on a machine.
  */
 import { describe, it, expect, beforeAll, afterAll } from 'vitest'
-import { startGrid, stopAll, runCli, waitFor, type AgentProc } from '../helpers/procs.js'
+import fs from 'node:fs'
+import path from 'node:path'
+import { startAgent, startGrid, stopAll, runCli, peersOf, waitFor, type AgentProc } from '../helpers/procs.js'
 import type { TaskRecord } from '../../src/agent/tasks/types.js'
 
 const FINAL = new Set(['succeeded', 'failed', 'cancelled', 'upstream-failed', 'lost'])
@@ -86,5 +88,68 @@ describe('task records', () => {
     const r = await c.vgrid(['task', 'show', id])
     expect(r.code, r.stderr).toBe(0)
     expect(r.stdout).toMatch(new RegExp(`^submitter\\s+\\S+@${a.host} \\(peer ${a.peer}\\)$`, 'm'))
+  }, 60_000)
+})
+
+describe('--accept-from', () => {
+  let d: AgentProc
+
+  beforeAll(async () => {
+    d = await startAgent({ join: a.token, args: ['--accept-from', a.peer] })
+    // Every member sees d, and what d accepts.
+    await Promise.all([a, b, c].map(async (x) => await waitFor(async () => (await peersOf(x)).find((p) => p.peer === d.peer)?.offer.acceptFrom?.[0] === a.peer,
+      `${x.host} to see d's accept list`, 20_000, 100)))
+  }, 60_000)
+
+  const runOn = async (from: AgentProc, on: AgentProc): Promise<{ code: number | null, stdout: string, stderr: string }> =>
+    await from.vrun(['--no-sync', '--on', on.peer, 'sh', '-c', 'echo "$VGRID_HOME"'])
+
+  const accepts = async (x: AgentProc, ids: string[] | undefined): Promise<void> => {
+    await waitFor(async () => JSON.stringify((await peersOf(x)).find((p) => p.peer === d.peer)?.offer.acceptFrom) === JSON.stringify(ids),
+      `${x.host} to see d accept ${JSON.stringify(ids)}`, 20_000, 100)
+  }
+
+  it('refuses a command from a member it does not accept, and says why', async () => {
+    const r = await runOn(c, d)
+    expect(r.code).toBe(255)
+    expect(r.stderr).toContain('runs commands only from the members its owner accepts (--accept-from)')
+    expect(r.stderr).toContain(c.peer)
+    const ok = await runOn(a, d)
+    expect(ok.code, ok.stderr).toBe(0)
+    expect(ok.stdout).toBe(`${d.home}\n`)
+    // Its own CLI's runs are not guests.
+    expect((await runOn(d, d)).code).toBe(0)
+    // Every member can see who it takes commands from.
+    const peers = await c.vgrid(['peers'])
+    expect(peers.stdout).toMatch(/ runs commands only from \S+/)
+  }, 60_000)
+
+  it('is passed by when placing a run from a member it does not accept', async () => {
+    for (let i = 0; i < 4; i++) {
+      const r = await c.vrun(['--no-sync', 'sh', '-c', 'echo "$VGRID_HOME"'])
+      expect(r.code, r.stderr).toBe(0)
+      expect(r.stdout).not.toBe(`${d.home}\n`)
+    }
+  }, 60_000)
+
+  it('changes live with agent set (a prefix of a peer id saved as the id), and is saved', async () => {
+    // (Every agent here has the same host name: a prefix is what names one member.)
+    const r = await d.vgrid(['agent', 'set', '--accept-from', c.peer.slice(0, 16)])
+    expect(r.code, r.stderr).toBe(0)
+    expect(r.stdout).toContain(c.peer)
+    const saved = JSON.parse(fs.readFileSync(path.join(d.home, 'config'), 'utf8'))
+    expect(saved.acceptFrom).toEqual([c.peer])
+    await Promise.all([a, c].map(async (x) => { await accepts(x, [c.peer]) }))
+    expect((await runOn(c, d)).code).toBe(0)
+    const refused = await runOn(a, d)
+    expect(refused.code).toBe(255)
+    expect(refused.stderr).toContain(a.peer)
+
+    const all = await d.vgrid(['agent', 'set', '--accept-from', 'all'])
+    expect(all.code, all.stderr).toBe(0)
+    expect(all.stdout).toMatch(/from\s+every member/)
+    expect(JSON.parse(fs.readFileSync(path.join(d.home, 'config'), 'utf8')).acceptFrom).toBe('all')
+    await accepts(a, undefined)
+    expect((await runOn(a, d)).code).toBe(0)
   }, 60_000)
 })

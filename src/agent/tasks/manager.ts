@@ -16,7 +16,7 @@ import { VgridError } from '../../common/errors.js'
 import { createLogger } from '../../common/log.js'
 import { memoryChannelPair, type FrameChannel } from '../../common/channel.js'
 import { parseRunSpec, type ExecEvent, type RunSpec } from '../../exec/messages.js'
-import { candidates, resolvePeer, fitsNow } from '../../grid/placement.js'
+import { acceptsFrom, candidates, resolvePeer, fitsNow } from '../../grid/placement.js'
 import type { WorkspaceRef } from '../../fs-sync/index.js'
 import { submitRun, newTaskId, USER, type ChildTracker, type Guest, type RunContext } from '../run.js'
 import { GangGate, type GangSeat } from '../claim.js'
@@ -531,7 +531,7 @@ export class TaskManager implements ChildTracker {
     const shards = [...this.tasks.values()].filter((e) => e.group === group).sort((a, b) => (a.record.shard?.index ?? 0) - (b.record.shard?.index ?? 0))
     if (shards.some((e) => e.record.state !== 'queued' || e.channel !== undefined)) return
     // What the view shows free, taken down as shards are assigned (their claims then decide).
-    const view = this.ctx.grid.view().filter((p) => p.leaving !== true).map((p) => ({ ...p, load: { ...p.load, gpusFree: [...p.load.gpusFree] } }))
+    const view = this.ctx.grid.view().filter((p) => p.leaving !== true && acceptsFrom(p, this.self.peer)).map((p) => ({ ...p, load: { ...p.load, gpusFree: [...p.load.gpusFree] } }))
     const placed: string[] = []
     for (const e of shards) {
       const p = view.find((v) => fitsNow(v, e.spec))
