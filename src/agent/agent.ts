@@ -11,13 +11,15 @@ import { VgridError } from '../common/errors.js'
 import { createLogger } from '../common/log.js'
 import {
   createGrid, loadOrCreateIdentity, loadSwarmKey, createSwarmKey, writeSwarmKey,
-  decodeJoinToken, encodeJoinToken, tokenAddrs, IDENTITY_FILE, SWARM_KEY_FILE, type Grid, type AgentStatus, type Resources, type Offer, type GpuUse
+  decodeJoinToken, encodeJoinToken, tokenAddrs, IDENTITY_FILE, SWARM_KEY_FILE, type Grid, type AgentStatus, type Resources, type Offer, type GpuUse, type PeerView
 } from '../grid/index.js'
 import { Ledger } from '../exec/index.js'
 import { startControlServer, assertNoLiveAgent, type ControlServer } from './control/server.js'
 import type { ControlRequest, PolicyView } from './control/protocol.js'
 import type { FrameChannel } from '../common/channel.js'
-import { computeOffer, type AgentConfig } from './config.js'
+import { computeOffer, type AgentConfig, type PolicyPatch } from './config.js'
+import { looksLikePeerId } from '../common/peer-id.js'
+import { resolvePeer } from '../grid/placement.js'
 import { detectResources, startCpuSampler } from './hardware.js'
 import { OrphanLedger } from '../exec/orphans.js'
 import { signalGroup } from '../exec/process-group.js'
@@ -31,6 +33,7 @@ import { TaskManager } from './tasks/manager.js'
 import { TASK_PROTOCOL, TASK_MAX_FRAME_BYTES, TaskQueries, serveTaskProtocol, goneSignal } from './tasks/remote.js'
 import { VERSION } from '../common/version.js'
 import { GuestCommands } from './guests.js'
+import { Watchdog } from './watchdog.js'
 import { detectIsolation, describeIsolation, type Isolation } from './isolation.js'
 import { CoreAllocator, GuestRuns, GUEST_HOME, clearGuestDirs, type GuestSocketFactory } from './guest-run.js'
 import { descends, hostWorkspace, refusedForGuest, subTasks, type GuestScope } from './guest-control.js'
@@ -109,6 +112,18 @@ function advertised (offer: Offer, iso: Isolation): Offer {
   return { ...offer, isolation: iso.kind }
 }
 
+/**
+ * `agent set --accept-from`: host names and prefixes of peer ids resolved to the peer ids of
+ * the members the grid shows now (ERR_NO_SUCH_PEER, ERR_AMBIGUOUS_PEER otherwise), so what is
+ * applied and saved names members by the identity their connections prove. A peer id is
+ * taken as given: the member may be away.
+ */
+export function resolveAcceptFrom (patch: PolicyPatch, view: PeerView[]): PolicyPatch {
+  if (patch.acceptFrom === undefined || patch.acceptFrom === 'all') return patch
+  const ids = patch.acceptFrom.map((who) => looksLikePeerId(who) ? who : resolvePeer(view, who).peer)
+  return { ...patch, acceptFrom: [...new Set(ids)] }
+}
+
 /** What in the home holds secrets or other users' data: files 0600, directories 0700. */
 const PRIVATE_FILES = [IDENTITY_FILE, SWARM_KEY_FILE, 'config', KNOWN_PEERS_FILE]
 const PRIVATE_DIRS = ['store', 'workspaces', 'tasks', 'scratch', 'running']
@@ -170,7 +185,10 @@ async function startLocked (config: AgentConfig, homeLock: StoreLock): Promise<A
   const guests = new GuestCommands((m) => { log.warn(m) })
   let publish: (() => void) | undefined
   // Applies --max-tasks, --nice and --only-when-idle to the ledger now, and every later change.
-  const policy = new OwnerPolicyControl({ home: config.home, resources, ledger, share: config.share, policy: config.policy, guests, publish: () => { publish?.() } })
+  let hostOf: ((peer: string) => string | undefined) | undefined
+  const policy = new OwnerPolicyControl({
+    home: config.home, resources, ledger, share: config.share, policy: config.policy, guests, publish: () => { publish?.() }, hostOf: (peer) => hostOf?.(peer)
+  })
   const cpu = startCpuSampler()
   const startedAt = Date.now()
   const grid = await createGrid({
@@ -184,6 +202,7 @@ async function startLocked (config: AgentConfig, homeLock: StoreLock): Promise<A
     onWarning: (msg) => { gridLog.warn(msg) }
   }).catch((err) => { cpu.stop(); policy.stop(); throw err })
   publish = () => { grid.publishNow() }
+  hostOf = (peer) => grid.view().find((p) => p.peer === peer)?.resources.host
 
   const shutdown = new AbortController()
   // Every running command listens to it: thousands may run at once.
@@ -191,6 +210,7 @@ async function startLocked (config: AgentConfig, homeLock: StoreLock): Promise<A
   const sync = await WorkspaceSync.start(config.home, grid, config.cacheBytes).catch(async (err) => { cpu.stop(); await grid.stop(); throw err })
   await linkCommands(config.home)
   const tasks = await TaskManager.open(config.home, { peer: grid.peerId, host: resources.host })
+  let watchdog: Watchdog | undefined
   const ctx: RunContext = {
     home: config.home, grid, ledger, host: resources.host, gpus: resources.gpus,
     shutdown: shutdown.signal, loadChanged: () => { grid.publishNow() }, sync, children: tasks,
@@ -199,6 +219,7 @@ async function startLocked (config: AgentConfig, homeLock: StoreLock): Promise<A
     watch: (channel) => guests.watch(channel),
     gpuUse,
     startedAt,
+    attempts: new Set(),
     guests: new GuestRuns({
       home: config.home,
       iso: isolation,
@@ -206,7 +227,12 @@ async function startLocked (config: AgentConfig, homeLock: StoreLock): Promise<A
       socket: async (dir, scope, owner) => await guestSockets(dir, scope, owner),
       agentUser: USER_NAME,
       ...(process.env.VGRID_DEV_DIR !== undefined && process.env.VGRID_DEV_DIR !== '' ? { devDir: process.env.VGRID_DEV_DIR } : {})
-    })
+    }),
+    guestRefusal: (peer) => policy.refusal(peer)
+  }
+  if (isolation.kind !== 'unavailable') {
+    const wd = Watchdog.start()
+    if (wd !== undefined) { ctx.watchdog = wd; watchdog = wd }
   }
   let guestSockets: GuestSocketFactory = async () => { throw new VgridError('ERR_INTERNAL', 'the agent is still starting') }
   await grid.handle(EXEC_PROTOCOL, serveExecProtocol(ctx))
@@ -297,7 +323,7 @@ async function startLocked (config: AgentConfig, homeLock: StoreLock): Promise<A
       case 'task-cancel': await channel.send(taskReply(await queries.cancel(await own(req.id), scope === undefined ? req.workspace : undefined))); break
       case 'task-wait': await channel.send(taskReply(await queries.wait(await own(req.id), goneSignal(channel), scope === undefined ? req.workspace : undefined))); break
       case 'task-log': await channel.send({ t: 'task', task: await queries.log(await own(req.id), req.follow, req.stderrOnly, channel, goneSignal(channel), scope === undefined ? req.workspace : undefined) }); break
-      case 'agent-set': await channel.send({ t: 'policy', ...policy.set(req.patch) }); break
+      case 'agent-set': await channel.send({ t: 'policy', ...policy.set(resolveAcceptFrom(req.patch, grid.view())) }); break
     }
   }
   guestSockets = async (dir, scope, owner) => await startControlServer(dir, { peer: grid.peerId, handle: async (req, channel) => { await handle(req, channel, scope) } }, owner)
@@ -344,6 +370,7 @@ async function startLocked (config: AgentConfig, homeLock: StoreLock): Promise<A
       const deadline = Date.now() + GUESTS_GONE_WAIT_MS
       while (guests.pgids().some((g) => signalGroup(g, 0)) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50))
       for (const g of guests.pgids()) signalGroup(g, 'SIGKILL')
+      watchdog?.stop()
       await tasks.flush().catch(() => {})
       await grid.stop()
       await sync.close().catch((err) => { log.warn('closing the chunk store failed', err) })

@@ -7,10 +7,10 @@
  * The config file is JSON; every field is optional:
  *   { "cpus": 8 | "all", "gpus": "0,1" | [0, 1] | "all" | "none", "mem": "64G" | 68719476736 | "all",
  *     "pools": ["lab"], "labels": { "rack": "b2" }, "listen": ["/ip4/0.0.0.0/tcp/7321"],
- *     "maxTasks": 4 | "unlimited", "nice": 10, "onlyWhenIdle": true }
+ *     "maxTasks": 4 | "unlimited", "nice": 10, "onlyWhenIdle": true, "acceptFrom": ["12D3KooW…"] | "all" }
  * Environment: VGRID_CPUS, VGRID_GPUS, VGRID_MEM, VGRID_POOL ("a,b"), VGRID_LABELS
  * ("k=v,k2=v2": values from the environment cannot hold commas), VGRID_LISTEN ("/ip4/…,/ip6/…"),
- * VGRID_MAX_TASKS, VGRID_NICE, VGRID_ONLY_WHEN_IDLE (1/0, true/false).
+ * VGRID_MAX_TASKS, VGRID_NICE, VGRID_ONLY_WHEN_IDLE (1/0, true/false), VGRID_ACCEPT_FROM ("id,id").
  *
  * `vgrid agent set` changes the owner policy of a running agent (policyPatch → the agent) and
  * writes it into the config file (savePolicyPatch), so a restart keeps it.
@@ -23,6 +23,7 @@ import { homedir } from 'node:os'
 import { isAbsolute, join, resolve } from 'node:path'
 import { VgridError } from '../common/errors.js'
 import { formatBytes, parseSize } from '../common/units.js'
+import { looksLikePeerId, MAX_ACCEPT_FROM } from '../common/peer-id.js'
 import type { Offer, Resources } from '../grid/types.js'
 
 /** The port an agent listens on unless told otherwise; fixed so join tokens and firewalls stay simple. */
@@ -71,6 +72,8 @@ export interface AgentFlags {
   isolation?: string
   guestNet?: string
   guestUser?: string
+  guestShare?: string | string[]
+  acceptFrom?: string | string[]
 }
 
 export interface ShareConfig {
@@ -92,6 +95,8 @@ export interface OwnerPolicy {
   nice: number
   /** Lend only while the owner's own load is low (idle-monitor.ts). */
   onlyWhenIdle: boolean
+  /** `--accept-from`: the peer ids of the only members whose commands run here; undefined = every member. */
+  acceptFrom?: string[]
 }
 
 /** What `vgrid agent set` changes; absent fields stay as they are. */
@@ -102,6 +107,12 @@ export interface PolicyPatch {
   maxTasks?: number | 'unlimited'
   nice?: number
   onlyWhenIdle?: boolean
+  /**
+   * Peer ids, or 'all'. From the CLI, an entry may also be a member's host name or a unique
+   * prefix of its peer id: the agent resolves it against its view (resolveAcceptFrom) before
+   * the patch is applied or saved.
+   */
+  acceptFrom?: string[] | 'all'
 }
 
 export interface AgentConfig {
@@ -155,6 +166,10 @@ export function resolveAgentConfig (flags: AgentFlags, env: NodeJS.ProcessEnv = 
     [flags.nice, '--nice'], [e('VGRID_NICE'), 'VGRID_NICE'], [file.nice, file.where('nice')], parseNice) ?? DEFAULT_NICE
   const onlyWhenIdle = pick(
     [flags.onlyWhenIdle, '--only-when-idle'], [e('VGRID_ONLY_WHEN_IDLE'), 'VGRID_ONLY_WHEN_IDLE'], [file.onlyWhenIdle, file.where('onlyWhenIdle')], parseBool) ?? false
+  // At start the grid is not known yet: only peer ids (a host name is resolved by `agent set`).
+  const acceptFrom = pick(
+    [flags.acceptFrom, '--accept-from'], [e('VGRID_ACCEPT_FROM'), 'VGRID_ACCEPT_FROM'], [file.acceptFrom, file.where('acceptFrom')],
+    (v, src) => parseAcceptFrom(v, src, false))
 
   const mode = pick(
     [flags.isolation, '--isolation'], [e('VGRID_ISOLATION'), 'VGRID_ISOLATION'], [file.isolation, file.where('isolation')],
@@ -166,11 +181,15 @@ export function resolveAgentConfig (flags: AgentFlags, env: NodeJS.ProcessEnv = 
     [flags.guestUser, '--guest-user'], [e('VGRID_GUEST_USER'), 'VGRID_GUEST_USER'], [file.guestUser, file.where('guestUser')], parseUserName)
   const isolation: IsolationConfig = { mode, net: net === 'on' }
   if (guestUser !== undefined) isolation.guestUser = guestUser
+  const shares = pick(
+    [flags.guestShare, '--guest-share'], [e('VGRID_GUEST_SHARE')?.split(','), 'VGRID_GUEST_SHARE'], [file.guestShare, file.where('guestShare')], parseShares)
+  if (shares !== undefined) isolation.shares = shares
   const config: AgentConfig = { home, peers, listen, share: { pools, labels }, policy: { nice, onlyWhenIdle }, isolation }
   if (cpus !== undefined && cpus !== 'all') config.share.cpus = cpus
   if (gpus !== undefined) config.share.gpus = gpus
   if (memBytes !== undefined && memBytes !== 'all') config.share.memBytes = memBytes
   if (maxTasks !== undefined && maxTasks !== 'unlimited') config.policy.maxTasks = maxTasks
+  if (acceptFrom !== undefined && acceptFrom !== 'all') config.policy.acceptFrom = acceptFrom
   if (flags.join !== undefined) config.join = parseJoin(flags.join)
   if (cacheBytes !== undefined) config.cacheBytes = cacheBytes
   return config
@@ -188,6 +207,7 @@ export function policyPatch (flags: AgentFlags): PolicyPatch {
   if (flags.maxTasks !== undefined) patch.maxTasks = parseMaxTasks(flags.maxTasks, '--max-tasks')
   if (flags.nice !== undefined) patch.nice = parseNice(flags.nice, '--nice')
   if (flags.onlyWhenIdle !== undefined) patch.onlyWhenIdle = parseBool(flags.onlyWhenIdle, '--only-when-idle')
+  if (flags.acceptFrom !== undefined) patch.acceptFrom = parseAcceptFrom(flags.acceptFrom, '--accept-from', true)
   return patch
 }
 
@@ -195,7 +215,7 @@ export function policyPatch (flags: AgentFlags): PolicyPatch {
 export function checkPolicyPatch (v: Record<string, unknown>): PolicyPatch {
   const patch: PolicyPatch = {}
   const src = (k: string): string => `vgrid agent set: ${k}`
-  const known = ['cpus', 'gpus', 'memBytes', 'maxTasks', 'nice', 'onlyWhenIdle']
+  const known = ['cpus', 'gpus', 'memBytes', 'maxTasks', 'nice', 'onlyWhenIdle', 'acceptFrom']
   for (const k of Object.keys(v)) if (!known.includes(k)) throw arg(src(k), v[k], `unknown setting (known: ${known.join(', ')})`)
   if (v.cpus !== undefined) patch.cpus = parseCpus(v.cpus, src('cpus'))
   if (v.gpus !== undefined) patch.gpus = parseGpus(v.gpus, src('gpus'))
@@ -203,6 +223,7 @@ export function checkPolicyPatch (v: Record<string, unknown>): PolicyPatch {
   if (v.maxTasks !== undefined) patch.maxTasks = parseMaxTasks(v.maxTasks, src('maxTasks'))
   if (v.nice !== undefined) patch.nice = parseNice(v.nice, src('nice'))
   if (v.onlyWhenIdle !== undefined) patch.onlyWhenIdle = parseBool(v.onlyWhenIdle, src('onlyWhenIdle'))
+  if (v.acceptFrom !== undefined) patch.acceptFrom = parseAcceptFrom(v.acceptFrom, src('acceptFrom'), true)
   return patch
 }
 
@@ -219,6 +240,8 @@ export function applyPolicyPatch (share: ShareConfig, policy: OwnerPolicy, patch
   else if (patch.maxTasks !== undefined) p.maxTasks = patch.maxTasks
   if (patch.nice !== undefined) p.nice = patch.nice
   if (patch.onlyWhenIdle !== undefined) p.onlyWhenIdle = patch.onlyWhenIdle
+  if (patch.acceptFrom === 'all') delete p.acceptFrom
+  else if (patch.acceptFrom !== undefined) p.acceptFrom = [...patch.acceptFrom]
   return { share: s, policy: p }
 }
 
@@ -239,6 +262,10 @@ export function savePolicyPatch (home: string, patch: PolicyPatch): string {
   if (patch.maxTasks !== undefined) doc.maxTasks = patch.maxTasks
   if (patch.nice !== undefined) doc.nice = patch.nice
   if (patch.onlyWhenIdle !== undefined) doc.onlyWhenIdle = patch.onlyWhenIdle
+  if (patch.acceptFrom !== undefined) {
+    // Checked as a start reads it: a name never reaches the file (the agent resolved it).
+    doc.acceptFrom = parseAcceptFrom(patch.acceptFrom, 'acceptFrom', false)
+  }
   const tmp = `${path}.${process.pid}.tmp`
   writeFileSync(tmp, `${JSON.stringify(doc, null, 2)}\n`, { mode: 0o600 })
   renameSync(tmp, path)
@@ -322,6 +349,19 @@ function parseChoice<T extends string> (v: unknown, src: string, choices: readon
   return t as T
 }
 
+/** `DIR` (read-only) or `DIR:rw`, absolute; a list or one. */
+function parseShares (v: unknown, src: string): Array<{ path: string, rw: boolean }> {
+  const items = (Array.isArray(v) ? v : [v]).flatMap((x) => typeof x === 'string' ? x.split(',') : [x]).filter((x) => x !== '')
+  return items.map((x) => {
+    if (typeof x !== 'string') throw arg(src, v, 'expected DIR or DIR:rw')
+    const rw = x.endsWith(':rw')
+    const dir = x.replace(/:(rw|ro)$/, '')
+    if (!isAbsolute(dir) || dir.includes('\0')) throw arg(src, x, 'expected an absolute directory, such as /data or /scratch:rw')
+    if (dir === '/' || ['/proc', '/dev', '/sys', '/run'].some((d) => dir === d || dir.startsWith(`${d}/`))) throw arg(src, x, 'that directory cannot be shared with guests')
+    return { path: resolve(dir), rw }
+  })
+}
+
 function parseUserName (v: unknown, src: string): string {
   if (typeof v !== 'string' || !/^[a-z_][a-z0-9_.-]{0,31}\$?$|^\d{1,10}$/i.test(v.trim())) throw arg(src, v, 'expected a user name of this machine, such as nobody')
   return v.trim()
@@ -359,6 +399,28 @@ function parseBool (v: unknown, src: string): boolean {
   if (s === '1' || s === 'true' || s === 'yes') return true
   if (s === '0' || s === 'false' || s === 'no') return false
   throw arg(src, v, 'expected true or false (or 1 or 0)')
+}
+
+/**
+ * `--accept-from`: `all`, or members by peer id (comma-separated or repeated). With `names`
+ * (`vgrid agent set`, whose agent sees the grid), also host names and unique prefixes of
+ * peer ids, resolved by the agent.
+ */
+function parseAcceptFrom (v: unknown, src: string, names: boolean): string[] | 'all' {
+  const items = listOf(v, src, 'peer ids').flatMap(s => s.split(',')).map(s => s.trim()).filter(s => s !== '')
+  if (items.length === 1 && items[0]!.toLowerCase() === 'all') return 'all'
+  const what = names
+    ? 'expected all, or members by peer id, host name or a unique prefix of a peer id (see `vgrid peers`)'
+    : 'expected all, or members by peer id (`vgrid peers` shows them)'
+  if (items.length === 0) throw arg(src, v, what)
+  if (items.length > MAX_ACCEPT_FROM) throw arg(src, v, `at most ${MAX_ACCEPT_FROM} members`)
+  for (const it of items) {
+    if (it.toLowerCase() === 'all') throw arg(src, v, 'all cannot be combined with members')
+    if (names ? !/^[A-Za-z0-9._-]{1,253}$/.test(it) : !looksLikePeerId(it)) {
+      throw arg(src, it, what, names ? undefined : 'a host name can be given to `vgrid agent set --accept-from` once that member is in the grid: it is saved as its peer id')
+    }
+  }
+  return [...new Set(items)]
 }
 
 function parseGpus (v: unknown, src: string): number[] | 'none' | 'all' {
@@ -449,7 +511,7 @@ function arg (src: string, value: unknown, what: string, hint?: string): VgridEr
 
 // ── the config file ──
 
-const FILE_FIELDS = ['cpus', 'gpus', 'mem', 'cacheSize', 'pools', 'labels', 'listen', 'maxTasks', 'nice', 'onlyWhenIdle', 'isolation', 'guestNet', 'guestUser'] as const
+const FILE_FIELDS = ['cpus', 'gpus', 'mem', 'cacheSize', 'pools', 'labels', 'listen', 'maxTasks', 'nice', 'onlyWhenIdle', 'acceptFrom', 'isolation', 'guestNet', 'guestUser', 'guestShare'] as const
 type FileFields = Partial<Record<(typeof FILE_FIELDS)[number], unknown>>
 
 function readConfigFile (path: string): FileFields & { where: (field: string) => string } {

@@ -20,6 +20,8 @@ export interface IsolationConfig {
   net: boolean
   /** Under root, whom guests run as (`--guest-user`, default nobody). */
   guestUser?: string
+  /** Directories guests see at the same path (`--guest-share DIR[:rw]`): datasets, a shared scratch. */
+  shares?: Array<{ path: string, rw: boolean }>
 }
 
 /** What every guest's sandbox shares; the per-task mounts are added by guest-run.ts. */
@@ -139,6 +141,7 @@ export async function detectIsolation (cfg: IsolationConfig, home: string): Prom
     system,
     links: systemLinks(),
     readOnly,
+    shares: cfg.shares ?? [],
     hidden: [...new Set([home, os.homedir(), '/home', '/root'])],
     net: cfg.net,
     tools,

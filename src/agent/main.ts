@@ -19,7 +19,7 @@ function lends (cpus: number, cores: number, memBytes: number, gpus: string[]): 
   return `${cpus} of ${cores} cores, ${(memBytes / 2 ** 30).toFixed(1)} GiB, ${gpus.length === 0 ? 'no GPU' : gpus.join(', ')}`
 }
 
-function banner (agent: Awaited<ReturnType<typeof startAgent>>): string {
+function banner (agent: Awaited<ReturnType<typeof startAgent>>, acceptFrom?: string[]): string {
   const s = agent.status()
   const how = {
     new: 'started a new grid',
@@ -33,6 +33,8 @@ function banner (agent: Awaited<ReturnType<typeof startAgent>>): string {
     `  peer id   ${s.peer}`,
     ...s.addrs.map((a, i) => `  ${i === 0 ? 'addresses' : '         '} ${a}`),
     `  lends     ${lends(agent.offer.cpus, agent.resources.cpu.cores, agent.offer.memBytes, gpus.map((g) => `GPU ${g.index} ${g.model}`))}`,
+    // The owner must see at once that only these members' commands will run here.
+    ...(acceptFrom ?? []).map((p, i) => `  ${i === 0 ? 'only from' : '         '} ${p}`),
     ...agent.warnings.map((w) => `  warning: ${w}`),
     '',
     'To add another machine to this grid, run there:',
@@ -50,6 +52,7 @@ function policyLine (r: ReturnType<Awaited<ReturnType<typeof startAgent>>['reloa
     `nice ${p.nice}`,
     `max tasks ${p.maxTasks ?? 'unlimited'}`,
     ...(p.onlyWhenIdle ? ['only when idle'] : []),
+    ...(p.acceptFrom !== undefined ? [`commands only from ${p.acceptFrom.map((a) => a.host ?? a.peer).join(', ') || 'no member'}`] : []),
     ...r.warnings.map((w) => `warning: ${w}`)
   ].join('; ')
 }
@@ -69,7 +72,7 @@ export async function runAgent (config: AgentConfig, reread?: () => AgentConfig)
     }
     throw err
   }
-  process.stdout.write(banner(agent))
+  process.stdout.write(banner(agent, config.policy.acceptFrom))
   let stopping = false
   const stop = (sig: string): void => {
     if (stopping) return

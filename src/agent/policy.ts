@@ -1,7 +1,7 @@
 /**
  * The owner policy of a running agent: what it lends (`--cpus`, `--gpus`, `--mem`), how many
  * commands at once (`--max-tasks`), at what niceness (`--nice`), and whether only while the
- * owner is away (`--only-when-idle`). It keeps the ledger, the niceness of new commands and
+ * owner is away (`--only-when-idle`), and from which members (`--accept-from`). It keeps the ledger, the niceness of new commands and
  * the advertisement in step with the policy, applies `vgrid agent set` without a restart
  * (saving it in the config file) and a reload of the configuration (SIGHUP), and stops the
  * guests when the owner comes back.
@@ -31,6 +31,8 @@ export interface PolicyInit {
   guests: GuestCommands
   /** The load changed: advertise now. */
   publish: () => void
+  /** A member's host name as the grid shows it now, for the policy's view. */
+  hostOf?: (peer: string) => string | undefined
   env?: NodeJS.ProcessEnv
 }
 
@@ -65,6 +67,16 @@ export class OwnerPolicyControl {
     return load
   }
 
+  /**
+   * Whether a command sent by `peer` (the id its connection authenticated) may run here;
+   * undefined when it may, else why not, for the submitter.
+   */
+  refusal (peer: string): string | undefined {
+    const allowed = this.policy.acceptFrom
+    if (allowed === undefined || allowed.includes(peer)) return undefined
+    return `${this.init.resources.host} runs commands only from the members its owner accepts (--accept-from), and not from ${peer}`
+  }
+
   /** `vgrid agent set`: saved first (a config file that cannot be written changes nothing), then applied. */
   set (patch: PolicyPatch): { policy: PolicyView, warnings: string[], saved?: string } {
     if (Object.keys(patch).length === 0) return { policy: this.view(), warnings: [] }
@@ -84,7 +96,7 @@ export class OwnerPolicyControl {
    */
   replace (share: ShareConfig, policy: OwnerPolicy): { policy: PolicyView, warnings: string[] } {
     this.share = { ...share, pools: [...share.pools], labels: { ...share.labels } }
-    this.policy = { ...policy }
+    this.policy = { ...policy, ...(policy.acceptFrom !== undefined ? { acceptFrom: [...policy.acceptFrom] } : {}) }
     this.apply()
     log.debug('policy reloaded', this.share, this.policy)
     return { policy: this.view(), warnings: this.currentWarnings() }
@@ -103,6 +115,12 @@ export class OwnerPolicyControl {
       running: this.init.ledger.snapshot().running
     }
     if (this.policy.maxTasks !== undefined) v.maxTasks = this.policy.maxTasks
+    if (this.policy.acceptFrom !== undefined) {
+      v.acceptFrom = this.policy.acceptFrom.map((peer) => {
+        const host = this.init.hostOf?.(peer)
+        return host !== undefined ? { peer, host } : { peer }
+      })
+    }
     if (this.monitor !== undefined) {
       const a = this.monitor.activity
       v.owner = a.load === undefined ? { state: a.state } : { state: a.state, load: Math.round(a.load * 10) / 10 }
@@ -127,6 +145,7 @@ export class OwnerPolicyControl {
     this.offer = offer
     if (this.policy.maxTasks !== undefined) this.offer.maxTasks = this.policy.maxTasks
     if (this.policy.onlyWhenIdle) this.offer.onlyWhenIdle = true
+    if (this.policy.acceptFrom !== undefined) this.offer.acceptFrom = [...this.policy.acceptFrom]
     setDefaultNiceness(this.policy.nice)
     if (this.policy.onlyWhenIdle && this.monitor === undefined) {
       const env = this.init.env ?? process.env

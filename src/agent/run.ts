@@ -18,7 +18,7 @@ import { obj, int, str, bytes, bad } from '../common/validate.js'
 import { createLogger } from '../common/log.js'
 import { withTimeout } from '../common/timeout.js'
 import { parseRunSpec, parseExecEvent, parseExecInput, serveExec, type RunSpec, type ExecEvent, type Ledger } from '../exec/index.js'
-import { candidates, resolvePeer, chooseClaimTargets, CLAIM_FANOUT } from '../grid/placement.js'
+import { acceptsFrom, candidates, resolvePeer, chooseClaimTargets, CLAIM_FANOUT } from '../grid/placement.js'
 import type { Grid, GpuInfo, GpuUse, PeerView } from '../grid/index.js'
 import { removeTree, type WorkspaceRef } from '../fs-sync/index.js'
 import type { WorkspaceSync, WorkspaceScan } from './workspace-sync.js'
@@ -55,10 +55,20 @@ export interface RunContext {
   startedAt?: number
   /** Homes, sockets and sandboxes of guest commands (guest-run.ts); without it guests run as the owner's own. */
   guests?: GuestRuns
+  /** Told of every guest's process group: kills them if this agent freezes (watchdog.ts). */
+  watchdog?: { add: (pgid: number) => void, remove: (pgid: number) => void }
+  /** Tasks of other members whose attempt runs here now: a second attempt waits until the first has ended. */
+  attempts?: Set<string>
+  /**
+   * Why a command sent by `peer` may not run here (the owner's `--accept-from`), or
+   * undefined when it may. Asked for every exec request, with the peer id its connection
+   * authenticated; this agent's own runs are never asked about.
+   */
+  guestRefusal?: (peer: string) => string | undefined
 }
 
 /** The OS user this agent runs as: for whom its commands run, as other members show it. */
-const USER = ((): string => {
+export const USER = ((): string => {
   try {
     return os.userInfo().username.slice(0, 64)
   } catch {
@@ -66,10 +76,21 @@ const USER = ((): string => {
   }
 })()
 
+/** Another member's run here: who sent it. */
+export interface Guest {
+  /** The submitting member's peer id, from the libp2p connection (authenticated). */
+  peer: string
+  /** `user@host`, as that member states it. */
+  who: string
+}
+
 /** What the executor needs of the task system for a command that submits sub-tasks. */
 export interface ChildTracker {
-  /** The command of `task` starts here: sub-tasks naming it as parent attach to it. */
-  begin: (task: string) => {
+  /**
+   * The command of `task` starts here: sub-tasks naming it as parent attach to it. `guest`:
+   * the member that sent it, when it is not this agent's own.
+   */
+  begin: (task: string, guest?: Guest) => {
     /** After the command ended: tells the submitter, waits for every sub-task to end. */
     settle: (send: (ev: ExecEvent) => Promise<void>) => Promise<void>
     /** Cancels the sub-tasks (the task itself is being cancelled). */
@@ -227,17 +248,32 @@ function agentEnv (): Readonly<Record<string, string>> {
 export interface ExecuteOptions {
   /** Called once the reservation is held, before any work. */
   onAccepted?: () => Promise<void>
-  /** Another member's run: its user@host. Its task id is that member's to keep. */
-  remoteWho?: string
+  /** Another member's run: who sent it. Its task id is that member's to keep. */
+  remote?: Guest
   /** A guest's command although submitted here: a sub-task of a guest task. */
   guest?: boolean
 }
 
 export async function executeHere (ctx: RunContext, channel: FrameChannel, task: string, spec: RunSpec, where: RunDir, opts: ExecuteOptions = {}): Promise<void> {
-  const { onAccepted, remoteWho } = opts
-  const who = remoteWho ?? `${USER}@${ctx.host}`
+  const { remote } = opts
+  const who = remote?.who ?? `${USER}@${ctx.host}`
   // Another member's command, or one a guest submitted: contained (guest-run.ts).
-  const isGuest = remoteWho !== undefined || opts.guest === true
+  const isGuest = remote !== undefined || opts.guest === true
+  if (remote !== undefined && ctx.attempts !== undefined) {
+    // The submitter took an attempt here for lost (this agent was frozen, or cut off) while
+    // it still ends: the two must never run at once.
+    if (ctx.attempts.has(task)) throw new VgridError('ERR_NO_CAPACITY', `an earlier attempt of task ${task} is still ending on ${ctx.host}`, 'it is placed again once that one is over')
+    ctx.attempts.add(task)
+  }
+  try {
+    await executeAttempt(ctx, channel, task, spec, where, opts, who, isGuest)
+  } finally {
+    if (remote !== undefined) ctx.attempts?.delete(task)
+  }
+}
+
+async function executeAttempt (ctx: RunContext, channel: FrameChannel, task: string, spec: RunSpec, where: RunDir, opts: ExecuteOptions, who: string, isGuest: boolean): Promise<void> {
+  const { onAccepted, remote } = opts
   channel = ctx.watch?.(channel) ?? channel
   // RunSpec's resource fields (cores, memory, GPUs, model, GPU memory, pool, labels) are ReserveRequest's.
   const reservation = ctx.ledger.reserve(spec)
@@ -273,12 +309,20 @@ export async function executeHere (ctx: RunContext, channel: FrameChannel, task:
       env = { ...agentEnv(), VGRID_TASK_ID: task, VGRID_HOME: ctx.home, VGRID_WORKSPACE: root, PWD: cwd }
       env.PATH = [path.join(ctx.home, 'bin'), env.PATH].filter(Boolean).join(':')
     }
+    // A guest's group is the watchdog's too: it dies if this agent freezes.
+    const wd = isGuest ? ctx.watchdog : undefined
+    const groups: GroupLedger | undefined = wd === undefined ? ctx.groups : {
+      add: (pgid, t) => { ctx.groups?.add(pgid, t); wd.add(pgid) },
+      remove: (pgid) => { wd.remove(pgid); ctx.groups?.remove(pgid) }
+    }
+    // Which member runs it, for the command (its home no longer tells).
+    env.VGRID_PEER = ctx.grid.peerId
     const cancelled = new AbortController()
-    kids = ctx.children?.begin(task)
+    kids = ctx.children?.begin(task, remote)
     const hold = holdingExit(channel, () => { kids?.cancel(); cancelled.abort() })
     const result = await serveExec(hold.channel, {
-      spec, cwd, env, ...(remoteWho === undefined ? { task } : {}), gpus: reservation.gpus, machineHasGpus: ctx.gpus.length > 0,
-      peer: ctx.grid.peerId, host: ctx.host, ...(ctx.groups !== undefined ? { groups: ctx.groups } : {}), signal: AbortSignal.any([ctx.shutdown, cancelled.signal]), abortGraceMs: SHUTDOWN_KILL_GRACE_MS,
+      spec, cwd, env, ...(remote === undefined ? { task } : {}), gpus: reservation.gpus, machineHasGpus: ctx.gpus.length > 0,
+      peer: ctx.grid.peerId, host: ctx.host, ...(groups !== undefined ? { groups } : {}), signal: AbortSignal.any([ctx.shutdown, cancelled.signal]), abortGraceMs: SHUTDOWN_KILL_GRACE_MS,
       ...(guest?.sandbox !== undefined ? { sandbox: guest.sandbox } : {})
     })
     log.debug(`task ${task} ended`, result)
@@ -333,10 +377,18 @@ export function serveExecProtocol (ctx: RunContext): (channel: FrameChannel, rem
       channel.destroy()
       return
     }
+    const refused = ctx.guestRefusal?.(remotePeer)
+    if (refused !== undefined) {
+      log.warn(`refused task ${req.task} from ${remotePeer}: not a member this machine accepts commands from`)
+      const error = new VgridError('ERR_NOT_ALLOWED', refused, `run it on another member, or ask the owner of ${ctx.host} to accept it: vgrid agent set --accept-from …`)
+      await channel.send({ t: 'error', error: error.toWire() }).catch(() => {})
+      await channel.close().catch(() => {})
+      return
+    }
     try {
       await executeHere(ctx, channel, req.task, req.spec, req.ws !== undefined ? { kind: 'copy', submitter: remotePeer, offer: req.ws } : { kind: 'scratch' }, {
         onAccepted: async () => { await holdClaim(channel) },
-        remoteWho: `${req.user ?? 'unknown'}@${ctx.grid.view().find((p) => p.peer === remotePeer)?.resources.host ?? remotePeer.slice(-8)}`
+        remote: { peer: remotePeer, who: `${req.user ?? 'unknown'}@${ctx.grid.view().find((p) => p.peer === remotePeer)?.resources.host ?? remotePeer.slice(-8)}` }
       })
     } catch (err) {
       if (err instanceof ClaimReleased) {
@@ -438,6 +490,30 @@ function pinnedPeer (ctx: RunContext, view: PeerView[], on: string): PeerView {
   }
 }
 
+/**
+ * The members whose owners accept commands from this one (acceptsFrom, as advertised); when
+ * that leaves none that could ever run the request though others could, ERR_NOT_ALLOWED
+ * says so (a run no member will take must not wait for room). A member named with --on is
+ * asked anyway: its own refusal says why.
+ */
+export function accepting (view: PeerView[], spec: RunSpec, self: string): PeerView[] {
+  const open = view.filter((p) => acceptsFrom(p, self))
+  if (open.length === view.length) return view
+  try {
+    candidates(open, spec)
+  } catch (err) {
+    if (!(err instanceof VgridError) || err.code !== 'ERR_IMPOSSIBLE_REQUEST') throw err
+    try {
+      candidates(view, spec)
+    } catch (all) {
+      if (all instanceof VgridError && all.code === 'ERR_IMPOSSIBLE_REQUEST') throw all
+    }
+    throw new VgridError('ERR_NOT_ALLOWED', 'every member that could run it runs commands only from members its owner accepts (--accept-from), and not from this one',
+      `ask the owner of one to accept ${self}: vgrid agent set --accept-from …`)
+  }
+  return open
+}
+
 /** What placement keeps per agent: its line of waiting runs, and the refusals it was given. */
 const placements = new WeakMap<RunContext, { queue: RunQueue, refusals: Refusals }>()
 
@@ -471,7 +547,7 @@ async function placeOnce (ctx: RunContext, client: FrameChannel, task: string, s
   const { refusals } = placementOf(ctx)
   const shape = requestShape(spec, on)
   // A member that refused this kind of request is not asked again until it has advertised since.
-  let fitting = candidates(on !== undefined ? [pinnedPeer(ctx, view, on)] : view, spec).filter((p) => !refusals.stale(shape, p))
+  let fitting = candidates(on !== undefined ? [pinnedPeer(ctx, view, on)] : accepting(view, spec, ctx.grid.peerId), spec).filter((p) => !refusals.stale(shape, p))
   if (fitting.length === 0) throw new VgridError('ERR_NO_CAPACITY', 'every member that could run it has just refused it', 'it starts when one has room (see `vgrid peers`)')
   let capacity: unknown
   let failure: unknown

@@ -140,7 +140,16 @@ export function renderPeersTable (peers: PeerView[]): string {
   const lines = renderTable([PEER_COLUMNS as readonly string[], ...rows])
   const footer = peers.length === 1 ? '1 member; * = this agent' : `${peers.length} members; * = this agent`
   const gpus = renderGpuUse(sorted)
-  return `${lines}${footer}\n${gpus === '' ? '' : `\n${gpus}`}`
+  return `${lines}${footer}\n${renderAcceptFrom(sorted)}${gpus === '' ? '' : `\n${gpus}`}`
+}
+
+/** One line per member whose owner limits who may run commands there (`--accept-from`). */
+function renderAcceptFrom (peers: PeerView[]): string {
+  const name = (id: string): string => peers.find((p) => p.peer === id)?.resources?.host ?? shortPeerId(id)
+  return peers.filter((p) => Array.isArray(p.offer?.acceptFrom)).map((p) => {
+    const from = p.offer.acceptFrom!
+    return `${p.resources?.host ?? shortPeerId(p.peer)} runs commands only from ${from.length === 0 ? 'no other member' : from.map(name).join(', ')}\n`
+  }).join('')
 }
 
 /**

@@ -199,6 +199,8 @@ export function renderTaskShow (t: TaskRecord, now: number): string {
   if (t.error !== undefined) rows.push(['error', t.error])
   if (t.parent !== undefined) rows.push(['parent', t.parent])
   rows.push(['owner', where(t.ownerHost, t.owner)])
+  // The peer id in full: it is what the grid authenticated (the user@host is only stated).
+  if (t.submitter !== undefined) rows.push(['submitter', `${t.user ?? '?'} (peer ${t.submitter})`])
   rows.push(['host', where(t.host, t.peer)])
   rows.push(['kind', t.attached ? 'attached (vrun)' : 'detached (vbatch)'])
   rows.push(['created', when(t.created, now)], ['started', when(t.started, now)], ['ended', when(t.ended, now)])

@@ -52,6 +52,15 @@ export function parsePolicyReply (raw: unknown): PolicyReply {
     running: n(p.running, 'running')
   }
   if (p.maxTasks !== undefined && p.maxTasks !== null) policy.maxTasks = n(p.maxTasks, 'maxTasks')
+  if (p.acceptFrom !== undefined && p.acceptFrom !== null) {
+    if (!Array.isArray(p.acceptFrom)) bad('acceptFrom is not a list')
+    policy.acceptFrom = p.acceptFrom.map((x, i) => {
+      const o = obj(x, `acceptFrom[${i}]`)
+      const peer = optStr(o.peer, `acceptFrom[${i}].peer`, 256) ?? bad(`acceptFrom[${i}].peer is missing`)
+      const host = optStr(o.host, `acceptFrom[${i}].host`, 256)
+      return host !== undefined ? { peer, host } : { peer }
+    })
+  }
   if (p.owner !== undefined && p.owner !== null) {
     const o = obj(p.owner, 'owner')
     const state = o.state === 'busy' || o.state === 'idle' ? o.state : 'starting'
@@ -75,10 +84,18 @@ export function renderPolicy (r: PolicyReply): string {
     `  at once     ${p.maxTasks === undefined ? 'no limit' : `at most ${p.maxTasks} command${p.maxTasks === 1 ? '' : 's'}`} (${p.running} running)`,
     `  niceness    ${p.nice}`,
     `  when        ${p.onlyWhenIdle ? `only while its owner is idle${owner}` : 'always'}`,
+    ...acceptLines(p),
     ...r.warnings.map((w) => `  warning: ${w}`),
     ...(r.saved !== undefined ? [`saved in ${r.saved}`] : [])
   ]
   return `${lines.join('\n')}\n`
+}
+
+/** `  from        every member`, or one line per member accepted (peer id in full: it is what is checked). */
+function acceptLines (p: PolicyView): string[] {
+  if (p.acceptFrom === undefined) return ['  from        every member']
+  if (p.acceptFrom.length === 0) return ['  from        no member']
+  return p.acceptFrom.map((a, i) => `  ${i === 0 ? 'from' : '    '}        ${a.peer}${a.host !== undefined ? ` (${a.host})` : ''}`)
 }
 
 export async function runAgentSet (patch: PolicyPatch, env: NodeJS.ProcessEnv, out: NodeJS.WritableStream): Promise<number> {

@@ -36,19 +36,23 @@ The commands talk to the agent of this machine over $VGRID_HOME/agent.sock
 --join or --peer on a fresh home, it creates a new grid and prints the line to run on the
 other machines. What the machine lends (default: all of it) can also be set in
 $VGRID_HOME/config (JSON) or VGRID_CPUS, VGRID_GPUS, VGRID_MEM, VGRID_POOL, VGRID_LABELS,
-VGRID_LISTEN, VGRID_MAX_TASKS, VGRID_NICE and VGRID_ONLY_WHEN_IDLE; flags win.
+VGRID_LISTEN, VGRID_MAX_TASKS, VGRID_NICE, VGRID_ONLY_WHEN_IDLE and VGRID_ACCEPT_FROM;
+flags win.
 
 Guests (the commands the grid runs here) run at --nice (default 10, 0–19), at most
 --max-tasks at once. With --only-when-idle the machine lends only while its owner's own
 load (all CPU time but the grid's commands' and the agent's) stays below 25 % of the cores,
 averaged over 10 s: above that it lends nothing and stops the guests (SIGTERM, SIGKILL
 after 5 s; with vbatch --retries they are placed elsewhere); it lends again once the load
-has stayed below 25 % for 60 s.
+has stayed below 25 % for 60 s. With --accept-from PEER,… only those members (peer ids, as
+\`vgrid peers\` shows them) may run commands here; others are refused, and placement passes
+this machine by for them. Commands typed here are never refused.
 
   vgrid agent set [--cpus N|all] [--gpus LIST] [--mem SIZE|all] [--max-tasks N|unlimited]
-                  [--nice N] [--only-when-idle | --no-only-when-idle]
+                  [--nice N] [--only-when-idle | --no-only-when-idle] [--accept-from WHO|all]
 changes the running agent's policy at once (lowering a limit stops no running command, it
-only keeps new ones out), saves it in $VGRID_HOME/config, and prints the policy in force;
+only keeps new ones out; --accept-from there also takes a member's host name or a unique
+prefix of its peer id, saved as its peer id), saves it in $VGRID_HOME/config, and prints the policy in force;
 with no option it only prints it. A flag or VGRID_* variable given at the next start still
 wins over the file.`,
   peers: `Lists the members of the grid as this agent sees them: what each lends, what is free
@@ -103,9 +107,11 @@ export function createVgridCli (): CAC {
     .option('--max-tasks <N>', 'Run at most N guest commands at once (default: unlimited)')
     .option('--nice <N>', 'Niceness of guest commands, 0–19 (default: 10)')
     .option('--only-when-idle', 'Lend only while the owner\'s own load is below 25 % of the cores (--no-only-when-idle: always)')
+    .option('--accept-from <PEER>', 'Run commands only from these members, by peer id (repeatable or comma-separated; default: all)')
     .option('--isolation <MODE>', 'sandbox: every guest in a bubblewrap sandbox (default); none: guests run as this user, unconfined')
     .option('--guest-net <MODE>', 'on: guests reach the network (default); none: only their own loopback')
     .option('--guest-user <NAME>', 'Under root, the user guests run as (default: nobody; never root)')
+    .option('--guest-share <DIR>', 'Let guests see this directory at its path: read-only, or read-write as DIR:rw (repeatable)')
     .example('  $ vgrid agent                                   # first machine: creates a grid')
     .example('  $ vgrid agent --join TOKEN --gpus 0,1 --mem 64G  # another machine joins')
     .example('  $ vgrid agent --only-when-idle --max-tasks 4     # a workstation lends when its owner is away')
@@ -252,7 +258,7 @@ function taskInvocation (argv: readonly string[], options: Record<string, unknow
 }
 
 /** The agent's options that take a value, as typed (cac's names). */
-const AGENT_VALUE_OPTIONS = ['join', 'peer', 'listen', 'cpus', 'gpus', 'mem', 'cacheSize', 'pool', 'label', 'maxTasks', 'nice', 'isolation', 'guestNet', 'guestUser']
+const AGENT_VALUE_OPTIONS = ['join', 'peer', 'listen', 'cpus', 'gpus', 'mem', 'cacheSize', 'pool', 'label', 'maxTasks', 'nice', 'acceptFrom', 'isolation', 'guestNet', 'guestUser', 'guestShare']
 
 const kebab = (name: string): string => name.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)
 
@@ -294,7 +300,7 @@ function rawAgentValues (argv: readonly string[]): Record<string, string[]> {
 }
 
 /** What `vgrid agent set` changes; the other agent options apply at start only. */
-const AGENT_SET_OPTIONS = ['cpus', 'gpus', 'mem', 'maxTasks', 'nice', 'onlyWhenIdle']
+const AGENT_SET_OPTIONS = ['cpus', 'gpus', 'mem', 'maxTasks', 'nice', 'onlyWhenIdle', 'acceptFrom']
 
 function agentSetInvocation (command: Command, extra: unknown[], options: Record<string, unknown>): VgridInvocation {
   const rest = [...extra, ...(options['--'] as string[] ?? [])]
@@ -326,9 +332,11 @@ function agentFlags (o: Record<string, unknown>): AgentFlags {
   set('label', many(o.label))
   set('maxTasks', one(o.maxTasks))
   set('nice', one(o.nice))
+  set('acceptFrom', many(o.acceptFrom))
   set('isolation', one(o.isolation))
   set('guestNet', one(o.guestNet))
   set('guestUser', one(o.guestUser))
+  set('guestShare', many(o.guestShare))
   // a flag, so mri gives a boolean (false for --no-only-when-idle), or the text of --only-when-idle=VALUE
   const idle = o.onlyWhenIdle === undefined ? undefined : [o.onlyWhenIdle].flat().at(-1)
   set('onlyWhenIdle', typeof idle === 'boolean' ? idle : idle === undefined ? undefined : String(idle))

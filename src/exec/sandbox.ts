@@ -51,6 +51,8 @@ export interface Sandbox {
   links: Array<{ path: string, target: string }>
   /** More directories the guest reads at the same path (node, the vgrid package). */
   readOnly: string[]
+  /** Directories of this machine the owner shares with guests (`--guest-share DIR[:rw]`), at the same path. */
+  shares: Array<{ path: string, rw: boolean }>
   /** What must not show even where it lies under a bound directory (the agent's home). */
   hidden: string[]
   /** Whether the guest keeps the machine's network. */
@@ -88,7 +90,7 @@ export function hostPath (sb: Sandbox, guest: string): string | undefined {
   for (const m of mounts) if (within(guest, m.guest) && (best === undefined || m.guest.length > best.guest.length)) best = m
   if (best !== undefined) return path.join(best.host, path.relative(best.guest, guest))
   if (sb.hidden.some((h) => within(guest, h))) return undefined
-  if ([...sb.system, ...sb.readOnly].some((d) => within(guest, d))) return guest
+  if ([...sb.system, ...sb.readOnly, ...sb.shares.map((s) => s.path)].some((d) => within(guest, d))) return guest
   const link = sb.links.find((l) => within(guest, l.path))
   if (link !== undefined) return hostPath(sb, path.join(path.dirname(link.path), link.target, path.relative(link.path, guest)))
   return undefined
@@ -100,6 +102,23 @@ export function guestPath (sb: Sandbox, host: string): string {
     if (within(host, m.host)) return path.join(m.guest, path.relative(m.host, host))
   }
   return host
+}
+
+/** bwrap refuses a command line of more than 9,000 arguments; past this many the command's travel in a file. */
+export const SANDBOX_MAX_ARGS = 8_000
+/** Where that file is, in the task home. */
+export const ARGV_FILE = 'argv'
+
+/**
+ * A command line too long for bwrap's: the arguments go NUL-separated into ARGV_FILE of the
+ * task home (`content`, for the caller to write), and bash reads them back and execs the
+ * command with all of them.
+ */
+export function longArgv (sb: Sandbox, file: string, argv: string[]): { file: string, argv: string[], content: Buffer } | undefined {
+  if (argv.length <= SANDBOX_MAX_ARGS) return undefined
+  const content = Buffer.from([file, ...argv.slice(1)].map((a) => `${a}\0`).join(''))
+  const inGuest = path.join(sb.taskHome.guest, ARGV_FILE)
+  return { file: '/bin/bash', argv: ['bash', '-c', `mapfile -d '' -t a < ${inGuest} && exec -- "\${a[@]}"`], content }
 }
 
 /** The argv that starts `file` (a guest path) with `argv` inside the sandbox. */
@@ -129,9 +148,11 @@ export function sandboxed (sb: Sandbox, file: string, argv: string[]): { file: s
   b.push('--bind', sb.taskHome.host, sb.taskHome.guest)
   parents(sb.commands.guest)
   b.push('--ro-bind', sb.commands.host, sb.commands.guest)
+  for (const s of sb.shares) { parents(s.path); b.push(s.rw ? '--bind' : '--ro-bind', s.path, s.path) }
+  // The agent's home stays out of sight wherever it lies under something bound.
+  for (const h of sb.hidden) if ([...sb.system, ...sb.readOnly, ...sb.shares.map((s) => s.path)].some((d) => within(h, d) && h !== d)) b.push('--tmpfs', h)
   parents(sb.workspace.guest)
   b.push('--bind', sb.workspace.host, sb.workspace.guest)
-  for (const h of sb.hidden) if ([...sb.system, ...sb.readOnly].some((d) => within(h, d) && h !== d)) b.push('--tmpfs', h)
   b.push('--chdir', sb.cwd)
   const inner: string[] = []
   if (sb.user !== undefined) {

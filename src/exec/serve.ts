@@ -13,7 +13,8 @@
  * (ERR_BAD_MESSAGE) instead of `exit`, so the submitter learns why. A client that sends
  * garbage is broken, and guessing what it meant could feed the command the wrong input.
  */
-import { statSync, type Stats } from 'node:fs'
+import { chownSync, statSync, writeFileSync, type Stats } from 'node:fs'
+import path from 'node:path'
 import type { FrameChannel } from '../common/channel.js'
 import { VgridError, toWire, type WireError } from '../common/errors.js'
 import { createLogger } from '../common/log.js'
@@ -21,7 +22,7 @@ import { parseExecInput, type ExecInput } from './messages.js'
 import { EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND, EXIT_NOT_STARTED, KILL_GRACE_MS } from './constants.js'
 import { commandEnv } from './environment.js'
 import { resolveCommand } from './resolve-command.js'
-import { hostPath, sandboxed } from './sandbox.js'
+import { ARGV_FILE, hostPath, longArgv, sandboxed } from './sandbox.js'
 import { EventSender } from './event-sender.js'
 import { GroupTerminator } from './process-group.js'
 import { spawnPipes } from './spawn-pipes.js'
@@ -74,7 +75,17 @@ export async function serveExec (channel: FrameChannel, opts: ServeExecOptions):
 
   const out: OutputSink = async (fd, data) => { await sender.out(fd, data) }
   // Below the owner: the command and everything it starts (niceness.ts).
-  const inner = sb === undefined ? { file: resolved.file, argv: spec.argv } : sandboxed(sb, resolved.file, spec.argv)
+  let inner = { file: resolved.file, argv: spec.argv }
+  if (sb !== undefined) {
+    const long = longArgv(sb, resolved.file, spec.argv)
+    if (long !== undefined) {
+      const file = path.join(sb.taskHome.host, ARGV_FILE)
+      writeFileSync(file, long.content, { mode: 0o600 })
+      if (sb.user !== undefined) chownSync(file, sb.user.uid, sb.user.gid)
+      inner = long
+    }
+    inner = sandboxed(sb, inner.file, inner.argv)
+  }
   const nice = niced(inner.file, inner.argv, opts.nice ?? defaultNicenessValue())
   // Listed the moment the process exists: an agent killed right after the spawn must still
   // find the command at its next start (orphans.ts).

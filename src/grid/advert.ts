@@ -6,6 +6,7 @@
 import { decode, encode } from 'cborg'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { VgridError } from '../common/errors.js'
+import { looksLikePeerId, MAX_ACCEPT_FROM } from '../common/peer-id.js'
 import { bad, bool, int, num, obj, oneOf, str, optStr, strArray, strMap } from '../common/validate.js'
 import {
   MAX_STATED_INTERVAL_MS, MAX_ADDR_CHARS, MAX_AD_ADDRS, MAX_ADVERT_BYTES, MAX_CPUS, MAX_GPU_INDEX, MAX_GPUS, MAX_LABELS,
@@ -110,6 +111,11 @@ function parseOffer (v: unknown): Offer {
   // Optional: members of an older version do not send them.
   if (m.maxTasks !== undefined && m.maxTasks !== null) offer.maxTasks = int(m.maxTasks, 'offer.maxTasks', 1, MAX_TASK_COUNT)
   if (m.onlyWhenIdle !== undefined && m.onlyWhenIdle !== null && bool(m.onlyWhenIdle, 'offer.onlyWhenIdle')) offer.onlyWhenIdle = true
+  if (m.acceptFrom !== undefined && m.acceptFrom !== null) {
+    const ids = strArray(m.acceptFrom, 'offer.acceptFrom', MAX_ACCEPT_FROM, MAX_PEER_ID_CHARS)
+    if (!ids.every(looksLikePeerId)) bad('offer.acceptFrom holds something other than peer ids')
+    offer.acceptFrom = ids
+  }
   if (m.isolation !== undefined && m.isolation !== null) offer.isolation = oneOf(m.isolation, 'offer.isolation', ['sandbox', 'none', 'unavailable'] as const)
   return offer
 }

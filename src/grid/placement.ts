@@ -45,6 +45,14 @@ export function matchesPolicy (p: PeerView, req: ResourceRequest): boolean {
   return true
 }
 
+/**
+ * Does the member run commands sent by `peer` (its owner's `--accept-from`)? Its own are
+ * always its own. Its advertisement only guides: the member checks every exec request.
+ */
+export function acceptsFrom (p: PeerView, peer: string): boolean {
+  return p.self || p.offer.acceptFrom === undefined || p.offer.acceptFrom.includes(peer)
+}
+
 /** Could this member ever run the request, with everything it lends free? */
 export function fitsEver (p: PeerView, req: ResourceRequest): boolean {
   return matchesPolicy(p, req) && p.offer.cpus >= req.cpus && p.offer.memBytes >= (req.memBytes ?? 0) &&

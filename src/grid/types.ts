@@ -36,6 +36,12 @@ export interface Offer {
   onlyWhenIdle?: boolean
   /** How guests run there: in a sandbox, unconfined (`--isolation none`), or not at all (no working bwrap). */
   isolation?: 'sandbox' | 'none' | 'unavailable'
+  /**
+   * `--accept-from`: the peer ids of the only members whose commands it runs; absent = every
+   * member. Advertised so that placement skips a member that would refuse (acceptsFrom); the
+   * member itself enforces it on every exec request.
+   */
+  acceptFrom?: string[]
 }
 
 /** Current use of what is lent. */

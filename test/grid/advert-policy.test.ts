@@ -33,7 +33,15 @@ describe('policy fields of an advertisement', () => {
     expect(q.load.ownerBusy).toBeUndefined()
   })
 
+  it('carry the members whose commands it takes (--accept-from)', () => {
+    const ids = ['12D3KooWMvBVSe685eBfT9D3eacBD7kePkeWDRxXMsuEsFfJU1xk']
+    expect(parsePeerAd(ad({ acceptFrom: ids })).offer.acceptFrom).toEqual(ids)
+  })
+
   it.each([
+    [{ acceptFrom: 'all' }, {}, /offer.acceptFrom/],
+    [{ acceptFrom: ['not a peer id'] }, {}, /offer.acceptFrom/],
+    [{ acceptFrom: Array(257).fill('12D3KooWMvBVSe685eBfT9D3eacBD7kePkeWDRxXMsuEsFfJU1xk') }, {}, /offer.acceptFrom/],
     [{ maxTasks: 0 }, {}, /offer.maxTasks/],
     [{ maxTasks: 1.5 }, {}, /offer.maxTasks/],
     [{ maxTasks: '4' }, {}, /offer.maxTasks/],

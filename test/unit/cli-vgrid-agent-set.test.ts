@@ -53,12 +53,15 @@ describe('the policy reply', () => {
       '  at once     at most 2 commands (1 running)',
       '  niceness    10',
       '  when        only while its owner is idle: the owner is busy (61 % of the cores), lending nothing now',
+      '  from        every member',
       '  warning: --cpus 9 is more than this machine\'s 8 cores; sharing 8',
       'saved in /home/u/.vgrid/config',
       ''
     ].join('\n'))
     const plain = { t: 'policy', policy: { ...reply.policy, gpus: [], offer: { cpus: 8, memBytes: 2 ** 30, gpus: [] }, maxTasks: undefined, onlyWhenIdle: false, owner: undefined }, warnings: [] }
-    expect(renderPolicy(parsePolicyReply(plain))).toMatch(/no GPU\n {2}at once {5}no limit \(1 running\)\n.*\n {2}when {8}always\n$/)
+    expect(renderPolicy(parsePolicyReply(plain))).toMatch(/no GPU\n {2}at once {5}no limit \(1 running\)\n.*\n {2}when {8}always\n {2}from {8}every member\n$/)
+    const limited = { ...plain, policy: { ...plain.policy, acceptFrom: [{ peer: '12D3KooWA', host: 'ws-2' }, { peer: '12D3KooWB' }] } }
+    expect(renderPolicy(parsePolicyReply(limited))).toMatch(/\n {2}from {8}12D3KooWA \(ws-2\)\n {14}12D3KooWB\n$/)
   })
 
   it('throws the agent\'s error, and refuses a malformed reply', () => {

@@ -177,7 +177,7 @@ describe('config file', () => {
     ['{"cpus": 4,', /config is not valid JSON/],
     ['[1,2]', /config must hold a JSON object/],
     ['"8"', /config must hold a JSON object/],
-    [{ cpu: 4 }, /config: unknown field "cpu" \(known: cpus, gpus, mem, cacheSize, pools, labels, listen, maxTasks, nice, onlyWhenIdle\)/],
+    [{ cpu: 4 }, /config: unknown field "cpu" \(known: cpus, gpus, mem, cacheSize, pools, labels, listen, maxTasks, nice, onlyWhenIdle, acceptFrom\)/],
     [{ cpus: 'eight' }, /config: field "cpus": "eight" is not valid/],
     [{ cpus: 0 }, /config: field "cpus"/],
     [{ gpus: [0, 'x'] }, /config: field "gpus"/],

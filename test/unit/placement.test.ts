@@ -1,6 +1,7 @@
 /** Where a command goes, from a view: the pure part of placement. */
 import { describe, it, expect } from 'vitest'
-import { candidates, resolvePeer, fitsEver, fitsNow, freeScore, chooseClaimTargets } from '../../src/grid/placement.js'
+import { acceptsFrom, candidates, resolvePeer, fitsEver, fitsNow, freeScore, chooseClaimTargets } from '../../src/grid/placement.js'
+import { accepting } from '../../src/agent/run.js'
 import type { PeerView } from '../../src/grid/types.js'
 
 interface PeerOpts {
@@ -162,5 +163,28 @@ describe('fit: memory, GPU memory, pools and labels', () => {
     expect(counts.get('full') ?? 0).toBeLessThan(15)
     expect(chooseClaimTargets(members, 5, random)).toHaveLength(3)
     expect(chooseClaimTargets([], 2, random)).toEqual([])
+  })
+})
+
+describe('--accept-from in placement', () => {
+  const only = (p: PeerView, ids: string[]): PeerView => ({ ...p, offer: { ...p.offer, acceptFrom: ids } })
+  const me = peer('ME', 'me', { self: true, cpus: 1 })
+  const open = peer('P1', 'open', { cpus: 4 })
+  const picky = only(peer('P2', 'picky', { cpus: 16 }), ['OTHER'])
+
+  it('a member accepts its own runs, and others\' as its advertisement says', () => {
+    expect(acceptsFrom(only(me, []), 'ME')).toBe(true)
+    expect(acceptsFrom(open, 'ME')).toBe(true)
+    expect(acceptsFrom(picky, 'ME')).toBe(false)
+    expect(acceptsFrom(picky, 'OTHER')).toBe(true)
+  })
+
+  it('passes members by that would refuse, and says so when only they could run it', () => {
+    const spec = { argv: ['true'], cpus: 8, gpus: 0, env: {} } as unknown as Parameters<typeof accepting>[1]
+    expect(accepting([me, open], spec, 'ME')).toEqual([me, open])
+    expect(accepting([me, open, picky], { ...spec, cpus: 1 }, 'ME').map((p) => p.peer)).toEqual(['ME', 'P1'])
+    expect(() => accepting([me, open, picky], spec, 'ME')).toThrow(expect.objectContaining({ code: 'ERR_NOT_ALLOWED' }))
+    // Too big for every member, accepting or not: that is what the user must hear.
+    expect(() => accepting([me, open, picky], { ...spec, cpus: 64 }, 'ME')).toThrow(expect.objectContaining({ code: 'ERR_IMPOSSIBLE_REQUEST' }))
   })
 })

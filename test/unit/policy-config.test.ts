@@ -62,6 +62,37 @@ describe('the owner policy at start', () => {
   })
 })
 
+describe('--accept-from', () => {
+  const A = '12D3KooWMvBVSe685eBfT9D3eacBD7kePkeWDRxXMsuEsFfJU1xk'
+  const B = 'QmYyQSo1c1Ym7orWxLYvCrM2EmxFTANf8wXmmE7DWjhx5N'
+
+  it('takes peer ids from a flag (repeated or comma-separated), VGRID_ACCEPT_FROM or the file; all = every member', () => {
+    expect(resolveAgentConfig({ acceptFrom: [`${A},${B}`, A] }, env).policy.acceptFrom).toEqual([A, B])
+    expect(resolveAgentConfig({}, { ...env, VGRID_ACCEPT_FROM: B }).policy.acceptFrom).toEqual([B])
+    writeFileSync(join(home, 'config'), JSON.stringify({ acceptFrom: [A] }))
+    expect(resolveAgentConfig({}, env).policy.acceptFrom).toEqual([A])
+    expect(resolveAgentConfig({ acceptFrom: 'all' }, env).policy.acceptFrom).toBeUndefined()
+  })
+
+  it('at start, refuses what is not a peer id (a host name is resolved only by agent set)', () => {
+    expect(badArg(() => resolveAgentConfig({ acceptFrom: 'lab-ws2' }, env)).message).toMatch(/--accept-from: "lab-ws2" is not valid: expected all, or members by peer id/)
+    expect(badArg(() => resolveAgentConfig({ acceptFrom: [A, 'all'] }, env)).message).toMatch(/all cannot be combined/)
+  })
+
+  it('in agent set, also takes names for the agent to resolve, and saves only peer ids', () => {
+    expect(policyPatch({ acceptFrom: ['lab-ws2', A] })).toEqual({ acceptFrom: ['lab-ws2', A] })
+    expect(checkPolicyPatch({ acceptFrom: 'all' })).toEqual({ acceptFrom: 'all' })
+    expect(() => checkPolicyPatch({ acceptFrom: ['a b'] })).toThrow(/acceptFrom/)
+    const p = applyPolicyPatch({ pools: [], labels: {} }, { nice: 10, onlyWhenIdle: false }, { acceptFrom: [A] }).policy
+    expect(p.acceptFrom).toEqual([A])
+    expect(applyPolicyPatch({ pools: [], labels: {} }, p, { acceptFrom: 'all' }).policy.acceptFrom).toBeUndefined()
+    savePolicyPatch(home, { acceptFrom: [A] })
+    expect(JSON.parse(readFileSync(join(home, 'config'), 'utf8')).acceptFrom).toEqual([A])
+    expect(resolveAgentConfig({}, env).policy.acceptFrom).toEqual([A])
+    expect(() => savePolicyPatch(home, { acceptFrom: ['lab-ws2'] })).toThrow(/peer id/)
+  })
+})
+
 describe('vgrid agent set', () => {
   it('turns the flags into a patch with only what was given', () => {
     expect(policyPatch({})).toEqual({})

@@ -82,6 +82,8 @@ export interface PolicyView {
   owner?: { state: 'starting' | 'busy' | 'idle', load?: number }
   /** Commands running here now. */
   running: number
+  /** `--accept-from`: the only members whose commands run here (host when the grid shows it); absent = every member. */
+  acceptFrom?: Array<{ peer: string, host?: string }>
 }
 export const MAX_DEPS = 256
 /** Longest task name (--name). */

@@ -16,15 +16,16 @@ import { VgridError } from '../../common/errors.js'
 import { createLogger } from '../../common/log.js'
 import { memoryChannelPair, type FrameChannel } from '../../common/channel.js'
 import { parseRunSpec, type ExecEvent, type RunSpec } from '../../exec/messages.js'
-import { candidates, resolvePeer, fitsNow } from '../../grid/placement.js'
+import { acceptsFrom, candidates, resolvePeer, fitsNow } from '../../grid/placement.js'
 import type { WorkspaceRef } from '../../fs-sync/index.js'
-import { submitRun, newTaskId, type ChildTracker, type RunContext } from '../run.js'
+import { submitRun, newTaskId, USER, type ChildTracker, type Guest, type RunContext } from '../run.js'
 import { GangGate, type GangSeat } from '../claim.js'
+import { LOST_FENCE_MS } from '../watchdog.js'
 import { requestShape } from '../run-queue.js'
 import type { BatchRequest } from '../control/protocol.js'
 import { TaskLog, type LogFrame } from './log.js'
 import { RecordJournal } from './journal.js'
-import { isFinal, parseTaskRecord, type DepKind, type TaskDep, type TaskRecord, type TaskState } from './types.js'
+import { isFinal, mayCancel, parseTaskRecord, type DepKind, type TaskDep, type TaskRecord, type TaskState } from './types.js'
 
 const log = createLogger('tasks')
 /** Records kept in memory and listed; the oldest finished ones are forgotten past this. */
@@ -36,6 +37,9 @@ const GANG_PORT_BASE = 29500
  * core the view shows (each refusal costs a stream), and the first submitted go first.
  */
 export const PLACING_PER_SHAPE = 8
+
+/** For whom a task is submitted: TaskRecord's `submitter` and `user`. */
+interface Origin { peer: string, user: string }
 
 interface Stored {
   record: TaskRecord
@@ -49,7 +53,14 @@ interface Stored {
   guest?: boolean
 }
 
+/** Whether a task lost with its executor must still wait before it is placed again. */
+function fenced (e: Entry): boolean {
+  return e.notBefore !== undefined && e.notBefore > Date.now()
+}
+
 interface Entry extends Stored {
+  /** Not placed before this time (ms since the epoch): its lost attempt may still be ending. */
+  notBefore?: number
   log: TaskLog
   channel?: FrameChannel
   cancelRequested: boolean
@@ -80,8 +91,11 @@ export class TaskManager implements ChildTracker {
   private readonly waiting = new Map<string, Set<Entry>>()
   private readonly gangsWaiting = new Set<Entry>()
   private readonly placingByShape = new Map<string, number>()
-  /** Commands running on this machine that may submit sub-tasks: task id → its children here. */
-  private readonly runningHere = new Map<string, Set<string>>()
+  /**
+   * Commands running on this machine that may submit sub-tasks: task id → its children here,
+   * and the member (and user) their sub-tasks are submitted for.
+   */
+  private readonly runningHere = new Map<string, { kids: Set<string>, from: Origin }>()
   private ctx!: RunContext
 
   private constructor (private readonly dir: string, private readonly self: { peer: string, host: string }, private readonly journal: RecordJournal) {}
@@ -190,6 +204,7 @@ export class TaskManager implements ChildTracker {
       throw new VgridError('ERR_BAD_ARGUMENT', '--gang places its shards on several members: it cannot be combined with --on')
     }
     const deps = this.resolveDeps(b)
+    const from = this.originOf(b.parent)
     const now = Date.now()
     const ids = Array.from({ length: b.shards }, () => newTaskId())
     const group = ids[0]
@@ -197,7 +212,7 @@ export class TaskManager implements ChildTracker {
       const env = { ...b.spec.env }
       if (b.shards > 1) Object.assign(env, { VGRID_SHARD_INDEX: String(index), VGRID_SHARD_COUNT: String(b.shards) })
       const record: TaskRecord = {
-        id, owner: this.self.peer, ownerHost: this.self.host, argv: b.spec.argv, state: 'pending', created: now,
+        id, owner: this.self.peer, ownerHost: this.self.host, submitter: from.peer, user: from.user, argv: b.spec.argv, state: 'pending', created: now,
         deps, retries: b.retries, attempts: [], attached: false, children: []
       }
       if (b.name !== undefined) record.name = b.name
@@ -210,7 +225,7 @@ export class TaskManager implements ChildTracker {
       if (b.guest === true) stored.guest = true
       const e = this.entry(stored, new TaskLog(path.join(this.dir, `${id}.log`)))
       this.add(e)
-      if (b.parent !== undefined) this.runningHere.get(b.parent)!.add(id)
+      if (b.parent !== undefined) this.runningHere.get(b.parent)!.kids.add(id)
       // On disk before it can start: a task is never lost from the records.
       this.writeRecord(e)
     })
@@ -225,14 +240,15 @@ export class TaskManager implements ChildTracker {
    * be); `observe` sees the run's events. Undefined: a plain vrun, not recorded.
    */
   async attach (req: { spec: RunSpec, parent?: string, name?: string, after?: BatchRequest['after'], workspace?: WorkspaceRef }): Promise<{ id: string, observe: (ev: unknown) => void, ended: (err?: unknown) => void } | undefined> {
-    const kids = req.parent !== undefined ? this.runningHere.get(req.parent) : undefined
+    const kids = req.parent !== undefined ? this.runningHere.get(req.parent)?.kids : undefined
     const after = req.after ?? []
     if (kids === undefined && req.name === undefined && after.length === 0) return undefined
     const parent = kids !== undefined ? req.parent : undefined
     const deps = this.resolveDeps({ after, ...(parent !== undefined ? { parent } : {}), ...(req.workspace !== undefined ? { workspace: req.workspace } : {}) })
     const id = newTaskId()
+    const from = this.originOf(parent)
     const record: TaskRecord = {
-      id, owner: this.self.peer, ownerHost: this.self.host, argv: req.spec.argv, state: 'pending', created: Date.now(),
+      id, owner: this.self.peer, ownerHost: this.self.host, submitter: from.peer, user: from.user, argv: req.spec.argv, state: 'pending', created: Date.now(),
       deps, retries: 0, attempts: [], attached: true, children: []
     }
     if (parent !== undefined) record.parent = parent
@@ -307,6 +323,7 @@ export class TaskManager implements ChildTracker {
       // run() takes each task out of its queue (track), so this reads the front each time.
       for (const e of queue) {
         if ((this.placingByShape.get(shape) ?? 0) >= PLACING_PER_SHAPE) break
+        if (fenced(e)) continue
         this.run(e)
       }
     }
@@ -510,7 +527,11 @@ export class TaskManager implements ChildTracker {
     const a = e.record.attempts.at(-1)
     if (a !== undefined && a.ended === undefined) { a.ended = Date.now(); a.state = 'lost'; a.error = message }
     if (e.record.attempts.length <= e.record.retries) {
-      e.log.append(2, Buffer.from(`vgrid: ${message}; placing it again (attempt ${e.record.attempts.length + 1} of ${e.record.retries + 1})\n`))
+      e.log.append(2, Buffer.from(`vgrid: ${message}; placing it again in ${LOST_FENCE_MS / 1000} s, once the lost attempt surely ended (attempt ${e.record.attempts.length + 1} of ${e.record.retries + 1})\n`))
+      // Not at once: a frozen executor's guest may still run until its watchdog kills it
+      // (watchdog.ts), and two attempts of one task must never run at the same time.
+      e.notBefore = Date.now() + LOST_FENCE_MS
+      setTimeout(() => { this.evaluate() }, LOST_FENCE_MS + 10).unref()
       this.setState(e, 'queued')
       queueMicrotask(() => { this.evaluate() })
     } else {
@@ -525,9 +546,9 @@ export class TaskManager implements ChildTracker {
    */
   private runGang (group: string): void {
     const shards = [...this.tasks.values()].filter((e) => e.group === group).sort((a, b) => (a.record.shard?.index ?? 0) - (b.record.shard?.index ?? 0))
-    if (shards.some((e) => e.record.state !== 'queued' || e.channel !== undefined)) return
+    if (shards.some((e) => e.record.state !== 'queued' || e.channel !== undefined || fenced(e))) return
     // What the view shows free, taken down as shards are assigned (their claims then decide).
-    const view = this.ctx.grid.view().filter((p) => p.leaving !== true).map((p) => ({ ...p, load: { ...p.load, gpusFree: [...p.load.gpusFree] } }))
+    const view = this.ctx.grid.view().filter((p) => p.leaving !== true && acceptsFrom(p, this.self.peer)).map((p) => ({ ...p, load: { ...p.load, gpusFree: [...p.load.gpusFree] } }))
     const placed: string[] = []
     for (const e of shards) {
       const p = view.find((v) => fitsNow(v, e.spec))
@@ -554,6 +575,11 @@ export class TaskManager implements ChildTracker {
     shards.forEach((e, i) => { this.run(e, { VGRID_GANG_HOSTS: hosts.join(','), MASTER_ADDR: hosts[0], MASTER_PORT: port }, placed[i], gate.seat(i)) })
   }
 
+  /** For whom a new task is: the parent's submitter (a sub-task), else this agent's user. */
+  private originOf (parent: string | undefined): Origin {
+    return (parent !== undefined ? this.runningHere.get(parent)?.from : undefined) ?? { peer: this.self.peer, user: `${USER}@${this.self.host}` }
+  }
+
   // ── cancel, wait, logs ─────────────────────────────────────────────────────────────────
 
   private stop (e: Entry): void {
@@ -576,6 +602,24 @@ export class TaskManager implements ChildTracker {
     this.stop(e)
     for (const c of this.childrenOf(id)) this.cancel(c.record.id)
     return e.record
+  }
+
+  /**
+   * A cancel another member asks for (TASK_PROTOCOL); `peer` is its id as the connection
+   * authenticated it. Refused (ERR_NOT_ALLOWED) unless mayCancel.
+   */
+  cancelFor (id: string, peer: string): TaskRecord {
+    const r = this.mustGet(id).record
+    if (!mayCancel(r, peer)) {
+      const submitter = r.submitter ?? r.owner
+      const hostOf = (p: string): string => p === this.self.peer ? this.self.host : this.ctx?.grid.view().find((v) => v.peer === p)?.resources.host ?? `${p.slice(0, 12)}…`
+      const running = r.peer !== undefined && !isFinal(r.state) && r.attempts.at(-1)?.ended === undefined ? ` (host ${hostOf(r.peer)})` : ''
+      log.warn(`refused to cancel task ${id} for ${peer}: neither its submitter nor its executor`)
+      throw new VgridError('ERR_NOT_ALLOWED',
+        `task ${id.slice(0, 12)} may not be cancelled from here: only the member that submitted it (host ${hostOf(submitter)}) or the one running it${running} can cancel it`,
+        `run \`vgrid task cancel ${id}\` on ${hostOf(submitter)}`)
+    }
+    return this.cancel(id)
   }
 
   async wait (id: string, signal?: AbortSignal): Promise<TaskRecord> {
@@ -643,9 +687,15 @@ export class TaskManager implements ChildTracker {
 
   // ── ChildTracker: the executor's side of sub-tasks ────────────────────────────────────
 
-  begin (task: string): ReturnType<ChildTracker['begin']> {
+  begin (task: string, guest?: Guest): ReturnType<ChildTracker['begin']> {
     const kids = new Set<string>()
-    this.runningHere.set(task, kids)
+    // Its sub-tasks are submitted for whoever submitted it: the member that sent it here, or
+    // (run for this agent) the one its own record names.
+    const own = this.tasks.get(task)?.record
+    const from: Origin = guest !== undefined
+      ? { peer: guest.peer, user: guest.who }
+      : { peer: own?.submitter ?? this.self.peer, user: own?.user ?? `${USER}@${this.self.host}` }
+    this.runningHere.set(task, { kids, from })
     return {
       settle: async (send) => {
         if (kids.size === 0) return

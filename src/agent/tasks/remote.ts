@@ -53,11 +53,21 @@ function parseTaskRequest (v: unknown): TaskRequest {
   return { t, id }
 }
 
-function parseTasks (raw: unknown): TaskRecord[] {
+/**
+ * A member answers only for the tasks it owns: a record that names another owner is not
+ * taken from it (where a task is cancelled, waited for or read rests on that field).
+ */
+function ownedBy (peer: string, t: TaskRecord): boolean {
+  if (t.owner === peer) return true
+  log.warn(`${peer} sent a record of task ${t.id} that names another owner (${t.owner}): ignored`)
+  return false
+}
+
+function parseTasks (raw: unknown, peer: string): TaskRecord[] {
   const m = obj(raw, 'reply')
   if (m.t === 'error') throw fromWire(m.error)
   if (m.t !== 'tasks' || !Array.isArray(m.tasks)) bad('expected a list of tasks')
-  return m.tasks.map(parseTaskRecord)
+  return m.tasks.map(parseTaskRecord).filter((t) => ownedBy(peer, t))
 }
 
 /** Aborted when the other end goes away (it sends nothing after its request). */
@@ -75,7 +85,8 @@ export function serveTaskProtocol (tasks: TaskManager): (channel: FrameChannel, 
       switch (req.t) {
         case 'list': await channel.send({ t: 'tasks', tasks: tasks.list() }); break
         case 'find': await channel.send({ t: 'tasks', tasks: tasks.find(req.prefix) }); break
-        case 'cancel': await channel.send({ t: 'task', task: tasks.cancel(req.id) }); break
+        // remotePeer is the peer id the connection authenticated: the cancel rule rests on it.
+        case 'cancel': await channel.send({ t: 'task', task: tasks.cancelFor(req.id, remotePeer) }); break
         case 'wait':
           log.debug(`${remotePeer} waits for task ${req.id}`)
           await channel.send({ t: 'task', task: await tasks.wait(req.id, goneSignal(channel)) })
@@ -109,7 +120,7 @@ export class TaskQueries {
     const ch = await this.grid.open(peer, TASK_PROTOCOL, { maxFrameBytes: TASK_MAX_FRAME_BYTES })
     try {
       await ch.send(req)
-      return parseTasks(await withTimeout(ch.recv(), ASK_TIMEOUT_MS, `no answer from ${peer}`))
+      return parseTasks(await withTimeout(ch.recv(), ASK_TIMEOUT_MS, `no answer from ${peer}`), peer)
     } finally {
       ch.destroy()
     }
@@ -248,7 +259,9 @@ export class TaskQueries {
       const m = obj(raw, 'reply')
       if (m.t === 'error') throw fromWire(m.error)
       if (m.t !== 'task') bad('expected a task')
-      return parseTaskRecord(m.task)
+      const t = parseTaskRecord(m.task)
+      if (t.owner !== peer) bad('the record names another owner')
+      return t
     } finally {
       signal?.removeEventListener('abort', onAbort)
       ch.destroy()

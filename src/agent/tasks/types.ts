@@ -35,6 +35,14 @@ export interface TaskRecord {
   /** The agent that keeps this record and decides where it runs. */
   owner: string
   ownerHost: string
+  /**
+   * The member the task was submitted from: the owner for a `vrun`/`vbatch` typed there; for
+   * a sub-task, the member that submitted the task it came from (taken from the libp2p
+   * connection that brought that task, never from a message). Absent on older records.
+   */
+  submitter?: string
+  /** Who it runs for, `user@host`, as the submitting member states it (not authenticated). */
+  user?: string
   argv: string[]
   state: TaskState
   /** The command's exit status (128+N after signal N), once it ended. */
@@ -64,6 +72,18 @@ export function taskExitCode (t: TaskRecord): number {
   if (t.state === 'failed' && t.exitCode !== undefined && t.exitCode !== 0) return t.exitCode
   if (t.state === 'cancelled' && t.exitCode !== undefined && t.exitCode !== 0) return t.exitCode
   return 255
+}
+
+/**
+ * Who may cancel a task (DESIGN §5): the agent that owns it, the member it was submitted from,
+ * and the member running it (its owner stops what runs on their machine). The executor of an
+ * attempt that has ended may no longer, unless the task is over (then cancel changes nothing).
+ */
+export function mayCancel (t: TaskRecord, peer: string): boolean {
+  if (peer === t.owner || peer === (t.submitter ?? t.owner)) return true
+  if (t.peer !== peer) return false
+  const last = t.attempts.at(-1)
+  return isFinal(t.state) || (last !== undefined && last.peer === peer && last.ended === undefined)
 }
 
 const ID_RE = /^[0-9a-f]{16}$/
@@ -114,6 +134,8 @@ export function parseTaskRecord (v: unknown): TaskRecord {
   const started = optNum(m.started, 'started'); if (started !== undefined) t.started = started
   const ended = optNum(m.ended, 'ended'); if (ended !== undefined) t.ended = ended
   const peer = optStr(m.peer, 'peer', 256); if (peer !== undefined) t.peer = peer
+  const submitter = optStr(m.submitter, 'submitter', 256); if (submitter !== undefined) t.submitter = submitter
+  const user = optStr(m.user, 'user', 256); if (user !== undefined) t.user = user
   const host = optStr(m.host, 'host', 256); if (host !== undefined) t.host = host
   if (m.shard !== undefined && m.shard !== null) {
     const s = obj(m.shard, 'shard')
