@@ -136,6 +136,8 @@ export async function detectIsolation (cfg: IsolationConfig, home: string): Prom
   const taskset = findTool('taskset', ['/usr/bin', '/bin'])
   if (taskset !== undefined) tools.taskset = taskset
   if (setpriv !== undefined) tools.setpriv = setpriv
+  const perl = findTool('perl', ['/usr/bin', '/bin'])
+  if (perl !== undefined) tools.perl = perl
   const base: SandboxBase = {
     bwrap,
     system,

@@ -63,8 +63,10 @@ export interface Sandbox {
   devices: SandboxMount[]
   /** CPUs the command is pinned to; empty: not pinned. */
   cores: number[]
-  /** Where the helper programs are (env, taskset, setpriv). */
-  tools: { env: string, taskset?: string, setpriv?: string }
+  /** Where the helper programs are (env, taskset, setpriv, perl). */
+  tools: { env: string, taskset?: string, setpriv?: string, perl?: string }
+  /** The command runs under a terminal: it gets a process group of its own in the namespace (FOREGROUND). */
+  tty?: boolean
 }
 
 /** Signals that reach a command from outside (Ctrl-C, cancel, hang-up) and must not end bwrap itself. */
@@ -103,6 +105,15 @@ export function guestPath (sb: Sandbox, host: string): string {
   }
   return host
 }
+
+/**
+ * Under a terminal the command's process group is bwrap's, which lies outside its PID
+ * namespace: a job-control shell that gives the terminal back to it at exit fails (dash
+ * exits 2). So the command first leads a group of its own, in the foreground; perl is
+ * Essential on Debian and everywhere else; where it is missing that quirk stays.
+ */
+const FOREGROUND = 'use POSIX; $SIG{TTOU} = "IGNORE"; setpgid(0, 0); tcsetpgrp(0, getpgrp()) if -t 0; $SIG{TTOU} = "DEFAULT"; ' +
+  'exec { $ARGV[0] } @ARGV or do { print STDERR "vgrid: $ARGV[0]: $!\n"; exit 127 }'
 
 /** bwrap refuses a command line of more than 9,000 arguments; past this many the command's travel in a file. */
 export const SANDBOX_MAX_ARGS = 8_000
@@ -160,7 +171,9 @@ export function sandboxed (sb: Sandbox, file: string, argv: string[]): { file: s
     inner.push(sb.tools.setpriv ?? 'setpriv', `--reuid=${sb.user.uid}`, `--regid=${sb.user.gid}`, '--clear-groups',
       '--inh-caps=-all', '--bounding-set=-all', '--no-new-privs', '--')
   }
-  inner.push(sb.tools.env, `--default-signal=${FORWARDED_SIGNALS.join(',')}`, '--', file, ...argv.slice(1))
+  inner.push(sb.tools.env, `--default-signal=${FORWARDED_SIGNALS.join(',')}`, '--')
+  if (sb.tty === true && sb.tools.perl !== undefined) inner.push(sb.tools.perl, '-e', FOREGROUND, '--')
+  inner.push(file, ...argv.slice(1))
   // env execs FILE by path with argv[0] = FILE: the name the user typed is lost, as under nice(1).
   const outer: string[] = [sb.tools.env, `--ignore-signal=${FORWARDED_SIGNALS.join(',')}`]
   if (sb.cores.length > 0 && sb.tools.taskset !== undefined) outer.push(sb.tools.taskset, '-c', sb.cores.join(','))

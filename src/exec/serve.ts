@@ -84,7 +84,7 @@ export async function serveExec (channel: FrameChannel, opts: ServeExecOptions):
       if (sb.user !== undefined) chownSync(file, sb.user.uid, sb.user.gid)
       inner = long
     }
-    inner = sandboxed(sb, inner.file, inner.argv)
+    inner = sandboxed(spec.tty !== undefined ? { ...sb, tty: true } : sb, inner.file, inner.argv)
   }
   const nice = niced(inner.file, inner.argv, opts.nice ?? defaultNicenessValue())
   // Listed the moment the process exists: an agent killed right after the spawn must still

@@ -102,7 +102,7 @@ describe('--accept-from', () => {
   }, 60_000)
 
   const runOn = async (from: AgentProc, on: AgentProc): Promise<{ code: number | null, stdout: string, stderr: string }> =>
-    await from.vrun(['--no-sync', '--on', on.peer, 'sh', '-c', 'echo "$VGRID_HOME"'])
+    await from.vrun(['--no-sync', '--on', on.peer, 'sh', '-c', 'echo "$VGRID_PEER"'])
 
   const accepts = async (x: AgentProc, ids: string[] | undefined): Promise<void> => {
     await waitFor(async () => JSON.stringify((await peersOf(x)).find((p) => p.peer === d.peer)?.offer.acceptFrom) === JSON.stringify(ids),
@@ -116,7 +116,7 @@ describe('--accept-from', () => {
     expect(r.stderr).toContain(c.peer)
     const ok = await runOn(a, d)
     expect(ok.code, ok.stderr).toBe(0)
-    expect(ok.stdout).toBe(`${d.home}\n`)
+    expect(ok.stdout).toBe(`${d.peer}\n`)
     // Its own CLI's runs are not guests.
     expect((await runOn(d, d)).code).toBe(0)
     // Every member can see who it takes commands from.
@@ -126,9 +126,9 @@ describe('--accept-from', () => {
 
   it('is passed by when placing a run from a member it does not accept', async () => {
     for (let i = 0; i < 4; i++) {
-      const r = await c.vrun(['--no-sync', 'sh', '-c', 'echo "$VGRID_HOME"'])
+      const r = await c.vrun(['--no-sync', 'sh', '-c', 'echo "$VGRID_PEER"'])
       expect(r.code, r.stderr).toBe(0)
-      expect(r.stdout).not.toBe(`${d.home}\n`)
+      expect(r.stdout).not.toBe(`${d.peer}\n`)
     }
   }, 60_000)
 

@@ -32,9 +32,9 @@ async function example (name: string, args: string[] = []): Promise<string> {
 
 describe('examples/', () => {
   it('each-member.sh runs on every member', async () => {
-    const out = await example('each-member.sh', ['sh', '-c', 'echo $VGRID_HOME'])
+    const out = await example('each-member.sh', ['sh', '-c', 'echo $VGRID_PEER'])
     const lines = out.trim().split('\n').sort()
-    expect(lines).toEqual([`${a.peer.slice(0, 16)}: ${a.home}`, `${b.peer.slice(0, 16)}: ${b.home}`].sort())
+    expect(lines).toEqual([`${a.peer.slice(0, 16)}: ${a.peer}`, `${b.peer.slice(0, 16)}: ${b.peer}`].sort())
   })
 
   it('fan-out.sh sums the squares computed on the grid', async () => {

@@ -8,7 +8,7 @@ import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { describe, it, expect, beforeAll, afterAll } from 'vitest'
-import { startAgent, startCli, stopAll, peersOf, waitFor, tempDir, type AgentProc } from '../helpers/procs.js'
+import { startAgent, startCli, stopAll, peersOf, waitFor, sharedDir, guestShare, type AgentProc } from '../helpers/procs.js'
 import { fakeGpuPath } from '../helpers/fake-gpus.js'
 
 const BOXES = {
@@ -28,25 +28,37 @@ let two: AgentProc
 let eight: AgentProc
 let homes: Map<string, string>
 
-/** Prints the GPUs the command was given, then the executing agent's home. */
-const SHOW = ['sh', '-c', 'echo "$CUDA_VISIBLE_DEVICES"; echo "$VGRID_HOME"']
+/** Prints the GPUs the command was given, then the executing agent's peer id. */
+const SHOW = ['sh', '-c', 'echo "$CUDA_VISIBLE_DEVICES"; echo "$VGRID_PEER"']
 
 async function where (from: AgentProc, args: string[]): Promise<{ box: string, gpus: string }> {
   const r = await from.vrun(['--no-sync', ...args, ...SHOW])
   expect(r.stderr).toBe('')
   expect(r.code).toBe(0)
   const [gpus, home] = r.stdout.split('\n')
-  return { box: homes.get(home!) ?? `unknown home ${home}`, gpus: gpus! }
+  return { box: homes.get(home!) ?? `unknown member ${home}`, gpus: gpus! }
+}
+
+/** Where the tests' commands leave and find their `go` files and logs, shared with the guests. */
+let share: string
+
+/** A directory of the share for one test. */
+function shared (name: string): string {
+  const dir = path.join(share, name)
+  fs.mkdirSync(dir, { mode: 0o777 })
+  fs.chmodSync(dir, 0o777)
+  return dir
 }
 
 beforeAll(async () => {
-  none = await startAgent({ env: fakeGpuPath(BOXES.none), args: ['--pool', 'render'] })
+  share = sharedDir()
+  none = await startAgent({ env: fakeGpuPath(BOXES.none), args: ['--pool', 'render', ...guestShare(share)] })
   ;[one, two, eight] = await Promise.all([
-    startAgent({ join: none.token, env: fakeGpuPath(BOXES.one) }),
-    startAgent({ join: none.token, env: fakeGpuPath(BOXES.two), args: ['--label', 'room=b12'] }),
-    startAgent({ join: none.token, env: fakeGpuPath(BOXES.eight) })
+    startAgent({ join: none.token, env: fakeGpuPath(BOXES.one), args: guestShare(share) }),
+    startAgent({ join: none.token, env: fakeGpuPath(BOXES.two), args: ['--label', 'room=b12', ...guestShare(share)] }),
+    startAgent({ join: none.token, env: fakeGpuPath(BOXES.eight), args: guestShare(share) })
   ])
-  homes = new Map([[none.home, 'none'], [one.home, 'one'], [two.home, 'two'], [eight.home, 'eight']])
+  homes = new Map([[none.peer, 'none'], [one.peer, 'one'], [two.peer, 'two'], [eight.peer, 'eight']])
   const all = [none, one, two, eight]
   await Promise.all(all.map(async (a) => await waitFor(async () => {
     const peers = await peersOf(a)
@@ -109,7 +121,7 @@ describe('GPUs handed out by vrun', () => {
   })
 
   it('never gives the one-GPU box\'s GPU to two commands at once: the second waits for it', async () => {
-    const dir = tempDir('vgrid-gpu-lock-')
+    const dir = shared('gpu-lock')
     const log = path.join(dir, 'log')
     const go = path.join(dir, 'go')
     // Each command notes when it has the GPU and when it lets go; the first holds it until `go` exists.
@@ -136,7 +148,7 @@ describe('GPUs handed out by vrun', () => {
   })
 
   it('vgrid peers shows, from any member, which GPU runs which task for whom', async () => {
-    const dir = tempDir('vgrid-gpu-use-')
+    const dir = shared('gpu-use')
     const go = path.join(dir, 'go')
     const run = startCli('vrun', ['--no-sync', '--gpus', '2', '--gpu-model', 'a100-sxm4-80', 'sh', '-c', `echo held; while [ ! -e ${go} ]; do sleep 0.05; done`],
       { home: none.home, cwd: none.workspace, timeoutMs: 40_000 })

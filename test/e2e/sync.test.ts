@@ -39,14 +39,14 @@ describe('vrun with a workspace', () => {
   it('runs in the workspace files on the remote member and brings the outputs back', async () => {
     const ws = workspace({
       'data/input.txt': 'one\ntwo\nthree\n',
-      'process.sh': { content: '#!/bin/sh\nmkdir -p results\nwc -l < data/input.txt > results/count.txt\necho "$VGRID_HOME" > results/where.txt\n', exec: true }
+      'process.sh': { content: '#!/bin/sh\nmkdir -p results\nwc -l < data/input.txt > results/count.txt\necho "$VGRID_PEER" > results/where.txt\n', exec: true }
     })
     const r = await vrunIn(ws, ['./process.sh'])
     expect(r.stderr).toMatch(/synced 2 files/)
     expect(r.code).toBe(0)
     expect(fs.readFileSync(path.join(ws, 'results/count.txt'), 'utf8').trim()).toBe('3')
     // It really ran on b.
-    expect(fs.readFileSync(path.join(ws, 'results/where.txt'), 'utf8').trim()).toBe(b.home)
+    expect(fs.readFileSync(path.join(ws, 'results/where.txt'), 'utf8').trim()).toBe(b.peer)
   })
 
   it('brings back a synced file the command rewrote with the same size and mtime', async () => {
@@ -82,14 +82,15 @@ describe('vrun with a workspace', () => {
     expect(JSON.parse(fs.readFileSync(path.join(ws, 'results/metrics.json'), 'utf8'))).toEqual({ epochs: 1 })
   })
 
-  it('runs in the same relative directory, with VGRID_WORKSPACE at the copy root', async () => {
+  it('runs in the same relative directory, at the submitter\'s own path (VGRID_WORKSPACE)', async () => {
     // Inside a git work tree the workspace is its top level, not the current directory.
     const ws = workspace({ 'a/b/file.txt': 'x', '.git/HEAD': 'ref: refs/heads/main\n' })
     const r = await vrunIn(path.join(ws, 'a/b'), ['sh', '-c', 'cat file.txt; echo; pwd; echo $VGRID_WORKSPACE'])
     const [content, pwd, root] = r.stdout.trim().split('\n')
     expect(content).toBe('x')
     expect(pwd).toBe(`${root}/a/b`)
-    expect(root.startsWith(b.home)).toBe(true)
+    // The sandbox shows the copy where the submitter has the workspace.
+    expect(root).toBe(fs.realpathSync(ws))
   })
 
   it('sends one small chunk after a one-line edit, and nothing when nothing changed', async () => {

@@ -7,7 +7,7 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest'
 import fs from 'node:fs'
 import path from 'node:path'
-import { startGrid, startAgent, stopAll, runCli, startCli, waitFor, tempDir, processRuns, type AgentProc, type CliResult } from '../helpers/procs.js'
+import { startGrid, startAgent, stopAll, runCli, startCli, waitFor, tempDir, sharedDir, guestShare, processRuns, type AgentProc, type CliResult } from '../helpers/procs.js'
 import type { TaskRecord } from '../../src/agent/tasks/types.js'
 
 const FINAL = new Set(['succeeded', 'failed', 'cancelled', 'upstream-failed', 'lost'])
@@ -16,7 +16,17 @@ let a: AgentProc
 let b: AgentProc
 let c: AgentProc
 
-beforeAll(async () => { [a, b, c] = await startGrid(3) }, 60_000)
+/** Where the tests leave `go` files for their commands: shared with the agents' guests. */
+let share: string
+beforeAll(async () => {
+  share = sharedDir()
+  ;[a, b, c] = await startGrid(3, { args: guestShare(share) })
+}, 60_000)
+
+/** A `go` file a command waits for, in a directory the guests see. */
+function goFile (name: string): string {
+  return path.join(share, `${name}-${Math.random().toString(16).slice(2)}`)
+}
 afterAll(async () => { await stopAll() })
 
 /** A fresh workspace with the given files (string = content; { exec } = executable). */
@@ -138,14 +148,14 @@ describe('sub-tasks submitted from inside a task', () => {
   it('runs a parent on one member and its children on another, outputs travelling back through the parent', async () => {
     const ws = workspace({ 'input.txt': 'input\n' })
     const script = 'vbatch --on "$C" --name gen sh -c \'{ cat input.txt; echo gen; } > gen.txt\' && ' +
-      'vbatch --on "$C" --after-success gen sh -c \'{ cat gen.txt; echo used; } > use.txt; echo "$VGRID_HOME" > where.txt\''
+      'vbatch --on "$C" --after-success gen sh -c \'{ cat gen.txt; echo used; } > use.txt; echo "$VGRID_PEER" > where.txt\''
     const parent = await submitOne(a, ['--on', b.peer, '-e', `C=${c.peer}`, 'sh', '-c', script], ws)
     const w = await wait(a, parent)
     expect(w.stderr).toBe('')
     expect(w.code).toBe(0)
     expect(read(ws, 'gen.txt')).toBe('input\ngen\n')
     expect(read(ws, 'use.txt')).toBe('input\ngen\nused\n')
-    expect(read(ws, 'where.txt').trim()).toBe(c.home)
+    expect(read(ws, 'where.txt').trim()).toBe(c.peer)
     const p = await show(c, parent)
     expect(p.owner).toBe(a.peer)
     expect(p.peer).toBe(b.peer)
@@ -476,7 +486,7 @@ describe('gangs', () => {
 
   it('--gang starts none of its shards while one member is busy, then all of them', async () => {
     const ws = workspace()
-    const go = path.join(tempDir('vgrid-gang-'), 'go')
+    const go = goFile('gang')
     const busy = startCli('vrun', ['--no-sync', '--on', c.peer, '--cpus', '2', 'sh', '-c', `echo busy; while [ ! -e ${go} ]; do sleep 0.05; done`], { home: b.home, cwd: ws, timeoutMs: 40_000 })
     await waitFor(() => busy.stdout().includes('busy'), 'c to be busy', 20_000, 50)
     const ids = await submit(a, ['-N', '3', '--gang', '--cpus', '2', ...TELL], ws)
@@ -604,14 +614,14 @@ describe('an owner restarted', () => {
   }, 90_000)
 
   it('stopped with SIGTERM, keeps what ran and what waited: placed again after its restart', async () => {
-    const [x, y] = await startGrid(2, { env: { DEBUG: 'vgrid:tasks' } })
+    const [x, y] = await startGrid(2, { env: { DEBUG: 'vgrid:tasks' }, args: guestShare(share) })
     let x2: AgentProc | undefined
     try {
       const ws = workspace()
       await waitFor(() => fs.existsSync(path.join(x.home, 'peers.json')), 'the owner to save its known peers', 15_000, 100)
       // The first and third wait for a file made only after the restart: both surely still run
       // when the owner stops, however slow the machine.
-      const go = path.join(tempDir('vgrid-go-'), 'go')
+      const go = goFile('go')
       const hold = `while [ ! -e ${go} ]; do sleep 0.05; done`
       // Runs on the other member; the second waits for its cores (y lends 2).
       const one = await submitOne(x, ['--retries', '1', '--on', y.peer, '--cpus', '2', 'sh', '-c', `${hold}; echo one > one.txt`], ws)
@@ -626,7 +636,7 @@ describe('an owner restarted', () => {
       await waitFor(() => x.output().includes(`waits for task ${one}`), 'the wait to reach the owner', 20_000, 50)
 
       expect((await x.stop('SIGTERM')).code).toBe(0)
-      const r2 = await startAgent({ home: x.home })
+      const r2 = await startAgent({ home: x.home, args: guestShare(share) })
       x2 = r2
       await waitFor(async () => (await r2.vgrid(['peers', '--json'])).stdout.includes(y.peer), 'the restarted owner to see the other member', 20_000, 100)
       fs.writeFileSync(go, '')

@@ -27,10 +27,10 @@ describe('vrun on a remote member', () => {
   })
 
   it('runs on the member it was asked for', async () => {
-    const r = await a.vrun(['--on', b.peer, 'sh', '-c', 'echo $VGRID_HOME'])
-    expect(r.stdout.trim()).toBe(b.home)
-    const local = await a.vrun(['--on', a.peer, 'sh', '-c', 'echo $VGRID_HOME'])
-    expect(local.stdout.trim()).toBe(a.home)
+    const r = await a.vrun(['--on', b.peer, 'sh', '-c', 'echo $VGRID_PEER'])
+    expect(r.stdout.trim()).toBe(b.peer)
+    const local = await a.vrun(['--on', a.peer, 'sh', '-c', 'echo $VGRID_PEER'])
+    expect(local.stdout.trim()).toBe(a.peer)
   })
 
   it('passes options after the command to the command', async () => {
@@ -164,8 +164,8 @@ describe('vrun errors', () => {
 
   it('resolves --on by a unique prefix of the peer id', async () => {
     // Every peer id of an Ed25519 key starts with 12D3KooW: take enough characters to be unique.
-    const r = await a.vrun(['--on', b.peer.slice(0, 20), 'sh', '-c', 'echo $VGRID_HOME'])
-    expect(r.stdout.trim()).toBe(b.home)
+    const r = await a.vrun(['--on', b.peer.slice(0, 20), 'sh', '-c', 'echo $VGRID_PEER'])
+    expect(r.stdout.trim()).toBe(b.peer)
   })
 
   it('refuses a hostname shared by several members as ambiguous', async () => {

@@ -129,6 +129,23 @@ export function tempDir (prefix = 'vgrid-test-'): string {
 }
 
 /**
+ * A directory the test and the guests of its agents both use (a `go` file, a shared log):
+ * guests see only their workspace and what the owner shares, so agents given
+ * `guestShare(dir)` in their args share it read-write. Open to every user: under root,
+ * guests run as nobody.
+ */
+export function sharedDir (prefix = 'vgrid-share-'): string {
+  const dir = tempDir(prefix)
+  fs.chmodSync(dir, 0o777)
+  return dir
+}
+
+/** The agent arguments that share `dir` read-write with its guests. */
+export function guestShare (dir: string): string[] {
+  return ['--guest-share', `${dir}:rw`]
+}
+
+/**
  * Removes every directory tempDir() made in this process (agent homes, workspaces: a sync
  * bench leaves gigabytes). Run after each test file (test/helpers/cleanup.ts) and at the end
  * of each benchmark, once the agents using them have stopped.
