@@ -34,7 +34,7 @@ import { TASK_PROTOCOL, TASK_MAX_FRAME_BYTES, TaskQueries, serveTaskProtocol, go
 import { VERSION } from '../common/version.js'
 import { GuestCommands } from './guests.js'
 import { Watchdog } from './watchdog.js'
-import { detectIsolation, describeIsolation, type Isolation } from './isolation.js'
+import { detectIsolation, describeIsolation, memoryEnforcement, type Isolation } from './isolation.js'
 import { CoreAllocator, GuestRuns, GUEST_HOME, clearGuestDirs, type GuestSocketFactory } from './guest-run.js'
 import { descends, hostWorkspace, refusedForGuest, subTasks, type GuestScope } from './guest-control.js'
 import type { WorkspaceRef } from '../fs-sync/index.js'
@@ -51,6 +51,8 @@ export interface Agent {
   /** How the agent came to its grid, for the banner. */
   readonly joined: 'new' | 'token' | 'peers' | 'rejoin'
   readonly warnings: string[]
+  /** How guests run here, in words (the banner's `guests` line). */
+  readonly guests: string
   status (): AgentStatus
   joinToken (): string
   /** Applies the owner policy of `config` (a reload); returns it as `vgrid agent set` shows it. */
@@ -173,9 +175,11 @@ async function startLocked (config: AgentConfig, homeLock: StoreLock): Promise<A
   const [choice, privateKey, resources, isolation] = await Promise.all([
     chooseGrid(config), loadOrCreateIdentity(config.home), detectResources(), detectIsolation(config.isolation, config.home)
   ])
-  if (isolation.kind === 'none') log.warn(`--isolation none: ${describeIsolation(isolation)}; they can read and change everything this user can`)
+  if (isolation.kind === 'none') log.warn(`--isolation none: guests ${describeIsolation(isolation)}; they can read and change everything this user can`)
   if (isolation.kind === 'unavailable') log.warn(`${describeIsolation(isolation)}; ${isolation.hint}`)
   await clearGuestDirs(config.home)
+  const guestsLine = isolation.kind === 'unavailable' ? `${describeIsolation(isolation)}; ${isolation.hint}` : describeIsolation(isolation)
+  const memoryLine = memoryEnforcement()
   // Joined through a token or --peer: where the grid is, saved at once, so an agent stopped
   // before it saved the members it saw still finds its grid at the next start.
   if (choice.joined !== 'rejoin' && choice.bootstrap.length > 0) await saveKnownPeers(config.home, choice.bootstrap).catch((err) => { log.warn('could not save the known peers', err) })
@@ -242,7 +246,8 @@ async function startLocked (config: AgentConfig, homeLock: StoreLock): Promise<A
   const joinToken = (): string => encodeJoinToken({ swarmKey: choice.swarmKey, addrs: tokenAddrs(grid.addrs()) })
   const status = (): AgentStatus => ({
     peer: grid.peerId, host: resources.host, version: VERSION, home: config.home, addrs: grid.addrs(),
-    gridSize: grid.view().length, connections: grid.connectedPeers().length, startedAt, joinToken: joinToken()
+    gridSize: grid.view().length, connections: grid.connectedPeers().length, startedAt, joinToken: joinToken(),
+    guests: guestsLine, memory: memoryLine
   })
 
   /**
@@ -353,7 +358,7 @@ async function startLocked (config: AgentConfig, homeLock: StoreLock): Promise<A
   saveTimer.unref()
 
   return {
-    grid, resources, offer, joined: choice.joined, warnings,
+    grid, resources, offer, joined: choice.joined, warnings, guests: guestsLine,
     status, joinToken,
     reload (config) {
       return policy.replace(config.share, config.policy)

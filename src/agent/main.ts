@@ -35,6 +35,7 @@ function banner (agent: Awaited<ReturnType<typeof startAgent>>, acceptFrom?: str
     `  lends     ${lends(agent.offer.cpus, agent.resources.cpu.cores, agent.offer.memBytes, gpus.map((g) => `GPU ${g.index} ${g.model}`))}`,
     // The owner must see at once that only these members' commands will run here.
     ...(acceptFrom ?? []).map((p, i) => `  ${i === 0 ? 'only from' : '         '} ${p}`),
+    `  guests    ${agent.guests}`,
     ...agent.warnings.map((w) => `  warning: ${w}`),
     '',
     'To add another machine to this grid, run there:',

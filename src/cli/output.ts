@@ -140,7 +140,7 @@ export function renderPeersTable (peers: PeerView[]): string {
   const lines = renderTable([PEER_COLUMNS as readonly string[], ...rows])
   const footer = peers.length === 1 ? '1 member; * = this agent' : `${peers.length} members; * = this agent`
   const gpus = renderGpuUse(sorted)
-  return `${lines}${footer}\n${renderAcceptFrom(sorted)}${gpus === '' ? '' : `\n${gpus}`}`
+  return `${lines}${footer}\n${renderAcceptFrom(sorted)}${renderIsolation(sorted)}${gpus === '' ? '' : `\n${gpus}`}`
 }
 
 /** One line per member whose owner limits who may run commands there (`--accept-from`). */
@@ -149,6 +149,16 @@ function renderAcceptFrom (peers: PeerView[]): string {
   return peers.filter((p) => Array.isArray(p.offer?.acceptFrom)).map((p) => {
     const from = p.offer.acceptFrom!
     return `${p.resources?.host ?? shortPeerId(p.peer)} runs commands only from ${from.length === 0 ? 'no other member' : from.map(name).join(', ')}\n`
+  }).join('')
+}
+
+/** One line per member whose guests are not sandboxed: by its owner's choice, or because it cannot. */
+function renderIsolation (peers: PeerView[]): string {
+  return peers.map((p) => {
+    const who = `${p.resources?.host ?? shortPeerId(p.peer)} (${shortPeerId(p.peer)})`
+    if (p.offer?.isolation === 'none') return `${who} runs guests unconfined, as its owner's user (--isolation none)\n`
+    if (p.offer?.isolation === 'unavailable') return `${who} lends nothing: it cannot sandbox guests (no working bubblewrap)\n`
+    return ''
   }).join('')
 }
 
@@ -207,12 +217,13 @@ export function renderStatus (s: AgentStatus, now = Date.now()): string {
     ...(addrs.length === 0 ? [['addresses', '-'] as [string, string]] : addrs.map((a, i): [string, string] => [i === 0 ? 'addresses' : '', a])),
     ['grid size', `${s.gridSize} ${s.gridSize === 1 ? 'member' : 'members'}`],
     ['connections', String(s.connections)],
-    ['started', up]
+    ['started', up],
+    ...(s.guests !== undefined ? [['guests', s.guests] as [string, string]] : []),
+    ...(s.memory !== undefined ? [['guest memory', s.memory] as [string, string]] : [])
   ]
   const width = Math.max(...rows.map(([k]) => k.length))
   return rows.map(([k, v]) => `${k.padEnd(width)}  ${v}\n`).join('') +
-    '\nTo add another machine to this grid, run there:\n' +
-    `  ${joinLine(s.joinToken)}\n`
+    (s.joinToken === '' ? '' : '\nTo add another machine to this grid, run there:\n' + `  ${joinLine(s.joinToken)}\n`)
 }
 
 export function formatDuration (ms: number): string {

@@ -86,7 +86,7 @@ export function within (p: string, dir: string): boolean {
  * guest's PATH without entering the sandbox.
  */
 export function hostPath (sb: Sandbox, guest: string): string | undefined {
-  const mounts = [sb.workspace, sb.taskHome, { host: sb.tmp, guest: '/tmp' }]
+  const mounts = [sb.workspace, sb.taskHome, sb.commands, { host: sb.tmp, guest: '/tmp' }]
   // The deepest mount wins: the workspace may sit under /tmp.
   let best: SandboxMount | undefined
   for (const m of mounts) if (within(guest, m.guest) && (best === undefined || m.guest.length > best.guest.length)) best = m

@@ -112,4 +112,8 @@ export interface AgentStatus {
   connections: number
   startedAt: number
   joinToken: string
+  /** How guests run here (a sandbox, unconfined, or not at all), in words. */
+  guests?: string
+  /** Whether guests' memory is held to what they reserved, and if not why. */
+  memory?: string
 }

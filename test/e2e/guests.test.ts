@@ -1,0 +1,263 @@
+/**
+ * Guests are untrusted (DESIGN §5): a command another member sends tries what a hostile
+ * program would, through the real binaries, and each attempt is refused with a sentinel
+ * proving nothing outside changed. Also what a guest must still be able to do: run at its
+ * submitter's path, nest vrun and vbatch, reach the network unless the owner says no, see
+ * its GPUs and only those.
+ */
+import fs from 'node:fs'
+import net from 'node:net'
+import path from 'node:path'
+import { describe, it, expect, beforeAll, afterAll } from 'vitest'
+import { startGrid, startAgent, stopAll, runCli, waitFor, tempDir, sharedDir, guestShare, type AgentProc } from '../helpers/procs.js'
+import { fakeGpuPath } from '../helpers/fake-gpus.js'
+
+const ROOT_AGENT = process.getuid?.() === 0
+
+let a: AgentProc
+let b: AgentProc
+
+beforeAll(async () => { [a, b] = await startGrid(2) }, 60_000)
+afterAll(async () => { await stopAll() })
+
+function workspace (files: Record<string, string> = {}): string {
+  const dir = tempDir('vgrid-guest-ws-')
+  for (const [name, content] of Object.entries(files)) {
+    fs.mkdirSync(path.dirname(path.join(dir, name)), { recursive: true })
+    fs.writeFileSync(path.join(dir, name), content)
+  }
+  return fs.realpathSync(dir)
+}
+
+/** Runs `script` on `on` from `from`, in `ws`. */
+async function guest (script: string, opts: { from?: AgentProc, on?: AgentProc, ws?: string, args?: string[] } = {}): Promise<{ code: number | null, stdout: string, stderr: string }> {
+  const from = opts.from ?? a
+  const on = opts.on ?? b
+  return await from.vrun(['--on', on.peer, ...(opts.args ?? []), 'sh', '-c', script], { cwd: opts.ws ?? workspace() })
+}
+
+/** Processes of this machine whose command line holds `marker`. */
+function processesWith (marker: string): number[] {
+  const found: number[] = []
+  for (const name of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue
+    try {
+      const cmd = fs.readFileSync(`/proc/${name}/cmdline`, 'utf8').split('\0').join(' ')
+      if (cmd.includes(marker) && !cmd.includes('bwrap') && !cmd.includes('vrun')) found.push(Number(name))
+    } catch {}
+  }
+  return found
+}
+
+describe('a guest command', () => {
+  it('runs at its submitter\'s path, as an unprivileged user, with its own home and /tmp', async () => {
+    const ws = workspace({ 'sub/in.txt': 'in\n' })
+    const r = await b.vrun(['--on', a.peer, '--cwd', 'sub', 'sh', '-c', 'pwd; id -u; echo "$VGRID_HOME"; echo "$VGRID_WORKSPACE"; cat in.txt; ls -A /tmp | wc -l'], { cwd: ws })
+    expect(r.stderr).not.toContain('vgrid:')
+    expect(r.code).toBe(0)
+    const [pwd, uid, home, root, content, tmp] = r.stdout.split('\n')
+    expect(pwd).toBe(path.join(ws, 'sub'))
+    expect(root).toBe(ws)
+    expect(home).not.toBe(a.home)
+    expect(content).toBe('in')
+    expect(tmp).toBe('0')
+    // Under root, guests run as --guest-user (nobody); else as the agent's own user.
+    if (ROOT_AGENT) expect(uid).toBe('65534')
+    else expect(uid).toBe(String(process.getuid?.()))
+  }, 30_000)
+
+  it('cannot read the executor\'s keys, its home or the machine\'s homes', async () => {
+    const key = fs.readFileSync(path.join(b.home, 'swarm.key'))
+    fs.writeFileSync(path.join(b.home, 'sentinel.txt'), 'owner secret\n')
+    const r = await guest([
+      `cat ${b.home}/swarm.key ${b.home}/identity.key ${b.home}/sentinel.txt`,
+      `cat "$VGRID_HOME"/swarm.key "$VGRID_HOME"/identity.key`,
+      'ls /root /home',
+      `ls ${path.dirname(b.home)}`,
+      'echo done'
+    ].join('; '))
+    expect(r.stdout).toContain('done')
+    expect(r.stdout).not.toContain('owner secret')
+    expect(r.stdout).not.toContain(key.toString('utf8').trim().split('\n').at(-1))
+    expect(r.stderr).toMatch(/No such file or directory/)
+    expect(fs.readFileSync(path.join(b.home, 'sentinel.txt'), 'utf8')).toBe('owner secret\n')
+  }, 30_000)
+
+  it('cannot change the owner\'s policy or read the join token, and is told why', async () => {
+    const before = fs.existsSync(path.join(b.home, 'config')) ? fs.readFileSync(path.join(b.home, 'config'), 'utf8') : undefined
+    const r = await guest('vgrid agent set --max-tasks 1; echo "set $?"; vgrid join-token; echo "token $?"; vgrid status | grep -c vgrid1 || true')
+    expect(r.stdout).toContain('set 255')
+    expect(r.stdout).toContain('token 255')
+    expect(r.stdout).not.toContain('vgrid1.')
+    expect(r.stderr).toContain('a task cannot change the owner\'s policy')
+    expect(r.stderr).toContain('a task cannot read the grid\'s join token')
+    const after = fs.existsSync(path.join(b.home, 'config')) ? fs.readFileSync(path.join(b.home, 'config'), 'utf8') : undefined
+    expect(after).toBe(before)
+    const policy = await b.vgrid(['agent', 'set'])
+    expect(policy.stdout).not.toMatch(/at most 1 /)
+  }, 30_000)
+
+  it('writes nowhere outside its copy: rm -rf of everything it can name leaves the machine as it was', async () => {
+    const outside = tempDir('vgrid-guest-sentinel-')
+    fs.writeFileSync(path.join(outside, 'keep.txt'), 'keep\n')
+    const r = await guest(`rm -rf ${outside} ${b.home} ${a.home} /tmp/* ~ 2>/dev/null; echo x > ${outside}/new.txt; touch /usr/pwned /etc/pwned; echo done`)
+    expect(r.stdout).toContain('done')
+    expect(fs.readFileSync(path.join(outside, 'keep.txt'), 'utf8')).toBe('keep\n')
+    expect(fs.existsSync(path.join(outside, 'new.txt'))).toBe(false)
+    expect(fs.existsSync('/usr/pwned') || fs.existsSync('/etc/pwned')).toBe(false)
+    expect(fs.existsSync(path.join(b.home, 'swarm.key'))).toBe(true)
+    // b still works
+    expect((await b.vgrid(['status'])).code).toBe(0)
+  }, 30_000)
+
+  it('leaves nothing running: setsid, nohup and double forks end with it', async () => {
+    const marker = `60${Math.floor(Math.random() * 9000 + 1000)}`
+    const r = await guest(`setsid sleep ${marker}1 & nohup sleep ${marker}2 >/dev/null 2>&1 & (sleep ${marker}3 &) ; sleep 0.2; echo started`)
+    expect(r.stdout).toContain('started')
+    await waitFor(() => processesWith(`sleep ${marker}`).length === 0, 'the guest\'s leftovers to be gone', 5_000, 50)
+  }, 30_000)
+
+  it('refuses a peer-sent cwd through a symlink and a workspace it is not in', async () => {
+    const elsewhere = tempDir('vgrid-guest-elsewhere-')
+    const ws = workspace()
+    fs.symlinkSync(elsewhere, path.join(ws, 'esc'))
+    const r = await a.vrun(['--on', b.peer, '--cwd', 'esc', 'sh', '-c', 'touch pwned'], { cwd: ws })
+    expect(r.code).not.toBe(0)
+    expect(fs.existsSync(path.join(elsewhere, 'pwned'))).toBe(false)
+    // A nested vrun from a directory outside the guest's workspace is refused, with why.
+    const nested = await guest('cd /tmp && vrun --cpus 0 true; echo "nested $?"')
+    expect(nested.stdout).toContain('nested 255')
+    expect(nested.stderr).toContain('a sub-task\'s workspace must be inside its task\'s')
+  }, 30_000)
+})
+
+describe('a contained task', () => {
+  it('runs a nested pipeline of vbatch and vrun, every step contained and its results back', async () => {
+    const ws = workspace({
+      'pipeline.sh': '#!/bin/sh\nset -e\n' +
+        'vbatch --cpus 0 --name prep sh -c \'echo prep > prep.txt; id -u > prep-uid.txt\'\n' +
+        'vbatch --cpus 0 --name train --after-success prep sh -c \'cat prep.txt > train.txt; echo train >> train.txt\'\n' +
+        'vgrid task wait train\n' +
+        'vrun --cpus 0 sh -c \'cat train.txt; echo "$VGRID_WORKSPACE"\' > final.txt\n'
+    })
+    fs.chmodSync(path.join(ws, 'pipeline.sh'), 0o755)
+    const r = await a.vrun(['--on', b.peer, '--cpus', '0', './pipeline.sh'], { cwd: ws })
+    expect(r.stderr).not.toMatch(/error|refused/i)
+    expect(r.code).toBe(0)
+    expect(fs.readFileSync(path.join(ws, 'final.txt'), 'utf8')).toBe(`prep\ntrain\n${ws}\n`)
+    if (ROOT_AGENT) expect(fs.readFileSync(path.join(ws, 'prep-uid.txt'), 'utf8').trim()).toBe('65534')
+  }, 60_000)
+})
+
+describe('nothing of a task outlives its executor', () => {
+  it('ends with its agent, kill -9 included', async () => {
+    const [x, y] = await startGrid(2)
+    const marker = `61${Math.floor(Math.random() * 9000 + 1000)}`
+    const ws = workspace()
+    const run = x.vrun(['--on', y.peer, 'sh', '-c', `setsid sleep ${marker}1 & sleep ${marker}2`], { cwd: ws, timeoutMs: 30_000 })
+    await waitFor(() => processesWith(`sleep ${marker}`).length === 2, 'the guest to start', 15_000, 50)
+    y.proc.kill('SIGKILL')
+    await waitFor(() => processesWith(`sleep ${marker}`).length === 0, 'the guest to die with its agent', 5_000, 50)
+    expect((await run).code).not.toBe(0)
+  }, 60_000)
+
+  for (const how of ['SIGKILL', 'SIGSTOP'] as const) {
+    it(`never runs two attempts of a task at once: the executor ${how === 'SIGKILL' ? 'killed' : 'frozen'}`, async () => {
+      const share = sharedDir()
+      // x only submits (it lends one core, the task needs two): the task runs on y or z, and
+      // again on the other when that one is lost.
+      const x = await startAgent({ args: ['--cpus', '1'] })
+      const [y, z] = await Promise.all([0, 1].map(async () => await startAgent({ join: x.token, args: guestShare(share) })))
+      await waitFor(async () => (await x.vgrid(['peers', '--json'])).stdout.split('"peer"').length === 4, 'three members', 20_000, 100)
+      const log = path.join(share, 'log')
+      fs.writeFileSync(log, '')
+      fs.chmodSync(log, 0o666)
+      const beat = `i=0; while [ $i -lt 60 ]; do echo "$VGRID_PEER $(date +%s%N)" >> ${log}; i=$((i+1)); sleep 0.25; done`
+      const sub = await runCli('vbatch', ['--no-sync', '--retries', '1', '-P', 'cpu-2', '--name', 'beat', 'sh', '-c', beat], { home: x.home, cwd: x.workspace })
+      expect(sub.stderr).toBe('')
+      expect(sub.code).toBe(0)
+      await waitFor(() => fs.readFileSync(log, 'utf8').split('\n').length > 4, 'the first attempt to beat', 20_000, 50)
+      const first = fs.readFileSync(log, 'utf8').split('\n')[0]!.split(' ')[0]!
+      const victim = [y, z].find((p) => p.peer === first)!
+      expect(victim).toBeDefined()
+      if (how === 'SIGKILL') victim.proc.kill('SIGKILL')
+      else victim.proc.kill('SIGSTOP')
+      try {
+        const other = [y, z].find((p) => p !== victim)!
+        await waitFor(() => fs.readFileSync(log, 'utf8').includes(other.peer), 'the second attempt to start elsewhere', 60_000, 100)
+        await waitFor(() => fs.readFileSync(log, 'utf8').split('\n').filter((l) => l.startsWith(other.peer)).length >= 8, 'the second attempt to run a while', 20_000, 100)
+      } finally {
+        if (how === 'SIGSTOP') victim.proc.kill('SIGCONT')
+      }
+      const lines = fs.readFileSync(log, 'utf8').trim().split('\n').map((l) => l.split(' '))
+      const at = (peer: string): bigint[] => lines.filter(([p]) => p === peer).map(([, t]) => BigInt(t!))
+      const firstBeats = at(victim.peer)
+      const secondBeats = at(lines.find(([p]) => p !== victim.peer)![0]!)
+      // Every beat of the lost attempt came before the first of the next one.
+      const lastOfFirst = firstBeats.reduce((m, t) => (t > m ? t : m))
+      const firstOfSecond = secondBeats.reduce((m, t) => (t < m ? t : m))
+      expect(lastOfFirst < firstOfSecond, `the lost attempt beat until ${lastOfFirst}, the next began at ${firstOfSecond}`).toBe(true)
+      // The frozen one, woken, beats no more.
+      if (how === 'SIGSTOP') {
+        const n = firstBeats.length
+        await new Promise((resolve) => setTimeout(resolve, 1_500))
+        expect(at(victim.peer).length).toBe(n)
+      }
+    }, 150_000)
+  }
+})
+
+describe('the owner\'s switches', () => {
+  it('--guest-net none leaves a guest only its own loopback', async () => {
+    const server = net.createServer((s) => { s.end('hello\n') })
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+    const port = (server.address() as net.AddressInfo).port
+    try {
+      const c = await startAgent({ join: a.token, args: ['--guest-net', 'none'] })
+      await waitFor(async () => (await a.vgrid(['peers', '--json'])).stdout.includes(c.peer), 'the new member', 20_000, 100)
+      const probe = `node -e "require('net').connect(${port}, '127.0.0.1').on('connect', () => { console.log('connected'); process.exit(0) }).on('error', (e) => { console.log(e.code); process.exit(0) })"`
+      const off = await guest(probe, { on: c })
+      expect(off.stdout.trim()).not.toBe('connected')
+      const on = await guest(probe, { on: b })
+      expect(on.stdout.trim()).toBe('connected')
+    } finally {
+      server.close()
+    }
+  }, 60_000)
+
+  it('--isolation none says so at start and in vgrid peers', async () => {
+    const c = await startAgent({ join: a.token, args: ['--isolation', 'none'] })
+    expect(c.output()).toMatch(/guests +run unconfined/)
+    await waitFor(async () => (await a.vgrid(['peers'])).stdout.includes('runs guests unconfined'), 'vgrid peers to say it', 20_000, 100)
+    const r = await guest('id -u; echo "$VGRID_HOME"', { on: c })
+    expect(r.code).toBe(0)
+    // Unconfined: the agent's own user; still its own socket, not the agent's home.
+    expect(r.stdout.split('\n')[0]).toBe(String(process.getuid?.()))
+    expect(r.stdout.split('\n')[1]).not.toBe(c.home)
+  }, 60_000)
+
+  it('without bubblewrap the agent starts, lends nothing, and says how to fix it', async () => {
+    const c = await startAgent({ join: a.token, env: { VGRID_BWRAP: '/nonexistent/bwrap' } })
+    expect(c.output()).toContain('lending nothing')
+    expect(c.output()).toContain('apt-get install bubblewrap')
+    expect(c.output()).toContain('--isolation none')
+    await waitFor(async () => (await a.vgrid(['peers'])).stdout.includes('lends nothing: it cannot sandbox guests'), 'vgrid peers to say it', 20_000, 100)
+    const r = await guest('true', { on: c })
+    expect(r.code).toBe(255)
+  }, 60_000)
+
+  it('shows a guest only the device nodes of its GPUs', async () => {
+    const dev = tempDir('vgrid-fake-dev-')
+    for (const n of ['nvidia0', 'nvidia1', 'nvidia2', 'nvidia3', 'nvidiactl', 'nvidia-uvm']) fs.writeFileSync(path.join(dev, n), '')
+    const c = await startAgent({ join: a.token, env: { ...fakeGpuPath('NVIDIA A100:40960,NVIDIA A100:40960,NVIDIA A100:40960,NVIDIA A100:40960'), VGRID_DEV_DIR: dev } })
+    await waitFor(async () => (await a.vgrid(['peers', '--json'])).stdout.includes(c.peer), 'the GPU member', 20_000, 100)
+    const r = await guest('echo "$CUDA_VISIBLE_DEVICES"; ls /dev | grep nvidia', { on: c, args: ['--gpus', '2'] })
+    expect(r.code).toBe(0)
+    const [visible, ...nodes] = r.stdout.trim().split('\n')
+    const given = visible!.split(',')
+    expect(given).toHaveLength(2)
+    expect(nodes.sort()).toEqual([...given.map((i) => `nvidia${i}`), 'nvidia-uvm', 'nvidiactl'].sort())
+    const none = await guest('ls /dev | grep -c nvidia || true', { on: c, args: ['--gpus', '0'] })
+    expect(none.stdout.trim()).toBe('0')
+  }, 60_000)
+})
