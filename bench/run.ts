@@ -14,6 +14,7 @@ import { benchTransport } from './transport.js'
 import { benchTasks } from './tasks.js'
 import { benchPlacement } from './placement.js'
 import { benchScale } from './scale.js'
+import { benchSandbox } from './sandbox.js'
 
 const BENCHES: Record<string, () => Promise<Figure[]>> = {
   'grid-vrun': benchGridVrun,
@@ -23,7 +24,8 @@ const BENCHES: Record<string, () => Promise<Figure[]>> = {
   store: benchStore,
   tasks: benchTasks,
   placement: benchPlacement,
-  scale: benchScale
+  scale: benchScale,
+  sandbox: benchSandbox
 }
 
 async function main (): Promise<void> {

@@ -1,0 +1,49 @@
+/**
+ * Issue 15's figure: what the sandbox adds to a guest's start. `vrun --on REMOTE true` on a
+ * member that sandboxes its guests and on one that runs them unconfined (`--isolation
+ * none`), the two interleaved in one run (medians of 40), with and without a synced
+ * workspace; the difference may be at most 10 ms. Also the sandbox alone: the same bwrap
+ * command line the agent builds, against `true`.
+ */
+import { startAgent, stopAll, waitFor, BIN } from '../test/helpers/procs.js'
+import { median, timeCommand } from './stats.js'
+import type { Figure } from './grid-vrun.js'
+
+const RUNS = 40
+const TARGET_MS = 10
+
+export async function benchSandbox (): Promise<Figure[]> {
+  const a = await startAgent({ args: ['--cpus', '1'] })
+  const [boxed, open] = await Promise.all([
+    startAgent({ join: a.token }),
+    startAgent({ join: a.token, args: ['--isolation', 'none'] })
+  ])
+  try {
+    await waitFor(async () => (await a.vgrid(['peers', '--json'])).stdout.split('"peer"').length === 4, 'three members', 20_000, 100)
+    const env = { ...process.env, VGRID_HOME: a.home }
+    const time = async (on: string, sync: boolean): Promise<number> =>
+      await timeCommand(process.execPath, [BIN.vrun, ...(sync ? [] : ['--no-sync']), '--on', on, 'true'], env, a.workspace)
+    for (const on of [boxed.peer, open.peer]) { await time(on, true); await time(on, false) }
+    const t = { boxed: [] as number[], open: [] as number[], boxedSync: [] as number[], openSync: [] as number[] }
+    for (let i = 0; i < RUNS; i++) {
+      // interleaved: a slow moment of this shared machine hits both sides alike
+      t.boxed.push(await time(boxed.peer, false))
+      t.open.push(await time(open.peer, false))
+      t.boxedSync.push(await time(boxed.peer, true))
+      t.openSync.push(await time(open.peer, true))
+    }
+    const ms = (x: number): number => Math.round(x * 10) / 10
+    const added = median(t.boxed) - median(t.open)
+    const addedSync = median(t.boxedSync) - median(t.openSync)
+    return [
+      { name: `vrun --no-sync --on REMOTE true, sandboxed, median of ${RUNS}`, value: ms(median(t.boxed)), unit: 'ms' },
+      { name: `vrun --no-sync --on REMOTE true, --isolation none, median of ${RUNS}`, value: ms(median(t.open)), unit: 'ms' },
+      { name: 'added by the sandbox (no sync)', value: ms(added), unit: 'ms', target: `<= ${TARGET_MS}`, ok: added <= TARGET_MS },
+      { name: `vrun --on REMOTE true (empty workspace), sandboxed, median of ${RUNS}`, value: ms(median(t.boxedSync)), unit: 'ms' },
+      { name: `vrun --on REMOTE true (empty workspace), --isolation none, median of ${RUNS}`, value: ms(median(t.openSync)), unit: 'ms' },
+      { name: 'added by the sandbox (empty workspace synced)', value: ms(addedSync), unit: 'ms', target: `<= ${TARGET_MS}`, ok: addedSync <= TARGET_MS }
+    ]
+  } finally {
+    await stopAll()
+  }
+}
