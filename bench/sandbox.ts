@@ -5,9 +5,54 @@
  * workspace; the difference may be at most 10 ms. Also the sandbox alone: the same bwrap
  * command line the agent builds, against `true`.
  */
-import { startAgent, stopAll, waitFor, BIN } from '../test/helpers/procs.js'
+import fs from 'node:fs'
+import path from 'node:path'
+import { spawn } from 'node:child_process'
+import { startAgent, stopAll, waitFor, tempDir, BIN } from '../test/helpers/procs.js'
 import { median, timeCommand } from './stats.js'
+import { sandboxed } from '../src/exec/sandbox.js'
+import { detectIsolation } from '../src/agent/isolation.js'
 import type { Figure } from './grid-vrun.js'
+
+/** Spawns `file argv…` as the executor does (a process group of its own, piped stdio) and times it to its end. */
+async function timeSpawn (file: string, argv: string[]): Promise<number> {
+  const t0 = process.hrtime.bigint()
+  await new Promise<void>((resolve, reject) => {
+    const child = spawn(file, argv.slice(1), { argv0: argv[0], detached: true, stdio: ['pipe', 'pipe', 'pipe'] })
+    child.on('error', reject)
+    child.on('close', () => { resolve() })
+  })
+  return Number(process.hrtime.bigint() - t0) / 1e6
+}
+
+/**
+ * The floor: the very command line a guest's `true` gets (without the agent around it),
+ * against a plain spawn of `true`, interleaved.
+ */
+async function sandboxFloor (): Promise<{ plain: number[], boxed: number[] }> {
+  const dir = tempDir('vgrid-bench-sandbox-')
+  const iso = await detectIsolation({ mode: 'sandbox', net: true }, path.join(dir, 'home'))
+  if (iso.kind !== 'sandbox') throw new Error(`no sandbox here: ${iso.kind === 'unavailable' ? iso.why : iso.kind}`)
+  for (const d of ['ws', 'home/bin', 'tmp', 'bin']) fs.mkdirSync(path.join(dir, d), { recursive: true })
+  const sb = {
+    ...iso.base,
+    workspace: { host: path.join(dir, 'ws'), guest: '/home/alice/proj' },
+    cwd: '/home/alice/proj',
+    taskHome: { host: path.join(dir, 'home'), guest: '/run/vgrid' },
+    commands: { host: path.join(dir, 'bin'), guest: '/run/vgrid/bin' },
+    tmp: path.join(dir, 'tmp'),
+    devices: [],
+    cores: [0]
+  }
+  const cmd = sandboxed(sb, '/usr/bin/true', ['true'])
+  const plain: number[] = []
+  const boxed: number[] = []
+  for (let i = 0; i < RUNS; i++) {
+    plain.push(await timeSpawn('/usr/bin/true', ['true']))
+    boxed.push(await timeSpawn(cmd.file, cmd.argv))
+  }
+  return { plain, boxed }
+}
 
 const RUNS = 40
 const TARGET_MS = 10
@@ -32,6 +77,7 @@ export async function benchSandbox (): Promise<Figure[]> {
       t.boxedSync.push(await time(boxed.peer, true))
       t.openSync.push(await time(open.peer, true))
     }
+    const floor = await sandboxFloor()
     const ms = (x: number): number => Math.round(x * 10) / 10
     const added = median(t.boxed) - median(t.open)
     const addedSync = median(t.boxedSync) - median(t.openSync)
@@ -41,7 +87,10 @@ export async function benchSandbox (): Promise<Figure[]> {
       { name: 'added by the sandbox (no sync)', value: ms(added), unit: 'ms', target: `<= ${TARGET_MS}`, ok: added <= TARGET_MS },
       { name: `vrun --on REMOTE true (empty workspace), sandboxed, median of ${RUNS}`, value: ms(median(t.boxedSync)), unit: 'ms' },
       { name: `vrun --on REMOTE true (empty workspace), --isolation none, median of ${RUNS}`, value: ms(median(t.openSync)), unit: 'ms' },
-      { name: 'added by the sandbox (empty workspace synced)', value: ms(addedSync), unit: 'ms', target: `<= ${TARGET_MS}`, ok: addedSync <= TARGET_MS }
+      { name: 'added by the sandbox (empty workspace synced)', value: ms(addedSync), unit: 'ms', target: `<= ${TARGET_MS}`, ok: addedSync <= TARGET_MS },
+      { name: `floor: spawn of true, median of ${RUNS}`, value: ms(median(floor.plain)), unit: 'ms' },
+      { name: `floor: the same true in the guest's sandbox command line, median of ${RUNS}`, value: ms(median(floor.boxed)), unit: 'ms' },
+      { name: 'floor: added by bwrap and its helpers alone', value: ms(median(floor.boxed) - median(floor.plain)), unit: 'ms' }
     ]
   } finally {
     await stopAll()

@@ -3,6 +3,7 @@
  * working directories that try to leave the agent's home, requests past the ledger. The agent
  * refuses each with a reason, writes nothing outside its scratch space, and keeps serving.
  */
+import { randomBytes } from 'node:crypto'
 import { describe, it, expect, beforeAll, afterAll } from 'vitest'
 import fs from 'node:fs'
 import path from 'node:path'
@@ -110,7 +111,7 @@ describe('the exec protocol under hostile input', () => {
 
   it('ends the session on a malformed input while a command runs', async () => {
     for (const bad of [{ t: 'signal', sig: 'SIGSTOP' }, { t: 'stdin', data: 'text' }, { t: 'resize', cols: -1, rows: 2 }, { t: 'nope' }]) {
-      const replies = await exchange({ t: 'exec', v: 2, task: 'bbbbbbbbbbbbbbbb', spec: spec({ argv: ['sh', '-c', 'read x; echo got $x'] }) }, bad)
+      const replies = await exchange({ t: 'exec', v: 2, task: randomBytes(8).toString('hex'), spec: spec({ argv: ['sh', '-c', 'read x; echo got $x'] }) }, bad)
       expect(replies[0]).toMatchObject({ t: 'started' })
       expect(replies.at(-1)).toMatchObject({ t: 'error', error: { code: 'ERR_BAD_MESSAGE' } })
       // The cancelled command's cores come back once it has been reaped.

@@ -38,9 +38,29 @@ describe('vgridHome', () => {
 describe('resolveAgentConfig defaults', () => {
   it('shares everything and listens on the fixed IPv4 port', () => {
     const c = resolveAgentConfig({}, env)
-    expect(c).toEqual({ home, peers: [], listen: [`/ip4/0.0.0.0/tcp/${DEFAULT_PORT}`], share: { pools: [], labels: {} }, policy: { nice: 10, onlyWhenIdle: false } })
+    expect(c).toEqual({ home, peers: [], listen: [`/ip4/0.0.0.0/tcp/${DEFAULT_PORT}`], share: { pools: [], labels: {} }, policy: { nice: 10, onlyWhenIdle: false }, isolation: { mode: 'sandbox', net: true } })
     expect(DEFAULT_LISTEN).toEqual(['/ip4/0.0.0.0/tcp/7321'])
     expect(c.join).toBeUndefined()
+  })
+})
+
+describe('how guests are contained', () => {
+  it('takes --isolation, --guest-net, --guest-user and --guest-share from flags, the environment and the file', () => {
+    expect(resolveAgentConfig({ isolation: 'none', guestNet: 'none', guestUser: 'vgrid-guest', guestShare: ['/data', '/scratch:rw'] }, env).isolation)
+      .toEqual({ mode: 'none', net: false, guestUser: 'vgrid-guest', shares: [{ path: '/data', rw: false }, { path: '/scratch', rw: true }] })
+    expect(resolveAgentConfig({}, { ...env, VGRID_ISOLATION: 'NONE', VGRID_GUEST_SHARE: '/a,/b:rw' }).isolation)
+      .toEqual({ mode: 'none', net: true, shares: [{ path: '/a', rw: false }, { path: '/b', rw: true }] })
+  })
+
+  it.each<[AgentFlags, RegExp]>([
+    [{ isolation: 'bwrap' }, /--isolation.*expected sandbox or none/],
+    [{ guestNet: 'off' }, /--guest-net.*expected on or none/],
+    [{ guestUser: 'a b' }, /--guest-user.*user name/],
+    [{ guestShare: 'data' }, /--guest-share.*absolute directory/],
+    [{ guestShare: '/proc/1' }, /--guest-share.*cannot be shared/],
+    [{ guestShare: '/' }, /--guest-share.*cannot be shared/]
+  ])('refuses %j', (flags, message) => {
+    expect(badArg(() => resolveAgentConfig(flags, env)).message).toMatch(message)
   })
 })
 
@@ -177,7 +197,7 @@ describe('config file', () => {
     ['{"cpus": 4,', /config is not valid JSON/],
     ['[1,2]', /config must hold a JSON object/],
     ['"8"', /config must hold a JSON object/],
-    [{ cpu: 4 }, /config: unknown field "cpu" \(known: cpus, gpus, mem, cacheSize, pools, labels, listen, maxTasks, nice, onlyWhenIdle, acceptFrom\)/],
+    [{ cpu: 4 }, /config: unknown field "cpu" \(known: cpus, gpus, mem, cacheSize, pools, labels, listen, maxTasks, nice, onlyWhenIdle, acceptFrom, isolation, guestNet, guestUser, guestShare\)/],
     [{ cpus: 'eight' }, /config: field "cpus": "eight" is not valid/],
     [{ cpus: 0 }, /config: field "cpus"/],
     [{ gpus: [0, 'x'] }, /config: field "gpus"/],
