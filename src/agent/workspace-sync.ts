@@ -198,9 +198,11 @@ export class WorkspaceSync {
   async pullCopy (copyDir: string, submitter: string, offer: { session: string, root: Uint8Array }, send: Send, signal?: AbortSignal): Promise<SyncCopyResult> {
     let fetcher: BlobFetcher | undefined
     const t0 = performance.now()
+    // The rescans' cache: it lets the check before reuse compare ctimes and inodes too.
+    const { cache } = await this.statCache(copyDir + '.statcache', 0)
     try {
       const synced = await syncCopy({
-        copyDir, root: offer.root, store: this.store,
+        copyDir, root: offer.root, store: this.store, statCache: cache,
         openFetcher: async () => {
           const channel: FrameChannel = await this.grid.open(submitter, SYNC_PROTOCOL, { maxFrameBytes: SYNC_MAX_FRAME_BYTES, ...(signal !== undefined ? { signal } : {}) })
           fetcher = await BlobFetcher.open(channel, offer.session)
@@ -214,10 +216,8 @@ export class WorkspaceSync {
       // rescan after the command need not read them again (a first sync of 10,000 small
       // files: 505 → 132 ms), only stat them. Files this sync did not write are in the cache
       // from an earlier rescan.
-      if (synced.written.length > 0) {
-        const { cache } = await this.statCache(copyDir + '.statcache', 0)
-        await cache.beginScanWith(copyDir, synced.written)
-      }
+      if (synced.written.length > 0) await cache.beginScanWith(copyDir, synced.written)
+      if (synced.repaired !== undefined) await this.tellRepaired(copyDir, synced.repaired, send)
       return synced
     } finally {
       if (fetcher !== undefined) {
@@ -225,6 +225,19 @@ export class WorkspaceSync {
         fetcher.close()
       }
     }
+  }
+
+  /**
+   * Something wrote into the copy since its last run (a process a command left behind, most
+   * likely) and the sync has put the submitter's files back: the submitter hears of it, as a
+   * command of theirs may be what did it, and this machine's owner finds it in the log.
+   */
+  private async tellRepaired (copyDir: string, repaired: NonNullable<SyncCopyResult['repaired']>, send: Send): Promise<void> {
+    const what = 'paths' in repaired
+      ? `${repaired.paths.length} ${repaired.paths.length === 1 ? 'path' : 'paths'} (${repaired.paths.slice(0, 3).map((p) => JSON.stringify(p)).join(', ')}${repaired.paths.length > 3 ? ', …' : ''})`
+      : `the whole copy (${repaired.whole})`
+    log.warn(`the copy ${copyDir} had changed since its last run: put back ${what}`)
+    await send({ t: 'notice', text: clipText(`the workspace copy on this member had changed since the last run (a process left running?): put back ${what}`) }).catch(() => {})
   }
 
   /**
