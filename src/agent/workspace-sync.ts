@@ -13,7 +13,7 @@ import { VgridError, clipText } from '../common/errors.js'
 import type { FrameChannel } from '../common/channel.js'
 import type { Grid } from '../grid/index.js'
 import {
-  ChunkStore, ExportRegistry, BlobFetcher, StatCache, EncodeMemo, SYNC_PROTOCOL, SYNC_MAX_FRAME_BYTES,
+  ChunkStore, ExportRegistry, StatWorker, BlobFetcher, StatCache, EncodeMemo, SYNC_PROTOCOL, SYNC_MAX_FRAME_BYTES,
   scanWorkspace, decodeTree, applyOutputs, syncCopy, saveBase, forgetBase, nodeAt, hexOf, loadIgnoreRules,
   readChunkAt, type DirNode, type ChunkSource, type SyncCopyResult, type SyncProgress, type WorkspaceRef
 } from '../fs-sync/index.js'
@@ -73,6 +73,8 @@ export class WorkspaceSync {
   private readonly copyTrees = new Map<string, { rootHash: Uint8Array, tree: DirNode }>()
   /** Scans of one workspace, shared by the runs that ask while one is under way (see scan). */
   private readonly scans = new FreshRuns<WorkspaceScan>()
+  /** Half of the stats of the check before a copy is reused (started with the agent, so it is ready). */
+  private readonly statWorker = StatWorker.start()
 
   /** A place's stat cache, with the directory records of its last scan. */
   private async statCache (file: string, racyMarginMs?: number): Promise<{ cache: StatCache, memo: EncodeMemo }> {
@@ -96,6 +98,7 @@ export class WorkspaceSync {
   }
 
   async close (): Promise<void> {
+    await this.statWorker?.close()
     await this.store.close()
   }
 
@@ -202,7 +205,7 @@ export class WorkspaceSync {
     const { cache } = await this.statCache(copyDir + '.statcache', 0)
     try {
       const synced = await syncCopy({
-        copyDir, root: offer.root, store: this.store, statCache: cache,
+        copyDir, root: offer.root, store: this.store, statCache: cache, ...(this.statWorker !== undefined ? { statWorker: this.statWorker } : {}),
         openFetcher: async () => {
           const channel: FrameChannel = await this.grid.open(submitter, SYNC_PROTOCOL, { maxFrameBytes: SYNC_MAX_FRAME_BYTES, ...(signal !== undefined ? { signal } : {}) })
           fetcher = await BlobFetcher.open(channel, offer.session)

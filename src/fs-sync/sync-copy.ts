@@ -19,6 +19,10 @@ import { materialize } from './materialize.js'
 import { checkCopy, markChanged } from './copy-check.js'
 import { removeTree } from './remove-tree.js'
 import type { StatCache } from './stat-cache.js'
+import type { StatWorker } from './stat-workers.js'
+import { createLogger } from '../common/log.js'
+
+const log = createLogger('sync')
 import type { ChunkRef, DirNode, FileNode, Hash } from './types.js'
 
 export interface SyncProgress {
@@ -111,6 +115,8 @@ export async function syncCopy (opts: {
   base?: { rootHash: Hash, tree: DirNode }
   /** The copy's stat cache: the check then also sees a rewrite that kept size and mtime. */
   statCache?: StatCache
+  /** A thread that does half of the check's stats. */
+  statWorker?: StatWorker
   signal?: AbortSignal
   onProgress?: (p: SyncProgress) => void
 }): Promise<SyncCopyResult> {
@@ -124,7 +130,10 @@ export async function syncCopy (opts: {
   let onDisk = base
   let repaired: SyncCopyResult['repaired']
   if (base !== undefined) {
-    const check = await checkCopy(copyDir, base, { ...(opts.statCache !== undefined ? { statCache: opts.statCache } : {}), ...(opts.signal !== undefined ? { signal: opts.signal } : {}) })
+    const { statCache, statWorker, signal } = opts
+    const t0 = performance.now()
+    const check = await checkCopy(copyDir, base, { ...(statCache !== undefined ? { statCache } : {}), ...(statWorker !== undefined ? { statWorker } : {}), ...(signal !== undefined ? { signal } : {}) })
+    log.debug(`checked ${copyDir} in ${Math.round(performance.now() - t0)} ms${statWorker?.available === true ? ' (two threads)' : ''}: ${'unusable' in check ? check.unusable : `${check.changed.length} changed`}`)
     if ('unusable' in check) {
       // materialize then removes whatever the tree does not hold and rewrites every file.
       base = onDisk = undefined
