@@ -4,7 +4,7 @@
  * writing through a link that was planted there.
  */
 import fs from 'node:fs/promises'
-import { utimesSync } from 'node:fs'
+import { existsSync, utimesSync } from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
@@ -103,6 +103,12 @@ describe('checkCopy', () => {
     expect(await changedPaths(tree, cache)).toEqual(['README.md'])
     // without the cache only size, mtime and type tell
     expect(await changedPaths(tree)).toEqual([])
+    // put back to the millisecond only (a Date): the cache's nanoseconds tell as well
+    const q = path.join(copy, 'src/main.c')
+    const before = await fs.stat(q)
+    await fs.writeFile(q, 'int main() { return 1; }\n')
+    utimesSync(q, before.atime, before.mtime)
+    expect(await changedPaths(tree, cache)).toEqual(['README.md', 'src/main.c'])
   })
 
   it('never enters a directory replaced by a link, and the sync puts it back without writing through it', async () => {
@@ -152,3 +158,47 @@ describe('checkCopy', () => {
     expect(await checkCopy(copy, tree)).toEqual({ unusable: 'the copy is not a directory' })
   })
 })
+
+// The stat worker loads compiled JavaScript: this runs against the build `npm test` makes first.
+const DIST = path.resolve('dist/src/fs-sync/index.js')
+const HAS_DIST = existsSync(DIST) && existsSync(path.resolve('dist/src/fs-sync/stat-worker.js'))
+
+describe('checkCopy with the stat worker', () => {
+  it.skipIf(!HAS_DIST)('finds the same changes as the main thread alone (needs `npm run build`)', async () => {
+    const dist = await import(DIST) as typeof import('../../src/fs-sync/index.js')
+    const { WORKER_MIN_FILES } = await import(path.resolve('dist/src/fs-sync/copy-check.js')) as typeof import('../../src/fs-sync/copy-check.js')
+    for (let i = 0; i < WORKER_MIN_FILES + 100; i++) {
+      const dir = path.join(copy, `d${i % 7}`)
+      await fs.mkdir(dir, { recursive: true })
+      await fs.writeFile(path.join(dir, `f${i}.txt`), `file ${i}\n`)
+    }
+    await new Promise((resolve) => setTimeout(resolve, 5))
+    const cache = dist.StatCache.empty(undefined, { racyMarginMs: 0 })
+    const { tree } = await dist.scanWorkspace(copy, { statCache: cache, workers: 0 })
+    const worker = dist.StatWorker.start()!
+    try {
+      await waitFor(() => worker.available)
+      const both = async (): Promise<string[][]> => await Promise.all([
+        dist.checkCopy(copy, tree, { statCache: cache }),
+        dist.checkCopy(copy, tree, { statCache: cache, statWorker: worker })
+      ].map(async (p) => { const c = await p; if ('unusable' in c) throw new Error(c.unusable); return [...c.changed].sort() }))
+      expect(await both()).toEqual([[], []])
+      // one in each half of the files, whatever order the directories are read in
+      for (const i of [0, 1, 5, 6, WORKER_MIN_FILES + 99]) await fs.appendFile(path.join(copy, `d${i % 7}`, `f${i}.txt`), 'more')
+      await fs.rm(path.join(copy, 'd3', 'f3.txt'))
+      const [alone, threaded] = await both()
+      expect(threaded).toEqual(alone)
+      expect(threaded).toHaveLength(6)
+    } finally {
+      await worker.close()
+    }
+  })
+})
+
+async function waitFor (ok: () => boolean, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  while (!ok()) {
+    if (Date.now() > deadline) throw new Error('the stat worker did not start')
+    await new Promise((resolve) => setTimeout(resolve, 10))
+  }
+}
