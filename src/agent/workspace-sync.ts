@@ -73,8 +73,12 @@ export class WorkspaceSync {
   private readonly copyTrees = new Map<string, { rootHash: Uint8Array, tree: DirNode }>()
   /** Scans of one workspace, shared by the runs that ask while one is under way (see scan). */
   private readonly scans = new FreshRuns<WorkspaceScan>()
-  /** Half of the stats of the check before a copy is reused (started with the agent, so it is ready). */
-  private readonly statWorker = StatWorker.start()
+  /**
+   * Half of the stats of the check before a copy is reused: started by the first copy this
+   * agent pulls (a member that never runs guests never starts it), ready for the next.
+   */
+  private statWorker: StatWorker | undefined
+  private statWorkerTried = false
 
   /** A place's stat cache, with the directory records of its last scan. */
   private async statCache (file: string, racyMarginMs?: number): Promise<{ cache: StatCache, memo: EncodeMemo }> {
@@ -203,6 +207,10 @@ export class WorkspaceSync {
     const t0 = performance.now()
     // The rescans' cache: it lets the check before reuse compare ctimes and inodes too.
     const { cache } = await this.statCache(copyDir + '.statcache', 0)
+    if (!this.statWorkerTried) {
+      this.statWorkerTried = true
+      this.statWorker = StatWorker.start()
+    }
     try {
       const synced = await syncCopy({
         copyDir, root: offer.root, store: this.store, statCache: cache, ...(this.statWorker !== undefined ? { statWorker: this.statWorker } : {}),
