@@ -15,7 +15,9 @@
  * The walk reads the directories first, then lstats the files it found (half of them in a
  * StatWorker thread when one is given: the stats are nearly all the check costs), then
  * compares. It never follows a link: a directory is entered only when lstat semantics say it is
- * one, and a `.vgridignore` is opened with O_NOFOLLOW. What differs is returned as paths;
+ * one, and a `.vgridignore` is opened with O_NOFOLLOW. (A directory swapped for a link between
+ * its lstat and its readdir can make the walk read the names of another: it only reads them,
+ * and every write of the sync goes through safeResolve.) What differs is returned as paths;
  * `markChanged` turns them into a base that says "unknown" there, so the sync that follows
  * removes or rewrites them from the submitter's tree like any other change.
  */
