@@ -8,6 +8,7 @@ import path from 'node:path'
 import { ROOT, removeTempDirs } from '../test/helpers/procs.js'
 import { benchGridVrun, type Figure } from './grid-vrun.js'
 import { benchSync } from './sync.js'
+import { benchCopyCheck } from './copy-check.js'
 import { benchFastcdc } from './fastcdc.js'
 import { benchStore } from './store.js'
 import { benchTransport } from './transport.js'
@@ -20,6 +21,7 @@ const BENCHES: Record<string, () => Promise<Figure[]>> = {
   'grid-vrun': benchGridVrun,
   transport: benchTransport,
   sync: benchSync,
+  'copy-check': benchCopyCheck,
   fastcdc: benchFastcdc,
   store: benchStore,
   tasks: benchTasks,

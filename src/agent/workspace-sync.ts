@@ -13,7 +13,7 @@ import { VgridError, clipText } from '../common/errors.js'
 import type { FrameChannel } from '../common/channel.js'
 import type { Grid } from '../grid/index.js'
 import {
-  ChunkStore, ExportRegistry, BlobFetcher, StatCache, EncodeMemo, SYNC_PROTOCOL, SYNC_MAX_FRAME_BYTES,
+  ChunkStore, ExportRegistry, StatWorker, BlobFetcher, StatCache, EncodeMemo, SYNC_PROTOCOL, SYNC_MAX_FRAME_BYTES,
   scanWorkspace, decodeTree, applyOutputs, syncCopy, saveBase, forgetBase, nodeAt, hexOf, loadIgnoreRules,
   readChunkAt, type DirNode, type ChunkSource, type SyncCopyResult, type SyncProgress, type WorkspaceRef
 } from '../fs-sync/index.js'
@@ -73,6 +73,12 @@ export class WorkspaceSync {
   private readonly copyTrees = new Map<string, { rootHash: Uint8Array, tree: DirNode }>()
   /** Scans of one workspace, shared by the runs that ask while one is under way (see scan). */
   private readonly scans = new FreshRuns<WorkspaceScan>()
+  /**
+   * Half of the stats of the check before a copy is reused: started by the first copy this
+   * agent pulls (a member that never runs guests never starts it), ready for the next.
+   */
+  private statWorker: StatWorker | undefined
+  private statWorkerTried = false
 
   /** A place's stat cache, with the directory records of its last scan. */
   private async statCache (file: string, racyMarginMs?: number): Promise<{ cache: StatCache, memo: EncodeMemo }> {
@@ -96,6 +102,7 @@ export class WorkspaceSync {
   }
 
   async close (): Promise<void> {
+    await this.statWorker?.close()
     await this.store.close()
   }
 
@@ -198,9 +205,15 @@ export class WorkspaceSync {
   async pullCopy (copyDir: string, submitter: string, offer: { session: string, root: Uint8Array }, send: Send, signal?: AbortSignal): Promise<SyncCopyResult> {
     let fetcher: BlobFetcher | undefined
     const t0 = performance.now()
+    // The rescans' cache: it lets the check before reuse compare ctimes and inodes too.
+    const { cache } = await this.statCache(copyDir + '.statcache', 0)
+    if (!this.statWorkerTried) {
+      this.statWorkerTried = true
+      this.statWorker = StatWorker.start()
+    }
     try {
       const synced = await syncCopy({
-        copyDir, root: offer.root, store: this.store,
+        copyDir, root: offer.root, store: this.store, statCache: cache, ...(this.statWorker !== undefined ? { statWorker: this.statWorker } : {}),
         openFetcher: async () => {
           const channel: FrameChannel = await this.grid.open(submitter, SYNC_PROTOCOL, { maxFrameBytes: SYNC_MAX_FRAME_BYTES, ...(signal !== undefined ? { signal } : {}) })
           fetcher = await BlobFetcher.open(channel, offer.session)
@@ -214,10 +227,8 @@ export class WorkspaceSync {
       // rescan after the command need not read them again (a first sync of 10,000 small
       // files: 505 → 132 ms), only stat them. Files this sync did not write are in the cache
       // from an earlier rescan.
-      if (synced.written.length > 0) {
-        const { cache } = await this.statCache(copyDir + '.statcache', 0)
-        await cache.beginScanWith(copyDir, synced.written)
-      }
+      if (synced.written.length > 0) await cache.beginScanWith(copyDir, synced.written)
+      if (synced.repaired !== undefined) await this.tellRepaired(copyDir, synced.repaired, send)
       return synced
     } finally {
       if (fetcher !== undefined) {
@@ -225,6 +236,19 @@ export class WorkspaceSync {
         fetcher.close()
       }
     }
+  }
+
+  /**
+   * Something wrote into the copy since its last run (a process a command left behind, most
+   * likely) and the sync has put the submitter's files back: the submitter hears of it, as a
+   * command of theirs may be what did it, and this machine's owner finds it in the log.
+   */
+  private async tellRepaired (copyDir: string, repaired: NonNullable<SyncCopyResult['repaired']>, send: Send): Promise<void> {
+    const what = 'paths' in repaired
+      ? `${repaired.paths.length} ${repaired.paths.length === 1 ? 'path' : 'paths'} (${repaired.paths.slice(0, 3).map((p) => JSON.stringify(p)).join(', ')}${repaired.paths.length > 3 ? ', …' : ''})`
+      : `the whole copy (${repaired.whole})`
+    log.warn(`the copy ${copyDir} had changed since its last run: put back ${what}`)
+    await send({ t: 'notice', text: clipText(`the workspace copy on this member had changed since the last run (a process left running?): put back ${what}`) }).catch(() => {})
   }
 
   /**

@@ -111,6 +111,11 @@ export class StatCache {
     return e.chunks
   }
 
+  /** The stat `relPath` had when last recorded, without marking it seen (the copy's check). */
+  peek (relPath: string): StatKey | undefined {
+    return this.next.get(relPath) ?? this.old.get(relPath)
+  }
+
   /** Remembers the chunks of a file read with stat `st` (taken before reading it). */
   record (relPath: string, st: StatKey, chunks: ChunkRef[]): void {
     if (!settledBefore(st, this.trustBeforeNs)) return

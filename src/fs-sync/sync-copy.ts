@@ -3,8 +3,12 @@
  * compares the trees from the root down (equal subtrees are skipped by hash), asks for the
  * chunks it lacks in its store (each distinct chunk once), and rewrites only the files that
  * changed, writing each as soon as its chunks are there.
+ *
+ * The copy's record is not trusted alone: before each reuse, checkCopy compares the disk with
+ * it (stat only) and what differs is rewritten as well, so a command always starts on exactly
+ * the submitter's files, whatever wrote into the copy since the last run.
  */
-import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs'
+import { lstatSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs'
 import { VgridError } from '../common/errors.js'
 import type { ChunkStore } from './store.js'
 import type { BlobFetcher } from './fetcher.js'
@@ -12,6 +16,13 @@ import { decodeTree, hexOf } from './tree-codec.js'
 import { diffTrees } from './diff.js'
 import { treeStats } from './tree-stats.js'
 import { materialize } from './materialize.js'
+import { checkCopy, markChanged } from './copy-check.js'
+import { removeTree } from './remove-tree.js'
+import type { StatCache } from './stat-cache.js'
+import type { StatWorker } from './stat-workers.js'
+import { createLogger } from '../common/log.js'
+
+const log = createLogger('sync')
 import type { ChunkRef, DirNode, FileNode, Hash } from './types.js'
 
 export interface SyncProgress {
@@ -34,6 +45,11 @@ export interface SyncCopyResult {
   progress: SyncProgress
   /** The files this sync wrote into the copy (relative paths) and what they now hold. */
   written: Array<[string, FileNode]>
+  /**
+   * What had changed in the copy since its last sync, found by the check and put back: the
+   * paths, or `whole` with why when the copy was checked from scratch instead.
+   */
+  repaired?: { paths: string[] } | { whole: string }
 }
 
 const BASE_ROOT_SUFFIX = '.root'
@@ -97,13 +113,37 @@ export async function syncCopy (opts: {
   store: ChunkStore
   /** What the copy holds, when the caller still has it in memory (saves decoding it again). */
   base?: { rootHash: Hash, tree: DirNode }
+  /** The copy's stat cache: the check then also sees a rewrite that kept size and mtime. */
+  statCache?: StatCache
+  /** A thread that does half of the check's stats. */
+  statWorker?: StatWorker
   signal?: AbortSignal
   onProgress?: (p: SyncProgress) => void
 }): Promise<SyncCopyResult> {
   const { copyDir, store, root } = opts
+  // The copy's own directory may have been replaced too (by a link elsewhere): never enter it.
+  const top = lstatSync(copyDir, { throwIfNoEntry: false })
+  if (top !== undefined && !top.isDirectory()) await removeTree(copyDir)
   mkdirSync(copyDir, { recursive: true })
-  const base = await currentBase(copyDir, store, opts.base)
-  if (base !== undefined && opts.base !== undefined && base === opts.base.tree && hexOf(opts.base.rootHash) === hexOf(root)) {
+  let base = await currentBase(copyDir, store, opts.base)
+  // What the diff starts from: the record, with what the check found changed marked unknown.
+  let onDisk = base
+  let repaired: SyncCopyResult['repaired']
+  if (base !== undefined) {
+    const { statCache, statWorker, signal } = opts
+    const t0 = performance.now()
+    const check = await checkCopy(copyDir, base, { ...(statCache !== undefined ? { statCache } : {}), ...(statWorker !== undefined ? { statWorker } : {}), ...(signal !== undefined ? { signal } : {}) })
+    log.debug(`checked ${copyDir} in ${Math.round(performance.now() - t0)} ms${statWorker?.available === true ? ' (two threads)' : ''}: ${'unusable' in check ? check.unusable : `${check.changed.length} changed`}`)
+    if ('unusable' in check) {
+      // materialize then removes whatever the tree does not hold and rewrites every file.
+      base = onDisk = undefined
+      repaired = { whole: check.unusable }
+    } else if (check.changed.length > 0) {
+      onDisk = markChanged(base, check.changed)
+      repaired = { paths: check.changed }
+    }
+  }
+  if (base !== undefined && onDisk === base && opts.base !== undefined && base === opts.base.tree && hexOf(opts.base.rootHash) === hexOf(root)) {
     // Nothing changed since the last run: one comparison, no disk, no stream.
     const whole = treeStats(base)
     const p: SyncProgress = { totalBytes: 0, sentBytes: 0, sentChunks: 0, files: 0, totalFiles: 0, reusedBytes: whole.bytes, done: true }
@@ -119,8 +159,9 @@ export async function syncCopy (opts: {
     await store.put(h, data)
     return data
   }
+  // The record (not onDisk) lends decoded subtrees: it holds what their hashes name.
   const { tree, stats } = await decodeTree(fetcher.root, getBlob, base !== undefined ? { base } : {})
-  const changes = diffTrees(base, tree)
+  const changes = diffTrees(onDisk, tree)
   const p: SyncProgress = { totalBytes: 0, sentBytes: 0, sentChunks: 0, files: 0, totalFiles: 0, reusedBytes: 0, done: false }
 
   // Ask at once for every distinct chunk the store lacks, in the order files will be written.
@@ -164,7 +205,7 @@ export async function syncCopy (opts: {
     return await fetcher.fetch(ref.hash, ref.size)
   }
   let lastReport = 0
-  await materialize(copyDir, base, tree, readChunk, {
+  await materialize(copyDir, onDisk, tree, readChunk, {
     ...(opts.signal !== undefined ? { signal: opts.signal } : {}),
     onProgress: ({ files }) => {
       p.files = files
@@ -178,6 +219,6 @@ export async function syncCopy (opts: {
   p.done = true
   opts.onProgress?.({ ...p })
   await writeBaseRoot(copyDir, fetcher.root)
-  return { tree, rootHash: fetcher.root, progress: p, written }
+  return { tree, rootHash: fetcher.root, progress: p, written, ...(repaired !== undefined ? { repaired } : {}) }
 }
 

@@ -268,3 +268,66 @@ describe('vrun in a pipeline whose reader stops early', () => {
     expect(fs.readFileSync(path.join(ws, 'second.txt'), 'utf8')).toBe('y\n')
   }, 60_000)
 })
+
+describe('a copy that changed on the executor between runs', () => {
+  /** B's copy of `ws`: the one directory under B's workspaces/ that holds its marker file. */
+  function copyOf (marker: string): string {
+    const root = path.join(b.home, 'workspaces')
+    const found = fs.readdirSync(root).flatMap((k) => fs.readdirSync(path.join(root, k), { withFileTypes: true })
+      .filter((d) => d.isDirectory() && fs.existsSync(path.join(root, k, d.name, marker)))
+      .map((d) => path.join(root, k, d.name)))
+    expect(found).toHaveLength(1)
+    return found[0]!
+  }
+
+  it('is put back to the submitter\'s files before the next command, never writing through a planted link', async () => {
+    const marker = `marker-${randomBytes(6).toString('hex')}`
+    const files = {
+      'same-size.txt': 'alpha\n',
+      'other-size.txt': 'bravo\n',
+      'gone.txt': 'charlie\n',
+      'linked.txt': 'delta\n',
+      'kept-mtime.txt': 'echo\n',
+      'sub/inner.txt': 'foxtrot\n',
+      [marker]: ''
+    }
+    const ws = workspace(files)
+    const first = await vrunIn(ws, ['true'])
+    expect(first.code, first.stderr).toBe(0)
+    const copy = copyOf(marker)
+
+    // What a process left behind by a guest could do to the copy meanwhile.
+    const outside = tempDir('vgrid-sentinel-')
+    fs.writeFileSync(path.join(outside, 'secret'), 'sentinel\n')
+    fs.writeFileSync(path.join(outside, 'inner.txt'), 'sentinel\n')
+    fs.writeFileSync(path.join(copy, 'same-size.txt'), 'ALPHA\n')
+    fs.writeFileSync(path.join(copy, 'other-size.txt'), 'bravo, tampered with\n')
+    fs.writeFileSync(path.join(copy, 'stray.txt'), 'planted\n')
+    fs.rmSync(path.join(copy, 'gone.txt'))
+    fs.rmSync(path.join(copy, 'linked.txt'))
+    fs.symlinkSync(path.join(outside, 'secret'), path.join(copy, 'linked.txt'))
+    // same size, and the mtime put back as it was: only its ctime tells
+    const st = fs.statSync(path.join(copy, 'kept-mtime.txt'))
+    fs.writeFileSync(path.join(copy, 'kept-mtime.txt'), 'ECHO\n')
+    fs.utimesSync(path.join(copy, 'kept-mtime.txt'), st.atime, st.mtime)
+    fs.rmSync(path.join(copy, 'sub'), { recursive: true })
+    fs.symlinkSync(outside, path.join(copy, 'sub'))
+
+    const r = await vrunIn(ws, ['sh', '-c', `cat same-size.txt other-size.txt gone.txt linked.txt kept-mtime.txt sub/inner.txt; ls -A | grep -v ${marker}; test -L linked.txt || test -L sub || echo no-links`])
+    expect(r.code, r.stderr).toBe(0)
+    expect(r.stdout).toBe('alpha\nbravo\ncharlie\ndelta\necho\nfoxtrot\n' +
+      ['gone.txt', 'kept-mtime.txt', 'linked.txt', 'other-size.txt', 'same-size.txt', 'sub'].join('\n') + '\nno-links\n')
+    expect(r.stderr).toMatch(/the workspace copy on this member had changed since the last run/)
+    // Nothing written outside the copy, nothing planted came back, the workspace as it was.
+    expect(fs.readFileSync(path.join(outside, 'secret'), 'utf8')).toBe('sentinel\n')
+    expect(fs.readFileSync(path.join(outside, 'inner.txt'), 'utf8')).toBe('sentinel\n')
+    expect(fs.readdirSync(outside).sort()).toEqual(['inner.txt', 'secret'])
+    expect(fs.existsSync(path.join(ws, 'stray.txt'))).toBe(false)
+    for (const [rel, content] of Object.entries(files)) expect(fs.readFileSync(path.join(ws, rel), 'utf8')).toBe(content)
+
+    // And a run after that finds nothing to put back.
+    const again = await vrunIn(ws, ['cat', 'same-size.txt'])
+    expect(again.stdout).toBe('alpha\n')
+    expect(again.stderr).not.toMatch(/had changed since the last run/)
+  }, 60_000)
+})
