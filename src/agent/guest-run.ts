@@ -60,15 +60,17 @@ export async function makeGuestDirs (home: string, task: string, owner?: { uid: 
 /**
  * Hands a directory the guest works in to the guest user (the agent is root and wrote it):
  * every entry, links themselves and not what they point to. Entries it owns already are
- * skipped.
+ * left alone.
  */
 export async function chownTree (root: string, owner: { uid: number, gid: number }): Promise<void> {
   const walk = async (dir: string): Promise<void> => {
     const entries = await fs.readdir(dir, { withFileTypes: true })
     await Promise.all(entries.map(async (e) => {
       const p = path.join(dir, e.name)
-      await fs.lchown(p, owner.uid, owner.gid)
-      if (e.isDirectory()) await walk(p)
+      // Only where it differs: a chown marks the ctime, which the copy check (copy-check.ts) compares.
+      const st = await fs.lstat(p)
+      if (st.uid !== owner.uid || st.gid !== owner.gid) await fs.lchown(p, owner.uid, owner.gid)
+      if (st.isDirectory()) await walk(p)
     }))
   }
   const st = await fs.lstat(root)

@@ -6,8 +6,14 @@ import fs from 'node:fs'
 import fsp from 'node:fs/promises'
 import { GROUP_KILL_WAIT_MS, GROUP_POLL_MS } from './constants.js'
 
-/** Sends `sig` to process group `pgid`; false when the group is gone. */
+/**
+ * Sends `sig` to process group `pgid`; false when the group is gone. A guest's group is led
+ * by bubblewrap's monitor (exec/sandbox.ts), which dies of any signal it gets and takes the
+ * whole sandbox down with it, with no grace for the command: signals other than SIGKILL and
+ * SIGSTOP go to the rest of its group instead.
+ */
 export function signalGroup (pgid: number, sig: NodeJS.Signals | 0): boolean {
+  if (sig !== 0 && sig !== 'SIGKILL' && sig !== 'SIGSTOP' && isSandboxLeader(pgid)) return signalGroupSparing(pgid, sig)
   try {
     process.kill(-pgid, sig)
     return true
@@ -15,6 +21,35 @@ export function signalGroup (pgid: number, sig: NodeJS.Signals | 0): boolean {
     // ESRCH: nothing left; EPERM cannot happen for our own children.
     return false
   }
+}
+
+/** Whether `pid` runs bubblewrap (its monitor process leads a sandboxed guest's group). */
+function isSandboxLeader (pid: number): boolean {
+  try {
+    return fs.readFileSync(`/proc/${pid}/comm`, 'utf8').trim() === 'bwrap'
+  } catch {
+    return false
+  }
+}
+
+/** `sig` to every process of group `pgid` but its leader; false when the group is gone. */
+function signalGroupSparing (pgid: number, sig: NodeJS.Signals): boolean {
+  if (!signalGroup(pgid, 0)) return false
+  let names: string[]
+  try {
+    names = fs.readdirSync('/proc')
+  } catch {
+    return true
+  }
+  for (const name of names) {
+    if (!/^\d+$/.test(name) || Number(name) === pgid) continue
+    try {
+      if (parseStat(fs.readFileSync(`/proc/${name}/stat`, 'utf8')).pgrp === pgid) process.kill(Number(name), sig)
+    } catch {
+      // it exited while we looked
+    }
+  }
+  return true
 }
 
 /** State and process group of a process, from /proc/PID/stat. */

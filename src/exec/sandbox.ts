@@ -13,11 +13,15 @@
  * - a minimal /dev, plus only the device nodes of the GPUs it was given.
  *
  * The process tree, from the agent down:
- *   env --ignore-signal=… [taskset -c CORES] bwrap … -- [setpriv …] env --default-signal=… FILE ARGS…
- * bwrap's own processes (the monitor, and PID 1 of the namespace) must not die of the signals
- * that are meant for the command: the monitor would take the namespace down at once, with no
- * grace for the command's own handler (Ctrl-C in a Python script). So they start with those
- * signals ignored, which exec keeps, and the command gets them back just before it starts.
+ *   [taskset -c CORES] bwrap … -- [setpriv …] FILE ARGS…
+ * bwrap's monitor must not die of the signals that are meant for the command: it would take
+ * the namespace down at once, with no grace for the command's own handler (Ctrl-C in a
+ * Python script). The agent's own signals spare it (exec/process-group.ts); PID 1 of the
+ * namespace ignores what it has no handler for. Under a terminal the kernel signals the
+ * whole foreground group, so there the tree is
+ *   env --ignore-signal=… [taskset …] bwrap … -- [setpriv …] env --default-signal=… perl … FILE ARGS…
+ * bwrap starting with those signals ignored (exec keeps that), the command getting them back
+ * and leading a group of its own (FOREGROUND) before it starts.
  * When the command ends, PID 1 ends and the kernel kills whatever the command left behind
  * (`setsid`, `nohup`, double forks); `--die-with-parent` does the same when the agent dies.
  * Under root, bwrap keeps only CAP_SETUID and CAP_SETGID for `setpriv`, which drops to the
@@ -171,12 +175,15 @@ export function sandboxed (sb: Sandbox, file: string, argv: string[]): { file: s
     inner.push(sb.tools.setpriv ?? 'setpriv', `--reuid=${sb.user.uid}`, `--regid=${sb.user.gid}`, '--clear-groups',
       '--inh-caps=-all', '--bounding-set=-all', '--no-new-privs', '--')
   }
-  inner.push(sb.tools.env, `--default-signal=${FORWARDED_SIGNALS.join(',')}`, '--')
-  if (sb.tty === true && sb.tools.perl !== undefined) inner.push(sb.tools.perl, '-e', FOREGROUND, '--')
+  const tty = sb.tty === true
+  if (tty) {
+    inner.push(sb.tools.env, `--default-signal=${FORWARDED_SIGNALS.join(',')}`, '--')
+    if (sb.tools.perl !== undefined) inner.push(sb.tools.perl, '-e', FOREGROUND, '--')
+  }
+  // FILE is exec'd by path with argv[0] = FILE: the name the user typed is lost, as under nice(1).
   inner.push(file, ...argv.slice(1))
-  // env execs FILE by path with argv[0] = FILE: the name the user typed is lost, as under nice(1).
-  const outer: string[] = [sb.tools.env, `--ignore-signal=${FORWARDED_SIGNALS.join(',')}`]
+  const outer: string[] = tty ? [sb.tools.env, `--ignore-signal=${FORWARDED_SIGNALS.join(',')}`] : []
   if (sb.cores.length > 0 && sb.tools.taskset !== undefined) outer.push(sb.tools.taskset, '-c', sb.cores.join(','))
   outer.push(sb.bwrap, ...b, '--', ...inner)
-  return { file: sb.tools.env, argv: ['env', ...outer.slice(1)] }
+  return { file: outer[0]!, argv: [path.basename(outer[0]!), ...outer.slice(1)] }
 }
