@@ -162,10 +162,13 @@ describe('a grid of agents', () => {
   }, 90_000)
 
   it('stopped with SIGTERM, leaves no guest behind, even one that ignores SIGTERM', async () => {
-    const { startCli, processRuns } = await import('../helpers/procs.js')
+    const { startCli, processRuns, processWith } = await import('../helpers/procs.js')
     const [a, b] = await startGrid(2)
-    const run = startCli('vrun', ['--no-sync', '--on', b.peer, 'sh', '-c', 'trap "" TERM INT HUP; echo $$; exec sleep 300'], { home: a.home, timeoutMs: 60_000 })
-    const pid = await waitFor(() => { const n = Number(run.stdout().trim()); return n > 0 ? n : undefined }, 'the guest to start', 20_000, 50)
+    // Found by its command line: in its sandbox's PID namespace, $$ is not this machine's pid.
+    const marker = `30${Math.floor(Math.random() * 90_000 + 10_000)}`
+    const run = startCli('vrun', ['--no-sync', '--on', b.peer, 'sh', '-c', `trap "" TERM INT HUP; echo started; exec sleep ${marker}`], { home: a.home, timeoutMs: 60_000 })
+    await waitFor(() => run.stdout().includes('started'), 'the guest to start', 20_000, 50)
+    const pid = await waitFor(() => processWith(`sleep ${marker}`), 'the guest\'s process', 5_000, 20)
     const stopped = await b.stop('SIGTERM')
     expect(stopped.code).toBe(0)
     // gone by the time the agent has exited, not at its next start

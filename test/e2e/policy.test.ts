@@ -155,7 +155,7 @@ describe('owner policy', () => {
 
     // A guest on b, with a retry, waiting for a gate the test opens only once it moved.
     const gate = path.join(dir, 'gate')
-    const sub = await runCli('vbatch', ['--retries', '1', 'sh', '-c', `echo "on $VGRID_HOME"; while [ ! -e ${gate} ]; do sleep 0.05; done; echo through`], { home: a.home, cwd: a.workspace })
+    const sub = await runCli('vbatch', ['--retries', '1', 'sh', '-c', `echo "on $VGRID_PEER"; while [ ! -e ${gate} ]; do sleep 0.05; done; echo through`], { home: a.home, cwd: a.workspace })
     expect(sub.code, sub.stderr).toBe(0)
     const id = sub.stdout.trim()
     await waitFor(async () => { const t = await show(a, id); return t.state === 'running' && t.peer === b.peer }, 'the task to run on b', 15_000, 100)
@@ -178,7 +178,7 @@ describe('owner policy', () => {
     const done = await runCli('vgrid', ['task', 'wait', id], { home: a.home, timeoutMs: 20_000 })
     expect(done.code).toBe(0)
     const log = await a.vgrid(['task', 'log', id])
-    expect(log.stdout).toBe(`on ${b.home}\non ${a.home}\nthrough\n`)
+    expect(log.stdout).toBe(`on ${b.peer}\non ${a.peer}\nthrough\n`)
     expect(log.stderr).toMatch(/came back.*placing it again/)
 
     // A plain vrun has no retries: it ends, saying why.

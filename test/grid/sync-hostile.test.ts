@@ -8,7 +8,7 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest'
 import fs from 'node:fs'
 import path from 'node:path'
-import { createHash } from 'node:crypto'
+import { createHash, randomBytes } from 'node:crypto'
 import { encode } from 'cborg'
 import { startAgent, type Agent } from '../../src/agent/agent.js'
 import { resolveAgentConfig } from '../../src/agent/config.js'

@@ -112,6 +112,17 @@ export async function waitFor<T> (fn: () => Promise<T | undefined | false> | T |
 const tempDirs: string[] = []
 
 /** Whether process `pid` runs (a zombie waiting to be reaped does not). */
+/** The pid of a process of this machine whose command line is exactly `cmdline` (words joined by spaces). */
+export function processWith (cmdline: string): number | undefined {
+  for (const name of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue
+    try {
+      if (fs.readFileSync(`/proc/${name}/cmdline`, 'utf8').split('\0').filter(Boolean).join(' ') === cmdline) return Number(name)
+    } catch {}
+  }
+  return undefined
+}
+
 export function processRuns (pid: number): boolean {
   try {
     const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8')
