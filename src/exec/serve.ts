@@ -131,11 +131,15 @@ export async function serveExec (channel: FrameChannel, opts: ServeExecOptions):
   opts.signal?.addEventListener('abort', onAbort, { once: true })
   if (aborted()) onAbort() // it fired while we were looking for the command
 
+  // In a sandbox nothing of the command outlives it: its PID namespace ended with its first
+  // process, before bwrap exited. (bwrap leaves that process a zombie for the machine's init
+  // to reap, which in a container can take a while: waiting for the group would wait for it.)
+  const contained = sb !== undefined
   void cmd.exited.then(() => {
     exited = true
     // Whatever the command left running in its group ends with it, as a batch system's job
     // step does; otherwise a background child holding stdout would keep the session open.
-    void group.terminate(cmd.politeSignal, graceMs)
+    if (!contained) void group.terminate(cmd.politeSignal, graceMs)
   })
   const refuse = (err: unknown): void => {
     if (exited) return
@@ -152,7 +156,7 @@ export async function serveExec (channel: FrameChannel, opts: ServeExecOptions):
     await sender.idle()
     if (refused !== undefined) await sender.send({ t: 'error', error: refused })
     else await sender.send(status.signal === undefined ? { t: 'exit', code: status.code } : { t: 'exit', code: status.code, signal: status.signal })
-    await group.terminate(cmd.politeSignal, graceMs)
+    if (!contained) await group.terminate(cmd.politeSignal, graceMs)
     const result: ExecResult = { exitCode: status.code, durationMs, started: true, cancelled }
     if (status.signal !== undefined) result.signal = status.signal
     if (refused !== undefined) result.error = refused
