@@ -104,13 +104,15 @@ async function probe (bwrap: string, user: { uid: number, gid: number } | undefi
 
 export async function detectIsolation (cfg: IsolationConfig, home: string): Promise<Isolation> {
   const root = process.getuid?.() === 0
+  // Checked whoever runs the agent: a config that names root must not work only by chance.
+  const named = cfg.guestUser !== undefined ? lookupUser(cfg.guestUser) : undefined
+  if (named?.uid === 0) throw new VgridError('ERR_BAD_ARGUMENT', `--guest-user ${cfg.guestUser!} is root: guests never run as root`, 'name an unprivileged user, e.g. nobody')
   if (cfg.mode === 'none') return { kind: 'none' }
   let user: { uid: number, gid: number, name: string } | undefined
   if (root) {
     const name = cfg.guestUser ?? DEFAULT_GUEST_USER
-    user = lookupUser(name)
+    user = named ?? lookupUser(name)
     if (user === undefined) throw new VgridError('ERR_BAD_ARGUMENT', `--guest-user ${name}: no such user on this machine`, 'name an existing unprivileged user, e.g. nobody')
-    if (user.uid === 0) throw new VgridError('ERR_BAD_ARGUMENT', `--guest-user ${name} is root: guests never run as root`, 'name an unprivileged user, e.g. nobody')
   }
   // VGRID_BWRAP: a bwrap of the owner's choice (or, in tests, one that is not there).
   const chosen = process.env.VGRID_BWRAP
