@@ -35,16 +35,17 @@ export function parseProcStat (text: string): CpuTicks | undefined {
   return { busy, total: busy + idle + iowait }
 }
 
-/** Process group and CPU time (utime + stime, ticks) from /proc/PID/stat. */
-export function parsePidStat (text: string): { pgrp: number, ticks: number } | undefined {
+/** Parent, process group and CPU time (utime + stime, ticks) from /proc/PID/stat. */
+export function parsePidStat (text: string): { ppid: number, pgrp: number, ticks: number } | undefined {
   // The command name may hold spaces and parentheses: fields start after the last ')'.
   const close = text.lastIndexOf(')')
   if (close < 0) return undefined
   const f = text.slice(close + 2).split(' ')
-  // f[0] is field 3 (state): pgrp is field 5, utime 14, stime 15
+  // f[0] is field 3 (state): ppid is field 4, pgrp 5, utime 14, stime 15
+  const ppid = Number(f[1])
   const pgrp = Number(f[2])
   const ticks = Number(f[11]) + Number(f[12])
-  return Number.isInteger(pgrp) && Number.isFinite(ticks) ? { pgrp, ticks } : undefined
+  return Number.isInteger(ppid) && Number.isInteger(pgrp) && Number.isFinite(ticks) ? { ppid, pgrp, ticks } : undefined
 }
 
 /**
@@ -60,7 +61,10 @@ export function ownerPercent (prev: CpuTicks, cur: CpuTicks, gridTicks: number):
 }
 
 /**
- * The real measurement. `groups` lists the process groups of the commands running now.
+ * The real measurement. `groups` lists the process groups of the commands running now. The
+ * grid's processes are the agent, every process it started however deep (a sandboxed
+ * guest that left its group with `setsid` is still below its sandbox), and every process of
+ * those groups (an unconfined guest's double fork is reparented away, but keeps its group).
  * A process seen for the first time counts with all its CPU time (it almost always started
  * since the last sample); one that ended since takes its last slice with it, which errs
  * towards the owner being busy, the safe side.
@@ -84,20 +88,31 @@ export class ProcOwnerLoad implements OwnerLoadSource {
     return prev === undefined ? undefined : ownerPercent(prev, cur, grid)
   }
 
-  /** CPU ticks of this agent and of every process in `pgids`, by pid. */
+  /** CPU ticks of this agent, of what it started and of every process in `pgids`, by pid. */
   private async processTicks (pgids: Set<number>): Promise<Map<number, number>> {
-    const out = new Map<number, number>()
-    const read = async (pid: number, member: (pgrp: number) => boolean): Promise<void> => {
-      const st = parsePidStat(await fsp.readFile(`${this.proc}/${pid}/stat`, 'utf8').catch(() => ''))
-      if (st !== undefined && member(st.pgrp)) out.set(pid, st.ticks)
-    }
-    await read(this.self, () => true)
-    if (pgids.size === 0) return out
+    const all = new Map<number, { ppid: number, pgrp: number, ticks: number }>()
     const names = await fsp.readdir(this.proc).catch(() => [] as string[])
     for (const name of names) {
-      if (!/^\d+$/.test(name) || Number(name) === this.self) continue
-      await read(Number(name), (pgrp) => pgids.has(pgrp))
+      if (!/^\d+$/.test(name)) continue
+      const st = parsePidStat(await fsp.readFile(`${this.proc}/${name}/stat`, 'utf8').catch(() => ''))
+      if (st !== undefined) all.set(Number(name), st)
     }
+    const grid = new Map<number, boolean>([[this.self, true]])
+    const isGrid = (pid: number): boolean => {
+      const chain: number[] = []
+      let verdict = false
+      for (let p: number | undefined = pid; ; p = all.get(p)?.ppid) {
+        if (p === undefined || p <= 1) break
+        const known = grid.get(p)
+        if (known !== undefined) { verdict = known; break }
+        chain.push(p)
+        if (pgids.has(all.get(p)?.pgrp ?? -1)) { verdict = true; break }
+      }
+      for (const p of chain) grid.set(p, verdict)
+      return verdict
+    }
+    const out = new Map<number, number>()
+    for (const [pid, st] of all) if (isGrid(pid)) out.set(pid, st.ticks)
     return out
   }
 }

@@ -31,8 +31,8 @@ describe('parsing /proc', () => {
   })
 
   it('takes the process group and utime + stime of /proc/PID/stat, whatever the command is called', () => {
-    expect(parsePidStat(pidStat(42, 'sleep', 40, 11, 4))).toEqual({ pgrp: 40, ticks: 15 })
-    expect(parsePidStat(pidStat(42, 'a) b (c', 41, 1, 2))).toEqual({ pgrp: 41, ticks: 3 })
+    expect(parsePidStat(pidStat(42, 'sleep', 40, 11, 4))).toMatchObject({ pgrp: 40, ticks: 15 })
+    expect(parsePidStat(pidStat(42, 'a) b (c', 41, 1, 2))).toMatchObject({ pgrp: 41, ticks: 3 })
     expect(parsePidStat('garbage')).toBeUndefined()
   })
 
@@ -82,12 +82,35 @@ describe('ProcOwnerLoad', () => {
     expect(await load.sample()).toBeCloseTo(50)
   })
 
+  it('counts what the agent started as the grid\'s, also a process that left its group (a fake /proc)', async () => {
+    const proc = temp()
+    const write = (busy: number, total: number, procs: Array<[number, number, number, number]>): void => {
+      writeFileSync(join(proc, 'stat'), `cpu  ${busy} 0 0 ${total - busy} 0 0 0 0 0 0\n`)
+      for (const [pid, ppid, pgrp, ticks] of procs) {
+        mkdirSync(join(proc, String(pid)), { recursive: true })
+        writeFileSync(join(proc, String(pid), 'stat'), `${pid} (x) S ${ppid} ${pgrp} ${pgrp} 0 -1 4194560 100 0 0 0 ${ticks} 0 7 8 20 10 1 0 12345 0 0\n`)
+      }
+    }
+    // 7 is the agent; 100 a sandbox's monitor (group 100), 101 its namespace's first
+    // process, 102 a guest process that called setsid (group 102, below 101); 200 the owner's
+    write(1000, 10_000, [[7, 1, 7, 0], [100, 7, 100, 0], [101, 100, 100, 0], [102, 101, 102, 0], [200, 1, 200, 0]])
+    const load = new ProcOwnerLoad(() => [100], proc, 7)
+    expect(await load.sample()).toBeUndefined()
+    // 500 busy ticks: 300 the setsid guest's, 200 the owner's
+    write(1500, 11_000, [[7, 1, 7, 0], [100, 7, 100, 0], [101, 100, 100, 0], [102, 101, 102, 300], [200, 1, 200, 200]])
+    expect(await load.sample()).toBeCloseTo(20)
+  })
+
   it('on the real /proc, a busy guest\'s CPU time is not the owner\'s', async () => {
-    // One busy loop in its own process group, as the agent starts a command.
-    const child = spawn(process.execPath, ['-e', 'for (;;) {}'], { detached: true, stdio: 'ignore' })
-    const pid = await new Promise<number>((resolve, reject) => { child.once('spawn', () => { resolve(child.pid!) }); child.once('error', reject) })
+    // One busy loop in its own process group, as the agent starts a command, but not below
+    // this process (a shell starts it and exits): what this process started counts as the
+    // agent's, and `without` must see the loop as the owner's.
+    const sh = spawn('sh', ['-c', `'${process.execPath}' -e 'for (;;) {}' & echo $!`], { detached: true, stdio: ['ignore', 'pipe', 'ignore'] })
+    const group = await new Promise<number>((resolve, reject) => { sh.once('spawn', () => { resolve(sh.pid!) }); sh.once('error', reject) })
+    const pid = await new Promise<number>((resolve) => { sh.stdout!.once('data', (d: Buffer) => { resolve(Number(d.toString().trim())) }) })
+    await new Promise((resolve) => sh.once('close', resolve))
     try {
-      const withGuest = new ProcOwnerLoad(() => [pid])
+      const withGuest = new ProcOwnerLoad(() => [group])
       const without = new ProcOwnerLoad(() => [])
       const ticks = (): number => parsePidStat(readFileSync(`/proc/${pid}/stat`, 'utf8'))!.ticks
       const total = (): number => parseProcStat(readFileSync('/proc/stat', 'utf8'))!.total
@@ -103,7 +126,7 @@ describe('ProcOwnerLoad', () => {
       expect(b! - a!).toBeGreaterThan(share * 0.6)
       expect(b! - a!).toBeLessThan(share * 1.4 + 2)
     } finally {
-      process.kill(-pid, 'SIGKILL')
+      process.kill(-group, 'SIGKILL')
     }
   })
 })
