@@ -105,10 +105,11 @@ describe('ProcOwnerLoad', () => {
     // One busy loop in its own process group, as the agent starts a command, but not below
     // this process (a shell starts it and exits): what this process started counts as the
     // agent's, and `without` must see the loop as the owner's.
-    const sh = spawn('sh', ['-c', `'${process.execPath}' -e 'for (;;) {}' & echo $!`], { detached: true, stdio: ['ignore', 'pipe', 'ignore'] })
+    const sh = spawn('sh', ['-c', `'${process.execPath}' -e 'for (;;) {}' </dev/null >/dev/null 2>&1 & echo $!`], { detached: true, stdio: ['ignore', 'pipe', 'ignore'] })
+    const exited = new Promise((resolve) => sh.once('exit', resolve))
     const group = await new Promise<number>((resolve, reject) => { sh.once('spawn', () => { resolve(sh.pid!) }); sh.once('error', reject) })
     const pid = await new Promise<number>((resolve) => { sh.stdout!.once('data', (d: Buffer) => { resolve(Number(d.toString().trim())) }) })
-    await new Promise((resolve) => sh.once('close', resolve))
+    await exited
     try {
       const withGuest = new ProcOwnerLoad(() => [group])
       const without = new ProcOwnerLoad(() => [])
