@@ -152,7 +152,6 @@ export function sandboxed (sb: Sandbox, file: string, argv: string[]): { file: s
   }
   for (const d of sb.system) { parents(d); b.push('--ro-bind', d, d); made.add(d) }
   for (const l of sb.links) { b.push('--symlink', l.target, l.path); made.add(l.path) }
-  for (const d of sb.readOnly) { parents(d); b.push('--ro-bind', d, d); made.add(d) }
   b.push('--dev', '/dev', '--perms', '1777', '--tmpfs', '/dev/shm')
   for (const d of sb.devices) b.push('--dev-bind', d.host, d.guest)
   b.push('--proc', '/proc')
@@ -160,6 +159,8 @@ export function sandboxed (sb: Sandbox, file: string, argv: string[]): { file: s
   made.add('/dev').add('/proc').add('/run').add('/var')
   b.push('--bind', sb.tmp, '/tmp')
   made.add('/tmp')
+  // After the private /tmp: vgrid itself may be installed under /tmp (a CI checkout).
+  for (const d of sb.readOnly) { parents(d); b.push('--ro-bind', d, d); made.add(d) }
   // Over /tmp when the workspace lives there on the submitter (as tests' do).
   parents(sb.taskHome.guest)
   b.push('--bind', sb.taskHome.host, sb.taskHome.guest)

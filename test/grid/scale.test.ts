@@ -30,7 +30,7 @@ describe('a grid of 16 members behind one address', () => {
     console.log(`${N} members in every view after ${Date.now() - t0} ms`)
     // duplicates (both sides dialled at once) are closed; a connection per pair remains
     await waitFor(() => all.every((g) => g.connectionCount() === N - 1 && g.connectedPeers().length === N - 1),
-      { timeoutMs: 30_000, intervalMs: 200, what: `${N - 1} connections on every member` })
+      { timeoutMs: 60_000, intervalMs: 200, what: `${N - 1} connections on every member` })
     const settled = warnings.length
 
     const h0 = Date.now()
