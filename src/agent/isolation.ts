@@ -8,7 +8,7 @@ import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { execFile } from 'node:child_process'
-import { fileURLToPath } from 'node:url'
+import { PACKAGE_ROOT } from '../common/version.js'
 import { VgridError } from '../common/errors.js'
 import { SYSTEM_DIRS, within, type Sandbox } from '../exec/sandbox.js'
 
@@ -135,9 +135,10 @@ export async function detectIsolation (cfg: IsolationConfig, home: string): Prom
   const system = systemDirs()
   const visible = (p: string): boolean => system.some((d) => within(p, d))
   // nested vrun inside a guest runs node and the vgrid package at the paths the links name
-  const pkg = fileURLToPath(new URL('../../../', import.meta.url)).replace(/\/$/, '')
+  const pkg = PACKAGE_ROOT
   const nodePrefix = path.dirname(path.dirname(fs.realpathSync(process.execPath)))
-  const readOnly = [...new Set([pkg, nodePrefix].filter((p) => !visible(p)))]
+  // never a whole private directory: a package found at / or /tmp would undo the sandbox
+  const readOnly = [...new Set([pkg, nodePrefix].filter((p) => !visible(p) && !['/', '/tmp', '/home', '/root', '/run'].includes(p)))]
   const tools: SandboxBase['tools'] = { env }
   const taskset = findTool('taskset', ['/usr/bin', '/bin'])
   if (taskset !== undefined) tools.taskset = taskset

@@ -11,7 +11,7 @@ import fs from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
 import { randomBytes } from 'node:crypto'
-import { fileURLToPath } from 'node:url'
+import { PACKAGE_ROOT } from '../common/version.js'
 import { VgridError, clipText, toWire } from '../common/errors.js'
 import type { FrameChannel } from '../common/channel.js'
 import { obj, int, str, bytes, bad } from '../common/validate.js'
@@ -209,7 +209,7 @@ export async function makeCwd (root: string, cwd: string): Promise<void> {
 export async function linkCommands (home: string): Promise<void> {
   const dir = path.join(home, 'bin')
   await fs.mkdir(dir, { recursive: true })
-  const from = fileURLToPath(new URL('../../../bin/', import.meta.url))
+  const from = path.join(PACKAGE_ROOT, 'bin')
   for (const name of ['vgrid', 'vrun', 'vbatch']) {
     const link = path.join(dir, name)
     await fs.rm(link, { force: true })

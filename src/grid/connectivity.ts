@@ -193,11 +193,24 @@ export class Connectivity {
       if (conns.length < 2 || !conns.some((c) => c.direction === 'inbound')) continue
       for (const c of conns) {
         if (c.direction === 'inbound' || c.streams.some((st) => !housekeeping(st.protocol))) continue
-        this.log('closing a duplicate connection to %s', p)
-        // a graceful close waits for the other side to end gossipsub's long-lived streams
-        c.close({ signal: AbortSignal.timeout(DUPLICATE_CLOSE_MS) }).catch((err: Error) => { c.abort(err) })
+        this.closeDuplicate(p, c)
       }
     }
+    // A side that dialled one member twice (two dials raced: a bootstrap, a hello's member
+    // list, a DHT query) while the other dialled nothing: the rule above never applies, on
+    // either side. The dialler keeps its oldest and closes the others.
+    for (const p of peers) {
+      const mine = this.node.getConnections(p).filter((c) => c.status === 'open' && c.direction === 'outbound')
+        .sort((a, b) => a.timeline.open - b.timeline.open)
+      if (mine.length < 2 || this.node.getConnections(p).some((c) => c.status === 'open' && c.direction === 'inbound')) continue
+      for (const c of mine.slice(1)) if (!c.streams.some((st) => !housekeeping(st.protocol))) this.closeDuplicate(p, c)
+    }
+  }
+
+  private closeDuplicate (p: PeerId, c: Connection): void {
+    this.log('closing a duplicate connection to %s', p)
+    // a graceful close waits for the other side to end gossipsub's long-lived streams
+    c.close({ signal: AbortSignal.timeout(DUPLICATE_CLOSE_MS) }).catch((err: Error) => { c.abort(err) })
   }
 
   private readonly onDisconnect = (): void => {

@@ -9,7 +9,7 @@ import fs from 'node:fs'
 import net from 'node:net'
 import path from 'node:path'
 import { describe, it, expect, beforeAll, afterAll } from 'vitest'
-import { startGrid, startAgent, stopAll, runCli, waitFor, tempDir, sharedDir, guestShare, type AgentProc } from '../helpers/procs.js'
+import { startGrid, startAgent, stopAll, runCli, waitFor, tempDir, sharedDir, guestShare, ROOT, type AgentProc } from '../helpers/procs.js'
 import { fakeGpuPath } from '../helpers/fake-gpus.js'
 
 const ROOT_AGENT = process.getuid?.() === 0
@@ -63,9 +63,9 @@ describe('a guest command', () => {
     expect(root).toBe(ws)
     expect(home).not.toBe(a.home)
     expect(content).toBe('in')
-    // Its /tmp is its own: only the way to its workspace, when that lies in /tmp.
-    const tmpTop = path.relative('/tmp', ws).startsWith('..') ? '' : `${path.relative('/tmp', ws).split('/')[0]} `
-    expect(tmp).toBe(tmpTop)
+    // Its /tmp is its own: only the ways to its workspace and to vgrid itself, where they lie in /tmp.
+    const under = [ws, ROOT].filter((p) => !path.relative('/tmp', p).startsWith('..')).map((p) => path.relative('/tmp', p).split('/')[0]!)
+    expect(tmp!.trim().split(' ').filter(Boolean).sort()).toEqual([...new Set(under)].sort())
     expect(tmp).not.toContain(path.basename(mine))
     // Under root, guests run as --guest-user (nobody); else as the agent's own user.
     if (ROOT_AGENT) expect(uid).toBe('65534')
