@@ -108,9 +108,9 @@ describe('ProcOwnerLoad', () => {
     const sh = spawn('sh', ['-c', `'${process.execPath}' -e 'for (;;) {}' </dev/null >/dev/null 2>&1 & echo $!`], { detached: true, stdio: ['ignore', 'pipe', 'ignore'] })
     const exited = new Promise((resolve) => sh.once('exit', resolve))
     const group = await new Promise<number>((resolve, reject) => { sh.once('spawn', () => { resolve(sh.pid!) }); sh.once('error', reject) })
-    const pid = await new Promise<number>((resolve) => { sh.stdout!.once('data', (d: Buffer) => { resolve(Number(d.toString().trim())) }) })
-    await exited
     try {
+      const pid = await new Promise<number>((resolve) => { sh.stdout!.once('data', (d: Buffer) => { resolve(Number(d.toString().trim())) }) })
+      await exited
       const withGuest = new ProcOwnerLoad(() => [group])
       const without = new ProcOwnerLoad(() => [])
       const ticks = (): number => parsePidStat(readFileSync(`/proc/${pid}/stat`, 'utf8'))!.ticks
