@@ -109,6 +109,34 @@ function largest (view: PeerView[]): PeerView | undefined {
 }
 
 /** Why nothing could ever fit: the request in full, and the largest member that could be asked. */
+/**
+ * How many shards of `req` the grid could hold at once if every member were idle: each
+ * member takes as many as its whole offer fits (shards are alike, so filling members one by
+ * one is the best there is). Infinity for a request of nothing.
+ */
+export function gangCapacity (view: PeerView[], req: ResourceRequest): number {
+  let total = 0
+  for (const p of view) {
+    if (p.leaving === true || !fitsEver(p, req)) continue
+    const fit = [
+      req.cpus > 0 ? Math.floor(p.offer.cpus / req.cpus) : Infinity,
+      (req.memBytes ?? 0) > 0 ? Math.floor(p.offer.memBytes / req.memBytes!) : Infinity,
+      req.gpus > 0 ? Math.floor(lentGpus(p, req, false) / req.gpus) : Infinity
+    ]
+    total += Math.min(...fit)
+  }
+  return total
+}
+
+/** A gang of `shards` that the grid could never hold at once, with why; undefined when it could. */
+export function impossibleGang (view: PeerView[], req: ResourceRequest, shards: number): VgridError | undefined {
+  const capacity = gangCapacity(view, req)
+  if (capacity >= shards) return undefined
+  return new VgridError('ERR_IMPOSSIBLE_REQUEST',
+    `a gang of ${shards} shards, each needing ${describeRequest(req)}, can never start: the members of the grid could hold at most ${capacity} at once`,
+    'lower -N or what each shard asks for, or add members (see what each lends with `vgrid peers`)')
+}
+
 function impossible (view: PeerView[], req: ResourceRequest): VgridError {
   const present = view.filter((p) => p.leaving !== true)
   const eligible = present.filter((p) => matchesPolicy(p, req))

@@ -477,6 +477,17 @@ describe('gangs', () => {
     expect(Math.max(...recs.map((r) => r.started!))).toBeLessThanOrEqual(Math.min(...recs.map((r) => r.ended!)) + 1000)
   }
 
+  it('refuses at once a gang the grid could never hold', async () => {
+    // shards of a whole member each: one more than there are members of the largest size
+    const peers = (JSON.parse((await a.vgrid(['peers', '--json'])).stdout) as { peers: Array<{ offer: { cpus: number } }> }).peers
+    const cpus = Math.max(...peers.map((p) => p.offer.cpus))
+    const fit = peers.filter((p) => p.offer.cpus >= cpus).length
+    const r = await runCli('vbatch', ['-N', String(fit + 1), '--gang', '--cpus', String(cpus), 'true'], { home: a.home, cwd: workspace() })
+    expect(r.code).toBe(255)
+    expect(r.stderr).toContain(`can never start: the members of the grid could hold at most ${fit} at once`)
+    expect((await listAll(a)).filter((t) => t.argv.join(' ') === 'true' && t.shard?.count === fit + 1)).toHaveLength(0)
+  })
+
   it('--gang places all shards at once, each told the gang\'s hosts and its master', async () => {
     const ws = workspace()
     const ids = await submit(a, ['-N', '3', '--gang', '--cpus', '2', ...TELL], ws)

@@ -1,6 +1,6 @@
 /** Where a command goes, from a view: the pure part of placement. */
 import { describe, it, expect } from 'vitest'
-import { acceptsFrom, candidates, resolvePeer, fitsEver, fitsNow, freeScore, chooseClaimTargets } from '../../src/grid/placement.js'
+import { acceptsFrom, candidates, resolvePeer, fitsEver, fitsNow, freeScore, chooseClaimTargets, gangCapacity, impossibleGang } from '../../src/grid/placement.js'
 import { accepting } from '../../src/agent/run.js'
 import type { PeerView } from '../../src/grid/types.js'
 
@@ -163,6 +163,26 @@ describe('fit: memory, GPU memory, pools and labels', () => {
     expect(counts.get('full') ?? 0).toBeLessThan(15)
     expect(chooseClaimTargets(members, 5, random)).toHaveLength(3)
     expect(chooseClaimTargets([], 2, random)).toEqual([])
+  })
+})
+
+describe('gangs the grid could never hold', () => {
+  const three = ['1', '2', '3'].map((i) => peer(`12D3KooWGANG000${i}`, `n${i}`, { cpus: 2, free: 0 }))
+
+  it('counts the shards every member could hold idle, busy or not', () => {
+    expect(gangCapacity(three, { cpus: 2, gpus: 0 })).toBe(3)
+    expect(gangCapacity(three, { cpus: 1, gpus: 0 })).toBe(6)
+    expect(gangCapacity(three, { cpus: 3, gpus: 0 })).toBe(0)
+    expect(gangCapacity(view, { cpus: 1, gpus: 1, gpuModel: 'a100' })).toBe(2)
+    expect(gangCapacity(view, { cpus: 0, gpus: 0 })).toBe(Infinity)
+    expect(gangCapacity(view, { cpus: 4, gpus: 0, memBytes: 2 ** 33 })).toBe(2 + 2 + 2)
+  })
+
+  it('refuses -N 4 --gang --cpus 2 on three members of two cores, and says how many fit', () => {
+    const err = impossibleGang(three, { cpus: 2, gpus: 0 }, 4)
+    expect(err?.code).toBe('ERR_IMPOSSIBLE_REQUEST')
+    expect(err?.message).toContain('at most 3 at once')
+    expect(impossibleGang(three, { cpus: 2, gpus: 0 }, 3)).toBeUndefined()
   })
 })
 

@@ -16,7 +16,7 @@ import { VgridError } from '../../common/errors.js'
 import { createLogger } from '../../common/log.js'
 import { memoryChannelPair, type FrameChannel } from '../../common/channel.js'
 import { parseRunSpec, type ExecEvent, type RunSpec } from '../../exec/messages.js'
-import { acceptsFrom, candidates, resolvePeer, fitsNow } from '../../grid/placement.js'
+import { acceptsFrom, candidates, resolvePeer, fitsNow, impossibleGang } from '../../grid/placement.js'
 import type { WorkspaceRef } from '../../fs-sync/index.js'
 import { submitRun, newTaskId, USER, type ChildTracker, type Guest, type RunContext } from '../run.js'
 import { GangGate, type GangSeat } from '../claim.js'
@@ -202,6 +202,11 @@ export class TaskManager implements ChildTracker {
     }
     if (b.gang && b.shards > 1 && b.on !== undefined) {
       throw new VgridError('ERR_BAD_ARGUMENT', '--gang places its shards on several members: it cannot be combined with --on')
+    }
+    // All its shards start at once or none does: refused now if the grid could never hold them, as a single impossible task is.
+    if (b.gang && b.shards > 1) {
+      const never = impossibleGang(view.filter((p) => acceptsFrom(p, this.self.peer)), b.spec, b.shards)
+      if (never !== undefined) throw never
     }
     const deps = this.resolveDeps(b)
     const from = this.originOf(b.parent)
