@@ -72,8 +72,13 @@ export async function runVrun (req: VrunRequest, io: VrunIo): Promise<number> {
   return await new Session(channel, io, useTty, req.quiet === true).run(request)
 }
 
+/** How long a vrun without a terminal waits for room before it says why it waits. */
+export const QUIET_WAIT_MS = 30_000
+
 class Session {
   private started = false
+  /** Placed on a member (or started): a wait is over. */
+  private placed = false
   /** Set when we end the session ourselves (a signal before start, a closed stdout). */
   private abortCode: number | undefined
   /** Writes waiting for 'drain', woken when the session is aborted. */
@@ -152,13 +157,24 @@ class Session {
     }
   }
 
-  /** Said once, and only where someone watches: scripts keep a clean stderr. */
+  /**
+   * Said once: at once where someone watches, and in a script only once the wait has grown
+   * long (QUIET_WAIT_MS), so that a short wait keeps its stderr clean and a long one is not a
+   * mystery.
+   */
   private onQueued (raw: unknown): void {
-    if (this.io.stderr.isTTY !== true && this.io.env.VGRID_VERBOSE !== '1') return
-    this.io.stderr.write(formatNotice('vrun', `waiting: ${str(obj(raw, 'queued').message, 'message', 4096)}`))
+    const line = formatNotice('vrun', `waiting: ${str(obj(raw, 'queued').message, 'message', 4096)}`)
+    if (this.io.stderr.isTTY === true || this.io.env.VGRID_VERBOSE === '1') {
+      this.io.stderr.write(line)
+      return
+    }
+    const quiet = setTimeout(() => { if (!this.placed) this.io.stderr.write(line) }, QUIET_WAIT_MS)
+    quiet.unref()
+    this.undo.push(() => { clearTimeout(quiet) })
   }
 
   private onPlaced (raw: unknown): void {
+    this.placed = true
     if (this.io.env.VGRID_VERBOSE !== '1') return
     const m = obj(raw, 'placed')
     const peer = str(m.peer, 'peer', 256)
@@ -169,6 +185,7 @@ class Session {
   private onStarted (): void {
     if (this.started) return
     this.started = true
+    this.placed = true
     if (this.tty) {
       this.terminal.enter()
       const onResize = (): void => {
