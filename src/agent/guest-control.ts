@@ -31,7 +31,8 @@ export function hostWorkspace (scope: GuestScope, ws: WorkspaceRef): WorkspaceRe
     throw new VgridError('ERR_NOT_ALLOWED', `a sub-task's workspace must be inside its task's${v !== undefined ? ` (${v.seen})` : ''}, not ${ws.dir}`,
       v !== undefined ? `run it from inside ${v.seen}, or with --no-sync` : 'this task has no workspace: run sub-tasks with --no-sync')
   }
-  const rel = path.relative(v.seen, ws.dir)
+  // within() resolved it: no `..` climbs out of the copy here
+  const rel = path.relative(v.seen, path.resolve(ws.dir))
   return { dir: path.join(v.host, rel), cwd: ws.cwd, mount: path.join(v.user, rel) }
 }
 

@@ -79,9 +79,14 @@ export const FORWARDED_SIGNALS = ['INT', 'TERM', 'QUIT', 'HUP', 'USR1', 'USR2'] 
 /** Directories of the machine a guest may read, bound read-only when they exist. */
 export const SYSTEM_DIRS = ['/usr', '/etc', '/opt', '/sys', '/nix', '/gnu', '/snap'] as const
 
-/** Whether `p` is `dir` or inside it. */
+/**
+ * Whether `p` is `dir` or inside it, once both are resolved: a path from a guest or a peer
+ * may hold `..` (`/ws/../../etc` is not inside `/ws`).
+ */
 export function within (p: string, dir: string): boolean {
-  return p === dir || p.startsWith(dir.endsWith('/') ? dir : `${dir}/`)
+  const a = path.resolve(p)
+  const d = path.resolve(dir)
+  return a === d || a.startsWith(d === '/' ? d : `${d}/`)
 }
 
 /**
@@ -89,7 +94,8 @@ export function within (p: string, dir: string): boolean {
  * cannot see (its /tmp is the task's, /home is absent…). Used to find a command on the
  * guest's PATH without entering the sandbox.
  */
-export function hostPath (sb: Sandbox, guest: string): string | undefined {
+export function hostPath (sb: Sandbox, asked: string): string | undefined {
+  const guest = path.resolve(asked)
   const mounts = [sb.workspace, sb.taskHome, sb.commands, { host: sb.tmp, guest: '/tmp' }]
   // The deepest mount wins: the workspace may sit under /tmp.
   let best: SandboxMount | undefined
