@@ -34,6 +34,7 @@ import { TASK_PROTOCOL, TASK_MAX_FRAME_BYTES, TaskQueries, serveTaskProtocol, go
 import { VERSION } from '../common/version.js'
 import { GuestCommands } from './guests.js'
 import { Watchdog } from './watchdog.js'
+import { HeldRuns } from './held.js'
 import { detectIsolation, describeIsolation, memoryEnforcement, type Isolation } from './isolation.js'
 import { CoreAllocator, GuestRuns, GUEST_HOME, clearGuestDirs, type GuestSocketFactory } from './guest-run.js'
 import { descends, hostWorkspace, refusedForGuest, subTasks, type GuestScope } from './guest-control.js'
@@ -232,7 +233,8 @@ async function startLocked (config: AgentConfig, homeLock: StoreLock): Promise<A
       agentUser: USER_NAME,
       ...(process.env.VGRID_DEV_DIR !== undefined && process.env.VGRID_DEV_DIR !== '' ? { devDir: process.env.VGRID_DEV_DIR } : {})
     }),
-    guestRefusal: (peer) => policy.refusal(peer)
+    guestRefusal: (peer) => policy.refusal(peer),
+    held: new HeldRuns(config.home, resources.host, config.keepResultsMs)
   }
   if (isolation.kind !== 'unavailable') {
     const wd = Watchdog.start()

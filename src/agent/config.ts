@@ -63,6 +63,7 @@ export interface AgentFlags {
   gpus?: string | number
   mem?: string
   cacheSize?: string
+  keepResults?: string
   pool?: string | string[]
   label?: string | string[]
   maxTasks?: string | number
@@ -121,6 +122,8 @@ export interface AgentConfig {
   join?: string
   /** Cap of the chunk store ($VGRID_HOME/store); undefined = DEFAULT_STORE_CAP_BYTES (10 GiB). */
   cacheBytes?: number
+  /** How long this agent keeps the results of another member's task for an owner that is away (held.ts). */
+  keepResultsMs?: number
   peers: string[]
   listen: string[]
   share: ShareConfig
@@ -192,6 +195,10 @@ export function resolveAgentConfig (flags: AgentFlags, env: NodeJS.ProcessEnv = 
   if (acceptFrom !== undefined && acceptFrom !== 'all') config.policy.acceptFrom = acceptFrom
   if (flags.join !== undefined) config.join = parseJoin(flags.join)
   if (cacheBytes !== undefined) config.cacheBytes = cacheBytes
+  const keepResultsMs = pick(
+    [flags.keepResults, '--keep-results'], [e('VGRID_KEEP_RESULTS'), 'VGRID_KEEP_RESULTS'], [file.keepResults, file.where('keepResults')],
+    (v, src) => parseKeep(v, src))
+  if (keepResultsMs !== undefined) config.keepResultsMs = keepResultsMs
   return config
 }
 
@@ -448,6 +455,16 @@ function parseMem (v: unknown, src: string): number | 'all' {
   return parseSizeValue(v, src)
 }
 
+const KEEP_RE = /^(\d+(?:\.\d+)?)(m|h|d)$/
+const KEEP_UNITS_MS: Record<string, number> = { m: 60_000, h: 3600_000, d: 86400_000 }
+/** `--keep-results`: minutes, hours or days, such as 7d or 12h. */
+function parseKeep (v: unknown, src: string): number {
+  const m = typeof v === 'string' ? KEEP_RE.exec(v.trim().toLowerCase()) : null
+  const ms = m === null ? NaN : Math.round(Number(m[1]) * KEEP_UNITS_MS[m[2]!]!)
+  if (!(ms >= 60_000) || ms > 3650 * 86400_000) throw arg(src, v, 'expected a duration from 1m to 3650d, such as 7d or 12h')
+  return ms
+}
+
 function parseSizeValue (v: unknown, src: string): number {
   if (typeof v !== 'string' && typeof v !== 'number') throw arg(src, v, 'expected a size such as 64G')
   const n = parseSize(v, src)
@@ -511,7 +528,7 @@ function arg (src: string, value: unknown, what: string, hint?: string): VgridEr
 
 // ── the config file ──
 
-const FILE_FIELDS = ['cpus', 'gpus', 'mem', 'cacheSize', 'pools', 'labels', 'listen', 'maxTasks', 'nice', 'onlyWhenIdle', 'acceptFrom', 'isolation', 'guestNet', 'guestUser', 'guestShare'] as const
+const FILE_FIELDS = ['cpus', 'gpus', 'mem', 'cacheSize', 'keepResults', 'pools', 'labels', 'listen', 'maxTasks', 'nice', 'onlyWhenIdle', 'acceptFrom', 'isolation', 'guestNet', 'guestUser', 'guestShare'] as const
 type FileFields = Partial<Record<(typeof FILE_FIELDS)[number], unknown>>
 
 function readConfigFile (path: string): FileFields & { where: (field: string) => string } {

@@ -20,10 +20,11 @@ import { withTimeout } from '../common/timeout.js'
 import { parseRunSpec, parseExecEvent, parseExecInput, serveExec, type RunSpec, type ExecEvent, type Ledger } from '../exec/index.js'
 import { acceptsFrom, candidates, resolvePeer, chooseClaimTargets, CLAIM_FANOUT } from '../grid/placement.js'
 import type { Grid, GpuInfo, GpuUse, PeerView } from '../grid/index.js'
-import { removeTree, type WorkspaceRef } from '../fs-sync/index.js'
+import { removeTree, type WorkspaceRef, type SyncCopyResult } from '../fs-sync/index.js'
 import type { WorkspaceSync, WorkspaceScan } from './workspace-sync.js'
 import type { GroupLedger } from '../exec/orphans.js'
 import type { GuestRun, GuestRuns } from './guest-run.js'
+import type { HeldRun, HeldRuns } from './held.js'
 import { claimFirst, holdClaim, ClaimReleased, Refusals, GANG_NOT_PLACED, type GangSeat } from './claim.js'
 import { RunQueue, requestShape, type QueueTicket } from './run-queue.js'
 import { EXEC_PROTOCOL, EXEC_PROTOCOL_VERSION, EXEC_REQUEST_TIMEOUT_MS, MAX_PLACEMENT_ATTEMPTS, QUEUE_RETRY_MS, SHUTDOWN_KILL_GRACE_MS } from './constants.js'
@@ -65,6 +66,8 @@ export interface RunContext {
    * authenticated; this agent's own runs are never asked about.
    */
   guestRefusal?: (peer: string) => string | undefined
+  /** Detached runs of other members' tasks: they outlive their owner's stream (held.ts). */
+  held?: HeldRuns
 }
 
 /** The OS user this agent runs as: for whom its commands run, as other members show it. */
@@ -103,7 +106,10 @@ export interface ChildTracker {
 /** What the submitter exported for the executor to pull, and where its user has it (the guest sees it there). */
 interface WorkspaceOffer { session: string, root: Uint8Array, key: string, path?: string }
 
-interface ExecRequest { t: 'exec', v: number, task: string, spec: RunSpec, ws?: WorkspaceOffer, user?: string }
+/** `detach`: a task that lives on without its owner's stream (held.ts), not a vrun. */
+interface ExecRequest { t: 'exec', v: number, task: string, spec: RunSpec, ws?: WorkspaceOffer, user?: string, detach?: boolean }
+/** The owner is back for a detached run: `have` is how many bytes of its output it has logged. */
+interface AttachRequest { t: 'attach', v: number, task: string, have: number }
 
 /** Where a command runs on the executing machine. */
 type RunDir =
@@ -112,14 +118,16 @@ type RunDir =
   | { kind: 'dir', dir: string, mount?: string }
   | { kind: 'copy', submitter: string, offer: WorkspaceOffer }
 
-function parseExecRequest (v: unknown): ExecRequest {
+function parseExecRequest (v: unknown): ExecRequest | AttachRequest {
   const m = obj(v, 'exec request')
-  if (m.t !== 'exec') bad('expected an exec request')
+  if (m.t !== 'exec' && m.t !== 'attach') bad('expected an exec request')
   const ver = int(m.v, 'v', 0, 2 ** 31)
   if (ver !== EXEC_PROTOCOL_VERSION) throw new VgridError('ERR_AGENT_VERSION', `the executor speaks exec protocol ${EXEC_PROTOCOL_VERSION}, the submitter ${ver}`)
   const task = str(m.task, 'task', 16)
   if (!TASK_ID_RE.test(task)) bad('task is not a task id')
+  if (m.t === 'attach') return { t: 'attach', v: ver, task, have: int(m.have, 'have', 0, Number.MAX_SAFE_INTEGER) }
   const req: ExecRequest = { t: 'exec', v: ver, task, spec: parseRunSpec(m.spec) }
+  if (m.detach === true) req.detach = true
   if (m.user !== undefined && m.user !== null) {
     const user = str(m.user, 'user', 64)
     if (!/^[\w.-]+$/.test(user)) bad('user is not a user name')
@@ -252,6 +260,8 @@ export interface ExecuteOptions {
   remote?: Guest
   /** A guest's command although submitted here: a sub-task of a guest task. */
   guest?: boolean
+  /** A detached run: `channel` is its HeldRun, and its outputs wait for an owner that is away. */
+  held?: HeldRun
 }
 
 export async function executeHere (ctx: RunContext, channel: FrameChannel, task: string, spec: RunSpec, where: RunDir, opts: ExecuteOptions = {}): Promise<void> {
@@ -326,6 +336,10 @@ async function executeAttempt (ctx: RunContext, channel: FrameChannel, task: str
       ...(guest?.sandbox !== undefined ? { sandbox: guest.sandbox } : {})
     })
     log.debug(`task ${task} ended`, result)
+    if (remote !== undefined && ctx.shutdown.aborted && !cancelled.signal.aborted && result.started) {
+      // Stopped because this agent stops: the command did not fail, this member went away.
+      throw new VgridError('ERR_PEER_LOST', `${ctx.host} stopped while the command ran`, 'it is placed again when it has retries left')
+    }
     // The command is over: its cores and GPUs are free for its sub-tasks and while outputs travel.
     ctx.ledger.release(reservation)
     ctx.loadChanged()
@@ -343,7 +357,7 @@ async function executeAttempt (ctx: RunContext, channel: FrameChannel, task: str
       }
       if (synced !== undefined && where.kind === 'copy') {
         try {
-          await ctx.sync.offerOutputs(root, synced, where.submitter, send)
+          await offerOutputs(ctx, opts.held, root, synced, where.submitter, send)
         } catch (err) {
           // The command did run: say how it ended, or the user may run it again for nothing.
           const ended = exit.t === 'exit' ? `exited with ${exit.code}` : 'ended'
@@ -365,16 +379,42 @@ async function executeAttempt (ctx: RunContext, channel: FrameChannel, task: str
   }
 }
 
+/**
+ * The outputs go to whoever is attached when the command has ended. A detached run whose
+ * owner is away waits for it (as long as results are kept); an owner that goes away during
+ * the pull gets them offered again when it is back.
+ */
+async function offerOutputs (ctx: RunContext, held: HeldRun | undefined, root: string, synced: SyncCopyResult, submitter: string, send: (ev: ExecEvent) => Promise<void>): Promise<void> {
+  if (held === undefined) { await ctx.sync.offerOutputs(root, synced, submitter, send); return }
+  for (;;) {
+    if (!await held.whenAttached(held.keepMs)) throw new VgridError('ERR_PEER_LOST', 'its owner did not come back for the outputs')
+    if (held.closed) throw new VgridError('ERR_PEER_LOST', 'the run was dropped')
+    await ctx.sync.offerOutputs(root, synced, submitter, send, { withBase: held.reattached })
+    if (held.attached) return
+  }
+}
+
 /** Serves `/vgrid/exec/1.0.0`: another member asks this one to run a command. */
 export function serveExecProtocol (ctx: RunContext): (channel: FrameChannel, remotePeer: string) => Promise<void> {
   return async (channel, remotePeer) => {
-    let req: ExecRequest
+    let req: ExecRequest | AttachRequest
     try {
       req = parseExecRequest(await withTimeout(channel.recv(), EXEC_REQUEST_TIMEOUT_MS, `the exec request did not arrive within ${EXEC_REQUEST_TIMEOUT_MS} ms`))
     } catch (err) {
       log.warn(`refused an exec request from ${remotePeer}`, err)
       await channel.send({ t: 'error', error: toWire(err) }).catch(() => {})
       channel.destroy()
+      return
+    }
+    if (req.t === 'attach') {
+      try {
+        if (ctx.held === undefined) throw new VgridError('ERR_TASK_NOT_FOUND', `${ctx.host} keeps no detached runs`)
+        // Scoped by the authenticated peer: an owner reaches only its own runs.
+        await ctx.held.attach(remotePeer, req.task, channel, req.have)
+      } catch (err) {
+        await channel.send({ t: 'error', error: toWire(err) }).catch(() => {})
+        await channel.close().catch(() => {})
+      }
       return
     }
     const refused = ctx.guestRefusal?.(remotePeer)
@@ -385,20 +425,25 @@ export function serveExecProtocol (ctx: RunContext): (channel: FrameChannel, rem
       await channel.close().catch(() => {})
       return
     }
+    // A task (not a vrun): from its `go` on, it outlives its owner's stream (held.ts).
+    const held = req.detach === true ? ctx.held?.open(remotePeer, req.task, channel) : undefined
+    const session: FrameChannel = held ?? channel
     try {
-      await executeHere(ctx, channel, req.task, req.spec, req.ws !== undefined ? { kind: 'copy', submitter: remotePeer, offer: req.ws } : { kind: 'scratch' }, {
-        onAccepted: async () => { await holdClaim(channel) },
-        remote: { peer: remotePeer, who: `${req.user ?? 'unknown'}@${ctx.grid.view().find((p) => p.peer === remotePeer)?.resources.host ?? remotePeer.slice(-8)}` }
+      await executeHere(ctx, session, req.task, req.spec, req.ws !== undefined ? { kind: 'copy', submitter: remotePeer, offer: req.ws } : { kind: 'scratch' }, {
+        onAccepted: async () => { await holdClaim(channel); held?.arm() },
+        remote: { peer: remotePeer, who: `${req.user ?? 'unknown'}@${ctx.grid.view().find((p) => p.peer === remotePeer)?.resources.host ?? remotePeer.slice(-8)}` },
+        ...(held !== undefined ? { held } : {})
       })
     } catch (err) {
       if (err instanceof ClaimReleased) {
         log.debug(`task ${req.task} from ${remotePeer}: ${err.message}`)
+        held?.drop('its claim was released')
         return
       }
       if (!(err instanceof VgridError) || err.code !== 'ERR_NO_CAPACITY') log.warn(`task ${req.task} from ${remotePeer} failed`, err)
-      await channel.send({ t: 'error', error: toWire(err) }).catch(() => {})
+      await session.send({ t: 'error', error: toWire(err) }).catch(() => {})
     } finally {
-      await channel.close().catch(() => {})
+      await session.close().catch(() => {})
     }
   }
 }
@@ -416,6 +461,8 @@ export interface SubmitOptions {
   gang?: GangSeat
   /** Submitted by a guest (through a task's socket): contained wherever it runs, here too. */
   guest?: boolean
+  /** A task, not a vrun: on another member it outlives this agent's stream (held.ts). */
+  detach?: boolean
 }
 
 export async function submitRun (ctx: RunContext, client: FrameChannel, spec: RunSpec, o: SubmitOptions = {}): Promise<void> {
@@ -426,7 +473,7 @@ export async function submitRun (ctx: RunContext, client: FrameChannel, spec: Ru
     // One shard of a gang: one try, on its member; the gang as a whole is placed again.
     const getScan = workspace === undefined ? undefined : async () => await ctx.sync.scan(workspace, ctx.shutdown)
     try {
-      await placeOnce(ctx, client, task, spec, on, workspace, getScan, () => {}, guest, gang)
+      await placeOnce(ctx, client, task, spec, { on, workspace, getScan, onPlaced: () => {}, guest, gang, detach: o.detach === true })
     } finally {
       // Placed and held, or not placed at all: either way the others need not wait for this one.
       gang.fail()
@@ -449,7 +496,7 @@ export async function submitRun (ctx: RunContext, client: FrameChannel, spec: Ru
     for (;;) {
       if (ticket === undefined || queue.mayTry(ticket)) {
         try {
-          await placeOnce(ctx, client, task, spec, on, workspace, getScan, placed, guest)
+          await placeOnce(ctx, client, task, spec, { on, workspace, getScan, onPlaced: placed, guest, detach: o.detach === true })
           return
         } catch (err) {
           if (!(err instanceof VgridError) || err.code !== 'ERR_NO_CAPACITY') throw err
@@ -541,8 +588,18 @@ async function wakeUp (ctx: RunContext, queue: RunQueue, ms: number): Promise<vo
  * (no network, and an answer before any other). Refused everywhere: another draw, up to
  * MAX_PLACEMENT_ATTEMPTS members; then ERR_NO_CAPACITY (the run is queued).
  */
-async function placeOnce (ctx: RunContext, client: FrameChannel, task: string, spec: RunSpec, on: string | undefined,
-  workspace: WorkspaceRef | undefined, getScan: (() => Promise<WorkspaceScan>) | undefined, onPlaced: () => void, guest: boolean, gang?: GangSeat): Promise<void> {
+interface PlaceOptions {
+  on: string | undefined
+  workspace: WorkspaceRef | undefined
+  getScan: (() => Promise<WorkspaceScan>) | undefined
+  onPlaced: () => void
+  guest: boolean
+  gang?: GangSeat
+  detach: boolean
+}
+
+async function placeOnce (ctx: RunContext, client: FrameChannel, task: string, spec: RunSpec, o: PlaceOptions): Promise<void> {
+  const { on, workspace, getScan, onPlaced, guest, gang } = o
   const view = ctx.grid.view()
   const { refusals } = placementOf(ctx)
   const shape = requestShape(spec, on)
@@ -585,7 +642,7 @@ async function placeOnce (ctx: RunContext, client: FrameChannel, task: string, s
       const ws = exported !== undefined && workspace !== undefined ? { ...exported, path: workspace.mount ?? workspace.dir } : exported
       if (ws !== undefined) exports.set(target.peer, ws.session)
       const channel = await ctx.grid.open(target.peer, EXEC_PROTOCOL, { signal: ctx.shutdown })
-      await channel.send({ t: 'exec', v: EXEC_PROTOCOL_VERSION, task, spec, user: USER, ...(ws !== undefined ? { ws } : {}) })
+      await channel.send({ t: 'exec', v: EXEC_PROTOCOL_VERSION, task, spec, user: USER, ...(ws !== undefined ? { ws } : {}), ...(o.detach ? { detach: true } : {}) })
       return channel
     })
     const winner = 'claim' in result ? result.claim.target.peer : undefined
@@ -608,7 +665,7 @@ async function placeOnce (ctx: RunContext, client: FrameChannel, task: string, s
       onPlaced()
       await client.send({ t: 'placed', peer: target.peer, host: target.resources.host, local: false })
       // What the workspace scan left out, where the user sees it (not only in this agent's log).
-      for (const w of scanned?.warnings ?? []) await client.send({ t: 'notice', text: clipText(`not synced: ${w.replace(/^skipped /, '')}`) })
+      for (const w of scanned?.warnings ?? []) await client.send({ t: 'notice', text: clipText(`not synced: ${w.replace(/^skipped /, '')}`), own: true })
       await remote.send({ t: 'go' })
       await relay(ctx, client, remote, target.peer, target.resources.host, async (outputs) => {
         if (scanned === undefined) throw new VgridError('ERR_BAD_MESSAGE', 'outputs offered for a run without a workspace')
@@ -626,10 +683,39 @@ async function placeOnce (ctx: RunContext, client: FrameChannel, task: string, s
   throw capacity ?? failure ?? new VgridError('ERR_NO_CAPACITY')
 }
 
+/** The attempt of a detached run is gone from its executor (it restarted, or dropped it): lost, not failed. */
+export class AttemptGone extends VgridError {}
+
+/**
+ * The owner comes back for a detached run (held.ts) after its stream broke or this agent
+ * restarted: what its log lacks is replayed, then the session goes on as placeOnce's would.
+ */
+export async function reattachRun (ctx: RunContext, client: FrameChannel, o: { task: string, peer: string, host: string, have: number, started: boolean, workspace?: WorkspaceRef, startedMs: number }): Promise<void> {
+  const remote = await ctx.grid.open(o.peer, EXEC_PROTOCOL, { signal: ctx.shutdown })
+  try {
+    await remote.send({ t: 'attach', v: EXEC_PROTOCOL_VERSION, task: o.task, have: o.have })
+    const first = await withTimeout(remote.recv(), EXEC_REQUEST_TIMEOUT_MS, `${o.host} did not answer the re-attach within ${EXEC_REQUEST_TIMEOUT_MS} ms`)
+    if (first === undefined) throw new VgridError('ERR_PEER_LOST', `${o.host} closed the stream`)
+    const m = obj(first, 'attach answer')
+    if (m.t === 'error') {
+      const ev = parseExecEvent(first)
+      if (ev.t === 'error' && ev.error.code === 'ERR_TASK_NOT_FOUND') throw new AttemptGone('ERR_PEER_LOST', ev.error.message)
+      throw new VgridError('ERR_PEER_LOST', ev.t === 'error' ? ev.error.message : 'refused')
+    }
+    if (m.t !== 'attached') throw new VgridError('ERR_BAD_MESSAGE', 'malformed message: expected attached')
+    await relay(ctx, client, remote, o.peer, o.host, async (outputs) => {
+      if (o.workspace === undefined) throw new VgridError('ERR_BAD_MESSAGE', 'outputs offered for a run without a workspace')
+      await ctx.sync.bringBackReattached(o.workspace, o.peer, outputs, o.task, o.startedMs, async (e) => { await client.send(e) })
+    }, o.started)
+  } finally {
+    remote.destroy()
+  }
+}
+
 /** Events down, inputs up, until the command's exit (or error) has reached the CLI. */
 async function relay (ctx: RunContext, client: FrameChannel, remote: FrameChannel, peer: string, host: string,
-  onOutputs: (o: { root: Uint8Array, session: string }) => Promise<void>): Promise<void> {
-  let started = false
+  onOutputs: (o: { root: Uint8Array, session: string, base?: Uint8Array }) => Promise<void>, startedBefore = false): Promise<void> {
+  let started = startedBefore
   // Until `started`, the member was still syncing the workspace or starting the command.
   const lost = (why: string): VgridError => new VgridError('ERR_PEER_LOST', `lost ${host} (${peer.slice(0, 12)}…) ${started ? 'while the command ran' : 'before the command started'}: ${why}`)
   let done = false

@@ -14,7 +14,7 @@ import type { FrameChannel } from '../common/channel.js'
 import type { Grid } from '../grid/index.js'
 import {
   ChunkStore, ExportRegistry, StatWorker, BlobFetcher, StatCache, EncodeMemo, SYNC_PROTOCOL, SYNC_MAX_FRAME_BYTES,
-  scanWorkspace, decodeTree, applyOutputs, syncCopy, saveBase, forgetBase, nodeAt, hexOf, loadIgnoreRules,
+  scanWorkspace, decodeTree, encodeTree, applyOutputs, syncCopy, saveBase, forgetBase, nodeAt, hexOf, loadIgnoreRules,
   readChunkAt, type DirNode, type ChunkSource, type SyncCopyResult, type SyncProgress, type WorkspaceRef
 } from '../fs-sync/index.js'
 import type { ExecEvent } from '../exec/index.js'
@@ -141,11 +141,26 @@ export class WorkspaceSync {
   }
 
   /** Pulls the executor's result and applies it to the workspace; conflicts are told to the user. */
-  async bringBack (scan: WorkspaceScan, executor: string, outputs: { root: Uint8Array, session: string }, task: string, send: Send): Promise<void> {
+  /**
+   * The outputs of a detached run its owner re-attached to (this agent restarted since it
+   * sent the workspace): the tree it sent comes from the executor (`outputs.base`), so what
+   * the user changed here meanwhile is still told from what the command changed.
+   */
+  async bringBackReattached (ref: WorkspaceRef, executor: string, outputs: { root: Uint8Array, session: string, base?: Uint8Array }, task: string, startedMs: number, send: Send): Promise<void> {
+    if (outputs.base === undefined) throw new VgridError('ERR_BAD_MESSAGE', 'the outputs of a re-attached run came without the tree they started from')
+    const base = outputs.base
+    const home = homeWithin(ref.dir, this.home)
+    await this.bringBack({ ref, tree: { kind: 'dir', hash: base, entries: new Map() }, rootHash: base, blobs: new Map(), sources: new Map(), key: '', startedMs, warnings: [], ...(home !== undefined && home !== '' ? { home } : {}) },
+      executor, outputs, task, send, async (fetch) => (await decodeTree(base, fetch)).tree)
+  }
+
+  async bringBack (scan: WorkspaceScan, executor: string, outputs: { root: Uint8Array, session: string }, task: string, send: Send,
+    baseOf?: (fetch: (h: Uint8Array) => Promise<Uint8Array>) => Promise<DirNode>): Promise<void> {
     const channel = await this.grid.open(executor, SYNC_PROTOCOL, { maxFrameBytes: SYNC_MAX_FRAME_BYTES })
     const fetcher = await BlobFetcher.open(channel, outputs.session)
     try {
       if (Buffer.compare(Buffer.from(fetcher.root), Buffer.from(outputs.root)) !== 0) throw new VgridError('ERR_BAD_MESSAGE', 'the outputs session holds another tree')
+      if (baseOf !== undefined) scan = { ...scan, tree: await baseOf(async (h) => await fetcher.fetch(h)) }
       const { tree } = await decodeTree(outputs.root, async (h) => await fetcher.fetch(h), { base: scan.tree })
       const local = scan.sources
       const p: SyncProgress = { files: 0, totalFiles: 0, sentBytes: 0, sentChunks: 0, totalBytes: 0, reusedBytes: 0, done: false }
@@ -256,7 +271,8 @@ export class WorkspaceSync {
    * submitter and waits until it has pulled it (or never started to, for
    * OUTPUTS_OPEN_TIMEOUT_MS).
    */
-  async offerOutputs (copyDir: string, synced: SyncCopyResult, submitter: string, send: Send): Promise<void> {
+  /** `withBase`: the submitter has no scan of its own (it re-attached): the tree it sent travels too. */
+  async offerOutputs (copyDir: string, synced: SyncCopyResult, submitter: string, send: Send, o: { withBase?: boolean } = {}): Promise<void> {
     const t0 = performance.now()
     // No racy margin: nothing else writes a copy, and the command has ended.
     const { cache, memo } = await this.statCache(copyDir + '.statcache', 0)
@@ -286,10 +302,12 @@ export class WorkspaceSync {
       // Unchanged: syncCopy already recorded this root, and its records are in the store.
       if (Buffer.compare(Buffer.from(rootHash), Buffer.from(synced.rootHash)) === 0) return
       await saveBase(copyDir, rootHash, blobs, this.store)
-      const session = this.registry.add({ rootHash, blobs, sources: { get: (hex) => scan.sources.get(hex) }, peer: submitter })
+      const base = o.withBase === true ? encodeTree(synced.tree) : undefined
+      const served = base === undefined ? blobs : new Map([...base.blobs, ...blobs])
+      const session = this.registry.add({ rootHash, blobs: served, sources: { get: (hex) => scan.sources.get(hex) }, peer: submitter })
       try {
         const pulled = this.registry.pulled(session, OUTPUTS_OPEN_TIMEOUT_MS)
-        await send({ t: 'outputs', root: rootHash, session })
+        await send({ t: 'outputs', root: rootHash, session, ...(base !== undefined ? { base: base.rootHash } : {}) })
         await pulled
       } finally {
         this.registry.remove(session)

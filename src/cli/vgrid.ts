@@ -102,6 +102,7 @@ export function createVgridCli (): CAC {
     .option('--gpus <LIST>', 'GPUs to lend: indexes such as 0,1, or none, or all (default: all)')
     .option('--mem <SIZE>', 'Memory to lend, such as 16G (default: all)')
     .option('--cache-size <SIZE>', 'Disk for synced chunks in $VGRID_HOME/store, least recently used evicted (default: 10G)')
+    .option('--keep-results <DURATION>', 'Keep the outputs and exit of another member\'s task that ended while its owner was away, this long (default: 7d)')
     .option('--pool <NAME>', 'Put this machine in a named pool (repeatable)')
     .option('--label <KEY=VAL>', 'Tag this machine, e.g. rack=b2 (repeatable)')
     .option('--max-tasks <N>', 'Run at most N guest commands at once (default: unlimited)')
@@ -258,7 +259,7 @@ function taskInvocation (argv: readonly string[], options: Record<string, unknow
 }
 
 /** The agent's options that take a value, as typed (cac's names). */
-const AGENT_VALUE_OPTIONS = ['join', 'peer', 'listen', 'cpus', 'gpus', 'mem', 'cacheSize', 'pool', 'label', 'maxTasks', 'nice', 'acceptFrom', 'isolation', 'guestNet', 'guestUser', 'guestShare']
+const AGENT_VALUE_OPTIONS = ['join', 'peer', 'listen', 'cpus', 'gpus', 'mem', 'cacheSize', 'keepResults', 'pool', 'label', 'maxTasks', 'nice', 'acceptFrom', 'isolation', 'guestNet', 'guestUser', 'guestShare']
 
 const kebab = (name: string): string => name.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)
 
@@ -328,6 +329,7 @@ function agentFlags (o: Record<string, unknown>): AgentFlags {
   set('gpus', one(o.gpus))
   set('mem', one(o.mem))
   set('cacheSize', one(o.cacheSize))
+  set('keepResults', one(o.keepResults))
   set('pool', many(o.pool))
   set('label', many(o.label))
   set('maxTasks', one(o.maxTasks))

@@ -77,9 +77,9 @@ export type ExecEvent =
   /** Workspace sync progress: `up` = the workspace to the executor, `down` = outputs back. */
   | { t: 'sync', phase: 'up' | 'down', files: number, totalFiles: number, sentBytes: number, sentChunks: number, totalBytes: number, reusedBytes: number, done: boolean }
   /** Something the user must be told (a conflict on the way back), printed as `vrun: TEXT`. */
-  | { t: 'notice', text: string }
+  | { t: 'notice', text: string, own?: boolean }
   /** Before `exit`: the executor's copy changed; the submitter pulls `root` through `session`. */
-  | { t: 'outputs', root: Uint8Array, session: string }
+  | { t: 'outputs', root: Uint8Array, session: string, base?: Uint8Array }
   /**
    * The command ended but sub-tasks it submitted still run (`done: false`), then all have
    * ended (`done: true`, before `exit`); `failed` counts those that did not succeed.
@@ -174,13 +174,16 @@ export function parseExecEvent (v: unknown): ExecEvent {
         done: m.done === true
       }
     }
-    case 'notice': return { t: 'notice', text: str(m.text, 'text', MAX_WIRE_TEXT) }
+    case 'notice': return m.own === true ? { t: 'notice', text: str(m.text, 'text', MAX_WIRE_TEXT), own: true } : { t: 'notice', text: str(m.text, 'text', MAX_WIRE_TEXT) }
     case 'outputs': {
       const root = bytes(m.root, 'root', 32)
       if (root.byteLength !== 32) bad('root is not a 32-byte hash')
       const session = str(m.session, 'session', 32)
       if (!/^[0-9a-f]{32}$/.test(session)) bad('session is not a session id')
-      return { t: 'outputs', root, session }
+      if (m.base === undefined || m.base === null) return { t: 'outputs', root, session }
+      const base = bytes(m.base, 'base', 32)
+      if (base.byteLength !== 32) bad('base is not a 32-byte hash')
+      return { t: 'outputs', root, session, base }
     }
     case 'children': {
       const ids = Array.isArray(m.ids) && m.ids.length <= 100_000 ? m.ids.map((x, i) => str(x, `ids[${i}]`, 16)) : bad('ids is not a list')

@@ -565,7 +565,8 @@ describe('an owner restarted', () => {
       // The restarted agent finds the grid again through the members it saved.
       await waitFor(() => fs.existsSync(path.join(x.home, 'peers.json')), 'the owner to save its known peers', 15_000, 100)
 
-      const one = await submitOne(x, ['--retries', '1', '--name', 'one', 'sh', '-c', 'echo started; sleep 4; echo one > one.txt'], ws)
+      // Runs on the owner itself (one on another member would run on through the restart: faults.test.ts).
+      const one = await submitOne(x, ['--retries', '1', '--on', x.peer, '--name', 'one', 'sh', '-c', 'echo started; sleep 4; echo one > one.txt'], ws)
       const two = await submitOne(x, ['--name', 'two', '--after-success', 'one', 'sh', '-c', 'cat one.txt > two.txt'], ws)
       await waitFor(async () => (await show(x, one)).state === 'running', 'step one to run', 20_000, 50)
       const died = new Promise((resolve) => x.proc.once('exit', resolve))
@@ -605,11 +606,14 @@ describe('an owner restarted', () => {
       await Promise.all([y.stop(), x2?.stop(), x.stop()])
     }
   }, 120_000)
-  it('cancels the sub-tasks of a task whose submitter went away', async () => {
-    const [x, y] = await startGrid(2)
+  it('keeps the sub-tasks of a task whose owner stopped: they end, and the parent ends once its owner is back', async () => {
+    const [x, y] = await startGrid(2, { args: guestShare(share) })
+    let x2: AgentProc | undefined
     try {
+      await waitFor(() => fs.existsSync(path.join(x.home, 'peers.json')), 'the owner to save its known peers', 15_000, 100)
       const ws = workspace()
-      const parent = await submitOne(x, ['--on', y.peer, 'sh', '-c', 'vbatch --name kid sh -c "sleep 30; echo kid > kid.txt"; echo parent done'], ws)
+      const go = goFile('kid')
+      const parent = await submitOne(x, ['--on', y.peer, 'sh', '-c', `vbatch --name kid sh -c "while [ ! -e ${go} ]; do sleep 0.05; done; echo kid > kid.txt"; echo parent done`], ws)
       // The sub-task is y's, which runs the parent.
       const kid = await waitFor(async () => {
         const r = await y.vgrid(['task', 'list', '--json'])
@@ -617,12 +621,22 @@ describe('an owner restarted', () => {
         return k?.state === 'running' ? k.id : undefined
       }, 'the sub-task to run', 30_000, 100)
       expect((await x.stop('SIGTERM')).code).toBe(0)
+      fs.writeFileSync(go, '')
+      // The task lives on its executor: its sub-task is not cancelled because the owner went away.
       const rec = await ended(y, kid, 20_000)
-      expect(rec.state).toBe('cancelled')
+      expect(rec.state).toBe('succeeded')
+      const r2 = await startAgent({ home: x.home, args: guestShare(share) })
+      x2 = r2
+      const w = await wait(r2, parent, 60_000)
+      expect(w.code, w.stderr).toBe(0)
+      const p = await show(r2, parent)
+      expect(p.children).toEqual([kid])
+      expect(p.attempts.map((a) => a.state)).toEqual(['succeeded'])
+      expect(read(ws, 'kid.txt')).toBe('kid\n')
     } finally {
-      await Promise.all([y.stop(), x.stop()])
+      await Promise.all([y.stop(), x2?.stop(), x.stop()])
     }
-  }, 90_000)
+  }, 120_000)
 
   it('stopped with SIGTERM, keeps what ran and what waited: placed again after its restart', async () => {
     const [x, y] = await startGrid(2, { env: { DEBUG: 'vgrid:tasks' }, args: guestShare(share) })
@@ -655,11 +669,15 @@ describe('an owner restarted', () => {
       for (const id of [one, two, three]) { const w = await wait(r2, id, 60_000); expect(w.code, `${id}: ${w.stderr} ${JSON.stringify(await show(r2, id))}`).toBe(0) }
       const waited = await waiting.done
       expect(waited.code, waited.stderr).toBe(0)
+      // It ran on the other member, detached: it went on through the owner's restart.
       const oneRec = await show(r2, one)
-      expect(oneRec.attempts.map((a) => a.state)).toEqual(['lost', 'succeeded'])
-      expect(oneRec.attempts[0].error).toContain('the owning agent stopped')
+      expect(oneRec.attempts.map((a) => a.state)).toEqual(['succeeded'])
       expect((await show(r2, two)).attempts.map((a) => a.state)).toEqual(['succeeded'])
-      expect((await show(r2, three)).attempts.map((a) => a.state)).toEqual(['lost', 'succeeded'])
+      // It ran on the owner itself, which stopped it: placed again, and separated in its log.
+      const threeRec = await show(r2, three)
+      expect(threeRec.attempts.map((a) => a.state)).toEqual(['lost', 'succeeded'])
+      expect(threeRec.attempts[0].error).toContain('the owning agent stopped')
+      expect((await r2.vgrid(['task', 'log', three])).stderr).toMatch(/^--- attempt 2 on \S+ \(12D3\w+…\), after: the owning agent stopped ---$/m)
       expect(read(ws, 'one.txt')).toBe('one\n')
       expect(read(ws, 'two.txt')).toBe('two\n')
       expect(read(ws, 'three.txt')).toBe('three\n')

@@ -1,20 +1,25 @@
 /**
  * A task's output log: `$VGRID_HOME/tasks/<id>.log`, frames of [fd: 1 byte][length: 4 bytes
- * BE][data], appended in the order the output came. Followers get each frame once it is in
+ * BE][data], appended in the order the output came. The fd byte has OWN_FLAG for lines this
+ * agent wrote itself (attempt separators, "placing it again"): shown as any other, they are not
+ * counted when the owner tells an executor how much of an attempt's output it has (held.ts). Followers get each frame once it is in
  * the file, numbered, so a reader that read the file and then follows misses none and sees
  * none twice.
  */
 import fs from 'node:fs'
 import path from 'node:path'
 
-export interface LogFrame { seq: number, fd: 1 | 2, data: Uint8Array }
+export interface LogFrame { seq: number, fd: 1 | 2, data: Uint8Array, own?: boolean }
 type Follower = (f: LogFrame) => void
 
 const HEADER = 5
+const OWN_FLAG = 0x10
 
 export class TaskLog {
   private tail: Promise<void> = Promise.resolve()
   private frames = 0
+  /** Frames appended, counted at once (the file catches up). */
+  private appended = 0
   private readonly followers = new Set<Follower>()
 
   constructor (readonly file: string) {}
@@ -22,19 +27,33 @@ export class TaskLog {
   /** Frames already in the file (on open after a restart). */
   static open (dir: string, id: string): TaskLog {
     const log = new TaskLog(path.join(dir, `${id}.log`))
-    log.frames = readFrames(log.file).length
+    log.frames = log.appended = readFrames(log.file).length
     return log
   }
 
-  append (fd: 1 | 2, data: Uint8Array): void {
+  /** How many frames the log holds, counting those not yet written: where the next one goes. */
+  get length (): number {
+    return this.appended
+  }
+
+  /** Bytes of output from the executor (not this agent's own lines) in frames `from` on. */
+  async receivedSince (from: number): Promise<number> {
+    await this.flushed()
+    let n = 0
+    for (const f of readFrames(this.file).slice(from)) if (f.own !== true) n += f.data.byteLength
+    return n
+  }
+
+  append (fd: 1 | 2, data: Uint8Array, own = false): void {
     if (data.byteLength === 0) return
+    this.appended++
     const frame = Buffer.allocUnsafe(HEADER + data.byteLength)
-    frame[0] = fd
+    frame[0] = own ? fd | OWN_FLAG : fd
     frame.writeUInt32BE(data.byteLength, 1)
     frame.set(data, HEADER)
     this.tail = this.tail.then(async () => {
       await fs.promises.appendFile(this.file, frame)
-      const f: LogFrame = { seq: this.frames++, fd, data }
+      const f: LogFrame = { seq: this.frames++, fd, data, ...(own ? { own } : {}) }
       for (const follow of this.followers) follow(f)
     }).catch(() => {})
   }
@@ -68,10 +87,12 @@ export function readFrames (file: string): LogFrame[] {
   }
   const out: LogFrame[] = []
   for (let off = 0; off + HEADER <= buf.byteLength;) {
-    const fd = buf[off] === 2 ? 2 : 1
+    const fd = (buf[off]! & ~OWN_FLAG) === 2 ? 2 : 1
     const len = buf.readUInt32BE(off + 1)
     if (off + HEADER + len > buf.byteLength) break
-    out.push({ seq: out.length, fd, data: buf.subarray(off + HEADER, off + HEADER + len) })
+    const f: LogFrame = { seq: out.length, fd, data: buf.subarray(off + HEADER, off + HEADER + len) }
+    if ((buf[off]! & OWN_FLAG) !== 0) f.own = true
+    out.push(f)
     off += HEADER + len
   }
   return out

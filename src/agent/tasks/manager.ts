@@ -18,19 +18,29 @@ import { memoryChannelPair, type FrameChannel } from '../../common/channel.js'
 import { parseRunSpec, type ExecEvent, type RunSpec } from '../../exec/messages.js'
 import { acceptsFrom, candidates, resolvePeer, fitsNow, impossibleGang } from '../../grid/placement.js'
 import type { WorkspaceRef } from '../../fs-sync/index.js'
-import { submitRun, newTaskId, USER, type ChildTracker, type Guest, type RunContext } from '../run.js'
+import { submitRun, reattachRun, newTaskId, USER, AttemptGone, VIEW_SETTLE_MS, type ChildTracker, type Guest, type RunContext } from '../run.js'
 import { GangGate, type GangSeat } from '../claim.js'
 import { LOST_FENCE_MS } from '../watchdog.js'
 import { requestShape } from '../run-queue.js'
 import type { BatchRequest } from '../control/protocol.js'
 import { TaskLog, type LogFrame } from './log.js'
 import { RecordJournal } from './journal.js'
-import { isFinal, mayCancel, parseTaskRecord, type DepKind, type TaskDep, type TaskRecord, type TaskState } from './types.js'
+import { isFinal, mayCancel, parseTaskRecord, MAX_TASK_CHANGES, type DepKind, type TaskDep, type TaskRecord, type TaskState } from './types.js'
 
 const log = createLogger('tasks')
 /** Records kept in memory and listed; the oldest finished ones are forgotten past this. */
 export const MAX_TASKS = 20_000
 const GANG_PORT_BASE = 29500
+/**
+ * A detached task's executor that left this agent's view is given up after this long (plus
+ * the view's settling time after a start): then its attempt is lost. While this agent sees no
+ * other member at all, the fault is its own network, and it waits on.
+ */
+export const REATTACH_ABSENT_MS = 12_000
+/** Between two tries to re-attach to an executor that is in the view. */
+export const REATTACH_RETRY_MS = 1_000
+/** Changes kept at the start of a task's history when it is trimmed. */
+const FIRST_CHANGES_KEPT = 10
 /**
  * Tasks of one request shape being placed at once (started, not yet on a member). The rest
  * wait their turn in submission order: a thousand queued tasks must not all chase every free
@@ -78,6 +88,8 @@ interface Entry extends Stored {
   shape: string
   /** A save is due and has not yet serialized the record. */
   saveQueued: boolean
+  /** Its attempt runs on, detached, on a member this agent is finding again: not to be placed. */
+  reattaching: boolean
 }
 
 export class TaskManager implements ChildTracker {
@@ -141,17 +153,23 @@ export class TaskManager implements ChildTracker {
         e.record.attempts.push({ peer: this.self.peer, host: this.self.host, started: e.record.created })
         e.record.state = s = 'running'
       }
-      // An attempt placed before the restart (maybe still syncing) ended with it.
       const a = e.record.attempts.at(-1)
+      if (!e.record.attached && a !== undefined && a.ended === undefined && a.peer !== this.self.peer) {
+        // Placed on another member, detached: it runs on there (held.ts); this agent finds it again.
+        this.note(e, s, `the owning agent restarted; finding the attempt on ${a.host} again`)
+        this.reattach(e)
+        continue
+      }
+      // An attempt here (or one placed before the restart, maybe still syncing) ended with it.
       if (a !== undefined && a.ended === undefined) { a.ended = Date.now(); a.state = 'lost'; a.error = 'the owning agent restarted' }
       if (e.record.attached) {
         // a vrun: its terminal went with the agent
         this.finish(e, 'lost', { error: 'the owning agent restarted while it ran' })
       } else if (s === 'running' || s === 'waiting-children') {
-        if (e.record.attached || e.record.attempts.length > e.record.retries) {
+        if (spentAttempts(e.record) > e.record.retries) {
           this.finish(e, 'lost', { error: 'the owning agent restarted while it ran' })
         } else {
-          this.setState(e, 'queued')
+          this.setState(e, 'queued', 'the owning agent restarted while it ran: placed again')
         }
       }
     }
@@ -159,7 +177,7 @@ export class TaskManager implements ChildTracker {
   }
 
   private entry (s: Stored, taskLog: TaskLog): Entry {
-    return { ...s, log: taskLog, cancelRequested: false, timedOut: false, waiters: [], saving: Promise.resolve(), childFailed: 0, placing: false, saveQueued: false, shape: requestShape(s.spec, s.on) }
+    return { ...s, log: taskLog, cancelRequested: false, timedOut: false, waiters: [], saving: Promise.resolve(), childFailed: 0, placing: false, saveQueued: false, reattaching: false, shape: requestShape(s.spec, s.on) }
   }
 
   private add (e: Entry): void {
@@ -172,7 +190,7 @@ export class TaskManager implements ChildTracker {
     const s = e.record.state
     if (s === 'pending') this.pending.add(e)
     else this.pending.delete(e)
-    const idle = s === 'queued' && e.channel === undefined && !e.record.attached
+    const idle = s === 'queued' && e.channel === undefined && !e.record.attached && !e.reattaching
     if (idle && e.gang) this.gangsWaiting.add(e)
     else this.gangsWaiting.delete(e)
     let q = this.waiting.get(e.shape)
@@ -218,7 +236,7 @@ export class TaskManager implements ChildTracker {
       if (b.shards > 1) Object.assign(env, { VGRID_SHARD_INDEX: String(index), VGRID_SHARD_COUNT: String(b.shards) })
       const record: TaskRecord = {
         id, owner: this.self.peer, ownerHost: this.self.host, submitter: from.peer, user: from.user, argv: b.spec.argv, state: 'pending', created: now,
-        deps, retries: b.retries, attempts: [], attached: false, children: []
+        deps, retries: b.retries, attempts: [], attached: false, children: [], history: [{ at: now, state: 'pending', why: 'submitted' }]
       }
       if (b.name !== undefined) record.name = b.name
       if (b.parent !== undefined) record.parent = b.parent
@@ -254,7 +272,7 @@ export class TaskManager implements ChildTracker {
     const from = this.originOf(parent)
     const record: TaskRecord = {
       id, owner: this.self.peer, ownerHost: this.self.host, submitter: from.peer, user: from.user, argv: req.spec.argv, state: 'pending', created: Date.now(),
-      deps, retries: 0, attempts: [], attached: true, children: []
+      deps, retries: 0, attempts: [], attached: true, children: [], history: [{ at: Date.now(), state: 'pending', why: 'submitted (vrun)' }]
     }
     if (parent !== undefined) record.parent = parent
     if (req.name !== undefined) record.name = req.name
@@ -319,7 +337,7 @@ export class TaskManager implements ChildTracker {
           const which = e.record.deps.find((d) => d.kind !== 'fail' && this.depMet(d) === false) ?? e.record.deps.find((d) => this.depMet(d) === false)
           this.finish(e, 'upstream-failed', { error: which !== undefined ? `${which.name} (${which.id.slice(0, 12)}) did not end as --after${which.kind === 'any' ? '' : `-${which.kind}`} requires` : 'a dependency was not met' })
         } else {
-          this.setState(e, 'queued')
+          this.setState(e, 'queued', e.record.deps.length > 0 ? 'its dependencies are met' : 'waiting for a member with room')
           if (e.onReady !== undefined) { const ready = e.onReady; e.onReady = undefined; ready() }
         }
       }
@@ -373,15 +391,25 @@ export class TaskManager implements ChildTracker {
     return wait ? 'wait' : 'ready'
   }
 
-  private setState (e: Entry, state: TaskState): void {
+  private setState (e: Entry, state: TaskState, why: string): void {
+    if (e.record.state !== state) this.note(e, state, why)
     e.record.state = state
     this.track(e)
     this.save(e)
   }
 
+  /** Writes down a change of state and why (`vgrid task show`), keeping the first and the latest. */
+  private note (e: Entry, state: TaskState, why: string): void {
+    const h = e.record.history ??= []
+    h.push({ at: Date.now(), state, why })
+    if (h.length > MAX_TASK_CHANGES) h.splice(FIRST_CHANGES_KEPT, h.length - MAX_TASK_CHANGES)
+  }
+
   private finish (e: Entry, state: TaskState, o: { exitCode?: number, error?: string } = {}): void {
     if (isFinal(e.record.state)) return
     clearTimeout(e.timer)
+    e.reattaching = false
+    this.note(e, state, o.error ?? (state === 'cancelled' ? 'cancelled' : o.exitCode !== undefined ? `exited with ${o.exitCode}` : state))
     e.record.state = state
     this.track(e)
     e.record.ended = Date.now()
@@ -409,20 +437,32 @@ export class TaskManager implements ChildTracker {
   // ── running ────────────────────────────────────────────────────────────────────────────
 
   private run (e: Entry, extraEnv?: Record<string, string>, on?: string, gang?: GangSeat): void {
-    const [mine, theirs] = memoryChannelPair()
-    e.channel = mine
-    this.track(e)
     this.setPlacing(e, true)
     const spec = extraEnv !== undefined ? { ...e.spec, env: { ...e.spec.env, ...extraEnv } } : e.spec
     if (e.record.timeoutMs !== undefined && e.timer === undefined) {
       e.timer = setTimeout(() => { e.timedOut = true; this.stop(e) }, e.record.timeoutMs)
       e.timer.unref()
     }
-    // A detached task reads nothing: its stdin is closed at once.
-    void mine.send({ t: 'eof' }).catch(() => {})
-    const placing = submitRun(this.ctx, theirs, spec, { on: on ?? e.on, ...(e.workspace !== undefined ? { workspace: e.workspace } : {}), task: e.record.id, ...(gang !== undefined ? { gang } : {}), guest: e.guest === true })
-      .then(() => undefined, (err: unknown) => err)
-    // However the placement ended, no event follows: the loop below must not wait for one.
+    this.drive(e, async (theirs) => {
+      // A detached task reads nothing: its stdin is closed at once.
+      await submitRun(this.ctx, theirs, spec, {
+        on: on ?? e.on, ...(e.workspace !== undefined ? { workspace: e.workspace } : {}), task: e.record.id, ...(gang !== undefined ? { gang } : {}), guest: e.guest === true, detach: true
+      })
+    }, { eof: true, ...(gang !== undefined ? { gang } : {}) })
+  }
+
+  /**
+   * Reads one session of the task (a placement, or a re-attach) until it ends, then decides:
+   * over, placed again, or (a detached attempt whose stream broke) found again.
+   */
+  private drive (e: Entry, session: (theirs: FrameChannel) => Promise<void>, o: { eof: boolean, gang?: GangSeat }): void {
+    const { gang } = o
+    const [mine, theirs] = memoryChannelPair()
+    e.channel = mine
+    this.track(e)
+    if (o.eof) void mine.send({ t: 'eof' }).catch(() => {})
+    const placing = session(theirs).then(() => undefined, (err: unknown) => err)
+    // However the session ended, no event follows: the loop below must not wait for one.
     void placing.then(() => { void theirs.close() })
     void (async () => {
       let lost: VgridError | undefined
@@ -431,7 +471,7 @@ export class TaskManager implements ChildTracker {
         if (raw === undefined) break
         const ev = raw as ExecEvent | { t: 'placed', peer: string, host: string } | { t: 'queued' }
         // The executor (or this agent's owner policy) lost the command: placed again below if retries are left.
-        if (ev.t === 'error' && ev.error.code === 'ERR_PEER_LOST') { lost = new VgridError('ERR_PEER_LOST', ev.error.message); break }
+        if (ev.t === 'error' && ev.error.code === 'ERR_PEER_LOST') { lost = new AttemptGone('ERR_PEER_LOST', ev.error.message); break }
         this.onEvent(e, ev)
         if (isFinal(e.record.state)) break
       }
@@ -443,34 +483,102 @@ export class TaskManager implements ChildTracker {
       if (isFinal(e.record.state)) return
       if (gang !== undefined && err instanceof VgridError && err.code === 'ERR_NO_CAPACITY' && e.record.attempts.every((a) => a.ended !== undefined)) {
         // The gang was not placed at once: every shard waits for the next change of the view.
-        this.setState(e, 'queued')
+        this.setState(e, 'queued', 'its gang could not be placed at once')
         const unwatch = this.ctx.grid.onViewChange(() => { unwatch(); this.evaluate() })
         return
       }
+      if (this.mayReattach(e, err)) { this.reattach(e, 1); return }
       this.onLost(e, err)
     })()
+  }
+
+  /**
+   * Whether a session that ended with `err` left a detached attempt running on its member: its
+   * stream broke while the member is still in the view (or this agent sees nobody at all).
+   */
+  private mayReattach (e: Entry, err: unknown): boolean {
+    if (e.record.attached || this.ctx.shutdown.aborted || e.cancelRequested) return false
+    if (!(err instanceof VgridError) || err.code !== 'ERR_PEER_LOST' || err instanceof AttemptGone) return false
+    const a = e.record.attempts.at(-1)
+    if (a === undefined || a.ended !== undefined || a.peer === this.self.peer) return false
+    const view = this.ctx.grid.view()
+    return view.some((p) => p.peer === a.peer) || view.every((p) => p.self)
+  }
+
+  /**
+   * Finds a detached attempt again (after this agent restarted, or its stream broke): waits
+   * for its member to be in the view, then asks it for what the log lacks and follows it live.
+   * A member that no longer has it, or that stays away, loses the attempt (onLost).
+   */
+  private reattach (e: Entry, round = 0): void {
+    const a = e.record.attempts.at(-1)!
+    e.reattaching = true
+    this.track(e)
+    void (async () => {
+      let absent: number | undefined
+      if (round > 0) await new Promise((resolve) => setTimeout(resolve, REATTACH_RETRY_MS))
+      for (;;) {
+        if (isFinal(e.record.state) || this.ctx.shutdown.aborted || !e.reattaching) return
+        const view = this.ctx.grid.view()
+        if (view.some((p) => p.peer === a.peer)) break
+        absent ??= Date.now()
+        const settle = Date.now() - (this.ctx.startedAt ?? 0) < VIEW_SETTLE_MS ? VIEW_SETTLE_MS : 0
+        if (!view.every((p) => p.self) && Date.now() - absent > settle + REATTACH_ABSENT_MS) {
+          this.onLost(e, new AttemptGone('ERR_PEER_LOST', `lost ${a.host} (${a.peer.slice(0, 12)}…) ${e.record.state === 'queued' ? 'before the command started' : 'while the command ran'}: it is no longer in the grid`))
+          return
+        }
+        await this.viewChangeOr(REATTACH_RETRY_MS)
+      }
+      const have = await e.log.receivedSince(a.logFrom ?? 0)
+      if (isFinal(e.record.state) || !e.reattaching) return
+      log.debug(`re-attaching task ${e.record.id} on ${a.host}, ${have} bytes of output here`)
+      this.drive(e, async (theirs) => {
+        await reattachRun(this.ctx, theirs, {
+          task: e.record.id, peer: a.peer, host: a.host, have, started: e.record.state !== 'queued', startedMs: a.started, ...(e.workspace !== undefined ? { workspace: e.workspace } : {})
+        })
+      }, { eof: false })
+    })()
+  }
+
+  /** Resolves at the next change of the view, or after `ms`. */
+  private async viewChangeOr (ms: number): Promise<void> {
+    await new Promise<void>((resolve) => {
+      const done = (): void => { clearTimeout(timer); unwatch(); resolve() }
+      const timer = setTimeout(done, ms)
+      const unwatch = this.ctx.grid.onViewChange(done)
+    })
   }
 
   private onEvent (e: Entry, ev: ExecEvent | { t: 'placed', peer: string, host: string } | { t: 'queued' }): void {
     const r = e.record
     switch (ev.t) {
-      case 'placed':
+      case 'placed': {
         this.placed(e)
         r.peer = ev.peer
         r.host = ev.host
-        r.attempts.push({ peer: ev.peer, host: ev.host, started: Date.now() })
+        const prev = r.attempts.at(-1)
+        if (prev !== undefined) {
+          // Each attempt's output follows a line that says where and why it runs again.
+          e.log.append(2, Buffer.from(`--- attempt ${r.attempts.length + 1} on ${ev.host} (${ev.peer.slice(0, 12)}…)${prev.error !== undefined ? `, after: ${prev.error}` : ''} ---\n`), true)
+        }
+        r.attempts.push({ peer: ev.peer, host: ev.host, started: Date.now(), logFrom: e.log.length, began: false })
+        this.note(e, r.state, `placed on ${ev.host} (${ev.peer.slice(0, 12)}…)`)
         this.save(e)
         break
-      case 'started':
+      }
+      case 'started': {
+        const a = r.attempts.at(-1)
+        if (a !== undefined) a.began = true
         r.started ??= Date.now()
-        this.setState(e, 'running')
+        this.setState(e, 'running', `started on ${ev.host}`)
         break
+      }
       case 'out': e.log.append(ev.fd, ev.data); break
-      case 'notice': e.log.append(2, Buffer.from(`vgrid: ${ev.text}\n`)); break
+      case 'notice': e.log.append(2, Buffer.from(`vgrid: ${ev.text}\n`), ev.own === true); break
       case 'children':
         for (const id of ev.ids) if (!r.children.includes(id)) r.children.push(id)
         e.childFailed = ev.failed
-        if (!ev.done) this.setState(e, 'waiting-children')
+        if (!ev.done) this.setState(e, 'waiting-children', `the command ended; ${ev.ids.length} sub-task${ev.ids.length === 1 ? '' : 's'} still to end`)
         else this.save(e)
         break
       case 'exit': {
@@ -490,6 +598,11 @@ export class TaskManager implements ChildTracker {
       }
       case 'error': {
         if (ev.error.code === 'ERR_PEER_LOST') { this.onLost(e, new VgridError('ERR_PEER_LOST', ev.error.message)); break }
+        if (this.ctx.shutdown.aborted && !e.cancelRequested && e.record.attempts.at(-1)?.peer === this.self.peer) {
+          // Not started (or ended) because this agent stops: interrupted, not failed.
+          this.onLost(e, new VgridError('ERR_PEER_LOST', `the owning agent stopped: ${ev.error.message}`))
+          break
+        }
         this.finish(e, e.cancelRequested ? 'cancelled' : 'failed', { error: ev.error.message })
         break
       }
@@ -515,13 +628,17 @@ export class TaskManager implements ChildTracker {
     if (isFinal(e.record.state)) return
     const message = err instanceof Error ? err.message : 'the run ended without an exit status'
     const lost = err instanceof VgridError && err.code === 'ERR_PEER_LOST'
+    e.reattaching = false
+    this.track(e)
     if (this.ctx.shutdown.aborted && !e.cancelRequested) {
       // This agent is stopping, and its run of the task stopped with it (whatever the stream
       // said: the connection that closed was ours). The task is neither lost nor over: its
       // record stays queued or running, and the next start places it again when it has
-      // retries left, else marks it lost (start()).
+      // retries left, else marks it lost (start()). A detached attempt on another member
+      // runs on there: left open, it is found again at the next start.
       const a = e.record.attempts.at(-1)
-      if (a !== undefined && a.ended === undefined) { a.ended = Date.now(); a.state = 'lost'; a.error = 'the owning agent stopped' }
+      const detached = a !== undefined && a.peer !== this.self.peer && !e.record.attached && !(err instanceof AttemptGone)
+      if (a !== undefined && a.ended === undefined && !detached) { a.ended = Date.now(); a.state = 'lost'; a.error = 'the owning agent stopped' }
       this.save(e)
       return
     }
@@ -531,13 +648,15 @@ export class TaskManager implements ChildTracker {
     }
     const a = e.record.attempts.at(-1)
     if (a !== undefined && a.ended === undefined) { a.ended = Date.now(); a.state = 'lost'; a.error = message }
-    if (e.record.attempts.length <= e.record.retries) {
-      e.log.append(2, Buffer.from(`vgrid: ${message}; placing it again in ${LOST_FENCE_MS / 1000} s, once the lost attempt surely ended (attempt ${e.record.attempts.length + 1} of ${e.record.retries + 1})\n`))
+    const spent = spentAttempts(e.record)
+    if (spent <= e.record.retries) {
+      const next = spent < e.record.attempts.length ? 'it had not started: this costs no retry' : `attempt ${spent + 1} of ${e.record.retries + 1}`
+      e.log.append(2, Buffer.from(`vgrid: ${message}; placing it again in ${LOST_FENCE_MS / 1000} s, once the lost attempt surely ended (${next})\n`), true)
       // Not at once: a frozen executor's guest may still run until its watchdog kills it
       // (watchdog.ts), and two attempts of one task must never run at the same time.
       e.notBefore = Date.now() + LOST_FENCE_MS
       setTimeout(() => { this.evaluate() }, LOST_FENCE_MS + 10).unref()
-      this.setState(e, 'queued')
+      this.setState(e, 'queued', `lost: ${message}; placed again`)
       queueMicrotask(() => { this.evaluate() })
     } else {
       this.finish(e, 'lost', { error: message })
@@ -760,6 +879,14 @@ export class TaskManager implements ChildTracker {
       fs.promises.rm(path.join(this.dir, `${e.record.id}.log`), { force: true }).catch(() => {})
     }
   }
+}
+
+/**
+ * The attempts that count against `--retries`: those whose command started. One lost while
+ * its member was still syncing or starting it (or before this agent knew) costs nothing.
+ */
+function spentAttempts (r: TaskRecord): number {
+  return r.attempts.filter((a) => a.began !== false).length
 }
 
 function serialize (e: Stored): string {

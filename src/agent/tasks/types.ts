@@ -24,7 +24,16 @@ export interface TaskAttempt {
   state?: TaskState
   exitCode?: number
   error?: string
+  /** The first frame of the task's log that belongs to this attempt (after its separator). */
+  logFrom?: number
+  /** false until its command started: an attempt lost before costs no retry. Absent on older records (counted). */
+  began?: boolean
 }
+
+/** One change of a task's state, and why. */
+export interface TaskChange { at: number, state: TaskState, why: string }
+/** Changes kept per task: the first few and the latest (a task retried many times). */
+export const MAX_TASK_CHANGES = 40
 
 export interface TaskRecord {
   /** 16 hex digits. */
@@ -64,6 +73,8 @@ export interface TaskRecord {
   attached: boolean
   /** Sub-tasks submitted from inside its command. */
   children: string[]
+  /** Each change of its state, and why (`vgrid task show`). */
+  history?: TaskChange[]
 }
 
 /** The exit status `vgrid task wait` and `vbatch -f` end with. */
@@ -118,6 +129,8 @@ export function parseTaskRecord (v: unknown): TaskRecord {
       if (o.state !== undefined && o.state !== null) at.state = oneOf(o.state, 'state', TASK_STATES)
       const code = optNum(o.exitCode, 'exitCode'); if (code !== undefined) at.exitCode = code
       const error = optStr(o.error, 'error', 4096); if (error !== undefined) at.error = error
+      const logFrom = optNum(o.logFrom, 'logFrom'); if (logFrom !== undefined) at.logFrom = logFrom
+      if (typeof o.began === 'boolean') at.began = o.began
       return at
     }),
     attached: m.attached === true,
@@ -142,6 +155,12 @@ export function parseTaskRecord (v: unknown): TaskRecord {
     t.shard = { index: int(s.index, 'shard.index', 0, 1_000_000), count: int(s.count, 'shard.count', 1, 1_000_000) }
   }
   const timeoutMs = optNum(m.timeoutMs, 'timeoutMs'); if (timeoutMs !== undefined) t.timeoutMs = timeoutMs
+  if (m.history !== undefined && m.history !== null) {
+    t.history = list(m.history, 'history').slice(-MAX_TASK_CHANGES).map((h, i) => {
+      const o = obj(h, `history[${i}]`)
+      return { at: num(o.at, 'at'), state: oneOf(o.state, 'state', TASK_STATES), why: str(o.why, 'why', 4096) }
+    })
+  }
   return t
 }
 

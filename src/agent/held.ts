@@ -1,0 +1,295 @@
+/**
+ * Detached runs on the executor (DESIGN §3, issue 16): a `vbatch` task lives on the member
+ * that runs it, not on its owner's uptime. The owner asks for it with `detach` in its exec
+ * request; from the claim's `go` on, this side of the session is a HeldRun. While the owner
+ * is connected, events travel as before; when its stream breaks (the owner stopped,
+ * restarted, was killed, or its network went down) the command goes on, and its events are
+ * kept: in memory, spilled to `$VGRID_HOME/held/<task>/events` past HELD_MEMORY_BYTES, at most
+ * HELD_OUTPUT_CAP_BYTES of output (a notice says when output was dropped). The owner comes
+ * back with an `attach` request naming how much of the output it has; the rest is replayed,
+ * and the session goes on live. The outputs wait for it (the step before `exit`), for as long
+ * as the executor keeps results (`--keep-results`, default 7 days); then they are dropped.
+ *
+ * What is replayed: `started`, `out`, `notice`, `children`, `exit`, `error`. Not `sync`
+ * (progress, stale once seen) nor `outputs` (its session is offered afresh to whoever is
+ * attached when the command has ended).
+ */
+import fs from 'node:fs'
+import path from 'node:path'
+import { createHash } from 'node:crypto'
+import { decode } from 'cborg'
+import { encodeFrame, type FrameChannel } from '../common/channel.js'
+import { VgridError } from '../common/errors.js'
+import { createLogger } from '../common/log.js'
+
+const log = createLogger('held')
+
+/** Events kept in memory per run before they are written to disk. */
+export const HELD_MEMORY_BYTES = 1024 * 1024
+/** Output kept per run while its owner is away; past it, output is dropped (and said so). */
+export const HELD_OUTPUT_CAP_BYTES = 256 * 1024 * 1024
+/** How long an executor keeps a finished run's results for an owner that is away. */
+export const DEFAULT_KEEP_RESULTS_MS = 7 * 24 * 3600_000
+/** A run whose end reached its owner is forgotten this long after (the owner may have crashed while saving it). */
+export const HELD_DELIVERED_KEEP_MS = 10 * 60_000
+
+const NOT_KEPT: ReadonlySet<string> = new Set(['sync', 'outputs'])
+
+/** How many bytes an event adds to the owner's task log (a notice is logged as `vgrid: TEXT\n`). */
+export function logBytesOf (ev: { t: string, data?: Uint8Array, text?: string }): number {
+  if (ev.t === 'out') return ev.data?.byteLength ?? 0
+  if (ev.t === 'notice') return Buffer.byteLength(`vgrid: ${ev.text ?? ''}\n`)
+  return 0
+}
+
+export class HeldRun implements FrameChannel {
+  private live: FrameChannel | undefined
+  private armed = false
+  private finished = false
+  private delivered = false
+  private frames: Uint8Array[] = []
+  private memBytes = 0
+  private spilled = false
+  private outBytes = 0
+  private capped = false
+  private tail: Promise<void> = Promise.resolve()
+  private liveWaiters: Array<() => void> = []
+  private expiry: NodeJS.Timeout | undefined
+  /** The owner came back at least once: it has no scan of its own to bring outputs back against. */
+  reattached = false
+
+  constructor (readonly owner: string, readonly task: string, private readonly dir: string, private readonly host: string, private readonly onGone: (r: HeldRun) => void, first: FrameChannel) {
+    this.live = first
+  }
+
+  private get file (): string { return path.join(this.dir, 'events') }
+
+  /** The claim was answered with `go`: from now on the run outlives its owner's stream. */
+  arm (): void {
+    this.armed = true
+  }
+
+  get attached (): boolean {
+    return this.live !== undefined && !this.live.closed
+  }
+
+  get closed (): boolean {
+    return this.finished
+  }
+
+  /** Resolves true once an owner is attached (at once if one is), false after `ms`. */
+  async whenAttached (ms: number): Promise<boolean> {
+    if (this.attached) return true
+    return await new Promise<boolean>((resolve) => {
+      const timer = setTimeout(() => { resolve(false) }, ms)
+      timer.unref()
+      this.liveWaiters.push(() => { clearTimeout(timer); resolve(true) })
+    })
+  }
+
+  async send (msg: unknown): Promise<void> {
+    if (!this.armed) { await this.live!.send(msg); return }
+    const ev = msg as { t: string, data?: Uint8Array, text?: string }
+    const p = this.tail.then(async () => {
+      if (!NOT_KEPT.has(ev.t)) await this.keep(ev)
+      const live = this.live
+      if (live === undefined) return
+      try {
+        await live.send(msg)
+      } catch {
+        this.detach(live)
+      }
+    })
+    this.tail = p.catch(() => {})
+    await this.tail
+  }
+
+  private async keep (ev: { t: string, data?: Uint8Array, text?: string }): Promise<void> {
+    const n = logBytesOf(ev)
+    if (ev.t === 'out' && this.outBytes + n > HELD_OUTPUT_CAP_BYTES) {
+      if (this.capped) return
+      this.capped = true
+      ev = { t: 'notice', text: `output past ${HELD_OUTPUT_CAP_BYTES / 1024 / 1024} MiB was not kept on ${this.host} while the owner was away` }
+    }
+    this.outBytes += logBytesOf(ev)
+    const frame = encodeFrame(ev)
+    if (!this.spilled && this.memBytes + frame.byteLength <= HELD_MEMORY_BYTES) {
+      this.frames.push(frame)
+      this.memBytes += frame.byteLength
+      return
+    }
+    try {
+      if (!this.spilled) {
+        await fs.promises.mkdir(this.dir, { recursive: true, mode: 0o700 })
+        await fs.promises.writeFile(this.file, Buffer.concat(this.frames))
+        this.frames = []
+        this.memBytes = 0
+        this.spilled = true
+      }
+      await fs.promises.appendFile(this.file, frame)
+    } catch (err) {
+      // A full disk must not stop the command: what was not kept is lost to a late owner only.
+      log.warn(`could not keep the events of task ${this.task}`, err)
+    }
+  }
+
+  async recv (): Promise<unknown> {
+    for (;;) {
+      const live = this.live
+      if (live === undefined) {
+        if (this.finished) return undefined
+        await new Promise<void>((resolve) => { this.liveWaiters.push(resolve) })
+        continue
+      }
+      let msg: unknown
+      try {
+        msg = await live.recv()
+      } catch (err) {
+        if (!this.armed) throw err
+        msg = undefined
+      }
+      if (msg !== undefined) return msg
+      if (!this.armed || this.finished) return undefined
+      this.detach(live)
+    }
+  }
+
+  /** The owner's stream ended: the run goes on without it. */
+  private detach (live: FrameChannel): void {
+    if (this.live !== live) return
+    this.live = undefined
+    live.destroy()
+    if (this.armed && !this.finished) log.debug(`the owner of task ${this.task} went away; the run goes on and keeps its events`)
+  }
+
+  /**
+   * The owner is back: what it lacks is replayed (`have`: output bytes it logged of this
+   * attempt), then the session is live on `channel`.
+   */
+  async attach (channel: FrameChannel, have: number): Promise<void> {
+    const p = this.tail.then(async () => {
+      const old = this.live
+      this.live = undefined
+      old?.destroy()
+      this.reattached = true
+      await channel.send({ t: 'attached' })
+      let skip = have
+      for await (const ev of this.kept()) {
+        const n = logBytesOf(ev)
+        if (n > 0 && skip > 0) {
+          if (skip >= n) { skip -= n; continue }
+          if (ev.t === 'out') { await channel.send({ ...ev, data: ev.data!.subarray(skip) }); skip = 0; continue }
+          skip = 0
+          continue
+        }
+        await channel.send(ev)
+      }
+      this.live = channel
+      if (this.finished) this.delivered = true
+      for (const w of this.liveWaiters.splice(0)) w()
+    })
+    this.tail = p.catch(() => {})
+    await p
+    if (this.finished) await this.endDelivered(channel)
+  }
+
+  private async * kept (): AsyncGenerator<{ t: string, data?: Uint8Array, text?: string }> {
+    const decodeAll = function * (buf: Uint8Array) {
+      const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength)
+      for (let off = 0; off + 4 <= buf.byteLength;) {
+        const len = view.getUint32(off)
+        if (off + 4 + len > buf.byteLength) break
+        yield decode(buf.subarray(off + 4, off + 4 + len)) as { t: string, data?: Uint8Array, text?: string }
+        off += 4 + len
+      }
+    }
+    if (this.spilled) {
+      const buf = await fs.promises.readFile(this.file).catch(() => new Uint8Array(0))
+      yield * decodeAll(buf)
+    } else {
+      for (const f of this.frames) yield * decodeAll(f)
+    }
+  }
+
+  /** The session is over (its last event sent or kept): kept until its owner has it. */
+  async close (): Promise<void> {
+    await this.tail
+    if (!this.armed) { await this.live?.close(); return }
+    this.finished = true
+    for (const w of this.liveWaiters.splice(0)) w()
+    const live = this.live
+    if (live !== undefined && !live.closed) {
+      this.delivered = true
+      await this.endDelivered(live)
+    } else {
+      this.expireIn(this.keepMs)
+    }
+  }
+
+  private async endDelivered (live: FrameChannel): Promise<void> {
+    await live.close().catch(() => {})
+    this.expireIn(HELD_DELIVERED_KEEP_MS)
+  }
+
+  keepMs = DEFAULT_KEEP_RESULTS_MS
+
+  private expireIn (ms: number): void {
+    clearTimeout(this.expiry)
+    this.expiry = setTimeout(() => { this.drop(this.delivered ? 'delivered' : 'its owner did not come back') }, ms)
+    this.expiry.unref()
+  }
+
+  /** Forgets the run: its kept events are deleted. */
+  drop (why: string): void {
+    clearTimeout(this.expiry)
+    this.finished = true
+    for (const w of this.liveWaiters.splice(0)) w()
+    if (!this.delivered) log.warn(`dropped the results of task ${this.task} of ${this.owner}: ${why}`)
+    fs.promises.rm(this.dir, { recursive: true, force: true }).catch(() => {})
+    this.onGone(this)
+  }
+
+  destroy (err?: Error): void {
+    this.finished = true
+    for (const w of this.liveWaiters.splice(0)) w()
+    this.live?.destroy(err)
+    this.live = undefined
+    this.expireIn(HELD_DELIVERED_KEEP_MS)
+  }
+}
+
+/** The detached runs of this agent, by owner and task. */
+export class HeldRuns {
+  private readonly runs = new Map<string, HeldRun>()
+
+  constructor (private readonly home: string, private readonly host: string, private readonly keepMs = DEFAULT_KEEP_RESULTS_MS) {
+    // What an earlier run of this agent kept ended with it: its commands were stopped.
+    fs.rmSync(path.join(home, 'held'), { recursive: true, force: true })
+  }
+
+  private static key (owner: string, task: string): string {
+    return `${owner}/${task}`
+  }
+
+  open (owner: string, task: string, channel: FrameChannel): HeldRun {
+    const k = HeldRuns.key(owner, task)
+    this.runs.get(k)?.drop('a new attempt of it began')
+    const run = new HeldRun(owner, task, path.join(this.home, 'held', `${task}-${createHash('sha256').update(owner).digest('hex').slice(0, 12)}`), this.host, (r) => { if (this.runs.get(k) === r) this.runs.delete(k) }, channel)
+    run.keepMs = this.keepMs
+    this.runs.set(k, run)
+    return run
+  }
+
+  /** An owner came back for `task`: ERR_TASK_NOT_FOUND when this agent has no such run (it restarted, or dropped it). */
+  async attach (owner: string, task: string, channel: FrameChannel, have: number): Promise<void> {
+    const run = this.runs.get(HeldRuns.key(owner, task))
+    if (run === undefined) {
+      throw new VgridError('ERR_TASK_NOT_FOUND', `${this.host} no longer has task ${task}: it restarted since, or dropped the results after keeping them ${Math.round(this.keepMs / 3600_000)} h`)
+    }
+    await run.attach(channel, have)
+  }
+
+  get size (): number {
+    return this.runs.size
+  }
+}
