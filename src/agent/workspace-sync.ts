@@ -229,6 +229,10 @@ export class WorkspaceSync {
       // from an earlier rescan.
       if (synced.written.length > 0) await cache.beginScanWith(copyDir, synced.written)
       if (synced.repaired !== undefined) await this.tellRepaired(copyDir, synced.repaired, send)
+      for (const { why, blobs } of synced.refetched ?? []) {
+        // The store's log line says what was cut; the user learns why this sync sent more.
+        await send({ t: 'notice', text: clipText(`the chunk store on this member had lost ${blobs} ${blobs === 1 ? 'piece' : 'pieces'} of your files (${why}): sent again from your workspace`) }).catch(() => {})
+      }
       return synced
     } finally {
       if (fetcher !== undefined) {
