@@ -17,7 +17,7 @@ import type { FrameChannel } from '../common/channel.js'
 import { obj, int, str, bytes, bad } from '../common/validate.js'
 import { createLogger } from '../common/log.js'
 import { withTimeout } from '../common/timeout.js'
-import { parseRunSpec, parseExecEvent, parseExecInput, serveExec, type RunSpec, type ExecEvent, type Ledger } from '../exec/index.js'
+import { parseRunSpec, parseExecEvent, parseExecInput, serveExec, describeExit, type RunSpec, type ExecEvent, type Ledger } from '../exec/index.js'
 import { acceptsFrom, candidates, resolvePeer, chooseClaimTargets, CLAIM_FANOUT } from '../grid/placement.js'
 import type { Grid, GpuInfo, GpuUse, PeerView } from '../grid/index.js'
 import { removeTree, type WorkspaceRef } from '../fs-sync/index.js'
@@ -330,7 +330,7 @@ async function executeAttempt (ctx: RunContext, channel: FrameChannel, task: str
     ctx.ledger.release(reservation)
     ctx.loadChanged()
     const exit = hold.held()
-    if (exit !== undefined) {
+    if (exit?.t === 'exit') {
       // Sub-tasks may run on after the command. If the submitter goes away meanwhile they
       // stop: nothing they make could reach it any more. (It has half-closed the stream long
       // ago, so only the stream's state tells: looked at once a second while they run.)
@@ -343,10 +343,10 @@ async function executeAttempt (ctx: RunContext, channel: FrameChannel, task: str
       }
       if (synced !== undefined && where.kind === 'copy') {
         try {
-          await ctx.sync.offerOutputs(root, synced, where.submitter, send)
+          await ctx.sync.offerOutputs(root, synced, { submitter: where.submitter, send, exit })
         } catch (err) {
           // The command did run: say how it ended, or the user may run it again for nothing.
-          const ended = exit.t === 'exit' ? `exited with ${exit.code}` : 'ended'
+          const ended = describeExit(exit)
           const e = err instanceof VgridError ? err : new VgridError('ERR_INTERNAL', (err as Error).message)
           throw new VgridError(e.code, `the command ${ended}, but its outputs could not come back: ${e.message}`, e.hint)
         }
@@ -671,8 +671,8 @@ async function relay (ctx: RunContext, client: FrameChannel, remote: FrameChanne
         try {
           await onOutputs(ev)
         } catch (err) {
-          // The command ran; only its outputs did not come back. The user must know which.
-          await client.send({ t: 'error', error: { ...toWire(err), message: `the command ended, but its outputs could not be brought back: ${(err as Error).message}` } })
+          // The command ran; only its outputs did not come back. The user must know which, and how it ended.
+          await client.send({ t: 'error', error: { ...toWire(err), message: `the command ${describeExit(ev.exit)}, but its outputs could not be brought back: ${(err as Error).message}` } })
           return
         }
         continue

@@ -258,9 +258,11 @@ export class WorkspaceSync {
   /**
    * After the command: rescans the copy; when it changed, offers the new tree to the
    * submitter and waits until it has pulled it (or never started to, for
-   * OUTPUTS_OPEN_TIMEOUT_MS).
+   * OUTPUTS_OPEN_TIMEOUT_MS). The offer carries the command's `exit`, so that a submitter
+   * which fails to pull can still say how the command ended.
    */
-  async offerOutputs (copyDir: string, synced: SyncCopyResult, submitter: string, send: Send): Promise<void> {
+  async offerOutputs (copyDir: string, synced: SyncCopyResult, to: { submitter: string, send: Send, exit: { code: number, signal?: string } }): Promise<void> {
+    const { submitter, send } = to
     const t0 = performance.now()
     // No racy margin: nothing else writes a copy, and the command has ended.
     const { cache, memo } = await this.statCache(copyDir + '.statcache', 0)
@@ -293,7 +295,8 @@ export class WorkspaceSync {
       const session = this.registry.add({ rootHash, blobs, sources: { get: (hex) => scan.sources.get(hex) }, peer: submitter })
       try {
         const pulled = this.registry.pulled(session, OUTPUTS_OPEN_TIMEOUT_MS)
-        await send({ t: 'outputs', root: rootHash, session })
+        const exit = { code: to.exit.code, ...(to.exit.signal !== undefined ? { signal: to.exit.signal } : {}) }
+        await send({ t: 'outputs', root: rootHash, session, exit })
         await pulled
       } finally {
         this.registry.remove(session)
