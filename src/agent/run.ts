@@ -18,7 +18,7 @@ import { obj, int, str, bytes, bad } from '../common/validate.js'
 import { createLogger } from '../common/log.js'
 import { withTimeout } from '../common/timeout.js'
 import { parseRunSpec, parseExecEvent, parseExecInput, serveExec, describeExit, type RunSpec, type ExecEvent, type Ledger } from '../exec/index.js'
-import { acceptsFrom, candidates, resolvePeer, chooseClaimTargets, CLAIM_FANOUT } from '../grid/placement.js'
+import { acceptsFrom, candidates, resolvePinned, chooseClaimTargets, CLAIM_FANOUT, MemberAway } from '../grid/placement.js'
 import type { Grid, GpuInfo, GpuUse, PeerView } from '../grid/index.js'
 import { removeTree, type WorkspaceRef } from '../fs-sync/index.js'
 import type { WorkspaceSync, WorkspaceScan } from './workspace-sync.js'
@@ -405,8 +405,9 @@ export function serveExecProtocol (ctx: RunContext): (channel: FrameChannel, rem
 
 /**
  * Handles a `run` request from the CLI on `client` until the command ends. When every member
- * that could run it is busy, the run waits (the CLI is told once) and is placed again at the
- * next change of the view, until the CLI goes away.
+ * that could run it is busy, or the member named with --on left lately, the run waits (the CLI
+ * is told why, again when that changes) and is placed again at the next change of the view,
+ * until the CLI goes away.
  */
 export interface SubmitOptions {
   on?: string
@@ -433,7 +434,8 @@ export async function submitRun (ctx: RunContext, client: FrameChannel, spec: Ru
     }
     return
   }
-  let told = false
+  /** Whether the reason last told for waiting was a member away, once one was told. */
+  let told: boolean | undefined
   // Scanned once, when a remote member is first tried; a local run needs no scan.
   let scan: Promise<WorkspaceScan> | undefined
   const getScan = workspace === undefined ? undefined : async () => await (scan ??= ctx.sync.scan(workspace, ctx.shutdown))
@@ -454,8 +456,10 @@ export async function submitRun (ctx: RunContext, client: FrameChannel, spec: Ru
         } catch (err) {
           if (!(err instanceof VgridError) || err.code !== 'ERR_NO_CAPACITY') throw err
           ticket ??= queue.join(shape)
-          if (!told) {
-            told = true
+          // Told once, and again when the member named with --on leaves or comes back (a new reason to wait).
+          const away = err instanceof MemberAway
+          if (told !== away) {
+            told = away
             await client.send({ t: 'queued', message: err.message })
           }
         }
@@ -481,7 +485,7 @@ export const VIEW_SETTLE_MS = 15_000
 
 function pinnedPeer (ctx: RunContext, view: PeerView[], on: string): PeerView {
   try {
-    return resolvePeer(view, on)
+    return resolvePinned(view, ctx.grid.departed(), on)
   } catch (err) {
     if (err instanceof VgridError && err.code === 'ERR_NO_SUCH_PEER' && ctx.startedAt !== undefined && Date.now() - ctx.startedAt < VIEW_SETTLE_MS) {
       throw new VgridError('ERR_NO_CAPACITY', `${on} is not in the grid yet (this agent has just started)`, 'it starts when the member appears')
