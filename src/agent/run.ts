@@ -17,8 +17,8 @@ import type { FrameChannel } from '../common/channel.js'
 import { obj, int, str, bytes, bad } from '../common/validate.js'
 import { createLogger } from '../common/log.js'
 import { withTimeout } from '../common/timeout.js'
-import { parseRunSpec, parseExecEvent, parseExecInput, serveExec, type RunSpec, type ExecEvent, type Ledger } from '../exec/index.js'
-import { acceptsFrom, candidates, resolvePeer, chooseClaimTargets, CLAIM_FANOUT } from '../grid/placement.js'
+import { parseRunSpec, parseExecEvent, parseExecInput, serveExec, describeExit, type RunSpec, type ExecEvent, type Ledger } from '../exec/index.js'
+import { acceptsFrom, candidates, resolvePinned, chooseClaimTargets, CLAIM_FANOUT, MemberAway } from '../grid/placement.js'
 import type { Grid, GpuInfo, GpuUse, PeerView } from '../grid/index.js'
 import { removeTree, type WorkspaceRef, type SyncCopyResult } from '../fs-sync/index.js'
 import type { WorkspaceSync, WorkspaceScan } from './workspace-sync.js'
@@ -344,7 +344,7 @@ async function executeAttempt (ctx: RunContext, channel: FrameChannel, task: str
     ctx.ledger.release(reservation)
     ctx.loadChanged()
     const exit = hold.held()
-    if (exit !== undefined) {
+    if (exit?.t === 'exit') {
       // Sub-tasks may run on after the command. If the submitter goes away meanwhile they
       // stop: nothing they make could reach it any more. (It has half-closed the stream long
       // ago, so only the stream's state tells: looked at once a second while they run.)
@@ -357,10 +357,10 @@ async function executeAttempt (ctx: RunContext, channel: FrameChannel, task: str
       }
       if (synced !== undefined && where.kind === 'copy') {
         try {
-          await offerOutputs(ctx, opts.held, root, synced, where.submitter, send)
+          await offerOutputs(ctx, opts.held, root, synced, { submitter: where.submitter, send, exit })
         } catch (err) {
           // The command did run: say how it ended, or the user may run it again for nothing.
-          const ended = exit.t === 'exit' ? `exited with ${exit.code}` : 'ended'
+          const ended = describeExit(exit)
           const e = err instanceof VgridError ? err : new VgridError('ERR_INTERNAL', (err as Error).message)
           throw new VgridError(e.code, `the command ${ended}, but its outputs could not come back: ${e.message}`, e.hint)
         }
@@ -384,12 +384,12 @@ async function executeAttempt (ctx: RunContext, channel: FrameChannel, task: str
  * owner is away waits for it (as long as results are kept); an owner that goes away during
  * the pull gets them offered again when it is back.
  */
-async function offerOutputs (ctx: RunContext, held: HeldRun | undefined, root: string, synced: SyncCopyResult, submitter: string, send: (ev: ExecEvent) => Promise<void>): Promise<void> {
-  if (held === undefined) { await ctx.sync.offerOutputs(root, synced, submitter, send); return }
+async function offerOutputs (ctx: RunContext, held: HeldRun | undefined, root: string, synced: SyncCopyResult, to: { submitter: string, send: (ev: ExecEvent) => Promise<void>, exit: { code: number, signal?: string } }): Promise<void> {
+  if (held === undefined) { await ctx.sync.offerOutputs(root, synced, to); return }
   for (;;) {
     if (!await held.whenAttached(held.keepMs)) throw new VgridError('ERR_PEER_LOST', 'its owner did not come back for the outputs')
     if (held.closed) throw new VgridError('ERR_PEER_LOST', 'the run was dropped')
-    await ctx.sync.offerOutputs(root, synced, submitter, send, { withBase: held.reattached })
+    await ctx.sync.offerOutputs(root, synced, { ...to, withBase: held.reattached })
     if (held.attached) return
   }
 }
@@ -450,8 +450,9 @@ export function serveExecProtocol (ctx: RunContext): (channel: FrameChannel, rem
 
 /**
  * Handles a `run` request from the CLI on `client` until the command ends. When every member
- * that could run it is busy, the run waits (the CLI is told once) and is placed again at the
- * next change of the view, until the CLI goes away.
+ * that could run it is busy, or the member named with --on left lately, the run waits (the CLI
+ * is told why, again when that changes) and is placed again at the next change of the view,
+ * until the CLI goes away.
  */
 export interface SubmitOptions {
   on?: string
@@ -480,7 +481,8 @@ export async function submitRun (ctx: RunContext, client: FrameChannel, spec: Ru
     }
     return
   }
-  let told = false
+  /** Whether the reason last told for waiting was a member away, once one was told. */
+  let told: boolean | undefined
   // Scanned once, when a remote member is first tried; a local run needs no scan.
   let scan: Promise<WorkspaceScan> | undefined
   const getScan = workspace === undefined ? undefined : async () => await (scan ??= ctx.sync.scan(workspace, ctx.shutdown))
@@ -501,8 +503,10 @@ export async function submitRun (ctx: RunContext, client: FrameChannel, spec: Ru
         } catch (err) {
           if (!(err instanceof VgridError) || err.code !== 'ERR_NO_CAPACITY') throw err
           ticket ??= queue.join(shape)
-          if (!told) {
-            told = true
+          // Told once, and again when the member named with --on leaves or comes back (a new reason to wait).
+          const away = err instanceof MemberAway
+          if (told !== away) {
+            told = away
             await client.send({ t: 'queued', message: err.message })
           }
         }
@@ -528,7 +532,7 @@ export const VIEW_SETTLE_MS = 15_000
 
 function pinnedPeer (ctx: RunContext, view: PeerView[], on: string): PeerView {
   try {
-    return resolvePeer(view, on)
+    return resolvePinned(view, ctx.grid.departed(), on)
   } catch (err) {
     if (err instanceof VgridError && err.code === 'ERR_NO_SUCH_PEER' && ctx.startedAt !== undefined && Date.now() - ctx.startedAt < VIEW_SETTLE_MS) {
       throw new VgridError('ERR_NO_CAPACITY', `${on} is not in the grid yet (this agent has just started)`, 'it starts when the member appears')
@@ -757,8 +761,8 @@ async function relay (ctx: RunContext, client: FrameChannel, remote: FrameChanne
         try {
           await onOutputs(ev)
         } catch (err) {
-          // The command ran; only its outputs did not come back. The user must know which.
-          await client.send({ t: 'error', error: { ...toWire(err), message: `the command ended, but its outputs could not be brought back: ${(err as Error).message}` } })
+          // The command ran; only its outputs did not come back. The user must know which, and how it ended.
+          await client.send({ t: 'error', error: { ...toWire(err), message: `the command ${describeExit(ev.exit)}, but its outputs could not be brought back: ${(err as Error).message}` } })
           return
         }
         continue

@@ -244,6 +244,10 @@ export class WorkspaceSync {
       // from an earlier rescan.
       if (synced.written.length > 0) await cache.beginScanWith(copyDir, synced.written)
       if (synced.repaired !== undefined) await this.tellRepaired(copyDir, synced.repaired, send)
+      for (const { why, blobs } of synced.refetched ?? []) {
+        // The store's log line says what was cut; the user learns why this sync sent more.
+        await send({ t: 'notice', text: clipText(`the chunk store on this member had lost ${blobs} ${blobs === 1 ? 'piece' : 'pieces'} of your files (${why}): sent again from your workspace`) }).catch(() => {})
+      }
       return synced
     } finally {
       if (fetcher !== undefined) {
@@ -269,10 +273,12 @@ export class WorkspaceSync {
   /**
    * After the command: rescans the copy; when it changed, offers the new tree to the
    * submitter and waits until it has pulled it (or never started to, for
-   * OUTPUTS_OPEN_TIMEOUT_MS).
+   * OUTPUTS_OPEN_TIMEOUT_MS). The offer carries the command's `exit`, so that a submitter
+   * which fails to pull can still say how the command ended.
    */
   /** `withBase`: the submitter has no scan of its own (it re-attached): the tree it sent travels too. */
-  async offerOutputs (copyDir: string, synced: SyncCopyResult, submitter: string, send: Send, o: { withBase?: boolean } = {}): Promise<void> {
+  async offerOutputs (copyDir: string, synced: SyncCopyResult, to: { submitter: string, send: Send, exit: { code: number, signal?: string }, withBase?: boolean }): Promise<void> {
+    const { submitter, send } = to
     const t0 = performance.now()
     // No racy margin: nothing else writes a copy, and the command has ended.
     const { cache, memo } = await this.statCache(copyDir + '.statcache', 0)
@@ -302,12 +308,13 @@ export class WorkspaceSync {
       // Unchanged: syncCopy already recorded this root, and its records are in the store.
       if (Buffer.compare(Buffer.from(rootHash), Buffer.from(synced.rootHash)) === 0) return
       await saveBase(copyDir, rootHash, blobs, this.store)
-      const base = o.withBase === true ? encodeTree(synced.tree) : undefined
+      const base = to.withBase === true ? encodeTree(synced.tree) : undefined
       const served = base === undefined ? blobs : new Map([...base.blobs, ...blobs])
       const session = this.registry.add({ rootHash, blobs: served, sources: { get: (hex) => scan.sources.get(hex) }, peer: submitter })
       try {
         const pulled = this.registry.pulled(session, OUTPUTS_OPEN_TIMEOUT_MS)
-        await send({ t: 'outputs', root: rootHash, session, ...(base !== undefined ? { base: base.rootHash } : {}) })
+        const exit = { code: to.exit.code, ...(to.exit.signal !== undefined ? { signal: to.exit.signal } : {}) }
+        await send({ t: 'outputs', root: rootHash, session, exit, ...(base !== undefined ? { base: base.rootHash } : {}) })
         await pulled
       } finally {
         this.registry.remove(session)

@@ -5,7 +5,7 @@
  */
 import { MAX_WIRE_TEXT, type WireError } from '../common/errors.js'
 import { MAX_SIZE_BYTES } from '../common/units.js'
-import { obj, str, optStr, int, bytes, strArray, strMap, oneOf, bad } from '../common/validate.js'
+import { type Obj, obj, str, optStr, int, bytes, strArray, strMap, oneOf, bad } from '../common/validate.js'
 
 /** Output and stdin travel in chunks of at most this many bytes. */
 export const MAX_DATA_CHUNK_BYTES = 1024 * 1024
@@ -78,8 +78,13 @@ export type ExecEvent =
   | { t: 'sync', phase: 'up' | 'down', files: number, totalFiles: number, sentBytes: number, sentChunks: number, totalBytes: number, reusedBytes: number, done: boolean }
   /** Something the user must be told (a conflict on the way back), printed as `vrun: TEXT`. */
   | { t: 'notice', text: string, own?: boolean }
-  /** Before `exit`: the executor's copy changed; the submitter pulls `root` through `session`. */
-  | { t: 'outputs', root: Uint8Array, session: string, base?: Uint8Array }
+  /**
+   * Before `exit`: the executor's copy changed; the submitter pulls `root` through `session`.
+   * `exit` is the exit to come, so a bring-back that fails can still say how the command
+   * ended (absent from executors older than it). `base`: the tree the command started from,
+   * served in the same session, for an owner that re-attached (held.ts).
+   */
+  | { t: 'outputs', root: Uint8Array, session: string, exit?: { code: number, signal?: string }, base?: Uint8Array }
   /**
    * The command ended but sub-tasks it submitted still run (`done: false`), then all have
    * ended (`done: true`, before `exit`); `failed` counts those that did not succeed.
@@ -153,12 +158,7 @@ export function parseExecEvent (v: unknown): ExecEvent {
       return { t: 'started', pid: int(m.pid, 'pid', 0, 2 ** 31), peer: str(m.peer, 'peer', 256), host: str(m.host, 'host', 256), gpus }
     }
     case 'out': return { t: 'out', fd: m.fd === 2 ? 2 : m.fd === 1 ? 1 : bad('fd is not 1 or 2'), data: bytes(m.data, 'data', MAX_DATA_CHUNK_BYTES) }
-    case 'exit': {
-      const e: ExecEvent = { t: 'exit', code: int(m.code, 'code', 0, 255) }
-      const signal = optStr(m.signal, 'signal', 32)
-      if (signal !== undefined) e.signal = signal
-      return e
-    }
+    case 'exit': return { t: 'exit', ...parseExit(m) }
     case 'error': {
       const e = obj(m.error, 'error')
       const error: WireError = { code: str(e.code, 'error.code', 64), message: str(e.message, 'error.message', MAX_WIRE_TEXT) }
@@ -180,10 +180,14 @@ export function parseExecEvent (v: unknown): ExecEvent {
       if (root.byteLength !== 32) bad('root is not a 32-byte hash')
       const session = str(m.session, 'session', 32)
       if (!/^[0-9a-f]{32}$/.test(session)) bad('session is not a session id')
-      if (m.base === undefined || m.base === null) return { t: 'outputs', root, session }
-      const base = bytes(m.base, 'base', 32)
-      if (base.byteLength !== 32) bad('base is not a 32-byte hash')
-      return { t: 'outputs', root, session, base }
+      const out: ExecEvent = { t: 'outputs', root, session }
+      if (m.exit !== undefined && m.exit !== null) out.exit = parseExit(obj(m.exit, 'exit'))
+      if (m.base !== undefined && m.base !== null) {
+        const base = bytes(m.base, 'base', 32)
+        if (base.byteLength !== 32) bad('base is not a 32-byte hash')
+        out.base = base
+      }
+      return out
     }
     case 'children': {
       const ids = Array.isArray(m.ids) && m.ids.length <= 100_000 ? m.ids.map((x, i) => str(x, `ids[${i}]`, 16)) : bad('ids is not a list')
@@ -192,6 +196,19 @@ export function parseExecEvent (v: unknown): ExecEvent {
     }
     default: return bad(`unknown event type ${String(m.t).slice(0, 32)}`)
   }
+}
+
+function parseExit (m: Obj): { code: number, signal?: string } {
+  const e: { code: number, signal?: string } = { code: int(m.code, 'code', 0, 255) }
+  const signal = optStr(m.signal, 'signal', 32)
+  if (signal !== undefined) e.signal = signal
+  return e
+}
+
+/** How a command ended, for a sentence: `exited with 0`, `was killed by SIGKILL (exit status 137)`. */
+export function describeExit (exit: { code: number, signal?: string } | undefined): string {
+  if (exit === undefined) return 'ended'
+  return exit.signal !== undefined ? `was killed by ${exit.signal} (exit status ${exit.code})` : `exited with ${exit.code}`
 }
 
 /** Exit status as a shell reports it. */

@@ -38,20 +38,26 @@ export interface IndexEntry {
   length: number
 }
 
-/** The entries of an index file that describe whole blobs of a data file of `datBytes`. */
-export function parseIndex (idx: Buffer, datBytes: number, maxBlobBytes: number): IndexEntry[] {
-  const out: IndexEntry[] = []
-  if (idx.length < INDEX_HEADER_BYTES || !idx.subarray(0, INDEX_HEADER_BYTES).equals(INDEX_MAGIC)) return out
+/**
+ * The entries of an index file that describe whole blobs of a data file of `datBytes`, and
+ * the keys of the whole entries after them (blobs a torn tail lost: their data is gone).
+ */
+export function parseIndex (idx: Buffer, datBytes: number, maxBlobBytes: number): { entries: IndexEntry[], lostKeys: string[] } {
+  const entries: IndexEntry[] = []
+  const lostKeys: string[] = []
+  if (idx.length < INDEX_HEADER_BYTES || !idx.subarray(0, INDEX_HEADER_BYTES).equals(INDEX_MAGIC)) return { entries, lostKeys }
   let end = PACK_HEADER_BYTES
-  for (let p = INDEX_HEADER_BYTES; p + INDEX_ENTRY_BYTES <= idx.length; p += INDEX_ENTRY_BYTES) {
+  let p = INDEX_HEADER_BYTES
+  for (; p + INDEX_ENTRY_BYTES <= idx.length; p += INDEX_ENTRY_BYTES) {
     const offset = idx.readUInt32LE(p + 32)
     const length = idx.readUInt32LE(p + 36)
     // blobs are appended back to back, so anything else is a torn or garbled tail
     if (offset !== end || length > maxBlobBytes || offset + length > datBytes) break
-    out.push({ key: idx.toString('latin1', p, p + 32), offset, length })
+    entries.push({ key: idx.toString('latin1', p, p + 32), offset, length })
     end = offset + length
   }
-  return out
+  for (; p + INDEX_ENTRY_BYTES <= idx.length; p += INDEX_ENTRY_BYTES) lostKeys.push(idx.toString('latin1', p, p + 32))
+  return { entries, lostKeys }
 }
 
 /** Index entries for blobs written at `offsets` of a pack. */
@@ -255,34 +261,55 @@ async function readHeader (file: string): Promise<Buffer> {
   }
 }
 
+/** What loadPack cut from a pack, for the owner's log and for the runs that miss what it held. */
+export interface PackRepair {
+  /** Bytes cut from the end of the data file, and of the index file. */
+  dataBytes: number
+  indexBytes: number
+  /** Keys of the blobs whose index entries were whole but whose data was gone. */
+  lostKeys: string[]
+  /** One line for the log: which pack, what was cut, what was lost. */
+  summary: string
+}
+
 /**
  * Loads pack `id` of `dir` with the entries that survived: a torn tail is cut off both files
  * (so sizes are exact and the pack can take appends again); a pack with no whole blob, a
- * missing half or an unknown header is deleted. Undefined when nothing is left.
+ * missing half or an unknown header is deleted. Undefined when nothing is left. A cut that
+ * lost something is logged as a warning: the owner sees the disk or the agent misbehaved.
  */
-export async function loadPack (dir: string, id: number, handles: ReadHandles, maxBlobBytes: number, log: Logger): Promise<{ pack: Pack, entries: IndexEntry[] } | undefined> {
+export async function loadPack (dir: string, id: number, handles: ReadHandles, maxBlobBytes: number, log: Logger): Promise<{ pack: Pack, entries: IndexEntry[], repair?: PackRepair } | undefined> {
   const datPath = path.join(dir, packFileName(id, 'dat'))
   const idxPath = path.join(dir, packFileName(id, 'idx'))
-  const drop = async (why: string): Promise<undefined> => {
-    log.debug(`dropping pack ${id}: ${why}`)
+  const drop = async (why: string, held: number): Promise<undefined> => {
+    // A pack created just before a crash holds no blob yet: nothing was lost, nothing to say.
+    if (held > 0) log.warn(`dropped pack ${id} of ${dir} (${held} bytes): ${why}; its blobs are fetched again when a run needs them`)
+    else log.debug(`dropping pack ${id}: ${why}`)
     await Promise.all([fsp.rm(datPath, { force: true }), fsp.rm(idxPath, { force: true })])
     return undefined
   }
   const [datStat, idxStat] = await Promise.all([statOrUndefined(datPath), statOrUndefined(idxPath)])
-  if (datStat === undefined || idxStat === undefined) return await drop('half of it is missing')
-  if (!(await readHeader(datPath)).equals(PACK_MAGIC)) return await drop('unknown data header')
-  const entries = parseIndex(await fsp.readFile(idxPath), datStat.size, maxBlobBytes)
-  if (entries.length === 0) return await drop('no whole blob')
+  const held = Math.max(0, (datStat?.size ?? 0) - PACK_HEADER_BYTES)
+  if (datStat === undefined || idxStat === undefined) return await drop('half of it is missing', held)
+  if (!(await readHeader(datPath)).equals(PACK_MAGIC)) return await drop('unknown data header', held)
+  const { entries, lostKeys } = parseIndex(await fsp.readFile(idxPath), datStat.size, maxBlobBytes)
+  if (entries.length === 0) return await drop('no whole blob', held)
   const last = entries[entries.length - 1]!
   const datBytes = last.offset + last.length
   const idxBytes = INDEX_HEADER_BYTES + entries.length * INDEX_ENTRY_BYTES
+  let repair: PackRepair | undefined
   if (datStat.size > datBytes || idxStat.size > idxBytes) {
-    log.debug(`pack ${id}: cut a torn tail (${datStat.size - datBytes} data bytes, ${idxStat.size - idxBytes} index bytes)`)
+    const cut = { dataBytes: datStat.size - datBytes, indexBytes: idxStat.size - idxBytes }
+    const lost = lostKeys.length > 0
+      ? `${lostKeys.length} ${lostKeys.length === 1 ? 'blob' : 'blobs'} whose data was gone`
+      : cut.dataBytes > 0 ? `${cut.dataBytes} bytes of data no index entry described` : 'a torn index entry'
+    repair = { ...cut, lostKeys, summary: `pack ${id} of ${dir} had a torn tail (a crash or a full disk while it was written?): cut ${cut.dataBytes} data bytes and ${cut.indexBytes} index bytes, losing ${lost}` }
+    log.warn(`${repair.summary}; what it held is fetched again when a run needs it`)
     await fsp.truncate(datPath, datBytes)
     await fsp.truncate(idxPath, idxBytes)
     // truncate moved the mtime, which is the pack's last use
     await fsp.utimes(datPath, datStat.atime, datStat.mtime)
   }
   const pack = new Pack(dir, id, handles, datStat.mtimeMs, { datBytes, entries: entries.length, mtimeMs: datStat.mtimeMs })
-  return { pack, entries }
+  return { pack, entries, ...(repair !== undefined ? { repair } : {}) }
 }

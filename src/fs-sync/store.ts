@@ -49,6 +49,11 @@ export const MAX_QUEUED_BATCHES = 4
 export const USAGE_SAVE_INTERVAL_MS = 60_000
 /** Pack files kept open for reading at once. */
 export const MAX_OPEN_PACKS = 64
+/**
+ * Blobs found lost or corrupt whose loss is remembered (~100 bytes each), so that a run which
+ * has to fetch one again can be told why; past this the oldest are forgotten.
+ */
+export const MAX_LOST_BLOBS_REMEMBERED = 10_000
 
 export interface StoreStats {
   /** Blobs indexed. */
@@ -91,6 +96,8 @@ interface Loc {
 
 export class ChunkStore {
   private readonly index = new Map<string, Loc>()
+  /** Blobs this store had and lost since it opened (a torn pack, a corrupt copy): why, by key. */
+  private readonly lost = new Map<string, string>()
   private readonly packs = new Map<number, Pack>()
   private readonly handles = new ReadHandles(MAX_OPEN_PACKS)
   private active!: Pack
@@ -154,7 +161,11 @@ export class ChunkStore {
         continue
       }
       if (loaded === undefined) continue
-      const { pack, entries } = loaded
+      const { pack, entries, repair } = loaded
+      if (repair !== undefined) {
+        const why = `pack ${id} had a torn tail: ${repair.dataBytes} bytes were cut when the agent started`
+        for (const key of repair.lostKeys) this.noteLost(key, why)
+      }
       // ascending order: a blob stored again (after its copy was found corrupt) takes the newer copy
       for (const e of entries) {
         this.index.set(e.key, { pack, offset: e.offset, length: e.length })
@@ -199,9 +210,27 @@ export class ChunkStore {
       if (crypto.createHash('sha256').update(data).digest().equals(hash)) return data
       why = 'its bytes do not match its hash'
     }
-    this.log.warn(`dropping blob ${hex(key)} of pack ${loc.pack.id}: ${why}`)
-    if (this.index.get(key) === loc) this.index.delete(key)
+    this.log.warn(`dropping blob ${hex(key)} of pack ${loc.pack.id}: ${why}; it is fetched again`)
+    if (this.index.get(key) === loc) {
+      this.index.delete(key)
+      this.noteLost(key, `its copy in pack ${loc.pack.id} was corrupt (${why})`)
+    }
     return undefined
+  }
+
+  /**
+   * Why the store no longer has a blob it once held (a torn pack cut at open, a copy that
+   * failed its hash), when it lost it since it opened and has not been given it again.
+   */
+  lostWhy (hash: Uint8Array): string | undefined {
+    return this.lost.get(keyOf(hash))
+  }
+
+  private noteLost (key: string, why: string): void {
+    this.lost.delete(key)
+    // Map iteration is in insertion order: the first entry is the oldest
+    if (this.lost.size >= MAX_LOST_BLOBS_REMEMBERED) this.lost.delete(this.lost.keys().next().value!)
+    this.lost.set(key, why)
   }
 
   /** Stores a blob whose hash the caller has verified; nothing happens if it is already here. */
@@ -216,6 +245,7 @@ export class ChunkStore {
       this.used(hit.pack)
       return
     }
+    this.lost.delete(key)
     const len = data.byteLength
     if (this.active.failed || (this.active.end + len > this.packBytes && this.active.hasData)) this.rollOver()
     if (this.batch !== undefined && this.batch.used + len > this.batch.buf.length) this.queueBatch()

@@ -50,6 +50,11 @@ export interface SyncCopyResult {
    * paths, or `whole` with why when the copy was checked from scratch instead.
    */
   repaired?: { paths: string[] } | { whole: string }
+  /**
+   * Blobs the store had held but lost (ChunkStore.lostWhy) that this sync fetched again,
+   * counted by why: the submitter is told its run paid for a damaged store.
+   */
+  refetched?: Array<{ why: string, blobs: number }>
 }
 
 const BASE_ROOT_SUFFIX = '.root'
@@ -152,9 +157,15 @@ export async function syncCopy (opts: {
   }
   const fetcher = await opts.openFetcher()
   if (hexOf(fetcher.root) !== hexOf(root)) throw new VgridError('ERR_BAD_MESSAGE', 'the sync session holds another tree than the one offered')
+  const refetched = new Map<string, number>()
+  const missed = (h: Hash): void => {
+    const why = store.lostWhy(h)
+    if (why !== undefined) refetched.set(why, (refetched.get(why) ?? 0) + 1)
+  }
   const getBlob = async (h: Hash): Promise<Uint8Array> => {
     const local = await store.get(h)
     if (local !== undefined) return local
+    missed(h)
     const data = await fetcher.fetch(h)
     await store.put(h, data)
     return data
@@ -178,6 +189,7 @@ export async function syncCopy (opts: {
     for (const ref of c.node.chunks) {
       const hex = hexOf(ref.hash)
       if (arriving.has(hex) || store.has(ref.hash)) continue
+      missed(ref.hash)
       arriving.set(hex, fetcher.fetchHeld(ref.hash, ref.size).then(async (got) => {
         p.sentBytes += got.data.byteLength
         p.sentChunks++
@@ -201,7 +213,8 @@ export async function syncCopy (opts: {
     }
     const data = await store.get(ref.hash)
     if (data !== undefined) return data
-    // Evicted between the plan and now: fetch it after all.
+    // Evicted between the plan and now, or found corrupt: fetch it after all.
+    missed(ref.hash)
     return await fetcher.fetch(ref.hash, ref.size)
   }
   let lastReport = 0
@@ -219,6 +232,10 @@ export async function syncCopy (opts: {
   p.done = true
   opts.onProgress?.({ ...p })
   await writeBaseRoot(copyDir, fetcher.root)
-  return { tree, rootHash: fetcher.root, progress: p, written, ...(repaired !== undefined ? { repaired } : {}) }
+  return {
+    tree, rootHash: fetcher.root, progress: p, written,
+    ...(repaired !== undefined ? { repaired } : {}),
+    ...(refetched.size > 0 ? { refetched: [...refetched].map(([why, blobs]) => ({ why, blobs })) } : {})
+  }
 }
 

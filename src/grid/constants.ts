@@ -70,6 +70,15 @@ export const VIEW_SWEEP_INTERVAL_MS = 1000
  */
 export const TOMBSTONE_TTL_MS = 60_000
 export const MAX_TOMBSTONES = 4096
+
+/**
+ * How long an agent remembers a member that left (its peer id and host name), so that a run
+ * pinned to it (`--on`) waits for it to come back instead of failing as a typo would. A day
+ * covers a machine switched off overnight or rebooted for updates; a member gone longer is
+ * named as unknown again. At most MAX_DEPARTED_MEMBERS are kept, the oldest forgotten first.
+ */
+export const DEPARTED_MEMORY_MS = 24 * 60 * 60_000
+export const MAX_DEPARTED_MEMBERS = 4096
 /** For this long after its start, an agent that knows no other member yet publishes when a neighbour subscribes (membership.ts). */
 export const NEW_MEMBER_MS = 30_000
 /** stop() waits at most this long for the goodbye advertisement to be sent. */

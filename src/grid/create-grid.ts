@@ -58,6 +58,7 @@ export async function createGrid (init: GridInit): Promise<Grid> {
     addrs,
     // This agent's own entry is live; the others are as last heard.
     view: () => view.snapshot().map((p) => p.self ? { ...membership.currentSelf(), lastSeenMs: 0, self: true } : p),
+    departed: () => view.departed(),
     onViewChange: (cb) => view.onChange(cb),
     publishNow: () => { membership.publishNow() },
     connectionCount: () => node.getConnections().length,

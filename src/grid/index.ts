@@ -7,16 +7,16 @@
  * create a grid or join one.
  */
 import type { FrameChannel } from '../common/channel.js'
-import type { PeerAd, PeerView } from './types.js'
+import type { DepartedMember, PeerAd, PeerView } from './types.js'
 
-export type { GpuInfo, GpuUse, Resources, Offer, Load, PeerAd, PeerView, AgentStatus } from './types.js'
+export type { GpuInfo, GpuUse, Resources, Offer, Load, PeerAd, PeerView, DepartedMember, AgentStatus } from './types.js'
 export { createGrid } from './create-grid.js'
 export { loadOrCreateIdentity } from './identity.js'
 export { createSwarmKey, loadSwarmKey, writeSwarmKey } from './swarm-key.js'
 export { encodeJoinToken, decodeJoinToken, type JoinInfo } from './join-token.js'
 export { tokenAddrs } from './addrs.js'
 export { parsePeerAd } from './advert.js'
-export { ADVERT_TOPIC, ADVERT_INTERVAL_MS, VIEW_EXPIRY_MS, MAX_ADVERT_BYTES, IDENTITY_FILE, SWARM_KEY_FILE, advertIntervalMs, memberExpiryMs } from './constants.js'
+export { ADVERT_TOPIC, ADVERT_INTERVAL_MS, VIEW_EXPIRY_MS, DEPARTED_MEMORY_MS, MAX_ADVERT_BYTES, IDENTITY_FILE, SWARM_KEY_FILE, advertIntervalMs, memberExpiryMs } from './constants.js'
 
 export interface GridInit {
   /** libp2p private key (Ed25519), persisted by the agent. */
@@ -45,6 +45,8 @@ export interface Grid {
   addrs (): string[]
   /** Every known member, this agent included, freshest first. */
   view (): PeerView[]
+  /** Members that left the view lately (DEPARTED_MEMORY_MS) and are not back, the latest first. */
+  departed (): DepartedMember[]
   /** Called whenever a member joins, changes or leaves the view. Returns an unsubscribe. */
   onViewChange (cb: () => void): () => void
   /** Publishes this agent's advertisement now (load changed). */

@@ -5,7 +5,7 @@
  */
 import { VgridError } from '../common/errors.js'
 import { formatBytes } from '../common/units.js'
-import type { GpuInfo, PeerView } from './types.js'
+import type { DepartedMember, GpuInfo, PeerView } from './types.js'
 
 /** What a command needs; RunSpec carries the same fields under the same names. */
 export interface ResourceRequest {
@@ -184,6 +184,43 @@ export function resolvePeer (view: PeerView[], on: string): PeerView {
     throw new VgridError('ERR_AMBIGUOUS_PEER', `${byPrefix.length} members have peer ids starting with ${on}`, 'give more characters of the peer id')
   }
   throw new VgridError('ERR_NO_SUCH_PEER', `no member of the grid is called ${on}`, 'see the members with `vgrid peers`')
+}
+
+/**
+ * A run pinned to a member that left the grid lately: it waits for it to come back, queued
+ * as it would be behind a busy member (hence ERR_NO_CAPACITY).
+ */
+export class MemberAway extends VgridError {
+  constructor (readonly member: DepartedMember) {
+    super('ERR_NO_CAPACITY', `${member.host} (${member.peer.slice(0, 12)}…) left the grid ${formatAgo(member.leftMsAgo)} ago; waiting for it to come back`,
+      'it starts when the member is back in `vgrid peers`; Ctrl-C gives up')
+  }
+}
+
+/** `40 s`, `12 min`, `3 h`: how long ago, to the unit a person would say. */
+export function formatAgo (ms: number): string {
+  const s = Math.max(0, Math.round(ms / 1000))
+  if (s < 120) return `${s} s`
+  if (s < 120 * 60) return `${Math.round(s / 60)} min`
+  return `${Math.round(s / 3600)} h`
+}
+
+/**
+ * `--on PEER` named as resolvePeer takes it, for a run: a member that left the grid lately
+ * (`departed`, the latest first) throws MemberAway, so the run waits for it; a name no member
+ * ever had is ERR_NO_SUCH_PEER, as before.
+ */
+export function resolvePinned (view: PeerView[], departed: DepartedMember[], on: string): PeerView {
+  try {
+    return resolvePeer(view, on)
+  } catch (err) {
+    if (!(err instanceof VgridError) || err.code !== 'ERR_NO_SUCH_PEER') throw err
+    const gone = departed.find((d) => d.peer === on) ??
+      departed.find((d) => d.host.toLowerCase() === on.toLowerCase()) ??
+      (on.length >= 4 ? departed.find((d) => d.peer.startsWith(on)) : undefined)
+    if (gone !== undefined) throw new MemberAway(gone)
+    throw err
+  }
 }
 
 /** Members a submitter claims on at once: the first to accept runs the command. */

@@ -100,6 +100,14 @@ export interface PeerView extends PeerAd {
   self: boolean
 }
 
+/** A member that left the view, as an agent remembers it (MemberView.departed). */
+export interface DepartedMember {
+  peer: string
+  host: string
+  /** Milliseconds since it left the view. */
+  leftMsAgo: number
+}
+
 /** `vgrid status`. */
 export interface AgentStatus {
   peer: string

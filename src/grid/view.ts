@@ -3,8 +3,8 @@
  * it, and who left recently. Pure bookkeeping with an injected clock, so its rules (ordering,
  * goodbyes, expiry, tombstones) are tested without a network.
  */
-import { MAX_TOMBSTONES, TOMBSTONE_TTL_MS, VIEW_EXPIRY_MS, memberExpiryMs } from './constants.js'
-import type { PeerAd, PeerView } from './types.js'
+import { DEPARTED_MEMORY_MS, MAX_DEPARTED_MEMBERS, MAX_TOMBSTONES, TOMBSTONE_TTL_MS, VIEW_EXPIRY_MS, memberExpiryMs } from './constants.js'
+import type { DepartedMember, PeerAd, PeerView } from './types.js'
 
 export type ApplyResult = 'joined' | 'changed' | 'refreshed' | 'stale' | 'left'
 
@@ -24,6 +24,8 @@ function contentKey (ad: PeerAd): string {
 export class MemberView {
   private readonly members = new Map<string, Member>()
   private readonly tombstones = new Map<string, Tombstone>()
+  /** Members that left, oldest first: who they were and when (this view's clock). */
+  private readonly gone = new Map<string, { host: string, at: number }>()
   private self: PeerAd | undefined
   private readonly listeners = new Set<() => void>()
 
@@ -73,6 +75,7 @@ export class MemberView {
     }
     const key = contentKey(ad)
     this.members.set(ad.peer, { ad, seenAt: this.now(), key })
+    this.gone.delete(ad.peer)
     if (cur === undefined) {
       this.emit()
       return 'joined'
@@ -140,6 +143,17 @@ export class MemberView {
     return out
   }
 
+  /** Members that left within DEPARTED_MEMORY_MS and have not come back, the latest first. */
+  departed (): DepartedMember[] {
+    const now = this.now()
+    const out: DepartedMember[] = []
+    for (const [peer, g] of this.gone) {
+      if (now - g.at > DEPARTED_MEMORY_MS) this.gone.delete(peer)
+      else out.push({ peer, host: g.host, leftMsAgo: Math.max(0, Math.round(now - g.at)) })
+    }
+    return out.reverse()
+  }
+
   get (peer: string): PeerAd | undefined {
     return peer === this.selfPeer ? this.self : this.members.get(peer)?.ad
   }
@@ -148,6 +162,9 @@ export class MemberView {
     // Map iteration is in insertion order: the first entry is the oldest
     if (this.tombstones.size >= MAX_TOMBSTONES) this.tombstones.delete(this.tombstones.keys().next().value!)
     this.tombstones.set(peer, { startedAt: ad.startedAt, seq: ad.seq, at: this.now() })
+    this.gone.delete(peer)
+    if (this.gone.size >= MAX_DEPARTED_MEMBERS) this.gone.delete(this.gone.keys().next().value!)
+    this.gone.set(peer, { host: ad.resources.host, at: this.now() })
   }
 
   private emit (): void {

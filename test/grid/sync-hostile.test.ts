@@ -126,7 +126,7 @@ describe('a hostile submitter', () => {
   it('leaves the agent serving honest trees', async () => {
     const replies = await execWithTree(rawExport([fileEntry('f', data)], { [hex(sha(data))]: data }))
     // `touch made-here` changed the copy: the outputs are offered (and never pulled by this peer).
-    expect(replies.at(-1)).toMatchObject({ t: 'outputs' })
+    expect(replies.at(-1)).toMatchObject({ t: 'outputs', exit: { code: 0 } })
     const out = replies.filter((r) => r.t === 'out').map((r) => Buffer.from(r.data).toString()).join('')
     expect(out).toBe('f\n')
     outsideUntouched()
@@ -143,9 +143,9 @@ describe('a hostile executor', () => {
       await ch.send({ t: 'claimed', leaseMs: 10_000 })
       await ch.send({ t: 'started', pid: 1, peer: hostile.peerId, host: 'hostile', gpus: [] })
       const session = registry.add({ rootHash: offered.root, blobs: offered.blobs, sources: new Map(), peer: submitter })
-      await ch.send({ t: 'outputs', root: offered.root, session })
+      await ch.send({ t: 'outputs', root: offered.root, session, exit: { code: 3 } })
       await registry.pulled(session, 10_000)
-      await ch.send({ t: 'exit', code: 0 })
+      await ch.send({ t: 'exit', code: 3 })
       await ch.close()
     })
   })
@@ -176,7 +176,8 @@ describe('a hostile executor', () => {
     it(`cannot bring back ${what}`, async () => {
       const { events, ws } = await runAgainst(rawExport(entries, { [hex(sha(data))]: data }))
       expect(events.at(-1)).toMatchObject({ t: 'error' })
-      expect(events.at(-1).error.message).toMatch(/outputs could not be brought back/)
+      // the command's exit status comes with the offer: the user knows it ran, and how it ended
+      expect(events.at(-1).error.message).toMatch(/^the command exited with 3, but its outputs could not be brought back: /)
       expect(fs.readFileSync(path.join(ws, 'mine.txt'), 'utf8')).toBe('mine')
       outsideUntouched()
     })

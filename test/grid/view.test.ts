@@ -1,7 +1,7 @@
 /** The view's rules, on a fake clock: ordering of ads, goodbyes, expiry, tombstones. */
 import { describe, expect, it } from 'vitest'
 import { MemberView } from '../../src/grid/view.js'
-import { advertIntervalMs, memberExpiryMs } from '../../src/grid/constants.js'
+import { DEPARTED_MEMORY_MS, advertIntervalMs, memberExpiryMs } from '../../src/grid/constants.js'
 import type { PeerAd } from '../../src/grid/index.js'
 import { fakeDescription } from './harness.js'
 
@@ -22,6 +22,24 @@ function setup (): { view: MemberView, clock: { t: number }, changes: () => numb
 }
 
 describe('MemberView', () => {
+  it('remembers who left, by peer id and host, for DEPARTED_MEMORY_MS or until it is back', () => {
+    const { view, clock } = setup()
+    view.apply(ad(B, 1))
+    expect(view.departed()).toEqual([])
+    clock.t = 1000
+    view.remove(B)
+    clock.t = 41_000
+    expect(view.departed()).toEqual([{ peer: B, host: ad(B, 1).resources.host, leftMsAgo: 40_000 }])
+    // back: no longer departed
+    view.apply(ad(B, 2))
+    expect(view.departed()).toEqual([])
+    // a goodbye counts too; then it is forgotten after a day
+    view.apply(ad(B, 3, { leaving: true }))
+    expect(view.departed().map((d) => d.peer)).toEqual([B])
+    clock.t += DEPARTED_MEMORY_MS + 1
+    expect(view.departed()).toEqual([])
+  })
+
   it('lists self first, then members by freshness, with lastSeenMs at call time', () => {
     const { view, clock } = setup()
     view.apply(ad(B, 1))

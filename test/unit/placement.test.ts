@@ -1,6 +1,6 @@
 /** Where a command goes, from a view: the pure part of placement. */
 import { describe, it, expect } from 'vitest'
-import { acceptsFrom, candidates, resolvePeer, fitsEver, fitsNow, freeScore, chooseClaimTargets, gangCapacity, impossibleGang } from '../../src/grid/placement.js'
+import { acceptsFrom, candidates, resolvePeer, resolvePinned, formatAgo, MemberAway, fitsEver, fitsNow, freeScore, chooseClaimTargets, gangCapacity, impossibleGang } from '../../src/grid/placement.js'
 import { accepting } from '../../src/agent/run.js'
 import type { PeerView } from '../../src/grid/types.js'
 
@@ -79,6 +79,25 @@ describe('placement', () => {
     expect(() => resolvePeer(view, '12D')).toThrow(expect.objectContaining({ code: 'ERR_NO_SUCH_PEER' }))
     const twins = [peer('12D3KooWT1', 'same'), peer('12D3KooWT2', 'same')]
     expect(() => resolvePeer(twins, 'same')).toThrow(/2 members have the hostname same/)
+  })
+
+  it('waits for a member named with --on that left lately, and refuses a name never seen', () => {
+    const gone = [{ peer: '12D3KooWGONE9999', host: 'laptop', leftMsAgo: 40_000 }, { peer: '12D3KooWOLD', host: 'ws2', leftMsAgo: 3_600_000 }]
+    for (const on of ['laptop', 'LAPTOP', '12D3KooWGONE9999', '12D3KooWGON']) {
+      let err: unknown
+      try { resolvePinned(view, gone, on) } catch (e) { err = e }
+      expect(err).toBeInstanceOf(MemberAway)
+      // queued as a busy member would be
+      expect(err).toMatchObject({ code: 'ERR_NO_CAPACITY', message: 'laptop (12D3KooWGONE…) left the grid 40 s ago; waiting for it to come back' })
+    }
+    // a member in the view wins over one remembered under the same name
+    expect(resolvePinned(view, gone, 'ws2').peer).toBe('12D3KooWBBBB2222')
+    expect(() => resolvePinned(view, gone, 'nope')).toThrow(expect.objectContaining({ code: 'ERR_NO_SUCH_PEER', message: 'no member of the grid is called nope' }))
+    expect(() => resolvePinned(view, gone, '12D3KooWBBB')).toThrow(expect.objectContaining({ code: 'ERR_AMBIGUOUS_PEER' }))
+  })
+
+  it.each([[0, '0 s'], [40_400, '40 s'], [119_000, '119 s'], [12 * 60_000, '12 min'], [5 * 3_600_000, '5 h']])('formats %i ms ago as %s', (ms, said) => {
+    expect(formatAgo(ms)).toBe(said)
   })
 })
 

@@ -193,6 +193,34 @@ describe('ChunkStore', () => {
       await expectOnly(blobs.slice(0, 2), blobs.slice(2))
     })
 
+    it('logs which pack it cut, by how much and what was lost, and remembers why until the blob comes again', async () => {
+      const blobs = [blob(), blob(), blob(), blob()]
+      const { dat } = await crashed(blobs)
+      const size = fs.statSync(dat).size
+      fs.truncateSync(dat, PACK_HEADER_BYTES + 2 * 64 * KiB + 100)
+      const log = quietLog()
+      const s = await openStore({ log })
+      expect(log.warnings).toHaveLength(1)
+      expect(log.warnings[0]).toMatch(/^pack 1 of .* had a torn tail .*: cut 100 data bytes and 80 index bytes, losing 2 blobs whose data was gone/)
+      expect(size - fs.statSync(dat).size).toBe(2 * 64 * KiB)
+      expect(s.lostWhy(blobs[2]!.hash)).toBe('pack 1 had a torn tail: 100 bytes were cut when the agent started')
+      expect(s.lostWhy(blobs[3]!.hash)).toBeDefined()
+      expect(s.lostWhy(blobs[0]!.hash)).toBeUndefined()
+      await s.put(blobs[2]!.hash, blobs[2]!.data)
+      expect(s.lostWhy(blobs[2]!.hash)).toBeUndefined()
+    })
+
+    it('says nothing of a pack that held no blob yet (a crash before its first write)', async () => {
+      const { dat, idx } = await crashed([blob()])
+      fs.writeFileSync(path.join(dir, packFileName(2, 'dat')), fs.readFileSync(dat).subarray(0, PACK_HEADER_BYTES))
+      fs.writeFileSync(path.join(dir, packFileName(2, 'idx')), fs.readFileSync(idx).subarray(0, INDEX_HEADER_BYTES))
+      const log = quietLog()
+      const s = await openStore({ log })
+      expect(s.stats()).toMatchObject({ blobs: 1, packs: 1 })
+      expect(packFiles()).toEqual([packFileName(1, 'dat'), packFileName(1, 'idx')])
+      expect(log.warnings).toEqual([])
+    })
+
     it('drops a pack with no whole blob and one missing its index', async () => {
       const blobs = [blob()]
       const { dat, idx } = await crashed(blobs)
@@ -225,6 +253,7 @@ describe('ChunkStore', () => {
     expect(await s.get(blobs[1]!.hash)).toBeUndefined()
     expect(s.has(blobs[1]!.hash)).toBe(false)
     expect(log.warnings.join('\n')).toContain(blobs[1]!.hash.toString('hex'))
+    expect(s.lostWhy(blobs[1]!.hash)).toMatch(/^its copy in pack 1 was corrupt/)
     expectBytes(await s.get(blobs[0]!.hash), blobs[0]!.data)
     expectBytes(await s.get(blobs[2]!.hash), blobs[2]!.data)
 

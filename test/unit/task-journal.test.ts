@@ -1,5 +1,5 @@
 /** The task records' journal, on real files: what a restart reads back. */
-import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
@@ -61,6 +61,31 @@ describe('RecordJournal', () => {
     const { journal: j3, entries: e3 } = RecordJournal.open(dir)
     j3.close()
     expect(states(e3)).toEqual({ a: 'lost' })
+  })
+
+  it('tells the owner which task a torn last line belonged to, and what that cost', () => {
+    const A = '0123456789abcdef'
+    const B = 'fedcba9876543210'
+    const { journal } = RecordJournal.open(dir)
+    journal.append(A, line(A, 'running'), 1, () => [])
+    journal.close()
+    const file = path.join(dir, JOURNAL_NAME)
+    const warned = (): string[] => {
+      const said: string[] = []
+      const spy = vi.spyOn(process.stderr, 'write').mockImplementation((s) => { said.push(String(s)); return true })
+      try {
+        RecordJournal.open(dir).journal.close()
+      } finally {
+        spy.mockRestore()
+      }
+      return said.filter((s) => s.includes(' warn '))
+    }
+    fs.appendFileSync(file, line(A, 'succeeded').slice(0, 40))
+    expect(warned()).toEqual([expect.stringContaining(`the last line of ${file} was torn (the agent stopped while writing it): skipped its 40 bytes; task ${A} keeps the state of its previous line`)])
+    fs.appendFileSync(file, line(B, 'pending').slice(0, 36))
+    expect(warned()).toEqual([expect.stringContaining(`skipped its 36 bytes; task ${B} was recorded only there and is lost`)])
+    // a clean journal says nothing
+    expect(warned()).toEqual([])
   })
 
   it('folds in the one-file-per-record layout of earlier versions, then removes those files', () => {

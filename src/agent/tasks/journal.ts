@@ -59,9 +59,12 @@ export class RecordJournal {
     let bad = 0
     let lines = 0
     let lastLineTorn = false
+    /** The last line, when it did not parse. */
+    let lastBad: string | undefined
     const take = (line: string): void => {
       if (line === '') return
       lines++
+      lastBad = undefined
       try {
         const v = JSON.parse(line) as unknown
         const id = idOf(v)
@@ -69,6 +72,7 @@ export class RecordJournal {
         byId.set(id, v as JournalEntry)
       } catch {
         bad++
+        lastBad = line
       }
     }
     try {
@@ -76,8 +80,10 @@ export class RecordJournal {
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
     }
-    // one torn line at the end is a crash mid-append; more is worth a word
-    if (bad > 1 || (bad === 1 && !lastLineTorn)) log.warn(`skipped ${bad} unreadable line(s) of ${file}`)
+    const torn = lastLineTorn && lastBad !== undefined
+    if (torn) log.warn(tornLineReport(file, lastBad!, byId))
+    // a torn last line is told above; more is worth a word of its own
+    if (bad > (torn ? 1 : 0)) log.warn(`skipped ${bad - (torn ? 1 : 0)} unreadable line(s) of ${file}`)
     const entries = [...byId.values()]
     const journal = new RecordJournal(file)
     try {
@@ -136,6 +142,18 @@ export class RecordJournal {
     this.fd = fs.openSync(this.file, 'a', 0o600)
     this.lines = lines.length
   }
+}
+
+/**
+ * What a torn last line cost, for the owner: the agent stopped while appending a record's
+ * new version, so that task is as its previous line left it (or, recorded only there, lost).
+ */
+function tornLineReport (file: string, line: string, byId: Map<string, JournalEntry>): string {
+  const said = `the last line of ${file} was torn (the agent stopped while writing it): skipped its ${Buffer.byteLength(line)} bytes`
+  // The record's id comes first in its JSON, so a torn line most often still names it.
+  const id = /^\{"record":\{"id":"([0-9a-f]{16})"/.exec(line)?.[1]
+  if (id === undefined) return said
+  return byId.has(id) ? `${said}; task ${id} keeps the state of its previous line` : `${said}; task ${id} was recorded only there and is lost`
 }
 
 function idOf (v: unknown): string | undefined {

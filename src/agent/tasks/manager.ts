@@ -16,7 +16,7 @@ import { VgridError } from '../../common/errors.js'
 import { createLogger } from '../../common/log.js'
 import { memoryChannelPair, type FrameChannel } from '../../common/channel.js'
 import { parseRunSpec, type ExecEvent, type RunSpec } from '../../exec/messages.js'
-import { acceptsFrom, candidates, resolvePeer, fitsNow, impossibleGang } from '../../grid/placement.js'
+import { acceptsFrom, candidates, resolvePinned, fitsNow, impossibleGang } from '../../grid/placement.js'
 import type { WorkspaceRef } from '../../fs-sync/index.js'
 import { submitRun, reattachRun, newTaskId, USER, AttemptGone, VIEW_SETTLE_MS, type ChildTracker, type Guest, type RunContext } from '../run.js'
 import { GangGate, type GangSeat } from '../claim.js'
@@ -212,9 +212,9 @@ export class TaskManager implements ChildTracker {
         'sub-tasks are submitted from inside a running task, through the agent that runs it')
     }
     const view = this.ctx.grid.view()
-    if (b.on !== undefined) resolvePeer(view, b.on)
     try {
-      candidates(b.on !== undefined ? [resolvePeer(view, b.on)] : view, b.spec)
+      // A member that left lately is waited for (MemberAway is ERR_NO_CAPACITY); an unknown name is refused.
+      candidates(b.on !== undefined ? [resolvePinned(view, this.ctx.grid.departed(), b.on)] : view, b.spec)
     } catch (err) {
       if (!(err instanceof VgridError) || err.code !== 'ERR_NO_CAPACITY') throw err
     }

@@ -1,0 +1,45 @@
+import { describe, it, expect } from 'vitest'
+import { VgridError } from '../../src/common/errors.js'
+import { describeExit, parseExecEvent } from '../../src/exec/messages.js'
+
+const root = new Uint8Array(32).fill(7)
+const session = 'ab'.repeat(16)
+
+function refusal (v: unknown): string {
+  try {
+    parseExecEvent(v)
+  } catch (err) {
+    expect(err).toBeInstanceOf(VgridError)
+    return (err as VgridError).message
+  }
+  throw new Error('accepted')
+}
+
+describe('the outputs event', () => {
+  it('carries the exit to come, so a failed bring-back can say how the command ended', () => {
+    expect(parseExecEvent({ t: 'outputs', root, session, exit: { code: 0 } })).toEqual({ t: 'outputs', root, session, exit: { code: 0 } })
+    expect(parseExecEvent({ t: 'outputs', root, session, exit: { code: 137, signal: 'SIGKILL' } }))
+      .toEqual({ t: 'outputs', root, session, exit: { code: 137, signal: 'SIGKILL' } })
+  })
+
+  it('is taken without one from an executor older than it', () => {
+    expect(parseExecEvent({ t: 'outputs', root, session })).toEqual({ t: 'outputs', root, session })
+  })
+
+  it('is refused with an exit that is not one', () => {
+    expect(refusal({ t: 'outputs', root, session, exit: 0 })).toMatch(/exit is not a map/)
+    expect(refusal({ t: 'outputs', root, session, exit: { code: 256 } })).toMatch(/code/)
+    expect(refusal({ t: 'outputs', root, session, exit: { code: 1, signal: 'S'.repeat(33) } })).toMatch(/signal/)
+  })
+})
+
+describe('describeExit', () => {
+  it.each([
+    [{ code: 0 }, 'exited with 0'],
+    [{ code: 2 }, 'exited with 2'],
+    [{ code: 143, signal: 'SIGTERM' }, 'was killed by SIGTERM (exit status 143)'],
+    [undefined, 'ended']
+  ])('%j: the command %s', (exit, said) => {
+    expect(describeExit(exit)).toBe(said)
+  })
+})
