@@ -29,7 +29,7 @@ describe('vgrid agent with the owner policy', () => {
 
   it('validates the values before reaching the agent', async () => {
     expect(await agentSetPatch({ nice: '3', onlyWhenIdle: true })).toEqual({ nice: 3, onlyWhenIdle: true })
-    await expect(agentSetPatch({ maxTasks: '0' })).rejects.toThrow(UsageError)
+    await expect(agentSetPatch({ maxTasks: '-1' })).rejects.toThrow(UsageError)
     await expect(agentSetPatch({ nice: '20' })).rejects.toThrow(/--nice: "20" is not valid/)
   })
 
