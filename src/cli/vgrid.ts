@@ -343,7 +343,8 @@ function agentStopInvocation (command: Command, extra: unknown[], options: Recor
     throw usage(command, `option --${kebab(name)} does not apply to vgrid agent stop`, 'agent stop takes only --drain')
   }
   const drain = options.drain === undefined ? false : [options.drain].flat().at(-1)
-  if (typeof drain !== 'boolean') throw usage(command, '--drain takes no value')
+  if (drain !== true && drain !== false) throw usage(command, '--drain takes no value')
+  if (drain === false && options.drain !== undefined) throw usage(command, '--no-drain is not an option', '`vgrid agent stop` without --drain stops at once')
   return { kind: 'agent-stop', drain }
 }
 
@@ -351,7 +352,7 @@ function agentSetInvocation (command: Command, extra: unknown[], options: Record
   const rest = [...extra, ...(options['--'] as string[] ?? [])]
   if (rest.length > 0) throw usage(command, `unexpected argument ${String(rest[0])}`)
   for (const name of ['pause', 'resume']) {
-    if (options[name] !== undefined && [options[name]].flat().at(-1) !== true) throw usage(command, `--${name} takes no value`)
+    if (options[name] !== undefined && [options[name]].flat().at(-1) !== true) throw usage(command, `--no-${name} is not an option`, '--resume undoes --pause')
   }
   for (const name of Object.keys(options)) {
     if (name === '--' || AGENT_SET_OPTIONS.includes(name)) continue
