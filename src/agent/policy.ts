@@ -172,7 +172,9 @@ export class OwnerPolicyControl {
     const { offer, warnings } = computeOffer(this.share, resources)
     this.warnings = warnings
     this.offer = offer
-    if (this.policy.maxTasks !== undefined) this.offer.maxTasks = this.policy.maxTasks
+    // --max-tasks 0 is not advertised as such: members of earlier versions refuse a whole
+    // advertisement with it. The load shows nothing free, and the ledger refuses every claim.
+    if (this.policy.maxTasks !== undefined && this.policy.maxTasks > 0) this.offer.maxTasks = this.policy.maxTasks
     if (this.policy.onlyWhenIdle) this.offer.onlyWhenIdle = true
     if (this.policy.acceptFrom !== undefined) this.offer.acceptFrom = [...this.policy.acceptFrom]
     setDefaultNiceness(this.policy.nice)

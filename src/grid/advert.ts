@@ -109,7 +109,7 @@ function parseOffer (v: unknown): Offer {
     labels: strMap(m.labels, 'offer.labels', MAX_LABELS, MAX_NAME_CHARS)
   }
   // Optional: members of an older version do not send them.
-  if (m.maxTasks !== undefined && m.maxTasks !== null) offer.maxTasks = int(m.maxTasks, 'offer.maxTasks', 0, MAX_TASK_COUNT)
+  if (m.maxTasks !== undefined && m.maxTasks !== null) offer.maxTasks = int(m.maxTasks, 'offer.maxTasks', 1, MAX_TASK_COUNT)
   if (m.onlyWhenIdle !== undefined && m.onlyWhenIdle !== null && bool(m.onlyWhenIdle, 'offer.onlyWhenIdle')) offer.onlyWhenIdle = true
   if (m.acceptFrom !== undefined && m.acceptFrom !== null) {
     const ids = strArray(m.acceptFrom, 'offer.acceptFrom', MAX_ACCEPT_FROM, MAX_PEER_ID_CHARS)
