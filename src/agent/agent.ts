@@ -15,7 +15,7 @@ import {
 } from '../grid/index.js'
 import { Ledger } from '../exec/index.js'
 import { startControlServer, assertNoLiveAgent, type ControlServer } from './control/server.js'
-import type { ControlRequest, PolicyView } from './control/protocol.js'
+import type { ControlReply, ControlRequest, PolicyView } from './control/protocol.js'
 import type { FrameChannel } from '../common/channel.js'
 import { computeOffer, type AgentConfig, type PolicyPatch } from './config.js'
 import { looksLikePeerId } from '../common/peer-id.js'
@@ -41,6 +41,7 @@ import { descends, hostWorkspace, refusedForGuest, subTasks, type GuestScope } f
 import type { WorkspaceRef } from '../fs-sync/index.js'
 import os from 'node:os'
 import { OwnerPolicyControl } from './policy.js'
+import { Drain, WatchedSet, type DrainCount } from './drain.js'
 
 const log = createLogger('agent')
 const gridLog = createLogger('grid')
@@ -58,6 +59,8 @@ export interface Agent {
   joinToken (): string
   /** Applies the owner policy of `config` (a reload); returns it as `vgrid agent set` shows it. */
   reload (config: AgentConfig): { policy: PolicyView, warnings: string[] }
+  /** Resolves, with why, when the owner asks the agent to stop (`vgrid agent stop`, or drained). */
+  readonly stopRequested: Promise<string>
   stop (): Promise<void>
 }
 
@@ -191,8 +194,13 @@ async function startLocked (config: AgentConfig, homeLock: StoreLock): Promise<A
   let publish: (() => void) | undefined
   // Applies --max-tasks, --nice and --only-when-idle to the ledger now, and every later change.
   let hostOf: ((peer: string) => string | undefined) | undefined
+  let requestStop: (why: string) => void = () => {}
+  const stopRequested = new Promise<string>((resolve) => { requestStop = resolve })
+  // Set once the run context exists; until then nothing runs.
+  let drain: Drain | undefined
   const policy = new OwnerPolicyControl({
-    home: config.home, resources, ledger, share: config.share, policy: config.policy, guests, publish: () => { publish?.() }, hostOf: (peer) => hostOf?.(peer)
+    home: config.home, resources, ledger, share: config.share, policy: config.policy, guests, publish: () => { publish?.() }, hostOf: (peer) => hostOf?.(peer),
+    onResume: () => { drain?.cancel() }
   })
   const cpu = startCpuSampler()
   const startedAt = Date.now()
@@ -218,13 +226,14 @@ async function startLocked (config: AgentConfig, homeLock: StoreLock): Promise<A
   let watchdog: Watchdog | undefined
   const ctx: RunContext = {
     home: config.home, grid, ledger, host: resources.host, gpus: resources.gpus,
-    shutdown: shutdown.signal, loadChanged: () => { grid.publishNow() }, sync, children: tasks,
+    shutdown: shutdown.signal, loadChanged: () => { grid.publishNow(); drain?.check() }, sync, children: tasks,
     groups: guests.groups(orphans.ledger),
     // So a command stopped because the owner came back ends as lost (guests.ts).
     watch: (channel) => guests.watch(channel),
     gpuUse,
     startedAt,
-    attempts: new Set(),
+    // A drain waits for these: a guest's attempt ends after its outputs and exit went back.
+    attempts: new WatchedSet(() => { drain?.check() }),
     guests: new GuestRuns({
       home: config.home,
       iso: isolation,
@@ -236,6 +245,11 @@ async function startLocked (config: AgentConfig, homeLock: StoreLock): Promise<A
     guestRefusal: (peer) => policy.refusal(peer),
     held: new HeldRuns(config.home, resources.host, config.keepResultsMs)
   }
+  const drainCount = (): DrainCount => {
+    const guestsHere = ctx.attempts?.size ?? 0
+    return { guests: guestsHere, others: Math.max(0, ledger.snapshot().running - guestsHere) }
+  }
+  drain = new Drain({ count: drainCount, drained: () => { requestStop('drained (vgrid agent stop --drain)') } })
   if (isolation.kind !== 'unavailable') {
     const wd = Watchdog.start()
     if (wd !== undefined) { ctx.watchdog = wd; watchdog = wd }
@@ -249,7 +263,7 @@ async function startLocked (config: AgentConfig, homeLock: StoreLock): Promise<A
   const status = (): AgentStatus => ({
     peer: grid.peerId, host: resources.host, version: VERSION, home: config.home, addrs: grid.addrs(),
     gridSize: grid.view().length, connections: grid.connectedPeers().length, startedAt, joinToken: joinToken(),
-    guests: guestsLine, memory: memoryLine
+    guests: guestsLine, memory: memoryLine, lending: policy.lending(), running: drainCount()
   })
 
   /**
@@ -331,7 +345,44 @@ async function startLocked (config: AgentConfig, homeLock: StoreLock): Promise<A
       case 'task-wait': await channel.send(taskReply(await queries.wait(await own(req.id), goneSignal(channel), scope === undefined ? req.workspace : undefined))); break
       case 'task-log': await channel.send({ t: 'task', task: await queries.log(await own(req.id), req.follow, req.stderrOnly, channel, goneSignal(channel), scope === undefined ? req.workspace : undefined) }); break
       case 'agent-set': await channel.send({ t: 'policy', ...policy.set(resolveAcceptFrom(req.patch, grid.view())) }); break
+      case 'agent-stop': await stopFor(req.drain, channel); break
     }
+  }
+  /**
+   * `vgrid agent stop`: at once, or (drain) once nothing runs here, telling the CLI what it
+   * waits for. The CLI leaving stops nothing and calls off nothing.
+   */
+  const stopFor = async (drained: boolean, channel: FrameChannel): Promise<void> => {
+    const host = resources.host
+    if (!drained) {
+      await channel.send({ t: 'stopping', host, pid: process.pid, count: drainCount() })
+      requestStop('vgrid agent stop')
+      return
+    }
+    const d = drain
+    if (d === undefined) throw new VgridError('ERR_INTERNAL', 'the agent is still starting')
+    policy.drain()
+    d.start()
+    const gone = goneSignal(channel)
+    await new Promise<void>((resolve) => {
+      let done = false
+      let unfollow: (() => void) | undefined
+      const finish = (): void => {
+        if (done) return
+        done = true
+        unfollow?.()
+        gone.removeEventListener('abort', finish)
+        resolve()
+      }
+      // The last message sent, the request is over; a client gone ends it too.
+      const send = (msg: ControlReply, last: boolean): void => { channel.send(msg).then(() => { if (last) finish() }, finish) }
+      gone.addEventListener('abort', finish, { once: true })
+      unfollow = d.follow((e) => {
+        if (e.t === 'count') send({ t: 'draining', host, count: e.count }, false)
+        else if (e.t === 'done') send({ t: 'stopping', host, pid: process.pid, count: { guests: 0, others: 0 } }, true)
+        else send({ t: 'resumed', host }, true)
+      })
+    })
   }
   guestSockets = async (dir, scope, owner) => await startControlServer(dir, { peer: grid.peerId, handle: async (req, channel) => { await handle(req, channel, scope) } }, owner)
 
@@ -361,7 +412,7 @@ async function startLocked (config: AgentConfig, homeLock: StoreLock): Promise<A
 
   return {
     grid, resources, offer, joined: choice.joined, warnings, guests: guestsLine,
-    status, joinToken,
+    status, joinToken, stopRequested,
     reload (config) {
       return policy.replace(config.share, config.policy)
     },

@@ -7,7 +7,10 @@
  * The config file is JSON; every field is optional:
  *   { "cpus": 8 | "all", "gpus": "0,1" | [0, 1] | "all" | "none", "mem": "64G" | 68719476736 | "all",
  *     "pools": ["lab"], "labels": { "rack": "b2" }, "listen": ["/ip4/0.0.0.0/tcp/7321"],
- *     "maxTasks": 4 | "unlimited", "nice": 10, "onlyWhenIdle": true, "acceptFrom": ["12D3KooW…"] | "all" }
+ *     "maxTasks": 4 | "unlimited", "nice": 10, "onlyWhenIdle": true, "acceptFrom": ["12D3KooW…"] | "all",
+ *     "paused": true }
+ * (`paused` is written by `vgrid agent set --pause` and removed by `--resume`; no flag or
+ * variable sets it.)
  * Environment: VGRID_CPUS, VGRID_GPUS, VGRID_MEM, VGRID_POOL ("a,b"), VGRID_LABELS
  * ("k=v,k2=v2": values from the environment cannot hold commas), VGRID_LISTEN ("/ip4/…,/ip6/…"),
  * VGRID_MAX_TASKS, VGRID_NICE, VGRID_ONLY_WHEN_IDLE (1/0, true/false), VGRID_ACCEPT_FROM ("id,id").
@@ -70,6 +73,9 @@ export interface AgentFlags {
   nice?: string | number
   /** false: `--no-only-when-idle`. */
   onlyWhenIdle?: boolean | string
+  /** `vgrid agent set --pause` / `--resume`. */
+  pause?: boolean
+  resume?: boolean
   isolation?: string
   guestNet?: string
   guestUser?: string
@@ -98,6 +104,11 @@ export interface OwnerPolicy {
   onlyWhenIdle: boolean
   /** `--accept-from`: the peer ids of the only members whose commands run here; undefined = every member. */
   acceptFrom?: string[]
+  /**
+   * `vgrid agent set --pause`: no new command is taken (running ones go on). Saved in the
+   * config file, so a paused machine stays paused across a restart until `--resume`.
+   */
+  paused?: boolean
 }
 
 /** What `vgrid agent set` changes; absent fields stay as they are. */
@@ -114,6 +125,8 @@ export interface PolicyPatch {
    * the patch is applied or saved.
    */
   acceptFrom?: string[] | 'all'
+  /** true: `--pause`; false: `--resume`. */
+  paused?: boolean
 }
 
 export interface AgentConfig {
@@ -193,6 +206,8 @@ export function resolveAgentConfig (flags: AgentFlags, env: NodeJS.ProcessEnv = 
   if (memBytes !== undefined && memBytes !== 'all') config.share.memBytes = memBytes
   if (maxTasks !== undefined && maxTasks !== 'unlimited') config.policy.maxTasks = maxTasks
   if (acceptFrom !== undefined && acceptFrom !== 'all') config.policy.acceptFrom = acceptFrom
+  // Only `vgrid agent set` pauses: no flag or variable at start, so a restart cannot undo it by accident.
+  if (file.paused !== undefined && parseBool(file.paused, file.where('paused'))) config.policy.paused = true
   if (flags.join !== undefined) config.join = parseJoin(flags.join)
   if (cacheBytes !== undefined) config.cacheBytes = cacheBytes
   const keepResultsMs = pick(
@@ -215,6 +230,11 @@ export function policyPatch (flags: AgentFlags): PolicyPatch {
   if (flags.nice !== undefined) patch.nice = parseNice(flags.nice, '--nice')
   if (flags.onlyWhenIdle !== undefined) patch.onlyWhenIdle = parseBool(flags.onlyWhenIdle, '--only-when-idle')
   if (flags.acceptFrom !== undefined) patch.acceptFrom = parseAcceptFrom(flags.acceptFrom, '--accept-from', true)
+  if (flags.pause === true && flags.resume === true) {
+    throw new VgridError('ERR_BAD_ARGUMENT', '--pause and --resume cannot be given together', 'give one: --pause stops lending, --resume lends again')
+  }
+  if (flags.pause === true) patch.paused = true
+  if (flags.resume === true) patch.paused = false
   return patch
 }
 
@@ -222,7 +242,7 @@ export function policyPatch (flags: AgentFlags): PolicyPatch {
 export function checkPolicyPatch (v: Record<string, unknown>): PolicyPatch {
   const patch: PolicyPatch = {}
   const src = (k: string): string => `vgrid agent set: ${k}`
-  const known = ['cpus', 'gpus', 'memBytes', 'maxTasks', 'nice', 'onlyWhenIdle', 'acceptFrom']
+  const known = ['cpus', 'gpus', 'memBytes', 'maxTasks', 'nice', 'onlyWhenIdle', 'acceptFrom', 'paused']
   for (const k of Object.keys(v)) if (!known.includes(k)) throw arg(src(k), v[k], `unknown setting (known: ${known.join(', ')})`)
   if (v.cpus !== undefined) patch.cpus = parseCpus(v.cpus, src('cpus'))
   if (v.gpus !== undefined) patch.gpus = parseGpus(v.gpus, src('gpus'))
@@ -231,6 +251,7 @@ export function checkPolicyPatch (v: Record<string, unknown>): PolicyPatch {
   if (v.nice !== undefined) patch.nice = parseNice(v.nice, src('nice'))
   if (v.onlyWhenIdle !== undefined) patch.onlyWhenIdle = parseBool(v.onlyWhenIdle, src('onlyWhenIdle'))
   if (v.acceptFrom !== undefined) patch.acceptFrom = parseAcceptFrom(v.acceptFrom, src('acceptFrom'), true)
+  if (v.paused !== undefined) patch.paused = parseBool(v.paused, src('paused'))
   return patch
 }
 
@@ -249,6 +270,8 @@ export function applyPolicyPatch (share: ShareConfig, policy: OwnerPolicy, patch
   if (patch.onlyWhenIdle !== undefined) p.onlyWhenIdle = patch.onlyWhenIdle
   if (patch.acceptFrom === 'all') delete p.acceptFrom
   else if (patch.acceptFrom !== undefined) p.acceptFrom = [...patch.acceptFrom]
+  if (patch.paused === true) p.paused = true
+  else if (patch.paused === false) delete p.paused
   return { share: s, policy: p }
 }
 
@@ -273,6 +296,8 @@ export function savePolicyPatch (home: string, patch: PolicyPatch): string {
     // Checked as a start reads it: a name never reaches the file (the agent resolved it).
     doc.acceptFrom = parseAcceptFrom(patch.acceptFrom, 'acceptFrom', false)
   }
+  if (patch.paused === true) doc.paused = true
+  else if (patch.paused === false) delete doc.paused
   const tmp = `${path}.${process.pid}.tmp`
   writeFileSync(tmp, `${JSON.stringify(doc, null, 2)}\n`, { mode: 0o600 })
   renameSync(tmp, path)
@@ -377,8 +402,8 @@ function parseUserName (v: unknown, src: string): string {
 function parseCpus (v: unknown, src: string): number | 'all' {
   if (typeof v === 'string' && v.trim().toLowerCase() === 'all') return 'all'
   const n = typeof v === 'string' && /^\s*\d+\s*$/.test(v) ? Number(v) : v
-  if (typeof n !== 'number' || !Number.isInteger(n) || n < 1 || n > MAX_CPUS) {
-    throw arg(src, v, 'expected a positive whole number of cores, such as 8, or all')
+  if (typeof n !== 'number' || !Number.isInteger(n) || n < 0 || n > MAX_CPUS) {
+    throw arg(src, v, 'expected a whole number of cores, such as 8 (0: lend none), or all')
   }
   return n
 }
@@ -386,8 +411,8 @@ function parseCpus (v: unknown, src: string): number | 'all' {
 function parseMaxTasks (v: unknown, src: string): number | 'unlimited' {
   if (typeof v === 'string' && v.trim().toLowerCase() === 'unlimited') return 'unlimited'
   const n = typeof v === 'string' && /^\s*\d+\s*$/.test(v) ? Number(v) : v
-  if (typeof n !== 'number' || !Number.isInteger(n) || n < 1 || n > MAX_MAX_TASKS) {
-    throw arg(src, v, `expected how many guest commands may run at once (1 to ${MAX_MAX_TASKS}), or unlimited`)
+  if (typeof n !== 'number' || !Number.isInteger(n) || n < 0 || n > MAX_MAX_TASKS) {
+    throw arg(src, v, `expected how many guest commands may run at once (0 to ${MAX_MAX_TASKS}; 0: none), or unlimited`)
   }
   return n
 }
@@ -528,7 +553,7 @@ function arg (src: string, value: unknown, what: string, hint?: string): VgridEr
 
 // ── the config file ──
 
-const FILE_FIELDS = ['cpus', 'gpus', 'mem', 'cacheSize', 'keepResults', 'pools', 'labels', 'listen', 'maxTasks', 'nice', 'onlyWhenIdle', 'acceptFrom', 'isolation', 'guestNet', 'guestUser', 'guestShare'] as const
+const FILE_FIELDS = ['cpus', 'gpus', 'mem', 'cacheSize', 'keepResults', 'pools', 'labels', 'listen', 'maxTasks', 'nice', 'onlyWhenIdle', 'acceptFrom', 'paused', 'isolation', 'guestNet', 'guestUser', 'guestShare'] as const
 type FileFields = Partial<Record<(typeof FILE_FIELDS)[number], unknown>>
 
 function readConfigFile (path: string): FileFields & { where: (field: string) => string } {

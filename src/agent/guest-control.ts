@@ -67,6 +67,7 @@ export function refusedForGuest (req: ControlRequest): VgridError | undefined {
     'ask the owner of this machine; a task may run and follow its own sub-tasks and read the grid (`vgrid peers`)')
   switch (req.t) {
     case 'agent-set': return no('change the owner\'s policy (vgrid agent set)')
+    case 'agent-stop': return no('stop the agent (vgrid agent stop)')
     case 'join-token': return no('read the grid\'s join token')
     default: return undefined
   }

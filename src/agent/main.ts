@@ -1,7 +1,7 @@
 /**
  * `vgrid agent`: starts the agent in the foreground, prints who it is and the line to paste
- * on other machines, and stops cleanly on SIGINT/SIGTERM (the other members drop it from
- * their view at once, thanks to the goodbye the grid publishes).
+ * on other machines, and stops cleanly on SIGINT/SIGTERM or `vgrid agent stop` (the other
+ * members drop it from their view at once, thanks to the goodbye the grid publishes).
  *
  * SIGHUP reloads the owner policy from the configuration (flags given at start, then VGRID_*,
  * then $VGRID_HOME/config), as a daemon does, when the agent has no terminal (a service,
@@ -86,6 +86,8 @@ export async function runAgent (config: AgentConfig, reread?: () => AgentConfig)
       process.exit(1)
     })
   }
+  // `vgrid agent stop` (at once, or drained): as SIGTERM does.
+  void agent.stopRequested.then((why) => { stop(why) })
   process.on('SIGINT', () => { stop('SIGINT') })
   process.on('SIGTERM', () => { stop('SIGTERM') })
   const started = agent

@@ -1,7 +1,8 @@
 /**
  * The owner policy of a running agent: what it lends (`--cpus`, `--gpus`, `--mem`), how many
  * commands at once (`--max-tasks`), at what niceness (`--nice`), and whether only while the
- * owner is away (`--only-when-idle`), and from which members (`--accept-from`). It keeps the ledger, the niceness of new commands and
+ * owner is away (`--only-when-idle`), and from which members (`--accept-from`), or nothing new
+ * at all (`--pause`, and while `vgrid agent stop --drain` waits). It keeps the ledger, the niceness of new commands and
  * the advertisement in step with the policy, applies `vgrid agent set` without a restart
  * (saving it in the config file) and a reload of the configuration (SIGHUP), and stops the
  * guests when the owner comes back.
@@ -21,6 +22,8 @@ const log = createLogger('policy')
 /** When the owner comes back, guests get SIGTERM, then SIGKILL after this long. */
 export const OWNER_RETURN_KILL_GRACE_MS = 5_000
 const CLOSED_REASON = 'its owner is using it (--only-when-idle)'
+const PAUSED_REASON = 'its owner paused it (vgrid agent set --pause)'
+const DRAINING_REASON = 'its owner is stopping it once its running commands end (vgrid agent stop --drain)'
 
 export interface PolicyInit {
   home: string
@@ -33,6 +36,8 @@ export interface PolicyInit {
   publish: () => void
   /** A member's host name as the grid shows it now, for the policy's view. */
   hostOf?: (peer: string) => string | undefined
+  /** `--resume` called off a drain. */
+  onResume?: () => void
   env?: NodeJS.ProcessEnv
 }
 
@@ -42,6 +47,8 @@ export class OwnerPolicyControl {
   private offer!: Offer
   private warnings: string[] = []
   private monitor: { activity: OwnerActivity, stop: () => void } | undefined
+  /** `vgrid agent stop --drain` in progress: not saved, a restarted agent lends as its policy says. */
+  private draining = false
 
   constructor (private readonly init: PolicyInit) {
     this.share = init.share
@@ -64,6 +71,8 @@ export class OwnerPolicyControl {
     const load: Load = { cpusFree: s.cpusFree, memFree: s.memFree, gpusFree: s.gpusFree, running: s.running, queued: 0, cpuUtil }
     if (this.init.ledger.refusal() !== undefined) Object.assign(load, { cpusFree: 0, memFree: 0, gpusFree: [] })
     if (this.ownerState() === 'busy') load.ownerBusy = true
+    if (this.draining) load.draining = true
+    else if (this.policy.paused === true) load.paused = true
     return load
   }
 
@@ -77,13 +86,20 @@ export class OwnerPolicyControl {
     return `${this.init.resources.host} runs commands only from the members its owner accepts (--accept-from), and not from ${peer}`
   }
 
-  /** `vgrid agent set`: saved first (a config file that cannot be written changes nothing), then applied. */
+  /**
+   * `vgrid agent set`: saved first (a config file that cannot be written changes nothing), then
+   * applied. `--resume` also calls off a drain.
+   */
   set (patch: PolicyPatch): { policy: PolicyView, warnings: string[], saved?: string } {
     if (Object.keys(patch).length === 0) return { policy: this.view(), warnings: [] }
     const next = applyPolicyPatch(this.share, this.policy, patch)
     const saved = savePolicyPatch(this.init.home, patch)
     this.share = next.share
     this.policy = next.policy
+    if (patch.paused === false && this.draining) {
+      this.draining = false
+      this.init.onResume?.()
+    }
     this.apply()
     log.debug('policy changed', patch)
     return { policy: this.view(), warnings: this.currentWarnings(), saved }
@@ -112,7 +128,8 @@ export class OwnerPolicyControl {
       offer: { cpus: this.offer.cpus, memBytes: this.offer.memBytes, gpus: [...this.offer.gpus] },
       nice: this.policy.nice,
       onlyWhenIdle: this.policy.onlyWhenIdle,
-      running: this.init.ledger.snapshot().running
+      running: this.init.ledger.snapshot().running,
+      lending: this.lending()
     }
     if (this.policy.maxTasks !== undefined) v.maxTasks = this.policy.maxTasks
     if (this.policy.acceptFrom !== undefined) {
@@ -128,9 +145,21 @@ export class OwnerPolicyControl {
     return v
   }
 
+  /** `vgrid agent stop --drain`: no new command from now on (running ones go on). */
+  drain (): void {
+    if (this.draining) return
+    this.draining = true
+    this.apply()
+  }
+
   stop (): void {
     this.monitor?.stop()
     this.monitor = undefined
+  }
+
+  /** Whether it takes new commands, as `vgrid status` and `agent set` show it. */
+  lending (): 'yes' | 'paused' | 'draining' {
+    return this.draining ? 'draining' : this.policy.paused === true ? 'paused' : 'yes'
   }
 
   private ownerState (): OwnerState | undefined {
@@ -143,7 +172,9 @@ export class OwnerPolicyControl {
     const { offer, warnings } = computeOffer(this.share, resources)
     this.warnings = warnings
     this.offer = offer
-    if (this.policy.maxTasks !== undefined) this.offer.maxTasks = this.policy.maxTasks
+    // --max-tasks 0 is not advertised as such: members of earlier versions refuse a whole
+    // advertisement with it. The load shows nothing free, and the ledger refuses every claim.
+    if (this.policy.maxTasks !== undefined && this.policy.maxTasks > 0) this.offer.maxTasks = this.policy.maxTasks
     if (this.policy.onlyWhenIdle) this.offer.onlyWhenIdle = true
     if (this.policy.acceptFrom !== undefined) this.offer.acceptFrom = [...this.policy.acceptFrom]
     setDefaultNiceness(this.policy.nice)
@@ -162,9 +193,17 @@ export class OwnerPolicyControl {
       pools: offer.pools,
       labels: offer.labels,
       ...(this.policy.maxTasks !== undefined ? { maxTasks: this.policy.maxTasks } : {}),
-      ...(this.monitor !== undefined && this.monitor.activity.state !== 'idle' ? { closed: CLOSED_REASON } : {})
+      ...(this.closedReason() !== undefined ? { closed: this.closedReason() } : {})
     })
     this.init.publish()
+  }
+
+  /** Why no new command is taken now, most lasting first; undefined when they are. */
+  private closedReason (): string | undefined {
+    if (this.draining) return DRAINING_REASON
+    if (this.policy.paused === true) return PAUSED_REASON
+    if (this.monitor !== undefined && this.monitor.activity.state !== 'idle') return CLOSED_REASON
+    return undefined
   }
 
   private ownerChanged (state: OwnerState, load: number | undefined): void {

@@ -140,7 +140,18 @@ export function renderPeersTable (peers: PeerView[]): string {
   const lines = renderTable([PEER_COLUMNS as readonly string[], ...rows])
   const footer = peers.length === 1 ? '1 member; * = this agent' : `${peers.length} members; * = this agent`
   const gpus = renderGpuUse(sorted)
-  return `${lines}${footer}\n${renderAcceptFrom(sorted)}${renderIsolation(sorted)}${gpus === '' ? '' : `\n${gpus}`}`
+  return `${lines}${footer}\n${renderLending(sorted)}${renderAcceptFrom(sorted)}${renderIsolation(sorted)}${gpus === '' ? '' : `\n${gpus}`}`
+}
+
+/** One line per member that takes no new command now: paused, or draining before it stops. */
+function renderLending (peers: PeerView[]): string {
+  return peers.map((p) => {
+    const who = p.resources?.host ?? shortPeerId(p.peer)
+    const running = p.load?.running ?? 0
+    if (p.load?.draining === true) return `${who} is draining: it takes no new command and stops once its ${running} running ${running === 1 ? 'command has' : 'commands have'} ended\n`
+    if (p.load?.paused === true) return `${who} is paused by its owner: it takes no new command (${running} running go on)\n`
+    return ''
+  }).join('')
 }
 
 /** One line per member whose owner limits who may run commands there (`--accept-from`). */
@@ -219,11 +230,25 @@ export function renderStatus (s: AgentStatus, now = Date.now()): string {
     ['connections', String(s.connections)],
     ['started', up],
     ...(s.guests !== undefined ? [['guests', s.guests] as [string, string]] : []),
-    ...(s.memory !== undefined ? [['guest memory', s.memory] as [string, string]] : [])
+    ...(s.memory !== undefined ? [['guest memory', s.memory] as [string, string]] : []),
+    ...lendingRows(s)
   ]
   const width = Math.max(...rows.map(([k]) => k.length))
   return rows.map(([k, v]) => `${k.padEnd(width)}  ${v}\n`).join('') +
     (s.joinToken === '' ? '' : '\nTo add another machine to this grid, run there:\n' + `  ${joinLine(s.joinToken)}\n`)
+}
+
+/** `lending` and `running`, from agents that report them. */
+function lendingRows (s: AgentStatus): Array<[string, string]> {
+  const rows: Array<[string, string]> = []
+  if (s.lending === 'paused') rows.push(['lending', 'paused: no new command (vgrid agent set --resume lends again)'])
+  else if (s.lending === 'draining') rows.push(['lending', 'draining: no new command; the agent stops once nothing runs here'])
+  else if (s.lending === 'yes') rows.push(['lending', 'yes'])
+  if (s.running !== undefined) {
+    const { guests, others } = s.running
+    rows.push(['running', `${guests} guest command${guests === 1 ? '' : 's'}${others > 0 ? `, ${others} other${others === 1 ? '' : 's'}` : ''}`])
+  }
+  return rows
 }
 
 export function formatDuration (ms: number): string {

@@ -52,6 +52,7 @@ export function parsePolicyReply (raw: unknown): PolicyReply {
     running: n(p.running, 'running')
   }
   if (p.maxTasks !== undefined && p.maxTasks !== null) policy.maxTasks = n(p.maxTasks, 'maxTasks')
+  if (p.lending === 'paused' || p.lending === 'draining') policy.lending = p.lending
   if (p.acceptFrom !== undefined && p.acceptFrom !== null) {
     if (!Array.isArray(p.acceptFrom)) bad('acceptFrom is not a list')
     policy.acceptFrom = p.acceptFrom.map((x, i) => {
@@ -81,6 +82,7 @@ export function renderPolicy (r: PolicyReply): string {
     : `: the owner is ${p.owner.state === 'starting' ? 'being measured' : p.owner.state}${p.owner.load !== undefined ? ` (${Math.round(p.owner.load)} % of the cores)` : ''}${p.owner.state === 'idle' ? '' : ', lending nothing now'}`
   const lines = [
     `${p.host} lends ${p.offer.cpus} of ${p.cores} cores, ${formatBytes(p.offer.memBytes)} of ${formatBytes(p.memBytes)}, ${gpus}`,
+    ...lendingLines(p),
     `  at once     ${p.maxTasks === undefined ? 'no limit' : `at most ${p.maxTasks} command${p.maxTasks === 1 ? '' : 's'}`} (${p.running} running)`,
     `  niceness    ${p.nice}`,
     `  when        ${p.onlyWhenIdle ? `only while its owner is idle${owner}` : 'always'}`,
@@ -89,6 +91,13 @@ export function renderPolicy (r: PolicyReply): string {
     ...(r.saved !== undefined ? [`saved in ${r.saved}`] : [])
   ]
   return `${lines.join('\n')}\n`
+}
+
+/** While it takes no new command: why, and how to change that. */
+function lendingLines (p: PolicyView): string[] {
+  if (p.lending === 'paused') return ['  paused      it takes no new command; the running ones go on (vgrid agent set --resume lends again)']
+  if (p.lending === 'draining') return ['  draining    it takes no new command and stops once the running ones have ended (vgrid agent set --resume calls that off)']
+  return []
 }
 
 /** `  from        every member`, or one line per member accepted (peer id in full: it is what is checked). */

@@ -21,6 +21,8 @@ export type VgridInvocation =
   | { kind: 'agent', flags: AgentFlags }
   /** `vgrid agent set`: only the policy flags; `agentSetPatch` validates them. */
   | { kind: 'agent-set', flags: AgentFlags }
+  /** `vgrid agent stop [--drain]`. */
+  | { kind: 'agent-stop', drain: boolean }
   | { kind: 'peers', json: boolean }
   | { kind: 'status', json: boolean }
   | { kind: 'join-token' }
@@ -50,11 +52,23 @@ this machine by for them. Commands typed here are never refused.
 
   vgrid agent set [--cpus N|all] [--gpus LIST] [--mem SIZE|all] [--max-tasks N|unlimited]
                   [--nice N] [--only-when-idle | --no-only-when-idle] [--accept-from WHO|all]
+                  [--pause | --resume]
 changes the running agent's policy at once (lowering a limit stops no running command, it
-only keeps new ones out; --accept-from there also takes a member's host name or a unique
-prefix of its peer id, saved as its peer id), saves it in $VGRID_HOME/config, and prints the policy in force;
-with no option it only prints it. A flag or VGRID_* variable given at the next start still
-wins over the file.`,
+only keeps new ones out; --cpus 0 lends no core, --max-tasks 0 runs no command; --accept-from
+there also takes a member's host name or a unique prefix of its peer id, saved as its peer
+id), saves it in $VGRID_HOME/config, and prints the policy in force; with no option it only
+prints it. A flag or VGRID_* variable given at the next start still wins over the file.
+--pause: the machine takes no new command (from other members, and none of its owner's
+through vgrid: they go to other members); the commands running go on. Placement passes it
+by and \`vgrid peers\` shows it paused. It stays paused across a restart of the agent (saved
+in the config file) until --resume.
+
+  vgrid agent stop [--drain]
+stops the running agent: at once, ending the commands running here (as Ctrl-C in its
+terminal does); with --drain, only once they have ended. Meanwhile it takes no new command
+(placement goes elsewhere; \`vgrid peers\` shows it draining), and the command prints how
+many still run as they end. Ctrl-C there leaves the agent draining; \`vgrid agent stop\`
+then stops it at once, \`vgrid agent set --resume\` calls the drain off.`,
   peers: `Lists the members of the grid as this agent sees them: what each lends, what is free
 now (free/lent), the tasks it runs and when it was last heard from. * marks this agent.
 --json prints {"peers": [...]} as the agent sent it, for scripts.`,
@@ -94,7 +108,8 @@ const TASK_USAGE = 'usage: vgrid task list|show|log|cancel|wait [ID] [options]; 
 export function createVgridCli (): CAC {
   const cli = cac('vgrid')
   cli.usage('<command> [options]')
-  cli.command('agent [set]', 'Run this machine\'s agent (the first one creates a grid); `agent set` changes its policy').usage('agent [options]  |  agent set [policy options]')
+  cli.command('agent [action]', 'Run this machine\'s agent (the first one creates a grid); `agent set` changes its policy, `agent stop` stops it')
+    .usage('agent [options]  |  agent set [policy options]  |  agent stop [--drain]')
     .option('--join <TOKEN>', 'Join the grid of this token (printed by `vgrid status` on a member)')
     .option('--peer <MULTIADDR>', 'Dial this member at start; needs the grid\'s swarm key in $VGRID_HOME (repeatable)')
     .option('--listen <MULTIADDR>', 'Listen on this address (repeatable; default /ip4/0.0.0.0/tcp/7321)')
@@ -113,10 +128,15 @@ export function createVgridCli (): CAC {
     .option('--guest-net <MODE>', 'on: guests reach the network (default); none: only their own loopback')
     .option('--guest-user <NAME>', 'Under root, the user guests run as (default: nobody; never root)')
     .option('--guest-share <DIR>', 'Let guests see this directory at its path: read-only, or read-write as DIR:rw (repeatable)')
+    .option('--pause', 'agent set: take no new command (running ones go on); kept across a restart')
+    .option('--resume', 'agent set: take new commands again (and call off a drain)')
+    .option('--drain', 'agent stop: stop once the commands running here have ended, taking no new one meanwhile')
     .example('  $ vgrid agent                                   # first machine: creates a grid')
     .example('  $ vgrid agent --join TOKEN --gpus 0,1 --mem 64G  # another machine joins')
     .example('  $ vgrid agent --only-when-idle --max-tasks 4     # a workstation lends when its owner is away')
     .example('  $ vgrid agent set --cpus 2 --nice 15             # change the running agent\'s policy')
+    .example('  $ vgrid agent set --pause                        # lend nothing new; --resume to lend again')
+    .example('  $ vgrid agent stop --drain                       # stop once the guests here have ended')
   cli.command('peers', 'List the members of the grid and what they have free').usage('peers [--json]')
     .option('--json', 'Print JSON for scripts')
     .example('  $ vgrid peers')
@@ -165,6 +185,8 @@ export function parseVgridArgs (argv: readonly string[]): VgridInvocation {
   if (command.name === 'task') return taskInvocation(argv, options)
   if (command.name === 'agent') Object.assign(options, rawAgentValues(argv))
   if (command.name === 'agent' && args[0] === 'set') return agentSetInvocation(command, args.slice(1), options)
+  if (command.name === 'agent' && args[0] === 'stop') return agentStopInvocation(command, args.slice(1), options)
+  if (command.name === 'agent') refuseActionOptions(command, options)
   const extra = [...args, ...(options['--'] as string[] ?? [])]
   if (extra.length > 0) throw usage(command, `unexpected argument ${extra[0]}`)
   switch (command.name) {
@@ -301,11 +323,38 @@ function rawAgentValues (argv: readonly string[]): Record<string, string[]> {
 }
 
 /** What `vgrid agent set` changes; the other agent options apply at start only. */
-const AGENT_SET_OPTIONS = ['cpus', 'gpus', 'mem', 'maxTasks', 'nice', 'onlyWhenIdle', 'acceptFrom']
+const AGENT_SET_OPTIONS = ['cpus', 'gpus', 'mem', 'maxTasks', 'nice', 'onlyWhenIdle', 'acceptFrom', 'pause', 'resume']
+
+/** Options of `agent set` or `agent stop` only: a running agent's, never a start's. */
+const ACTION_ONLY_OPTIONS: Record<string, string> = { pause: 'vgrid agent set', resume: 'vgrid agent set', drain: 'vgrid agent stop' }
+
+function refuseActionOptions (command: Command, options: Record<string, unknown>): void {
+  for (const name of Object.keys(options)) {
+    const owner = ACTION_ONLY_OPTIONS[name]
+    if (owner === undefined || options[name] === undefined) continue
+    throw usage(command, `option --${name} applies to ${owner}, not to starting an agent`, `run \`${owner} --${name}\` while the agent runs`)
+  }
+}
+
+function agentStopInvocation (command: Command, extra: unknown[], options: Record<string, unknown>): VgridInvocation {
+  const rest = [...extra, ...(options['--'] as string[] ?? [])]
+  if (rest.length > 0) throw usage(command, `unexpected argument ${String(rest[0])}`)
+  for (const name of Object.keys(options)) {
+    if (name === '--' || name === 'drain') continue
+    throw usage(command, `option --${kebab(name)} does not apply to vgrid agent stop`, 'agent stop takes only --drain')
+  }
+  const drain = options.drain === undefined ? false : [options.drain].flat().at(-1)
+  if (drain !== true && drain !== false) throw usage(command, '--drain takes no value')
+  if (drain === false && options.drain !== undefined) throw usage(command, '--no-drain is not an option', '`vgrid agent stop` without --drain stops at once')
+  return { kind: 'agent-stop', drain }
+}
 
 function agentSetInvocation (command: Command, extra: unknown[], options: Record<string, unknown>): VgridInvocation {
   const rest = [...extra, ...(options['--'] as string[] ?? [])]
   if (rest.length > 0) throw usage(command, `unexpected argument ${String(rest[0])}`)
+  for (const name of ['pause', 'resume']) {
+    if (options[name] !== undefined && [options[name]].flat().at(-1) !== true) throw usage(command, `--no-${name} is not an option`, '--resume undoes --pause')
+  }
   for (const name of Object.keys(options)) {
     if (name === '--' || AGENT_SET_OPTIONS.includes(name)) continue
     const shown = `--${kebab(name)}`
@@ -339,6 +388,8 @@ function agentFlags (o: Record<string, unknown>): AgentFlags {
   set('guestNet', one(o.guestNet))
   set('guestUser', one(o.guestUser))
   set('guestShare', many(o.guestShare))
+  if (o.pause !== undefined) flags.pause = [o.pause].flat().at(-1) === true
+  if (o.resume !== undefined) flags.resume = [o.resume].flat().at(-1) === true
   // a flag, so mri gives a boolean (false for --no-only-when-idle), or the text of --only-when-idle=VALUE
   const idle = o.onlyWhenIdle === undefined ? undefined : [o.onlyWhenIdle].flat().at(-1)
   set('onlyWhenIdle', typeof idle === 'boolean' ? idle : idle === undefined ? undefined : String(idle))
@@ -404,6 +455,10 @@ export async function run (inv: VgridInvocation): Promise<number> {
       const config = await agentConfig(inv.flags)
       const [{ runAgent }, { resolveAgentConfig }] = await Promise.all([import('../agent/main.js'), import('../agent/config.js')])
       return await runAgent(config, () => resolveAgentConfig(inv.flags, process.env))
+    }
+    case 'agent-stop': {
+      const { runAgentStop } = await import('./vgrid-agent-stop.js')
+      return await runAgentStop(inv.drain, { env: process.env, stdout: process.stdout })
     }
     case 'agent-set': {
       const patch = await agentSetPatch(inv.flags)

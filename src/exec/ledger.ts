@@ -18,7 +18,7 @@ export interface LedgerOffer<G extends LentGpu = LentGpu> {
   labels?: Record<string, string>
   /** Reservations held at once at most (`--max-tasks`); undefined = no limit. */
   maxTasks?: number
-  /** Set while the machine takes no work at all (its owner is busy): why. */
+  /** Set while the machine takes no work at all (its owner is busy, paused it, or drains it): why. */
   closed?: string
 }
 
@@ -162,6 +162,7 @@ export class Ledger<G extends LentGpu = LentGpu> {
   refusal (): string | undefined {
     if (this.offer.closed !== undefined) return this.offer.closed
     const max = this.offer.maxTasks
+    if (max === 0) return 'its owner lets it run no command (--max-tasks 0)'
     if (max !== undefined && this.held.size >= max) return `it runs ${plural(this.held.size, 'command')}, the most its owner allows at once (--max-tasks ${max})`
     return undefined
   }

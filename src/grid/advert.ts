@@ -130,6 +130,8 @@ function parseLoad (v: unknown): Load {
     queued: int(m.queued, 'load.queued', 0, MAX_TASK_COUNT),
     cpuUtil: num(m.cpuUtil, 'load.cpuUtil', 0, 100),
     ...(m.ownerBusy !== undefined && m.ownerBusy !== null && bool(m.ownerBusy, 'load.ownerBusy') ? { ownerBusy: true } : {}),
+    ...(m.paused !== undefined && m.paused !== null && bool(m.paused, 'load.paused') ? { paused: true } : {}),
+    ...(m.draining !== undefined && m.draining !== null && bool(m.draining, 'load.draining') ? { draining: true } : {}),
     ...(m.gpuUse !== undefined && m.gpuUse !== null ? { gpuUse: parseGpuUse(m.gpuUse) } : {})
   }
 }

@@ -59,9 +59,17 @@ export function fitsEver (p: PeerView, req: ResourceRequest): boolean {
     (req.gpus === 0 || lentGpus(p, req, false) >= req.gpus)
 }
 
+/**
+ * Does the member take new commands at all? Not while its owner has paused it or is
+ * draining it (a stale view only guides: the member refuses, and the submitter moves on).
+ */
+export function takesWork (p: PeerView): boolean {
+  return p.load.paused !== true && p.load.draining !== true
+}
+
 /** Does the member's last advertisement show room for the request now? */
 export function fitsNow (p: PeerView, req: ResourceRequest): boolean {
-  return matchesPolicy(p, req) && p.load.cpusFree >= req.cpus && p.load.memFree >= (req.memBytes ?? 0) &&
+  return takesWork(p) && matchesPolicy(p, req) && p.load.cpusFree >= req.cpus && p.load.memFree >= (req.memBytes ?? 0) &&
     (req.gpus === 0 || lentGpus(p, req, true) >= req.gpus)
 }
 
@@ -160,8 +168,9 @@ export function candidates (view: PeerView[], req: ResourceRequest): PeerView[] 
   if (possible.length === 0) throw impossible(view, req)
   const now = possible.filter((p) => fitsNow(p, req))
   if (now.length === 0) {
-    throw new VgridError('ERR_NO_CAPACITY', `every member that could run a command needing ${describeRequest(req)} is busy`,
-      'it starts when one has room (see `vgrid peers`)')
+    const closed = possible.every((p) => !takesWork(p))
+    throw new VgridError('ERR_NO_CAPACITY', `every member that could run a command needing ${describeRequest(req)} is ${closed ? 'paused or draining (by its owner)' : 'busy'}`,
+      closed ? 'it starts when one lends again (vgrid agent set --resume there; see `vgrid peers`)' : 'it starts when one has room (see `vgrid peers`)')
   }
   return now.sort((a, b) => (freeScore(b, req) - freeScore(a, req)) || (Number(b.self) - Number(a.self)))
 }

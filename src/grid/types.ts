@@ -59,6 +59,10 @@ export interface Load {
    * nothing free) until the owner is idle again.
    */
   ownerBusy?: boolean
+  /** Its owner paused it (`vgrid agent set --pause`): it takes no new command, running ones go on. */
+  paused?: boolean
+  /** Its owner is stopping it (`vgrid agent stop --drain`): it takes no new command and leaves once its running ones have ended. */
+  draining?: boolean
   /** Who holds each busy GPU (what `vgrid peers` shows, like gpustat for the whole grid). */
   gpuUse?: GpuUse[]
 }
@@ -122,6 +126,10 @@ export interface AgentStatus {
   joinToken: string
   /** How guests run here (a sandbox, unconfined, or not at all), in words. */
   guests?: string
+  /** Whether it takes new commands: absent from agents before pause and drain. */
+  lending?: 'yes' | 'paused' | 'draining'
+  /** Commands running here now (the guests among them: commands other members sent). */
+  running?: { guests: number, others: number }
   /** Whether guests' memory is held to what they reserved, and if not why. */
   memory?: string
 }

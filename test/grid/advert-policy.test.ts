@@ -33,6 +33,14 @@ describe('policy fields of an advertisement', () => {
     expect(q.load.ownerBusy).toBeUndefined()
   })
 
+  it('say whether it is paused or draining; false is the same as absent', () => {
+    expect(parsePeerAd(ad({}, { paused: true })).load).toMatchObject({ paused: true })
+    expect(parsePeerAd(ad({}, { draining: true })).load).toMatchObject({ draining: true })
+    const q = parsePeerAd(ad({}, { paused: false, draining: false }))
+    expect(q.load.paused).toBeUndefined()
+    expect(q.load.draining).toBeUndefined()
+  })
+
   it('carry the members whose commands it takes (--accept-from)', () => {
     const ids = ['12D3KooWMvBVSe685eBfT9D3eacBD7kePkeWDRxXMsuEsFfJU1xk']
     expect(parsePeerAd(ad({ acceptFrom: ids })).offer.acceptFrom).toEqual(ids)
@@ -47,6 +55,8 @@ describe('policy fields of an advertisement', () => {
     [{ maxTasks: '4' }, {}, /offer.maxTasks/],
     [{ onlyWhenIdle: 'yes' }, {}, /offer.onlyWhenIdle/],
     [{}, { ownerBusy: 1 }, /load.ownerBusy/],
+    [{}, { paused: 'yes' }, /load.paused/],
+    [{}, { draining: 1 }, /load.draining/],
     [{}, { gpuUse: {} }, /load.gpuUse/],
     [{}, { gpuUse: Array(65).fill({ index: 0, task: 'a', who: 'b' }) }, /load.gpuUse/],
     [{}, { gpuUse: [{ index: -1, task: 'a', who: 'b' }] }, /load.gpuUse.index/],

@@ -96,6 +96,16 @@ describe('vgrid peers table', () => {
     expect(formatSeen(7_300_000)).toBe('2h ago')
   })
 
+  it('says which members are paused or draining, under the table', () => {
+    const paused = peer({ id: ID_B, host: 'ws-b', running: 2 })
+    paused.load.paused = true
+    const draining = peer({ id: ID_C, host: 'ws-c', running: 1 })
+    draining.load.draining = true
+    const text = renderPeersTable([peer({ id: ID_A, host: 'ws-a', self: true }), paused, draining])
+    expect(text).toContain('3 members; * = this agent\nws-b is paused by its owner: it takes no new command (2 running go on)\n' +
+      'ws-c is draining: it takes no new command and stops once its 1 running command has ended\n')
+  })
+
   it('--json is {"peers": [...]} exactly as received', () => {
     expect(JSON.parse(peersJson(peers))).toEqual({ peers })
     expect(peersJson(peers).endsWith('}\n')).toBe(true)
@@ -132,6 +142,12 @@ describe('vgrid status', () => {
       '  npx vgrid agent --join vgrid1TOKEN',
       ''
     ].join('\n'))
+  })
+
+  it('shows whether it lends, and what runs there, when the agent says', () => {
+    const text = renderStatus({ ...status, lending: 'draining', running: { guests: 2, others: 1 } }, Date.UTC(2025, 0, 1, 15, 4, 0))
+    expect(text).toContain('\nlending      draining: no new command; the agent stops once nothing runs here\nrunning      2 guest commands, 1 other\n')
+    expect(renderStatus({ ...status, lending: 'paused', running: { guests: 0, others: 0 } })).toMatch(/\nlending +paused: no new command \(vgrid agent set --resume lends again\)\nrunning +0 guest commands\n/)
   })
 
   it('--json is {"status": {...}} exactly as received', () => {

@@ -118,7 +118,7 @@ describe('vgrid agent flags', () => {
 
   it.each([
     [['--cpus', 'many'], '--cpus'],
-    [['--cpus', '0'], '--cpus'],
+    [['--cpus', '-1'], '--cpus'],
     [['--gpus', 'two'], '--gpus'],
     [['--mem', '16Q'], '--mem'],
     [['--label', 'novalue'], '--label'],

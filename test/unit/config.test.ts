@@ -96,7 +96,7 @@ describe('flags', () => {
   })
 
   it.each<[AgentFlags, RegExp]>([
-    [{ cpus: 0 }, /--cpus: 0 .*positive whole number/],
+    [{ cpus: 1.5 }, /--cpus: 1.5 .*whole number of cores, such as 8 \(0: lend none\)/],
     [{ cpus: -2 }, /--cpus/],
     [{ cpus: 2.5 }, /--cpus: 2.5/],
     [{ cpus: 'many' }, /--cpus: "many"/],
@@ -197,9 +197,10 @@ describe('config file', () => {
     ['{"cpus": 4,', /config is not valid JSON/],
     ['[1,2]', /config must hold a JSON object/],
     ['"8"', /config must hold a JSON object/],
-    [{ cpu: 4 }, /config: unknown field "cpu" \(known: cpus, gpus, mem, cacheSize, pools, labels, listen, maxTasks, nice, onlyWhenIdle, acceptFrom, isolation, guestNet, guestUser, guestShare\)/],
+    [{ cpu: 4 }, /config: unknown field "cpu" \(known: cpus, gpus, mem, cacheSize, pools, labels, listen, maxTasks, nice, onlyWhenIdle, acceptFrom, paused, isolation, guestNet, guestUser, guestShare\)/],
     [{ cpus: 'eight' }, /config: field "cpus": "eight" is not valid/],
-    [{ cpus: 0 }, /config: field "cpus"/],
+    [{ cpus: -1 }, /config: field "cpus"/],
+    [{ paused: 'sometimes' }, /config: field "paused"/],
     [{ gpus: [0, 'x'] }, /config: field "gpus"/],
     [{ gpus: true }, /config: field "gpus"/],
     [{ mem: '16 gigs' }, /config: field "mem"/],

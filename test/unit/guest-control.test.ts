@@ -1,6 +1,6 @@
 /** A guest's paths, as the agent turns them into this machine's: never out of its copy. */
 import { describe, it, expect } from 'vitest'
-import { hostWorkspace } from '../../src/agent/guest-control.js'
+import { hostWorkspace, refusedForGuest } from '../../src/agent/guest-control.js'
 import { within } from '../../src/exec/sandbox.js'
 
 const scope = { task: '0123456789abcdef', workspace: { seen: '/home/alice/proj', host: '/v/workspaces/k/0', user: '/home/alice/proj' } }
@@ -20,5 +20,14 @@ describe('a guest\'s workspace paths', () => {
     expect(within('/tmp/ws/../../etc', '/tmp/ws')).toBe(false)
     expect(within('/tmp/ws/./a', '/tmp/ws')).toBe(true)
     expect(within('/anything', '/')).toBe(true)
+  })
+})
+
+describe('what a guest may ask of the agent', () => {
+  it('may not stop or drain it, nor change its policy', () => {
+    expect(refusedForGuest({ t: 'agent-stop', drain: true })?.message).toMatch(/a task cannot stop the agent/)
+    expect(refusedForGuest({ t: 'agent-stop', drain: false })?.code).toBe('ERR_NOT_ALLOWED')
+    expect(refusedForGuest({ t: 'agent-set', patch: { paused: false } })?.code).toBe('ERR_NOT_ALLOWED')
+    expect(refusedForGuest({ t: 'peers' })).toBeUndefined()
   })
 })

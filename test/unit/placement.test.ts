@@ -70,6 +70,19 @@ describe('placement', () => {
     expect(candidates([view[0], leaving], { cpus: 1, gpus: 0 }).map((p) => p.resources.host)).toEqual(['ws1'])
   })
 
+  it('passes paused and draining members by, and says so when only they could run it', () => {
+    const paused = { ...view[1]!, load: { ...view[1]!.load, paused: true } }
+    const draining = { ...view[2]!, load: { ...view[2]!.load, draining: true } }
+    expect(fitsNow(paused, { cpus: 1, gpus: 0 })).toBe(false)
+    // still one that could run it once it lends again: the run waits rather than fails
+    expect(fitsEver(paused, { cpus: 1, gpus: 0 })).toBe(true)
+    expect(candidates([view[0]!, paused, draining, view[3]!], { cpus: 1, gpus: 0 }).map((p) => p.resources.host)).toEqual(['ws1'])
+    // a gang placement asks fitsNow too (tasks/manager.ts)
+    expect(fitsNow(draining, { cpus: 0, gpus: 0 })).toBe(false)
+    expect(() => candidates([paused, draining], { cpus: 4, gpus: 0 })).toThrow(/is paused or draining \(by its owner\)/)
+    expect(() => candidates([paused, view[3]!], { cpus: 4, gpus: 0 })).toThrow(/is busy/)
+  })
+
   it('resolves --on by id, hostname or unique prefix', () => {
     expect(resolvePeer(view, '12D3KooWBBBB2222').resources.host).toBe('ws2')
     expect(resolvePeer(view, 'GPU1').peer).toBe('12D3KooWBBBC3333')

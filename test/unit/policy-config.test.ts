@@ -39,7 +39,7 @@ describe('the owner policy at start', () => {
     [{ nice: '-1' }, /--nice: "-1" is not valid: expected a niceness from 0/],
     [{ nice: '20' }, /--nice/],
     [{ nice: '2.5' }, /--nice/],
-    [{ maxTasks: '0' }, /--max-tasks: "0" is not valid.*or unlimited/],
+    [{ maxTasks: '-1' }, /--max-tasks: "-1" is not valid.*\(0 to 100000; 0: none\), or unlimited/],
     [{ maxTasks: 'lots' }, /--max-tasks/],
     [{ maxTasks: '1000001' }, /--max-tasks/],
     [{ onlyWhenIdle: 'maybe' }, /--only-when-idle: "maybe" is not valid: expected true or false/]

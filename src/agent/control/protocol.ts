@@ -22,6 +22,11 @@
  *   record in order (`task` is the first).
  * - `{ t: 'agent-set', patch }` (`vgrid agent set`; an empty patch only asks) → `{ t: 'policy',
  *   policy, warnings, saved? }`: the owner policy now in force, and the config file it was saved in.
+ * - `{ t: 'agent-stop', drain }` (`vgrid agent stop`) → without drain, `{ t: 'stopping', host,
+ *   pid, count }` and the agent stops at once, its commands with it; with drain, `{ t:
+ *   'draining', host, count }` at once and at every change of what still runs, then `stopping`
+ *   when nothing does (the agent then stops), or `{ t: 'resumed', host }` when `agent set
+ *   --resume` called the drain off. The client leaving changes nothing: the agent drains on.
  * - any request may be answered `{ t: 'error', error: { code, message, hint } }`.
  *
  * This file is imported by the CLI: it must not import libp2p or anything heavy.
@@ -84,6 +89,8 @@ export interface PolicyView {
   running: number
   /** `--accept-from`: the only members whose commands run here (host when the grid shows it); absent = every member. */
   acceptFrom?: Array<{ peer: string, host?: string }>
+  /** Whether it takes new commands (`--pause`, `agent stop --drain`); absent from older agents = yes. */
+  lending?: 'yes' | 'paused' | 'draining'
 }
 export const MAX_DEPS = 256
 /** Longest task name (--name). */
@@ -102,6 +109,10 @@ export type ControlRequest =
   | { t: 'task-cancel', id: string, workspace?: string }
   | { t: 'task-wait', id: string, workspace?: string }
   | { t: 'agent-set', patch: PolicyPatch }
+  | { t: 'agent-stop', drain: boolean }
+
+/** What still runs on a draining agent (drain.ts). */
+export interface DrainCountView { guests: number, others: number }
 
 export type ControlReply =
   | HelloReply
@@ -115,6 +126,9 @@ export type ControlReply =
   | { t: 'task', task: TaskRecord, shards?: TaskRecord[] }
   | { t: 'log', fd: 1 | 2, data: Uint8Array }
   | { t: 'policy', policy: PolicyView, warnings: string[], saved?: string }
+  | { t: 'draining', host: string, count: DrainCountView }
+  | { t: 'stopping', host: string, pid: number, count: DrainCountView }
+  | { t: 'resumed', host: string }
   | { t: 'error', error: WireError }
 
 export function parseHello (v: unknown): Hello {
@@ -125,7 +139,7 @@ export function parseHello (v: unknown): Hello {
 
 export function parseControlRequest (v: unknown): ControlRequest {
   const m = obj(v, 'request')
-  const t = oneOf(m.t, 't', ['run', 'peers', 'status', 'join-token', 'batch', 'task-list', 'task-show', 'task-log', 'task-cancel', 'task-wait', 'agent-set'] as const)
+  const t = oneOf(m.t, 't', ['run', 'peers', 'status', 'join-token', 'batch', 'task-list', 'task-show', 'task-log', 'task-cancel', 'task-wait', 'agent-set', 'agent-stop'] as const)
   switch (t) {
     case 'run': {
       const req: ControlRequest = { t: 'run', spec: parseRunSpec(m.spec) }
@@ -145,6 +159,7 @@ export function parseControlRequest (v: unknown): ControlRequest {
     case 'task-show': case 'task-cancel': case 'task-wait': return withWorkspace({ t, id: taskRef(m.id) }, m.workspace)
     case 'task-log': return withWorkspace({ t, id: taskRef(m.id), follow: m.follow === true, stderrOnly: m.stderrOnly === true }, m.workspace)
     case 'agent-set': return { t, patch: checkPolicyPatch(obj(m.patch, 'patch')) }
+    case 'agent-stop': return { t, drain: m.drain === true }
     default: return { t }
   }
 }
