@@ -8,7 +8,7 @@ import { startAgent, type Agent } from '../../src/agent/agent.js'
 import { resolveAgentConfig } from '../../src/agent/config.js'
 import type { Grid } from '../../src/grid/index.js'
 import { startHostileMember } from '../helpers/hostile-member.js'
-import { EXEC_PROTOCOL } from '../../src/agent/constants.js'
+import { EXEC_PROTOCOL, EXEC_PROTOCOL_VERSION } from '../../src/agent/constants.js'
 import { tempDir } from '../helpers/procs.js'
 
 const SOMEONE_ELSE = '12D3KooWMvBVSe685eBfT9D3eacBD7kePkeWDRxXMsuEsFfJU1xk'
@@ -31,7 +31,7 @@ afterAll(async () => {
 async function firstAnswer (): Promise<any> {
   const ch = await member.open(agent.grid.peerId, EXEC_PROTOCOL)
   try {
-    await ch.send({ t: 'exec', v: 2, task: '0123456789abcdef', user: 'alice', spec: { argv: ['true'], env: {}, cpus: 1, gpus: 0 } })
+    await ch.send({ t: 'exec', v: EXEC_PROTOCOL_VERSION, task: '0123456789abcdef', user: 'alice', spec: { argv: ['true'], env: {}, cpus: 1, gpus: 0 } })
     return await ch.recv()
   } finally {
     ch.destroy()

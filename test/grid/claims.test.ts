@@ -9,7 +9,7 @@ import { resolveAgentConfig } from '../../src/agent/config.js'
 import type { Grid } from '../../src/grid/index.js'
 import { startHostileMember } from '../helpers/hostile-member.js'
 import { fakeGpuPath } from '../helpers/fake-gpus.js'
-import { EXEC_PROTOCOL, CLAIM_LEASE_MS } from '../../src/agent/constants.js'
+import { EXEC_PROTOCOL, EXEC_PROTOCOL_VERSION, CLAIM_LEASE_MS } from '../../src/agent/constants.js'
 import type { FrameChannel } from '../../src/common/channel.js'
 import { tempDir, waitFor } from '../helpers/procs.js'
 
@@ -37,7 +37,7 @@ const spec = (over: Record<string, unknown> = {}): Record<string, unknown> => ({
 /** Sends an exec request; resolves with the executor's first answer and the stream. */
 async function claim (s = spec()): Promise<{ ch: FrameChannel, answer: any }> {
   const ch = await hostile.open(agent.grid.peerId, EXEC_PROTOCOL)
-  await ch.send({ t: 'exec', v: 2, task: taskId(), spec: s })
+  await ch.send({ t: 'exec', v: EXEC_PROTOCOL_VERSION, task: taskId(), spec: s })
   return { ch, answer: await ch.recv() }
 }
 

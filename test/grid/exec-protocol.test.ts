@@ -11,7 +11,7 @@ import { startAgent, type Agent } from '../../src/agent/agent.js'
 import { resolveAgentConfig } from '../../src/agent/config.js'
 import type { Grid } from '../../src/grid/index.js'
 import { startHostileMember } from '../helpers/hostile-member.js'
-import { EXEC_PROTOCOL } from '../../src/agent/constants.js'
+import { EXEC_PROTOCOL, EXEC_PROTOCOL_VERSION } from '../../src/agent/constants.js'
 import type { FrameChannel } from '../../src/common/channel.js'
 import { tempDir, waitFor } from '../helpers/procs.js'
 
@@ -57,7 +57,7 @@ const spec = (over: Record<string, unknown> = {}): Record<string, unknown> => ({
 
 describe('the exec protocol under hostile input', () => {
   it('runs a valid request', async () => {
-    const replies = await exchange({ t: 'exec', v: 2, task: '0123456789abcdef', spec: spec() })
+    const replies = await exchange({ t: 'exec', v: EXEC_PROTOCOL_VERSION, task: '0123456789abcdef', spec: spec() })
     expect(replies[0]).toMatchObject({ t: 'started' })
     expect(Buffer.from(replies.find((r) => r.t === 'out').data).toString()).toBe('ok\n')
     expect(replies.at(-1)).toMatchObject({ t: 'exit', code: 0 })
@@ -66,7 +66,7 @@ describe('the exec protocol under hostile input', () => {
   it('refuses task ids that are not ids (no path from a peer reaches the disk)', async () => {
     const outside = path.join(path.dirname(home), `escape-${Date.now()}`)
     for (const task of ['../../../tmp/x', path.relative(path.join(home, 'scratch'), outside), 'ABCDEF0123456789', '']) {
-      const replies = await exchange({ t: 'exec', v: 2, task, spec: spec({ argv: ['touch', 'pwned'] }) })
+      const replies = await exchange({ t: 'exec', v: EXEC_PROTOCOL_VERSION, task, spec: spec({ argv: ['touch', 'pwned'] }) })
       expect(replies).toMatchObject([{ t: 'error', error: { code: 'ERR_BAD_MESSAGE' } }])
     }
     expect(fs.existsSync(outside)).toBe(false)
@@ -74,7 +74,7 @@ describe('the exec protocol under hostile input', () => {
 
   it('refuses a working directory outside the scratch space', async () => {
     for (const cwd of ['../../..', '/etc', 'a/../../b', 'x\0y']) {
-      const replies = await exchange({ t: 'exec', v: 2, task: 'aaaaaaaaaaaaaaaa', spec: spec({ cwd, argv: ['touch', 'pwned'] }) })
+      const replies = await exchange({ t: 'exec', v: EXEC_PROTOCOL_VERSION, task: 'aaaaaaaaaaaaaaaa', spec: spec({ cwd, argv: ['touch', 'pwned'] }) })
       expect(replies).toMatchObject([{ t: 'error', error: { code: 'ERR_BAD_ARGUMENT' } }])
     }
     expect(fs.existsSync(path.join(home, 'pwned'))).toBe(false)
@@ -83,35 +83,35 @@ describe('the exec protocol under hostile input', () => {
 
   it('refuses malformed requests and other versions', async () => {
     for (const bad of [
-      'hello', 42, [], { t: 'exec' }, { t: 'exec', v: 2, task: 'aaaaaaaaaaaaaaaa', spec: { argv: [] } },
-      { t: 'exec', v: 2, task: 'aaaaaaaaaaaaaaaa', spec: spec({ cpus: 1.5 }) },
-      { t: 'exec', v: 2, task: 'aaaaaaaaaaaaaaaa', spec: spec({ argv: Array(100_001).fill('x') }) },
+      'hello', 42, [], { t: 'exec' }, { t: 'exec', v: EXEC_PROTOCOL_VERSION, task: 'aaaaaaaaaaaaaaaa', spec: { argv: [] } },
+      { t: 'exec', v: EXEC_PROTOCOL_VERSION, task: 'aaaaaaaaaaaaaaaa', spec: spec({ cpus: 1.5 }) },
+      { t: 'exec', v: EXEC_PROTOCOL_VERSION, task: 'aaaaaaaaaaaaaaaa', spec: spec({ argv: Array(100_001).fill('x') }) },
       // each argument within its cap, all of them past Linux's 2 MiB
-      { t: 'exec', v: 2, task: 'aaaaaaaaaaaaaaaa', spec: spec({ argv: Array(20).fill('y'.repeat(120 * 1024)) }) },
+      { t: 'exec', v: EXEC_PROTOCOL_VERSION, task: 'aaaaaaaaaaaaaaaa', spec: spec({ argv: Array(20).fill('y'.repeat(120 * 1024)) }) },
       { t: 'stdin', data: new Uint8Array(3) }
     ]) {
       const replies = await exchange(bad)
       expect(replies).toMatchObject([{ t: 'error', error: { code: 'ERR_BAD_MESSAGE' } }])
     }
-    for (const v of [1, 3]) {
+    for (const v of [EXEC_PROTOCOL_VERSION - 1, EXEC_PROTOCOL_VERSION + 1]) {
       expect(await exchange({ t: 'exec', v, task: 'aaaaaaaaaaaaaaaa', spec: spec() })).toMatchObject([{ t: 'error', error: { code: 'ERR_AGENT_VERSION' } }])
     }
   })
 
   it('refuses a frame past the size limit', async () => {
-    const replies = await exchange({ t: 'exec', v: 2, task: 'aaaaaaaaaaaaaaaa', spec: spec({ env: { BIG: 'x'.repeat(5 * 1024 * 1024) } }) }).catch((err) => [{ t: 'error', error: { code: err.code } }])
+    const replies = await exchange({ t: 'exec', v: EXEC_PROTOCOL_VERSION, task: 'aaaaaaaaaaaaaaaa', spec: spec({ env: { BIG: 'x'.repeat(5 * 1024 * 1024) } }) }).catch((err) => [{ t: 'error', error: { code: err.code } }])
     expect(replies.length).toBeLessThanOrEqual(1)
     expect(replies.every((r) => r.t === 'error')).toBe(true)
   })
 
   it('refuses more than the machine lends', async () => {
-    const replies = await exchange({ t: 'exec', v: 2, task: 'aaaaaaaaaaaaaaaa', spec: spec({ cpus: 4000 }) })
+    const replies = await exchange({ t: 'exec', v: EXEC_PROTOCOL_VERSION, task: 'aaaaaaaaaaaaaaaa', spec: spec({ cpus: 4000 }) })
     expect(replies).toMatchObject([{ t: 'error', error: { code: 'ERR_NO_CAPACITY' } }])
   })
 
   it('ends the session on a malformed input while a command runs', async () => {
     for (const bad of [{ t: 'signal', sig: 'SIGSTOP' }, { t: 'stdin', data: 'text' }, { t: 'resize', cols: -1, rows: 2 }, { t: 'nope' }]) {
-      const replies = await exchange({ t: 'exec', v: 2, task: randomBytes(8).toString('hex'), spec: spec({ argv: ['sh', '-c', 'read x; echo got $x'] }) }, bad)
+      const replies = await exchange({ t: 'exec', v: EXEC_PROTOCOL_VERSION, task: randomBytes(8).toString('hex'), spec: spec({ argv: ['sh', '-c', 'read x; echo got $x'] }) }, bad)
       expect(replies[0]).toMatchObject({ t: 'started' })
       expect(replies.at(-1)).toMatchObject({ t: 'error', error: { code: 'ERR_BAD_MESSAGE' } })
       // The cancelled command's cores come back once it has been reaped.
@@ -120,7 +120,7 @@ describe('the exec protocol under hostile input', () => {
   })
 
   it('keeps serving after all of it', async () => {
-    const replies = await exchange({ t: 'exec', v: 2, task: 'cccccccccccccccc', spec: spec() })
+    const replies = await exchange({ t: 'exec', v: EXEC_PROTOCOL_VERSION, task: 'cccccccccccccccc', spec: spec() })
     expect(replies.at(-1)).toMatchObject({ t: 'exit', code: 0 })
     expect(agent.grid.view().map((p) => p.peer)).toContain(hostile.peerId)
   })

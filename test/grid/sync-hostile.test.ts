@@ -15,7 +15,7 @@ import { resolveAgentConfig } from '../../src/agent/config.js'
 import { connectAgent } from '../../src/agent/control/client.js'
 import type { Grid } from '../../src/grid/index.js'
 import { startHostileMember } from '../helpers/hostile-member.js'
-import { EXEC_PROTOCOL } from '../../src/agent/constants.js'
+import { EXEC_PROTOCOL, EXEC_PROTOCOL_VERSION } from '../../src/agent/constants.js'
 import { ExportRegistry, SYNC_PROTOCOL, SYNC_MAX_FRAME_BYTES } from '../../src/fs-sync/index.js'
 import type { FrameChannel } from '../../src/common/channel.js'
 import { tempDir, waitFor } from '../helpers/procs.js'
@@ -62,7 +62,7 @@ afterAll(async () => {
 async function execWithTree (tree: { root: Uint8Array, blobs: Map<string, Uint8Array> }): Promise<any[]> {
   const session = registry.add({ rootHash: tree.root, blobs: tree.blobs, sources: new Map(), peer: agent.grid.peerId })
   const ch: FrameChannel = await hostile.open(agent.grid.peerId, EXEC_PROTOCOL)
-  await ch.send({ t: 'exec', v: 2, task: randomBytes(8).toString('hex'), spec: { argv: ['sh', '-c', 'ls -A; touch made-here'], env: {}, cpus: 1, gpus: 0 }, ws: { session, root: tree.root, key: 'a'.repeat(32) } })
+  await ch.send({ t: 'exec', v: EXEC_PROTOCOL_VERSION, task: randomBytes(8).toString('hex'), spec: { argv: ['sh', '-c', 'ls -A; touch made-here'], env: {}, cpus: 1, gpus: 0 }, ws: { session, root: tree.root, key: 'a'.repeat(32) } })
   const replies: any[] = []
   for (;;) {
     const m = await ch.recv().catch(() => undefined) as any

@@ -197,10 +197,12 @@ describe('config file', () => {
     ['{"cpus": 4,', /config is not valid JSON/],
     ['[1,2]', /config must hold a JSON object/],
     ['"8"', /config must hold a JSON object/],
-    [{ cpu: 4 }, /config: unknown field "cpu" \(known: cpus, gpus, mem, cacheSize, pools, labels, listen, maxTasks, nice, onlyWhenIdle, acceptFrom, paused, isolation, guestNet, guestUser, guestShare\)/],
+    [{ cpu: 4 }, /config: unknown field "cpu" \(known: cpus, gpus, mem, cacheSize, keepResults, pools, labels, listen, maxTasks, nice, onlyWhenIdle, acceptFrom, paused, isolation, guestNet, guestUser, guestShare\)/],
     [{ cpus: 'eight' }, /config: field "cpus": "eight" is not valid/],
     [{ cpus: -1 }, /config: field "cpus"/],
     [{ paused: 'sometimes' }, /config: field "paused"/],
+    [{ keepResults: '7 days' }, /config: field "keepResults"/],
+    [{ keepResults: '10s' }, /config: field "keepResults"/],
     [{ gpus: [0, 'x'] }, /config: field "gpus"/],
     [{ gpus: true }, /config: field "gpus"/],
     [{ mem: '16 gigs' }, /config: field "mem"/],
@@ -304,5 +306,18 @@ describe('--cache-size', () => {
     expect(resolveAgentConfig({ cacheSize: '3G' }, { VGRID_HOME: home }).cacheBytes).toBe(3 * 2 ** 30)
     expect(() => resolveAgentConfig({ cacheSize: 'lots' }, { VGRID_HOME: home })).toThrow(/--cache-size "lots" is not valid/)
     expect(resolveAgentConfig({}, { VGRID_HOME: mkdtempSync(join(tmpdir(), 'vgrid-cfg-')) }).cacheBytes).toBeUndefined()
+  })
+})
+
+describe('--keep-results', () => {
+  it('keeps an away owner\'s results for the flag\'s, VGRID_KEEP_RESULTS\' or the file\'s duration', () => {
+    const home = mkdtempSync(join(tmpdir(), 'vgrid-cfg-'))
+    expect(resolveAgentConfig({}, { VGRID_HOME: home }).keepResultsMs).toBeUndefined()
+    expect(resolveAgentConfig({ keepResults: '12h' }, { VGRID_HOME: home }).keepResultsMs).toBe(12 * 3600_000)
+    expect(resolveAgentConfig({}, { VGRID_HOME: home, VGRID_KEEP_RESULTS: '30m' }).keepResultsMs).toBe(30 * 60_000)
+    writeFileSync(join(home, 'config'), JSON.stringify({ keepResults: '2d' }))
+    expect(resolveAgentConfig({}, { VGRID_HOME: home }).keepResultsMs).toBe(2 * 86400_000)
+    expect(() => resolveAgentConfig({ keepResults: 'forever' }, { VGRID_HOME: home })).toThrow(/--keep-results: "forever" is not valid.*7d/)
+    expect(() => resolveAgentConfig({ keepResults: '30s' }, { VGRID_HOME: home })).toThrow(/--keep-results/)
   })
 })
