@@ -215,6 +215,10 @@ export function renderTaskShow (t: TaskRecord, now: number): string {
     return `${i + 1}. ${where(a.host, a.peer)}  ${span}${end}${a.error !== undefined ? `: ${a.error}` : ''}`
   }))
   many('children', t.children.length === 0 ? ['-'] : [...t.children])
+  // Each change of state and why: what a user reads to know what happened to it.
+  if (t.history !== undefined && t.history.length > 0) {
+    many('history', t.history.map((h) => `${new Date(h.at).toISOString()}  ${h.state.padEnd(16)}  ${h.why}`))
+  }
   const width = Math.max(...rows.map(([k]) => k.length))
   return rows.map(([k, v]) => `${k.padEnd(width)}  ${v}`.trimEnd() + '\n').join('')
 }

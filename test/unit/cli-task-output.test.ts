@@ -154,7 +154,11 @@ describe('vgrid task show and notices', () => {
         { peer: '12D3KooWFirstPeerIdAbc', host: 'lab-02', started: NOW - 9 * MIN, ended: NOW - 5 * MIN, state: 'lost', error: 'the executor vanished' },
         { peer: '12D3KooWExecPeerIdXyZ', host: 'lab-03', started: NOW - 4 * MIN, ended: NOW - MIN, state: 'lost' }
       ],
-      children: [id('d'), id('e')]
+      children: [id('d'), id('e')],
+      history: [
+        { at: NOW - 10 * MIN, state: 'pending', why: 'submitted' },
+        { at: NOW - 5 * MIN, state: 'queued', why: 'lost: the executor vanished; placed again' }
+      ]
     })
     const text = renderTaskShow(t, NOW)
     expect(text).toContain('id        aaaaaaaaaaaaaaaa\n')
@@ -170,6 +174,7 @@ describe('vgrid task show and notices', () => {
     expect(text).toContain('attempts  1. lab-02 (12D3KooWFirs)  2025-01-02T11:51:00.000Z → 2025-01-02T11:55:00.000Z  lost: the executor vanished\n')
     expect(text).toContain('          2. lab-03 (12D3KooWExec)')
     expect(text).toContain(`children  ${id('d')}\n          ${id('e')}\n`)
+    expect(text).toContain('history   2025-01-02T11:50:00.000Z  pending           submitted\n          2025-01-02T11:55:00.000Z  queued            lost: the executor vanished; placed again\n')
     expect(text).not.toMatch(/ +\n/)
   })
 
