@@ -57,6 +57,8 @@ export class HeldRun implements FrameChannel {
   private expiry: NodeJS.Timeout | undefined
   /** The owner came back at least once: it has no scan of its own to bring outputs back against. */
   reattached = false
+  /** Its command has started (a `started` event went by). */
+  began = false
 
   constructor (readonly owner: string, readonly task: string, private readonly dir: string, private readonly host: string, private readonly onGone: (r: HeldRun) => void, first: FrameChannel) {
     this.live = first
@@ -90,6 +92,7 @@ export class HeldRun implements FrameChannel {
   async send (msg: unknown): Promise<void> {
     if (!this.armed) { await this.live!.send(msg); return }
     const ev = msg as { t: string, data?: Uint8Array, text?: string }
+    if (ev.t === 'started') this.began = true
     const p = this.tail.then(async () => {
       if (!NOT_KEPT.has(ev.t)) await this.keep(ev)
       const live = this.live

@@ -441,6 +441,10 @@ export function serveExecProtocol (ctx: RunContext): (channel: FrameChannel, rem
         return
       }
       if (!(err instanceof VgridError) || err.code !== 'ERR_NO_CAPACITY') log.warn(`task ${req.task} from ${remotePeer} failed`, err)
+      if (held !== undefined && !held.began && !held.attached) {
+        // Its owner went away while this member synced the workspace from it: nothing ran, nothing failed.
+        err = new VgridError('ERR_PEER_LOST', `its owner went away while ${ctx.host} prepared it: ${(err as Error).message}`)
+      }
       await session.send({ t: 'error', error: toWire(err) }).catch(() => {})
     } finally {
       await session.close().catch(() => {})

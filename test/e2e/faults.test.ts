@@ -129,3 +129,106 @@ describe('a task whose owner goes away', () => {
     }
   }, 150_000)
 })
+
+describe('tasks that had not started when their owner stopped', () => {
+  it('are placed when it is back: none ends failed, none spends a retry', async () => {
+    const [x, y] = await startGrid(2, { args: guestShare(share) })
+    let x2: AgentProc | undefined
+    try {
+      await waitFor(() => fs.existsSync(path.join(x.home, 'peers.json')), 'the owner to save its known peers', 15_000, 100)
+      const ws = workspace()
+      const go = goFile('go')
+      // Each takes every core of its member: one runs on each, the others wait in line.
+      const here = await submit(x, ['-N', '8', '--retries', '1', '--on', x.peer, '--cpus', '2', 'sh', '-c', `${hold(go)}; echo "here $VGRID_SHARD_INDEX"`], ws)
+      const there = await submit(x, ['-N', '8', '--on', y.peer, '--cpus', '2', 'sh', '-c', `${hold(go)}; echo "there $VGRID_SHARD_INDEX"`], ws)
+      await waitFor(async () => (await show(x, here[0]!)).state === 'running' && (await show(x, there[0]!)).state === 'running', 'one of each to run', 30_000, 100)
+      expect((await x.stop('SIGTERM')).code).toBe(0)
+      x2 = await restart(x, 'stopped', [y])
+      const r2 = x2
+      // Nothing ended because its owner stopped (the one running here had a retry).
+      const states = await Promise.all([...here, ...there].map(async (id) => (await show(r2, id)).state))
+      expect(states.filter((s) => s !== 'queued' && s !== 'running' && s !== 'pending')).toEqual([])
+      fs.writeFileSync(go, '')
+      for (const id of [...here, ...there]) {
+        const w = await wait(r2, id, 120_000)
+        const rec = await show(r2, id)
+        expect(w.code, `${id}: ${JSON.stringify(rec, null, 1)}`).toBe(0)
+        // The one running here was stopped with its owner (lost, placed again); the others ran once.
+        expect(rec.attempts.filter((a) => a.state === 'succeeded')).toHaveLength(1)
+      }
+      // Of those that ran here, one was stopped with its owner; those that waited ran once.
+      const hereRecs = await Promise.all(here.map(async (id) => await show(r2, id)))
+      expect(hereRecs.flatMap((t) => t.attempts.map((a) => a.state)).sort()).toEqual(['lost', ...Array(8).fill('succeeded')])
+      expect(hereRecs.find((t) => t.attempts.length === 2)!.attempts[0]!.error).toMatch(/owning agent stopped/)
+      // Those on the other member: each ran once, the one running through the restart too.
+      const thereRecs = await Promise.all(there.map(async (id) => await show(r2, id)))
+      expect(thereRecs.flatMap((t) => t.attempts.map((a) => a.state))).toEqual(Array(8).fill('succeeded'))
+    } finally {
+      await Promise.all([y.stop(), x2?.stop(), x.stop()])
+    }
+  }, 240_000)
+})
+
+describe('a task whose executor goes away', () => {
+  for (const how of ['SIGTERM', 'SIGKILL'] as const) {
+    it(`after ${how} of its executor while it runs: lost there, placed again elsewhere, never failed`, async () => {
+      const [x, y, z] = await startGrid(3, { args: guestShare(share) })
+      try {
+        const ws = workspace()
+        const go = goFile('go')
+        const busy = goFile('busy')
+        // x and z busy: the unpinned task, which takes a whole member, can only go to y.
+        const blockers = [...await submit(x, ['--on', x.peer, '--cpus', '2', 'sh', '-c', hold(busy)], ws), ...await submit(x, ['--on', z.peer, '--cpus', '2', 'sh', '-c', hold(busy)], ws)]
+        for (const b of blockers) await waitFor(async () => (await show(x, b)).state === 'running', 'the blockers to run', 30_000, 100)
+        const [once] = await submit(x, ['--on', y.peer, '--cpus', '0', 'sh', '-c', `${hold(go)}; echo done`], ws)
+        const [retried] = await submit(x, ['--retries', '1', '--cpus', '2', 'sh', '-c', `echo "on $VGRID_PEER"; ${hold(go)}; echo done`], ws)
+        await waitFor(async () => (await show(x, retried)).state === 'running' && (await show(x, once)).state === 'running', 'both to run on y', 30_000, 100)
+        expect((await show(x, retried)).peer).toBe(y.peer)
+        if (how === 'SIGKILL') y.proc.kill('SIGKILL')
+        else expect((await y.stop('SIGTERM')).code).toBe(0)
+        // The pinned one cannot go elsewhere: it is lost (not failed); the other had a retry.
+        const lost = await waitFor(async () => { const t = await show(x, once); return t.state === 'lost' ? t : undefined }, 'the pinned task to be lost', 60_000, 200)
+        expect(lost.attempts).toHaveLength(1)
+        fs.writeFileSync(busy, '')
+        fs.writeFileSync(go, '')
+        const w = await wait(x, retried)
+        const rec = await show(x, retried)
+        expect(w.code, JSON.stringify(rec, null, 1)).toBe(0)
+        expect(rec.attempts.map((a) => a.state)).toEqual(['lost', 'succeeded'])
+        expect(rec.attempts[0]!.peer).toBe(y.peer)
+        expect(rec.attempts[1]!.peer).not.toBe(y.peer)
+        if (how === 'SIGTERM') expect(rec.attempts[0]!.error).toMatch(/stopped while the command ran/)
+        const log = await runCli('vgrid', ['task', 'log', retried], { home: x.home, timeoutMs: 10_000 })
+        expect(log.stdout).toBe(`on ${y.peer}\non ${rec.attempts[1]!.peer}\ndone\n`)
+        expect(log.stderr).toMatch(/^--- attempt 2 on \S+ \(12D3\w+…\), after: .+ ---$/m)
+      } finally {
+        await Promise.all([x.stop(), y.stop(), z.stop()])
+      }
+    }, 150_000)
+  }
+})
+
+describe('a task whose owner is killed while its member syncs the workspace', () => {
+  it('is placed again once the owner is back, without spending a retry, and runs on the whole workspace', async () => {
+    const [x, y] = await startGrid(2, { args: guestShare(share) })
+    let x2: AgentProc | undefined
+    try {
+      await waitFor(() => fs.existsSync(path.join(x.home, 'peers.json')), 'the owner to save its known peers', 15_000, 100)
+      const ws = workspace()
+      // Enough files that the sync takes a while on this machine.
+      for (let i = 0; i < 3000; i++) fs.writeFileSync(path.join(ws, `f${i}.txt`), `file ${i} `.repeat(200))
+      const [id] = await submit(x, ['--on', y.peer, 'sh', '-c', 'ls | wc -l'], ws)
+      await waitFor(async () => (await show(x, id)).attempts.length === 1, 'the task to be placed', 30_000, 20)
+      x.proc.kill('SIGKILL')
+      await new Promise((resolve) => x.proc.once('exit', resolve))
+      x2 = await restart(x, 'stopped', [y])
+      const w = await wait(x2, id, 120_000)
+      const rec = await show(x2, id)
+      expect(w.code, JSON.stringify(rec, null, 1)).toBe(0)
+      expect(rec.state).toBe('succeeded')
+      expect((await runCli('vgrid', ['task', 'log', id], { home: x2.home, timeoutMs: 10_000 })).stdout).toMatch(/^3000\n$/m)
+    } finally {
+      await Promise.all([y.stop(), x2?.stop(), x.stop()])
+    }
+  }, 180_000)
+})

@@ -325,7 +325,8 @@ export class TaskManager implements ChildTracker {
 
   /** Starts what can start, fails what never will; repeats while anything changed. */
   private evaluate (): void {
-    if (this.ctx === undefined) return
+    // Stopping: nothing new starts (it would only be stopped at once); the next start places it.
+    if (this.ctx === undefined || this.ctx.shutdown.aborted) return
     for (let changed = true; changed;) {
       changed = false
       for (const e of [...this.pending]) {
