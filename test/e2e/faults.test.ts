@@ -232,3 +232,32 @@ describe('a task whose owner is killed while its member syncs the workspace', ()
     }
   }, 180_000)
 })
+
+describe('a task whose owner is frozen (SIGSTOP) past the time members are forgotten', () => {
+  it('runs on, and the owner finds it again when it wakes: one attempt, its whole log', async () => {
+    const [x, y, z] = await startGrid(3, { args: guestShare(share) })
+    try {
+      const ws = workspace()
+      const go = goFile('go')
+      const mark = goFile('mark')
+      const [id] = await submit(x, ['--on', y.peer, 'sh', '-c', `echo one; ${hold(go)}; echo two; touch ${mark}`], ws)
+      await waitFor(async () => (await show(x, id)).state === 'running', 'the task to run', 30_000, 100)
+      x.proc.kill('SIGSTOP')
+      try {
+        fs.writeFileSync(go, '')
+        await waitFor(() => fs.existsSync(mark), 'the command to end while its owner is frozen', 30_000, 100)
+        // Longer than a member is kept in a view without news (12 s): on waking, the owner sees nobody at first.
+        await new Promise((resolve) => setTimeout(resolve, 14_000))
+      } finally {
+        x.proc.kill('SIGCONT')
+      }
+      const w = await wait(x, id)
+      const rec = await show(x, id)
+      expect(w.code, JSON.stringify(rec, null, 1)).toBe(0)
+      expect(rec.attempts.map((a) => a.state)).toEqual(['succeeded'])
+      expect((await runCli('vgrid', ['task', 'log', id], { home: x.home, timeoutMs: 10_000 })).stdout).toBe('one\ntwo\n')
+    } finally {
+      await Promise.all([x.stop(), y.stop(), z.stop()])
+    }
+  }, 120_000)
+})
