@@ -21,6 +21,7 @@ import { decode } from 'cborg'
 import { encodeFrame, type FrameChannel } from '../common/channel.js'
 import { VgridError } from '../common/errors.js'
 import { createLogger } from '../common/log.js'
+import { formatBytes } from '../common/units.js'
 
 const log = createLogger('held')
 
@@ -60,8 +61,14 @@ export class HeldRun implements FrameChannel {
   /** Its command has started (a `started` event went by). */
   began = false
 
-  constructor (readonly owner: string, readonly task: string, private readonly dir: string, private readonly host: string, private readonly onGone: (r: HeldRun) => void, first: FrameChannel) {
+  private readonly memoryBytes: number
+  private readonly outputCapBytes: number
+
+  constructor (readonly owner: string, readonly task: string, private readonly dir: string, private readonly host: string, private readonly onGone: (r: HeldRun) => void, first: FrameChannel,
+    limits: { memoryBytes?: number, outputCapBytes?: number } = {}) {
     this.live = first
+    this.memoryBytes = limits.memoryBytes ?? HELD_MEMORY_BYTES
+    this.outputCapBytes = limits.outputCapBytes ?? HELD_OUTPUT_CAP_BYTES
   }
 
   private get file (): string { return path.join(this.dir, 'events') }
@@ -109,14 +116,14 @@ export class HeldRun implements FrameChannel {
 
   private async keep (ev: { t: string, data?: Uint8Array, text?: string }): Promise<void> {
     const n = logBytesOf(ev)
-    if (ev.t === 'out' && this.outBytes + n > HELD_OUTPUT_CAP_BYTES) {
+    if (ev.t === 'out' && this.outBytes + n > this.outputCapBytes) {
       if (this.capped) return
       this.capped = true
-      ev = { t: 'notice', text: `output past ${HELD_OUTPUT_CAP_BYTES / 1024 / 1024} MiB was not kept on ${this.host} while the owner was away` }
+      ev = { t: 'notice', text: `output past ${formatBytes(this.outputCapBytes)} was not kept on ${this.host} for an owner away` }
     }
     this.outBytes += logBytesOf(ev)
     const frame = encodeFrame(ev)
-    if (!this.spilled && this.memBytes + frame.byteLength <= HELD_MEMORY_BYTES) {
+    if (!this.spilled && this.memBytes + frame.byteLength <= this.memoryBytes) {
       this.frames.push(frame)
       this.memBytes += frame.byteLength
       return
