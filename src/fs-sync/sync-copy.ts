@@ -10,6 +10,7 @@
  */
 import { lstatSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs'
 import { VgridError } from '../common/errors.js'
+import { formatBytes } from '../common/units.js'
 import type { ChunkStore } from './store.js'
 import type { BlobFetcher } from './fetcher.js'
 import { decodeTree, hexOf } from './tree-codec.js'
@@ -170,6 +171,7 @@ export async function syncCopy (opts: {
   // window are always ones a writer is about to take).
   const arriving = new Map<string, Promise<{ data: Uint8Array, release: () => void }>>()
   const written: Array<[string, FileNode]> = []
+  const wanted = new Map<string, ChunkRef>()
   for (const c of changes) {
     if (c.node?.kind !== 'file') continue
     written.push([c.path, c.node])
@@ -177,14 +179,24 @@ export async function syncCopy (opts: {
     p.totalBytes += c.node.size
     for (const ref of c.node.chunks) {
       const hex = hexOf(ref.hash)
-      if (arriving.has(hex) || store.has(ref.hash)) continue
-      arriving.set(hex, fetcher.fetchHeld(ref.hash, ref.size).then(async (got) => {
-        p.sentBytes += got.data.byteLength
-        p.sentChunks++
-        await store.put(ref.hash, got.data)
-        return got
-      }))
+      if (!wanted.has(hex) && !store.has(ref.hash)) wanted.set(hex, ref)
     }
+  }
+  // Refused before a byte is written, rather than half-way with ENOSPC: the files to write
+  // land in the copy and the chunks the store lacks in the store, on the same disk.
+  let need = p.totalBytes
+  for (const ref of wanted.values()) need += ref.size
+  const room = need > 0 ? await store.roomNow() : undefined
+  if (room !== undefined && need > room) {
+    throw new VgridError('ERR_NO_SPACE', `needs ${formatBytes(need)}, has ${formatBytes(room)} in ${store.dir}`, 'free space on that disk, or move its VGRID_HOME to a larger one')
+  }
+  for (const [hex, ref] of wanted) {
+    arriving.set(hex, fetcher.fetchHeld(ref.hash, ref.size).then(async (got) => {
+      p.sentBytes += got.data.byteLength
+      p.sentChunks++
+      await store.put(ref.hash, got.data)
+      return got
+    }))
   }
   // Unhandled rejections stay with the file that needs the chunk.
   for (const a of arriving.values()) a.catch(() => {})

@@ -130,7 +130,8 @@ function parseLoad (v: unknown): Load {
     queued: int(m.queued, 'load.queued', 0, MAX_TASK_COUNT),
     cpuUtil: num(m.cpuUtil, 'load.cpuUtil', 0, 100),
     ...(m.ownerBusy !== undefined && m.ownerBusy !== null && bool(m.ownerBusy, 'load.ownerBusy') ? { ownerBusy: true } : {}),
-    ...(m.gpuUse !== undefined && m.gpuUse !== null ? { gpuUse: parseGpuUse(m.gpuUse) } : {})
+    ...(m.gpuUse !== undefined && m.gpuUse !== null ? { gpuUse: parseGpuUse(m.gpuUse) } : {}),
+    ...(m.storeRoom !== undefined && m.storeRoom !== null ? { storeRoom: int(m.storeRoom, 'load.storeRoom', 0, MAX_BYTES) } : {})
   }
 }
 

@@ -429,7 +429,7 @@ export class TaskManager implements ChildTracker {
       for (;;) {
         const raw = await mine.recv().catch(() => undefined)
         if (raw === undefined) break
-        const ev = raw as ExecEvent | { t: 'placed', peer: string, host: string } | { t: 'queued' }
+        const ev = raw as ExecEvent | { t: 'placed', peer: string, host: string } | { t: 'queued' } | { t: 'refused', peer: string, error: { message: string } }
         // The executor (or this agent's owner policy) lost the command: placed again below if retries are left.
         if (ev.t === 'error' && ev.error.code === 'ERR_PEER_LOST') { lost = new VgridError('ERR_PEER_LOST', ev.error.message); break }
         this.onEvent(e, ev)
@@ -451,9 +451,18 @@ export class TaskManager implements ChildTracker {
     })()
   }
 
-  private onEvent (e: Entry, ev: ExecEvent | { t: 'placed', peer: string, host: string } | { t: 'queued' }): void {
+  private onEvent (e: Entry, ev: ExecEvent | { t: 'placed', peer: string, host: string } | { t: 'queued' } | { t: 'refused', peer: string, error: { message: string } }): void {
     const r = e.record
     switch (ev.t) {
+      case 'refused': {
+        // The member could not take it before the command started (no disk space…): no
+        // attempt, no retry spent; the run is being placed elsewhere.
+        const a = r.attempts.at(-1)
+        if (a !== undefined && a.peer === ev.peer && a.ended === undefined) r.attempts.pop()
+        e.log.append(2, Buffer.from(`vgrid: ${ev.error.message}; placing it elsewhere\n`))
+        this.save(e)
+        break
+      }
       case 'placed':
         this.placed(e)
         r.peer = ev.peer
