@@ -12,7 +12,7 @@ import os from 'node:os'
 import path from 'node:path'
 import { randomBytes } from 'node:crypto'
 import { PACKAGE_ROOT } from '../common/version.js'
-import { VgridError, clipText, fromWire, toWire } from '../common/errors.js'
+import { VgridError, clipText, fromWire, toWire, type WireError } from '../common/errors.js'
 import type { FrameChannel } from '../common/channel.js'
 import { obj, int, str, bytes, bad } from '../common/validate.js'
 import { createLogger } from '../common/log.js'
@@ -452,6 +452,7 @@ export interface SubmitOptions {
 }
 
 export async function submitRun (ctx: RunContext, client: FrameChannel, spec: RunSpec, o: SubmitOptions = {}): Promise<void> {
+  client = oneReader(client)
   const { on, workspace, gang } = o
   const task = o.task ?? newTaskId()
   const guest = o.guest === true
@@ -581,20 +582,32 @@ async function placeOnce (ctx: RunContext, client: FrameChannel, task: string, s
   const shape = requestShape(spec, on)
   // A member that refused this kind of request is not asked again until it has advertised since.
   // The workspace's size at its last scan bounds what must travel (hasRoomFor); the scan below says it exactly.
-  const spaceKey = workspace !== undefined ? `space\0${workspace.dir}` : undefined
   let fitting = candidates(on !== undefined ? [pinnedPeer(ctx, view, on)] : accepting(view, spec, ctx.grid.peerId), spec, workspace !== undefined ? ctx.sync.knownBytes(workspace) : undefined)
-    .filter((p) => !refusals.stale(shape, p) && (spaceKey === undefined || !refusals.stale(spaceKey, p)))
-  if (fitting.length === 0) throw new VgridError('ERR_NO_CAPACITY', 'every member that could run it has just refused it', 'it starts when one has room (see `vgrid peers`)')
+    .filter((p) => !refusals.stale(shape, p))
   let capacity: unknown
   let failure: unknown
   let tried = 0
   /** Members that could not take it (no room for the workspace, or refused before the start). */
   const unable = new Set<string>()
+  // Told once another member is tried or the run waits: a run that fails says it once, in its error.
+  const refused: Array<{ t: 'refused', peer: string, host: string, error: WireError }> = []
+  const tellRefused = async (): Promise<void> => { for (const r of refused.splice(0)) await client.send(r) }
+  if (workspace !== undefined) {
+    for (const p of fitting) {
+      const refused = refusals.full(workspace.dir, p)
+      if (refused === undefined) continue
+      unable.add(p.peer)
+      failure = refused
+    }
+    fitting = fitting.filter((p) => !unable.has(p.peer))
+  }
+  if (fitting.length === 0 && unable.size === 0) throw new VgridError('ERR_NO_CAPACITY', 'every member that could run it has just refused it', 'it starts when one has room (see `vgrid peers`)')
   while (fitting.length > 0 && tried < MAX_PLACEMENT_ATTEMPTS) {
     const drawn = chooseClaimTargets(fitting, Math.min(CLAIM_FANOUT, MAX_PLACEMENT_ATTEMPTS - tried), Math.random, spec)
     fitting = fitting.filter((p) => !drawn.includes(p))
     tried += drawn.length
     const self = drawn.find((p) => p.self)
+    await tellRefused()
     if (self !== undefined) {
       try {
         const placed = { t: 'placed', peer: self.peer, host: self.resources.host, local: true }
@@ -666,12 +679,13 @@ async function placeOnce (ctx: RunContext, client: FrameChannel, task: string, s
     } catch (err) {
       // It could not take the run after all (no disk space, its sync or sandbox failed): not
       // the run's failure. The next member is tried; this one is not asked again for this
-      // workspace until it has advertised since.
+      // workspace until it advertises more room (or, refused otherwise, until it advertises).
       if (!isRefusal(err)) throw err
       failure = err
       unable.add(target.peer)
-      refusals.note(err.code === 'ERR_NO_SPACE' && spaceKey !== undefined ? spaceKey : shape, target)
-      await client.send({ t: 'refused', peer: target.peer, host: target.resources.host, error: err.toWire() })
+      if (err.code === 'ERR_NO_SPACE' && workspace !== undefined) refusals.noteFull(workspace.dir, target, err)
+      else refusals.note(shape, target)
+      refused.push({ t: 'refused', peer: target.peer, host: target.resources.host, error: err.toWire() })
     } finally {
       remote.destroy()
       const session = exports.get(target.peer)
@@ -689,7 +703,31 @@ async function placeOnce (ctx: RunContext, client: FrameChannel, task: string, s
   }
   // Busy members queue the run; members that failed otherwise (unreachable, another version,
   // no room) fail it only when none was merely busy.
+  if (capacity !== undefined) await tellRefused()
   throw capacity ?? failure ?? new VgridError('ERR_NO_CAPACITY')
+}
+
+/**
+ * The CLI's channel as one relay after another reads it: a relay whose member refused the
+ * run leaves its read of the next input pending, and a channel takes one read at a time, so
+ * the next relay shares that read instead of starting one of its own.
+ */
+function oneReader (client: FrameChannel): FrameChannel {
+  let pending: Promise<unknown> | undefined
+  return {
+    get closed () { return client.closed },
+    send: async (msg) => { await client.send(msg) },
+    recv: async () => {
+      const read = pending ??= client.recv()
+      try {
+        return await read
+      } finally {
+        if (pending === read) pending = undefined
+      }
+    },
+    close: async () => { await client.close() },
+    destroy: (err) => { client.destroy(err) }
+  }
 }
 
 /** Events down, inputs up, until the command's exit (or error) has reached the CLI. */
