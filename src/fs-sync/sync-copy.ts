@@ -201,11 +201,22 @@ export async function syncCopy (opts: {
   // Unhandled rejections stay with the file that needs the chunk.
   for (const a of arriving.values()) a.catch(() => {})
 
+  // A file that cannot be written (ENOSPC…) ends the sync at once. The files in flight would
+  // otherwise wait for chunks that the fetcher's window, full of chunks held for files that
+  // will now never start, cannot take in: until the provider's idle timeout (60 s) broke
+  // the stream, and only then did the error reach the user.
+  const stop = new AbortController()
+  const unlessStopped = async <T>(p: Promise<T>): Promise<T> => await new Promise<T>((resolve, reject) => {
+    if (stop.signal.aborted) { reject(stop.signal.reason); return }
+    const onAbort = (): void => { reject(stop.signal.reason) }
+    stop.signal.addEventListener('abort', onAbort, { once: true })
+    p.then(resolve, reject).finally(() => { stop.signal.removeEventListener('abort', onAbort) })
+  })
   const readChunk = async (ref: ChunkRef): Promise<Uint8Array> => {
     const hex = hexOf(ref.hash)
     const pending = arriving.get(hex)
     if (pending !== undefined) {
-      const { data, release } = await pending
+      const { data, release } = await unlessStopped(pending)
       arriving.delete(hex)
       // a chunk two files share is released once, by whichever file got it first
       release()
@@ -214,11 +225,12 @@ export async function syncCopy (opts: {
     const data = await store.get(ref.hash)
     if (data !== undefined) return data
     // Evicted between the plan and now: fetch it after all.
-    return await fetcher.fetch(ref.hash, ref.size)
+    return await unlessStopped(fetcher.fetch(ref.hash, ref.size))
   }
   let lastReport = 0
   await materialize(copyDir, onDisk, tree, readChunk, {
     ...(opts.signal !== undefined ? { signal: opts.signal } : {}),
+    onError: (err) => { stop.abort(err) },
     onProgress: ({ files }) => {
       p.files = files
       const now = Date.now()
