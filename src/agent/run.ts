@@ -393,9 +393,13 @@ export function refusalOf (ctx: { host: string, home: string, grid: { peerId: st
     err instanceof VgridError ? err.hint : undefined)
 }
 
-/** Whether the executor's error is its refusal to run (before the start): the run goes elsewhere. */
-function isRefusal (err: unknown): err is VgridError {
-  return err instanceof VgridError && (err.code === 'ERR_NO_SPACE' || err.code === 'ERR_EXECUTOR_FAILED')
+/**
+ * Whether the executor's error before the start is its refusal to run: the run goes
+ * elsewhere. ERR_SPAWN_FAILED is the executor's too (stopping, out of processes): a command
+ * that does not exist there is an exit status (127), not an error.
+ */
+export function isRefusal (err: unknown): err is VgridError {
+  return err instanceof VgridError && (err.code === 'ERR_NO_SPACE' || err.code === 'ERR_EXECUTOR_FAILED' || err.code === 'ERR_SPAWN_FAILED')
 }
 
 /** Serves `/vgrid/exec/1.0.0`: another member asks this one to run a command. */
@@ -594,10 +598,10 @@ async function placeOnce (ctx: RunContext, client: FrameChannel, task: string, s
   const tellRefused = async (): Promise<void> => { for (const r of refused.splice(0)) await client.send(r) }
   if (workspace !== undefined) {
     for (const p of fitting) {
-      const refused = refusals.full(workspace.dir, p)
-      if (refused === undefined) continue
+      const earlier = refusals.full(workspace.dir, p)
+      if (earlier === undefined) continue
       unable.add(p.peer)
-      failure = refused
+      failure = earlier
     }
     fitting = fitting.filter((p) => !unable.has(p.peer))
   }
@@ -772,7 +776,7 @@ async function relay (ctx: RunContext, client: FrameChannel, remote: FrameChanne
       const ev: ExecEvent = parseExecEvent(raw)
       if (ev.t === 'started') started = true
       // Refused before the start: placeOnce tries another member.
-      if (ev.t === 'error' && !started && (ev.error.code === 'ERR_NO_SPACE' || ev.error.code === 'ERR_EXECUTOR_FAILED')) throw fromWire(ev.error)
+      if (ev.t === 'error' && !started && isRefusal(fromWire(ev.error))) throw fromWire(ev.error)
       if (ev.t === 'outputs') {
         try {
           await onOutputs(ev)
