@@ -9,6 +9,7 @@
  * the submitter's files, whatever wrote into the copy since the last run.
  */
 import { lstatSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs'
+import { setMaxListeners } from 'node:events'
 import { VgridError } from '../common/errors.js'
 import { formatBytes } from '../common/units.js'
 import type { ChunkStore } from './store.js'
@@ -206,6 +207,8 @@ export async function syncCopy (opts: {
   // will now never start, cannot take in: until the provider's idle timeout (60 s) broke
   // the stream, and only then did the error reach the user.
   const stop = new AbortController()
+  // every chunk a writer waits for listens to it
+  setMaxListeners(0, stop.signal)
   const unlessStopped = async <T>(p: Promise<T>): Promise<T> => await new Promise<T>((resolve, reject) => {
     if (stop.signal.aborted) { reject(stop.signal.reason); return }
     const onAbort = (): void => { reject(stop.signal.reason) }
