@@ -45,7 +45,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await Promise.all([s, small, roomy].filter((a) => a !== undefined).map(async (a) => await a.stop()))
-  if (mount !== undefined) spawnSync('umount', [mount])
+  if (mount !== undefined && spawnSync('umount', [mount]).status !== 0) spawnSync('umount', ['-l', mount])
 })
 
 /** A fresh workspace holding `bytes` of random data in a few files. */
