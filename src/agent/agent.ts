@@ -11,7 +11,7 @@ import { VgridError } from '../common/errors.js'
 import { createLogger } from '../common/log.js'
 import {
   createGrid, loadOrCreateIdentity, loadSwarmKey, createSwarmKey, writeSwarmKey,
-  decodeJoinToken, encodeJoinToken, tokenAddrs, IDENTITY_FILE, SWARM_KEY_FILE, type Grid, type AgentStatus, type Resources, type Offer, type GpuUse, type PeerView
+  decodeJoinToken, encodeJoinToken, tokenAddrs, IDENTITY_FILE, SWARM_KEY_FILE, type Grid, type AgentStatus, type Resources, type Offer, type GpuUse, type PeerView, type Load
 } from '../grid/index.js'
 import { Ledger } from '../exec/index.js'
 import { startControlServer, assertNoLiveAgent, type ControlServer } from './control/server.js'
@@ -118,6 +118,11 @@ function advertised (offer: Offer, iso: Isolation): Offer {
   return { ...offer, isolation: iso.kind }
 }
 
+/** The load with the room this member's store has for a workspace, once it is known. */
+function withRoom (load: Load, room: number | undefined): Load {
+  return room === undefined ? load : { ...load, storeRoom: room }
+}
+
 /**
  * `agent set --accept-from`: host names and prefixes of peer ids resolved to the peer ids of
  * the members the grid shows now (ERR_NO_SUCH_PEER, ERR_AMBIGUOUS_PEER otherwise), so what is
@@ -192,6 +197,8 @@ async function startLocked (config: AgentConfig, homeLock: StoreLock): Promise<A
   const gpuUse = new Map<number, GpuUse>()
   const guests = new GuestCommands((m) => { log.warn(m) })
   let publish: (() => void) | undefined
+  // The chunk store opens after the grid: until then no room is advertised.
+  let storeRoom: (() => number | undefined) | undefined
   // Applies --max-tasks, --nice and --only-when-idle to the ledger now, and every later change.
   let hostOf: ((peer: string) => string | undefined) | undefined
   let requestStop: (why: string) => void = () => {}
@@ -211,7 +218,7 @@ async function startLocked (config: AgentConfig, homeLock: StoreLock): Promise<A
     bootstrap: choice.bootstrap,
     version: VERSION,
     startedAt,
-    describe: () => ({ resources, offer: advertised(policy.currentOffer(), isolation), load: { ...policy.load(ledger.snapshot(), cpu.utilisation()), gpuUse: [...gpuUse.values()] } }),
+    describe: () => ({ resources, offer: advertised(policy.currentOffer(), isolation), load: withRoom({ ...policy.load(ledger.snapshot(), cpu.utilisation()), gpuUse: [...gpuUse.values()] }, storeRoom?.()) }),
     onWarning: (msg) => { gridLog.warn(msg) }
   }).catch((err) => { cpu.stop(); policy.stop(); throw err })
   publish = () => { grid.publishNow() }
@@ -221,6 +228,7 @@ async function startLocked (config: AgentConfig, homeLock: StoreLock): Promise<A
   // Every running command listens to it: thousands may run at once.
   setMaxListeners(0, shutdown.signal)
   const sync = await WorkspaceSync.start(config.home, grid, config.cacheBytes).catch(async (err) => { cpu.stop(); await grid.stop(); throw err })
+  storeRoom = () => sync.store.room()
   await linkCommands(config.home)
   const tasks = await TaskManager.open(config.home, { peer: grid.peerId, host: resources.host })
   let watchdog: Watchdog | undefined

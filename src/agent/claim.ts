@@ -122,7 +122,27 @@ export class Refusals {
     const r = this.seen.get(`${shape}\0${p.peer}`)
     return r !== undefined && r.startedAt === p.startedAt && r.seq >= p.seq
   }
+
+  /** Members that had no disk space for a workspace, with the room they advertised then. */
+  private readonly noRoom = new Map<string, { room: number, error: VgridError }>()
+
+  noteFull (workspace: string, p: PeerView, error: VgridError): void {
+    if (this.noRoom.size >= MAX_REMEMBERED_REFUSALS) this.noRoom.clear()
+    this.noRoom.set(`${workspace}\0${p.peer}`, { room: p.load.storeRoom ?? 0, error })
+  }
+
+  /**
+   * Its refusal, while it advertises no more room than when it refused the workspace: it is
+   * not asked for that workspace again until then.
+   */
+  full (workspace: string, p: PeerView): VgridError | undefined {
+    const r = this.noRoom.get(`${workspace}\0${p.peer}`)
+    return r !== undefined && (p.load.storeRoom ?? 0) < r.room + MORE_ROOM_BYTES ? r.error : undefined
+  }
 }
+
+/** A member that had no space is asked again once it advertises this much more room (what it stores jitters by a few KiB). */
+export const MORE_ROOM_BYTES = 1024 ** 2
 
 export const GANG_NOT_PLACED = 'not every shard of the gang could be placed at once'
 

@@ -12,13 +12,13 @@ import os from 'node:os'
 import path from 'node:path'
 import { randomBytes } from 'node:crypto'
 import { PACKAGE_ROOT } from '../common/version.js'
-import { VgridError, clipText, toWire } from '../common/errors.js'
+import { VgridError, clipText, fromWire, toWire, type WireError } from '../common/errors.js'
 import type { FrameChannel } from '../common/channel.js'
 import { obj, int, str, bytes, bad } from '../common/validate.js'
 import { createLogger } from '../common/log.js'
 import { withTimeout } from '../common/timeout.js'
 import { parseRunSpec, parseExecEvent, parseExecInput, serveExec, describeExit, type RunSpec, type ExecEvent, type Ledger } from '../exec/index.js'
-import { acceptsFrom, candidates, resolvePinned, chooseClaimTargets, CLAIM_FANOUT, MemberAway } from '../grid/placement.js'
+import { acceptsFrom, candidates, resolvePinned, chooseClaimTargets, hasRoomFor, noRoom, CLAIM_FANOUT, MemberAway } from '../grid/placement.js'
 import type { Grid, GpuInfo, GpuUse, PeerView } from '../grid/index.js'
 import { removeTree, type WorkspaceRef, type SyncCopyResult } from '../fs-sync/index.js'
 import type { WorkspaceSync, WorkspaceScan } from './workspace-sync.js'
@@ -293,8 +293,11 @@ async function executeAttempt (ctx: RunContext, channel: FrameChannel, task: str
   let copy: { dir: string, release: () => void } | undefined
   let kids: ReturnType<ChildTracker['begin']> | undefined
   let guest: GuestRun | undefined
+  // Set from the claim's go until the command is started: what fails then is this member's refusal.
+  let preparing = false
   try {
     await onAccepted?.()
+    preparing = remote !== undefined
     let root: string
     if (where.kind === 'dir') {
       root = where.dir
@@ -330,6 +333,7 @@ async function executeAttempt (ctx: RunContext, channel: FrameChannel, task: str
     const cancelled = new AbortController()
     kids = ctx.children?.begin(task, remote)
     const hold = holdingExit(channel, () => { kids?.cancel(); cancelled.abort() })
+    preparing = false
     const result = await serveExec(hold.channel, {
       spec, cwd, env, ...(remote === undefined ? { task } : {}), gpus: reservation.gpus, machineHasGpus: ctx.gpus.length > 0,
       peer: ctx.grid.peerId, host: ctx.host, ...(groups !== undefined ? { groups } : {}), signal: AbortSignal.any([ctx.shutdown, cancelled.signal]), abortGraceMs: SHUTDOWN_KILL_GRACE_MS,
@@ -367,6 +371,8 @@ async function executeAttempt (ctx: RunContext, channel: FrameChannel, task: str
       }
       await channel.send(exit)
     }
+  } catch (err) {
+    throw preparing ? refusalOf(ctx, err) : err
   } finally {
     kids?.end()
     await guest?.close()
@@ -392,6 +398,37 @@ async function offerOutputs (ctx: RunContext, held: HeldRun | undefined, root: s
     await ctx.sync.offerOutputs(root, synced, { ...to, withBase: held.reattached })
     if (held.attached) return
   }
+}
+
+/** Errors that would be the same on any member: the run's own fault, not this member's. */
+const NOT_A_REFUSAL: ReadonlySet<string> = new Set(['ERR_BAD_ARGUMENT', 'ERR_UNSAFE_PATH', 'ERR_WORKSPACE_TOO_LARGE', 'ERR_BAD_MESSAGE', 'ERR_NOT_ALLOWED', 'ERR_NO_CAPACITY', 'ERR_PEER_LOST', 'ERR_CHUNK_HASH_MISMATCH', 'ERR_AGENT_VERSION'])
+
+/**
+ * A failure between the claim and the command's start (no disk space, the sync, the
+ * sandbox) as this member's refusal: ERR_NO_SPACE or ERR_EXECUTOR_FAILED, naming the member,
+ * so the submitter places the run elsewhere without spending a retry, and says where and
+ * why if none can take it. The run's own faults pass unchanged.
+ */
+export function refusalOf (ctx: { host: string, home: string, grid: { peerId: string } }, err: unknown): unknown {
+  if (err instanceof ClaimReleased) return err
+  const who = `${ctx.host} (${ctx.grid.peerId.slice(0, 12)}…)`
+  const errno = (err as NodeJS.ErrnoException)?.code
+  if (err instanceof VgridError && err.code === 'ERR_NO_SPACE') return new VgridError('ERR_NO_SPACE', `${who} has no space for this workspace (${err.message})`, err.hint)
+  if (errno === 'ENOSPC' || errno === 'EDQUOT') {
+    return new VgridError('ERR_NO_SPACE', `${who} has no space for this workspace (${(err as Error).message}, in ${ctx.home})`, 'free space on that disk, or move its VGRID_HOME to a larger one')
+  }
+  if (err instanceof VgridError && NOT_A_REFUSAL.has(err.code)) return err
+  return new VgridError('ERR_EXECUTOR_FAILED', `${who} could not prepare the command: ${err instanceof Error ? err.message : String(err)}`,
+    err instanceof VgridError ? err.hint : undefined)
+}
+
+/**
+ * Whether the executor's error before the start is its refusal to run: the run goes
+ * elsewhere. ERR_SPAWN_FAILED is the executor's too (stopping, out of processes): a command
+ * that does not exist there is an exit status (127), not an error.
+ */
+export function isRefusal (err: unknown): err is VgridError {
+  return err instanceof VgridError && (err.code === 'ERR_NO_SPACE' || err.code === 'ERR_EXECUTOR_FAILED' || err.code === 'ERR_SPAWN_FAILED')
 }
 
 /** Serves `/vgrid/exec/1.0.0`: another member asks this one to run a command. */
@@ -471,6 +508,7 @@ export interface SubmitOptions {
 }
 
 export async function submitRun (ctx: RunContext, client: FrameChannel, spec: RunSpec, o: SubmitOptions = {}): Promise<void> {
+  client = oneReader(client)
   const { on, workspace, gang } = o
   const task = o.task ?? newTaskId()
   const guest = o.guest === true
@@ -612,16 +650,33 @@ async function placeOnce (ctx: RunContext, client: FrameChannel, task: string, s
   const { refusals } = placementOf(ctx)
   const shape = requestShape(spec, on)
   // A member that refused this kind of request is not asked again until it has advertised since.
-  let fitting = candidates(on !== undefined ? [pinnedPeer(ctx, view, on)] : accepting(view, spec, ctx.grid.peerId), spec).filter((p) => !refusals.stale(shape, p))
-  if (fitting.length === 0) throw new VgridError('ERR_NO_CAPACITY', 'every member that could run it has just refused it', 'it starts when one has room (see `vgrid peers`)')
+  // The workspace's size at its last scan bounds what must travel (hasRoomFor); the scan below says it exactly.
+  let fitting = candidates(on !== undefined ? [pinnedPeer(ctx, view, on)] : accepting(view, spec, ctx.grid.peerId), spec, workspace !== undefined ? ctx.sync.knownBytes(workspace) : undefined)
+    .filter((p) => !refusals.stale(shape, p))
   let capacity: unknown
   let failure: unknown
   let tried = 0
+  /** Members that could not take it (no room for the workspace, or refused before the start). */
+  const unable = new Set<string>()
+  // Told once another member is tried or the run waits: a run that fails says it once, in its error.
+  const refused: Array<{ t: 'refused', peer: string, host: string, error: WireError }> = []
+  const tellRefused = async (): Promise<void> => { for (const r of refused.splice(0)) await client.send(r) }
+  if (workspace !== undefined) {
+    for (const p of fitting) {
+      const earlier = refusals.full(workspace.dir, p)
+      if (earlier === undefined) continue
+      unable.add(p.peer)
+      failure = earlier
+    }
+    fitting = fitting.filter((p) => !unable.has(p.peer))
+  }
+  if (fitting.length === 0 && unable.size === 0) throw new VgridError('ERR_NO_CAPACITY', 'every member that could run it has just refused it', 'it starts when one has room (see `vgrid peers`)')
   while (fitting.length > 0 && tried < MAX_PLACEMENT_ATTEMPTS) {
     const drawn = chooseClaimTargets(fitting, Math.min(CLAIM_FANOUT, MAX_PLACEMENT_ATTEMPTS - tried), Math.random, spec)
     fitting = fitting.filter((p) => !drawn.includes(p))
     tried += drawn.length
     const self = drawn.find((p) => p.self)
+    await tellRefused()
     if (self !== undefined) {
       try {
         const placed = { t: 'placed', peer: self.peer, host: self.resources.host, local: true }
@@ -640,9 +695,19 @@ async function placeOnce (ctx: RunContext, client: FrameChannel, task: string, s
         capacity = err
       }
     }
-    const remotes = drawn.filter((p) => !p.self)
+    let remotes = drawn.filter((p) => !p.self)
     if (remotes.length === 0) continue
     const scanned = await getScan?.()
+    if (scanned !== undefined) {
+      const full = remotes.filter((p) => !hasRoomFor(p, scanned.bytes))
+      if (full.length > 0) {
+        failure = noRoom(full, scanned.bytes)
+        for (const p of full) unable.add(p.peer)
+        remotes = remotes.filter((p) => !full.includes(p))
+        fitting = fitting.filter((p) => hasRoomFor(p, scanned.bytes))
+        if (remotes.length === 0) continue
+      }
+    }
     const exports = new Map<string, string>()
     const result = await claimFirst(remotes, async (target) => {
       const exported = scanned !== undefined ? ctx.sync.exportTo(scanned, target.peer) : undefined
@@ -680,14 +745,34 @@ async function placeOnce (ctx: RunContext, client: FrameChannel, task: string, s
         await ctx.sync.bringBack(scanned, target.peer, outputs, task, async (e) => { await client.send(e) })
       })
       return
+    } catch (err) {
+      // It could not take the run after all (no disk space, its sync or sandbox failed): not
+      // the run's failure. The next member is tried; this one is not asked again for this
+      // workspace until it advertises more room (or, refused otherwise, until it advertises).
+      if (!isRefusal(err)) throw err
+      failure = err
+      unable.add(target.peer)
+      if (err.code === 'ERR_NO_SPACE' && workspace !== undefined) refusals.noteFull(workspace.dir, target, err)
+      else refusals.note(shape, target)
+      refused.push({ t: 'refused', peer: target.peer, host: target.resources.host, error: err.toWire() })
     } finally {
       remote.destroy()
       const session = exports.get(target.peer)
       if (session !== undefined) ctx.sync.registry.remove(session)
     }
   }
-  // Busy members queue the run; members that failed otherwise (unreachable, another version)
-  // fail it only when none was merely busy.
+  if (capacity === undefined && unable.size > 0 && on === undefined) {
+    // Members that could not take it do not fail the run while another could, busy now.
+    try {
+      candidates(accepting(ctx.grid.view().filter((p) => !unable.has(p.peer)), spec, ctx.grid.peerId), spec, workspace !== undefined ? ctx.sync.knownBytes(workspace) : undefined)
+      capacity = new VgridError('ERR_NO_CAPACITY', 'the members that could run it have just refused it', 'it starts when one has room (see `vgrid peers`)')
+    } catch (err) {
+      if (err instanceof VgridError && err.code === 'ERR_NO_CAPACITY') capacity = err
+    }
+  }
+  // Busy members queue the run; members that failed otherwise (unreachable, another version,
+  // no room) fail it only when none was merely busy.
+  if (capacity !== undefined) await tellRefused()
   throw capacity ?? failure ?? new VgridError('ERR_NO_CAPACITY')
 }
 
@@ -717,6 +802,29 @@ export async function reattachRun (ctx: RunContext, client: FrameChannel, o: { t
     }, o.started)
   } finally {
     remote.destroy()
+  }
+}
+
+/**
+ * The CLI's channel as one relay after another reads it: a relay whose member refused the
+ * run leaves its read of the next input pending, and a channel takes one read at a time, so
+ * the next relay shares that read instead of starting one of its own.
+ */
+function oneReader (client: FrameChannel): FrameChannel {
+  let pending: Promise<unknown> | undefined
+  return {
+    get closed () { return client.closed },
+    send: async (msg) => { await client.send(msg) },
+    recv: async () => {
+      const read = pending ??= client.recv()
+      try {
+        return await read
+      } finally {
+        if (pending === read) pending = undefined
+      }
+    },
+    close: async () => { await client.close() },
+    destroy: (err) => { client.destroy(err) }
   }
 }
 
@@ -761,6 +869,8 @@ async function relay (ctx: RunContext, client: FrameChannel, remote: FrameChanne
       if (raw === undefined) throw lost('its connection closed')
       const ev: ExecEvent = parseExecEvent(raw)
       if (ev.t === 'started') started = true
+      // Refused before the start: placeOnce tries another member.
+      if (ev.t === 'error' && !started && isRefusal(fromWire(ev.error))) throw fromWire(ev.error)
       if (ev.t === 'outputs') {
         try {
           await onOutputs(ev)

@@ -43,6 +43,8 @@ export interface WorkspaceScan {
   warnings: string[]
   /** The agent's home inside the workspace, relative (homeWithin), which the scan left out. */
   home?: string
+  /** Bytes of its files: at most what a member without any of it must take in (placement's bound). */
+  bytes: number
 }
 
 type Send = (ev: ExecEvent) => Promise<void>
@@ -73,6 +75,8 @@ export class WorkspaceSync {
   private readonly copyTrees = new Map<string, { rootHash: Uint8Array, tree: DirNode }>()
   /** Scans of one workspace, shared by the runs that ask while one is under way (see scan). */
   private readonly scans = new FreshRuns<WorkspaceScan>()
+  /** Each workspace's size at its last scan, by directory: placement's bound before a new scan. */
+  private readonly sizes = new Map<string, number>()
   /**
    * Half of the stats of the check before a copy is reused: started by the first copy this
    * agent pulls (a member that never runs guests never starts it), ready for the next.
@@ -132,7 +136,14 @@ export class WorkspaceSync {
     const scan = await scanWorkspace(ref.dir, { statCache: cache, memo, onWarning, ...(home !== undefined ? { exclude: [home] } : {}), ...(signal !== undefined ? { signal } : {}) })
     await cache.save()
     log.debug(`scanned ${ref.dir}: ${scan.stats.files} files, ${scan.stats.bytes} bytes in ${Math.round(performance.now() - t0)} ms`)
-    return { ref, tree: scan.tree, rootHash: scan.rootHash, blobs: scan.blobs, get sources () { return scan.sources }, key, startedMs: scan.startedMs, warnings, ...(home !== undefined ? { home } : {}) }
+    if (this.sizes.size >= MAX_CACHED_STAT_CACHES) this.sizes.delete(this.sizes.keys().next().value as string)
+    this.sizes.set(ref.dir, scan.stats.bytes)
+    return { ref, tree: scan.tree, rootHash: scan.rootHash, blobs: scan.blobs, get sources () { return scan.sources }, key, startedMs: scan.startedMs, warnings, bytes: scan.stats.bytes, ...(home !== undefined ? { home } : {}) }
+  }
+
+  /** The workspace's size at its last scan here, if it was scanned. */
+  knownBytes (ref: WorkspaceRef): number | undefined {
+    return this.sizes.get(ref.dir)
   }
 
   exportTo (scan: WorkspaceScan, peer: string): { session: string, root: Uint8Array, key: string } {
@@ -150,7 +161,7 @@ export class WorkspaceSync {
     if (outputs.base === undefined) throw new VgridError('ERR_BAD_MESSAGE', 'the outputs of a re-attached run came without the tree they started from')
     const base = outputs.base
     const home = homeWithin(ref.dir, this.home)
-    await this.bringBack({ ref, tree: { kind: 'dir', hash: base, entries: new Map() }, rootHash: base, blobs: new Map(), sources: new Map(), key: '', startedMs, warnings: [], ...(home !== undefined && home !== '' ? { home } : {}) },
+    await this.bringBack({ ref, tree: { kind: 'dir', hash: base, entries: new Map() }, rootHash: base, blobs: new Map(), sources: new Map(), key: '', bytes: 0, startedMs, warnings: [], ...(home !== undefined && home !== '' ? { home } : {}) },
       executor, outputs, task, send, async (fetch) => (await decodeTree(base, fetch)).tree)
   }
 

@@ -130,6 +130,13 @@ class Session {
         this.onQueued(raw)
         continue
       }
+      if (t === 'refused') {
+        // That member could not take it (no disk space…): the agent places it elsewhere.
+        this.progress.clear()
+        const error = fromWire(obj(raw, 'refused').error)
+        this.io.stderr.write(formatNotice('vrun', `${error.message}; trying another member`))
+        continue
+      }
       const ev = parseExecEvent(raw)
       if (ev.t !== 'sync') this.progress.clear()
       switch (ev.t) {

@@ -24,6 +24,8 @@ export const ERROR_CODES = {
   ERR_UNSAFE_PATH: 'a path would leave the workspace or pass through a symlink',
   ERR_CHUNK_HASH_MISMATCH: 'data does not match its hash',
   ERR_WORKSPACE_TOO_LARGE: 'the workspace is past a limit of workspace sync',
+  ERR_NO_SPACE: 'the member has no disk space for the workspace',
+  ERR_EXECUTOR_FAILED: 'the member could not prepare the command before it started',
   ERR_INTERNAL: 'an internal error occurred'
 } as const
 

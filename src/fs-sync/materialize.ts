@@ -49,6 +49,8 @@ export interface MaterializeOptions {
   onProgress?: (p: MaterializeProgress) => void
   /** Files written at once (default MATERIALIZE_CONCURRENCY). */
   concurrency?: number
+  /** Told at once of a file that could not be written (the ones in flight still finish before materialize throws). */
+  onError?: (err: unknown) => void
 }
 
 export interface MaterializeResult {
@@ -102,7 +104,7 @@ export async function materialize (
         progress.bytes += n
         opts.onProgress?.({ ...progress })
       }
-    })
+    }).catch((err: unknown) => { opts.onError?.(err); throw err })
     await replaceWith(tmp, abs)
     result.written++
     progress.files++

@@ -19,6 +19,12 @@
  *   its cap, the least recently used sealed packs are deleted; the pack being written never is
  *   (so a cap below one pack is passed by that pack). A pack with one hot blob keeps its cold
  *   ones alive (a future compaction could rewrite hot blobs into a new pack).
+ * - **The cap follows the disk**: never more than what the store holds plus what its disk has
+ *   free, less a margin (capOnDisk). The disk is looked at again as the store fills (at most
+ *   once a DISK_CHECK_INTERVAL_MS, sooner when the writes since could have used up what was
+ *   free) and after a write fails, so a disk that fills up (the store itself, the workspace
+ *   copies beside it, anything else) trims the store without a restart. A 10 GiB default cap
+ *   on a 50 MB disk once filled the disk and stayed there.
  * - **One store per directory**: `store.lock` (store-lock.ts). Methods are safe to call
  *   concurrently without a mutex: all bookkeeping (index, offsets, batches) is synchronous, and
  *   the only asynchronous steps, batch writes, rollovers and evictions, run one after another
@@ -54,6 +60,48 @@ export const MAX_OPEN_PACKS = 64
  * has to fetch one again can be told why; past this the oldest are forgotten.
  */
 export const MAX_LOST_BLOBS_REMEMBERED = 10_000
+/** The disk is looked at again at least this often while the store writes. */
+export const DISK_CHECK_INTERVAL_MS = 1_000
+/** Share of its disk the store leaves free (DISK_MARGIN_SHARE of its size, within the bounds below). */
+export const DISK_MARGIN_SHARE = 0.05
+export const MIN_DISK_MARGIN_BYTES = 1 * MiB
+export const MAX_DISK_MARGIN_BYTES = 1 * GiB
+
+/** What statfs says of the disk a directory is on. */
+export interface DiskSpace {
+  /** Bytes this user may still write (statfs bavail). */
+  freeBytes: number
+  totalBytes: number
+}
+
+export type DiskProbe = (dir: string) => Promise<DiskSpace>
+
+export async function statDisk (dir: string): Promise<DiskSpace> {
+  const s = await fsp.statfs(dir)
+  return { freeBytes: s.bavail * s.bsize, totalBytes: s.blocks * s.bsize }
+}
+
+/** What the store leaves free on a disk of `totalBytes`: other programs, and the workspace copies, need some. */
+export function diskMarginBytes (totalBytes: number): number {
+  return Math.min(MAX_DISK_MARGIN_BYTES, Math.max(MIN_DISK_MARGIN_BYTES, Math.floor(totalBytes * DISK_MARGIN_SHARE)))
+}
+
+/**
+ * The cap that holds on this disk: the owner's `capBytes`, but never more than the store holds
+ * now plus what is free, less the margin (what it holds it may keep or give back; what is free
+ * it may take, but not all of it).
+ */
+export function capOnDisk (capBytes: number, storeBytes: number, disk: DiskSpace): number {
+  return Math.max(0, Math.min(capBytes, storeBytes + disk.freeBytes - diskMarginBytes(disk.totalBytes)))
+}
+
+/**
+ * Bytes that new data could take on the store's disk if the store gave back everything it
+ * holds: what a workspace sync there may write (chunks and the copy's files), margin kept.
+ */
+export function roomOnDisk (storeBytes: number, disk: DiskSpace): number {
+  return Math.max(0, storeBytes + disk.freeBytes - diskMarginBytes(disk.totalBytes))
+}
 
 export interface StoreStats {
   /** Blobs indexed. */
@@ -61,6 +109,7 @@ export interface StoreStats {
   /** Bytes of the packs and their indexes, including blobs not yet written. */
   bytes: number
   packs: number
+  /** The cap in force: the owner's, lowered to what the disk allows (capOnDisk). */
   capBytes: number
 }
 
@@ -72,6 +121,8 @@ export interface StoreOptions {
   log?: Logger
   /** Milliseconds since the epoch; tests inject a clock to order packs by last use. */
   now?: () => number
+  /** How full the store's disk is; statDisk. Tests inject a small disk. */
+  disk?: DiskProbe
 }
 
 interface Batch {
@@ -112,6 +163,13 @@ export class ChunkStore {
   private writeError?: unknown
   private closed = false
   private closing?: Promise<void>
+  /** The cap in force (capOnDisk), and what the disk said when it was last looked at. */
+  private cap: number
+  private lastDisk?: DiskSpace
+  private lastDiskCheck = -Infinity
+  /** Bytes written since the disk was last looked at. */
+  private writtenSinceCheck = 0
+  private readonly disk: DiskProbe
 
   private constructor (
     readonly dir: string,
@@ -119,8 +177,12 @@ export class ChunkStore {
     private readonly capBytes: number,
     private readonly packBytes: number,
     private readonly log: Logger,
-    private readonly now: () => number
-  ) {}
+    private readonly now: () => number,
+    disk: DiskProbe
+  ) {
+    this.cap = capBytes
+    this.disk = disk
+  }
 
   static async open (dir: string, opts: StoreOptions = {}): Promise<ChunkStore> {
     const capBytes = opts.capBytes ?? DEFAULT_STORE_CAP_BYTES
@@ -133,7 +195,7 @@ export class ChunkStore {
     }
     await fsp.mkdir(dir, { recursive: true })
     const lock = await StoreLock.acquire(dir)
-    const store = new ChunkStore(dir, lock, capBytes, packBytes, opts.log ?? createLogger('store'), opts.now ?? Date.now)
+    const store = new ChunkStore(dir, lock, capBytes, packBytes, opts.log ?? createLogger('store'), opts.now ?? Date.now, opts.disk ?? statDisk)
     try {
       await store.load()
     } catch (err) {
@@ -177,6 +239,7 @@ export class ChunkStore {
     this.nextPackId = (sorted[sorted.length - 1] ?? 0) + 1
     // the newest pack takes appends again if it has room (its torn tail was cut at load)
     this.active = last !== undefined && last.end < this.packBytes ? last : this.newPack()
+    await this.checkDisk(true)
     await this.evict()
     this.log.debug(`opened ${this.dir}: ${this.index.size} blobs in ${this.packs.size} packs`)
   }
@@ -284,8 +347,10 @@ export class ChunkStore {
     const err = this.writeError
     if (err === undefined) return
     this.writeError = undefined
-    throw new VgridError('ERR_INTERNAL', `could not write to the chunk store in ${this.dir}: ${(err as Error).message}`,
-      (err as NodeJS.ErrnoException).code === 'ENOSPC' ? 'the disk is full: free space or lower the store cap' : undefined)
+    if ((err as NodeJS.ErrnoException).code === 'ENOSPC') {
+      throw new VgridError('ERR_NO_SPACE', `the disk of the chunk store in ${this.dir} is full`, 'free space there, or move VGRID_HOME to a larger disk')
+    }
+    throw new VgridError('ERR_INTERNAL', `could not write to the chunk store in ${this.dir}: ${(err as Error).message}`)
   }
 
   stats (): StoreStats {
@@ -296,7 +361,45 @@ export class ChunkStore {
       bytes += p.bytes
       packs++
     }
-    return { blobs: this.index.size, bytes, packs, capBytes: this.capBytes }
+    return { blobs: this.index.size, bytes, packs, capBytes: this.cap }
+  }
+
+  /**
+   * Bytes of new data a workspace sync could write on this disk now (the store giving back
+   * all it holds, the margin kept), as last seen: what this member advertises. Undefined
+   * before the disk could be read.
+   */
+  room (): number | undefined {
+    return this.lastDisk === undefined ? undefined : roomOnDisk(this.stats().bytes, this.lastDisk)
+  }
+
+  /** room(), the disk looked at now. */
+  async roomNow (): Promise<number | undefined> {
+    await this.checkDisk(true)
+    return this.room()
+  }
+
+  /**
+   * Looks at the disk again when it is due (or `force`) and lowers or raises the cap in force
+   * to match. A disk that cannot be read leaves the cap as it was.
+   */
+  private async checkDisk (force = false): Promise<void> {
+    const now = this.now()
+    const due = force || now - this.lastDiskCheck >= DISK_CHECK_INTERVAL_MS ||
+      // what was written since may have used up what was free
+      (this.lastDisk !== undefined && this.writtenSinceCheck * 2 >= this.lastDisk.freeBytes - diskMarginBytes(this.lastDisk.totalBytes))
+    if (!due) return
+    this.lastDiskCheck = now
+    this.writtenSinceCheck = 0
+    try {
+      this.lastDisk = await this.disk(this.dir)
+    } catch (err) {
+      this.log.debug(`could not read the free space of ${this.dir}`, err)
+      return
+    }
+    const cap = capOnDisk(this.capBytes, this.stats().bytes, this.lastDisk)
+    if (cap < this.capBytes && cap !== this.cap) this.log.debug(`the disk of ${this.dir} has ${this.lastDisk.freeBytes} bytes free: cap ${cap} bytes`)
+    this.cap = cap
   }
 
   /** Writes what is buffered, saves last-use times and releases the lock; throws as flush does. */
@@ -373,6 +476,7 @@ export class ChunkStore {
       const lengths = b.locs.map((l) => l.length)
       await pack.append(b.buf.subarray(0, b.used), b.start, encodeIndex(b.keys, offsets, lengths))
       for (const loc of b.locs) loc.batch = undefined
+      this.writtenSinceCheck += b.used
     } catch (err) {
       // what was written of this batch is a torn tail for the next open to cut; the blobs are
       // gone from the index, so they are fetched again
@@ -381,6 +485,8 @@ export class ChunkStore {
         this.writeError ??= err
       }
       pack.failed = true
+      // a full disk: the cap comes down now, and what the store holds past it is given back
+      this.lastDiskCheck = -Infinity
       // batches of a pack are written in order, so this one and any after it form its tail
       pack.end -= b.used
       pack.entries -= b.keys.length
@@ -397,13 +503,14 @@ export class ChunkStore {
 
   /** Deletes least recently used sealed packs until the store is within its cap. */
   private async evict (): Promise<void> {
+    await this.checkDisk()
     let total = this.stats().bytes
-    if (total <= this.capBytes) return
+    if (total <= this.cap) return
     const candidates = [...this.packs.values()]
       .filter((p) => p !== this.active && p.pendingBatches === 0)
       .sort((a, b) => a.lastUsed - b.lastUsed || a.id - b.id)
     for (const pack of candidates) {
-      if (total <= this.capBytes) break
+      if (total <= this.cap) break
       total -= pack.hasData ? pack.bytes : 0
       this.packs.delete(pack.id)
       for (const key of pack.keys) {

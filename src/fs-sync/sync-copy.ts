@@ -9,7 +9,9 @@
  * the submitter's files, whatever wrote into the copy since the last run.
  */
 import { lstatSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs'
+import { setMaxListeners } from 'node:events'
 import { VgridError } from '../common/errors.js'
+import { formatBytes } from '../common/units.js'
 import type { ChunkStore } from './store.js'
 import type { BlobFetcher } from './fetcher.js'
 import { decodeTree, hexOf } from './tree-codec.js'
@@ -181,6 +183,7 @@ export async function syncCopy (opts: {
   // window are always ones a writer is about to take).
   const arriving = new Map<string, Promise<{ data: Uint8Array, release: () => void }>>()
   const written: Array<[string, FileNode]> = []
+  const wanted = new Map<string, ChunkRef>()
   for (const c of changes) {
     if (c.node?.kind !== 'file') continue
     written.push([c.path, c.node])
@@ -188,24 +191,47 @@ export async function syncCopy (opts: {
     p.totalBytes += c.node.size
     for (const ref of c.node.chunks) {
       const hex = hexOf(ref.hash)
-      if (arriving.has(hex) || store.has(ref.hash)) continue
-      missed(ref.hash)
-      arriving.set(hex, fetcher.fetchHeld(ref.hash, ref.size).then(async (got) => {
-        p.sentBytes += got.data.byteLength
-        p.sentChunks++
-        await store.put(ref.hash, got.data)
-        return got
-      }))
+      if (!wanted.has(hex) && !store.has(ref.hash)) wanted.set(hex, ref)
     }
+  }
+  // Refused before a byte is written, rather than half-way with ENOSPC: the files to write
+  // land in the copy and the chunks the store lacks in the store, on the same disk.
+  let need = p.totalBytes
+  for (const ref of wanted.values()) need += ref.size
+  const room = need > 0 ? await store.roomNow() : undefined
+  if (room !== undefined && need > room) {
+    throw new VgridError('ERR_NO_SPACE', `needs ${formatBytes(need)}, has ${formatBytes(room)} in ${store.dir}`, 'free space on that disk, or move its VGRID_HOME to a larger one')
+  }
+  for (const [hex, ref] of wanted) {
+    missed(ref.hash)
+    arriving.set(hex, fetcher.fetchHeld(ref.hash, ref.size).then(async (got) => {
+      p.sentBytes += got.data.byteLength
+      p.sentChunks++
+      await store.put(ref.hash, got.data)
+      return got
+    }))
   }
   // Unhandled rejections stay with the file that needs the chunk.
   for (const a of arriving.values()) a.catch(() => {})
 
+  // A file that cannot be written (ENOSPC…) ends the sync at once. The files in flight would
+  // otherwise wait for chunks that the fetcher's window, full of chunks held for files that
+  // will now never start, cannot take in: until the provider's idle timeout (60 s) broke
+  // the stream, and only then did the error reach the user.
+  const stop = new AbortController()
+  // every chunk a writer waits for listens to it
+  setMaxListeners(0, stop.signal)
+  const unlessStopped = async <T>(p: Promise<T>): Promise<T> => await new Promise<T>((resolve, reject) => {
+    if (stop.signal.aborted) { reject(stop.signal.reason); return }
+    const onAbort = (): void => { reject(stop.signal.reason) }
+    stop.signal.addEventListener('abort', onAbort, { once: true })
+    p.then(resolve, reject).finally(() => { stop.signal.removeEventListener('abort', onAbort) })
+  })
   const readChunk = async (ref: ChunkRef): Promise<Uint8Array> => {
     const hex = hexOf(ref.hash)
     const pending = arriving.get(hex)
     if (pending !== undefined) {
-      const { data, release } = await pending
+      const { data, release } = await unlessStopped(pending)
       arriving.delete(hex)
       // a chunk two files share is released once, by whichever file got it first
       release()
@@ -215,11 +241,12 @@ export async function syncCopy (opts: {
     if (data !== undefined) return data
     // Evicted between the plan and now, or found corrupt: fetch it after all.
     missed(ref.hash)
-    return await fetcher.fetch(ref.hash, ref.size)
+    return await unlessStopped(fetcher.fetch(ref.hash, ref.size))
   }
   let lastReport = 0
   await materialize(copyDir, onDisk, tree, readChunk, {
     ...(opts.signal !== undefined ? { signal: opts.signal } : {}),
+    onError: (err) => { stop.abort(err) },
     onProgress: ({ files }) => {
       p.files = files
       const now = Date.now()

@@ -132,7 +132,8 @@ function parseLoad (v: unknown): Load {
     ...(m.ownerBusy !== undefined && m.ownerBusy !== null && bool(m.ownerBusy, 'load.ownerBusy') ? { ownerBusy: true } : {}),
     ...(m.paused !== undefined && m.paused !== null && bool(m.paused, 'load.paused') ? { paused: true } : {}),
     ...(m.draining !== undefined && m.draining !== null && bool(m.draining, 'load.draining') ? { draining: true } : {}),
-    ...(m.gpuUse !== undefined && m.gpuUse !== null ? { gpuUse: parseGpuUse(m.gpuUse) } : {})
+    ...(m.gpuUse !== undefined && m.gpuUse !== null ? { gpuUse: parseGpuUse(m.gpuUse) } : {}),
+    ...(m.storeRoom !== undefined && m.storeRoom !== null ? { storeRoom: int(m.storeRoom, 'load.storeRoom', 0, MAX_BYTES) } : {})
   }
 }
 

@@ -53,6 +53,25 @@ export function acceptsFrom (p: PeerView, peer: string): boolean {
   return p.self || p.offer.acceptFrom === undefined || p.offer.acceptFrom.includes(peer)
 }
 
+/**
+ * Could the member take in a synced workspace of `bytes` (its advertised storeRoom)? Its
+ * own runs need no copy (they run in the workspace), no workspace (`--no-sync`, undefined)
+ * needs no room, and a member that does not say is assumed to have it: its own check,
+ * before it writes anything, refuses it then.
+ */
+export function hasRoomFor (p: PeerView, bytes: number | undefined): boolean {
+  return bytes === undefined || bytes === 0 || p.self || p.load.storeRoom === undefined || p.load.storeRoom >= bytes
+}
+
+/** The members that could run it but have no room for its workspace, named, with the room each has. */
+export function noRoom (members: PeerView[], bytes: number): VgridError {
+  const named = members.slice(0, 3).map((p) => `${p.resources.host} (${p.peer.slice(0, 12)}…) has ${formatBytes(p.load.storeRoom ?? 0)}`)
+  const more = members.length > named.length ? ` and ${members.length - named.length} more` : ''
+  const who = members.length === 1 ? 'the only member that could run it' : `none of the ${members.length} members that could run it`
+  return new VgridError('ERR_NO_SPACE', `${who} has room for this workspace (needs ${formatBytes(bytes)}): ${named.join(', ')}${more}`,
+    'free disk space on one of them, leave large files out with .vgridignore, or run with --no-sync')
+}
+
 /** Could this member ever run the request, with everything it lends free? */
 export function fitsEver (p: PeerView, req: ResourceRequest): boolean {
   return matchesPolicy(p, req) && p.offer.cpus >= req.cpus && p.offer.memBytes >= (req.memBytes ?? 0) &&
@@ -161,12 +180,16 @@ function impossible (view: PeerView[], req: ResourceRequest): VgridError {
 /**
  * Members to try, best first: those with room now, most free capacity first (the local agent
  * wins ties: no network hop). Throws ERR_IMPOSSIBLE_REQUEST when no member could ever fit,
- * naming the largest, and ERR_NO_CAPACITY when all that could are busy.
+ * naming the largest, ERR_NO_SPACE when none that could has room for a synced workspace of
+ * `syncBytes` (hasRoomFor: waiting would not make room), and ERR_NO_CAPACITY when all that
+ * could are busy.
  */
-export function candidates (view: PeerView[], req: ResourceRequest): PeerView[] {
+export function candidates (view: PeerView[], req: ResourceRequest, syncBytes?: number): PeerView[] {
   const possible = view.filter((p) => p.leaving !== true && fitsEver(p, req))
   if (possible.length === 0) throw impossible(view, req)
-  const now = possible.filter((p) => fitsNow(p, req))
+  const roomy = possible.filter((p) => hasRoomFor(p, syncBytes))
+  if (roomy.length === 0) throw noRoom(possible, syncBytes!)
+  const now = roomy.filter((p) => fitsNow(p, req))
   if (now.length === 0) {
     const closed = possible.every((p) => !takesWork(p))
     throw new VgridError('ERR_NO_CAPACITY', `every member that could run a command needing ${describeRequest(req)} is ${closed ? 'paused or draining (by its owner)' : 'busy'}`,

@@ -65,6 +65,13 @@ export interface Load {
   draining?: boolean
   /** Who holds each busy GPU (what `vgrid peers` shows, like gpustat for the whole grid). */
   gpuUse?: GpuUse[]
+  /**
+   * Bytes of a workspace this member could take in now: its chunk store's disk, what the
+   * store holds counted as free, less a margin. Placement skips it for a synced workspace
+   * larger than this (hasRoomFor). Absent from members before 2026-12, and before the disk
+   * was read: then assumed large enough.
+   */
+  storeRoom?: number
 }
 
 export interface GpuUse {

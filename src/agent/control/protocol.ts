@@ -8,6 +8,9 @@
  *   current directory relative to it; absent with --no-sync) → maybe `{ t: 'queued', message }` (every member that fits is
  *   busy: the run waits for one), then `{ t: 'placed', peer, host, local }`, then exec events
  *   (started, out, exit, error); the client streams exec inputs (stdin, eof, signal, resize).
+ *   A member that cannot take the run after all (no disk space, its sync or sandbox failed,
+ *   before the command started) sends `{ t: 'refused', peer, host, error }`: the run is
+ *   placed again, and another `placed` follows.
  * - `{ t: 'peers' }` → `{ t: 'peers', peers: PeerView[] }`
  * - `{ t: 'status' }` → `{ t: 'status', status: AgentStatus }`
  * - `{ t: 'join-token' }` → `{ t: 'join-token', token }`
@@ -118,6 +121,7 @@ export type ControlReply =
   | HelloReply
   | { t: 'queued', message: string }
   | { t: 'placed', peer: string, host: string, local: boolean }
+  | { t: 'refused', peer: string, host: string, error: WireError }
   | { t: 'peers', peers: PeerView[] }
   | { t: 'status', status: AgentStatus }
   | { t: 'join-token', token: string }

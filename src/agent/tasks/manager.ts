@@ -18,7 +18,7 @@ import { memoryChannelPair, type FrameChannel } from '../../common/channel.js'
 import { parseRunSpec, type ExecEvent, type RunSpec } from '../../exec/messages.js'
 import { acceptsFrom, candidates, resolvePinned, fitsNow, impossibleGang } from '../../grid/placement.js'
 import type { WorkspaceRef } from '../../fs-sync/index.js'
-import { submitRun, reattachRun, newTaskId, USER, AttemptGone, VIEW_SETTLE_MS, type ChildTracker, type Guest, type RunContext } from '../run.js'
+import { submitRun, reattachRun, isRefusal, newTaskId, USER, AttemptGone, VIEW_SETTLE_MS, type ChildTracker, type Guest, type RunContext } from '../run.js'
 import { GangGate, type GangSeat } from '../claim.js'
 import { LOST_FENCE_MS } from '../watchdog.js'
 import { requestShape } from '../run-queue.js'
@@ -470,7 +470,7 @@ export class TaskManager implements ChildTracker {
       for (;;) {
         const raw = await mine.recv().catch(() => undefined)
         if (raw === undefined) break
-        const ev = raw as ExecEvent | { t: 'placed', peer: string, host: string } | { t: 'queued' }
+        const ev = raw as ExecEvent | { t: 'placed', peer: string, host: string } | { t: 'queued' } | { t: 'refused', peer: string, error: { message: string } }
         // The executor (or this agent's owner policy) lost the command: placed again below if retries are left.
         if (ev.t === 'error' && ev.error.code === 'ERR_PEER_LOST') { lost = new AttemptGone('ERR_PEER_LOST', ev.error.message); break }
         this.onEvent(e, ev)
@@ -489,7 +489,8 @@ export class TaskManager implements ChildTracker {
         return
       }
       if (this.mayReattach(e, err)) { this.reattach(e, 1); return }
-      this.onLost(e, err)
+      // A member that could not prepare a re-attached run (its disk, its sandbox): placed elsewhere.
+      this.onLost(e, isRefusal(err) ? new AttemptGone('ERR_PEER_LOST', err.message) : err)
     })()
   }
 
@@ -550,9 +551,18 @@ export class TaskManager implements ChildTracker {
     })
   }
 
-  private onEvent (e: Entry, ev: ExecEvent | { t: 'placed', peer: string, host: string } | { t: 'queued' }): void {
+  private onEvent (e: Entry, ev: ExecEvent | { t: 'placed', peer: string, host: string } | { t: 'queued' } | { t: 'refused', peer: string, error: { message: string } }): void {
     const r = e.record
     switch (ev.t) {
+      case 'refused': {
+        // The member could not take it before the command started (no disk space…): no
+        // attempt, no retry spent; the run is being placed elsewhere.
+        const a = r.attempts.at(-1)
+        if (a !== undefined && a.peer === ev.peer && a.ended === undefined) r.attempts.pop()
+        e.log.append(2, Buffer.from(`vgrid: ${ev.error.message}; placing it elsewhere\n`), true)
+        this.save(e)
+        break
+      }
       case 'placed': {
         this.placed(e)
         r.peer = ev.peer
