@@ -211,6 +211,9 @@ async function startLocked (config: AgentConfig, homeLock: StoreLock): Promise<A
   })
   const cpu = startCpuSampler()
   const startedAt = Date.now()
+  // Until its protocols are served, a member shows nothing free: a run placed on it at once
+  // would be refused as if it ran another version (a restarted member, seen again at once).
+  let ready = false
   const grid = await createGrid({
     privateKey,
     swarmKey: choice.swarmKey,
@@ -218,7 +221,7 @@ async function startLocked (config: AgentConfig, homeLock: StoreLock): Promise<A
     bootstrap: choice.bootstrap,
     version: VERSION,
     startedAt,
-    describe: () => ({ resources, offer: advertised(policy.currentOffer(), isolation), load: withRoom({ ...policy.load(ledger.snapshot(), cpu.utilisation()), gpuUse: [...gpuUse.values()] }, storeRoom?.()) }),
+    describe: () => ({ resources, offer: advertised(policy.currentOffer(), isolation), load: startingUp(ready, withRoom({ ...policy.load(ledger.snapshot(), cpu.utilisation()), gpuUse: [...gpuUse.values()] }, storeRoom?.())) }),
     onWarning: (msg) => { gridLog.warn(msg) }
   }).catch((err) => { cpu.stop(); policy.stop(); throw err })
   publish = () => { grid.publishNow() }
@@ -265,6 +268,8 @@ async function startLocked (config: AgentConfig, homeLock: StoreLock): Promise<A
   let guestSockets: GuestSocketFactory = async () => { throw new VgridError('ERR_INTERNAL', 'the agent is still starting') }
   await grid.handle(EXEC_PROTOCOL, serveExecProtocol(ctx))
   await grid.handle(TASK_PROTOCOL, serveTaskProtocol(tasks), { maxFrameBytes: TASK_MAX_FRAME_BYTES })
+  ready = true
+  grid.publishNow()
   const queries = new TaskQueries(grid, tasks)
 
   const joinToken = (): string => encodeJoinToken({ swarmKey: choice.swarmKey, addrs: tokenAddrs(grid.addrs()) })
@@ -444,4 +449,9 @@ async function startLocked (config: AgentConfig, homeLock: StoreLock): Promise<A
       await homeLock.release().catch(() => {})
     }
   }
+}
+
+/** What a member that does not serve its protocols yet advertises: nothing free. */
+function startingUp (ready: boolean, load: Load): Load {
+  return ready ? load : { ...load, cpusFree: 0, memFree: 0, gpusFree: [] }
 }

@@ -53,8 +53,13 @@ export class HeldRun implements FrameChannel {
   private spilled = false
   private outBytes = 0
   private capped = false
+  /** The last event, when it ends the session (exit or error): all that is kept once delivered. */
+  private last: Uint8Array | undefined
   private tail: Promise<void> = Promise.resolve()
   private liveWaiters: Array<() => void> = []
+  /** Told when the owner says it has the outputs (true), or when its stream ends first (false). */
+  private outputsWaiters: Array<(taken: boolean) => void> = []
+  private reading = 0
   private expiry: NodeJS.Timeout | undefined
   /** The owner came back at least once: it has no scan of its own to bring outputs back against. */
   reattached = false
@@ -123,6 +128,7 @@ export class HeldRun implements FrameChannel {
     }
     this.outBytes += logBytesOf(ev)
     const frame = encodeFrame(ev)
+    this.last = ev.t === 'exit' || ev.t === 'error' ? frame : undefined
     if (!this.spilled && this.memBytes + frame.byteLength <= this.memoryBytes) {
       this.frames.push(frame)
       this.memBytes += frame.byteLength
@@ -144,24 +150,45 @@ export class HeldRun implements FrameChannel {
   }
 
   async recv (): Promise<unknown> {
-    for (;;) {
-      const live = this.live
-      if (live === undefined) {
-        if (this.finished) return undefined
-        await new Promise<void>((resolve) => { this.liveWaiters.push(resolve) })
-        continue
+    this.reading++
+    try {
+      for (;;) {
+        const live = this.live
+        if (live === undefined) {
+          if (this.finished) return undefined
+          await new Promise<void>((resolve) => { this.liveWaiters.push(resolve) })
+          continue
+        }
+        let msg: unknown
+        try {
+          msg = await live.recv()
+        } catch (err) {
+          if (!this.armed) throw err
+          msg = undefined
+        }
+        if (msg !== null && typeof msg === 'object' && (msg as { t?: unknown }).t === 'outputs-done') {
+          for (const w of this.outputsWaiters.splice(0)) w(true)
+          continue
+        }
+        if (msg !== undefined) return msg
+        if (!this.armed || this.finished) return undefined
+        this.detach(live)
       }
-      let msg: unknown
-      try {
-        msg = await live.recv()
-      } catch (err) {
-        if (!this.armed) throw err
-        msg = undefined
-      }
-      if (msg !== undefined) return msg
-      if (!this.armed || this.finished) return undefined
-      this.detach(live)
+    } finally {
+      this.reading--
     }
+  }
+
+  /**
+   * Resolves true once the attached owner says it has pulled the outputs just offered, false
+   * when its stream ends first (they are offered again to the next one). Call before the offer.
+   */
+  async outputsTaken (): Promise<boolean> {
+    if (!this.attached) return false
+    const p = new Promise<boolean>((resolve) => { this.outputsWaiters.push(resolve) })
+    // The command has ended: whatever read its inputs may be gone; someone must read the answer.
+    if (this.reading === 0) void this.recv().catch(() => {})
+    return await p
   }
 
   /** The owner's stream ended: the run goes on without it. */
@@ -169,6 +196,7 @@ export class HeldRun implements FrameChannel {
     if (this.live !== live) return
     this.live = undefined
     live.destroy()
+    for (const w of this.outputsWaiters.splice(0)) w(false)
     if (this.armed && !this.finished) log.debug(`the owner of task ${this.task} went away; the run goes on and keeps its events`)
   }
 
@@ -238,6 +266,13 @@ export class HeldRun implements FrameChannel {
 
   private async endDelivered (live: FrameChannel): Promise<void> {
     await live.close().catch(() => {})
+    // Its owner has it all: only the end is kept, for an owner that dies before it saved it.
+    this.frames = this.last !== undefined ? [this.last] : []
+    this.memBytes = this.last?.byteLength ?? 0
+    if (this.spilled) {
+      this.spilled = false
+      fs.promises.rm(this.dir, { recursive: true, force: true }).catch(() => {})
+    }
     this.expireIn(HELD_DELIVERED_KEEP_MS)
   }
 

@@ -392,13 +392,21 @@ async function executeAttempt (ctx: RunContext, channel: FrameChannel, task: str
  */
 async function offerOutputs (ctx: RunContext, held: HeldRun | undefined, root: string, synced: SyncCopyResult, to: { submitter: string, send: (ev: ExecEvent) => Promise<void>, exit: { code: number, signal?: string } }): Promise<void> {
   if (held === undefined) { await ctx.sync.offerOutputs(root, synced, to); return }
+  const acked = (taken: Promise<boolean>): Promise<boolean> => Promise.race([taken, new Promise<boolean>((resolve) => {
+    // An owner that pulled but never said so (an older one): as attached as it looks.
+    setTimeout(() => { resolve(held.attached) }, OUTPUTS_ACK_TIMEOUT_MS).unref()
+  })])
   for (;;) {
     if (!await held.whenAttached(held.keepMs)) throw new VgridError('ERR_PEER_LOST', 'its owner did not come back for the outputs')
     if (held.closed) throw new VgridError('ERR_PEER_LOST', 'the run was dropped')
-    await ctx.sync.offerOutputs(root, synced, { ...to, withBase: held.reattached })
-    if (held.attached) return
+    const taken = held.outputsTaken()
+    if (!await ctx.sync.offerOutputs(root, synced, { ...to, withBase: held.reattached })) return
+    if (await acked(taken)) return
   }
 }
+
+/** After the pull of a detached run's outputs ended, the owner's word that it has them must come within this. */
+const OUTPUTS_ACK_TIMEOUT_MS = 30_000
 
 /** Errors that would be the same on any member: the run's own fault, not this member's. */
 const NOT_A_REFUSAL: ReadonlySet<string> = new Set(['ERR_BAD_ARGUMENT', 'ERR_UNSAFE_PATH', 'ERR_WORKSPACE_TOO_LARGE', 'ERR_BAD_MESSAGE', 'ERR_NOT_ALLOWED', 'ERR_NO_CAPACITY', 'ERR_PEER_LOST', 'ERR_CHUNK_HASH_MISMATCH', 'ERR_AGENT_VERSION'])
@@ -874,6 +882,9 @@ async function relay (ctx: RunContext, client: FrameChannel, remote: FrameChanne
       if (ev.t === 'outputs') {
         try {
           await onOutputs(ev)
+          // A detached run's executor waits for this before it sends the exit (held.ts): were this
+          // agent to die during the pull, the outputs are offered again when it is back.
+          await remote.send({ t: 'outputs-done' }).catch(() => {})
         } catch (err) {
           // The command ran; only its outputs did not come back. The user must know which, and how it ended.
           await client.send({ t: 'error', error: { ...toWire(err), message: `the command ${describeExit(ev.exit)}, but its outputs could not be brought back: ${(err as Error).message}` } })

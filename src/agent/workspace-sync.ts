@@ -285,10 +285,11 @@ export class WorkspaceSync {
    * After the command: rescans the copy; when it changed, offers the new tree to the
    * submitter and waits until it has pulled it (or never started to, for
    * OUTPUTS_OPEN_TIMEOUT_MS). The offer carries the command's `exit`, so that a submitter
-   * which fails to pull can still say how the command ended.
+   * which fails to pull can still say how the command ended. `withBase`: the submitter has no
+   * scan of its own (it re-attached): the tree it sent travels too. Resolves whether anything
+   * was offered (false: the command changed nothing).
    */
-  /** `withBase`: the submitter has no scan of its own (it re-attached): the tree it sent travels too. */
-  async offerOutputs (copyDir: string, synced: SyncCopyResult, to: { submitter: string, send: Send, exit: { code: number, signal?: string }, withBase?: boolean }): Promise<void> {
+  async offerOutputs (copyDir: string, synced: SyncCopyResult, to: { submitter: string, send: Send, exit: { code: number, signal?: string }, withBase?: boolean }): Promise<boolean> {
     const { submitter, send } = to
     const t0 = performance.now()
     // No racy margin: nothing else writes a copy, and the command has ended.
@@ -317,7 +318,7 @@ export class WorkspaceSync {
     try {
       this.copyTrees.set(copyDir, { rootHash, tree: scan.tree })
       // Unchanged: syncCopy already recorded this root, and its records are in the store.
-      if (Buffer.compare(Buffer.from(rootHash), Buffer.from(synced.rootHash)) === 0) return
+      if (Buffer.compare(Buffer.from(rootHash), Buffer.from(synced.rootHash)) === 0) return false
       await saveBase(copyDir, rootHash, blobs, this.store)
       const base = to.withBase === true ? encodeTree(synced.tree) : undefined
       const served = base === undefined ? blobs : new Map([...base.blobs, ...blobs])
@@ -327,6 +328,7 @@ export class WorkspaceSync {
         const exit = { code: to.exit.code, ...(to.exit.signal !== undefined ? { signal: to.exit.signal } : {}) }
         await send({ t: 'outputs', root: rootHash, session, exit, ...(base !== undefined ? { base: base.rootHash } : {}) })
         await pulled
+        return true
       } finally {
         this.registry.remove(session)
       }

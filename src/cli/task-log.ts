@@ -24,11 +24,16 @@ export interface LogResult {
   brokenPipe: boolean
 }
 
+/** Bytes of the log written so far (stdout and stderr together): a second read after a reconnect skips them. */
+export interface LogPosition { bytes: number }
+
 /**
  * Streams the log of `id` (with `follow`, until the task ends). `signal` stops it early (the
  * task is not touched); agent failures are thrown as VgridErrors.
  */
-export async function printTaskLog (id: string, opts: { follow: boolean, stderrOnly: boolean, signal?: AbortSignal, workspace?: string }, io: LogIo): Promise<LogResult> {
+export async function printTaskLog (id: string, opts: { follow: boolean, stderrOnly: boolean, signal?: AbortSignal, workspace?: string, position?: LogPosition }, io: LogIo): Promise<LogResult> {
+  const at = opts.position ?? { bytes: 0 }
+  let skip = at.bytes
   const stop = new AbortController()
   const onAbort = (): void => { stop.abort() }
   opts.signal?.addEventListener('abort', onAbort)
@@ -40,7 +45,16 @@ export async function printTaskLog (id: string, opts: { follow: boolean, stderrO
     const req = { id, follow: opts.follow, stderrOnly: opts.stderrOnly, ...(opts.workspace !== undefined ? { workspace: opts.workspace } : {}) }
     for await (const frame of taskLog(io.home, req, { client: io.client, signal: stop.signal })) {
       if (frame.t === 'task') return { task: frame.task, brokenPipe }
-      await write(frame.fd === 2 ? io.stderr : io.stdout, frame.data, stop.signal)
+      let data = frame.data
+      if (skip > 0) {
+        // Written before the agent went away: the log is the same file, so the same bytes come first.
+        const n = Math.min(skip, data.byteLength)
+        skip -= n
+        data = data.subarray(n)
+        if (data.byteLength === 0) continue
+      }
+      at.bytes += data.byteLength
+      await write(frame.fd === 2 ? io.stderr : io.stdout, data, stop.signal)
       if (stop.signal.aborted) break
     }
     return { brokenPipe }

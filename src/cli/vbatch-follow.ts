@@ -8,6 +8,7 @@ import { call } from '../agent/control/client.js'
 import { taskExitCode } from '../agent/tasks/types.js'
 import { EXIT_BROKEN_PIPE, formatError, formatNotice } from './output.js'
 import { printTaskLog, type Out } from './task-log.js'
+import { untilAgentBack } from './agent-back.js'
 import { describeIds, taskEndNotice } from './task-output.js'
 
 /** After the Ctrl-C that detaches, a second one this soon cancels the tasks. */
@@ -60,7 +61,10 @@ export async function followTasks (ids: readonly string[], io: FollowIo): Promis
   try {
     let code = 0
     for (const id of ids) {
-      const r = await printTaskLog(id, { follow: true, stderrOnly: false, signal: detach.signal }, { home: io.home, stdout: io.stdout, stderr: io.stderr, client: 'vbatch' })
+      const position = { bytes: 0 }
+      // A restart of the agent is followed through: the task runs on, the log goes on where it was.
+      const r = await untilAgentBack(async () => await printTaskLog(id, { follow: true, stderrOnly: false, signal: detach.signal, position }, { home: io.home, stdout: io.stdout, stderr: io.stderr, client: 'vbatch' }),
+        { onGone: () => { say('the agent stopped; following again once it is back (Ctrl-C detaches)') }, signal: detach.signal })
       if (detach.signal.aborted) break
       if (r.brokenPipe) return EXIT_BROKEN_PIPE
       if (r.task === undefined) continue

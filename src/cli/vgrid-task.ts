@@ -8,6 +8,10 @@ import { call } from '../agent/control/client.js'
 import { isFinal, taskExitCode } from '../agent/tasks/types.js'
 import { EXIT_BROKEN_PIPE, formatNotice } from './output.js'
 import { printTaskLog, type Out } from './task-log.js'
+import { untilAgentBack } from './agent-back.js'
+
+/** Said once when `task wait` or `task log -f` loses its agent. */
+const AGENT_GONE = 'the agent stopped; waiting for it to come back (Ctrl-C stops waiting; the task is not touched)'
 import { describeState, flattenTrees, renderTaskList, renderTaskShow, selectTaskTrees, shortTaskId, taskEndNotice, taskJson, tasksJson } from './task-output.js'
 
 export type TaskInvocation =
@@ -63,7 +67,10 @@ export async function runTaskCommand (inv: TaskInvocation, io: TaskIo): Promise<
       return 0
     }
     case 'log': {
-      const r = await printTaskLog(inv.id, { follow: inv.follow, stderrOnly: inv.stderrOnly, ...here(io) }, { home, stdout: io.stdout, stderr: io.stderr, client: 'vgrid' })
+      const position = { bytes: 0 }
+      const print = async (): Promise<Awaited<ReturnType<typeof printTaskLog>>> => await printTaskLog(inv.id, { follow: inv.follow, stderrOnly: inv.stderrOnly, position, ...here(io) }, { home, stdout: io.stdout, stderr: io.stderr, client: 'vgrid' })
+      // Following, a restart of the agent is waited through; the log goes on where it was.
+      const r = inv.follow ? await untilAgentBack(print, { onGone: () => { io.stderr.write(formatNotice('vgrid', AGENT_GONE)) } }) : await print()
       if (r.brokenPipe) return EXIT_BROKEN_PIPE
       // Following, we were there until the end: say how it ended, as `wait` does.
       return inv.follow && r.task !== undefined ? taskExitCode(r.task) : 0
@@ -83,7 +90,8 @@ export async function runTaskCommand (inv: TaskInvocation, io: TaskIo): Promise<
       return 0
     }
     case 'wait': {
-      const { task, shards } = await call(home, { t: 'task-wait', id: inv.id, ...here(io) })
+      const { task, shards } = await untilAgentBack(async () => await call(home, { t: 'task-wait', id: inv.id, ...here(io) }),
+        { onGone: () => { io.stderr.write(formatNotice('vgrid', AGENT_GONE)) } })
       if (shards !== undefined) {
         // A fan-out: succeeded when every shard did, else the status of the first that did not.
         const bad = shards.filter((t) => t.state !== 'succeeded')

@@ -9,7 +9,7 @@
 import { describe, it, expect, afterAll } from 'vitest'
 import fs from 'node:fs'
 import path from 'node:path'
-import { startGrid, startAgent, stopAll, runCli, waitFor, tempDir, sharedDir, guestShare, type AgentProc, type CliResult } from '../helpers/procs.js'
+import { startGrid, startAgent, stopAll, runCli, startCli, waitFor, tempDir, sharedDir, guestShare, type AgentProc, type CliResult } from '../helpers/procs.js'
 import type { TaskRecord } from '../../src/agent/tasks/types.js'
 
 afterAll(async () => { await stopAll() })
@@ -77,6 +77,10 @@ describe('a task whose owner goes away', () => {
         const [dep] = await submit(x, ['--after-success', 'long', 'sh', '-c', 'cat out.txt > dep.txt'], ws)
         await waitFor(async () => (await runCli('vgrid', ['task', 'log', id], { home: x.home, timeoutMs: 10_000 })).stdout === 'before\n', 'the first line', 30_000, 100)
 
+        // Waiting and following on the owner's own machine: both wait through its restart.
+        const waiting = startCli('vgrid', ['task', 'wait', id], { home: x.home, timeoutMs: 120_000 })
+        const following = startCli('vgrid', ['task', 'log', '-f', id], { home: x.home, timeoutMs: 120_000 })
+        await waitFor(() => following.stdout() === 'before\n', 'the follower to print the first line', 20_000, 50)
         // The owner goes; the command goes on without it.
         const stopping = restart(x, how, [y])
         await new Promise((resolve) => setTimeout(resolve, 0))
@@ -97,6 +101,11 @@ describe('a task whose owner goes away', () => {
         expect((await wait(x2, dep)).code).toBe(0)
         expect(read(ws, 'dep.txt')).toBe('input\n')
         expect(rec.history?.map((h) => h.why).join('\n')).toMatch(/owning agent restarted; finding the attempt/)
+        const [waited, followed] = await Promise.all([waiting.done, following.done])
+        expect(waited.code, waited.stderr).toBe(0)
+        expect(waited.stderr).toMatch(/the agent stopped; waiting for it to come back/)
+        expect(followed.code, followed.stderr).toBe(0)
+        expect(followed.stdout).toBe('before\nwhile-away\nafter\n')
       } finally {
         await Promise.all([y.stop(), x2?.stop(), x.stop()])
       }
@@ -197,7 +206,8 @@ describe('a task whose executor goes away', () => {
         expect(rec.attempts.map((a) => a.state)).toEqual(['lost', 'succeeded'])
         expect(rec.attempts[0]!.peer).toBe(y.peer)
         expect(rec.attempts[1]!.peer).not.toBe(y.peer)
-        if (how === 'SIGTERM') expect(rec.attempts[0]!.error).toMatch(/stopped while the command ran/)
+        // Stopped, it says so, unless its leaving the grid was seen first: lost either way.
+        if (how === 'SIGTERM') expect(rec.attempts[0]!.error).toMatch(/stopped while the command ran|while the command ran: it left the grid/)
         const log = await runCli('vgrid', ['task', 'log', retried], { home: x.home, timeoutMs: 10_000 })
         expect(log.stdout).toBe(`on ${y.peer}\non ${rec.attempts[1]!.peer}\ndone\n`)
         expect(log.stderr).toMatch(/^--- attempt 2 on \S+ \(12D3\w+…\), after: .+ ---$/m)
@@ -260,4 +270,47 @@ describe('a task whose owner is frozen (SIGSTOP) past the time members are forgo
       await Promise.all([x.stop(), y.stop(), z.stop()])
     }
   }, 120_000)
+})
+
+describe('a task whose owner is killed while its outputs come back', () => {
+  it('has them offered again when the owner is back: every output file arrives whole, yours are kept', async () => {
+    const [x, y] = await startGrid(2, { args: guestShare(share) })
+    let x2: AgentProc | undefined
+    try {
+      await waitFor(() => fs.existsSync(path.join(x.home, 'peers.json')), 'the owner to save its known peers', 15_000, 100)
+      const ws = workspace({ 'mine.txt': 'before\n' })
+      const go = goFile('go')
+      const ended = goFile('ended')
+      // Outputs big enough that bringing them back takes a while here: 40 files of 4 MiB.
+      const make = 'for i in $(seq 1 40); do head -c 4194304 /dev/urandom > "out$i.bin"; done; sha256sum out*.bin > sums.txt'
+      const [id] = await submit(x, ['--on', y.peer, 'sh', '-c', `${hold(go)}; echo changed > mine.txt; ${make}; touch ${ended}`], ws)
+      await waitFor(async () => (await show(x, id)).state === 'running', 'the task to run', 30_000, 100)
+      // The user edits a file the command also changes, while it runs.
+      fs.writeFileSync(path.join(ws, 'mine.txt'), 'edited here\n')
+      fs.writeFileSync(go, '')
+      await waitFor(() => fs.existsSync(ended), 'the command to end', 60_000, 20)
+      // The owner is killed while the outputs come back (some may have arrived).
+      await waitFor(() => fs.readdirSync(ws).some((f) => f.startsWith('out') || f.includes('vgrid')), 'the outputs to start coming back', 30_000, 5).catch(() => {})
+      x2 = await restart(x, 'SIGKILL', [y])
+      const w = await wait(x2, id, 120_000)
+      const rec = await show(x2, id)
+      expect(w.code, `${JSON.stringify(rec, null, 1)}\n${x2.output()}`).toBe(0)
+      expect(rec.attempts.map((a) => a.state)).toEqual(['succeeded'])
+      // Every file whole: sha256sum -c in the workspace.
+      const sums = read(ws, 'sums.txt').trim().split('\n')
+      expect(sums).toHaveLength(40)
+      const { createHash } = await import('node:crypto')
+      for (const line of sums) {
+        const [hash, name] = line.split(/\s+/)
+        expect(createHash('sha256').update(fs.readFileSync(path.join(ws, name!))).digest('hex'), name).toBe(hash)
+      }
+      // The user's edit is kept; the command's version is beside it.
+      expect(read(ws, 'mine.txt')).toBe('edited here\n')
+      const conflict = fs.readdirSync(ws).find((f) => f.startsWith('mine.txt.vgrid-conflict'))
+      expect(conflict).toBeDefined()
+      expect(read(ws, conflict!)).toBe('changed\n')
+    } finally {
+      await Promise.all([y.stop(), x2?.stop(), x.stop()])
+    }
+  }, 240_000)
 })

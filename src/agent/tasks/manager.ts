@@ -148,6 +148,9 @@ export class TaskManager implements ChildTracker {
     for (const e of this.tasks.values()) {
       let s = e.record.state
       if (isFinal(s)) continue
+      const open = e.record.attempts.at(-1)
+      // Its command ran here, whatever the record had time to say: that attempt counts.
+      if (started.has(e.record.id) && open !== undefined && open.ended === undefined) open.began = true
       if (started.has(e.record.id) && (s === 'pending' || s === 'queued') && e.record.attempts.every((a) => a.ended !== undefined)) {
         // Its command ran here before the record caught up: that is an attempt too.
         e.record.attempts.push({ peer: this.self.peer, host: this.self.host, started: e.record.created })
