@@ -31,6 +31,8 @@ export const HELD_MEMORY_BYTES = 1024 * 1024
 export const HELD_OUTPUT_CAP_BYTES = 256 * 1024 * 1024
 /** How long an executor keeps a finished run's results for an owner that is away. */
 export const DEFAULT_KEEP_RESULTS_MS = 7 * 24 * 3600_000
+/** An owner that got a run's last event says so within this; else the run is kept for its return. */
+export const HELD_END_ACK_TIMEOUT_MS = 30_000
 /** A run whose end reached its owner is forgotten this long after (the owner may have crashed while saving it). */
 export const HELD_DELIVERED_KEEP_MS = 10 * 60_000
 
@@ -59,6 +61,8 @@ export class HeldRun implements FrameChannel {
   private liveWaiters: Array<() => void> = []
   /** Told when the owner says it has the outputs (true), or when its stream ends first (false). */
   private outputsWaiters: Array<(taken: boolean) => void> = []
+  /** The same for the session's last event (`end-seen`). */
+  private endWaiters: Array<(seen: boolean) => void> = []
   private reading = 0
   private expiry: NodeJS.Timeout | undefined
   /** The owner came back at least once: it has no scan of its own to bring outputs back against. */
@@ -166,13 +170,15 @@ export class HeldRun implements FrameChannel {
           if (!this.armed) throw err
           msg = undefined
         }
-        if (msg !== null && typeof msg === 'object' && (msg as { t?: unknown }).t === 'outputs-done') {
-          for (const w of this.outputsWaiters.splice(0)) w(true)
+        const t = msg !== null && typeof msg === 'object' ? (msg as { t?: unknown }).t : undefined
+        if (t === 'outputs-done' || t === 'end-seen') {
+          for (const w of (t === 'end-seen' ? this.endWaiters : this.outputsWaiters).splice(0)) w(true)
           continue
         }
         if (msg !== undefined) return msg
-        if (!this.armed || this.finished) return undefined
+        if (!this.armed) return undefined
         this.detach(live)
+        if (this.finished) return undefined
       }
     } finally {
       this.reading--
@@ -184,11 +190,7 @@ export class HeldRun implements FrameChannel {
    * when its stream ends first (they are offered again to the next one). Call before the offer.
    */
   async outputsTaken (): Promise<boolean> {
-    if (!this.attached) return false
-    const p = new Promise<boolean>((resolve) => { this.outputsWaiters.push(resolve) })
-    // The command has ended: whatever read its inputs may be gone; someone must read the answer.
-    if (this.reading === 0) void this.recv().catch(() => {})
-    return await p
+    return await this.waitFor(this.outputsWaiters, this.keepMs)
   }
 
   /** The owner's stream ended: the run goes on without it. */
@@ -197,6 +199,7 @@ export class HeldRun implements FrameChannel {
     this.live = undefined
     live.destroy()
     for (const w of this.outputsWaiters.splice(0)) w(false)
+    for (const w of this.endWaiters.splice(0)) w(false)
     if (this.armed && !this.finished) log.debug(`the owner of task ${this.task} went away; the run goes on and keeps its events`)
   }
 
@@ -223,12 +226,11 @@ export class HeldRun implements FrameChannel {
         await channel.send(ev)
       }
       this.live = channel
-      if (this.finished) this.delivered = true
       for (const w of this.liveWaiters.splice(0)) w()
     })
     this.tail = p.catch(() => {})
     await p
-    if (this.finished) await this.endDelivered(channel)
+    if (this.finished) await this.deliverEnd()
   }
 
   private async * kept (): AsyncGenerator<{ t: string, data?: Uint8Array, text?: string }> {
@@ -255,13 +257,34 @@ export class HeldRun implements FrameChannel {
     if (!this.armed) { await this.live?.close(); return }
     this.finished = true
     for (const w of this.liveWaiters.splice(0)) w()
+    await this.deliverEnd()
+  }
+
+  /**
+   * The end went to an attached owner: forgotten once it says it has it (sent into a stream
+   * is not read: an owner frozen, then cut off, never read it). Else kept for its return.
+   */
+  private async deliverEnd (): Promise<void> {
     const live = this.live
-    if (live !== undefined && !live.closed) {
+    if (live !== undefined && !live.closed && await this.waitFor(this.endWaiters, HELD_END_ACK_TIMEOUT_MS)) {
       this.delivered = true
       await this.endDelivered(live)
-    } else {
+    } else if (!this.delivered) {
       this.expireIn(this.keepMs)
     }
+  }
+
+  /** Resolves true when the owner's word comes (a waiter of `list` is called true), false when its stream ends or `ms` pass. */
+  private async waitFor (list: Array<(ok: boolean) => void>, ms: number): Promise<boolean> {
+    if (!this.attached) return false
+    const p = new Promise<boolean>((resolve) => {
+      const timer = setTimeout(() => { resolve(false) }, ms)
+      timer.unref()
+      list.push((ok) => { clearTimeout(timer); resolve(ok) })
+    })
+    // Whatever read the command's inputs may be gone: someone must read the answer.
+    if (this.reading === 0) void this.recv().catch(() => {})
+    return await p
   }
 
   private async endDelivered (live: FrameChannel): Promise<void> {

@@ -893,7 +893,11 @@ async function relay (ctx: RunContext, client: FrameChannel, remote: FrameChanne
         continue
       }
       await client.send(ev)
-      if (ev.t === 'exit' || ev.t === 'error') return
+      if (ev.t === 'exit' || ev.t === 'error') {
+        // A detached run's executor keeps it until this word (held.ts); others ignore it.
+        await remote.send({ t: 'end-seen' }).catch(() => {})
+        return
+      }
     }
   } finally {
     done = true

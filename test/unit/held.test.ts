@@ -31,6 +31,9 @@ async function drain (ch: FrameChannel): Promise<Array<Record<string, unknown>>>
     const m = await ch.recv()
     if (m === undefined) return got
     got.push(m as Record<string, unknown>)
+    // The owner's word that it has the end: then the executor closes the session.
+    const t = (m as { t?: string }).t
+    if (t === 'exit' || t === 'error') await ch.send({ t: 'end-seen' })
   }
 }
 
@@ -124,5 +127,24 @@ describe('a held run', () => {
     await back.send({ t: 'cancel' })
     expect(await next).toEqual({ t: 'cancel' })
     expect(await run.whenAttached(10)).toBe(true)
+  })
+
+  it('keeps its end for an owner that never said it got it, and forgets it once one does', async () => {
+    const { run, owner } = heldRun()
+    await run.send(out('line\n'))
+    await run.send({ t: 'exit', code: 0 })
+    // The owner was attached, but vanished without a word: nothing is forgotten.
+    const closing = run.close()
+    owner.destroy()
+    await closing
+    const [back, theirs] = memoryChannelPair()
+    const replay = drain(back)
+    await run.attach(theirs, 0)
+    expect(text(await replay)).toBe('line\n')
+    // Said: only the end is kept now.
+    const [again, theirs2] = memoryChannelPair()
+    const second = drain(again)
+    await run.attach(theirs2, 0)
+    expect((await second).map((e) => e.t)).toEqual(['attached', 'exit'])
   })
 })
