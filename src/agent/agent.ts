@@ -42,6 +42,7 @@ import type { WorkspaceRef } from '../fs-sync/index.js'
 import os from 'node:os'
 import { OwnerPolicyControl } from './policy.js'
 import { Drain, WatchedSet, type DrainCount } from './drain.js'
+import { memoryFigures } from './memory.js'
 
 const log = createLogger('agent')
 const gridLog = createLogger('grid')
@@ -295,7 +296,7 @@ async function startLocked (config: AgentConfig, homeLock: StoreLock): Promise<A
     switch (req.t) {
       case 'peers': await channel.send({ t: 'peers', peers: grid.view() }); break
       case 'status': {
-        const s = status()
+        const s = { ...status(), usage: memoryFigures(req.settle === true && scope === undefined) }
         await channel.send({ t: 'status', status: scope === undefined ? s : { ...s, joinToken: '', home: GUEST_HOME } })
         break
       }
