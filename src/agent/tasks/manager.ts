@@ -177,7 +177,16 @@ export class TaskManager implements ChildTracker {
   }
 
   private entry (s: Stored, taskLog: TaskLog): Entry {
-    return { ...s, log: taskLog, cancelRequested: false, timedOut: false, waiters: [], saving: Promise.resolve(), childFailed: 0, placing: false, saveQueued: false, reattaching: false, shape: requestShape(s.spec, s.on) }
+    // Field by field, not `{ ...s, … }`: V8 gave every object made by that spread a hidden
+    // class of its own (~500 bytes each, a third of what a finished task held in memory).
+    const e: Entry = {
+      record: s.record, spec: s.spec, group: s.group, gang: s.gang, log: taskLog, cancelRequested: false, timedOut: false,
+      waiters: [], saving: Promise.resolve(), childFailed: 0, placing: false, shape: requestShape(s.spec, s.on), saveQueued: false, reattaching: false
+    }
+    if (s.on !== undefined) e.on = s.on
+    if (s.workspace !== undefined) e.workspace = s.workspace
+    if (s.guest !== undefined) e.guest = s.guest
+    return e
   }
 
   private add (e: Entry): void {
