@@ -255,7 +255,7 @@ export class TaskManager implements ChildTracker {
       if (b.on !== undefined) stored.on = b.on
       if (b.workspace !== undefined) stored.workspace = b.workspace
       if (b.guest === true) stored.guest = true
-      const e = this.entry(stored, new TaskLog(path.join(this.dir, `${id}.log`)))
+      const e = this.entry(stored, new TaskLog(this.dir, id))
       this.add(e)
       if (b.parent !== undefined) this.runningHere.get(b.parent)!.kids.add(id)
       // On disk before it can start: a task is never lost from the records.
@@ -287,7 +287,7 @@ export class TaskManager implements ChildTracker {
     if (req.name !== undefined) record.name = req.name
     const stored: Stored = { record, spec: req.spec, group: id, gang: false }
     if (req.workspace !== undefined) stored.workspace = req.workspace
-    const e = this.entry(stored, new TaskLog(path.join(this.dir, `${id}.log`)))
+    const e = this.entry(stored, new TaskLog(this.dir, id))
     this.add(e)
     kids?.add(id)
     this.save(e)
