@@ -31,6 +31,8 @@ const log = createLogger('tasks')
 /** Records kept in memory and listed; the oldest finished ones are forgotten past this. */
 export const MAX_TASKS = 20_000
 const GANG_PORT_BASE = 29500
+/** Entry.saving of a record with no write due: one promise for all, not one per record kept. */
+const SAVED: Promise<void> = Promise.resolve()
 /**
  * A detached task's executor that left this agent's view is given up after this long (plus
  * the view's settling time after a start): then its attempt is lost. While this agent sees no
@@ -181,7 +183,7 @@ export class TaskManager implements ChildTracker {
     // class of its own (~500 bytes each, a third of what a finished task held in memory).
     const e: Entry = {
       record: s.record, spec: s.spec, group: s.group, gang: s.gang, log: taskLog, cancelRequested: false, timedOut: false,
-      waiters: [], saving: Promise.resolve(), childFailed: 0, placing: false, shape: requestShape(s.spec, s.on), saveQueued: false, reattaching: false
+      waiters: [], saving: SAVED, childFailed: 0, placing: false, shape: requestShape(s.spec, s.on), saveQueued: false, reattaching: false
     }
     if (s.on !== undefined) e.on = s.on
     if (s.workspace !== undefined) e.workspace = s.workspace
@@ -868,11 +870,12 @@ export class TaskManager implements ChildTracker {
   private save (e: Entry): void {
     if (e.saveQueued) return
     e.saveQueued = true
-    e.saving = e.saving.then(async () => {
+    const saving: Promise<void> = e.saving.then(async () => {
       await new Promise((resolve) => setImmediate(resolve))
       e.saveQueued = false
       this.writeRecord(e)
-    })
+    }).finally(() => { if (e.saving === saving) e.saving = SAVED })
+    e.saving = saving
   }
 
   /** Writes the record now (a line appended to the journal); never throws. */
