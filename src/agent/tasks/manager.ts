@@ -642,7 +642,10 @@ export class TaskManager implements ChildTracker {
   private setPlacing (e: Entry, placing: boolean): void {
     if (e.placing === placing) return
     e.placing = placing
-    this.placingByShape.set(e.shape, (this.placingByShape.get(e.shape) ?? 0) + (placing ? 1 : -1))
+    const n = (this.placingByShape.get(e.shape) ?? 0) + (placing ? 1 : -1)
+    // a shape none places now is dropped: every `--mem`, `--on`… ever asked for left a key
+    if (n === 0) this.placingByShape.delete(e.shape)
+    else this.placingByShape.set(e.shape, n)
   }
 
   /** The executor vanished (or placement failed): retried while retries are left. */
