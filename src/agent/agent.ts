@@ -268,6 +268,7 @@ async function startLocked (config: AgentConfig, homeLock: StoreLock): Promise<A
   await grid.handle(TASK_PROTOCOL, serveTaskProtocol(tasks), { maxFrameBytes: TASK_MAX_FRAME_BYTES })
   const queries = new TaskQueries(grid, tasks)
 
+  const inFlight = (): Record<string, number> => ({ ...tasks.inFlight(), syncSessions: sync.registry.size, attemptsHere: ctx.attempts?.size ?? 0 })
   const joinToken = (): string => encodeJoinToken({ swarmKey: choice.swarmKey, addrs: tokenAddrs(grid.addrs()) })
   const status = (): AgentStatus => ({
     peer: grid.peerId, host: resources.host, version: VERSION, home: config.home, addrs: grid.addrs(),
@@ -296,7 +297,7 @@ async function startLocked (config: AgentConfig, homeLock: StoreLock): Promise<A
     switch (req.t) {
       case 'peers': await channel.send({ t: 'peers', peers: grid.view() }); break
       case 'status': {
-        const s = { ...status(), usage: memoryFigures(req.settle === true && scope === undefined) }
+        const s = { ...status(), usage: memoryFigures(req.settle === true && scope === undefined, process.env, inFlight) }
         await channel.send({ t: 'status', status: scope === undefined ? s : { ...s, joinToken: '', home: GUEST_HOME } })
         break
       }

@@ -20,6 +20,12 @@ export interface MemoryFigures {
   arrayBuffersBytes: number
   /** Measured right after a full garbage collection. */
   settled: boolean
+  /**
+   * With `settle`: the sizes of the tables the agent keeps for work in progress (tasks
+   * waiting or being placed, workspace sessions on offer, attempts running here), each 0
+   * once the agent is idle; one that is not has kept something it should have let go.
+   */
+  inFlight?: Record<string, number>
 }
 
 let exposed: (() => void) | undefined
@@ -38,10 +44,12 @@ function collector (env: NodeJS.ProcessEnv): (() => void) | undefined {
 }
 
 /** The process's memory now; with `settle` (and DEBUG_GC_ENV), after a full collection. */
-export function memoryFigures (settle: boolean, env: NodeJS.ProcessEnv = process.env): MemoryFigures {
+export function memoryFigures (settle: boolean, env: NodeJS.ProcessEnv = process.env, inFlight?: () => Record<string, number>): MemoryFigures {
   const gc = settle ? collector(env) : undefined
   // twice: the first may leave what weak references and finalizers release to the second
   if (gc !== undefined) { gc(); gc() }
   const m = process.memoryUsage()
-  return { rssBytes: m.rss, heapUsedBytes: m.heapUsed, heapTotalBytes: m.heapTotal, externalBytes: m.external, arrayBuffersBytes: m.arrayBuffers, settled: gc !== undefined }
+  const figures: MemoryFigures = { rssBytes: m.rss, heapUsedBytes: m.heapUsed, heapTotalBytes: m.heapTotal, externalBytes: m.external, arrayBuffersBytes: m.arrayBuffers, settled: gc !== undefined }
+  if (settle && inFlight !== undefined) figures.inFlight = inFlight()
+  return figures
 }

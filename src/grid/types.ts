@@ -140,5 +140,5 @@ export interface AgentStatus {
   /** Whether guests' memory is held to what they reserved, and if not why. */
   memory?: string
   /** What the agent process itself holds in memory (agent/memory.ts). */
-  usage?: { rssBytes: number, heapUsedBytes: number, heapTotalBytes: number, externalBytes: number, arrayBuffersBytes: number, settled: boolean }
+  usage?: { rssBytes: number, heapUsedBytes: number, heapTotalBytes: number, externalBytes: number, arrayBuffersBytes: number, settled: boolean, inFlight?: Record<string, number> }
 }

@@ -16,6 +16,11 @@ describe('the agent memory figures', () => {
     expect(memoryFigures(false, { [DEBUG_GC_ENV]: '1' }).settled).toBe(false)
   })
 
+  it('counts the tables of work in progress only when asked to settle', () => {
+    expect(memoryFigures(true, {}, () => ({ pending: 0 })).inFlight).toEqual({ pending: 0 })
+    expect(memoryFigures(false, {}, () => ({ pending: 0 })).inFlight).toBeUndefined()
+  })
+
   it('a status request carries settle only when it is true', () => {
     expect(parseControlRequest({ t: 'status', settle: true })).toEqual({ t: 'status', settle: true })
     expect(parseControlRequest({ t: 'status', settle: 'yes' })).toEqual({ t: 'status' })

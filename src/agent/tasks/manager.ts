@@ -828,6 +828,11 @@ export class TaskManager implements ChildTracker {
     return [...this.tasks.values()].map((e) => e.record)
   }
 
+  /** What it holds for tasks not yet ended, by table: all 0 once every task has (the soak checks). */
+  inFlight (): Record<string, number> {
+    return { pending: this.pending.size, waiting: this.waiting.size, gangsWaiting: this.gangsWaiting.size, placingByShape: this.placingByShape.size, runningHere: this.runningHere.size }
+  }
+
   private mustGet (id: string): Entry {
     const e = this.tasks.get(id)
     if (e === undefined) throw new VgridError('ERR_BAD_ARGUMENT', `no task ${id} on this agent`)
