@@ -888,7 +888,8 @@ export class TaskManager implements ChildTracker {
 
   /** Writes the record now (a line appended to the journal); never throws. */
   private writeRecord (e: Entry): void {
-    this.journal.append(e.record.id, serialize(e), this.tasks.size, () => [...this.tasks.values()].map(serialize))
+    // made one at a time as the compaction writes them, not all at once (journal.ts)
+    this.journal.append(e.record.id, serialize(e), this.tasks.size, () => mapValues(this.tasks, serialize))
   }
 
   /** Writes what is due and closes the journal: the last call on this manager. */
@@ -918,6 +919,10 @@ export class TaskManager implements ChildTracker {
  */
 function spentAttempts (r: TaskRecord): number {
   return r.attempts.filter((a) => a.began !== false).length
+}
+
+function * mapValues<V, R> (m: Map<string, V>, f: (v: V) => R): Generator<R> {
+  for (const v of m.values()) yield f(v)
 }
 
 function serialize (e: Stored): string {
