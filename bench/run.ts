@@ -16,6 +16,7 @@ import { benchTasks } from './tasks.js'
 import { benchPlacement } from './placement.js'
 import { benchScale } from './scale.js'
 import { benchSandbox } from './sandbox.js'
+import { benchSoak } from './soak.js'
 
 const BENCHES: Record<string, () => Promise<Figure[]>> = {
   'grid-vrun': benchGridVrun,
@@ -27,7 +28,8 @@ const BENCHES: Record<string, () => Promise<Figure[]>> = {
   tasks: benchTasks,
   placement: benchPlacement,
   scale: benchScale,
-  sandbox: benchSandbox
+  sandbox: benchSandbox,
+  soak: benchSoak
 }
 
 async function main (): Promise<void> {

@@ -42,6 +42,7 @@ import type { WorkspaceRef } from '../fs-sync/index.js'
 import os from 'node:os'
 import { OwnerPolicyControl } from './policy.js'
 import { Drain, WatchedSet, type DrainCount } from './drain.js'
+import { memoryFigures } from './memory.js'
 
 const log = createLogger('agent')
 const gridLog = createLogger('grid')
@@ -272,6 +273,7 @@ async function startLocked (config: AgentConfig, homeLock: StoreLock): Promise<A
   grid.publishNow()
   const queries = new TaskQueries(grid, tasks)
 
+  const inFlight = (): Record<string, number> => ({ ...tasks.inFlight(), syncSessions: sync.registry.size, attemptsHere: ctx.attempts?.size ?? 0 })
   const joinToken = (): string => encodeJoinToken({ swarmKey: choice.swarmKey, addrs: tokenAddrs(grid.addrs()) })
   const status = (): AgentStatus => ({
     peer: grid.peerId, host: resources.host, version: VERSION, home: config.home, addrs: grid.addrs(),
@@ -300,7 +302,7 @@ async function startLocked (config: AgentConfig, homeLock: StoreLock): Promise<A
     switch (req.t) {
       case 'peers': await channel.send({ t: 'peers', peers: grid.view() }); break
       case 'status': {
-        const s = status()
+        const s = { ...status(), usage: memoryFigures(req.settle === true && scope === undefined, process.env, inFlight) }
         await channel.send({ t: 'status', status: scope === undefined ? s : { ...s, joinToken: '', home: GUEST_HOME } })
         break
       }

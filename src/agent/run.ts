@@ -27,6 +27,7 @@ import type { GuestRun, GuestRuns } from './guest-run.js'
 import type { HeldRun, HeldRuns } from './held.js'
 import { claimFirst, holdClaim, ClaimReleased, Refusals, GANG_NOT_PLACED, type GangSeat } from './claim.js'
 import { RunQueue, requestShape, type QueueTicket } from './run-queue.js'
+import { linkedSignal } from '../common/abort.js'
 import { EXEC_PROTOCOL, EXEC_PROTOCOL_VERSION, EXEC_REQUEST_TIMEOUT_MS, MAX_PLACEMENT_ATTEMPTS, QUEUE_RETRY_MS, SHUTDOWN_KILL_GRACE_MS } from './constants.js'
 
 const log = createLogger('run')
@@ -334,11 +335,13 @@ async function executeAttempt (ctx: RunContext, channel: FrameChannel, task: str
     kids = ctx.children?.begin(task, remote)
     const hold = holdingExit(channel, () => { kids?.cancel(); cancelled.abort() })
     preparing = false
+    // not AbortSignal.any: it would leave an entry in the shutdown signal per run (common/abort.ts)
+    const stopOn = linkedSignal([ctx.shutdown, cancelled.signal])
     const result = await serveExec(hold.channel, {
       spec, cwd, env, ...(remote === undefined ? { task } : {}), gpus: reservation.gpus, machineHasGpus: ctx.gpus.length > 0,
-      peer: ctx.grid.peerId, host: ctx.host, ...(groups !== undefined ? { groups } : {}), signal: AbortSignal.any([ctx.shutdown, cancelled.signal]), abortGraceMs: SHUTDOWN_KILL_GRACE_MS,
+      peer: ctx.grid.peerId, host: ctx.host, ...(groups !== undefined ? { groups } : {}), signal: stopOn.signal, abortGraceMs: SHUTDOWN_KILL_GRACE_MS,
       ...(guest?.sandbox !== undefined ? { sandbox: guest.sandbox } : {})
-    })
+    }).finally(stopOn.dispose)
     log.debug(`task ${task} ended`, result)
     if (remote !== undefined && ctx.shutdown.aborted && !cancelled.signal.aborted && result.started) {
       // Stopped because this agent stops: the command did not fail, this member went away.

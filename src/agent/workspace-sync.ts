@@ -24,6 +24,13 @@ const log = createLogger('sync')
 
 /** Stat caches kept in memory (one per workspace scanned and per copy). */
 const MAX_CACHED_STAT_CACHES = 64
+/**
+ * Copies whose tree stays decoded in memory, the most recently synced. A tree is the whole
+ * listing of a workspace (megabytes for 10,000 files), and an executor makes a copy per
+ * workspace, submitter and task running at once: kept for every copy ever made, they grew
+ * without end. A copy past this decodes its tree from the store at its next sync.
+ */
+export const MAX_CACHED_COPY_TREES = 64
 /** How long an executor keeps outputs on offer for a submitter that has not started pulling. */
 export const OUTPUTS_OPEN_TIMEOUT_MS = 60_000
 const KEY_RE = /^[0-9a-f]{32}$/
@@ -94,6 +101,18 @@ export class WorkspaceSync {
       this.statCaches.set(file, got)
     }
     return got
+  }
+
+  /** Keeps the tree the copy now holds, first among those kept (MAX_CACHED_COPY_TREES). */
+  private rememberTree (copyDir: string, known: { rootHash: Uint8Array, tree: DirNode }): void {
+    this.copyTrees.delete(copyDir)
+    if (this.copyTrees.size >= MAX_CACHED_COPY_TREES) this.copyTrees.delete(this.copyTrees.keys().next().value as string)
+    this.copyTrees.set(copyDir, known)
+  }
+
+  /** How many copies' trees are kept in memory (for tests). */
+  get cachedTrees (): number {
+    return this.copyTrees.size
   }
 
   private constructor (private readonly home: string, private readonly grid: Grid, readonly store: ChunkStore) {}
@@ -316,7 +335,7 @@ export class WorkspaceSync {
     log.debug(`rescanned the copy ${copyDir} in ${Math.round(performance.now() - t0)} ms`)
     const { rootHash, blobs } = scan
     try {
-      this.copyTrees.set(copyDir, { rootHash, tree: scan.tree })
+      this.rememberTree(copyDir, { rootHash, tree: scan.tree })
       // Unchanged: syncCopy already recorded this root, and its records are in the store.
       if (Buffer.compare(Buffer.from(rootHash), Buffer.from(synced.rootHash)) === 0) return false
       await saveBase(copyDir, rootHash, blobs, this.store)

@@ -231,7 +231,8 @@ export function renderStatus (s: AgentStatus, now = Date.now()): string {
     ['started', up],
     ...(s.guests !== undefined ? [['guests', s.guests] as [string, string]] : []),
     ...(s.memory !== undefined ? [['guest memory', s.memory] as [string, string]] : []),
-    ...lendingRows(s)
+    ...lendingRows(s),
+    ...(s.usage !== undefined ? [['agent memory', `${formatBytes(s.usage.rssBytes)} resident, ${formatBytes(s.usage.heapUsedBytes)} of JavaScript heap in use`] as [string, string]] : [])
   ]
   const width = Math.max(...rows.map(([k]) => k.length))
   return rows.map(([k, v]) => `${k.padEnd(width)}  ${v}\n`).join('') +

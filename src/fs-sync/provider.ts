@@ -51,6 +51,11 @@ export class ExportRegistry {
     this.exports.delete(session)
   }
 
+  /** Sessions on offer now. */
+  get size (): number {
+    return this.exports.size
+  }
+
   /**
    * Resolves when a stream that opened the session ends, or when none has opened it within
    * `openTimeoutMs` (a puller that started is bounded by the stream's idle timeout instead).

@@ -15,6 +15,7 @@ import path from 'node:path'
 import { lstatSync, readdirSync, statSync, type BigIntStats, type Dirent } from 'node:fs'
 import { VgridError } from '../common/errors.js'
 import { createLogger } from '../common/log.js'
+import { linkedSignal, type LinkedSignal } from '../common/abort.js'
 import { chunkFile, chunkFileSync } from './fastcdc.js'
 import { HashQueue, fileChunks, type ChunkFn } from './scan-hash.js'
 import { WORKER_MIN_FILE_BYTES, WorkerPool, defaultScanWorkers } from './scan-workers.js'
@@ -137,6 +138,7 @@ class Scanner {
   /** Aborts the reads still running when the scan fails or is aborted. */
   private readonly stop = new AbortController()
   private readonly signal: AbortSignal
+  private readonly linked: LinkedSignal
   private readonly pool: WorkerPool | undefined
   private readonly chunk: ChunkFn
   private readonly excluded: ReadonlySet<string>
@@ -145,7 +147,9 @@ class Scanner {
     this.excluded = new Set(opts.exclude ?? [])
     this.trustBeforeNs = BigInt(startedMs - RACY_MARGIN_MS) * 1_000_000n
     this.warn = opts.onWarning ?? ((msg) => log.warn(msg))
-    this.signal = opts.signal !== undefined ? AbortSignal.any([opts.signal, this.stop.signal]) : this.stop.signal
+    // the caller's signal may be the agent's shutdown: linked only while the scan runs (common/abort.ts)
+    this.linked = linkedSignal([opts.signal, this.stop.signal])
+    this.signal = this.linked.signal
     const workers = opts.chunkFile !== undefined ? 0 : (opts.workers ?? defaultScanWorkers())
     this.pool = workers > 0 ? new WorkerPool(workers) : undefined
     // Enough files in flight to keep every worker busy and the main thread on small ones.
@@ -171,6 +175,7 @@ class Scanner {
       throw err
     } finally {
       this.signal.removeEventListener('abort', onAbort)
+      this.linked.dispose()
       await this.pool?.close()
     }
   }

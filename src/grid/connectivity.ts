@@ -24,6 +24,8 @@ import {
 } from './constants.js'
 import type { GridNode } from './node.js'
 import { sleep } from '../common/timeout.js'
+// not AbortSignal.any: this node's controller lives as long as the agent (common/abort.ts)
+import { linkedSignal } from '../common/abort.js'
 
 /** How long one DHT self-lookup may take before it is abandoned. */
 const DHT_LOOKUP_TIMEOUT_MS = 5_000
@@ -120,14 +122,14 @@ export class Connectivity {
     if (this.stopped || this.node.getConnections(peer).length > 0 || this.dialing.has(id)) return
     this.dialing.add(id)
     this.log('dialling %s', id)
-    const signal = AbortSignal.any([this.controller.signal, AbortSignal.timeout(PEER_DIAL_TIMEOUT_MS)])
-    this.node.dial(addrs.slice(0, MAX_DIAL_ADDRS), { signal })
+    const dial = linkedSignal([this.controller.signal], PEER_DIAL_TIMEOUT_MS)
+    this.node.dial(addrs.slice(0, MAX_DIAL_ADDRS), { signal: dial.signal })
       .then(() => { this.failedAt.delete(id) })
       .catch((err: Error) => {
         this.failedAt.set(id, Date.now())
         this.log('could not dial %s: %s', id, err.message)
       })
-      .finally(() => { this.dialing.delete(id) })
+      .finally(() => { dial.dispose(); this.dialing.delete(id) })
   }
 
   /** Dials the bootstrap addresses until connected; never throws, never blocks the caller. */
@@ -143,8 +145,9 @@ export class Connectivity {
   private async bootstrapLoop (): Promise<void> {
     let delay = BOOTSTRAP_FIRST_DELAY_MS
     while (!this.stopped && this.node.getConnections().length === 0) {
-      const signal = AbortSignal.any([this.controller.signal, AbortSignal.timeout(BOOTSTRAP_DIAL_TIMEOUT_MS)])
-      const results = await Promise.allSettled(this.bootstrapAddrs.map(async (ma) => await this.node.dial(ma, { signal })))
+      const dial = linkedSignal([this.controller.signal], BOOTSTRAP_DIAL_TIMEOUT_MS)
+      const results = await Promise.allSettled(this.bootstrapAddrs.map(async (ma) => await this.node.dial(ma, { signal: dial.signal })))
+      dial.dispose()
       if (results.some((r) => r.status === 'fulfilled')) return
       for (const r of results) {
         if (r.status === 'rejected') this.log('bootstrap dial failed: %s', (r.reason as Error)?.message)
@@ -170,8 +173,10 @@ export class Connectivity {
     if (this.stopped) return
     const survivor = this.node.getConnections(evt.detail.remotePeer).find((c) => c.status === 'open')
     if (survivor === undefined) return
-    this.node.services.identify.identify(survivor, { signal: AbortSignal.any([this.controller.signal, AbortSignal.timeout(IDENTIFY_AGAIN_TIMEOUT_MS)]) })
+    const identifying = linkedSignal([this.controller.signal], IDENTIFY_AGAIN_TIMEOUT_MS)
+    this.node.services.identify.identify(survivor, { signal: identifying.signal })
       .catch((err: Error) => { if (!this.stopped) this.log('identify again of %s failed: %s', evt.detail.remotePeer, err.message) })
+      .finally(identifying.dispose)
   }
 
   /**
@@ -265,11 +270,15 @@ export class Connectivity {
   }
 
   private async runLookup (): Promise<void> {
-    const signal = AbortSignal.any([this.controller.signal, AbortSignal.timeout(DHT_LOOKUP_TIMEOUT_MS)])
+    const lookup = linkedSignal([this.controller.signal], DHT_LOOKUP_TIMEOUT_MS)
     const key = this.node.peerId.toMultihash().bytes
-    for await (const evt of this.node.services.dht.getClosestPeers(key, { signal })) {
-      if (evt.name === 'FINAL_PEER') this.dialPeer(evt.peer.id, evt.peer.multiaddrs)
-      else if (evt.name === 'PEER_RESPONSE') for (const p of evt.closer) this.dialPeer(p.id, p.multiaddrs)
+    try {
+      for await (const evt of this.node.services.dht.getClosestPeers(key, { signal: lookup.signal })) {
+        if (evt.name === 'FINAL_PEER') this.dialPeer(evt.peer.id, evt.peer.multiaddrs)
+        else if (evt.name === 'PEER_RESPONSE') for (const p of evt.closer) this.dialPeer(p.id, p.multiaddrs)
+      }
+    } finally {
+      lookup.dispose()
     }
   }
 }

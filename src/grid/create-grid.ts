@@ -6,6 +6,7 @@ import type { Logger, Stream, Connection } from '@libp2p/interface'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { MAX_FRAME_BYTES, type FrameChannel } from '../common/channel.js'
 import { VgridError } from '../common/errors.js'
+import { linkedSignal } from '../common/abort.js'
 import { addrPeerId, advertAddrs, dialableAddrs, parseMultiaddr } from './addrs.js'
 import { MAX_DIAL_ADDRS, MAX_PROTOCOL_STREAMS, OPEN_TIMEOUT_MS } from './constants.js'
 import { Connectivity } from './connectivity.js'
@@ -119,8 +120,9 @@ async function openChannel (
   if (!connected && ad === undefined && !(await node.peerStore.has(pid))) {
     throw new VgridError('ERR_NO_SUCH_PEER', `no member ${peer} is known in this grid`, 'see the members with `vgrid peers`')
   }
-  const timeout = AbortSignal.timeout(OPEN_TIMEOUT_MS)
-  const sig = signal === undefined ? timeout : AbortSignal.any([signal, timeout])
+  // Callers pass long-lived signals (the agent's shutdown): see common/abort.ts.
+  const opening = linkedSignal([signal], OPEN_TIMEOUT_MS)
+  const sig = opening.signal
   let stream: Stream
   try {
     if (!connected && ad !== undefined) {
@@ -135,8 +137,10 @@ async function openChannel (
     if (e.name === 'UnsupportedProtocolError') {
       throw new VgridError('ERR_PEER_LOST', `member ${peer.slice(-8)}${host} does not serve ${protocol}`, 'is it running another version of vgrid?')
     }
-    const why = timeout.aborted ? `no answer within ${OPEN_TIMEOUT_MS / 1000} s` : e.message
+    const why = sig.aborted ? `no answer within ${OPEN_TIMEOUT_MS / 1000} s` : e.message
     throw new VgridError('ERR_PEER_LOST', `cannot reach member ${peer.slice(-8)}${host}: ${why}`)
+  } finally {
+    opening.dispose()
   }
   log('opened %s to %s', protocol, peer)
   return streamChannel(stream, { maxFrameBytes, log, remotePeer: peer })

@@ -139,4 +139,6 @@ export interface AgentStatus {
   running?: { guests: number, others: number }
   /** Whether guests' memory is held to what they reserved, and if not why. */
   memory?: string
+  /** What the agent process itself holds in memory (agent/memory.ts). */
+  usage?: { rssBytes: number, heapUsedBytes: number, heapTotalBytes: number, externalBytes: number, arrayBuffersBytes: number, settled: boolean, inFlight?: Record<string, number> }
 }

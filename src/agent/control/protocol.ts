@@ -12,7 +12,9 @@
  *   before the command started) sends `{ t: 'refused', peer, host, error }`: the run is
  *   placed again, and another `placed` follows.
  * - `{ t: 'peers' }` → `{ t: 'peers', peers: PeerView[] }`
- * - `{ t: 'status' }` → `{ t: 'status', status: AgentStatus }`
+ * - `{ t: 'status', settle? }` → `{ t: 'status', status: AgentStatus }`; with `settle`, the
+ *   agent's memory (`status.usage`) is measured after a full garbage collection where the
+ *   agent allows it (VGRID_DEBUG_GC=1, see agent/memory.ts).
  * - `{ t: 'join-token' }` → `{ t: 'join-token', token }`
  * - `{ t: 'batch', batch: BatchRequest }` → `{ t: 'batched', ids }` (one id per shard), at once:
  *   the tasks run detached, owned by this agent (or, with `parent`, by the agent running it).
@@ -103,7 +105,7 @@ const MAX_PATH_CHARS = 4096
 export type ControlRequest =
   | { t: 'run', spec: RunSpec, on?: string, workspace?: WorkspaceRef, parent?: string, name?: string, after?: Array<{ kind: DepKind, name: string }> }
   | { t: 'peers' }
-  | { t: 'status' }
+  | { t: 'status', settle?: boolean }
   | { t: 'join-token' }
   | { t: 'batch', batch: BatchRequest }
   | { t: 'task-list', all: boolean }
@@ -158,6 +160,7 @@ export function parseControlRequest (v: unknown): ControlRequest {
       if (m.after !== undefined && m.after !== null) req.after = parseAfter(m.after)
       return req
     }
+    case 'status': return m.settle === true ? { t, settle: true } : { t }
     case 'batch': return { t, batch: parseBatch(m.batch) }
     case 'task-list': return { t, all: m.all === true }
     case 'task-show': case 'task-cancel': case 'task-wait': return withWorkspace({ t, id: taskRef(m.id) }, m.workspace)

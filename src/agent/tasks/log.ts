@@ -5,6 +5,10 @@
  * counted when the owner tells an executor how much of an attempt's output it has (held.ts). Followers get each frame once it is in
  * the file, numbered, so a reader that read the file and then follows misses none and sees
  * none twice.
+ *
+ * An owner keeps one per task record, up to MAX_TASKS of them, nearly all of tasks long
+ * ended: so an idle log holds no set, promise or path of its own, and one opened after a
+ * restart reads its file only when it is appended to or asked its length.
  */
 import fs from 'node:fs'
 import path from 'node:path'
@@ -14,25 +18,39 @@ type Follower = (f: LogFrame) => void
 
 const HEADER = 5
 const OWN_FLAG = 0x10
+const SETTLED: Promise<void> = Promise.resolve()
+/** `frames` and `appended` of a log opened after a restart, until its file is read. */
+const UNCOUNTED = -1
 
 export class TaskLog {
-  private tail: Promise<void> = Promise.resolve()
+  private tail = SETTLED
   private frames = 0
   /** Frames appended, counted at once (the file catches up). */
   private appended = 0
-  private readonly followers = new Set<Follower>()
+  private followers: Set<Follower> | undefined
 
-  constructor (readonly file: string) {}
+  /** `dir/<id>.log`; a new task's, empty. */
+  constructor (private readonly dir: string, private readonly id: string) {}
 
-  /** Frames already in the file (on open after a restart). */
+  /** The log of a task recorded before a restart: frames may be in its file already. */
   static open (dir: string, id: string): TaskLog {
-    const log = new TaskLog(path.join(dir, `${id}.log`))
-    log.frames = log.appended = readFrames(log.file).length
+    const log = new TaskLog(dir, id)
+    log.frames = log.appended = UNCOUNTED
     return log
+  }
+
+  get file (): string {
+    return path.join(this.dir, `${this.id}.log`)
+  }
+
+  /** Counts what the file holds, the first time it matters: nothing was appended since the open. */
+  private counted (): void {
+    if (this.appended === UNCOUNTED) this.frames = this.appended = readFrames(this.file).length
   }
 
   /** How many frames the log holds, counting those not yet written: where the next one goes. */
   get length (): number {
+    this.counted()
     return this.appended
   }
 
@@ -46,16 +64,18 @@ export class TaskLog {
 
   append (fd: 1 | 2, data: Uint8Array, own = false): void {
     if (data.byteLength === 0) return
+    this.counted()
     this.appended++
     const frame = Buffer.allocUnsafe(HEADER + data.byteLength)
     frame[0] = own ? fd | OWN_FLAG : fd
     frame.writeUInt32BE(data.byteLength, 1)
     frame.set(data, HEADER)
-    this.tail = this.tail.then(async () => {
+    const tail: Promise<void> = this.tail.then(async () => {
       await fs.promises.appendFile(this.file, frame)
       const f: LogFrame = { seq: this.frames++, fd, data, ...(own ? { own } : {}) }
-      for (const follow of this.followers) follow(f)
-    }).catch(() => {})
+      if (this.followers !== undefined) for (const follow of this.followers) follow(f)
+    }).catch(() => {}).finally(() => { if (this.tail === tail) this.tail = SETTLED })
+    this.tail = tail
   }
 
   /** Resolves when what was appended so far is in the file. */
@@ -69,11 +89,15 @@ export class TaskLog {
     const buffered: LogFrame[] = []
     let live = false
     const f: Follower = (frame) => { if (live) { if (!seen.has(frame.seq)) onFrame(frame) } else buffered.push(frame) }
-    this.followers.add(f)
+    const followers = (this.followers ??= new Set())
+    followers.add(f)
     readFrames(this.file).forEach((frame) => { seen.add(frame.seq); onFrame(frame) })
     live = true
     for (const frame of buffered) if (!seen.has(frame.seq)) onFrame(frame)
-    return () => { this.followers.delete(f) }
+    return () => {
+      followers.delete(f)
+      if (followers.size === 0 && this.followers === followers) this.followers = undefined
+    }
   }
 }
 
