@@ -34,7 +34,7 @@ export const DEFAULT_KEEP_RESULTS_MS = 7 * 24 * 3600_000
 /** An owner that got a run's last event says so within this; else the run is kept for its return. */
 export const HELD_END_ACK_TIMEOUT_MS = 30_000
 /** A run whose end reached its owner is forgotten this long after (the owner may have crashed while saving it). */
-export const HELD_DELIVERED_KEEP_MS = 10 * 60_000
+export const HELD_DELIVERED_KEEP_MS = 60_000
 
 const NOT_KEPT: ReadonlySet<string> = new Set(['sync', 'outputs'])
 
@@ -289,6 +289,7 @@ export class HeldRun implements FrameChannel {
 
   private async endDelivered (live: FrameChannel): Promise<void> {
     await live.close().catch(() => {})
+    if (this.live === live) this.live = undefined
     // Its owner has it all: only the end is kept, for an owner that dies before it saved it.
     this.frames = this.last !== undefined ? [this.last] : []
     this.memBytes = this.last?.byteLength ?? 0

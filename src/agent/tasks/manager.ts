@@ -41,6 +41,9 @@ const SAVED: Promise<void> = Promise.resolve()
 export const REATTACH_ABSENT_MS = 12_000
 /** Between two tries to re-attach to an executor that is in the view. */
 export const REATTACH_RETRY_MS = 1_000
+/** Strings shared between records (TaskManager.word): at most this many, of at most this length. */
+const MAX_WORDS = 4096
+const WORD_MAX_CHARS = 200
 /** Changes kept at the start of a task's history when it is trimmed. */
 const FIRST_CHANGES_KEPT = 10
 /**
@@ -111,6 +114,11 @@ export class TaskManager implements ChildTracker {
    */
   private readonly runningHere = new Map<string, { kids: Set<string>, from: Origin }>()
   private ctx!: RunContext
+  /**
+   * One copy of each short string many records hold (a reason, an executor's peer id and
+   * host): built per event, each of the 20,000 records an owner keeps had its own.
+   */
+  private readonly words = new Map<string, string>()
 
   private constructor (private readonly dir: string, private readonly self: { peer: string, host: string }, private readonly journal: RecordJournal) {}
 
@@ -413,10 +421,19 @@ export class TaskManager implements ChildTracker {
     this.save(e)
   }
 
+  private word (s: string): string {
+    if (s.length > WORD_MAX_CHARS) return s
+    const had = this.words.get(s)
+    if (had !== undefined) return had
+    if (this.words.size >= MAX_WORDS) this.words.clear()
+    this.words.set(s, s)
+    return s
+  }
+
   /** Writes down a change of state and why (`vgrid task show`), keeping the first and the latest. */
   private note (e: Entry, state: TaskState, why: string): void {
     const h = e.record.history ??= []
-    h.push({ at: Date.now(), state, why })
+    h.push({ at: Date.now(), state, why: this.word(why) })
     if (h.length > MAX_TASK_CHANGES) h.splice(FIRST_CHANGES_KEPT, h.length - MAX_TASK_CHANGES)
   }
 
@@ -579,14 +596,14 @@ export class TaskManager implements ChildTracker {
       }
       case 'placed': {
         this.placed(e)
-        r.peer = ev.peer
-        r.host = ev.host
+        r.peer = this.word(ev.peer)
+        r.host = this.word(ev.host)
         const prev = r.attempts.at(-1)
         if (prev !== undefined) {
           // Each attempt's output follows a line that says where and why it runs again.
           e.log.append(2, Buffer.from(`--- attempt ${r.attempts.length + 1} on ${ev.host} (${ev.peer.slice(0, 12)}…)${prev.error !== undefined ? `, after: ${prev.error}` : ''} ---\n`), true)
         }
-        r.attempts.push({ peer: ev.peer, host: ev.host, started: Date.now(), logFrom: e.log.length, began: false })
+        r.attempts.push({ peer: r.peer, host: r.host, started: Date.now(), logFrom: e.log.length, began: false })
         this.note(e, r.state, `placed on ${ev.host} (${ev.peer.slice(0, 12)}…)`)
         this.save(e)
         break
