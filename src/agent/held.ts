@@ -63,7 +63,8 @@ export class HeldRun implements FrameChannel {
   private outputsWaiters: Array<(taken: boolean) => void> = []
   /** The same for the session's last event (`end-seen`). */
   private endWaiters: Array<(seen: boolean) => void> = []
-  private reading = 0
+  /** The channel a read of ours waits on, if any: an owner's word is only seen by a read. */
+  private readingOn: FrameChannel | undefined
   private expiry: NodeJS.Timeout | undefined
   /** The owner came back at least once: it has no scan of its own to bring outputs back against. */
   reattached = false
@@ -154,36 +155,35 @@ export class HeldRun implements FrameChannel {
   }
 
   async recv (): Promise<unknown> {
-    this.reading++
-    try {
-      for (;;) {
-        const live = this.live
-        if (live === undefined) {
-          if (this.finished) return undefined
-          await new Promise<void>((resolve) => { this.liveWaiters.push(resolve) })
-          continue
-        }
-        let msg: unknown
-        try {
-          msg = await live.recv()
-        } catch (err) {
-          if (!this.armed) throw err
-          msg = undefined
-        }
-        const t = msg !== null && typeof msg === 'object' ? (msg as { t?: unknown }).t : undefined
-        if (t === 'outputs-done' || t === 'end-seen') {
-          for (const w of (t === 'end-seen' ? this.endWaiters : this.outputsWaiters).splice(0)) w(true)
-          continue
-        }
-        if (msg !== undefined) return msg
-        if (!this.armed) return undefined
-        this.detach(live)
+    for (;;) {
+      const live = this.live
+      if (live === undefined) {
         if (this.finished) return undefined
+        await new Promise<void>((resolve) => { this.liveWaiters.push(resolve) })
+        continue
       }
-    } finally {
-      this.reading--
+      let msg: unknown
+      this.readingOn = live
+      try {
+        msg = await live.recv()
+      } catch (err) {
+        if (!this.armed) throw err
+        msg = undefined
+      } finally {
+        if (this.readingOn === live) this.readingOn = undefined
+      }
+      const t = msg !== null && typeof msg === 'object' ? (msg as { t?: unknown }).t : undefined
+      if (t === 'outputs-done' || t === 'end-seen') {
+        for (const w of (t === 'end-seen' ? this.endWaiters : this.outputsWaiters).splice(0)) w(true)
+        continue
+      }
+      if (msg !== undefined) return msg
+      if (!this.armed) return undefined
+      this.detach(live)
+      if (this.finished) return undefined
     }
   }
+
 
   /**
    * Resolves true once the attached owner says it has pulled the outputs just offered, false
@@ -283,12 +283,14 @@ export class HeldRun implements FrameChannel {
       list.push((ok) => { clearTimeout(timer); resolve(ok) })
     })
     // Whatever read the command's inputs may be gone: someone must read the answer.
-    if (this.reading === 0) void this.recv().catch(() => {})
+    if (this.readingOn === undefined || this.readingOn !== this.live) void this.recv().catch(() => {})
     return await p
   }
 
   private async endDelivered (live: FrameChannel): Promise<void> {
     await live.close().catch(() => {})
+    // A read of it may still wait (for an owner that keeps its end open): it ends now.
+    live.destroy()
     if (this.live === live) this.live = undefined
     // Its owner has it all: only the end is kept, for an owner that dies before it saved it.
     this.frames = this.last !== undefined ? [this.last] : []
