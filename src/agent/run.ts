@@ -408,6 +408,9 @@ async function offerOutputs (ctx: RunContext, held: HeldRun | undefined, root: s
   }
 }
 
+/** How long the end of a run's stream may take to close gracefully once its exit is seen. */
+const END_SEEN_CLOSE_MS = 2_000
+
 /** After the pull of a detached run's outputs ended, the owner's word that it has them must come within this. */
 const OUTPUTS_ACK_TIMEOUT_MS = 30_000
 
@@ -899,6 +902,8 @@ async function relay (ctx: RunContext, client: FrameChannel, remote: FrameChanne
       if (ev.t === 'exit' || ev.t === 'error') {
         // A detached run's executor keeps it until this word (held.ts); others ignore it.
         await remote.send({ t: 'end-seen' }).catch(() => {})
+        // Closed, not reset: a reset can drop that word on its way, and the executor would keep the run for days.
+        await withTimeout(remote.close(), END_SEEN_CLOSE_MS, 'closing the stream').catch(() => {})
         return
       }
     }
