@@ -63,6 +63,8 @@ export class HeldRun implements FrameChannel {
   private outputsWaiters: Array<(taken: boolean) => void> = []
   /** The same for the session's last event (`end-seen`). */
   private endWaiters: Array<(seen: boolean) => void> = []
+  /** The attached owner said it has the last event: it may say so before this side has closed. */
+  private endSeen = false
   /** The channel a read of ours waits on, if any: an owner's word is only seen by a read. */
   private readingOn: FrameChannel | undefined
   private expiry: NodeJS.Timeout | undefined
@@ -173,6 +175,7 @@ export class HeldRun implements FrameChannel {
         if (this.readingOn === live) this.readingOn = undefined
       }
       const t = msg !== null && typeof msg === 'object' ? (msg as { t?: unknown }).t : undefined
+      if (t === 'end-seen') this.endSeen = true
       if (t === 'outputs-done' || t === 'end-seen') {
         for (const w of (t === 'end-seen' ? this.endWaiters : this.outputsWaiters).splice(0)) w(true)
         continue
@@ -213,6 +216,7 @@ export class HeldRun implements FrameChannel {
       this.live = undefined
       old?.destroy()
       this.reattached = true
+      this.endSeen = false
       await channel.send({ t: 'attached' })
       let skip = have
       for await (const ev of this.kept()) {
@@ -266,7 +270,7 @@ export class HeldRun implements FrameChannel {
    */
   private async deliverEnd (): Promise<void> {
     const live = this.live
-    if (live !== undefined && !live.closed && await this.waitFor(this.endWaiters, HELD_END_ACK_TIMEOUT_MS)) {
+    if (live !== undefined && !live.closed && (this.endSeen || await this.waitFor(this.endWaiters, HELD_END_ACK_TIMEOUT_MS))) {
       this.delivered = true
       await this.endDelivered(live)
     } else if (!this.delivered) {

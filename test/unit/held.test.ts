@@ -147,4 +147,23 @@ describe('a held run', () => {
     await run.attach(theirs2, 0)
     expect((await second).map((e) => e.t)).toEqual(['attached', 'exit'])
   })
+
+  it('takes the owner\'s word even when it comes before this side has closed', async () => {
+    const { run, owner } = heldRun()
+    await run.send(out('line\n'))
+    await run.send({ t: 'exit', code: 0 })
+    // The owner reads the end and answers at once; the executor is still cleaning up.
+    const seen = drain(owner)
+    await waitFor(async () => await Promise.race([seen.then(() => false), new Promise<boolean>((resolve) => setImmediate(() => { resolve(true) }))]), 'the owner to answer', 1_000, 1)
+    const recv = run.recv()
+    await new Promise((resolve) => setImmediate(resolve))
+    void recv
+    await run.close()
+    await seen
+    const [again, theirs] = memoryChannelPair()
+    const replay = drain(again)
+    await run.attach(theirs, 0)
+    // Delivered: only the end was kept.
+    expect((await replay).map((e) => e.t)).toEqual(['attached', 'exit'])
+  }, 20_000)
 })
