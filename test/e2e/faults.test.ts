@@ -63,7 +63,7 @@ async function restart (x: AgentProc, how: 'SIGTERM' | 'SIGKILL' | 'stopped', ot
 describe('a task whose owner goes away', () => {
   for (const how of ['SIGTERM', 'SIGKILL'] as const) {
     it(`runs on through the owner's ${how} and restart: the log goes on, outputs come back, dependents start`, async () => {
-      const [x, y] = await startGrid(2, { args: guestShare(share) })
+      const [x, y] = await startGrid(2, { args: guestShare(share), env: { DEBUG: 'vgrid:tasks' } })
       let x2: AgentProc | undefined
       try {
         await waitFor(() => fs.existsSync(path.join(x.home, 'peers.json')), 'the owner to save its known peers', 15_000, 100)
@@ -81,6 +81,7 @@ describe('a task whose owner goes away', () => {
         const waiting = startCli('vgrid', ['task', 'wait', id], { home: x.home, timeoutMs: 120_000 })
         const following = startCli('vgrid', ['task', 'log', '-f', id], { home: x.home, timeoutMs: 120_000 })
         await waitFor(() => following.stdout() === 'before\n', 'the follower to print the first line', 20_000, 50)
+        await waitFor(() => x.output().includes(`a command here waits for task ${id}`), 'the wait to reach the owner', 20_000, 50)
         // The owner goes; the command goes on without it.
         const stopping = restart(x, how, [y])
         await new Promise((resolve) => setTimeout(resolve, 0))

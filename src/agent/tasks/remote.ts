@@ -205,7 +205,10 @@ export class TaskQueries {
     const group = this.fanOut(ref, workspace)
     if (group !== undefined) return await Promise.all(group.map(async (t) => await this.tasks.wait(t.id, signal)))
     const t = await this.locate(ref, workspace)
-    if (t.owner === this.grid.peerId) return await this.tasks.wait(t.id, signal)
+    if (t.owner === this.grid.peerId) {
+      log.debug(`a command here waits for task ${t.id}`)
+      return await this.tasks.wait(t.id, signal)
+    }
     let deadline: number | undefined
     for (;;) {
       try {
