@@ -77,10 +77,11 @@ export class HeldRun implements FrameChannel {
   private readonly outputCapBytes: number
 
   constructor (readonly owner: string, readonly task: string, private readonly dir: string, private readonly host: string, private readonly onGone: (r: HeldRun) => void, first: FrameChannel,
-    limits: { memoryBytes?: number, outputCapBytes?: number } = {}) {
+    limits: { memoryBytes?: number, outputCapBytes?: number, keepMs?: number } = {}) {
     this.live = first
     this.memoryBytes = limits.memoryBytes ?? HELD_MEMORY_BYTES
     this.outputCapBytes = limits.outputCapBytes ?? HELD_OUTPUT_CAP_BYTES
+    this.keepMs = limits.keepMs ?? DEFAULT_KEEP_RESULTS_MS
   }
 
   private get file (): string { return path.join(this.dir, 'events') }
@@ -306,7 +307,8 @@ export class HeldRun implements FrameChannel {
     this.expireIn(HELD_DELIVERED_KEEP_MS)
   }
 
-  keepMs = DEFAULT_KEEP_RESULTS_MS
+  /** How long its results wait for an owner that is away (`--keep-results`). */
+  readonly keepMs: number
 
   private expireIn (ms: number): void {
     clearTimeout(this.expiry)
@@ -349,8 +351,7 @@ export class HeldRuns {
   open (owner: string, task: string, channel: FrameChannel): HeldRun {
     const k = HeldRuns.key(owner, task)
     this.runs.get(k)?.drop('a new attempt of it began')
-    const run = new HeldRun(owner, task, path.join(this.home, 'held', `${task}-${createHash('sha256').update(owner).digest('hex').slice(0, 12)}`), this.host, (r) => { if (this.runs.get(k) === r) this.runs.delete(k) }, channel)
-    run.keepMs = this.keepMs
+    const run = new HeldRun(owner, task, path.join(this.home, 'held', `${task}-${createHash('sha256').update(owner).digest('hex').slice(0, 12)}`), this.host, (r) => { if (this.runs.get(k) === r) this.runs.delete(k) }, channel, { keepMs: this.keepMs })
     this.runs.set(k, run)
     return run
   }
@@ -362,9 +363,5 @@ export class HeldRuns {
       throw new VgridError('ERR_TASK_NOT_FOUND', `${this.host} no longer has task ${task}: it restarted since, or dropped the results after keeping them ${Math.round(this.keepMs / 3600_000)} h`)
     }
     await run.attach(channel, have)
-  }
-
-  get size (): number {
-    return this.runs.size
   }
 }
