@@ -259,7 +259,11 @@ export class HeldRun implements FrameChannel {
   /** The session is over (its last event sent or kept): kept until its owner has it. */
   async close (): Promise<void> {
     await this.tail
-    if (!this.armed) { await this.live?.close(); return }
+    if (!this.armed) {
+      // Never claimed (refused, or placed elsewhere): nothing ran, nothing is kept.
+      try { await this.live?.close() } finally { this.finished = true; this.onGone(this) }
+      return
+    }
     this.finished = true
     for (const w of this.liveWaiters.splice(0)) w()
     await this.deliverEnd()
@@ -271,9 +275,11 @@ export class HeldRun implements FrameChannel {
    */
   private async deliverEnd (): Promise<void> {
     const live = this.live
-    if (live !== undefined && !live.closed && (this.endSeen || await this.waitFor(this.endWaiters, HELD_END_ACK_TIMEOUT_MS))) {
+    // The owner's word may have come with its stream's end (it closes right after): then the
+    // stream is gone, and the end was delivered all the same.
+    if (this.endSeen || (live !== undefined && !live.closed && await this.waitFor(this.endWaiters, HELD_END_ACK_TIMEOUT_MS))) {
       this.delivered = true
-      await this.endDelivered(live)
+      await this.endDelivered(this.live)
     } else if (!this.delivered) {
       this.expireIn(this.keepMs)
     }
@@ -292,11 +298,13 @@ export class HeldRun implements FrameChannel {
     return await p
   }
 
-  private async endDelivered (live: FrameChannel): Promise<void> {
-    await live.close().catch(() => {})
-    // A read of it may still wait (for an owner that keeps its end open): it ends now.
-    live.destroy()
-    if (this.live === live) this.live = undefined
+  private async endDelivered (live: FrameChannel | undefined): Promise<void> {
+    if (live !== undefined) {
+      await live.close().catch(() => {})
+      // A read of it may still wait (for an owner that keeps its end open): it ends now.
+      live.destroy()
+      if (this.live === live) this.live = undefined
+    }
     // Its owner has it all: only the end is kept, for an owner that dies before it saved it.
     this.frames = this.last !== undefined ? [this.last] : []
     this.memBytes = this.last?.byteLength ?? 0
@@ -321,7 +329,7 @@ export class HeldRun implements FrameChannel {
     clearTimeout(this.expiry)
     this.finished = true
     for (const w of this.liveWaiters.splice(0)) w()
-    if (!this.delivered) log.warn(`dropped the results of task ${this.task} of ${this.owner}: ${why}`)
+    if (this.armed && !this.delivered) log.warn(`dropped the results of task ${this.task} of ${this.owner}: ${why}`)
     fs.promises.rm(this.dir, { recursive: true, force: true }).catch(() => {})
     this.onGone(this)
   }

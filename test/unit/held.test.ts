@@ -2,23 +2,23 @@
  * A detached run's session on its executor (held.ts): what it keeps while its owner is away,
  * and what it replays when the owner comes back saying how much output it has.
  */
-import { describe, it, expect, afterAll } from 'vitest'
+import { describe, it, expect, afterAll, vi } from 'vitest'
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { memoryChannelPair, type FrameChannel } from '../../src/common/channel.js'
-import { HeldRun, logBytesOf } from '../../src/agent/held.js'
+import { HeldRun, HELD_DELIVERED_KEEP_MS, logBytesOf } from '../../src/agent/held.js'
 import { waitFor } from '../helpers/procs.js'
 
 const dirs: string[] = []
 afterAll(() => { for (const d of dirs) fs.rmSync(d, { recursive: true, force: true }) })
 
-function heldRun (limits: { memoryBytes?: number, outputCapBytes?: number } = {}): { run: HeldRun, owner: FrameChannel, dir: string } {
+function heldRun (limits: { memoryBytes?: number, outputCapBytes?: number } = {}, o: { arm?: boolean, onGone?: () => void } = {}): { run: HeldRun, owner: FrameChannel, dir: string } {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vgrid-held-'))
   dirs.push(dir)
   const [owner, executor] = memoryChannelPair()
-  const run = new HeldRun('12D3KooWOwner', '0123456789abcdef', path.join(dir, 'run'), 'exec-host', () => {}, executor, limits)
-  run.arm()
+  const run = new HeldRun('12D3KooWOwner', '0123456789abcdef', path.join(dir, 'run'), 'exec-host', o.onGone ?? (() => {}), executor, limits)
+  if (o.arm !== false) run.arm()
   return { run, owner, dir }
 }
 
@@ -166,4 +166,39 @@ describe('a held run', () => {
     // Delivered: only the end was kept.
     expect((await replay).map((e) => e.t)).toEqual(['attached', 'exit'])
   }, 20_000)
+
+  it('counts the end delivered when the owner said so and closed its stream at once, and forgets it soon', async () => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] })
+    try {
+      let gone = false
+      const { run, owner } = heldRun({}, { onGone: () => { gone = true } })
+      await run.send(out('line\n'))
+      await run.send({ t: 'exit', code: 0 })
+      // What the owner does (run.ts): end-seen, then its end of the stream closes.
+      expect((await owner.recv() as { t: string }).t).toBe('out')
+      expect((await owner.recv() as { t: string }).t).toBe('exit')
+      await owner.send({ t: 'end-seen' })
+      await owner.close()
+      // The executor's input loop reads both before its own side closes.
+      const reading = run.recv()
+      await new Promise((resolve) => setImmediate(resolve))
+      await run.close()
+      expect(await reading).toBeUndefined()
+      // Kept a minute for an owner that crashed while saving it, not --keep-results (7 days).
+      vi.advanceTimersByTime(HELD_DELIVERED_KEEP_MS + 1)
+      expect(gone).toBe(true)
+    } finally {
+      vi.useRealTimers()
+    }
+  })
+
+  it('is forgotten at once when its claim never went ahead (refused, or placed elsewhere)', async () => {
+    let gone = false
+    const { run, owner } = heldRun({}, { arm: false, onGone: () => { gone = true } })
+    const said = drain(owner)
+    await run.send({ t: 'error', error: { code: 'ERR_NO_CAPACITY', message: 'busy' } })
+    await run.close()
+    expect(gone).toBe(true)
+    expect((await said).map((e) => e.t)).toEqual(['error'])
+  })
 })
