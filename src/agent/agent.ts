@@ -293,7 +293,7 @@ async function startLocked (config: AgentConfig, homeLock: StoreLock): Promise<A
     // A guest names its sub-tasks only, by its own paths.
     const own = async (ref: string): Promise<string> => {
       if (scope === undefined) return ref
-      const found = subTasks(tasks.list(), scope.task, ref)
+      const found = subTasks(tasks.summaries(), scope.task, ref)
       if (found.length === 0) {
         throw new VgridError('ERR_NOT_ALLOWED', `${ref} is not a sub-task of this task`, 'a task may look at and cancel only the tasks it submitted')
       }

@@ -36,8 +36,11 @@ export function hostWorkspace (scope: GuestScope, ws: WorkspaceRef): WorkspaceRe
   return { dir: path.join(v.host, rel), cwd: ws.cwd, mount: path.join(v.user, rel) }
 }
 
+/** What finding a task among another's sub-tasks needs of it (a record, or a TaskKey). */
+type Kin = Pick<TaskRecord, 'id' | 'name' | 'created'> & { parent?: string | undefined, shard?: { index: number } | undefined }
+
 /** Whether `r` is a sub-task of `task`, however deep, among `records` (by id). */
-export function descends (r: TaskRecord, task: string, byId: ReadonlyMap<string, TaskRecord>): boolean {
+export function descends (r: Kin, task: string, byId: ReadonlyMap<string, Kin>): boolean {
   const seen = new Set<string>()
   for (let p = r.parent; p !== undefined && !seen.has(p); p = byId.get(p)?.parent) {
     if (p === task) return true
@@ -47,7 +50,7 @@ export function descends (r: TaskRecord, task: string, byId: ReadonlyMap<string,
 }
 
 /** The records of `task`'s sub-tasks that `ref` (an id, a prefix of one, or a name) names. */
-export function subTasks (records: readonly TaskRecord[], task: string, ref: string): TaskRecord[] {
+export function subTasks<T extends Kin> (records: readonly T[], task: string, ref: string): T[] {
   const byId = new Map(records.map((r) => [r.id, r]))
   const mine = records.filter((r) => descends(r, task, byId))
   const exact = mine.filter((r) => r.id === ref)

@@ -78,6 +78,11 @@ export class TaskLog {
     this.tail = tail
   }
 
+  /** Nothing appended is still on its way to the file. */
+  get idle (): boolean {
+    return this.tail === SETTLED
+  }
+
   /** Resolves when what was appended so far is in the file. */
   async flushed (): Promise<void> {
     await this.tail

@@ -1,10 +1,13 @@
 /**
  * The task system of one agent (DESIGN.md §3). This agent owns the records of the tasks
  * submitted through it: it keeps them in `$VGRID_HOME/tasks/` (`records.jsonl`, a line
- * appended on every change, see journal.ts; and `<id>.log`, the output as it came),
- * resolves their dependencies, and places each through the same path as `vrun` (run.ts),
- * reading its events instead of a terminal. Tasks submitted from inside a command running here become its children: the
- * executor holds the command's exit until they have all ended (ChildTracker).
+ * appended on every change, see journal.ts; and `<id>.log`, the output as it came). Only the
+ * tasks not yet ended are whole in memory; an ended one keeps a TaskKey (what names,
+ * dependencies and sub-task lookups need) and is read back from the journal when asked for.
+ * It resolves their dependencies, and places each through the same path as `vrun` (run.ts),
+ * reading its events instead of a terminal. Tasks submitted from inside a command running
+ * here become its children: the executor holds the command's exit until they have all ended
+ * (ChildTracker).
  *
  * State machine: pending (dependencies) → queued (capacity) → running → waiting-children →
  * succeeded | failed | cancelled | upstream-failed | lost. A restart of the agent loses the
@@ -18,17 +21,18 @@ import { memoryChannelPair, type FrameChannel } from '../../common/channel.js'
 import { parseRunSpec, type ExecEvent, type RunSpec } from '../../exec/messages.js'
 import { acceptsFrom, candidates, resolvePinned, fitsNow, impossibleGang } from '../../grid/placement.js'
 import type { WorkspaceRef } from '../../fs-sync/index.js'
-import { submitRun, reattachRun, isRefusal, newTaskId, USER, AttemptGone, VIEW_SETTLE_MS, type ChildTracker, type Guest, type RunContext } from '../run.js'
+import { submitRun, reattachRun, isRefusal, newTaskId, wakeUp, USER, AttemptGone, VIEW_SETTLE_MS, type ChildTracker, type Guest, type RunContext } from '../run.js'
 import { GangGate, type GangSeat } from '../claim.js'
 import { LOST_FENCE_MS } from '../watchdog.js'
 import { requestShape } from '../run-queue.js'
 import type { BatchRequest } from '../control/protocol.js'
 import { TaskLog, type LogFrame } from './log.js'
 import { RecordJournal } from './journal.js'
+import { EndedTasks, keyOf, type TaskKey } from './keys.js'
 import { isFinal, mayCancel, parseTaskRecord, MAX_TASK_CHANGES, type DepKind, type TaskDep, type TaskRecord, type TaskState } from './types.js'
 
 const log = createLogger('tasks')
-/** Records kept in memory and listed; the oldest finished ones are forgotten past this. */
+/** Records kept and listed; the ones that ended first are forgotten past this. */
 export const MAX_TASKS = 20_000
 const GANG_PORT_BASE = 29500
 /** Entry.saving of a record with no write due: one promise for all, not one per record kept. */
@@ -44,6 +48,8 @@ export const REATTACH_RETRY_MS = 1_000
 /** Strings shared between records (TaskManager.word): at most this many, of at most this length. */
 const MAX_WORDS = 4096
 const WORD_MAX_CHARS = 200
+/** A record that could not be written (a full disk) is tried again after this long. */
+const SAVE_RETRY_MS = 10_000
 /** Changes kept at the start of a task's history when it is trimmed. */
 const FIRST_CHANGES_KEPT = 10
 /**
@@ -95,10 +101,15 @@ interface Entry extends Stored {
   saveQueued: boolean
   /** Its attempt runs on, detached, on a member this agent is finding again: not to be placed. */
   reattaching: boolean
+  /** Its last write failed: the journal holds an older version (tried again, SAVE_RETRY_MS). */
+  unsaved: boolean
 }
 
 export class TaskManager implements ChildTracker {
-  private readonly tasks = new Map<string, Entry>()
+  /** Tasks not yet ended, and those ended but not yet retired (retire()). */
+  private readonly live = new Map<string, Entry>()
+  /** Ended tasks' keys, in the order they were retired: the first are forgotten first (forgetOld). */
+  private readonly ended = new EndedTasks((s) => this.word(s))
   /**
    * What evaluate() looks at, kept as tasks change so that it costs what it starts, not the
    * number of tasks: the tasks waiting for dependencies; the queued ones not being run, per
@@ -129,18 +140,20 @@ export class TaskManager implements ChildTracker {
     const { journal, entries } = RecordJournal.open(dir)
     const m = new TaskManager(dir, self, journal)
     const loaded: Entry[] = []
-    for (const raw of entries) {
+    const ended: Array<{ stored: Stored, at: number }> = []
+    for (const raw of entries.splice(0)) {
       try {
-        const record = parseTaskRecord(raw.record)
-        const stored: Stored = { record, spec: parseRunSpec(raw.spec), group: typeof raw.group === 'string' ? raw.group : record.id, gang: raw.gang === true }
-        if (typeof raw.on === 'string') stored.on = raw.on
-        if (raw.workspace !== null && typeof raw.workspace === 'object') stored.workspace = raw.workspace as WorkspaceRef
-        if (raw.guest === true) stored.guest = true
-        loaded.push(m.entry(stored, TaskLog.open(dir, record.id)))
+        const stored = storedOf(raw)
+        const r = stored.record
+        if (isFinal(r.state)) ended.push({ stored, at: r.ended ?? r.created })
+        else loaded.push(m.entry(stored, TaskLog.open(dir, r.id)))
       } catch (err) {
         log.warn('skipped an unreadable task record', err)
+        const id = (raw.record as { id?: unknown } | undefined)?.id
+        if (typeof id === 'string') journal.drop(id)
       }
     }
+    for (const { stored } of ended.sort((a, b) => a.at - b.at)) m.ended.add(stored)
     for (const e of loaded.sort((a, b) => a.record.created - b.record.created)) m.add(e)
     // the journal may still hold records forgotten since its last compaction
     m.forgetOld()
@@ -155,7 +168,7 @@ export class TaskManager implements ChildTracker {
   start (ctx: RunContext, interrupted: readonly string[] = []): void {
     this.ctx = ctx
     const started = new Set(interrupted)
-    for (const e of this.tasks.values()) {
+    for (const e of this.live.values()) {
       let s = e.record.state
       if (isFinal(s)) continue
       const open = e.record.attempts.at(-1)
@@ -194,7 +207,7 @@ export class TaskManager implements ChildTracker {
     // class of its own (~500 bytes each, a third of what a finished task held in memory).
     const e: Entry = {
       record: s.record, spec: s.spec, group: s.group, gang: s.gang, log: taskLog, cancelRequested: false, timedOut: false,
-      waiters: [], saving: SAVED, childFailed: 0, placing: false, shape: requestShape(s.spec, s.on), saveQueued: false, reattaching: false
+      waiters: [], saving: SAVED, childFailed: 0, placing: false, shape: requestShape(s.spec, s.on), saveQueued: false, reattaching: false, unsaved: false
     }
     if (s.on !== undefined) e.on = s.on
     if (s.workspace !== undefined) e.workspace = s.workspace
@@ -203,8 +216,52 @@ export class TaskManager implements ChildTracker {
   }
 
   private add (e: Entry): void {
-    this.tasks.set(e.record.id, e)
+    this.live.set(e.record.id, e)
     this.track(e)
+  }
+
+  /** Every task kept: the ended ones' keys, then a key made for each one not yet retired. */
+  private * keys (): Generator<TaskKey> {
+    yield * this.ended.values()
+    for (const e of this.live.values()) yield keyOf(e)
+  }
+
+  /**
+   * Keeps only the key of an ended task, once nothing more will be done with its entry: its
+   * record is written, its log flushed, its session over and its waiters told.
+   */
+  private retire (e: Entry): void {
+    const id = e.record.id
+    if (!isFinal(e.record.state) || e.saveQueued || e.unsaved || e.channel !== undefined || !e.log.idle || e.waiters.length > 0) return
+    if (this.live.get(id) !== e) return
+    this.live.delete(id)
+    this.track(e)
+    this.ended.add(e)
+  }
+
+  private stateOf (id: string): TaskState | undefined {
+    return this.live.get(id)?.record.state ?? this.ended.get(id)?.state
+  }
+
+  /** An ended task's record, read back from the journal; undefined when it cannot be. */
+  private readBack (id: string): TaskRecord | undefined {
+    const raw = this.journal.read(id)
+    if (raw === undefined) return undefined
+    try {
+      return parseTaskRecord(raw.record)
+    } catch (err) {
+      log.warn(`task ${id}'s record in the journal is unreadable`, err)
+      return undefined
+    }
+  }
+
+  /** The records of these ended tasks, read back from the journal together. */
+  private readBackMany (ids: Iterable<string>): TaskRecord[] {
+    const out: TaskRecord[] = []
+    for (const raw of this.journal.readMany(ids)) {
+      try { out.push(parseTaskRecord(raw.record)) } catch {}
+    }
+    return out
   }
 
   /** Files the task where evaluate() looks for it; call after any change of its state or channel. */
@@ -319,10 +376,10 @@ export class TaskManager implements ChildTracker {
     }
   }
 
-  private siblings (parent: string | undefined, workspace: string): Entry[] {
-    return [...this.tasks.values()].filter((e) => parent !== undefined
-      ? e.record.parent === parent
-      : e.record.parent === undefined && e.record.owner === this.self.peer && (e.workspace?.dir ?? '') === workspace)
+  private siblings (parent: string | undefined, workspace: string): TaskKey[] {
+    return [...this.keys()].filter((k) => parent !== undefined
+      ? k.parent === parent
+      : k.parent === undefined && k.owner === this.self.peer && k.workspace === workspace)
   }
 
   private resolveDeps (b: Pick<BatchRequest, 'after' | 'parent' | 'workspace'>): TaskDep[] {
@@ -330,15 +387,15 @@ export class TaskManager implements ChildTracker {
     const sibs = this.siblings(b.parent, b.workspace?.dir ?? '')
     const deps: TaskDep[] = []
     for (const a of b.after) {
-      const named = sibs.filter((e) => e.record.name === a.name)
+      const named = sibs.filter((k) => k.name === a.name)
       if (named.length === 0) {
         throw new VgridError('ERR_BAD_ARGUMENT', `no task named ${JSON.stringify(a.name)} to wait for`,
           b.parent !== undefined
             ? 'dependencies name sibling tasks: ones submitted from the same parent task, before this one'
             : 'dependencies name tasks submitted before this one, through this agent, from the same workspace')
       }
-      const newest = named.reduce((x, y) => (y.record.created > x.record.created ? y : x))
-      for (const e of sibs) if (e.group === newest.group) deps.push({ kind: a.kind, name: a.name, id: e.record.id })
+      const newest = named.reduce((x, y) => (y.created > x.created ? y : x))
+      for (const k of sibs) if (k.group === newest.group) deps.push({ kind: a.kind, name: a.name, id: k.id })
     }
     return deps
   }
@@ -380,10 +437,9 @@ export class TaskManager implements ChildTracker {
 
   /** true: met; false: can never be met; undefined: not yet. */
   private depMet (d: TaskDep): boolean | undefined {
-    const up = this.tasks.get(d.id)
-    if (up === undefined) return false
-    if (!isFinal(up.record.state)) return undefined
-    const s = up.record.state
+    const s = this.stateOf(d.id)
+    if (s === undefined) return false
+    if (!isFinal(s)) return undefined
     if (d.kind === 'any') return true
     if (d.kind === 'success') return s === 'succeeded'
     return s === 'failed' || s === 'lost'
@@ -406,7 +462,7 @@ export class TaskManager implements ChildTracker {
       if (met === undefined) wait = true
     }
     for (const group of failGroups.values()) {
-      const states = group.map((d) => this.tasks.get(d.id)?.record.state)
+      const states = group.map((d) => this.stateOf(d.id))
       if (states.some((s) => s === undefined)) return 'never'
       if (states.some((s) => !isFinal(s!))) { wait = true; continue }
       if (!states.some((s) => s === 'failed' || s === 'lost')) return 'never'
@@ -456,14 +512,17 @@ export class TaskManager implements ChildTracker {
     }
     this.save(e)
     const record = e.record
-    void e.log.flushed().then(() => { for (const w of e.waiters.splice(0)) w(record) })
+    void e.log.flushed().then(() => {
+      for (const w of e.waiters.splice(0)) w(record)
+      this.retire(e)
+    })
     // Cancelling a parent cancels its children that have not started yet too.
-    if (state === 'cancelled') for (const c of this.childrenOf(e.record.id)) this.cancel(c.record.id)
+    if (state === 'cancelled') for (const c of this.childrenOf(e.record.id)) this.cancel(c)
     queueMicrotask(() => { this.evaluate() })
   }
 
-  private childrenOf (id: string): Entry[] {
-    return [...this.tasks.values()].filter((c) => c.record.parent === id)
+  private childrenOf (id: string): string[] {
+    return [...this.keys()].filter((k) => k.parent === id).map((k) => k.id)
   }
 
   // ── running ────────────────────────────────────────────────────────────────────────────
@@ -512,7 +571,7 @@ export class TaskManager implements ChildTracker {
       e.channel = undefined
       this.track(e)
       this.placed(e)
-      if (isFinal(e.record.state)) return
+      if (isFinal(e.record.state)) { this.retire(e); return }
       if (gang !== undefined && err instanceof VgridError && err.code === 'ERR_NO_CAPACITY' && e.record.attempts.every((a) => a.ended !== undefined)) {
         // The gang was not placed at once: every shard waits for the next change of the view.
         this.setState(e, 'queued', 'its gang could not be placed at once')
@@ -560,7 +619,7 @@ export class TaskManager implements ChildTracker {
           this.onLost(e, new AttemptGone('ERR_PEER_LOST', `lost ${a.host} (${a.peer.slice(0, 12)}…) ${e.record.state === 'queued' ? 'before the command started' : 'while the command ran'}: it is no longer in the grid`))
           return
         }
-        await this.viewChangeOr(REATTACH_RETRY_MS)
+        await wakeUp(this.ctx, REATTACH_RETRY_MS)
       }
       const have = await e.log.receivedSince(a.logFrom ?? 0)
       if (isFinal(e.record.state) || !e.reattaching) return
@@ -571,15 +630,6 @@ export class TaskManager implements ChildTracker {
         })
       }, { eof: false })
     })()
-  }
-
-  /** Resolves at the next change of the view, or after `ms`. */
-  private async viewChangeOr (ms: number): Promise<void> {
-    await new Promise<void>((resolve) => {
-      const done = (): void => { clearTimeout(timer); unwatch(); resolve() }
-      const timer = setTimeout(done, ms)
-      const unwatch = this.ctx.grid.onViewChange(done)
-    })
   }
 
   private onEvent (e: Entry, ev: ExecEvent | { t: 'placed', peer: string, host: string } | { t: 'queued' } | { t: 'refused', peer: string, error: { message: string } }): void {
@@ -714,7 +764,9 @@ export class TaskManager implements ChildTracker {
    * hold their claims (GangGate), so a stale view never starts part of a gang.
    */
   private runGang (group: string): void {
-    const shards = [...this.tasks.values()].filter((e) => e.group === group).sort((a, b) => (a.record.shard?.index ?? 0) - (b.record.shard?.index ?? 0))
+    const shards = [...this.live.values()].filter((e) => e.group === group).sort((a, b) => (a.record.shard?.index ?? 0) - (b.record.shard?.index ?? 0))
+    // a shard that ended (cancelled) is no longer among the live ones: the gang cannot start
+    if (shards.length < (shards[0]?.record.shard?.count ?? 1)) return
     if (shards.some((e) => e.record.state !== 'queued' || e.channel !== undefined || fenced(e))) return
     // What the view shows free, taken down as shards are assigned (their claims then decide).
     const view = this.ctx.grid.view().filter((p) => p.leaving !== true && acceptsFrom(p, this.self.peer)).map((p) => ({ ...p, load: { ...p.load, gpusFree: [...p.load.gpusFree] } }))
@@ -765,11 +817,12 @@ export class TaskManager implements ChildTracker {
 
   /** Cancels the task and its sub-tasks; a finished task is left as it is. */
   cancel (id: string): TaskRecord {
-    const e = this.mustGet(id)
+    const e = this.live.get(id)
+    if (e === undefined) return this.mustGet(id)
     if (isFinal(e.record.state)) return e.record
     e.cancelRequested = true
     this.stop(e)
-    for (const c of this.childrenOf(id)) this.cancel(c.record.id)
+    for (const c of this.childrenOf(id)) this.cancel(c)
     return e.record
   }
 
@@ -778,7 +831,7 @@ export class TaskManager implements ChildTracker {
    * authenticated it. Refused (ERR_NOT_ALLOWED) unless mayCancel.
    */
   cancelFor (id: string, peer: string): TaskRecord {
-    const r = this.mustGet(id).record
+    const r = this.mustGet(id)
     if (!mayCancel(r, peer)) {
       const submitter = r.submitter ?? r.owner
       const hostOf = (p: string): string => p === this.self.peer ? this.self.host : this.ctx?.grid.view().find((v) => v.peer === p)?.resources.host ?? `${p.slice(0, 12)}…`
@@ -792,7 +845,8 @@ export class TaskManager implements ChildTracker {
   }
 
   async wait (id: string, signal?: AbortSignal): Promise<TaskRecord> {
-    const e = this.mustGet(id)
+    const e = this.live.get(id)
+    if (e === undefined) return this.mustGet(id)
     if (isFinal(e.record.state)) { await e.log.flushed(); return e.record }
     return await new Promise<TaskRecord>((resolve, reject) => {
       e.waiters.push(resolve)
@@ -802,31 +856,36 @@ export class TaskManager implements ChildTracker {
 
   /** Sends the log (then, with `follow`, what comes until the task ends); resolves with the record. */
   async streamLog (id: string, follow: boolean, stderrOnly: boolean, send: (f: LogFrame) => Promise<void>, signal?: AbortSignal): Promise<TaskRecord> {
-    const e = this.mustGet(id)
+    const e = this.live.get(id)
+    // an ended task's log is whole in its file
+    const ended = e === undefined ? this.mustGet(id) : undefined
+    const taskLog = e?.log ?? TaskLog.open(this.dir, id)
     let chain = Promise.resolve()
-    const stop = e.log.follow((f) => {
+    const stop = taskLog.follow((f) => {
       if (stderrOnly && f.fd !== 2) return
       chain = chain.then(async () => { await send(f) })
     })
     try {
-      if (follow) await this.wait(id, signal)
-      else await e.log.flushed()
+      let record = ended ?? e!.record
+      if (follow) record = await this.wait(id, signal)
+      else await taskLog.flushed()
       await chain
-      return e.record
+      return record
     } finally {
       stop()
     }
   }
 
   get (id: string): TaskRecord | undefined {
-    return this.tasks.get(id)?.record
+    return this.live.get(id)?.record ?? (this.ended.has(id) ? this.readBack(id) : undefined)
   }
 
   /** Records whose id starts with `prefix`. */
   find (prefix: string): TaskRecord[] {
-    const exact = this.tasks.get(prefix)
-    if (exact !== undefined) return [exact.record]
-    return [...this.tasks.values()].filter((e) => e.record.id.startsWith(prefix)).map((e) => e.record)
+    const exact = this.get(prefix)
+    if (exact !== undefined) return [exact]
+    const mine = [...this.live.values()].filter((e) => e.record.id.startsWith(prefix)).map((e) => e.record)
+    return [...mine, ...this.readBackMany([...this.ended.ids()].filter((id) => id.startsWith(prefix)))]
   }
 
   /**
@@ -835,17 +894,39 @@ export class TaskManager implements ChildTracker {
    * looks names up, else from any workspace. Empty when there is none.
    */
   named (name: string, workspace?: string): TaskRecord[] {
-    const mine = [...this.tasks.values()].filter((e) => e.record.parent === undefined && e.record.owner === this.self.peer && e.record.name === name)
-    const here = mine.filter((e) => (e.workspace?.dir ?? '') === (workspace ?? ''))
+    const mine = [...this.keys()].filter((k) => k.parent === undefined && k.owner === this.self.peer && k.name === name)
+    const here = mine.filter((k) => k.workspace === (workspace ?? ''))
     const pool = here.length > 0 ? here : mine
     if (pool.length === 0) return []
-    const newest = pool.reduce((x, y) => (y.record.created > x.record.created ? y : x))
-    return pool.filter((e) => e.group === newest.group).map((e) => e.record)
+    const newest = pool.reduce((x, y) => (y.created > x.created ? y : x))
+    return this.records(pool.filter((k) => k.group === newest.group).map((k) => k.id))
       .sort((a, b) => (a.shard?.index ?? 0) - (b.shard?.index ?? 0))
   }
 
+  /** Every record kept, in the order they were submitted (a fan-out's shards by index). */
   list (): TaskRecord[] {
-    return [...this.tasks.values()].map((e) => e.record)
+    return [...this.readBackMany(this.ended.ids()), ...[...this.live.values()].map((e) => e.record)]
+      .sort((a, b) => a.created - b.created || (a.shard?.index ?? 0) - (b.shard?.index ?? 0) || a.id.localeCompare(b.id))
+  }
+
+  /**
+   * What names, parents and dependencies need of every task kept, without reading the ended
+   * ones' records back (a guest's lookup of its sub-tasks).
+   */
+  summaries (): TaskKey[] {
+    return [...this.keys()]
+  }
+
+  /** The records of these tasks: in memory, or read back. */
+  private records (ids: readonly string[]): TaskRecord[] {
+    const out: TaskRecord[] = []
+    const back: string[] = []
+    for (const id of ids) {
+      const e = this.live.get(id)
+      if (e !== undefined) out.push(e.record)
+      else back.push(id)
+    }
+    return [...out, ...this.readBackMany(back)]
   }
 
   /** What it holds for tasks not yet ended, by table: all 0 once every task has (the soak checks). */
@@ -853,10 +934,11 @@ export class TaskManager implements ChildTracker {
     return { pending: this.pending.size, waiting: this.waiting.size, gangsWaiting: this.gangsWaiting.size, placingByShape: this.placingByShape.size, runningHere: this.runningHere.size }
   }
 
-  private mustGet (id: string): Entry {
-    const e = this.tasks.get(id)
-    if (e === undefined) throw new VgridError('ERR_BAD_ARGUMENT', `no task ${id} on this agent`)
-    return e
+  /** The task's record, in memory or read back; ERR_BAD_ARGUMENT when there is none. */
+  private mustGet (id: string): TaskRecord {
+    const r = this.get(id)
+    if (r === undefined) throw new VgridError('ERR_BAD_ARGUMENT', `no task ${id} on this agent`)
+    return r
   }
 
   // ── ChildTracker: the executor's side of sub-tasks ────────────────────────────────────
@@ -865,7 +947,7 @@ export class TaskManager implements ChildTracker {
     const kids = new Set<string>()
     // Its sub-tasks are submitted for whoever submitted it: the member that sent it here, or
     // (run for this agent) the one its own record names.
-    const own = this.tasks.get(task)?.record
+    const own = this.live.get(task)?.record
     const from: Origin = guest !== undefined
       ? { peer: guest.peer, user: guest.who }
       : { peer: own?.submitter ?? this.self.peer, user: own?.user ?? `${USER}@${this.self.host}` }
@@ -874,8 +956,8 @@ export class TaskManager implements ChildTracker {
       settle: async (send) => {
         if (kids.size === 0) return
         const ids = (): string[] => [...kids]
-        const failed = (): number => ids().filter((id) => this.tasks.get(id)?.record.state !== 'succeeded').length
-        if (ids().some((id) => !isFinal(this.tasks.get(id)?.record.state ?? 'lost'))) {
+        const failed = (): number => ids().filter((id) => this.stateOf(id) !== 'succeeded').length
+        if (ids().some((id) => !isFinal(this.stateOf(id) ?? 'lost'))) {
           await send({ t: 'children', ids: ids(), failed: 0, done: false })
           await Promise.all(ids().map(async (id) => await this.wait(id).catch(() => undefined)))
         }
@@ -908,8 +990,12 @@ export class TaskManager implements ChildTracker {
 
   /** Writes the record now (a line appended to the journal); never throws. */
   private writeRecord (e: Entry): void {
-    // made one at a time as the compaction writes them, not all at once (journal.ts)
-    this.journal.append(e.record.id, serialize(e), this.tasks.size, () => mapValues(this.tasks, serialize))
+    const id = e.record.id
+    // an entry retired or forgotten meanwhile (a vrun's late event): what is written stays
+    if (this.live.get(id) !== e) return
+    e.unsaved = !this.journal.append(id, serialize(e))
+    if (e.unsaved) setTimeout(() => { this.save(e) }, SAVE_RETRY_MS).unref()
+    else this.retire(e)
   }
 
   /** Writes what is due and closes the journal: the last call on this manager. */
@@ -920,15 +1006,16 @@ export class TaskManager implements ChildTracker {
 
   /** Resolves when every record is on disk. */
   async flush (): Promise<void> {
-    await Promise.all([...this.tasks.values()].map(async (e) => { await e.saving; await e.log.flushed() }))
+    await Promise.all([...this.live.values()].map(async (e) => { await e.saving; await e.log.flushed() }))
   }
 
+  /** Forgets the tasks that ended first, past MAX_TASKS kept: their records and logs. */
   private forgetOld (): void {
-    if (this.tasks.size <= MAX_TASKS) return
-    const done = [...this.tasks.values()].filter((e) => isFinal(e.record.state)).sort((a, b) => a.record.created - b.record.created)
-    for (const e of done.slice(0, this.tasks.size - MAX_TASKS)) {
-      this.tasks.delete(e.record.id)
-      fs.promises.rm(path.join(this.dir, `${e.record.id}.log`), { force: true }).catch(() => {})
+    while (this.live.size + this.ended.size > MAX_TASKS) {
+      const id = this.ended.forgetFirst()
+      if (id === undefined) return
+      this.journal.drop(id)
+      fs.promises.rm(path.join(this.dir, `${id}.log`), { force: true }).catch(() => {})
     }
   }
 }
@@ -941,8 +1028,14 @@ function spentAttempts (r: TaskRecord): number {
   return r.attempts.filter((a) => a.began !== false).length
 }
 
-function * mapValues<V, R> (m: Map<string, V>, f: (v: V) => R): Generator<R> {
-  for (const v of m.values()) yield f(v)
+/** A record as the journal holds it, validated. */
+function storedOf (raw: Record<string, unknown>): Stored {
+  const record = parseTaskRecord(raw.record)
+  const stored: Stored = { record, spec: parseRunSpec(raw.spec), group: typeof raw.group === 'string' ? raw.group : record.id, gang: raw.gang === true }
+  if (typeof raw.on === 'string') stored.on = raw.on
+  if (raw.workspace !== null && typeof raw.workspace === 'object') stored.workspace = raw.workspace as WorkspaceRef
+  if (raw.guest === true) stored.guest = true
+  return stored
 }
 
 function serialize (e: Stored): string {
