@@ -37,6 +37,27 @@ export const HELD_END_ACK_TIMEOUT_MS = 30_000
 export const HELD_DELIVERED_KEEP_MS = 60_000
 
 const NOT_KEPT: ReadonlySet<string> = new Set(['sync', 'outputs'])
+/** A spilled run is replayed reading this much of its file at a time. */
+const REPLAY_READ_BYTES = 1024 * 1024
+
+type KeptEvent = { t: string, data?: Uint8Array, text?: string }
+
+/**
+ * The whole frames at the start of `buf` ([length: 4 bytes BE][CBOR]), each decoded from a
+ * copy of its bytes (the buffer may be reused), and how many bytes they took.
+ */
+function framesIn (buf: Uint8Array): { events: KeptEvent[], used: number } {
+  const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength)
+  const events: KeptEvent[] = []
+  let off = 0
+  while (off + 4 <= buf.byteLength) {
+    const len = view.getUint32(off)
+    if (off + 4 + len > buf.byteLength) break
+    events.push(decode(buf.slice(off + 4, off + 4 + len)) as KeptEvent)
+    off += 4 + len
+  }
+  return { events, used: off }
+}
 
 /** How many bytes an event adds to the owner's task log (a notice is logged as `vgrid: TEXT\n`). */
 export function logBytesOf (ev: { t: string, data?: Uint8Array, text?: string }): number {
@@ -238,21 +259,28 @@ export class HeldRun implements FrameChannel {
     if (this.finished) await this.deliverEnd()
   }
 
-  private async * kept (): AsyncGenerator<{ t: string, data?: Uint8Array, text?: string }> {
-    const decodeAll = function * (buf: Uint8Array) {
-      const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength)
-      for (let off = 0; off + 4 <= buf.byteLength;) {
-        const len = view.getUint32(off)
-        if (off + 4 + len > buf.byteLength) break
-        yield decode(buf.subarray(off + 4, off + 4 + len)) as { t: string, data?: Uint8Array, text?: string }
-        off += 4 + len
-      }
+  /** The events kept, in order: from memory, or read back from the spill file a window at a time. */
+  private async * kept (): AsyncGenerator<KeptEvent> {
+    if (!this.spilled) {
+      for (const f of this.frames) yield * framesIn(f).events
+      return
     }
-    if (this.spilled) {
-      const buf = await fs.promises.readFile(this.file).catch(() => new Uint8Array(0))
-      yield * decodeAll(buf)
-    } else {
-      for (const f of this.frames) yield * decodeAll(f)
+    const fh = await fs.promises.open(this.file, 'r').catch(() => undefined)
+    if (fh === undefined) return
+    try {
+      const buf = Buffer.allocUnsafe(REPLAY_READ_BYTES)
+      let rest = Buffer.alloc(0)
+      for (;;) {
+        const { bytesRead } = await fh.read(buf, 0, buf.length, null)
+        if (bytesRead === 0) return
+        const data = rest.length > 0 ? Buffer.concat([rest, buf.subarray(0, bytesRead)]) : buf.subarray(0, bytesRead)
+        const { events, used } = framesIn(data)
+        // what follows the last whole frame, copied: `buf` is read into again
+        rest = Buffer.from(data.subarray(used))
+        yield * events
+      }
+    } finally {
+      await fh.close()
     }
   }
 

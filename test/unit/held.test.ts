@@ -95,6 +95,23 @@ describe('a held run', () => {
     await waitFor(() => !fs.existsSync(path.join(dir, 'run')), 'the dropped run\'s events to be deleted', 5_000, 10)
   })
 
+  it('replays a spill file larger than its read window, frames cut across windows', async () => {
+    const { run, owner } = heldRun({ memoryBytes: 64 * 1024 })
+    owner.destroy()
+    // 4,099-byte lines: frames fall across every 1 MiB boundary of the file
+    const lines = Array.from({ length: 800 }, (_, i) => `${String(i).padStart(4, '0')}${'y'.repeat(4094)}\n`)
+    for (const l of lines) await run.send(out(l))
+    await run.send({ t: 'exit', code: 0 })
+    await run.close()
+    const [back, theirs] = memoryChannelPair()
+    const replay = drain(back)
+    await run.attach(theirs, 1000)
+    const evs = await replay
+    expect(text(evs)).toBe(lines.join('').slice(1000))
+    expect(evs.at(-1)).toEqual({ t: 'exit', code: 0 })
+    run.drop('test over')
+  })
+
   it('drops output past its cap for an owner away, and says so once', async () => {
     const { run, owner } = heldRun({ outputCapBytes: 10 })
     owner.destroy()
