@@ -567,7 +567,7 @@ export async function submitRun (ctx: RunContext, client: FrameChannel, spec: Ru
           }
         }
       }
-      await wakeUp(ctx, queue, QUEUE_RETRY_MS)
+      await wakeUp(ctx, QUEUE_RETRY_MS, (wake) => queue.onChange(wake))
       if (client.closed) return
       if (ctx.shutdown.aborted) throw new VgridError('ERR_PEER_LOST', 'the agent is stopping')
     }
@@ -631,12 +631,16 @@ function placementOf (ctx: RunContext): { queue: RunQueue, refusals: Refusals } 
 }
 
 /** Resolves at the next change of the view or of the line, or after `ms`, or at shutdown. */
-async function wakeUp (ctx: RunContext, queue: RunQueue, ms: number): Promise<void> {
+/**
+ * Resolves at the next change of the view, when the agent stops, or after `ms`; `also`
+ * subscribes to more that ends the wait (it returns its unsubscribe).
+ */
+export async function wakeUp (ctx: Pick<RunContext, 'grid' | 'shutdown'>, ms: number, also?: (wake: () => void) => () => void): Promise<void> {
   await new Promise<void>((resolve) => {
-    const done = (): void => { clearTimeout(timer); unwatch(); unqueue(); ctx.shutdown.removeEventListener('abort', done); resolve() }
+    const done = (): void => { clearTimeout(timer); unwatch(); unalso?.(); ctx.shutdown.removeEventListener('abort', done); resolve() }
     const timer = setTimeout(done, ms)
     const unwatch = ctx.grid.onViewChange(done)
-    const unqueue = queue.onChange(done)
+    const unalso = also?.(done)
     ctx.shutdown.addEventListener('abort', done, { once: true })
   })
 }

@@ -57,6 +57,19 @@ export interface WorkspaceScan {
 type Send = (ev: ExecEvent) => Promise<void>
 
 /**
+ * What outputs are brought back against: the tree the command started from (or how to fetch
+ * it from the executor's outputs session, for an owner that restarted since it sent it), and
+ * where the workspace already holds chunks. A WorkspaceScan is one.
+ */
+export interface OutputsBase {
+  ref: WorkspaceRef
+  tree: DirNode | ((fetch: (h: Uint8Array) => Promise<Uint8Array>) => Promise<DirNode>)
+  readonly sources: ReadonlyMap<string, ChunkSource>
+  startedMs: number
+  home?: string
+}
+
+/**
  * Where the agent's home lies in a workspace ('/'-separated, relative), when it does: it holds
  * the grid's swarm key and this member's identity, so it is never synced, whatever the ignore
  * files say (`cd ~ && vrun …` with the default ~/.vgrid); '' when the workspace is the home
@@ -170,7 +183,6 @@ export class WorkspaceSync {
     return { session, root: scan.rootHash, key: scan.key }
   }
 
-  /** Pulls the executor's result and applies it to the workspace; conflicts are told to the user. */
   /**
    * The outputs of a detached run its owner re-attached to (this agent restarted since it
    * sent the workspace): the tree it sent comes from the executor (`outputs.base`), so what
@@ -180,25 +192,26 @@ export class WorkspaceSync {
     if (outputs.base === undefined) throw new VgridError('ERR_BAD_MESSAGE', 'the outputs of a re-attached run came without the tree they started from')
     const base = outputs.base
     const home = homeWithin(ref.dir, this.home)
-    await this.bringBack({ ref, tree: { kind: 'dir', hash: base, entries: new Map() }, rootHash: base, blobs: new Map(), sources: new Map(), key: '', bytes: 0, startedMs, warnings: [], ...(home !== undefined && home !== '' ? { home } : {}) },
-      executor, outputs, task, send, async (fetch) => (await decodeTree(base, fetch)).tree)
+    await this.bringBack({ ref, tree: async (fetch) => (await decodeTree(base, fetch)).tree, sources: new Map(), startedMs, ...(home !== undefined && home !== '' ? { home } : {}) },
+      executor, outputs, task, send)
   }
 
-  async bringBack (scan: WorkspaceScan, executor: string, outputs: { root: Uint8Array, session: string }, task: string, send: Send,
-    baseOf?: (fetch: (h: Uint8Array) => Promise<Uint8Array>) => Promise<DirNode>): Promise<void> {
+  /** Pulls the executor's result and applies it to the workspace; conflicts are told to the user. */
+  async bringBack (from: OutputsBase, executor: string, outputs: { root: Uint8Array, session: string }, task: string, send: Send): Promise<void> {
     const channel = await this.grid.open(executor, SYNC_PROTOCOL, { maxFrameBytes: SYNC_MAX_FRAME_BYTES })
     const fetcher = await BlobFetcher.open(channel, outputs.session)
     try {
       if (Buffer.compare(Buffer.from(fetcher.root), Buffer.from(outputs.root)) !== 0) throw new VgridError('ERR_BAD_MESSAGE', 'the outputs session holds another tree')
-      if (baseOf !== undefined) scan = { ...scan, tree: await baseOf(async (h) => await fetcher.fetch(h)) }
-      const { tree } = await decodeTree(outputs.root, async (h) => await fetcher.fetch(h), { base: scan.tree })
-      const local = scan.sources
+      const fetch = async (h: Uint8Array): Promise<Uint8Array> => await fetcher.fetch(h)
+      const baseTree = typeof from.tree === 'function' ? await from.tree(fetch) : from.tree
+      const { tree } = await decodeTree(outputs.root, fetch, { base: baseTree })
+      const local = from.sources
       const p: SyncProgress = { files: 0, totalFiles: 0, sentBytes: 0, sentChunks: 0, totalBytes: 0, reusedBytes: 0, done: false }
-      const rules = await loadIgnoreRules(scan.ref.dir)
+      const rules = await loadIgnoreRules(from.ref.dir)
       // The agent's home never travels (scanNow), so nothing may come back into it either.
-      const { home } = scan
+      const { home } = from
       const isHome = (rel: string): boolean => home !== undefined && (rel === home || rel.startsWith(home + '/'))
-      const result = await applyOutputs(scan.ref.dir, scan.tree, tree, async (ref) => {
+      const result = await applyOutputs(from.ref.dir, baseTree, tree, async (ref) => {
         // A chunk the workspace already has (a copied file) need not travel.
         const src = local.get(hexOf(ref.hash))
         if (src !== undefined) {
@@ -211,7 +224,7 @@ export class WorkspaceSync {
         return data
       }, {
         taskId: task,
-        snapshotStartedMs: scan.startedMs,
+        snapshotStartedMs: from.startedMs,
         isIgnored: (rel, isDir) => isHome(rel) || rules.ignores(rel, isDir),
         onConflict: (rel, conflictPath) => {
           void send({
