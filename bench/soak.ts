@@ -13,7 +13,9 @@
  * BENCH_SOAK_TASKS=3000 gives a quick run. BENCH_SOAK_SNAPSHOTS=DIR has each agent write a
  * heap snapshot to DIR at both points (Node's --heapsnapshot-signal), to see what grew; the
  * heap figures still hold, but writing a snapshot leaves the agent's RSS ~100 MB larger, so
- * the RSS growth of such a run means nothing.
+ * the RSS growth of such a run means nothing. BENCH_SOAK_DEBUG=1 prints, at both points, where
+ * each agent's memory is: V8's heap (total), external memory, and the kernel's split of RSS
+ * into anonymous and file-backed pages.
  */
 import fs from 'node:fs'
 import path from 'node:path'
@@ -34,6 +36,7 @@ const GROWTH_TARGET_PERCENT = 20
 const SETTLE_MS = 3_000
 const MiB = 2 ** 20
 const SNAPSHOTS = process.env.BENCH_SOAK_SNAPSHOTS
+const DEBUG = process.env.BENCH_SOAK_DEBUG === '1'
 
 interface Point { rss: number, heap: number, inFlight: Record<string, number> }
 
@@ -85,6 +88,10 @@ async function measure (agents: AgentProc[]): Promise<Point[]> {
     const u = status.usage
     if (u === undefined || !u.settled) throw new Error('the agent did not measure its memory after a collection: is VGRID_DEBUG_GC=1 passed on?')
     const point = { rss: u.rssBytes, heap: u.heapUsedBytes, inFlight: u.inFlight ?? {} }
+    if (DEBUG) {
+      const st = fs.readFileSync(`/proc/${a.proc.pid}/status`, 'utf8').split('\n').filter((l) => /^(VmRSS|RssAnon|RssFile|RssShmem|VmData|Threads)/.test(l)).join(' ')
+      console.log(`pid ${a.proc.pid}: heapTotal ${Math.round(u.heapTotalBytes / MiB)} external ${Math.round(u.externalBytes / MiB)} ab ${Math.round(u.arrayBuffersBytes / MiB)} | ${st.replace(/\s+/g, ' ')}`)
+    }
     if (SNAPSHOTS !== undefined) {
       await snapshot(a, SNAPSHOTS)
     }
