@@ -8,6 +8,7 @@
  */
 import { describe, it, expect, afterAll } from 'vitest'
 import fs from 'node:fs'
+import { spawnSync } from 'node:child_process'
 import path from 'node:path'
 import { startGrid, startAgent, stopAll, runCli, startCli, waitFor, tempDir, sharedDir, guestShare, type AgentProc, type CliResult } from '../helpers/procs.js'
 import type { TaskRecord } from '../../src/agent/tasks/types.js'
@@ -134,6 +135,37 @@ describe('a task whose owner goes away', () => {
       expect(rec.attempts).toHaveLength(1)
       expect((await runCli('vgrid', ['task', 'log', id], { home: x2.home, timeoutMs: 10_000 })).stdout).toBe('one\ntwo\n')
       expect(read(ws, 'made.txt')).toBe('made\n')
+    } finally {
+      await Promise.all([y.stop(), x2?.stop(), x.stop()])
+    }
+  }, 150_000)
+})
+
+describe('a --timeout that runs out while the owner is away', () => {
+  it('still counts: the command is stopped on its executor once the owner is back, and the task ends failed', async () => {
+    const [x, y] = await startGrid(2, { args: guestShare(share) })
+    let x2: AgentProc | undefined
+    try {
+      await waitFor(() => fs.existsSync(path.join(x.home, 'peers.json')), 'the owner to save its known peers', 15_000, 100)
+      // a command line no other process has, to find it on the executor's machine
+      const marker = `${600 + Math.floor(Math.random() * 1000)}.${Math.floor(Math.random() * 1e6)}`
+      const running = (): boolean => spawnSync('pgrep', ['-f', `sleep ${marker}`]).status === 0
+      const [id] = await submit(x, ['--on', y.peer, '--timeout', '6s', 'sh', '-c', `echo started; sleep ${marker}`], workspace())
+      await waitFor(async () => (await show(x, id)).state === 'running' && running(), 'the task to run', 30_000, 100)
+      const placed = (await show(x, id)).attempts[0]!.started
+      const died = new Promise((resolve) => x.proc.once('exit', resolve))
+      x.proc.kill('SIGKILL')
+      await died
+      // its six seconds run out while no owner counts them
+      await waitFor(() => Date.now() > placed + 8_000, 'the timeout to pass', 20_000, 100)
+      expect(running()).toBe(true)
+      x2 = await restart(x, 'stopped', [y])
+      const w = await wait(x2, id)
+      expect(w.code).not.toBe(0)
+      const rec = await show(x2, id)
+      expect(rec).toMatchObject({ state: 'failed', error: 'timed out after 6 s' })
+      expect(rec.attempts).toHaveLength(1)
+      await waitFor(() => !running(), 'the command to be stopped on the executor', 20_000, 100)
     } finally {
       await Promise.all([y.stop(), x2?.stop(), x.stop()])
     }

@@ -183,6 +183,8 @@ export class TaskManager implements ChildTracker {
       if (!e.record.attached && a !== undefined && a.ended === undefined && a.peer !== this.self.peer) {
         // Placed on another member, detached: it runs on there (held.ts); this agent finds it again.
         this.note(e, s, `the owning agent restarted; finding the attempt on ${a.host} again`)
+        // its --timeout still counts from its first placement
+        this.armTimeout(e, e.record.attempts[0]!.started)
         this.reattach(e)
         continue
       }
@@ -530,16 +532,20 @@ export class TaskManager implements ChildTracker {
   private run (e: Entry, extraEnv?: Record<string, string>, on?: string, gang?: GangSeat): void {
     this.setPlacing(e, true)
     const spec = extraEnv !== undefined ? { ...e.spec, env: { ...e.spec.env, ...extraEnv } } : e.spec
-    if (e.record.timeoutMs !== undefined && e.timer === undefined) {
-      e.timer = setTimeout(() => { e.timedOut = true; this.stop(e) }, e.record.timeoutMs)
-      e.timer.unref()
-    }
+    this.armTimeout(e, Date.now())
     this.drive(e, async (theirs) => {
       // A detached task reads nothing: its stdin is closed at once.
       await submitRun(this.ctx, theirs, spec, {
         on: on ?? e.on, ...(e.workspace !== undefined ? { workspace: e.workspace } : {}), task: e.record.id, ...(gang !== undefined ? { gang } : {}), guest: e.guest === true, detach: true
       })
     }, { eof: true, ...(gang !== undefined ? { gang } : {}) })
+  }
+
+  /** `--timeout`, counted from `since` (its first placement), unless it is armed already. */
+  private armTimeout (e: Entry, since: number): void {
+    if (e.record.timeoutMs === undefined || e.timer !== undefined) return
+    e.timer = setTimeout(() => { e.timedOut = true; this.stop(e) }, Math.max(0, since + e.record.timeoutMs - Date.now()))
+    e.timer.unref()
   }
 
   /**
@@ -552,6 +558,8 @@ export class TaskManager implements ChildTracker {
     e.channel = mine
     this.track(e)
     if (o.eof) void mine.send({ t: 'eof' }).catch(() => {})
+    // Cancelled (or timed out) while its executor was being found again: stopped there once attached.
+    if (e.cancelRequested || e.timedOut) void mine.send({ t: 'cancel' }).catch(() => {})
     const placing = session(theirs).then(() => undefined, (err: unknown) => err)
     // However the session ended, no event follows: the loop below must not wait for one.
     void placing.then(() => { void theirs.close() })
@@ -810,6 +818,9 @@ export class TaskManager implements ChildTracker {
       this.finish(e, e.timedOut ? 'failed' : 'cancelled', e.timedOut ? { error: 'timed out before it could start' } : {})
     } else if (e.channel !== undefined) {
       void e.channel.send({ t: 'cancel' }).catch(() => {})
+    } else if (e.reattaching) {
+      // Its command runs on a member being found again: the cancel goes there once it is
+      // (drive); a member that stays away loses the attempt, and the task ends cancelled.
     } else if (!isFinal(e.record.state)) {
       this.finish(e, e.timedOut ? 'failed' : 'cancelled', e.timedOut ? { error: `timed out after ${Math.round((e.record.timeoutMs ?? 0) / 1000)} s` } : {})
     }
