@@ -172,8 +172,12 @@ export class TaskManager implements ChildTracker {
       let s = e.record.state
       if (isFinal(s)) continue
       const open = e.record.attempts.at(-1)
-      // Its command ran here, whatever the record had time to say: that attempt counts.
-      if (started.has(e.record.id) && open !== undefined && open.ended === undefined) open.began = true
+      // Its command ran here, whatever the record had time to say: that attempt counts, and the
+      // task was running (killed before its `started` was written, it would be placed again).
+      if (started.has(e.record.id) && open !== undefined && open.ended === undefined) {
+        open.began = true
+        if (s === 'pending' || s === 'queued') e.record.state = s = 'running'
+      }
       if (started.has(e.record.id) && (s === 'pending' || s === 'queued') && e.record.attempts.every((a) => a.ended !== undefined)) {
         // Its command ran here before the record caught up: that is an attempt too.
         e.record.attempts.push({ peer: this.self.peer, host: this.self.host, started: e.record.created })
