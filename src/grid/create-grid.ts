@@ -41,7 +41,8 @@ export async function createGrid (init: GridInit): Promise<Grid> {
     version: init.version,
     describe: init.describe,
     addrs: () => advertAddrs(addrs()),
-    warn: init.onWarning ?? ((msg) => { log.error(msg) })
+    warn: init.onWarning ?? ((msg) => { log.error(msg) }),
+    ...(init.advertEveryMs !== undefined ? { everyMs: init.advertEveryMs } : {})
   }, log)
 
   try {

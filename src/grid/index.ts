@@ -35,6 +35,12 @@ export interface GridInit {
    * graylisted. Defaults to the grid's debug log (DEBUG=vgrid:grid).
    */
   onWarning?: (msg: string) => void
+  /**
+   * How often this member refreshes its advertisement, in place of advertIntervalMs (which
+   * follows the grid's size). For tests that must tell an immediate publish from a periodic
+   * one without timing it.
+   */
+  advertEveryMs?: number
 }
 
 export type ChannelHandler = (channel: FrameChannel, remotePeer: string) => Promise<void> | void

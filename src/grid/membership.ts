@@ -31,6 +31,8 @@ export interface MembershipInit {
   addrs: () => string[]
   /** What the owner should read in the agent's log. */
   warn: (msg: string) => void
+  /** The refresh interval, in place of advertIntervalMs (GridInit.advertEveryMs). */
+  everyMs?: number
 }
 
 export class Membership {
@@ -138,7 +140,7 @@ export class Membership {
 
   /** How often we refresh our advertisement, for the grid as we see it now. */
   private interval (): number {
-    return advertIntervalMs(this.view.size)
+    return this.init.everyMs ?? advertIntervalMs(this.view.size)
   }
 
   private schedule (at: number): void {

@@ -323,7 +323,8 @@ describe('a task whose owner is killed while its outputs come back', () => {
       fs.writeFileSync(go, '')
       await waitFor(() => fs.existsSync(ended), 'the command to end', 60_000, 20)
       // The owner is killed while the outputs come back (some may have arrived).
-      await waitFor(() => fs.readdirSync(ws).some((f) => f.startsWith('out') || f.includes('vgrid')), 'the outputs to start coming back', 30_000, 5).catch(() => {})
+      await waitFor(() => fs.readdirSync(ws).some((f) => f.startsWith('out') || f.includes('vgrid')), 'the outputs to start coming back', 30_000, 5)
+        .catch(() => { console.log('no output file had arrived yet: the owner is killed before the pull') })
       x2 = await restart(x, 'SIGKILL', [y])
       const w = await wait(x2, id, 120_000)
       const rec = await show(x2, id)

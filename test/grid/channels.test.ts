@@ -28,7 +28,7 @@ beforeEach(async () => {
   a = await h.start()
   b = await h.start({ bootstrap: a.addrs() })
   await b.handle(ECHO, echo)
-  await waitFor(() => a.view().length === 2 && b.view().length === 2, { what: 'a grid of two' })
+  await waitFor(() => a.view().length === 2 && b.view().length === 2, 'a grid of two')
 })
 afterEach(async () => { await h.cleanup() })
 
@@ -112,9 +112,10 @@ describe('channels', () => {
         received += m.data.byteLength
       }
     }
-    // away until the sender is held back (or, were it not, far ahead), then catch up a little
+    // away until the sender is held back (or, were it not, far ahead), then catch up a little:
+    // a pause of at most 1 s, not an assertion (what the sender did is checked below)
     const away = async (): Promise<void> => {
-      await waitFor(() => sent - received > 24 * 1024 * 1024, { timeoutMs: 1000 }).catch(() => {})
+      await waitFor(() => sent - received > 24 * 1024 * 1024, 'the sender to be held back', 1000).catch(() => {})
     }
     // each round reads just past the point where the reader resumes (the queue below half of
     // 4 MiB): the stream hands over what waited in it, which pauses the reader again at once
@@ -152,7 +153,7 @@ describe('channels', () => {
     const big = await a.open(b.peerId, SMALL, { maxFrameBytes: 8 * 1024 * 1024 })
     await big.send({ data: new Uint8Array(1024 * 1024) }).catch(() => {})
     await expect(big.recv()).rejects.toMatchObject({ code: 'ERR_PEER_LOST' })
-    await waitFor(() => errors.length === 1, { what: 'the handler to see the oversized frame' })
+    await waitFor(() => errors.length === 1, 'the handler to see the oversized frame')
     expect(errors[0]).toMatchObject({ code: 'ERR_MESSAGE_TOO_LARGE' })
 
     const again = await a.open(b.peerId, SMALL)

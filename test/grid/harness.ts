@@ -36,6 +36,8 @@ export interface StartOptions {
   describe?: () => Pick<PeerAd, 'resources' | 'offer' | 'load'>
   /** Receives the grid's warnings (a member vanished, fell silent, is graylisted). */
   onWarning?: (msg: string) => void
+  /** Its refresh interval (GridInit.advertEveryMs). */
+  advertEveryMs?: number
 }
 
 export class Harness {
@@ -63,7 +65,8 @@ export class Harness {
       version: '0.0.0-test',
       startedAt: Date.now(),
       describe: opts.describe ?? (() => fakeDescription(host)),
-      onWarning: opts.onWarning
+      onWarning: opts.onWarning,
+      ...(opts.advertEveryMs !== undefined ? { advertEveryMs: opts.advertEveryMs } : {})
     })
     this.grids.push(grid)
     return grid

@@ -23,14 +23,14 @@ async function rawPublisher (victim: Member): Promise<{ raw: RawNode, pubsub: Ra
   const pubsub = raw.services.pubsub
   pubsub.subscribe(ADVERT_TOPIC)
   await raw.dial(multiaddr(victim.addrs()[0]))
-  await waitFor(() => pubsub.getSubscribers(ADVERT_TOPIC).some((p) => p.toString() === victim.peerId), { what: 'the victim subscribed, as the raw node sees it' })
+  await waitFor(() => pubsub.getSubscribers(ADVERT_TOPIC).some((p) => p.toString() === victim.peerId), 'the victim subscribed, as the raw node sees it')
   return { raw, pubsub, rawId: raw.peerId.toString() }
 }
 
 it('garbage, oversized, forged and absurd advertisements (gossip or hello) are dropped; the victim keeps working', async () => {
   const victim = await h.start()
   const friend = await h.start({ bootstrap: victim.addrs() })
-  await waitFor(() => victim.view().length === 2 && friend.view().length === 2, { what: 'a grid of two' })
+  await waitFor(() => victim.view().length === 2 && friend.view().length === 2, 'a grid of two')
 
   const { raw, pubsub, rawId } = await rawPublisher(victim)
   const ad = (over: Record<string, unknown>): Uint8Array => encode({
@@ -71,7 +71,7 @@ it('garbage, oversized, forged and absurd advertisements (gossip or hello) are d
 
   // a legitimate ad sent after the hostile ones arrives: the victim still reads the topic
   await pubsub.publish(ADVERT_TOPIC, ad({ seq: 100, version: '1.0.0' }))
-  const seen = await waitFor(() => victim.view().find((p) => p.peer === rawId), { what: 'the raw node\'s valid ad in the victim\'s view' })
+  const seen = await waitFor(() => victim.view().find((p) => p.peer === rawId), 'the raw node\'s valid ad in the victim\'s view')
   expect(seen.version).toBe('1.0.0')
   expect(seen.seq).toBe(100)
   expect(seen.resources.host).toBe('evil')
@@ -83,7 +83,7 @@ it('garbage, oversized, forged and absurd advertisements (gossip or hello) are d
   expect(friendEntry.seq).toBeLessThan(1000)
   // and the victim's real neighbours still get its ads
   const before = friend.view().find((p) => p.peer === victim.peerId)!.seq
-  await waitFor(() => friend.view().find((p) => p.peer === victim.peerId)!.seq > before, { what: 'a newer ad from the victim' })
+  await waitFor(() => friend.view().find((p) => p.peer === victim.peerId)!.seq > before, 'a newer ad from the victim')
   // the forged ads were rejected, not forwarded: the friend never saw the raw node's bad ones
   expect(friend.view().find((p) => p.peer === rawId)?.version ?? '1.0.0').toBe('1.0.0')
 }, 30_000)
@@ -115,18 +115,18 @@ it('a copy of an advertisement with its signature but other data is dropped, bef
 
   forged = ad(50, 'forged-first')
   await pubsub.publish(ADVERT_TOPIC, ad(10, 'honest'))
-  const first = await waitFor(() => victim.view().find((p) => p.peer === rawId), { what: 'the real ad, sent after its forged twin' })
+  const first = await waitFor(() => victim.view().find((p) => p.peer === rawId), 'the real ad, sent after its forged twin')
   expect(first.resources.host).toBe('honest')
 
   twinFirst = false
   forged = ad(60, 'forged-after')
   await pubsub.publish(ADVERT_TOPIC, ad(20, 'honest-again'))
-  const second = await waitFor(() => victim.view().find((p) => p.peer === rawId && p.seq === 20), { what: 'the second real ad' })
+  const second = await waitFor(() => victim.view().find((p) => p.peer === rawId && p.seq === 20), 'the second real ad')
   expect(second.resources.host).toBe('honest-again')
 
   // a later real ad still gets through, and neither twin ever did
   await pubsub.publish(ADVERT_TOPIC, ad(30, 'last'))
-  await waitFor(() => victim.view().find((p) => p.peer === rawId && p.seq === 30), { what: 'the last real ad' })
+  await waitFor(() => victim.view().find((p) => p.peer === rawId && p.seq === 30), 'the last real ad')
   expect(victim.view().find((p) => p.peer === rawId)!.resources.host).toBe('last')
   expect(twins).toBeGreaterThanOrEqual(3)
 }, 30_000)

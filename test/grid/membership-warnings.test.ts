@@ -38,10 +38,9 @@ it('a member whose connection closes without a goodbye, or that falls silent, is
   const gone = await h.raw()
   await gone.dial(multiaddr(victim.addrs()[0]))
   await hello(gone, victim.addrs()[0], [rawAd(gone, 1)])
-  await waitFor(() => members(victim).includes(gone.peerId.toString()), { what: 'the raw member in the view' })
+  await waitFor(() => members(victim).includes(gone.peerId.toString()), 'the raw member in the view')
   await gone.stop()
-  await waitFor(() => warnings.some((w) => w.includes(gone.peerId.toString().slice(-8)) && w.includes('closed without a goodbye')),
-    { timeoutMs: 10_000, what: 'a warning that the member vanished' })
+  await waitFor(() => warnings.some((w) => w.includes(gone.peerId.toString().slice(-8)) && w.includes('closed without a goodbye')), 'a warning that the member vanished', 10_000)
   expect(members(victim)).not.toContain(gone.peerId.toString())
 
   // one that stays connected but stops advertising: warned once silent, then dropped
@@ -50,10 +49,8 @@ it('a member whose connection closes without a goodbye, or that falls silent, is
   await mute.dial(multiaddr(victim.addrs()[0]))
   await hello(mute, victim.addrs()[0], [rawAd(mute, 1, { every: 1000 })])
   const tag = mute.peerId.toString().slice(-8)
-  await waitFor(() => warnings.some((w) => w.includes(tag) && w.includes('although connected')),
-    { timeoutMs: 20_000, intervalMs: 200, what: 'a warning that the member is silent' })
-  await waitFor(() => warnings.some((w) => w.includes(tag) && w.includes('dropped from the view')),
-    { timeoutMs: 25_000, intervalMs: 200, what: 'a warning that the silent member was dropped' })
+  await waitFor(() => warnings.some((w) => w.includes(tag) && w.includes('although connected')), 'a warning that the member is silent', 20_000, 200)
+  await waitFor(() => warnings.some((w) => w.includes(tag) && w.includes('dropped from the view')), 'a warning that the silent member was dropped', 25_000, 200)
   expect(members(victim)).toEqual([victim.peerId])
   // one line per episode, not one a second
   expect(warnings.filter((w) => w.includes(tag) && w.includes('although connected'))).toHaveLength(1)
@@ -66,8 +63,7 @@ it('a hello lists the members its sender knows, and the receiver dials them', as
   expect(victim.connectedPeers()).toEqual([])
   const raw = await h.raw()
   await hello(raw, victim.addrs()[0], [rawAd(raw, 1), { members: [{ peer: other.peerId, addrs: other.addrs() }] }])
-  await waitFor(() => victim.connectedPeers().includes(other.peerId) && members(victim).includes(other.peerId),
-    { timeoutMs: 10_000, what: 'the victim connected to the member the hello listed' })
+  await waitFor(() => victim.connectedPeers().includes(other.peerId) && members(victim).includes(other.peerId), 'the victim connected to the member the hello listed', 10_000)
 })
 
 it('hostile member lists in a hello are refused; the victim keeps working', async () => {
@@ -88,7 +84,7 @@ it('hostile member lists in a hello are refused; the victim keeps working', asyn
   await hello(raw, victim.addrs()[0], [rawAd(raw, 2), encode(new Map([[1, 2]]))])
   // the victim still takes a good hello
   await hello(raw, victim.addrs()[0], [rawAd(raw, 3, { version: '2.0.0' })])
-  const seen = await waitFor(() => victim.view().find((p) => p.peer === id && p.version === '2.0.0'), { what: 'the good hello applied' })
+  const seen = await waitFor(() => victim.view().find((p) => p.peer === id && p.version === '2.0.0'), 'the good hello applied')
   expect(seen.seq).toBe(3)
   expect(members(victim)).toEqual([victim.peerId, id].sort())
 })

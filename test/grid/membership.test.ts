@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest'
 import { multiaddr } from '@multiformats/multiaddr'
-import { createSwarmKey, type Grid } from '../../src/grid/index.js'
+import { createSwarmKey, VIEW_EXPIRY_MS, type Grid } from '../../src/grid/index.js'
 import { waitFor } from '../helpers/wait.js'
 import { fakeDescription, Harness, members } from './harness.js'
 
@@ -25,7 +25,7 @@ describe('membership', () => {
     const start = Date.now()
     const rest = await Promise.all([1, 2, 3, 4].map(async () => await h.start({ bootstrap: first.addrs() })))
     const all = [first, ...rest]
-    await waitFor(() => fullyJoined(all), { timeoutMs: 10_000, what: 'five fully connected members' })
+    await waitFor(() => fullyJoined(all), 'five fully connected members', 10_000)
     const elapsed = Date.now() - start
     console.log(`five members fully connected in ${elapsed} ms`)
     for (const g of all) {
@@ -36,30 +36,31 @@ describe('membership', () => {
     }
   })
 
-  it('a new member appears in every view within 2 s', async () => {
+  // Deadlines here bound a hang; how fast it was is printed (and measured by `npm run bench`).
+  it('a new member appears in every view', async () => {
     const first = await h.start()
     const others = await Promise.all([1, 2, 3].map(async () => await h.start({ bootstrap: first.addrs() })))
     const grid = [first, ...others]
-    await waitFor(() => fullyJoined(grid), { timeoutMs: 5000, what: 'a grid of four' })
+    await waitFor(() => fullyJoined(grid), 'a grid of four', 20_000)
 
     const start = Date.now()
     const late = await h.start({ bootstrap: first.addrs() })
-    await waitFor(() => grid.every((g) => members(g).includes(late.peerId)) && late.view().length === 5,
-      { timeoutMs: 2000, what: 'the new member in every view' })
+    await waitFor(() => grid.every((g) => members(g).includes(late.peerId)) && late.view().length === 5, 'the new member in every view', 20_000)
     console.log(`new member in every view after ${Date.now() - start} ms`)
   })
 
-  it('a member that stops disappears from the other views within 2 s', async () => {
+  it('a member that stops disappears from the other views at once (its goodbye), not at expiry', async () => {
     const first = await h.start()
     const others = await Promise.all([1, 2, 3].map(async () => await h.start({ bootstrap: first.addrs() })))
     const grid = [first, ...others]
-    await waitFor(() => fullyJoined(grid), { timeoutMs: 5000, what: 'a grid of four' })
+    await waitFor(() => fullyJoined(grid), 'a grid of four', 20_000)
 
     const leaving = others[1]
     const rest = grid.filter((g) => g !== leaving)
     const start = Date.now()
     await leaving.stop()
-    await waitFor(() => rest.every((g) => !members(g).includes(leaving.peerId)), { timeoutMs: 2000, what: 'the member gone from every view' })
+    // well before VIEW_EXPIRY_MS (12 s), which is how a member that said nothing leaves
+    await waitFor(() => rest.every((g) => !members(g).includes(leaving.peerId)), 'the member gone from every view', VIEW_EXPIRY_MS / 2)
     console.log(`stopped member gone from every view after ${Date.now() - start} ms (stop included)`)
     for (const g of rest) expect(g.view()).toHaveLength(3)
   })
@@ -83,44 +84,41 @@ describe('membership', () => {
 
   it('publishNow() spreads a load change at once, and a burst of calls is coalesced', async () => {
     let running = 0
-    const a = await h.start({ describe: () => ({ ...fakeDescription('a'), load: { ...fakeDescription('a').load, running } }) })
+    // No periodic publish for a minute: only publishNow() can carry the change within the test.
+    const a = await h.start({ advertEveryMs: 60_000, describe: () => ({ ...fakeDescription('a'), load: { ...fakeDescription('a').load, running } }) })
     const b = await h.start({ bootstrap: a.addrs() })
-    await waitFor(() => fullyJoined([a, b]), { what: 'a grid of two' })
+    await waitFor(() => fullyJoined([a, b]), 'a grid of two')
     const runningAt = (): number | undefined => b.view().find((p) => p.peer === a.peerId)?.load.running
-    // right after a periodic publish, so the next one is ~1 s away
-    const s0 = a.view()[0].seq
-    await waitFor(() => a.view()[0].seq > s0, { what: 'a periodic publish' })
     const before = a.view()[0].seq
     let changes = 0
     const unsubscribe = b.onViewChange(() => { changes++ })
     const start = Date.now()
     running = 3
     for (let i = 0; i < 50; i++) a.publishNow()
-    await waitFor(() => runningAt() === 3, { timeoutMs: 500, intervalMs: 5, what: 'the new load in the other view' })
-    const ms = Date.now() - start
-    console.log(`load change seen by the other member after ${ms} ms`)
-    expect(ms).toBeLessThan(500)
+    await waitFor(() => runningAt() === 3, 'the new load in the other view', 20_000, 5)
+    console.log(`load change seen by the other member after ${Date.now() - start} ms`)
     expect(changes).toBeGreaterThanOrEqual(1)
     unsubscribe()
-    // fifty calls, at most two publishes (one at once, one coalesced) before the periodic one
+    // fifty calls, at most two publishes (one at once, one coalesced)
     expect(a.view()[0].seq - before).toBeLessThanOrEqual(2)
+    expect(a.view()[0].seq - before).toBeGreaterThanOrEqual(1)
   })
 
   it('a member whose only peer restarts finds it again (bootstrap retries with backoff)', async () => {
     const home = await h.home()
     const first = await h.start({ home })
     const second = await h.start({ bootstrap: first.addrs() })
-    await waitFor(() => fullyJoined([first, second]), { what: 'a grid of two' })
+    await waitFor(() => fullyJoined([first, second]), 'a grid of two')
     const addr = first.addrs()[0]
     const port = /\/tcp\/(\d+)/.exec(addr)![1]
 
     await first.stop()
-    await waitFor(() => second.connectionCount() === 0 && second.view().length === 1, { what: 'the second alone' })
+    await waitFor(() => second.connectionCount() === 0 && second.view().length === 1, 'the second alone')
     // same identity, same port: the address the second was given is good again
     const back = await h.start({ home, listen: `/ip4/127.0.0.1/tcp/${port}` })
     expect(back.peerId).toBe(first.peerId)
     const start = Date.now()
-    await waitFor(() => fullyJoined([back, second]), { timeoutMs: 8000, what: 'the second to reconnect' })
+    await waitFor(() => fullyJoined([back, second]), 'the second to reconnect', 8000)
     console.log(`reconnected ${Date.now() - start} ms after the restart`)
   }, 20_000)
 })

@@ -26,11 +26,10 @@ describe('a grid of 16 members behind one address', () => {
     const all: Grid[] = [first, ...rest]
     const full = (): boolean => all.every((g) => g.view().length === N)
     // a bound on a hang, not the figure (the scale bench measures it): the time is printed
-    await waitFor(full, { timeoutMs: 60_000, intervalMs: 100, what: `every view to hold ${N} members` })
+    await waitFor(full, `every view to hold ${N} members`, 60_000, 100)
     console.log(`${N} members in every view after ${Date.now() - t0} ms`)
     // duplicates (both sides dialled at once) are closed; a connection per pair remains
-    await waitFor(() => all.every((g) => g.connectionCount() === N - 1 && g.connectedPeers().length === N - 1),
-      { timeoutMs: 60_000, intervalMs: 200, what: `${N - 1} connections on every member` })
+    await waitFor(() => all.every((g) => g.connectionCount() === N - 1 && g.connectedPeers().length === N - 1), `${N - 1} connections on every member`, 60_000, 200)
     const settled = warnings.length
 
     const h0 = Date.now()

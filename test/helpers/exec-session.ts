@@ -106,7 +106,7 @@ export class Session {
 
   /** Waits until stdout (fd 1) matches. */
   async waitStdout (re: RegExp, timeoutMs = 10_000): Promise<RegExpMatchArray> {
-    return await waitFor(() => this.stdout().match(re), { timeoutMs, what: `stdout to match ${re}; got ${JSON.stringify(this.stdout().slice(-200))}` })
+    return await waitFor(() => this.stdout().match(re), `stdout to match ${re}; got ${JSON.stringify(this.stdout().slice(-200))}`, timeoutMs)
   }
 }
 

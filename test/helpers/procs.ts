@@ -7,6 +7,7 @@ import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { waitFor } from './wait.js'
 
 /** The repository root, from the sources (vitest) or from dist/ (the benchmark). */
 export const ROOT = ((): string => {
@@ -94,20 +95,7 @@ export function startCli (bin: keyof typeof BIN, args: string[], opts: Omit<CliO
   return { child, stdout: () => out, stderr: () => err, done: collect(child, opts.timeoutMs ?? 30_000, null) }
 }
 
-export async function waitFor<T> (fn: () => Promise<T | undefined | false> | T | undefined | false, what: string, timeoutMs = 10_000, intervalMs = 50): Promise<T> {
-  const deadline = Date.now() + timeoutMs
-  let lastErr: unknown
-  for (;;) {
-    try {
-      const v = await fn()
-      if (v !== undefined && v !== false) return v
-    } catch (err) {
-      lastErr = err
-    }
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${lastErr !== undefined ? `: ${String(lastErr)}` : ''}`)
-    await new Promise((resolve) => setTimeout(resolve, intervalMs))
-  }
-}
+export { waitFor }
 
 const tempDirs: string[] = []
 

@@ -27,7 +27,7 @@ describe('niced', () => {
     const child = spawn(n.file, n.argv.slice(1), { argv0: n.argv[0], stdio: 'ignore', detached: true })
     try {
       const pid = await new Promise<number>((resolve) => { child.once('spawn', () => { resolve(child.pid!) }) })
-      await waitFor(() => fs.readFileSync(`/proc/${pid}/comm`, 'utf8').trim() === 'sleep', { what: 'nice to exec sleep' })
+      await waitFor(() => fs.readFileSync(`/proc/${pid}/comm`, 'utf8').trim() === 'sleep', 'nice to exec sleep')
       expect(niceOf(pid)).toBe(7)
     } finally {
       child.kill('SIGKILL')

@@ -117,6 +117,6 @@ describe('serveExec output', () => {
   it('sends started before any output', async () => {
     const { s } = await run(['sh', '-c', 'echo a; echo b >&2'])
     expect(s.events.map((e) => e.t)).toEqual(['started', ...s.events.slice(1, -1).map(() => 'out'), 'exit'])
-    await waitFor(() => s.exit())
+    await waitFor(() => s.exit(), 'the exit')
   })
 })

@@ -59,7 +59,7 @@ describe('serveExec on pipes', () => {
     await s.send({ t: 'signal', sig: 'SIGTERM' })
     await s.ended
     expect((await s.result).exitCode).toBe(143)
-    await waitFor(() => !isAlive(pid), { what: `grandchild ${pid} to die` })
+    await waitFor(() => !isAlive(pid), `grandchild ${pid} to die`)
   })
 
   it('ends what the command left running in its group when it exits', async () => {
@@ -68,7 +68,7 @@ describe('serveExec on pipes', () => {
     await s.ended
     const pid = Number(s.stdout().trim())
     expect((await s.result).exitCode).toBe(0)
-    await waitFor(() => !isAlive(pid), { what: `leftover ${pid} to be killed` })
+    await waitFor(() => !isAlive(pid), `leftover ${pid} to be killed`)
   })
 
   it('answers like a shell when the command is not found or not executable', async () => {
@@ -159,7 +159,7 @@ describe('serveExec cancellation', () => {
     const r = await s.result
     expect(r).toMatchObject({ cancelled: true, exitCode: 143, signal: 'SIGTERM' })
     expect(isAlive(leader)).toBe(false)
-    await waitFor(() => !isAlive(grandchild), { what: 'the grandchild to die' })
+    await waitFor(() => !isAlive(grandchild), 'the grandchild to die')
   })
 
   it('cancels when the submitter closes before the exit, with SIGKILL after the grace time', async () => {
@@ -175,7 +175,7 @@ describe('serveExec cancellation', () => {
   it('kills the command when the agent stops (AbortSignal)', async () => {
     const ac = new AbortController()
     const s = new Session(['sleep', '100'], { opts: { signal: ac.signal } })
-    await waitFor(() => s.started(), { what: 'started' })
+    await waitFor(() => s.started(), 'started')
     ac.abort()
     await s.ended
     expect(s.exit()).toEqual({ t: 'exit', code: 143, signal: 'SIGTERM' })

@@ -83,7 +83,7 @@ describe('serveExec under a pseudo-terminal', () => {
     const started = await s.next()
     const pid = (started as { pid: number }).pid
     // generous: a loaded machine (the whole suite runs in parallel) can take seconds here
-    await waitFor(() => !isAlive(pid), { what: 'the command to exit', timeoutMs: 20_000 })
+    await waitFor(() => !isAlive(pid), 'the command to exit', 20_000)
     await delay(400) // the reader is away for longer than node-pty's 200 ms
     for (;;) {
       const ev = await s.next()
@@ -99,6 +99,6 @@ describe('serveExec under a pseudo-terminal', () => {
     s.client.destroy()
     const r = await s.result
     expect(r).toMatchObject({ cancelled: true, exitCode: 129, signal: 'SIGHUP' })
-    await waitFor(() => !isAlive(grandchild), { what: 'the grandchild to die' })
+    await waitFor(() => !isAlive(grandchild), 'the grandchild to die')
   })
 })

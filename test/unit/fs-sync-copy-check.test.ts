@@ -14,6 +14,7 @@ import { StatCache } from '../../src/fs-sync/stat-cache.js'
 import { utimeSeconds } from '../../src/fs-sync/write-file.js'
 import type { DirNode, FileNode } from '../../src/fs-sync/types.js'
 import { buildTree, ChunkMap, file, link, readDisk, TEST_MTIME_MS, type DirSpec } from '../helpers/fs-sync-trees.js'
+import { waitFor } from '../helpers/wait.js'
 
 let tmp: string
 let copy: string
@@ -177,7 +178,7 @@ describe('checkCopy with the stat worker', () => {
     const { tree } = await dist.scanWorkspace(copy, { statCache: cache, workers: 0 })
     const worker = dist.StatWorker.start()!
     try {
-      await waitFor(() => worker.available)
+      await waitFor(() => worker.available, 'the stat worker to start')
       const both = async (): Promise<string[][]> => await Promise.all([
         dist.checkCopy(copy, tree, { statCache: cache }),
         dist.checkCopy(copy, tree, { statCache: cache, statWorker: worker })
@@ -194,11 +195,3 @@ describe('checkCopy with the stat worker', () => {
     }
   })
 })
-
-async function waitFor (ok: () => boolean, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs
-  while (!ok()) {
-    if (Date.now() > deadline) throw new Error('the stat worker did not start')
-    await new Promise((resolve) => setTimeout(resolve, 10))
-  }
-}

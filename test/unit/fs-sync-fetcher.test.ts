@@ -66,7 +66,7 @@ describe('BlobFetcher', () => {
       return r
     })
     const windowBlobs = PULL_WINDOW_BYTES / BLOB_BYTES
-    await waitFor(() => got.length >= windowBlobs && got.length === asked(), { timeoutMs: 10_000, what: "a window of held blobs" })
+    await waitFor(() => got.length >= windowBlobs && got.length === asked(), "a window of held blobs", 10_000)
     await settle()
     // nothing released: the provider was asked for one window and no more
     expect(asked()).toBe(got.length)

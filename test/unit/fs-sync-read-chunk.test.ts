@@ -38,7 +38,7 @@ describe('readChunkFromFd', () => {
       expect(readChunkFromFd({ path: file, offset: 4, size: 4 }, wrongName, fd)).toBeUndefined()
       expect(Buffer.from(readChunkFromFd({ path: file, offset: 4, size: 4 }, sha(Buffer.from('bbbb')), fd)!).toString()).toBe('bbbb')
       // rewritten in place, same size (until the coarse clock has moved the ctime): the hash decides
-      await waitFor(() => { fs.writeFileSync(file, 'aaaacccc'); return keyOf(file).ctimeNs !== stat.ctimeNs }, { what: 'a rewrite with a new ctime' })
+      await waitFor(() => { fs.writeFileSync(file, 'aaaacccc'); return keyOf(file).ctimeNs !== stat.ctimeNs }, 'a rewrite with a new ctime')
       expect(fs.readFileSync(file, 'utf8')).toBe('aaaacccc')
       expect(readChunkFromFd(src, sha(Buffer.from('bbbb')), fd)).toBeUndefined()
       expect(Buffer.from(readChunkFromFd(src, sha(Buffer.from('cccc')), fd)!).toString()).toBe('cccc')
@@ -55,7 +55,7 @@ describe('scan sources', () => {
   it('carry the stat only of files unchanged for the racy margin before the scan', async () => {
     const old = path.join(dir, 'old')
     fs.writeFileSync(old, 'old content')
-    await waitFor(() => Date.now() - Number(keyOf(old).ctimeNs / 1_000_000n) > RACY_MARGIN_MS + 50, { what: 'a file older than the margin', timeoutMs: RACY_MARGIN_MS + 5_000 })
+    await waitFor(() => Date.now() - Number(keyOf(old).ctimeNs / 1_000_000n) > RACY_MARGIN_MS + 50, 'a file older than the margin', RACY_MARGIN_MS + 5_000)
     fs.writeFileSync(path.join(dir, 'fresh'), 'fresh content')
     const scan = await scanWorkspace(dir)
     const src = (content: string): ChunkSource => scan.sources.get(sha(Buffer.from(content)).toString('hex'))!

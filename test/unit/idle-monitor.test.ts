@@ -58,11 +58,11 @@ describe('startIdleMonitor', () => {
     const seen: OwnerState[] = []
     const m = startIdleMonitor({ sample: async () => load }, { sampleMs: 10, windowMs: 10, busyPercent: 25, idleAfterMs: 50 }, (s) => { seen.push(s) })
     try {
-      await waitFor(() => seen.includes('idle'), { what: 'idle' })
+      await waitFor(() => seen.includes('idle'), 'idle')
       load = 80
-      await waitFor(() => seen.at(-1) === 'busy', { what: 'busy' })
+      await waitFor(() => seen.at(-1) === 'busy', 'busy')
       load = 0
-      await waitFor(() => seen.at(-1) === 'idle', { what: 'idle again' })
+      await waitFor(() => seen.at(-1) === 'idle', 'idle again')
       expect(seen).toEqual(['idle', 'busy', 'idle'])
       expect(m.activity.load).toBe(0)
     } finally {

@@ -324,7 +324,7 @@ describe('ChunkStore', () => {
     }).length
     // the read handles plus the two write handles of the pack being written; handles past
     // the bound are closed asynchronously
-    await waitFor(() => inStore() <= MAX_OPEN_PACKS + 2, { what: `at most ${MAX_OPEN_PACKS + 2} open pack files` })
+    await waitFor(() => inStore() <= MAX_OPEN_PACKS + 2, `at most ${MAX_OPEN_PACKS + 2} open pack files`)
       .catch(() => { expect(inStore()).toBeLessThanOrEqual(MAX_OPEN_PACKS + 2) })
   })
 
