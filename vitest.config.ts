@@ -1,13 +1,32 @@
-import { defineConfig } from 'vitest/config'
+import { configDefaults, defineConfig } from 'vitest/config'
+
+/**
+ * Suites that stop, kill and restart agents, fill disks, or start a 16-agent grid: minutes
+ * each. `npm test` leaves them out so that it stays a few minutes on a 2-core machine;
+ * `npm run test:heavy` runs them, and `.ci/run` runs both.
+ */
+const HEAVY = [
+  'test/e2e/faults.test.ts',
+  'test/e2e/faults-data.test.ts',
+  'test/e2e/tasks-restart.test.ts',
+  'test/e2e/guests-faults.test.ts',
+  'test/e2e/disk.test.ts',
+  'test/e2e/drain.test.ts',
+  'test/e2e/no-growth.test.ts',
+  'test/grid/scale.test.ts'
+]
 
 export default defineConfig({
   test: {
-    include: ['test/**/*.test.ts'],
     setupFiles: ['./src/common/polyfill.ts', './test/helpers/cleanup.ts'],
     testTimeout: 60_000,
     hookTimeout: 60_000,
     // e2e tests start real agent processes; two cores do not like many at once
     maxWorkers: 2,
-    fileParallelism: true
+    fileParallelism: true,
+    projects: [
+      { extends: true, test: { name: 'main', include: ['test/**/*.test.ts'], exclude: [...configDefaults.exclude, ...HEAVY] } },
+      { extends: true, test: { name: 'heavy', include: HEAVY } }
+    ]
   }
 })
