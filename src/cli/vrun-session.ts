@@ -74,6 +74,8 @@ export async function runVrun (req: VrunRequest, io: VrunIo): Promise<number> {
 
 /** How long a vrun without a terminal waits for room before it says why it waits. */
 export const QUIET_WAIT_MS = 30_000
+/** Test hook: QUIET_WAIT_MS in ms, so that a test need not wait half a minute to see it. */
+export const QUIET_WAIT_ENV = 'VGRID_QUIET_WAIT_MS'
 
 class Session {
   private started = false
@@ -175,7 +177,8 @@ class Session {
       this.io.stderr.write(line)
       return
     }
-    const quiet = setTimeout(() => { if (!this.placed) this.io.stderr.write(line) }, QUIET_WAIT_MS)
+    const hook = Number(this.io.env[QUIET_WAIT_ENV])
+    const quiet = setTimeout(() => { if (!this.placed) this.io.stderr.write(line) }, Number.isInteger(hook) && hook > 0 ? hook : QUIET_WAIT_MS)
     quiet.unref()
     this.undo.push(() => { clearTimeout(quiet) })
   }

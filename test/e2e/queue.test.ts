@@ -4,7 +4,7 @@
  */
 import { describe, it, expect, afterAll } from 'vitest'
 import { startAgent, stopAll, startCli, waitFor, type AgentProc, type LiveCli } from '../helpers/procs.js'
-import { QUIET_WAIT_MS } from '../../src/cli/vrun-session.js'
+import { QUIET_WAIT_ENV } from '../../src/cli/vrun-session.js'
 
 afterAll(async () => { await stopAll() })
 
@@ -22,18 +22,20 @@ async function busyAgent (second: string[]): Promise<{ a: AgentProc, holder: Liv
 describe('a busy grid', () => {
   it('tells a script why it waits once the wait is long, not at once', async () => {
     const a = await startAgent({ args: ['--cpus', '1'] })
+    // 3 s instead of 30 (the CLI's test hook): long enough to tell "at once" from "later"
+    const QUIET_WAIT_MS = 3_000
     const long = QUIET_WAIT_MS + 40_000
     const holder = startCli('vrun', ['sh', '-c', 'echo holding; read x; echo released'], { home: a.home, timeoutMs: long })
     await waitFor(() => holder.stdout().includes('holding'), 'the first run to hold the only core')
     // no terminal, not verbose: a script
     const t0 = Date.now()
-    const waiter = startCli('vrun', ['echo', 'second'], { home: a.home, timeoutMs: long })
+    const waiter = startCli('vrun', ['echo', 'second'], { home: a.home, timeoutMs: long, env: { [QUIET_WAIT_ENV]: String(QUIET_WAIT_MS) } })
     await waitFor(() => waiter.stderr().includes('waiting:'), 'the script to be told why it waits', QUIET_WAIT_MS + 20_000, 200)
     expect(Date.now() - t0).toBeGreaterThanOrEqual(QUIET_WAIT_MS)
     expect(waiter.stderr()).toMatch(/busy/)
     holder.child.stdin?.end('go\n')
     expect((await waiter.done).stdout).toBe('second\n')
-  }, QUIET_WAIT_MS + 60_000)
+  }, 90_000)
 
 
   it('queues a run and starts it when the core frees up', async () => {
