@@ -1,15 +1,16 @@
 import { configDefaults, defineConfig } from 'vitest/config'
 
 /**
- * Suites that stop, kill and restart agents, fill disks, or start a 16-agent grid: minutes
- * each. `npm test` leaves them out so that it stays a few minutes on a 2-core machine;
- * `npm run test:heavy` runs them, and `.ci/run` runs both.
+ * Suites that stop, kill and restart agents, fill disks, or start a 16-agent grid or 200
+ * sub-tasks: minutes each. `npm test` leaves them out so that it stays a few minutes on a
+ * 2-core machine; `npm run test:heavy` runs them, and `.ci/run` runs both.
  */
 const HEAVY = [
   'test/e2e/faults.test.ts',
   'test/e2e/faults-data.test.ts',
   'test/e2e/tasks-restart.test.ts',
   'test/e2e/guests-faults.test.ts',
+  'test/e2e/tasks-scale.test.ts',
   'test/e2e/disk.test.ts',
   'test/e2e/drain.test.ts',
   'test/e2e/no-growth.test.ts',

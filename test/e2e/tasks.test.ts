@@ -180,20 +180,6 @@ describe('sub-tasks submitted from inside a task', () => {
     // Its child was cancelled with it, not failed: nothing to report beyond the cancel.
     expect(p.error).toBeUndefined()
   }, 60_000)
-
-  it('runs 200 sub-tasks fanned out with xargs -P 8', async () => {
-    const ws = workspace()
-    const parent = await submitOne(a, ['bash', '-c', 'seq 200 | xargs -P 8 -I {} vbatch --no-sync true'], ws)
-    const w = await wait(a, parent, 150_000)
-    expect(w.stderr).toBe('')
-    expect(w.code).toBe(0)
-    const p = await show(a, parent)
-    expect(p.state).toBe('succeeded')
-    expect(p.children).toHaveLength(200)
-    const kids = await childrenOf(a, parent)
-    expect(kids).toHaveLength(200)
-    expect(kids.filter((k) => k.state !== 'succeeded')).toEqual([])
-  }, 170_000)
 })
 
 describe('dependencies between top-level tasks of one workspace', () => {
