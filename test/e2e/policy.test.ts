@@ -147,7 +147,7 @@ describe('owner policy', () => {
     await waitFor(async () => {
       const [pa, pb] = [await peer(b, a), await peer(a, b)]
       return pa?.load.ownerBusy === true && pa.load.cpusFree === 0 && pa.offer.onlyWhenIdle === true &&
-        pb?.load.ownerBusy === undefined && pb.load.cpusFree > 0
+        pb !== undefined && pb.load.ownerBusy === undefined && pb.load.cpusFree > 0
     }, 'a to be busy and b idle in the views', 10_000, 100)
     const refused = startCli('vrun', ['--on', a.peer, 'echo', 'lent'], { home: b.home, cwd: b.workspace, env: { VGRID_VERBOSE: '1' } })
     await waitFor(() => refused.stderr().includes('waiting'), 'a run on the busy member to wait')

@@ -73,7 +73,8 @@ describe('vrun in a terminal', () => {
       const { term, output } = vrunInTerminal(['--tty', tty, '--on', b.peer, 'sh', '-c', `trap 'echo hup > ${file}; exit 0' HUP; echo ready; while :; do sleep 0.1; done`])
       const ended = new Promise<{ exitCode: number, signal?: number }>((resolve) => term.onExit(resolve))
       await waitFor(() => output().includes('ready'), 'the command to start', 20_000)
-      term.destroy() // the terminal window closes
+      // the terminal window closes (UnixTerminal.destroy: missing from node-pty's IPty type)
+      ;(term as pty.IPty & { destroy: () => void }).destroy()
       // not a crash (Node 20 dies of SIGSEGV restoring a terminal that is gone)
       expect((await ended).signal, tty).toBe(1)
       expect(fs.readFileSync(path.join(a.workspace, file), 'utf8')).toBe('hup\n')

@@ -100,7 +100,7 @@ it('a copy of an advertisement with its signature but other data is dropped, bef
   const gs = pubsub as unknown as { sendRpc: (id: string, rpc: Rpc) => boolean }
   const send = gs.sendRpc.bind(gs)
   let twinFirst = true
-  let forged = new Uint8Array()
+  let forged: Uint8Array = new Uint8Array()
   let twins = 0
   gs.sendRpc = (id, rpc) => {
     const mine = rpc.messages?.filter((m) => m.topic === ADVERT_TOPIC) ?? []

@@ -21,7 +21,7 @@ describe('WorkspaceSync copies', () => {
         fs.writeFileSync(path.join(dir, 'out'), `copy ${i}`)
         const scan = await scanWorkspace(dir, {})
         // unchanged since its sync: nothing to offer back, only its tree to remember
-        await sync.offerOutputs(dir, { rootHash: scan.rootHash, tree: scan.tree } as unknown as SyncCopyResult, 'a-submitter', async () => {})
+        await sync.offerOutputs(dir, { rootHash: scan.rootHash, tree: scan.tree } as unknown as SyncCopyResult, { submitter: 'a-submitter', send: async () => {}, exit: { code: 0 } })
       }
       expect(sync.cachedTrees).toBe(MAX_CACHED_COPY_TREES)
     } finally {
