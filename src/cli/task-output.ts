@@ -4,7 +4,7 @@
  * wording and the layout. `--json` is `{ "tasks": TaskRecord[] }` or the record itself
  * (src/agent/tasks/types.ts), pretty printed; new fields may appear, none are renamed.
  */
-import { isFinal, type TaskRecord } from '../agent/tasks/types.js'
+import { bySubmission, isFinal, type TaskRecord } from '../agent/tasks/types.js'
 import { renderTable, shortPeerId } from './output.js'
 
 /** Digits of a task id shown in tables: unique in any lab, and accepted back as a prefix. */
@@ -61,8 +61,7 @@ export function taskTrees (tasks: readonly TaskRecord[]): TaskTree[] {
     if (parent !== undefined && !isAncestor(node, parent, byId)) parent.children.push(node)
     else roots.push(node)
   }
-  const order = (a: TaskTree, b: TaskTree): number =>
-    a.task.created - b.task.created || (a.task.shard?.index ?? 0) - (b.task.shard?.index ?? 0) || a.task.id.localeCompare(b.task.id)
+  const order = (a: TaskTree, b: TaskTree): number => bySubmission(a.task, b.task)
   const sort = (nodes: TaskTree[]): void => { nodes.sort(order); for (const n of nodes) sort(n.children) }
   sort(roots)
   return roots

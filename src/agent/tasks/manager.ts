@@ -29,7 +29,7 @@ import type { BatchRequest } from '../control/protocol.js'
 import { TaskLog, type LogFrame } from './log.js'
 import { RecordJournal } from './journal.js'
 import { EndedTasks, keyOf, type TaskKey } from './keys.js'
-import { isFinal, mayCancel, parseTaskRecord, MAX_TASK_CHANGES, type DepKind, type TaskDep, type TaskRecord, type TaskState } from './types.js'
+import { bySubmission, isFinal, mayCancel, parseTaskRecord, MAX_TASK_CHANGES, type DepKind, type TaskDep, type TaskRecord, type TaskState } from './types.js'
 
 const log = createLogger('tasks')
 /** Records kept and listed; the ones that ended first are forgotten past this. */
@@ -921,7 +921,7 @@ export class TaskManager implements ChildTracker {
   /** Every record kept, in the order they were submitted (a fan-out's shards by index). */
   list (): TaskRecord[] {
     return [...this.readBackMany(this.ended.ids()), ...[...this.live.values()].map((e) => e.record)]
-      .sort((a, b) => a.created - b.created || (a.shard?.index ?? 0) - (b.shard?.index ?? 0) || a.id.localeCompare(b.id))
+      .sort(bySubmission)
   }
 
   /**

@@ -97,6 +97,11 @@ export function mayCancel (t: TaskRecord, peer: string): boolean {
   return isFinal(t.state) || (last !== undefined && last.peer === peer && last.ended === undefined)
 }
 
+/** The order tasks were submitted in: by creation, a fan-out's shards by index, then by id. */
+export function bySubmission (a: TaskRecord, b: TaskRecord): number {
+  return a.created - b.created || (a.shard?.index ?? 0) - (b.shard?.index ?? 0) || a.id.localeCompare(b.id)
+}
+
 const ID_RE = /^[0-9a-f]{16}$/
 const MAX_LIST = 100_000
 
