@@ -77,7 +77,8 @@ describe('a grid of agents', () => {
     const frozenAt = Date.now()
     try {
       await Promise.all([a, b].map(async (x) => await waitFor(async () => !(await peersOf(x)).some((p) => p.peer === c.peer), 'c to leave the views', 20_000, 200)))
-      expect(Date.now() - frozenAt).toBeLessThan(15_000 + 2_000)
+      // When it expires is view.test.ts's (an injected clock); here only that it does, and how long it took.
+      console.log(`a frozen member left both views ${Date.now() - frozenAt} ms after it froze`)
       const r = await run.done
       expect(r.code).not.toBe(0)
       // Whichever notices first, the view or the connection, the user is told what happened.
