@@ -286,7 +286,7 @@ export async function executeHere (ctx: RunContext, channel: FrameChannel, task:
 async function executeAttempt (ctx: RunContext, channel: FrameChannel, task: string, spec: RunSpec, where: RunDir, opts: ExecuteOptions, who: string, isGuest: boolean): Promise<void> {
   const { onAccepted, remote } = opts
   channel = ctx.watch?.(channel) ?? channel
-  // RunSpec's resource fields (cores, memory, GPUs, model, GPU memory, pool, labels) are ReserveRequest's.
+  // RunSpec is a ResourceRequest (common/resources.ts): what the ledger reserves.
   const reservation = ctx.ledger.reserve(spec)
   for (const g of reservation.gpus) ctx.gpuUse?.set(g.index, { index: g.index, task, who })
   ctx.loadChanged()

@@ -5,31 +5,9 @@
  */
 import { VgridError } from '../common/errors.js'
 import { formatBytes } from '../common/units.js'
-import type { DepartedMember, GpuInfo, PeerView } from './types.js'
+import type { DepartedMember, PeerView } from './types.js'
+import { gpuMatches, matches, type ResourceRequest } from '../common/resources.js'
 
-/** What a command needs; RunSpec carries the same fields under the same names. */
-export interface ResourceRequest {
-  cpus: number
-  gpus: number
-  /** Case-insensitive substring of the GPU model (`a100`). */
-  gpuModel?: string
-  /** Memory, in bytes; absent = none counted. */
-  memBytes?: number
-  /** Each GPU given has at least this much memory. */
-  gpuMemBytes?: number
-  /** The member's offer carries every one of these labels. */
-  labels?: Record<string, string>
-  /** The member lends to this pool. */
-  pool?: string
-}
-
-function modelMatches (model: string, wanted: string | undefined): boolean {
-  return wanted === undefined || model.toLowerCase().includes(wanted.toLowerCase())
-}
-
-function gpuMatches (g: GpuInfo, req: ResourceRequest): boolean {
-  return modelMatches(g.model, req.gpuModel) && g.memoryBytes >= (req.gpuMemBytes ?? 0)
-}
 
 function lentGpus (p: PeerView, req: ResourceRequest, onlyFree: boolean): number {
   const indexes = new Set(onlyFree ? p.load.gpusFree : p.offer.gpus)
@@ -38,11 +16,7 @@ function lentGpus (p: PeerView, req: ResourceRequest, onlyFree: boolean): number
 
 /** Whether the member is in the request's pool and has all its labels: what no free room changes. */
 export function matchesPolicy (p: PeerView, req: ResourceRequest): boolean {
-  if (req.pool !== undefined && !p.offer.pools.includes(req.pool)) return false
-  for (const [k, v] of Object.entries(req.labels ?? {})) {
-    if (!Object.hasOwn(p.offer.labels, k) || p.offer.labels[k] !== v) return false
-  }
-  return true
+  return matches(p.offer, req)
 }
 
 /**
