@@ -67,6 +67,17 @@ export type ExecEvent =
    */
   | { t: 'children', ids: string[], failed: number, done: boolean }
 
+/** Where a run is placed, as its submitting agent tells whoever follows it (the CLI, the task manager). */
+export type PlacementEvent =
+  /** Every member that fits is busy (or the one named is away): the run waits; `message` says why. */
+  | { t: 'queued', message: string }
+  | { t: 'placed', peer: string, host: string, local: boolean }
+  /** The member could not take it after all (no disk space, its sync or sandbox failed): placed again. */
+  | { t: 'refused', peer: string, host: string, error: WireError }
+
+/** Everything a run's follower is told: where it is placed, then its session's events. */
+export type RunEvent = PlacementEvent | ExecEvent
+
 /** What `argv` takes in a process's arguments: its bytes, a NUL each. */
 export function argvBytes (argv: readonly string[]): number {
   let n = 0

@@ -268,3 +268,27 @@ export function chooseClaimTargets<P extends PeerView> (fitting: P[], k: number,
   }
   return out
 }
+
+/**
+ * The members whose owners accept commands from this one (acceptsFrom, as advertised); when
+ * that leaves none that could ever run the request though others could, ERR_NOT_ALLOWED
+ * says so (a run no member will take must not wait for room). A member named with --on is
+ * asked anyway: its own refusal says why.
+ */
+export function accepting (view: PeerView[], spec: ResourceRequest, self: string): PeerView[] {
+  const open = view.filter((p) => acceptsFrom(p, self))
+  if (open.length === view.length) return view
+  try {
+    candidates(open, spec)
+  } catch (err) {
+    if (!(err instanceof VgridError) || err.code !== 'ERR_IMPOSSIBLE_REQUEST') throw err
+    try {
+      candidates(view, spec)
+    } catch (all) {
+      if (all instanceof VgridError && all.code === 'ERR_IMPOSSIBLE_REQUEST') throw all
+    }
+    throw new VgridError('ERR_NOT_ALLOWED', 'every member that could run it runs commands only from members its owner accepts (--accept-from), and not from this one',
+      `ask the owner of one to accept ${self}: vgrid agent set --accept-from …`)
+  }
+  return open
+}
