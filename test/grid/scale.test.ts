@@ -25,11 +25,12 @@ describe('a grid of 16 members behind one address', () => {
     const rest = await Promise.all(Array.from({ length: N - 1 }, async () => await h.start({ bootstrap: first.addrs(), onWarning })))
     const all: Grid[] = [first, ...rest]
     const full = (): boolean => all.every((g) => g.view().length === N)
-    // a bound on a hang, not the figure (the scale bench measures it): the time is printed
-    await waitFor(full, `every view to hold ${N} members`, 60_000, 100)
+    // a bound on a hang, not the figure (the scale bench measures it): the time is printed.
+    // ~9 s on a calm 2-core machine; 16 members in one process on a machine loaded 5× over took past 60 s.
+    await waitFor(full, `every view to hold ${N} members`, 180_000, 100)
     console.log(`${N} members in every view after ${Date.now() - t0} ms`)
     // duplicates (both sides dialled at once) are closed; a connection per pair remains
-    await waitFor(() => all.every((g) => g.connectionCount() === N - 1 && g.connectedPeers().length === N - 1), `${N - 1} connections on every member`, 60_000, 200)
+    await waitFor(() => all.every((g) => g.connectionCount() === N - 1 && g.connectedPeers().length === N - 1), `${N - 1} connections on every member`, 120_000, 200)
     const settled = warnings.length
 
     const h0 = Date.now()
@@ -45,5 +46,5 @@ describe('a grid of 16 members behind one address', () => {
     const held = warnings.slice(settled)
     console.log(`grid warnings while forming: ${settled}, while holding: ${held.length}${held.length > 0 ? `\n${held.join('\n')}` : ''}`)
     expect(held.filter((w) => /graylisted|dropped/.test(w))).toEqual([])
-  }, 180_000)
+  }, 420_000)
 })
