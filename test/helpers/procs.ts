@@ -182,6 +182,8 @@ export interface StartOptions {
   join?: string
   args?: string[]
   env?: Record<string, string>
+  /** No --http flag: the agent serves on its default address (127.0.0.1:7322) when free. */
+  defaultHttp?: boolean
 }
 
 const running = new Set<AgentProc>()
@@ -189,7 +191,7 @@ const running = new Set<AgentProc>()
 export async function startAgent (opts: StartOptions = {}): Promise<AgentProc> {
   const home = opts.home ?? tempDir()
   // --http on a free port: test agents run side by side, and 7322 may be a real agent's
-  const args = ['agent', '--listen', '/ip4/127.0.0.1/tcp/0', '--http', '127.0.0.1:0', ...(opts.join !== undefined ? ['--join', opts.join] : []), ...(opts.args ?? [])]
+  const args = ['agent', '--listen', '/ip4/127.0.0.1/tcp/0', ...(opts.defaultHttp === true ? [] : ['--http', '127.0.0.1:0']), ...(opts.join !== undefined ? ['--join', opts.join] : []), ...(opts.args ?? [])]
   // Through the bin's shebang, as users start it (it carries the agent's V8 flags).
   const proc = spawn(BIN.vgrid, args, {
     cwd: ROOT,
