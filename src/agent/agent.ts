@@ -308,7 +308,9 @@ async function startLocked (config: AgentConfig, homeLock: StoreLock): Promise<A
       case 'peers': await channel.send({ t: 'peers', peers: grid.view() }); break
       case 'status': {
         const s = { ...status(), usage: memoryFigures(req.settle === true && scope === undefined, process.env, inFlight) }
-        await channel.send({ t: 'status', status: scope === undefined ? s : { ...s, joinToken: '', home: GUEST_HOME, http: undefined } })
+        // a guest sees neither the key to the grid nor the owner's own doors into the agent
+        const { http: _http, ...guestView } = s
+        await channel.send({ t: 'status', status: scope === undefined ? s : { ...guestView, joinToken: '', home: GUEST_HOME } })
         break
       }
       case 'join-token': await channel.send({ t: 'join-token', token: joinToken() }); break

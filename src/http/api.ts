@@ -162,7 +162,7 @@ route('GET', '/tasks/{id}/log', async ({ res, params, query, deps }) => {
     if (!follow) {
       res.writeHead(200, { ...BASE_HEADERS, 'Content-Type': 'text/plain; charset=utf-8' })
       for (; reply !== undefined && reply.t === 'log'; reply = await nextReply(channel).catch(() => undefined)) {
-        if (wanted(reply.fd) && !res.write(reply.data)) await new Promise((resolve) => res.once('drain', resolve))
+        if (wanted(reply.fd) && !res.write(reply.data)) await new Promise((resolve) => { res.once('drain', resolve); res.once('close', resolve) })
         if (res.destroyed) return
       }
       res.end()
