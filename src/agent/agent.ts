@@ -13,7 +13,7 @@ import {
   createGrid, loadOrCreateIdentity, loadSwarmKey, createSwarmKey, writeSwarmKey,
   decodeJoinToken, encodeJoinToken, tokenAddrs, IDENTITY_FILE, SWARM_KEY_FILE, type Grid, type AgentStatus, type Resources, type Offer, type GpuUse, type PeerView, type Load
 } from '../grid/index.js'
-import { Ledger } from '../exec/index.js'
+import { Ledger, parseExecInput, type ExecInput } from '../exec/index.js'
 import { startControlServer, assertNoLiveAgent, type ControlServer } from './control/server.js'
 import type { ControlReply, ControlRequest, PolicyView } from './control/protocol.js'
 import type { FrameChannel } from '../common/channel.js'
@@ -24,7 +24,7 @@ import { detectResources, startCpuSampler } from './hardware.js'
 import { OrphanLedger } from '../exec/orphans.js'
 import { signalGroup } from '../exec/process-group.js'
 import { StoreLock } from '../fs-sync/store-lock.js'
-import { submitRun, serveExecProtocol, linkCommands, type RunContext } from './run.js'
+import { Placer, Run, serveExecProtocol, linkCommands, newTaskId, type RunContext } from './run/index.js'
 import { loadKnownPeers, saveKnownPeers } from './known-peers.js'
 import { WorkspaceSync } from './workspace-sync.js'
 import { EXEC_PROTOCOL, KNOWN_PEERS_FILE, KNOWN_PEERS_SAVE_INTERVAL_MS, SHUTDOWN_KILL_GRACE_MS } from './constants.js'
@@ -96,6 +96,32 @@ async function chooseGrid (config: AgentConfig): Promise<GridChoice> {
 /** Where a `run` request from the CLI goes: `--on` and the workspace, when given. */
 function runWhere (req: { on?: string, workspace?: WorkspaceRef }): { on?: string, workspace?: WorkspaceRef } {
   return { ...(req.on !== undefined ? { on: req.on } : {}), ...(req.workspace !== undefined ? { workspace: req.workspace } : {}) }
+}
+
+/**
+ * The CLI's inputs (stdin, signals, resize) into its run, validated. A CLI that goes away, or
+ * sends what is not an input, abandons the run: its command must not outlive it. Returns the
+ * input refused, if one was: the run's end is then that error.
+ */
+function followInputs (channel: FrameChannel, run: Run): () => Error | undefined {
+  let refused: Error | undefined
+  void (async () => {
+    for (;;) {
+      const raw = await channel.recv().catch(() => undefined)
+      if (raw === undefined) { run.abandon(); return }
+      let input: ExecInput
+      try {
+        input = parseExecInput(raw)
+      } catch (err) {
+        log.warn('refused an input from the command line', err)
+        refused = err as Error
+        run.abandon(refused)
+        return
+      }
+      if (!await run.input(input)) return
+    }
+  })()
+  return () => refused
 }
 
 /** A fan-out's records go as `shards`, with the first as `task` for older clients. */
@@ -261,6 +287,7 @@ async function startLocked (config: AgentConfig, homeLock: StoreLock): Promise<A
     guestRefusal: (peer) => policy.refusal(peer),
     held: new HeldRuns(config.home, resources.host, config.keepResultsMs)
   }
+  const placer = new Placer(ctx)
   const drainCount = (): DrainCount => {
     const guestsHere = ctx.attempts?.size ?? 0
     return { guests: guestsHere, others: Math.max(0, ledger.snapshot().running - guestsHere) }
@@ -322,20 +349,19 @@ async function startLocked (config: AgentConfig, homeLock: StoreLock): Promise<A
         const guest = scope !== undefined
         // A vrun from inside a task is its child: recorded, and waited for by the parent.
         const child = await tasks.attach(req)
-        if (child === undefined) { await submitRun(ctx, channel, req.spec, { ...runWhere(req), guest }); break }
-        const watched: FrameChannel = {
-          get closed () { return channel.closed },
-          send: async (msg) => { child.observe(msg); await channel.send(msg) },
-          recv: async () => await channel.recv(),
-          close: async () => { await channel.close() },
-          destroy: (err) => { channel.destroy(err) }
-        }
+        const run = new Run(child?.id ?? newTaskId())
+        // A vrun from inside a task is its child: recorded from the run's events, and waited for by the parent.
+        if (child !== undefined) run.on((ev) => { child.observe(ev) })
+        run.on(async (ev) => { await channel.send(ev) })
+        const refused = followInputs(channel, run)
         try {
-          await submitRun(ctx, watched, req.spec, { ...runWhere(req), task: child.id, guest })
-          child.ended()
+          await placer.submit(run, req.spec, { ...runWhere(req), guest })
+          const bad = refused()
+          if (bad !== undefined) throw bad
+          child?.ended()
         } catch (err) {
-          child.ended(err)
-          throw err
+          child?.ended(err)
+          throw refused() ?? err
         }
         break
       }
@@ -441,7 +467,7 @@ async function startLocked (config: AgentConfig, homeLock: StoreLock): Promise<A
   }
 
   // Tasks whose commands the last run left running were started, whatever their records say.
-  tasks.start(ctx, orphans.tasks)
+  tasks.start(ctx, placer, orphans.tasks)
 
   // Remember where the other members are, to find the grid again after a restart.
   let lastSaved = ''

@@ -30,6 +30,7 @@ import { formatBytes, parseSize } from '../common/units.js'
 import { looksLikePeerId, MAX_ACCEPT_FROM } from '../common/peer-id.js'
 import type { Offer, Resources } from '../grid/types.js'
 import { DEFAULT_HTTP_HOST, DEFAULT_HTTP_PORT, isLoopback, parseHttpAddress, type HttpAddress } from '../http/address.js'
+import { LABEL_KEY_RE, MAX_CPUS, MAX_GPU_INDEX, MAX_LABEL_VALUE_CHARS, MAX_LABELS, MAX_POOLS, POOL_NAME_RE } from '../common/resources.js'
 
 /** The port an agent listens on unless told otherwise; fixed so join tokens and firewalls stay simple. */
 export const DEFAULT_PORT = 7321
@@ -41,22 +42,15 @@ export const DEFAULT_LISTEN = [`/ip4/0.0.0.0/tcp/${DEFAULT_PORT}`]
 export const CONFIG_FILE_NAME = 'config'
 export const CONFIG_FILE_MAX_BYTES = 64 * 1024
 
-export const MAX_CPUS = 65_536
-export const MAX_GPU_INDEX = 255
-export const MAX_POOLS = 32
-export const MAX_LABELS = 64
 export const MAX_ADDRS = 32
 export const MAX_ADDR_LENGTH = 512
 export const MAX_JOIN_TOKEN_LENGTH = 8192
-export const MAX_LABEL_VALUE_LENGTH = 256
 /** Guests run at this niceness unless told otherwise: below the owner's own work (0). */
 export const DEFAULT_NICE = 10
 /** The lowest priority there is. */
 export const MAX_NICE = 19
 /** `--max-tasks` at most this; more is the same as unlimited. */
 export const MAX_MAX_TASKS = 100_000
-export const POOL_NAME_RE = /^[a-z0-9][a-z0-9._-]{0,62}$/
-export const LABEL_KEY_RE = /^[A-Za-z0-9._/-]{1,63}$/
 /** `-P` also takes shapes (`cpu-8`, `gpu-1`, `gpu-a100-2`): those prefixes stay theirs. */
 const SHAPE_PREFIX_RE = /^(cpu|gpu)(-|$)/
 
@@ -414,7 +408,7 @@ export function parseLabel (s: string, src = '--label'): [string, string] {
   const key = s.slice(0, eq)
   const value = s.slice(eq + 1)
   if (!LABEL_KEY_RE.test(key)) throw arg(src, s, 'a label key is 1–63 of A-Z a-z 0-9 . _ / -')
-  if (value.length > MAX_LABEL_VALUE_LENGTH) throw arg(src, s, `a label value is at most ${MAX_LABEL_VALUE_LENGTH} characters`)
+  if (value.length > MAX_LABEL_VALUE_CHARS) throw arg(src, s, `a label value is at most ${MAX_LABEL_VALUE_CHARS} characters`)
   // eslint-disable-next-line no-control-regex
   if (/[\x00-\x1f\x7f]/.test(value)) throw arg(src, s, 'a label value may not hold newlines or other control characters')
   return [key, value]
@@ -523,7 +517,7 @@ function parseGpus (v: unknown, src: string): number[] | 'none' | 'all' {
   if (items.length === 0) throw arg(src, v, expected)
   const out = new Set<number>()
   for (const it of items) {
-    const n = typeof it === 'string' && /^\d{1,3}$/.test(it) ? Number(it) : it
+    const n = typeof it === 'string' && /^\d{1,4}$/.test(it) ? Number(it) : it
     if (typeof n !== 'number' || !Number.isInteger(n) || n < 0 || n > MAX_GPU_INDEX) throw arg(src, v, expected)
     out.add(n)
   }

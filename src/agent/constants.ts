@@ -1,8 +1,6 @@
 /** Protocol ids and limits of the agent's own peer protocols. */
 
-export const EXEC_PROTOCOL = '/vgrid/exec/1.0.0'
-/** 2: every exec request is a claim first (claim.ts). 3: detached runs and `attach` (held.ts). */
-export const EXEC_PROTOCOL_VERSION = 3
+export { EXEC_PROTOCOL, EXEC_PROTOCOL_VERSION } from '../protocol/exec.js'
 /** An executor holds a claimed reservation this long at most, waiting for go or release. */
 export const CLAIM_LEASE_MS = 10_000
 /** A member must answer a claim (hold or refuse) within this time. */

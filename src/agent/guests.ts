@@ -7,6 +7,7 @@
  * says why it ended.
  */
 import type { FrameChannel } from '../common/channel.js'
+import type { ExecEvent } from '../exec/messages.js'
 import { VgridError, type WireError } from '../common/errors.js'
 import type { GroupLedger } from '../exec/orphans.js'
 import { GroupTerminator } from '../exec/process-group.js'
@@ -39,26 +40,20 @@ export class GuestCommands {
 
   /**
    * A session's channel, watched: its `started` event names the command, and an `exit` after
-   * stopAll() stopped that command goes out as `error` instead. `placedHere`: a CLI's run,
-   * which is a command here only after a `placed` event with `local: true` (else its
-   * `started` is another member's).
+   * stopAll() stopped that command goes out as `error` instead.
    */
-  watch (channel: FrameChannel, placedHere = false): FrameChannel {
+  watch (channel: FrameChannel<unknown, ExecEvent>): FrameChannel<unknown, ExecEvent> {
     const s: Session = {}
-    let here = !placedHere
     // Tracked from its start to its end (or the end of the channel).
     const forget = (): void => { this.sessions.delete(s) }
     return {
       get closed () { return channel.closed },
-      send: async (msg) => {
-        const m = msg as { t?: unknown, pid?: unknown, local?: unknown }
-        if (m.t === 'placed') here = m.local === true
-        else if (m.t === 'started' && here && typeof m.pid === 'number' && m.pid > 0) { s.pid = m.pid; this.sessions.add(s) }
-        else if (m.t === 'exit' || m.t === 'error') {
+      send: async (ev) => {
+        if (ev.t === 'started' && ev.pid > 0) { s.pid = ev.pid; this.sessions.add(s) } else if (ev.t === 'exit' || ev.t === 'error') {
           forget()
-          if (m.t === 'exit' && s.stopped !== undefined) { await channel.send({ t: 'error', error: s.stopped }); return }
+          if (ev.t === 'exit' && s.stopped !== undefined) { await channel.send({ t: 'error', error: s.stopped }); return }
         }
-        await channel.send(msg)
+        await channel.send(ev)
       },
       recv: async () => await channel.recv(),
       close: async () => { forget(); await channel.close() },

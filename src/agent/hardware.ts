@@ -11,12 +11,11 @@ import { execFile } from 'node:child_process'
 import os from 'node:os'
 import { createLogger } from '../common/log.js'
 import type { GpuInfo, Resources } from '../grid/types.js'
+import { MAX_GPUS, MAX_GPU_INDEX } from '../common/resources.js'
 
 /** nvidia-smi can stall for seconds while the driver wakes a GPU; longer means it is stuck. */
 export const NVIDIA_SMI_TIMEOUT_MS = 5_000
 export const SMI_MAX_OUTPUT_BYTES = 1024 * 1024
-/** More GPUs than any one machine has; lines past it are ignored. */
-export const MAX_GPUS = 256
 /** Each systeminformation call; on expiry the node:os value is used instead. */
 export const SI_TIMEOUT_MS = 5_000
 export const CPU_SAMPLE_INTERVAL_MS = 2_000
@@ -106,7 +105,7 @@ export function parseNvidiaSmiCsv (text: string, log: (msg: string) => void = de
     const index = Number(f[0])
     const memMiB = Number(f[f.length - 3])
     const model = cleanName(f.slice(2, f.length - 3).join(','))
-    if (!/^\d{1,4}$/.test(f[0]!) || index >= MAX_GPUS || seen.has(index) || model === '' ||
+    if (!/^\d{1,4}$/.test(f[0]!) || index > MAX_GPU_INDEX || seen.has(index) || model === '' ||
         f[f.length - 3] === '' || !Number.isFinite(memMiB) || memMiB < 0) {
       log(`nvidia-smi: skipping malformed line ${JSON.stringify(line.slice(0, 200))}`)
       continue
@@ -116,6 +115,8 @@ export function parseNvidiaSmiCsv (text: string, log: (msg: string) => void = de
     const uuid = f[1]!
     if (/^[\w.-]{1,128}$/.test(uuid) && !/^\[?N\/A\]?$/i.test(uuid)) gpu.uuid = uuid
     gpus.push(gpu)
+    // more GPUs than any one machine has (and than an advertisement carries): the rest are ignored
+    if (gpus.length >= MAX_GPUS) break
   }
   return gpus.sort((a, b) => a.index - b.index)
 }
@@ -134,7 +135,7 @@ export function parseRocmSmiJson (text: string, log: (msg: string) => void = deb
     const memoryBytes = Number(card['VRAM Total Memory (B)'])
     const name = [card['Card Series'], card['Card series'], card['Card SKU'], card['Card model']]
       .find((v): v is string => typeof v === 'string' && v.trim() !== '')
-    if (index >= MAX_GPUS || !Number.isSafeInteger(memoryBytes) || memoryBytes < 0) {
+    if (index > MAX_GPU_INDEX || !Number.isSafeInteger(memoryBytes) || memoryBytes < 0) {
       log(`rocm-smi: skipping ${key}`)
       continue
     }

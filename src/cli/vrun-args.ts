@@ -6,9 +6,8 @@
 import path from 'node:path'
 import { VgridError } from '../common/errors.js'
 import { formatBytes, parseSize } from '../common/units.js'
-import {
-  LABEL_KEY_RE, MAX_ARG_BYTES, MAX_ARGV_BYTES, MAX_ARGV_ITEMS, MAX_CPUS, MAX_GPUS, MAX_LABEL_VALUE_CHARS, MAX_REQUEST_BYTES, MAX_REQUEST_LABELS, POOL_NAME_RE, argvBytes, type RunSpec
-} from '../exec/messages.js'
+import { MAX_ARG_BYTES, MAX_ARGV_BYTES, MAX_ARGV_ITEMS, argvBytes, type RunSpec } from '../exec/messages.js'
+import { LABEL_KEY_RE, MAX_CPUS, MAX_GPUS, MAX_LABEL_VALUE_CHARS, MAX_LABELS, MAX_REQUEST_BYTES, POOL_NAME_RE } from '../common/resources.js'
 import { NAME_OPTIONS, parseNameAndDeps, type NameAndDeps } from './task-deps-args.js'
 import { UsageError } from './usage-error.js'
 import { splitArgv, type CliOption, type SplitArgv } from './argv.js'
@@ -210,7 +209,7 @@ export function parseLabels (items: readonly string[]): Record<string, string> |
     }
     labels[key] = value
   }
-  if (Object.keys(labels).length > MAX_REQUEST_LABELS) throw new UsageError(`at most ${MAX_REQUEST_LABELS} labels can be asked for`)
+  if (Object.keys(labels).length > MAX_LABELS) throw new UsageError(`at most ${MAX_LABELS} labels can be asked for`)
   return labels
 }
 

@@ -12,9 +12,13 @@ import type { Socket } from 'node:net'
 import { encode, decode, Token, Tokenizer, Type } from 'cborg'
 import { VgridError } from './errors.js'
 
-export interface FrameChannel {
-  send (msg: unknown): Promise<void>
-  recv (): Promise<unknown | undefined>
+/**
+ * `In`: what `recv` gives, `Out`: what `send` takes. Both default to unknown, as on a socket,
+ * where what arrives must be parsed; an in-process channel whose ends are typed says so.
+ */
+export interface FrameChannel<In = unknown, Out = unknown> {
+  send (msg: Out): Promise<void>
+  recv (): Promise<In | undefined>
   /** Ends our side gracefully once everything sent has been written. */
   close (): Promise<void>
   /** Drops the channel at once; pending and later recv() calls reject with `err` (or end). */

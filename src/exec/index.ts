@@ -18,7 +18,7 @@
  */
 export * from './messages.js'
 export { serveExec } from './serve.js'
-export { Ledger, type LedgerOffer, type ReserveRequest, type Reservation, type LedgerSnapshot } from './ledger.js'
+export { Ledger, type LedgerOffer, type Reservation, type LedgerSnapshot } from './ledger.js'
 export type { ServeExecOptions, ExecResult, LentGpu } from './types.js'
 export { gpuEnv } from './environment.js'
 export { KILL_GRACE_MS, STDIN_HIGH_WATER_BYTES } from './constants.js'

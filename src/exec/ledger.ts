@@ -6,6 +6,7 @@
  */
 import { VgridError } from '../common/errors.js'
 import type { LentGpu } from './types.js'
+import { gpuMatches, policyMismatch, type ResourceRequest } from '../common/resources.js'
 
 export interface LedgerOffer<G extends LentGpu = LentGpu> {
   cpus: number
@@ -20,22 +21,6 @@ export interface LedgerOffer<G extends LentGpu = LentGpu> {
   maxTasks?: number
   /** Set while the machine takes no work at all (its owner is busy, paused it, or drains it): why. */
   closed?: string
-}
-
-export interface ReserveRequest {
-  /** Cores; 0 is allowed and counts against nothing. */
-  cpus: number
-  memBytes?: number
-  /** Whole GPUs. */
-  gpus: number
-  /** Case-insensitive substring of the GPU model (`a100`). */
-  gpuModel?: string
-  /** Each GPU given has at least this much memory. */
-  gpuMemBytes?: number
-  /** Only if this machine lends to this pool. */
-  pool?: string
-  /** Only if this machine has every one of these labels. */
-  labels?: Record<string, string>
 }
 
 export interface Reservation<G extends LentGpu = LentGpu> {
@@ -104,7 +89,7 @@ export class Ledger<G extends LentGpu = LentGpu> {
    * for a pool or labels this machine does not have is refused the same way: the submitter's
    * view was stale (or lied), and it should try another member.
    */
-  reserve (req: ReserveRequest): Reservation<G> {
+  reserve (req: ResourceRequest): Reservation<G> {
     const cpus = checkCount(req.cpus, 'cpus', false)
     const memBytes = checkCount(req.memBytes ?? 0, 'memBytes', false)
     const gpus = checkCount(req.gpus, 'gpus', true)
@@ -138,7 +123,7 @@ export class Ledger<G extends LentGpu = LentGpu> {
   }
 
   /** Whether this machine could satisfy the request when nothing else runs. */
-  fitsEver (req: ReserveRequest): boolean {
+  fitsEver (req: ResourceRequest): boolean {
     return this.policyMismatch(req) === undefined &&
       req.cpus <= this.offer.cpus &&
       (req.memBytes ?? 0) <= this.offer.memBytes &&
@@ -178,21 +163,12 @@ export class Ledger<G extends LentGpu = LentGpu> {
     return this.offer.gpus.filter((g) => !taken.has(g.index))
   }
 
-  private gpuFilter (req: ReserveRequest): (g: G) => boolean {
-    const m = req.gpuModel?.toLowerCase() ?? ''
-    const mem = req.gpuMemBytes ?? 0
-    return (g) => g.model.toLowerCase().includes(m) && g.memoryBytes >= mem
+  private gpuFilter (req: ResourceRequest): (g: G) => boolean {
+    return (g) => gpuMatches(g, req)
   }
 
   /** Why this machine is not one the request may run on (pool, labels), or undefined. */
-  private policyMismatch (req: ReserveRequest): string | undefined {
-    const pools = this.offer.pools ?? []
-    if (req.pool !== undefined && !pools.includes(req.pool)) {
-      return `it is not in pool "${req.pool}" (${pools.length === 0 ? 'it is in no pool' : `its pools: ${pools.join(', ')}`})`
-    }
-    const have = this.offer.labels ?? {}
-    const missing = Object.entries(req.labels ?? {}).filter(([k, v]) => !Object.hasOwn(have, k) || have[k] !== v)
-    if (missing.length > 0) return `it is not labelled ${missing.map(([k, v]) => `${k}=${v}`).join(', ')}`
-    return undefined
+  private policyMismatch (req: ResourceRequest): string | undefined {
+    return policyMismatch(this.offer, req)
   }
 }

@@ -4,7 +4,7 @@
  * so an agent relays them without rewriting. Every message is validated on receipt.
  */
 import { MAX_WIRE_TEXT, type WireError } from '../common/errors.js'
-import { MAX_SIZE_BYTES } from '../common/units.js'
+import { MAX_GPUS, MAX_GPU_INDEX, parseResourceRequest, type ResourceRequest } from '../common/resources.js'
 import { type Obj, obj, str, optStr, int, bytes, strArray, strMap, oneOf, bad } from '../common/validate.js'
 
 /** Output and stdin travel in chunks of at most this many bytes. */
@@ -17,43 +17,19 @@ export const MAX_ARGV_ITEMS = 100_000
 export const MAX_ARGV_BYTES = 2 * 1024 * 1024
 export const MAX_ARG_BYTES = 128 * 1024
 export const MAX_ENV_ITEMS = 1024
-export const MAX_CPUS = 4096
-export const MAX_GPUS = 64
-/** `--mem` / `--gpu-mem` at most this (4 PiB), as units.ts parses sizes. */
-export const MAX_REQUEST_BYTES = MAX_SIZE_BYTES
-/** `--label k=v` a request may carry; an agent lends at most as many. */
-export const MAX_REQUEST_LABELS = 64
-export const MAX_LABEL_VALUE_CHARS = 256
-export const MAX_POOL_NAME_CHARS = 63
-/** What an agent's `--label` key may be (agent/config.ts checks the same). */
-export const LABEL_KEY_RE = /^[A-Za-z0-9._/-]{1,63}$/
-/** What an agent's `--pool` name may be (agent/config.ts checks the same). */
-export const POOL_NAME_RE = /^[a-z0-9][a-z0-9._-]{0,62}$/
-
 /** Signals a submitter may forward. Others are refused. */
 export const FORWARDED_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGKILL', 'SIGHUP', 'SIGQUIT', 'SIGUSR1', 'SIGUSR2', 'SIGWINCH'] as const
 export type ForwardedSignal = typeof FORWARDED_SIGNALS[number]
 
 export interface TtyRequest { cols: number, rows: number, term: string }
 
-/** What to run and what it needs: the body of a `run` (CLI) and of an `exec` (peer). */
-export interface RunSpec {
+/** What to run and what it needs (its resource fields are the one ResourceRequest): the body of a `run` (CLI) and of an `exec` (peer). */
+export interface RunSpec extends ResourceRequest {
   argv: string[]
   env: Record<string, string>
   /** Relative to the workspace copy (or, with --no-sync, to a scratch directory). */
   cwd?: string
   tty?: TtyRequest
-  cpus: number
-  gpus: number
-  gpuModel?: string
-  /** Memory to reserve, in bytes (counted, not enforced); absent = none. */
-  memBytes?: number
-  /** Each GPU assigned has at least this much memory. */
-  gpuMemBytes?: number
-  /** Only members whose offer has every one of these labels. */
-  labels?: Record<string, string>
-  /** Only members that lend to this pool (`vgrid agent --pool`). */
-  pool?: string
 }
 
 /** Sent by the submitter's side. */
@@ -91,6 +67,17 @@ export type ExecEvent =
    */
   | { t: 'children', ids: string[], failed: number, done: boolean }
 
+/** Where a run is placed, as its submitting agent tells whoever follows it (the CLI, the task manager). */
+export type PlacementEvent =
+  /** Every member that fits is busy (or the one named is away): the run waits; `message` says why. */
+  | { t: 'queued', message: string }
+  | { t: 'placed', peer: string, host: string, local: boolean }
+  /** The member could not take it after all (no disk space, its sync or sandbox failed): placed again. */
+  | { t: 'refused', peer: string, host: string, error: WireError }
+
+/** Everything a run's follower is told: where it is placed, then its session's events. */
+export type RunEvent = PlacementEvent | ExecEvent
+
 /** What `argv` takes in a process's arguments: its bytes, a NUL each. */
 export function argvBytes (argv: readonly string[]): number {
   let n = 0
@@ -107,25 +94,10 @@ export function parseRunSpec (v: unknown): RunSpec {
   const spec: RunSpec = {
     argv,
     env: strMap(m.env ?? {}, 'env', MAX_ENV_ITEMS, MAX_ARG_BYTES),
-    cpus: int(m.cpus ?? 1, 'cpus', 0, MAX_CPUS),
-    gpus: int(m.gpus ?? 0, 'gpus', 0, MAX_GPUS)
+    ...parseResourceRequest(m)
   }
   const cwd = optStr(m.cwd, 'cwd', 4096)
   if (cwd !== undefined) spec.cwd = cwd
-  const gpuModel = optStr(m.gpuModel, 'gpuModel', 256)
-  if (gpuModel !== undefined) spec.gpuModel = gpuModel
-  if (m.memBytes !== undefined && m.memBytes !== null) spec.memBytes = int(m.memBytes, 'memBytes', 0, MAX_REQUEST_BYTES)
-  if (m.gpuMemBytes !== undefined && m.gpuMemBytes !== null) spec.gpuMemBytes = int(m.gpuMemBytes, 'gpuMemBytes', 0, MAX_REQUEST_BYTES)
-  if (m.labels !== undefined && m.labels !== null) {
-    const labels = strMap(m.labels, 'labels', MAX_REQUEST_LABELS, MAX_LABEL_VALUE_CHARS)
-    for (const k of Object.keys(labels)) if (!LABEL_KEY_RE.test(k)) bad(`labels has a key that is not a label key (${JSON.stringify(k.slice(0, 64))})`)
-    if (Object.keys(labels).length > 0) spec.labels = labels
-  }
-  const pool = optStr(m.pool, 'pool', MAX_POOL_NAME_CHARS)
-  if (pool !== undefined) {
-    if (!POOL_NAME_RE.test(pool)) bad('pool is not a pool name')
-    spec.pool = pool
-  }
   if (m.tty !== undefined && m.tty !== null) {
     const t = obj(m.tty, 'tty')
     spec.tty = {
@@ -154,7 +126,7 @@ export function parseExecEvent (v: unknown): ExecEvent {
   const m = obj(v)
   switch (m.t) {
     case 'started': {
-      const gpus = Array.isArray(m.gpus) && m.gpus.length <= MAX_GPUS ? m.gpus.map((g, i) => int(g, `gpus[${i}]`, 0, 1023)) : bad('gpus is not a list')
+      const gpus = Array.isArray(m.gpus) && m.gpus.length <= MAX_GPUS ? m.gpus.map((g, i) => int(g, `gpus[${i}]`, 0, MAX_GPU_INDEX)) : bad('gpus is not a list')
       return { t: 'started', pid: int(m.pid, 'pid', 0, 2 ** 31), peer: str(m.peer, 'peer', 256), host: str(m.host, 'host', 256), gpus }
     }
     case 'out': return { t: 'out', fd: m.fd === 2 ? 2 : m.fd === 1 ? 1 : bad('fd is not 1 or 2'), data: bytes(m.data, 'data', MAX_DATA_CHUNK_BYTES) }

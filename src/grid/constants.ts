@@ -89,11 +89,8 @@ export const MAX_ADVERT_BYTES = 64 * 1024
 /** Advertisement field limits: generous for real machines, small enough to bound memory. */
 export const MAX_AD_ADDRS = 32
 export const MAX_ADDR_CHARS = 512
-export const MAX_CPUS = 4096
-export const MAX_GPUS = 64
-export const MAX_GPU_INDEX = 1023
-export const MAX_POOLS = 32
-export const MAX_LABELS = 64
+/** Cores, GPUs, pools and labels: the limits every part shares (common/resources.ts). */
+export { MAX_CPUS, MAX_GPUS, MAX_GPU_INDEX, MAX_POOLS, MAX_LABELS } from '../common/resources.js'
 export const MAX_NAME_CHARS = 256
 export const MAX_TASK_COUNT = 1_000_000
 

@@ -5,31 +5,9 @@
  */
 import { VgridError } from '../common/errors.js'
 import { formatBytes } from '../common/units.js'
-import type { DepartedMember, GpuInfo, PeerView } from './types.js'
+import type { DepartedMember, PeerView } from './types.js'
+import { gpuMatches, matches, type ResourceRequest } from '../common/resources.js'
 
-/** What a command needs; RunSpec carries the same fields under the same names. */
-export interface ResourceRequest {
-  cpus: number
-  gpus: number
-  /** Case-insensitive substring of the GPU model (`a100`). */
-  gpuModel?: string
-  /** Memory, in bytes; absent = none counted. */
-  memBytes?: number
-  /** Each GPU given has at least this much memory. */
-  gpuMemBytes?: number
-  /** The member's offer carries every one of these labels. */
-  labels?: Record<string, string>
-  /** The member lends to this pool. */
-  pool?: string
-}
-
-function modelMatches (model: string, wanted: string | undefined): boolean {
-  return wanted === undefined || model.toLowerCase().includes(wanted.toLowerCase())
-}
-
-function gpuMatches (g: GpuInfo, req: ResourceRequest): boolean {
-  return modelMatches(g.model, req.gpuModel) && g.memoryBytes >= (req.gpuMemBytes ?? 0)
-}
 
 function lentGpus (p: PeerView, req: ResourceRequest, onlyFree: boolean): number {
   const indexes = new Set(onlyFree ? p.load.gpusFree : p.offer.gpus)
@@ -38,11 +16,7 @@ function lentGpus (p: PeerView, req: ResourceRequest, onlyFree: boolean): number
 
 /** Whether the member is in the request's pool and has all its labels: what no free room changes. */
 export function matchesPolicy (p: PeerView, req: ResourceRequest): boolean {
-  if (req.pool !== undefined && !p.offer.pools.includes(req.pool)) return false
-  for (const [k, v] of Object.entries(req.labels ?? {})) {
-    if (!Object.hasOwn(p.offer.labels, k) || p.offer.labels[k] !== v) return false
-  }
-  return true
+  return matches(p.offer, req)
 }
 
 /**
@@ -293,4 +267,28 @@ export function chooseClaimTargets<P extends PeerView> (fitting: P[], k: number,
     pool.splice(i, 1)
   }
   return out
+}
+
+/**
+ * The members whose owners accept commands from this one (acceptsFrom, as advertised); when
+ * that leaves none that could ever run the request though others could, ERR_NOT_ALLOWED
+ * says so (a run no member will take must not wait for room). A member named with --on is
+ * asked anyway: its own refusal says why.
+ */
+export function accepting (view: PeerView[], spec: ResourceRequest, self: string): PeerView[] {
+  const open = view.filter((p) => acceptsFrom(p, self))
+  if (open.length === view.length) return view
+  try {
+    candidates(open, spec)
+  } catch (err) {
+    if (!(err instanceof VgridError) || err.code !== 'ERR_IMPOSSIBLE_REQUEST') throw err
+    try {
+      candidates(view, spec)
+    } catch (all) {
+      if (all instanceof VgridError && all.code === 'ERR_IMPOSSIBLE_REQUEST') throw all
+    }
+    throw new VgridError('ERR_NOT_ALLOWED', 'every member that could run it runs commands only from members its owner accepts (--accept-from), and not from this one',
+      `ask the owner of one to accept ${self}: vgrid agent set --accept-from …`)
+  }
+  return open
 }

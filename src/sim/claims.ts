@@ -5,7 +5,7 @@
  * the claim counts as refused after CLAIM_TIMEOUT_MS. The submitter then starts the job on a
  * grant (one more message) or releases it.
  */
-import type { ResourceRequest } from '../grid/placement.js'
+import type { ResourceRequest } from '../common/resources.js'
 import type { Cluster, Grant } from './cluster.js'
 import { CLAIM_TIMEOUT_MS } from './constants.js'
 import type { Rng } from './random.js'

@@ -7,7 +7,8 @@
  * gossip.ts derives them from the published history.
  */
 import { VgridError } from '../common/errors.js'
-import { Ledger, type Reservation, type ReserveRequest } from '../exec/ledger.js'
+import { Ledger, type Reservation } from '../exec/ledger.js'
+import type { ResourceRequest } from '../common/resources.js'
 import { MIN_PUBLISH_GAP_MS } from '../grid/constants.js'
 import type { GpuInfo, PeerView } from '../grid/types.js'
 import type { Scheduler } from './scheduler.js'
@@ -115,7 +116,7 @@ export class Cluster {
   }
 
   /** The claim, decided by the real ledger: a grant, or undefined for a refusal. */
-  reserve (agent: number, req: ReserveRequest): Grant | undefined {
+  reserve (agent: number, req: ResourceRequest): Grant | undefined {
     const e = this.executors[agent]
     if (e.ledger === undefined) return undefined
     let r: Reservation<GpuInfo>

@@ -6,7 +6,7 @@
  * back) is drawn over that window. Every placer of one scenario gets the same Workload.
  */
 import type { GpuInfo } from '../grid/types.js'
-import type { ResourceRequest } from '../grid/placement.js'
+import type { ResourceRequest } from '../common/resources.js'
 import { CHURN_FRACTION, CHURN_MEAN_DOWN_MS, CHURN_MEAN_UP_MS } from './constants.js'
 import { exponential, logNormal, pick, stream, type Rng } from './random.js'
 

@@ -185,7 +185,9 @@ describe('sub-tasks submitted from inside a task', () => {
 describe('dependencies between top-level tasks of one workspace', () => {
   it('gates each task on how its upstream ended', async () => {
     const ws = workspace()
-    const ok = await submitOne(a, ['--name', 'ok', 'sh', '-c', 'sleep 3; echo ok'], ws)
+    // 'ok' runs until the test lets it end: however slow the machine, its dependents see it run.
+    const go = goFile('gates')
+    const ok = await submitOne(a, ['--name', 'ok', 'sh', '-c', `while [ ! -e ${go} ]; do sleep 0.05; done; echo ok`], ws)
     const succOk = await submitOne(a, ['--after-success', 'ok', 'true'], ws)
     // Submitted while its upstream runs: it waits.
     expect((await show(a, succOk)).state).toBe('pending')
@@ -199,6 +201,7 @@ describe('dependencies between top-level tasks of one workspace', () => {
     const ca = await submitOne(a, ['--name', 'ca', 'sh', '-c', 'exit 2'], ws)
     const cb = await submitOne(a, ['--name', 'cb', '--after-success', 'ca', 'true'], ws)
     const cc = await submitOne(a, ['--name', 'cc', '--after-success', 'cb', 'true'], ws)
+    fs.writeFileSync(go, '')
 
     const expected: Array<[string, string, string, number]> = [
       ['ok', ok, 'succeeded', 0],

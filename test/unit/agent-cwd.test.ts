@@ -6,7 +6,7 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import { describe, expect, it } from 'vitest'
-import { makeCwd } from '../../src/agent/run.js'
+import { makeCwd } from '../../src/agent/run/index.js'
 import { tempDir } from '../helpers/procs.js'
 
 describe('makeCwd', () => {

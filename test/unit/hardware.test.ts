@@ -108,7 +108,7 @@ describe('parseNvidiaSmiCsv', () => {
       '3, [N/A], Odd, Name, With Commas, 2048, [N/A], [N/A]',
       '2, GPU-dddd, \u0007 Bell\u001b[31m , 4096, 0, 0',
       '-1, GPU-eeee, Negative, 1, 0, 0',
-      '300, GPU-ffff, Too Many, 1, 0, 0',
+      '1024, GPU-ffff, Past the highest index, 1, 0, 0',
       '4, GPU-9999, , 1, 0, 0' // no name
     ].join('\r\n')
     expect(parseNvidiaSmiCsv(out, quiet)).toEqual([

@@ -1,7 +1,7 @@
 /** Where a command goes, from a view: the pure part of placement. */
 import { describe, it, expect } from 'vitest'
 import { acceptsFrom, candidates, resolvePeer, resolvePinned, formatAgo, MemberAway, fitsEver, fitsNow, freeScore, chooseClaimTargets, gangCapacity, impossibleGang } from '../../src/grid/placement.js'
-import { accepting } from '../../src/agent/run.js'
+import { accepting } from '../../src/grid/placement.js'
 import type { PeerView } from '../../src/grid/types.js'
 
 interface PeerOpts {

@@ -2,7 +2,7 @@
 import { describe, it, expect } from 'vitest'
 import { VgridError } from '../../src/common/errors.js'
 import { ClaimReleased } from '../../src/agent/claim.js'
-import { isRefusal, refusalOf } from '../../src/agent/run.js'
+import { isRefusal, refusalOf } from '../../src/agent/run/index.js'
 
 const ctx = { host: 'b', home: '/home/b/.vgrid', grid: { peerId: '12D3KooWAbCdEfGhIjKl' } }
 const errno = (code: string, message: string): NodeJS.ErrnoException => Object.assign(new Error(message), { code })

@@ -9,7 +9,7 @@ import os from 'node:os'
 import path from 'node:path'
 import { JOURNAL_NAME } from '../../src/agent/tasks/journal.js'
 import { TaskManager } from '../../src/agent/tasks/manager.js'
-import type { RunContext } from '../../src/agent/run.js'
+import { Placer, type RunContext } from '../../src/agent/run/index.js'
 
 let home: string
 beforeEach(() => { home = fs.mkdtempSync(path.join(os.tmpdir(), 'vgrid-restart-')) })
@@ -30,7 +30,8 @@ function journal (retries: number): void {
 
 async function restarted (interrupted: string[]): Promise<TaskManager> {
   const m = await TaskManager.open(home, SELF)
-  m.start({ shutdown: AbortSignal.abort() } as unknown as RunContext, interrupted)
+  const ctx = { shutdown: AbortSignal.abort() } as unknown as RunContext
+  m.start(ctx, new Placer(ctx), interrupted)
   return m
 }
 

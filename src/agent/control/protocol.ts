@@ -40,7 +40,7 @@
  * This file is imported by the CLI: it must not import libp2p or anything heavy.
  */
 import { obj, str, optStr, int, oneOf, bad } from '../../common/validate.js'
-import { parseRunSpec, type RunSpec } from '../../exec/messages.js'
+import { parseRunSpec, type PlacementEvent, type RunSpec } from '../../exec/messages.js'
 import { VgridError, type WireError } from '../../common/errors.js'
 import type { AgentStatus, PeerView } from '../../grid/types.js'
 import type { WorkspaceRef } from '../../fs-sync/workspace.js'
@@ -125,9 +125,7 @@ export interface DrainCountView { guests: number, others: number }
 
 export type ControlReply =
   | HelloReply
-  | { t: 'queued', message: string }
-  | { t: 'placed', peer: string, host: string, local: boolean }
-  | { t: 'refused', peer: string, host: string, error: WireError }
+  | PlacementEvent
   | { t: 'peers', peers: PeerView[] }
   | { t: 'status', status: AgentStatus }
   | { t: 'join-token', token: string }

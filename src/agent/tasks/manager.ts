@@ -17,11 +17,10 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { VgridError } from '../../common/errors.js'
 import { createLogger } from '../../common/log.js'
-import { memoryChannelPair, type FrameChannel } from '../../common/channel.js'
-import { parseRunSpec, type ExecEvent, type RunSpec } from '../../exec/messages.js'
+import { parseRunSpec, type RunEvent, type RunSpec } from '../../exec/messages.js'
 import { acceptsFrom, candidates, resolvePinned, fitsNow, impossibleGang } from '../../grid/placement.js'
 import type { WorkspaceRef } from '../../fs-sync/index.js'
-import { submitRun, reattachRun, isRefusal, newTaskId, wakeUp, USER, AttemptGone, VIEW_SETTLE_MS, type ChildTracker, type Guest, type RunContext } from '../run.js'
+import { Run, reattachRun, isRefusal, newTaskId, wakeUp, USER, AttemptGone, VIEW_SETTLE_MS, type ChildTracker, type Guest, type Placer, type RunContext } from '../run/index.js'
 import { GangGate, type GangSeat } from '../claim.js'
 import { LOST_FENCE_MS } from '../watchdog.js'
 import { requestShape } from '../run-queue.js'
@@ -83,7 +82,8 @@ interface Entry extends Stored {
   /** Not placed before this time (ms since the epoch): its lost attempt may still be ending. */
   notBefore?: number
   log: TaskLog
-  channel?: FrameChannel
+  /** The run of its attempt being placed or followed now. */
+  run?: Run
   cancelRequested: boolean
   timedOut: boolean
   timer?: NodeJS.Timeout
@@ -125,6 +125,7 @@ export class TaskManager implements ChildTracker {
    */
   private readonly runningHere = new Map<string, { kids: Set<string>, from: Origin }>()
   private ctx!: RunContext
+  private placer!: Placer
   /**
    * One copy of each short string many records hold (a reason, an executor's peer id and
    * host): built per event, each of the 20,000 records an owner keeps had its own.
@@ -177,8 +178,9 @@ export class TaskManager implements ChildTracker {
    * `interrupted`: tasks whose commands the previous run of this agent left running (and the
    * agent stopped at start): they had started even if their records were not saved since.
    */
-  start (ctx: RunContext, interrupted: readonly string[] = []): void {
+  start (ctx: RunContext, placer: Placer, interrupted: readonly string[] = []): void {
     this.ctx = ctx
+    this.placer = placer
     const started = new Set(interrupted)
     for (const e of this.live.values()) {
       let s = e.record.state
@@ -250,7 +252,7 @@ export class TaskManager implements ChildTracker {
    */
   private retire (e: Entry): void {
     const id = e.record.id
-    if (!isFinal(e.record.state) || e.saveQueued || e.unsaved || e.channel !== undefined || !e.log.idle || e.waiters.length > 0) return
+    if (!isFinal(e.record.state) || e.saveQueued || e.unsaved || e.run !== undefined || !e.log.idle || e.waiters.length > 0) return
     if (this.live.get(id) !== e) return
     this.live.delete(id)
     this.track(e)
@@ -282,12 +284,12 @@ export class TaskManager implements ChildTracker {
     return out
   }
 
-  /** Files the task where evaluate() looks for it; call after any change of its state or channel. */
+  /** Files the task where evaluate() looks for it; call after any change of its state or run. */
   private track (e: Entry): void {
     const s = e.record.state
     if (s === 'pending') this.pending.add(e)
     else this.pending.delete(e)
-    const idle = s === 'queued' && e.channel === undefined && !e.record.attached && !e.reattaching
+    const idle = s === 'queued' && e.run === undefined && !e.record.attached && !e.reattaching
     if (idle && e.gang) this.gangsWaiting.add(e)
     else this.gangsWaiting.delete(e)
     let q = this.waiting.get(e.shape)
@@ -359,7 +361,7 @@ export class TaskManager implements ChildTracker {
    * --after…. Resolves once its dependencies are met (ERR_UPSTREAM_FAILED if they never will
    * be); `observe` sees the run's events. Undefined: a plain vrun, not recorded.
    */
-  async attach (req: { spec: RunSpec, parent?: string, name?: string, after?: BatchRequest['after'], workspace?: WorkspaceRef }): Promise<{ id: string, observe: (ev: unknown) => void, ended: (err?: unknown) => void } | undefined> {
+  async attach (req: { spec: RunSpec, parent?: string, name?: string, after?: BatchRequest['after'], workspace?: WorkspaceRef }): Promise<{ id: string, observe: (ev: RunEvent) => void, ended: (err?: unknown) => void } | undefined> {
     const kids = req.parent !== undefined ? this.runningHere.get(req.parent)?.kids : undefined
     const after = req.after ?? []
     if (kids === undefined && req.name === undefined && after.length === 0) return undefined
@@ -386,7 +388,7 @@ export class TaskManager implements ChildTracker {
     })
     return {
       id,
-      observe: (ev) => { this.onEvent(e, ev as ExecEvent) },
+      observe: (ev) => { this.onEvent(e, ev) },
       ended: (err) => {
         if (isFinal(e.record.state)) return
         this.finish(e, 'lost', { error: err instanceof Error ? err.message : 'the vrun ended before the command did' })
@@ -549,10 +551,10 @@ export class TaskManager implements ChildTracker {
     this.setPlacing(e, true)
     const spec = extraEnv !== undefined ? { ...e.spec, env: { ...e.spec.env, ...extraEnv } } : e.spec
     this.armTimeout(e, Date.now())
-    this.drive(e, async (theirs) => {
+    this.drive(e, async (run) => {
       // A detached task reads nothing: its stdin is closed at once.
-      await submitRun(this.ctx, theirs, spec, {
-        on: on ?? e.on, ...(e.workspace !== undefined ? { workspace: e.workspace } : {}), task: e.record.id, ...(gang !== undefined ? { gang } : {}), guest: e.guest === true, detach: true
+      await this.placer.submit(run, spec, {
+        on: on ?? e.on, ...(e.workspace !== undefined ? { workspace: e.workspace } : {}), ...(gang !== undefined ? { gang } : {}), guest: e.guest === true, detach: true
       })
     }, { eof: true, ...(gang !== undefined ? { gang } : {}) })
   }
@@ -568,31 +570,26 @@ export class TaskManager implements ChildTracker {
    * Reads one session of the task (a placement, or a re-attach) until it ends, then decides:
    * over, placed again, or (a detached attempt whose stream broke) found again.
    */
-  private drive (e: Entry, session: (theirs: FrameChannel) => Promise<void>, o: { eof: boolean, gang?: GangSeat }): void {
+  private drive (e: Entry, session: (run: Run) => Promise<void>, o: { eof: boolean, gang?: GangSeat }): void {
     const { gang } = o
-    const [mine, theirs] = memoryChannelPair()
-    e.channel = mine
+    const run = new Run(e.record.id)
+    e.run = run
     this.track(e)
-    if (o.eof) void mine.send({ t: 'eof' }).catch(() => {})
+    if (o.eof) void run.input({ t: 'eof' })
     // Cancelled (or timed out) while its executor was being found again: stopped there once attached.
-    if (e.cancelRequested || e.timedOut) void mine.send({ t: 'cancel' }).catch(() => {})
-    const placing = session(theirs).then(() => undefined, (err: unknown) => err)
-    // However the session ended, no event follows: the loop below must not wait for one.
-    void placing.then(() => { void theirs.close() })
+    if (e.cancelRequested || e.timedOut) void run.input({ t: 'cancel' })
+    let lost: VgridError | undefined
+    run.on((ev) => {
+      if (lost !== undefined || isFinal(e.record.state)) return
+      // The executor (or this agent's owner policy) lost the command: placed again below if retries are left.
+      if (ev.t === 'error' && ev.error.code === 'ERR_PEER_LOST') { lost = new AttemptGone('ERR_PEER_LOST', ev.error.message); return }
+      this.onEvent(e, ev)
+    })
     void (async () => {
-      let lost: VgridError | undefined
-      for (;;) {
-        const raw = await mine.recv().catch(() => undefined)
-        if (raw === undefined) break
-        const ev = raw as ExecEvent | { t: 'placed', peer: string, host: string } | { t: 'queued' } | { t: 'refused', peer: string, error: { message: string } }
-        // The executor (or this agent's owner policy) lost the command: placed again below if retries are left.
-        if (ev.t === 'error' && ev.error.code === 'ERR_PEER_LOST') { lost = new AttemptGone('ERR_PEER_LOST', ev.error.message); break }
-        this.onEvent(e, ev)
-        if (isFinal(e.record.state)) break
-      }
-      const err = lost ?? await placing
-      mine.destroy()
-      e.channel = undefined
+      const failed = await session(run).then(() => undefined, (err: unknown) => err)
+      const err = lost ?? failed
+      run.abandon()
+      e.run = undefined
       this.track(e)
       this.placed(e)
       if (isFinal(e.record.state)) { this.retire(e); return }
@@ -648,15 +645,15 @@ export class TaskManager implements ChildTracker {
       const have = await e.log.receivedSince(a.logFrom ?? 0)
       if (isFinal(e.record.state) || !e.reattaching) return
       log.debug(`re-attaching task ${e.record.id} on ${a.host}, ${have} bytes of output here`)
-      this.drive(e, async (theirs) => {
-        await reattachRun(this.ctx, theirs, {
+      this.drive(e, async (run) => {
+        await run.drive(async (sink) => await reattachRun(this.ctx, sink, {
           task: e.record.id, peer: a.peer, host: a.host, have, started: e.record.state !== 'queued', startedMs: a.started, ...(e.workspace !== undefined ? { workspace: e.workspace } : {})
-        })
+        }))
       }, { eof: false })
     })()
   }
 
-  private onEvent (e: Entry, ev: ExecEvent | { t: 'placed', peer: string, host: string } | { t: 'queued' } | { t: 'refused', peer: string, error: { message: string } }): void {
+  private onEvent (e: Entry, ev: RunEvent): void {
     const r = e.record
     switch (ev.t) {
       case 'refused': {
@@ -791,7 +788,7 @@ export class TaskManager implements ChildTracker {
     const shards = [...this.live.values()].filter((e) => e.group === group).sort((a, b) => (a.record.shard?.index ?? 0) - (b.record.shard?.index ?? 0))
     // a shard that ended (cancelled) is no longer among the live ones: the gang cannot start
     if (shards.length < (shards[0]?.record.shard?.count ?? 1)) return
-    if (shards.some((e) => e.record.state !== 'queued' || e.channel !== undefined || fenced(e))) return
+    if (shards.some((e) => e.record.state !== 'queued' || e.run !== undefined || fenced(e))) return
     // What the view shows free, taken down as shards are assigned (their claims then decide).
     const view = this.ctx.grid.view().filter((p) => p.leaving !== true && acceptsFrom(p, this.self.peer)).map((p) => ({ ...p, load: { ...p.load, gpusFree: [...p.load.gpusFree] } }))
     const placed: string[] = []
@@ -828,12 +825,12 @@ export class TaskManager implements ChildTracker {
   // ── cancel, wait, logs ─────────────────────────────────────────────────────────────────
 
   private stop (e: Entry): void {
-    if (e.channel !== undefined && (e.record.state === 'queued' || e.record.state === 'pending') && e.record.attempts.every((a) => a.ended !== undefined)) {
+    if (e.run !== undefined && (e.record.state === 'queued' || e.record.state === 'pending') && e.record.attempts.every((a) => a.ended !== undefined)) {
       // Not placed yet: it never starts.
-      e.channel.destroy()
+      e.run.abandon()
       this.finish(e, e.timedOut ? 'failed' : 'cancelled', e.timedOut ? { error: 'timed out before it could start' } : {})
-    } else if (e.channel !== undefined) {
-      void e.channel.send({ t: 'cancel' }).catch(() => {})
+    } else if (e.run !== undefined) {
+      void e.run.input({ t: 'cancel' })
     } else if (e.reattaching) {
       // Its command runs on a member being found again: the cancel goes there once it is
       // (drive); a member that stays away loses the attempt, and the task ends cancelled.

@@ -5,7 +5,8 @@
  * tightly (fewest GPUs left idle, then fewest cores). It uses the same fit test (fitsNow) and
  * the same ledgers as the others, so it is bound by the same rules, only not by the network.
  */
-import { fitsNow, type ResourceRequest } from '../../grid/placement.js'
+import { fitsNow } from '../../grid/placement.js'
+import type { ResourceRequest } from '../../common/resources.js'
 import type { Cluster, SimAd } from '../cluster.js'
 import type { Job, Placer, World } from '../world.js'
 import { insertInOrder, shapeKey } from './order.js'

@@ -1,5 +1,5 @@
 /** Submission order and request shapes, shared by the placers that keep queues. */
-import type { ResourceRequest } from '../../grid/placement.js'
+import type { ResourceRequest } from '../../common/resources.js'
 import type { Job } from '../world.js'
 
 /** Jobs of one shape compete for exactly the same members; a blocked one blocks only its shape. */

@@ -21,7 +21,8 @@
  * change" without the view changes that cannot help. No job waits behind another shape, and
  * within a shape they go in order.
  */
-import { CLAIM_FANOUT, chooseClaimTargets, fitsNow, type ResourceRequest } from '../../grid/placement.js'
+import { CLAIM_FANOUT, chooseClaimTargets, fitsNow } from '../../grid/placement.js'
+import type { ResourceRequest } from '../../common/resources.js'
 import type { Claims } from '../claims.js'
 import type { Grant, SimAd } from '../cluster.js'
 import type { Gossip } from '../gossip.js'

@@ -1,0 +1,64 @@
+/**
+ * `/vgrid/exec/1.0.0`: a submitting agent asks another member to run a command. The stream
+ * opens with an `exec` request (or, for a detached run whose owner is back, `attach`); the
+ * executor answers with a claim (`claimed`, agent/claim.ts) or an error, the submitter says
+ * `go` or `release`, and the command's session follows (messages.ts: ExecInput up, ExecEvent
+ * down). A detached run's owner ends it with `outputs-done` and `end-seen` (agent/held.ts).
+ * Every message is validated on receipt: a peer can send anything.
+ */
+import path from 'node:path'
+import { VgridError } from '../common/errors.js'
+import { obj, int, str, bytes, bad } from '../common/validate.js'
+import { parseRunSpec, type RunSpec } from '../exec/messages.js'
+
+export const EXEC_PROTOCOL = '/vgrid/exec/1.0.0'
+/**
+ * An executor refuses a request of another version. 2: every exec request is a claim first
+ * (agent/claim.ts). 3: detached runs and `attach` (agent/held.ts).
+ */
+export const EXEC_PROTOCOL_VERSION = 3
+const TASK_ID_RE = /^[0-9a-f]{16}$/
+
+/** What the submitter exported for the executor to pull, and where its user has it (the guest sees it there). */
+export interface WorkspaceOffer { session: string, root: Uint8Array, key: string, path?: string }
+
+/** `detach`: a task that lives on without its owner's stream (held.ts), not a vrun. */
+export interface ExecRequest { t: 'exec', v: number, task: string, spec: RunSpec, ws?: WorkspaceOffer, user?: string, detach?: boolean }
+/** The owner is back for a detached run: `have` is how many bytes of its output it has logged. */
+export interface AttachRequest { t: 'attach', v: number, task: string, have: number }
+
+export function parseExecRequest (v: unknown): ExecRequest | AttachRequest {
+  const m = obj(v, 'exec request')
+  if (m.t !== 'exec' && m.t !== 'attach') bad('expected an exec request')
+  const ver = int(m.v, 'v', 0, 2 ** 31)
+  if (ver !== EXEC_PROTOCOL_VERSION) throw new VgridError('ERR_AGENT_VERSION', `the executor speaks exec protocol ${EXEC_PROTOCOL_VERSION}, the submitter ${ver}`)
+  const task = str(m.task, 'task', 16)
+  if (!TASK_ID_RE.test(task)) bad('task is not a task id')
+  if (m.t === 'attach') return { t: 'attach', v: ver, task, have: int(m.have, 'have', 0, Number.MAX_SAFE_INTEGER) }
+  const req: ExecRequest = { t: 'exec', v: ver, task, spec: parseRunSpec(m.spec) }
+  if (m.detach === true) req.detach = true
+  if (m.user !== undefined && m.user !== null) {
+    const user = str(m.user, 'user', 64)
+    if (!/^[\w.-]+$/.test(user)) bad('user is not a user name')
+    req.user = user
+  }
+  if (m.ws !== undefined && m.ws !== null) {
+    const w = obj(m.ws, 'ws')
+    const session = str(w.session, 'ws.session', 32)
+    const key = str(w.key, 'ws.key', 32)
+    if (!/^[0-9a-f]{32}$/.test(session) || !/^[0-9a-f]{32}$/.test(key)) bad('ws is not a workspace offer')
+    const root = bytes(w.root, 'ws.root', 32)
+    if (root.byteLength !== 32) bad('ws.root is not a 32-byte hash')
+    req.ws = { session, root, key }
+    if (w.path !== undefined && w.path !== null) req.ws.path = workspacePath(w.path)
+  }
+  return req
+}
+
+/** The submitter's absolute workspace path: normalized, no NUL, not the root. */
+function workspacePath (v: unknown): string {
+  const p = str(v, 'ws.path', 4096)
+  if (!path.isAbsolute(p) || p.includes('\0') || path.normalize(p) !== p || p === '/' || p.endsWith('/')) bad('ws.path is not an absolute, normalized path')
+  return p
+}
+
