@@ -43,6 +43,7 @@ import os from 'node:os'
 import { OwnerPolicyControl } from './policy.js'
 import { Drain, WatchedSet, type DrainCount } from './drain.js'
 import { memoryFigures } from './memory.js'
+import { startHttpServer, type HttpServer } from '../http/index.js'
 
 const log = createLogger('agent')
 const gridLog = createLogger('grid')
@@ -262,6 +263,9 @@ async function startLocked (config: AgentConfig, homeLock: StoreLock): Promise<A
   await linkCommands(config.home)
   const tasks = await TaskManager.open(config.home, { peer: grid.peerId, host: resources.host })
   let watchdog: Watchdog | undefined
+  // Set once the HTTP server listens (below, after the control socket); why not, if it does not.
+  let web: HttpServer | undefined
+  let webOff = 'it was started with --http off'
   const ctx: RunContext = {
     home: config.home, grid, ledger, host: resources.host, gpus: resources.gpus,
     shutdown: shutdown.signal, loadChanged: () => { grid.publishNow(); drain?.check() }, sync, children: tasks,
@@ -305,7 +309,8 @@ async function startLocked (config: AgentConfig, homeLock: StoreLock): Promise<A
   const status = (): AgentStatus => ({
     peer: grid.peerId, host: resources.host, version: VERSION, home: config.home, addrs: grid.addrs(),
     gridSize: grid.view().length, connections: grid.connectedPeers().length, startedAt, joinToken: joinToken(),
-    guests: guestsLine, memory: memoryLine, lending: policy.lending(), running: drainCount()
+    guests: guestsLine, memory: memoryLine, lending: policy.lending(), running: drainCount(),
+    ...(web !== undefined ? { http: web.url } : {})
   })
 
   /**
@@ -330,7 +335,9 @@ async function startLocked (config: AgentConfig, homeLock: StoreLock): Promise<A
       case 'peers': await channel.send({ t: 'peers', peers: grid.view() }); break
       case 'status': {
         const s = { ...status(), usage: memoryFigures(req.settle === true && scope === undefined, process.env, inFlight) }
-        await channel.send({ t: 'status', status: scope === undefined ? s : { ...s, joinToken: '', home: GUEST_HOME } })
+        // a guest sees neither the key to the grid nor the owner's own doors into the agent
+        const { http: _http, ...guestView } = s
+        await channel.send({ t: 'status', status: scope === undefined ? s : { ...guestView, joinToken: '', home: GUEST_HOME } })
         break
       }
       case 'join-token': await channel.send({ t: 'join-token', token: joinToken() }); break
@@ -367,7 +374,8 @@ async function startLocked (config: AgentConfig, homeLock: StoreLock): Promise<A
         } else {
           delete b.guest
         }
-        await channel.send({ t: 'batched', ids: tasks.submit(b) })
+        const ids = tasks.submit(b)
+        await channel.send(scope === undefined && web !== undefined ? { t: 'batched', ids, dashboard: web.url } : { t: 'batched', ids })
         break
       }
       case 'task-list': {
@@ -387,6 +395,11 @@ async function startLocked (config: AgentConfig, homeLock: StoreLock): Promise<A
       case 'task-log': await channel.send({ t: 'task', task: await queries.log(await own(req.id), req.follow, req.stderrOnly, channel, goneSignal(channel), scope === undefined ? req.workspace : undefined) }); break
       case 'agent-set': await channel.send({ t: 'policy', ...policy.set(resolveAcceptFrom(req.patch, grid.view())) }); break
       case 'agent-stop': await stopFor(req.drain, channel); break
+      case 'ui-login': {
+        if (web === undefined) throw new VgridError('ERR_HTTP_OFF', `this agent serves no dashboard: ${webOff}`, 'start the agent with --http 127.0.0.1:7322 (the default), or another free port')
+        await channel.send({ t: 'ui-login', url: web.loginUrl() })
+        break
+      }
     }
   }
   /**
@@ -436,6 +449,23 @@ async function startLocked (config: AgentConfig, homeLock: StoreLock): Promise<A
     throw err
   }
 
+  // The HTTP API and dashboard: the default address is served when it is free (a second
+  // agent on this machine goes on without); an address asked for must be served.
+  if (config.http !== undefined) {
+    try {
+      web = await startHttpServer({ config: config.http, home: config.home, handle: async (req, channel) => { await handle(req, channel) }, grid, tasks })
+    } catch (err) {
+      if (config.http.ifFree !== true || !(err instanceof VgridError) || err.code !== 'ERR_PORT_IN_USE') {
+        cpu.stop()
+        await control.close().catch(() => {})
+        await grid.stop()
+        throw err
+      }
+      webOff = err.message
+      log.warn(`${err.message}: this agent serves no HTTP API or dashboard (--http 127.0.0.1:PORT picks another port)`)
+    }
+  }
+
   // Tasks whose commands the last run left running were started, whatever their records say.
   tasks.start(ctx, placer, orphans.tasks)
 
@@ -463,6 +493,7 @@ async function startLocked (config: AgentConfig, homeLock: StoreLock): Promise<A
       shutdown.abort()
       cpu.stop()
       policy.stop()
+      await web?.close().catch((err) => { log.warn('closing the HTTP server failed', err) })
       await control.close().catch((err) => { log.warn('closing the control socket failed', err) })
       // The guests got their polite signal with the shutdown, and SIGKILL after a grace; one
       // that ignores both while its session unwinds must not outlive the agent.

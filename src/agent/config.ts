@@ -8,12 +8,13 @@
  *   { "cpus": 8 | "all", "gpus": "0,1" | [0, 1] | "all" | "none", "mem": "64G" | 68719476736 | "all",
  *     "pools": ["lab"], "labels": { "rack": "b2" }, "listen": ["/ip4/0.0.0.0/tcp/7321"],
  *     "maxTasks": 4 | "unlimited", "nice": 10, "onlyWhenIdle": true, "acceptFrom": ["12D3KooW…"] | "all",
- *     "paused": true }
+ *     "paused": true, "http": "127.0.0.1:7322" | "off", "httpCert": "/etc/vgrid/cert.pem", "httpKey": "/etc/vgrid/key.pem" }
  * (`paused` is written by `vgrid agent set --pause` and removed by `--resume`; no flag or
  * variable sets it.)
  * Environment: VGRID_CPUS, VGRID_GPUS, VGRID_MEM, VGRID_POOL ("a,b"), VGRID_LABELS
  * ("k=v,k2=v2": values from the environment cannot hold commas), VGRID_LISTEN ("/ip4/…,/ip6/…"),
- * VGRID_MAX_TASKS, VGRID_NICE, VGRID_ONLY_WHEN_IDLE (1/0, true/false), VGRID_ACCEPT_FROM ("id,id").
+ * VGRID_MAX_TASKS, VGRID_NICE, VGRID_ONLY_WHEN_IDLE (1/0, true/false), VGRID_ACCEPT_FROM ("id,id"),
+ * VGRID_HTTP ("ADDR:PORT" or "off"), VGRID_HTTP_CERT, VGRID_HTTP_KEY.
  *
  * `vgrid agent set` changes the owner policy of a running agent (policyPatch → the agent) and
  * writes it into the config file (savePolicyPatch), so a restart keeps it.
@@ -28,6 +29,7 @@ import { VgridError } from '../common/errors.js'
 import { formatBytes, parseSize } from '../common/units.js'
 import { looksLikePeerId, MAX_ACCEPT_FROM } from '../common/peer-id.js'
 import type { Offer, Resources } from '../grid/types.js'
+import { DEFAULT_HTTP_HOST, DEFAULT_HTTP_PORT, isLoopback, parseHttpAddress, type HttpAddress } from '../http/address.js'
 import { LABEL_KEY_RE, MAX_CPUS, MAX_GPU_INDEX, MAX_LABEL_VALUE_CHARS, MAX_LABELS, MAX_POOLS, POOL_NAME_RE } from '../common/resources.js'
 
 /** The port an agent listens on unless told otherwise; fixed so join tokens and firewalls stay simple. */
@@ -75,6 +77,21 @@ export interface AgentFlags {
   guestUser?: string
   guestShare?: string | string[]
   acceptFrom?: string | string[]
+  /** `--http ADDR:PORT` or `off`. */
+  http?: string
+  httpCert?: string
+  httpKey?: string
+}
+
+/** Where the agent serves its HTTP API and dashboard (src/http/). */
+export interface HttpConfig extends HttpAddress {
+  /** PEM files: served over TLS (required off loopback). */
+  tls?: { certFile: string, keyFile: string }
+  /**
+   * The default address, nobody asked for it: when its port is taken (a second agent on this
+   * machine) the agent goes on without HTTP and says so. An address asked for must be served.
+   */
+  ifFree?: boolean
 }
 
 export interface ShareConfig {
@@ -137,6 +154,8 @@ export interface AgentConfig {
   policy: OwnerPolicy
   /** How guests are contained (DESIGN §5). */
   isolation: IsolationConfig
+  /** The HTTP API and dashboard; absent = none (`--http off`). */
+  http?: HttpConfig
 }
 
 /** `$VGRID_HOME`, else `~/.vgrid`; always absolute. */
@@ -208,7 +227,43 @@ export function resolveAgentConfig (flags: AgentFlags, env: NodeJS.ProcessEnv = 
     [flags.keepResults, '--keep-results'], [e('VGRID_KEEP_RESULTS'), 'VGRID_KEEP_RESULTS'], [file.keepResults, file.where('keepResults')],
     (v, src) => parseKeep(v, src))
   if (keepResultsMs !== undefined) config.keepResultsMs = keepResultsMs
+  const http = resolveHttp(
+    pick([flags.http, '--http'], [e('VGRID_HTTP'), 'VGRID_HTTP'], [file.http, file.where('http')], parseHttp),
+    pick([flags.httpCert, '--http-cert'], [e('VGRID_HTTP_CERT'), 'VGRID_HTTP_CERT'], [file.httpCert, file.where('httpCert')], parseFile),
+    pick([flags.httpKey, '--http-key'], [e('VGRID_HTTP_KEY'), 'VGRID_HTTP_KEY'], [file.httpKey, file.where('httpKey')], parseFile))
+  if (http !== undefined) config.http = http
   return config
+}
+
+/**
+ * The HTTP address with its TLS files. Off loopback the API (which runs commands as this
+ * user) would cross the network in clear, bearer token included: refused without TLS.
+ */
+function resolveHttp (addr: HttpAddress | 'off' | undefined, certFile: string | undefined, keyFile: string | undefined): HttpConfig | undefined {
+  if ((certFile === undefined) !== (keyFile === undefined)) {
+    throw new VgridError('ERR_BAD_ARGUMENT', `--http-${certFile === undefined ? 'cert' : 'key'} is missing: TLS needs both a certificate and its key`,
+      'give both --http-cert FILE and --http-key FILE (PEM)')
+  }
+  if (addr === 'off') return undefined
+  const out: HttpConfig = addr ?? { host: DEFAULT_HTTP_HOST, port: DEFAULT_HTTP_PORT, ifFree: true }
+  if (certFile !== undefined && keyFile !== undefined) out.tls = { certFile, keyFile }
+  else if (!isLoopback(out.host)) {
+    throw new VgridError('ERR_BAD_ARGUMENT', `--http ${out.host}:${out.port}: an address other than loopback needs TLS`,
+      'give --http-cert FILE and --http-key FILE (PEM), or serve on 127.0.0.1 and reach it from elsewhere through `ssh -L 7322:127.0.0.1:7322 HOST`')
+  }
+  return out
+}
+
+function parseHttp (v: unknown, src: string): HttpAddress | 'off' {
+  if (typeof v !== 'string') throw arg(src, v, 'expected ADDR:PORT, such as 127.0.0.1:7322, or off')
+  const r = parseHttpAddress(v)
+  if (typeof r === 'object' && 'error' in r) throw arg(src, v, r.error)
+  return r
+}
+
+function parseFile (v: unknown, src: string): string {
+  if (typeof v !== 'string' || v.trim() === '' || v.includes('\0')) throw arg(src, v, 'expected a file')
+  return resolve(v)
 }
 
 /**
@@ -547,7 +602,7 @@ function arg (src: string, value: unknown, what: string, hint?: string): VgridEr
 
 // ── the config file ──
 
-const FILE_FIELDS = ['cpus', 'gpus', 'mem', 'cacheSize', 'keepResults', 'pools', 'labels', 'listen', 'maxTasks', 'nice', 'onlyWhenIdle', 'acceptFrom', 'paused', 'isolation', 'guestNet', 'guestUser', 'guestShare'] as const
+const FILE_FIELDS = ['cpus', 'gpus', 'mem', 'cacheSize', 'keepResults', 'pools', 'labels', 'listen', 'maxTasks', 'nice', 'onlyWhenIdle', 'acceptFrom', 'paused', 'isolation', 'guestNet', 'guestUser', 'guestShare', 'http', 'httpCert', 'httpKey'] as const
 type FileFields = Partial<Record<(typeof FILE_FIELDS)[number], unknown>>
 
 function readConfigFile (path: string): FileFields & { where: (field: string) => string } {

@@ -72,6 +72,7 @@ export function refusedForGuest (req: ControlRequest): VgridError | undefined {
     case 'agent-set': return no('change the owner\'s policy (vgrid agent set)')
     case 'agent-stop': return no('stop the agent (vgrid agent stop)')
     case 'join-token': return no('read the grid\'s join token')
+    case 'ui-login': return no('log in to the owner\'s dashboard (vgrid ui)')
     default: return undefined
   }
 }

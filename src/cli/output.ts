@@ -229,6 +229,7 @@ export function renderStatus (s: AgentStatus, now = Date.now()): string {
     ['grid size', `${s.gridSize} ${s.gridSize === 1 ? 'member' : 'members'}`],
     ['connections', String(s.connections)],
     ['started', up],
+    ...(s.http !== undefined ? [['http', `${s.http}  (vgrid ui opens the dashboard)`] as [string, string]] : []),
     ...(s.guests !== undefined ? [['guests', s.guests] as [string, string]] : []),
     ...(s.memory !== undefined ? [['guest memory', s.memory] as [string, string]] : []),
     ...lendingRows(s),

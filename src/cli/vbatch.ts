@@ -9,6 +9,7 @@
 import { commandHelp, runCommand, type CommandText } from './entry.js'
 import { VBATCH_OPTIONS, batchRequest, parseVbatchArgs } from './vbatch-args.js'
 import { taskParent } from './task-env.js'
+import { dashboardTaskUrl } from '../http/address.js'
 
 const DESCRIPTION = `Submits CMD as a task that runs on a member of the grid with the requested resources
 free, and prints its id (one per shard with -N) without waiting: the agent of this machine
@@ -42,6 +43,12 @@ export async function vbatchHelp (): Promise<string> {
   return await commandHelp(TEXT)
 }
 
+/** The dashboard's page of the task (of the first shard and how many more), as vbatch prints it. */
+export function taskLinks (dashboard: string, ids: readonly string[]): string {
+  const more = ids.length > 1 ? ` (and ${ids.length - 1} more shard${ids.length === 2 ? '' : 's'})` : ''
+  return `  ${dashboardTaskUrl(dashboard, ids[0]!)}${more}\n`
+}
+
 export async function main (argv: string[] = process.argv.slice(2)): Promise<never> {
   return await runCommand(TEXT, async () => await dispatch(argv))
 }
@@ -61,9 +68,11 @@ async function dispatch (argv: string[]): Promise<number> {
       const workspace = inv.sync ? findWorkspace(process.cwd(), inv.workspace, process.env) : undefined
       if (workspace !== undefined && inv.spec.cwd !== undefined) checkRunDir(workspace, inv.spec.cwd)
       const home = vgridHome(process.env)
-      const { ids } = await call(home, { t: 'batch', batch: batchRequest(inv, workspace, taskParent(process.env)) }, { client: 'vbatch' })
+      const { ids, dashboard } = await call(home, { t: 'batch', batch: batchRequest(inv, workspace, taskParent(process.env)) }, { client: 'vbatch' })
       if (!inv.follow) {
         process.stdout.write(ids.map((id) => `${id}\n`).join(''))
+        // For the person at a terminal, under the id; a script reading the ids gets only those.
+        if (dashboard !== undefined && !inv.quiet && process.stderr.isTTY === true) process.stderr.write(taskLinks(dashboard, ids))
         return 0
       }
       const { followTasks } = await import('./vbatch-follow.js')

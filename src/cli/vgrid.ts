@@ -26,6 +26,8 @@ export type VgridInvocation =
   | { kind: 'peers', json: boolean }
   | { kind: 'status', json: boolean }
   | { kind: 'join-token' }
+  /** `vgrid ui [--url]`. */
+  | { kind: 'ui', urlOnly: boolean }
   | TaskInvocation
 
 const DESCRIPTIONS: Record<string, string> = {
@@ -38,8 +40,13 @@ The commands talk to the agent of this machine over $VGRID_HOME/agent.sock
 --join or --peer on a fresh home, it creates a new grid and prints the line to run on the
 other machines. What the machine lends (default: all of it) can also be set in
 $VGRID_HOME/config (JSON) or VGRID_CPUS, VGRID_GPUS, VGRID_MEM, VGRID_POOL, VGRID_LABELS,
-VGRID_LISTEN, VGRID_MAX_TASKS, VGRID_NICE, VGRID_ONLY_WHEN_IDLE and VGRID_ACCEPT_FROM;
-flags win.
+VGRID_LISTEN, VGRID_MAX_TASKS, VGRID_NICE, VGRID_ONLY_WHEN_IDLE, VGRID_ACCEPT_FROM,
+VGRID_HTTP, VGRID_HTTP_CERT and VGRID_HTTP_KEY; flags win.
+
+The agent serves an HTTP API and a dashboard on --http (default 127.0.0.1:7322; when that
+port is taken, another agent of this machine has it, and this one goes on without; \`off\`:
+none). Any address but loopback needs TLS: --http-cert and --http-key (PEM files). The API
+takes the token of $VGRID_HOME/http.token; \`vgrid ui\` opens the dashboard.
 
 Guests (the commands the grid runs here) run at --nice (default 10, 0–19), at most
 --max-tasks at once. With --only-when-idle the machine lends only while its owner's own
@@ -74,6 +81,9 @@ now (free/lent), the tasks it runs and when it was last heard from. * marks this
 --json prints {"peers": [...]} as the agent sent it, for scripts.`,
   status: `Shows this agent: peer id, host, version, home, listen addresses, the size of the grid,
 and the line that adds another machine. --json prints {"status": {...}} for scripts.`,
+  ui: `Opens this agent's dashboard in your browser, logged in through a link that works once,
+within a minute. Where there is no desktop (no DISPLAY or WAYLAND_DISPLAY), or with --url, it
+prints the link instead: open it in a browser of this machine (or through ssh -L 7322:127.0.0.1:7322).`,
   'join-token': `Prints the token that adds a machine to this grid: run \`vgrid agent --join TOKEN\`
 there. The token holds the grid's secret key: give it only to machines you trust.`,
   task: `Looks at the tasks that vbatch (and vrun) started, wherever they run:
@@ -131,6 +141,9 @@ export function createVgridCli (): CAC {
     .option('--pause', 'agent set: take no new command (running ones go on); kept across a restart')
     .option('--resume', 'agent set: take new commands again (and call off a drain)')
     .option('--drain', 'agent stop: stop once the commands running here have ended, taking no new one meanwhile')
+    .option('--http <ADDR:PORT>', 'Serve the HTTP API and dashboard here, or off (default 127.0.0.1:7322)')
+    .option('--http-cert <FILE>', 'TLS certificate (PEM) of the HTTP server; needed with an address other than loopback')
+    .option('--http-key <FILE>', 'The private key (PEM) of --http-cert')
     .example('  $ vgrid agent                                   # first machine: creates a grid')
     .example('  $ vgrid agent --join TOKEN --gpus 0,1 --mem 64G  # another machine joins')
     .example('  $ vgrid agent --only-when-idle --max-tasks 4     # a workstation lends when its owner is away')
@@ -144,6 +157,10 @@ export function createVgridCli (): CAC {
   cli.command('status', 'Show this agent and the line that adds another machine').usage('status [--json]')
     .option('--json', 'Print JSON for scripts')
     .example('  $ vgrid status')
+  cli.command('ui', 'Open this agent\'s dashboard in a browser (a one-time login link)').usage('ui [--url]')
+    .option('--url', 'Only print the login link')
+    .example('  $ vgrid ui')
+    .example('  $ vgrid ui --url     # on a machine without a desktop')
   cli.command('join-token', 'Print the token that adds a machine to this grid')
     .example('  $ ssh lab-02 npx vgrid agent --join "$(vgrid join-token)"')
   cli.command('task <action> [id]', 'Look at and control tasks: list, show, log, cancel, wait').usage('task list|show|log|cancel|wait [ID] [options]')
@@ -193,6 +210,7 @@ export function parseVgridArgs (argv: readonly string[]): VgridInvocation {
     case 'agent': return { kind: 'agent', flags: agentFlags(options) }
     case 'peers': return { kind: 'peers', json: options.json === true }
     case 'status': return { kind: 'status', json: options.json === true }
+    case 'ui': return { kind: 'ui', urlOnly: options.url === true }
     default: return { kind: 'join-token' }
   }
 }
@@ -281,7 +299,7 @@ function taskInvocation (argv: readonly string[], options: Record<string, unknow
 }
 
 /** The agent's options that take a value, as typed (cac's names). */
-const AGENT_VALUE_OPTIONS = ['join', 'peer', 'listen', 'cpus', 'gpus', 'mem', 'cacheSize', 'keepResults', 'pool', 'label', 'maxTasks', 'nice', 'acceptFrom', 'isolation', 'guestNet', 'guestUser', 'guestShare']
+const AGENT_VALUE_OPTIONS = ['join', 'peer', 'listen', 'cpus', 'gpus', 'mem', 'cacheSize', 'keepResults', 'pool', 'label', 'maxTasks', 'nice', 'acceptFrom', 'isolation', 'guestNet', 'guestUser', 'guestShare', 'http', 'httpCert', 'httpKey']
 
 const kebab = (name: string): string => name.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)
 
@@ -388,6 +406,9 @@ function agentFlags (o: Record<string, unknown>): AgentFlags {
   set('guestNet', one(o.guestNet))
   set('guestUser', one(o.guestUser))
   set('guestShare', many(o.guestShare))
+  set('http', one(o.http))
+  set('httpCert', one(o.httpCert))
+  set('httpKey', one(o.httpKey))
   if (o.pause !== undefined) flags.pause = [o.pause].flat().at(-1) === true
   if (o.resume !== undefined) flags.resume = [o.resume].flat().at(-1) === true
   // a flag, so mri gives a boolean (false for --no-only-when-idle), or the text of --only-when-idle=VALUE
@@ -464,6 +485,10 @@ export async function run (inv: VgridInvocation): Promise<number> {
       const patch = await agentSetPatch(inv.flags)
       const { runAgentSet } = await import('./vgrid-agent-set.js')
       return await runAgentSet(patch, process.env, process.stdout)
+    }
+    case 'ui': {
+      const { runUi } = await import('./vgrid-ui.js')
+      return await runUi(inv.urlOnly, { env: process.env, stdout: process.stdout })
     }
     case 'task': {
       const { runTaskCommand } = await import('./vgrid-task.js')

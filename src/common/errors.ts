@@ -26,6 +26,10 @@ export const ERROR_CODES = {
   ERR_WORKSPACE_TOO_LARGE: 'the workspace is past a limit of workspace sync',
   ERR_NO_SPACE: 'the member has no disk space for the workspace',
   ERR_EXECUTOR_FAILED: 'the member could not prepare the command before it started',
+  ERR_UNAUTHENTICATED: 'the request carries no valid token or session',
+  ERR_NOT_FOUND: 'there is nothing at this address',
+  ERR_METHOD_NOT_ALLOWED: 'this address does not take that method',
+  ERR_HTTP_OFF: 'the agent serves no HTTP',
   ERR_INTERNAL: 'an internal error occurred'
 } as const
 

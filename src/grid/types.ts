@@ -139,6 +139,8 @@ export interface AgentStatus {
   running?: { guests: number, others: number }
   /** Whether guests' memory is held to what they reserved, and if not why. */
   memory?: string
+  /** Where it serves its HTTP API and dashboard (`http://127.0.0.1:7322`); absent when it does not. */
+  http?: string
   /** What the agent process itself holds in memory (agent/memory.ts). */
   usage?: { rssBytes: number, heapUsedBytes: number, heapTotalBytes: number, externalBytes: number, arrayBuffersBytes: number, settled: boolean, inFlight?: Record<string, number> }
 }

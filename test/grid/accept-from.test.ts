@@ -18,7 +18,7 @@ let home: string
 
 beforeAll(async () => {
   home = tempDir()
-  agent = await startAgent(resolveAgentConfig({ listen: '/ip4/127.0.0.1/tcp/0', acceptFrom: SOMEONE_ELSE }, { VGRID_HOME: home }))
+  agent = await startAgent(resolveAgentConfig({ listen: '/ip4/127.0.0.1/tcp/0', http: 'off', acceptFrom: SOMEONE_ELSE }, { VGRID_HOME: home }))
   member = await startHostileMember(agent, home)
 }, 30_000)
 
@@ -47,7 +47,7 @@ describe('--accept-from', () => {
   })
 
   it('takes it once a reload adds it', async () => {
-    agent.reload(resolveAgentConfig({ listen: '/ip4/127.0.0.1/tcp/0', acceptFrom: [SOMEONE_ELSE, member.peerId] }, { VGRID_HOME: home }))
+    agent.reload(resolveAgentConfig({ listen: '/ip4/127.0.0.1/tcp/0', http: 'off', acceptFrom: [SOMEONE_ELSE, member.peerId] }, { VGRID_HOME: home }))
     expect(await firstAnswer()).toMatchObject({ t: 'claimed' })
   })
 })

@@ -20,7 +20,7 @@ beforeAll(async () => {
   const home = tempDir()
   // GPU detection runs nvidia-smi from this process's PATH (this test file has its own worker).
   Object.assign(process.env, fakeGpuPath('A100-SXM4-80GB:81920,A100-SXM4-80GB:81920'))
-  agent = await startAgent(resolveAgentConfig({ listen: '/ip4/127.0.0.1/tcp/0' }, { VGRID_HOME: home }))
+  agent = await startAgent(resolveAgentConfig({ listen: '/ip4/127.0.0.1/tcp/0', http: 'off' }, { VGRID_HOME: home }))
   expect(agent.offer.gpus).toEqual([0, 1])
   hostile = await startHostileMember(agent, home)
 }, 30_000)

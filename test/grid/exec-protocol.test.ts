@@ -21,7 +21,7 @@ let home: string
 
 beforeAll(async () => {
   home = tempDir()
-  agent = await startAgent(resolveAgentConfig({ listen: '/ip4/127.0.0.1/tcp/0' }, { VGRID_HOME: home }))
+  agent = await startAgent(resolveAgentConfig({ listen: '/ip4/127.0.0.1/tcp/0', http: 'off' }, { VGRID_HOME: home }))
   hostile = await startHostileMember(agent, home)
 }, 30_000)
 

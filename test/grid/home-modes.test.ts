@@ -19,7 +19,7 @@ it('tightens a home that other users could read, keys included, at start', async
   fs.chmodSync(path.join(home, 'swarm.key'), 0o644)
   fs.mkdirSync(path.join(home, 'store'), { mode: 0o755 })
   fs.chmodSync(path.join(home, 'store'), 0o755)
-  const agent = await startAgent(resolveAgentConfig({ listen: '/ip4/127.0.0.1/tcp/0' }, { VGRID_HOME: home }))
+  const agent = await startAgent(resolveAgentConfig({ listen: '/ip4/127.0.0.1/tcp/0', http: 'off' }, { VGRID_HOME: home }))
   try {
     expect(mode(home)).toBe(0o700)
     expect(mode(path.join(home, 'swarm.key'))).toBe(0o600)

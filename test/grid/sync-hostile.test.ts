@@ -48,7 +48,7 @@ function fileEntry (name: string, data: Uint8Array): Record<string, unknown> {
 }
 
 beforeAll(async () => {
-  agent = await startAgent(resolveAgentConfig({ listen: '/ip4/127.0.0.1/tcp/0' }, { VGRID_HOME: home }))
+  agent = await startAgent(resolveAgentConfig({ listen: '/ip4/127.0.0.1/tcp/0', http: 'off' }, { VGRID_HOME: home }))
   hostile = await startHostileMember(agent, home, EXECUTOR_CPUS)
   await hostile.handle(SYNC_PROTOCOL, registry.serve, { maxFrameBytes: SYNC_MAX_FRAME_BYTES })
 }, 30_000)

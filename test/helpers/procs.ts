@@ -168,6 +168,8 @@ export interface AgentProc {
   peer: string
   token: string
   host: string
+  /** Where it serves HTTP (`http://127.0.0.1:PORT`), when it does. */
+  http?: string
   output: () => string
   vgrid (args: string[], opts?: Partial<CliOptions>): Promise<CliResult>
   vrun (args: string[], opts?: Partial<CliOptions>): Promise<CliResult>
@@ -180,13 +182,16 @@ export interface StartOptions {
   join?: string
   args?: string[]
   env?: Record<string, string>
+  /** No --http flag: the agent serves on its default address (127.0.0.1:7322) when free. */
+  defaultHttp?: boolean
 }
 
 const running = new Set<AgentProc>()
 
 export async function startAgent (opts: StartOptions = {}): Promise<AgentProc> {
   const home = opts.home ?? tempDir()
-  const args = ['agent', '--listen', '/ip4/127.0.0.1/tcp/0', ...(opts.join !== undefined ? ['--join', opts.join] : []), ...(opts.args ?? [])]
+  // --http on a free port: test agents run side by side, and 7322 may be a real agent's
+  const args = ['agent', '--listen', '/ip4/127.0.0.1/tcp/0', ...(opts.defaultHttp === true ? [] : ['--http', '127.0.0.1:0']), ...(opts.join !== undefined ? ['--join', opts.join] : []), ...(opts.args ?? [])]
   // Through the bin's shebang, as users start it (it carries the agent's V8 flags).
   const proc = spawn(BIN.vgrid, args, {
     cwd: ROOT,
@@ -213,6 +218,7 @@ export async function startAgent (opts: StartOptions = {}): Promise<AgentProc> {
     peer: status.peer,
     token: status.joinToken,
     host: status.host,
+    ...(typeof status.http === 'string' ? { http: status.http } : {}),
     output: () => output,
     vgrid: cli('vgrid'),
     vrun: cli('vrun'),

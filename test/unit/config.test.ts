@@ -38,7 +38,7 @@ describe('vgridHome', () => {
 describe('resolveAgentConfig defaults', () => {
   it('shares everything and listens on the fixed IPv4 port', () => {
     const c = resolveAgentConfig({}, env)
-    expect(c).toEqual({ home, peers: [], listen: [`/ip4/0.0.0.0/tcp/${DEFAULT_PORT}`], share: { pools: [], labels: {} }, policy: { nice: 10, onlyWhenIdle: false }, isolation: { mode: 'sandbox', net: true } })
+    expect(c).toEqual({ home, peers: [], listen: [`/ip4/0.0.0.0/tcp/${DEFAULT_PORT}`], share: { pools: [], labels: {} }, policy: { nice: 10, onlyWhenIdle: false }, isolation: { mode: 'sandbox', net: true }, http: { host: '127.0.0.1', port: 7322, ifFree: true } })
     expect(DEFAULT_LISTEN).toEqual(['/ip4/0.0.0.0/tcp/7321'])
     expect(c.join).toBeUndefined()
   })
@@ -197,7 +197,7 @@ describe('config file', () => {
     ['{"cpus": 4,', /config is not valid JSON/],
     ['[1,2]', /config must hold a JSON object/],
     ['"8"', /config must hold a JSON object/],
-    [{ cpu: 4 }, /config: unknown field "cpu" \(known: cpus, gpus, mem, cacheSize, keepResults, pools, labels, listen, maxTasks, nice, onlyWhenIdle, acceptFrom, paused, isolation, guestNet, guestUser, guestShare\)/],
+    [{ cpu: 4 }, /config: unknown field "cpu" \(known: cpus, gpus, mem, cacheSize, keepResults, pools, labels, listen, maxTasks, nice, onlyWhenIdle, acceptFrom, paused, isolation, guestNet, guestUser, guestShare, http, httpCert, httpKey\)/],
     [{ cpus: 'eight' }, /config: field "cpus": "eight" is not valid/],
     [{ cpus: -1 }, /config: field "cpus"/],
     [{ paused: 'sometimes' }, /config: field "paused"/],

@@ -8,7 +8,7 @@ import net from 'node:net'
 import path from 'node:path'
 import { socketChannel, type FrameChannel } from '../../common/channel.js'
 import { VgridError, fromWire } from '../../common/errors.js'
-import { obj, str, strArray, bytes, bad } from '../../common/validate.js'
+import { obj, str, optStr, strArray, bytes, bad } from '../../common/validate.js'
 import { CONTROL_VERSION, MAX_SHARDS, SOCKET_NAME, type ControlRequest, type ControlReply } from './protocol.js'
 import { isTaskId, parseTaskRecord } from '../tasks/types.js'
 import type { AgentStatus, PeerView } from '../../grid/types.js'
@@ -52,7 +52,7 @@ export async function connectAgent (home: string, client: string, opts: ConnectO
 }
 
 /** Requests answered by one reply (every request but `run`, and `task-log`, which streams). */
-export type OneShot = Extract<ControlRequest, { t: 'peers' | 'status' | 'join-token' | 'batch' | 'task-list' | 'task-show' | 'task-cancel' | 'task-wait' }>
+export type OneShot = Extract<ControlRequest, { t: 'peers' | 'status' | 'join-token' | 'batch' | 'task-list' | 'task-show' | 'task-cancel' | 'task-wait' | 'ui-login' }>
 
 /** The reply each one-shot request gets when it succeeds (errors are thrown). */
 const REPLY_TYPE = {
@@ -63,7 +63,8 @@ const REPLY_TYPE = {
   'task-list': 'task-list',
   'task-show': 'task',
   'task-cancel': 'task',
-  'task-wait': 'task'
+  'task-wait': 'task',
+  'ui-login': 'ui-login'
 } as const satisfies Record<OneShot['t'], ControlReply['t']>
 
 export type ReplyTo<R extends OneShot> = Extract<ControlReply, { t: typeof REPLY_TYPE[R['t']] }>
@@ -109,7 +110,8 @@ export function parseReply (t: OneShot['t'], raw: unknown): ControlReply {
       const ids = strArray(m.ids, 'ids', MAX_SHARDS, 16)
       if (ids.length === 0) bad('ids is empty')
       for (const id of ids) if (!isTaskId(id)) bad('ids holds something that is not a task id')
-      return { t: want, ids }
+      const dashboard = optStr(m.dashboard, 'dashboard', 1024)
+      return dashboard === undefined ? { t: want, ids } : { t: want, ids, dashboard }
     }
     case 'task-list':
       if (!Array.isArray(m.tasks)) bad('tasks is not a list')
@@ -120,6 +122,8 @@ export function parseReply (t: OneShot['t'], raw: unknown): ControlReply {
       if (!Array.isArray(m.shards) || m.shards.length === 0 || m.shards.length > MAX_SHARDS) bad('shards is not a list of records')
       return { t: want, task, shards: m.shards.map(parseTaskRecord) }
     }
+    case 'ui-login':
+      return { t: want, url: str(m.url, 'url', 16 * 1024) }
   }
 }
 

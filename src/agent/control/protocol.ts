@@ -16,8 +16,11 @@
  *   agent's memory (`status.usage`) is measured after a full garbage collection where the
  *   agent allows it (VGRID_DEBUG_GC=1, see agent/memory.ts).
  * - `{ t: 'join-token' }` → `{ t: 'join-token', token }`
- * - `{ t: 'batch', batch: BatchRequest }` → `{ t: 'batched', ids }` (one id per shard), at once:
+ * - `{ t: 'batch', batch: BatchRequest }` → `{ t: 'batched', ids, dashboard? }` (one id per shard), at once:
  *   the tasks run detached, owned by this agent (or, with `parent`, by the agent running it).
+ *   `dashboard`: the agent's HTTP address, when it serves one (not to a guest task).
+ * - `{ t: 'ui-login' }` (`vgrid ui`) → `{ t: 'ui-login', url }`: a one-time login link to the
+ *   dashboard; only the socket's owner gets one.
  * - `{ t: 'task-list', all }` → `{ t: 'task-list', tasks, unreachable }` (every member's).
  * - `{ t: 'task-show', id }` → `{ t: 'task', task }`; `id` may be a unique prefix.
  * - `{ t: 'task-log', id, follow, stderrOnly }` → `{ t: 'log', fd, data }`… then `{ t: 'task', task }`.
@@ -115,6 +118,7 @@ export type ControlRequest =
   | { t: 'task-wait', id: string, workspace?: string }
   | { t: 'agent-set', patch: PolicyPatch }
   | { t: 'agent-stop', drain: boolean }
+  | { t: 'ui-login' }
 
 /** What still runs on a draining agent (drain.ts). */
 export interface DrainCountView { guests: number, others: number }
@@ -125,7 +129,8 @@ export type ControlReply =
   | { t: 'peers', peers: PeerView[] }
   | { t: 'status', status: AgentStatus }
   | { t: 'join-token', token: string }
-  | { t: 'batched', ids: string[] }
+  | { t: 'batched', ids: string[], dashboard?: string }
+  | { t: 'ui-login', url: string }
   | { t: 'task-list', tasks: TaskRecord[], unreachable: string[] }
   | { t: 'task', task: TaskRecord, shards?: TaskRecord[] }
   | { t: 'log', fd: 1 | 2, data: Uint8Array }
@@ -143,7 +148,7 @@ export function parseHello (v: unknown): Hello {
 
 export function parseControlRequest (v: unknown): ControlRequest {
   const m = obj(v, 'request')
-  const t = oneOf(m.t, 't', ['run', 'peers', 'status', 'join-token', 'batch', 'task-list', 'task-show', 'task-log', 'task-cancel', 'task-wait', 'agent-set', 'agent-stop'] as const)
+  const t = oneOf(m.t, 't', ['run', 'peers', 'status', 'join-token', 'batch', 'task-list', 'task-show', 'task-log', 'task-cancel', 'task-wait', 'agent-set', 'agent-stop', 'ui-login'] as const)
   switch (t) {
     case 'run': {
       const req: ControlRequest = { t: 'run', spec: parseRunSpec(m.spec) }

@@ -132,7 +132,19 @@ export class TaskManager implements ChildTracker {
    */
   private readonly words = new Map<string, string>()
 
+  /** Who is told of each change of a record (onTaskChange). */
+  private readonly changeListeners = new Set<(task: TaskRecord) => void>()
+
   private constructor (private readonly dir: string, private readonly self: { peer: string, host: string }, private readonly journal: RecordJournal) {}
+
+  /**
+   * Calls `listener` with a task's record each time it is written (state, placement, exit;
+   * changes made in one turn of the event loop come once). Returns the unsubscribe.
+   */
+  onTaskChange (listener: (task: TaskRecord) => void): () => void {
+    this.changeListeners.add(listener)
+    return () => { this.changeListeners.delete(listener) }
+  }
 
   /** Loads the records of `$home/tasks`; call `start` once the agent can place work. */
   static async open (home: string, self: { peer: string, host: string }): Promise<TaskManager> {
@@ -1006,6 +1018,9 @@ export class TaskManager implements ChildTracker {
     // an entry retired or forgotten meanwhile (a vrun's late event): what is written stays
     if (this.live.get(id) !== e) return
     e.unsaved = !this.journal.append(id, serialize(e))
+    for (const l of this.changeListeners) {
+      try { l(e.record) } catch (err) { log.warn('a task change listener failed', err) }
+    }
     if (e.unsaved) setTimeout(() => { this.save(e) }, SAVE_RETRY_MS).unref()
     else this.retire(e)
   }

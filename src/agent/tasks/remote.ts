@@ -155,7 +155,7 @@ export class TaskQueries {
     }
     const named = this.byName(ref, workspace)
     if (named !== undefined) return named
-    throw new VgridError('ERR_BAD_ARGUMENT', hex ? `no task ${ref} on any member of the grid` : `no task named ${ref} was submitted through this agent`,
+    throw new VgridError('ERR_TASK_NOT_FOUND', hex ? `no task ${ref} on any member of the grid` : `no task named ${ref} was submitted through this agent`,
       hex ? 'see the tasks with `vgrid task list --all`' : 'names are looked up among the tasks submitted on this machine; elsewhere, give the id (`vgrid task list --all`)')
   }
 
