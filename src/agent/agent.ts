@@ -15,7 +15,7 @@ import {
 } from '../grid/index.js'
 import { Ledger, parseExecInput, type ExecInput } from '../exec/index.js'
 import { startControlServer, assertNoLiveAgent, type ControlServer } from './control/server.js'
-import type { ControlReply, ControlRequest, PolicyView } from './control/protocol.js'
+import type { ControlReply, ControlRequest, PolicyView } from '../protocol/control.js'
 import type { FrameChannel } from '../common/channel.js'
 import { computeOffer, type AgentConfig, type PolicyPatch } from './config.js'
 import { looksLikePeerId } from '../common/peer-id.js'

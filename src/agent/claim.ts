@@ -13,10 +13,10 @@
  */
 import type { FrameChannel } from '../common/channel.js'
 import { VgridError, fromWire } from '../common/errors.js'
-import { obj, int } from '../common/validate.js'
 import { withTimeout } from '../common/timeout.js'
 import { parseExecEvent } from '../exec/index.js'
 import type { PeerView } from '../grid/index.js'
+import { parseClaimDecision, parseClaimed, type ClaimDecision, type ClaimedMessage } from '../protocol/exec.js'
 import { CLAIM_LEASE_MS, CLAIM_REPLY_TIMEOUT_MS } from './constants.js'
 
 /** The executor's answer when its reservation ends unused: not an error of the command. */
@@ -31,7 +31,7 @@ export class ClaimReleased extends Error {
  * on `go`; throws ClaimReleased on `release`, the end of the stream, or the lease running out.
  */
 export async function holdClaim (channel: FrameChannel, leaseMs = CLAIM_LEASE_MS): Promise<void> {
-  await channel.send({ t: 'claimed', leaseMs })
+  await channel.send({ t: 'claimed', leaseMs } satisfies ClaimedMessage)
   let raw: unknown
   try {
     raw = await withTimeout(channel.recv(), leaseMs, `no answer to the claim within its lease of ${leaseMs} ms`)
@@ -39,10 +39,7 @@ export async function holdClaim (channel: FrameChannel, leaseMs = CLAIM_LEASE_MS
     throw new ClaimReleased((err as Error).message)
   }
   if (raw === undefined) throw new ClaimReleased('the submitter went away')
-  const m = obj(raw, 'claim answer')
-  if (m.t === 'go') return
-  if (m.t === 'release') throw new ClaimReleased('the submitter placed the command elsewhere')
-  throw new VgridError('ERR_BAD_MESSAGE', 'malformed message: expected go or release')
+  if (parseClaimDecision(raw).t === 'release') throw new ClaimReleased('the submitter placed the command elsewhere')
 }
 
 export interface Claim<P extends PeerView = PeerView> {
@@ -58,8 +55,8 @@ export interface Claim<P extends PeerView = PeerView> {
 async function claimAnswer (channel: FrameChannel, host: string): Promise<number> {
   const raw = await withTimeout(channel.recv(), CLAIM_REPLY_TIMEOUT_MS, `${host} did not answer a claim within ${CLAIM_REPLY_TIMEOUT_MS} ms`)
   if (raw === undefined) throw new VgridError('ERR_PEER_LOST', `${host} closed the connection before answering a claim`)
-  const m = obj(raw, 'claim reply')
-  if (m.t === 'claimed') return int(m.leaseMs, 'leaseMs', 1, 3_600_000)
+  const claimed = parseClaimed(raw)
+  if (claimed !== undefined) return claimed.leaseMs
   const ev = parseExecEvent(raw)
   if (ev.t === 'error') throw fromWire(ev.error)
   throw new VgridError('ERR_BAD_MESSAGE', `malformed message: ${host} answered a claim with ${ev.t}`)
@@ -67,7 +64,7 @@ async function claimAnswer (channel: FrameChannel, host: string): Promise<number
 
 /** Tells a claimed executor it is not needed; never throws. */
 export function release (c: Claim): void {
-  void c.channel.send({ t: 'release' }).catch(() => {}).finally(() => { void c.channel.close().catch(() => {}) })
+  void c.channel.send({ t: 'release' } satisfies ClaimDecision).catch(() => {}).finally(() => { void c.channel.close().catch(() => {}) })
 }
 
 /**

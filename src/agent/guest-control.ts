@@ -8,7 +8,7 @@
 import path from 'node:path'
 import { VgridError } from '../common/errors.js'
 import { within } from '../exec/sandbox.js'
-import type { ControlRequest } from './control/protocol.js'
+import type { ControlRequest } from '../protocol/control.js'
 import type { WorkspaceRef } from '../fs-sync/index.js'
 import type { TaskRecord } from './tasks/types.js'
 

@@ -7,7 +7,7 @@
  * says why it ended.
  */
 import type { FrameChannel } from '../common/channel.js'
-import type { ExecEvent } from '../exec/messages.js'
+import type { ExecEvent } from '../protocol/session.js'
 import { VgridError, type WireError } from '../common/errors.js'
 import type { GroupLedger } from '../exec/orphans.js'
 import { GroupTerminator } from '../exec/process-group.js'

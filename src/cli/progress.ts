@@ -5,7 +5,7 @@
  * terminal (scripts keep a clean stderr) unless VGRID_VERBOSE=1 asks for the summary;
  * nothing at all with --quiet.
  */
-import type { ExecEvent } from '../exec/messages.js'
+import type { ExecEvent } from '../protocol/session.js'
 
 type SyncEvent = Extract<ExecEvent, { t: 'sync' }>
 type Out = NodeJS.WritableStream & { isTTY?: boolean, columns?: number }

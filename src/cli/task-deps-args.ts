@@ -3,7 +3,7 @@
  * may name itself and wait for named siblings, as in `vrun --after-success inference …`).
  */
 import type { DepKind } from '../agent/tasks/types.js'
-import { MAX_DEPS, MAX_TASK_NAME_CHARS } from '../agent/control/protocol.js'
+import { MAX_DEPS, MAX_TASK_NAME_CHARS } from '../protocol/control.js'
 import type { CliOption, SplitArgv } from './argv.js'
 import { UsageError } from './usage-error.js'
 

@@ -4,7 +4,7 @@
  * run and where (not --tty: nobody is attached), and those of a detached task: a name,
  * dependencies on named tasks, shards, retries and a time limit.
  */
-import { MAX_SHARDS, type BatchOptions, type BatchRequest } from '../agent/control/protocol.js'
+import { MAX_SHARDS, type BatchOptions, type BatchRequest } from '../protocol/control.js'
 import type { WorkspaceRef } from '../fs-sync/workspace.js'
 import { splitArgv, type CliOption } from './argv.js'
 import { NAME_OPTIONS, parseNameAndDeps } from './task-deps-args.js'

@@ -5,7 +5,7 @@
  */
 import { vgridHome, type PolicyPatch } from '../agent/config.js'
 import { connectAgent, lostAgent, REQUEST_TIMEOUT_MS } from '../agent/control/client.js'
-import type { PolicyView } from '../agent/control/protocol.js'
+import type { PolicyView } from '../protocol/control.js'
 import { fromWire, VgridError } from '../common/errors.js'
 import { formatBytes } from '../common/units.js'
 import { bad, obj, optStr, strArray } from '../common/validate.js'

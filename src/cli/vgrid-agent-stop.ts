@@ -7,7 +7,7 @@
  */
 import { vgridHome } from '../agent/config.js'
 import { connectAgent, lostAgent } from '../agent/control/client.js'
-import type { DrainCountView } from '../agent/control/protocol.js'
+import type { DrainCountView } from '../protocol/control.js'
 import { fromWire, VgridError } from '../common/errors.js'
 import { bad, int, obj, str } from '../common/validate.js'
 

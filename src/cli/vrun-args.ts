@@ -6,7 +6,7 @@
 import path from 'node:path'
 import { VgridError } from '../common/errors.js'
 import { formatBytes, parseSize } from '../common/units.js'
-import { MAX_ARG_BYTES, MAX_ARGV_BYTES, MAX_ARGV_ITEMS, argvBytes, type RunSpec } from '../exec/messages.js'
+import { MAX_ARG_BYTES, MAX_ARGV_BYTES, MAX_ARGV_ITEMS, argvBytes, type RunSpec } from '../protocol/session.js'
 import { LABEL_KEY_RE, MAX_CPUS, MAX_GPUS, MAX_LABEL_VALUE_CHARS, MAX_LABELS, MAX_REQUEST_BYTES, POOL_NAME_RE } from '../common/resources.js'
 import { NAME_OPTIONS, parseNameAndDeps, type NameAndDeps } from './task-deps-args.js'
 import { UsageError } from './usage-error.js'

@@ -1,6 +1,6 @@
 /** What serve.ts needs from a started command, whichever way it was spawned. */
 import os from 'node:os'
-import { shellExitCode } from './messages.js'
+import { shellExitCode } from '../protocol/session.js'
 
 /** Hands output on; resolves when the next chunk may be read (backpressure). Never rejects. */
 export type OutputSink = (fd: 1 | 2, data: Uint8Array) => Promise<void>

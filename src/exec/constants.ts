@@ -1,4 +1,4 @@
-/** Limits and timings of running a command. Wire sizes live in messages.ts. */
+/** Limits and timings of running a command. Wire sizes live in protocol/session.ts. */
 
 /** Between SIGTERM (SIGHUP under a pseudo-terminal) and SIGKILL when a command is cancelled. */
 export const KILL_GRACE_MS = 5_000

@@ -5,7 +5,7 @@
  * channel.
  */
 import type { FrameChannel } from '../common/channel.js'
-import { MAX_DATA_CHUNK_BYTES, type ExecEvent } from './messages.js'
+import { MAX_DATA_CHUNK_BYTES, type ExecEvent } from '../protocol/session.js'
 
 export class EventSender {
   private tail: Promise<void> = Promise.resolve()

@@ -16,7 +16,7 @@
  * - serveExec does not close the channel: its owner does, after serveExec resolves.
  * - exec does not import grid: `LentGpu` is structurally the grid's `GpuInfo`.
  */
-export * from './messages.js'
+export * from '../protocol/session.js'
 export { serveExec } from './serve.js'
 export { Ledger, type LedgerOffer, type Reservation, type LedgerSnapshot } from './ledger.js'
 export type { ServeExecOptions, ExecResult, LentGpu } from './types.js'

@@ -21,7 +21,7 @@ import { PTY_EXIT_POLL_MS, PTY_TAIL_MAX_BYTES, STDIN_HIGH_WATER_BYTES } from './
 import { foregroundGroup, pidAlive, signalGroup } from './process-group.js'
 import { drained } from './stream-util.js'
 import { signalName, type OutputSink, type RawStatus, type RunningCommand, type SpawnOptions } from './command.js'
-import type { TtyRequest } from './messages.js'
+import type { TtyRequest } from '../protocol/session.js'
 
 /** node-pty internals we rely on; checked at run time, so a change degrades instead of breaking. */
 interface PtyInternals { _socket?: Socket, fd?: number }

@@ -2,7 +2,7 @@
 import type { GroupLedger } from './orphans.js'
 import type { WireError } from '../common/errors.js'
 import type { Logger } from '../common/log.js'
-import type { RunSpec } from './messages.js'
+import type { RunSpec } from '../protocol/session.js'
 import type { Sandbox } from './sandbox.js'
 
 /**

@@ -11,7 +11,7 @@ import type { FrameChannel } from '../common/channel.js'
 import { VgridError, fromWire } from '../common/errors.js'
 import {
   parseSyncReply, SYNC_PROTOCOL_VERSION, MAX_WANT_HASHES, PULL_WINDOW_BYTES, HASH_MISMATCH_RETRIES
-} from './protocol.js'
+} from '../protocol/sync.js'
 import { CHUNK_MAX_BYTES, type Hash } from './types.js'
 
 interface Pending {

@@ -18,7 +18,7 @@ export { IgnoreRules, loadIgnoreRules, DEFAULT_IGNORES, IGNORE_FILE } from './ig
 export { checkName, checkRelPath, safeResolve, isEscapingLink } from './paths.js'
 export { materialize, type MaterializeResult } from './materialize.js'
 export { applyOutputs, type ApplyOutputsResult } from './apply-outputs.js'
-export { SYNC_PROTOCOL, SYNC_MAX_FRAME_BYTES } from './protocol.js'
+export { SYNC_PROTOCOL, SYNC_MAX_FRAME_BYTES } from '../protocol/sync.js'
 export { ExportRegistry } from './provider.js'
 export { BlobFetcher } from './fetcher.js'
 export { readChunkAt } from './read-chunk.js'

@@ -18,7 +18,7 @@
 import type { Logger, PeerId, Stream, Connection } from '@libp2p/interface'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { bad, obj, str, strArray } from '../common/validate.js'
-import { parsePeerAd } from './advert.js'
+import { parsePeerAd } from '../protocol/advert.js'
 import { HELLO_MAX_FRAME_BYTES, HELLO_PROTOCOL, HELLO_TIMEOUT_MS, MAX_AD_ADDRS, MAX_ADDR_CHARS, MAX_HELLO_MEMBERS } from './constants.js'
 import type { GridNode } from './node.js'
 import { streamChannel } from './stream-channel.js'

@@ -15,7 +15,7 @@ export { loadOrCreateIdentity } from './identity.js'
 export { createSwarmKey, loadSwarmKey, writeSwarmKey } from './swarm-key.js'
 export { encodeJoinToken, decodeJoinToken, type JoinInfo } from './join-token.js'
 export { tokenAddrs } from './addrs.js'
-export { parsePeerAd } from './advert.js'
+export { parsePeerAd } from '../protocol/advert.js'
 export { ADVERT_TOPIC, ADVERT_INTERVAL_MS, VIEW_EXPIRY_MS, DEPARTED_MEMORY_MS, MAX_ADVERT_BYTES, IDENTITY_FILE, SWARM_KEY_FILE, advertIntervalMs, memberExpiryMs } from './constants.js'
 
 export interface GridInit {

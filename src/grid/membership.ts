@@ -10,7 +10,7 @@
 import { TopicValidatorResult, type Message, type SubscriptionChangeData } from '@libp2p/gossipsub'
 import type { Connection, Logger, PeerId } from '@libp2p/interface'
 import { peerIdFromString } from '@libp2p/peer-id'
-import { decodePeerAd, encodePeerAd } from './advert.js'
+import { decodePeerAd, encodePeerAd } from '../protocol/advert.js'
 import { dialableAddrs } from './addrs.js'
 import {
   ADVERT_TOPIC, LEAVE_FLUSH_MS, MAX_ADVERT_BYTES, MAX_DIAL_ADDRS, MIN_PUBLISH_GAP_MS, NEW_MEMBER_MS,

@@ -5,7 +5,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { VgridError } from '../common/errors.js'
 import { withTimeout } from '../common/timeout.js'
-import type { ControlReply } from '../agent/control/protocol.js'
+import type { ControlReply } from '../protocol/control.js'
 import { TASK_STATES, type TaskRecord, type TaskState } from '../agent/tasks/types.js'
 import { ANSWER_TIMEOUT_MS, API_PREFIX } from './constants.js'
 import { controlCall, nextReply, openControl, type ControlHandler } from './control-call.js'

@@ -7,7 +7,7 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import { VgridError } from '../common/errors.js'
-import type { BatchRequest } from '../agent/control/protocol.js'
+import type { BatchRequest } from '../protocol/control.js'
 import { batchRequest, parseVbatchArgs } from '../cli/vbatch-args.js'
 import { UsageError } from '../cli/usage-error.js'
 import { checkRunDir, findWorkspace, type WorkspaceRef } from '../fs-sync/workspace.js'

@@ -6,7 +6,7 @@
 import { memoryChannelPair, type FrameChannel } from '../common/channel.js'
 import { VgridError, fromWire, toWire } from '../common/errors.js'
 import { createLogger } from '../common/log.js'
-import { parseControlRequest, type ControlReply, type ControlRequest } from '../agent/control/protocol.js'
+import { parseControlRequest, type ControlReply, type ControlRequest } from '../protocol/control.js'
 
 const log = createLogger('http')
 

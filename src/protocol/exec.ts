@@ -9,7 +9,7 @@
 import path from 'node:path'
 import { VgridError } from '../common/errors.js'
 import { obj, int, str, bytes, bad } from '../common/validate.js'
-import { parseRunSpec, type RunSpec } from '../exec/messages.js'
+import { parseRunSpec, type RunSpec } from './session.js'
 
 export const EXEC_PROTOCOL = '/vgrid/exec/1.0.0'
 /**
@@ -62,3 +62,26 @@ function workspacePath (v: unknown): string {
   return p
 }
 
+
+/** The executor holds resources for the request (its refusal is an ExecEvent `error` instead). */
+export interface ClaimedMessage { t: 'claimed', leaseMs: number }
+/** The submitter's decision on a claim: run it here, or not (placed elsewhere). */
+export type ClaimDecision = { t: 'go' } | { t: 'release' }
+/** A detached run's owner is attached again: the replay and the session follow. */
+export interface AttachedMessage { t: 'attached' }
+/** A detached run's owner has the outputs (`outputs-done`), or has seen the end (`end-seen`). */
+export type OwnerWord = { t: 'outputs-done' } | { t: 'end-seen' }
+/** A claim's lease at most: an executor's claim naming more is malformed. */
+export const MAX_CLAIM_LEASE_MS = 3_600_000
+
+/** A claim, or undefined when the message is something else (the caller parses it as an ExecEvent). */
+export function parseClaimed (v: unknown): ClaimedMessage | undefined {
+  const m = obj(v, 'claim reply')
+  return m.t === 'claimed' ? { t: 'claimed', leaseMs: int(m.leaseMs, 'leaseMs', 1, MAX_CLAIM_LEASE_MS) } : undefined
+}
+
+export function parseClaimDecision (v: unknown): ClaimDecision {
+  const m = obj(v, 'claim answer')
+  if (m.t === 'go' || m.t === 'release') return { t: m.t }
+  return bad('expected go or release')
+}

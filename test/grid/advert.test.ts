@@ -4,7 +4,7 @@
  */
 import { encode } from 'cborg'
 import { describe, expect, it } from 'vitest'
-import { decodePeerAd, encodePeerAd } from '../../src/grid/advert.js'
+import { decodePeerAd, encodePeerAd } from '../../src/protocol/advert.js'
 import { parsePeerAd, type PeerAd } from '../../src/grid/index.js'
 import { fakeDescription } from './harness.js'
 

@@ -1,6 +1,6 @@
 import { describe, it, expect } from 'vitest'
 import { memoryFigures, DEBUG_GC_ENV } from '../../src/agent/memory.js'
-import { parseControlRequest } from '../../src/agent/control/protocol.js'
+import { parseControlRequest } from '../../src/protocol/control.js'
 
 describe('the agent memory figures', () => {
   it('forces no collection unless the agent was started to allow it', () => {

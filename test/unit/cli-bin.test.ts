@@ -11,7 +11,7 @@ import os from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { socketChannel, type FrameChannel } from '../../src/common/channel.js'
-import { CONTROL_VERSION } from '../../src/agent/control/protocol.js'
+import { CONTROL_VERSION } from '../../src/protocol/control.js'
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..')
 const SOURCES = ['src/cli', 'src/agent/control', 'src/common']

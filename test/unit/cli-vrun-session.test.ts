@@ -12,10 +12,10 @@ import path from 'node:path'
 import { PassThrough, Writable } from 'node:stream'
 import { socketChannel, type FrameChannel } from '../../src/common/channel.js'
 import { VgridError } from '../../src/common/errors.js'
-import { CONTROL_VERSION } from '../../src/agent/control/protocol.js'
+import { CONTROL_VERSION } from '../../src/protocol/control.js'
 import { connectAgent, request } from '../../src/agent/control/client.js'
 import { runVrun, type VrunIo } from '../../src/cli/vrun-session.js'
-import type { RunSpec } from '../../src/exec/messages.js'
+import type { RunSpec } from '../../src/protocol/session.js'
 
 type Script = (channel: FrameChannel, req: Record<string, unknown>) => Promise<void>
 

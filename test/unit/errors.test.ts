@@ -1,6 +1,6 @@
 import { describe, it, expect } from 'vitest'
 import { VgridError, toWire, clipText, MAX_WIRE_TEXT } from '../../src/common/errors.js'
-import { parseExecEvent } from '../../src/exec/messages.js'
+import { parseExecEvent } from '../../src/protocol/session.js'
 
 describe('errors on the wire', () => {
   it('arrive cut to the limit a peer accepts, not refused as malformed', () => {

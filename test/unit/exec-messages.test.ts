@@ -1,6 +1,6 @@
 import { describe, it, expect } from 'vitest'
 import { VgridError } from '../../src/common/errors.js'
-import { describeExit, parseExecEvent } from '../../src/exec/messages.js'
+import { describeExit, parseExecEvent } from '../../src/protocol/session.js'
 
 const root = new Uint8Array(32).fill(7)
 const session = 'ab'.repeat(16)

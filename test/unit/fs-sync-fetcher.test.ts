@@ -8,7 +8,7 @@ import { describe, expect, it } from 'vitest'
 import { createHash, randomBytes } from 'node:crypto'
 import { memoryChannelPair, type FrameChannel } from '../../src/common/channel.js'
 import { BlobFetcher, ExportRegistry } from '../../src/fs-sync/index.js'
-import { PULL_WINDOW_BYTES } from '../../src/fs-sync/protocol.js'
+import { PULL_WINDOW_BYTES } from '../../src/protocol/sync.js'
 import { waitFor } from '../helpers/wait.js'
 
 const PEER = 'puller'

@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest'
 import { memoryChannelPair } from '../../src/common/channel.js'
 import { GuestCommands } from '../../src/agent/guests.js'
 import { isAlive } from '../helpers/exec-session.js'
-import type { ExecEvent } from '../../src/exec/messages.js'
+import type { ExecEvent } from '../../src/protocol/session.js'
 
 async function sleeper (): Promise<number> {
   const child = spawn('sh', ['-c', 'sleep 30 & wait'], { detached: true, stdio: 'ignore' })

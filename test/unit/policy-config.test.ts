@@ -6,7 +6,7 @@ import {
   applyPolicyPatch, checkPolicyPatch, DEFAULT_NICE, policyPatch, resolveAgentConfig, savePolicyPatch,
   type AgentFlags, type OwnerPolicy, type PolicyPatch
 } from '../../src/agent/config.js'
-import { parseControlRequest } from '../../src/agent/control/protocol.js'
+import { parseControlRequest } from '../../src/protocol/control.js'
 import { badArg } from '../helpers/bad-arg.js'
 
 let home: string

@@ -4,10 +4,10 @@
  */
 import { describe, it, expect } from 'vitest'
 import { MAX_CPUS, MAX_GPUS, MAX_GPU_INDEX, matches, policyMismatch, gpuMatches, type ResourceRequest } from '../../src/common/resources.js'
-import { parseRunSpec, type RunSpec } from '../../src/exec/messages.js'
+import { parseRunSpec, type RunSpec } from '../../src/protocol/session.js'
 import { parseVrunArgs } from '../../src/cli/vrun-args.js'
 import { resolveAgentConfig, policyPatch } from '../../src/agent/config.js'
-import { parsePeerAd } from '../../src/grid/advert.js'
+import { parsePeerAd } from '../../src/protocol/advert.js'
 import { Ledger } from '../../src/exec/ledger.js'
 import { fitsEver } from '../../src/grid/placement.js'
 import type { PeerView } from '../../src/grid/types.js'

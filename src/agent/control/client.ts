@@ -9,7 +9,7 @@ import path from 'node:path'
 import { socketChannel, type FrameChannel } from '../../common/channel.js'
 import { VgridError, fromWire } from '../../common/errors.js'
 import { obj, str, optStr, strArray, bytes, bad } from '../../common/validate.js'
-import { CONTROL_VERSION, MAX_SHARDS, SOCKET_NAME, type ControlRequest, type ControlReply } from './protocol.js'
+import { CONTROL_VERSION, MAX_SHARDS, SOCKET_NAME, type ControlRequest, type ControlReply } from '../../protocol/control.js'
 import { isTaskId, parseTaskRecord } from '../tasks/types.js'
 import type { AgentStatus, PeerView } from '../../grid/types.js'
 

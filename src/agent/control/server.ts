@@ -14,7 +14,7 @@ import { createLogger } from '../../common/log.js'
 import {
   CONTROL_VERSION, CONTROL_HANDSHAKE_TIMEOUT_MS, SOCKET_NAME,
   parseHello, parseControlRequest, type ControlRequest
-} from './protocol.js'
+} from '../../protocol/control.js'
 
 const log = createLogger('control')
 

@@ -7,7 +7,7 @@
  * rather than filling memory. Inputs (stdin, signals, resize, cancel) go in with `input`.
  */
 import { memoryChannelPair, type FrameChannel } from '../../common/channel.js'
-import type { ExecInput, RunEvent } from '../../exec/messages.js'
+import type { ExecInput, RunEvent } from '../../protocol/session.js'
 
 export type RunListener = (ev: RunEvent) => void | Promise<void>
 

@@ -12,16 +12,17 @@
 import { VgridError, toWire, fromWire } from '../../common/errors.js'
 import { createLogger } from '../../common/log.js'
 import type { FrameChannel } from '../../common/channel.js'
-import { obj, str, oneOf, bytes, bad } from '../../common/validate.js'
+import { obj, bytes, bad } from '../../common/validate.js'
 import { sleep, withTimeout } from '../../common/timeout.js'
 import type { Grid } from '../../grid/index.js'
-import { MAX_DATA_CHUNK_BYTES } from '../../exec/messages.js'
+import { MAX_DATA_CHUNK_BYTES } from '../../protocol/session.js'
 import type { TaskManager } from './manager.js'
-import { parseTaskRecord, isTaskId, type TaskRecord } from './types.js'
+import { parseTaskRecord, type TaskRecord } from './types.js'
+import { TASK_PROTOCOL, TASK_MAX_FRAME_BYTES, parseTaskRequest, type TaskRequest } from '../../protocol/tasks.js'
+
+export { TASK_PROTOCOL, TASK_MAX_FRAME_BYTES }
 
 const log = createLogger('tasks')
-export const TASK_PROTOCOL = '/vgrid/task/1.0.0'
-export const TASK_MAX_FRAME_BYTES = 64 * 1024 * 1024
 const ASK_TIMEOUT_MS = 3_000
 const REQUEST_TIMEOUT_MS = 10_000
 /**
@@ -30,28 +31,6 @@ const REQUEST_TIMEOUT_MS = 10_000
  */
 export const OWNER_RETURN_MS = 60_000
 const OWNER_RETRY_MS = 1_000
-
-type TaskRequest =
-  | { t: 'list' }
-  | { t: 'find', prefix: string }
-  | { t: 'log', id: string, follow: boolean, stderrOnly: boolean }
-  | { t: 'cancel', id: string }
-  | { t: 'wait', id: string }
-
-function parseTaskRequest (v: unknown): TaskRequest {
-  const m = obj(v, 'task request')
-  const t = oneOf(m.t, 't', ['list', 'find', 'log', 'cancel', 'wait'] as const)
-  if (t === 'list') return { t }
-  if (t === 'find') {
-    const prefix = str(m.prefix, 'prefix', 16)
-    if (!/^[0-9a-f]{1,16}$/.test(prefix)) bad('prefix is not hex')
-    return { t, prefix }
-  }
-  const id = str(m.id, 'id', 16)
-  if (!isTaskId(id)) bad('id is not a task id')
-  if (t === 'log') return { t, id, follow: m.follow === true, stderrOnly: m.stderrOnly === true }
-  return { t, id }
-}
 
 /**
  * A member answers only for the tasks it owns: a record that names another owner is not

@@ -6,7 +6,7 @@
  * verified against its hash by the puller; the provider only ever serves what it exported.
  */
 import { obj, int, bytes, str, bad } from '../common/validate.js'
-import { HASH_BYTES, MAX_BLOB_BYTES } from './types.js'
+import { HASH_BYTES, MAX_BLOB_BYTES } from '../fs-sync/types.js'
 
 export const SYNC_PROTOCOL = '/vgrid/sync/1.0.0'
 export const SYNC_PROTOCOL_VERSION = 1

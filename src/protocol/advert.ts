@@ -11,8 +11,8 @@ import { bad, bool, int, num, obj, oneOf, str, optStr, strArray, strMap } from '
 import {
   MAX_STATED_INTERVAL_MS, MAX_ADDR_CHARS, MAX_AD_ADDRS, MAX_ADVERT_BYTES, MAX_CPUS, MAX_GPU_INDEX, MAX_GPUS, MAX_LABELS,
   MAX_NAME_CHARS, MAX_POOLS, MAX_TASK_COUNT
-} from './constants.js'
-import type { GpuInfo, GpuUse, Load, Offer, PeerAd, Resources } from './types.js'
+} from '../grid/constants.js'
+import type { GpuInfo, GpuUse, Load, Offer, PeerAd, Resources } from '../grid/types.js'
 
 const MAX_BYTES = Number.MAX_SAFE_INTEGER
 const MAX_PEER_ID_CHARS = 128

@@ -39,13 +39,13 @@
  *
  * This file is imported by the CLI: it must not import libp2p or anything heavy.
  */
-import { obj, str, optStr, int, oneOf, bad } from '../../common/validate.js'
-import { parseRunSpec, type PlacementEvent, type RunSpec } from '../../exec/messages.js'
-import { VgridError, type WireError } from '../../common/errors.js'
-import type { AgentStatus, PeerView } from '../../grid/types.js'
-import type { WorkspaceRef } from '../../fs-sync/workspace.js'
-import { DEP_KINDS, isTaskId, type DepKind, type TaskRecord } from '../tasks/types.js'
-import { checkPolicyPatch, type PolicyPatch } from '../config.js'
+import { obj, str, optStr, int, oneOf, bad } from '../common/validate.js'
+import { parseRunSpec, type PlacementEvent, type RunSpec } from './session.js'
+import { VgridError, type WireError } from '../common/errors.js'
+import type { AgentStatus, PeerView } from '../grid/types.js'
+import type { WorkspaceRef } from '../fs-sync/workspace.js'
+import { DEP_KINDS, isTaskId, type DepKind, type TaskRecord } from '../agent/tasks/types.js'
+import { checkPolicyPatch, type PolicyPatch } from '../agent/config.js'
 
 export const CONTROL_VERSION = 1
 export const SOCKET_NAME = 'agent.sock'
