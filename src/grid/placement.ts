@@ -292,3 +292,32 @@ export function accepting (view: PeerView[], spec: ResourceRequest, self: string
   }
   return open
 }
+
+/**
+ * Where each shard of a gang goes now, in order: the members this view shows room on (not
+ * leaving, taking commands from `self`), their free room taken down as shards are assigned;
+ * the shards' claims then decide. `address`: how the other shards reach it (its first IP
+ * address, else its host name), for MASTER_ADDR. Undefined when not every shard fits at once.
+ */
+export function assignGang (view: PeerView[], shards: ResourceRequest[], self: string): Array<{ peer: string, address: string }> | undefined {
+  const room = view.filter((p) => p.leaving !== true && acceptsFrom(p, self)).map((p) => ({ ...p, load: { ...p.load, gpusFree: [...p.load.gpusFree] } }))
+  const out: Array<{ peer: string, address: string }> = []
+  for (const req of shards) {
+    const p = room.find((v) => fitsNow(v, req))
+    if (p === undefined) return undefined
+    p.load.cpusFree -= req.cpus
+    p.load.memFree -= req.memBytes ?? 0
+    p.load.gpusFree.splice(0, req.gpus)
+    out.push({ peer: p.peer, address: addressOf(p) })
+  }
+  return out
+}
+
+/** A member's first IP address as it advertises it, else its host name. */
+function addressOf (p: PeerView): string {
+  for (const a of p.addrs) {
+    const m = /^\/ip[46]\/([^/]+)\//.exec(a)
+    if (m !== null) return m[1]!
+  }
+  return p.resources.host
+}

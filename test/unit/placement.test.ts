@@ -1,6 +1,6 @@
 /** Where a command goes, from a view: the pure part of placement. */
 import { describe, it, expect } from 'vitest'
-import { acceptsFrom, candidates, resolvePeer, resolvePinned, formatAgo, MemberAway, fitsEver, fitsNow, freeScore, chooseClaimTargets, gangCapacity, impossibleGang } from '../../src/grid/placement.js'
+import { acceptsFrom, candidates, resolvePeer, resolvePinned, formatAgo, MemberAway, fitsEver, fitsNow, freeScore, chooseClaimTargets, gangCapacity, impossibleGang, assignGang } from '../../src/grid/placement.js'
 import { accepting } from '../../src/grid/placement.js'
 import type { PeerView } from '../../src/grid/types.js'
 
@@ -215,6 +215,31 @@ describe('gangs the grid could never hold', () => {
     expect(err?.code).toBe('ERR_IMPOSSIBLE_REQUEST')
     expect(err?.message).toContain('at most 3 at once')
     expect(impossibleGang(three, { cpus: 2, gpus: 0 }, 3)).toBeUndefined()
+  })
+})
+
+describe('where the shards of a gang go', () => {
+  it('fills members in view order, counting what earlier shards took, and names their addresses', () => {
+    const a = { ...peer('12D3KooWGA', 'a', { cpus: 4, free: 3 }), addrs: ['/ip4/10.0.0.1/tcp/7321'] }
+    const b = peer('12D3KooWGB', 'b', { cpus: 2 })
+    expect(assignGang([a, b], [{ cpus: 2, gpus: 0 }, { cpus: 1, gpus: 0 }, { cpus: 2, gpus: 0 }], 'ME')).toEqual([
+      { peer: '12D3KooWGA', address: '10.0.0.1' }, { peer: '12D3KooWGA', address: '10.0.0.1' }, { peer: '12D3KooWGB', address: 'b' }
+    ])
+    // the view is not changed by the arithmetic
+    expect(a.load.cpusFree).toBe(3)
+  })
+
+  it('gives each GPU once, and nothing when not every shard fits now', () => {
+    const g = peer('12D3KooWGG', 'g', { cpus: 8, gpus: ['A100', 'A100'] })
+    expect(assignGang([g], [{ cpus: 1, gpus: 1 }, { cpus: 1, gpus: 1 }], 'ME')?.map((x) => x.peer)).toEqual(['12D3KooWGG', '12D3KooWGG'])
+    expect(assignGang([g], [{ cpus: 1, gpus: 1 }, { cpus: 1, gpus: 1 }, { cpus: 1, gpus: 1 }], 'ME')).toBeUndefined()
+    expect(g.load.gpusFree).toEqual([0, 1])
+  })
+
+  it('skips members leaving, and members that take no commands from this one', () => {
+    const leaving = { ...peer('12D3KooWGL', 'l', { cpus: 8 }), leaving: true }
+    const picky = { ...peer('12D3KooWGP', 'p', { cpus: 8 }), offer: { ...peer('x', 'x', { cpus: 8 }).offer, acceptFrom: ['OTHER'] } }
+    expect(assignGang([leaving, picky], [{ cpus: 1, gpus: 0 }], 'ME')).toBeUndefined()
   })
 })
 

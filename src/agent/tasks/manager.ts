@@ -17,8 +17,8 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { VgridError } from '../../common/errors.js'
 import { createLogger } from '../../common/log.js'
-import { parseRunSpec, type RunEvent, type RunSpec } from '../../protocol/session.js'
-import { acceptsFrom, candidates, resolvePinned, fitsNow, impossibleGang } from '../../grid/placement.js'
+import type { RunEvent, RunSpec } from '../../protocol/session.js'
+import { acceptsFrom, assignGang, candidates, resolvePinned, impossibleGang } from '../../grid/placement.js'
 import type { WorkspaceRef } from '../../fs-sync/index.js'
 import { Run, reattachRun, isRefusal, newTaskId, wakeUp, USER, AttemptGone, VIEW_SETTLE_MS, type ChildTracker, type Guest, type Placer, type RunContext } from '../run/index.js'
 import { GangGate, type GangSeat } from '../claim.js'
@@ -28,6 +28,8 @@ import type { BatchRequest } from '../../protocol/control.js'
 import { TaskLog, type LogFrame } from './log.js'
 import { RecordJournal } from './journal.js'
 import { EndedTasks, keyOf, type TaskKey } from './keys.js'
+import { depMet, depsVerdict, type StateOf } from './deps.js'
+import { serialize, storedOf, type Stored } from './stored.js'
 import { bySubmission, isFinal, mayCancel, parseTaskRecord, MAX_TASK_CHANGES, type DepKind, type TaskDep, type TaskRecord, type TaskState } from './types.js'
 
 const log = createLogger('tasks')
@@ -60,18 +62,6 @@ export const PLACING_PER_SHAPE = 8
 
 /** For whom a task is submitted: TaskRecord's `submitter` and `user`. */
 interface Origin { peer: string, user: string }
-
-interface Stored {
-  record: TaskRecord
-  spec: RunSpec
-  on?: string
-  workspace?: WorkspaceRef
-  /** The id of the first shard of the submission: `--after NAME` waits for all of them. */
-  group: string
-  gang: boolean
-  /** Submitted by a guest (a sub-task of a guest task): contained wherever it runs. */
-  guest?: boolean
-}
 
 /** Whether a task lost with its executor must still wait before it is placed again. */
 function fenced (e: Entry): boolean {
@@ -259,6 +249,8 @@ export class TaskManager implements ChildTracker {
     this.ended.add(e)
   }
 
+  private readonly stateOfFn: StateOf = (id) => this.stateOf(id)
+
   private stateOf (id: string): TaskState | undefined {
     return this.live.get(id)?.record.state ?? this.ended.get(id)?.state
   }
@@ -430,11 +422,11 @@ export class TaskManager implements ChildTracker {
       changed = false
       for (const e of [...this.pending]) {
         if (e.record.state !== 'pending') continue
-        const verdict = this.depsVerdict(e.record)
+        const verdict = depsVerdict(e.record.deps, this.stateOfFn)
         if (verdict === 'wait') continue
         changed = true
         if (verdict === 'never') {
-          const which = e.record.deps.find((d) => d.kind !== 'fail' && this.depMet(d) === false) ?? e.record.deps.find((d) => this.depMet(d) === false)
+          const which = e.record.deps.find((d) => d.kind !== 'fail' && depMet(d, this.stateOfFn) === false) ?? e.record.deps.find((d) => depMet(d, this.stateOfFn) === false)
           this.finish(e, 'upstream-failed', { error: which !== undefined ? `${which.name} (${which.id.slice(0, 12)}) did not end as --after${which.kind === 'any' ? '' : `-${which.kind}`} requires` : 'a dependency was not met' })
         } else {
           this.setState(e, 'queued', e.record.deps.length > 0 ? 'its dependencies are met' : 'waiting for a member with room')
@@ -453,41 +445,6 @@ export class TaskManager implements ChildTracker {
     const groups = new Set<string>()
     for (const e of this.gangsWaiting) groups.add(e.group)
     for (const g of groups) this.runGang(g)
-  }
-
-  /** true: met; false: can never be met; undefined: not yet. */
-  private depMet (d: TaskDep): boolean | undefined {
-    const s = this.stateOf(d.id)
-    if (s === undefined) return false
-    if (!isFinal(s)) return undefined
-    if (d.kind === 'any') return true
-    if (d.kind === 'success') return s === 'succeeded'
-    return s === 'failed' || s === 'lost'
-  }
-
-  private depsVerdict (t: TaskRecord): 'ready' | 'wait' | 'never' {
-    let wait = false
-    // `--after-fail NAME` on a fan-out (one dep per shard): the group failed when any shard
-    // did, once all have ended, as `--after-success` needs every shard to succeed.
-    const failGroups = new Map<string, TaskDep[]>()
-    for (const d of t.deps) {
-      if (d.kind === 'fail') {
-        const g = failGroups.get(d.name)
-        if (g === undefined) failGroups.set(d.name, [d])
-        else g.push(d)
-        continue
-      }
-      const met = this.depMet(d)
-      if (met === false) return 'never'
-      if (met === undefined) wait = true
-    }
-    for (const group of failGroups.values()) {
-      const states = group.map((d) => this.stateOf(d.id))
-      if (states.some((s) => s === undefined)) return 'never'
-      if (states.some((s) => !isFinal(s!))) { wait = true; continue }
-      if (!states.some((s) => s === 'failed' || s === 'lost')) return 'never'
-    }
-    return wait ? 'wait' : 'ready'
   }
 
   private setState (e: Entry, state: TaskState, why: string): void {
@@ -789,29 +746,13 @@ export class TaskManager implements ChildTracker {
     // a shard that ended (cancelled) is no longer among the live ones: the gang cannot start
     if (shards.length < (shards[0]?.record.shard?.count ?? 1)) return
     if (shards.some((e) => e.record.state !== 'queued' || e.run !== undefined || fenced(e))) return
-    // What the view shows free, taken down as shards are assigned (their claims then decide).
-    const view = this.ctx.grid.view().filter((p) => p.leaving !== true && acceptsFrom(p, this.self.peer)).map((p) => ({ ...p, load: { ...p.load, gpusFree: [...p.load.gpusFree] } }))
-    const placed: string[] = []
-    for (const e of shards) {
-      const p = view.find((v) => fitsNow(v, e.spec))
-      if (p === undefined) {
-        const unwatch = this.ctx.grid.onViewChange(() => { unwatch(); this.evaluate() })
-        return
-      }
-      p.load.cpusFree -= e.spec.cpus
-      p.load.memFree -= e.spec.memBytes ?? 0
-      p.load.gpusFree.splice(0, e.spec.gpus)
-      placed.push(p.peer)
+    const assigned = assignGang(this.ctx.grid.view(), shards.map((e) => e.spec), this.self.peer)
+    if (assigned === undefined) {
+      const unwatch = this.ctx.grid.onViewChange(() => { unwatch(); this.evaluate() })
+      return
     }
-    const hostOf = (peer: string): string => {
-      const v = view.find((p) => p.peer === peer)!
-      for (const a of v.addrs) {
-        const m = /^\/ip[46]\/([^/]+)\//.exec(a)
-        if (m !== null) return m[1]
-      }
-      return v.resources.host
-    }
-    const hosts = placed.map(hostOf)
+    const placed = assigned.map((a) => a.peer)
+    const hosts = assigned.map((a) => a.address)
     const port = String(GANG_PORT_BASE + Math.floor(Math.random() * 1000))
     const gate = new GangGate(shards.length)
     shards.forEach((e, i) => { this.run(e, { VGRID_GANG_HOSTS: hosts.join(','), MASTER_ADDR: hosts[0], MASTER_PORT: port }, placed[i], gate.seat(i)) })
@@ -1053,20 +994,6 @@ export class TaskManager implements ChildTracker {
  */
 function spentAttempts (r: TaskRecord): number {
   return r.attempts.filter((a) => a.began !== false).length
-}
-
-/** A record as the journal holds it, validated. */
-function storedOf (raw: Record<string, unknown>): Stored {
-  const record = parseTaskRecord(raw.record)
-  const stored: Stored = { record, spec: parseRunSpec(raw.spec), group: typeof raw.group === 'string' ? raw.group : record.id, gang: raw.gang === true }
-  if (typeof raw.on === 'string') stored.on = raw.on
-  if (raw.workspace !== null && typeof raw.workspace === 'object') stored.workspace = raw.workspace as WorkspaceRef
-  if (raw.guest === true) stored.guest = true
-  return stored
-}
-
-function serialize (e: Stored): string {
-  return JSON.stringify({ record: e.record, spec: e.spec, on: e.on, workspace: e.workspace, group: e.group, gang: e.gang, guest: e.guest })
 }
 
 export type { DepKind }
