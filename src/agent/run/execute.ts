@@ -74,7 +74,11 @@ export interface ExecuteOptions {
   held?: HeldRun
 }
 
-export async function executeHere (ctx: RunContext, channel: Session, task: string, spec: RunSpec, where: RunDir, opts: ExecuteOptions = {}): Promise<void> {
+/** One attempt of a command here: its task id, what it runs and needs, and where. */
+export interface Attempt { task: string, spec: RunSpec, where: RunDir }
+
+export async function executeHere (ctx: RunContext, channel: Session, attempt: Attempt, opts: ExecuteOptions = {}): Promise<void> {
+  const { task } = attempt
   const { remote } = opts
   const who = remote?.who ?? `${USER}@${ctx.host}`
   // Another member's command, or one a guest submitted: contained (guest-run.ts).
@@ -86,14 +90,15 @@ export async function executeHere (ctx: RunContext, channel: Session, task: stri
     ctx.attempts.add(task)
   }
   try {
-    await executeAttempt(ctx, channel, task, spec, where, opts, who, isGuest)
+    await executeAttempt(ctx, channel, attempt, { ...opts, who, isGuest })
   } finally {
     if (remote !== undefined) ctx.attempts?.delete(task)
   }
 }
 
-async function executeAttempt (ctx: RunContext, channel: Session, task: string, spec: RunSpec, where: RunDir, opts: ExecuteOptions, who: string, isGuest: boolean): Promise<void> {
-  const { onAccepted, remote } = opts
+async function executeAttempt (ctx: RunContext, channel: Session, attempt: Attempt, opts: ExecuteOptions & { who: string, isGuest: boolean }): Promise<void> {
+  const { task, spec, where } = attempt
+  const { onAccepted, remote, who, isGuest } = opts
   channel = ctx.watch?.(channel) ?? channel
   // RunSpec is a ResourceRequest (common/resources.ts): what the ledger reserves.
   const reservation = ctx.ledger.reserve(spec)
@@ -255,7 +260,7 @@ export function serveExecProtocol (ctx: RunContext): (channel: FrameChannel, rem
     const held = req.detach === true ? ctx.held?.open(remotePeer, req.task, channel) : undefined
     const session: FrameChannel = held ?? channel
     try {
-      await executeHere(ctx, session, req.task, req.spec, req.ws !== undefined ? { kind: 'copy', submitter: remotePeer, offer: req.ws } : { kind: 'scratch' }, {
+      await executeHere(ctx, session, { task: req.task, spec: req.spec, where: req.ws !== undefined ? { kind: 'copy', submitter: remotePeer, offer: req.ws } : { kind: 'scratch' } }, {
         onAccepted: async () => { await holdClaim(channel); held?.arm() },
         remote: { peer: remotePeer, who: `${req.user ?? 'unknown'}@${ctx.grid.view().find((p) => p.peer === remotePeer)?.resources.host ?? remotePeer.slice(-8)}` },
         ...(held !== undefined ? { held } : {})

@@ -175,7 +175,7 @@ export class Placer {
         try {
           const placed = { t: 'placed' as const, peer: self.peer, host: self.resources.host, local: true }
           const where: RunDir = workspace !== undefined ? { kind: 'dir', dir: workspace.dir, ...(workspace.mount !== undefined ? { mount: workspace.mount } : {}) } : { kind: 'scratch' }
-          await executeHere(ctx, client, task, spec, where, {
+          await executeHere(ctx, client, { task, spec, where }, {
             guest,
             onAccepted: async () => {
               if (gang !== undefined && !await gang.hold()) throw new VgridError('ERR_NO_CAPACITY', GANG_NOT_PLACED)
@@ -234,9 +234,11 @@ export class Placer {
         // What the workspace scan left out, where the user sees it (not only in this agent's log).
         for (const w of scanned?.warnings ?? []) await client.send({ t: 'notice', text: clipText(`not synced: ${w.replace(/^skipped /, '')}`), own: true })
         await remote.send({ t: 'go' })
-        await relay(ctx, client, remote, target.peer, target.resources.host, async (outputs) => {
-          if (scanned === undefined) throw new VgridError('ERR_BAD_MESSAGE', 'outputs offered for a run without a workspace')
-          await ctx.sync.bringBack(scanned, target.peer, outputs, task, async (e) => { await client.send(e) })
+        await relay(ctx, client, remote, { peer: target.peer, host: target.resources.host }, {
+          onOutputs: async (outputs) => {
+            if (scanned === undefined) throw new VgridError('ERR_BAD_MESSAGE', 'outputs offered for a run without a workspace')
+            await ctx.sync.bringBack(scanned, target.peer, outputs, task, async (e) => { await client.send(e) })
+          }
         })
         return
       } catch (err) {

@@ -41,10 +41,13 @@ export async function reattachRun (ctx: RunContext, client: RunSink, o: { task: 
       throw new VgridError('ERR_PEER_LOST', ev.t === 'error' ? ev.error.message : 'refused')
     }
     if (m.t !== 'attached') throw new VgridError('ERR_BAD_MESSAGE', 'malformed message: expected attached')
-    await relay(ctx, client, remote, o.peer, o.host, async (outputs) => {
-      if (o.workspace === undefined) throw new VgridError('ERR_BAD_MESSAGE', 'outputs offered for a run without a workspace')
-      await ctx.sync.bringBackReattached(o.workspace, o.peer, outputs, o.task, o.startedMs, async (e) => { await client.send(e) })
-    }, o.started)
+    await relay(ctx, client, remote, o, {
+      onOutputs: async (outputs) => {
+        if (o.workspace === undefined) throw new VgridError('ERR_BAD_MESSAGE', 'outputs offered for a run without a workspace')
+        await ctx.sync.bringBackReattached(o.workspace, o.peer, outputs, o.task, o.startedMs, async (e) => { await client.send(e) })
+      },
+      started: o.started
+    })
   } finally {
     remote.destroy()
   }
@@ -73,10 +76,17 @@ export function oneReader (client: RunSink): RunSink {
   }
 }
 
-/** Events down, inputs up, until the command's exit (or error) has reached the CLI. */
-export async function relay (ctx: RunContext, client: RunSink, remote: FrameChannel, peer: string, host: string,
-  onOutputs: (o: { root: Uint8Array, session: string, base?: Uint8Array }) => Promise<void>, startedBefore = false): Promise<void> {
-  let started = startedBefore
+/** How a relay treats the run's outputs, and whether its command had started already (a re-attach). */
+interface RelayOptions {
+  onOutputs: (o: { root: Uint8Array, session: string, base?: Uint8Array }) => Promise<void>
+  started?: boolean
+}
+
+/** Events down, inputs up, until the command's exit (or error) has reached the run's followers. */
+export async function relay (ctx: RunContext, client: RunSink, remote: FrameChannel, member: { peer: string, host: string }, o: RelayOptions): Promise<void> {
+  const { peer, host } = member
+  const { onOutputs } = o
+  let started = o.started === true
   // Until `started`, the member was still syncing the workspace or starting the command.
   const lost = (why: string): VgridError => new VgridError('ERR_PEER_LOST', `lost ${host} (${peer.slice(0, 12)}…) ${started ? 'while the command ran' : 'before the command started'}: ${why}`)
   let done = false
