@@ -35,7 +35,23 @@ async function request (method, path, body) {
     init.headers['content-type'] = 'application/json'
     init.body = JSON.stringify(body)
   }
-  const res = await fetch(`${API}${path}`, init)
+  return await reply(await fetch(`${API}${path}`, init))
+}
+
+/**
+ * A GET that boot.js may have sent already, as the page opened: its answer is taken once,
+ * later calls ask again.
+ */
+export async function getEarly (path) {
+  const early = window.vgridEarly
+  if (early !== undefined && early.path === path) {
+    window.vgridEarly = undefined
+    return await reply(await early.response)
+  }
+  return await get(path)
+}
+
+async function reply (res) {
   const type = res.headers.get('content-type') ?? ''
   const data = type.startsWith('application/json') ? await res.json() : await res.text()
   if (res.status === 401) for (const fn of authListeners) fn()

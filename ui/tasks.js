@@ -8,7 +8,7 @@
  * first screenful is left on <body data-first-render-ms> for whoever measures.
  */
 import { h, fill, setText, stateBadge, time, duration, commandLine, FINAL } from './dom.js'
-import { get, events } from './api.js'
+import { get, getEarly, events } from './api.js'
 import { buildTree, visibleRows, stateCounts, noFilter } from './tree.js'
 
 const FIRST_SCREEN_ROWS = 60
@@ -22,6 +22,7 @@ const RELOAD_AFTER_MS = 800
 const STATES = ['pending', 'queued', 'running', 'waiting-children', 'succeeded', 'failed', 'cancelled', 'upstream-failed', 'lost']
 const COLUMNS = ['Name', 'Id', 'State', 'Command', 'Ran on', 'Submitter', 'Created', 'Took', 'Exit']
 
+/** The first render of a page load is measured, not of each return to the list. */
 let measured = false
 
 export function mountTasks (main) {
@@ -33,6 +34,7 @@ export function mountTasks (main) {
   const filters = { state: '', name: '', submitter: '' }
   let roots = []
   let gone = false
+  let laidOut = false
   let generation = 0
   let refreshTimer, reloadTimer, relayoutTimer, clock
 
@@ -142,29 +144,41 @@ export function mountTasks (main) {
 
   // ── layout: the rows in tree order, made once each, put in chunks ──
 
+  /** The row of a visible node, made the first time it shows, brought up to date. */
+  const rowOf = ({ node, depth, context }) => {
+    let row
+    if (node.kind === 'task') {
+      row = rows.get(node.task.id) ?? taskRow(node.task)
+      updateTask(row, node.task)
+      place(row, depth, node.children.length > 0, node.task.id)
+    } else {
+      row = rows.get(node.key) ?? groupRow(node)
+      updateGroup(row, node)
+      place(row, depth, true, node.key)
+    }
+    row.tr.classList.toggle('context', context)
+    return row.tr
+  }
+
   const layout = () => {
     const gen = ++generation
     const visible = visibleRows(roots, filters, collapsed)
-    const trs = visible.map(({ node, depth, context }) => {
-      let row
-      if (node.kind === 'task') {
-        row = rows.get(node.task.id) ?? taskRow(node.task)
-        updateTask(row, node.task)
-        place(row, depth, node.children.length > 0, node.task.id)
-      } else {
-        row = rows.get(node.key) ?? groupRow(node)
-        updateGroup(row, node)
-        place(row, depth, true, node.key)
-        row.c.fold.classList.toggle('open', !collapsed.has(node.key))
-      }
-      row.tr.classList.toggle('context', context)
-      return row.tr
-    })
     setText(count, noFilter(filters) ? `(${tasks.size})` : `(${visible.filter((v) => !v.context && v.node.kind === 'task').length} of ${tasks.size})`)
     status.textContent = tasks.size === 0 ? 'No tasks yet: submit one with vbatch or POST /api/v1/tasks.' : ''
-    body.replaceChildren(...trs.slice(0, FIRST_SCREEN_ROWS))
+    delete body.dataset.rows
+    if (laidOut) {
+      // later layouts (a new task, a filter) in one go: most rows exist, and a list that
+      // shrank for a frame would lose the reader's scroll position
+      body.replaceChildren(...visible.map(rowOf))
+      body.dataset.rows = String(visible.length)
+      return
+    }
+    // the first: a screenful now; the rest made and put in chunks, between frames
+    body.replaceChildren(...visible.slice(0, FIRST_SCREEN_ROWS).map(rowOf))
+    laidOut = true
     if (!measured) {
       measured = true
+      document.body.dataset.scriptStartMs = String(Math.round(t0))
       // after the frame that shows it: what a user waits for
       requestAnimationFrame(() => setTimeout(() => {
         document.body.dataset.firstRenderMs = String(Math.round(performance.now()))
@@ -174,17 +188,16 @@ export function mountTasks (main) {
     let at = FIRST_SCREEN_ROWS
     const more = () => {
       if (gen !== generation || gone) return
-      if (at < trs.length) {
-        body.append(...trs.slice(at, at + CHUNK_ROWS))
+      if (at < visible.length) {
+        body.append(...visible.slice(at, at + CHUNK_ROWS).map(rowOf))
         at += CHUNK_ROWS
         requestAnimationFrame(() => setTimeout(more, 0))
       } else {
-        body.dataset.rows = String(trs.length)
+        body.dataset.rows = String(visible.length)
         if (document.body.dataset.allRowsMs === undefined && tasks.size > 0) document.body.dataset.allRowsMs = String(Math.round(performance.now()))
       }
     }
-    delete body.dataset.rows
-    more()
+    requestAnimationFrame(() => setTimeout(more, 0))
   }
 
   const rebuild = () => {
@@ -202,8 +215,9 @@ export function mountTasks (main) {
   const load = async () => {
     clearTimeout(refreshTimer)
     try {
-      const { tasks: list, unreachable } = await get('/tasks')
+      const { tasks: list, unreachable } = await getEarly('/tasks')
       if (gone) return
+      if (!measured) document.body.dataset.tasksReadMs = String(Math.round(performance.now()))
       const ids = new Set(list.map((t) => t.id))
       for (const id of tasks.keys()) if (!ids.has(id)) tasks.delete(id)
       for (const t of list) tasks.set(t.id, t)

@@ -152,7 +152,7 @@ describe('the dashboard', () => {
     // the name as its characters, in the title and in the tree; not one <img> made of it
     expect(await page.locator('.task-title').innerText()).toContain(XSS)
     expect(await page.locator('#details').innerText()).toContain('succeeded')
-    expect(await page.locator('#attempts tbody').innerText()).toMatch(/127\.0\.0\.1|\w/)
+    expect(await page.locator('#attempts tbody').innerText()).toContain(a.host)
     console.log(`screenshot: ${await screenshot(page, 'dashboard-task.png')}`)
     await page.goto(`${baseOf(a)}/#/tasks`)
     await page.locator(row(id)).waitFor({ timeout: UI_WAIT_MS })
@@ -197,17 +197,24 @@ describe('a grid with 1,000 tasks', () => {
     expect(tasks).toHaveLength(1000)
     console.log(`1,000 tasks submitted through the API in ${Date.now() - t0} ms`)
 
+    // the page measured alone: the first grid's page stops polling
+    await context.close()
     const ctx = await browser.newContext({ viewport: { width: 1280, height: 800 } })
     try {
       const p = await ctx.newPage()
       const w = watchPage(p)
       await p.goto(await loginLink(c))
+      // a fresh load of the list (from /, a change of the hash alone would not load the page)
+      await p.goto('about:blank')
       await p.goto(`${baseOf(c)}/#/tasks`)
       await p.locator('body[data-first-render-ms]').waitFor({ timeout: UI_WAIT_MS })
       const rows = await waitFor(async () => await p.locator('#task-tree tbody').getAttribute('data-rows'), 'every row of the tree', UI_WAIT_MS)
       // 1,000 tasks and the 20 rows that head the fan-outs
       expect(Number(rows)).toBe(1020)
       const times = await p.evaluate(() => ({ ...document.body.dataset }))
+      const asked = Date.now()
+      await api(c, 'GET', '/tasks')
+      console.log(`GET /api/v1/tasks of 1,000 tasks from the test: ${Date.now() - asked} ms; the page: script started at ${times.scriptStartMs} ms, the list read by ${times.tasksReadMs} ms`)
       console.log(`the task list with 1,000 tasks: first render ${times.firstRenderMs} ms after navigation (${times.firstRenderSinceMountMs} ms after the script started), every row by ${times.allRowsMs} ms (target: first render ≤ 300 ms)`)
       console.log(`screenshot: ${await screenshot(p, 'dashboard-tasks-1000.png')}`)
       // still responsive: a filter answers
