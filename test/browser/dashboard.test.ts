@@ -214,7 +214,7 @@ describe('a grid with 1,000 tasks', () => {
       const times = await p.evaluate(() => ({ ...document.body.dataset }))
       const asked = Date.now()
       await api(c, 'GET', '/tasks')
-      console.log(`GET /api/v1/tasks of 1,000 tasks from the test: ${Date.now() - asked} ms; the page: script started at ${times.scriptStartMs} ms, the list read by ${times.tasksReadMs} ms`)
+      console.log(`GET /api/v1/tasks of 1,000 tasks from the test: ${Date.now() - asked} ms; the page: script started at ${times.scriptStartMs} ms, the list read by ${times.tasksReadMs} ms, its tree built by ${times.treeBuiltMs} ms, the first rows made by ${times.firstRowsMadeMs} ms`)
       console.log(`the task list with 1,000 tasks: first render ${times.firstRenderMs} ms after navigation (${times.firstRenderSinceMountMs} ms after the script started), every row by ${times.allRowsMs} ms (target: first render ≤ 300 ms)`)
       console.log(`screenshot: ${await screenshot(p, 'dashboard-tasks-1000.png')}`)
       // still responsive: a filter answers
