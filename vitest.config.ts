@@ -1,8 +1,8 @@
 import { configDefaults, defineConfig } from 'vitest/config'
 
 /**
- * Suites that stop, kill and restart agents, fill disks, or start a 16-agent grid or 200
- * sub-tasks: minutes each. `npm test` leaves them out so that it stays a few minutes on a
+ * Suites that stop, kill and restart agents, fill disks, start a 16-agent grid or 200
+ * sub-tasks, or drive a headless Chromium: minutes each, or a browser to install. `npm test` leaves them out so that it stays a few minutes on a
  * 2-core machine; `npm run test:heavy` runs them, and `.ci/run` runs both.
  */
 const HEAVY = [
@@ -14,7 +14,8 @@ const HEAVY = [
   'test/e2e/disk.test.ts',
   'test/e2e/drain.test.ts',
   'test/e2e/no-growth.test.ts',
-  'test/grid/scale.test.ts'
+  'test/grid/scale.test.ts',
+  'test/browser/dashboard.test.ts'
 ]
 
 export default defineConfig({

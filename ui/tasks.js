@@ -242,7 +242,9 @@ export function mountTasks (main) {
       reloadTimer = setTimeout(load, RELOAD_AFTER_MS)
       return
     }
-    Object.assign(known, s)
+    // a summary's command line is clipped: the record's own stays
+    const { argv: _clipped, ...change } = s
+    Object.assign(known, change)
     const row = rows.get(s.id)
     if (row !== undefined) updateTask(row, known)
     // a shard's group sums its states; a state filter may show or hide the row

@@ -21,12 +21,20 @@ export interface TaskChanges {
 
 export interface MemberEvent { peer: string, host: string }
 
-/** A task's change as /events sends it: what a list shows, not the whole record. */
+/** A summary's command line at most: this many arguments of this many characters (a row shows the start). */
+const SUMMARY_ARGS = 32
+const SUMMARY_ARG_CHARS = 256
+
+/**
+ * A task's change as /events sends it: what a list's row shows (its command line clipped),
+ * not the whole record, so a new task's row is complete before its record is read.
+ */
 export function taskSummary (t: TaskRecord): Record<string, unknown> {
   const out: Record<string, unknown> = { id: t.id, state: t.state, owner: t.owner, created: t.created }
-  for (const k of ['name', 'parent', 'exitCode', 'error', 'started', 'ended', 'peer', 'host', 'shard'] as const) {
+  for (const k of ['name', 'parent', 'exitCode', 'error', 'started', 'ended', 'peer', 'host', 'shard', 'user', 'submitter'] as const) {
     if (t[k] !== undefined) out[k] = t[k]
   }
+  out.argv = t.argv.slice(0, SUMMARY_ARGS).map((a) => a.slice(0, SUMMARY_ARG_CHARS))
   return out
 }
 

@@ -311,7 +311,7 @@ export const OPENAPI = {
       get: {
         summary: 'What changes: members and this agent\'s tasks',
         description: 'Server-Sent Events: `hello` ({"members": [{peer, host}]}) first, then `member-joined` and `member-left` ({peer, host}) ' +
-          'and `task` (a summary of a task this agent owns whose record changed: id, name, parent, state, exitCode, host…).',
+          'and `task` (a summary of a task this agent owns whose record changed: id, name, parent, state, exitCode, host, user, argv (its first 32 arguments, 256 characters each)…).',
         responses: { 200: sse('The event stream'), 401: ERRORS[401] }
       }
     },
