@@ -7,6 +7,8 @@
  */
 import { describe, it, expect, beforeAll, afterAll } from 'vitest'
 import fs from 'node:fs'
+import https from 'node:https'
+import { spawnSync } from 'node:child_process'
 import net from 'node:net'
 import path from 'node:path'
 import pty from '@lydell/node-pty'
@@ -67,6 +69,33 @@ describe('where the agent serves', () => {
     expect(r.status).toBe(200)
     expect(r.json.openapi).toBe('3.1.0')
     expect(compileAll()).toBeGreaterThan(10)
+  })
+
+  it('serves over TLS with --http-cert and --http-key, to a client that trusts the certificate', async () => {
+    const dir = tempDir()
+    const cert = path.join(dir, 'cert.pem')
+    const key = path.join(dir, 'key.pem')
+    const made = spawnSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', key, '-out', cert,
+      '-days', '1', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1'], { encoding: 'utf8' })
+    expect(made.status, made.stderr).toBe(0)
+    const t = await startAgent({ args: ['--http-cert', cert, '--http-key', key] })
+    expect(t.http).toMatch(/^https:\/\/127\.0\.0\.1:\d+$/)
+    const get = async (url: string, o: https.RequestOptions): Promise<{ status: number, body: string }> => await new Promise((resolve, reject) => {
+      https.get(url, o, (res) => {
+        let body = ''
+        res.setEncoding('utf8')
+        res.on('data', (d: string) => { body += d })
+        res.on('end', () => { resolve({ status: res.statusCode ?? 0, body }) })
+      }).on('error', reject)
+    })
+    const ok = await get(`${t.http!}/api/v1/peers`, { ca: fs.readFileSync(cert), headers: { Authorization: `Bearer ${tokenOf(t)}` } })
+    expect(ok.status, ok.body).toBe(200)
+    expect(JSON.parse(ok.body).peers.map((p: { peer: string }) => p.peer)).toContain(t.peer)
+    // a client that does not trust it gets no answer; nor does one speaking plain HTTP
+    await expect(get(`${t.http!}/api/v1/peers`, {})).rejects.toThrow(/self[- ]signed/i)
+    const plain = await fetch(`${t.http!.replace('https:', 'http:')}/api/v1/peers`, { headers: { Authorization: `Bearer ${tokenOf(t)}` } }).then((r) => r.status, () => 'refused')
+    expect(plain).not.toBe(200)
+    await t.stop()
   })
 
   it('refuses an address other than loopback without TLS, saying what to do', async () => {

@@ -210,7 +210,8 @@ export async function startAgent (opts: StartOptions = {}): Promise<AgentProc> {
     if (!fs.existsSync(path.join(home, 'agent.sock'))) return undefined
     const r = await runCli('vgrid', ['status', '--json'], { home, timeoutMs: 10_000 })
     return r.code === 0 ? JSON.parse(r.stdout).status : undefined
-  }, 'the agent to start', 20_000, 100)
+    // a bound on a hang: ~1 s calm, past 20 s on a machine loaded 5× over
+  }, 'the agent to start', 60_000, 100)
   const agent: AgentProc = {
     home,
     workspace,
