@@ -564,7 +564,12 @@ export class TaskManager implements ChildTracker {
 
   /**
    * Whether a session that ended with `err` left a detached attempt running on its member: its
-   * stream broke while the member is still in the view (or this agent sees nobody at all).
+   * stream broke while the member is still in the view, or left it just now, or this agent
+   * sees nobody at all. An owner that wakes from a freeze sweeps from its view everyone it did
+   * not hear from meanwhile, in the same moment as it reads its broken streams and the first
+   * news of the others: its executor may be gone from the view a moment before it is back.
+   * reattach() gives it REATTACH_ABSENT_MS to be seen again. (A member that stopped tells its
+   * runs so, an AttemptGone: lost at once.)
    */
   private mayReattach (e: Entry, err: unknown): boolean {
     if (e.record.attached || this.ctx.shutdown.aborted || e.cancelRequested) return false
@@ -572,7 +577,8 @@ export class TaskManager implements ChildTracker {
     const a = e.record.attempts.at(-1)
     if (a === undefined || a.ended !== undefined || a.peer === this.self.peer) return false
     const view = this.ctx.grid.view()
-    return view.some((p) => p.peer === a.peer) || view.every((p) => p.self)
+    if (view.some((p) => p.peer === a.peer) || view.every((p) => p.self)) return true
+    return this.ctx.grid.departed().some((d) => d.peer === a.peer && d.leftMsAgo < REATTACH_ABSENT_MS)
   }
 
   /**
