@@ -8,7 +8,7 @@ import type { FrameChannel } from '../../common/channel.js'
 import { obj } from '../../common/validate.js'
 import { createLogger } from '../../common/log.js'
 import { withTimeout } from '../../common/timeout.js'
-import { parseExecEvent, parseExecInput, describeExit, type ExecEvent } from '../../exec/index.js'
+import { parseExecEvent, describeExit, type ExecEvent, type ExecInput } from '../../exec/index.js'
 import type { WorkspaceRef } from '../../fs-sync/index.js'
 import { EXEC_PROTOCOL, EXEC_PROTOCOL_VERSION } from '../../protocol/exec.js'
 import { EXEC_REQUEST_TIMEOUT_MS } from '../constants.js'
@@ -59,7 +59,7 @@ export async function reattachRun (ctx: RunContext, client: RunSink, o: { task: 
  * the next relay shares that read instead of starting one of its own.
  */
 export function oneReader (client: RunSink): RunSink {
-  let pending: Promise<unknown> | undefined
+  let pending: Promise<ExecInput | undefined> | undefined
   return {
     get closed () { return client.closed },
     send: async (msg) => { await client.send(msg) },
@@ -96,20 +96,20 @@ export async function relay (ctx: RunContext, client: RunSink, remote: FrameChan
   })
   const up = (async () => {
     while (!done) {
-      const raw = await client.recv().catch(() => undefined)
-      if (raw === undefined) {
-        // The CLI went away without waiting for the exit: the command must not outlive it.
+      // Validated where they came in (the CLI's, by agent.ts's followInputs): a Run takes ExecInputs only.
+      const input = await client.recv().catch(() => undefined)
+      if (input === undefined) {
+        // The run's follower went away without waiting for the exit: the command must not outlive it.
         if (!done) remote.destroy()
         return
       }
-      const input = parseExecInput(raw)
       // A send that fails means the remote stream has ended: the loop below reads why
       // (the exit that raced this input, or a lost member).
       if (!await remote.send(input).then(() => true, () => false)) return
     }
   })()
   up.catch((err) => {
-    log.warn('refused an input from the command line', err)
+    log.warn('relaying an input failed', err)
     remote.destroy()
   })
   try {

@@ -12,7 +12,7 @@ import type { ExecInput, RunEvent } from '../../protocol/session.js'
 export type RunListener = (ev: RunEvent) => void | Promise<void>
 
 /** What the placement and the session code drive: events out, inputs in. */
-export type RunSink = FrameChannel<ExecInput | unknown, RunEvent>
+export type RunSink = FrameChannel<ExecInput, RunEvent>
 
 export class Run {
   private readonly listeners: RunListener[] = []
