@@ -500,6 +500,7 @@ async function startLocked (config: AgentConfig, homeLock: StoreLock): Promise<A
       const deadline = Date.now() + GUESTS_GONE_WAIT_MS
       while (guests.pgids().some((g) => signalGroup(g, 0)) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50))
       for (const g of guests.pgids()) signalGroup(g, 'SIGKILL')
+      tasks.stopped()
       watchdog?.stop()
       await tasks.flush().catch(() => {})
       await grid.stop()

@@ -658,8 +658,9 @@ export class TaskManager implements ChildTracker {
         else this.save(e)
         break
       case 'exit': {
-        if (this.ctx.shutdown.aborted && ev.signal !== undefined && !e.cancelRequested) {
-          // Killed as this agent stops (it runs here): interrupted, not failed.
+        if (this.ctx.shutdown.aborted && (ev.signal !== undefined || ev.code !== 0) && !e.cancelRequested) {
+          // Killed as this agent stops (it runs here), or ended on the stop's SIGTERM with a
+          // status of its own: interrupted, not failed.
           this.onLost(e, new VgridError('ERR_PEER_LOST', `the owning agent stopped (${ev.signal})`))
           break
         }
@@ -970,6 +971,23 @@ export class TaskManager implements ChildTracker {
     }
     if (e.unsaved) setTimeout(() => { this.save(e) }, SAVE_RETRY_MS).unref()
     else this.retire(e)
+  }
+
+  /**
+   * This agent stops and its guests are gone: every attempt that ran (or was being set up)
+   * here, and every vrun's, ended with it. Recorded now, not when each run's end event comes
+   * (it may come after the last save): the next start places them again, or finds the
+   * detached ones on their members.
+   */
+  stopped (): void {
+    for (const e of this.live.values()) {
+      if (isFinal(e.record.state) || e.cancelRequested) continue
+      const a = e.record.attempts.at(-1)
+      if (a === undefined || a.ended !== undefined) continue
+      if (a.peer !== this.self.peer && !e.record.attached) continue
+      a.ended = Date.now(); a.state = 'lost'; a.error = 'the owning agent stopped'
+      this.save(e)
+    }
   }
 
   /** Writes what is due and closes the journal: the last call on this manager. */
