@@ -17,6 +17,7 @@ import { benchPlacement } from './placement.js'
 import { benchScale } from './scale.js'
 import { benchSandbox } from './sandbox.js'
 import { benchSoak } from './soak.js'
+import { benchStdio } from './stdio.js'
 
 const BENCHES: Record<string, () => Promise<Figure[]>> = {
   'grid-vrun': benchGridVrun,
@@ -29,6 +30,7 @@ const BENCHES: Record<string, () => Promise<Figure[]>> = {
   placement: benchPlacement,
   scale: benchScale,
   sandbox: benchSandbox,
+  stdio: benchStdio,
   soak: benchSoak
 }
 

@@ -13,7 +13,7 @@ import {
   createGrid, loadOrCreateIdentity, loadSwarmKey, createSwarmKey, writeSwarmKey,
   decodeJoinToken, encodeJoinToken, tokenAddrs, IDENTITY_FILE, SWARM_KEY_FILE, type Grid, type AgentStatus, type Resources, type Offer, type GpuUse, type PeerView, type Load
 } from '../grid/index.js'
-import { Ledger, parseExecInput, type ExecInput } from '../exec/index.js'
+import { FifoMaker, Ledger, parseExecInput, type ExecInput } from '../exec/index.js'
 import { startControlServer, assertNoLiveAgent, type ControlServer } from './control/server.js'
 import type { ControlReply, ControlRequest, PolicyView } from '../protocol/control.js'
 import type { FrameChannel } from '../common/channel.js'
@@ -27,7 +27,7 @@ import { StoreLock } from '../fs-sync/store-lock.js'
 import { Placer, Run, serveExecProtocol, linkCommands, newTaskId, type RunContext } from './run/index.js'
 import { loadKnownPeers, saveKnownPeers } from './known-peers.js'
 import { WorkspaceSync } from './workspace-sync.js'
-import { EXEC_PROTOCOL, KNOWN_PEERS_FILE, KNOWN_PEERS_SAVE_INTERVAL_MS, SHUTDOWN_KILL_GRACE_MS } from './constants.js'
+import { EXEC_PROTOCOL, FIFO_DIR, KNOWN_PEERS_FILE, KNOWN_PEERS_SAVE_INTERVAL_MS, SHUTDOWN_KILL_GRACE_MS } from './constants.js'
 import type { TaskRecord } from './tasks/types.js'
 import { TaskManager } from './tasks/manager.js'
 import { TASK_PROTOCOL, TASK_MAX_FRAME_BYTES, TaskQueries, serveTaskProtocol, goneSignal } from './tasks/remote.js'
@@ -165,7 +165,7 @@ export function resolveAcceptFrom (patch: PolicyPatch, view: PeerView[]): Policy
 
 /** What in the home holds secrets or other users' data: files 0600, directories 0700. */
 const PRIVATE_FILES = [IDENTITY_FILE, SWARM_KEY_FILE, 'config', KNOWN_PEERS_FILE]
-const PRIVATE_DIRS = ['store', 'workspaces', 'tasks', 'scratch', 'running']
+const PRIVATE_DIRS = ['store', 'workspaces', 'tasks', 'scratch', 'running', FIFO_DIR]
 
 /**
  * `$VGRID_HOME` is 0700 and its keys 0600 at every start, also a home that existed with
@@ -262,12 +262,16 @@ async function startLocked (config: AgentConfig, homeLock: StoreLock): Promise<A
   storeRoom = () => sync.store.room()
   await linkCommands(config.home)
   const tasks = await TaskManager.open(config.home, { peer: grid.peerId, host: resources.host })
+  // The pipes of commands run here (exec/fifos.ts): what a killed agent left is stale.
+  await fs.rm(path.join(config.home, FIFO_DIR), { recursive: true, force: true })
+  const fifos = new FifoMaker(path.join(config.home, FIFO_DIR))
+  fifos.warm()
   let watchdog: Watchdog | undefined
   // Set once the HTTP server listens (below, after the control socket); why not, if it does not.
   let web: HttpServer | undefined
   let webOff = 'it was started with --http off'
   const ctx: RunContext = {
-    home: config.home, grid, ledger, host: resources.host, gpus: resources.gpus,
+    home: config.home, grid, ledger, host: resources.host, gpus: resources.gpus, fifos,
     shutdown: shutdown.signal, loadChanged: () => { grid.publishNow(); drain?.check() }, sync, children: tasks,
     groups: guests.groups(orphans.ledger),
     // So a command stopped because the owner came back ends as lost (guests.ts).
@@ -506,6 +510,7 @@ async function startLocked (config: AgentConfig, homeLock: StoreLock): Promise<A
       await grid.stop()
       await sync.close().catch((err) => { log.warn('closing the chunk store failed', err) })
       await tasks.close().catch(() => {})
+      fifos.close()
       await homeLock.release().catch(() => {})
     }
   }

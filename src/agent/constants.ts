@@ -18,4 +18,7 @@ export const SHUTDOWN_DEADLINE_MS = 1_800
 /** Addresses of members are saved this often at most, to rejoin after a restart. */
 export const KNOWN_PEERS_SAVE_INTERVAL_MS = 5_000
 export const KNOWN_PEERS_FILE = 'peers.json'
+
+/** Under the home: the FIFOs that become the stdio pipes of commands run here (exec/fifos.ts). */
+export const FIFO_DIR = 'fifos'
 export const MAX_KNOWN_PEERS = 64

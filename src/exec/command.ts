@@ -25,8 +25,9 @@ export interface RunningCommand {
   /**
    * Whoever read its stdout went away (`vrun cmd | head`): our end of the pipe is closed, so
    * the command's next write gets SIGPIPE, as in a local pipeline. A terminal has no such end.
+   * Resolves once our end is closed, so the inputs after it find it closed.
    */
-  closeOutput (): void
+  closeOutput (): Promise<void>
   /** A forwarded signal. */
   signal (sig: NodeJS.Signals): void
 }

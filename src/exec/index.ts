@@ -13,6 +13,8 @@
  *   that inputs wait, signals included, until it reads (destroying the channel still kills).
  * - When the command's leading process exits, what it left running in its process group gets
  *   SIGTERM (SIGHUP under a terminal), then SIGKILL after the grace time.
+ * - Without a terminal the command's stdin, stdout and stderr are real pipes (FIFOs made by
+ *   fifos.ts), so `/dev/stdout` opens and a reader gone means SIGPIPE, as in a shell.
  * - serveExec does not close the channel: its owner does, after serveExec resolves.
  * - exec does not import grid: `LentGpu` is structurally the grid's `GpuInfo`.
  */
@@ -21,4 +23,5 @@ export { serveExec } from './serve.js'
 export { Ledger, type LedgerOffer, type Reservation, type LedgerSnapshot } from './ledger.js'
 export type { ServeExecOptions, ExecResult, LentGpu } from './types.js'
 export { gpuEnv } from './environment.js'
+export { FifoMaker } from './fifos.js'
 export { KILL_GRACE_MS, STDIN_HIGH_WATER_BYTES } from './constants.js'

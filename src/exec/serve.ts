@@ -17,7 +17,7 @@ import { chownSync, statSync, writeFileSync, type Stats } from 'node:fs'
 import path from 'node:path'
 import type { FrameChannel } from '../common/channel.js'
 import { VgridError, toWire, type WireError } from '../common/errors.js'
-import { createLogger } from '../common/log.js'
+import { createLogger, type Logger } from '../common/log.js'
 import { parseExecInput, type ExecInput } from '../protocol/session.js'
 import { EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND, EXIT_NOT_STARTED, KILL_GRACE_MS } from './constants.js'
 import { commandEnv } from './environment.js'
@@ -26,6 +26,7 @@ import { ARGV_FILE, hostPath, longArgv, sandboxed } from './sandbox.js'
 import { EventSender } from './event-sender.js'
 import { GroupTerminator } from './process-group.js'
 import { spawnPipes } from './spawn-pipes.js'
+import { defaultFifoMaker, type FifoMaker, type StdioPipes } from './fifos.js'
 import { spawnPty } from './spawn-pty.js'
 import { defaultNicenessValue, niced } from './niceness.js'
 import { exitStatus, type OutputSink, type RunningCommand } from './command.js'
@@ -102,7 +103,7 @@ export async function serveExec (channel: FrameChannel, opts: ServeExecOptions):
     // I/O callbacks, and only promise continuations run between the spawn and that line.
     cmd = spec.tty !== undefined
       ? await spawnPty(spawnOpts, spec.tty, out, (m) => { log.debug(m) })
-      : await spawnPipes(spawnOpts, out, (m) => { log.debug(m) })
+      : await spawnPipes(spawnOpts, out, (m) => { log.debug(m) }, await realPipes(opts.fifos ?? defaultFifoMaker(), log))
   } catch (err) {
     if (listed !== undefined) opts.groups?.remove(listed)
     // The file changed between the lookup and the exec.
@@ -201,8 +202,21 @@ async function pumpInputs (channel: FrameChannel, cmd: RunningCommand, hasExited
       case 'eof': cmd.end(); break
       case 'signal': cmd.signal(input.sig); break
       case 'resize': cmd.resize(input.cols, input.rows); break
-      case 'close-out': cmd.closeOutput(); break
+      case 'close-out': await cmd.closeOutput(); break
     }
+  }
+}
+
+let warnedNoPipes = false
+
+/** Real pipes for the command, or undefined (socket pairs then) where none can be made. */
+async function realPipes (fifos: FifoMaker, log: Logger): Promise<StdioPipes | undefined> {
+  try {
+    return await fifos.stdio()
+  } catch (err) {
+    if (!warnedNoPipes) log.warn('commands get socket pairs, not pipes, for their stdio: /dev/stdout and SIGPIPE will not work as in a shell', err)
+    warnedNoPipes = true
+    return undefined
   }
 }
 

@@ -3,39 +3,73 @@
  * cancellation reach its children too. Output is read one chunk at a time: a stream stays
  * paused while its last chunk is being sent, so a fast writer is held back by the pipe and
  * nothing piles up here.
+ *
+ * Given `pipes` (fifos.ts), its stdio are real pipes, as in a shell; without, Node's socket
+ * pairs, on which `/dev/stdout` cannot be opened (used only where no FIFO can be made).
  */
-import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process'
-import type { Readable } from 'node:stream'
+import { spawn, type ChildProcess } from 'node:child_process'
+import { closeSync } from 'node:fs'
+import net from 'node:net'
+import type { Readable, Writable } from 'node:stream'
 import { STDIN_HIGH_WATER_BYTES } from './constants.js'
 import { signalGroup } from './process-group.js'
 import { drained } from './stream-util.js'
+import type { StdioPipes } from './fifos.js'
 import type { OutputSink, RawStatus, RunningCommand, SpawnOptions } from './command.js'
 
 /** Rejects with the spawn error (ENOENT, EACCES, …) when no process could be created. */
-export async function spawnPipes (opts: SpawnOptions, out: OutputSink, log: (msg: string) => void): Promise<RunningCommand> {
-  const child: ChildProcessWithoutNullStreams = spawn(opts.file, opts.argv.slice(1), {
-    argv0: opts.argv[0],
-    cwd: opts.cwd,
-    env: opts.env,
-    detached: true,
-    stdio: ['pipe', 'pipe', 'pipe']
-  })
+export async function spawnPipes (opts: SpawnOptions, out: OutputSink, log: (msg: string) => void, pipes?: StdioPipes): Promise<RunningCommand> {
+  let child: ChildProcess
+  let stdin: Writable, stdout: Readable, stderr: Readable
+  try {
+    child = spawn(opts.file, opts.argv.slice(1), {
+      argv0: opts.argv[0],
+      cwd: opts.cwd,
+      env: opts.env,
+      detached: true,
+      stdio: pipes === undefined ? ['pipe', 'pipe', 'pipe'] : pipes.child
+    })
+  } finally {
+    // The child has its copies (or none was made): ours would hold the pipes open.
+    if (pipes !== undefined) for (const fd of pipes.child) closeSync(fd)
+  }
+  if (pipes === undefined) {
+    stdin = child.stdin!
+    stdout = child.stdout!
+    stderr = child.stderr!
+  } else {
+    stdin = new net.Socket({ fd: pipes.stdin, readable: false, writable: true })
+    stdout = new net.Socket({ fd: pipes.stdout, readable: true, writable: false })
+    stderr = new net.Socket({ fd: pipes.stderr, readable: true, writable: false })
+  }
+  const ours = [stdin, stdout, stderr]
+  if (pipes !== undefined) stdin.once('close', pipes.stdinClosed)
   if (child.pid !== undefined) opts.onPid?.(child.pid)
   await new Promise<void>((resolve, reject) => {
     const onSpawn = (): void => { child.off('error', onError); resolve() }
     const onError = (err: Error): void => { child.off('spawn', onSpawn); reject(err) }
     child.once('spawn', onSpawn)
     child.once('error', onError)
+  }).catch((err: unknown) => {
+    for (const s of ours) s.destroy()
+    pipes?.release()
+    throw err
   })
   // Later 'error' events (a failed kill) must not become uncaught exceptions.
   child.on('error', (err) => { log(`child ${child.pid}: ${err.message}`) })
   const pid = child.pid as number
 
   const exited = new Promise<void>((resolve) => { child.once('exit', () => { resolve() }) })
-  // 'close' comes after 'exit' and after stdout and stderr have ended, so every chunk has
-  // been handed to the sink by then: a command that writes a lot and exits at once loses nothing.
-  const done = new Promise<RawStatus>((resolve) => {
-    child.once('close', (code, signal) => { resolve({ code, signal }) })
+  // After 'exit' and after stdout and stderr have ended, every chunk has been handed to the
+  // sink: a command that writes a lot and exits at once loses nothing. (A child's 'close'
+  // says as much of the streams Node made; ours are awaited one by one.)
+  const ended = (s: Readable): Promise<void> => new Promise((resolve) => { if (s.destroyed) resolve(); else s.once('close', () => { resolve() }) })
+  const status = new Promise<RawStatus>((resolve) => {
+    child.once(pipes === undefined ? 'close' : 'exit', (code: number | null, signal: NodeJS.Signals | null) => { resolve({ code, signal }) })
+  })
+  const done = Promise.all([status, ended(stdout), ended(stderr)]).then(([s]) => {
+    pipes?.release()
+    return s
   })
 
   const pump = (stream: Readable, fd: 1 | 2): void => {
@@ -45,14 +79,14 @@ export async function spawnPipes (opts: SpawnOptions, out: OutputSink, log: (msg
     })
     stream.on('error', (err) => { log(`child ${pid} fd ${fd}: ${err.message}`) })
   }
-  pump(child.stdout, 1)
-  pump(child.stderr, 2)
+  pump(stdout, 1)
+  pump(stderr, 2)
 
   // EPIPE (the command closed its stdin or exited) is normal, not a failure of the session.
-  child.stdin.on('error', (err: NodeJS.ErrnoException) => {
+  stdin.on('error', (err: NodeJS.ErrnoException) => {
     if (err.code !== 'EPIPE' && err.code !== 'ECONNRESET') log(`child ${pid} stdin: ${err.message}`)
   })
-  const stdinOpen = (): boolean => !child.stdin.destroyed && !child.stdin.writableEnded
+  const stdinOpen = (): boolean => !stdin.destroyed && !stdin.writableEnded
 
   return {
     pid,
@@ -62,19 +96,22 @@ export async function spawnPipes (opts: SpawnOptions, out: OutputSink, log: (msg
     done,
     async write (data) {
       if (!stdinOpen()) return
-      child.stdin.write(data)
+      stdin.write(data)
       // Node's own high-water mark is 16 KiB; we let more wait so a command that reads in
       // bursts does not stall the submitter, but not without bound.
-      if (child.stdin.writableLength > STDIN_HIGH_WATER_BYTES) await drained(child.stdin)
+      if (stdin.writableLength > STDIN_HIGH_WATER_BYTES) await drained(stdin)
     },
     end () {
-      if (stdinOpen()) child.stdin.end()
+      if (stdinOpen()) stdin.end()
     },
     resize () {
       // Pipes have no window size.
     },
-    closeOutput () {
-      child.stdout.destroy()
+    async closeOutput () {
+      const closed = new Promise((resolve) => { stdout.once('close', resolve) })
+      stdout.destroy()
+      if (!stdout.closed) await closed
+      pipes?.stdoutClosed()
     },
     signal (sig) {
       signalGroup(pid, sig)

@@ -122,7 +122,7 @@ export async function spawnPty (opts: SpawnOptions, tty: TtyRequest, out: Output
       // A terminal has no end of input: Ctrl-D is what the line discipline turns into one.
       if (!ended) pty.write(EOF_CHAR)
     },
-    closeOutput () {
+    async closeOutput () {
       // One terminal carries both streams: the submitter drops what it can no longer show.
     },
     resize (cols, rows) {

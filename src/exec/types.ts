@@ -4,6 +4,7 @@ import type { WireError } from '../common/errors.js'
 import type { Logger } from '../common/log.js'
 import type { RunSpec } from '../protocol/session.js'
 import type { Sandbox } from './sandbox.js'
+import type { FifoMaker } from './fifos.js'
 
 /**
  * A GPU this machine lends. Structurally the grid's `GpuInfo` (src/grid/types.ts): exec does
@@ -46,6 +47,8 @@ export interface ServeExecOptions {
   nice?: number
   /** Runs the command in this sandbox (a guest's); `cwd` is then where bwrap starts, and `sandbox.cwd` the command's. */
   sandbox?: Sandbox
+  /** Makes the command's stdio pipes (fifos.ts); default: one for the process, in a temporary directory. */
+  fifos?: FifoMaker
   /** Diagnostics: refused inputs (warn), cancellations and quirks (debug). Default: the `vgrid:exec` logger. */
   log?: Logger
 }

@@ -7,6 +7,7 @@
  */
 import fs from 'node:fs'
 import net from 'node:net'
+import { spawnSync } from 'node:child_process'
 import path from 'node:path'
 import { describe, it, expect, beforeAll, afterAll } from 'vitest'
 import { startGrid, startAgent, stopAll, runCli, waitFor, tempDir, ROOT, type AgentProc } from '../helpers/procs.js'
@@ -132,6 +133,37 @@ describe('a contained task', () => {
     expect(fs.readFileSync(path.join(ws, 'final.txt'), 'utf8')).toBe(`prep\ntrain\n${ws}\n`)
     if (ROOT_AGENT) expect(fs.readFileSync(path.join(ws, 'prep-uid.txt'), 'utf8').trim()).toBe('65534')
   }, 60_000)
+})
+
+describe('a guest\'s stdin, stdout and stderr without a terminal', () => {
+  it('are pipes, as in a shell: /dev/stdout, /dev/stderr, /dev/stdin and tee work by name', async () => {
+    const ws = workspace()
+    const r = await a.vrun(['--on', b.peer, 'sh', '-c',
+      'echo out > /dev/stdout; echo err > /dev/stderr; cat /dev/stdin | tee /dev/stderr; ' +
+      'python3 -c "open(\'/dev/stdout\', \'w\').write(\'py\\n\')"; [ -p /dev/stdin ] && [ -p /dev/stdout ] && echo pipes'],
+    { cwd: ws, input: 'piped in\n' })
+    expect(r.stderr).toBe('err\npiped in\n')
+    expect(r.stdout).toBe('out\npiped in\npy\npipes\n')
+    expect(r.code).toBe(0)
+  })
+
+  it('in a vbatch task too, whose log shows what it wrote to /dev/stderr', async () => {
+    const ws = workspace()
+    const r = await runCli('vbatch', ['-f', '--on', b.peer, 'sh', '-c', 'echo to-err > /dev/stderr; cat /dev/stdin; echo done'], { home: a.home, cwd: ws })
+    expect(r.code).toBe(0)
+    expect(r.stdout).toContain('done\n')
+    expect(r.stderr).toContain('to-err\n')
+  })
+
+  it('| head gives the command SIGPIPE, as a local pipeline does', async () => {
+    const ws = workspace()
+    // The script goes on after seq: it tells how seq ended, on stderr, which is still read.
+    const script = 'seq 1 100000000; echo "seq ended with $?" >&2'
+    const r = spawnSync('bash', ['-c', `'${process.execPath}' '${path.join(ROOT, 'bin/vrun.js')}' --on ${b.peer} sh -c '${script}' | head -n 1`],
+      { cwd: ws, encoding: 'utf8', env: { ...process.env, VGRID_HOME: a.home }, timeout: 60_000 })
+    expect(r.stdout).toBe('1\n')
+    expect(r.stderr).toContain('seq ended with 141')
+  })
 })
 
 describe('the owner\'s switches', () => {

@@ -150,6 +150,48 @@ describe('serveExec on pipes', () => {
   })
 })
 
+describe('a command\'s stdio are real pipes, as in a shell', () => {
+  it('opens /dev/stdout, /dev/stderr and /dev/stdin by name', async () => {
+    const { s, r } = await run(['sh', '-c', 'echo to-out > /dev/stdout; echo to-err > /dev/stderr; cat /dev/stdin | tee /dev/stderr'], { stdin: 'piped\n' })
+    expect(r.exitCode).toBe(0)
+    expect(s.stdout()).toBe('to-out\npiped\n')
+    expect(s.stderr()).toBe('to-err\npiped\n')
+  })
+
+  it('shows each as a FIFO (what `test -p` and stat see), blocking as a shell leaves them', async () => {
+    const { s } = await run(['sh', '-c', 'for fd in 0 1 2; do if [ -p /dev/fd/$fd ]; then echo "$fd pipe"; fi; done; cat /proc/self/fdinfo/1 | grep flags'])
+    expect(s.stdout()).toMatch(/^0 pipe\n1 pipe\n2 pipe\n/)
+    // O_NONBLOCK (04000 octal) is not set on the command's end: programs read and write as usual.
+    const flags = parseInt(/flags:\s+(\d+)/.exec(s.stdout())![1]!, 8)
+    expect(flags & 0o4000).toBe(0)
+  })
+
+  it('gives the writer SIGPIPE, not ECONNRESET, once its reader is gone', async () => {
+    const s = new Session(['sh', '-c', 'echo ready; while :; do echo line; done'])
+    await s.waitStdout(/ready/)
+    await s.send({ t: 'close-out' })
+    await s.ended
+    expect(await s.result).toMatchObject({ exitCode: 141, signal: 'SIGPIPE' })
+  })
+
+  it('lets a command open /dev/stdin after its input ended: it reads EOF, as on a pipe', async () => {
+    // the first cat returns once our end is closed; a FIFO's open would then wait for a writer
+    const { s, r } = await run(['sh', '-c', 'cat > /dev/null; cat /dev/stdin; echo reopened'], { stdin: 'some input\n' })
+    expect(s.stdout()).toBe('reopened\n')
+    expect(r.exitCode).toBe(0)
+  })
+
+  it('lets a command open /dev/stdout after its reader left: its write gets SIGPIPE', async () => {
+    const s = new Session(['sh', '-c', 'echo ready; read go; echo late > /dev/stdout; echo survived >&2'])
+    await s.waitStdout(/ready/)
+    await s.send({ t: 'close-out' })
+    await s.send({ t: 'stdin', data: Buffer.from('go\n') })
+    await s.ended
+    expect(await s.result).toMatchObject({ exitCode: 141, signal: 'SIGPIPE' })
+    expect(s.stderr()).toBe('')
+  })
+})
+
 describe('serveExec cancellation', () => {
   it('kills the process group when the channel is destroyed mid-run', async () => {
     const s = new Session(['sh', '-c', 'sleep 100 & echo $!; wait'], { opts: { killGraceMs: 2000 } })

@@ -5,7 +5,7 @@
 import os from 'node:os'
 import { randomBytes } from 'node:crypto'
 import type { FrameChannel } from '../../common/channel.js'
-import type { ExecEvent, Ledger } from '../../exec/index.js'
+import type { ExecEvent, FifoMaker, Ledger } from '../../exec/index.js'
 import type { Grid, GpuInfo, GpuUse } from '../../grid/index.js'
 import type { WorkspaceSync } from '../workspace-sync.js'
 import type { GroupLedger } from '../../exec/orphans.js'
@@ -24,6 +24,8 @@ export interface RunContext {
   /** Tells the grid the load changed. */
   loadChanged: () => void
   sync: WorkspaceSync
+  /** Makes the stdio pipes of commands run here (exec/fifos.ts). */
+  fifos?: FifoMaker
   /** Sub-tasks submitted from inside commands running here (tasks/manager.ts). */
   children?: ChildTracker
   /** Where running commands' process groups are written down (exec/orphans.ts). */

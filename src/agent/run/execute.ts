@@ -154,7 +154,8 @@ async function executeAttempt (ctx: RunContext, channel: Session, attempt: Attem
     const result = await serveExec(hold.channel, {
       spec, cwd, env, ...(remote === undefined ? { task } : {}), gpus: reservation.gpus, machineHasGpus: ctx.gpus.length > 0,
       peer: ctx.grid.peerId, host: ctx.host, ...(groups !== undefined ? { groups } : {}), signal: stopOn.signal, abortGraceMs: SHUTDOWN_KILL_GRACE_MS,
-      ...(guest?.sandbox !== undefined ? { sandbox: guest.sandbox } : {})
+      ...(guest?.sandbox !== undefined ? { sandbox: guest.sandbox } : {}),
+      ...(ctx.fifos !== undefined ? { fifos: ctx.fifos } : {})
     }).finally(stopOn.dispose)
     log.debug(`task ${task} ended`, result)
     if (remote !== undefined && ctx.shutdown.aborted && !cancelled.signal.aborted && result.started) {
