@@ -15,7 +15,8 @@ const HEAVY = [
   'test/e2e/drain.test.ts',
   'test/e2e/no-growth.test.ts',
   'test/grid/scale.test.ts',
-  'test/browser/dashboard.test.ts'
+  'test/browser/dashboard.test.ts',
+  'test/e2e/readme.test.ts'
 ]
 
 export default defineConfig({
