@@ -65,7 +65,8 @@ describe('a grid of agents', () => {
     // gone through its goodbye, well before a silent member would expire
     await Promise.all([a, b].map(async (x) => await waitFor(async () => !(await peersOf(x)).some((p) => p.peer === c.peer), 'c to leave', 6_000, 50)))
     console.log(`stopped in ${stopped.ms} ms, gone from both views ${Date.now() - stoppedAt} ms later`)
-  })
+    // three agents start here, each bounded at 60 s (procs.ts): the test's bound is theirs
+  }, 180_000)
 
   it('drops a member that stops answering within 15 s, and a run on it fails saying so', async () => {
     const [a, b, c] = await startGrid(3)

@@ -181,14 +181,19 @@ describe('a command\'s stdio are real pipes, as in a shell', () => {
     expect(r.exitCode).toBe(0)
   })
 
-  it('lets a command open /dev/stdout after its reader left: its write gets SIGPIPE', async () => {
+  it('lets a command open /dev/stdout after its reader left, and its output goes nowhere', async () => {
     const s = new Session(['sh', '-c', 'echo ready; read go; echo late > /dev/stdout; echo survived >&2'])
     await s.waitStdout(/ready/)
     await s.send({ t: 'close-out' })
     await s.send({ t: 'stdin', data: Buffer.from('go\n') })
+    // The open returns (it would wait for a reader for ever on a bare FIFO). The write then
+    // gets SIGPIPE, as on a pipe; or, when it falls in the microseconds our nudge holds a
+    // reader open, lands in a buffer nobody reads: output lost either way, as the reader left.
     await s.ended
-    expect(await s.result).toMatchObject({ exitCode: 141, signal: 'SIGPIPE' })
-    expect(s.stderr()).toBe('')
+    const r = await s.result
+    if (r.exitCode === 141) expect(r.signal).toBe('SIGPIPE')
+    else expect([r.exitCode, s.stderr()]).toEqual([0, 'survived\n'])
+    expect(s.stdout()).toBe('ready\n')
   })
 })
 
