@@ -115,7 +115,7 @@ export function parseRunOptions (values: ReadonlyMap<string, string[]>, command:
   if (gpuMem !== undefined) spec.gpuMemBytes = parseSizeOption(gpuMem, '--gpu-mem')
   if (spec.gpus === 0 && (spec.gpuModel !== undefined || spec.gpuMemBytes !== undefined)) {
     const what = spec.gpuModel !== undefined ? `a GPU model (${spec.gpuModel})` : `GPU memory (${formatBytes(spec.gpuMemBytes!)})`
-    throw new UsageError(`${what} was asked for without GPUs`, 'add --gpus N, or use -P gpu-N or gpu-MODEL-N')
+    throw new UsageError(`${what} was asked for without GPUs`, 'add --gpus N, or use -P gpu-N, gpu-MODEL or gpu-MODEL-N')
   }
   const labels = parseLabels(values.get('label') ?? [])
   if (labels !== undefined) spec.labels = labels
