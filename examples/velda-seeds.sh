@@ -14,7 +14,8 @@
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 ws=$(mktemp -d)
-trap 'rm -rf "$ws"' EXIT
+out=$(mktemp) # outside the workspace, which each line syncs
+trap 'rm -rf "$ws" "$out"' EXIT
 cp "$here"/velda/*.sh "$ws"/
 cd "$ws"
 
@@ -46,10 +47,10 @@ done
 tasks=0
 while IFS= read -r line; do
   case "$line" in '' | '#'*) continue ;; esac
-  eval "$line" < /dev/null > out.txt
+  eval "$line" < /dev/null > "$out"
   # vbatch prints the ids of the tasks it submitted; anything else is the commands' output
-  grep -Ev '^[0-9a-f]{16}$' out.txt || true
-  for id in $(grep -E '^[0-9a-f]{16}$' out.txt || true); do
+  grep -Ev '^[0-9a-f]{16}$' "$out" || true
+  for id in $(grep -E '^[0-9a-f]{16}$' "$out" || true); do
     vgrid task wait "$id" || { vgrid task show "$id" >&2; vgrid task log "$id" >&2; exit 1; }
     tasks=$((tasks + 1))
   done
