@@ -30,7 +30,7 @@ import { formatBytes, parseSize } from '../common/units.js'
 import { looksLikePeerId, MAX_ACCEPT_FROM } from '../common/peer-id.js'
 import type { Offer, Resources } from '../grid/types.js'
 import { DEFAULT_HTTP_HOST, DEFAULT_HTTP_PORT, isLoopback, parseHttpAddress, type HttpAddress } from '../http/address.js'
-import { LABEL_KEY_RE, MAX_CPUS, MAX_GPU_INDEX, MAX_LABEL_VALUE_CHARS, MAX_LABELS, MAX_POOLS, POOL_NAME_RE } from '../common/resources.js'
+import { LABEL_KEY_RE, MAX_CPUS, MAX_GPU_INDEX, MAX_LABEL_VALUE_CHARS, MAX_LABELS, MAX_POOLS, POOL_NAME_RE, describeShape, shapeName } from '../common/resources.js'
 
 /** The port an agent listens on unless told otherwise; fixed so join tokens and firewalls stay simple. */
 export const DEFAULT_PORT = 7321
@@ -51,8 +51,6 @@ export const DEFAULT_NICE = 10
 export const MAX_NICE = 19
 /** `--max-tasks` at most this; more is the same as unlimited. */
 export const MAX_MAX_TASKS = 100_000
-/** `-P` also takes shapes (`cpu-8`, `gpu-1`, `gpu-a100-2`): those prefixes stay theirs. */
-const SHAPE_PREFIX_RE = /^(cpu|gpu)(-|$)/
 
 export interface AgentFlags {
   join?: string
@@ -395,8 +393,11 @@ export function validatePoolName (name: string, src = '--pool'): string {
   if (!POOL_NAME_RE.test(name)) {
     throw arg(src, name, 'a pool name is 1–63 of a-z 0-9 . _ - and starts with a letter or digit', 'pool names are lowercase')
   }
-  if (SHAPE_PREFIX_RE.test(name)) {
-    throw arg(src, name, 'a pool name may not be cpu or gpu or start with cpu- or gpu-: -P reads those as shapes (cpu-8, gpu-a100-2)')
+  // `-P` reads a shape before a pool: a pool named so could never be asked for.
+  const shape = shapeName(name)
+  if (shape !== undefined) {
+    throw arg(src, name, `it is a resource shape (-P ${name} asks for ${describeShape(shape)}); a pool may be named anything that is not exactly cpu-N, gpu-N, gpu-MODEL or gpu-MODEL-N`,
+      `name the pool otherwise, e.g. ${name.replace(/^(cpu|gpu)-/i, '$1s-')}`)
   }
   return name
 }

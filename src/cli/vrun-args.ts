@@ -7,7 +7,7 @@ import path from 'node:path'
 import { VgridError } from '../common/errors.js'
 import { formatBytes, parseSize } from '../common/units.js'
 import { MAX_ARG_BYTES, MAX_ARGV_BYTES, MAX_ARGV_ITEMS, argvBytes, type RunSpec } from '../protocol/session.js'
-import { LABEL_KEY_RE, MAX_CPUS, MAX_GPUS, MAX_LABEL_VALUE_CHARS, MAX_LABELS, MAX_REQUEST_BYTES, POOL_NAME_RE } from '../common/resources.js'
+import { LABEL_KEY_RE, MAX_CPUS, MAX_GPUS, MAX_LABEL_VALUE_CHARS, MAX_LABELS, MAX_REQUEST_BYTES, POOL_NAME_RE, isShapeName, shapeName } from '../common/resources.js'
 import { NAME_OPTIONS, parseNameAndDeps, type NameAndDeps } from './task-deps-args.js'
 import { UsageError } from './usage-error.js'
 import { splitArgv, type CliOption, type SplitArgv } from './argv.js'
@@ -25,8 +25,8 @@ export const RUN_OPTIONS: readonly CliOption[] = [
   {
     short: 'P',
     value: 'NAME',
-    description: 'A pool (vgrid agent --pool), or a shape if NAME starts with cpu or gpu: cpu-N, gpu-N, gpu-MODEL-N (e.g. gpu-a100-2). ' +
-      'Give -P twice for both; --cpus/--gpus/--gpu-model win over the shape'
+    description: 'A shape if NAME is exactly cpu-N, gpu-N, gpu-MODEL or gpu-MODEL-N (gpu-a100 = one GPU whose model contains a100), ' +
+      'else a pool (vgrid agent --pool). Give -P twice for both; --cpus/--gpus/--gpu-model win over the shape'
   },
   { long: 'cpus', value: 'N', description: 'Cores to reserve', default: '1' },
   { long: 'mem', value: 'SIZE', description: 'Memory to reserve, e.g. 512M or 16G (binary units: G = 2^30)' },
@@ -115,7 +115,7 @@ export function parseRunOptions (values: ReadonlyMap<string, string[]>, command:
   if (gpuMem !== undefined) spec.gpuMemBytes = parseSizeOption(gpuMem, '--gpu-mem')
   if (spec.gpus === 0 && (spec.gpuModel !== undefined || spec.gpuMemBytes !== undefined)) {
     const what = spec.gpuModel !== undefined ? `a GPU model (${spec.gpuModel})` : `GPU memory (${formatBytes(spec.gpuMemBytes!)})`
-    throw new UsageError(`${what} was asked for without GPUs`, 'add --gpus N, or use -P gpu-N or gpu-MODEL-N')
+    throw new UsageError(`${what} was asked for without GPUs`, 'add --gpus N, or use -P gpu-N, gpu-MODEL or gpu-MODEL-N')
   }
   const labels = parseLabels(values.get('label') ?? [])
   if (labels !== undefined) spec.labels = labels
@@ -140,26 +140,26 @@ export function parseRunOptions (values: ReadonlyMap<string, string[]>, command:
   return opts
 }
 
-const SHAPE_RE = /^(cpu|gpu)(?:-([a-z0-9][a-z0-9._-]*?))?-(\d+)$/i
-/** What -P reads as a shape rather than a pool; `vgrid agent --pool` refuses such names. */
-const SHAPE_PREFIX_RE = /^(cpu|gpu)(-|$)/i
+const SHAPES = 'cpu-N, gpu-N, gpu-MODEL or gpu-MODEL-N, e.g. gpu-a100-2'
 
-export function isShapeName (name: string): boolean {
-  return SHAPE_PREFIX_RE.test(name)
-}
-
-/** `cpu-8` → 8 cores; `gpu-2` → 2 GPUs; `gpu-a100-2` → 2 GPUs whose model contains "a100". */
+/**
+ * `cpu-8` → 8 cores; `gpu-2` → 2 GPUs; `gpu-a100` → 1 GPU whose model contains "a100";
+ * `gpu-a100-2` → 2 of them (the grammar is shapeName's, in common/resources.ts).
+ */
 export function parseShape (shape: string): Pick<RunSpec, 'cpus' | 'gpus' | 'gpuModel'> {
-  const m = SHAPE_RE.exec(shape)
-  if (m === null || (m[1]!.toLowerCase() === 'cpu' && m[2] !== undefined)) {
-    throw new UsageError(`-P ${shape}: not a resource shape (cpu-N, gpu-N or gpu-MODEL-N, e.g. gpu-a100-2)`,
-      'a name starting with cpu or gpu is read as a shape, never as a pool')
+  const s = shapeName(shape)
+  if (s === undefined) throw new UsageError(`-P ${shape}: not a resource shape (${SHAPES})`)
+  if (s.kind === 'cpu') return { cpus: parseCount(s.count, `-P ${shape}: count`, 1, MAX_CPUS), gpus: 0 }
+  const out: Pick<RunSpec, 'cpus' | 'gpus' | 'gpuModel'> = { cpus: 1, gpus: 1 }
+  if (s.model !== undefined) out.gpuModel = s.model
+  if (s.count === undefined) return out
+  try {
+    out.gpus = parseCount(s.count, `-P ${shape}: count`, 1, MAX_GPUS)
+  } catch (err) {
+    // `gpu-rtx-4090`: a model that ends in digits after a hyphen reads as a count
+    if (s.model === undefined || !(err instanceof UsageError) || Number(s.count) <= MAX_GPUS) throw err
+    throw new UsageError(err.message, `the number after the last hyphen is the count; for GPUs whose model contains "${s.model}-${s.count}", write -P gpu-${s.model}-${s.count}-1 (or --gpus 1 --gpu-model SUBSTR)`)
   }
-  const kind = m[1]!.toLowerCase()
-  const n = parseCount(m[3]!, `-P ${shape}: count`, 1, kind === 'cpu' ? MAX_CPUS : MAX_GPUS)
-  if (kind === 'cpu') return { cpus: n, gpus: 0 }
-  const out: Pick<RunSpec, 'cpus' | 'gpus' | 'gpuModel'> = { cpus: 1, gpus: n }
-  if (m[2] !== undefined) out.gpuModel = m[2]
   return out
 }
 
@@ -170,7 +170,7 @@ export function parsePoolName (name: string): string {
     throw new UsageError(`-P ${name}: not a pool name or a resource shape`,
       lower !== name && POOL_NAME_RE.test(lower)
         ? `pool names are lowercase: -P ${lower}`
-        : 'a pool name is 1–63 of a-z 0-9 . _ - starting with a letter or digit; a shape is cpu-N, gpu-N or gpu-MODEL-N')
+        : `a pool name is 1–63 of a-z 0-9 . _ - starting with a letter or digit; a shape is ${SHAPES}`)
   }
   return name
 }

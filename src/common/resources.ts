@@ -29,6 +29,49 @@ export const LABEL_KEY_RE = /^[A-Za-z0-9._/-]{1,63}$/
 /** A pool name (`--pool`), on a member and in a request. */
 export const POOL_NAME_RE = /^[a-z0-9][a-z0-9._-]{0,62}$/
 
+/**
+ * `-P NAME` is a resource shape, as Velda's docs write them, when NAME is exactly one of
+ * (case-insensitive):
+ *   `cpu-N`        N cores
+ *   `gpu-N`        N GPUs of any model
+ *   `gpu-MODEL`    one GPU whose model matches MODEL as `--gpu-model` does (gpuMatches)
+ *   `gpu-MODEL-N`  N such GPUs
+ * MODEL starts with a letter and is runs of a-z 0-9 . _ joined by single hyphens
+ * (`a100`, `rtx4090`, `a100-sxm4`); a final `-DIGITS` is always the count, so `gpu-rtx-4090`
+ * asks for 4,090 GPUs (write `gpu-rtx4090`, or `gpu-rtx-4090-1`). Any other NAME names a pool,
+ * and an agent refuses a pool named exactly a shape, so the two never meet: `cpu-boxes`,
+ * `gpus`, `gpu` and `cpu` are pools; `gpu-boxes` is a shape (a GPU whose model has "boxes").
+ */
+const CPU_SHAPE_RE = /^cpu-(\d+)$/i
+const GPU_SHAPE_RE = /^gpu-(?:(\d+)|([a-z][a-z0-9._]*(?:-[a-z0-9._]+)*?)(?:-(\d+))?)$/i
+
+/** A shape's parts, as written: `count` is the digits (undefined for `gpu-MODEL`: one), unchecked against limits. */
+export type ShapeName =
+  | { kind: 'cpu', count: string }
+  | { kind: 'gpu', count?: string, model?: string }
+
+/** The shape NAME is exactly, or undefined when it is not one (it then names a pool). */
+export function shapeName (name: string): ShapeName | undefined {
+  const cpu = CPU_SHAPE_RE.exec(name)
+  if (cpu !== null) return { kind: 'cpu', count: cpu[1]! }
+  const gpu = GPU_SHAPE_RE.exec(name)
+  if (gpu === null) return undefined
+  if (gpu[1] !== undefined) return { kind: 'gpu', count: gpu[1] }
+  return gpu[3] !== undefined ? { kind: 'gpu', model: gpu[2]!, count: gpu[3] } : { kind: 'gpu', model: gpu[2]! }
+}
+
+/** Whether NAME is exactly a shape: what `-P` reads as one, and no pool may be named. */
+export function isShapeName (name: string): boolean {
+  return shapeName(name) !== undefined
+}
+
+/** `16 cores`, `2 GPUs`, `1 GPU whose model contains "a100"`: what the shape asks for, for messages. */
+export function describeShape (s: ShapeName): string {
+  const n = s.count ?? '1'
+  if (s.kind === 'cpu') return `${n} ${n === '1' ? 'core' : 'cores'}`
+  return `${n} ${n === '1' ? 'GPU' : 'GPUs'}${s.model !== undefined ? ` whose model contains "${s.model}"` : ''}`
+}
+
 /** What a command needs of the member that runs it. */
 export interface ResourceRequest {
   /** Cores (counted, not pinned); 0 is allowed and counts against nothing. */

@@ -96,11 +96,13 @@ export function within (p: string, dir: string): boolean {
  */
 export function hostPath (sb: Sandbox, asked: string): string | undefined {
   const guest = path.resolve(asked)
-  const mounts = [sb.workspace, sb.taskHome, sb.commands, { host: sb.tmp, guest: '/tmp' }]
+  // Read-only directories and shares are bound over the private /tmp too (a test's share lives there).
+  const same = [...sb.readOnly, ...sb.shares.map((s) => s.path)].map((d) => ({ host: d, guest: d }))
+  const mounts = [sb.workspace, sb.taskHome, sb.commands, { host: sb.tmp, guest: '/tmp' }, ...same]
   // The deepest mount wins: the workspace may sit under /tmp.
   let best: SandboxMount | undefined
   for (const m of mounts) if (within(guest, m.guest) && (best === undefined || m.guest.length > best.guest.length)) best = m
-  if (best !== undefined) return path.join(best.host, path.relative(best.guest, guest))
+  if (best !== undefined && !(same.includes(best) && sb.hidden.some((h) => within(guest, h)))) return path.join(best.host, path.relative(best.guest, guest))
   if (sb.hidden.some((h) => within(guest, h))) return undefined
   if ([...sb.system, ...sb.readOnly, ...sb.shares.map((s) => s.path)].some((d) => within(guest, d))) return guest
   const link = sb.links.find((l) => within(guest, l.path))

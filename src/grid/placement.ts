@@ -143,6 +143,13 @@ function impossible (view: PeerView[], req: ResourceRequest): VgridError {
   const eligible = present.filter((p) => matchesPolicy(p, req))
   const policy = describePolicy(req)
   const big = largest(eligible.length > 0 ? eligible : present)
+  const pools = [...new Set(present.flatMap((p) => p.offer.pools ?? []))].sort()
+  if (big !== undefined && req.pool !== undefined && !pools.includes(req.pool)) {
+    // Most likely a misspelt pool, or a shape misspelt into a pool name (`-P gpu--2`): name the ones there are.
+    return new VgridError('ERR_IMPOSSIBLE_REQUEST',
+      `no member of the grid is in pool "${req.pool}": ${pools.length === 0 ? 'no member is in any pool' : `the grid's pools are ${pools.join(', ')}`}`,
+      `-P reads cpu-N, gpu-N, gpu-MODEL and gpu-MODEL-N as shapes, any other name as a pool (vgrid agent --pool NAME)`)
+  }
   let what: string
   if (big === undefined) what = 'the grid has no members'
   else if (eligible.length === 0) what = `no member is ${policy.join(' and ')}; the largest member, ${big.resources.host}, lends ${describeOffer(big)}`

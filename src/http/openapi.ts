@@ -210,7 +210,7 @@ const schemas = {
       gpuModel: str,
       gpuMem: { oneOf: [str, { type: 'number', minimum: 0 }], description: '40G, or bytes' },
       mem: { oneOf: [str, { type: 'number', minimum: 0 }], description: '16G, or bytes' },
-      pool: { ...oneOrMore, description: '-P: a pool, or a shape (cpu-8, gpu-a100-2)' },
+      pool: { ...oneOrMore, description: '-P: a shape when exactly cpu-N, gpu-N, gpu-MODEL or gpu-MODEL-N (cpu-8, gpu-a100, gpu-a100-2), else a pool' },
       labels: { ...strMap, description: '--label KEY=VAL: members labelled so' },
       on: { type: 'string', description: '--on: a peer id, a unique prefix, or a host name' },
       env: { ...strMap, description: '-e KEY=VAL' },

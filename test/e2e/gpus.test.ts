@@ -115,7 +115,7 @@ describe('GPUs handed out by vrun', () => {
     expect((await where(one, ['--label', 'room=b12'])).box).toBe('two')
     const nopool = await one.vrun(['--no-sync', '-P', 'nosuchpool', 'true'])
     expect(nopool.code).toBe(255)
-    expect(nopool.stderr).toContain('no member is in pool "nosuchpool"')
+    expect(nopool.stderr).toContain('no member of the grid is in pool "nosuchpool": the grid\'s pools are render')
     const gpuInPool = await one.vrun(['--no-sync', '-P', 'render', '-P', 'gpu-1', 'true'])
     expect(gpuInPool.code).toBe(255)
     expect(gpuInPool.stderr).toContain('the largest member in pool "render"')

@@ -125,6 +125,7 @@ const HOW: Record<string, How> = {
   // 2 cores here
   'vrun --cpus 4 make -j4': { sub: [['--cpus 4', '--cpus 2']], check: ok(/built/) },
   'vrun --gpus 1 --gpu-model a100 ./train.sh': { check: ok(/^train on [01]\n$/) },
+  'vrun -P gpu-a100 ./train.sh': { check: ok(/^train on [01]\n$/) },
   'vrun -P gpu-a100-2 ./train.sh': { check: ok(/^train on (0,1|1,0)\n$/) },
   'vrun --gpus 2 --gpu-mem 40G --mem 64G ./train.sh': { sub: [SHRUNK_MEM], check: ok(/^train on (0,1|1,0)\n$/) },
   'vrun -P lab make': { check: ok(/built/) },

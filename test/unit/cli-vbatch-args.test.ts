@@ -50,7 +50,9 @@ describe('vbatch arguments', () => {
       labels: { room: 'b12', os: 'linux' }
     })
     expect(batch(['-N', '40', '-P', 'cpu-4', './shard.sh'])).toMatchObject({ shards: 40, spec: { cpus: 4, gpus: 0 } })
-    expect(usageError(['-P', 'gpu-x', 'ls']).message).toContain('-P gpu-x: not a resource shape')
+    // the seeds' own lines: a shape of one GPU by model, and the README's pool
+    expect(batch(['--name', 'training', '-P', 'gpu-a100', 'python', 'train.py']).spec).toMatchObject({ argv: ['python', 'train.py'], cpus: 1, gpus: 1, gpuModel: 'a100' })
+    expect(batch(['-P', 'cpu-boxes', 'ls']).spec).toMatchObject({ pool: 'cpu-boxes', cpus: 1, gpus: 0 })
     expect(usageError(['-P', 'Lab', 'ls']).hint).toBe('pool names are lowercase: -P lab')
     expect(usageError(['--gpu-mem', '8G', 'ls']).message).toContain('was asked for without GPUs')
     expect(usageError(['--mem', '16 gigs', 'ls']).message).toContain('--mem "16 gigs" is not valid')

@@ -1,5 +1,6 @@
 import { describe, it, expect } from 'vitest'
 import { parseVrunArgs, parseShape, splitVrunArgv } from '../../src/cli/vrun-args.js'
+import { isShapeName } from '../../src/common/resources.js'
 import { UsageError } from '../../src/cli/usage-error.js'
 
 const run = (argv: string[], env: NodeJS.ProcessEnv = {}) => {
@@ -85,43 +86,65 @@ describe('vrun -e', () => {
 })
 
 describe('vrun -P shapes', () => {
+  // The seeds' own spellings (Velda's docs) first.
   it.each([
+    ['cpu-16', { cpus: 16, gpus: 0 }],
     ['cpu-8', { cpus: 8, gpus: 0 }],
     ['gpu-1', { cpus: 1, gpus: 1 }],
+    ['gpu-8', { cpus: 1, gpus: 8 }],
+    ['gpu-a100', { cpus: 1, gpus: 1, gpuModel: 'a100' }],
+    ['gpu-a100-8', { cpus: 1, gpus: 8, gpuModel: 'a100' }],
     ['gpu-a100-2', { cpus: 1, gpus: 2, gpuModel: 'a100' }],
+    ['gpu-a100-sxm4', { cpus: 1, gpus: 1, gpuModel: 'a100-sxm4' }],
+    ['gpu-a100-sxm4-4', { cpus: 1, gpus: 4, gpuModel: 'a100-sxm4' }],
     ['gpu-rtx-4090-1', { cpus: 1, gpus: 1, gpuModel: 'rtx-4090' }],
-    ['GPU-H100-8', { cpus: 1, gpus: 8, gpuModel: 'H100' }]
+    ['gpu-l40s', { cpus: 1, gpus: 1, gpuModel: 'l40s' }],
+    ['GPU-H100-8', { cpus: 1, gpus: 8, gpuModel: 'H100' }],
+    ['Cpu-4', { cpus: 4, gpus: 0 }]
   ])('%s', (shape, want) => {
+    expect(isShapeName(shape)).toBe(true)
     expect(parseShape(shape)).toEqual(want)
+    expect(run(['-P', shape, 'x']).spec).toEqual({ argv: ['x'], env: {}, ...want })
   })
 
   it('lets explicit flags win over the shape', () => {
     expect(run(['-P', 'gpu-a100-2', '--cpus', '8', 'x']).spec).toMatchObject({ cpus: 8, gpus: 2, gpuModel: 'a100' })
     expect(run(['--cpus', '8', '-P', 'gpu-2', 'x']).spec).toMatchObject({ cpus: 8, gpus: 2 })
     expect(run(['-Pgpu-2', '--gpu-model', 'h100', 'x']).spec).toMatchObject({ gpus: 2, gpuModel: 'h100' })
-  })
-
-  it.each(['gpu', 'cpu-', 'cpu-x-2', 'gpu-a100', 'gpu--2', 'CPU-a-1'])('refuses %s: it looks like a shape, so it is never a pool', (shape) => {
-    const err = usageError(['-P', shape, 'x'])
-    expect(err.message).toContain(`-P ${shape}: not a resource shape (cpu-N, gpu-N or gpu-MODEL-N`)
-    expect(err.hint).toContain('never as a pool')
+    expect(run(['-P', 'gpu-a100', '--gpus', '3', 'x']).spec).toMatchObject({ gpus: 3, gpuModel: 'a100' })
   })
 
   it('refuses a zero or huge count', () => {
     expect(usageError(['-P', 'gpu-0', 'x']).message).toContain('out of range')
+    expect(usageError(['-P', 'cpu-0', 'x']).message).toContain('out of range')
+    expect(usageError(['-P', 'gpu-a100-0', 'x']).message).toContain('out of range')
     expect(usageError(['-P', 'cpu-99999999', 'x']).message).toContain('out of range')
+  })
+
+  it('reads a final -DIGITS as the count, and says so when that was meant as the model', () => {
+    const err = usageError(['-P', 'gpu-rtx-4090', 'x'])
+    expect(err.message).toBe('-P gpu-rtx-4090: count 4090 is out of range (1 to 64)')
+    expect(err.hint).toContain('the number after the last hyphen is the count')
+    expect(err.hint).toContain('-P gpu-rtx-4090-1')
   })
 })
 
 describe('vrun -P pools', () => {
-  it('reads any other name as a pool', () => {
+  it('reads any name that is not exactly a shape as a pool', () => {
     expect(run(['-P', 'lab', 'x']).spec).toEqual({ argv: ['x'], env: {}, cpus: 1, gpus: 0, pool: 'lab' })
+    // the README's own pool
+    expect(run(['-P', 'cpu-boxes', 'x']).spec).toEqual({ argv: ['x'], env: {}, cpus: 1, gpus: 0, pool: 'cpu-boxes' })
     expect(run(['-P', 'tpu-4', 'x']).spec.pool).toBe('tpu-4')
     expect(run(['-Pgpus.b2', 'x']).spec.pool).toBe('gpus.b2')
+    for (const name of ['gpu', 'cpu', 'gpus', 'cpus-8', 'cpu-', 'cpu-x-2', 'cpu-8-fast', 'gpu--2', 'gpu-a100-', 'gpu-1a', 'gpu-.x', 'a100-gpu', '8-gpu']) {
+      expect(isShapeName(name), name).toBe(false)
+      expect(run(['-P', name, 'x']).spec, name).toEqual({ argv: ['x'], env: {}, cpus: 1, gpus: 0, pool: name })
+    }
   })
 
   it('takes a pool and a shape together, the last of each kind counting', () => {
     expect(run(['-P', 'lab', '-P', 'gpu-a100-2', 'x']).spec).toMatchObject({ pool: 'lab', cpus: 1, gpus: 2, gpuModel: 'a100' })
+    expect(run(['-P', 'cpu-boxes', '-P', 'cpu-2', 'x']).spec).toMatchObject({ pool: 'cpu-boxes', cpus: 2, gpus: 0 })
     expect(run(['-P', 'cpu-4', '-P', 'a', '-P', 'b', '-P', 'gpu-1', 'x']).spec).toMatchObject({ pool: 'b', cpus: 1, gpus: 1 })
     expect(run(['-P', 'lab', '--cpus', '3', 'x']).spec).toMatchObject({ pool: 'lab', cpus: 3, gpus: 0 })
   })
@@ -130,7 +153,9 @@ describe('vrun -P pools', () => {
     const upper = usageError(['-P', 'Lab', 'x'])
     expect(upper.message).toBe('-P Lab: not a pool name or a resource shape')
     expect(upper.hint).toBe('pool names are lowercase: -P lab')
+    expect(usageError(['-P', 'CPU-a-1', 'x']).hint).toBe('pool names are lowercase: -P cpu-a-1')
     expect(usageError(['-P', 'a b', 'x']).hint).toContain('a pool name is 1–63 of a-z 0-9')
+    expect(usageError(['-P', 'a b', 'x']).hint).toContain('a shape is cpu-N, gpu-N, gpu-MODEL or gpu-MODEL-N')
     expect(usageError(['-P', '', 'x']).message).toContain('not a pool name')
     expect(usageError(['-P', `p${'x'.repeat(63)}`, 'x']).message).toContain('not a pool name')
   })

@@ -116,8 +116,10 @@ describe('flags', () => {
     [{ pool: '-lab' }, /--pool/],
     [{ pool: 'a'.repeat(64) }, /--pool/],
     [{ pool: 'a b' }, /--pool/],
-    [{ pool: 'gpu-2' }, /--pool: "gpu-2".*shapes/],
-    [{ pool: 'cpu' }, /--pool.*shapes/],
+    [{ pool: 'gpu-2' }, /--pool: "gpu-2" is not valid: it is a resource shape \(-P gpu-2 asks for 2 GPUs\)/],
+    [{ pool: 'gpu-a100' }, /--pool: "gpu-a100" is not valid: it is a resource shape \(-P gpu-a100 asks for 1 GPU whose model contains "a100"\); a pool may be named anything that is not exactly cpu-N, gpu-N, gpu-MODEL or gpu-MODEL-N/],
+    [{ pool: 'lab,gpu-a100-8' }, /--pool: "gpu-a100-8".*8 GPUs whose model contains "a100"/],
+    [{ pool: 'cpu-16' }, /--pool: "cpu-16".*16 cores/],
     [{ label: 'novalue' }, /--label: "novalue".*key=value/],
     [{ label: '=v' }, /--label.*label key/],
     [{ label: 'sp ace=v' }, /--label.*label key/],
@@ -137,6 +139,16 @@ describe('flags', () => {
 
   it('tells a pool with capitals to use lowercase', () => {
     expect(badArg(() => validatePoolName('Lab')).hint).toMatch(/lowercase/)
+  })
+
+  it('takes any pool name that is not exactly a shape, the README\'s cpu-boxes among them', () => {
+    for (const name of ['cpu-boxes', 'cpu', 'gpu', 'gpus', 'gpus-a100', 'cpu-8-fast', 'a100-gpu', 'tpu-4']) expect(validatePoolName(name)).toBe(name)
+    expect(resolveAgentConfig({ gpus: 'none', pool: 'cpu-boxes', label: 'room=b12' }, env).share).toMatchObject({ gpus: 'none', pools: ['cpu-boxes'], labels: { room: 'b12' } })
+  })
+
+  it('suggests a name that is not a shape', () => {
+    expect(badArg(() => validatePoolName('gpu-a100')).hint).toBe('name the pool otherwise, e.g. gpus-a100')
+    expect(validatePoolName('gpus-a100')).toBe('gpus-a100')
   })
 })
 

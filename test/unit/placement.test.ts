@@ -169,14 +169,24 @@ describe('fit: memory, GPU memory, pools and labels', () => {
       .toThrow(/needs 64 cores, labelled room=b12, os=linux: the largest member labelled room=b12, os=linux, office, lends 8 cores/)
   })
 
-  it('says when no member is in the pool or has the labels at all', () => {
+  it('says when no member has the labels at all', () => {
     let err: any
-    try { candidates(lab, { cpus: 1, gpus: 0, pool: 'gpu-farm', labels: { rack: 'r1' } }) } catch (e) { err = e }
+    try { candidates(lab, { cpus: 1, gpus: 0, pool: 'ml', labels: { rack: 'r1' } }) } catch (e) { err = e }
     expect(err.code).toBe('ERR_IMPOSSIBLE_REQUEST')
-    expect(err.message).toBe('no member of the grid could ever run a command that needs 1 core, in pool "gpu-farm", labelled rack=r1: ' +
-      'no member is in pool "gpu-farm" and labelled rack=r1; the largest member, gpubox, lends 32 cores, 256 GiB of memory and 3 GPUs ' +
+    expect(err.message).toBe('no member of the grid could ever run a command that needs 1 core, in pool "ml", labelled rack=r1: ' +
+      'no member is in pool "ml" and labelled rack=r1; the largest member, gpubox, lends 32 cores, 256 GiB of memory and 3 GPUs ' +
       '(1× NVIDIA A100-SXM4-80GB with 80 GiB, 1× NVIDIA GeForce RTX 4090 with 24 GiB, 1× NVIDIA A100-SXM4-40GB with 40 GiB)')
     expect(err.hint).toContain('pools, labels')
+  })
+
+  it('names the pools the grid has when no member is in the pool asked for', () => {
+    let err: any
+    try { candidates(lab, { cpus: 1, gpus: 0, pool: 'cpu-box', labels: { rack: 'r1' } }) } catch (e) { err = e }
+    expect(err.code).toBe('ERR_IMPOSSIBLE_REQUEST')
+    expect(err.message).toBe('no member of the grid is in pool "cpu-box": the grid\'s pools are lab, ml')
+    expect(err.hint).toBe('-P reads cpu-N, gpu-N, gpu-MODEL and gpu-MODEL-N as shapes, any other name as a pool (vgrid agent --pool NAME)')
+    const office = lab.filter((p) => p.resources.host === 'office')
+    expect(() => candidates(office, { cpus: 1, gpus: 0, pool: 'lab' })).toThrow('no member of the grid is in pool "lab": no member is in any pool')
   })
 
   it('draws distinct members to claim on, in proportion to their free capacity', () => {
