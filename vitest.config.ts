@@ -2,8 +2,9 @@ import { configDefaults, defineConfig } from 'vitest/config'
 
 /**
  * Suites that stop, kill and restart agents, fill disks, start a 16-agent grid or 200
- * sub-tasks, or drive a headless Chromium: minutes each, or a browser to install. `npm test` leaves them out so that it stays a few minutes on a
- * 2-core machine; `npm run test:heavy` runs them, and `.ci/run` runs both.
+ * sub-tasks, run every example of the README and the seeds, or drive a headless Chromium:
+ * minutes each, or a browser to install. `npm test` leaves them out so that it stays a few
+ * minutes on a 2-core machine; `npm run test:heavy` runs them, and `.ci/run` runs both.
  */
 const HEAVY = [
   'test/e2e/faults.test.ts',
@@ -16,7 +17,8 @@ const HEAVY = [
   'test/e2e/no-growth.test.ts',
   'test/grid/scale.test.ts',
   'test/browser/dashboard.test.ts',
-  'test/e2e/readme.test.ts'
+  'test/e2e/readme.test.ts',
+  'test/e2e/examples.test.ts'
 ]
 
 export default defineConfig({
