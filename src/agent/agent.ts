@@ -66,18 +66,23 @@ export interface Agent {
   stop (): Promise<void>
 }
 
-interface GridChoice { swarmKey: Uint8Array, bootstrap: string[], joined: Agent['joined'] }
+interface GridChoice { swarmKey: Uint8Array, bootstrap: string[], joined: Agent['joined'], warning?: string }
 
 /** --join wins; then the key already here with --peer or remembered members; else a new grid. */
 async function chooseGrid (config: AgentConfig): Promise<GridChoice> {
   if (config.join !== undefined) {
     const token = decodeJoinToken(config.join)
     const existing = await loadSwarmKey(config.home)
-    if (existing !== undefined && Buffer.compare(Buffer.from(existing), Buffer.from(token.swarmKey)) !== 0) {
-      log.warn('this agent leaves its previous grid for the one of the join token')
-    }
+    const same = existing !== undefined && Buffer.compare(Buffer.from(existing), Buffer.from(token.swarmKey)) === 0
+    if (existing !== undefined && !same) log.warn('this agent leaves its previous grid for the one of the join token')
     await writeSwarmKey(config.home, token.swarmKey)
-    return { swarmKey: token.swarmKey, bootstrap: [...token.addrs, ...config.peers], joined: 'token' }
+    // The same token at every start (a service's --join-file): the members met since are
+    // dialled too, so the grid is found while the token's own member is away.
+    const known = same ? await loadKnownPeers(config.home) : []
+    const warning = token.legacy === true
+      ? 'the join token has no checksum (an older form): a typo in it cannot be detected; `vgrid join-token` on a member prints a new one'
+      : undefined
+    return { swarmKey: token.swarmKey, bootstrap: [...new Set([...token.addrs, ...config.peers, ...known])], joined: 'token', ...(warning !== undefined ? { warning } : {}) }
   }
   const existing = await loadSwarmKey(config.home)
   if (existing === undefined) {
@@ -212,6 +217,7 @@ async function startLocked (config: AgentConfig, homeLock: StoreLock): Promise<A
   const [choice, privateKey, resources, isolation] = await Promise.all([
     chooseGrid(config), loadOrCreateIdentity(config.home), detectResources(), detectIsolation(config.isolation, config.home)
   ])
+  if (choice.warning !== undefined) log.warn(choice.warning)
   if (isolation.kind === 'none') log.warn(`--isolation none: guests ${describeIsolation(isolation)}; they can read and change everything this user can`)
   if (isolation.kind === 'unavailable') log.warn(`${describeIsolation(isolation)}; ${isolation.hint}`)
   await clearGuestDirs(config.home)
@@ -221,6 +227,7 @@ async function startLocked (config: AgentConfig, homeLock: StoreLock): Promise<A
   // before it saved the members it saw still finds its grid at the next start.
   if (choice.joined !== 'rejoin' && choice.bootstrap.length > 0) await saveKnownPeers(config.home, choice.bootstrap).catch((err) => { log.warn('could not save the known peers', err) })
   const { offer, warnings } = computeOffer(config.share, resources)
+  if (choice.warning !== undefined) warnings.push(choice.warning)
   const ledger = new Ledger({ cpus: offer.cpus, memBytes: offer.memBytes, gpus: resources.gpus.filter((g) => offer.gpus.includes(g.index)), pools: offer.pools, labels: offer.labels })
   const gpuUse = new Map<number, GpuUse>()
   const guests = new GuestCommands((m) => { log.warn(m) })
