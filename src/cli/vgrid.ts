@@ -38,7 +38,9 @@ The commands talk to the agent of this machine over $VGRID_HOME/agent.sock
 (VGRID_HOME defaults to ~/.vgrid).`,
   agent: `Runs this machine's agent in the foreground (stop it with Ctrl-C). Started with no
 --join or --peer on a fresh home, it creates a new grid and prints the line to run on the
-other machines. What the machine lends (default: all of it) can also be set in
+other machines. The join token is the grid's secret: give it with --join-file FILE,
+VGRID_JOIN_TOKEN or --join - (stdin), not on the command line, which every user of the
+machine can read. An agent that reaches no member within 10 s says so (stderr, vgrid status). What the machine lends (default: all of it) can also be set in
 $VGRID_HOME/config (JSON) or VGRID_CPUS, VGRID_GPUS, VGRID_MEM, VGRID_POOL, VGRID_LABELS,
 VGRID_LISTEN, VGRID_MAX_TASKS, VGRID_NICE, VGRID_ONLY_WHEN_IDLE, VGRID_ACCEPT_FROM,
 VGRID_HTTP, VGRID_HTTP_CERT and VGRID_HTTP_KEY; flags win.
@@ -120,7 +122,8 @@ export function createVgridCli (): CAC {
   cli.usage('<command> [options]')
   cli.command('agent [action]', 'Run this machine\'s agent (the first one creates a grid); `agent set` changes its policy, `agent stop` stops it')
     .usage('agent [options]  |  agent set [policy options]  |  agent stop [--drain]')
-    .option('--join <TOKEN>', 'Join the grid of this token (printed by `vgrid status` on a member)')
+    .option('--join-file <FILE>', 'Join the grid of the token in FILE (printed by `vgrid join-token` on a member); or set VGRID_JOIN_TOKEN')
+    .option('--join <TOKEN>', 'Join the grid of this token; - reads it from stdin (on the command line, every user of the machine sees it)')
     .option('--peer <MULTIADDR>', 'Dial this member at start; needs the grid\'s swarm key in $VGRID_HOME (repeatable)')
     .option('--listen <MULTIADDR>', 'Listen on this address (repeatable; default /ip4/0.0.0.0/tcp/7321)')
     .option('--cpus <N>', 'Cores to lend (default: all)')
@@ -145,7 +148,8 @@ export function createVgridCli (): CAC {
     .option('--http-cert <FILE>', 'TLS certificate (PEM) of the HTTP server; needed with an address other than loopback')
     .option('--http-key <FILE>', 'The private key (PEM) of --http-cert')
     .example('  $ vgrid agent                                   # first machine: creates a grid')
-    .example('  $ vgrid agent --join TOKEN --gpus 0,1 --mem 64G  # another machine joins')
+    .example('  $ vgrid agent --join-file ~/grid.token --gpus 0,1  # another machine joins')
+    .example('  $ vgrid join-token | ssh lab-02 vgrid agent --join -')
     .example('  $ vgrid agent --only-when-idle --max-tasks 4     # a workstation lends when its owner is away')
     .example('  $ vgrid agent set --cpus 2 --nice 15             # change the running agent\'s policy')
     .example('  $ vgrid agent set --pause                        # lend nothing new; --resume to lend again')
@@ -162,7 +166,8 @@ export function createVgridCli (): CAC {
     .example('  $ vgrid ui')
     .example('  $ vgrid ui --url     # on a machine without a desktop')
   cli.command('join-token', 'Print the token that adds a machine to this grid')
-    .example('  $ ssh lab-02 npx vgrid agent --join "$(vgrid join-token)"')
+    .example('  $ vgrid join-token | ssh lab-02 vgrid agent --join -')
+    .example('  $ vgrid join-token > grid.token && chmod 600 grid.token')
   cli.command('task <action> [id]', 'Look at and control tasks: list, show, log, cancel, wait').usage('task list|show|log|cancel|wait [ID] [options]')
     .option('--all', 'list: every task, not only those of the last 24 h')
     .option('--json', 'list, show: print JSON for scripts')
@@ -299,7 +304,7 @@ function taskInvocation (argv: readonly string[], options: Record<string, unknow
 }
 
 /** The agent's options that take a value, as typed (cac's names). */
-const AGENT_VALUE_OPTIONS = ['join', 'peer', 'listen', 'cpus', 'gpus', 'mem', 'cacheSize', 'keepResults', 'pool', 'label', 'maxTasks', 'nice', 'acceptFrom', 'isolation', 'guestNet', 'guestUser', 'guestShare', 'http', 'httpCert', 'httpKey']
+const AGENT_VALUE_OPTIONS = ['join', 'joinFile', 'peer', 'listen', 'cpus', 'gpus', 'mem', 'cacheSize', 'keepResults', 'pool', 'label', 'maxTasks', 'nice', 'acceptFrom', 'isolation', 'guestNet', 'guestUser', 'guestShare', 'http', 'httpCert', 'httpKey']
 
 const kebab = (name: string): string => name.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)
 
@@ -390,6 +395,7 @@ function agentFlags (o: Record<string, unknown>): AgentFlags {
   const flags: AgentFlags = {}
   const set = <K extends keyof AgentFlags>(k: K, v: AgentFlags[K] | undefined): void => { if (v !== undefined) flags[k] = v }
   set('join', one(o.join))
+  set('joinFile', one(o.joinFile))
   set('peer', many(o.peer))
   set('listen', many(o.listen))
   set('cpus', one(o.cpus))
@@ -424,7 +430,13 @@ function agentFlags (o: Record<string, unknown>): AgentFlags {
 export async function agentConfig (flags: AgentFlags, env: NodeJS.ProcessEnv = process.env): Promise<AgentConfig> {
   const [{ resolveAgentConfig }, { VgridError }] = await Promise.all([import('../agent/config.js'), import('../common/errors.js')])
   try {
-    return resolveAgentConfig(flags, env)
+    const config = resolveAgentConfig(flags, env)
+    // A token with a typo is refused here, in milliseconds, not after the agent started.
+    if (config.join !== undefined) {
+      const { decodeJoinToken } = await import('../grid/join-token.js')
+      decodeJoinToken(config.join)
+    }
+    return config
   } catch (err) {
     if (err instanceof VgridError && (err.code === 'ERR_BAD_ARGUMENT' || err.code === 'ERR_BAD_TOKEN')) throw usage('agent', err.message, err.hint)
     throw err
@@ -473,9 +485,14 @@ export async function run (inv: VgridInvocation): Promise<number> {
       process.stdout.write(inv.text)
       return 0
     case 'agent': {
-      const config = await agentConfig(inv.flags)
+      const { readJoinFromStdin } = await import('./agent-join.js')
+      const flags = await readJoinFromStdin(inv.flags, process.stdin, (s) => { process.stderr.write(s) })
+      const config = await agentConfig(flags)
+      // Read: no command the agent starts inherits the grid's secret.
+      delete process.env.VGRID_JOIN_TOKEN
       const [{ runAgent }, { resolveAgentConfig }] = await Promise.all([import('../agent/main.js'), import('../agent/config.js')])
-      return await runAgent(config, () => resolveAgentConfig(inv.flags, process.env))
+      // A reload (SIGHUP) reads the policy again, and keeps the token read at start.
+      return await runAgent(config, () => resolveAgentConfig(config.join !== undefined ? { ...flags, join: config.join, joinFile: undefined } : flags, process.env))
     }
     case 'agent-stop': {
       const { runAgentStop } = await import('./vgrid-agent-stop.js')
