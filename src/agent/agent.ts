@@ -26,6 +26,7 @@ import { signalGroup } from '../exec/process-group.js'
 import { StoreLock } from '../fs-sync/store-lock.js'
 import { Placer, Run, serveExecProtocol, linkCommands, newTaskId, type RunContext } from './run/index.js'
 import { loadKnownPeers, saveKnownPeers } from './known-peers.js'
+import { ReachWatch } from './reach-watch.js'
 import { WorkspaceSync } from './workspace-sync.js'
 import { EXEC_PROTOCOL, FIFO_DIR, KNOWN_PEERS_FILE, KNOWN_PEERS_SAVE_INTERVAL_MS, SHUTDOWN_KILL_GRACE_MS } from './constants.js'
 import type { TaskRecord } from './tasks/types.js'
@@ -96,6 +97,25 @@ async function chooseGrid (config: AgentConfig): Promise<GridChoice> {
   }
   if (config.peers.length > 0) return { swarmKey: existing, bootstrap: config.peers, joined: 'peers' }
   return { swarmKey: existing, bootstrap: await loadKnownPeers(config.home), joined: 'rejoin' }
+}
+
+/**
+ * Watches whether an agent sent to its grid (a token, --peer) reaches it; not one that starts
+ * a grid or rejoins its own (its members may all be away, and nothing was mistyped).
+ */
+function watchReach (choice: GridChoice, grid: Grid): ReachWatch | undefined {
+  if (choice.joined !== 'token' && choice.joined !== 'peers') return undefined
+  // a token may name this very agent (a service given its own grid's token)
+  const addrs = choice.bootstrap.filter((a) => !a.endsWith(`/p2p/${grid.peerId}`))
+  if (addrs.length === 0) return undefined
+  return new ReachWatch({
+    addrs,
+    suspect: choice.joined === 'token' ? 'wrong join token' : `wrong swarm key in ${SWARM_KEY_FILE}`,
+    connected: () => grid.connectedPeers().length > 0,
+    onViewChange: (cb) => grid.onViewChange(cb),
+    warn: (msg) => { log.warn(msg) },
+    reached: (msg) => { log.warn(msg) }
+  })
 }
 
 /** Where a `run` request from the CLI goes: `--on` and the workspace, when given. */
@@ -261,6 +281,7 @@ async function startLocked (config: AgentConfig, homeLock: StoreLock): Promise<A
   }).catch((err) => { cpu.stop(); policy.stop(); throw err })
   publish = () => { grid.publishNow() }
   hostOf = (peer) => grid.view().find((p) => p.peer === peer)?.resources.host
+  const reach = watchReach(choice, grid)
 
   const shutdown = new AbortController()
   // Every running command listens to it: thousands may run at once.
@@ -321,7 +342,8 @@ async function startLocked (config: AgentConfig, homeLock: StoreLock): Promise<A
     peer: grid.peerId, host: resources.host, version: VERSION, home: config.home, addrs: grid.addrs(),
     gridSize: grid.view().length, connections: grid.connectedPeers().length, startedAt, joinToken: joinToken(),
     guests: guestsLine, memory: memoryLine, lending: policy.lending(), running: drainCount(),
-    ...(web !== undefined ? { http: web.url } : {})
+    ...(web !== undefined ? { http: web.url } : {}),
+    ...(reach?.warning !== undefined ? { unreachable: reach.warning } : {})
   })
 
   /**
@@ -500,6 +522,7 @@ async function startLocked (config: AgentConfig, homeLock: StoreLock): Promise<A
     },
     async stop () {
       clearInterval(saveTimer)
+      reach?.stop()
       await savePeers()
       shutdown.abort()
       cpu.stop()

@@ -220,6 +220,7 @@ export function renderStatus (s: AgentStatus, now = Date.now()): string {
   const addrs = s.addrs ?? []
   const up = Number.isFinite(s.startedAt) ? `${new Date(s.startedAt).toISOString()} (${formatDuration(now - s.startedAt)} ago)` : '?'
   const rows: Array<[string, string]> = [
+    ...(s.unreachable !== undefined ? [['warning', s.unreachable] as [string, string]] : []),
     ['peer id', s.peer],
     ['host', s.host],
     ['version', s.version],

@@ -308,14 +308,15 @@ const AGENT_VALUE_OPTIONS = ['join', 'joinFile', 'peer', 'listen', 'cpus', 'gpus
 
 const kebab = (name: string): string => name.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)
 
-/** `--opt -5` as `--opt=-5`, for the agent's value options. */
+/** `--opt -5` as `--opt=-5`, for the agent's value options; `--join -` as `--join=-`. */
 function joinDashValues (argv: readonly string[]): string[] {
   const out: string[] = []
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!
     if (a === '--') { out.push(...argv.slice(i)); break }
     const next = argv[i + 1]
-    if (next !== undefined && /^-\d/.test(next) && AGENT_VALUE_OPTIONS.some((o) => a === `--${kebab(o)}`)) {
+    // `--join -`: the dash is stdin, not an option
+    if (next !== undefined && (/^-\d/.test(next) || (next === '-' && a === '--join')) && AGENT_VALUE_OPTIONS.some((o) => a === `--${kebab(o)}`)) {
       out.push(`${a}=${next}`)
       i++
     } else {
