@@ -491,6 +491,9 @@ export async function run (inv: VgridInvocation): Promise<number> {
       const config = await agentConfig(flags)
       // Read: no command the agent starts inherits the grid's secret.
       delete process.env.VGRID_JOIN_TOKEN
+      // Before libp2p loads: an install without vgrid's fixes to it must not run.
+      const [{ assertPatchesApplied }, { PACKAGE_ROOT }, path] = await Promise.all([import('../agent/patches.js'), import('../common/version.js'), import('node:path')])
+      assertPatchesApplied({ patchesDir: path.join(PACKAGE_ROOT, 'patches'), from: PACKAGE_ROOT })
       const [{ runAgent }, { resolveAgentConfig }] = await Promise.all([import('../agent/main.js'), import('../agent/config.js')])
       // A reload (SIGHUP) reads the policy again, and keeps the token read at start.
       return await runAgent(config, () => resolveAgentConfig(config.join !== undefined ? { ...flags, join: config.join, joinFile: undefined } : flags, process.env))
