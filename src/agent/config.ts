@@ -585,6 +585,12 @@ function parseAddrs (v: unknown, src: string): string[] {
   return [...new Set(addrs)]
 }
 
+/** The join token of `flags` (--join, --join-file) or VGRID_JOIN_TOKEN; ERR_BAD_ARGUMENT naming the source that is wrong. */
+export function resolveJoinToken (flags: Pick<AgentFlags, 'join' | 'joinFile'>, env: NodeJS.ProcessEnv = process.env): string | undefined {
+  const v = env.VGRID_JOIN_TOKEN
+  return joinToken(flags, v === undefined || v === '' ? undefined : v)
+}
+
 /** --join, else --join-file, else VGRID_JOIN_TOKEN (never both flags: which would win is a guess). */
 function joinToken (flags: AgentFlags, fromEnv: string | undefined): string | undefined {
   if (flags.join !== undefined && flags.joinFile !== undefined) {

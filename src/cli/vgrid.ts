@@ -28,6 +28,8 @@ export type VgridInvocation =
   | { kind: 'join-token' }
   /** `vgrid ui [--url]`. */
   | { kind: 'ui', urlOnly: boolean }
+  /** `vgrid service install|uninstall`; the token is read and checked when it runs. */
+  | { kind: 'service', action: 'install' | 'uninstall', system: boolean, print: boolean, join?: string, joinFile?: string, guestUser?: string }
   | TaskInvocation
 
 const DESCRIPTIONS: Record<string, string> = {
@@ -88,6 +90,17 @@ within a minute. Where there is no desktop (no DISPLAY or WAYLAND_DISPLAY), or w
 prints the link instead: open it in a browser of this machine (or through ssh -L 7322:127.0.0.1:7322).`,
   'join-token': `Prints the token that adds a machine to this grid: run \`vgrid agent --join TOKEN\`
 there. The token holds the grid's secret key: give it only to machines you trust.`,
+  service: `Runs this machine's agent as a systemd service that restarts when it fails.
+  install     writes the unit and, where systemd answers, enables and starts it (else it
+              prints the systemctl commands to run). A user unit (default) goes to
+              ~/.config/systemd/user and runs with your user's systemd (at boot too after
+              \`loginctl enable-linger\`); --system writes /etc/systemd/system/vgrid.service
+              (as root), which starts at boot and runs the agent as root, its home
+              /var/lib/vgrid, its guests as --guest-user (default nobody), never root.
+              A join token (--join-file FILE, VGRID_JOIN_TOKEN or --join -) is checked and
+              kept in the agent's home, mode 0600; the unit names that file, never the token.
+  uninstall   stops and disables it, removes the unit and the kept token; the home stays.
+--print shows the unit (or what would be removed) and changes nothing.`,
   task: `Looks at the tasks that vbatch (and vrun) started, wherever they run:
   list              the tasks of the last 24 h, at most the newest 50 submissions (a fan-out
                     is one; --all: every task), sub-tasks indented under the task that
@@ -168,6 +181,16 @@ export function createVgridCli (): CAC {
   cli.command('join-token', 'Print the token that adds a machine to this grid')
     .example('  $ vgrid join-token | ssh lab-02 vgrid agent --join -')
     .example('  $ vgrid join-token > grid.token && chmod 600 grid.token')
+  cli.command('service <action>', 'Run the agent as a systemd service: install, uninstall').usage('service install|uninstall [--system] [--print] [--join-file FILE]')
+    .option('--system', 'A system unit: starts at boot, the agent as root, guests as --guest-user')
+    .option('--print', 'Print the unit (install) or what would be removed (uninstall); change nothing')
+    .option('--dry-run', 'The same as --print')
+    .option('--join-file <FILE>', 'install: the agent joins the grid of the token in FILE at each start (or VGRID_JOIN_TOKEN)')
+    .option('--join <TOKEN>', 'install: the same, the token given here; - reads it from stdin')
+    .option('--guest-user <NAME>', 'install --system: the user guests run as (default: nobody)')
+    .example('  $ vgrid service install --join-file grid.token')
+    .example('  $ vgrid join-token | ssh lab-02 sudo /opt/vgrid/bin/vgrid.js service install --system --join -')
+    .example('  $ vgrid service install --print')
   cli.command('task <action> [id]', 'Look at and control tasks: list, show, log, cancel, wait').usage('task list|show|log|cancel|wait [ID] [options]')
     .option('--all', 'list: every task, not only those of the last 24 h')
     .option('--json', 'list, show: print JSON for scripts')
@@ -205,6 +228,7 @@ export function parseVgridArgs (argv: readonly string[]): VgridInvocation {
   }
   checkOptions(cli, command, options)
   if (command.name === 'task') return taskInvocation(argv, options)
+  if (command.name === 'service') return serviceInvocation(command, args, options)
   if (command.name === 'agent') Object.assign(options, rawAgentValues(argv))
   if (command.name === 'agent' && args[0] === 'set') return agentSetInvocation(command, args.slice(1), options)
   if (command.name === 'agent' && args[0] === 'stop') return agentStopInvocation(command, args.slice(1), options)
@@ -218,6 +242,22 @@ export function parseVgridArgs (argv: readonly string[]): VgridInvocation {
     case 'ui': return { kind: 'ui', urlOnly: options.url === true }
     default: return { kind: 'join-token' }
   }
+}
+
+function serviceInvocation (command: Command, args: readonly unknown[], options: Record<string, unknown>): VgridInvocation {
+  const [action, ...rest] = [...args, ...(options['--'] as string[] ?? [])].map(String)
+  if (action !== 'install' && action !== 'uninstall') throw usage(command, `unknown service action ${action ?? ''}`.trim(), 'expected install or uninstall')
+  if (rest.length > 0) throw usage(command, `unexpected argument ${rest[0]!}`)
+  const last = (v: unknown): unknown => [v].flat().at(-1)
+  const text = (v: unknown): string | undefined => v === undefined ? undefined : String(last(v))
+  const inv: VgridInvocation = { kind: 'service', action, system: last(options.system) === true, print: last(options.print) === true || last(options.dryRun) === true }
+  for (const [k, v] of [['join', text(options.join)], ['joinFile', text(options.joinFile)], ['guestUser', text(options.guestUser)]] as const) {
+    if (v === undefined) continue
+    if (action === 'uninstall') throw usage(command, `option --${kebab(k)} applies to vgrid service install`)
+    inv[k] = v
+  }
+  if (inv.guestUser !== undefined && !inv.system) throw usage(command, '--guest-user applies to a system unit (--system)', 'a user unit runs guests in a sandbox as your own user')
+  return inv
 }
 
 /** After an error with no command to go on. */
@@ -242,6 +282,8 @@ const MEANT: Record<string, string> = {
   batch: 'vbatch CMD',
   join: 'vgrid agent --join TOKEN',
   start: 'vgrid agent',
+  install: 'vgrid service install',
+  systemd: 'vgrid service install',
   token: 'vgrid join-token',
   nodes: 'vgrid peers',
   members: 'vgrid peers',
@@ -506,6 +548,20 @@ export async function run (inv: VgridInvocation): Promise<number> {
       const patch = await agentSetPatch(inv.flags)
       const { runAgentSet } = await import('./vgrid-agent-set.js')
       return await runAgentSet(patch, process.env, process.stdout)
+    }
+    case 'service': {
+      const [{ readJoinFromStdin }, { resolveJoinToken }, { runService }, { VgridError }] = await Promise.all([
+        import('./agent-join.js'), import('../agent/config.js'), import('./vgrid-service.js'), import('../common/errors.js')])
+      let join: string | undefined
+      try {
+        const flags = await readJoinFromStdin({ ...(inv.join !== undefined ? { join: inv.join } : {}), ...(inv.joinFile !== undefined ? { joinFile: inv.joinFile } : {}) }, process.stdin, (s) => { process.stderr.write(s) })
+        join = inv.action === 'install' ? resolveJoinToken(flags, process.env) : undefined
+        if (join !== undefined) (await import('../grid/join-token.js')).decodeJoinToken(join)
+      } catch (err) {
+        if (err instanceof VgridError && (err.code === 'ERR_BAD_ARGUMENT' || err.code === 'ERR_BAD_TOKEN')) throw usage('service', err.message, err.hint)
+        throw err
+      }
+      return await runService({ kind: 'service', action: inv.action, system: inv.system, print: inv.print, ...(join !== undefined ? { join } : {}), ...(inv.guestUser !== undefined ? { guestUser: inv.guestUser } : {}) }, { env: process.env, stdout: process.stdout })
     }
     case 'ui': {
       const { runUi } = await import('./vgrid-ui.js')
