@@ -75,17 +75,16 @@ export function findUnappliedPatches ({ patchesDir, from }: PatchCheck): PatchPr
     if (pkg === undefined) continue
     const dir = findPackage(pkg.name, from)
     if (dir === undefined) { problems.push({ patch, why: `${pkg.name} is not installed` }); continue }
+    // Another version is no fault by itself: patch-package applies a patch that still fits
+    // (with a warning), and then its lines are there. It explains a patch that is not.
     let version: unknown
     try { version = (JSON.parse(readFileSync(path.join(dir, 'package.json'), 'utf8')) as { version?: unknown }).version } catch {}
-    if (version !== pkg.version) {
-      problems.push({ patch, why: `${dir} is version ${String(version)}, the patch is for ${pkg.version}` })
-      continue
-    }
+    const other = version === pkg.version ? '' : ` (version ${String(version)} is installed, the patch is for ${pkg.version})`
     for (const change of changes(readFileSync(path.join(patchesDir, patch), 'utf8'), pkg.name)) {
       const file = path.join(dir, change.file)
       let text: string
-      try { text = readFileSync(file, 'utf8') } catch { problems.push({ patch, why: `${file} is missing` }); break }
-      if (change.added.some((line) => !text.includes(line))) { problems.push({ patch, why: `${file} is not patched` }); break }
+      try { text = readFileSync(file, 'utf8') } catch { problems.push({ patch, why: `${file} is missing${other}` }); break }
+      if (change.added.some((line) => !text.includes(line))) { problems.push({ patch, why: `${file} is not patched${other}` }); break }
     }
   }
   return problems
