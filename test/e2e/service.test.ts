@@ -20,6 +20,10 @@ function verify (unitFile: string): string {
   if (!HAS_ANALYZE) return 'systemd-analyze is not installed here: structural checks only'
   // as a system unit: verifying a user unit needs a running user manager; the syntax is the same
   const r = spawnSync('systemd-analyze', ['verify', unitFile], { encoding: 'utf8' })
+  // a container without what systemd-analyze itself needs says so before reading any unit
+  if (r.status !== 0 && /Failed to (initialize manager|lookup RuntimeDirectory)/.test(r.stderr)) {
+    return `systemd-analyze cannot run here (${r.stderr.trim().split('\n')[0]!}): structural checks only`
+  }
   expect(r.status, r.stderr).toBe(0)
   expect(r.stderr.split('\n').filter((l) => l.includes(path.basename(unitFile)) || l.includes(unitFile))).toEqual([])
   return 'systemd-analyze verify passed'
