@@ -42,10 +42,11 @@ The commands talk to the agent of this machine over $VGRID_HOME/agent.sock
 --join or --peer on a fresh home, it creates a new grid and prints the line to run on the
 other machines. The join token is the grid's secret: give it with --join-file FILE,
 VGRID_JOIN_TOKEN or --join - (stdin), not on the command line, which every user of the
-machine can read. An agent that reaches no member within 10 s says so (stderr, vgrid status). What the machine lends (default: all of it) can also be set in
-$VGRID_HOME/config (JSON) or VGRID_CPUS, VGRID_GPUS, VGRID_MEM, VGRID_POOL, VGRID_LABELS,
-VGRID_LISTEN, VGRID_MAX_TASKS, VGRID_NICE, VGRID_ONLY_WHEN_IDLE, VGRID_ACCEPT_FROM,
-VGRID_HTTP, VGRID_HTTP_CERT and VGRID_HTTP_KEY; flags win.
+machine can read. An agent that reaches no member within 10 s says so (stderr, vgrid
+status). What the machine lends (default: all of it) can also be set in $VGRID_HOME/config
+(JSON) or VGRID_CPUS, VGRID_GPUS, VGRID_MEM, VGRID_POOL, VGRID_LABELS, VGRID_LISTEN,
+VGRID_MAX_TASKS, VGRID_NICE, VGRID_ONLY_WHEN_IDLE, VGRID_ACCEPT_FROM, VGRID_HTTP,
+VGRID_HTTP_CERT and VGRID_HTTP_KEY; flags win.
 
 The agent serves an HTTP API and a dashboard on --http (default 127.0.0.1:7322; when that
 port is taken, another agent of this machine has it, and this one goes on without; \`off\`:
@@ -88,8 +89,9 @@ and the line that adds another machine. --json prints {"status": {...}} for scri
   ui: `Opens this agent's dashboard in your browser, logged in through a link that works once,
 within a minute. Where there is no desktop (no DISPLAY or WAYLAND_DISPLAY), or with --url, it
 prints the link instead: open it in a browser of this machine (or through ssh -L 7322:127.0.0.1:7322).`,
-  'join-token': `Prints the token that adds a machine to this grid: run \`vgrid agent --join TOKEN\`
-there. The token holds the grid's secret key: give it only to machines you trust.`,
+  'join-token': `Prints the token that adds a machine to this grid: there, \`vgrid agent --join-file
+FILE\` (or VGRID_JOIN_TOKEN, or --join - with the token on stdin). The token holds the grid's
+secret key: give it only to machines you trust, never on a command line (\`ps\` shows those).`,
   service: `Runs this machine's agent as a systemd service that restarts when it fails.
   install     writes the unit and, where systemd answers, enables and starts it (else it
               prints the systemctl commands to run). A user unit (default) goes to
