@@ -6,6 +6,7 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import { spawn } from 'node:child_process'
+import { encode } from 'cborg'
 import { describe, it, expect, afterEach } from 'vitest'
 import { startAgent, stopAll, peersOf, waitFor, tempDir, runCli, collect, ROOT, type AgentProc } from '../helpers/procs.js'
 import { createSwarmKey, decodeJoinToken, encodeJoinToken } from '../../src/grid/index.js'
@@ -91,6 +92,17 @@ describe('joining with a token', () => {
       expect(fs.existsSync(path.join(home, 'swarm.key'))).toBe(false)
     }
   }, 60_000)
+
+  it('joins with a token of the form before the checksum (vgrid1.), warning that a typo in it cannot be detected', async () => {
+    const a = await startAgent()
+    const info = decodeJoinToken(a.token)
+    const raw = Buffer.from(new TextDecoder().decode(info.swarmKey).split('\n')[2]!, 'hex')
+    const old = 'vgrid1.' + Buffer.from(encode({ k: raw, a: info.addrs })).toString('base64url')
+    const b = await startAgent({ env: { VGRID_JOIN_TOKEN: old } })
+    await inViewOf(a, 2)
+    expect(b.output()).toContain('warning: the join token has no checksum (an older form)')
+    expect(b.output()).toContain('`vgrid join-token` on a member prints a new one')
+  }, 90_000)
 
   it('says so, on stderr and in vgrid status, when a token of another grid reaches no member', async () => {
     const a = await startAgent()
