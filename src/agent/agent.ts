@@ -26,6 +26,7 @@ import { signalGroup } from '../exec/process-group.js'
 import { StoreLock } from '../fs-sync/store-lock.js'
 import { Placer, Run, serveExecProtocol, linkCommands, newTaskId, type RunContext } from './run/index.js'
 import { loadKnownPeers, saveKnownPeers } from './known-peers.js'
+import { ReachWatch } from './reach-watch.js'
 import { WorkspaceSync } from './workspace-sync.js'
 import { EXEC_PROTOCOL, FIFO_DIR, KNOWN_PEERS_FILE, KNOWN_PEERS_SAVE_INTERVAL_MS, SHUTDOWN_KILL_GRACE_MS } from './constants.js'
 import type { TaskRecord } from './tasks/types.js'
@@ -66,18 +67,23 @@ export interface Agent {
   stop (): Promise<void>
 }
 
-interface GridChoice { swarmKey: Uint8Array, bootstrap: string[], joined: Agent['joined'] }
+interface GridChoice { swarmKey: Uint8Array, bootstrap: string[], joined: Agent['joined'], warning?: string }
 
 /** --join wins; then the key already here with --peer or remembered members; else a new grid. */
 async function chooseGrid (config: AgentConfig): Promise<GridChoice> {
   if (config.join !== undefined) {
     const token = decodeJoinToken(config.join)
     const existing = await loadSwarmKey(config.home)
-    if (existing !== undefined && Buffer.compare(Buffer.from(existing), Buffer.from(token.swarmKey)) !== 0) {
-      log.warn('this agent leaves its previous grid for the one of the join token')
-    }
+    const same = existing !== undefined && Buffer.compare(Buffer.from(existing), Buffer.from(token.swarmKey)) === 0
+    if (existing !== undefined && !same) log.warn('this agent leaves its previous grid for the one of the join token')
     await writeSwarmKey(config.home, token.swarmKey)
-    return { swarmKey: token.swarmKey, bootstrap: [...token.addrs, ...config.peers], joined: 'token' }
+    // The same token at every start (a service's --join-file): the members met since are
+    // dialled too, so the grid is found while the token's own member is away.
+    const known = same ? await loadKnownPeers(config.home) : []
+    const warning = token.legacy === true
+      ? 'the join token has no checksum (an older form): a typo in it cannot be detected; `vgrid join-token` on a member prints a new one'
+      : undefined
+    return { swarmKey: token.swarmKey, bootstrap: [...new Set([...token.addrs, ...config.peers, ...known])], joined: 'token', ...(warning !== undefined ? { warning } : {}) }
   }
   const existing = await loadSwarmKey(config.home)
   if (existing === undefined) {
@@ -91,6 +97,25 @@ async function chooseGrid (config: AgentConfig): Promise<GridChoice> {
   }
   if (config.peers.length > 0) return { swarmKey: existing, bootstrap: config.peers, joined: 'peers' }
   return { swarmKey: existing, bootstrap: await loadKnownPeers(config.home), joined: 'rejoin' }
+}
+
+/**
+ * Watches whether an agent sent to its grid (a token, --peer) reaches it; not one that starts
+ * a grid or rejoins its own (its members may all be away, and nothing was mistyped).
+ */
+function watchReach (choice: GridChoice, grid: Grid): ReachWatch | undefined {
+  if (choice.joined !== 'token' && choice.joined !== 'peers') return undefined
+  // a token may name this very agent (a service given its own grid's token)
+  const addrs = choice.bootstrap.filter((a) => !a.endsWith(`/p2p/${grid.peerId}`))
+  if (addrs.length === 0) return undefined
+  return new ReachWatch({
+    addrs,
+    suspect: choice.joined === 'token' ? 'wrong join token' : `wrong swarm key in ${SWARM_KEY_FILE}`,
+    connected: () => grid.connectedPeers().length > 0,
+    onViewChange: (cb) => grid.onViewChange(cb),
+    warn: (msg) => { log.warn(msg) },
+    reached: (msg) => { log.warn(msg) }
+  })
 }
 
 /** Where a `run` request from the CLI goes: `--on` and the workspace, when given. */
@@ -212,6 +237,7 @@ async function startLocked (config: AgentConfig, homeLock: StoreLock): Promise<A
   const [choice, privateKey, resources, isolation] = await Promise.all([
     chooseGrid(config), loadOrCreateIdentity(config.home), detectResources(), detectIsolation(config.isolation, config.home)
   ])
+  if (choice.warning !== undefined) log.warn(choice.warning)
   if (isolation.kind === 'none') log.warn(`--isolation none: guests ${describeIsolation(isolation)}; they can read and change everything this user can`)
   if (isolation.kind === 'unavailable') log.warn(`${describeIsolation(isolation)}; ${isolation.hint}`)
   await clearGuestDirs(config.home)
@@ -221,6 +247,7 @@ async function startLocked (config: AgentConfig, homeLock: StoreLock): Promise<A
   // before it saved the members it saw still finds its grid at the next start.
   if (choice.joined !== 'rejoin' && choice.bootstrap.length > 0) await saveKnownPeers(config.home, choice.bootstrap).catch((err) => { log.warn('could not save the known peers', err) })
   const { offer, warnings } = computeOffer(config.share, resources)
+  if (choice.warning !== undefined) warnings.push(choice.warning)
   const ledger = new Ledger({ cpus: offer.cpus, memBytes: offer.memBytes, gpus: resources.gpus.filter((g) => offer.gpus.includes(g.index)), pools: offer.pools, labels: offer.labels })
   const gpuUse = new Map<number, GpuUse>()
   const guests = new GuestCommands((m) => { log.warn(m) })
@@ -254,6 +281,7 @@ async function startLocked (config: AgentConfig, homeLock: StoreLock): Promise<A
   }).catch((err) => { cpu.stop(); policy.stop(); throw err })
   publish = () => { grid.publishNow() }
   hostOf = (peer) => grid.view().find((p) => p.peer === peer)?.resources.host
+  const reach = watchReach(choice, grid)
 
   const shutdown = new AbortController()
   // Every running command listens to it: thousands may run at once.
@@ -314,7 +342,8 @@ async function startLocked (config: AgentConfig, homeLock: StoreLock): Promise<A
     peer: grid.peerId, host: resources.host, version: VERSION, home: config.home, addrs: grid.addrs(),
     gridSize: grid.view().length, connections: grid.connectedPeers().length, startedAt, joinToken: joinToken(),
     guests: guestsLine, memory: memoryLine, lending: policy.lending(), running: drainCount(),
-    ...(web !== undefined ? { http: web.url } : {})
+    ...(web !== undefined ? { http: web.url } : {}),
+    ...(reach?.warning !== undefined ? { unreachable: reach.warning } : {})
   })
 
   /**
@@ -493,6 +522,7 @@ async function startLocked (config: AgentConfig, homeLock: StoreLock): Promise<A
     },
     async stop () {
       clearInterval(saveTimer)
+      reach?.stop()
       await savePeers()
       shutdown.abort()
       cpu.stop()

@@ -53,7 +53,10 @@ export const MAX_NICE = 19
 export const MAX_MAX_TASKS = 100_000
 
 export interface AgentFlags {
+  /** The token itself, or `-`: read from stdin (the CLI reads it and puts the token here). */
   join?: string
+  /** A file holding the token: kept off the command line, which every user of the machine sees. */
+  joinFile?: string
   peer?: string | string[]
   listen?: string | string[]
   cpus?: string | number
@@ -219,7 +222,8 @@ export function resolveAgentConfig (flags: AgentFlags, env: NodeJS.ProcessEnv = 
   if (acceptFrom !== undefined && acceptFrom !== 'all') config.policy.acceptFrom = acceptFrom
   // Only `vgrid agent set` pauses: no flag or variable at start, so a restart cannot undo it by accident.
   if (file.paused !== undefined && parseBool(file.paused, file.where('paused'))) config.policy.paused = true
-  if (flags.join !== undefined) config.join = parseJoin(flags.join)
+  const token = joinToken(flags, e('VGRID_JOIN_TOKEN'))
+  if (token !== undefined) config.join = token
   if (cacheBytes !== undefined) config.cacheBytes = cacheBytes
   const keepResultsMs = pick(
     [flags.keepResults, '--keep-results'], [e('VGRID_KEEP_RESULTS'), 'VGRID_KEEP_RESULTS'], [file.keepResults, file.where('keepResults')],
@@ -582,9 +586,44 @@ function parseAddrs (v: unknown, src: string): string[] {
   return [...new Set(addrs)]
 }
 
-function parseJoin (v: unknown): string {
+/** The join token of `flags` (--join, --join-file) or VGRID_JOIN_TOKEN; ERR_BAD_ARGUMENT naming the source that is wrong. */
+export function resolveJoinToken (flags: Pick<AgentFlags, 'join' | 'joinFile'>, env: NodeJS.ProcessEnv = process.env): string | undefined {
+  const v = env.VGRID_JOIN_TOKEN
+  return joinToken(flags, v === undefined || v === '' ? undefined : v)
+}
+
+/** --join, else --join-file, else VGRID_JOIN_TOKEN (never both flags: which would win is a guess). */
+function joinToken (flags: AgentFlags, fromEnv: string | undefined): string | undefined {
+  if (flags.join !== undefined && flags.joinFile !== undefined) {
+    throw new VgridError('ERR_BAD_ARGUMENT', '--join and --join-file both give a join token', 'give one of them')
+  }
+  if (flags.join === '-') {
+    throw arg('--join', '-', 'the token on stdin is read by the vgrid command', 'run `vgrid agent --join -` with the token on its standard input')
+  }
+  if (flags.join !== undefined) return parseJoin(flags.join, '--join')
+  if (flags.joinFile !== undefined) return parseJoin(readJoinFile(flags.joinFile), `--join-file ${flags.joinFile}`)
+  if (fromEnv !== undefined) return parseJoin(fromEnv, 'VGRID_JOIN_TOKEN')
+  return undefined
+}
+
+function readJoinFile (file: unknown): string {
+  if (typeof file !== 'string' || file === '') throw arg('--join-file', file, 'expected the path of a file holding the join token')
+  try {
+    const text = readFileSync(file)
+    if (text.byteLength > MAX_JOIN_TOKEN_LENGTH) throw arg('--join-file', file, `longer than ${MAX_JOIN_TOKEN_LENGTH} bytes: not a join token`)
+    return text.toString('utf8')
+  } catch (err) {
+    if (err instanceof VgridError) throw err
+    throw arg('--join-file', file, `cannot read it (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`,
+      'put the token printed by `vgrid join-token` on a member in a file only you can read (chmod 600)')
+  }
+}
+
+function parseJoin (v: unknown, src: string): string {
   if (typeof v !== 'string' || v.trim() === '' || v.trim().length > MAX_JOIN_TOKEN_LENGTH || /\s/.test(v.trim())) {
-    throw arg('--join', v, 'expected the join token printed by the first agent of the grid (`vgrid status` shows it)')
+    // never the value itself: it is the grid's secret, or a file's contents
+    throw new VgridError('ERR_BAD_ARGUMENT', `${src}: not a join token: expected one word, the token printed by \`vgrid join-token\` on a member of the grid`,
+      typeof v === 'string' && v.trim() === '' ? 'it is empty' : undefined)
   }
   return v.trim()
 }

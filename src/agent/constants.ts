@@ -22,3 +22,6 @@ export const KNOWN_PEERS_FILE = 'peers.json'
 /** Under the home: the FIFOs that become the stdio pipes of commands run here (exec/fifos.ts). */
 export const FIFO_DIR = 'fifos'
 export const MAX_KNOWN_PEERS = 64
+
+/** An agent given a join token or --peer that reaches no member in this long says so (reach-watch.ts). */
+export const REACH_TIMEOUT_MS = 10_000

@@ -13,6 +13,7 @@ import type { AgentConfig } from './config.js'
 import { SHUTDOWN_DEADLINE_MS } from './constants.js'
 import { VgridError } from '../common/errors.js'
 import { VERSION } from '../common/version.js'
+import { joinLine } from '../common/join-line.js'
 
 /** `2 of 16 cores, 23.5 GiB, GPU 0 …`: what the agent lends. */
 function lends (cpus: number, cores: number, memBytes: number, gpus: string[]): string {
@@ -39,7 +40,7 @@ function banner (agent: Awaited<ReturnType<typeof startAgent>>, acceptFrom?: str
     ...agent.warnings.map((w) => `  warning: ${w}`),
     '',
     'To add another machine to this grid, run there:',
-    `  npx vgrid agent --join ${s.joinToken}`,
+    `  ${joinLine(s.joinToken)}`,
     ''
   ]
   return lines.join('\n')

@@ -12,6 +12,7 @@ import { VgridError } from '../common/errors.js'
 import { formatBytes } from '../common/units.js'
 import type { AgentStatus, PeerView } from '../grid/types.js'
 import { UsageError } from './usage-error.js'
+import { joinLine } from '../common/join-line.js'
 
 export type Prog = 'vgrid' | 'vrun' | 'vbatch'
 
@@ -213,14 +214,13 @@ export function renderTable (table: ReadonlyArray<readonly string[]>): string {
 }
 
 /** How to add a machine; the same line the agent prints when it starts. */
-export function joinLine (token: string): string {
-  return `npx vgrid agent --join ${token}`
-}
+export { joinLine }
 
 export function renderStatus (s: AgentStatus, now = Date.now()): string {
   const addrs = s.addrs ?? []
   const up = Number.isFinite(s.startedAt) ? `${new Date(s.startedAt).toISOString()} (${formatDuration(now - s.startedAt)} ago)` : '?'
   const rows: Array<[string, string]> = [
+    ...(s.unreachable !== undefined ? [['warning', s.unreachable] as [string, string]] : []),
     ['peer id', s.peer],
     ['host', s.host],
     ['version', s.version],

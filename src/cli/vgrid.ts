@@ -28,6 +28,8 @@ export type VgridInvocation =
   | { kind: 'join-token' }
   /** `vgrid ui [--url]`. */
   | { kind: 'ui', urlOnly: boolean }
+  /** `vgrid service install|uninstall`; the token is read and checked when it runs. */
+  | { kind: 'service', action: 'install' | 'uninstall', system: boolean, print: boolean, join?: string, joinFile?: string, guestUser?: string }
   | TaskInvocation
 
 const DESCRIPTIONS: Record<string, string> = {
@@ -38,10 +40,13 @@ The commands talk to the agent of this machine over $VGRID_HOME/agent.sock
 (VGRID_HOME defaults to ~/.vgrid).`,
   agent: `Runs this machine's agent in the foreground (stop it with Ctrl-C). Started with no
 --join or --peer on a fresh home, it creates a new grid and prints the line to run on the
-other machines. What the machine lends (default: all of it) can also be set in
-$VGRID_HOME/config (JSON) or VGRID_CPUS, VGRID_GPUS, VGRID_MEM, VGRID_POOL, VGRID_LABELS,
-VGRID_LISTEN, VGRID_MAX_TASKS, VGRID_NICE, VGRID_ONLY_WHEN_IDLE, VGRID_ACCEPT_FROM,
-VGRID_HTTP, VGRID_HTTP_CERT and VGRID_HTTP_KEY; flags win.
+other machines. The join token is the grid's secret: give it with --join-file FILE,
+VGRID_JOIN_TOKEN or --join - (stdin), not on the command line, which every user of the
+machine can read. An agent that reaches no member within 10 s says so (stderr, vgrid
+status). What the machine lends (default: all of it) can also be set in $VGRID_HOME/config
+(JSON) or VGRID_CPUS, VGRID_GPUS, VGRID_MEM, VGRID_POOL, VGRID_LABELS, VGRID_LISTEN,
+VGRID_MAX_TASKS, VGRID_NICE, VGRID_ONLY_WHEN_IDLE, VGRID_ACCEPT_FROM, VGRID_HTTP,
+VGRID_HTTP_CERT and VGRID_HTTP_KEY; flags win.
 
 The agent serves an HTTP API and a dashboard on --http (default 127.0.0.1:7322; when that
 port is taken, another agent of this machine has it, and this one goes on without; \`off\`:
@@ -84,8 +89,20 @@ and the line that adds another machine. --json prints {"status": {...}} for scri
   ui: `Opens this agent's dashboard in your browser, logged in through a link that works once,
 within a minute. Where there is no desktop (no DISPLAY or WAYLAND_DISPLAY), or with --url, it
 prints the link instead: open it in a browser of this machine (or through ssh -L 7322:127.0.0.1:7322).`,
-  'join-token': `Prints the token that adds a machine to this grid: run \`vgrid agent --join TOKEN\`
-there. The token holds the grid's secret key: give it only to machines you trust.`,
+  'join-token': `Prints the token that adds a machine to this grid: there, \`vgrid agent --join-file
+FILE\` (or VGRID_JOIN_TOKEN, or --join - with the token on stdin). The token holds the grid's
+secret key: give it only to machines you trust, never on a command line (\`ps\` shows those).`,
+  service: `Runs this machine's agent as a systemd service that restarts when it fails.
+  install     writes the unit and, where systemd answers, enables and starts it (else it
+              prints the systemctl commands to run). A user unit (default) goes to
+              ~/.config/systemd/user and runs with your user's systemd (at boot too after
+              \`loginctl enable-linger\`); --system writes /etc/systemd/system/vgrid.service
+              (as root), which starts at boot and runs the agent as root, its home
+              /var/lib/vgrid, its guests as --guest-user (default nobody), never root.
+              A join token (--join-file FILE, VGRID_JOIN_TOKEN or --join -) is checked and
+              kept in the agent's home, mode 0600; the unit names that file, never the token.
+  uninstall   stops and disables it, removes the unit and the kept token; the home stays.
+--print shows the unit (or what would be removed) and changes nothing.`,
   task: `Looks at the tasks that vbatch (and vrun) started, wherever they run:
   list              the tasks of the last 24 h, at most the newest 50 submissions (a fan-out
                     is one; --all: every task), sub-tasks indented under the task that
@@ -120,7 +137,8 @@ export function createVgridCli (): CAC {
   cli.usage('<command> [options]')
   cli.command('agent [action]', 'Run this machine\'s agent (the first one creates a grid); `agent set` changes its policy, `agent stop` stops it')
     .usage('agent [options]  |  agent set [policy options]  |  agent stop [--drain]')
-    .option('--join <TOKEN>', 'Join the grid of this token (printed by `vgrid status` on a member)')
+    .option('--join-file <FILE>', 'Join the grid of the token in FILE (printed by `vgrid join-token` on a member); or set VGRID_JOIN_TOKEN')
+    .option('--join <TOKEN>', 'Join the grid of this token; - reads it from stdin (on the command line, every user of the machine sees it)')
     .option('--peer <MULTIADDR>', 'Dial this member at start; needs the grid\'s swarm key in $VGRID_HOME (repeatable)')
     .option('--listen <MULTIADDR>', 'Listen on this address (repeatable; default /ip4/0.0.0.0/tcp/7321)')
     .option('--cpus <N>', 'Cores to lend (default: all)')
@@ -145,7 +163,8 @@ export function createVgridCli (): CAC {
     .option('--http-cert <FILE>', 'TLS certificate (PEM) of the HTTP server; needed with an address other than loopback')
     .option('--http-key <FILE>', 'The private key (PEM) of --http-cert')
     .example('  $ vgrid agent                                   # first machine: creates a grid')
-    .example('  $ vgrid agent --join TOKEN --gpus 0,1 --mem 64G  # another machine joins')
+    .example('  $ vgrid agent --join-file grid.token --gpus 0,1   # another machine joins')
+    .example('  $ vgrid join-token | ssh lab-02 vgrid agent --join -   # or: the token on stdin')
     .example('  $ vgrid agent --only-when-idle --max-tasks 4     # a workstation lends when its owner is away')
     .example('  $ vgrid agent set --cpus 2 --nice 15             # change the running agent\'s policy')
     .example('  $ vgrid agent set --pause                        # lend nothing new; --resume to lend again')
@@ -162,7 +181,18 @@ export function createVgridCli (): CAC {
     .example('  $ vgrid ui')
     .example('  $ vgrid ui --url     # on a machine without a desktop')
   cli.command('join-token', 'Print the token that adds a machine to this grid')
-    .example('  $ ssh lab-02 npx vgrid agent --join "$(vgrid join-token)"')
+    .example('  $ vgrid join-token | ssh lab-02 vgrid agent --join -')
+    .example('  $ (umask 077; vgrid join-token > grid.token)   # for --join-file, readable by you only')
+  cli.command('service <action>', 'Run the agent as a systemd service: install, uninstall').usage('service install|uninstall [--system] [--print] [--join-file FILE]')
+    .option('--system', 'A system unit: starts at boot, the agent as root, guests as --guest-user')
+    .option('--print', 'Print the unit (install) or what would be removed (uninstall); change nothing')
+    .option('--dry-run', 'The same as --print')
+    .option('--join-file <FILE>', 'install: the agent joins the grid of the token in FILE at each start (or VGRID_JOIN_TOKEN)')
+    .option('--join <TOKEN>', 'install: the same, the token given here; - reads it from stdin')
+    .option('--guest-user <NAME>', 'install --system: the user guests run as (default: nobody)')
+    .example('  $ vgrid service install --join-file grid.token')
+    .example('  $ vgrid join-token | ssh lab-02 sudo /opt/vgrid/bin/vgrid.js service install --system --join -')
+    .example('  $ vgrid service install --print')
   cli.command('task <action> [id]', 'Look at and control tasks: list, show, log, cancel, wait').usage('task list|show|log|cancel|wait [ID] [options]')
     .option('--all', 'list: every task, not only those of the last 24 h')
     .option('--json', 'list, show: print JSON for scripts')
@@ -200,6 +230,7 @@ export function parseVgridArgs (argv: readonly string[]): VgridInvocation {
   }
   checkOptions(cli, command, options)
   if (command.name === 'task') return taskInvocation(argv, options)
+  if (command.name === 'service') return serviceInvocation(command, args, options)
   if (command.name === 'agent') Object.assign(options, rawAgentValues(argv))
   if (command.name === 'agent' && args[0] === 'set') return agentSetInvocation(command, args.slice(1), options)
   if (command.name === 'agent' && args[0] === 'stop') return agentStopInvocation(command, args.slice(1), options)
@@ -213,6 +244,22 @@ export function parseVgridArgs (argv: readonly string[]): VgridInvocation {
     case 'ui': return { kind: 'ui', urlOnly: options.url === true }
     default: return { kind: 'join-token' }
   }
+}
+
+function serviceInvocation (command: Command, args: readonly unknown[], options: Record<string, unknown>): VgridInvocation {
+  const [action, ...rest] = [...args, ...(options['--'] as string[] ?? [])].map(String)
+  if (action !== 'install' && action !== 'uninstall') throw usage(command, `unknown service action ${action ?? ''}`.trim(), 'expected install or uninstall')
+  if (rest.length > 0) throw usage(command, `unexpected argument ${rest[0]!}`)
+  const last = (v: unknown): unknown => [v].flat().at(-1)
+  const text = (v: unknown): string | undefined => v === undefined ? undefined : String(last(v))
+  const inv: VgridInvocation = { kind: 'service', action, system: last(options.system) === true, print: last(options.print) === true || last(options.dryRun) === true }
+  for (const [k, v] of [['join', text(options.join)], ['joinFile', text(options.joinFile)], ['guestUser', text(options.guestUser)]] as const) {
+    if (v === undefined) continue
+    if (action === 'uninstall') throw usage(command, `option --${kebab(k)} applies to vgrid service install`)
+    inv[k] = v
+  }
+  if (inv.guestUser !== undefined && !inv.system) throw usage(command, '--guest-user applies to a system unit (--system)', 'a user unit runs guests in a sandbox as your own user')
+  return inv
 }
 
 /** After an error with no command to go on. */
@@ -237,6 +284,8 @@ const MEANT: Record<string, string> = {
   batch: 'vbatch CMD',
   join: 'vgrid agent --join TOKEN',
   start: 'vgrid agent',
+  install: 'vgrid service install',
+  systemd: 'vgrid service install',
   token: 'vgrid join-token',
   nodes: 'vgrid peers',
   members: 'vgrid peers',
@@ -299,18 +348,19 @@ function taskInvocation (argv: readonly string[], options: Record<string, unknow
 }
 
 /** The agent's options that take a value, as typed (cac's names). */
-const AGENT_VALUE_OPTIONS = ['join', 'peer', 'listen', 'cpus', 'gpus', 'mem', 'cacheSize', 'keepResults', 'pool', 'label', 'maxTasks', 'nice', 'acceptFrom', 'isolation', 'guestNet', 'guestUser', 'guestShare', 'http', 'httpCert', 'httpKey']
+const AGENT_VALUE_OPTIONS = ['join', 'joinFile', 'peer', 'listen', 'cpus', 'gpus', 'mem', 'cacheSize', 'keepResults', 'pool', 'label', 'maxTasks', 'nice', 'acceptFrom', 'isolation', 'guestNet', 'guestUser', 'guestShare', 'http', 'httpCert', 'httpKey']
 
 const kebab = (name: string): string => name.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)
 
-/** `--opt -5` as `--opt=-5`, for the agent's value options. */
+/** `--opt -5` as `--opt=-5`, for the agent's value options; `--join -` as `--join=-`. */
 function joinDashValues (argv: readonly string[]): string[] {
   const out: string[] = []
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!
     if (a === '--') { out.push(...argv.slice(i)); break }
     const next = argv[i + 1]
-    if (next !== undefined && /^-\d/.test(next) && AGENT_VALUE_OPTIONS.some((o) => a === `--${kebab(o)}`)) {
+    // `--join -`: the dash is stdin, not an option
+    if (next !== undefined && (/^-\d/.test(next) || (next === '-' && a === '--join')) && AGENT_VALUE_OPTIONS.some((o) => a === `--${kebab(o)}`)) {
       out.push(`${a}=${next}`)
       i++
     } else {
@@ -390,6 +440,7 @@ function agentFlags (o: Record<string, unknown>): AgentFlags {
   const flags: AgentFlags = {}
   const set = <K extends keyof AgentFlags>(k: K, v: AgentFlags[K] | undefined): void => { if (v !== undefined) flags[k] = v }
   set('join', one(o.join))
+  set('joinFile', one(o.joinFile))
   set('peer', many(o.peer))
   set('listen', many(o.listen))
   set('cpus', one(o.cpus))
@@ -424,7 +475,13 @@ function agentFlags (o: Record<string, unknown>): AgentFlags {
 export async function agentConfig (flags: AgentFlags, env: NodeJS.ProcessEnv = process.env): Promise<AgentConfig> {
   const [{ resolveAgentConfig }, { VgridError }] = await Promise.all([import('../agent/config.js'), import('../common/errors.js')])
   try {
-    return resolveAgentConfig(flags, env)
+    const config = resolveAgentConfig(flags, env)
+    // A token with a typo is refused here, in milliseconds, not after the agent started.
+    if (config.join !== undefined) {
+      const { decodeJoinToken } = await import('../grid/join-token.js')
+      decodeJoinToken(config.join)
+    }
+    return config
   } catch (err) {
     if (err instanceof VgridError && (err.code === 'ERR_BAD_ARGUMENT' || err.code === 'ERR_BAD_TOKEN')) throw usage('agent', err.message, err.hint)
     throw err
@@ -473,9 +530,17 @@ export async function run (inv: VgridInvocation): Promise<number> {
       process.stdout.write(inv.text)
       return 0
     case 'agent': {
-      const config = await agentConfig(inv.flags)
+      const { readJoinFromStdin } = await import('./agent-join.js')
+      const flags = await readJoinFromStdin(inv.flags, process.stdin, (s) => { process.stderr.write(s) })
+      const config = await agentConfig(flags)
+      // Read: no command the agent starts inherits the grid's secret.
+      delete process.env.VGRID_JOIN_TOKEN
+      // Before libp2p loads: an install without vgrid's fixes to it must not run.
+      const [{ assertPatchesApplied }, { PACKAGE_ROOT }, path] = await Promise.all([import('../agent/patches.js'), import('../common/version.js'), import('node:path')])
+      assertPatchesApplied({ patchesDir: path.join(PACKAGE_ROOT, 'patches'), from: PACKAGE_ROOT })
       const [{ runAgent }, { resolveAgentConfig }] = await Promise.all([import('../agent/main.js'), import('../agent/config.js')])
-      return await runAgent(config, () => resolveAgentConfig(inv.flags, process.env))
+      // A reload (SIGHUP) reads the policy again, and keeps the token read at start.
+      return await runAgent(config, () => resolveAgentConfig(config.join !== undefined ? { ...flags, join: config.join, joinFile: undefined } : flags, process.env))
     }
     case 'agent-stop': {
       const { runAgentStop } = await import('./vgrid-agent-stop.js')
@@ -485,6 +550,20 @@ export async function run (inv: VgridInvocation): Promise<number> {
       const patch = await agentSetPatch(inv.flags)
       const { runAgentSet } = await import('./vgrid-agent-set.js')
       return await runAgentSet(patch, process.env, process.stdout)
+    }
+    case 'service': {
+      const [{ readJoinFromStdin }, { resolveJoinToken }, { runService }, { VgridError }] = await Promise.all([
+        import('./agent-join.js'), import('../agent/config.js'), import('./vgrid-service.js'), import('../common/errors.js')])
+      let join: string | undefined
+      try {
+        const flags = await readJoinFromStdin({ ...(inv.join !== undefined ? { join: inv.join } : {}), ...(inv.joinFile !== undefined ? { joinFile: inv.joinFile } : {}) }, process.stdin, (s) => { process.stderr.write(s) })
+        join = inv.action === 'install' ? resolveJoinToken(flags, process.env) : undefined
+        if (join !== undefined) (await import('../grid/join-token.js')).decodeJoinToken(join)
+      } catch (err) {
+        if (err instanceof VgridError && (err.code === 'ERR_BAD_ARGUMENT' || err.code === 'ERR_BAD_TOKEN')) throw usage('service', err.message, err.hint)
+        throw err
+      }
+      return await runService({ kind: 'service', action: inv.action, system: inv.system, print: inv.print, ...(join !== undefined ? { join } : {}), ...(inv.guestUser !== undefined ? { guestUser: inv.guestUser } : {}) }, { env: process.env, stdout: process.stdout })
     }
     case 'ui': {
       const { runUi } = await import('./vgrid-ui.js')

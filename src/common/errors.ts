@@ -30,6 +30,7 @@ export const ERROR_CODES = {
   ERR_NOT_FOUND: 'there is nothing at this address',
   ERR_METHOD_NOT_ALLOWED: 'this address does not take that method',
   ERR_HTTP_OFF: 'the agent serves no HTTP',
+  ERR_UNPATCHED: 'a fix vgrid needs in its dependencies is not applied',
   ERR_INTERNAL: 'an internal error occurred'
 } as const
 

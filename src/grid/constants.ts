@@ -149,8 +149,14 @@ export const STREAM_WINDOW_BYTES = 4 * 1024 * 1024
 export const YAMUX_MAX_MESSAGE_BYTES = 65535 - 16 - 12
 export const STREAM_READ_BUFFER_BYTES = 3 * STREAM_WINDOW_BYTES
 
-/** Join tokens: `vgrid1.` + base64url(CBOR { k, a }). */
-export const JOIN_TOKEN_PREFIX = 'vgrid1.'
+/**
+ * Join tokens: `vgrid2.` + base64url(CBOR { k, a }) + a checksum of all that text (CRC-32,
+ * 6 base64url characters). `vgrid1.` tokens, from before the checksum, have none.
+ */
+export const JOIN_TOKEN_PREFIX = 'vgrid2.'
+export const LEGACY_JOIN_TOKEN_PREFIX = 'vgrid1.'
+/** base64url of the 4 bytes of a CRC-32. */
+export const TOKEN_CHECKSUM_CHARS = 6
 export const MAX_TOKEN_CHARS = 4096
 export const MAX_TOKEN_ADDRS = 16
 /** How many of our addresses go into a token we print. */

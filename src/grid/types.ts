@@ -139,6 +139,8 @@ export interface AgentStatus {
   running?: { guests: number, others: number }
   /** Whether guests' memory is held to what they reserved, and if not why. */
   memory?: string
+  /** Set while an agent sent to a grid (a join token, --peer) has reached none of its members (agent/reach-watch.ts). */
+  unreachable?: string
   /** Where it serves its HTTP API and dashboard (`http://127.0.0.1:7322`); absent when it does not. */
   http?: string
   /** What the agent process itself holds in memory (agent/memory.ts). */

@@ -13,7 +13,7 @@ afterEach(async () => { await stopAll() })
 describe('a grid of agents', () => {
   it('prints its identity and the join line at start', async () => {
     const a = await startAgent()
-    await waitFor(() => a.output().includes('npx vgrid agent --join vgrid1.'), 'the join line')
+    await waitFor(() => a.output().includes(`echo ${a.token} | `) && a.output().includes(' agent --join -'), 'the join line')
     expect(a.output()).toContain(a.peer)
     expect(a.output()).toContain('started a new grid')
     const t = await a.vgrid(['join-token'])

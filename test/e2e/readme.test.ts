@@ -91,7 +91,14 @@ const HOW: Record<string, How> = {
 
   // vgrid agent: each started with its options, then stopped
   'vgrid agent': { agent: true },
-  'vgrid agent --join vgrid1.…': { agent: true, sub: [['vgrid1.…', '$JOIN']] },
+  'vgrid agent --join-file ~/grid.token': { agent: true, sub: [['~/grid.token', '$JOIN_FILE']] },
+  // not on a command line: from the environment and stdin, as join.test.ts runs them
+  'VGRID_JOIN_TOKEN=vgrid2.… vgrid agent': { by: 'test/e2e/join.test.ts', test: 'takes the token from --join-file, VGRID_JOIN_TOKEN and stdin' },
+  'vgrid join-token | ssh lab-02 /home/you/vgrid/bin/vgrid.js agent --join -': { by: 'test/e2e/join.test.ts', test: 'takes the token from --join-file, VGRID_JOIN_TOKEN and stdin' },
+  // the service: its unit written where systemd does not read it (installing one here would start it)
+  'vgrid service install --join-file grid.token': { by: 'test/e2e/service.test.ts', test: 'writes a user unit' },
+  'vgrid service install --print': { check: ok(/^ExecStart=.* agent$/m) },
+  'vgrid service uninstall [--system]': { by: 'test/e2e/service.test.ts', test: 'writes a user unit' },
   'vgrid agent --peer /ip4/10.0.0.5/tcp/7321/p2p/12D3KooW…': { agent: true, sub: [[/\/ip4\/10\.0\.0\.5\S+/, '$ADDR']], home: () => homeWithKey() },
   'vgrid agent --cpus 8 --gpus 0,1 --mem 32G': { agent: true, sub: [['--cpus 8', '--cpus 2'], ['--mem 32G', '--mem 2G']], env: () => fakeGpuPath('NVIDIA A100-SXM4-80GB:81920,NVIDIA A100-SXM4-80GB:81920') },
   'vgrid agent --gpus none --pool cpu-boxes --label room=b12': { agent: true },
@@ -171,7 +178,7 @@ const HOW: Record<string, How> = {
   'vgrid peers --json': { check: (r) => { ok(/"peers"/)(r); expect(JSON.parse(r.stdout).peers).toHaveLength(2) } },
   'vgrid status': { check: ok(/peer id/) },
   'vgrid status --json': { check: (r) => { ok(/"status"/)(r); expect(JSON.parse(r.stdout).status.peer).toBe(a.peer) } },
-  'vgrid join-token': { check: ok(/^vgrid1\./) },
+  'vgrid join-token': { check: ok(/^vgrid2\./) },
 
   // the REST API, on A's address (the default port may be another agent's here)
   'TOKEN=$(cat ~/.vgrid/http.token)': { sub: [['~/.vgrid', '$VGRID_HOME']], check: ok('') },
@@ -220,6 +227,7 @@ function homeWithKey (): string {
 function vars (): Record<string, string> {
   return {
     JOIN: a.token,
+    JOIN_FILE: joinFile,
     ADDR: addrOf(a),
     A_PEER: a.peer,
     B_PEER: b.peer,
@@ -236,6 +244,8 @@ function vars (): Record<string, string> {
 
 let share: string
 let addr: string
+/** A's token in a file only its owner reads, for --join-file. */
+let joinFile: string
 function addrOf (_x: AgentProc): string { return addr }
 
 function substitute (line: string, subs: Array<[string | RegExp, string]> = []): string {
@@ -270,6 +280,8 @@ beforeAll(async () => {
   await waitFor(async () => JSON.parse((await a.vgrid(['peers', '--json'])).stdout).peers.length === 2, 'B in the view of A', 30_000, 100)
   const st = JSON.parse((await a.vgrid(['status', '--json'])).stdout).status
   addr = (st.addrs as string[]).find((x) => x.includes('/127.0.0.1/'))!
+  joinFile = path.join(tempDir('vgrid-readme-token-'), 'grid.token')
+  fs.writeFileSync(joinFile, `${a.token}\n`, { mode: 0o600 })
   ws = a.workspace
   for (const [name, content] of Object.entries(FILES)) {
     fs.mkdirSync(path.dirname(path.join(ws, name)), { recursive: true })
@@ -337,7 +349,7 @@ describe.concurrent('the README\'s vgrid agent examples', () => {
         defaultHttp: argv.includes('--http')
       })
       expect(agent.peer).toMatch(/^12D3KooW/)
-      if (argv.includes('--join') || argv.includes('--peer')) {
+      if (argv.includes('--join') || argv.includes('--join-file') || argv.includes('--peer')) {
         await waitFor(async () => JSON.parse((await agent.vgrid(['peers', '--json'])).stdout).peers.some((p: { peer: string }) => p.peer === a.peer), 'the grid of A', 30_000, 100)
       }
       expect((await agent.vgrid(['status'])).code).toBe(0)

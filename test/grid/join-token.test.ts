@@ -11,18 +11,57 @@ const token = (v: unknown): string => 'vgrid1.' + Buffer.from(encode(v)).toStrin
 describe('join token', () => {
   it('round-trips the swarm key and addresses in one copy-pasteable word', () => {
     const t = encodeJoinToken({ swarmKey: key, addrs: [ADDR, `/ip4/127.0.0.1/tcp/7321/p2p/${ID}`] })
-    expect(t).toMatch(/^vgrid1\.[A-Za-z0-9_-]+$/)
+    expect(t).toMatch(/^vgrid2\.[A-Za-z0-9_-]+$/)
     expect(t.length).toBeLessThan(300)
     const info = decodeJoinToken(t)
     expect(info.swarmKey).toEqual(key)
     expect(info.addrs).toEqual([ADDR, `/ip4/127.0.0.1/tcp/7321/p2p/${ID}`])
+    expect(info.legacy).toBeUndefined()
     // surrounding whitespace from a copy and paste is fine
     expect(decodeJoinToken(`  ${t}\n`).swarmKey).toEqual(key)
   })
 
+  it('refuses every one-character typo and every swap of two neighbours, checksum included', () => {
+    const t = encodeJoinToken({ swarmKey: key, addrs: [ADDR] })
+    const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_'
+    const refused = (bad: string): boolean => {
+      try {
+        decodeJoinToken(bad)
+        return false
+      } catch (err) {
+        return (err as { code?: string }).code === 'ERR_BAD_TOKEN'
+      }
+    }
+    let tried = 0
+    for (let i = 'vgrid2.'.length; i < t.length; i++) {
+      // a few replacements per position keep the test fast; CRC-32 catches all of them alike
+      for (const c of [alphabet[(alphabet.indexOf(t[i]!) + 1) % 64]!, alphabet[(alphabet.indexOf(t[i]!) + 37) % 64]!]) {
+        const bad = t.slice(0, i) + c + t.slice(i + 1)
+        expect(refused(bad), `${c} at ${i}`).toBe(true)
+        tried++
+      }
+      if (i + 1 < t.length && t[i] !== t[i + 1]) {
+        expect(refused(t.slice(0, i) + t[i + 1]! + t[i]! + t.slice(i + 2)), `swap at ${i}`).toBe(true)
+      }
+      // a character lost, or one too many
+      expect(refused(t.slice(0, i) + t.slice(i + 1)), `lost at ${i}`).toBe(true)
+    }
+    expect(tried).toBeGreaterThan(100)
+    expect(() => decodeJoinToken(t.slice(0, -1) + (t.endsWith('A') ? 'B' : 'A'))).toThrow(/checksum does not match/)
+  })
+
+  it('accepts a token of the form before the checksum (vgrid1.), flagged as such', () => {
+    const info = decodeJoinToken(token({ k: rawKey, a: [ADDR] }))
+    expect(info.swarmKey).toEqual(key)
+    expect(info.addrs).toEqual([ADDR])
+    expect(info.legacy).toBe(true)
+  })
+
   it.each([
     ['empty', ''],
-    ['bad prefix', 'vgrid2.' + token({ k: rawKey, a: [ADDR] }).slice(7)],
+    ['bad prefix', 'vgrid9.' + token({ k: rawKey, a: [ADDR] }).slice(7)],
+    ['no checksum', 'vgrid2.' + token({ k: rawKey, a: [ADDR] }).slice(7)],
+    ['checksum only', encodeJoinToken({ swarmKey: key, addrs: [ADDR] }).replace(/\.[A-Za-z0-9_-]+([A-Za-z0-9_-]{6})$/, '.$1')],
     ['no prefix', token({ k: rawKey, a: [ADDR] }).slice(7)],
     ['bad base64', 'vgrid1.abc$def'],
     ['cut short', token({ k: rawKey, a: [ADDR] }).slice(0, 40)],

@@ -2,7 +2,8 @@
  * Real agent processes and real CLI binaries for end-to-end tests: each agent has its own
  * temporary VGRID_HOME and listens on 127.0.0.1 with a random port.
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
+import { spawn, spawnSync, type ChildProcess, type ChildProcessByStdio } from 'node:child_process'
+import type { Readable, Writable } from 'node:stream'
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
@@ -184,6 +185,8 @@ export interface StartOptions {
   env?: Record<string, string>
   /** No --http flag: the agent serves on its default address (127.0.0.1:7322) when free. */
   defaultHttp?: boolean
+  /** Written to the agent's stdin, then closed (`--join -`); by default stdin is /dev/null. */
+  stdin?: string
 }
 
 const running = new Set<AgentProc>()
@@ -196,8 +199,12 @@ export async function startAgent (opts: StartOptions = {}): Promise<AgentProc> {
   const proc = spawn(BIN.vgrid, args, {
     cwd: ROOT,
     env: { ...process.env, VGRID_HOME: home, ...opts.env },
-    stdio: ['ignore', 'pipe', 'pipe']
-  })
+    stdio: [opts.stdin !== undefined ? 'pipe' : 'ignore', 'pipe', 'pipe']
+  }) as ChildProcessByStdio<Writable | null, Readable, Readable>
+  if (opts.stdin !== undefined) {
+    proc.stdin?.on('error', () => {})
+    proc.stdin?.end(opts.stdin)
+  }
   let output = ''
   proc.stdout.on('data', (d: Buffer) => { output += d.toString() })
   proc.stderr.on('data', (d: Buffer) => { output += d.toString() })

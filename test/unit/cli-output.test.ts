@@ -1,9 +1,10 @@
 import { describe, it, expect } from 'vitest'
 import { VgridError } from '../../src/common/errors.js'
+import { vgridCommand } from '../../src/common/join-line.js'
 import type { AgentStatus, GpuInfo, GpuUse, PeerView } from '../../src/grid/types.js'
 import {
   EXIT_GRID_FAILURE, EXIT_USAGE, exitCodeFor, formatError, formatGpus, formatSeen, formatUsageError,
-  peersJson, renderPeersTable, renderStatus, statusJson
+  joinLine, peersJson, renderPeersTable, renderStatus, statusJson
 } from '../../src/cli/output.js'
 import { UsageError } from '../../src/cli/usage-error.js'
 
@@ -139,9 +140,18 @@ describe('vgrid status', () => {
       'started      2025-01-01T12:00:00.000Z (3h 4m ago)',
       '',
       'To add another machine to this grid, run there:',
-      '  npx vgrid agent --join vgrid1TOKEN',
+      // under vitest this process is not a vgrid binary: npx, never allowed to fetch a package
+      '  echo vgrid1TOKEN | npx --no-install vgrid agent --join -',
       ''
     ].join('\n'))
+  })
+
+  it('names the binary that runs, by its absolute path, in the join line', () => {
+    expect(joinLine('vgrid2.abc', vgridCommand('/opt/vgrid/bin/vgrid.js'))).toBe('echo vgrid2.abc | /opt/vgrid/bin/vgrid.js agent --join -')
+    expect(vgridCommand('/usr/local/bin/vgrid')).toBe('/usr/local/bin/vgrid')
+    expect(vgridCommand('/home/a b/vgrid/bin/vgrid.js')).toBe("'/home/a b/vgrid/bin/vgrid.js'")
+    expect(vgridCommand('bin/vgrid.js')).toBe('npx --no-install vgrid')
+    expect(vgridCommand('/usr/lib/node_modules/vitest/vitest.mjs')).toBe('npx --no-install vgrid')
   })
 
   it('shows whether it lends, and what runs there, when the agent says', () => {

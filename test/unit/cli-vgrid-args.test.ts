@@ -93,6 +93,12 @@ describe('vgrid agent flags', () => {
     expect(flagsOf(['--cpus', '2', '--cpus', '4'])).toEqual({ cpus: '4' })
   })
 
+  it('takes the join token from a file, or - for stdin', () => {
+    expect(flagsOf(['--join-file', '/etc/vgrid/token'])).toEqual({ joinFile: '/etc/vgrid/token' })
+    expect(flagsOf(['--join', '-', '--cpus', '2'])).toEqual({ join: '-', cpus: '2' })
+    expect(flagsOf(['--join=-'])).toEqual({ join: '-' })
+  })
+
   it('keeps values as typed: no numbers made of them, a negative one is a value', async () => {
     expect(flagsOf(['--pool', '007', '--pool=1e3', '--label', 'v=010'])).toEqual({ pool: ['007', '1e3'], label: ['v=010'] })
     expect(flagsOf(['--nice', ''])).toEqual({ nice: '' })

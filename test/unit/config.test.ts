@@ -177,6 +177,33 @@ describe('environment', () => {
   })
 })
 
+describe('the join token, kept off the command line', () => {
+  it('takes it from --join-file (whitespace and a final newline trimmed), else VGRID_JOIN_TOKEN', () => {
+    const file = join(home, 'grid.token')
+    writeFileSync(file, '  vgrid2.FROMFILE\n', { mode: 0o600 })
+    expect(resolveAgentConfig({ joinFile: file }, env).join).toBe('vgrid2.FROMFILE')
+    expect(resolveAgentConfig({}, { ...env, VGRID_JOIN_TOKEN: 'vgrid2.FROMENV' }).join).toBe('vgrid2.FROMENV')
+    // a flag wins over the variable, as everywhere
+    expect(resolveAgentConfig({ joinFile: file }, { ...env, VGRID_JOIN_TOKEN: 'vgrid2.FROMENV' }).join).toBe('vgrid2.FROMFILE')
+    expect(resolveAgentConfig({}, { ...env, VGRID_JOIN_TOKEN: '' }).join).toBeUndefined()
+  })
+
+  it('refuses two sources, a missing or empty file, and never prints what it read', () => {
+    const file = join(home, 'grid.token')
+    writeFileSync(file, 'secret words here\n')
+    expect(badArg(() => resolveAgentConfig({ join: 'vgrid2.A', joinFile: file }, env)).message).toMatch(/--join and --join-file both/)
+    const bad = badArg(() => resolveAgentConfig({ joinFile: file }, env))
+    expect(bad.message).toMatch(/^--join-file .*grid\.token: not a join token/)
+    expect(bad.message).not.toContain('secret')
+    expect(badArg(() => resolveAgentConfig({ joinFile: join(home, 'absent') }, env)).message).toMatch(/--join-file.*cannot read it \(ENOENT\)/)
+    writeFileSync(file, '\n')
+    expect(badArg(() => resolveAgentConfig({ joinFile: file }, env)).hint).toBe('it is empty')
+    expect(badArg(() => resolveAgentConfig({}, { ...env, VGRID_JOIN_TOKEN: 'a b' })).message).toMatch(/^VGRID_JOIN_TOKEN: not a join token/)
+    // `--join -` is the CLI's to read; the configuration never takes the dash for a token
+    expect(badArg(() => resolveAgentConfig({ join: '-' }, env)).message).toMatch(/--join/)
+  })
+})
+
 describe('config file', () => {
   it('reads every field', () => {
     writeConfig({ cpus: 6, gpus: [2, 0], mem: '32G', pools: ['lab'], labels: { rack: 'c1' }, listen: ['/ip4/0.0.0.0/tcp/7400'] })

@@ -60,9 +60,10 @@ let envCopy: Readonly<Record<string, string>> | undefined
  * The agent's own shell state, which says nothing about a command: where the agent was
  * started (PWD, OLDPWD; a command gets PWD = its own directory, as a shell would give it), the
  * last program its shell ran (_), and the terminal it was started from (TERM: a command gets
- * the user's under a terminal, and none on pipes, as over ssh).
+ * the user's under a terminal, and none on pipes, as over ssh), and the grid's join token, a
+ * secret (the CLI drops it too, once read).
  */
-const AGENT_ONLY_VARS: ReadonlySet<string> = new Set(['PWD', 'OLDPWD', '_', 'TERM'])
+const AGENT_ONLY_VARS: ReadonlySet<string> = new Set(['PWD', 'OLDPWD', '_', 'TERM', 'VGRID_JOIN_TOKEN'])
 
 /**
  * The agent's environment, the base of every command's: copied once, as reading process.env
