@@ -31,7 +31,7 @@ import { WorkspaceSync } from './workspace-sync.js'
 import { EXEC_PROTOCOL, FIFO_DIR, KNOWN_PEERS_FILE, KNOWN_PEERS_SAVE_INTERVAL_MS, SHUTDOWN_KILL_GRACE_MS } from './constants.js'
 import type { TaskRecord } from './tasks/types.js'
 import { TaskManager } from './tasks/manager.js'
-import { TASK_PROTOCOL, TASK_MAX_FRAME_BYTES, TaskQueries, serveTaskProtocol, goneSignal } from './tasks/remote.js'
+import { TASK_PROTOCOL, TASK_MAX_FRAME_BYTES, TaskQueries, serveTaskProtocol, goneSignal, type TaskLookup } from './tasks/remote.js'
 import { VERSION } from '../common/version.js'
 import { GuestCommands } from './guests.js'
 import { Watchdog } from './watchdog.js'
@@ -355,14 +355,17 @@ async function startLocked (config: AgentConfig, homeLock: StoreLock): Promise<A
       const refused = refusedForGuest(req)
       if (refused !== undefined) throw refused
     }
-    // A guest names its sub-tasks only, by its own paths.
-    const own = async (ref: string): Promise<string> => {
-      if (scope === undefined) return ref
+    // A guest names its sub-tasks only, by its own paths; the owner's CLI, any task from its workspace.
+    const lookup = (ref: string, workspace: string | undefined): TaskLookup => {
+      if (scope === undefined) return workspace !== undefined ? { ref, workspace } : { ref }
       const found = subTasks(tasks.summaries(), scope.task, ref)
       if (found.length === 0) {
         throw new VgridError('ERR_NOT_ALLOWED', `${ref} is not a sub-task of this task`, 'a task may look at and cancel only the tasks it submitted')
       }
-      return found.length === 1 ? found[0]!.id : ref
+      if (found.some((k) => k.group !== found[0]!.group)) {
+        throw new VgridError('ERR_BAD_ARGUMENT', `${found.length} sub-tasks have ids starting with ${ref}`, 'give more digits of the id')
+      }
+      return { ref, ids: found.map((k) => k.id) }
     }
     switch (req.t) {
       case 'peers': await channel.send({ t: 'peers', peers: grid.view() }); break
@@ -422,10 +425,10 @@ async function startLocked (config: AgentConfig, homeLock: StoreLock): Promise<A
         }
         break
       }
-      case 'task-show': await channel.send({ t: 'task', task: await queries.show(await own(req.id), scope === undefined ? req.workspace : undefined) }); break
-      case 'task-cancel': await channel.send(taskReply(await queries.cancel(await own(req.id), scope === undefined ? req.workspace : undefined))); break
-      case 'task-wait': await channel.send(taskReply(await queries.wait(await own(req.id), goneSignal(channel), scope === undefined ? req.workspace : undefined))); break
-      case 'task-log': await channel.send({ t: 'task', task: await queries.log(await own(req.id), req.follow, req.stderrOnly, channel, goneSignal(channel), scope === undefined ? req.workspace : undefined) }); break
+      case 'task-show': await channel.send({ t: 'task', task: await queries.show(lookup(req.id, req.workspace)) }); break
+      case 'task-cancel': await channel.send(taskReply(await queries.cancel(lookup(req.id, req.workspace)))); break
+      case 'task-wait': await channel.send(taskReply(await queries.wait(lookup(req.id, req.workspace), goneSignal(channel)))); break
+      case 'task-log': await channel.send({ t: 'task', task: await queries.log(lookup(req.id, req.workspace), req.follow, req.stderrOnly, channel, goneSignal(channel)) }); break
       case 'agent-set': await channel.send({ t: 'policy', ...policy.set(resolveAcceptFrom(req.patch, grid.view())) }); break
       case 'agent-stop': await stopFor(req.drain, channel); break
       case 'ui-login': {

@@ -28,9 +28,14 @@ export const EXIT_GRID_FAILURE = 255
 /** vrun: our stdout was closed (`vrun cmd | head`); a local command would die of SIGPIPE (13). */
 export const EXIT_BROKEN_PIPE = 128 + 13
 
-/** The one place where an error becomes an exit status. */
+/**
+ * The one place where an error becomes an exit status. A name that means several tasks
+ * equally is the command line's to fix (give an id), as a usage error is.
+ */
 export function exitCodeFor (err: unknown): number {
-  return err instanceof UsageError ? EXIT_USAGE : EXIT_GRID_FAILURE
+  if (err instanceof UsageError) return EXIT_USAGE
+  if (err instanceof VgridError && err.code === 'ERR_AMBIGUOUS_TASK') return EXIT_USAGE
+  return EXIT_GRID_FAILURE
 }
 
 /** `prog: message` and, when there is one, `hint: …` on the next line. */

@@ -115,8 +115,11 @@ secret key: give it only to machines you trust, never on a command line (\`ps\` 
                     (or only its sub-tasks failed); it waits through a restart of the
                     task's owner (for up to 60 s of absence)
 ID is a task id as vbatch printed it, or a unique prefix of one (the 12 digits of list), from
-any member; or the name given with --name (NAME[i] for shard i of vbatch -N), looked up as
---after does among the tasks submitted on this machine: from this workspace first, newest.
+any member; or the name given with --name (NAME[i] for shard i of vbatch -N), looked up on
+every member, nearest first: the tasks of this workspace (a pipeline's sub-tasks included),
+then those submitted through this machine, then the grid; the newest there. When two
+members' tasks are equally near (created within a second, or both still running), it lists
+them and exits 2: give an id.
 cancel and wait take the name of a fan-out whole: every shard is cancelled, or waited for
 (0 when all succeeded, else the status of the first shard that did not).`
 }

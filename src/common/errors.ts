@@ -15,6 +15,7 @@ export const ERROR_CODES = {
   ERR_IMPOSSIBLE_REQUEST: 'no member of the grid could ever satisfy the request',
   ERR_PEER_LOST: 'the executing peer was lost',
   ERR_TASK_NOT_FOUND: 'the member has no such task',
+  ERR_AMBIGUOUS_TASK: 'more than one task matches equally well',
   ERR_UPSTREAM_FAILED: 'a task this one waits for did not end as required',
   ERR_SPAWN_FAILED: 'the command could not be started',
   ERR_BAD_TOKEN: 'the join token is not valid',

@@ -2,11 +2,12 @@
  * `/vgrid/task/1.0.0`: `vgrid task …` from any member (agent/tasks/remote.ts serves and asks).
  * One request per stream: `{ t: 'list' }` → `{ t: 'tasks', tasks }`; `{ t: 'find', prefix }` →
  * `{ t: 'tasks', tasks }`; `{ t: 'log', id, follow, stderrOnly }` → `{ t: 'log', fd, data }`…
- * `{ t: 'task', task }`; `{ t: 'cancel', id }` and `{ t: 'wait', id }` → `{ t: 'task', task }`.
- * Any may be answered `{ t: 'error', error }`. Records are parsed with tasks/types.ts's
+ * `{ t: 'task', task }`; `{ t: 'cancel', id }` and `{ t: 'wait', id }` → `{ t: 'task', task }`;
+ * `{ t: 'named', name, workspace? }` → `{ t: 'named', submissions: [{ scope, tasks }] }` (the
+ * newest of that name the member owns, agent/tasks/names.ts). Any may be answered `{ t: 'error', error }`. Records are parsed with tasks/types.ts's
  * parseTaskRecord, and taken only from the member that owns them.
  */
-import { obj, str, oneOf, bad } from '../common/validate.js'
+import { obj, str, optStr, oneOf, bad } from '../common/validate.js'
 import { isTaskId } from '../agent/tasks/types.js'
 
 export const TASK_PROTOCOL = '/vgrid/task/1.0.0'
@@ -18,11 +19,20 @@ export type TaskRequest =
   | { t: 'log', id: string, follow: boolean, stderrOnly: boolean }
   | { t: 'cancel', id: string }
   | { t: 'wait', id: string }
+  | { t: 'named', name: string, workspace?: string }
+
+/** A task's name, as --name takes it. */
+const MAX_NAME_CHARS = 256
+const MAX_PATH_CHARS = 4096
 
 export function parseTaskRequest (v: unknown): TaskRequest {
   const m = obj(v, 'task request')
-  const t = oneOf(m.t, 't', ['list', 'find', 'log', 'cancel', 'wait'] as const)
+  const t = oneOf(m.t, 't', ['list', 'find', 'log', 'cancel', 'wait', 'named'] as const)
   if (t === 'list') return { t }
+  if (t === 'named') {
+    const workspace = optStr(m.workspace, 'workspace', MAX_PATH_CHARS)
+    return { t, name: str(m.name, 'name', MAX_NAME_CHARS), ...(workspace !== undefined ? { workspace } : {}) }
+  }
   if (t === 'find') {
     const prefix = str(m.prefix, 'prefix', 16)
     if (!/^[0-9a-f]{1,16}$/.test(prefix)) bad('prefix is not hex')

@@ -307,10 +307,55 @@ describe('task logs', () => {
     const none = await a.vgrid(['task', 'log', 'nosuch'], inWs)
     expect(none.code).toBe(255)
     expect(none.stderr).toContain('no task named nosuch')
-    // names are this agent's: another member knows the task by its id only
-    expect((await b.vgrid(['task', 'log', 'prep'], inWs)).code).toBe(255)
+    // from another member in the same workspace: the same task
+    expect((await b.vgrid(['task', 'log', 'prep'], inWs)).stdout).toBe('new\n')
     expect((await b.vgrid(['task', 'log', prep], inWs)).stdout).toBe('new\n')
   }, 60_000)
+
+  it('finds a name from any member, nearest scope first, and lists the candidates when two members\' are equally near', async () => {
+    const ws = workspace({
+      'main_pipeline.sh': { exec: true, content: '#!/bin/sh\nvbatch --name train sh -c "echo child train"\nvbatch --no-sync --name probe sh -c "echo child probe"\n' }
+    })
+    const elsewhere = workspace()
+    // an older top-level `train` and `probe`, then a pipeline whose children have those names, all from ws
+    for (const name of ['train', 'probe']) {
+      expect((await wait(a, await submitOne(a, ['--no-sync', '--name', name, 'sh', '-c', `echo top-level ${name}`], ws))).code).toBe(0)
+    }
+    const pipeline = await submitOne(a, ['--on', b.peer, './main_pipeline.sh'], ws)
+    expect((await wait(a, pipeline)).code).toBe(0)
+    const child = (await childrenOf(a, pipeline)).find((t) => t.name === 'train')!
+    expect(child.owner).toBe(b.peer)
+    // the caller's workspace holds both: the newer, the pipeline's child (owned by b), wins from
+    // any member; a --no-sync child is of the workspace its pipeline was started from
+    for (const m of [a, b, c]) {
+      const log = await m.vgrid(['task', 'log', 'train'], { cwd: ws })
+      expect(log.stdout, `from ${m.peer}: ${log.stderr}`).toBe('child train\n')
+    }
+    expect((await a.vgrid(['task', 'log', 'probe'], { cwd: ws })).stdout).toBe('child probe\n')
+    // outside it, a's own submissions come first on a; on c, which submitted none, the grid's newest
+    expect((await a.vgrid(['task', 'log', 'train'], { cwd: elsewhere })).stdout).toBe('top-level train\n')
+    expect((await c.vgrid(['task', 'log', 'train'], { cwd: elsewhere })).stdout).toBe('child train\n')
+    expect((await c.vgrid(['task', 'wait', 'train'], { cwd: elsewhere })).code).toBe(0)
+    expect(JSON.parse((await c.vgrid(['task', 'show', 'train', '--json'], { cwd: elsewhere })).stdout).id).toBe(child.id)
+
+    // the same name running on two members, neither in the caller's scope: an id is asked for
+    const twins = [await submitOne(b, ['--no-sync', '--name', 'twin', 'sleep', '300'], workspace()), await submitOne(c, ['--no-sync', '--name', 'twin', 'sleep', '300'], workspace())]
+    try {
+      for (const action of ['log', 'show', 'wait', 'cancel']) {
+        const r = await a.vgrid(['task', action, 'twin'], { cwd: elsewhere })
+        expect(r.code, `task ${action}: ${r.stderr}`).toBe(2)
+        expect(r.stderr).toContain('2 tasks named twin are equally near')
+        for (const id of twins) expect(r.stderr).toContain(id.slice(0, 12))
+        expect(r.stderr).toContain('hint: give the id of the one you mean')
+      }
+      for (const id of twins) expect((await show(a, id)).state).not.toBe('cancelled')
+    } finally {
+      // each through the member it was submitted from, which may cancel it
+      await b.vgrid(['task', 'cancel', twins[0]!])
+      await c.vgrid(['task', 'cancel', twins[1]!])
+    }
+    for (const id of twins) expect((await ended(a, id)).state).toBe('cancelled')
+  }, 90_000)
 
   it('vbatch -f prints the output and exits with the task\'s status', async () => {
     const ws = workspace()

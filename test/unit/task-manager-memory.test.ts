@@ -46,7 +46,7 @@ describe('TaskManager memory per record', () => {
       const four = m.get((4).toString(16).padStart(16, '0'))!
       expect(four).toMatchObject({ name: 'sweep', shard: { index: 4, count: 100 }, attempts: [{ host: 'lab-01', exitCode: 0 }] })
       expect(m.list()).toHaveLength(60)
-      expect(m.named('sweep', '/ws').map((t) => t.shard?.index)).toEqual([54])
+      expect(m.namedSubmissions('sweep', { asker: PEER, workspace: '/ws' }).map((s) => [s.scope, s.tasks.map((t) => t.shard?.index)])).toEqual([['workspace', [54]], ['workspace', [48]], ['own', [58]], ['own', [56]]])
       expect(m.find('00000000000000')).toHaveLength(60)
     } finally {
       await m.close()

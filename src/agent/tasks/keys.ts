@@ -18,7 +18,10 @@ interface KeyGroup {
   readonly name: string | undefined
   readonly parent: string | undefined
   readonly owner: string
-  /** Its workspace's directory on the submitter, '' for none. */
+  /**
+   * Its workspace's directory as its user sees it ('' for none): on the submitter; for a
+   * sub-task, where its task's workspace is mounted (the submitter's path, not this copy's).
+   */
   readonly workspace: string
   readonly created: number
   /** Shards of its fan-out; 0 for a task that is not one. */
@@ -55,7 +58,7 @@ export function keyOf (s: Keyed, intern: Intern = (x) => x): TaskKey {
 
 function groupOf (s: Keyed, intern: Intern): KeyGroup {
   const r = s.record
-  return { group: s.group, name: r.name, parent: r.parent, owner: intern(r.owner), workspace: intern(s.workspace?.dir ?? ''), created: r.created, count: r.shard?.count ?? 0, members: 0 }
+  return { group: s.group, name: r.name, parent: r.parent, owner: intern(r.owner), workspace: intern(s.workspace?.mount ?? s.workspace?.dir ?? ''), created: r.created, count: r.shard?.count ?? 0, members: 0 }
 }
 
 /** The keys of the ended tasks, in the order they were added: the first are forgotten first. */

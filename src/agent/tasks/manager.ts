@@ -28,6 +28,7 @@ import type { BatchRequest } from '../../protocol/control.js'
 import { TaskLog, type LogFrame } from './log.js'
 import { RecordJournal } from './journal.js'
 import { EndedTasks, keyOf, type TaskKey } from './keys.js'
+import { offerCandidates, type NameCandidate, type NameScope, type NamedSubmission } from './names.js'
 import { depMet, depsVerdict, type StateOf } from './deps.js'
 import { serialize, storedOf, type Stored } from './stored.js'
 import { bySubmission, isFinal, mayCancel, parseTaskRecord, MAX_TASK_CHANGES, type DepKind, type TaskDep, type TaskRecord, type TaskState } from './types.js'
@@ -861,18 +862,46 @@ export class TaskManager implements ChildTracker {
   }
 
   /**
-   * The newest submission named `name` among the top-level tasks submitted through this
-   * agent (all its shards, by index): from `workspace` when there is one there, as `--after`
-   * looks names up, else from any workspace. Empty when there is none.
+   * The submissions named `name` this agent owns that a lookup by name would consider, in the
+   * scope each has for the agent `asker` from `workspace` (names.ts): the newest few of each
+   * scope, each with its shards by index.
    */
-  named (name: string, workspace?: string): TaskRecord[] {
-    const mine = [...this.keys()].filter((k) => k.parent === undefined && k.owner === this.self.peer && k.name === name)
-    const here = mine.filter((k) => k.workspace === (workspace ?? ''))
-    const pool = here.length > 0 ? here : mine
-    if (pool.length === 0) return []
-    const newest = pool.reduce((x, y) => (y.created > x.created ? y : x))
-    return this.records(pool.filter((k) => k.group === newest.group).map((k) => k.id))
-      .sort((a, b) => (a.shard?.index ?? 0) - (b.shard?.index ?? 0))
+  namedSubmissions (name: string, o: { asker: string, workspace?: string }): NamedSubmission[] {
+    const groups = new Map<string, NameCandidate & { ids: string[] }>()
+    for (const k of this.keys()) {
+      if (k.name !== name || k.owner !== this.self.peer) continue
+      let g = groups.get(k.group)
+      if (g === undefined) {
+        const scope: NameScope = o.workspace !== undefined && this.fromWorkspace(k, o.workspace)
+          ? 'workspace'
+          : k.parent === undefined && k.owner === o.asker ? 'own' : 'grid'
+        groups.set(k.group, g = { group: k.group, owner: k.owner, created: k.created, live: false, scope, ids: [] })
+      }
+      g.ids.push(k.id)
+      if (!isFinal(k.state)) g.live = true
+    }
+    return offerCandidates(groups.values()).map((g) => ({
+      scope: g.scope,
+      tasks: this.records(g.ids).sort((a, b) => (a.shard?.index ?? 0) - (b.shard?.index ?? 0))
+    })).filter((s) => s.tasks.length > 0)
+  }
+
+  /**
+   * Whether a task, or one it descends from that this agent keeps, was submitted from
+   * `workspace` (as its user sees it): the sub-tasks of a pipeline started there are of it,
+   * --no-sync ones too.
+   */
+  fromWorkspace (task: string | TaskKey, workspace: string): boolean {
+    const keyFor = (id: string): TaskKey | undefined => {
+      const e = this.live.get(id)
+      return e !== undefined ? keyOf(e) : this.ended.get(id)
+    }
+    const seen = new Set<string>()
+    for (let k = typeof task === 'string' ? keyFor(task) : task; k !== undefined && !seen.has(k.id); k = k.parent !== undefined ? keyFor(k.parent) : undefined) {
+      if (k.workspace === workspace) return true
+      seen.add(k.id)
+    }
+    return false
   }
 
   /** Every record kept, in the order they were submitted (a fan-out's shards by index). */
