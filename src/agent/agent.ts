@@ -363,7 +363,7 @@ async function startLocked (config: AgentConfig, homeLock: StoreLock): Promise<A
         throw new VgridError('ERR_NOT_ALLOWED', `${ref} is not a sub-task of this task`, 'a task may look at and cancel only the tasks it submitted')
       }
       if (found.some((k) => k.group !== found[0]!.group)) {
-        throw new VgridError('ERR_BAD_ARGUMENT', `${found.length} sub-tasks have ids starting with ${ref}`, 'give more digits of the id')
+        throw new VgridError('ERR_AMBIGUOUS_TASK', `${found.length} sub-tasks have ids starting with ${ref}`, 'give more digits of the id')
       }
       return { ref, ids: found.map((k) => k.id) }
     }

@@ -29,12 +29,22 @@ export const EXIT_GRID_FAILURE = 255
 export const EXIT_BROKEN_PIPE = 128 + 13
 
 /**
- * The one place where an error becomes an exit status. A name that means several tasks
- * equally is the command line's to fix (give an id), as a usage error is.
+ * vrun --after NAME: a dependency did not end as required, so the command never ran
+ * (as `vgrid task wait` on such a task; tasks/types.ts EXIT_UPSTREAM_FAILED).
+ */
+export const EXIT_UPSTREAM_FAILED = 254
+
+/**
+ * The one place where an error becomes an exit status (README, "Exit statuses"). A task
+ * name, id prefix or member that means several equally is the command line's to fix (give
+ * an id), as a usage error is.
  */
 export function exitCodeFor (err: unknown): number {
   if (err instanceof UsageError) return EXIT_USAGE
-  if (err instanceof VgridError && err.code === 'ERR_AMBIGUOUS_TASK') return EXIT_USAGE
+  if (err instanceof VgridError) {
+    if (err.code === 'ERR_AMBIGUOUS_TASK' || err.code === 'ERR_AMBIGUOUS_PEER') return EXIT_USAGE
+    if (err.code === 'ERR_UPSTREAM_FAILED') return EXIT_UPSTREAM_FAILED
+  }
   return EXIT_GRID_FAILURE
 }
 

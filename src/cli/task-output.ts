@@ -179,7 +179,9 @@ function where (host: string | undefined, peer: string | undefined): string {
 
 /** The state with what ended it: `failed (exit 3)`, `lost: …`. */
 export function describeState (t: { state: TaskRecord['state'], exitCode?: number | undefined }): string {
-  return t.exitCode !== undefined && isFinal(t.state) ? `${t.state} (exit ${t.exitCode})` : t.state
+  if (t.exitCode === undefined || !isFinal(t.state)) return t.state
+  // A cancelled command's status is how it took the stop, not the task's (that is 130).
+  return t.state === 'cancelled' ? `cancelled (its command exited ${t.exitCode})` : `${t.state} (exit ${t.exitCode})`
 }
 
 const DEP_WORDS = { success: 'after success of', fail: 'after failure of', any: 'after the end of' } as const

@@ -42,7 +42,7 @@ export async function followTasks (ids: readonly string[], io: FollowIo): Promis
   const onSigint = (): void => {
     if (interrupted === undefined) {
       const [them, it, keep] = ids.length === 1 ? ['task', 'it', 'keeps'] : ['tasks', 'them', 'keep']
-      say(`detached; ${them} ${describeIds(ids)} ${keep} running (vgrid task log ${ids.length === 1 ? ids[0]! : 'ID'} to follow, ` +
+      say(`detached; ${them} ${describeIds(ids)} ${keep} running (vgrid task log -f ${ids.length === 1 ? ids[0]! : 'ID'} to follow, ` +
         `Ctrl-C again within ${windowMs / 1000} s cancels ${it})`)
       detach.abort()
       interrupted = new Promise((resolve) => {

@@ -4,7 +4,8 @@
  * and exits at once, or with -f stays to stream the output and exits with the task's status.
  * Like vrun's entry this one stays tiny: the socket client, the workspace finder and cac are
  * loaded only by what needs them. Exit status: 0 once submitted; with -f the task's
- * (taskExitCode); 255 when the grid or the agent failed; 2 for a command line to fix.
+ * (taskExitCode: README, "Exit statuses"); 255 when the grid or the agent failed; 2 for a
+ * command line to fix.
  */
 import { commandHelp, runCommand, type CommandText } from './entry.js'
 import { VBATCH_OPTIONS, batchRequest, parseVbatchArgs } from './vbatch-args.js'

@@ -111,9 +111,10 @@ secret key: give it only to machines you trust, never on a command line (\`ps\` 
   log ID            its output so far (-f: and on until it ends, then exit with its status)
   cancel ID         stop it and its sub-tasks
   wait ID           wait for it to end and exit with its status: 0 when it succeeded, its
-                    command's exit status when that failed, 255 when it never ran to an end
-                    (or only its sub-tasks failed); it waits through a restart of the
-                    task's owner (for up to 60 s of absence)
+                    command's exit status when that failed (1 when only its sub-tasks did),
+                    130 when cancelled, 254 when a dependency failed, 255 when it was lost
+                    or the grid failed (README, "Exit statuses"); it waits through a
+                    restart of the task's owner (for up to 60 s of absence)
 ID is a task id as vbatch printed it, or a unique prefix of one (the 12 digits of list), from
 any member; or the name given with --name (NAME[i] for shard i of vbatch -N), looked up on
 every member, nearest first: the tasks of this workspace (a pipeline's sub-tasks included),

@@ -2,8 +2,8 @@
  * `vrun [options] CMD [ARGS…]`: run a command somewhere on the grid as if it ran here. This
  * entry stays tiny: it parses the arguments, and only a real run loads the session (and with
  * it the socket client and CBOR); only help loads cac and reads the version. Exit status: the
- * command's own (128+N after signal N), 255 when the grid or the agent failed, 2 for a
- * command line to fix.
+ * command's own (128+N after signal N), 254 when an --after dependency failed, 255 when the
+ * grid or the agent failed, 2 for a command line to fix (README, "Exit statuses").
  */
 import { commandHelp, runCommand, type CommandText } from './entry.js'
 import { VRUN_OPTIONS, parseVrunArgs } from './vrun-args.js'

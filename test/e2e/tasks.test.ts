@@ -133,7 +133,7 @@ describe('sub-tasks submitted from inside a task', () => {
     const ws = workspace()
     const parent = await submitOne(a, ['sh', '-c', "vbatch sh -c 'exit 3' && exit 0"], ws)
     const w = await wait(a, parent)
-    expect(w.code).not.toBe(0)
+    expect(w.code).toBe(1)
     const p = await show(a, parent)
     expect(p.state).toBe('failed')
     expect(p.error).toMatch(/1 sub-task did not succeed/)
@@ -160,8 +160,10 @@ describe('sub-tasks submitted from inside a task', () => {
     expect(p.state).toBe('cancelled')
     expect(k.state).toBe('cancelled')
     console.log(`parent and child cancelled in ${Date.now() - t0} ms`)
-    // Waiting on a cancelled task does not say it succeeded.
-    expect((await wait(a, parent)).code).not.toBe(0)
+    // Waiting on a cancelled task exits 130 (README, "Exit statuses"), whatever its command did with the stop.
+    const w = await wait(a, parent)
+    expect(w.code).toBe(130)
+    expect(w.stderr).toMatch(/cancelled/)
   }, 60_000)
 
   it('cancels a parent whose command has ended while its child still runs', async () => {
@@ -179,6 +181,10 @@ describe('sub-tasks submitted from inside a task', () => {
     expect(p.state).toBe('cancelled')
     // Its child was cancelled with it, not failed: nothing to report beyond the cancel.
     expect(p.error).toBeUndefined()
+    // its command had exited 0, but the task was cancelled: 130, as for any cancelled task
+    const w = await wait(a, parent)
+    expect(w.code).toBe(130)
+    expect(w.stderr).toContain('cancelled (its command exited 0)')
   }, 60_000)
 })
 
@@ -207,14 +213,14 @@ describe('dependencies between top-level tasks of one workspace', () => {
       ['ok', ok, 'succeeded', 0],
       ['bad', bad, 'failed', 1],
       ['after-success ok', succOk, 'succeeded', 0],
-      ['after-success bad', succBad, 'upstream-failed', 255],
+      ['after-success bad', succBad, 'upstream-failed', 254],
       ['after-fail bad', failBad, 'succeeded', 0],
-      ['after-fail ok', failOk, 'upstream-failed', 255],
+      ['after-fail ok', failOk, 'upstream-failed', 254],
       ['after ok', anyOk, 'succeeded', 0],
       ['after bad', anyBad, 'succeeded', 0],
       ['ca', ca, 'failed', 2],
-      ['cb', cb, 'upstream-failed', 255],
-      ['cc', cc, 'upstream-failed', 255]
+      ['cb', cb, 'upstream-failed', 254],
+      ['cc', cc, 'upstream-failed', 254]
     ]
     const codes = await Promise.all(expected.map(async ([, id]) => (await wait(b, id)).code))
     const records = await Promise.all(expected.map(async ([, id]) => await show(a, id)))
@@ -241,8 +247,8 @@ describe('dependencies between top-level tasks of one workspace', () => {
     await submit(a, ['--name', 'fine', '-N', '2', '--cpus', '0', 'true'], ws)
     const quiet = await submitOne(a, ['--after-fail', 'fine', 'true'], ws)
     expect((await wait(b, alert)).code).toBe(0)
-    expect((await wait(b, next)).code).toBe(255)
-    expect((await wait(b, quiet)).code).toBe(255)
+    expect((await wait(b, next)).code).toBe(254)
+    expect((await wait(b, quiet)).code).toBe(254)
     expect((await show(a, next)).state).toBe('upstream-failed')
     expect((await show(a, quiet)).state).toBe('upstream-failed')
   }, 60_000)
@@ -291,7 +297,7 @@ describe('task logs', () => {
     expect((await a.vgrid(['task', 'log', 'train[2/3]'], inWs)).stdout).toBe('shard 2\n')
     expect(JSON.parse((await a.vgrid(['task', 'show', 'train[0]', '--json'], inWs)).stdout).id).toBe(shards[0])
     const all = await a.vgrid(['task', 'show', 'train'], inWs)
-    expect(all.code).toBe(255)
+    expect(all.code).toBe(2)
     expect(all.stderr).toContain('train names 3 shards')
     expect(all.stderr).toContain('train[0] to train[2]')
     // wait and cancel take a fan-out whole
@@ -355,6 +361,13 @@ describe('task logs', () => {
       await c.vgrid(['task', 'cancel', twins[1]!])
     }
     for (const id of twins) expect((await ended(a, id)).state).toBe('cancelled')
+
+    // a fan-out waited for whole, here and from another member: one listener per shard on
+    // the waiting client's signal, not a leak for Node to warn about
+    await submit(a, ['--no-sync', '--name', 'burst', '-N', '24', '--cpus', '0', 'true'], elsewhere)
+    expect((await a.vgrid(['task', 'wait', 'burst'], { cwd: elsewhere })).code).toBe(0)
+    expect((await b.vgrid(['task', 'wait', 'burst'], { cwd: elsewhere })).code).toBe(0)
+    for (const m of [a, b]) expect(m.output()).not.toContain('MaxListenersExceededWarning')
   }, 90_000)
 
   it('vbatch -f prints the output and exits with the task\'s status', async () => {
@@ -363,6 +376,26 @@ describe('task logs', () => {
     expect(r.stdout).toBe('hi\n')
     expect(r.code).toBe(4)
   }, 30_000)
+
+  it('vrun, vbatch -f and task wait end with the statuses of the README\'s table', async () => {
+    const ws = workspace()
+    // cancelled while vbatch -f follows it (from the member it was submitted from): 130
+    const followed = startCli('vbatch', ['-f', '--name', 'victim', '--no-sync', 'sh', '-c', 'echo started; sleep 60'], { home: a.home, cwd: ws, timeoutMs: 30_000 })
+    await waitFor(() => followed.stdout().includes('started'), 'the followed task to start', 20_000)
+    expect((await a.vgrid(['task', 'cancel', 'victim'], { cwd: ws })).code).toBe(0)
+    const r = await followed.done
+    expect(r.code, r.stderr).toBe(130)
+    expect((await a.vgrid(['task', 'wait', 'victim'], { cwd: ws })).code).toBe(130)
+    // a dependency failed: never ran, 254, from vrun as from vbatch -f
+    expect((await submit(a, ['--no-sync', '--name', 'broken', 'false'], ws)).length).toBe(1)
+    const after = await a.vrun(['--no-sync', '--after-success', 'broken', 'echo', 'never'], { cwd: ws })
+    expect(after.stdout).toBe('')
+    expect(after.code, after.stderr).toBe(254)
+    const batchAfter = await vbatch(a, ['-f', '--no-sync', '--after-success', 'broken', 'echo', 'never'], ws)
+    expect(batchAfter.code, batchAfter.stderr).toBe(254)
+    // a command line to fix: 2
+    expect((await a.vrun(['--cpus'], { cwd: ws })).code).toBe(2)
+  }, 60_000)
 })
 
 describe('refused submissions create nothing', () => {

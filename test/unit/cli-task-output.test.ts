@@ -200,6 +200,6 @@ describe('vgrid task show and notices', () => {
     expect(taskEndNotice(task('a'))).toBeUndefined()
     expect(taskEndNotice(task('a', { state: 'failed', exitCode: 3 }))).toBeUndefined()
     expect(taskEndNotice(task('a', { state: 'upstream-failed', error: 'prep failed' }))).toBe('task aaaaaaaaaaaa upstream-failed: prep failed')
-    expect(taskEndNotice(task('a', { state: 'cancelled', exitCode: 143 }))).toBe('task aaaaaaaaaaaa cancelled (exit 143)')
+    expect(taskEndNotice(task('a', { state: 'cancelled', exitCode: 143 }))).toBe('task aaaaaaaaaaaa cancelled (its command exited 143)')
   })
 })

@@ -145,11 +145,11 @@ describe('vbatch -f', () => {
     expect(requests).toEqual([{ t: 'task-log', id: ID2, follow: true, stderrOnly: false }, { t: 'task-log', id: ID1, follow: true, stderrOnly: false }])
   })
 
-  it('says why a task ended when its status does not; 255 for one that never ran', async () => {
+  it('says why a task ended when its status does not; 254 for one whose dependency failed', async () => {
     await fakeAgent(async (ch, req) => { await ch.send({ t: 'task', task: record(String(req.id), { state: 'upstream-failed', exitCode: undefined, error: 'prep failed' }) }) })
     const o = io()
     o.quiet = true
-    expect(await followTasks([ID1], o)).toBe(255)
+    expect(await followTasks([ID1], o)).toBe(254)
     expect(o.stderr.text).toBe('')
   })
 
@@ -165,7 +165,7 @@ describe('vbatch -f', () => {
     while (!o.stdout.text.includes('working')) await sleep(10)
     signals.emit('SIGINT')
     expect(await code).toBe(0)
-    expect(o.stderr.text).toContain(`vbatch: detached; task ${ID1} keeps running (vgrid task log ${ID1} to follow, Ctrl-C again within 0.3 s cancels it)\n`)
+    expect(o.stderr.text).toContain(`vbatch: detached; task ${ID1} keeps running (vgrid task log -f ${ID1} to follow, Ctrl-C again within 0.3 s cancels it)\n`)
     expect(requests.map((r) => r.t)).toEqual(['task-log'])
     expect(signals.listenerCount('SIGINT')).toBe(0)
   })
@@ -183,7 +183,7 @@ describe('vbatch -f', () => {
     signals.emit('SIGINT')
     signals.emit('SIGINT')
     expect(await code).toBe(130)
-    expect(o.stderr.text).toContain(`vbatch: detached; tasks ${ID1} and ${ID2} keep running (vgrid task log ID to follow, Ctrl-C again within 0.3 s cancels them)\n`)
+    expect(o.stderr.text).toContain(`vbatch: detached; tasks ${ID1} and ${ID2} keep running (vgrid task log -f ID to follow, Ctrl-C again within 0.3 s cancels them)\n`)
     expect(o.stderr.text).toContain('vbatch: cancelled 2 of 2 tasks\n')
     expect(requests.filter((r) => r.t === 'task-cancel').map((r) => r.id).sort()).toEqual([ID1, ID2])
   })

@@ -822,8 +822,11 @@ export class TaskManager implements ChildTracker {
     if (e === undefined) return this.mustGet(id)
     if (isFinal(e.record.state)) { await e.log.flushed(); return e.record }
     return await new Promise<TaskRecord>((resolve, reject) => {
-      e.waiters.push(resolve)
-      signal?.addEventListener('abort', () => { reject(new VgridError('ERR_PEER_LOST', 'the waiter went away')) }, { once: true })
+      const gone = (): void => { reject(new VgridError('ERR_PEER_LOST', 'the waiter went away')) }
+      // Taken off once the task ends: a signal that outlives it (a client waiting for every
+      // shard of a fan-out, one after the other) would otherwise keep one listener per task.
+      e.waiters.push((t) => { signal?.removeEventListener('abort', gone); resolve(t) })
+      signal?.addEventListener('abort', gone, { once: true })
     })
   }
 

@@ -11,6 +11,7 @@
  * `{ t: 'named', name, workspace? }` → `{ t: 'named', submissions }`. Any may be answered
  * `{ t: 'error', error }`.
  */
+import { getMaxListeners, setMaxListeners } from 'node:events'
 import { VgridError, toWire, fromWire } from '../../common/errors.js'
 import { createLogger } from '../../common/log.js'
 import type { FrameChannel } from '../../common/channel.js'
@@ -26,6 +27,8 @@ import { TASK_PROTOCOL, TASK_MAX_FRAME_BYTES, parseTaskRequest, type TaskRequest
 export { TASK_PROTOCOL, TASK_MAX_FRAME_BYTES }
 
 const log = createLogger('tasks')
+/** Node's warning threshold for the listeners of one emitter or signal. */
+const DEFAULT_MAX_LISTENERS = 10
 const ASK_TIMEOUT_MS = 3_000
 const REQUEST_TIMEOUT_MS = 10_000
 /**
@@ -174,7 +177,7 @@ export class TaskQueries {
       const theirs = await Promise.all(this.others().map(async (peer) => await withTimeout(this.ask(peer, { t: 'find', prefix: ref }), ASK_TIMEOUT_MS, 'no answer').catch(() => [])))
       const all = [...mine, ...theirs.flat()]
       const unique = [...new Map(all.map((t) => [t.id, t])).values()]
-      if (unique.length > 1) throw new VgridError('ERR_BAD_ARGUMENT', `${unique.length} tasks have ids starting with ${ref}: ${unique.slice(0, 5).map((t) => t.id).join(', ')}`, 'give more digits of the id')
+      if (unique.length > 1) throw new VgridError('ERR_AMBIGUOUS_TASK', `${unique.length} tasks have ids starting with ${ref}: ${unique.slice(0, 5).map((t) => t.id).join(', ')}`, 'give more digits of the id')
       if (unique.length === 1) return unique
     }
     const named = await this.byName(ref, l.workspace)
@@ -229,7 +232,7 @@ export class TaskQueries {
     const found = await this.resolve(l)
     if (found.length === 1) return found[0]!
     const ref = l.ref
-    throw new VgridError('ERR_BAD_ARGUMENT', `${ref} names ${found.length} shards (vbatch -N ${found.length})`, `give one: ${ref}[0] to ${ref}[${found.length - 1}], or an id`)
+    throw new VgridError('ERR_AMBIGUOUS_TASK', `${ref} names ${found.length} shards (vbatch -N ${found.length})`, `give one: ${ref}[0] to ${ref}[${found.length - 1}], or an id`)
   }
 
   async show (l: TaskLookup): Promise<TaskRecord> {
@@ -248,6 +251,9 @@ export class TaskQueries {
   async wait (l: TaskLookup, signal: AbortSignal): Promise<TaskRecord | TaskRecord[]> {
     const found = await this.resolve(l)
     if (found.length === 1) return await this.waitOne(found[0]!, signal)
+    // Each shard waited for holds one listener on the client's signal until it ends: a fan-out
+    // of 200 is 200 at once, by design, not the leak Node's warning (past 10) looks for.
+    setMaxListeners(Math.max(getMaxListeners(signal), found.length + DEFAULT_MAX_LISTENERS), signal)
     return await Promise.all(found.map(async (t) => await this.waitOne(t, signal)))
   }
 

@@ -77,12 +77,29 @@ export interface TaskRecord {
   history?: TaskChange[]
 }
 
+/**
+ * The exit statuses of a task's end that are not its command's own (README, "Exit
+ * statuses"). Cancelled reads as a shell reads an interrupted command, whatever the command
+ * did with the SIGTERM it got; a task that never ran because of its dependencies is told
+ * from one the grid lost, or could not start (255, as for any failure of the grid).
+ */
+export const EXIT_TASK_CANCELLED = 130
+export const EXIT_UPSTREAM_FAILED = 254
+export const EXIT_TASK_LOST = 255
+/** Failed with no status of its command's to give: it exited 0, but a sub-task did not succeed. */
+export const EXIT_CHILD_FAILED = 1
+
 /** The exit status `vgrid task wait` and `vbatch -f` end with. */
 export function taskExitCode (t: TaskRecord): number {
-  if (t.state === 'succeeded') return 0
-  if (t.state === 'failed' && t.exitCode !== undefined && t.exitCode !== 0) return t.exitCode
-  if (t.state === 'cancelled' && t.exitCode !== undefined && t.exitCode !== 0) return t.exitCode
-  return 255
+  switch (t.state) {
+    case 'succeeded': return 0
+    case 'failed':
+      if (t.exitCode === undefined) return EXIT_TASK_LOST // it could not start: the grid failed it
+      return t.exitCode !== 0 ? t.exitCode : EXIT_CHILD_FAILED
+    case 'cancelled': return EXIT_TASK_CANCELLED
+    case 'upstream-failed': return EXIT_UPSTREAM_FAILED
+    default: return EXIT_TASK_LOST
+  }
 }
 
 /**
