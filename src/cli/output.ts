@@ -10,6 +10,7 @@
  */
 import { VgridError } from '../common/errors.js'
 import { formatBytes } from '../common/units.js'
+import { shortPeerId } from '../common/peer-id.js'
 import type { AgentStatus, PeerView } from '../grid/types.js'
 import { UsageError } from './usage-error.js'
 import { joinLine } from '../common/join-line.js'
@@ -88,11 +89,17 @@ export function statusJson (status: AgentStatus): string {
   return `${JSON.stringify({ status }, null, 2)}\n`
 }
 
-/** Length of a peer id as shown: `12D3KooW` + 4 characters of entropy, unique in any lab. */
-export const SHORT_PEER_ID_CHARS = 12
+export { shortPeerId }
 
-export function shortPeerId (peer: string): string {
-  return peer.slice(0, SHORT_PEER_ID_CHARS)
+/**
+ * A member as people tell it apart: its host name, and, where another member has the same
+ * one (clones of one VM image, say), the shortest unique end of its peer id too.
+ */
+export function memberName (peer: Pick<PeerView, 'peer' | 'resources'>, peers: ReadonlyArray<Pick<PeerView, 'peer' | 'resources'>>): string {
+  const host = peer.resources?.host
+  const short = shortPeerId(peer.peer, peers.map((p) => p.peer))
+  if (host === undefined || host === '') return short
+  return peers.some((p) => p.peer !== peer.peer && p.resources?.host === host) ? `${host} (${short})` : host
 }
 
 /** A member not heard from for less than this is shown as seen `now`. */
@@ -135,22 +142,39 @@ function formatTasks (peer: PeerView): string {
   return queued > 0 ? `${running} (+${queued} queued)` : String(running)
 }
 
-const PEER_COLUMNS = ['PEER', 'HOST', 'CPUS', 'MEM', 'GPUS', 'TASKS', 'SEEN'] as const
+const PEER_COLUMNS = ['PEER', 'HOST', 'STATE', 'LOAD', 'CPUS', 'MEM', 'GPUS', 'TASKS', 'POOLS', 'LABELS', 'SEEN'] as const
+
+/** Whether it takes new commands now, in a word: what placement sees of it. */
+function lendingState (p: PeerView): string {
+  if (p.leaving === true) return 'leaving'
+  if (p.load?.draining === true) return 'draining'
+  if (p.load?.paused === true) return 'paused'
+  if (p.load?.ownerBusy === true) return 'owner-busy'
+  return 'lends'
+}
 
 /**
- * The `vgrid peers` table: this agent first (its id marked `*`), then by host. CPUS and MEM
- * are free/lent: what the owner shares, not what the machine has.
+ * The `vgrid peers` table: this agent first (its id marked `*`), then by host. Peer ids by
+ * the shortest end that tells them apart. STATE: lends, paused (by its owner), draining
+ * (stopping), owner-busy (--only-when-idle and its owner works), leaving. LOAD: the
+ * machine's CPU use, every process counted. CPUS and MEM are free/lent: what the owner
+ * shares, not what the machine has.
  */
 export function renderPeersTable (peers: PeerView[]): string {
   const sorted = [...peers].sort((a, b) =>
     Number(b.self) - Number(a.self) || String(a.resources?.host).localeCompare(String(b.resources?.host)) || a.peer.localeCompare(b.peer))
+  const ids = peers.map((p) => p.peer)
   const rows = sorted.map((p) => [
-    `${shortPeerId(p.peer)}${p.self ? '*' : ''}`,
+    `${shortPeerId(p.peer, ids)}${p.self ? '*' : ''}`,
     p.resources?.host ?? '?',
+    lendingState(p),
+    typeof p.load?.cpuUtil === 'number' ? `${Math.round(p.load.cpuUtil)}%` : '?',
     `${p.load?.cpusFree ?? '?'}/${p.offer?.cpus ?? '?'}`,
     `${formatBytes(p.load?.memFree ?? 0)}/${formatBytes(p.offer?.memBytes ?? 0)}`,
     formatGpus(p),
     formatTasks(p),
+    (p.offer?.pools ?? []).join(',') || '-',
+    Object.entries(p.offer?.labels ?? {}).map(([k, v]) => `${k}=${v}`).join(',') || '-',
     p.leaving === true ? 'leaving' : p.self ? 'now' : formatSeen(p.lastSeenMs)
   ])
   const lines = renderTable([PEER_COLUMNS as readonly string[], ...rows])
@@ -162,27 +186,31 @@ export function renderPeersTable (peers: PeerView[]): string {
 /** One line per member that takes no new command now: paused, or draining before it stops. */
 function renderLending (peers: PeerView[]): string {
   return peers.map((p) => {
-    const who = p.resources?.host ?? shortPeerId(p.peer)
+    const who = memberName(p, peers)
     const running = p.load?.running ?? 0
     if (p.load?.draining === true) return `${who} is draining: it takes no new command and stops once its ${running} running ${running === 1 ? 'command has' : 'commands have'} ended\n`
     if (p.load?.paused === true) return `${who} is paused by its owner: it takes no new command (${running} running go on)\n`
+    if (p.load?.ownerBusy === true) return `${who} lends only when its owner is idle (--only-when-idle), and its owner is busy: it takes no new command\n`
     return ''
   }).join('')
 }
 
 /** One line per member whose owner limits who may run commands there (`--accept-from`). */
 function renderAcceptFrom (peers: PeerView[]): string {
-  const name = (id: string): string => peers.find((p) => p.peer === id)?.resources?.host ?? shortPeerId(id)
+  const name = (id: string): string => {
+    const p = peers.find((x) => x.peer === id)
+    return p !== undefined ? memberName(p, peers) : shortPeerId(id, peers.map((x) => x.peer))
+  }
   return peers.filter((p) => Array.isArray(p.offer?.acceptFrom)).map((p) => {
     const from = p.offer.acceptFrom!
-    return `${p.resources?.host ?? shortPeerId(p.peer)} runs commands only from ${from.length === 0 ? 'no other member' : from.map(name).join(', ')}\n`
+    return `${memberName(p, peers)} runs commands only from ${from.length === 0 ? 'no other member' : from.map(name).join(', ')}\n`
   }).join('')
 }
 
 /** One line per member whose guests are not sandboxed: by its owner's choice, or because it cannot. */
 function renderIsolation (peers: PeerView[]): string {
   return peers.map((p) => {
-    const who = `${p.resources?.host ?? shortPeerId(p.peer)} (${shortPeerId(p.peer)})`
+    const who = `${p.resources?.host ?? '?'} (${shortPeerId(p.peer, peers.map((x) => x.peer))})`
     if (p.offer?.isolation === 'none') return `${who} runs guests unconfined, as its owner's user (--isolation none)\n`
     if (p.offer?.isolation === 'unavailable') return `${who} lends nothing: it cannot sandbox guests (no working bubblewrap)\n`
     return ''
@@ -191,7 +219,8 @@ function renderIsolation (peers: PeerView[]): string {
 
 /**
  * Every GPU the grid lends, one line each, like gpustat for the whole grid: free, or which
- * task holds it for whom. Empty when no member lends a GPU.
+ * task holds it for whom. Empty when no member lends a GPU. A member is named by its host,
+ * with the end of its peer id where two members share a host name.
  */
 export function renderGpuUse (peers: PeerView[]): string {
   const rows: string[][] = []
@@ -203,7 +232,7 @@ export function renderGpuUse (peers: PeerView[]): string {
       if (!lent.has(g.index)) continue
       const u = use.get(g.index)
       rows.push([
-        `${p.resources.host} [${g.index}]`, shortModel(g.model ?? ''), formatBytes(g.memoryBytes ?? 0),
+        `${memberName(p, peers)} [${g.index}]`, shortModel(g.model ?? ''), formatBytes(g.memoryBytes ?? 0),
         free.has(g.index) ? 'free' : u?.task ?? 'busy', free.has(g.index) ? '' : u?.who ?? ''
       ])
     }

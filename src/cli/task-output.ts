@@ -5,7 +5,8 @@
  * (src/agent/tasks/types.ts), pretty printed; new fields may appear, none are renamed.
  */
 import { bySubmission, isFinal, type TaskRecord } from '../agent/tasks/types.js'
-import { renderTable, shortPeerId } from './output.js'
+import { renderTable } from './output.js'
+import { shortPeerId } from '../common/peer-id.js'
 
 /** Digits of a task id shown in tables: unique in any lab, and accepted back as a prefix. */
 export const SHORT_TASK_ID_CHARS = 12
@@ -116,7 +117,39 @@ export function flattenTrees (trees: readonly TaskTree[]): TaskRecord[] {
   return out
 }
 
-const LIST_COLUMNS = ['ID', 'NAME', 'STATE', 'EXIT', 'HOST', 'DURATION', 'COMMAND'] as const
+const LIST_COLUMNS = ['ID', 'NAME', 'STATE', 'EXIT', 'USER', 'HOST', 'STARTED', 'DURATION', 'COMMAND'] as const
+
+/**
+ * When a task started, in this machine's time: `14:05:09` within the last day, else the date
+ * too (`2026-12-01 14:05`); '-' before it started.
+ */
+export function formatStarted (ms: number | undefined, now: number): string {
+  if (ms === undefined) return '-'
+  const d = new Date(ms)
+  const two = (n: number): string => String(n).padStart(2, '0')
+  const clock = `${two(d.getHours())}:${two(d.getMinutes())}`
+  if (Math.abs(now - ms) < 24 * 3600_000) return `${clock}:${two(d.getSeconds())}`
+  return `${d.getFullYear()}-${two(d.getMonth() + 1)}-${two(d.getDate())} ${clock}`
+}
+
+/**
+ * The HOST column: the executor's host name, with the end of its peer id where two members
+ * in the list share that name.
+ */
+function hostNamer (tasks: readonly TaskRecord[]): (t: TaskRecord) => string {
+  const peersOf = new Map<string, Set<string>>()
+  for (const t of tasks) {
+    if (t.host === undefined || t.host === '' || t.peer === undefined) continue
+    const set = peersOf.get(t.host) ?? new Set<string>()
+    set.add(t.peer)
+    peersOf.set(t.host, set)
+  }
+  const all = [...new Set(tasks.flatMap((t) => t.peer !== undefined ? [t.peer] : []))]
+  return (t) => {
+    if (t.host === undefined || t.host === '') return '-'
+    return t.peer !== undefined && (peersOf.get(t.host)?.size ?? 0) > 1 ? `${t.host} (${shortPeerId(t.peer, all)})` : t.host
+  }
+}
 
 export interface ListOptions {
   now: number
@@ -132,6 +165,7 @@ export function renderTaskList (sel: TaskSelection, opts: ListOptions): string {
       : 'no tasks\n'
   }
   const rows: string[][] = []
+  const hostOf = hostNamer(flattenTrees(sel.trees))
   const walk = (nodes: readonly TaskTree[], depth: number): void => {
     for (const { task: t, children } of nodes) {
       rows.push([
@@ -139,7 +173,9 @@ export function renderTaskList (sel: TaskSelection, opts: ListOptions): string {
         taskName(t),
         t.state,
         t.exitCode !== undefined ? String(t.exitCode) : '-',
-        t.host !== undefined && t.host !== '' ? t.host : '-',
+        t.user ?? '-',
+        hostOf(t),
+        formatStarted(t.started, opts.now),
         taskDuration(t, opts.now),
         formatArgv(t.argv)
       ])

@@ -5,6 +5,7 @@
  */
 import { VgridError } from '../common/errors.js'
 import { formatBytes } from '../common/units.js'
+import { matchesPeerPart, shortPeerId } from '../common/peer-id.js'
 import type { DepartedMember, PeerView } from './types.js'
 import { gpuMatches, matches, type ResourceRequest } from '../common/resources.js'
 
@@ -39,7 +40,7 @@ export function hasRoomFor (p: PeerView, bytes: number | undefined): boolean {
 
 /** The members that could run it but have no room for its workspace, named, with the room each has. */
 export function noRoom (members: PeerView[], bytes: number): VgridError {
-  const named = members.slice(0, 3).map((p) => `${p.resources.host} (${p.peer.slice(0, 12)}…) has ${formatBytes(p.load.storeRoom ?? 0)}`)
+  const named = members.slice(0, 3).map((p) => `${p.resources.host} (${shortPeerId(p.peer)}) has ${formatBytes(p.load.storeRoom ?? 0)}`)
   const more = members.length > named.length ? ` and ${members.length - named.length} more` : ''
   const who = members.length === 1 ? 'the only member that could run it' : `none of the ${members.length} members that could run it`
   return new VgridError('ERR_NO_SPACE', `${who} has room for this workspace (needs ${formatBytes(bytes)}): ${named.join(', ')}${more}`,
@@ -180,7 +181,8 @@ export function candidates (view: PeerView[], req: ResourceRequest, syncBytes?: 
 }
 
 /**
- * `--on PEER`: a full peer id, a unique prefix of one (at least 4 characters), or a hostname.
+ * `--on PEER`: a full peer id, a unique prefix or suffix of one (at least 4 characters; the
+ * suffix as `vgrid peers` shows it, `…Sn62Xk`, or without the `…`), or a hostname.
  */
 export function resolvePeer (view: PeerView[], on: string): PeerView {
   const exact = view.find((p) => p.peer === on)
@@ -191,10 +193,10 @@ export function resolvePeer (view: PeerView[], on: string): PeerView {
     throw new VgridError('ERR_AMBIGUOUS_PEER', `${byHost.length} members have the hostname ${on}: ${byHost.map((p) => p.peer).join(', ')}`,
       'name one by its peer id (or a unique prefix of it)')
   }
-  const byPrefix = on.length >= 4 ? view.filter((p) => p.peer.startsWith(on)) : []
-  if (byPrefix.length === 1) return byPrefix[0]
-  if (byPrefix.length > 1) {
-    throw new VgridError('ERR_AMBIGUOUS_PEER', `${byPrefix.length} members have peer ids starting with ${on}`, 'give more characters of the peer id')
+  const byPart = view.filter((p) => matchesPeerPart(p.peer, on))
+  if (byPart.length === 1) return byPart[0]
+  if (byPart.length > 1) {
+    throw new VgridError('ERR_AMBIGUOUS_PEER', `${byPart.length} members have peer ids starting or ending with ${on}`, 'give more characters of the peer id')
   }
   throw new VgridError('ERR_NO_SUCH_PEER', `no member of the grid is called ${on}`, 'see the members with `vgrid peers`')
 }
@@ -205,7 +207,7 @@ export function resolvePeer (view: PeerView[], on: string): PeerView {
  */
 export class MemberAway extends VgridError {
   constructor (readonly member: DepartedMember) {
-    super('ERR_NO_CAPACITY', `${member.host} (${member.peer.slice(0, 12)}…) left the grid ${formatAgo(member.leftMsAgo)} ago; waiting for it to come back`,
+    super('ERR_NO_CAPACITY', `${member.host} (${shortPeerId(member.peer)}) left the grid ${formatAgo(member.leftMsAgo)} ago; waiting for it to come back`,
       'it starts when the member is back in `vgrid peers`; Ctrl-C gives up')
   }
 }
@@ -230,7 +232,7 @@ export function resolvePinned (view: PeerView[], departed: DepartedMember[], on:
     if (!(err instanceof VgridError) || err.code !== 'ERR_NO_SUCH_PEER') throw err
     const gone = departed.find((d) => d.peer === on) ??
       departed.find((d) => d.host.toLowerCase() === on.toLowerCase()) ??
-      (on.length >= 4 ? departed.find((d) => d.peer.startsWith(on)) : undefined)
+      departed.find((d) => matchesPeerPart(d.peer, on))
     if (gone !== undefined) throw new MemberAway(gone)
     throw err
   }

@@ -91,7 +91,7 @@ describe('a member without room for the workspace', () => {
     const ms = Date.now() - t0
     console.log(`vrun --on the small member, refused in ${ms} ms: ${r.stderr.trim()}`)
     expect(r.code).not.toBe(0)
-    expect(r.stderr).toMatch(new RegExp(`^vrun: the only member that could run it has room for this workspace \\(needs 30 MiB\\): ${small.host} \\(${small.peer.slice(0, 12)}…\\) has [\\d.]+ MiB\\n`))
+    expect(r.stderr).toMatch(new RegExp(`^vrun: the only member that could run it has room for this workspace \\(needs 30 MiB\\): ${small.host} \\(…${small.peer.slice(-6)}\\) has [\\d.]+ MiB\\n`))
     // the bug this guards against stalled 60 s: the vrun's 30 s bound above catches it
   })
 
@@ -101,7 +101,7 @@ describe('a member without room for the workspace', () => {
     const ws = workspace(12 * MiB)
     const alone = await s.vrun(['--on', small.peer, 'true'], { cwd: ws, timeoutMs: 30_000 })
     expect(alone.code).not.toBe(0)
-    expect(alone.stderr).toMatch(new RegExp(`^vrun: ${small.host} \\(${small.peer.slice(0, 12)}…\\) has no space for this workspace \\(needs 24 MiB, has [\\d.]+ MiB in ${small.home}/store\\)\\n`))
+    expect(alone.stderr).toMatch(new RegExp(`^vrun: ${small.host} \\(…${small.peer.slice(-6)}\\) has no space for this workspace \\(needs 24 MiB, has [\\d.]+ MiB in ${small.home}/store\\)\\n`))
     // Nothing was written: the small member's disk is as empty as before.
     const df = spawnSync('df', ['--output=used', '-B1', small.home], { encoding: 'utf8' }).stdout.trim().split('\n').pop()!
     expect(Number(df)).toBeLessThan(4 * MiB)
@@ -140,6 +140,6 @@ describe('a member without room for the workspace', () => {
     expect(task.state).toBe('succeeded')
     expect(task.attempts.map((a: { peer: string }) => a.peer)).toEqual([roomy.peer])
     expect((await s.vgrid(['task', 'log', id])).stdout.trim()).toBe(roomy.peer)
-    expect(await log()).toMatch(new RegExp(`^vgrid: ${small.host} \\(${small.peer.slice(0, 12)}…\\) has no space for this workspace \\(needs 24 MiB, has [\\d.]+ MiB in .*/store\\); placing it elsewhere\n`))
+    expect(await log()).toMatch(new RegExp(`^vgrid: ${small.host} \\(…${small.peer.slice(-6)}\\) has no space for this workspace \\(needs 24 MiB, has [\\d.]+ MiB in .*/store\\); placing it elsewhere\n`))
   })
 })

@@ -40,7 +40,7 @@ describe('a grid of agents', () => {
     const table = await a.vgrid(['peers'])
     expect(table.code).toBe(0)
     expect(table.stdout).toMatch(/A100/)
-    expect(table.stdout).toContain(b.peer.slice(0, 12))
+    expect(table.stdout).toContain(`…${b.peer.slice(-6)}`)
 
     const st = await b.vgrid(['status', '--json'])
     const status = JSON.parse(st.stdout).status

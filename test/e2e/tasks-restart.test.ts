@@ -184,7 +184,7 @@ describe('an owner restarted', () => {
       expect(threeRec.attempts.map((a) => a.state)).toEqual(['lost', 'succeeded'])
       // (`restarted` when the stopping agent ran out of time to write it down)
       expect(threeRec.attempts[0].error).toMatch(/the owning agent (stopped|restarted)/)
-      expect((await r2.vgrid(['task', 'log', three])).stderr).toMatch(/^--- attempt 2 on \S+ \(12D3\w+…\), after: the owning agent (stopped|restarted) ---$/m)
+      expect((await r2.vgrid(['task', 'log', three])).stderr).toMatch(/^--- attempt 2 on \S+ \(…\w+\), after: the owning agent (stopped|restarted) ---$/m)
       expect(read(ws, 'one.txt')).toBe('one\n')
       expect(read(ws, 'two.txt')).toBe('two\n')
       expect(read(ws, 'three.txt')).toBe('three\n')

@@ -31,9 +31,9 @@ function peer (over: { id: string, host: string, gpus?: GpuInfo[], lent?: number
   }
 }
 
-const ID_A = '12D3KooWAAAAaaaaBBBBbbbbCCCCccccDDDDddddEEEEeeee'
-const ID_B = '12D3KooWBBBBaaaaBBBBbbbbCCCCccccDDDDddddEEEEeeee'
-const ID_C = '12D3KooWCCCCaaaaBBBBbbbbCCCCccccDDDDddddEEEEeeee'
+const ID_A = '12D3KooWAAAAaaaaBBBBbbbbCCCCccccDDDDddddEEEEAa1111'
+const ID_B = '12D3KooWBBBBaaaaBBBBbbbbCCCCccccDDDDddddEEEEBb2222'
+const ID_C = '12D3KooWCCCCaaaaBBBBbbbbCCCCccccDDDDddddEEEEXxSn62Xk'
 
 describe('vgrid peers table', () => {
   const peers = [
@@ -48,10 +48,10 @@ describe('vgrid peers table', () => {
 
   it('renders 0, 1 and 8 GPUs, this agent first and marked', () => {
     expect(renderPeersTable(peers)).toBe([
-      'PEER           HOST    CPUS   MEM              GPUS                         TASKS          SEEN',
-      '12D3KooWAAAA*  laptop  30/32  100 GiB/128 GiB  -                            0              now',
-      '12D3KooWCCCC   dgx-1   30/32  100 GiB/128 GiB  7×A100-SXM4-80GB (3 free)    5 (+2 queued)  3s ago',
-      '12D3KooWBBBB   ws-2    30/32  100 GiB/128 GiB  1×GeForce RTX 4090 (1 free)  1              now',
+      'PEER      HOST    STATE  LOAD  CPUS   MEM              GPUS                         TASKS          POOLS  LABELS  SEEN',
+      '…Aa1111*  laptop  lends  5%    30/32  100 GiB/128 GiB  -                            0              -      -       now',
+      '…Sn62Xk   dgx-1   lends  5%    30/32  100 GiB/128 GiB  7×A100-SXM4-80GB (3 free)    5 (+2 queued)  -      -       3s ago',
+      '…Bb2222   ws-2    lends  5%    30/32  100 GiB/128 GiB  1×GeForce RTX 4090 (1 free)  1              -      -       now',
       '3 members; * = this agent',
       '',
       'GPU        MODEL             MEMORY  TASK              FOR',
@@ -105,6 +105,22 @@ describe('vgrid peers table', () => {
     const text = renderPeersTable([peer({ id: ID_A, host: 'ws-a', self: true }), paused, draining])
     expect(text).toContain('3 members; * = this agent\nws-b is paused by its owner: it takes no new command (2 running go on)\n' +
       'ws-c is draining: it takes no new command and stops once its 1 running command has ended\n')
+  })
+
+  it('shows state, load, pools and labels, and tells apart members that share a host name or the end of an id', () => {
+    const twin = '12D3KooWTwinaaaaBBBBbbbbCCCCccccDDDDddddEEEEyySn62Xk'
+    const one = peer({ id: ID_C, host: 'vm', gpus: [gpu(0)], free: [0] })
+    const two = peer({ id: twin, host: 'vm', gpus: [gpu(0)], free: [] })
+    one.offer.pools = ['gpu-a100', 'night']
+    one.offer.labels = { rack: 'b2' }
+    two.load.ownerBusy = true
+    two.load.cpuUtil = 87.4
+    const text = renderPeersTable([peer({ id: ID_A, host: 'ws-a', self: true }), one, two])
+    expect(text).toContain('…xSn62Xk  vm    lends       5%    30/32  100 GiB/128 GiB  1×A100-SXM4-80GB (1 free)  0      gpu-a100,night  rack=b2')
+    expect(text).toContain('…ySn62Xk  vm    owner-busy  87%')
+    expect(text).toContain('vm (…ySn62Xk) lends only when its owner is idle (--only-when-idle), and its owner is busy: it takes no new command\n')
+    expect(text).toContain('vm (…xSn62Xk) [0]  A100-SXM4-80GB  80 GiB  free\n')
+    expect(text).toContain('vm (…ySn62Xk) [0]  A100-SXM4-80GB  80 GiB  busy\n')
   })
 
   it('--json is {"peers": [...]} exactly as received', () => {

@@ -1,4 +1,6 @@
 import { describe, it, expect } from 'vitest'
+// STARTED is in the local time of the machine: the tests' machine's is UTC
+process.env.TZ = 'UTC'
 import type { TaskRecord } from '../../src/agent/tasks/types.js'
 import {
   describeIds, flattenTrees, formatArgv, formatElapsed, renderTaskList, renderTaskShow, selectTaskTrees, taskEndNotice, taskTrees, tasksJson
@@ -102,23 +104,33 @@ describe('task trees', () => {
 describe('vgrid task list', () => {
   const tasks = [
     task('a', {
-      name: 'pipeline', argv: ['sh', '-c', 'vbatch ./step.sh'], state: 'waiting-children', exitCode: 0, host: 'lab-02',
+      name: 'pipeline', argv: ['sh', '-c', 'vbatch ./step.sh'], state: 'waiting-children', exitCode: 0, host: 'lab-02', user: 'ann@ws-1',
       created: NOW - 10 * MIN, started: NOW - 9 * MIN, ended: NOW - 8 * MIN - 55_000
     }),
     task('b', { parent: id('a'), argv: ['./step.sh'], state: 'running', host: 'lab-03', created: NOW - 8 * MIN, started: NOW - 245_000 }),
     task('c', { parent: id('b'), argv: ['python', 'x.py'], state: 'queued', created: NOW - 2 * MIN, shard: { index: 1, count: 4 }, name: 'sweep' }),
-    task('d', { parent: 'ffffffffffffffff', argv: ['make'], state: 'failed', exitCode: 2, host: 'lab-04', created: NOW - 7 * MIN, started: NOW - 6 * MIN, ended: NOW - 6 * MIN + 850 })
+    task('d', { parent: 'ffffffffffffffff', argv: ['make'], state: 'failed', exitCode: 2, host: 'lab-04', user: 'bob@ws-2', created: NOW - 7 * MIN, started: NOW - 6 * MIN, ended: NOW - 6 * MIN + 850 })
   ]
 
   it('renders the tree: children indented two spaces a level, orphans at the top', () => {
     expect(renderTaskList(selectTaskTrees(tasks, false, NOW), { now: NOW })).toBe([
-      'ID                NAME        STATE             EXIT  HOST    DURATION  COMMAND',
-      'aaaaaaaaaaaa      pipeline    waiting-children  0     lab-02  5.0s      sh -c \'vbatch ./step.sh\'',
-      '  bbbbbbbbbbbb    -           running           -     lab-03  4m05s     ./step.sh',
-      '    cccccccccccc  sweep[1/4]  queued            -     -       -         python x.py',
-      'dddddddddddd      -           failed            2     lab-04  850ms     make',
+      'ID                NAME        STATE             EXIT  USER      HOST    STARTED   DURATION  COMMAND',
+      'aaaaaaaaaaaa      pipeline    waiting-children  0     ann@ws-1  lab-02  11:51:00  5.0s      sh -c \'vbatch ./step.sh\'',
+      '  bbbbbbbbbbbb    -           running           -     -         lab-03  11:55:55  4m05s     ./step.sh',
+      '    cccccccccccc  sweep[1/4]  queued            -     -         -       -         -         python x.py',
+      'dddddddddddd      -           failed            2     bob@ws-2  lab-04  11:54:00  850ms     make',
       ''
     ].join('\n'))
+  })
+
+  it('shows a start more than a day ago with its date, and tells apart two executors of one host name', () => {
+    const twins = [
+      task('e', { host: 'vm', peer: '12D3KooWOnePeerIdAaaaSn62Xk', started: NOW - 30 * HOUR, created: NOW - 30 * HOUR, ended: NOW - 29 * HOUR }),
+      task('f', { host: 'vm', peer: '12D3KooWTwoPeerIdBbbbQ7wE1z', started: NOW - MIN, created: NOW - MIN, ended: NOW })
+    ]
+    const text = renderTaskList(selectTaskTrees(twins, true, NOW), { now: NOW })
+    expect(text).toContain('vm (…Sn62Xk)  2025-01-01 06:00')
+    expect(text).toContain('vm (…Q7wE1z)  11:59:00')
   })
 
   it('cuts the command to the terminal\'s width', () => {
@@ -164,15 +176,15 @@ describe('vgrid task show and notices', () => {
     expect(text).toContain('id        aaaaaaaaaaaaaaaa\n')
     expect(text).toContain('state     lost\n')
     expect(text).toContain('error     the executor vanished\n')
-    expect(text).toContain('owner     lab-01 (12D3KooWOwne)\n')
-    expect(text).toContain('host      lab-03 (12D3KooWExec)\n')
+    expect(text).toContain('owner     lab-01 (…AbCdEf)\n')
+    expect(text).toContain('host      lab-03 (…rIdXyZ)\n')
     expect(text).toContain('duration  8m00s\n')
     expect(text).toContain('shard     2 of 8')
     expect(text).toContain('timeout   2h00m\n')
     expect(text).toContain('retries   1\n')
     expect(text).toContain('deps      after success of prep (bbbbbbbbbbbb)\n          after the end of fetch (cccccccccccc)\n')
-    expect(text).toContain('attempts  1. lab-02 (12D3KooWFirs)  2025-01-02T11:51:00.000Z → 2025-01-02T11:55:00.000Z  lost: the executor vanished\n')
-    expect(text).toContain('          2. lab-03 (12D3KooWExec)')
+    expect(text).toContain('attempts  1. lab-02 (…rIdAbc)  2025-01-02T11:51:00.000Z → 2025-01-02T11:55:00.000Z  lost: the executor vanished\n')
+    expect(text).toContain('          2. lab-03 (…rIdXyZ)')
     expect(text).toContain(`children  ${id('d')}\n          ${id('e')}\n`)
     expect(text).toContain('history   2025-01-02T11:50:00.000Z  pending           submitted\n          2025-01-02T11:55:00.000Z  queued            lost: the executor vanished; placed again\n')
     expect(text).not.toMatch(/ +\n/)

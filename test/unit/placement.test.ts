@@ -83,10 +83,15 @@ describe('placement', () => {
     expect(() => candidates([paused, view[3]!], { cpus: 4, gpus: 0 })).toThrow(/is busy/)
   })
 
-  it('resolves --on by id, hostname or unique prefix', () => {
+  it('resolves --on by id, hostname, or a unique prefix or suffix', () => {
     expect(resolvePeer(view, '12D3KooWBBBB2222').resources.host).toBe('ws2')
     expect(resolvePeer(view, 'GPU1').peer).toBe('12D3KooWBBBC3333')
     expect(resolvePeer(view, '12D3KooWD').resources.host).toBe('gpu2')
+    // the end of an id, as vgrid peers shows it (with or without its mark), or typed
+    expect(resolvePeer(view, '…B2222').resources.host).toBe('ws2')
+    expect(resolvePeer(view, '...B2222').resources.host).toBe('ws2')
+    expect(resolvePeer(view, 'C3333').peer).toBe('12D3KooWBBBC3333')
+    expect(() => resolvePeer(view, '…333')).toThrow(expect.objectContaining({ code: 'ERR_NO_SUCH_PEER' }))
     expect(() => resolvePeer(view, '12D3KooWBBB')).toThrow(expect.objectContaining({ code: 'ERR_AMBIGUOUS_PEER' }))
     expect(() => resolvePeer(view, 'nope')).toThrow(expect.objectContaining({ code: 'ERR_NO_SUCH_PEER' }))
     expect(() => resolvePeer(view, '12D')).toThrow(expect.objectContaining({ code: 'ERR_NO_SUCH_PEER' }))
@@ -96,12 +101,12 @@ describe('placement', () => {
 
   it('waits for a member named with --on that left lately, and refuses a name never seen', () => {
     const gone = [{ peer: '12D3KooWGONE9999', host: 'laptop', leftMsAgo: 40_000 }, { peer: '12D3KooWOLD', host: 'ws2', leftMsAgo: 3_600_000 }]
-    for (const on of ['laptop', 'LAPTOP', '12D3KooWGONE9999', '12D3KooWGON']) {
+    for (const on of ['laptop', 'LAPTOP', '12D3KooWGONE9999', '12D3KooWGON', '…NE9999', 'NE9999']) {
       let err: unknown
       try { resolvePinned(view, gone, on) } catch (e) { err = e }
       expect(err).toBeInstanceOf(MemberAway)
       // queued as a busy member would be
-      expect(err).toMatchObject({ code: 'ERR_NO_CAPACITY', message: 'laptop (12D3KooWGONE…) left the grid 40 s ago; waiting for it to come back' })
+      expect(err).toMatchObject({ code: 'ERR_NO_CAPACITY', message: 'laptop (…NE9999) left the grid 40 s ago; waiting for it to come back' })
     }
     // a member in the view wins over one remembered under the same name
     expect(resolvePinned(view, gone, 'ws2').peer).toBe('12D3KooWBBBB2222')

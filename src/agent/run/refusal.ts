@@ -5,6 +5,7 @@
  */
 import { VgridError } from '../../common/errors.js'
 import { ClaimReleased } from '../claim.js'
+import { shortPeerId } from '../../common/peer-id.js'
 
 /** Errors that would be the same on any member: the run's own fault, not this member's. */
 const NOT_A_REFUSAL: ReadonlySet<string> = new Set(['ERR_BAD_ARGUMENT', 'ERR_UNSAFE_PATH', 'ERR_WORKSPACE_TOO_LARGE', 'ERR_BAD_MESSAGE', 'ERR_NOT_ALLOWED', 'ERR_NO_CAPACITY', 'ERR_PEER_LOST', 'ERR_CHUNK_HASH_MISMATCH', 'ERR_AGENT_VERSION'])
@@ -17,7 +18,7 @@ const NOT_A_REFUSAL: ReadonlySet<string> = new Set(['ERR_BAD_ARGUMENT', 'ERR_UNS
  */
 export function refusalOf (ctx: { host: string, home: string, grid: { peerId: string } }, err: unknown): unknown {
   if (err instanceof ClaimReleased) return err
-  const who = `${ctx.host} (${ctx.grid.peerId.slice(0, 12)}…)`
+  const who = `${ctx.host} (${shortPeerId(ctx.grid.peerId)})`
   const errno = (err as NodeJS.ErrnoException)?.code
   if (err instanceof VgridError && err.code === 'ERR_NO_SPACE') return new VgridError('ERR_NO_SPACE', `${who} has no space for this workspace (${err.message})`, err.hint)
   if (errno === 'ENOSPC' || errno === 'EDQUOT') {

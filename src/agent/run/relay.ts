@@ -15,6 +15,7 @@ import { EXEC_REQUEST_TIMEOUT_MS } from '../constants.js'
 import type { RunContext } from './context.js'
 import { isRefusal } from './refusal.js'
 import type { RunSink } from './run.js'
+import { shortPeerId } from '../../common/peer-id.js'
 
 const log = createLogger('run')
 
@@ -88,7 +89,7 @@ export async function relay (ctx: RunContext, client: RunSink, remote: FrameChan
   const { onOutputs } = o
   let started = o.started === true
   // Until `started`, the member was still syncing the workspace or starting the command.
-  const lost = (why: string): VgridError => new VgridError('ERR_PEER_LOST', `lost ${host} (${peer.slice(0, 12)}…) ${started ? 'while the command ran' : 'before the command started'}: ${why}`)
+  const lost = (why: string): VgridError => new VgridError('ERR_PEER_LOST', `lost ${host} (${shortPeerId(peer)}) ${started ? 'while the command ran' : 'before the command started'}: ${why}`)
   let done = false
   // A member that leaves the view (stopped, or silent too long) is lost even if TCP has not noticed.
   const unwatch = ctx.grid.onViewChange(() => {

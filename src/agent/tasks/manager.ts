@@ -32,6 +32,7 @@ import { offerCandidates, type NameCandidate, type NameScope, type NamedSubmissi
 import { depMet, depsVerdict, type StateOf } from './deps.js'
 import { serialize, storedOf, type Stored } from './stored.js'
 import { bySubmission, isFinal, mayCancel, parseTaskRecord, MAX_TASK_CHANGES, type DepKind, type TaskDep, type TaskRecord, type TaskState } from './types.js'
+import { shortPeerId } from '../../common/peer-id.js'
 
 const log = createLogger('tasks')
 /** Records kept and listed; the ones that ended first are forgotten past this. */
@@ -601,7 +602,7 @@ export class TaskManager implements ChildTracker {
         absent ??= Date.now()
         const settle = Date.now() - (this.ctx.startedAt ?? 0) < VIEW_SETTLE_MS ? VIEW_SETTLE_MS : 0
         if (!view.every((p) => p.self) && Date.now() - absent > settle + REATTACH_ABSENT_MS) {
-          this.onLost(e, new AttemptGone('ERR_PEER_LOST', `lost ${a.host} (${a.peer.slice(0, 12)}…) ${e.record.state === 'queued' ? 'before the command started' : 'while the command ran'}: it is no longer in the grid`))
+          this.onLost(e, new AttemptGone('ERR_PEER_LOST', `lost ${a.host} (${shortPeerId(a.peer)}) ${e.record.state === 'queued' ? 'before the command started' : 'while the command ran'}: it is no longer in the grid`))
           return
         }
         await wakeUp(this.ctx, REATTACH_RETRY_MS)
@@ -636,10 +637,10 @@ export class TaskManager implements ChildTracker {
         const prev = r.attempts.at(-1)
         if (prev !== undefined) {
           // Each attempt's output follows a line that says where and why it runs again.
-          e.log.append(2, Buffer.from(`--- attempt ${r.attempts.length + 1} on ${ev.host} (${ev.peer.slice(0, 12)}…)${prev.error !== undefined ? `, after: ${prev.error}` : ''} ---\n`), true)
+          e.log.append(2, Buffer.from(`--- attempt ${r.attempts.length + 1} on ${ev.host} (${shortPeerId(ev.peer)})${prev.error !== undefined ? `, after: ${prev.error}` : ''} ---\n`), true)
         }
         r.attempts.push({ peer: r.peer, host: r.host, started: Date.now(), logFrom: e.log.length, began: false })
-        this.note(e, r.state, `placed on ${ev.host} (${ev.peer.slice(0, 12)}…)`)
+        this.note(e, r.state, `placed on ${ev.host} (${shortPeerId(ev.peer)})`)
         this.save(e)
         break
       }
@@ -807,7 +808,7 @@ export class TaskManager implements ChildTracker {
     const r = this.mustGet(id)
     if (!mayCancel(r, peer)) {
       const submitter = r.submitter ?? r.owner
-      const hostOf = (p: string): string => p === this.self.peer ? this.self.host : this.ctx?.grid.view().find((v) => v.peer === p)?.resources.host ?? `${p.slice(0, 12)}…`
+      const hostOf = (p: string): string => p === this.self.peer ? this.self.host : this.ctx?.grid.view().find((v) => v.peer === p)?.resources.host ?? `${shortPeerId(p)}`
       const running = r.peer !== undefined && !isFinal(r.state) && r.attempts.at(-1)?.ended === undefined ? ` (host ${hostOf(r.peer)})` : ''
       log.warn(`refused to cancel task ${id} for ${peer}: neither its submitter nor its executor`)
       throw new VgridError('ERR_NOT_ALLOWED',
