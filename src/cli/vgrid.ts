@@ -236,8 +236,8 @@ export function parseVgridArgs (argv: readonly string[]): VgridInvocation {
   if (command.name === 'task') return taskInvocation(argv, options)
   if (command.name === 'service') return serviceInvocation(command, args, options)
   if (command.name === 'agent') Object.assign(options, rawAgentValues(argv))
-  if (command.name === 'agent' && args[0] === 'set') return agentSetInvocation(command, args.slice(1), options)
-  if (command.name === 'agent' && args[0] === 'stop') return agentStopInvocation(command, args.slice(1), options)
+  if (command.name === 'agent' && args[0] === 'set') return agentSetInvocation(args.slice(1), options)
+  if (command.name === 'agent' && args[0] === 'stop') return agentStopInvocation(args.slice(1), options)
   if (command.name === 'agent') refuseActionOptions(command, options)
   const extra = [...args, ...(options['--'] as string[] ?? [])]
   if (extra.length > 0) throw usage(command, `unexpected argument ${extra[0]}`)
@@ -408,29 +408,29 @@ function refuseActionOptions (command: Command, options: Record<string, unknown>
   }
 }
 
-function agentStopInvocation (command: Command, extra: unknown[], options: Record<string, unknown>): VgridInvocation {
+function agentStopInvocation (extra: unknown[], options: Record<string, unknown>): VgridInvocation {
   const rest = [...extra, ...(options['--'] as string[] ?? [])]
-  if (rest.length > 0) throw usage(command, `unexpected argument ${String(rest[0])}`)
+  if (rest.length > 0) throw stopUsage(`unexpected argument ${String(rest[0])}`)
   for (const name of Object.keys(options)) {
     if (name === '--' || name === 'drain') continue
-    throw usage(command, `option --${kebab(name)} does not apply to vgrid agent stop`, 'agent stop takes only --drain')
+    throw stopUsage(`option --${kebab(name)} does not apply to vgrid agent stop`, 'agent stop takes only --drain')
   }
   const drain = options.drain === undefined ? false : [options.drain].flat().at(-1)
-  if (drain !== true && drain !== false) throw usage(command, '--drain takes no value')
-  if (drain === false && options.drain !== undefined) throw usage(command, '--no-drain is not an option', '`vgrid agent stop` without --drain stops at once')
+  if (drain !== true && drain !== false) throw stopUsage('--drain takes no value')
+  if (drain === false && options.drain !== undefined) throw stopUsage('--no-drain is not an option', '`vgrid agent stop` without --drain stops at once')
   return { kind: 'agent-stop', drain }
 }
 
-function agentSetInvocation (command: Command, extra: unknown[], options: Record<string, unknown>): VgridInvocation {
+function agentSetInvocation (extra: unknown[], options: Record<string, unknown>): VgridInvocation {
   const rest = [...extra, ...(options['--'] as string[] ?? [])]
-  if (rest.length > 0) throw usage(command, `unexpected argument ${String(rest[0])}`)
+  if (rest.length > 0) throw setUsage(`unexpected argument ${String(rest[0])}`)
   for (const name of ['pause', 'resume']) {
-    if (options[name] !== undefined && [options[name]].flat().at(-1) !== true) throw usage(command, `--no-${name} is not an option`, '--resume undoes --pause')
+    if (options[name] !== undefined && [options[name]].flat().at(-1) !== true) throw setUsage(`--no-${name} is not an option`, '--resume undoes --pause')
   }
   for (const name of Object.keys(options)) {
     if (name === '--' || AGENT_SET_OPTIONS.includes(name)) continue
     const shown = `--${kebab(name)}`
-    throw usage(command, `option ${shown} does not apply to vgrid agent set`,
+    throw setUsage(`option ${shown} does not apply to vgrid agent set`,
       `agent set changes ${AGENT_SET_OPTIONS.map((o) => `--${kebab(o)}`).join(', ')}; the others need a restart of the agent`)
   }
   return { kind: 'agent-set', flags: agentFlags(options) }
@@ -498,9 +498,18 @@ export async function agentSetPatch (flags: AgentFlags): Promise<PolicyPatch> {
   try {
     return policyPatch(flags)
   } catch (err) {
-    if (err instanceof VgridError && err.code === 'ERR_BAD_ARGUMENT') throw usage('agent', err.message, err.hint)
+    if (err instanceof VgridError && err.code === 'ERR_BAD_ARGUMENT') throw setUsage(err.message, err.hint)
     throw err
   }
+}
+
+/** A mistake in `vgrid agent set`: its own usage, not that of starting an agent. */
+function setUsage (message: string, hint?: string): UsageError {
+  return new UsageError(message, hint, { usage: 'usage: vgrid agent set [--cpus N|all] [--gpus LIST] [--mem SIZE|all] [--max-tasks N|unlimited] [--nice N] [--only-when-idle | --no-only-when-idle] [--accept-from WHO|all] [--pause | --resume]; see vgrid agent --help' })
+}
+
+function stopUsage (message: string, hint?: string): UsageError {
+  return new UsageError(message, hint, { usage: 'usage: vgrid agent stop [--drain]; see vgrid agent --help' })
 }
 
 function usage (command: Command | string, message: string, hint?: string): UsageError {

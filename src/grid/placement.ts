@@ -181,6 +181,20 @@ export function candidates (view: PeerView[], req: ResourceRequest, syncBytes?: 
 }
 
 /**
+ * candidates() for a run pinned to one member (`--on`): one it could never run on is said
+ * as what that member lacks, not as what the whole grid lacks (others may well fit).
+ */
+export function pinnedCandidates (member: PeerView, req: ResourceRequest, syncBytes?: number): PeerView[] {
+  if (member.leaving !== true && !fitsEver(member, req)) {
+    const policy = describePolicy(req)
+    const lacks = matchesPolicy(member, req) ? `it lends ${describeOffer(member)}` : `it is not ${policy.join(' and ')}`
+    throw new VgridError('ERR_IMPOSSIBLE_REQUEST', `${member.resources.host} (${shortPeerId(member.peer)}) could never run a command that needs ${describeRequest(req)}: ${lacks}`,
+      'ask for less, or leave out --on to let any member that could run it (see what each lends with `vgrid peers`)')
+  }
+  return candidates([member], req, syncBytes)
+}
+
+/**
  * `--on PEER`: a full peer id, a unique prefix or suffix of one (at least 4 characters; the
  * suffix as `vgrid peers` shows it, `…Sn62Xk`, or without the `…`), or a hostname.
  */

@@ -170,6 +170,18 @@ describe('vrun errors', () => {
     expect(r.stdout.trim()).toBe(b.peer)
   })
 
+  it('resolves --on by the end of the peer id as vgrid peers shows it, and says what that member lacks', async () => {
+    const table = (await a.vgrid(['peers'])).stdout
+    const shown = new RegExp(`(…\\w*${b.peer.slice(-6)})\\s`).exec(table)![1]!
+    expect(b.peer.endsWith(shown.slice(1))).toBe(true)
+    const r = await a.vrun(['--on', shown, 'sh', '-c', 'echo $VGRID_PEER'])
+    expect(r.stdout.trim()).toBe(b.peer)
+    // more GPUs than that member has: what it lacks, not "no member of the grid could ever"
+    const lacking = await a.vrun(['--on', shown, '--gpus', '4', 'true'])
+    expect(lacking.code).toBe(255)
+    expect(lacking.stderr).toMatch(new RegExp(`^vrun: \\S+ \\(${shown}\\) could never run a command that needs [^:]*4 GPUs: it lends `))
+  })
+
   it('refuses a hostname shared by several members as ambiguous', async () => {
     const r = await a.vrun(['--on', a.host, 'true'])
     // the command line's to fix (README, "Exit statuses")

@@ -2,7 +2,7 @@ import { describe, it, expect, beforeEach, afterEach } from 'vitest'
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
-import { agentConfig, parseVgridArgs } from '../../src/cli/vgrid.js'
+import { agentConfig, agentSetPatch, parseVgridArgs } from '../../src/cli/vgrid.js'
 import { UsageError } from '../../src/cli/usage-error.js'
 import { vgridUsageError } from '../helpers/cli-usage.js'
 import { VERSION } from '../../src/common/version.js'
@@ -135,5 +135,23 @@ describe('vgrid agent flags', () => {
     expect(err).toBeInstanceOf(UsageError)
     expect((err as UsageError).message).toContain(flag)
     expect((err as UsageError).usage).toBe('usage: vgrid agent [options]; see vgrid agent --help')
+  })
+})
+
+describe('vgrid agent set and stop errors', () => {
+  it('print the usage of agent set or agent stop, not that of starting an agent', async () => {
+    const caught = async (fn: () => unknown): Promise<UsageError> => {
+      try { await fn() } catch (err) { return err as UsageError }
+      throw new Error('no error')
+    }
+    const unknown = await caught(() => parseVgridArgs(['agent', 'set', '--pool', 'x']))
+    expect(unknown.usage).toMatch(/^usage: vgrid agent set \[--cpus N\|all\]/)
+    const inv = parseVgridArgs(['agent', 'set', '--nice', '99'])
+    if (inv.kind !== 'agent-set') throw new Error(`parsed as ${inv.kind}`)
+    const badValue = await caught(async () => await agentSetPatch(inv.flags))
+    expect(badValue).toBeInstanceOf(UsageError)
+    expect(badValue.usage).toMatch(/^usage: vgrid agent set /)
+    const stop = await caught(() => parseVgridArgs(['agent', 'stop', '--cpus', '2']))
+    expect(stop.usage).toBe('usage: vgrid agent stop [--drain]; see vgrid agent --help')
   })
 })

@@ -1,7 +1,7 @@
 /** Where a command goes, from a view: the pure part of placement. */
 import { describe, it, expect } from 'vitest'
 import { acceptsFrom, candidates, resolvePeer, resolvePinned, formatAgo, MemberAway, fitsEver, fitsNow, freeScore, chooseClaimTargets, gangCapacity, impossibleGang, assignGang } from '../../src/grid/placement.js'
-import { accepting } from '../../src/grid/placement.js'
+import { accepting, pinnedCandidates } from '../../src/grid/placement.js'
 import type { PeerView } from '../../src/grid/types.js'
 
 interface PeerOpts {
@@ -97,6 +97,14 @@ describe('placement', () => {
     expect(() => resolvePeer(view, '12D')).toThrow(expect.objectContaining({ code: 'ERR_NO_SUCH_PEER' }))
     const twins = [peer('12D3KooWT1', 'same'), peer('12D3KooWT2', 'same')]
     expect(() => resolvePeer(twins, 'same')).toThrow(/2 members have the hostname same/)
+  })
+
+  it('says what a member named with --on lacks, not that no member of the grid could run it', () => {
+    const ws1 = resolvePeer(view, 'ws1')
+    expect(() => pinnedCandidates(ws1, { cpus: 4, gpus: 0 })).toThrow(expect.objectContaining({
+      code: 'ERR_IMPOSSIBLE_REQUEST', message: expect.stringMatching(/^ws1 \(…AA1111\) could never run a command that needs 4 cores: it lends 2 cores, /)
+    }))
+    expect(pinnedCandidates(resolvePeer(view, 'ws2'), { cpus: 4, gpus: 0 })[0]!.resources.host).toBe('ws2')
   })
 
   it('waits for a member named with --on that left lately, and refuses a name never seen', () => {

@@ -8,7 +8,7 @@
  */
 import { VgridError, clipText, type WireError } from '../../common/errors.js'
 import type { RunSpec } from '../../exec/index.js'
-import { accepting, candidates, resolvePinned, chooseClaimTargets, hasRoomFor, noRoom, CLAIM_FANOUT, MemberAway } from '../../grid/placement.js'
+import { accepting, candidates, pinnedCandidates, resolvePinned, chooseClaimTargets, hasRoomFor, noRoom, CLAIM_FANOUT, MemberAway } from '../../grid/placement.js'
 import type { PeerView } from '../../grid/index.js'
 import type { WorkspaceRef } from '../../fs-sync/index.js'
 import { EXEC_PROTOCOL, EXEC_PROTOCOL_VERSION } from '../../protocol/exec.js'
@@ -145,7 +145,8 @@ export class Placer {
     const shape = requestShape(spec, on)
     // A member that refused this kind of request is not asked again until it has advertised since.
     // The workspace's size at its last scan bounds what must travel (hasRoomFor); the scan below says it exactly.
-    let fitting = candidates(on !== undefined ? [this.pinnedPeer(view, on)] : accepting(view, spec, ctx.grid.peerId), spec, workspace !== undefined ? ctx.sync.knownBytes(workspace) : undefined)
+    const syncBytes = workspace !== undefined ? ctx.sync.knownBytes(workspace) : undefined
+    let fitting = on !== undefined ? pinnedCandidates(this.pinnedPeer(view, on), spec, syncBytes) : candidates(accepting(view, spec, ctx.grid.peerId), spec, syncBytes)
       .filter((p) => !refusals.stale(shape, p))
     let capacity: unknown
     let failure: unknown

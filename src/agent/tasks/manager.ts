@@ -18,7 +18,7 @@ import path from 'node:path'
 import { VgridError } from '../../common/errors.js'
 import { createLogger } from '../../common/log.js'
 import type { RunEvent, RunSpec } from '../../protocol/session.js'
-import { acceptsFrom, assignGang, candidates, resolvePinned, impossibleGang } from '../../grid/placement.js'
+import { acceptsFrom, assignGang, candidates, pinnedCandidates, resolvePinned, impossibleGang } from '../../grid/placement.js'
 import type { WorkspaceRef } from '../../fs-sync/index.js'
 import { Run, reattachRun, isRefusal, newTaskId, wakeUp, USER, AttemptGone, VIEW_SETTLE_MS, type ChildTracker, type Guest, type Placer, type RunContext } from '../run/index.js'
 import { GangGate, type GangSeat } from '../claim.js'
@@ -307,7 +307,8 @@ export class TaskManager implements ChildTracker {
     const view = this.ctx.grid.view()
     try {
       // A member that left lately is waited for (MemberAway is ERR_NO_CAPACITY); an unknown name is refused.
-      candidates(b.on !== undefined ? [resolvePinned(view, this.ctx.grid.departed(), b.on)] : view, b.spec)
+      if (b.on !== undefined) pinnedCandidates(resolvePinned(view, this.ctx.grid.departed(), b.on), b.spec)
+      else candidates(view, b.spec)
     } catch (err) {
       if (!(err instanceof VgridError) || err.code !== 'ERR_NO_CAPACITY') throw err
     }
