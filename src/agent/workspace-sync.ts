@@ -226,12 +226,14 @@ export class WorkspaceSync {
         taskId: task,
         snapshotStartedMs: from.startedMs,
         isIgnored: (rel, isDir) => isHome(rel) || rules.ignores(rel, isDir),
-        onConflict: (rel, conflictPath) => {
+        onConflict: (rel, conflictPath, deletedHere) => {
           void send({
             t: 'notice',
-            text: clipText(conflictPath !== undefined
-              ? `${rel} changed here while the command ran: kept yours, wrote the command's as ${conflictPath}`
-              : `${rel} changed here while the command ran, and the command deleted it: kept yours`)
+            text: clipText(conflictPath === undefined
+              ? `${rel} changed here while the command ran, and the command deleted it: kept yours`
+              : deletedHere
+                ? `${rel} was deleted here while the command ran, and the command changed it: kept it deleted, wrote the command's as ${conflictPath}`
+                : `${rel} changed here while the command ran: kept yours, wrote the command's as ${conflictPath}`)
           })
         }
       })

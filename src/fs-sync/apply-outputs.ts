@@ -54,8 +54,11 @@ export interface ApplyOutputsOptions {
   /** Whether a path is excluded from sync; parents are asked first, as a walk would. */
   isIgnored?: (relPath: string, isDir: boolean) => boolean
   signal?: AbortSignal
-  /** Told of each conflict; `conflictPath` (relative) is undefined for a delete that was not done. */
-  onConflict?: (relPath: string, conflictPath: string | undefined) => void
+  /**
+   * Told of each conflict; `conflictPath` (relative) is undefined for a delete that was not
+   * done; `deletedHere` when the user had deleted the path the command changed.
+   */
+  onConflict?: (relPath: string, conflictPath: string | undefined, deletedHere: boolean) => void
   /**
    * When the scan that made `snapshot` started (ms since the epoch). Files it recorded as
    * modified within RACY_WINDOW_MS of then are compared by content, not by size and mtime.
@@ -68,6 +71,8 @@ export interface ApplyConflict {
   path: string
   /** Where the command's version was written; absent for a delete that was not done. */
   conflictPath?: string
+  /** The user deleted the path while the command changed it: it stays deleted here. */
+  deletedHere?: true
 }
 
 export interface ApplyRefusal {
@@ -107,9 +112,9 @@ export async function applyOutputs (
   const out: ApplyOutputsResult = { written: [], deleted: [], conflicts: [], refused: [] }
   const place = new Placement(opts.isIgnored)
   const match = opts.snapshotStartedMs !== undefined ? { scanStartedMs: opts.snapshotStartedMs } : {}
-  const conflict = (p: string, conflictPath?: string): void => {
-    out.conflicts.push(conflictPath === undefined ? { path: p } : { path: p, conflictPath })
-    opts.onConflict?.(p, conflictPath)
+  const conflict = (p: string, conflictPath?: string, deletedHere = false): void => {
+    out.conflicts.push({ path: p, ...(conflictPath !== undefined ? { conflictPath } : {}), ...(deletedHere ? { deletedHere } : {}) })
+    opts.onConflict?.(p, conflictPath, deletedHere)
   }
   const refuse = (p: string, reason: string): void => {
     out.refused.push({ path: p, reason })
@@ -243,8 +248,10 @@ export async function applyOutputs (
           out.written.push(to.rel)
         } else {
           const crel = conflictRelPath(to.rel, opts.taskId)
+          const now = await lstatOrUndefined(abs)
           await fs.rename(tmp, await safeResolve(workspace, crel))
-          conflict(to.rel, crel)
+          // gone here (it was there in the snapshot, or it would be ours): the user deleted it
+          conflict(to.rel, crel, before === undefined && now === undefined)
         }
       } catch (err) {
         await discardTemp(tmp)

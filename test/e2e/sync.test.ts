@@ -135,6 +135,20 @@ describe('vrun with a workspace', () => {
     expect(r.stderr).toMatch(/shared\.txt changed here/)
   })
 
+  it('keeps deleted a file deleted here during the run, and says so', async () => {
+    const ws = workspace({ 'shared.txt': 'original\n' })
+    const v = startCli('vrun', ['--on', b.peer, 'sh', '-c', 'echo remote > shared.txt; echo ready; read x'], { home: a.home, cwd: ws })
+    await waitFor(() => v.stdout().includes('ready'), 'the remote command to write')
+    fs.rmSync(path.join(ws, 'shared.txt'))
+    v.child.stdin?.end('go\n')
+    const r = await v.done
+    expect(r.code).toBe(0)
+    expect(fs.existsSync(path.join(ws, 'shared.txt'))).toBe(false)
+    const conflict = fs.readdirSync(ws).find((n) => n.startsWith('shared.txt.vgrid-conflict-'))
+    expect(fs.readFileSync(path.join(ws, conflict!), 'utf8')).toBe('remote\n')
+    expect(r.stderr).toContain(`vrun: shared.txt was deleted here while the command ran, and the command changed it: kept it deleted, wrote the command's as ${conflict!}\n`)
+  })
+
   it('honours .vgridignore both ways', async () => {
     const ws = workspace({ '.vgridignore': 'secret.txt\ncache/\n', 'secret.txt': 'do not send', 'cache/big': 'x', 'code.txt': 'code' })
     const r = await vrunIn(ws, ['sh', '-c', 'ls -A | sort | tr "\\n" " "; mkdir -p cache; echo remote > cache/out; echo remote > secret.txt'])

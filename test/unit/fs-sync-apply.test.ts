@@ -100,6 +100,20 @@ describe('applyOutputs', () => {
     expect(told).toEqual([['src/main.c', `src/main.c.vgrid-conflict-${TASK}`]])
   })
 
+  it('keeps deleted a file the user deleted meanwhile, and says it was deleted, not changed', async () => {
+    const snapshot = await workspace(PROJECT)
+    await fs.rm(path.join(ws, 'src/main.c'))
+    const told: Array<[string, string | undefined, boolean]> = []
+    const out = await apply(snapshot, {
+      ...PROJECT,
+      src: { 'main.c': file('from the command\n', { mtimeMs: LATER_MS }), 'old.c': 'old\n' }
+    }, { onConflict: (p, c, deletedHere) => told.push([p, c, deletedHere]) })
+    await expect(fs.lstat(path.join(ws, 'src/main.c'))).rejects.toMatchObject({ code: 'ENOENT' })
+    expect(await fs.readFile(path.join(ws, `src/main.c.vgrid-conflict-${TASK}`), 'utf8')).toBe('from the command\n')
+    expect(out.conflicts).toEqual([{ path: 'src/main.c', conflictPath: `src/main.c.vgrid-conflict-${TASK}`, deletedHere: true }])
+    expect(told).toEqual([['src/main.c', `src/main.c.vgrid-conflict-${TASK}`, true]])
+  })
+
   it('does not delete a file the user changed, nor overwrite one the user created', async () => {
     const snapshot = await workspace(PROJECT)
     await fs.writeFile(path.join(ws, 'src/old.c'), 'still needed\n')
