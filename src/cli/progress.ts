@@ -1,9 +1,9 @@
 /**
  * Workspace sync as the user sees it: after a second of syncing, a progress bar on a
  * terminal's stderr (files, bytes, rate, ETA), redrawn in place; at the end one summary line
- * (`synced 1,204 files, 3.1 MB sent, 1.2 GB reused`). Nothing on a stderr that is not a
- * terminal (scripts keep a clean stderr) unless VGRID_VERBOSE=1 asks for the summary;
- * nothing at all with --quiet.
+ * (`synced 1,204 files, 3.1 MB sent, 1.2 GB reused`), when it sent (or brought back)
+ * something or the bar was shown. Nothing on a stderr that is not a terminal (scripts keep a
+ * clean stderr) unless VGRID_VERBOSE=1 asks for the summary; nothing at all with --quiet.
  */
 import type { ExecEvent } from '../protocol/session.js'
 
@@ -52,8 +52,11 @@ export class SyncProgressView {
     if (this.quiet) return
     const tty = this.stderr.isTTY === true
     if (e.done) {
+      // On a terminal, only a sync that did something or took long is worth a line: a
+      // `synced 0 files` before every command is noise.
+      const worth = this.drawn || (e.phase === 'down' ? e.totalFiles > 0 : e.sentChunks > 0)
       this.clear()
-      if (tty || this.verbose) this.stderr.write(`vrun: ${summaryLine(e)}\n`)
+      if (this.verbose || (tty && worth)) this.stderr.write(`vrun: ${summaryLine(e)}\n`)
       this.firstAt = undefined
       return
     }

@@ -54,3 +54,18 @@ describe('sync progress', () => {
     expect(quiet.text()).toBe('')
   })
 })
+
+describe('sync summary on a terminal', () => {
+  it('says nothing when the sync sent nothing and was quick; something sent, or brought back, is said', () => {
+    const idle = stderr(true)
+    const view = new SyncProgressView(idle, false, false, () => 0)
+    view.update(ev({ done: true, sentChunks: 0, sentBytes: 0 }))
+    view.update(ev({ done: true, phase: 'down', totalFiles: 0, sentChunks: 0, sentBytes: 0 }))
+    expect(idle.text()).toBe('')
+    const busy = stderr(true)
+    const view2 = new SyncProgressView(busy, false, false, () => 0)
+    view2.update(ev({ done: true }))
+    view2.update(ev({ done: true, phase: 'down', totalFiles: 1, sentChunks: 0, sentBytes: 0 }))
+    expect(busy.text()).toBe('vrun: synced 1,204 files, 3 chunks (3.1 MB) sent, 1.2 GB reused\nvrun: brought back 1 file, 0 chunks (0 B) received\n')
+  })
+})
