@@ -210,11 +210,11 @@ export class OwnerPolicyControl {
     const pct = load === undefined ? '' : ` (load ${Math.round(load)} % of the cores)`
     this.apply()
     if (state !== 'busy') {
-      log.warn(`the owner is idle${pct}: lending again`)
+      log.info(`the owner is idle${pct}: lending again`)
       return
     }
     const n = this.init.guests.pgids().length
-    log.warn(`the owner is busy${pct}: lending nothing${n > 0 ? `, stopping ${n} command${n === 1 ? '' : 's'}` : ''}`)
+    log.info(`the owner is busy${pct}: lending nothing${n > 0 ? `, stopping ${n} command${n === 1 ? '' : 's'}` : ''}`)
     if (n === 0) return
     const host = this.init.resources.host
     this.init.guests.stopAll(

@@ -1,12 +1,15 @@
 /**
  * Daemon diagnostics. `debug` lines appear only when DEBUG names the component
- * (`DEBUG=vgrid:*`, `DEBUG=vgrid:control`); warnings and errors always go to stderr, one
- * line each, because a refused message or a failed task is something the owner should see.
+ * (`DEBUG=vgrid:*`, `DEBUG=vgrid:control`); `info` (routine events the owner of the machine
+ * may want to follow: it lends again, it stops lending), warnings and errors always go to
+ * stderr, one line each, because a refused message or a failed task is something the owner
+ * should see. A warning is for what is wrong, not for what happens every day.
  * What the user of a command reads goes through src/cli/output.ts instead.
  */
 
 export interface Logger {
   debug (msg: string, ...args: unknown[]): void
+  info (msg: string, ...args: unknown[]): void
   warn (msg: string, ...args: unknown[]): void
   error (msg: string, ...args: unknown[]): void
 }
@@ -34,6 +37,7 @@ export function createLogger (component: string): Logger {
   }
   return {
     debug: (msg, ...args) => { if (on) line('debug', msg, args) },
+    info: (msg, ...args) => { line('info', msg, args) },
     warn: (msg, ...args) => { line('warn', msg, args) },
     error: (msg, ...args) => { line('error', msg, args) }
   }

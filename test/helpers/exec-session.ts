@@ -19,7 +19,7 @@ export function captureLog (): CapturedLog {
   const add = (level: string) => (msg: string, ...args: unknown[]): void => {
     lines.push(`${level} ${msg} ${args.map((a) => (a instanceof Error ? a.message : String(a))).join(' ')}`)
   }
-  return { lines, debug: add('debug'), warn: add('warn'), error: add('error') }
+  return { lines, debug: add('debug'), info: add('info'), warn: add('warn'), error: add('error') }
 }
 
 const tempDirs: string[] = []

@@ -27,7 +27,7 @@ function blob (size = 64 * KiB, seed?: number): Blob {
 
 function quietLog (): Logger & { warnings: string[] } {
   const warnings: string[] = []
-  return { warnings, debug: () => {}, warn: (msg) => { warnings.push(msg) }, error: (msg) => { warnings.push(msg) } }
+  return { warnings, debug: () => {}, info: () => {}, warn: (msg) => { warnings.push(msg) }, error: (msg) => { warnings.push(msg) } }
 }
 
 /** Buffer.equals: vitest's toEqual walks big buffers byte by byte, seconds per MiB. */
