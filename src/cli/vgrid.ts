@@ -13,6 +13,7 @@ import type { TaskInvocation } from './vgrid-task.js'
 import { captureHelp, withDescription } from './help.js'
 import { UsageError } from './usage-error.js'
 import { exitAfterFlush, guardStdio } from './exit.js'
+import { SHELLS, type Shell } from './completion.js'
 
 export type VgridInvocation =
   | { kind: 'help', text: string }
@@ -30,6 +31,8 @@ export type VgridInvocation =
   | { kind: 'ui', urlOnly: boolean }
   /** `vgrid service install|uninstall`; the token is read and checked when it runs. */
   | { kind: 'service', action: 'install' | 'uninstall', system: boolean, print: boolean, join?: string, joinFile?: string, guestUser?: string }
+  /** `vgrid completion bash|zsh|fish`. */
+  | { kind: 'completion', shell: Shell }
   | TaskInvocation
 
 const DESCRIPTIONS: Record<string, string> = {
@@ -103,6 +106,10 @@ secret key: give it only to machines you trust, never on a command line (\`ps\` 
               kept in the agent's home, mode 0600; the unit names that file, never the token.
   uninstall   stops and disables it, removes the unit and the kept token; the home stays.
 --print shows the unit (or what would be removed) and changes nothing.`,
+  completion: `Prints a script that completes vgrid's commands, actions and options in your shell:
+  bash  source <(vgrid completion bash)      in ~/.bashrc
+  zsh   source <(vgrid completion zsh)       in ~/.zshrc, after compinit
+  fish  vgrid completion fish > ~/.config/fish/completions/vgrid.fish`,
   task: `Looks at the tasks that vbatch (and vrun) started, wherever they run:
   list              the tasks of the last 24 h, at most the newest 50 submissions (a fan-out
                     is one; --all: every task), sub-tasks indented under the task that
@@ -197,6 +204,8 @@ export function createVgridCli (): CAC {
     .example('  $ vgrid service install --join-file grid.token')
     .example('  $ vgrid join-token | ssh lab-02 sudo /opt/vgrid/bin/vgrid.js service install --system --join -')
     .example('  $ vgrid service install --print')
+  cli.command('completion <shell>', 'Print a shell completion script: bash, zsh or fish').usage('completion bash|zsh|fish')
+    .example('  $ source <(vgrid completion bash)')
   cli.command('task <action> [id]', 'Look at and control tasks: list, show, log, cancel, wait').usage('task list|show|log|cancel|wait [ID] [options]')
     .option('--all', 'list: every task, not only those of the last 24 h')
     .option('--json', 'list, show: print JSON for scripts')
@@ -235,6 +244,7 @@ export function parseVgridArgs (argv: readonly string[]): VgridInvocation {
   checkOptions(cli, command, options)
   if (command.name === 'task') return taskInvocation(argv, options)
   if (command.name === 'service') return serviceInvocation(command, args, options)
+  if (command.name === 'completion') return completionInvocation(command, args, options)
   if (command.name === 'agent') Object.assign(options, rawAgentValues(argv))
   if (command.name === 'agent' && args[0] === 'set') return agentSetInvocation(args.slice(1), options)
   if (command.name === 'agent' && args[0] === 'stop') return agentStopInvocation(args.slice(1), options)
@@ -296,7 +306,8 @@ const MEANT: Record<string, string> = {
   sinfo: 'vgrid peers',
   info: 'vgrid status',
   set: 'vgrid agent set',
-  config: 'vgrid agent set'
+  config: 'vgrid agent set',
+  completions: 'vgrid completion bash|zsh|fish'
 }
 
 /** cac accepts unknown options and missing values silently; we refuse both. */
@@ -349,6 +360,15 @@ function taskInvocation (argv: readonly string[], options: Record<string, unknow
     case 'log': return { kind: 'task', action: act, id: ref, follow: given('follow'), stderrOnly: given('stderrOnly') }
     default: return { kind: 'task', action: act as 'cancel' | 'wait', id: ref }
   }
+}
+
+function completionInvocation (command: Command, args: readonly unknown[], options: Record<string, unknown>): VgridInvocation {
+  for (const name of Object.keys(options)) if (name !== '--') throw usage(command, `option --${kebab(name)} does not apply to vgrid completion`)
+  const [shell, ...rest] = [...args.map(String), ...(options['--'] as string[] ?? [])]
+  if (shell === undefined) throw usage(command, 'vgrid completion needs a shell: bash, zsh or fish')
+  if (!(SHELLS as readonly string[]).includes(shell)) throw usage(command, `no completion for ${shell}`, 'vgrid completes in bash, zsh and fish')
+  if (rest.length > 0) throw usage(command, `unexpected argument ${rest[0]!}`)
+  return { kind: 'completion', shell: shell as Shell }
 }
 
 /** The agent's options that take a value, as typed (cac's names). */
@@ -581,6 +601,11 @@ export async function run (inv: VgridInvocation): Promise<number> {
     case 'ui': {
       const { runUi } = await import('./vgrid-ui.js')
       return await runUi(inv.urlOnly, { env: process.env, stdout: process.stdout })
+    }
+    case 'completion': {
+      const { completionScript } = await import('./completion.js')
+      process.stdout.write(completionScript(inv.shell, createVgridCli()))
+      return 0
     }
     case 'task': {
       const { runTaskCommand } = await import('./vgrid-task.js')
