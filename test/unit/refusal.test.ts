@@ -9,11 +9,11 @@ const errno = (code: string, message: string): NodeJS.ErrnoException => Object.a
 
 describe('refusals before the start', () => {
   it.each([
-    [new VgridError('ERR_NO_SPACE', 'needs 100 MiB, has 31 MiB in /home/b/.vgrid/store', 'free space'), 'ERR_NO_SPACE', 'b (12D3KooWAbCd…) has no space for this workspace (needs 100 MiB, has 31 MiB in /home/b/.vgrid/store)'],
-    [errno('ENOSPC', 'ENOSPC: no space left on device, write'), 'ERR_NO_SPACE', 'b (12D3KooWAbCd…) has no space for this workspace (ENOSPC: no space left on device, write, in /home/b/.vgrid)'],
-    [errno('EDQUOT', 'EDQUOT: disk quota exceeded, write'), 'ERR_NO_SPACE', 'b (12D3KooWAbCd…) has no space for this workspace (EDQUOT: disk quota exceeded, write, in /home/b/.vgrid)'],
-    [errno('EIO', 'EIO: i/o error, write'), 'ERR_EXECUTOR_FAILED', 'b (12D3KooWAbCd…) could not prepare the command: EIO: i/o error, write'],
-    [new VgridError('ERR_INTERNAL', 'bwrap: setting up uid map: Permission denied'), 'ERR_EXECUTOR_FAILED', 'b (12D3KooWAbCd…) could not prepare the command: bwrap: setting up uid map: Permission denied']
+    [new VgridError('ERR_NO_SPACE', 'needs 100 MiB, has 31 MiB in /home/b/.vgrid/store', 'free space'), 'ERR_NO_SPACE', 'b (…GhIjKl) has no space for this workspace (needs 100 MiB, has 31 MiB in /home/b/.vgrid/store)'],
+    [errno('ENOSPC', 'ENOSPC: no space left on device, write'), 'ERR_NO_SPACE', 'b (…GhIjKl) has no space for this workspace (ENOSPC: no space left on device, write, in /home/b/.vgrid)'],
+    [errno('EDQUOT', 'EDQUOT: disk quota exceeded, write'), 'ERR_NO_SPACE', 'b (…GhIjKl) has no space for this workspace (EDQUOT: disk quota exceeded, write, in /home/b/.vgrid)'],
+    [errno('EIO', 'EIO: i/o error, write'), 'ERR_EXECUTOR_FAILED', 'b (…GhIjKl) could not prepare the command: EIO: i/o error, write'],
+    [new VgridError('ERR_INTERNAL', 'bwrap: setting up uid map: Permission denied'), 'ERR_EXECUTOR_FAILED', 'b (…GhIjKl) could not prepare the command: bwrap: setting up uid map: Permission denied']
   ])('%s becomes %s', (err, code, message) => {
     const got = refusalOf(ctx, err) as VgridError
     expect(got.code).toBe(code)
