@@ -179,6 +179,11 @@ const HOW: Record<string, How> = {
   'vgrid status': { check: ok(/peer id/) },
   'vgrid status --json': { check: (r) => { ok(/"status"/)(r); expect(JSON.parse(r.stdout).status.peer).toBe(a.peer) } },
   'vgrid join-token': { check: ok(/^vgrid2\./) },
+  // a fresh HOME has no fish directory yet: made first; then the file written is read back
+  'vgrid completion fish > ~/.config/fish/completions/vgrid.fish': {
+    sub: [['vgrid completion fish', 'mkdir -p ~/.config/fish/completions && vgrid completion fish'], [/$/, ' && grep -c "complete -c vgrid" ~/.config/fish/completions/vgrid.fish']],
+    check: ok(/^[1-9]\d*\n$/)
+  },
 
   // the REST API, on A's address (the default port may be another agent's here)
   'TOKEN=$(cat ~/.vgrid/http.token)': { sub: [['~/.vgrid', '$VGRID_HOME']], check: ok('') },
