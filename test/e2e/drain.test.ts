@@ -76,7 +76,8 @@ describe('vgrid agent set --pause / --resume', () => {
     await waitFor(async () => await lendingSeenBy(a, b) === 'paused', 'A to see B paused', 10_000, 100)
 
     // Shown to every member and on the machine itself.
-    expect((await a.vgrid(['peers'])).stdout).toContain(`${b.host} is paused by its owner: it takes no new command (1 running go on)`)
+    // both members are called the same here: B is named with the end of its peer id
+    expect((await a.vgrid(['peers'])).stdout).toContain(`${b.host} (…${b.peer.slice(-6)}) is paused by its owner: it takes no new command (1 running go on)`)
     expect((await b.vgrid(['status'])).stdout).toMatch(/lending +paused: no new command/)
 
     // New work, submitted on B itself too, goes to A.
@@ -144,7 +145,7 @@ describe('vgrid agent stop --drain', () => {
     expect(left.stdout).toContain(`stopped waiting: ${b.host} drains on`)
     expect((await b.vgrid(['status'])).stdout).toMatch(/lending +draining/)
     await waitFor(async () => await lendingSeenBy(a, b) === 'draining', 'A to see B draining', 10_000, 100)
-    expect((await a.vgrid(['peers'])).stdout).toContain(`${b.host} is draining: it takes no new command and stops once its 1 running command has ended`)
+    expect((await a.vgrid(['peers'])).stdout).toContain(`${b.host} (…${b.peer.slice(-6)}) is draining: it takes no new command and stops once its 1 running command has ended`)
 
     const resumed = await b.vgrid(['agent', 'set', '--resume'])
     expect(resumed.code, resumed.stderr).toBe(0)
