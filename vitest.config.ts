@@ -2,9 +2,10 @@ import { configDefaults, defineConfig } from 'vitest/config'
 
 /**
  * Suites that stop, kill and restart agents, fill disks, start a 16-agent grid or 200
- * sub-tasks, run every example of the README and the seeds, or drive a headless Chromium:
- * minutes each, or a browser to install. `npm test` leaves them out so that it stays a few
- * minutes on a 2-core machine; `npm run test:heavy` runs them, and `.ci/run` runs both.
+ * sub-tasks, run every example of the README and the seeds, wait out join timeouts, or
+ * drive a headless Chromium: minutes each, or a browser to install. `npm test` leaves them
+ * out so that it stays under 5 minutes on a 2-core machine; `npm run test:heavy` runs them,
+ * and `.ci/run` runs both.
  */
 const HEAVY = [
   'test/e2e/faults.test.ts',
@@ -18,7 +19,8 @@ const HEAVY = [
   'test/grid/scale.test.ts',
   'test/browser/dashboard.test.ts',
   'test/e2e/readme.test.ts',
-  'test/e2e/examples.test.ts'
+  'test/e2e/examples.test.ts',
+  'test/e2e/join.test.ts'
 ]
 
 export default defineConfig({
