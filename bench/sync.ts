@@ -1,6 +1,8 @@
 /**
- * Issue 3's figures on a two-agent loopback grid, with `rsync -a` of the same tree between two
- * local directories measured in the same run for comparison:
+ * Issue 3's and issue 19's figures on a two-agent loopback grid, each beside its anchor
+ * measured in the same run: `rsync -a -e ssh` of the same tree to the bench's own sshd on
+ * 127.0.0.1 (ssh-anchor.ts: what a lab does by hand), and `rsync -a` between two local
+ * directories:
  * - a generated 1 GiB workspace (two 300 MB files, 10,000 small files, the rest mid-size):
  *   the first sync's time and MB/s, and the same for the two big files alone;
  * - `vrun true` when nothing changed, against `vrun --no-sync true` (median of 10);
@@ -15,6 +17,7 @@ import { median, timeCommand, timeRepeated } from './stats.js'
 import { BIN } from '../test/helpers/procs.js'
 import type { Figure } from './grid-vrun.js'
 import { randomFile } from './files.js'
+import { anchorMissing, rsyncOverSshMs, startSshAnchor, type SshAnchor } from './ssh-anchor.js'
 
 const MB = 1e6
 const BIG_FILE_BYTES = 300 * MB
@@ -73,6 +76,14 @@ export async function benchSync (): Promise<Figure[]> {
   fs.mkdirSync(path.join(bigOnly, 'data'))
   for (const n of ['big-a.bin', 'big-b.bin']) randomFile(path.join(bigOnly, 'data', n), BIG_FILE_BYTES)
   const rsync = rsyncMs(ws)
+  // The anchor runs first, so both find the tree in the page cache alike (generated just now).
+  const missing = anchorMissing()
+  if (missing !== undefined) process.stderr.write(`sync bench: no rsync-over-ssh anchor: ${missing}\n`)
+  const anchor: SshAnchor | undefined = missing === undefined ? await startSshAnchor() : undefined
+  const sshDst = tempDir('vgrid-bench-rsync-ssh-')
+  const ssh = anchor === undefined
+    ? undefined
+    : { first: rsyncOverSshMs(anchor, ws, sshDst), same: median([0, 1, 2].map(() => rsyncOverSshMs(anchor, ws, sshDst))), edit: NaN }
   const [a, b] = await startGrid(2)
   try {
     const on = ['--on', b.peer]
@@ -89,7 +100,9 @@ export async function benchSync (): Promise<Figure[]> {
     byte[0] = byte[0]! ^ 0xff
     fs.writeSync(fd, byte, 0, 1, BIG_FILE_BYTES / 2)
     fs.closeSync(fd)
-    const edit = sent((await timedVrun(a, ws, [...on, 'true'])).stderr)
+    if (ssh !== undefined) ssh.edit = rsyncOverSshMs(anchor!, ws, sshDst)
+    const edited = await timedVrun(a, ws, [...on, 'true'])
+    const edit = sent(edited.stderr)
     const r = (x: number): number => Math.round(x)
     const mbs = (bytes: number, ms: number): number => Math.round(bytes / MB / (ms / 1000))
     const over = median(unchanged) - median(noSync)
@@ -102,11 +115,28 @@ export async function benchSync (): Promise<Figure[]> {
       { name: 'vrun true, nothing changed, median', value: r(median(unchanged)), unit: 'ms' },
       { name: 'vrun --no-sync true, median', value: r(median(noSync)), unit: 'ms' },
       { name: 'nothing changed: over the no-sync time', value: r(over), unit: 'ms', target: '<= 300', ok: over <= 300 },
-      { name: `1-byte edit mid big file: chunks sent (${edit.text})`, value: edit.chunks, unit: '', target: '<= 2', ok: edit.chunks <= 2 }
+      { name: `1-byte edit mid big file: chunks sent (${edit.text})`, value: edit.chunks, unit: '', target: '<= 2', ok: edit.chunks <= 2 },
+      ...(ssh === undefined ? [] : sshFigures(ssh, { first: first.ms, same: median(unchanged), edit: edited.ms }))
     ]
   } finally {
+    await anchor?.stop()
+    fs.rmSync(sshDst, { recursive: true, force: true })
     await stopAll()
     fs.rmSync(ws, { recursive: true, force: true })
     fs.rmSync(bigOnly, { recursive: true, force: true })
   }
+}
+
+/** Issue 19's three ratios: vgrid's time over rsync -e ssh's for the same sync, in one run. */
+function sshFigures (ssh: { first: number, same: number, edit: number }, vgrid: { first: number, same: number, edit: number }): Figure[] {
+  const ratio = (v: number, r: number): number => Math.round(v / r * 100) / 100
+  const row = (what: string, key: 'first' | 'same' | 'edit', target: number): Figure[] => [
+    { name: `rsync -a -e ssh (127.0.0.1), ${what}`, value: Math.round(ssh[key]), unit: 'ms' },
+    { name: `vgrid / rsync -e ssh, ${what}`, value: ratio(vgrid[key], ssh[key]), unit: 'x', target: `<= ${target}`, ok: vgrid[key] <= target * ssh[key] }
+  ]
+  return [
+    ...row('first sync of the tree', 'first', 1),
+    ...row('nothing changed (vgrid: vrun true, median)', 'same', 0.5),
+    ...row('1-byte edit in a 300 MB file (vgrid: vrun true)', 'edit', 0.5)
+  ]
 }
