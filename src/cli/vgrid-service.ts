@@ -13,7 +13,6 @@ import path from 'node:path'
 import { vgridHome } from '../agent/config.js'
 import { VgridError } from '../common/errors.js'
 import { PACKAGE_ROOT } from '../common/version.js'
-import { decodeJoinToken } from '../grid/join-token.js'
 import {
   renderUnit, SERVICE_TOKEN_FILE, SYSTEM_HOME, SYSTEM_UNIT_DIR, UNIT_NAME, USER_UNIT_DIR, type UnitSpec
 } from './service-unit.js'
@@ -24,7 +23,7 @@ export interface ServiceInvocation {
   system: boolean
   /** Print the unit (install) or what would be removed (uninstall); change nothing. */
   print: boolean
-  /** The token, as read from --join-file, stdin or VGRID_JOIN_TOKEN; checked here. */
+  /** The token, as read from --join-file, stdin or VGRID_JOIN_TOKEN; checked by the caller (vgrid.ts, as a usage error). */
   join?: string
   guestUser?: string
 }
@@ -66,7 +65,6 @@ export async function runService (inv: ServiceInvocation, io: Io): Promise<numbe
 }
 
 function install (inv: ServiceInvocation, w: Where, io: Io): number {
-  if (inv.join !== undefined) decodeJoinToken(inv.join)
   const tokenFile = path.join(w.home, SERVICE_TOKEN_FILE)
   const spec: UnitSpec = {
     system: inv.system,

@@ -103,7 +103,7 @@ export interface PolicyView {
 export const MAX_DEPS = 256
 /** Longest task name (--name). */
 export const MAX_TASK_NAME_CHARS = 256
-const MAX_PATH_CHARS = 4096
+export const MAX_PATH_CHARS = 4096
 
 export type ControlRequest =
   | { t: 'run', spec: RunSpec, on?: string, workspace?: WorkspaceRef, parent?: string, name?: string, after?: Array<{ kind: DepKind, name: string }> }

@@ -8,6 +8,7 @@
  * parseTaskRecord, and taken only from the member that owns them.
  */
 import { obj, str, optStr, oneOf, bad } from '../common/validate.js'
+import { MAX_PATH_CHARS, MAX_TASK_NAME_CHARS } from './control.js'
 import { isTaskId } from '../agent/tasks/types.js'
 
 export const TASK_PROTOCOL = '/vgrid/task/1.0.0'
@@ -21,9 +22,6 @@ export type TaskRequest =
   | { t: 'wait', id: string }
   | { t: 'named', name: string, workspace?: string }
 
-/** A task's name, as --name takes it. */
-const MAX_NAME_CHARS = 256
-const MAX_PATH_CHARS = 4096
 
 export function parseTaskRequest (v: unknown): TaskRequest {
   const m = obj(v, 'task request')
@@ -31,7 +29,7 @@ export function parseTaskRequest (v: unknown): TaskRequest {
   if (t === 'list') return { t }
   if (t === 'named') {
     const workspace = optStr(m.workspace, 'workspace', MAX_PATH_CHARS)
-    return { t, name: str(m.name, 'name', MAX_NAME_CHARS), ...(workspace !== undefined ? { workspace } : {}) }
+    return { t, name: str(m.name, 'name', MAX_TASK_NAME_CHARS), ...(workspace !== undefined ? { workspace } : {}) }
   }
   if (t === 'find') {
     const prefix = str(m.prefix, 'prefix', 16)

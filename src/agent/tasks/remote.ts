@@ -136,14 +136,19 @@ export class TaskQueries {
     return this.grid.view().filter((p) => !p.self).map((p) => p.peer)
   }
 
-  private async ask (peer: string, req: TaskRequest): Promise<TaskRecord[]> {
+  /** One request to `peer`, its one reply read by `parse`. */
+  private async request<T> (peer: string, req: TaskRequest, parse: (raw: unknown, peer: string) => T): Promise<T> {
     const ch = await this.grid.open(peer, TASK_PROTOCOL, { maxFrameBytes: TASK_MAX_FRAME_BYTES })
     try {
       await ch.send(req)
-      return parseTasks(await withTimeout(ch.recv(), ASK_TIMEOUT_MS, `no answer from ${peer}`), peer)
+      return parse(await withTimeout(ch.recv(), ASK_TIMEOUT_MS, `no answer from ${peer}`), peer)
     } finally {
       ch.destroy()
     }
+  }
+
+  private async ask (peer: string, req: TaskRequest): Promise<TaskRecord[]> {
+    return await this.request(peer, req, parseTasks)
   }
 
   /** Every member's records; the members that did not answer, by host. */
@@ -218,13 +223,7 @@ export class TaskQueries {
   }
 
   private async askNamed (peer: string, req: TaskRequest): Promise<NamedSubmission[]> {
-    const ch = await this.grid.open(peer, TASK_PROTOCOL, { maxFrameBytes: TASK_MAX_FRAME_BYTES })
-    try {
-      await ch.send(req)
-      return parseNamed(await withTimeout(ch.recv(), ASK_TIMEOUT_MS, `no answer from ${peer}`), peer)
-    } finally {
-      ch.destroy()
-    }
+    return await this.request(peer, req, parseNamed)
   }
 
   /** One task: a name that means a fan-out must say which shard. */
