@@ -13,18 +13,34 @@ import { GROUP_KILL_WAIT_MS, GROUP_POLL_MS } from './constants.js'
  * SIGSTOP go to the rest of its group instead.
  */
 export function signalGroup (pgid: number, sig: NodeJS.Signals | 0): boolean {
+  return sendToGroup(pgid, sig) !== 'gone'
+}
+
+/**
+ * What a signal to a group reached: `reached` when a process that can act on it got it;
+ * `none` when only bubblewrap's own processes were there (the command not forked yet: a
+ * cancel right after the start must be sent again, or it waits out the grace for SIGKILL);
+ * `gone` when the group is.
+ */
+export type GroupSignalResult = 'reached' | 'none' | 'gone'
+
+function sendToGroup (pgid: number, sig: NodeJS.Signals | 0): GroupSignalResult {
   if (sig !== 0 && sig !== 'SIGKILL' && sig !== 'SIGSTOP' && isSandboxLeader(pgid)) return signalGroupSparing(pgid, sig)
   try {
     process.kill(-pgid, sig)
-    return true
+    return 'reached'
   } catch {
     // ESRCH: nothing left; EPERM cannot happen for our own children.
-    return false
+    return 'gone'
   }
 }
 
 /** Whether `pid` runs bubblewrap (its monitor process leads a sandboxed guest's group). */
 function isSandboxLeader (pid: number): boolean {
+  return isBwrap(String(pid))
+}
+
+function isBwrap (pid: string): boolean {
   try {
     return fs.readFileSync(`/proc/${pid}/comm`, 'utf8').trim() === 'bwrap'
   } catch {
@@ -32,24 +48,30 @@ function isSandboxLeader (pid: number): boolean {
   }
 }
 
-/** `sig` to every process of group `pgid` but its leader; false when the group is gone. */
-function signalGroupSparing (pgid: number, sig: NodeJS.Signals): boolean {
-  if (!signalGroup(pgid, 0)) return false
+/**
+ * `sig` to every process of group `pgid` but its leader. bubblewrap's PID 1 of the namespace
+ * gets it too (it ignores it), but does not count as reached.
+ */
+function signalGroupSparing (pgid: number, sig: NodeJS.Signals): GroupSignalResult {
+  if (sendToGroup(pgid, 0) === 'gone') return 'gone'
   let names: string[]
   try {
     names = fs.readdirSync('/proc')
   } catch {
-    return true
+    return 'reached'
   }
+  let reached: GroupSignalResult = 'none'
   for (const name of names) {
     if (!/^\d+$/.test(name) || Number(name) === pgid) continue
     try {
-      if (parseStat(fs.readFileSync(`/proc/${name}/stat`, 'utf8')).pgrp === pgid) process.kill(Number(name), sig)
+      if (parseStat(fs.readFileSync(`/proc/${name}/stat`, 'utf8')).pgrp !== pgid) continue
+      process.kill(Number(name), sig)
+      if (!isBwrap(name)) reached = 'reached'
     } catch {
       // it exited while we looked
     }
   }
-  return true
+  return reached
 }
 
 /** State and process group of a process, from /proc/PID/stat. */
@@ -110,7 +132,8 @@ export function foregroundGroup (pid: number): number | undefined {
 
 /**
  * Ends a process group gracefully first: `polite` now, SIGKILL after `graceMs` if anything is
- * left. Idempotent: a second call returns the first one's promise, which resolves when the
+ * left. A polite signal that reached no command yet (a sandbox still starting it) is sent
+ * again at each poll until one gets it. Idempotent: a second call returns the first one's promise, which resolves when the
  * group is gone (or, for a group that will not die, e.g. zombies nobody reaps, after
  * GROUP_KILL_WAIT_MS more).
  */
@@ -123,11 +146,13 @@ export class GroupTerminator {
 
   terminate (polite: NodeJS.Signals, graceMs: number): Promise<void> {
     this.running ??= new Promise<void>((resolve) => {
-      if (!signalGroup(this.pgid, polite)) { resolve(); return }
+      let sent = sendToGroup(this.pgid, polite)
+      if (sent === 'gone') { resolve(); return }
       const start = Date.now()
       let killed = false
       const tick = async (): Promise<void> => {
         if (!await groupAlive(this.pgid)) { resolve(); return }
+        if (sent === 'none' && !killed) sent = sendToGroup(this.pgid, polite)
         const elapsed = Date.now() - start
         if (!killed && elapsed >= graceMs) {
           killed = true
