@@ -4,7 +4,7 @@
  * member, and a machine with the wrong swarm key kept out.
  */
 import { describe, it, expect, afterEach } from 'vitest'
-import { startAgent, startGrid, stopAll, peersOf, waitFor, tempDir, startCli } from '../helpers/procs.js'
+import { startAgent, startGrid, stopAll, peersOf, waitFor, tempDir } from '../helpers/procs.js'
 import { fakeGpuPath } from '../helpers/fake-gpus.js'
 import { encodeJoinToken, decodeJoinToken, createSwarmKey } from '../../src/grid/index.js'
 
@@ -67,27 +67,6 @@ describe('a grid of agents', () => {
     console.log(`stopped in ${stopped.ms} ms, gone from both views ${Date.now() - stoppedAt} ms later`)
     // three agents start here, each bounded at 60 s (procs.ts): the test's bound is theirs
   }, 180_000)
-
-  it('drops a member that stops answering within 15 s, and a run on it fails saying so', async () => {
-    const [a, b, c] = await startGrid(3)
-    const ws = tempDir('vgrid-ws-')
-    const run = startCli('vrun', ['--on', c.peer, 'sh', '-c', 'echo running; exec sleep 60'], { home: a.home, cwd: ws, timeoutMs: 40_000 })
-    await waitFor(() => run.stdout().includes('running'), 'the command to run on c', 20_000, 50)
-    // Frozen, not stopped: its sockets stay open, it just never answers again.
-    c.proc.kill('SIGSTOP')
-    const frozenAt = Date.now()
-    try {
-      await Promise.all([a, b].map(async (x) => await waitFor(async () => !(await peersOf(x)).some((p) => p.peer === c.peer), 'c to leave the views', 20_000, 200)))
-      // When it expires is view.test.ts's (an injected clock); here only that it does, and how long it took.
-      console.log(`a frozen member left both views ${Date.now() - frozenAt} ms after it froze`)
-      const r = await run.done
-      expect(r.code).not.toBe(0)
-      // Whichever notices first, the view or the connection, the user is told what happened.
-      expect(r.stderr).toMatch(/lost \S+ \(…\w+\) while the command ran/)
-    } finally {
-      c.proc.kill('SIGCONT')
-    }
-  }, 60_000)
 
   it('keeps its peer id and join token across a restart and finds its grid again', async () => {
     const [a, b] = await startGrid(2)
