@@ -265,7 +265,10 @@ describe('tasks through the API', () => {
     const term = pty.spawn(process.execPath, [BIN.vbatch, '--no-sync', 'true'], { cols: 200, rows: 10, cwd: a.workspace, env: { ...process.env, VGRID_HOME: a.home } })
     let out = ''
     term.onData((d) => { out += d })
-    await new Promise<void>((resolve) => { term.onExit(() => { resolve() }) })
+    const exited = new Promise<void>((resolve) => { term.onExit(() => { resolve() }) })
+    // The output first, then the exit: node-pty drops what it has not read 200 ms after the exit.
+    await waitFor(() => /\/#\/tasks\/[0-9a-f]{16}\r?\n/.test(out), 'vbatch to print the link', 20_000)
+    await exited
     const [id, link] = out.split(/\r?\n/).map((l) => l.trim())
     expect(id).toMatch(/^[0-9a-f]{16}$/)
     expect(link).toBe(`${baseOf(a)}/#/tasks/${id!}`)
