@@ -25,8 +25,6 @@ const HEAVY = [
   'test/grid/membership-warnings.test.ts'
 ]
 
-const UNIT = ['test/unit/**/*.test.ts']
-
 export default defineConfig({
   test: {
     setupFiles: ['./src/common/polyfill.ts', './test/helpers/cleanup.ts'],
@@ -36,10 +34,7 @@ export default defineConfig({
     maxWorkers: 2,
     fileParallelism: true,
     projects: [
-      { extends: true, test: { name: 'main', include: ['test/**/*.test.ts'], exclude: [...configDefaults.exclude, ...HEAVY, ...UNIT] } },
-      // Unit tests start no agent process and leave no module state behind: one worker runs
-      // many files without a fresh process for each (44 s → 30 s here).
-      { extends: true, test: { name: 'unit', include: UNIT, isolate: false } },
+      { extends: true, test: { name: 'main', include: ['test/**/*.test.ts'], exclude: [...configDefaults.exclude, ...HEAVY] } },
       { extends: true, test: { name: 'heavy', include: HEAVY } }
     ]
   }
