@@ -79,6 +79,29 @@ export async function chownTree (root: string, owner: { uid: number, gid: number
   await walk(root)
 }
 
+/**
+ * Beside a copy: the guest user it was last handed to whole (`uid:gid`). Only a copy that no
+ * sync touched since (SyncCopyResult.untouched) and whose marker names the same user skips
+ * the walk: every entry is then the guest's already, or made by its command. An unchanged
+ * 10,000-file workspace cost the executor ~0.47 s of its main thread per run in this walk.
+ */
+export const HANDED_OVER_SUFFIX = '.guest-owner'
+
+async function handOver (root: string, owner: { uid: number, gid: number }, untouched: boolean): Promise<void> {
+  const marker = root + HANDED_OVER_SUFFIX
+  const who = `${owner.uid}:${owner.gid}`
+  if (untouched && await fs.readFile(marker, 'utf8').then((s) => s === who, () => false)) return
+  // Gone first: a walk cut short must not leave a marker that says it finished.
+  await fs.rm(marker, { force: true })
+  await chownTree(root, owner)
+  await fs.writeFile(marker, who, { mode: 0o600 })
+}
+
+/** A command that runs in the copy as someone else (no sandbox): the next guest's walk is whole. */
+export async function forgetHandOver (root: string): Promise<void> {
+  await fs.rm(root + HANDED_OVER_SUFFIX, { force: true })
+}
+
 export async function removeGuestDirs (dirs: GuestDirs): Promise<void> {
   await removeTree(dirs.dir).catch(() => {})
 }
@@ -199,6 +222,8 @@ export interface GuestRunInput {
   cpus: number
   /** The agent's own environment, whose PATH and locale a sandboxed guest keeps. */
   agentEnv: Readonly<Record<string, string>>
+  /** `root` is a workspace copy (not a scratch directory), which no sync changed since its last run or did. */
+  copy?: { untouched: boolean }
 }
 
 export interface GuestRun {
@@ -250,6 +275,7 @@ export class GuestRuns {
     try {
       const rel = path.relative(inp.root, inp.cwd)
       if (iso.kind === 'none') {
+        if (inp.copy !== undefined) await forgetHandOver(inp.root)
         server = await this.o.socket(dirs.home, { task: inp.task, ...(inp.mount !== undefined ? { workspace: { seen: inp.root, host: inp.root, user: inp.mount } } : {}) })
         const env: Record<string, string> = {
           ...inp.agentEnv,
@@ -262,7 +288,7 @@ export class GuestRuns {
         return { env, close }
       }
       // The agent wrote the copy; the guest user must be able to change it.
-      if (owner !== undefined) await chownTree(inp.root, owner)
+      if (owner !== undefined) await (inp.copy !== undefined ? handOver(inp.root, owner, inp.copy.untouched) : chownTree(inp.root, owner))
       const seen = inp.mount !== undefined ? guestMount(inp.mount, iso.base, (p) => existsSync(p)) : GUEST_SCRATCH
       const guestCwd = path.join(seen, rel)
       server = await this.o.socket(dirs.home, { task: inp.task, ...(inp.mount !== undefined ? { workspace: { seen, host: inp.root, user: inp.mount } } : {}) }, owner)

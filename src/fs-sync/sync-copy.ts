@@ -57,6 +57,11 @@ export interface SyncCopyResult {
    * counted by why: the submitter is told its run paid for a damaged store.
    */
   refetched?: Array<{ why: string, blobs: number }>
+  /**
+   * The copy is exactly as the last run left it: checked, nothing repaired, nothing written,
+   * no directory made. (What a guest's run can skip: handing every entry to the guest user.)
+   */
+  untouched?: true
 }
 
 const BASE_ROOT_SUFFIX = '.root'
@@ -155,7 +160,7 @@ export async function syncCopy (opts: {
     const whole = treeStats(base)
     const p: SyncProgress = { totalBytes: 0, sentBytes: 0, sentChunks: 0, files: 0, totalFiles: 0, reusedBytes: whole.bytes, done: true }
     opts.onProgress?.(p)
-    return { tree: base, rootHash: root, progress: p, written: [] }
+    return { tree: base, rootHash: root, progress: p, written: [], untouched: true }
   }
   const fetcher = await opts.openFetcher()
   if (hexOf(fetcher.root) !== hexOf(root)) throw new VgridError('ERR_BAD_MESSAGE', 'the sync session holds another tree than the one offered')

@@ -96,6 +96,44 @@ describe('a guest command', () => {
     expect((await b.vgrid(['status'])).code).toBe(0)
   }, 30_000)
 
+  it('writes its copy run after run: unchanged, the copy is not walked again; changed, what the sync made is the guest\'s', async () => {
+    const began = Date.now() - 1
+    const ws = workspace({ 'data/in.txt': 'in\n' })
+    const run = async (script: string): Promise<string> => {
+      const r = await a.vrun(['--on', b.peer, 'sh', '-c', script], { cwd: ws })
+      expect(r.code, r.stderr).toBe(0)
+      return r.stdout
+    }
+    await run('mkdir -p out && echo 1 > out/one && echo 1 >> data/in.txt')
+    // This workspace's copy: the one whose marker was written since the test began (the file's tests run one by one).
+    const markers = (): string[] => fs.readdirSync(path.join(b.home, 'workspaces'), { recursive: true }).map(String)
+      .filter((f) => f.endsWith('.guest-owner') && fs.statSync(path.join(b.home, 'workspaces', f)).mtimeMs >= began)
+    // As root the agent hands the copy to the guest user, and notes it beside the copy.
+    const walked = (): number | undefined => {
+      const m = markers()
+      if (ROOT_AGENT) expect(m).toHaveLength(1)
+      return m[0] === undefined ? undefined : fs.statSync(path.join(b.home, 'workspaces', m[0])).mtimeMs
+    }
+    const first = walked()
+    // The outputs came back, so the next run's sync changes the copy: walked again.
+    expect(await run('echo 2 > out/two && echo 2 >> data/in.txt && mkdir -p out/deeper && echo ok')).toBe('ok\n')
+    const second = walked()
+    // Nothing changed since: the copy is as the last run left it, the guest's, and not walked.
+    expect(await run('echo ok')).toBe('ok\n')
+    expect(await run('touch out/deeper/x && echo ok')).toBe('ok\n')
+    if (ROOT_AGENT) expect(walked()).toBe(second)
+    // A directory and a file the user made meanwhile (the sync makes them, as the agent): walked, and the guest writes in them.
+    fs.mkdirSync(path.join(ws, 'fresh', 'empty'), { recursive: true })
+    fs.writeFileSync(path.join(ws, 'fresh', 'note.txt'), 'note\n')
+    expect(await run('echo 3 > fresh/empty/three && echo 3 >> fresh/note.txt && echo ok')).toBe('ok\n')
+    if (ROOT_AGENT) expect(walked()).toBeGreaterThan(second!)
+    if (ROOT_AGENT) expect(first).toBeDefined()
+    expect(fs.readFileSync(path.join(ws, 'data', 'in.txt'), 'utf8')).toBe('in\n1\n2\n')
+    expect(fs.readFileSync(path.join(ws, 'out', 'two'), 'utf8')).toBe('2\n')
+    expect(fs.readFileSync(path.join(ws, 'fresh', 'empty', 'three'), 'utf8')).toBe('3\n')
+    expect(fs.readFileSync(path.join(ws, 'fresh', 'note.txt'), 'utf8')).toBe('note\n3\n')
+  }, 60_000)
+
   it('leaves nothing running: setsid, nohup and double forks end with it', async () => {
     const marker = `60${Math.floor(Math.random() * 9000 + 1000)}`
     const r = await guest(`setsid sleep ${marker}1 & nohup sleep ${marker}2 >/dev/null 2>&1 & (sleep ${marker}3 &) ; sleep 0.2; echo started`)

@@ -16,7 +16,7 @@ import { serveExec, describeExit, type RunSpec, type ExecEvent } from '../../exe
 import { removeTree, type SyncCopyResult } from '../../fs-sync/index.js'
 import { parseExecRequest, type AttachRequest, type ExecRequest, type WorkspaceOffer } from '../../protocol/exec.js'
 import type { GroupLedger } from '../../exec/orphans.js'
-import type { GuestRun } from '../guest-run.js'
+import { forgetHandOver, type GuestRun } from '../guest-run.js'
 import type { HeldRun } from '../held.js'
 import { holdClaim, ClaimReleased } from '../claim.js'
 import { EXEC_REQUEST_TIMEOUT_MS, SHUTDOWN_KILL_GRACE_MS } from '../constants.js'
@@ -130,9 +130,11 @@ async function executeAttempt (ctx: RunContext, channel: Session, attempt: Attem
     if (isGuest && ctx.guests !== undefined) {
       // Its own home and socket, and unless the owner chose otherwise, a sandbox.
       const mount = where.kind === 'copy' ? where.offer.path ?? root : where.kind === 'dir' ? where.mount ?? where.dir : undefined
-      guest = await ctx.guests.open({ task, root, cwd, ...(mount !== undefined ? { mount } : {}), gpus: reservation.gpus, cpus: reservation.cpus, agentEnv: agentEnv() })
+      guest = await ctx.guests.open({ task, root, cwd, ...(mount !== undefined ? { mount } : {}), ...(synced !== undefined ? { copy: { untouched: synced.untouched === true } } : {}), gpus: reservation.gpus, cpus: reservation.cpus, agentEnv: agentEnv() })
       env = guest.env
     } else {
+      // Not a guest: what it writes in a copy is not the guest user's (guest-run.ts).
+      if (where.kind === 'copy') await forgetHandOver(root)
       // vrun and vbatch inside the command reach this agent and become the task's sub-tasks.
       env = { ...agentEnv(), VGRID_TASK_ID: task, VGRID_HOME: ctx.home, VGRID_WORKSPACE: root, PWD: cwd }
       env.PATH = [path.join(ctx.home, 'bin'), env.PATH].filter(Boolean).join(':')
