@@ -289,6 +289,8 @@ export class GuestRuns {
       }
       // The agent wrote the copy; the guest user must be able to change it.
       if (owner !== undefined) await (inp.copy !== undefined ? handOver(inp.root, owner, inp.copy.untouched) : chownTree(inp.root, owner))
+      // Not root: the command writes the copy as the agent's own user.
+      else if (inp.copy !== undefined) await forgetHandOver(inp.root)
       const seen = inp.mount !== undefined ? guestMount(inp.mount, iso.base, (p) => existsSync(p)) : GUEST_SCRATCH
       const guestCwd = path.join(seen, rel)
       server = await this.o.socket(dirs.home, { task: inp.task, ...(inp.mount !== undefined ? { workspace: { seen, host: inp.root, user: inp.mount } } : {}) }, owner)
