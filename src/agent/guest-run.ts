@@ -87,7 +87,9 @@ export async function chownTree (root: string, owner: { uid: number, gid: number
  */
 export const HANDED_OVER_SUFFIX = '.guest-owner'
 
-async function handOver (root: string, owner: { uid: number, gid: number }, untouched: boolean): Promise<void> {
+async function handOver (root: string, owner: { uid: number, gid: number } | undefined, untouched: boolean): Promise<void> {
+  // Not root: the command writes the copy as the agent's own user.
+  if (owner === undefined) { await forgetHandOver(root); return }
   const marker = root + HANDED_OVER_SUFFIX
   const who = `${owner.uid}:${owner.gid}`
   if (untouched && await fs.readFile(marker, 'utf8').then((s) => s === who, () => false)) return
@@ -288,9 +290,8 @@ export class GuestRuns {
         return { env, close }
       }
       // The agent wrote the copy; the guest user must be able to change it.
-      if (owner !== undefined) await (inp.copy !== undefined ? handOver(inp.root, owner, inp.copy.untouched) : chownTree(inp.root, owner))
-      // Not root: the command writes the copy as the agent's own user.
-      else if (inp.copy !== undefined) await forgetHandOver(inp.root)
+      if (inp.copy !== undefined) await handOver(inp.root, owner, inp.copy.untouched)
+      else if (owner !== undefined) await chownTree(inp.root, owner)
       const seen = inp.mount !== undefined ? guestMount(inp.mount, iso.base, (p) => existsSync(p)) : GUEST_SCRATCH
       const guestCwd = path.join(seen, rel)
       server = await this.o.socket(dirs.home, { task: inp.task, ...(inp.mount !== undefined ? { workspace: { seen, host: inp.root, user: inp.mount } } : {}) }, owner)

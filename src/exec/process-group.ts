@@ -22,10 +22,10 @@ export function signalGroup (pgid: number, sig: NodeJS.Signals | 0): boolean {
  * cancel right after the start must be sent again, or it waits out the grace for SIGKILL);
  * `gone` when the group is.
  */
-export type GroupSignalResult = 'reached' | 'none' | 'gone'
+type GroupSignalResult = 'reached' | 'none' | 'gone'
 
 function sendToGroup (pgid: number, sig: NodeJS.Signals | 0): GroupSignalResult {
-  if (sig !== 0 && sig !== 'SIGKILL' && sig !== 'SIGSTOP' && isSandboxLeader(pgid)) return signalGroupSparing(pgid, sig)
+  if (sig !== 0 && sig !== 'SIGKILL' && sig !== 'SIGSTOP' && isBwrap(pgid)) return signalGroupSparing(pgid, sig)
   try {
     process.kill(-pgid, sig)
     return 'reached'
@@ -35,12 +35,11 @@ function sendToGroup (pgid: number, sig: NodeJS.Signals | 0): GroupSignalResult 
   }
 }
 
-/** Whether `pid` runs bubblewrap (its monitor process leads a sandboxed guest's group). */
-function isSandboxLeader (pid: number): boolean {
-  return isBwrap(String(pid))
-}
-
-function isBwrap (pid: string): boolean {
+/**
+ * Whether `pid` runs bubblewrap: its monitor leads a sandboxed guest's group, and its PID 1 of
+ * the namespace is in the group too.
+ */
+function isBwrap (pid: number | string): boolean {
   try {
     return fs.readFileSync(`/proc/${pid}/comm`, 'utf8').trim() === 'bwrap'
   } catch {
@@ -133,9 +132,9 @@ export function foregroundGroup (pid: number): number | undefined {
 /**
  * Ends a process group gracefully first: `polite` now, SIGKILL after `graceMs` if anything is
  * left. A polite signal that reached no command yet (a sandbox still starting it) is sent
- * again at each poll until one gets it. Idempotent: a second call returns the first one's promise, which resolves when the
- * group is gone (or, for a group that will not die, e.g. zombies nobody reaps, after
- * GROUP_KILL_WAIT_MS more).
+ * again at each poll until one gets it. Idempotent: a second call returns the first one's
+ * promise, which resolves when the group is gone (or, for a group that will not die, e.g.
+ * zombies nobody reaps, after GROUP_KILL_WAIT_MS more).
  */
 export class GroupTerminator {
   private running: Promise<void> | undefined

@@ -58,7 +58,7 @@ function agent (bin: string, home: string): { proc: ReturnType<typeof spawn>, do
 
 describe('the packed tarball', () => {
   it('holds the binaries, the built code, the dashboard and every patch', () => {
-    for (const f of ['package.json', 'README.md', 'bin/vgrid.js', 'bin/vrun.js', 'bin/vbatch.js', 'dist/src/cli/vgrid.js', 'dist/src/cli/vrun.bundle.js', 'dist/src/cli/vbatch.bundle.js', 'dist/src/agent/main.js', 'dist/src/agent/patches.js', 'ui/index.html']) {
+    for (const f of ['package.json', 'README.md', 'bin/vgrid.js', 'bin/vrun.js', 'bin/vbatch.js', 'bin/bundled.js', 'dist/src/cli/vgrid.js', 'dist/src/cli/vrun.bundle.js', 'dist/src/cli/vbatch.bundle.js', 'dist/src/agent/main.js', 'dist/src/agent/patches.js', 'ui/index.html']) {
       expect(files, f).toContain(f)
     }
     for (const p of patches) expect(files).toContain(`patches/${p}`)
