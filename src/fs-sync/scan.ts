@@ -96,6 +96,8 @@ export interface Scan {
   blobs: Map<string, Uint8Array>
   /** When the scan started (ms since the epoch): mtimes close to it are "racy" (local-state.ts). */
   startedMs: number
+  /** Files the scan had to read (the stat cache did not vouch for them), and their bytes. */
+  read: { files: number, bytes: number }
 }
 
 /** Up to this size a file is read in one blocking call: a promise per small file costs more than its read. */
@@ -120,6 +122,7 @@ export async function scanWorkspace (root: string, opts: ScanOptions = {}): Prom
   let sources: Map<string, ChunkSource> | undefined
   return {
     tree, stats, rootHash, blobs, startedMs,
+    read: s.read,
     // Built when first asked: an unchanged workspace never serves a chunk.
     get sources () { return (sources ??= s.sources()) }
   }
@@ -132,6 +135,10 @@ class Scanner {
   private readonly trustBeforeNs: bigint
   private readonly progress: ScanProgress = { files: 0, dirs: 0, bytes: 0, hashedFiles: 0, hashedBytes: 0, done: false }
   private lastProgress = 0
+  get read (): { files: number, bytes: number } {
+    return { files: this.progress.hashedFiles, bytes: this.progress.hashedBytes }
+  }
+
   private entries = 0
   private readonly warn: (msg: string) => void
   private readonly queue: HashQueue

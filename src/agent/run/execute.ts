@@ -139,6 +139,7 @@ async function executeAttempt (ctx: RunContext, channel: Session, attempt: Attem
       env = { ...agentEnv(), VGRID_TASK_ID: task, VGRID_HOME: ctx.home, VGRID_WORKSPACE: root, PWD: cwd }
       env.PATH = [path.join(ctx.home, 'bin'), env.PATH].filter(Boolean).join(':')
     }
+    if (synced !== undefined) await ctx.sync.recordWritten(root, synced)
     // A guest's group is the watchdog's too: it dies if this agent freezes.
     const wd = isGuest ? ctx.watchdog : undefined
     const groups: GroupLedger | undefined = wd === undefined ? ctx.groups : {
