@@ -1,6 +1,6 @@
 /**
  * The ceiling under a sync, two figures on one libp2p stream between two processes on
- * loopback, with the grid's own stack (TCP, pnet, noise, yamux):
+ * loopback, with the grid's own stack (TCP, noise with the swarm key, yamux):
  * - the stream carrying nothing but bytes;
  * - the least a first sync of big files must do on top: the sender reads two 300 MB files,
  *   cuts them with FastCDC and names each chunk by its SHA-256 (one pass, no scan before),
@@ -171,7 +171,7 @@ export async function benchTransport (): Promise<Figure[]> {
     const filesOnce = async (): Promise<number> => await rate(FILES_PROTOCOL, files.length * FILE_BYTES, async (s) => { await sendFiles(s, files) })
     const fileRates = [await filesOnce(), await filesOnce()]
     return [
-      { name: 'one libp2p stream (tcp+pnet+noise+yamux), process to process, best of 2', value: Math.round(Math.max(...rates)), unit: 'MB/s' },
+      { name: 'one libp2p stream (tcp+noise+yamux), process to process, best of 2', value: Math.round(Math.max(...rates)), unit: 'MB/s' },
       { name: 'the same stream carrying two 300 MB files: FastCDC + SHA-256 sent, checked, written once; best of 2', value: Math.round(Math.max(...fileRates)), unit: 'MB/s' }
     ]
   } finally {

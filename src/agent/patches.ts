@@ -1,6 +1,6 @@
 /**
  * vgrid fixes a few of its dependencies (`patches/`, applied by patch-package after install):
- * one closes a crash any member could cause (pnet), others bound memory and cost. An install
+ * they bound memory and cost, or close a crash a member could cause. An install
  * can end up without them and nothing would notice: npm skipping install scripts, a tarball
  * installed as a dependency whose packages were hoisted where patch-package does not look.
  * So the agent checks, at start, that each patch is in the files it would actually load.
@@ -14,7 +14,7 @@ import path from 'node:path'
 import { VgridError } from '../common/errors.js'
 
 export interface PatchProblem {
-  /** The patch file's name, e.g. `@libp2p+pnet+3.0.27.patch`. */
+  /** The patch file's name, e.g. `@libp2p+tcp+11.0.28.patch`. */
   patch: string
   /** What is wrong, in words. */
   why: string

@@ -1,6 +1,6 @@
 /**
  * Whether an agent told where its grid is (a join token, --peer) reached any member of it. A
- * token of another grid (its key is refused before any protocol runs: pnet) and an address
+ * token of another grid (its key fails the handshake, before any protocol runs) and an address
  * nobody answers at look the same from here, and both left the agent alone without a word.
  * After REACH_TIMEOUT_MS without a connection the agent says so, on stderr and in
  * `vgrid status`, until a member is reached.

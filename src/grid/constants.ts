@@ -127,7 +127,7 @@ export const OPEN_TIMEOUT_MS = 10_000
  */
 export const MAX_PROTOCOL_STREAMS = 256
 
-/** One send() to a libp2p stream is at most this large (pnet 3.0.27 breaks on huge writes). */
+/** One send() to a libp2p stream is at most this large: a bigger one is written in parts. */
 export const MAX_WRITE_BYTES = 1024 * 1024
 /**
  * A channel pauses its stream once this many decoded messages or bytes wait unread; the

@@ -19,7 +19,7 @@ import { JOIN_TOKEN_PREFIX, LEGACY_JOIN_TOKEN_PREFIX, MAX_TOKEN_ADDRS, MAX_TOKEN
 import { SWARM_KEY_RAW_BYTES, parseSwarmKey, swarmKeyFromRaw } from './swarm-key.js'
 
 export interface JoinInfo {
-  /** The swarm key in file form (95 bytes), ready for @libp2p/pnet. */
+  /** The swarm key in file form (95 bytes, swarm-key.ts). */
   swarmKey: Uint8Array
   /** Multiaddrs of members, each ending in /p2p/<id>. */
   addrs: string[]

@@ -1,11 +1,12 @@
 /**
- * The grid's secret: a libp2p private-network key (PSK). Whoever holds it can connect; nobody
- * else can even finish a handshake. On disk it is the 95-byte "v1" file that go-libp2p and
- * js-libp2p share: `/key/swarm/psk/1.0.0/\n/base16/\n<64 hex digits>`.
+ * The grid's secret, 32 random bytes. Whoever holds it can connect; nobody else can finish a
+ * handshake. On disk it is the 95-byte "v1" private-network key file of go-libp2p and
+ * js-libp2p: `/key/swarm/psk/1.0.0/\n/base16/\n<64 hex digits>`. It is bound into each Noise
+ * handshake as its prologue (swarmPrologue), which both sides must hold alike.
  */
+import { createHash, randomBytes } from 'node:crypto'
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { generateKey } from '@libp2p/pnet'
 import { VgridError } from '../common/errors.js'
 import { SWARM_KEY_FILE } from './constants.js'
 import { writePrivateFile } from './identity.js'
@@ -16,9 +17,22 @@ export const SWARM_KEY_FILE_BYTES = SWARM_KEY_HEADER.length + 2 * SWARM_KEY_RAW_
 
 /** A new random swarm key in file form. */
 export function createSwarmKey (): Uint8Array {
-  const key = new Uint8Array(SWARM_KEY_FILE_BYTES)
-  generateKey(key)
-  return key
+  return swarmKeyFromRaw(randomBytes(SWARM_KEY_RAW_BYTES))
+}
+
+/** Names what the prologue binds, so the key's hash serves no other purpose. */
+const PROLOGUE_CONTEXT = 'vgrid swarm key in the noise prologue, v1\0'
+
+/**
+ * The Noise prologue of a grid: a hash of its key. Both sides mix the prologue into the
+ * handshake hash, which authenticates each encrypted handshake message, so a peer with
+ * another key (or none) fails at the first of them, before identify or any other protocol.
+ * A hash and not the key itself: the prologue is never sent, but nothing needs the key raw.
+ */
+export function swarmPrologue (file: Uint8Array): Uint8Array {
+  const raw = parseSwarmKey(file)
+  if (raw === undefined) throw new VgridError('ERR_BAD_ARGUMENT', 'not a valid swarm key')
+  return createHash('sha256').update(PROLOGUE_CONTEXT).update(raw).digest()
 }
 
 /** The key in `$home/swarm.key`, or undefined when there is none yet. */
@@ -61,7 +75,7 @@ export function parseSwarmKey (file: Uint8Array): Uint8Array | undefined {
   return Uint8Array.from(Buffer.from(hex, 'hex'))
 }
 
-/** The canonical 95-byte file form of 32 raw key bytes, as @libp2p/pnet reads it. */
+/** The canonical 95-byte file form of 32 raw key bytes (libp2p's private-network key file). */
 export function swarmKeyFromRaw (raw: Uint8Array): Uint8Array {
   if (raw.byteLength !== SWARM_KEY_RAW_BYTES) throw new VgridError('ERR_BAD_ARGUMENT', `a swarm key has ${SWARM_KEY_RAW_BYTES} bytes, not ${raw.byteLength}`)
   return new TextEncoder().encode(SWARM_KEY_HEADER + Buffer.from(raw).toString('hex'))

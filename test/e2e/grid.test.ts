@@ -97,7 +97,7 @@ describe('a grid of agents', () => {
     const a = await startAgent()
     const forged = encodeJoinToken({ swarmKey: createSwarmKey(), addrs: decodeJoinToken(a.token).addrs })
     const intruder = await startAgent({ join: forged, env: { DEBUG: 'vgrid:grid' } })
-    // The intruder's dial must fail (the pnet handshake cannot complete) ...
+    // The intruder's dial must fail (the Noise handshake fails: the key is its prologue) ...
     await waitFor(() => /dial|connect/i.test(intruder.output()) && /fail|error|refused|timed out|abort/i.test(intruder.output()), 'the intruder to fail to connect', 15_000, 200)
     // ... and neither side ever lists the other.
     expect((await peersOf(a)).map((p) => p.peer)).toEqual([a.peer])

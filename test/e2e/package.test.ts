@@ -96,15 +96,15 @@ describe('the packed tarball', () => {
 
   it('refuses to start an agent whose dependency is not patched, saying which patch and how', async () => {
     const { app, bin } = install()
-    const patch = patches.find((n) => n.startsWith('@libp2p+pnet+'))!
-    const pnet = path.join(app, 'node_modules', '@libp2p', 'pnet')
-    fs.rmSync(pnet)
-    fs.cpSync(fs.realpathSync(path.join(ROOT, 'node_modules', '@libp2p', 'pnet')), pnet, { recursive: true })
+    const patch = patches.find((n) => n.startsWith('@libp2p+tcp+'))!
+    const tcp = path.join(app, 'node_modules', '@libp2p', 'tcp')
+    fs.rmSync(tcp)
+    fs.cpSync(fs.realpathSync(path.join(ROOT, 'node_modules', '@libp2p', 'tcp')), tcp, { recursive: true })
     execFileSync('git', ['apply', '-R', path.join(ROOT, 'patches', patch)], { cwd: app })
     const home = tempDir()
     const r = await agent(bin, home).done
     expect(r.code, r.stderr).not.toBe(0)
-    expect(r.stderr).toContain(`a fix vgrid needs in its dependencies is not applied: ${patch} (${pnet}/`)
+    expect(r.stderr).toContain(`a fix vgrid needs in its dependencies is not applied: ${patch} (${tcp}/`)
     expect(r.stderr).toContain(`cd ${path.join(app, 'node_modules', 'vgrid')} && npx patch-package`)
     expect(fs.existsSync(path.join(home, 'agent.sock'))).toBe(false)
   }, 60_000)

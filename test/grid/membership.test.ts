@@ -1,5 +1,10 @@
 import { afterEach, describe, expect, it } from 'vitest'
 import { multiaddr } from '@multiformats/multiaddr'
+import { noise } from '@chainsafe/libp2p-noise'
+import { yamux } from '@chainsafe/libp2p-yamux'
+import { identify } from '@libp2p/identify'
+import { tcp } from '@libp2p/tcp'
+import { createLibp2p } from 'libp2p'
 import { createSwarmKey, VIEW_EXPIRY_MS, type Grid } from '../../src/grid/index.js'
 import { waitFor } from '../helpers/wait.js'
 import { fakeDescription, Harness, members } from './harness.js'
@@ -80,6 +85,25 @@ describe('membership', () => {
     expect(first.view()).toHaveLength(1)
     expect(stranger.view()).toHaveLength(1)
     await expect(stranger.open(first.peerId, '/vgrid/test/1.0.0', { signal: AbortSignal.timeout(12_000) })).rejects.toMatchObject({ code: expect.stringMatching(/^ERR_(NO_SUCH_PEER|PEER_LOST)$/) })
+  }, 30_000)
+
+  it('a peer without the swarm key fails at the handshake, before any protocol of the grid runs', async () => {
+    const first = await h.start()
+    let reached = 0
+    await first.handle('/vgrid/test/1.0.0', async (ch) => { reached++; await ch.close() })
+    // libp2p's stack as anyone would assemble it, with no key at all
+    const keyless = await createLibp2p({ transports: [tcp()], connectionEncrypters: [noise()], streamMuxers: [yamux()], services: { identify: identify() } })
+    try {
+      const err = await keyless.dialProtocol(multiaddr(first.addrs()[0]), '/vgrid/test/1.0.0', { signal: AbortSignal.timeout(12_000) }).then(() => undefined, (e: Error) => e)
+      // it fails in Noise (a handshake message that does not decrypt), not later
+      expect(String(err?.name) + ' ' + String(err?.message)).toMatch(/encrypt|decrypt|handshake|noise/i)
+      expect(keyless.getConnections()).toHaveLength(0)
+      expect(reached).toBe(0)
+      expect(first.connectionCount()).toBe(0)
+      expect(first.view()).toHaveLength(1)
+    } finally {
+      await keyless.stop()
+    }
   }, 30_000)
 
   it('publishNow() spreads a load change at once, and a burst of calls is coalesced', async () => {

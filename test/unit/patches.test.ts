@@ -51,7 +51,7 @@ describe('the dependency patches check', () => {
   })
 
   it('refuses with the patch named and how to apply it', () => {
-    const patch = patchNames.find((n) => n.startsWith('@libp2p+pnet+'))!
+    const patch = patchNames.find((n) => n.startsWith('@libp2p+tcp+'))!
     const { root, patchesDir } = copyOf(patch)
     execFileSync('git', ['apply', '-R', path.join(patchesDir, patch)], { cwd: root })
     let err: any
@@ -63,16 +63,16 @@ describe('the dependency patches check', () => {
   })
 
   it('says so when the package is missing, of another version, or the patches are', () => {
-    const patch = patchNames.find((n) => n.startsWith('@libp2p+pnet+'))!
+    const patch = patchNames.find((n) => n.startsWith('@libp2p+tcp+'))!
     const { root, patchesDir } = copyOf(patch)
-    const pj = path.join(root, 'node_modules', '@libp2p', 'pnet', 'package.json')
+    const pj = path.join(root, 'node_modules', '@libp2p', 'tcp', 'package.json')
     fs.writeFileSync(pj, JSON.stringify({ ...JSON.parse(fs.readFileSync(pj, 'utf8')), version: '9.9.9' }))
     // another version that patch-package could patch all the same is fine
     expect(findUnappliedPatches({ patchesDir, from: root })).toEqual([])
     execFileSync('git', ['apply', '-R', path.join(patchesDir, patch)], { cwd: root })
-    expect(findUnappliedPatches({ patchesDir, from: root })[0]!.why).toMatch(/ is not patched \(version 9\.9\.9 is installed, the patch is for 3\.0\.27\)$/)
+    expect(findUnappliedPatches({ patchesDir, from: root })[0]!.why).toMatch(/ is not patched \(version 9\.9\.9 is installed, the patch is for 11\.0\.28\)$/)
     fs.rmSync(path.join(root, 'node_modules'), { recursive: true })
-    expect(findUnappliedPatches({ patchesDir, from: root })).toEqual([{ patch, why: '@libp2p/pnet is not installed' }])
+    expect(findUnappliedPatches({ patchesDir, from: root })).toEqual([{ patch, why: '@libp2p/tcp is not installed' }])
     expect(findUnappliedPatches({ patchesDir: path.join(root, 'none'), from: root })[0]!.why).toMatch(/patches is missing/)
   })
 })
