@@ -1,7 +1,8 @@
 /**
  * The executor makes its persistent copy of a workspace match a tree. Only what differs from
  * `base` (what the copy held after its last sync) is touched: removed paths go, directories
- * are made, changed files are rewritten whole (temp + rename, mode, mtime), symlinks are made
+ * are made, changed files are rewritten whole (temp + rename, mode, mtime) or, for a big file
+ * whose chunks kept their lengths, patched in place (patch-file.ts), symlinks are made
  * with their target as is. Unchanged files keep their inode and mtime, so a build in the copy
  * sees them as up to date.
  *
@@ -26,6 +27,7 @@ import { assertTreeNames, planChanges } from './plan-changes.js'
 import { runPool } from './run-pool.js'
 import { removeTree } from './remove-tree.js'
 import { discardTemp, isCode, writeTempFile, writeTempLink } from './write-file.js'
+import { patchFile } from './patch-file.js'
 import type { ChunkReader, DirNode, Node } from './types.js'
 
 /** Files written at once: small files pipeline (creating one costs 160–380 µs on ext4). */
@@ -60,6 +62,12 @@ export interface MaterializeResult {
   deleted: number
   /** Bytes of file content written. */
   bytes: number
+  /**
+   * What it created, relative: directories made, files written anew (not patched in place)
+   * and symlinks; with no base, undefined (it may have kept entries of unknown origin).
+   * Everything else in the copy was there before, untouched.
+   */
+  made?: string[]
 }
 
 export async function materialize (
@@ -74,6 +82,7 @@ export async function materialize (
   assertTreeNames(next)
   await fs.mkdir(dir, { recursive: true })
   const result: MaterializeResult = { written: 0, deleted: 0, bytes: 0 }
+  const made: string[] = []
   const progress: MaterializeProgress = { files: 0, bytes: 0 }
   if (base === undefined) result.deleted += await removeStale(dir, '', next, signal)
   const plan = planChanges(diffTrees(base, next))
@@ -90,22 +99,29 @@ export async function materialize (
 
   for (const d of plan.dirs) {
     signal?.throwIfAborted()
-    await makeDir(await resolve(d.path))
+    if (await makeDir(await resolve(d.path))) made.push(d.path)
   }
 
-  await runPool(plan.files, opts.concurrency ?? MATERIALIZE_CONCURRENCY, async ({ path: rel, node }) => {
+  await runPool(plan.files, opts.concurrency ?? MATERIALIZE_CONCURRENCY, async ({ path: rel, node, old }) => {
     const abs = await resolve(rel)
-    const tmp = await writeTempFile(path.dirname(abs), node, readChunk, {
-      createMode: TEMP_CREATE_MODE,
-      chmod: node.exec ? FILE_MODE_EXEC : FILE_MODE_PLAIN,
-      ...(signal !== undefined ? { signal } : {}),
-      onBytes: (n) => {
-        result.bytes += n
-        progress.bytes += n
-        opts.onProgress?.({ ...progress })
-      }
-    }).catch((err: unknown) => { opts.onError?.(err); throw err })
-    await replaceWith(tmp, abs)
+    const mode = node.exec ? FILE_MODE_EXEC : FILE_MODE_PLAIN
+    const onBytes = (n: number): void => {
+      result.bytes += n
+      progress.bytes += n
+      opts.onProgress?.({ ...progress })
+    }
+    // A big file whose edit kept its chunks' lengths: only what changed is written.
+    const patched = await patchFile(abs, old, node, readChunk, mode, onBytes).catch((err: unknown) => { opts.onError?.(err); throw err })
+    if (!patched) {
+      const tmp = await writeTempFile(path.dirname(abs), node, readChunk, {
+        createMode: TEMP_CREATE_MODE,
+        chmod: mode,
+        ...(signal !== undefined ? { signal } : {}),
+        onBytes
+      }).catch((err: unknown) => { opts.onError?.(err); throw err })
+      await replaceWith(tmp, abs)
+      made.push(rel)
+    }
     result.written++
     progress.files++
     opts.onProgress?.({ ...progress })
@@ -114,10 +130,11 @@ export async function materialize (
   await runPool(plan.links, opts.concurrency ?? MATERIALIZE_CONCURRENCY, async ({ path: rel, node }) => {
     const abs = await resolve(rel)
     await replaceWith(await writeTempLink(path.dirname(abs), node.target), abs)
+    made.push(rel)
     result.written++
   }, signal)
 
-  return result
+  return base === undefined ? result : { ...result, made }
 }
 
 /**
@@ -140,17 +157,19 @@ async function replaceWith (tmp: string, abs: string): Promise<void> {
   }
 }
 
-async function makeDir (abs: string): Promise<void> {
+/** Whether it made the directory (false: one was there already). */
+async function makeDir (abs: string): Promise<boolean> {
   try {
     await fs.mkdir(abs)
   } catch (err) {
     if (!isCode(err, 'EEXIST')) throw err
     const st = await fs.lstat(abs)
-    if (st.isDirectory()) return
+    if (st.isDirectory()) return false
     // A file or link where the tree has a directory: the base did not know of it.
     await fs.rm(abs, { force: true })
     await fs.mkdir(abs)
   }
+  return true
 }
 
 async function exists (abs: string): Promise<boolean> {

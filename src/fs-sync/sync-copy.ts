@@ -62,6 +62,12 @@ export interface SyncCopyResult {
    * no directory made. (What a guest's run can skip: handing every entry to the guest user.)
    */
   untouched?: true
+  /**
+   * What this sync created in the copy (materialize's `made`): all that is not the guest's
+   * yet when the copy was the guest's before. Undefined when the copy was written from
+   * scratch (and for an untouched copy, which needs nothing).
+   */
+  made?: string[]
 }
 
 const BASE_ROOT_SUFFIX = '.root'
@@ -249,7 +255,7 @@ export async function syncCopy (opts: {
     return await unlessStopped(fetcher.fetch(ref.hash, ref.size))
   }
   let lastReport = 0
-  await materialize(copyDir, onDisk, tree, readChunk, {
+  const { made } = await materialize(copyDir, onDisk, tree, readChunk, {
     ...(opts.signal !== undefined ? { signal: opts.signal } : {}),
     onError: (err) => { stop.abort(err) },
     onProgress: ({ files }) => {
@@ -266,6 +272,7 @@ export async function syncCopy (opts: {
   await writeBaseRoot(copyDir, fetcher.root)
   return {
     tree, rootHash: fetcher.root, progress: p, written,
+    ...(made !== undefined ? { made } : {}),
     ...(repaired !== undefined ? { repaired } : {}),
     ...(refetched.size > 0 ? { refetched: [...refetched].map(([why, blobs]) => ({ why, blobs })) } : {})
   }

@@ -1,4 +1,5 @@
 import fs from 'node:fs/promises'
+import { randomBytes } from 'node:crypto'
 import os from 'node:os'
 import path from 'node:path'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
@@ -69,9 +70,11 @@ describe('materialize', () => {
     const { result } = await sync(base, {
       ...PROJECT,
       'README.md': file('# hello again\n', { mtimeMs: TEST_MTIME_MS + 5000 }),
-      src: { ...(PROJECT.src as DirSpec), 'new.c': 'int x;\n' }
+      src: { ...(PROJECT.src as DirSpec), 'new.c': 'int x;\n', fresh: { 'f.c': 'f\n' } },
+      out: link('src/new.c')
     }, chunks)
-    expect(result).toEqual({ written: 2, deleted: 0, bytes: 14 + 7 })
+    // what it created, so that only that need be handed to a guest user
+    expect({ ...result, made: result.made?.sort() }).toEqual({ written: 4, deleted: 0, bytes: 14 + 7 + 2, made: ['README.md', 'out', 'src/fresh', 'src/fresh/f.c', 'src/new.c'] })
     const after = await fs.stat(path.join(copy, 'src/lib/util.c'))
     expect(after.ino).toBe(before.ino)
     expect(after.ctimeMs).toBe(before.ctimeMs)
@@ -81,7 +84,7 @@ describe('materialize', () => {
     expect(await fs.readFile(path.join(copy, 'README.md'), 'utf8')).toBe('# hello again\n')
     expect(await fs.readFile(path.join(copy, 'src/new.c'), 'utf8')).toBe('int x;\n')
     // Only the two new files' chunks were asked for.
-    expect(chunks.reads).toBe(2)
+    expect(chunks.reads).toBe(3)
   })
 
   it('deletes files, links and whole directories, and changes kinds', async () => {
@@ -199,5 +202,61 @@ describe('materialize', () => {
     const stalled: ChunkReader = async (ref) => { ac.abort(); return await chunks.reader(ref) }
     await expect(materialize(copy, base, next, stalled, { signal: ac.signal })).rejects.toThrow()
     expect(await readDisk(copy)).toEqual({ f: 'old' })
+  })
+})
+
+describe('materialize: a big file whose chunks kept their lengths', () => {
+  const SIZE = 1536 * 1024
+  const big = randomBytes(SIZE)
+  const edited = (at: number[]): Buffer => {
+    const b = Buffer.from(big)
+    for (const i of at) b[i] = b[i]! ^ 0xff
+    return b
+  }
+  const ino = async (rel: string): Promise<number> => (await fs.stat(path.join(copy, rel))).ino
+
+  it('is patched where it lies: one chunk written, same inode, the new bytes, mode and mtime', async () => {
+    const chunks = new ChunkMap()
+    const { tree: base } = await sync(undefined, { 'big.bin': file(big) }, chunks)
+    const before = await ino('big.bin')
+    const { tree: next, result } = await sync(base, { 'big.bin': file(edited([SIZE / 2]), { exec: true, mtimeMs: TEST_MTIME_MS + 5000 }) }, chunks)
+    // patched, not made: it keeps its owner (the guest user the copy was handed to)
+    expect(result).toEqual({ written: 1, deleted: 0, bytes: 1024, made: [] })
+    expect(await ino('big.bin')).toBe(before)
+    expect(Buffer.compare(await fs.readFile(path.join(copy, 'big.bin')), edited([SIZE / 2]))).toBe(0)
+    const st = await fs.stat(path.join(copy, 'big.bin'))
+    expect(st.mode & 0o777).toBe(0o755)
+    expect(Math.floor(st.mtimeMs)).toBe(TEST_MTIME_MS + 5000)
+    // and back, from the tree it now holds
+    await sync(next, { 'big.bin': file(big) }, chunks)
+    expect(Buffer.compare(await fs.readFile(path.join(copy, 'big.bin')), big)).toBe(0)
+  })
+
+  it('is rewritten whole when it has another name too, differs from its base, or the edit moved bytes', async () => {
+    const chunks = new ChunkMap()
+    const { tree: base } = await sync(undefined, { 'big.bin': file(big), 'b2.bin': file(big), 'b3.bin': file(big) }, chunks)
+    // a second name: patching would change the other path as well
+    await fs.link(path.join(copy, 'b2.bin'), path.join(tmp, 'elsewhere'))
+    // not what the base says (another mtime): the base does not describe it
+    await fs.utimes(path.join(copy, 'b3.bin'), new Date(), new Date())
+    const inos = await Promise.all(['big.bin', 'b2.bin', 'b3.bin'].map(ino))
+    const inserted = Buffer.concat([big.subarray(0, 1000), Buffer.from('x'), big.subarray(1000)])
+    const { result } = await sync(base, { 'big.bin': file(inserted), 'b2.bin': file(edited([7])), 'b3.bin': file(edited([7])) }, chunks)
+    expect(result.written).toBe(3)
+    for (const [i, rel] of ['big.bin', 'b2.bin', 'b3.bin'].entries()) expect(await ino(rel)).not.toBe(inos[i])
+    expect(Buffer.compare(await fs.readFile(path.join(copy, 'big.bin')), inserted)).toBe(0)
+    expect(Buffer.compare(await fs.readFile(path.join(copy, 'b2.bin')), edited([7]))).toBe(0)
+    expect(Buffer.compare(await fs.readFile(path.join(tmp, 'elsewhere')), big)).toBe(0)
+    expect(Buffer.compare(await fs.readFile(path.join(copy, 'b3.bin')), edited([7]))).toBe(0)
+  })
+
+  it('is rewritten whole when much of it changed', async () => {
+    const chunks = new ChunkMap()
+    const { tree: base } = await sync(undefined, { 'big.bin': file(big) }, chunks)
+    const before = await ino('big.bin')
+    const many = edited(Array.from({ length: 600 }, (_, i) => i * 1024))
+    await sync(base, { 'big.bin': file(many) }, chunks)
+    expect(await ino('big.bin')).not.toBe(before)
+    expect(Buffer.compare(await fs.readFile(path.join(copy, 'big.bin')), many)).toBe(0)
   })
 })
