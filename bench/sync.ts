@@ -6,7 +6,8 @@
  * - a generated 1 GiB workspace (two 300 MB files, 10,000 small files, the rest mid-size):
  *   the first sync's time and MB/s, and the same for the two big files alone;
  * - `vrun true` when nothing changed, against `vrun --no-sync true` (median of 10);
- * - chunks and bytes sent after a 1-byte edit in the middle of a big file.
+ * - chunks and bytes sent after a 1-byte edit in the middle of a big file;
+ * - the executor's peak resident memory (VmHWM) over the first syncs.
  */
 import fs from 'node:fs'
 import path from 'node:path'
@@ -58,6 +59,17 @@ function sent (stderr: string): { chunks: number, text: string, reused: string }
   return { chunks: Number(m[1].replaceAll(',', '')), text: m[2], reused: m[3] }
 }
 
+/** A process's peak resident set (VmHWM) in MB, from /proc; undefined where there is none. */
+function peakRssMb (pid: number | undefined): number | undefined {
+  if (pid === undefined) return undefined
+  try {
+    const kb = /VmHWM:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1]
+    return kb === undefined ? undefined : Math.round(Number(kb) * 1024 / MB)
+  } catch {
+    return undefined
+  }
+}
+
 function rsyncMs (from: string): number | undefined {
   const to = tempDir('vgrid-rsync-')
   const t0 = performance.now()
@@ -89,6 +101,8 @@ export async function benchSync (): Promise<Figure[]> {
     const on = ['--on', b.peer]
     const big = await timedVrun(a, bigOnly, [...on, 'true'])
     const first = await timedVrun(a, ws, [...on, 'true'])
+    // The executor's peak resident memory so far: the two first syncs (big files, then the tree).
+    const peakMb = peakRssMb(b.proc.pid)
     const env = { ...process.env, VGRID_HOME: a.home }
     const unchanged = await timeRepeated(RUNS, async () => await timeCommand(process.execPath, [BIN.vrun, '--quiet', ...on, 'true'], env, ws))
     const noSync = await timeRepeated(RUNS, async () => await timeCommand(process.execPath, [BIN.vrun, '--no-sync', ...on, 'true'], env, ws))
@@ -112,6 +126,7 @@ export async function benchSync (): Promise<Figure[]> {
       { name: 'first sync rate, the two 300 MB files alone', value: mbs(2 * BIG_FILE_BYTES, big.ms), unit: 'MB/s', target: '>= 200', ok: mbs(2 * BIG_FILE_BYTES, big.ms) >= 200 },
       { name: 'rsync -a of the same tree, local to local', value: rsync === undefined ? NaN : r(rsync), unit: 'ms' },
       { name: 'first sync / rsync time (<= 1 is no slower)', value: rsync === undefined ? NaN : Math.round(first.ms / rsync * 100) / 100, unit: 'x', target: '<= 1', ok: rsync === undefined ? undefined : first.ms <= rsync },
+      { name: 'executor peak RSS (VmHWM) over the two first syncs', value: peakMb ?? NaN, unit: 'MB', target: '<= 300', ok: peakMb === undefined ? undefined : peakMb <= 300 },
       { name: 'vrun true, nothing changed, median', value: r(median(unchanged)), unit: 'ms' },
       { name: 'vrun --no-sync true, median', value: r(median(noSync)), unit: 'ms' },
       { name: 'nothing changed: over the no-sync time', value: r(over), unit: 'ms', target: '<= 300', ok: over <= 300 },
