@@ -1,3 +1,2 @@
 #!/usr/bin/env node
-import { runBundled } from './bundled.js'
-await runBundled('vbatch')
+require('./bundled.js').runBundled('vbatch')

@@ -1,3 +1,2 @@
 #!/usr/bin/env node
-import { runBundled } from './bundled.js'
-await runBundled('vrun')
+require('./bundled.js').runBundled('vrun')

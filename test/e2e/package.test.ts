@@ -58,7 +58,7 @@ function agent (bin: string, home: string): { proc: ReturnType<typeof spawn>, do
 
 describe('the packed tarball', () => {
   it('holds the binaries, the built code, the dashboard and every patch', () => {
-    for (const f of ['package.json', 'README.md', 'bin/vgrid.js', 'bin/vrun.js', 'bin/vbatch.js', 'bin/bundled.js', 'dist/src/cli/vgrid.js', 'dist/src/cli/vrun.bundle.js', 'dist/src/cli/vbatch.bundle.js', 'dist/src/agent/main.js', 'dist/src/agent/patches.js', 'ui/index.html']) {
+    for (const f of ['package.json', 'README.md', 'bin/vgrid.js', 'bin/vrun.js', 'bin/vbatch.js', 'bin/bundled.js', 'bin/package.json', 'dist/src/cli/vgrid.js', 'dist/src/cli/vrun.bundle.cjs', 'dist/src/cli/vbatch.bundle.cjs', 'dist/src/agent/main.js', 'dist/src/agent/patches.js', 'ui/index.html']) {
       expect(files, f).toContain(f)
     }
     for (const p of patches) expect(files).toContain(`patches/${p}`)
@@ -81,7 +81,9 @@ describe('the packed tarball', () => {
       expect(page.status).toBe(200)
       expect(await page.text()).toContain('<html')
       // The installed vrun and vbatch start from their one-file bundles (npm pack gives every
-      // file one mtime, so the bundle is as new as the modules), and run.
+      // file one mtime, so the bundle is as new as the modules), and run: without a module
+      // the unbundled start needs, they still do.
+      fs.rmSync(path.join(path.dirname(bin), '..', 'dist', 'src', 'cli', 'vrun-args.js'))
       const vrun = execFileSync(process.execPath, [path.join(path.dirname(bin), 'vrun.js'), '--no-sync', 'echo', 'installed'], { env: { ...process.env, VGRID_HOME: home }, encoding: 'utf8' })
       expect(vrun).toBe('installed\n')
       const id = execFileSync(process.execPath, [path.join(path.dirname(bin), 'vbatch.js'), '--no-sync', 'true'], { env: { ...process.env, VGRID_HOME: home }, encoding: 'utf8' })
