@@ -14,7 +14,7 @@ import fs from 'node:fs/promises'
 import { existsSync, readFileSync } from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
-import { removeTree } from '../fs-sync/index.js'
+import { removeTree, type SyncCopyResult } from '../fs-sync/index.js'
 import { gpuVendor } from '../exec/environment.js'
 import type { LentGpu } from '../exec/types.js'
 import { within, type Sandbox, type SandboxMount } from '../exec/sandbox.js'
@@ -88,13 +88,16 @@ export async function chownTree (root: string, owner: { uid: number, gid: number
  */
 export const HANDED_OVER_SUFFIX = '.guest-owner'
 
-async function handOver (root: string, owner: { uid: number, gid: number } | undefined, copy: { untouched: boolean, made?: string[] }): Promise<void> {
+/** What the hand-over needs of the copy's sync for this run. */
+type CopySync = Pick<SyncCopyResult, 'untouched' | 'made'>
+
+async function handOver (root: string, owner: { uid: number, gid: number } | undefined, copy: CopySync): Promise<void> {
   // Not root: the command writes the copy as the agent's own user.
   if (owner === undefined) { await forgetHandOver(root); return }
   const marker = root + HANDED_OVER_SUFFIX
   const who = `${owner.uid}:${owner.gid}`
   const handed = await fs.readFile(marker, 'utf8').then((s) => s === who, () => false)
-  if (handed && copy.untouched) return
+  if (handed && copy.untouched === true) return
   // Gone first: a hand-over cut short must not leave a marker that says it finished.
   await fs.rm(marker, { force: true })
   if (handed && copy.made !== undefined) {
@@ -231,8 +234,8 @@ export interface GuestRunInput {
   cpus: number
   /** The agent's own environment, whose PATH and locale a sandboxed guest keeps. */
   agentEnv: Readonly<Record<string, string>>
-  /** `root` is a workspace copy (not a scratch directory), which no sync changed since its last run or did. */
-  copy?: { untouched: boolean, made?: string[] }
+  /** `root` is a workspace copy (not a scratch directory): what its sync for this run did. */
+  copy?: CopySync
 }
 
 export interface GuestRun {

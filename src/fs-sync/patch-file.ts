@@ -5,9 +5,9 @@
  * (0.8–1.2 s of the sync on 2 cores); patched, it writes one chunk.
  *
  * Only for the executor's copy (materialize), never for a user's workspace: a patch is not
- * atomic. A sync that fails part way leaves the copy without a recorded base, and the next
- * sync checks it from scratch and rewrites every file (materialize's contract), so a
- * half-patched file never serves a command.
+ * atomic. A sync that fails part way does not record the new tree, and a half-patched file
+ * no longer has the stat its record says (its mtime and ctime moved), so the check before the
+ * next sync (copy-check.ts) finds it and it is rewritten: it never serves a command.
  *
  * The file on disk must be what the base says (size and mtime), a regular file opened without
  * following a link, and have one name (a hard link elsewhere in the copy would change too).
@@ -15,8 +15,7 @@
  */
 import { closeSync, constants, fchmodSync, fstatSync, futimesSync, openSync, writeSync } from 'node:fs'
 import { floorMs } from './stat-cache.js'
-import { utimeSeconds } from './write-file.js'
-import { VgridError } from '../common/errors.js'
+import { checkChunkSize, utimeSeconds } from './write-file.js'
 import type { ChunkReader, FileNode } from './types.js'
 
 /** Smaller files are rewritten whole: a patch saves little and costs an open and a stat. */
@@ -53,7 +52,8 @@ export async function patchFile (abs: string, old: FileNode | undefined, node: F
   if (plan === undefined) return false
   let fd: number
   try {
-    fd = openSync(abs, constants.O_WRONLY | constants.O_NOFOLLOW)
+    // O_NONBLOCK: a fifo where the base has a file fails here (ENXIO) instead of waiting for a reader
+    fd = openSync(abs, constants.O_WRONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK)
   } catch {
     return false
   }
@@ -63,9 +63,7 @@ export async function patchFile (abs: string, old: FileNode | undefined, node: F
     for (const { index, offset } of plan) {
       const ref = node.chunks[index]!
       const data = await readChunk(ref)
-      if (data.byteLength !== ref.size) {
-        throw new VgridError('ERR_CHUNK_HASH_MISMATCH', `a chunk of ${data.byteLength} bytes came where ${ref.size} were expected`)
-      }
+      checkChunkSize(data, ref.size)
       for (let off = 0; off < data.byteLength;) off += writeSync(fd, data, off, data.byteLength - off, offset + off)
       onBytes?.(data.byteLength)
     }

@@ -122,7 +122,7 @@ export async function scanWorkspace (root: string, opts: ScanOptions = {}): Prom
   let sources: Map<string, ChunkSource> | undefined
   return {
     tree, stats, rootHash, blobs, startedMs,
-    read: s.read,
+    read: s.read(),
     // Built when first asked: an unchanged workspace never serves a chunk.
     get sources () { return (sources ??= s.sources()) }
   }
@@ -135,10 +135,6 @@ class Scanner {
   private readonly trustBeforeNs: bigint
   private readonly progress: ScanProgress = { files: 0, dirs: 0, bytes: 0, hashedFiles: 0, hashedBytes: 0, done: false }
   private lastProgress = 0
-  get read (): { files: number, bytes: number } {
-    return { files: this.progress.hashedFiles, bytes: this.progress.hashedBytes }
-  }
-
   private entries = 0
   private readonly warn: (msg: string) => void
   private readonly queue: HashQueue
@@ -149,6 +145,11 @@ class Scanner {
   private readonly pool: WorkerPool | undefined
   private readonly chunk: ChunkFn
   private readonly excluded: ReadonlySet<string>
+
+  /** Files read so far (the stat cache did not vouch for them), and their bytes. */
+  read (): { files: number, bytes: number } {
+    return { files: this.progress.hashedFiles, bytes: this.progress.hashedBytes }
+  }
 
   constructor (private readonly root: string, private readonly opts: ScanOptions, startedMs: number) {
     this.excluded = new Set(opts.exclude ?? [])

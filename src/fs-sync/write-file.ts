@@ -148,7 +148,7 @@ export async function writeTempFile (dir: string, node: FileNode, readChunk: Chu
 }
 
 /** A chunk must be as long as the tree says: anything else would shift the rest of the file. */
-function checkChunkSize (data: Uint8Array, expected: number): void {
+export function checkChunkSize (data: Uint8Array, expected: number): void {
   if (data.byteLength !== expected) {
     throw new VgridError('ERR_CHUNK_HASH_MISMATCH', `a chunk of ${data.byteLength} bytes came where ${expected} were expected`)
   }

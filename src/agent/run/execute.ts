@@ -130,7 +130,7 @@ async function executeAttempt (ctx: RunContext, channel: Session, attempt: Attem
     if (isGuest && ctx.guests !== undefined) {
       // Its own home and socket, and unless the owner chose otherwise, a sandbox.
       const mount = where.kind === 'copy' ? where.offer.path ?? root : where.kind === 'dir' ? where.mount ?? where.dir : undefined
-      guest = await ctx.guests.open({ task, root, cwd, ...(mount !== undefined ? { mount } : {}), ...(synced !== undefined ? { copy: { untouched: synced.untouched === true, ...(synced.made !== undefined ? { made: synced.made } : {}) } } : {}), gpus: reservation.gpus, cpus: reservation.cpus, agentEnv: agentEnv() })
+      guest = await ctx.guests.open({ task, root, cwd, ...(mount !== undefined ? { mount } : {}), ...(synced !== undefined ? { copy: synced } : {}), gpus: reservation.gpus, cpus: reservation.cpus, agentEnv: agentEnv() })
       env = guest.env
     } else {
       // Not a guest: what it writes in a copy is not the guest user's (guest-run.ts).
