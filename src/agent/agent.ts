@@ -11,7 +11,7 @@ import { VgridError } from '../common/errors.js'
 import { createLogger } from '../common/log.js'
 import {
   createGrid, loadOrCreateIdentity, loadSwarmKey, createSwarmKey, writeSwarmKey,
-  decodeJoinToken, encodeJoinToken, tokenAddrs, IDENTITY_FILE, SWARM_KEY_FILE, type Grid, type AgentStatus, type Resources, type Offer, type GpuUse, type PeerView, type Load
+  decodeJoinToken, encodeJoinToken, tokenAddrs, parseMultiaddr, tcpHost, IDENTITY_FILE, SWARM_KEY_FILE, type Grid, type AgentStatus, type Resources, type Offer, type GpuUse, type PeerView, type Load
 } from '../grid/index.js'
 import { FifoMaker, Ledger, parseExecInput, type ExecInput } from '../exec/index.js'
 import { startControlServer, assertNoLiveAgent, type ControlServer } from './control/server.js'
@@ -286,7 +286,9 @@ async function startLocked (config: AgentConfig, homeLock: StoreLock): Promise<A
   const shutdown = new AbortController()
   // Every running command listens to it: thousands may run at once.
   setMaxListeners(0, shutdown.signal)
-  const sync = await WorkspaceSync.start(config.home, grid, config.cacheBytes).catch(async (err) => { cpu.stop(); await grid.stop(); throw err })
+  // The data plane listens where libp2p does (its first TCP address), on a port of its own.
+  const planeHost = config.listen.map((a) => parseMultiaddr(a)).map((ma) => ma === undefined ? undefined : tcpHost(ma)).find((h) => h !== undefined)
+  const sync = await WorkspaceSync.start(config.home, grid, config.cacheBytes, planeHost).catch(async (err) => { cpu.stop(); await grid.stop(); throw err })
   storeRoom = () => sync.store.room()
   await linkCommands(config.home)
   const tasks = await TaskManager.open(config.home, { peer: grid.peerId, host: resources.host })

@@ -13,7 +13,7 @@ import { VgridError, clipText } from '../common/errors.js'
 import type { FrameChannel } from '../common/channel.js'
 import type { Grid } from '../grid/index.js'
 import {
-  ChunkStore, ExportRegistry, StatWorker, BlobFetcher, StatCache, EncodeMemo, SYNC_PROTOCOL, SYNC_MAX_FRAME_BYTES,
+  ChunkStore, ExportRegistry, PlaneServer, PlanePullers, planeConnections, dialPlane, type PlaneGrant, type Lane, StatWorker, BlobFetcher, StatCache, EncodeMemo, SYNC_PROTOCOL, SYNC_MAX_FRAME_BYTES,
   scanWorkspace, decodeTree, encodeTree, applyOutputs, syncCopy, saveBase, forgetBase, nodeAt, hexOf, loadIgnoreRules,
   readChunkAt, type DirNode, type ChunkSource, type SyncCopyResult, type SyncProgress, type WorkspaceRef
 } from '../fs-sync/index.js'
@@ -87,7 +87,7 @@ function toSyncEvent (phase: 'up' | 'down', p: SyncProgress): ExecEvent {
 }
 
 export class WorkspaceSync {
-  readonly registry = new ExportRegistry()
+  readonly registry: ExportRegistry
   private readonly busyCopies = new Set<string>()
   /** Stat caches stay loaded between runs: reading and parsing them is a good part of a rescan. */
   private readonly statCaches = new Map<string, { cache: StatCache, memo: EncodeMemo }>()
@@ -103,6 +103,8 @@ export class WorkspaceSync {
    */
   private statWorker: StatWorker | undefined
   private statWorkerTried = false
+  /** The threads of this agent's data plane connections, started by its first pull over the plane. */
+  private pullers: PlanePullers | undefined
 
   /** A place's stat cache, with the directory records of its last scan. */
   private async statCache (file: string, racyMarginMs?: number): Promise<{ cache: StatCache, memo: EncodeMemo }> {
@@ -128,18 +130,61 @@ export class WorkspaceSync {
     return this.copyTrees.size
   }
 
-  private constructor (private readonly home: string, private readonly grid: Grid, readonly store: ChunkStore) {}
+  private constructor (private readonly home: string, private readonly grid: Grid, readonly store: ChunkStore, private readonly plane?: PlaneServer) {
+    this.registry = new ExportRegistry(plane)
+  }
 
-  static async start (home: string, grid: Grid, capBytes?: number): Promise<WorkspaceSync> {
+  /**
+   * `planeHost`: the address the data plane listens on (the agent's libp2p one); without it,
+   * or with VGRID_DATA_PLANE=off, every byte goes over libp2p streams.
+   */
+  static async start (home: string, grid: Grid, capBytes?: number, planeHost?: string): Promise<WorkspaceSync> {
     const store = await ChunkStore.open(path.join(home, 'store'), capBytes !== undefined ? { capBytes } : {})
-    const sync = new WorkspaceSync(home, grid, store)
+    let plane: PlaneServer | undefined
+    if (planeHost !== undefined && process.env.VGRID_DATA_PLANE !== 'off') {
+      plane = await PlaneServer.listen(planeHost).catch((err: unknown) => {
+        log.warn(`no data plane on ${planeHost}: syncs go over libp2p streams only`, err)
+        return undefined
+      })
+    }
+    const sync = new WorkspaceSync(home, grid, store, plane)
     await grid.handle(SYNC_PROTOCOL, sync.registry.serve, { maxFrameBytes: SYNC_MAX_FRAME_BYTES })
     return sync
   }
 
   async close (): Promise<void> {
+    await this.plane?.close()
+    await this.pullers?.close()
     await this.statWorker?.close()
     await this.store.close()
+  }
+
+  /**
+   * The data plane connections of one pull: run by threads, each verifying what it receives,
+   * when running built (planeConnections() of them); from sources, one on this thread.
+   */
+  private async dialPlane (host: string, grant: PlaneGrant, signal?: AbortSignal): Promise<Lane[]> {
+    if (!PlanePullers.available) return [{ channel: await dialPlane(host, grant, SYNC_MAX_FRAME_BYTES, signal), verified: false }]
+    const n = planeConnections()
+    this.pullers ??= new PlanePullers(n)
+    const pullers = this.pullers
+    const dials = await Promise.allSettled(Array.from({ length: n }, async () => await pullers.dial(host, grant, SYNC_MAX_FRAME_BYTES, signal)))
+    const lanes = dials.flatMap((d) => d.status === 'fulfilled' ? [{ channel: d.value, verified: true }] : [])
+    const failed = dials.find((d) => d.status === 'rejected')
+    if (lanes.length === 0 && failed !== undefined) throw failed.reason
+    return lanes
+  }
+
+  /** Opens a sync session on `peer`, over its data plane when it grants one and we can reach it. */
+  private async openFetcher (peer: string, session: string, signal?: AbortSignal): Promise<BlobFetcher> {
+    const channel: FrameChannel = await this.grid.open(peer, SYNC_PROTOCOL, { maxFrameBytes: SYNC_MAX_FRAME_BYTES, ...(signal !== undefined ? { signal } : {}) })
+    const host = process.env.VGRID_DATA_PLANE === 'off' ? undefined : this.grid.remoteHost(peer)
+    try {
+      return await BlobFetcher.open(channel, session, host === undefined ? undefined : async (grant) => await this.dialPlane(host, grant, signal))
+    } catch (err) {
+      channel.destroy()
+      throw err
+    }
   }
 
   // ── submitter ──────────────────────────────────────────────────────────────────────────
@@ -198,8 +243,7 @@ export class WorkspaceSync {
 
   /** Pulls the executor's result and applies it to the workspace; conflicts are told to the user. */
   async bringBack (from: OutputsBase, executor: string, outputs: { root: Uint8Array, session: string }, task: string, send: Send): Promise<void> {
-    const channel = await this.grid.open(executor, SYNC_PROTOCOL, { maxFrameBytes: SYNC_MAX_FRAME_BYTES })
-    const fetcher = await BlobFetcher.open(channel, outputs.session)
+    const fetcher = await this.openFetcher(executor, outputs.session)
     try {
       if (Buffer.compare(Buffer.from(fetcher.root), Buffer.from(outputs.root)) !== 0) throw new VgridError('ERR_BAD_MESSAGE', 'the outputs session holds another tree')
       const fetch = async (h: Uint8Array): Promise<Uint8Array> => await fetcher.fetch(h)
@@ -275,8 +319,7 @@ export class WorkspaceSync {
       const synced = await syncCopy({
         copyDir, root: offer.root, store: this.store, statCache: cache, ...(this.statWorker !== undefined ? { statWorker: this.statWorker } : {}),
         openFetcher: async () => {
-          const channel: FrameChannel = await this.grid.open(submitter, SYNC_PROTOCOL, { maxFrameBytes: SYNC_MAX_FRAME_BYTES, ...(signal !== undefined ? { signal } : {}) })
-          fetcher = await BlobFetcher.open(channel, offer.session)
+          fetcher = await this.openFetcher(submitter, offer.session, signal)
           return fetcher
         },
         ...(this.copyTrees.has(copyDir) ? { base: this.copyTrees.get(copyDir)! } : {}),
@@ -291,7 +334,7 @@ export class WorkspaceSync {
       return synced
     } finally {
       if (fetcher !== undefined) {
-        log.debug(`pulled ${copyDir}: ${fetcher.stats.blobs} blobs, ${fetcher.stats.bytes} bytes in ${Math.round(performance.now() - t0)} ms`)
+        log.debug(`pulled ${copyDir}: ${fetcher.stats.blobs} blobs, ${fetcher.stats.bytes} bytes in ${Math.round(performance.now() - t0)} ms over ${fetcher.planeConnections > 0 ? `${fetcher.planeConnections} data plane connection(s)` : 'the sync stream'}`)
         fetcher.close()
       }
     }

@@ -128,7 +128,19 @@ class Inbox {
   }
 }
 
-export function socketChannel (socket: Socket, maxFrameBytes = MAX_FRAME_BYTES): FrameChannel {
+/** A connection's cipher (the data plane's, fs-sync/plane/cipher.ts): seals what we send, opens what we get. */
+export interface FrameCipher {
+  /** Ciphertext and tag, to be written one after the other. */
+  seal: (body: Uint8Array) => Uint8Array[]
+  /** The body of a sealed frame; throws ERR_BAD_MESSAGE when it fails its tag. */
+  open: (sealed: Uint8Array) => Uint8Array
+}
+
+/**
+ * `cipher`: every frame's body is sealed (the length prefix, which says how much to read, is
+ * not); `maxFrameBytes` then caps the sealed body.
+ */
+export function socketChannel (socket: Socket, maxFrameBytes = MAX_FRAME_BYTES, cipher?: FrameCipher): FrameChannel {
   const inbox = new Inbox()
   let pending: Buffer[] = []
   let pendingBytes = 0
@@ -154,7 +166,8 @@ export function socketChannel (socket: Socket, maxFrameBytes = MAX_FRAME_BYTES):
       if (buf.byteLength - off - 4 < len) break
       let msg: unknown
       try {
-        msg = decodeBody(buf.subarray(off + 4, off + 4 + len))
+        const body = buf.subarray(off + 4, off + 4 + len)
+        msg = decodeBody(cipher === undefined ? body : cipher.open(body))
       } catch (err) {
         fail(err as Error)
         return
@@ -178,7 +191,7 @@ export function socketChannel (socket: Socket, maxFrameBytes = MAX_FRAME_BYTES):
     get closed () { return closed },
     async send (msg) {
       if (closed || socket.destroyed || !socket.writable) throw new VgridError('ERR_PEER_LOST', 'the connection is closed')
-      if (!socket.write(encodeFrame(msg))) {
+      if (!(cipher === undefined ? socket.write(encodeFrame(msg)) : writeSealed(socket, cipher.seal(encode(msg))))) {
         await new Promise<void>((resolve, reject) => {
           const onDrain = (): void => { socket.off('close', onClose); resolve() }
           const onClose = (): void => { socket.off('drain', onDrain); reject(new VgridError('ERR_PEER_LOST', 'the connection closed')) }
@@ -202,6 +215,20 @@ export function socketChannel (socket: Socket, maxFrameBytes = MAX_FRAME_BYTES):
       socket.destroy()
     }
   }
+}
+
+/** One sealed frame, its pieces written without a copy; false when the socket is full. */
+function writeSealed (socket: Socket, pieces: Uint8Array[]): boolean {
+  let len = 0
+  for (const p of pieces) len += p.byteLength
+  const head = Buffer.allocUnsafe(4)
+  head.writeUInt32BE(len)
+  socket.cork()
+  socket.write(head)
+  let ok = true
+  for (const p of pieces) ok = socket.write(p)
+  socket.uncork()
+  return ok
 }
 
 /**

@@ -10,9 +10,26 @@ import { createHash } from 'node:crypto'
 import type { FrameChannel } from '../common/channel.js'
 import { VgridError, fromWire } from '../common/errors.js'
 import {
-  parseSyncReply, SYNC_PROTOCOL_VERSION, MAX_WANT_HASHES, PULL_WINDOW_BYTES, HASH_MISMATCH_RETRIES
+  parseSyncReply, type SyncReply, SYNC_PROTOCOL_VERSION, MAX_WANT_HASHES, PULL_WINDOW_BYTES, HASH_MISMATCH_RETRIES
 } from '../protocol/sync.js'
 import { CHUNK_MAX_BYTES, type Hash } from './types.js'
+import type { PlaneGrant } from './plane/server.js'
+import type { PulledItem } from './plane/pull-worker.js'
+
+/** A channel wants go out on and blobs come back on; `verified`: its blobs were checked against their hashes already. */
+export interface Lane { channel: FrameChannel<unknown>, verified: boolean }
+import { createLogger } from '../common/log.js'
+
+const log = createLogger('sync')
+
+/** The next reply on the stream during the opening; an error reply is thrown. */
+async function nextReply (stream: FrameChannel): Promise<Exclude<SyncReply, { t: 'error' }>> {
+  const raw = await stream.recv()
+  if (raw === undefined) throw new VgridError('ERR_PEER_LOST', 'the sync stream closed before it opened')
+  const reply = parseSyncReply(raw)
+  if (reply.t === 'error') throw fromWire(reply.error)
+  return reply
+}
 
 interface Pending {
   hash: Hash
@@ -36,21 +53,46 @@ export class BlobFetcher {
   /** Blobs fetched with `hold` that arrived and are not yet released. */
   private heldBytes = 0
   private flushScheduled = false
+  private nextLane = 0
   private failed: Error | undefined
   readonly stats: FetchStats = { blobs: 0, bytes: 0 }
 
-  private constructor (private readonly channel: FrameChannel, readonly root: Hash) {}
+  /**
+   * `stream` opened the session and holds it open; `lanes` carry the wants and blobs: the
+   * stream itself, or data plane connections.
+   */
+  private constructor (private readonly stream: FrameChannel, private readonly lanes: Lane[], readonly root: Hash) {}
 
-  /** Opens the session; the provider answers with the exported root hash. */
-  static async open (channel: FrameChannel, session: string): Promise<BlobFetcher> {
-    await channel.send({ t: 'open', v: SYNC_PROTOCOL_VERSION, session })
-    const raw = await channel.recv()
-    if (raw === undefined) throw new VgridError('ERR_PEER_LOST', 'the sync stream closed before it opened')
-    const reply = parseSyncReply(raw)
-    if (reply.t === 'error') throw fromWire(reply.error)
+  /** Data plane connections the blobs come over (0: over the sync stream). */
+  get planeConnections (): number {
+    return this.lanes[0]!.channel === this.stream ? 0 : this.lanes.length
+  }
+
+  /**
+   * Opens the session; the provider answers with the exported root hash. With `dialPlane`,
+   * asks for the data plane and pulls over the connections it opens when the provider grants
+   * one; otherwise (or when none opens: a firewall) over the stream.
+   */
+  static async open (stream: FrameChannel, session: string, dialPlane?: (grant: PlaneGrant) => Promise<Lane[]>): Promise<BlobFetcher> {
+    await stream.send({ t: 'open', v: SYNC_PROTOCOL_VERSION, session })
+    const reply = await nextReply(stream)
     if (reply.t !== 'ok') throw new VgridError('ERR_BAD_MESSAGE', 'expected ok to open a sync session')
-    const f = new BlobFetcher(channel, reply.root)
-    void f.readLoop()
+    let lanes: Lane[] = []
+    if (dialPlane !== undefined) {
+      await stream.send({ t: 'plane' })
+      const granted = await nextReply(stream)
+      if (granted.t !== 'plane') throw new VgridError('ERR_BAD_MESSAGE', 'expected the answer to plane')
+      if (granted.grant !== undefined) {
+        try {
+          lanes = await dialPlane(granted.grant)
+        } catch (err) {
+          log.debug(`no data plane (${(err as Error).message}): pulling over the sync stream`)
+        }
+      }
+    }
+    if (lanes.length === 0) lanes = [{ channel: stream, verified: false }]
+    const f = new BlobFetcher(stream, lanes, reply.root)
+    for (const lane of lanes) void f.readLoop(lane)
     return f
   }
 
@@ -109,7 +151,8 @@ export class BlobFetcher {
 
   close (): void {
     this.fail(new VgridError('ERR_PEER_LOST', 'the sync session was closed'))
-    void this.channel.close().catch(() => {})
+    for (const lane of this.lanes) void lane.channel.close().catch(() => {})
+    if (this.planeConnections > 0) void this.stream.close().catch(() => {})
   }
 
   private scheduleFlush (): void {
@@ -139,21 +182,23 @@ export class BlobFetcher {
       }
       if (batch.length === 0) return
       const hashes = Buffer.concat(batch.map((p) => p.hash))
-      this.channel.send({ t: 'want', hashes }).catch((err) => { this.fail(err) })
+      const lane = this.lanes[this.nextLane++ % this.lanes.length]!
+      lane.channel.send({ t: 'want', hashes }).catch((err) => { this.fail(err) })
     }
   }
 
-  private async readLoop (): Promise<void> {
+  private async readLoop (lane: Lane): Promise<void> {
     try {
       for (;;) {
-        const raw = await this.channel.recv()
+        const raw = await lane.channel.recv()
         if (raw === undefined) {
           if (this.inflight.size > 0 || this.queue.length > 0 || this.urgent.length > 0) throw new VgridError('ERR_PEER_LOST', 'the sync stream closed with blobs outstanding')
           return
         }
-        const reply = parseSyncReply(raw)
+        // a lane that verified its blobs (a data plane thread) told a failed one as `bad`
+        const reply = lane.verified ? raw as PulledItem : parseSyncReply(raw)
         if (reply.t === 'error') throw fromWire(reply.error)
-        if (reply.t === 'ok') throw new VgridError('ERR_BAD_MESSAGE', 'unexpected ok')
+        if (reply.t === 'ok' || reply.t === 'plane') throw new VgridError('ERR_BAD_MESSAGE', `unexpected ${reply.t}`)
         const hex = Buffer.from(reply.h).toString('hex')
         const p = this.inflight.get(hex)
         if (p === undefined) throw new VgridError('ERR_BAD_MESSAGE', 'the provider sent a blob that was not asked for')
@@ -161,7 +206,7 @@ export class BlobFetcher {
         this.inflightBytes -= p.size
         if (reply.t === 'missing') {
           this.settle(hex, p, new VgridError('ERR_BAD_MESSAGE', `the provider no longer has blob ${hex.slice(0, 16)}… (a file changed during the sync?)`, 'run the command again'))
-        } else if (!createHash('sha256').update(reply.d).digest().equals(reply.h)) {
+        } else if (reply.t === 'bad' || (!lane.verified && !createHash('sha256').update(reply.d).digest().equals(reply.h))) {
           if (++p.tries > HASH_MISMATCH_RETRIES) {
             this.settle(hex, p, new VgridError('ERR_CHUNK_HASH_MISMATCH', `blob ${hex.slice(0, 16)}… arrived ${p.tries} times with bytes that do not match its hash`))
           } else {

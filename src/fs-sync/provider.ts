@@ -8,7 +8,9 @@ import fs from 'node:fs'
 import type { FrameChannel } from '../common/channel.js'
 import { VgridError, toWire } from '../common/errors.js'
 import { createLogger } from '../common/log.js'
-import { parseSyncRequest, newSessionId, SYNC_PROTOCOL_VERSION, SYNC_IDLE_TIMEOUT_MS } from '../protocol/sync.js'
+import { parseSyncRequest, newSessionId, SYNC_PROTOCOL_VERSION, SYNC_IDLE_TIMEOUT_MS, SYNC_MAX_FRAME_BYTES } from '../protocol/sync.js'
+import type { PlaneServer } from './plane/server.js'
+import { isCode } from './write-file.js'
 import { HASH_BYTES, type ChunkSource, type Hash } from './types.js'
 import { readChunkFromFd } from './read-chunk.js'
 import { withTimeout } from '../common/timeout.js'
@@ -40,6 +42,9 @@ interface Export extends ExportInit {
 
 export class ExportRegistry {
   private readonly exports = new Map<string, Export>()
+
+  /** `plane`: the data plane listener that streams may ask for; without it, the stream carries all. */
+  constructor (private readonly plane?: PlaneServer) {}
 
   add (init: ExportInit): string {
     const session = newSessionId()
@@ -74,6 +79,7 @@ export class ExportRegistry {
   readonly serve = async (channel: FrameChannel, remotePeer: string): Promise<void> => {
     const files = new Map<string, number>()
     let exp: Export | undefined
+    let grant: ReturnType<PlaneServer['grant']> | undefined
     try {
       const open = parseSyncRequest(await idle(channel))
       if (open.t !== 'open') throw new VgridError('ERR_BAD_MESSAGE', 'a sync stream must start with open')
@@ -82,16 +88,20 @@ export class ExportRegistry {
       if (exp === undefined || exp.peer !== remotePeer) throw new VgridError('ERR_BAD_MESSAGE', 'no such sync session')
       exp.onOpened.splice(0).forEach((fn) => { fn() })
       await channel.send({ t: 'ok', root: exp.rootHash })
+      const opened = exp
       for (;;) {
-        const raw = await idle(channel)
+        // while the plane carries the wants, the stream is quiet and only holds the session open
+        const raw = await idle(channel, () => (grant?.live() ?? 0) > 0)
         if (raw === undefined) return
         const req = parseSyncRequest(raw)
-        if (req.t !== 'want') throw new VgridError('ERR_BAD_MESSAGE', 'expected want')
-        for (let off = 0; off < req.hashes.byteLength; off += HASH_BYTES) {
-          const h = req.hashes.subarray(off, off + HASH_BYTES)
-          const data = this.read(exp, h, files)
-          await channel.send(data === undefined ? { t: 'missing', h } : { t: 'blob', h, d: data })
+        if (req.t === 'plane') {
+          if (grant !== undefined) throw new VgridError('ERR_BAD_MESSAGE', 'the data plane was asked for twice')
+          grant = this.plane?.grant(async (pc) => { await this.servePlane(pc, opened, remotePeer) }, SYNC_MAX_FRAME_BYTES)
+          await channel.send(grant === undefined ? { t: 'plane' } : { t: 'plane', grant: grant.offer })
+          continue
         }
+        if (req.t !== 'want') throw new VgridError('ERR_BAD_MESSAGE', 'expected want')
+        await this.answer(channel, exp, req.hashes, files)
       }
     } catch (err) {
       if (!channel.closed) {
@@ -99,11 +109,43 @@ export class ExportRegistry {
         await channel.send({ t: 'error', error: toWire(err) }).catch(() => {})
       }
     } finally {
+      grant?.end()
       for (const fd of files.values()) closeQuietly(fd)
       await channel.close().catch(() => {})
       if (exp !== undefined) {
         exp.onPulled.splice(0).forEach((fn) => { fn() })
       }
+    }
+  }
+
+  /** One data plane connection of a stream's grant: wants, answered as on the stream. */
+  private async servePlane (channel: FrameChannel, exp: Export, remotePeer: string): Promise<void> {
+    const files = new Map<string, number>()
+    try {
+      for (;;) {
+        const raw = await idle(channel)
+        if (raw === undefined) return
+        const req = parseSyncRequest(raw)
+        if (req.t !== 'want') throw new VgridError('ERR_BAD_MESSAGE', 'expected want')
+        await this.answer(channel, exp, req.hashes, files)
+      }
+    } catch (err) {
+      // a connection that failed its tag is closed already: nothing is said to it
+      if (!channel.closed) {
+        log.warn(`refused a data plane request from ${remotePeer}`, err)
+        await channel.send({ t: 'error', error: toWire(err) }).catch(() => {})
+      }
+    } finally {
+      for (const fd of files.values()) closeQuietly(fd)
+      await channel.close().catch(() => {})
+    }
+  }
+
+  private async answer (channel: FrameChannel, exp: Export, hashes: Uint8Array, files: Map<string, number>): Promise<void> {
+    for (let off = 0; off < hashes.byteLength; off += HASH_BYTES) {
+      const h = hashes.subarray(off, off + HASH_BYTES)
+      const data = this.read(exp, h, files)
+      await channel.send(data === undefined ? { t: 'missing', h } : { t: 'blob', h, d: data })
     }
   }
 
@@ -138,7 +180,17 @@ function closeQuietly (fd: number): void {
   } catch {}
 }
 
-/** The next request, or ERR_TIMEOUT after SYNC_IDLE_TIMEOUT_MS of silence. */
-async function idle (channel: FrameChannel): Promise<unknown> {
-  return await withTimeout(channel.recv(), SYNC_IDLE_TIMEOUT_MS, `no sync request for ${SYNC_IDLE_TIMEOUT_MS} ms`)
+/**
+ * The next request, or ERR_TIMEOUT after SYNC_IDLE_TIMEOUT_MS of silence, unless `busy()` says
+ * the silence is expected (the stream's wants go over the data plane) when the time is up.
+ */
+async function idle (channel: FrameChannel, busy?: () => boolean): Promise<unknown> {
+  const next = channel.recv()
+  for (;;) {
+    try {
+      return await withTimeout(next, SYNC_IDLE_TIMEOUT_MS, `no sync request for ${SYNC_IDLE_TIMEOUT_MS} ms`)
+    } catch (err) {
+      if (!isCode(err, 'ERR_TIMEOUT') || busy?.() !== true) throw err
+    }
+  }
 }

@@ -21,6 +21,13 @@ export function addrPeerId (ma: Multiaddr): string | undefined {
   return last?.code === CODE_P2P ? last.value : undefined
 }
 
+/** The IP address (ip4 or ip6) of a TCP multiaddr, if it is one. */
+export function tcpHost (ma: Multiaddr): string | undefined {
+  const parts = ma.getComponents()
+  const ip = parts.find((c) => c.name === 'ip4' || c.name === 'ip6')
+  return ip?.value !== undefined && parts.some((c) => c.name === 'tcp') ? ip.value : undefined
+}
+
 type Scope = 'loopback' | 'link-local' | 'other'
 
 function ipScope (ma: Multiaddr): Scope {

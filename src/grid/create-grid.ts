@@ -7,7 +7,7 @@ import { peerIdFromString } from '@libp2p/peer-id'
 import { MAX_FRAME_BYTES, type FrameChannel } from '../common/channel.js'
 import { VgridError } from '../common/errors.js'
 import { linkedSignal } from '../common/abort.js'
-import { addrPeerId, advertAddrs, dialableAddrs, parseMultiaddr } from './addrs.js'
+import { addrPeerId, advertAddrs, dialableAddrs, parseMultiaddr, tcpHost } from './addrs.js'
 import { MAX_DIAL_ADDRS, MAX_PROTOCOL_STREAMS, OPEN_TIMEOUT_MS } from './constants.js'
 import { Connectivity } from './connectivity.js'
 import { Membership } from './membership.js'
@@ -65,6 +65,14 @@ export async function createGrid (init: GridInit): Promise<Grid> {
     publishNow: () => { membership.publishNow() },
     connectionCount: () => node.getConnections().length,
     connectedPeers: () => node.getPeers().map((p) => p.toString()),
+    remoteHost: (peer) => {
+      for (const c of node.getConnections()) {
+        if (c.remotePeer.toString() !== peer || c.status !== 'open') continue
+        const host = tcpHost(c.remoteAddr)
+        if (host !== undefined) return host
+      }
+      return undefined
+    },
 
     async handle (protocol, handler, opts) {
       const maxFrameBytes = opts?.maxFrameBytes ?? MAX_FRAME_BYTES

@@ -14,7 +14,7 @@ export { createGrid } from './create-grid.js'
 export { loadOrCreateIdentity } from './identity.js'
 export { createSwarmKey, loadSwarmKey, writeSwarmKey } from './swarm-key.js'
 export { encodeJoinToken, decodeJoinToken, type JoinInfo } from './join-token.js'
-export { tokenAddrs } from './addrs.js'
+export { tokenAddrs, parseMultiaddr, tcpHost } from './addrs.js'
 export { parsePeerAd } from '../protocol/advert.js'
 export { ADVERT_TOPIC, ADVERT_INTERVAL_MS, VIEW_EXPIRY_MS, DEPARTED_MEMORY_MS, MAX_ADVERT_BYTES, IDENTITY_FILE, SWARM_KEY_FILE, advertIntervalMs, memberExpiryMs } from './constants.js'
 
@@ -65,6 +65,8 @@ export interface Grid {
   connectionCount (): number
   /** Peer ids this agent has at least one open connection to. */
   connectedPeers (): string[]
+  /** The IP address an open TCP connection to this member reaches it at (the data plane dials it). */
+  remoteHost (peer: string): string | undefined
   /** Publishes a goodbye, then stops the node. */
   stop (): Promise<void>
 }

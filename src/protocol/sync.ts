@@ -4,9 +4,16 @@
  * (a 128-bit secret handed only to the member the task was placed on), then sends `want`
  * batches; the provider answers each hash, in order, with `blob` or `missing`. Every blob is
  * verified against its hash by the puller; the provider only ever serves what it exported.
+ *
+ * `plane` (once, before any want) asks for the data plane (fs-sync/plane/): the provider
+ * answers with a port, a ticket and a session key, and the same wants and answers then go
+ * over a TCP connection sealed with that key; a provider without one answers with no port,
+ * and the stream carries everything as before.
  */
 import { obj, int, bytes, str, bad } from '../common/validate.js'
 import { HASH_BYTES, MAX_BLOB_BYTES } from '../fs-sync/types.js'
+import { PLANE_KEY_BYTES } from '../fs-sync/plane/cipher.js'
+import { PLANE_TICKET_BYTES } from '../fs-sync/plane/hello.js'
 
 export const SYNC_PROTOCOL = '/vgrid/sync/1.0.0'
 export const SYNC_PROTOCOL_VERSION = 1
@@ -26,11 +33,13 @@ const SESSION_RE = /^[0-9a-f]{32}$/
 export type SyncRequest =
   | { t: 'open', v: number, session: string }
   | { t: 'want', hashes: Uint8Array }
+  | { t: 'plane' }
 
 export type SyncReply =
   | { t: 'ok', root: Uint8Array }
   | { t: 'blob', h: Uint8Array, d: Uint8Array }
   | { t: 'missing', h: Uint8Array }
+  | { t: 'plane', grant?: { port: number, ticket: Uint8Array, key: Uint8Array } }
   | { t: 'error', error: { code: string, message: string } }
 
 export function parseSyncRequest (v: unknown): SyncRequest {
@@ -45,6 +54,7 @@ export function parseSyncRequest (v: unknown): SyncRequest {
     if (hashes.byteLength === 0 || hashes.byteLength % HASH_BYTES !== 0) bad('hashes is not a list of 32-byte hashes')
     return { t: 'want', hashes }
   }
+  if (m.t === 'plane') return { t: 'plane' }
   return bad(`unknown sync request ${String(m.t).slice(0, 32)}`)
 }
 
@@ -54,6 +64,14 @@ export function parseSyncReply (v: unknown): SyncReply {
     case 'ok': return { t: 'ok', root: hash(m.root, 'root') }
     case 'blob': return { t: 'blob', h: hash(m.h, 'h'), d: bytes(m.d, 'd', MAX_BLOB_BYTES) }
     case 'missing': return { t: 'missing', h: hash(m.h, 'h') }
+    case 'plane': {
+      if (m.grant === undefined) return { t: 'plane' }
+      const g = obj(m.grant, 'grant')
+      const ticket = bytes(g.ticket, 'grant.ticket', PLANE_TICKET_BYTES)
+      const key = bytes(g.key, 'grant.key', PLANE_KEY_BYTES)
+      if (ticket.byteLength !== PLANE_TICKET_BYTES || key.byteLength !== PLANE_KEY_BYTES) bad('grant has a ticket or key of the wrong size')
+      return { t: 'plane', grant: { port: int(g.port, 'grant.port', 1, 65535), ticket, key } }
+    }
     case 'error': {
       const e = obj(m.error, 'error')
       return { t: 'error', error: { code: str(e.code, 'error.code', 64), message: str(e.message, 'error.message', 4096) } }

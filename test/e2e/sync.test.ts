@@ -13,7 +13,8 @@ import { BIN, startAgent, startGrid, stopAll, startCli, waitFor, tempDir, type A
 let a: AgentProc
 let b: AgentProc
 
-beforeAll(async () => { [a, b] = await startGrid(2) }, 60_000)
+// The executor's log says what each pull went over (a test below reads it).
+beforeAll(async () => { [a, b] = await startGrid(2, { env: { DEBUG: 'vgrid:sync' } }) }, 60_000)
 afterAll(async () => { await stopAll() })
 
 /** A fresh workspace with the given files (string = content; { exec } = executable). */
@@ -181,9 +182,24 @@ describe('vrun with a workspace', () => {
       hash.update(block)
     }
     fs.closeSync(fd)
+    const from = b.output().length
     const r = await vrunIn(ws, ['sha256sum', 'data.bin'])
     expect(r.stdout.split(' ')[0]).toBe(hash.digest('hex'))
+    // the bytes came over the data plane, not the libp2p stream
+    expect(b.output().slice(from)).toMatch(/pulled .* over [1-4] data plane connection/)
   }, 180_000)
+
+  it('goes over the libp2p stream when the submitter serves no data plane', async () => {
+    const c = await startAgent({ join: a.token, env: { VGRID_DATA_PLANE: 'off' } })
+    await waitFor(async () => (await c.vgrid(['peers', '--json'])).stdout.includes(b.peer), 'the new member to see b', 20_000, 100)
+    const ws = workspace({ 'data.bin': randomBytes(3 * 2 ** 20).toString('base64') })
+    const from = b.output().length
+    const r = await c.vrun(['--on', b.peer, 'sha256sum', 'data.bin'], { cwd: ws })
+    expect(r.code).toBe(0)
+    expect(r.stdout.split(' ')[0]).toBe(createHash('sha256').update(fs.readFileSync(path.join(ws, 'data.bin'))).digest('hex'))
+    expect(b.output().slice(from)).toMatch(/pulled .* over the sync stream/)
+    await c.stop()
+  }, 60_000)
 
   it('runs in the workspace itself when placed on the local agent', async () => {
     const ws = workspace({ 'in.txt': 'here' })

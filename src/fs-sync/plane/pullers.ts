@@ -1,0 +1,155 @@
+/**
+ * Data plane connections run by threads (pull-worker.ts): each connection lives in one of up
+ * to `threads` workers, started on first use and kept (unref'd, so they never hold the
+ * process). To the fetcher a connection is a FrameChannel whose replies come parsed and
+ * whose blobs were checked against their hashes in the thread (`verified`), a blob that
+ * failed being told as `bad`.
+ *
+ * Running from sources (tests under vitest: a worker cannot load a .ts file) there are no
+ * threads, and `available` is false: the caller dials on its own thread instead.
+ */
+import { existsSync } from 'node:fs'
+import { availableParallelism } from 'node:os'
+import { fileURLToPath } from 'node:url'
+import { Worker } from 'node:worker_threads'
+import type { FrameChannel } from '../../common/channel.js'
+import { VgridError, fromWire } from '../../common/errors.js'
+import type { PullEvent, PullJob, PulledItem } from './pull-worker.js'
+import type { PlaneGrant } from './server.js'
+
+const WORKER_URL = new URL('./pull-worker.js', import.meta.url)
+
+/**
+ * Connections (and threads) a puller opens to one provider: a quarter of this machine's
+ * cores, 1 to 4 (each connection's thread opens, decodes and hashes ~1 GB/s at most).
+ */
+export function planeConnections (): number {
+  return Math.max(1, Math.min(4, Math.floor(availableParallelism() / 4)))
+}
+
+interface Conn {
+  items: PulledItem[]
+  waiter: { resolve: (v: PulledItem | undefined) => void, reject: (e: Error) => void } | undefined
+  ended: boolean
+  error: Error | undefined
+  opened: { resolve: () => void, reject: (e: Error) => void } | undefined
+}
+
+export class PlanePullers {
+  private readonly workers: Worker[] = []
+  private nextWorker = 0
+  private nextId = 0
+  private readonly conns = new Map<number, { worker: Worker, conn: Conn }>()
+
+  constructor (private readonly threads: number) {}
+
+  static get available (): boolean {
+    return import.meta.url.endsWith('.js') && existsSync(fileURLToPath(WORKER_URL))
+  }
+
+  /** A connection to the grant's port on `host`, run by one of the threads. */
+  async dial (host: string, grant: PlaneGrant, maxFrameBytes: number, signal?: AbortSignal): Promise<FrameChannel<PulledItem>> {
+    signal?.throwIfAborted()
+    const worker = this.worker()
+    const id = this.nextId++
+    const conn: Conn = { items: [], waiter: undefined, ended: false, error: undefined, opened: undefined }
+    this.conns.set(id, { worker, conn })
+    const post = (job: PullJob): void => { worker.postMessage(job) }
+    const onAbort = (): void => { post({ t: 'close', id }) }
+    try {
+      await new Promise<void>((resolve, reject) => {
+        conn.opened = { resolve, reject }
+        post({ t: 'dial', id, host, grant, maxFrameBytes })
+        signal?.addEventListener('abort', onAbort, { once: true })
+      })
+    } catch (err) {
+      this.conns.delete(id)
+      throw err
+    } finally {
+      signal?.removeEventListener('abort', onAbort)
+    }
+    return {
+      get closed () { return conn.ended },
+      send: async (msg) => {
+        if (conn.ended) throw conn.error ?? new VgridError('ERR_PEER_LOST', 'the data plane connection is closed')
+        const m = msg as { t: string, hashes?: Uint8Array }
+        if (m.t !== 'want' || m.hashes === undefined) throw new VgridError('ERR_INTERNAL', `only wants go over the data plane, not ${m.t}`)
+        post({ t: 'want', id, hashes: m.hashes })
+      },
+      recv: async () => {
+        const next = conn.items.shift()
+        if (next !== undefined) return next
+        if (conn.ended) {
+          if (conn.error !== undefined) throw conn.error
+          return undefined
+        }
+        return await new Promise<PulledItem | undefined>((resolve, reject) => { conn.waiter = { resolve, reject } })
+      },
+      close: async () => { post({ t: 'close', id }) },
+      destroy: (err) => {
+        post({ t: 'close', id })
+        this.end(id, err)
+      }
+    }
+  }
+
+  async close (): Promise<void> {
+    for (const id of [...this.conns.keys()]) this.end(id, new VgridError('ERR_PEER_LOST', 'the data plane threads stopped'))
+    await Promise.all(this.workers.splice(0).map(async (w) => await w.terminate()))
+  }
+
+  private worker (): Worker {
+    if (this.workers.length < this.threads) {
+      const w = new Worker(WORKER_URL)
+      w.unref()
+      w.on('message', (ev: PullEvent) => { this.onEvent(ev) })
+      w.on('error', (err) => { this.lost(w, err) })
+      w.on('exit', () => { this.lost(w, new VgridError('ERR_INTERNAL', 'a data plane thread stopped')) })
+      this.workers.push(w)
+      return w
+    }
+    return this.workers[this.nextWorker++ % this.workers.length]!
+  }
+
+  /** A thread that died takes its connections with it; the next dial starts another. */
+  private lost (w: Worker, err: Error): void {
+    const i = this.workers.indexOf(w)
+    if (i >= 0) this.workers.splice(i, 1)
+    for (const [id, c] of this.conns) if (c.worker === w) this.end(id, err)
+  }
+
+  private onEvent (ev: PullEvent): void {
+    const c = this.conns.get(ev.id)?.conn
+    if (c === undefined) return
+    if (ev.t === 'open') {
+      c.opened?.resolve()
+      c.opened = undefined
+    } else if (ev.t === 'items') {
+      let i = 0
+      if (c.waiter !== undefined) {
+        const w = c.waiter
+        c.waiter = undefined
+        w.resolve(ev.items[i++])
+      }
+      for (; i < ev.items.length; i++) c.items.push(ev.items[i]!)
+    } else {
+      this.end(ev.id, ev.error === undefined ? undefined : fromWire(ev.error))
+    }
+  }
+
+  private end (id: number, err?: Error): void {
+    const c = this.conns.get(id)?.conn
+    if (c === undefined) return
+    this.conns.delete(id)
+    c.ended = true
+    c.error = err
+    c.opened?.reject(err ?? new VgridError('ERR_PEER_LOST', 'the data plane connection closed'))
+    c.opened = undefined
+    const w = c.waiter
+    c.waiter = undefined
+    if (w !== undefined) {
+      if (err !== undefined) w.reject(err)
+      else w.resolve(undefined)
+    }
+  }
+}

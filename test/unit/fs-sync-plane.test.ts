@@ -1,0 +1,186 @@
+/**
+ * The data plane on real loopback sockets: a puller that asks for it gets its blobs over a
+ * sealed TCP connection instead of the sync stream, falls back to the stream when the
+ * connection cannot be made, and the grant dies with the stream. Hostile connections (no
+ * ticket, a ticket without the key, a replayed connection, too many of them, silence) are
+ * closed without a byte of answer and never reach the export.
+ */
+import { afterEach, describe, expect, it } from 'vitest'
+import net from 'node:net'
+import { createHash, randomBytes } from 'node:crypto'
+import { encode } from 'cborg'
+import { memoryChannelPair, type FrameChannel } from '../../src/common/channel.js'
+import { BlobFetcher, ExportRegistry, PlaneServer, dialPlane } from '../../src/fs-sync/index.js'
+import { SYNC_MAX_FRAME_BYTES } from '../../src/protocol/sync.js'
+import { frameCipher, newPlaneNonce } from '../../src/fs-sync/plane/cipher.js'
+import { PLANE_MAGIC } from '../../src/fs-sync/plane/hello.js'
+import { MAX_PLANE_CONNECTIONS, type PlaneGrant } from '../../src/fs-sync/plane/server.js'
+import { waitFor } from '../helpers/wait.js'
+
+const PEER = 'puller'
+const sha = (b: Uint8Array): Uint8Array => createHash('sha256').update(b).digest()
+const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex')
+
+describe('the data plane cipher', () => {
+  const key = randomBytes(32)
+  const cn = newPlaneNonce()
+  const sn = newPlaneNonce()
+
+  it('opens what the other end sealed, in order, and nothing altered, replayed or its own', () => {
+    const client = frameCipher(key, cn, sn, true)
+    const server = frameCipher(key, cn, sn, false)
+    const one = Buffer.concat(client.seal(Buffer.from('first')))
+    const two = Buffer.concat(client.seal(Buffer.from('second')))
+    expect(Buffer.from(server.open(one)).toString()).toBe('first')
+    // a frame seen again (a replay) or out of order fails its tag
+    expect(() => frameCipher(key, cn, sn, false).open(two)).toThrow(/authentication tag/)
+    expect(Buffer.from(server.open(two)).toString()).toBe('second')
+    expect(() => server.open(two)).toThrow(/authentication tag/)
+    // one flipped bit
+    const three = Buffer.concat(client.seal(Buffer.from('third')))
+    three[0]! ^= 1
+    expect(() => server.open(three)).toThrow(expect.objectContaining({ code: 'ERR_BAD_MESSAGE' }))
+    // each direction has its own key: a client cannot open its own frames
+    expect(() => frameCipher(key, cn, sn, true).open(Buffer.concat(frameCipher(key, cn, sn, true).seal(Buffer.from('x'))))).toThrow(/authentication tag/)
+    // another nonce from either side, another key
+    expect(() => frameCipher(key, newPlaneNonce(), sn, false).open(Buffer.concat(frameCipher(key, cn, sn, true).seal(Buffer.from('x'))))).toThrow(/authentication tag/)
+  })
+})
+
+let plane: PlaneServer | undefined
+afterEach(async () => { await plane?.close(); plane = undefined })
+
+/** An export of `count` random blobs behind a plane listener; the stream's wants are counted. */
+async function setUp (count: number, opts: { dial?: (grant: PlaneGrant) => Promise<FrameChannel> } = {}): Promise<{ fetcher: BlobFetcher, hashes: Uint8Array[], blobs: Map<string, Uint8Array>, streamWants: () => number, server: PlaneServer }> {
+  const server = plane = await PlaneServer.listen('127.0.0.1')
+  const blobs = new Map<string, Uint8Array>()
+  const hashes: Uint8Array[] = []
+  for (let i = 0; i < count; i++) {
+    const data = randomBytes(64 * 1024 + i)
+    blobs.set(hex(sha(data)), data)
+    hashes.push(sha(data))
+  }
+  const rootRecord = Uint8Array.of(1, 2, 3)
+  blobs.set(hex(sha(rootRecord)), rootRecord)
+  const registry = new ExportRegistry(server)
+  const session = registry.add({ rootHash: sha(rootRecord), blobs, sources: { get: () => undefined }, peer: PEER })
+  const [near, far] = memoryChannelPair()
+  let wants = 0
+  const counting: FrameChannel = {
+    get closed () { return near.closed },
+    send: async (msg) => {
+      if ((msg as { t: string }).t === 'want') wants++
+      await near.send(msg)
+    },
+    recv: async () => await near.recv(),
+    close: async () => { await near.close() },
+    destroy: (err) => { near.destroy(err) }
+  }
+  void registry.serve(far, PEER)
+  const dial = opts.dial ?? (async (grant: PlaneGrant) => await dialPlane('127.0.0.1', grant, SYNC_MAX_FRAME_BYTES))
+  const fetcher = await BlobFetcher.open(counting, session, async (grant) => [{ channel: await dial(grant), verified: false }])
+  return { fetcher, hashes, blobs, streamWants: () => wants, server }
+}
+
+/** What a connection sends back after `bytes`, until it closes: [bytes received, closed]. */
+async function answerTo (port: number, bytes: Uint8Array[], timeoutMs = 15_000): Promise<{ got: number, closed: boolean }> {
+  const s = net.connect(port, '127.0.0.1')
+  let got = 0
+  let closed = false
+  s.on('data', (d) => { got += d.byteLength })
+  s.on('error', () => {})
+  s.on('close', () => { closed = true })
+  await new Promise((resolve) => s.once('connect', resolve))
+  for (const b of bytes) s.write(b)
+  await waitFor(() => closed, 'the server to close the connection', timeoutMs).catch(() => {})
+  s.destroy()
+  return { got, closed }
+}
+
+describe('the data plane', () => {
+  it('carries the wants and blobs of a pull that asked for it, intact, none over the stream', async () => {
+    const { fetcher, hashes, blobs, streamWants } = await setUp(40)
+    expect(fetcher.planeConnections).toBe(1)
+    const got = await Promise.all(hashes.map(async (h) => await fetcher.fetch(h)))
+    got.forEach((d, i) => { expect(Buffer.compare(d, blobs.get(hex(hashes[i]!))!)).toBe(0) })
+    expect(streamWants()).toBe(0)
+    fetcher.close()
+  })
+
+  it('ends with the stream that asked for it, and its connections with it', async () => {
+    const { fetcher, hashes, server } = await setUp(2)
+    await fetcher.fetch(hashes[0]!)
+    expect(server.grantCount).toBe(1)
+    fetcher.close()
+    await waitFor(() => server.grantCount === 0, 'the grant to end', 5_000)
+    await expect(fetcher.fetch(hashes[1]!)).rejects.toMatchObject({ code: 'ERR_PEER_LOST' })
+  })
+
+  it('falls back to the stream when the connection cannot be made', async () => {
+    const closedPort = await new Promise<number>((resolve) => {
+      const s = net.createServer().listen(0, '127.0.0.1', () => { const p = (s.address() as net.AddressInfo).port; s.close(() => { resolve(p) }) })
+    })
+    const { fetcher, hashes, blobs, streamWants } = await setUp(5, { dial: async (grant) => await dialPlane('127.0.0.1', { ...grant, port: closedPort }, SYNC_MAX_FRAME_BYTES) })
+    expect(fetcher.planeConnections).toBe(0)
+    const got = await Promise.all(hashes.map(async (h) => await fetcher.fetch(h)))
+    got.forEach((d, i) => { expect(Buffer.compare(d, blobs.get(hex(hashes[i]!))!)).toBe(0) })
+    expect(streamWants()).toBeGreaterThan(0)
+    fetcher.close()
+  })
+})
+
+describe('the data plane against hostile connections', () => {
+  /** A live grant, and what a real client's first want looks like on the wire. */
+  async function granted (): Promise<{ grant: PlaneGrant, fetcher: BlobFetcher, hashes: Uint8Array[] }> {
+    let grant: PlaneGrant | undefined
+    const { fetcher, hashes } = await setUp(3, { dial: async (g) => { grant = g; return await dialPlane('127.0.0.1', g, SYNC_MAX_FRAME_BYTES) } })
+    return { grant: grant!, fetcher, hashes }
+  }
+
+  /** A hello and a sealed want, as a client with `key` would send them (the server's nonce is guessed: a replay). */
+  function sealedWant (grant: PlaneGrant, key: Uint8Array, hashes: Uint8Array[], clientNonce = newPlaneNonce(), serverNonce = newPlaneNonce()): Uint8Array[] {
+    const body = encode({ t: 'want', hashes: Buffer.concat(hashes) })
+    const sealed = Buffer.concat(frameCipher(key, clientNonce, serverNonce, true).seal(body))
+    const head = Buffer.alloc(4)
+    head.writeUInt32BE(sealed.byteLength)
+    return [Buffer.concat([PLANE_MAGIC, grant.ticket, clientNonce]), head, sealed]
+  }
+
+  it('closes a connection with an unknown ticket without a byte of answer', async () => {
+    const { grant, fetcher } = await granted()
+    const r = await answerTo(grant.port, [Buffer.concat([PLANE_MAGIC, randomBytes(16), newPlaneNonce()])])
+    expect(r).toEqual({ got: 0, closed: true })
+    fetcher.close()
+  })
+
+  it('closes a connection that has the ticket but not the key: its want is never answered', async () => {
+    const { grant, fetcher, hashes } = await granted()
+    const r = await answerTo(grant.port, sealedWant(grant, randomBytes(32), hashes))
+    // the server's nonce (16 bytes) and nothing more
+    expect(r).toEqual({ got: 16, closed: true })
+    fetcher.close()
+  })
+
+  it('closes a replayed connection: the server\'s fresh nonce makes its frames fail', async () => {
+    const { grant, fetcher, hashes } = await granted()
+    // the right key, but frames sealed for another server nonce, as a recorded connection's
+    const r = await answerTo(grant.port, sealedWant(grant, grant.key, hashes))
+    expect(r).toEqual({ got: 16, closed: true })
+    fetcher.close()
+  })
+
+  it('refuses connections past the grant\'s cap, and a hello that never comes', async () => {
+    const { grant, fetcher, hashes } = await granted()
+    // the fetcher's own connection is one; fill the rest with real ones
+    const extra = await Promise.all(Array.from({ length: MAX_PLANE_CONNECTIONS - 1 }, async () => await dialPlane('127.0.0.1', grant, SYNC_MAX_FRAME_BYTES)))
+    await expect(dialPlane('127.0.0.1', grant, SYNC_MAX_FRAME_BYTES)).rejects.toMatchObject({ code: 'ERR_PEER_LOST' })
+    // the connections it let in work
+    await extra[0]!.send({ t: 'want', hashes: hashes[0]! })
+    expect(await extra[0]!.recv()).toMatchObject({ t: 'blob' })
+    for (const c of extra) c.destroy()
+    // a connection that says nothing is closed after the hello timeout
+    const silent = await answerTo(grant.port, [], 15_000)
+    expect(silent).toEqual({ got: 0, closed: true })
+    fetcher.close()
+  }, 30_000)
+})
