@@ -142,7 +142,7 @@ export class WorkspaceSync {
     const store = await ChunkStore.open(path.join(home, 'store'), capBytes !== undefined ? { capBytes } : {})
     let plane: PlaneServer | undefined
     if (planeHost !== undefined && process.env.VGRID_DATA_PLANE !== 'off') {
-      plane = await PlaneServer.listen(planeHost).catch((err: unknown) => {
+      plane = await PlaneServer.listen(planeHost, planeConnections()).catch((err: unknown) => {
         log.warn(`no data plane on ${planeHost}: syncs go over libp2p streams only`, err)
         return undefined
       })
@@ -164,11 +164,12 @@ export class WorkspaceSync {
    * when running built (planeConnections() of them); from sources, one on this thread.
    */
   private async dialPlane (host: string, grant: PlaneGrant, signal?: AbortSignal): Promise<Lane[]> {
-    if (!PlanePullers.available) return [{ channel: await dialPlane(host, grant, SYNC_MAX_FRAME_BYTES, signal), verified: false }]
+    if (!PlanePullers.available) return [{ channel: await dialPlane(host, grant.ports[0]!, grant, SYNC_MAX_FRAME_BYTES, signal), verified: false }]
     const n = planeConnections()
     this.pullers ??= new PlanePullers(n)
     const pullers = this.pullers
-    const dials = await Promise.allSettled(Array.from({ length: n }, async () => await pullers.dial(host, grant, SYNC_MAX_FRAME_BYTES, signal)))
+    // spread over the provider's listeners (each its own thread there)
+    const dials = await Promise.allSettled(Array.from({ length: n }, async (_, i) => await pullers.dial(host, grant.ports[i % grant.ports.length]!, grant, SYNC_MAX_FRAME_BYTES, signal)))
     const lanes = dials.flatMap((d) => d.status === 'fulfilled' ? [{ channel: d.value, verified: true }] : [])
     const failed = dials.find((d) => d.status === 'rejected')
     if (lanes.length === 0 && failed !== undefined) throw failed.reason

@@ -4,7 +4,6 @@
  * was made for may open it, only its blobs are served, and a chunk read from a file that
  * changed since the scan is answered `missing` rather than with wrong bytes.
  */
-import fs from 'node:fs'
 import type { FrameChannel } from '../common/channel.js'
 import { VgridError, toWire } from '../common/errors.js'
 import { createLogger } from '../common/log.js'
@@ -12,12 +11,10 @@ import { parseSyncRequest, newSessionId, SYNC_PROTOCOL_VERSION, SYNC_IDLE_TIMEOU
 import type { PlaneServer } from './plane/server.js'
 import { isCode } from './write-file.js'
 import { HASH_BYTES, type ChunkSource, type Hash } from './types.js'
-import { readChunkFromFd } from './read-chunk.js'
+import { closeQuietly, readSource } from './plane/listener.js'
 import { withTimeout } from '../common/timeout.js'
 
 const log = createLogger('sync')
-/** Open files kept per stream, so a big file's chunks do not reopen it each time. */
-const MAX_OPEN_FILES = 32
 
 export interface ChunkLookup {
   get: (hex: string) => ChunkSource | undefined
@@ -96,7 +93,7 @@ export class ExportRegistry {
         const req = parseSyncRequest(raw)
         if (req.t === 'plane') {
           if (grant !== undefined) throw new VgridError('ERR_BAD_MESSAGE', 'the data plane was asked for twice')
-          grant = this.plane?.grant(async (pc) => { await this.servePlane(pc, opened, remotePeer) }, SYNC_MAX_FRAME_BYTES)
+          grant = this.plane?.grant((h) => lookup(opened, h), SYNC_MAX_FRAME_BYTES)
           await channel.send(grant === undefined ? { t: 'plane' } : { t: 'plane', grant: grant.offer })
           continue
         }
@@ -118,29 +115,6 @@ export class ExportRegistry {
     }
   }
 
-  /** One data plane connection of a stream's grant: wants, answered as on the stream. */
-  private async servePlane (channel: FrameChannel, exp: Export, remotePeer: string): Promise<void> {
-    const files = new Map<string, number>()
-    try {
-      for (;;) {
-        const raw = await idle(channel)
-        if (raw === undefined) return
-        const req = parseSyncRequest(raw)
-        if (req.t !== 'want') throw new VgridError('ERR_BAD_MESSAGE', 'expected want')
-        await this.answer(channel, exp, req.hashes, files)
-      }
-    } catch (err) {
-      // a connection that failed its tag is closed already: nothing is said to it
-      if (!channel.closed) {
-        log.warn(`refused a data plane request from ${remotePeer}`, err)
-        await channel.send({ t: 'error', error: toWire(err) }).catch(() => {})
-      }
-    } finally {
-      for (const fd of files.values()) closeQuietly(fd)
-      await channel.close().catch(() => {})
-    }
-  }
-
   private async answer (channel: FrameChannel, exp: Export, hashes: Uint8Array, files: Map<string, number>): Promise<void> {
     for (let off = 0; off < hashes.byteLength; off += HASH_BYTES) {
       const h = hashes.subarray(off, off + HASH_BYTES)
@@ -150,34 +124,16 @@ export class ExportRegistry {
   }
 
   private read (exp: Export, h: Uint8Array, files: Map<string, number>): Uint8Array | undefined {
-    const hex = Buffer.from(h).toString('hex')
-    const blob = exp.blobs.get(hex)
-    if (blob !== undefined) return blob
-    const src = exp.sources.get(hex)
-    if (src === undefined) return undefined
-    let fd = files.get(src.path)
-    if (fd === undefined) {
-      if (files.size >= MAX_OPEN_FILES) {
-        const [oldest, old] = files.entries().next().value as [string, number]
-        files.delete(oldest)
-        closeQuietly(old)
-      }
-      try {
-        fd = fs.openSync(src.path, 'r')
-      } catch {
-        return undefined
-      }
-      files.set(src.path, fd)
-    }
+    const found = lookup(exp, h)
     // The file may have changed since the scan: never serve bytes that are not the chunk.
-    return readChunkFromFd(src, h, fd)
+    return found === undefined || found instanceof Uint8Array ? found : readSource(found, h, files)
   }
 }
 
-function closeQuietly (fd: number): void {
-  try {
-    fs.closeSync(fd)
-  } catch {}
+/** A record's bytes, or where a chunk's bytes lie; undefined when the blob is not in the export. */
+function lookup (exp: Export, h: Uint8Array): Uint8Array | ChunkSource | undefined {
+  const hex = Buffer.from(h).toString('hex')
+  return exp.blobs.get(hex) ?? exp.sources.get(hex)
 }
 
 /**

@@ -6,7 +6,7 @@
  * verified against its hash by the puller; the provider only ever serves what it exported.
  *
  * `plane` (once, before any want) asks for the data plane (fs-sync/plane/): the provider
- * answers with a port, a ticket and a session key, and the same wants and answers then go
+ * answers with its ports, a ticket and a session key, and the same wants and answers then go
  * over a TCP connection sealed with that key; a provider without one answers with no port,
  * and the stream carries everything as before.
  */
@@ -23,6 +23,8 @@ export const MAX_WANT_HASHES = 1024
 export const SYNC_IDLE_TIMEOUT_MS = 60_000
 /** Bytes of blobs asked for and not yet received, per stream. */
 export const PULL_WINDOW_BYTES = 24 * 1024 * 1024
+/** Listeners one data plane grant may name. */
+export const MAX_PLANE_PORTS = 16
 /** A blob whose bytes do not match its hash is asked for again this many times. */
 export const HASH_MISMATCH_RETRIES = 2
 /** Frames on this protocol: a blob of MAX_BLOB_BYTES plus headers. */
@@ -39,7 +41,7 @@ export type SyncReply =
   | { t: 'ok', root: Uint8Array }
   | { t: 'blob', h: Uint8Array, d: Uint8Array }
   | { t: 'missing', h: Uint8Array }
-  | { t: 'plane', grant?: { port: number, ticket: Uint8Array, key: Uint8Array } }
+  | { t: 'plane', grant?: { ports: number[], ticket: Uint8Array, key: Uint8Array } }
   | { t: 'error', error: { code: string, message: string } }
 
 export function parseSyncRequest (v: unknown): SyncRequest {
@@ -70,7 +72,8 @@ export function parseSyncReply (v: unknown): SyncReply {
       const ticket = bytes(g.ticket, 'grant.ticket', PLANE_TICKET_BYTES)
       const key = bytes(g.key, 'grant.key', PLANE_KEY_BYTES)
       if (ticket.byteLength !== PLANE_TICKET_BYTES || key.byteLength !== PLANE_KEY_BYTES) bad('grant has a ticket or key of the wrong size')
-      return { t: 'plane', grant: { port: int(g.port, 'grant.port', 1, 65535), ticket, key } }
+      if (!Array.isArray(g.ports) || g.ports.length === 0 || g.ports.length > MAX_PLANE_PORTS) bad(`grant.ports is not a list of 1 to ${MAX_PLANE_PORTS} ports`)
+      return { t: 'plane', grant: { ports: (g.ports as unknown[]).map((p) => int(p, 'grant.ports[]', 1, 65535)), ticket, key } }
     }
     case 'error': {
       const e = obj(m.error, 'error')

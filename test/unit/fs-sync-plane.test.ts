@@ -77,7 +77,7 @@ async function setUp (count: number, opts: { dial?: (grant: PlaneGrant) => Promi
     destroy: (err) => { near.destroy(err) }
   }
   void registry.serve(far, PEER)
-  const dial = opts.dial ?? (async (grant: PlaneGrant) => await dialPlane('127.0.0.1', grant, SYNC_MAX_FRAME_BYTES))
+  const dial = opts.dial ?? (async (grant: PlaneGrant) => await dialPlane('127.0.0.1', grant.ports[0]!, grant, SYNC_MAX_FRAME_BYTES))
   const fetcher = await BlobFetcher.open(counting, session, async (grant) => [{ channel: await dial(grant), verified: false }])
   return { fetcher, hashes, blobs, streamWants: () => wants, server }
 }
@@ -120,7 +120,7 @@ describe('the data plane', () => {
     const closedPort = await new Promise<number>((resolve) => {
       const s = net.createServer().listen(0, '127.0.0.1', () => { const p = (s.address() as net.AddressInfo).port; s.close(() => { resolve(p) }) })
     })
-    const { fetcher, hashes, blobs, streamWants } = await setUp(5, { dial: async (grant) => await dialPlane('127.0.0.1', { ...grant, port: closedPort }, SYNC_MAX_FRAME_BYTES) })
+    const { fetcher, hashes, blobs, streamWants } = await setUp(5, { dial: async (grant) => await dialPlane('127.0.0.1', closedPort, grant, SYNC_MAX_FRAME_BYTES) })
     expect(fetcher.planeConnections).toBe(0)
     const got = await Promise.all(hashes.map(async (h) => await fetcher.fetch(h)))
     got.forEach((d, i) => { expect(Buffer.compare(d, blobs.get(hex(hashes[i]!))!)).toBe(0) })
@@ -133,7 +133,7 @@ describe('the data plane against hostile connections', () => {
   /** A live grant, and what a real client's first want looks like on the wire. */
   async function granted (): Promise<{ grant: PlaneGrant, fetcher: BlobFetcher, hashes: Uint8Array[] }> {
     let grant: PlaneGrant | undefined
-    const { fetcher, hashes } = await setUp(3, { dial: async (g) => { grant = g; return await dialPlane('127.0.0.1', g, SYNC_MAX_FRAME_BYTES) } })
+    const { fetcher, hashes } = await setUp(3, { dial: async (g) => { grant = g; return await dialPlane('127.0.0.1', g.ports[0]!, g, SYNC_MAX_FRAME_BYTES) } })
     return { grant: grant!, fetcher, hashes }
   }
 
@@ -148,14 +148,14 @@ describe('the data plane against hostile connections', () => {
 
   it('closes a connection with an unknown ticket without a byte of answer', async () => {
     const { grant, fetcher } = await granted()
-    const r = await answerTo(grant.port, [Buffer.concat([PLANE_MAGIC, randomBytes(16), newPlaneNonce()])])
+    const r = await answerTo(grant.ports[0]!, [Buffer.concat([PLANE_MAGIC, randomBytes(16), newPlaneNonce()])])
     expect(r).toEqual({ got: 0, closed: true })
     fetcher.close()
   })
 
   it('closes a connection that has the ticket but not the key: its want is never answered', async () => {
     const { grant, fetcher, hashes } = await granted()
-    const r = await answerTo(grant.port, sealedWant(grant, randomBytes(32), hashes))
+    const r = await answerTo(grant.ports[0]!, sealedWant(grant, randomBytes(32), hashes))
     // the server's nonce (16 bytes) and nothing more
     expect(r).toEqual({ got: 16, closed: true })
     fetcher.close()
@@ -164,7 +164,7 @@ describe('the data plane against hostile connections', () => {
   it('closes a replayed connection: the server\'s fresh nonce makes its frames fail', async () => {
     const { grant, fetcher, hashes } = await granted()
     // the right key, but frames sealed for another server nonce, as a recorded connection's
-    const r = await answerTo(grant.port, sealedWant(grant, grant.key, hashes))
+    const r = await answerTo(grant.ports[0]!, sealedWant(grant, grant.key, hashes))
     expect(r).toEqual({ got: 16, closed: true })
     fetcher.close()
   })
@@ -172,14 +172,14 @@ describe('the data plane against hostile connections', () => {
   it('refuses connections past the grant\'s cap, and a hello that never comes', async () => {
     const { grant, fetcher, hashes } = await granted()
     // the fetcher's own connection is one; fill the rest with real ones
-    const extra = await Promise.all(Array.from({ length: MAX_PLANE_CONNECTIONS - 1 }, async () => await dialPlane('127.0.0.1', grant, SYNC_MAX_FRAME_BYTES)))
-    await expect(dialPlane('127.0.0.1', grant, SYNC_MAX_FRAME_BYTES)).rejects.toMatchObject({ code: 'ERR_PEER_LOST' })
+    const extra = await Promise.all(Array.from({ length: MAX_PLANE_CONNECTIONS - 1 }, async () => await dialPlane('127.0.0.1', grant.ports[0]!, grant, SYNC_MAX_FRAME_BYTES)))
+    await expect(dialPlane('127.0.0.1', grant.ports[0]!, grant, SYNC_MAX_FRAME_BYTES)).rejects.toMatchObject({ code: 'ERR_PEER_LOST' })
     // the connections it let in work
     await extra[0]!.send({ t: 'want', hashes: hashes[0]! })
     expect(await extra[0]!.recv()).toMatchObject({ t: 'blob' })
     for (const c of extra) c.destroy()
     // a connection that says nothing is closed after the hello timeout
-    const silent = await answerTo(grant.port, [], 15_000)
+    const silent = await answerTo(grant.ports[0]!, [], 15_000)
     expect(silent).toEqual({ got: 0, closed: true })
     fetcher.close()
   }, 30_000)

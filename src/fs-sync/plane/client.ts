@@ -1,6 +1,6 @@
 /**
- * The dialling end of the data plane: a connection to the port a sync stream's grant named,
- * on the host that member's libp2p connection comes from, sealed with the grant's key.
+ * The dialling end of the data plane: a connection to one of the ports a sync stream's grant
+ * named, on the host that member's libp2p connection comes from, sealed with the grant's key.
  */
 import net from 'node:net'
 import { socketChannel, type FrameChannel } from '../../common/channel.js'
@@ -12,17 +12,17 @@ import type { PlaneGrant } from './server.js'
 /** A connection not made in this long is given up (a firewall that drops it): the stream carries the bytes. */
 export const PLANE_CONNECT_TIMEOUT_MS = 3_000
 
-export async function dialPlane (host: string, grant: PlaneGrant, maxFrameBytes: number, signal?: AbortSignal): Promise<FrameChannel> {
+export async function dialPlane (host: string, port: number, grant: PlaneGrant, maxFrameBytes: number, signal?: AbortSignal): Promise<FrameChannel> {
   signal?.throwIfAborted()
-  const socket = net.connect({ host, port: grant.port, noDelay: true })
+  const socket = net.connect({ host, port, noDelay: true })
   socket.on('error', () => {})
   const onAbort = (): void => { socket.destroy() }
   signal?.addEventListener('abort', onAbort, { once: true })
   try {
     await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => { reject(new VgridError('ERR_TIMEOUT', `no data plane connection to ${host}:${grant.port} within ${PLANE_CONNECT_TIMEOUT_MS} ms`)) }, PLANE_CONNECT_TIMEOUT_MS)
+      const timer = setTimeout(() => { reject(new VgridError('ERR_TIMEOUT', `no data plane connection to ${host}:${port} within ${PLANE_CONNECT_TIMEOUT_MS} ms`)) }, PLANE_CONNECT_TIMEOUT_MS)
       socket.once('connect', () => { clearTimeout(timer); resolve() })
-      socket.once('close', () => { clearTimeout(timer); reject(new VgridError('ERR_PEER_LOST', `the data plane at ${host}:${grant.port} refused the connection`)) })
+      socket.once('close', () => { clearTimeout(timer); reject(new VgridError('ERR_PEER_LOST', `the data plane at ${host}:${port} refused the connection`)) })
     })
     const clientNonce = newPlaneNonce()
     socket.write(Buffer.concat([PLANE_MAGIC, grant.ticket, clientNonce]))

@@ -12,7 +12,7 @@ import { dialPlane } from './client.js'
 import type { PlaneGrant } from './server.js'
 
 export type PullJob =
-  | { t: 'dial', id: number, host: string, grant: PlaneGrant, maxFrameBytes: number }
+  | { t: 'dial', id: number, host: string, port: number, grant: PlaneGrant, maxFrameBytes: number }
   | { t: 'want', id: number, hashes: Uint8Array }
   | { t: 'close', id: number }
 
@@ -86,7 +86,7 @@ async function pump (id: number, channel: FrameChannel): Promise<void> {
 
 port.on('message', (job: PullJob) => {
   if (job.t === 'dial') {
-    dialPlane(job.host, job.grant, job.maxFrameBytes).then((channel) => {
+    dialPlane(job.host, job.port, job.grant, job.maxFrameBytes).then((channel) => {
       channels.set(job.id, channel)
       post({ t: 'open', id: job.id })
       void pump(job.id, channel)

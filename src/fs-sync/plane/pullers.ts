@@ -47,8 +47,8 @@ export class PlanePullers {
     return import.meta.url.endsWith('.js') && existsSync(fileURLToPath(WORKER_URL))
   }
 
-  /** A connection to the grant's port on `host`, run by one of the threads. */
-  async dial (host: string, grant: PlaneGrant, maxFrameBytes: number, signal?: AbortSignal): Promise<FrameChannel<PulledItem>> {
+  /** A connection to `port` of the grant on `host`, run by one of the threads. */
+  async dial (host: string, port: number, grant: PlaneGrant, maxFrameBytes: number, signal?: AbortSignal): Promise<FrameChannel<PulledItem>> {
     signal?.throwIfAborted()
     const worker = this.worker()
     const id = this.nextId++
@@ -59,7 +59,7 @@ export class PlanePullers {
     try {
       await new Promise<void>((resolve, reject) => {
         conn.opened = { resolve, reject }
-        post({ t: 'dial', id, host, grant, maxFrameBytes })
+        post({ t: 'dial', id, host, port, grant, maxFrameBytes })
         signal?.addEventListener('abort', onAbort, { once: true })
       })
     } catch (err) {

@@ -1,78 +1,95 @@
 /**
- * The serving end of the data plane: one TCP listener per agent, beside libp2p's. A sync
- * stream that asks for the plane gets a grant (a port, a ticket and a session key, over the
- * stream: cipher.ts); a connection that shows the ticket and then seals its first frame with
- * that key is handed to the grant's handler as a FrameChannel. Everything else is closed
- * without an answer: an unknown ticket, a bad tag, a hello that does not come in time, a
- * connection past the grant's cap or past the listener's cap of connections still in hello.
- * A grant ends with the stream that asked for it, and its connections with it.
+ * The serving end of the data plane, as the agent's main thread sees it: listeners beside
+ * libp2p's (listener.ts), one per thread (serve-worker.ts) when the agent runs built, each on
+ * a port of its own; one on the main thread when running from sources (a worker cannot load
+ * a .ts file) or when no thread starts.
+ *
+ * A sync stream that asks for the plane gets a grant: the ports, a ticket and a session key,
+ * over the stream (cipher.ts). Its connections ask for blobs by hash and the grant's
+ * `resolve` (the export, which stays on this thread) says where each one is. A grant ends
+ * with the stream that asked for it, and its connections with it.
  */
-import net from 'node:net'
 import { randomBytes } from 'node:crypto'
-import { socketChannel, type FrameChannel } from '../../common/channel.js'
+import { existsSync } from 'node:fs'
+import { fileURLToPath } from 'node:url'
+import { Worker } from 'node:worker_threads'
 import { createLogger } from '../../common/log.js'
-import { frameCipher, newPlaneKey, newPlaneNonce, PLANE_TAG_BYTES } from './cipher.js'
-import { CLIENT_HELLO_BYTES, PLANE_HELLO_TIMEOUT_MS, PLANE_MAGIC, PLANE_TICKET_BYTES, readExactly } from './hello.js'
+import { HASH_BYTES } from '../types.js'
+import { newPlaneKey } from './cipher.js'
+import { PLANE_TICKET_BYTES } from './hello.js'
+import { PlaneListener, type Found, type ListenerHooks } from './listener.js'
+import type { ServeEvent, ServeJob } from './serve-worker.js'
+
+export { MAX_PLANE_CONNECTIONS } from './listener.js'
 
 const log = createLogger('sync')
-
-/** Connections one grant may open (the puller's parallel connections). */
-export const MAX_PLANE_CONNECTIONS = 8
-/** Connections not yet past their hello, all grants together; more are closed at once. */
-export const MAX_PLANE_HELLOS = 64
+const WORKER_URL = new URL('./serve-worker.js', import.meta.url)
+/** A listener thread that does not say its port in this long is given up. */
+const THREAD_START_TIMEOUT_MS = 10_000
 
 export interface PlaneGrant {
-  port: number
+  /** One port per listener: a puller spreads its connections over them. */
+  ports: number[]
   ticket: Uint8Array
   key: Uint8Array
 }
 
+/** Where one blob of the export is (a record's bytes, a chunk's file), undefined when not in it. */
+export type Resolve = (hash: Uint8Array) => Found | undefined
+
 interface Grant {
-  key: Buffer
-  serve: (channel: FrameChannel) => Promise<void>
-  maxFrameBytes: number
-  live: Set<net.Socket>
+  resolve: Resolve
+  /** Connections at each listener, by its index. */
+  live: Map<number, number>
+}
+
+/** One listener, in a thread or on this one. */
+interface Lane {
+  port: number
+  grant: (ticket: string, key: Uint8Array, maxFrameBytes: number) => void
+  end: (ticket: string) => void
+  close: () => Promise<void>
 }
 
 export class PlaneServer {
   private readonly grants = new Map<string, Grant>()
-  private hellos = 0
+  private lanes: Lane[] = []
 
-  private constructor (private readonly server: net.Server) {
-    server.on('connection', (socket) => { this.accept(socket) })
-  }
+  private constructor () {}
 
-  /** Listens on `host` (an address of this machine), on a port the system picks. */
-  static async listen (host: string): Promise<PlaneServer> {
-    const server = net.createServer({ noDelay: true })
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject)
-      server.listen({ host, port: 0 }, () => { server.off('error', reject); resolve() })
-    })
-    server.on('error', (err) => { log.warn('the data plane listener failed', err) })
-    return new PlaneServer(server)
-  }
-
-  get port (): number {
-    return (this.server.address() as net.AddressInfo).port
+  /**
+   * Listens on `host` (an address of this machine): `threads` listeners in threads of their
+   * own, or one on this thread when running from sources.
+   */
+  static async listen (host: string, threads = 1): Promise<PlaneServer> {
+    const s = new PlaneServer()
+    if (import.meta.url.endsWith('.js') && existsSync(fileURLToPath(WORKER_URL))) {
+      const started = await Promise.allSettled(Array.from({ length: threads }, async (_, i) => await s.startThread(host, i)))
+      s.lanes = started.flatMap((r) => r.status === 'fulfilled' ? [r.value] : [])
+      const failed = started.find((r) => r.status === 'rejected')
+      if (failed !== undefined) log.warn('a data plane thread did not start', failed.reason)
+    }
+    if (s.lanes.length === 0) s.lanes = [await s.startHere(host)]
+    return s
   }
 
   /**
-   * A grant for one sync stream: `serve` runs for each connection that opens it.
-   * `live()` counts its connections; `end()` closes them and refuses new ones.
+   * A grant for one sync stream. `live()` counts its connections; `end()` closes them and
+   * refuses new ones.
    */
-  grant (serve: (channel: FrameChannel) => Promise<void>, maxFrameBytes: number): { offer: PlaneGrant, live: () => number, end: () => void } {
+  grant (resolve: Resolve, maxFrameBytes: number): { offer: PlaneGrant, live: () => number, end: () => void } {
     const ticket = randomBytes(PLANE_TICKET_BYTES)
     const key = newPlaneKey()
     const id = ticket.toString('hex')
-    const g: Grant = { key, serve, maxFrameBytes, live: new Set() }
+    const g: Grant = { resolve, live: new Map() }
     this.grants.set(id, g)
+    for (const lane of this.lanes) lane.grant(id, key, maxFrameBytes)
     return {
-      offer: { port: this.port, ticket, key },
-      live: () => g.live.size,
+      offer: { ports: this.lanes.map((l) => l.port), ticket, key },
+      live: () => { let n = 0; for (const v of g.live.values()) n += v; return n },
       end: () => {
         this.grants.delete(id)
-        for (const s of g.live) s.destroy()
+        for (const lane of this.lanes) lane.end(id)
       }
     }
   }
@@ -83,45 +100,68 @@ export class PlaneServer {
   }
 
   async close (): Promise<void> {
-    for (const g of this.grants.values()) for (const s of g.live) s.destroy()
     this.grants.clear()
-    await new Promise<void>((resolve) => { this.server.close(() => { resolve() }) })
+    await Promise.all(this.lanes.splice(0).map(async (l) => { await l.close() }))
   }
 
-  private accept (socket: net.Socket): void {
-    socket.on('error', () => {})
-    if (this.hellos >= MAX_PLANE_HELLOS) {
-      socket.destroy()
-      return
+  private resolveAll (ticket: string, hashes: Uint8Array): Found[] {
+    const g = this.grants.get(ticket)
+    const found: Found[] = []
+    for (let off = 0; off < hashes.byteLength; off += HASH_BYTES) {
+      found.push(g?.resolve(hashes.subarray(off, off + HASH_BYTES)) ?? null)
     }
-    this.hellos++
-    let counted = true
-    const helloDone = (): void => {
-      if (counted) { counted = false; this.hellos-- }
+    return found
+  }
+
+  private noteLive (ticket: string, lane: number, n: number): void {
+    const g = this.grants.get(ticket)
+    g?.live.set(lane, n)
+  }
+
+  private async startHere (host: string): Promise<Lane> {
+    const hooks: ListenerHooks = {
+      resolve: async (ticket, hashes) => this.resolveAll(ticket, hashes),
+      live: (ticket, n) => { this.noteLive(ticket, 0, n) },
+      warn: (message, err) => { log.warn(message, err) }
     }
-    readExactly(socket, CLIENT_HELLO_BYTES, PLANE_HELLO_TIMEOUT_MS).then((hello) => {
-      helloDone()
-      const magic = hello.subarray(0, PLANE_MAGIC.byteLength)
-      const ticket = hello.subarray(PLANE_MAGIC.byteLength, PLANE_MAGIC.byteLength + PLANE_TICKET_BYTES)
-      const clientNonce = hello.subarray(PLANE_MAGIC.byteLength + PLANE_TICKET_BYTES)
-      const g = magic.equals(PLANE_MAGIC) ? this.grants.get(ticket.toString('hex')) : undefined
-      if (g === undefined || g.live.size >= MAX_PLANE_CONNECTIONS) {
-        socket.destroy()
-        return
-      }
-      g.live.add(socket)
-      socket.once('close', () => { g.live.delete(socket) })
-      const serverNonce = newPlaneNonce()
-      socket.write(serverNonce)
-      const channel = socketChannel(socket, g.maxFrameBytes + PLANE_TAG_BYTES, frameCipher(g.key, clientNonce, serverNonce, false))
-      socket.resume()
-      g.serve(channel).catch((err: unknown) => {
-        log.debug('a data plane connection failed', err)
-        channel.destroy(err as Error)
+    const l = await PlaneListener.listen(host, hooks)
+    return {
+      port: l.port,
+      grant: (ticket, key, max) => { l.grant(ticket, key, max) },
+      end: (ticket) => { l.end(ticket) },
+      close: async () => { await l.close() }
+    }
+  }
+
+  private async startThread (host: string, index: number): Promise<Lane> {
+    const w = new Worker(WORKER_URL, { workerData: { host } })
+    w.unref()
+    const post = (job: ServeJob): void => { w.postMessage(job) }
+    const port = await new Promise<number>((resolve, reject) => {
+      const timer = setTimeout(() => { reject(new Error(`no port within ${THREAD_START_TIMEOUT_MS} ms`)) }, THREAD_START_TIMEOUT_MS)
+      w.once('error', (err) => { clearTimeout(timer); reject(err) })
+      w.on('message', (ev: ServeEvent) => {
+        if (ev.t === 'listening') {
+          clearTimeout(timer)
+          resolve(ev.port)
+        } else if (ev.t === 'resolve') {
+          post({ t: 'found', req: ev.req, found: this.resolveAll(ev.ticket, ev.hashes) })
+        } else if (ev.t === 'live') {
+          this.noteLive(ev.ticket, index, ev.n)
+        } else {
+          log.warn(`${ev.message}: ${ev.error}`)
+        }
       })
-    }, () => {
-      helloDone()
-      socket.destroy()
-    })
+    }).catch(async (err: unknown) => { await w.terminate(); throw err })
+    w.on('error', (err) => { log.warn('a data plane thread failed', err) })
+    const lane: Lane = {
+      port,
+      grant: (ticket, key, maxFrameBytes) => { post({ t: 'grant', ticket, key, maxFrameBytes }) },
+      end: (ticket) => { post({ t: 'end', ticket }) },
+      close: async () => { await w.terminate() }
+    }
+    // a thread that died takes its port out of the grants to come
+    w.once('exit', () => { this.lanes = this.lanes.filter((l) => l !== lane) })
+    return lane
   }
 }
