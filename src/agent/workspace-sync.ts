@@ -13,7 +13,7 @@ import { VgridError, clipText } from '../common/errors.js'
 import type { FrameChannel } from '../common/channel.js'
 import type { Grid } from '../grid/index.js'
 import {
-  ChunkStore, ExportRegistry, PlaneServer, PlanePullers, planeConnections, dialPlane, type PlaneGrant, type Lane, StatWorker, BlobFetcher, StatCache, EncodeMemo, SYNC_PROTOCOL, SYNC_MAX_FRAME_BYTES,
+  ChunkStore, ExportRegistry, FileWriter, PlaneServer, PlanePullers, planeConnections, dialPlane, type PlaneGrant, type Lane, StatWorker, BlobFetcher, StatCache, EncodeMemo, SYNC_PROTOCOL, SYNC_MAX_FRAME_BYTES,
   scanWorkspace, decodeTree, encodeTree, applyOutputs, syncCopy, saveBase, forgetBase, nodeAt, hexOf, loadIgnoreRules,
   readChunkAt, type DirNode, type ChunkSource, type SyncCopyResult, type SyncProgress, type WorkspaceRef
 } from '../fs-sync/index.js'
@@ -102,6 +102,8 @@ export class WorkspaceSync {
    * agent pulls (a member that never runs guests never starts it), ready for the next.
    */
   private statWorker: StatWorker | undefined
+  /** Writes the small files of the copies, started with the stat worker. */
+  private fileWriter: FileWriter | undefined
   private statWorkerTried = false
   /** The threads of this agent's data plane connections, started by its first pull over the plane. */
   private pullers: PlanePullers | undefined
@@ -156,6 +158,7 @@ export class WorkspaceSync {
     await this.plane?.close()
     await this.pullers?.close()
     await this.statWorker?.close()
+    await this.fileWriter?.close()
     await this.store.close()
   }
 
@@ -315,10 +318,12 @@ export class WorkspaceSync {
     if (!this.statWorkerTried) {
       this.statWorkerTried = true
       this.statWorker = StatWorker.start()
+      this.fileWriter = FileWriter.start()
     }
     try {
       const synced = await syncCopy({
         copyDir, root: offer.root, store: this.store, statCache: cache, ...(this.statWorker !== undefined ? { statWorker: this.statWorker } : {}),
+        ...(this.fileWriter !== undefined ? { fileWriter: this.fileWriter } : {}),
         openFetcher: async () => {
           fetcher = await this.openFetcher(submitter, offer.session, signal)
           return fetcher

@@ -26,7 +26,8 @@ import { diffTrees } from './diff.js'
 import { assertTreeNames, planChanges } from './plan-changes.js'
 import { runPool } from './run-pool.js'
 import { removeTree } from './remove-tree.js'
-import { discardTemp, isCode, writeTempFile, writeTempLink } from './write-file.js'
+import { checkSmallFile, discardTemp, isCode, writeTempFile, writeTempLink } from './write-file.js'
+import { WRITER_CONCURRENCY, type FileWriter } from './file-writer.js'
 import { patchFile } from './patch-file.js'
 import type { ChunkReader, DirNode, Node } from './types.js'
 
@@ -53,6 +54,11 @@ export interface MaterializeOptions {
   concurrency?: number
   /** Told at once of a file that could not be written (the ones in flight still finish before materialize throws). */
   onError?: (err: unknown) => void
+  /**
+   * A thread that writes small files (one chunk at most): up to WRITER_CONCURRENCY files are
+   * then in flight, of which at most `concurrency` are bigger ones.
+   */
+  writer?: FileWriter
 }
 
 export interface MaterializeResult {
@@ -64,10 +70,12 @@ export interface MaterializeResult {
   bytes: number
   /**
    * What it created, relative: directories made, files written anew (not patched in place)
-   * and symlinks; with no base, undefined (it may have kept entries of unknown origin).
-   * Everything else in the copy was there before, untouched.
+   * and symlinks; with no base, undefined (it may have kept entries of unknown origin),
+   * unless the directory was empty. Everything else in the copy was there before, untouched.
    */
   made?: string[]
+  /** The directory was empty: `made` is everything in it. */
+  fresh?: true
 }
 
 export async function materialize (
@@ -84,7 +92,9 @@ export async function materialize (
   const result: MaterializeResult = { written: 0, deleted: 0, bytes: 0 }
   const made: string[] = []
   const progress: MaterializeProgress = { files: 0, bytes: 0 }
-  if (base === undefined) result.deleted += await removeStale(dir, '', next, signal)
+  // A directory that held nothing: all it holds after is ours, and `made` says all of it.
+  const empty = base === undefined && (await fs.readdir(dir)).length === 0
+  if (base === undefined && !empty) result.deleted += await removeStale(dir, '', next, signal)
   const plan = planChanges(diffTrees(base, next))
   const resolve = createSafeResolver(dir)
 
@@ -102,7 +112,11 @@ export async function materialize (
     if (await makeDir(await resolve(d.path))) made.push(d.path)
   }
 
-  await runPool(plan.files, opts.concurrency ?? MATERIALIZE_CONCURRENCY, async ({ path: rel, node, old }) => {
+  const concurrency = opts.concurrency ?? MATERIALIZE_CONCURRENCY
+  const writer = opts.writer?.available === true ? opts.writer : undefined
+  // with a writer thread, many small files are in flight and the bigger ones take turns
+  const bigSlots = new Slots(concurrency)
+  await runPool(plan.files, writer !== undefined ? Math.max(concurrency, WRITER_CONCURRENCY) : concurrency, async ({ path: rel, node, old }) => {
     const abs = await resolve(rel)
     const mode = node.exec ? FILE_MODE_EXEC : FILE_MODE_PLAIN
     const onBytes = (n: number): void => {
@@ -110,17 +124,40 @@ export async function materialize (
       progress.bytes += n
       opts.onProgress?.({ ...progress })
     }
-    // A big file whose edit kept its chunks' lengths: only what changed is written.
-    const patched = await patchFile(abs, old, node, readChunk, mode, onBytes).catch((err: unknown) => { opts.onError?.(err); throw err })
-    if (!patched) {
-      const tmp = await writeTempFile(path.dirname(abs), node, readChunk, {
-        createMode: TEMP_CREATE_MODE,
-        chmod: mode,
-        ...(signal !== undefined ? { signal } : {}),
-        onBytes
-      }).catch((err: unknown) => { opts.onError?.(err); throw err })
-      await replaceWith(tmp, abs)
+    if (writer !== undefined && node.chunks.length <= 1) {
+      const data = node.chunks.length === 0 ? new Uint8Array(0) : await readChunk(node.chunks[0]!)
+      signal?.throwIfAborted()
+      try {
+        checkSmallFile(node, data)
+        const { tmp } = await writer.write({ dir: path.dirname(abs), abs, data, createMode: TEMP_CREATE_MODE, mode, mtimeMs: node.mtimeMs })
+        if (tmp !== undefined) await replaceWith(tmp, abs)
+      } catch (err) {
+        opts.onError?.(err)
+        throw err
+      }
+      onBytes(data.byteLength)
       made.push(rel)
+      result.written++
+      progress.files++
+      opts.onProgress?.({ ...progress })
+      return
+    }
+    if (writer !== undefined) await bigSlots.take()
+    try {
+      // A big file whose edit kept its chunks' lengths: only what changed is written.
+      const patched = await patchFile(abs, old, node, readChunk, mode, onBytes).catch((err: unknown) => { opts.onError?.(err); throw err })
+      if (!patched) {
+        const tmp = await writeTempFile(path.dirname(abs), node, readChunk, {
+          createMode: TEMP_CREATE_MODE,
+          chmod: mode,
+          ...(signal !== undefined ? { signal } : {}),
+          onBytes
+        }).catch((err: unknown) => { opts.onError?.(err); throw err })
+        await replaceWith(tmp, abs)
+        made.push(rel)
+      }
+    } finally {
+      if (writer !== undefined) bigSlots.give()
     }
     result.written++
     progress.files++
@@ -134,7 +171,28 @@ export async function materialize (
     result.written++
   }, signal)
 
-  return base === undefined ? result : { ...result, made }
+  return base === undefined && !empty ? result : { ...result, made, ...(empty ? { fresh: true as const } : {}) }
+}
+
+/** At most `n` holders at once; the others wait in order. */
+class Slots {
+  private readonly waiting: Array<() => void> = []
+
+  constructor (private free: number) {}
+
+  async take (): Promise<void> {
+    if (this.free > 0) {
+      this.free--
+      return
+    }
+    await new Promise<void>((resolve) => { this.waiting.push(resolve) })
+  }
+
+  give (): void {
+    const next = this.waiting.shift()
+    if (next !== undefined) next()
+    else this.free++
+  }
 }
 
 /**

@@ -22,6 +22,7 @@ import { checkCopy, markChanged } from './copy-check.js'
 import { removeTree } from './remove-tree.js'
 import type { StatCache } from './stat-cache.js'
 import type { StatWorker } from './stat-workers.js'
+import type { FileWriter } from './file-writer.js'
 import { createLogger } from '../common/log.js'
 
 const log = createLogger('sync')
@@ -68,6 +69,8 @@ export interface SyncCopyResult {
    * scratch (and for an untouched copy, which needs nothing).
    */
   made?: string[]
+  /** The copy was empty before this sync: `made` is all it holds. */
+  fresh?: true
 }
 
 const BASE_ROOT_SUFFIX = '.root'
@@ -135,6 +138,8 @@ export async function syncCopy (opts: {
   statCache?: StatCache
   /** A thread that does half of the check's stats. */
   statWorker?: StatWorker
+  /** A thread that writes the small files. */
+  fileWriter?: FileWriter
   signal?: AbortSignal
   onProgress?: (p: SyncProgress) => void
 }): Promise<SyncCopyResult> {
@@ -255,8 +260,9 @@ export async function syncCopy (opts: {
     return await unlessStopped(fetcher.fetch(ref.hash, ref.size))
   }
   let lastReport = 0
-  const { made } = await materialize(copyDir, onDisk, tree, readChunk, {
+  const { made, fresh } = await materialize(copyDir, onDisk, tree, readChunk, {
     ...(opts.signal !== undefined ? { signal: opts.signal } : {}),
+    ...(opts.fileWriter !== undefined ? { writer: opts.fileWriter } : {}),
     onError: (err) => { stop.abort(err) },
     onProgress: ({ files }) => {
       p.files = files
@@ -273,6 +279,7 @@ export async function syncCopy (opts: {
   return {
     tree, rootHash: fetcher.root, progress: p, written,
     ...(made !== undefined ? { made } : {}),
+    ...(fresh === true ? { fresh } : {}),
     ...(repaired !== undefined ? { repaired } : {}),
     ...(refetched.size > 0 ? { refetched: [...refetched].map(([why, blobs]) => ({ why, blobs })) } : {})
   }

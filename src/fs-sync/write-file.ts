@@ -160,6 +160,12 @@ function checkFileSize (bytes: number, node: FileNode): void {
   }
 }
 
+/** Checks a one-chunk file's bytes against its entry: what a small file's write starts with. */
+export function checkSmallFile (node: FileNode, data: Uint8Array): void {
+  if (node.chunks[0] !== undefined) checkChunkSize(data, node.chunks[0].size)
+  checkFileSize(data.byteLength, node)
+}
+
 /**
  * A file of one chunk (at most 256 KiB, most files of a source tree) is written with
  * blocking calls once its bytes are in memory: open, write, chmod, utimes and close as five
@@ -167,14 +173,24 @@ function checkFileSize (bytes: number, node: FileNode): void {
  * 3.2–4.2 s instead of 6.2–8.3 s on 2 cores).
  */
 function writeSmallTemp (dir: string, node: FileNode, data: Uint8Array, opts: TempFileOptions): string {
-  if (node.chunks[0] !== undefined) checkChunkSize(data, node.chunks[0].size)
-  checkFileSize(data.byteLength, node)
+  checkSmallFile(node, data)
+  const tmp = writeSmallData(dir, data, node.mtimeMs, opts.createMode, opts.chmod)
+  opts.onBytes?.(data.byteLength)
+  return tmp
+}
+
+/**
+ * Blocking: `data` to a new temp in `dir` with the mode (`chmod`: exact, after the create)
+ * and mtime given; returns the temp's path. On failure the temp is removed. Also run by the
+ * file writer's thread (file-writer-worker.ts).
+ */
+export function writeSmallData (dir: string, data: Uint8Array, mtimeMs: number, createMode: number, chmod?: number): string {
   let fd: number | undefined
   let tmp = ''
   for (let i = 1; fd === undefined; i++) {
     tmp = tempPath(dir)
     try {
-      fd = openSync(tmp, 'wx', opts.createMode)
+      fd = openSync(tmp, 'wx', createMode)
     } catch (err) {
       if (!isCode(err, 'EEXIST') || i >= TEMP_NAME_TRIES) throw err
     }
@@ -182,9 +198,9 @@ function writeSmallTemp (dir: string, node: FileNode, data: Uint8Array, opts: Te
   let open = true
   try {
     for (let off = 0; off < data.byteLength;) off += writeSync(fd, data, off, data.byteLength - off, off)
-    if (opts.chmod !== undefined) fchmodSync(fd, opts.chmod)
+    if (chmod !== undefined) fchmodSync(fd, chmod)
     // last, after every write: a write would move mtime again
-    const mtime = utimeSeconds(node.mtimeMs)
+    const mtime = utimeSeconds(mtimeMs)
     futimesSync(fd, mtime, mtime)
     open = false
     closeSync(fd)
@@ -195,7 +211,6 @@ function writeSmallTemp (dir: string, node: FileNode, data: Uint8Array, opts: Te
     try { unlinkSync(tmp) } catch {}
     throw err
   }
-  opts.onBytes?.(data.byteLength)
   return tmp
 }
 

@@ -6,6 +6,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { materialize } from '../../src/fs-sync/materialize.js'
 import { READ_AHEAD_CHUNKS, TEMP_PREFIX } from '../../src/fs-sync/write-file.js'
 import type { ChunkReader, DirNode, FileNode, Node } from '../../src/fs-sync/types.js'
+import type { FileWriter } from '../../src/fs-sync/file-writer.js'
 import { buildTree, ChunkMap, file, link, readDisk, TEST_MTIME_MS, type DirSpec } from '../helpers/fs-sync-trees.js'
 
 let tmp: string
@@ -52,7 +53,11 @@ describe('materialize', () => {
       latest: '-> src/main.c',
       empty: {}
     })
-    expect(result).toEqual({ written: 5, deleted: 0, bytes: 8 + 25 + 12 + 15 })
+    // the directory was empty: what it made is all it holds (the hand-over needs no walk)
+    expect({ ...result, made: result.made?.sort() }).toEqual({
+      written: 5, deleted: 0, bytes: 8 + 25 + 12 + 15, fresh: true,
+      made: ['README.md', 'bin', 'bin/build.sh', 'empty', 'latest', 'src', 'src/lib', 'src/lib/util.c', 'src/main.c']
+    })
     const sh = await fs.stat(path.join(copy, 'bin/build.sh'))
     const md = await fs.stat(path.join(copy, 'README.md'))
     expect(sh.mode & 0o777).toBe(0o755)
@@ -189,6 +194,9 @@ describe('materialize', () => {
       empty: {}
     })
     expect(result.deleted).toBe(5)
+    // entries it kept were not its own: it cannot say what is (the hand-over walks it all)
+    expect(result.made).toBeUndefined()
+    expect(result.fresh).toBeUndefined()
     expect(await fs.readdir(sentinel)).toEqual([])
   })
 
@@ -258,5 +266,55 @@ describe('materialize: a big file whose chunks kept their lengths', () => {
     await sync(base, { 'big.bin': file(many) }, chunks)
     expect(await ino('big.bin')).not.toBe(before)
     expect(Buffer.compare(await fs.readFile(path.join(copy, 'big.bin')), many)).toBe(0)
+  })
+})
+
+describe('materialize with a writer thread', () => {
+  // The thread loads the built worker: the writer comes from dist (tests run after a build).
+  let writer: FileWriter
+  let handed = 0
+  let real: FileWriter
+  beforeEach(async () => {
+    const built = new URL('../../dist/src/fs-sync/file-writer.js', import.meta.url).href
+    const { FileWriter: Built } = await import(built) as { FileWriter: typeof FileWriter }
+    real = Built.start()!
+    handed = 0
+    writer = {
+      get available () { return real.available },
+      write: async (f: Parameters<FileWriter['write']>[0]) => { handed++; return await real.write(f) }
+    } as unknown as FileWriter
+  })
+  afterEach(async () => { await real.close() })
+
+  it('writes the small files in the thread, with the same modes, mtimes and links', async () => {
+    const chunks = new ChunkMap()
+    const tree = buildTree(PROJECT, chunks)
+    const result = await materialize(copy, undefined, tree, chunks.reader, { writer })
+    expect(await readDisk(copy)).toEqual({
+      'README.md': '# hello\n',
+      src: { 'main.c': 'int main() { return 0; }\n', lib: { 'util.c': 'void f() {}\n' } },
+      bin: { 'build.sh': '#!/bin/sh\nmake\n' },
+      latest: '-> src/main.c',
+      empty: {}
+    })
+    expect(handed).toBe(4)
+    expect(result).toMatchObject({ written: 5, bytes: 8 + 25 + 12 + 15, fresh: true })
+    expect((await fs.stat(path.join(copy, 'bin/build.sh'))).mode & 0o777).toBe(0o755)
+    expect((await fs.stat(path.join(copy, 'README.md'))).mode & 0o777).toBe(0o644)
+    expect(Math.floor((await fs.stat(path.join(copy, 'README.md'))).mtimeMs)).toBe(TEST_MTIME_MS)
+    expect(await tempsUnder(copy)).toEqual([])
+  })
+
+  it('replaces a directory found where a file goes (the base did not know of it)', async () => {
+    const chunks = new ChunkMap()
+    const base = buildTree({ f: 'old', g: 'kept' }, chunks)
+    await materialize(copy, undefined, base, chunks.reader, { writer })
+    await fs.rm(path.join(copy, 'f'))
+    await fs.mkdir(path.join(copy, 'f/inner'), { recursive: true })
+    await fs.writeFile(path.join(copy, 'f/inner/x'), 'in the way')
+    const next = buildTree({ f: 'new', g: 'kept' }, chunks)
+    await materialize(copy, base, next, chunks.reader, { writer })
+    expect(await readDisk(copy)).toEqual({ f: 'new', g: 'kept' })
+    expect(await tempsUnder(copy)).toEqual([])
   })
 })
