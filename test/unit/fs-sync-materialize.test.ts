@@ -31,6 +31,14 @@ const PROJECT: DirSpec = {
   latest: link('src/main.c'),
   empty: {}
 }
+/** PROJECT as readDisk sees it once written. */
+const PROJECT_ON_DISK = {
+  'README.md': '# hello\n',
+  src: { 'main.c': 'int main() { return 0; }\n', lib: { 'util.c': 'void f() {}\n' } },
+  bin: { 'build.sh': '#!/bin/sh\nmake\n' },
+  latest: '-> src/main.c',
+  empty: {}
+}
 
 async function sync (base: DirNode | undefined, spec: DirSpec, chunks = new ChunkMap()): Promise<{ tree: DirNode, result: Awaited<ReturnType<typeof materialize>> }> {
   const tree = buildTree(spec, chunks)
@@ -46,13 +54,7 @@ async function tempsUnder (dir: string): Promise<string[]> {
 describe('materialize', () => {
   it('writes a new copy: files, directories, symlinks, exec bits and mtimes', async () => {
     const { result } = await sync(undefined, PROJECT)
-    expect(await readDisk(copy)).toEqual({
-      'README.md': '# hello\n',
-      src: { 'main.c': 'int main() { return 0; }\n', lib: { 'util.c': 'void f() {}\n' } },
-      bin: { 'build.sh': '#!/bin/sh\nmake\n' },
-      latest: '-> src/main.c',
-      empty: {}
-    })
+    expect(await readDisk(copy)).toEqual(PROJECT_ON_DISK)
     // the directory was empty: what it made is all it holds (the hand-over needs no walk)
     expect({ ...result, made: result.made?.sort() }).toEqual({
       written: 5, deleted: 0, bytes: 8 + 25 + 12 + 15, fresh: true,
@@ -186,13 +188,7 @@ describe('materialize', () => {
     await fs.symlink(sentinel, path.join(copy, 'bin'))
     await fs.mkdir(path.join(copy, 'README.md'))
     const { result } = await sync(undefined, PROJECT)
-    expect(await readDisk(copy)).toEqual({
-      'README.md': '# hello\n',
-      src: { 'main.c': 'int main() { return 0; }\n', lib: { 'util.c': 'void f() {}\n' } },
-      bin: { 'build.sh': '#!/bin/sh\nmake\n' },
-      latest: '-> src/main.c',
-      empty: {}
-    })
+    expect(await readDisk(copy)).toEqual(PROJECT_ON_DISK)
     expect(result.deleted).toBe(5)
     // entries it kept were not its own: it cannot say what is (the hand-over walks it all)
     expect(result.made).toBeUndefined()
@@ -290,13 +286,7 @@ describe('materialize with a writer thread', () => {
     const chunks = new ChunkMap()
     const tree = buildTree(PROJECT, chunks)
     const result = await materialize(copy, undefined, tree, chunks.reader, { writer })
-    expect(await readDisk(copy)).toEqual({
-      'README.md': '# hello\n',
-      src: { 'main.c': 'int main() { return 0; }\n', lib: { 'util.c': 'void f() {}\n' } },
-      bin: { 'build.sh': '#!/bin/sh\nmake\n' },
-      latest: '-> src/main.c',
-      empty: {}
-    })
+    expect(await readDisk(copy)).toEqual(PROJECT_ON_DISK)
     expect(handed).toBe(4)
     expect(result).toMatchObject({ written: 5, bytes: 8 + 25 + 12 + 15, fresh: true })
     expect((await fs.stat(path.join(copy, 'bin/build.sh'))).mode & 0o777).toBe(0o755)
