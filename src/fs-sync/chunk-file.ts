@@ -58,3 +58,30 @@ export function chunkFileSync (path: string, p: CdcParams = DEFAULT_CDC, opts: {
   }
   return out
 }
+
+/**
+ * The chunks of the bytes of `path` from `from` on, cut as if a chunk began there, reading no
+ * further than `limit` (or to the end of the file): one segment of a big file cut by several
+ * threads (segments.ts joins them). `eof`: the read reached the end of the file (else the
+ * last chunk ends at `limit` only because the read stopped there).
+ */
+export function chunkRangeSync (path: string, from: number, limit: number, p: CdcParams = DEFAULT_CDC): { refs: ChunkRef[], eof: boolean } {
+  const cfg = cdcConfig(p)
+  const refs: ChunkRef[] = []
+  const fd = openSync(path, 'r')
+  let pos = from
+  let eof = false
+  try {
+    cutSource((buf, at, len) => {
+      const want = Math.min(len, limit - pos)
+      if (want <= 0) return 0
+      const n = readSync(fd, buf, at, want, pos)
+      if (n < want) eof = true
+      pos += n
+      return n
+    }, cfg, hasher(refs))
+  } finally {
+    closeSync(fd)
+  }
+  return { refs, eof }
+}

@@ -5,21 +5,26 @@
  */
 import { parentPort } from 'node:worker_threads'
 import { chunkFileSync } from './fastcdc.js'
-import { HASH_BYTES } from './types.js'
+import { chunkRangeSync } from './chunk-file.js'
+import { HASH_BYTES, type ChunkRef } from './types.js'
 
-export interface WorkerJob { id: number, path: string }
+/** `from`/`limit`: one segment of the file (segments.ts), else all of it. */
+export interface WorkerJob { id: number, path: string, from?: number, limit?: number }
 export type WorkerReply =
-  | { id: number, hashes: Uint8Array, sizes: Uint32Array }
+  | { id: number, hashes: Uint8Array, sizes: Uint32Array, eof: boolean }
   | { id: number, error: { message: string, code?: string } }
 
 parentPort?.on('message', (job: WorkerJob) => {
   let reply: WorkerReply
   try {
-    const refs = chunkFileSync(job.path)
+    let refs: ChunkRef[]
+    let eof = true
+    if (job.from !== undefined) ({ refs, eof } = chunkRangeSync(job.path, job.from, job.limit ?? Infinity))
+    else refs = chunkFileSync(job.path)
     const hashes = new Uint8Array(refs.length * HASH_BYTES)
     const sizes = new Uint32Array(refs.length)
     refs.forEach((r, i) => { hashes.set(r.hash, i * HASH_BYTES); sizes[i] = r.size })
-    reply = { id: job.id, hashes, sizes }
+    reply = { id: job.id, hashes, sizes, eof }
     parentPort!.postMessage(reply, [hashes.buffer, sizes.buffer])
   } catch (err) {
     const e = err as NodeJS.ErrnoException

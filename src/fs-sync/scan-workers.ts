@@ -13,6 +13,7 @@ import { fileURLToPath } from 'node:url'
 import { Worker } from 'node:worker_threads'
 import type { WorkerJob, WorkerReply } from './scan-worker.js'
 import { HASH_BYTES, type ChunkRef } from './types.js'
+import { SEGMENT_OVERLAP_BYTES, joinSegments, segmentStarts } from './segments.js'
 
 /** Below this a file is hashed on the main thread: the round trip would cost more than it saves. */
 export const WORKER_MIN_FILE_BYTES = 4 * 1024 * 1024
@@ -28,7 +29,7 @@ export function defaultScanWorkers (): number {
 }
 
 interface Pending {
-  resolve: (refs: ChunkRef[]) => void
+  resolve: (got: { refs: ChunkRef[], eof: boolean }) => void
   reject: (err: Error) => void
 }
 
@@ -43,11 +44,28 @@ export class WorkerPool {
 
   constructor (private readonly size: number) {}
 
-  /** The chunks of the file at `path`, cut in a worker. */
-  async chunk (path: string): Promise<ChunkRef[]> {
+  /**
+   * The chunks of the file at `path` (`size` bytes by its stat), cut in a worker, or by several
+   * at once in segments (segments.ts) when it is big enough and more than one may run: the
+   * changed 300 MB file of an edit is then hashed in half the time on two cores.
+   */
+  async chunk (path: string, size = 0): Promise<ChunkRef[]> {
+    const starts = segmentStarts(size, this.size)
+    if (starts.length > 1) {
+      const segs = await Promise.all(starts.map(async (from, i) => {
+        const limit = i + 1 < starts.length ? starts[i + 1]! + SEGMENT_OVERLAP_BYTES : Infinity
+        return { from, limit, ...await this.run({ path, from, limit }) }
+      }))
+      const joined = joinSegments(segs)
+      if (joined !== undefined) return joined
+    }
+    return (await this.run({ path })).refs
+  }
+
+  private async run (job: Omit<WorkerJob, 'id'>): Promise<{ refs: ChunkRef[], eof: boolean }> {
     if (this.closed) throw new Error('the scan is over')
-    return await new Promise<ChunkRef[]>((resolve, reject) => {
-      this.waiting.push({ job: { id: this.nextId++, path }, p: { resolve, reject } })
+    return await new Promise((resolve, reject) => {
+      this.waiting.push({ job: { id: this.nextId++, ...job }, p: { resolve, reject } })
       this.pump()
     })
   }
@@ -87,7 +105,7 @@ export class WorkerPool {
       if (!this.closed) this.idle.push(w)
       if (p !== undefined) {
         if ('error' in reply) p.reject(Object.assign(new Error(reply.error.message), { code: reply.error.code }))
-        else p.resolve(unpack(reply.hashes, reply.sizes))
+        else p.resolve({ refs: unpack(reply.hashes, reply.sizes), eof: reply.eof })
       }
       this.pump()
     })

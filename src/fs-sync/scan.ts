@@ -163,7 +163,7 @@ class Scanner {
     // Enough files in flight to keep every worker busy and the main thread on small ones.
     this.queue = new HashQueue((opts.concurrency ?? HASH_CONCURRENCY) + workers, this.signal)
     this.chunk = opts.chunkFile ?? (async (p, size, signal) => this.pool !== undefined && size >= WORKER_MIN_FILE_BYTES
-      ? await this.pool.chunk(p)
+      ? await this.pool.chunk(p, size)
       : await defaultChunkFn(p, size, signal))
   }
 
