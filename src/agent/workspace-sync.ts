@@ -15,7 +15,7 @@ import type { Grid } from '../grid/index.js'
 import {
   ChunkStore, ExportRegistry, FileWriter, PlaneServer, PlanePullers, planeConnections, dialPlane, type PlaneGrant, type Lane, StatWorker, BlobFetcher, StatCache, EncodeMemo, SYNC_PROTOCOL, SYNC_MAX_FRAME_BYTES,
   scanWorkspace, decodeTree, encodeTree, applyOutputs, syncCopy, saveBase, forgetBase, nodeAt, hexOf, loadIgnoreRules,
-  readChunkAt, type DirNode, type ChunkSource, type SyncCopyResult, type SyncProgress, type WorkspaceRef
+  readChunkAt, prepareCopy, type PreparedCopy, type DirNode, type ChunkSource, type SyncCopyResult, type SyncProgress, type WorkspaceRef
 } from '../fs-sync/index.js'
 import type { ExecEvent } from '../exec/index.js'
 import { createLogger } from '../common/log.js'
@@ -203,8 +203,13 @@ export class WorkspaceSync {
     return await this.scans.run(`${ref.dir}\0${ref.cwd}`, async () => await this.scanNow(ref, signal))
   }
 
+  /** What names a workspace's copies on an executor (with the submitter's id): known before its scan. */
+  workspaceKey (ref: WorkspaceRef): string {
+    return createHash('sha256').update(ref.dir).digest('hex').slice(0, 32)
+  }
+
   private async scanNow (ref: WorkspaceRef, signal?: AbortSignal): Promise<WorkspaceScan> {
-    const key = createHash('sha256').update(ref.dir).digest('hex').slice(0, 32)
+    const key = this.workspaceKey(ref)
     const { cache, memo } = await this.statCache(path.join(this.home, 'statcache', `${key}.bin`))
     const t0 = performance.now()
     const home = homeWithin(ref.dir, this.home)
@@ -310,20 +315,47 @@ export class WorkspaceSync {
     }
   }
 
-  async pullCopy (copyDir: string, submitter: string, offer: { session: string, root: Uint8Array }, send: Send, signal?: AbortSignal): Promise<SyncCopyResult> {
+  /** The threads a copy's check and sync use, started by the first copy this agent pulls. */
+  private startCopyThreads (): void {
+    if (this.statWorkerTried) return
+    this.statWorkerTried = true
+    this.statWorker = StatWorker.start()
+    this.fileWriter = FileWriter.start()
+  }
+
+  /**
+   * The check of a copy before its sync (prepareCopy), started while the submitter still
+   * scans; pullCopy takes its result. Never rejects: a failed check fails the pull instead.
+   */
+  async prepareCopy (copyDir: string, signal?: AbortSignal): Promise<() => Promise<PreparedCopy>> {
+    const { cache } = await this.statCache(copyDir + '.statcache', 0)
+    this.startCopyThreads()
+    const known = this.copyTrees.get(copyDir)
+    const p = prepareCopy({
+      copyDir, store: this.store, statCache: cache,
+      ...(this.statWorker !== undefined ? { statWorker: this.statWorker } : {}),
+      ...(known !== undefined ? { base: known } : {}),
+      ...(signal !== undefined ? { signal } : {})
+    })
+    const settled = p.then((v) => ({ v }), (err: unknown) => ({ err }))
+    return async () => {
+      const r = await settled
+      if ('err' in r) throw r.err
+      return r.v
+    }
+  }
+
+  async pullCopy (copyDir: string, submitter: string, offer: { session: string, root: Uint8Array }, send: Send, signal?: AbortSignal, prepared?: () => Promise<PreparedCopy>): Promise<SyncCopyResult> {
     let fetcher: BlobFetcher | undefined
     const t0 = performance.now()
     // The rescans' cache: it lets the check before reuse compare ctimes and inodes too.
     const { cache } = await this.statCache(copyDir + '.statcache', 0)
-    if (!this.statWorkerTried) {
-      this.statWorkerTried = true
-      this.statWorker = StatWorker.start()
-      this.fileWriter = FileWriter.start()
-    }
+    this.startCopyThreads()
     try {
       const synced = await syncCopy({
         copyDir, root: offer.root, store: this.store, statCache: cache, ...(this.statWorker !== undefined ? { statWorker: this.statWorker } : {}),
         ...(this.fileWriter !== undefined ? { fileWriter: this.fileWriter } : {}),
+        ...(prepared !== undefined ? { prepared: prepared() } : {}),
         openFetcher: async () => {
           fetcher = await this.openFetcher(submitter, offer.session, signal)
           return fetcher

@@ -122,7 +122,47 @@ async function writeBaseRoot (copyDir: string, rootHash: Hash): Promise<void> {
 }
 
 
-export async function syncCopy (opts: {
+/** The copy checked against its record, before the sync (prepareCopy). */
+export interface PreparedCopy {
+  /** The record the copy's last sync left, if still usable. */
+  base: DirNode | undefined
+  /** What the diff starts from: the record, with what the check found changed marked unknown. */
+  onDisk: DirNode | undefined
+  repaired: SyncCopyResult['repaired']
+}
+
+/**
+ * The first half of a sync, which needs nothing from the submitter: the copy's record, and
+ * what the disk says of it. An executor runs it while the submitter still scans (execute.ts),
+ * then hands it to syncCopy (`prepared`): nothing else may use the copy in between.
+ */
+export async function prepareCopy (opts: Pick<SyncCopyOptions, 'copyDir' | 'store' | 'base' | 'statCache' | 'statWorker' | 'signal'>): Promise<PreparedCopy> {
+  const { copyDir, store } = opts
+  // The copy's own directory may have been replaced too (by a link elsewhere): never enter it.
+  const top = lstatSync(copyDir, { throwIfNoEntry: false })
+  if (top !== undefined && !top.isDirectory()) await removeTree(copyDir)
+  mkdirSync(copyDir, { recursive: true })
+  let base = await currentBase(copyDir, store, opts.base)
+  let onDisk = base
+  let repaired: SyncCopyResult['repaired']
+  if (base !== undefined) {
+    const { statCache, statWorker, signal } = opts
+    const t0 = performance.now()
+    const check = await checkCopy(copyDir, base, { ...(statCache !== undefined ? { statCache } : {}), ...(statWorker !== undefined ? { statWorker } : {}), ...(signal !== undefined ? { signal } : {}) })
+    log.debug(`checked ${copyDir} in ${Math.round(performance.now() - t0)} ms${statWorker?.available === true ? ' (two threads)' : ''}: ${'unusable' in check ? check.unusable : `${check.changed.length} changed`}`)
+    if ('unusable' in check) {
+      // materialize then removes whatever the tree does not hold and rewrites every file.
+      base = onDisk = undefined
+      repaired = { whole: check.unusable }
+    } else if (check.changed.length > 0) {
+      onDisk = markChanged(base, check.changed)
+      repaired = { paths: check.changed }
+    }
+  }
+  return { base, onDisk, repaired }
+}
+
+export interface SyncCopyOptions {
   copyDir: string
   /** The root the submitter offers (as its exec request said). */
   root: Hash
@@ -142,30 +182,13 @@ export async function syncCopy (opts: {
   fileWriter?: FileWriter
   signal?: AbortSignal
   onProgress?: (p: SyncProgress) => void
-}): Promise<SyncCopyResult> {
+  /** What prepareCopy found, when the caller ran it ahead (else syncCopy runs it). */
+  prepared?: Promise<PreparedCopy>
+}
+
+export async function syncCopy (opts: SyncCopyOptions): Promise<SyncCopyResult> {
   const { copyDir, store, root } = opts
-  // The copy's own directory may have been replaced too (by a link elsewhere): never enter it.
-  const top = lstatSync(copyDir, { throwIfNoEntry: false })
-  if (top !== undefined && !top.isDirectory()) await removeTree(copyDir)
-  mkdirSync(copyDir, { recursive: true })
-  let base = await currentBase(copyDir, store, opts.base)
-  // What the diff starts from: the record, with what the check found changed marked unknown.
-  let onDisk = base
-  let repaired: SyncCopyResult['repaired']
-  if (base !== undefined) {
-    const { statCache, statWorker, signal } = opts
-    const t0 = performance.now()
-    const check = await checkCopy(copyDir, base, { ...(statCache !== undefined ? { statCache } : {}), ...(statWorker !== undefined ? { statWorker } : {}), ...(signal !== undefined ? { signal } : {}) })
-    log.debug(`checked ${copyDir} in ${Math.round(performance.now() - t0)} ms${statWorker?.available === true ? ' (two threads)' : ''}: ${'unusable' in check ? check.unusable : `${check.changed.length} changed`}`)
-    if ('unusable' in check) {
-      // materialize then removes whatever the tree does not hold and rewrites every file.
-      base = onDisk = undefined
-      repaired = { whole: check.unusable }
-    } else if (check.changed.length > 0) {
-      onDisk = markChanged(base, check.changed)
-      repaired = { paths: check.changed }
-    }
-  }
+  const { base, onDisk, repaired } = await (opts.prepared ?? prepareCopy(opts))
   if (base !== undefined && onDisk === base && opts.base !== undefined && base === opts.base.tree && hexOf(opts.base.rootHash) === hexOf(root)) {
     // Nothing changed since the last run: one comparison, no disk, no stream.
     const whole = treeStats(base)

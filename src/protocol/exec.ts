@@ -14,16 +14,24 @@ import { parseRunSpec, type RunSpec } from './session.js'
 export const EXEC_PROTOCOL = '/vgrid/exec/1.0.0'
 /**
  * An executor refuses a request of another version. 2: every exec request is a claim first
- * (agent/claim.ts). 3: detached runs and `attach` (agent/held.ts).
+ * (agent/claim.ts). 3: detached runs and `attach` (agent/held.ts). 4: a workspace offer may be
+ * pending, its session and root following the `go` (PendingWorkspace).
  */
-export const EXEC_PROTOCOL_VERSION = 3
+export const EXEC_PROTOCOL_VERSION = 4
 const TASK_ID_RE = /^[0-9a-f]{16}$/
 
 /** What the submitter exported for the executor to pull, and where its user has it (the guest sees it there). */
 export interface WorkspaceOffer { session: string, root: Uint8Array, key: string, path?: string }
+/**
+ * A workspace still being scanned when the request went out (a vrun from a workspace scanned
+ * before): the executor checks its copy meanwhile, and the session and root follow the `go`
+ * as a WorkspaceReady, before any input of the command.
+ */
+export interface PendingWorkspace { key: string, path?: string, pending: true }
+export interface WorkspaceReady { t: 'ws', session: string, root: Uint8Array }
 
 /** `detach`: a task that lives on without its owner's stream (held.ts), not a vrun. */
-export interface ExecRequest { t: 'exec', v: number, task: string, spec: RunSpec, ws?: WorkspaceOffer, user?: string, detach?: boolean }
+export interface ExecRequest { t: 'exec', v: number, task: string, spec: RunSpec, ws?: WorkspaceOffer | PendingWorkspace, user?: string, detach?: boolean }
 /** The owner is back for a detached run: `have` is how many bytes of its output it has logged. */
 export interface AttachRequest { t: 'attach', v: number, task: string, have: number }
 
@@ -44,15 +52,29 @@ export function parseExecRequest (v: unknown): ExecRequest | AttachRequest {
   }
   if (m.ws !== undefined && m.ws !== null) {
     const w = obj(m.ws, 'ws')
-    const session = str(w.session, 'ws.session', 32)
     const key = str(w.key, 'ws.key', 32)
-    if (!/^[0-9a-f]{32}$/.test(session) || !/^[0-9a-f]{32}$/.test(key)) bad('ws is not a workspace offer')
-    const root = bytes(w.root, 'ws.root', 32)
-    if (root.byteLength !== 32) bad('ws.root is not a 32-byte hash')
-    req.ws = { session, root, key }
+    if (!/^[0-9a-f]{32}$/.test(key)) bad('ws is not a workspace offer')
+    // a detached run's workspace is never pending: its `go` may come from an owner that came back
+    if (w.pending === true && req.detach !== true) req.ws = { key, pending: true }
+    else req.ws = { ...parseReady(w, 'ws'), key }
     if (w.path !== undefined && w.path !== null) req.ws.path = workspacePath(w.path)
   }
   return req
+}
+
+function parseReady (w: Record<string, unknown>, what: string): { session: string, root: Uint8Array } {
+  const session = str(w.session, `${what}.session`, 32)
+  if (!/^[0-9a-f]{32}$/.test(session)) bad(`${what} is not a workspace offer`)
+  const root = bytes(w.root, `${what}.root`, 32)
+  if (root.byteLength !== 32) bad(`${what}.root is not a 32-byte hash`)
+  return { session, root }
+}
+
+/** The session and root of a pending workspace, the first message after the `go`. */
+export function parseWorkspaceReady (v: unknown): WorkspaceReady {
+  const m = obj(v, 'workspace')
+  if (m.t !== 'ws') bad('expected the workspace (ws) after go')
+  return { t: 'ws', ...parseReady(m, 'ws') }
 }
 
 /** The submitter's absolute workspace path: normalized, no NUL, not the root. */

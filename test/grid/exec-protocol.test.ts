@@ -119,6 +119,30 @@ describe('the exec protocol under hostile input', () => {
     }
   })
 
+  it('refuses a pending workspace whose rest is malformed, unknown, or never comes', async () => {
+    const ws = { key: randomBytes(16).toString('hex'), path: '/tmp/some-workspace', pending: true }
+    const req = (): Record<string, unknown> => ({ t: 'exec', v: EXEC_PROTOCOL_VERSION, task: randomBytes(8).toString('hex'), spec: spec(), ws })
+    const cpusBack = async (): Promise<void> => {
+      await waitFor(() => agent.grid.view().find((p) => p.self)?.load.cpusFree === agent.offer.cpus, 'the reservation to be released')
+    }
+    for (const bad of [{ t: 'ws', session: 'not-hex', root: randomBytes(32) }, { t: 'ws', session: randomBytes(16).toString('hex'), root: randomBytes(3) }, { t: 'stdin', data: new Uint8Array(1) }]) {
+      const replies = await exchange(req(), bad)
+      expect(replies.at(-1)).toMatchObject({ t: 'error', error: { code: 'ERR_BAD_MESSAGE' } })
+      await cpusBack()
+    }
+    // well formed, but no such sync session on the hostile member: the pull is refused there
+    const unknown = await exchange(req(), { t: 'ws', session: randomBytes(16).toString('hex'), root: randomBytes(32) })
+    expect(unknown.at(-1)).toMatchObject({ t: 'error' })
+    await cpusBack()
+    // the submitter goes away before its scan is done
+    const ch: FrameChannel = await hostile.open(agent.grid.peerId, EXEC_PROTOCOL)
+    await ch.send(req())
+    expect(await ch.recv()).toMatchObject({ t: 'claimed' })
+    await ch.send({ t: 'go' })
+    ch.destroy()
+    await cpusBack()
+  })
+
   it('keeps serving after all of it', async () => {
     const replies = await exchange({ t: 'exec', v: EXEC_PROTOCOL_VERSION, task: 'cccccccccccccccc', spec: spec() })
     expect(replies.at(-1)).toMatchObject({ t: 'exit', code: 0 })

@@ -1,5 +1,6 @@
 import { describe, it, expect } from 'vitest'
 import { VgridError } from '../../src/common/errors.js'
+import { EXEC_PROTOCOL_VERSION, parseExecRequest, parseWorkspaceReady } from '../../src/protocol/exec.js'
 import { describeExit, parseExecEvent } from '../../src/protocol/session.js'
 
 const root = new Uint8Array(32).fill(7)
@@ -41,5 +42,22 @@ describe('describeExit', () => {
     [undefined, 'ended']
   ])('%j: the command %s', (exit, said) => {
     expect(describeExit(exit)).toBe(said)
+  })
+})
+
+describe('a workspace offer still being scanned', () => {
+  const base = { t: 'exec', v: EXEC_PROTOCOL_VERSION, task: '0123456789abcdef', spec: { argv: ['true'], env: {}, cpus: 1, gpus: 0 } }
+  const key = 'ab'.repeat(16)
+
+  it('is pending for a vrun, and its rest is checked when it comes', () => {
+    const req = parseExecRequest({ ...base, ws: { key, path: '/home/me/project', pending: true } })
+    expect(req).toMatchObject({ ws: { key, path: '/home/me/project', pending: true } })
+    expect(parseWorkspaceReady({ t: 'ws', session: 'cd'.repeat(16), root: new Uint8Array(32) })).toMatchObject({ session: 'cd'.repeat(16) })
+    expect(() => parseWorkspaceReady({ t: 'ws', session: 'cd'.repeat(16), root: new Uint8Array(31) })).toThrow(/32-byte/)
+    expect(() => parseWorkspaceReady({ t: 'stdin', data: new Uint8Array(1) })).toThrow(/expected the workspace/)
+  })
+
+  it('is never pending for a detached task, whose go may come from an owner that came back', () => {
+    expect(() => parseExecRequest({ ...base, detach: true, ws: { key, pending: true } })).toThrow(expect.objectContaining({ code: 'ERR_BAD_MESSAGE' }))
   })
 })

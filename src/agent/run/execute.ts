@@ -14,7 +14,7 @@ import { withTimeout } from '../../common/timeout.js'
 import { linkedSignal } from '../../common/abort.js'
 import { serveExec, describeExit, type RunSpec, type ExecEvent } from '../../exec/index.js'
 import { removeTree, type SyncCopyResult } from '../../fs-sync/index.js'
-import { parseExecRequest, type AttachRequest, type ExecRequest, type WorkspaceOffer } from '../../protocol/exec.js'
+import { parseExecRequest, parseWorkspaceReady, type AttachRequest, type ExecRequest, type PendingWorkspace, type WorkspaceOffer } from '../../protocol/exec.js'
 import type { GroupLedger } from '../../exec/orphans.js'
 import { forgetHandOver, type GuestRun } from '../guest-run.js'
 import type { HeldRun } from '../held.js'
@@ -34,7 +34,7 @@ export type RunDir =
   | { kind: 'scratch' }
   /** `mount`: where the command sees it, when not at `dir` (a guest's sub-task in the guest's copy). */
   | { kind: 'dir', dir: string, mount?: string }
-  | { kind: 'copy', submitter: string, offer: WorkspaceOffer }
+  | { kind: 'copy', submitter: string, offer: WorkspaceOffer | PendingWorkspace }
 
 /**
  * A view of the channel that keeps the command's `exit` back (sub-tasks must end, and with a
@@ -110,21 +110,40 @@ async function executeAttempt (ctx: RunContext, channel: Session, attempt: Attem
   let guest: GuestRun | undefined
   // Set from the claim's go until the command is started: what fails then is this member's refusal.
   let preparing = false
+  // A workspace the submitter still scans: its copy is checked from the request on (stopped
+  // if the claim goes elsewhere), so the two stat passes overlap.
+  const checking = new AbortController()
+  let prepared: Awaited<ReturnType<typeof ctx.sync.prepareCopy>> | undefined
   try {
+    if (where.kind === 'copy' && 'pending' in where.offer) {
+      copy = await ctx.sync.acquireCopy(where.submitter, where.offer.key)
+      prepared = await ctx.sync.prepareCopy(copy.dir, AbortSignal.any([ctx.shutdown, checking.signal]))
+    }
     await onAccepted?.()
     preparing = remote !== undefined
     let root: string
     if (where.kind === 'dir') {
       root = where.dir
     } else if (where.kind === 'copy') {
-      copy = await ctx.sync.acquireCopy(where.submitter, where.offer.key)
+      copy ??= await ctx.sync.acquireCopy(where.submitter, where.offer.key)
       root = copy.dir
     } else {
       root = scratch
     }
     const cwd = safeCwd(root, spec.cwd)
     const send = async (ev: ExecEvent): Promise<void> => { await channel.send(ev) }
-    const synced = where.kind === 'copy' ? await ctx.sync.pullCopy(root, where.submitter, where.offer, send, ctx.shutdown) : undefined
+    let synced: SyncCopyResult | undefined
+    if (where.kind === 'copy') {
+      let offer = where.offer
+      if ('pending' in offer) {
+        // the rest of the offer follows the go, once the submitter's scan is done
+        const raw = await channel.recv()
+        if (raw === undefined) throw new VgridError('ERR_PEER_LOST', 'the submitter went away before its workspace was scanned')
+        const ready = parseWorkspaceReady(raw)
+        offer = { key: offer.key, session: ready.session, root: ready.root, ...(offer.path !== undefined ? { path: offer.path } : {}) }
+      }
+      synced = await ctx.sync.pullCopy(root, where.submitter, offer, send, ctx.shutdown, prepared)
+    }
     await makeCwd(root, cwd)
     let env: Record<string, string>
     if (isGuest && ctx.guests !== undefined) {
@@ -195,6 +214,7 @@ async function executeAttempt (ctx: RunContext, channel: Session, attempt: Attem
   } catch (err) {
     throw preparing ? refusalOf(ctx, err) : err
   } finally {
+    checking.abort()
     kids?.end()
     await guest?.close()
     copy?.release()

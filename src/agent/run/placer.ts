@@ -11,7 +11,7 @@ import type { RunSpec } from '../../exec/index.js'
 import { accepting, candidates, pinnedCandidates, resolvePinned, chooseClaimTargets, hasRoomFor, noRoom, CLAIM_FANOUT, MemberAway } from '../../grid/placement.js'
 import type { PeerView } from '../../grid/index.js'
 import type { WorkspaceRef } from '../../fs-sync/index.js'
-import { EXEC_PROTOCOL, EXEC_PROTOCOL_VERSION } from '../../protocol/exec.js'
+import { EXEC_PROTOCOL, EXEC_PROTOCOL_VERSION, type WorkspaceReady } from '../../protocol/exec.js'
 import type { WorkspaceScan } from '../workspace-sync.js'
 import { claimFirst, Refusals, GANG_NOT_PLACED, type GangSeat } from '../claim.js'
 import { RunQueue, requestShape, type QueueTicket } from '../run-queue.js'
@@ -192,14 +192,27 @@ export class Placer {
       }
       let remotes = drawn.filter((p) => !p.self)
       if (remotes.length === 0) continue
-      const scanned = await getScan?.()
+      // A vrun from a workspace scanned before: it is scanned again while the claim is made
+      // and the executor checks its copy; the session and root follow the go. (Placement went
+      // by the size of the last scan; the new one is checked against the winner's room.)
+      const overlapped = getScan !== undefined && workspace !== undefined && gang === undefined && !o.detach && syncBytes !== undefined
+      // Started once a claim is won: the scan's blocking stats would hold the requests back,
+      // and the executor's check starts when its request arrives.
+      let scanning: Promise<WorkspaceScan> | undefined
+      const startScan = (): void => {
+        if (scanning !== undefined || getScan === undefined) return
+        scanning = getScan()
+        scanning.catch(() => {})
+      }
+      let scanned = overlapped ? undefined : await getScan?.()
       if (scanned !== undefined) {
-        const full = remotes.filter((p) => !hasRoomFor(p, scanned.bytes))
+        const bytes = scanned.bytes
+        const full = remotes.filter((p) => !hasRoomFor(p, bytes))
         if (full.length > 0) {
-          failure = noRoom(full, scanned.bytes)
+          failure = noRoom(full, bytes)
           for (const p of full) unable.add(p.peer)
           remotes = remotes.filter((p) => !full.includes(p))
-          fitting = fitting.filter((p) => hasRoomFor(p, scanned.bytes))
+          fitting = fitting.filter((p) => hasRoomFor(p, bytes))
           if (remotes.length === 0) continue
         }
       }
@@ -207,8 +220,11 @@ export class Placer {
       const result = await claimFirst(remotes, async (target) => {
         const exported = scanned !== undefined ? ctx.sync.exportTo(scanned, target.peer) : undefined
         // The executor's guest sees the workspace where its user has it.
-        const ws = exported !== undefined && workspace !== undefined ? { ...exported, path: workspace.mount ?? workspace.dir } : exported
-        if (ws !== undefined) exports.set(target.peer, ws.session)
+        const path = workspace !== undefined ? workspace.mount ?? workspace.dir : undefined
+        const ws = overlapped && workspace !== undefined
+          ? { key: ctx.sync.workspaceKey(workspace), path: path!, pending: true }
+          : exported !== undefined && path !== undefined ? { ...exported, path } : exported
+        if (exported !== undefined) exports.set(target.peer, exported.session)
         const channel = await ctx.grid.open(target.peer, EXEC_PROTOCOL, { signal: ctx.shutdown })
         await channel.send({ t: 'exec', v: EXEC_PROTOCOL_VERSION, task, spec, user: USER, ...(ws !== undefined ? { ws } : {}), ...(o.detach ? { detach: true } : {}) })
         return channel
@@ -232,13 +248,22 @@ export class Placer {
         if (gang !== undefined && !await gang.hold()) throw new VgridError('ERR_NO_CAPACITY', GANG_NOT_PLACED)
         onPlaced()
         await client.send({ t: 'placed', peer: target.peer, host: target.resources.host, local: false })
+        await remote.send({ t: 'go' })
+        if (overlapped) {
+          startScan()
+          scanned = await scanning!
+          if (!hasRoomFor(target, scanned.bytes)) throw noRoom([target], scanned.bytes)
+          const exported = ctx.sync.exportTo(scanned, target.peer)
+          exports.set(target.peer, exported.session)
+          await remote.send({ t: 'ws', session: exported.session, root: exported.root } satisfies WorkspaceReady)
+        }
         // What the workspace scan left out, where the user sees it (not only in this agent's log).
         for (const w of scanned?.warnings ?? []) await client.send({ t: 'notice', text: clipText(`not synced: ${w.replace(/^skipped /, '')}`), own: true })
-        await remote.send({ t: 'go' })
+        const outputsBase = scanned
         await relay(ctx, client, remote, { peer: target.peer, host: target.resources.host }, {
           onOutputs: async (outputs) => {
-            if (scanned === undefined) throw new VgridError('ERR_BAD_MESSAGE', 'outputs offered for a run without a workspace')
-            await ctx.sync.bringBack(scanned, target.peer, outputs, task, async (e) => { await client.send(e) })
+            if (outputsBase === undefined) throw new VgridError('ERR_BAD_MESSAGE', 'outputs offered for a run without a workspace')
+            await ctx.sync.bringBack(outputsBase, target.peer, outputs, task, async (e) => { await client.send(e) })
           }
         })
         return
