@@ -86,6 +86,9 @@ function toSyncEvent (phase: 'up' | 'down', p: SyncProgress): ExecEvent {
   return { t: 'sync', phase, files: p.files, totalFiles: p.totalFiles, sentBytes: p.sentBytes, sentChunks: p.sentChunks, totalBytes: p.totalBytes, reusedBytes: p.reusedBytes, done: p.done }
 }
 
+/** A member whose data plane could not be reached is pulled from over libp2p streams for this long. */
+export const PLANE_RETRY_MS = 10 * 60_000
+
 export class WorkspaceSync {
   readonly registry: ExportRegistry
   private readonly busyCopies = new Set<string>()
@@ -105,6 +108,8 @@ export class WorkspaceSync {
   /** Writes the small files of the copies, started with the stat worker. */
   private fileWriter: FileWriter | undefined
   private statWorkerTried = false
+  /** Members whose data plane could not be reached, since when: not tried again for PLANE_RETRY_MS. */
+  private readonly planeDown = new Map<string, number>()
   /** The threads of this agent's data plane connections, started by its first pull over the plane. */
   private pullers: PlanePullers | undefined
 
@@ -142,13 +147,7 @@ export class WorkspaceSync {
    */
   static async start (home: string, grid: Grid, capBytes?: number, planeHost?: string): Promise<WorkspaceSync> {
     const store = await ChunkStore.open(path.join(home, 'store'), capBytes !== undefined ? { capBytes } : {})
-    let plane: PlaneServer | undefined
-    if (planeHost !== undefined && process.env.VGRID_DATA_PLANE !== 'off') {
-      plane = await PlaneServer.listen(planeHost, planeConnections()).catch((err: unknown) => {
-        log.warn(`no data plane on ${planeHost}: syncs go over libp2p streams only`, err)
-        return undefined
-      })
-    }
+    const plane = planeHost !== undefined && process.env.VGRID_DATA_PLANE !== 'off' ? new PlaneServer(planeHost, planeConnections()) : undefined
     const sync = new WorkspaceSync(home, grid, store, plane)
     await grid.handle(SYNC_PROTOCOL, sync.registry.serve, { maxFrameBytes: SYNC_MAX_FRAME_BYTES })
     return sync
@@ -182,9 +181,23 @@ export class WorkspaceSync {
   /** Opens a sync session on `peer`, over its data plane when it grants one and we can reach it. */
   private async openFetcher (peer: string, session: string, signal?: AbortSignal): Promise<BlobFetcher> {
     const channel: FrameChannel = await this.grid.open(peer, SYNC_PROTOCOL, { maxFrameBytes: SYNC_MAX_FRAME_BYTES, ...(signal !== undefined ? { signal } : {}) })
-    const host = process.env.VGRID_DATA_PLANE === 'off' ? undefined : this.grid.remoteHost(peer)
+    const down = this.planeDown.get(peer)
+    if (down !== undefined && Date.now() - down >= PLANE_RETRY_MS) this.planeDown.delete(peer)
+    const host = process.env.VGRID_DATA_PLANE === 'off' || this.planeDown.has(peer) ? undefined : this.grid.remoteHost(peer)
+    const dial = async (grant: PlaneGrant): Promise<Lane[]> => {
+      try {
+        return await this.dialPlane(host!, grant, signal)
+      } catch (err) {
+        if (signal?.aborted !== true) {
+          // a firewall that drops the port would cost every sync the connect timeout
+          this.planeDown.set(peer, Date.now())
+          log.warn(`no data plane connection to ${host!} (${(err as Error).message}): syncs with member ${peer.slice(-8)} go over libp2p streams for the next ${PLANE_RETRY_MS / 60_000} min`)
+        }
+        throw err
+      }
+    }
     try {
-      return await BlobFetcher.open(channel, session, host === undefined ? undefined : async (grant) => await this.dialPlane(host, grant, signal))
+      return await BlobFetcher.open(channel, session, host === undefined ? undefined : dial)
     } catch (err) {
       channel.destroy()
       throw err

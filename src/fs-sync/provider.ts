@@ -76,7 +76,7 @@ export class ExportRegistry {
   readonly serve = async (channel: FrameChannel, remotePeer: string): Promise<void> => {
     const files = new Map<string, number>()
     let exp: Export | undefined
-    let grant: ReturnType<PlaneServer['grant']> | undefined
+    let grant: Awaited<ReturnType<PlaneServer['grant']>>
     try {
       const open = parseSyncRequest(await idle(channel))
       if (open.t !== 'open') throw new VgridError('ERR_BAD_MESSAGE', 'a sync stream must start with open')
@@ -93,7 +93,7 @@ export class ExportRegistry {
         const req = parseSyncRequest(raw)
         if (req.t === 'plane') {
           if (grant !== undefined) throw new VgridError('ERR_BAD_MESSAGE', 'the data plane was asked for twice')
-          grant = this.plane?.grant((h) => lookup(opened, h), SYNC_MAX_FRAME_BYTES)
+          grant = await this.plane?.grant((h) => lookup(opened, h), SYNC_MAX_FRAME_BYTES)
           await channel.send(grant === undefined ? { t: 'plane' } : { t: 'plane', grant: grant.offer })
           continue
         }

@@ -52,7 +52,7 @@ afterEach(async () => { await plane?.close(); plane = undefined })
 
 /** An export of `count` random blobs behind a plane listener; the stream's wants are counted. */
 async function setUp (count: number, opts: { dial?: (grant: PlaneGrant) => Promise<FrameChannel> } = {}): Promise<{ fetcher: BlobFetcher, hashes: Uint8Array[], blobs: Map<string, Uint8Array>, streamWants: () => number, server: PlaneServer }> {
-  const server = plane = await PlaneServer.listen('127.0.0.1')
+  const server = plane = new PlaneServer('127.0.0.1')
   const blobs = new Map<string, Uint8Array>()
   const hashes: Uint8Array[] = []
   for (let i = 0; i < count; i++) {

@@ -54,30 +54,24 @@ interface Lane {
 export class PlaneServer {
   private readonly grants = new Map<string, Grant>()
   private lanes: Lane[] = []
-
-  private constructor () {}
-
-  /**
-   * Listens on `host` (an address of this machine): `threads` listeners in threads of their
-   * own, or one on this thread when running from sources.
-   */
-  static async listen (host: string, threads = 1): Promise<PlaneServer> {
-    const s = new PlaneServer()
-    if (import.meta.url.endsWith('.js') && existsSync(fileURLToPath(WORKER_URL))) {
-      const started = await Promise.allSettled(Array.from({ length: threads }, async (_, i) => await s.startThread(host, i)))
-      s.lanes = started.flatMap((r) => r.status === 'fulfilled' ? [r.value] : [])
-      const failed = started.find((r) => r.status === 'rejected')
-      if (failed !== undefined) log.warn('a data plane thread did not start', failed.reason)
-    }
-    if (s.lanes.length === 0) s.lanes = [await s.startHere(host)]
-    return s
-  }
+  private starting: Promise<void> | undefined
+  private closed = false
 
   /**
-   * A grant for one sync stream. `live()` counts its connections; `end()` closes them and
-   * refuses new ones.
+   * A data plane for `host` (an address of this machine): `threads` listeners in threads of
+   * their own, or one on this thread when running from sources. Nothing starts before the
+   * first grant: an agent that never serves a sync keeps no thread for it.
    */
-  grant (resolve: Resolve, maxFrameBytes: number): { offer: PlaneGrant, live: () => number, end: () => void } {
+  constructor (private readonly host: string, private readonly threads = 1) {}
+
+  /**
+   * A grant for one sync stream, or undefined when no listener could start. `live()` counts
+   * its connections; `end()` closes them and refuses new ones.
+   */
+  async grant (resolve: Resolve, maxFrameBytes: number): Promise<{ offer: PlaneGrant, live: () => number, end: () => void } | undefined> {
+    this.starting ??= this.start()
+    await this.starting
+    if (this.lanes.length === 0 || this.closed) return undefined
     const ticket = randomBytes(PLANE_TICKET_BYTES)
     const key = newPlaneKey()
     const id = ticket.toString('hex')
@@ -94,12 +88,38 @@ export class PlaneServer {
     }
   }
 
+  private async start (): Promise<void> {
+    if (import.meta.url.endsWith('.js') && existsSync(fileURLToPath(WORKER_URL))) {
+      const started = await Promise.allSettled(Array.from({ length: this.threads }, async (_, i) => await this.startThread(this.host, i)))
+      this.lanes = started.flatMap((r) => r.status === 'fulfilled' ? [r.value] : [])
+      const failed = started.find((r) => r.status === 'rejected')
+      if (failed !== undefined) log.warn('a data plane thread did not start', failed.reason)
+    }
+    if (this.lanes.length === 0) {
+      try {
+        this.lanes = [await this.startHere(this.host)]
+      } catch (err) {
+        log.warn(`no data plane on ${this.host}: syncs go over libp2p streams only`, err)
+        return
+      }
+    }
+    log.debug(`data plane on ${this.host}, ports ${this.ports.join(', ')}`)
+    // closed while it started
+    if (this.closed) await this.close()
+  }
+
+  /** The listeners' ports. */
+  get ports (): number[] {
+    return this.lanes.map((l) => l.port)
+  }
+
   /** Grants open now (for tests: a stream's end takes its grant with it). */
   get grantCount (): number {
     return this.grants.size
   }
 
   async close (): Promise<void> {
+    this.closed = true
     this.grants.clear()
     await Promise.all(this.lanes.splice(0).map(async (l) => { await l.close() }))
   }
