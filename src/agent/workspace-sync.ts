@@ -19,6 +19,7 @@ import {
 } from '../fs-sync/index.js'
 import type { ExecEvent } from '../exec/index.js'
 import { createLogger } from '../common/log.js'
+import { Unreachable } from '../fs-sync/plane/unreachable.js'
 
 const log = createLogger('sync')
 
@@ -108,8 +109,8 @@ export class WorkspaceSync {
   /** Writes the small files of the copies, started with the stat worker. */
   private fileWriter: FileWriter | undefined
   private statWorkerTried = false
-  /** Members whose data plane could not be reached, since when: not tried again for PLANE_RETRY_MS. */
-  private readonly planeDown = new Map<string, number>()
+  /** Members whose data plane could not be reached lately. */
+  private readonly planeDown = new Unreachable(PLANE_RETRY_MS)
   /** The threads of this agent's data plane connections, started by its first pull over the plane. */
   private pullers: PlanePullers | undefined
 
@@ -181,8 +182,6 @@ export class WorkspaceSync {
   /** Opens a sync session on `peer`, over its data plane when it grants one and we can reach it. */
   private async openFetcher (peer: string, session: string, signal?: AbortSignal): Promise<BlobFetcher> {
     const channel: FrameChannel = await this.grid.open(peer, SYNC_PROTOCOL, { maxFrameBytes: SYNC_MAX_FRAME_BYTES, ...(signal !== undefined ? { signal } : {}) })
-    const down = this.planeDown.get(peer)
-    if (down !== undefined && Date.now() - down >= PLANE_RETRY_MS) this.planeDown.delete(peer)
     const host = process.env.VGRID_DATA_PLANE === 'off' || this.planeDown.has(peer) ? undefined : this.grid.remoteHost(peer)
     const dial = async (grant: PlaneGrant): Promise<Lane[]> => {
       try {
@@ -190,7 +189,7 @@ export class WorkspaceSync {
       } catch (err) {
         if (signal?.aborted !== true) {
           // a firewall that drops the port would cost every sync the connect timeout
-          this.planeDown.set(peer, Date.now())
+          this.planeDown.note(peer)
           log.warn(`no data plane connection to ${host!} (${(err as Error).message}): syncs with member ${peer.slice(-8)} go over libp2p streams for the next ${PLANE_RETRY_MS / 60_000} min`)
         }
         throw err

@@ -15,6 +15,7 @@ import { SYNC_MAX_FRAME_BYTES } from '../../src/protocol/sync.js'
 import { frameCipher, newPlaneNonce } from '../../src/fs-sync/plane/cipher.js'
 import { PLANE_MAGIC } from '../../src/fs-sync/plane/hello.js'
 import { MAX_PLANE_CONNECTIONS, type PlaneGrant } from '../../src/fs-sync/plane/server.js'
+import { Unreachable } from '../../src/fs-sync/plane/unreachable.js'
 import { waitFor } from '../helpers/wait.js'
 
 const PEER = 'puller'
@@ -183,4 +184,22 @@ describe('the data plane against hostile connections', () => {
     expect(silent).toEqual({ got: 0, closed: true })
     fetcher.close()
   }, 30_000)
+})
+
+describe('a member whose data plane cannot be reached', () => {
+  it('is pulled from over the stream for a while, then tried again', () => {
+    let now = 1_000_000
+    const down = new Unreachable(60_000, 2, () => now)
+    expect(down.has('a')).toBe(false)
+    down.note('a')
+    now += 59_999
+    expect(down.has('a')).toBe(true)
+    now += 1
+    expect(down.has('a')).toBe(false)
+    // remembered at most `max`, the oldest forgotten first
+    down.note('a')
+    down.note('b')
+    down.note('c')
+    expect([down.has('a'), down.has('b'), down.has('c')]).toEqual([false, true, true])
+  })
 })
