@@ -12,6 +12,7 @@ import { benchCopyCheck } from './copy-check.js'
 import { benchFastcdc } from './fastcdc.js'
 import { benchStore } from './store.js'
 import { benchTransport } from './transport.js'
+import { benchPlane } from './plane.js'
 import { benchTasks } from './tasks.js'
 import { benchPlacement } from './placement.js'
 import { benchScale } from './scale.js'
@@ -22,6 +23,7 @@ import { benchStdio } from './stdio.js'
 const BENCHES: Record<string, () => Promise<Figure[]>> = {
   'grid-vrun': benchGridVrun,
   transport: benchTransport,
+  plane: benchPlane,
   sync: benchSync,
   'copy-check': benchCopyCheck,
   fastcdc: benchFastcdc,
