@@ -3,8 +3,10 @@
  * as one `want`; at most PULL_WINDOW_BYTES are asked for and not yet received (or, for a
  * blob fetched with `hold`, not yet released by its consumer), so a fast provider cannot
  * flood memory, and the stream stays full (the provider answers in order, with
- * backpressure). Every blob is hashed on receipt; a mismatch is refused and asked for
- * again, then fails with ERR_CHUNK_HASH_MISMATCH.
+ * backpressure). The wants and blobs go over the sync stream, or over data plane
+ * connections when the provider grants them (plane/), spread over them in turn. Every blob
+ * is hashed on receipt, here or by the data plane thread that received it; a mismatch is
+ * refused and asked for again, then fails with ERR_CHUNK_HASH_MISMATCH.
  */
 import { createHash } from 'node:crypto'
 import type { FrameChannel } from '../common/channel.js'
