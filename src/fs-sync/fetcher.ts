@@ -11,6 +11,7 @@
 import { createHash } from 'node:crypto'
 import type { FrameChannel } from '../common/channel.js'
 import { VgridError, fromWire } from '../common/errors.js'
+import { Fifo } from '../common/fifo.js'
 import {
   parseSyncReply, type SyncReply, SYNC_PROTOCOL_VERSION, MAX_WANT_HASHES, PULL_WINDOW_BYTES, HASH_MISMATCH_RETRIES
 } from '../protocol/sync.js'
@@ -48,8 +49,8 @@ export class BlobFetcher {
   /** Asked for, answer not yet received, in the order asked. */
   private readonly inflight = new Map<string, Pending>()
   /** Not yet asked for: held blobs, and the others, which go first. */
-  private readonly queue: Pending[] = []
-  private readonly urgent: Pending[] = []
+  private readonly queue = new Fifo<Pending>()
+  private readonly urgent = new Fifo<Pending>()
   private readonly byHex = new Map<string, Pending>()
   private inflightBytes = 0
   /** Blobs fetched with `hold` that arrived and are not yet released. */
@@ -128,9 +129,7 @@ export class BlobFetcher {
       this.scheduleFlush()
     } else if (!hold && p.hold) {
       // a caller waits on it now: it may not wait behind the window
-      const i = this.queue.indexOf(p)
-      if (i >= 0) {
-        this.queue.splice(i, 1)
+      if (this.queue.remove(p)) {
         this.urgent.push(p)
         this.scheduleFlush()
       }
@@ -244,8 +243,8 @@ export class BlobFetcher {
     if (this.failed !== undefined) return
     this.failed = err
     for (const [hex, p] of this.byHex) this.settle(hex, p, err)
-    this.queue.length = 0
-    this.urgent.length = 0
+    this.queue.clear()
+    this.urgent.clear()
     this.inflight.clear()
   }
 }
