@@ -337,27 +337,25 @@ export class WorkspaceSync {
 
   /**
    * The check of a copy before its sync (prepareCopy), started while the submitter still
-   * scans; pullCopy takes its result. Never rejects: a failed check fails the pull instead.
+   * scans; pullCopy takes it. A failed check fails the pull, not before.
    */
-  async prepareCopy (copyDir: string, signal?: AbortSignal): Promise<() => Promise<PreparedCopy>> {
-    const { cache } = await this.statCache(copyDir + '.statcache', 0)
-    this.startCopyThreads()
-    const known = this.copyTrees.get(copyDir)
-    const p = prepareCopy({
-      copyDir, store: this.store, statCache: cache,
-      ...(this.statWorker !== undefined ? { statWorker: this.statWorker } : {}),
-      ...(known !== undefined ? { base: known } : {}),
-      ...(signal !== undefined ? { signal } : {})
-    })
-    const settled = p.then((v) => ({ v }), (err: unknown) => ({ err }))
-    return async () => {
-      const r = await settled
-      if ('err' in r) throw r.err
-      return r.v
-    }
+  prepareCopy (copyDir: string, signal?: AbortSignal): Promise<PreparedCopy> {
+    const checked = (async () => {
+      const { cache } = await this.statCache(copyDir + '.statcache', 0)
+      this.startCopyThreads()
+      const known = this.copyTrees.get(copyDir)
+      return await prepareCopy({
+        copyDir, store: this.store, statCache: cache,
+        ...(this.statWorker !== undefined ? { statWorker: this.statWorker } : {}),
+        ...(known !== undefined ? { base: known } : {}),
+        ...(signal !== undefined ? { signal } : {})
+      })
+    })()
+    checked.catch(() => {})
+    return checked
   }
 
-  async pullCopy (copyDir: string, submitter: string, offer: { session: string, root: Uint8Array }, send: Send, signal?: AbortSignal, prepared?: () => Promise<PreparedCopy>): Promise<SyncCopyResult> {
+  async pullCopy (copyDir: string, submitter: string, offer: { session: string, root: Uint8Array }, send: Send, signal?: AbortSignal, prepared?: Promise<PreparedCopy>): Promise<SyncCopyResult> {
     let fetcher: BlobFetcher | undefined
     const t0 = performance.now()
     // The rescans' cache: it lets the check before reuse compare ctimes and inodes too.
@@ -367,7 +365,7 @@ export class WorkspaceSync {
       const synced = await syncCopy({
         copyDir, root: offer.root, store: this.store, statCache: cache, ...(this.statWorker !== undefined ? { statWorker: this.statWorker } : {}),
         ...(this.fileWriter !== undefined ? { fileWriter: this.fileWriter } : {}),
-        ...(prepared !== undefined ? { prepared: prepared() } : {}),
+        ...(prepared !== undefined ? { prepared } : {}),
         openFetcher: async () => {
           fetcher = await this.openFetcher(submitter, offer.session, signal)
           return fetcher

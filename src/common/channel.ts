@@ -88,8 +88,8 @@ export function decodeBody (body: Uint8Array): unknown {
 
 interface Waiter { resolve: (v: unknown | undefined) => void, reject: (e: Error) => void }
 
-/** Queue + waiters shared by the socket and in-memory channels. */
-class Inbox {
+/** Queue + waiters shared by the socket and in-memory channels (and the data plane's threads' connections). */
+export class Inbox {
   readonly items: unknown[] = []
   private waiter: Waiter | undefined
   ended = false

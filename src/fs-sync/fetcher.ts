@@ -19,9 +19,10 @@ import { CHUNK_MAX_BYTES, type Hash } from './types.js'
 import type { PlaneGrant } from './plane/server.js'
 import type { PulledItem } from './plane/pull-worker.js'
 
+import { createLogger } from '../common/log.js'
+
 /** A channel wants go out on and blobs come back on; `verified`: its blobs were checked against their hashes already. */
 export interface Lane { channel: FrameChannel<unknown>, verified: boolean }
-import { createLogger } from '../common/log.js'
 
 const log = createLogger('sync')
 

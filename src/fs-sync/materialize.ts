@@ -29,7 +29,7 @@ import { removeTree } from './remove-tree.js'
 import { checkSmallFile, discardTemp, isCode, writeTempFile, writeTempLink } from './write-file.js'
 import { WRITER_CONCURRENCY, type FileWriter } from './file-writer.js'
 import { patchFile } from './patch-file.js'
-import type { ChunkReader, DirNode, Node } from './types.js'
+import type { ChunkReader, DirNode, FileNode, Node } from './types.js'
 
 /** Files written at once: small files pipeline (creating one costs 160–380 µs on ext4). */
 export const MATERIALIZE_CONCURRENCY = 4
@@ -124,40 +124,31 @@ export async function materialize (
       progress.bytes += n
       opts.onProgress?.({ ...progress })
     }
-    if (writer !== undefined && node.chunks.length <= 1) {
-      const data = node.chunks.length === 0 ? new Uint8Array(0) : await readChunk(node.chunks[0]!)
-      signal?.throwIfAborted()
-      try {
-        checkSmallFile(node, data)
-        const { tmp } = await writer.write({ dir: path.dirname(abs), abs, data, createMode: TEMP_CREATE_MODE, mode, mtimeMs: node.mtimeMs })
-        if (tmp !== undefined) await replaceWith(tmp, abs)
-      } catch (err) {
-        opts.onError?.(err)
-        throw err
-      }
-      onBytes(data.byteLength)
-      made.push(rel)
-      result.written++
-      progress.files++
-      opts.onProgress?.({ ...progress })
-      return
-    }
-    if (writer !== undefined) await bigSlots.take()
     try {
-      // A big file whose edit kept its chunks' lengths: only what changed is written.
-      const patched = await patchFile(abs, old, node, readChunk, mode, onBytes).catch((err: unknown) => { opts.onError?.(err); throw err })
-      if (!patched) {
-        const tmp = await writeTempFile(path.dirname(abs), node, readChunk, {
-          createMode: TEMP_CREATE_MODE,
-          chmod: mode,
-          ...(signal !== undefined ? { signal } : {}),
-          onBytes
-        }).catch((err: unknown) => { opts.onError?.(err); throw err })
-        await replaceWith(tmp, abs)
+      if (writer !== undefined && node.chunks.length <= 1) {
+        onBytes(await writeSmall(writer, abs, node, readChunk, mode, signal))
         made.push(rel)
+      } else {
+        if (writer !== undefined) await bigSlots.take()
+        try {
+          // A big file whose edit kept its chunks' lengths: only what changed is written.
+          if (!await patchFile(abs, old, node, readChunk, mode, onBytes)) {
+            const tmp = await writeTempFile(path.dirname(abs), node, readChunk, {
+              createMode: TEMP_CREATE_MODE,
+              chmod: mode,
+              ...(signal !== undefined ? { signal } : {}),
+              onBytes
+            })
+            await replaceWith(tmp, abs)
+            made.push(rel)
+          }
+        } finally {
+          if (writer !== undefined) bigSlots.give()
+        }
       }
-    } finally {
-      if (writer !== undefined) bigSlots.give()
+    } catch (err) {
+      opts.onError?.(err)
+      throw err
     }
     result.written++
     progress.files++
@@ -172,6 +163,17 @@ export async function materialize (
   }, signal)
 
   return base === undefined && !empty ? result : { ...result, made, ...(empty ? { fresh: true as const } : {}) }
+}
+
+/** A file of one chunk at most, written by the writer's thread; its bytes. */
+async function writeSmall (writer: FileWriter, abs: string, node: FileNode, readChunk: ChunkReader, mode: number, signal?: AbortSignal): Promise<number> {
+  const data = node.chunks.length === 0 ? new Uint8Array(0) : await readChunk(node.chunks[0]!)
+  signal?.throwIfAborted()
+  checkSmallFile(node, data)
+  const { tmp } = await writer.write({ dir: path.dirname(abs), abs, data, createMode: TEMP_CREATE_MODE, mode, mtimeMs: node.mtimeMs })
+  // something the base did not know of sat where the file goes
+  if (tmp !== undefined) await replaceWith(tmp, abs)
+  return data.byteLength
 }
 
 /** At most `n` holders at once; the others wait in order. */

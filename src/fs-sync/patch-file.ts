@@ -15,6 +15,7 @@
  */
 import { closeSync, constants, fchmodSync, fstatSync, futimesSync, openSync, writeSync } from 'node:fs'
 import { floorMs } from './stat-cache.js'
+import { hashEquals } from './hash.js'
 import { checkChunkSize, utimeSeconds } from './write-file.js'
 import type { ChunkReader, FileNode } from './types.js'
 
@@ -33,7 +34,7 @@ export function patchPlan (old: FileNode | undefined, node: FileNode): Array<{ i
     const a = old.chunks[i]!
     const b = node.chunks[i]!
     if (a.size !== b.size) return undefined
-    if (Buffer.compare(Buffer.from(a.hash), Buffer.from(b.hash)) !== 0) {
+    if (!hashEquals(a.hash, b.hash)) {
       differ.push({ index: i, offset })
       bytes += b.size
     }

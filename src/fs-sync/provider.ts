@@ -11,7 +11,7 @@ import { parseSyncRequest, newSessionId, SYNC_PROTOCOL_VERSION, SYNC_IDLE_TIMEOU
 import type { PlaneServer } from './plane/server.js'
 import { isCode } from './write-file.js'
 import { HASH_BYTES, type ChunkSource, type Hash } from './types.js'
-import { closeQuietly, readSource } from './plane/listener.js'
+import { closeQuietly, readSource } from './read-chunk.js'
 import { withTimeout } from '../common/timeout.js'
 
 const log = createLogger('sync')
@@ -77,6 +77,7 @@ export class ExportRegistry {
     const files = new Map<string, number>()
     let exp: Export | undefined
     let grant: Awaited<ReturnType<PlaneServer['grant']>>
+    let askedPlane = false
     try {
       const open = parseSyncRequest(await idle(channel))
       if (open.t !== 'open') throw new VgridError('ERR_BAD_MESSAGE', 'a sync stream must start with open')
@@ -92,7 +93,8 @@ export class ExportRegistry {
         if (raw === undefined) return
         const req = parseSyncRequest(raw)
         if (req.t === 'plane') {
-          if (grant !== undefined) throw new VgridError('ERR_BAD_MESSAGE', 'the data plane was asked for twice')
+          if (askedPlane) throw new VgridError('ERR_BAD_MESSAGE', 'the data plane was asked for twice')
+          askedPlane = true
           grant = await this.plane?.grant((h) => lookup(opened, h), SYNC_MAX_FRAME_BYTES)
           await channel.send(grant === undefined ? { t: 'plane' } : { t: 'plane', grant: grant.offer })
           continue

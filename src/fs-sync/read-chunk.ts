@@ -51,3 +51,35 @@ export async function readChunkAt (src: ChunkSource, hash: Uint8Array): Promise<
     if (fd !== undefined) fs.closeSync(fd)
   }
 }
+
+/** Open files one caller of readSource keeps. */
+const MAX_OPEN_FILES = 32
+
+/**
+ * readChunkFromFd, with `files` (path → descriptor) kept open between calls by one serving
+ * stream or connection, so a big file's chunks do not reopen it each time; the caller closes
+ * them (closeQuietly).
+ */
+export function readSource (src: ChunkSource, h: Uint8Array, files: Map<string, number>): Uint8Array | undefined {
+  let fd = files.get(src.path)
+  if (fd === undefined) {
+    if (files.size >= MAX_OPEN_FILES) {
+      const [oldest, old] = files.entries().next().value as [string, number]
+      files.delete(oldest)
+      closeQuietly(old)
+    }
+    try {
+      fd = fs.openSync(src.path, 'r')
+    } catch {
+      return undefined
+    }
+    files.set(src.path, fd)
+  }
+  return readChunkFromFd(src, h, fd)
+}
+
+export function closeQuietly (fd: number): void {
+  try {
+    fs.closeSync(fd)
+  } catch {}
+}

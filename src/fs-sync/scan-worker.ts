@@ -4,9 +4,8 @@
  * arrays (hashes end to end, sizes), or the error's code and message.
  */
 import { parentPort } from 'node:worker_threads'
-import { chunkFileSync } from './fastcdc.js'
 import { chunkRangeSync } from './chunk-file.js'
-import { HASH_BYTES, type ChunkRef } from './types.js'
+import { HASH_BYTES } from './types.js'
 
 /** `from`/`limit`: one segment of the file (segments.ts), else all of it. */
 export interface WorkerJob { id: number, path: string, from?: number, limit?: number }
@@ -17,10 +16,7 @@ export type WorkerReply =
 parentPort?.on('message', (job: WorkerJob) => {
   let reply: WorkerReply
   try {
-    let refs: ChunkRef[]
-    let eof = true
-    if (job.from !== undefined) ({ refs, eof } = chunkRangeSync(job.path, job.from, job.limit ?? Infinity))
-    else refs = chunkFileSync(job.path)
+    const { refs, eof } = chunkRangeSync(job.path, job.from ?? 0, job.limit ?? Infinity)
     const hashes = new Uint8Array(refs.length * HASH_BYTES)
     const sizes = new Uint32Array(refs.length)
     refs.forEach((r, i) => { hashes.set(r.hash, i * HASH_BYTES); sizes[i] = r.size })

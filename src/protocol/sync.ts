@@ -7,7 +7,7 @@
  *
  * `plane` (once, before any want) asks for the data plane (fs-sync/plane/): the provider
  * answers with its ports, a ticket and a session key, and the same wants and answers then go
- * over a TCP connection sealed with that key; a provider without one answers with no port,
+ * over TCP connections sealed with that key; a provider without one answers with no grant,
  * and the stream carries everything as before.
  */
 import { obj, int, bytes, str, bad } from '../common/validate.js'

@@ -113,11 +113,11 @@ async function executeAttempt (ctx: RunContext, channel: Session, attempt: Attem
   // A workspace the submitter still scans: its copy is checked from the request on (stopped
   // if the claim goes elsewhere), so the two stat passes overlap.
   const checking = new AbortController()
-  let prepared: Awaited<ReturnType<typeof ctx.sync.prepareCopy>> | undefined
+  let prepared: ReturnType<typeof ctx.sync.prepareCopy> | undefined
   try {
     if (where.kind === 'copy' && 'pending' in where.offer) {
       copy = await ctx.sync.acquireCopy(where.submitter, where.offer.key)
-      prepared = await ctx.sync.prepareCopy(copy.dir, AbortSignal.any([ctx.shutdown, checking.signal]))
+      prepared = ctx.sync.prepareCopy(copy.dir, AbortSignal.any([ctx.shutdown, checking.signal]))
     }
     await onAccepted?.()
     preparing = remote !== undefined

@@ -196,14 +196,6 @@ export class Placer {
       // and the executor checks its copy; the session and root follow the go. (Placement went
       // by the size of the last scan; the new one is checked against the winner's room.)
       const overlapped = getScan !== undefined && workspace !== undefined && gang === undefined && !o.detach && syncBytes !== undefined
-      // Started once a claim is won: the scan's blocking stats would hold the requests back,
-      // and the executor's check starts when its request arrives.
-      let scanning: Promise<WorkspaceScan> | undefined
-      const startScan = (): void => {
-        if (scanning !== undefined || getScan === undefined) return
-        scanning = getScan()
-        scanning.catch(() => {})
-      }
       let scanned = overlapped ? undefined : await getScan?.()
       if (scanned !== undefined) {
         const bytes = scanned.bytes
@@ -250,8 +242,9 @@ export class Placer {
         await client.send({ t: 'placed', peer: target.peer, host: target.resources.host, local: false })
         await remote.send({ t: 'go' })
         if (overlapped) {
-          startScan()
-          scanned = await scanning!
+          // Scanned once a claim is won: its blocking stats would have held the requests
+          // back, and the executor's check started when its request arrived.
+          scanned = await getScan!()
           if (!hasRoomFor(target, scanned.bytes)) throw noRoom([target], scanned.bytes)
           const exported = ctx.sync.exportTo(scanned, target.peer)
           exports.set(target.peer, exported.session)

@@ -9,13 +9,12 @@
  * time, a connection past the grant's cap or past the listener's cap of connections still in
  * hello.
  */
-import fs from 'node:fs'
 import net from 'node:net'
 import { socketChannel, type FrameChannel } from '../../common/channel.js'
 import { VgridError, toWire } from '../../common/errors.js'
 import { withTimeout } from '../../common/timeout.js'
 import { parseSyncRequest, SYNC_IDLE_TIMEOUT_MS } from '../../protocol/sync.js'
-import { readChunkFromFd } from '../read-chunk.js'
+import { closeQuietly, readSource } from '../read-chunk.js'
 import { HASH_BYTES, type ChunkSource } from '../types.js'
 import { frameCipher, newPlaneNonce, PLANE_TAG_BYTES } from './cipher.js'
 import { CLIENT_HELLO_BYTES, PLANE_HELLO_TIMEOUT_MS, PLANE_MAGIC, PLANE_TICKET_BYTES, readExactly } from './hello.js'
@@ -24,8 +23,6 @@ import { CLIENT_HELLO_BYTES, PLANE_HELLO_TIMEOUT_MS, PLANE_MAGIC, PLANE_TICKET_B
 export const MAX_PLANE_CONNECTIONS = 8
 /** Connections not yet past their hello, all grants together; more are closed at once. */
 export const MAX_PLANE_HELLOS = 64
-/** Open files kept per connection, so a big file's chunks do not reopen it each time. */
-const MAX_OPEN_FILES = 32
 
 /** Where a blob is: its bytes (a record), where its bytes lie (a chunk), or null (not in the export). */
 export type Found = Uint8Array | ChunkSource | null
@@ -145,29 +142,4 @@ export class PlaneListener {
       await channel.close().catch(() => {})
     }
   }
-}
-
-/** A chunk's bytes where the scan found them, if the file still holds them (read-chunk.ts). */
-export function readSource (src: ChunkSource, h: Uint8Array, files: Map<string, number>): Uint8Array | undefined {
-  let fd = files.get(src.path)
-  if (fd === undefined) {
-    if (files.size >= MAX_OPEN_FILES) {
-      const [oldest, old] = files.entries().next().value as [string, number]
-      files.delete(oldest)
-      closeQuietly(old)
-    }
-    try {
-      fd = fs.openSync(src.path, 'r')
-    } catch {
-      return undefined
-    }
-    files.set(src.path, fd)
-  }
-  return readChunkFromFd(src, h, fd)
-}
-
-export function closeQuietly (fd: number): void {
-  try {
-    fs.closeSync(fd)
-  } catch {}
 }

@@ -12,7 +12,7 @@ import { existsSync } from 'node:fs'
 import { availableParallelism } from 'node:os'
 import { fileURLToPath } from 'node:url'
 import { Worker } from 'node:worker_threads'
-import type { FrameChannel } from '../../common/channel.js'
+import { Inbox, type FrameChannel } from '../../common/channel.js'
 import { VgridError, fromWire } from '../../common/errors.js'
 import type { PullEvent, PullJob, PulledItem } from './pull-worker.js'
 import type { PlaneGrant } from './server.js'
@@ -28,10 +28,8 @@ export function planeConnections (): number {
 }
 
 interface Conn {
-  items: PulledItem[]
-  waiter: { resolve: (v: PulledItem | undefined) => void, reject: (e: Error) => void } | undefined
-  ended: boolean
-  error: Error | undefined
+  /** What the thread received, verified. */
+  inbox: Inbox
   opened: { resolve: () => void, reject: (e: Error) => void } | undefined
 }
 
@@ -52,7 +50,7 @@ export class PlanePullers {
     signal?.throwIfAborted()
     const worker = this.worker()
     const id = this.nextId++
-    const conn: Conn = { items: [], waiter: undefined, ended: false, error: undefined, opened: undefined }
+    const conn: Conn = { inbox: new Inbox(), opened: undefined }
     this.conns.set(id, { worker, conn })
     const post = (job: PullJob): void => { worker.postMessage(job) }
     const onAbort = (): void => { post({ t: 'close', id }) }
@@ -69,22 +67,14 @@ export class PlanePullers {
       signal?.removeEventListener('abort', onAbort)
     }
     return {
-      get closed () { return conn.ended },
+      get closed () { return conn.inbox.ended },
       send: async (msg) => {
-        if (conn.ended) throw conn.error ?? new VgridError('ERR_PEER_LOST', 'the data plane connection is closed')
+        if (conn.inbox.ended) throw conn.inbox.error ?? new VgridError('ERR_PEER_LOST', 'the data plane connection is closed')
         const m = msg as { t: string, hashes?: Uint8Array }
         if (m.t !== 'want' || m.hashes === undefined) throw new VgridError('ERR_INTERNAL', `only wants go over the data plane, not ${m.t}`)
         post({ t: 'want', id, hashes: m.hashes })
       },
-      recv: async () => {
-        const next = conn.items.shift()
-        if (next !== undefined) return next
-        if (conn.ended) {
-          if (conn.error !== undefined) throw conn.error
-          return undefined
-        }
-        return await new Promise<PulledItem | undefined>((resolve, reject) => { conn.waiter = { resolve, reject } })
-      },
+      recv: async () => await conn.inbox.next() as PulledItem | undefined,
       close: async () => { post({ t: 'close', id }) },
       destroy: (err) => {
         post({ t: 'close', id })
@@ -125,13 +115,7 @@ export class PlanePullers {
       c.opened?.resolve()
       c.opened = undefined
     } else if (ev.t === 'items') {
-      let i = 0
-      if (c.waiter !== undefined) {
-        const w = c.waiter
-        c.waiter = undefined
-        w.resolve(ev.items[i++])
-      }
-      for (; i < ev.items.length; i++) c.items.push(ev.items[i]!)
+      for (const item of ev.items) c.inbox.push(item)
     } else {
       this.end(ev.id, ev.error === undefined ? undefined : fromWire(ev.error))
     }
@@ -141,15 +125,8 @@ export class PlanePullers {
     const c = this.conns.get(id)?.conn
     if (c === undefined) return
     this.conns.delete(id)
-    c.ended = true
-    c.error = err
+    c.inbox.end(err)
     c.opened?.reject(err ?? new VgridError('ERR_PEER_LOST', 'the data plane connection closed'))
     c.opened = undefined
-    const w = c.waiter
-    c.waiter = undefined
-    if (w !== undefined) {
-      if (err !== undefined) w.reject(err)
-      else w.resolve(undefined)
-    }
   }
 }
