@@ -108,15 +108,26 @@ const MAX_REMEMBERED_REFUSALS = 4096
  * with this rule, at the same completion times). A newer advertisement clears it.
  */
 export class Refusals {
-  private readonly seen = new Map<string, { startedAt: number, seq: number }>()
+  /** By member, then by request shape: the advertisement it refused under. */
+  private readonly seen = new Map<string, Map<string, { startedAt: number, seq: number }>>()
+  private count = 0
 
   note (shape: string, p: PeerView): void {
-    if (this.seen.size >= MAX_REMEMBERED_REFUSALS) this.seen.clear()
-    this.seen.set(`${shape}\0${p.peer}`, { startedAt: p.startedAt, seq: p.seq })
+    if (this.count >= MAX_REMEMBERED_REFUSALS) { this.seen.clear(); this.count = 0 }
+    let shapes = this.seen.get(p.peer)
+    if (shapes === undefined) this.seen.set(p.peer, shapes = new Map())
+    if (!shapes.has(shape)) this.count++
+    shapes.set(shape, { startedAt: p.startedAt, seq: p.seq })
+  }
+
+  /** Room was freed on `peer` since it refused: it may be asked again, whatever it refused. */
+  forget (peer: string): void {
+    this.count -= this.seen.get(peer)?.size ?? 0
+    this.seen.delete(peer)
   }
 
   stale (shape: string, p: PeerView): boolean {
-    const r = this.seen.get(`${shape}\0${p.peer}`)
+    const r = this.seen.get(p.peer)?.get(shape)
     return r !== undefined && r.startedAt === p.startedAt && r.seq >= p.seq
   }
 

@@ -78,6 +78,7 @@ function checkOffer<G extends LentGpu> (offer: LedgerOffer<G>): LedgerOffer<G> {
 export class Ledger<G extends LentGpu = LentGpu> {
   private offer: LedgerOffer<G>
   private readonly held = new Map<string, Reservation<G>>()
+  private readonly released = new Set<() => void>()
   private nextId = 1
 
   constructor (offer: LedgerOffer<G>) {
@@ -119,7 +120,18 @@ export class Ledger<G extends LentGpu = LentGpu> {
 
   /** Gives a reservation back; releasing it again (or an unknown one) does nothing. */
   release (r: Reservation<G> | string): boolean {
-    return this.held.delete(typeof r === 'string' ? r : r.id)
+    const had = this.held.delete(typeof r === 'string' ? r : r.id)
+    if (had) for (const fn of [...this.released]) fn()
+    return had
+  }
+
+  /**
+   * Calls `fn` each time a reservation is given back; returns the unsubscribe. Runs waiting
+   * for room here start at once, not at the next advertisement (which the grid spaces out).
+   */
+  onRelease (fn: () => void): () => void {
+    this.released.add(fn)
+    return () => { this.released.delete(fn) }
   }
 
   /** Whether this machine could satisfy the request when nothing else runs. */

@@ -58,6 +58,20 @@ describe('Ledger', () => {
     expect(ledger.reserve({ cpus: 4, gpus: 3 }).gpus).toHaveLength(3)
   })
 
+  it('tells whoever waits for room of each release, once, and of nothing else', () => {
+    const ledger = new Ledger({ cpus: 2, memBytes: 8 * GiB, gpus: [] })
+    let told = 0
+    const stop = ledger.onRelease(() => { told++ })
+    const a = ledger.reserve({ cpus: 1, gpus: 0 })
+    expect(told).toBe(0)
+    ledger.release(a)
+    ledger.release(a)
+    expect(told).toBe(1)
+    stop()
+    ledger.release(ledger.reserve({ cpus: 1, gpus: 0 }))
+    expect(told).toBe(1)
+  })
+
   it('allows cpus 0, which counts against no core', () => {
     const ledger = new Ledger({ cpus: 1, memBytes: GiB, gpus: [] })
     ledger.reserve({ cpus: 1, gpus: 0 })

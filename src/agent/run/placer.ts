@@ -19,6 +19,7 @@ import { MAX_PLACEMENT_ATTEMPTS, QUEUE_RETRY_MS } from '../constants.js'
 import { USER, VIEW_SETTLE_MS, wakeUp, type RunContext } from './context.js'
 import { executeHere, type RunDir } from './execute.js'
 import { isRefusal } from './refusal.js'
+import { LoadNotes } from './load-notes.js'
 import { oneReader, relay } from './relay.js'
 import type { Run, RunSink } from './run.js'
 
@@ -50,6 +51,8 @@ export class Placer {
   private readonly queue = new RunQueue()
   /** What members refused lately, and which had no room for which workspace. */
   private readonly refusals = new Refusals()
+  /** Room this agent took and freed on members since their last advertisements. */
+  private readonly notes = new LoadNotes()
 
   constructor (private readonly ctx: RunContext) {}
 
@@ -109,13 +112,30 @@ export class Placer {
             }
           }
         }
-        await wakeUp(ctx, QUEUE_RETRY_MS, (wake) => queue.onChange(wake))
+        await wakeUp(ctx, QUEUE_RETRY_MS, (wake) => {
+          const unqueue = queue.onChange(wake)
+          const unrelease = ctx.ledger.onRelease(wake)
+          const unfreed = this.notes.onFreed(wake)
+          return () => { unqueue(); unrelease(); unfreed() }
+        })
         if (client.closed) return
         if (ctx.shutdown.aborted) throw new VgridError('ERR_PEER_LOST', 'the agent is stopping')
       }
     } finally {
       placed()
     }
+  }
+
+  /**
+   * A command of this agent's ended on `peer`: the room it held there is free now, and the
+   * runs waiting for room may try it (whatever it refused before) without waiting for its
+   * next advertisement.
+   */
+  private freed (peer: string, room: RunSpec): void {
+    const member = this.ctx.grid.view().find((p) => p.peer === peer)
+    if (member === undefined) return
+    this.refusals.forget(peer)
+    this.notes.freed(member, room)
   }
 
   private pinnedPeer (view: PeerView[], on: string): PeerView {
@@ -140,7 +160,7 @@ export class Placer {
   private async placeOnce (client: RunSink, task: string, spec: RunSpec, o: PlaceOptions): Promise<void> {
     const ctx = this.ctx
     const { on, workspace, getScan, onPlaced, guest, gang } = o
-    const view = ctx.grid.view()
+    const view = this.notes.adjust(ctx.grid.view())
     const refusals = this.refusals
     const shape = requestShape(spec, on)
     // A member that refused this kind of request is not asked again until it has advertised since.
@@ -235,6 +255,7 @@ export class Placer {
         continue
       }
       const { target, channel: remote } = result.claim
+      this.notes.taken(target, spec)
       try {
         // A gang whose other shards could not all hold theirs: the stream's end releases this claim.
         if (gang !== undefined && !await gang.hold()) throw new VgridError('ERR_NO_CAPACITY', GANG_NOT_PLACED)
@@ -254,6 +275,7 @@ export class Placer {
         for (const w of scanned?.warnings ?? []) await client.send({ t: 'notice', text: clipText(`not synced: ${w.replace(/^skipped /, '')}`), own: true })
         const outputsBase = scanned
         await relay(ctx, client, remote, { peer: target.peer, host: target.resources.host }, {
+          onEnd: () => { this.freed(target.peer, spec) },
           onOutputs: async (outputs) => {
             if (outputsBase === undefined) throw new VgridError('ERR_BAD_MESSAGE', 'outputs offered for a run without a workspace')
             await ctx.sync.bringBack(outputsBase, target.peer, outputs, task, async (e) => { await client.send(e) })
@@ -279,7 +301,7 @@ export class Placer {
     if (capacity === undefined && unable.size > 0 && on === undefined) {
       // Members that could not take it do not fail the run while another could, busy now.
       try {
-        candidates(accepting(ctx.grid.view().filter((p) => !unable.has(p.peer)), spec, ctx.grid.peerId), spec, workspace !== undefined ? ctx.sync.knownBytes(workspace) : undefined)
+        candidates(accepting(this.notes.adjust(ctx.grid.view()).filter((p) => !unable.has(p.peer)), spec, ctx.grid.peerId), spec, workspace !== undefined ? ctx.sync.knownBytes(workspace) : undefined)
         capacity = new VgridError('ERR_NO_CAPACITY', 'the members that could run it have just refused it', 'it starts when one has room (see `vgrid peers`)')
       } catch (err) {
         if (err instanceof VgridError && err.code === 'ERR_NO_CAPACITY') capacity = err

@@ -81,6 +81,8 @@ export function oneReader (client: RunSink): RunSink {
 interface RelayOptions {
   onOutputs: (o: { root: Uint8Array, session: string, base?: Uint8Array }) => Promise<void>
   started?: boolean
+  /** The command has ended there (its outputs, exit or error came): the member's room is free again. */
+  onEnd?: () => void
 }
 
 /** Events down, inputs up, until the command's exit (or error) has reached the run's followers. */
@@ -88,6 +90,12 @@ export async function relay (ctx: RunContext, client: RunSink, remote: FrameChan
   const { peer, host } = member
   const { onOutputs } = o
   let started = o.started === true
+  let ended = false
+  const end = (): void => {
+    if (ended) return
+    ended = true
+    o.onEnd?.()
+  }
   // Until `started`, the member was still syncing the workspace or starting the command.
   const lost = (why: string): VgridError => new VgridError('ERR_PEER_LOST', `lost ${host} (${shortPeerId(peer)}) ${started ? 'while the command ran' : 'before the command started'}: ${why}`)
   let done = false
@@ -127,6 +135,7 @@ export async function relay (ctx: RunContext, client: RunSink, remote: FrameChan
       if (ev.t === 'started') started = true
       // Refused before the start: placeOnce tries another member.
       if (ev.t === 'error' && !started && isRefusal(fromWire(ev.error))) throw fromWire(ev.error)
+      if (ev.t === 'outputs' || ev.t === 'exit' || ev.t === 'error') end()
       if (ev.t === 'outputs') {
         try {
           await onOutputs(ev)
