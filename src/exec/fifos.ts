@@ -40,6 +40,8 @@ export const FIFO_PULSE_MS = 25
 export interface StdioPipes {
   /** Read end of the command's stdin, write end of its stdout and stderr: [0, 1, 2]. */
   child: [number, number, number]
+  /** The FIFOs' names, [stdin, stdout, stderr]: a process that opens them while `child` is open never waits. */
+  paths: [string, string, string]
   /** Our ends: stdin's write end, stdout's and stderr's read ends. */
   stdin: number
   stdout: number
@@ -104,6 +106,7 @@ export class FifoMaker {
       let released = false
       return {
         child: [child0, child1, child2],
+        paths: [inPath, outPath, errPath],
         stdin,
         stdout,
         stderr,

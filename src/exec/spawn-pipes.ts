@@ -16,27 +16,42 @@ import { signalGroup } from './process-group.js'
 import { drained } from './stream-util.js'
 import type { StdioPipes } from './fifos.js'
 import type { OutputSink, RawStatus, RunningCommand, SpawnOptions } from './command.js'
+import { defaultLauncher, type Launcher } from './launcher.js'
 
-/** Rejects with the spawn error (ENOENT, EACCES, …) when no process could be created. */
-export async function spawnPipes (opts: SpawnOptions, out: OutputSink, log: (msg: string) => void, pipes?: StdioPipes): Promise<RunningCommand> {
-  let child: ChildProcess
+/** A started command's leading process: its pid, and how it ended. */
+interface Started { pid: number, status: Promise<RawStatus> }
+
+/**
+ * Rejects with the spawn error (ENOENT, EACCES, …) when no process could be created. Given
+ * FIFOs and a launcher (launcher.ts), the launcher starts it; otherwise Node does.
+ */
+export async function spawnPipes (opts: SpawnOptions, out: OutputSink, log: (msg: string) => void, pipes?: StdioPipes, launcher: Launcher | undefined = defaultLauncher()): Promise<RunningCommand> {
   let stdin: Writable, stdout: Readable, stderr: Readable
-  try {
-    child = spawn(opts.file, opts.argv.slice(1), {
-      argv0: opts.argv[0],
-      cwd: opts.cwd,
-      env: opts.env,
-      detached: true,
-      stdio: pipes === undefined ? ['pipe', 'pipe', 'pipe'] : pipes.child
-    })
-  } finally {
-    // The child has its copies (or none was made): ours would hold the pipes open.
-    if (pipes !== undefined) for (const fd of pipes.child) closeSync(fd)
+  let child: ChildProcess | undefined
+  let launched: Promise<Started>
+  if (pipes !== undefined && launcher !== undefined) {
+    launched = launcher.launch({ file: opts.file, argv: opts.argv, cwd: opts.cwd, env: opts.env, stdio: pipes.paths })
+    // The child has opened its own ends by name once started (or none was made): ours would hold the pipes open.
+    void launched.finally(() => { for (const fd of pipes.child) closeSync(fd) }).catch(() => {})
+  } else {
+    try {
+      child = spawn(opts.file, opts.argv.slice(1), {
+        argv0: opts.argv[0],
+        cwd: opts.cwd,
+        env: opts.env,
+        detached: true,
+        stdio: pipes === undefined ? ['pipe', 'pipe', 'pipe'] : pipes.child
+      })
+    } finally {
+      // The child has its copies (or none was made): ours would hold the pipes open.
+      if (pipes !== undefined) for (const fd of pipes.child) closeSync(fd)
+    }
+    launched = nodeStarted(child, log)
   }
   if (pipes === undefined) {
-    stdin = child.stdin!
-    stdout = child.stdout!
-    stderr = child.stderr!
+    stdin = child!.stdin!
+    stdout = child!.stdout!
+    stderr = child!.stderr!
   } else {
     stdin = new net.Socket({ fd: pipes.stdin, readable: false, writable: true })
     stdout = new net.Socket({ fd: pipes.stdout, readable: true, writable: false })
@@ -44,29 +59,21 @@ export async function spawnPipes (opts: SpawnOptions, out: OutputSink, log: (msg
   }
   const ours = [stdin, stdout, stderr]
   if (pipes !== undefined) stdin.once('close', pipes.stdinClosed)
-  if (child.pid !== undefined) opts.onPid?.(child.pid)
-  await new Promise<void>((resolve, reject) => {
-    const onSpawn = (): void => { child.off('error', onError); resolve() }
-    const onError = (err: Error): void => { child.off('spawn', onSpawn); reject(err) }
-    child.once('spawn', onSpawn)
-    child.once('error', onError)
-  }).catch((err: unknown) => {
+  if (child?.pid !== undefined) opts.onPid?.(child.pid)
+  const started = await launched.catch((err: unknown) => {
     for (const s of ours) s.destroy()
     pipes?.release()
     throw err
   })
-  // Later 'error' events (a failed kill) must not become uncaught exceptions.
-  child.on('error', (err) => { log(`child ${child.pid}: ${err.message}`) })
-  const pid = child.pid as number
+  if (child === undefined) opts.onPid?.(started.pid)
+  const pid = started.pid
 
-  const exited = new Promise<void>((resolve) => { child.once('exit', () => { resolve() }) })
-  // After 'exit' and after stdout and stderr have ended, every chunk has been handed to the
-  // sink: a command that writes a lot and exits at once loses nothing. (A child's 'close'
-  // says as much of the streams Node made; ours are awaited one by one.)
+  let exitedNow = (): void => {}
+  const exited = new Promise<void>((resolve) => { exitedNow = resolve })
+  const status = started.status.then((s) => { exitedNow(); return s })
+  // After the exit and after stdout and stderr have ended, every chunk has been handed to the
+  // sink: a command that writes a lot and exits at once loses nothing.
   const ended = (s: Readable): Promise<void> => new Promise((resolve) => { if (s.destroyed) resolve(); else s.once('close', () => { resolve() }) })
-  const status = new Promise<RawStatus>((resolve) => {
-    child.once(pipes === undefined ? 'close' : 'exit', (code: number | null, signal: NodeJS.Signals | null) => { resolve({ code, signal }) })
-  })
   const done = Promise.all([status, ended(stdout), ended(stderr)]).then(([s]) => {
     pipes?.release()
     return s
@@ -117,4 +124,20 @@ export async function spawnPipes (opts: SpawnOptions, out: OutputSink, log: (msg
       signalGroup(pid, sig)
     }
   }
+}
+
+/** A child Node started: its pid once it exists, and its status at 'exit'. */
+async function nodeStarted (child: ChildProcess, log: (msg: string) => void): Promise<Started> {
+  await new Promise<void>((resolve, reject) => {
+    const onSpawn = (): void => { child.off('error', onError); resolve() }
+    const onError = (err: Error): void => { child.off('spawn', onSpawn); reject(err) }
+    child.once('spawn', onSpawn)
+    child.once('error', onError)
+  })
+  const status = new Promise<RawStatus>((resolve) => {
+    child.once('exit', (code: number | null, signal: NodeJS.Signals | null) => { resolve({ code, signal }) })
+  })
+  // Later 'error' events (a failed kill) must not become uncaught exceptions.
+  child.on('error', (err) => { log(`child ${child.pid}: ${err.message}`) })
+  return { pid: child.pid as number, status }
 }
