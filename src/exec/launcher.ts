@@ -67,8 +67,16 @@ sub launch {
     $SIG{CHLD} = 'DEFAULT';
     POSIX::setsid();
     my $ok = eval {
-      sysopen(my $fi, $i, O_RDONLY) or die; sysopen(my $fo, $o, O_WRONLY) or die; sysopen(my $fe, $e, O_WRONLY) or die;
-      POSIX::dup2(fileno($fi), 0) // die; POSIX::dup2(fileno($fo), 1) // die; POSIX::dup2(fileno($fe), 2) // die;
+      # Never waits for the other end (its holder may be gone): opened non-blocking, then made
+      # blocking, as a command expects its stdio. A FIFO with no reader fails (ENXIO) instead.
+      my @fd;
+      for ([$i, O_RDONLY], [$o, O_WRONLY], [$e, O_WRONLY]) {
+        sysopen(my $fh, $_->[0], $_->[1] | O_NONBLOCK) or die;
+        my $fl = fcntl($fh, F_GETFL, 0) or die;
+        fcntl($fh, F_SETFL, $fl & ~O_NONBLOCK) or die;
+        push @fd, $fh;
+      }
+      for my $n (0 .. 2) { POSIX::dup2(fileno($fd[$n]), $n) // die }
       chdir($cwd) or die;
       1
     };

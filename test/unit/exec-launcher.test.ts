@@ -4,6 +4,7 @@
  * failure, exit codes and signals), under many starts and ends at once, and when the helper
  * itself dies.
  */
+import { execFileSync } from 'node:child_process'
 import fs from 'node:fs'
 import path from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
@@ -56,6 +57,16 @@ describe('the launcher', () => {
     await expect(l.launch({ file: '/bin/true', argv: ['true'], cwd: path.join(dir, 'gone'), env: {}, stdio: NULLS })).rejects.toMatchObject({ code: 'ENOENT' })
     // and it goes on starting commands
     expect(await (await l.launch({ file: '/bin/true', argv: ['true'], cwd: dir, env: {}, stdio: NULLS })).status).toEqual({ code: 0, signal: null })
+  })
+
+  it('never waits on a FIFO whose other end is gone: the start fails instead', async () => {
+    const l = new Launcher(PERL)
+    const fifo = path.join(tempDir(), 'out')
+    execFileSync('mkfifo', [fifo])
+    await expect(l.launch({ file: '/bin/true', argv: ['true'], cwd: '/', env: {}, stdio: ['/dev/null', fifo, '/dev/null'] })).rejects.toMatchObject({ code: 'ENXIO' })
+    // a stdin with no writer reads as ended
+    const reader = await l.launch({ file: '/bin/sh', argv: ['sh', '-c', 'read x; exit $?'], cwd: '/', env: {}, stdio: [fifo, '/dev/null', '/dev/null'] })
+    expect(await reader.status).toEqual({ code: 1, signal: null })
   })
 
   it('hears every end while it starts others: 300 commands, 30 at a time', async () => {
