@@ -11,6 +11,7 @@ import { execFile } from 'node:child_process'
 import { PACKAGE_ROOT } from '../common/version.js'
 import { VgridError } from '../common/errors.js'
 import { SYSTEM_DIRS, within, type Sandbox } from '../exec/sandbox.js'
+import { findTool } from '../exec/find-tool.js'
 
 export type IsolationMode = 'sandbox' | 'none'
 
@@ -51,17 +52,6 @@ export function lookupUser (name: string, passwd = '/etc/passwd'): { uid: number
     const [user, , uid, gid] = line.split(':')
     if (user === undefined || uid === undefined || gid === undefined) continue
     if (user === name || uid === name) return { uid: Number(uid), gid: Number(gid), name: user }
-  }
-  return undefined
-}
-
-function findTool (name: string, dirs: string[]): string | undefined {
-  for (const d of dirs) {
-    const p = path.join(d, name)
-    try {
-      fs.accessSync(p, fs.constants.X_OK)
-      return p
-    } catch {}
   }
   return undefined
 }

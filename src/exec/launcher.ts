@@ -21,14 +21,12 @@
  * and the agent's watchdog kills guests of an agent that froze (watchdog.ts).
  */
 import { spawn, type ChildProcessByStdio } from 'node:child_process'
-import fs from 'node:fs'
 import os from 'node:os'
-import path from 'node:path'
 import type { Socket } from 'node:net'
 import type { Writable } from 'node:stream'
 import { createLogger } from '../common/log.js'
-import type { RawStatus } from './command.js'
-import { signalName } from './command.js'
+import { signalName, type RawStatus } from './command.js'
+import { findTool } from './find-tool.js'
 
 const log = createLogger('launcher')
 
@@ -236,19 +234,6 @@ function errnoName (n: number): string {
   return `E${n}`
 }
 
-/** Perl on PATH, or undefined. */
-function findPerl (): string | undefined {
-  for (const dir of (process.env.PATH ?? '/usr/bin:/bin').split(':')) {
-    if (dir === '') continue
-    const p = path.join(dir, 'perl')
-    try {
-      fs.accessSync(p, fs.constants.X_OK)
-      return p
-    } catch {}
-  }
-  return undefined
-}
-
 let shared: Launcher | undefined
 let perl: string | undefined | null = null
 
@@ -259,7 +244,7 @@ let perl: string | undefined | null = null
 export function defaultLauncher (): Launcher | undefined {
   if (process.env.VGRID_LAUNCHER === 'node') return undefined
   if (shared !== undefined) return shared.alive ? shared : undefined
-  if (perl === null) perl = findPerl()
+  if (perl === null) perl = findTool('perl', (process.env.PATH ?? '/usr/bin:/bin').split(':'))
   if (perl === undefined) return undefined
   shared = new Launcher(perl)
   return shared

@@ -68,9 +68,8 @@ export async function spawnPipes (opts: SpawnOptions, out: OutputSink, log: (msg
   if (child === undefined) opts.onPid?.(started.pid)
   const pid = started.pid
 
-  let exitedNow = (): void => {}
-  const exited = new Promise<void>((resolve) => { exitedNow = resolve })
-  const status = started.status.then((s) => { exitedNow(); return s })
+  const status = started.status
+  const exited = status.then(() => {})
   // After the exit and after stdout and stderr have ended, every chunk has been handed to the
   // sink: a command that writes a lot and exits at once loses nothing.
   const ended = (s: Readable): Promise<void> => new Promise((resolve) => { if (s.destroyed) resolve(); else s.once('close', () => { resolve() }) })
