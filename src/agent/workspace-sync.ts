@@ -13,7 +13,7 @@ import { VgridError, clipText } from '../common/errors.js'
 import type { FrameChannel } from '../common/channel.js'
 import type { Grid } from '../grid/index.js'
 import {
-  ChunkStore, ExportRegistry, FileWriter, PlaneServer, PlanePullers, planeConnections, dialPlane, type PlaneGrant, type Lane, StatWorker, BlobFetcher, StatCache, EncodeMemo, SYNC_PROTOCOL, SYNC_MAX_FRAME_BYTES,
+  ChunkStore, CopyChunks, ExportRegistry, FileWriter, PlaneServer, PlanePullers, planeConnections, dialPlane, type PlaneGrant, type Lane, StatWorker, BlobFetcher, StatCache, EncodeMemo, SYNC_PROTOCOL, SYNC_MAX_FRAME_BYTES,
   scanWorkspace, decodeTree, encodeTree, applyOutputs, syncCopy, saveBase, forgetBase, nodeAt, hexOf, loadIgnoreRules,
   readChunkAt, prepareCopy, type PreparedCopy, type DirNode, type ChunkSource, type SyncCopyResult, type SyncProgress, type WorkspaceRef
 } from '../fs-sync/index.js'
@@ -113,6 +113,8 @@ export class WorkspaceSync {
   private readonly planeDown = new Unreachable(PLANE_RETRY_MS)
   /** The threads of this agent's data plane connections, started by its first pull over the plane. */
   private pullers: PlanePullers | undefined
+  /** Where the copies hold the chunks written into them (not put in the store as well). */
+  private readonly copyChunks = new CopyChunks()
 
   /** A place's stat cache, with the directory records of its last scan. */
   private async statCache (file: string, racyMarginMs?: number): Promise<{ cache: StatCache, memo: EncodeMemo }> {
@@ -365,6 +367,7 @@ export class WorkspaceSync {
       const synced = await syncCopy({
         copyDir, root: offer.root, store: this.store, statCache: cache, ...(this.statWorker !== undefined ? { statWorker: this.statWorker } : {}),
         ...(this.fileWriter !== undefined ? { fileWriter: this.fileWriter } : {}),
+        copyChunks: this.copyChunks,
         ...(prepared !== undefined ? { prepared } : {}),
         openFetcher: async () => {
           fetcher = await this.openFetcher(submitter, offer.session, signal)

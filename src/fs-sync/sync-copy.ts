@@ -23,10 +23,11 @@ import { removeTree } from './remove-tree.js'
 import type { StatCache } from './stat-cache.js'
 import type { StatWorker } from './stat-workers.js'
 import type { FileWriter } from './file-writer.js'
+import type { CopyChunks } from './copy-chunks.js'
 import { createLogger } from '../common/log.js'
 
 const log = createLogger('sync')
-import type { ChunkRef, DirNode, FileNode, Hash } from './types.js'
+import type { Change, ChunkRef, DirNode, FileNode, Hash } from './types.js'
 
 export interface SyncProgress {
   /** Bytes of files the copy needed, all told (changed files only). */
@@ -180,15 +181,46 @@ export interface SyncCopyOptions {
   statWorker?: StatWorker
   /** A thread that writes the small files. */
   fileWriter?: FileWriter
+  /**
+   * Where the copies hold each chunk: the chunks this sync writes into one file only are
+   * registered there instead of put in the store (each byte written once), and chunks the
+   * store lacks are read from there before they are fetched.
+   */
+  copyChunks?: CopyChunks
   signal?: AbortSignal
   onProgress?: (p: SyncProgress) => void
   /** What prepareCopy found, when the caller ran it ahead (else syncCopy runs it). */
   prepared?: Promise<PreparedCopy>
 }
 
+/**
+ * Where a chunk the store lacks can be read while this sync writes `copyDir`: `copy`, in a
+ * file that stays until the chunk is read (another copy; or the very file that needs it,
+ * whose old self stays until its new one is renamed over it: a big file rewritten around an
+ * insertion); `rescue`, only in a file of this copy that the sync removes or rewrites first
+ * (removals go before any write: a renamed file), so it must be put in the store before.
+ * A chunk found changed when read is fetched after all.
+ */
+function copyPlanner (copyChunks: CopyChunks, copyDir: string, changes: Change[]): (hash: Hash, needer: string) => 'copy' | 'rescue' | undefined {
+  const touched = new Set(changes.map((c) => c.path))
+  const goes = (rel: string): boolean => {
+    // the file and each directory above it
+    for (let i = rel.indexOf('/'); i !== -1; i = rel.indexOf('/', i + 1)) if (touched.has(rel.slice(0, i))) return true
+    return touched.has(rel)
+  }
+  return (hash, needer) => {
+    const w = copyChunks.locate(hash)
+    if (w === undefined) return undefined
+    return w.root !== copyDir || w.rel === needer || !goes(w.rel) ? 'copy' : 'rescue'
+  }
+}
+
 export async function syncCopy (opts: SyncCopyOptions): Promise<SyncCopyResult> {
   const { copyDir, store, root } = opts
   const { base, onDisk, repaired } = await (opts.prepared ?? prepareCopy(opts))
+  const { copyChunks } = opts
+  // After a restart, the copy's own chunks (an insertion rewrites a big file from them).
+  if (copyChunks !== undefined && onDisk !== undefined && !copyChunks.knows(copyDir)) copyChunks.addTree(copyDir, onDisk)
   if (base !== undefined && onDisk === base && opts.base !== undefined && base === opts.base.tree && hexOf(opts.base.rootHash) === hexOf(root)) {
     // Nothing changed since the last run: one comparison, no disk, no stream.
     const whole = treeStats(base)
@@ -223,6 +255,10 @@ export async function syncCopy (opts: SyncCopyOptions): Promise<SyncCopyResult> 
   const arriving = new Map<string, Promise<{ data: Uint8Array, release: () => void }>>()
   const written: Array<[string, FileNode]> = []
   const wanted = new Map<string, ChunkRef>()
+  // How many times the files to write use each chunk: one that is used once is written to
+  // its file only (copyChunks), one used again stays in the store for its next user.
+  const uses = new Map<string, number>()
+  const inCopies = copyChunks === undefined ? () => undefined : copyPlanner(copyChunks, copyDir, changes)
   for (const c of changes) {
     if (c.node?.kind !== 'file') continue
     written.push([c.path, c.node])
@@ -230,13 +266,20 @@ export async function syncCopy (opts: SyncCopyOptions): Promise<SyncCopyResult> 
     p.totalBytes += c.node.size
     for (const ref of c.node.chunks) {
       const hex = hexOf(ref.hash)
-      if (!wanted.has(hex) && !store.has(ref.hash)) wanted.set(hex, ref)
+      uses.set(hex, (uses.get(hex) ?? 0) + 1)
+      if (wanted.has(hex) || store.has(ref.hash)) continue
+      const where = inCopies(ref.hash, c.path)
+      if (where === 'copy') continue
+      const rescued = where === 'rescue' ? copyChunks!.get(ref.hash) : undefined
+      if (rescued !== undefined) await store.put(ref.hash, rescued)
+      else wanted.set(hex, ref)
     }
   }
+  const toStore = (hex: string): boolean => copyChunks === undefined || uses.get(hex)! > 1
   // Refused before a byte is written, rather than half-way with ENOSPC: the files to write
-  // land in the copy and the chunks the store lacks in the store, on the same disk.
+  // land in the copy and the chunks the store keeps in the store, on the same disk.
   let need = p.totalBytes
-  for (const ref of wanted.values()) need += ref.size
+  for (const [hex, ref] of wanted) if (toStore(hex)) need += ref.size
   const room = need > 0 ? await store.roomNow() : undefined
   if (room !== undefined && need > room) {
     throw new VgridError('ERR_NO_SPACE', `needs ${formatBytes(need)}, has ${formatBytes(room)} in ${store.dir}`, 'free space on that disk, or move its VGRID_HOME to a larger one')
@@ -246,7 +289,7 @@ export async function syncCopy (opts: SyncCopyOptions): Promise<SyncCopyResult> 
     arriving.set(hex, fetcher.fetchHeld(ref.hash, ref.size).then(async (got) => {
       p.sentBytes += got.data.byteLength
       p.sentChunks++
-      await store.put(ref.hash, got.data)
+      if (toStore(hex)) await store.put(ref.hash, got.data)
       return got
     }))
   }
@@ -276,9 +319,10 @@ export async function syncCopy (opts: SyncCopyOptions): Promise<SyncCopyResult> 
       release()
       return data
     }
-    const data = await store.get(ref.hash)
+    const data = await store.get(ref.hash) ?? copyChunks?.get(ref.hash)
     if (data !== undefined) return data
-    // Evicted between the plan and now, or found corrupt: fetch it after all.
+    // Evicted between the plan and now, changed in the copy that held it, or found corrupt:
+    // fetch it after all.
     missed(ref.hash)
     return await unlessStopped(fetcher.fetch(ref.hash, ref.size))
   }
@@ -294,6 +338,7 @@ export async function syncCopy (opts: SyncCopyOptions): Promise<SyncCopyResult> 
     }
   })
   await store.flush()
+  if (copyChunks !== undefined) for (const [rel, node] of written) copyChunks.add(copyDir, rel, node)
   p.files = p.totalFiles
   p.reusedBytes = Math.max(0, stats.bytes - p.sentBytes)
   p.done = true

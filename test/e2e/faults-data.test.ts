@@ -22,11 +22,17 @@ beforeAll(async () => { [a, b] = await startGrid(2) }, 60_000)
 const escape = (s: string): string => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')
 afterAll(async () => { await stopAll() })
 
-/** A workspace of a few chunks' worth of random bytes, and what `sha256sum` prints of it. */
+/**
+ * A workspace of a few chunks' worth of random bytes, and what `sha256sum` prints of it. Its
+ * big file is there twice: the executor's store keeps only chunks that more than one file
+ * uses (the others live in the copy alone), and these tests damage the store.
+ */
 function workspace (): { dir: string, sums: string } {
   const dir = tempDir('vgrid-faults-ws-')
+  const big = crypto.randomBytes(768 * 1024)
   const files: Record<string, Buffer> = {
-    'big.bin': crypto.randomBytes(768 * 1024),
+    'big.bin': big,
+    'big-again.bin': big,
     'sub/small.txt': Buffer.from(`small ${crypto.randomBytes(8).toString('hex')}\n`)
   }
   let sums = ''
@@ -39,7 +45,7 @@ function workspace (): { dir: string, sums: string } {
 }
 
 const sumOnB = async (ws: string): Promise<Awaited<ReturnType<AgentProc['vrun']>>> =>
-  await a.vrun(['--on', b.peer, 'sha256sum', 'big.bin', 'sub/small.txt'], { cwd: ws, timeoutMs: 60_000 })
+  await a.vrun(['--on', b.peer, 'sha256sum', 'big.bin', 'big-again.bin', 'sub/small.txt'], { cwd: ws, timeoutMs: 60_000 })
 
 /** The packs of b's store: data file, and its index entries (offset, length). */
 function packsOfB (): Array<{ dat: string, blobs: Array<{ offset: number, length: number }> }> {
