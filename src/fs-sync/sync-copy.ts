@@ -324,7 +324,10 @@ export async function syncCopy (opts: SyncCopyOptions): Promise<SyncCopyResult> 
     // Evicted between the plan and now, changed in the copy that held it, or found corrupt:
     // fetch it after all.
     missed(ref.hash)
-    return await unlessStopped(fetcher.fetch(ref.hash, ref.size))
+    const fetched = await unlessStopped(fetcher.fetch(ref.hash, ref.size))
+    p.sentBytes += fetched.byteLength
+    p.sentChunks++
+    return fetched
   }
   let lastReport = 0
   const { made, fresh } = await materialize(copyDir, onDisk, tree, readChunk, {

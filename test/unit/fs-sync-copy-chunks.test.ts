@@ -84,6 +84,11 @@ describe('CopyChunks', () => {
 
 /** Syncs `ws` into `copyDir` as an executor does; how many blobs travelled. */
 async function pull (ws: string, copyDir: string, store: ChunkStore, copyChunks: CopyChunks): Promise<number> {
+  return (await pullSaying(ws, copyDir, store, copyChunks)).blobs
+}
+
+/** pull, with the chunks the sync says it was sent (the user's summary line). */
+async function pullSaying (ws: string, copyDir: string, store: ChunkStore, copyChunks: CopyChunks): Promise<{ blobs: number, said: number }> {
   const scan = await scanWorkspace(ws, {})
   const registry = new ExportRegistry()
   const session = registry.add({ rootHash: scan.rootHash, blobs: scan.blobs, sources: { get: (hex) => scan.sources.get(hex) }, peer: PEER })
@@ -91,8 +96,8 @@ async function pull (ws: string, copyDir: string, store: ChunkStore, copyChunks:
   void registry.serve(far, PEER)
   let fetcher: BlobFetcher | undefined
   try {
-    await syncCopy({ copyDir, root: scan.rootHash, store, copyChunks, openFetcher: async () => (fetcher = await BlobFetcher.open(near, session)) })
-    return fetcher?.stats.blobs ?? 0
+    const { progress } = await syncCopy({ copyDir, root: scan.rootHash, store, copyChunks, openFetcher: async () => (fetcher = await BlobFetcher.open(near, session)) })
+    return { blobs: fetcher?.stats.blobs ?? 0, said: progress.sentChunks }
   } finally {
     fetcher?.close()
   }
@@ -158,6 +163,36 @@ describe('a sync with CopyChunks', () => {
       expect(again).toBeGreaterThan(0)
       expect(again).toBeLessThan(all)
       expect(fs.readFileSync(path.join(home, 'copy-2/data.bin')).equals(data)).toBe(true)
+    } finally {
+      await store.close()
+    }
+  })
+
+  it('fetches a chunk its copy no longer holds, and says it sent it', async () => {
+    const ws = tempDir('vgrid-ws-')
+    const home = tempDir('vgrid-exec-')
+    const data = randomBytes(2 * MiB)
+    fs.writeFileSync(path.join(ws, 'data.bin'), data)
+    const flip = (): void => {
+      const fd = fs.openSync(path.join(ws, 'data.bin'), 'r+')
+      const b = Buffer.alloc(1)
+      fs.readSync(fd, b, 0, 1, MiB)
+      b[0] = b[0]! ^ 0xff
+      fs.writeSync(fd, b, 0, 1, MiB)
+      fs.closeSync(fd)
+    }
+    const store = await ChunkStore.open(path.join(home, 'store'))
+    try {
+      const cc = new CopyChunks()
+      const copy = path.join(home, 'copy')
+      await pull(ws, copy, store, cc)
+      flip()
+      expect((await pullSaying(ws, copy, store, cc)).said).toBe(1)
+      // back as it was: the copy's index still names the old chunk in this file, but the
+      // patch above wrote over it, so it travels again, and the summary says so
+      flip()
+      expect(await pullSaying(ws, copy, store, cc)).toMatchObject({ said: 1 })
+      expect(fs.readFileSync(path.join(copy, 'data.bin')).equals(fs.readFileSync(path.join(ws, 'data.bin')))).toBe(true)
     } finally {
       await store.close()
     }
