@@ -38,6 +38,8 @@ export const MAX_QUEUED_FILES = 512
 /** lstat calls made without yielding to the event loop (~1–2 ms). */
 export const STAT_BATCH = 256
 export const PROGRESS_INTERVAL_MS = 100
+/** MAX_FILE_BYTES as a bigint, for comparing with a stat (made once, not per file). */
+const MAX_FILE_BIGINT = BigInt(MAX_FILE_BYTES)
 
 export type { ChunkFn } from './scan-hash.js'
 
@@ -277,7 +279,7 @@ class Scanner {
 
   /** A regular file whose stat the cache knows: no promise, no read. */
   private cachedFile (absPath: string, relPath: string, st: BigIntStats): FileNode | undefined {
-    if (this.opts.statCache === undefined || !st.isFile() || st.size > BigInt(MAX_FILE_BYTES)) return undefined
+    if (this.opts.statCache === undefined || !st.isFile() || st.size > MAX_FILE_BIGINT) return undefined
     const cached = this.opts.statCache.lookup(relPath, st)
     if (cached === undefined) return undefined
     const file: FileNode = { kind: 'file', size: Number(st.size), exec: (st.mode & 0o100n) !== 0n, mtimeMs: floorMs(st.mtimeNs), chunks: cached }

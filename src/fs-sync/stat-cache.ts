@@ -41,6 +41,8 @@ export function settledBefore (st: StatKey, beforeNs: bigint): boolean {
 
 interface Entry extends StatKey {
   chunks: ChunkRef[]
+  /** The last scan that saw it (StatCache.scan). */
+  seen: number
 }
 
 export interface StatCacheOptions {
@@ -55,17 +57,23 @@ export function statCachePath (vgridHome: string, root: string): string {
 }
 
 export class StatCache {
-  /** Entries of the last saved scan. */
-  private readonly old: Map<string, Entry>
-  /** Entries seen in this scan: what save() keeps. */
-  private next = new Map<string, Entry>()
+  /**
+   * Every entry, each marked with the last scan that saw it: one Map, so that a scan of an
+   * unchanged workspace writes nothing per file into it (two Maps, the saved scan's and this
+   * one's, cost ~20 k Map writes per scan of 10,000 files).
+   */
+  private readonly entries: Map<string, Entry>
+  /** The scan under way: entries seen since beginScan() carry it. */
+  private scan = 0
+  /** Entries this scan saw (or recorded). */
+  private seenNow = 0
   private dirty = false
   private trustBeforeNs = 0n
   private readonly chunkerId: string
   private readonly racyMarginMs: number
 
-  private constructor (readonly file: string | undefined, old: Map<string, Entry>, opts: StatCacheOptions) {
-    this.old = old
+  private constructor (readonly file: string | undefined, entries: Map<string, Entry>, opts: StatCacheOptions) {
+    this.entries = entries
     this.chunkerId = opts.chunkerId ?? CHUNKER_ID
     this.racyMarginMs = opts.racyMarginMs ?? RACY_MARGIN_MS
     this.beginScan()
@@ -88,39 +96,40 @@ export class StatCache {
   }
 
   get size (): number {
-    return this.old.size
+    return this.entries.size
   }
 
   /** Starts a new scan: files changed from now on are never trusted, entries not seen are dropped at save. */
   beginScan (): void {
     this.trustBeforeNs = BigInt(Date.now() - this.racyMarginMs) * NS_PER_MS
-    if (this.next.size > 0) {
-      for (const [k, v] of this.next) this.old.set(k, v)
-      this.next = new Map()
-    }
+    this.scan++
+    this.seenNow = 0
   }
 
   /** The chunks of `relPath` when its stat is unchanged since they were recorded. */
   lookup (relPath: string, st: StatKey): ChunkRef[] | undefined {
-    const e = this.old.get(relPath) ?? this.next.get(relPath)
+    const e = this.entries.get(relPath)
     if (e === undefined || e.size !== st.size || e.mtimeNs !== st.mtimeNs || e.ctimeNs !== st.ctimeNs || e.ino !== st.ino) return undefined
-    let sum = 0
-    for (const c of e.chunks) sum += c.size
-    if (BigInt(sum) !== st.size) return undefined // never trust an entry that does not add up
-    this.next.set(relPath, e)
+    if (e.seen !== this.scan) {
+      e.seen = this.scan
+      this.seenNow++
+    }
     return e.chunks
   }
 
   /** The stat `relPath` had when last recorded, without marking it seen (the copy's check). */
   peek (relPath: string): StatKey | undefined {
-    return this.next.get(relPath) ?? this.old.get(relPath)
+    return this.entries.get(relPath)
   }
 
   /** Remembers the chunks of a file read with stat `st` (taken before reading it). */
   record (relPath: string, st: StatKey, chunks: ChunkRef[]): void {
     if (!settledBefore(st, this.trustBeforeNs)) return
     if (relPath.length * 3 > MAX_PATH_BYTES && Buffer.byteLength(relPath, 'utf8') > MAX_PATH_BYTES) return
-    this.next.set(relPath, { size: st.size, mtimeNs: st.mtimeNs, ctimeNs: st.ctimeNs, ino: st.ino, chunks })
+    // never keep an entry that does not add up (lookup trusts every entry it finds)
+    if (!addsUp(chunks, st.size)) return
+    if (this.entries.get(relPath)?.seen !== this.scan) this.seenNow++
+    this.entries.set(relPath, { size: st.size, mtimeNs: st.mtimeNs, ctimeNs: st.ctimeNs, ino: st.ino, chunks, seen: this.scan })
     this.dirty = true
   }
 
@@ -146,8 +155,9 @@ export class StatCache {
   /** Writes the entries seen since beginScan() (atomically); skipped when nothing changed. */
   async save (): Promise<void> {
     if (this.file === undefined) return
-    if (!this.dirty && this.next.size === this.old.size) return
-    const bytes = serialize(this.next, this.chunkerId)
+    if (!this.dirty && this.seenNow === this.entries.size) return
+    for (const [k, e] of this.entries) if (e.seen !== this.scan) this.entries.delete(k)
+    const bytes = serialize(this.entries, this.chunkerId)
     await fs.mkdir(path.dirname(this.file), { recursive: true })
     const tmp = `${this.file}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`
     try {
@@ -157,8 +167,6 @@ export class StatCache {
       await fs.rm(tmp, { force: true })
       throw err
     }
-    this.old.clear()
-    for (const [k, v] of this.next) this.old.set(k, v)
     this.dirty = false
   }
 }
@@ -217,7 +225,8 @@ function parse (buf: Buffer, chunkerId: string): Map<string, Entry> {
       mtimeNs: buf.readBigInt64LE(o + 8),
       ctimeNs: buf.readBigInt64LE(o + 16),
       ino: buf.readBigUInt64LE(o + 24),
-      chunks: new Array<ChunkRef>(buf.readUInt32LE(o + 32))
+      chunks: new Array<ChunkRef>(buf.readUInt32LE(o + 32)),
+      seen: 0
     }
     o += 36
     if (o + e.chunks.length * CHUNK_BYTES > body) throw new Error('truncated')
@@ -225,10 +234,17 @@ function parse (buf: Buffer, chunkerId: string): Map<string, Entry> {
       e.chunks[j] = { hash: buf.subarray(o, o + HASH_BYTES), size: buf.readUInt32LE(o + HASH_BYTES) }
       o += CHUNK_BYTES
     }
-    out.set(p, e)
+    if (addsUp(e.chunks, e.size)) out.set(p, e)
   }
   if (o !== body) throw new Error('trailing bytes')
   return out
+}
+
+/** Whether the chunks' sizes add up to `size`. */
+function addsUp (chunks: ChunkRef[], size: bigint): boolean {
+  let sum = 0
+  for (const c of chunks) sum += c.size
+  return BigInt(sum) === size
 }
 
 /** Milliseconds, rounded down (also before 1970), from nanoseconds. */
