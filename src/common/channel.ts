@@ -144,6 +144,12 @@ export function socketChannel (socket: Socket, maxFrameBytes = MAX_FRAME_BYTES, 
   const inbox = new Inbox()
   let pending: Buffer[] = []
   let pendingBytes = 0
+  /**
+   * Bytes the next frame needs in all (its prefix and body, once the prefix is in): the
+   * pieces are joined only then. Joining at every read copied a frame read in k pieces k
+   * times (a 256 KiB chunk arrives in four or more).
+   */
+  let need = 4
   let closed = false
 
   const fail = (err: Error): void => {
@@ -155,15 +161,20 @@ export function socketChannel (socket: Socket, maxFrameBytes = MAX_FRAME_BYTES, 
   socket.on('data', (chunk: Buffer) => {
     pending.push(chunk)
     pendingBytes += chunk.byteLength
-    let buf = pending.length === 1 ? pending[0] : Buffer.concat(pending, pendingBytes)
+    if (pendingBytes < need) return
+    let buf = pending.length === 1 ? pending[0]! : Buffer.concat(pending, pendingBytes)
     let off = 0
+    need = 4
     while (buf.byteLength - off >= 4) {
       const len = buf.readUInt32BE(off)
       if (len > maxFrameBytes) {
         fail(new VgridError('ERR_MESSAGE_TOO_LARGE', `a frame of ${len} bytes is past the limit of ${maxFrameBytes}`))
         return
       }
-      if (buf.byteLength - off - 4 < len) break
+      if (buf.byteLength - off - 4 < len) {
+        need = 4 + len
+        break
+      }
       let msg: unknown
       try {
         const body = buf.subarray(off + 4, off + 4 + len)
