@@ -56,6 +56,18 @@ function workspace (bytes: number): string {
   return dir
 }
 
+/**
+ * A fresh workspace of `bytes` whose second half repeats its first: the executor writes all
+ * of it into the copy and keeps the chunks two files share in its store too, so it needs
+ * 1.5 × `bytes` of disk, where placement, which knows only the workspace's size, sees `bytes`.
+ */
+function workspaceTwice (bytes: number): string {
+  const dir = tempDir('vgrid-ws-')
+  const half = [randomBytes(Math.floor(bytes / 4)), randomBytes(Math.floor(bytes / 4))]
+  for (let i = 0; i < 4; i++) fs.writeFileSync(path.join(dir, `data${i}.bin`), half[i % 2]!)
+  return dir
+}
+
 const where = ['sh', '-c', 'echo "$VGRID_PEER"']
 
 describe('a member without room for the workspace', () => {
@@ -97,8 +109,8 @@ describe('a member without room for the workspace', () => {
 
   it('refuses a workspace it finds too big only when it looks, before writing it, and the run goes elsewhere', async (ctx) => {
     if (cannot !== undefined) ctx.skip()
-    // Within the room it advertises (the store's), but not with the copy's files beside it.
-    const ws = workspace(12 * MiB)
+    // Within the room it advertises, but not with the shared chunks in the store beside the copy's files.
+    const ws = workspaceTwice(16 * MiB)
     const alone = await s.vrun(['--on', small.peer, 'true'], { cwd: ws, timeoutMs: 30_000 })
     expect(alone.code).not.toBe(0)
     expect(alone.stderr).toMatch(new RegExp(`^vrun: ${small.host} \\(…${small.peer.slice(-6)}\\) has no space for this workspace \\(needs 24 MiB, has [\\d.]+ MiB in ${small.home}/store\\)\\n`))
@@ -112,7 +124,7 @@ describe('a member without room for the workspace', () => {
     expect(blocker.code, blocker.stderr).toBe(0)
     const blockerId = blocker.stdout.trim()
     await waitFor(async () => (await peersOf(s)).find((p) => p.peer === roomy.peer)?.load.cpusFree === 0, 'the roomy member to be busy')
-    const ws2 = workspace(12 * MiB)
+    const ws2 = workspaceTwice(16 * MiB)
     const run = startCli('vrun', ['-P', 'work', ...where], { home: s.home, cwd: ws2, timeoutMs: 60_000 })
     await waitFor(() => /has no space for this workspace/.test(run.stderr()), 'the small member to refuse', 20_000)
     expect((await s.vgrid(['task', 'cancel', blockerId])).code).toBe(0)
@@ -128,7 +140,7 @@ describe('a member without room for the workspace', () => {
     const blocker = await runCli('vbatch', ['--on', roomy.peer, '--no-sync', 'sleep', '60'], { home: s.home })
     expect(blocker.code, blocker.stderr).toBe(0)
     await waitFor(async () => (await peersOf(s)).find((p) => p.peer === roomy.peer)?.load.cpusFree === 0, 'the roomy member to be busy')
-    const b = await runCli('vbatch', ['-P', 'work', '--retries', '0', ...where], { home: s.home, cwd: workspace(12 * MiB) })
+    const b = await runCli('vbatch', ['-P', 'work', '--retries', '0', ...where], { home: s.home, cwd: workspaceTwice(16 * MiB) })
     expect(b.code, b.stderr).toBe(0)
     const id = b.stdout.trim()
     const log = async (): Promise<string> => (await s.vgrid(['task', 'log', id])).stderr
