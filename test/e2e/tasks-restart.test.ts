@@ -9,6 +9,7 @@ import path from 'node:path'
 import { startGrid, startAgent, startCli, stopAll, waitFor, sharedDir, guestShare, processRuns, type AgentProc } from '../helpers/procs.js'
 import { workspace, read, submitOne, show, listAll, wait, ended } from '../helpers/tasks.js'
 import type { TaskRecord } from '../../src/agent/tasks/types.js'
+import { RUNNING_LOG } from '../../src/exec/orphans.js'
 
 afterAll(async () => { await stopAll() })
 
@@ -35,8 +36,9 @@ describe('an owner restarted', () => {
       // Killed once the agent has written the command down (it does so right after the fork;
       // the command's own pid file can come first on a busy machine, and that instant is not
       // what this test is about).
-      const runningDir = path.join(x.home, 'running')
-      await waitFor(() => fs.readdirSync(runningDir).length > 0, 'the agent to list the command', 10_000, 20)
+      const runningLog = path.join(x.home, RUNNING_LOG)
+      const log = (): string => { try { return fs.readFileSync(runningLog, 'utf8') } catch { return '' } }
+      await waitFor(() => log().includes('"a":'), 'the agent to list the command', 10_000, 20)
       const died = new Promise((resolve) => x.proc.once('exit', resolve))
       x.proc.kill('SIGKILL')
       await died
@@ -44,12 +46,12 @@ describe('an owner restarted', () => {
       expect(running(pid)).toBe(true)
 
       // What the killed agent left listed, for the failure message.
-      const listed = fs.readdirSync(runningDir).map((n) => `${n}: ${fs.readFileSync(path.join(runningDir, n), 'utf8')}`).join('; ')
+      const listed = log()
       const stat = (): string => { try { return fs.readFileSync(`/proc/${pid}/stat`, 'utf8') } catch { return 'gone' } }
       x2 = await startAgent({ home: x.home })
       const restarted = x2
       await waitFor(() => !running(pid), 'the restarted agent to stop the command left running', 15_000, 50).catch((err: Error) => {
-        throw new Error(`${err.message}\ncommand pid ${pid}, /proc stat: ${stat()}\nlisted in running/ before the restart: ${listed}\nrestarted agent's output:\n${restarted.output()}`)
+        throw new Error(`${err.message}\ncommand pid ${pid}, /proc stat: ${stat()}\nlisted in ${RUNNING_LOG} before the restart: ${listed}\nrestarted agent's output:\n${restarted.output()}`)
       })
       const rec = await ended(x2, id)
       expect(rec.state).toBe('lost')
