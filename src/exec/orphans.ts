@@ -158,7 +158,6 @@ function readLegacy (dir: string, listed: Map<number, Listed>): void {
         listed.set(pgid, JSON.parse(fs.readFileSync(file, 'utf8')) as Listed)
       } catch {}
     }
-    fs.rmSync(file, { force: true })
   }
   fs.rmSync(dir, { recursive: true, force: true })
 }

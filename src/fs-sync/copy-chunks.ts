@@ -19,8 +19,9 @@
  */
 import fs from 'node:fs'
 import path from 'node:path'
-import { createHash } from 'node:crypto'
 import { checkRelPath } from './paths.js'
+import { closeQuietly, readChunkFromFd } from './read-chunk.js'
+import { keyOf } from './store.js'
 import type { DirNode, FileNode } from './types.js'
 
 /** Chunks remembered (~150 bytes each: ~40 MB at the cap, ~16 GiB of files at 64 KiB a chunk). */
@@ -36,10 +37,6 @@ export interface Where {
 }
 
 const OPEN_FLAGS = fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK
-
-function keyOf (hash: Uint8Array): string {
-  return Buffer.from(hash.buffer, hash.byteOffset, hash.byteLength).toString('latin1')
-}
 
 export class CopyChunks {
   private readonly where = new Map<string, Where>()
@@ -96,36 +93,35 @@ export class CopyChunks {
     const key = keyOf(hash)
     const w = this.where.get(key)
     if (w === undefined) return undefined
-    const data = readFrom(w)
-    if (data !== undefined && createHash('sha256').update(data).digest().equals(hash)) return data
+    const data = readFrom(w, hash)
+    if (data !== undefined) return data
     if (this.where.get(key) === w) this.where.delete(key)
     return undefined
   }
 }
 
 /**
- * `size` bytes at `offset` of a regular file reached without any link, else undefined.
- * Synchronous: a chunk is at most 256 KiB and usually in the page cache, and the lstats of
- * its parents cost microseconds (as in read-chunk.ts).
+ * The chunk at `w`, hashed again (readChunkFromFd), from a regular file reached without any
+ * link; else undefined. Synchronous: a chunk is at most 256 KiB and usually in the page
+ * cache, and the lstats of its parents cost microseconds (as in read-chunk.ts).
  */
-function readFrom (w: Where): Uint8Array | undefined {
+function readFrom (w: Where, hash: Uint8Array): Uint8Array | undefined {
   let fd: number | undefined
   try {
     checkRelPath(w.rel)
     const parts = w.rel.split('/')
+    // `dir` ends as the file itself, once each directory on the way was found to be one
     let dir = w.root
     for (let i = 0; i < parts.length; i++) {
       if (!fs.lstatSync(dir).isDirectory()) return undefined
       dir = path.join(dir, parts[i]!)
     }
-    fd = fs.openSync(path.join(w.root, w.rel), OPEN_FLAGS)
-    const st = fs.fstatSync(fd)
-    if (!st.isFile() || st.size < w.offset + w.size) return undefined
-    const buf = Buffer.allocUnsafeSlow(w.size)
-    return fs.readSync(fd, buf, 0, w.size, w.offset) === w.size ? buf : undefined
+    fd = fs.openSync(dir, OPEN_FLAGS)
+    if (!fs.fstatSync(fd).isFile()) return undefined
+    return readChunkFromFd({ path: dir, offset: w.offset, size: w.size }, hash, fd)
   } catch {
     return undefined
   } finally {
-    if (fd !== undefined) fs.closeSync(fd)
+    if (fd !== undefined) closeQuietly(fd)
   }
 }

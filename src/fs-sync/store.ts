@@ -526,7 +526,8 @@ export class ChunkStore {
   }
 }
 
-function keyOf (hash: Uint8Array): string {
+/** A blob's hash as a Map key (the store's index, and where copies hold chunks: copy-chunks.ts). */
+export function keyOf (hash: Uint8Array): string {
   if (!(hash instanceof Uint8Array) || hash.byteLength !== HASH_BYTES) {
     throw new VgridError('ERR_BAD_ARGUMENT', `a blob hash is ${HASH_BYTES} bytes`)
   }

@@ -105,96 +105,84 @@ async function pullSaying (ws: string, copyDir: string, store: ChunkStore, copyC
 
 const MiB = 1024 ** 2
 
+/** An executor's home with its store and copies' index, and a workspace to sync from. */
+async function onExecutor (test: (e: { ws: string, home: string, store: ChunkStore, cc: CopyChunks }) => Promise<void>): Promise<void> {
+  const ws = tempDir('vgrid-ws-')
+  const home = tempDir('vgrid-exec-')
+  const store = await ChunkStore.open(path.join(home, 'store'))
+  try {
+    await test({ ws, home, store, cc: new CopyChunks() })
+  } finally {
+    await store.close()
+  }
+}
+
 describe('a sync with CopyChunks', () => {
-  it('writes the files\' bytes once, and a second copy, an insertion or a rename sends only what is new', async () => {
-    const ws = tempDir('vgrid-ws-')
-    const home = tempDir('vgrid-exec-')
+  it('writes the files\' bytes once, and a second copy, an insertion or a rename sends only what is new', async () => await onExecutor(async ({ ws, home, store, cc }) => {
     const big = randomBytes(8 * MiB)
     fs.writeFileSync(path.join(ws, 'big.bin'), big)
     for (let i = 0; i < 20; i++) fs.writeFileSync(path.join(ws, `s${i}.txt`), randomBytes(3000))
     // two files with the same bytes: that chunk is kept in the store for its second user
     fs.writeFileSync(path.join(ws, 'same-1.txt'), 'same bytes\n')
     fs.writeFileSync(path.join(ws, 'same-2.txt'), 'same bytes\n')
-    const store = await ChunkStore.open(path.join(home, 'store'))
-    try {
-      const cc = new CopyChunks()
-      const first = await pull(ws, path.join(home, 'copy-1'), store, cc)
-      expect(fs.readFileSync(path.join(home, 'copy-1/big.bin')).equals(big)).toBe(true)
-      // the store holds the directory records and the shared chunk, not the 8 MiB
-      expect(store.stats().bytes).toBeLessThan(64 * 1024)
-      expect(first).toBeGreaterThan(100)
+    const first = await pull(ws, path.join(home, 'copy-1'), store, cc)
+    expect(fs.readFileSync(path.join(home, 'copy-1/big.bin')).equals(big)).toBe(true)
+    // the store holds the directory records and the shared chunk, not the 8 MiB
+    expect(store.stats().bytes).toBeLessThan(64 * 1024)
+    expect(first).toBeGreaterThan(100)
 
-      // a second copy of the same workspace: nothing travels, it is read from the first
-      expect(await pull(ws, path.join(home, 'copy-2'), store, cc)).toBe(0)
-      expect(fs.readFileSync(path.join(home, 'copy-2/big.bin')).equals(big)).toBe(true)
-      expect(fs.readFileSync(path.join(home, 'copy-2/same-2.txt'), 'utf8')).toBe('same bytes\n')
+    // a second copy of the same workspace: nothing travels, it is read from the first
+    expect(await pull(ws, path.join(home, 'copy-2'), store, cc)).toBe(0)
+    expect(fs.readFileSync(path.join(home, 'copy-2/big.bin')).equals(big)).toBe(true)
+    expect(fs.readFileSync(path.join(home, 'copy-2/same-2.txt'), 'utf8')).toBe('same bytes\n')
 
-      // bytes inserted at the front: the copy's old file gives the rest
-      const edited = Buffer.concat([randomBytes(1000), big])
-      fs.writeFileSync(path.join(ws, 'big.bin'), edited)
-      expect(await pull(ws, path.join(home, 'copy-1'), store, cc)).toBeLessThanOrEqual(3)
-      expect(fs.readFileSync(path.join(home, 'copy-1/big.bin')).equals(edited)).toBe(true)
+    // bytes inserted at the front: the copy's old file gives the rest
+    const edited = Buffer.concat([randomBytes(1000), big])
+    fs.writeFileSync(path.join(ws, 'big.bin'), edited)
+    expect(await pull(ws, path.join(home, 'copy-1'), store, cc)).toBeLessThanOrEqual(3)
+    expect(fs.readFileSync(path.join(home, 'copy-1/big.bin')).equals(edited)).toBe(true)
 
-      // renamed: the old path goes before anything is written, so those chunks travel again
-      // unless another copy holds them (copy-1 holds the edited bytes now; copy-2 the old ones)
-      fs.renameSync(path.join(ws, 'big.bin'), path.join(ws, 'moved.bin'))
-      expect(await pull(ws, path.join(home, 'copy-1'), store, cc)).toBeLessThanOrEqual(3)
-      expect(fs.readFileSync(path.join(home, 'copy-1/moved.bin')).equals(edited)).toBe(true)
-      expect(fs.existsSync(path.join(home, 'copy-1/big.bin'))).toBe(false)
-    } finally {
-      await store.close()
-    }
-  })
+    // renamed: the old path goes before anything is written, so those chunks travel again
+    // unless another copy holds them (copy-1 holds the edited bytes now; copy-2 the old ones)
+    fs.renameSync(path.join(ws, 'big.bin'), path.join(ws, 'moved.bin'))
+    expect(await pull(ws, path.join(home, 'copy-1'), store, cc)).toBeLessThanOrEqual(3)
+    expect(fs.readFileSync(path.join(home, 'copy-1/moved.bin')).equals(edited)).toBe(true)
+    expect(fs.existsSync(path.join(home, 'copy-1/big.bin'))).toBe(false)
+  }))
 
-  it('sends again what a guest changed in the copy that held it, and the next copy is still right', async () => {
-    const ws = tempDir('vgrid-ws-')
-    const home = tempDir('vgrid-exec-')
+  it('sends again what a guest changed in the copy that held it, and the next copy is still right', async () => await onExecutor(async ({ ws, home, store, cc }) => {
     const data = randomBytes(2 * MiB)
     fs.writeFileSync(path.join(ws, 'data.bin'), data)
-    const store = await ChunkStore.open(path.join(home, 'store'))
-    try {
-      const cc = new CopyChunks()
-      const all = await pull(ws, path.join(home, 'copy-1'), store, cc)
-      // a guest overwrites the middle of its copy
-      const fd = fs.openSync(path.join(home, 'copy-1/data.bin'), 'r+')
-      fs.writeSync(fd, randomBytes(300_000), 0, 300_000, MiB)
-      fs.closeSync(fd)
-      const again = await pull(ws, path.join(home, 'copy-2'), store, cc)
-      expect(again).toBeGreaterThan(0)
-      expect(again).toBeLessThan(all)
-      expect(fs.readFileSync(path.join(home, 'copy-2/data.bin')).equals(data)).toBe(true)
-    } finally {
-      await store.close()
-    }
-  })
+    const all = await pull(ws, path.join(home, 'copy-1'), store, cc)
+    // a guest overwrites the middle of its copy
+    const fd = fs.openSync(path.join(home, 'copy-1/data.bin'), 'r+')
+    fs.writeSync(fd, randomBytes(300_000), 0, 300_000, MiB)
+    fs.closeSync(fd)
+    const again = await pull(ws, path.join(home, 'copy-2'), store, cc)
+    expect(again).toBeGreaterThan(0)
+    expect(again).toBeLessThan(all)
+    expect(fs.readFileSync(path.join(home, 'copy-2/data.bin')).equals(data)).toBe(true)
+  }))
 
-  it('fetches a chunk its copy no longer holds, and says it sent it', async () => {
-    const ws = tempDir('vgrid-ws-')
-    const home = tempDir('vgrid-exec-')
+  it('fetches a chunk its copy no longer holds, and says it sent it', async () => await onExecutor(async ({ ws, home, store, cc }) => {
     const data = randomBytes(2 * MiB)
     fs.writeFileSync(path.join(ws, 'data.bin'), data)
     const flip = (): void => {
-      const fd = fs.openSync(path.join(ws, 'data.bin'), 'r+')
-      const b = Buffer.alloc(1)
-      fs.readSync(fd, b, 0, 1, MiB)
-      b[0] = b[0]! ^ 0xff
-      fs.writeSync(fd, b, 0, 1, MiB)
-      fs.closeSync(fd)
+    const fd = fs.openSync(path.join(ws, 'data.bin'), 'r+')
+    const b = Buffer.alloc(1)
+    fs.readSync(fd, b, 0, 1, MiB)
+    b[0] = b[0]! ^ 0xff
+    fs.writeSync(fd, b, 0, 1, MiB)
+    fs.closeSync(fd)
     }
-    const store = await ChunkStore.open(path.join(home, 'store'))
-    try {
-      const cc = new CopyChunks()
-      const copy = path.join(home, 'copy')
-      await pull(ws, copy, store, cc)
-      flip()
-      expect((await pullSaying(ws, copy, store, cc)).said).toBe(1)
-      // back as it was: the copy's index still names the old chunk in this file, but the
-      // patch above wrote over it, so it travels again, and the summary says so
-      flip()
-      expect(await pullSaying(ws, copy, store, cc)).toMatchObject({ said: 1 })
-      expect(fs.readFileSync(path.join(copy, 'data.bin')).equals(fs.readFileSync(path.join(ws, 'data.bin')))).toBe(true)
-    } finally {
-      await store.close()
-    }
-  })
+    const copy = path.join(home, 'copy')
+    await pull(ws, copy, store, cc)
+    flip()
+    expect((await pullSaying(ws, copy, store, cc)).said).toBe(1)
+    // back as it was: the copy's index still names the old chunk in this file, but the
+    // patch above wrote over it, so it travels again, and the summary says so
+    flip()
+    expect(await pullSaying(ws, copy, store, cc)).toMatchObject({ said: 1 })
+    expect(fs.readFileSync(path.join(copy, 'data.bin')).equals(fs.readFileSync(path.join(ws, 'data.bin')))).toBe(true)
+  }))
 })
