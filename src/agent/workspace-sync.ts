@@ -175,7 +175,8 @@ export class WorkspaceSync {
     const pullers = this.pullers
     // spread over the provider's listeners (each its own thread there)
     const dials = await Promise.allSettled(Array.from({ length: n }, async (_, i) => await pullers.dial(host, grant.ports[i % grant.ports.length]!, grant, SYNC_MAX_FRAME_BYTES, signal)))
-    const lanes = dials.flatMap((d) => d.status === 'fulfilled' ? [{ channel: d.value, verified: true }] : [])
+    const free = (data: Uint8Array): boolean => pullers.giveBack(data)
+    const lanes = dials.flatMap((d) => d.status === 'fulfilled' ? [{ channel: d.value, verified: true, free }] : [])
     const failed = dials.find((d) => d.status === 'rejected')
     if (lanes.length === 0 && failed !== undefined) throw failed.reason
     return lanes
@@ -385,7 +386,7 @@ export class WorkspaceSync {
       return synced
     } finally {
       if (fetcher !== undefined) {
-        log.debug(`pulled ${copyDir}: ${fetcher.stats.blobs} blobs, ${fetcher.stats.bytes} bytes in ${Math.round(performance.now() - t0)} ms over ${fetcher.planeConnections > 0 ? `${fetcher.planeConnections} data plane connection(s)` : 'the sync stream'}`)
+        log.debug(`pulled ${copyDir}: ${fetcher.stats.blobs} blobs (${fetcher.stats.givenBack} given back to their thread once written), ${fetcher.stats.bytes} bytes in ${Math.round(performance.now() - t0)} ms over ${fetcher.planeConnections > 0 ? `${fetcher.planeConnections} data plane connection(s)` : 'the sync stream'}`)
         fetcher.close()
       }
     }

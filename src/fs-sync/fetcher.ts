@@ -21,8 +21,12 @@ import type { PulledItem } from './plane/pull-worker.js'
 
 import { createLogger } from '../common/log.js'
 
-/** A channel wants go out on and blobs come back on; `verified`: its blobs were checked against their hashes already. */
-export interface Lane { channel: FrameChannel<unknown>, verified: boolean }
+/**
+ * A channel wants go out on and blobs come back on; `verified`: its blobs were checked against
+ * their hashes already; `free`: gives a blob's buffer back to the thread it came from (whether
+ * it went).
+ */
+export interface Lane { channel: FrameChannel<unknown>, verified: boolean, free?: (data: Uint8Array) => boolean }
 
 const log = createLogger('sync')
 
@@ -44,7 +48,12 @@ interface Pending {
   waiters: Array<{ resolve: (d: Uint8Array) => void, reject: (e: Error) => void }>
 }
 
-export interface FetchStats { blobs: number, bytes: number }
+export interface FetchStats {
+  blobs: number
+  bytes: number
+  /** Blobs whose buffers went back to the thread that received them (giveBack). */
+  givenBack: number
+}
 
 export class BlobFetcher {
   /** Asked for, answer not yet received, in the order asked. */
@@ -59,7 +68,9 @@ export class BlobFetcher {
   private flushScheduled = false
   private nextLane = 0
   private failed: Error | undefined
-  readonly stats: FetchStats = { blobs: 0, bytes: 0 }
+  readonly stats: FetchStats = { blobs: 0, bytes: 0, givenBack: 0 }
+  /** Blobs handed to one caller alone, by the lane that can take their buffers back. */
+  private readonly lentBy = new WeakMap<Uint8Array, Lane>()
 
   /**
    * `stream` opened the session and holds it open; `lanes` carry the wants and blobs: the
@@ -151,6 +162,18 @@ export class BlobFetcher {
     }
   }
 
+  /**
+   * Tells the fetcher that the one caller a blob went to is done with its bytes: its buffer
+   * goes back to the data plane thread that received it, which frees it (pull-worker.ts).
+   * Not for a blob that anything may still read: the buffer is detached.
+   */
+  giveBack (data: Uint8Array): void {
+    const lane = this.lentBy.get(data)
+    if (lane === undefined) return
+    this.lentBy.delete(data)
+    if (lane.free?.(data) === true) this.stats.givenBack++
+  }
+
   close (): void {
     this.fail(new VgridError('ERR_PEER_LOST', 'the sync session was closed'))
     for (const lane of this.lanes) void lane.channel.close().catch(() => {})
@@ -223,6 +246,8 @@ export class BlobFetcher {
           this.stats.blobs++
           this.stats.bytes += reply.d.byteLength
           if (p.hold) this.heldBytes += p.size
+          // several callers share the bytes: none of them may give them back
+          if (lane.free !== undefined && p.waiters.length === 1) this.lentBy.set(reply.d, lane)
           this.settle(hex, p, reply.d)
         }
         this.flush()

@@ -55,6 +55,11 @@ export interface MaterializeOptions {
   /** Told at once of a file that could not be written (the ones in flight still finish before materialize throws). */
   onError?: (err: unknown) => void
   /**
+   * Told of each chunk readChunk gave once its bytes are in their file: nothing here holds
+   * them any more (the caller may free their buffer). Not told of chunks patched in place.
+   */
+  written?: (data: Uint8Array) => void
+  /**
    * A thread that writes small files (one chunk at most): up to WRITER_CONCURRENCY files are
    * then in flight, of which at most `concurrency` are bigger ones.
    */
@@ -126,7 +131,7 @@ export async function materialize (
     }
     try {
       if (writer !== undefined && node.chunks.length <= 1) {
-        onBytes(await writeSmall(writer, abs, node, readChunk, mode, signal))
+        onBytes(await writeSmall(writer, abs, node, readChunk, mode, signal, opts.written))
         made.push(rel)
       } else {
         if (writer !== undefined) await bigSlots.take()
@@ -137,6 +142,7 @@ export async function materialize (
               createMode: TEMP_CREATE_MODE,
               chmod: mode,
               ...(signal !== undefined ? { signal } : {}),
+              ...(opts.written !== undefined ? { written: opts.written } : {}),
               onBytes
             })
             await replaceWith(tmp, abs)
@@ -166,14 +172,17 @@ export async function materialize (
 }
 
 /** A file of one chunk at most, written by the writer's thread; its bytes. */
-async function writeSmall (writer: FileWriter, abs: string, node: FileNode, readChunk: ChunkReader, mode: number, signal?: AbortSignal): Promise<number> {
+async function writeSmall (writer: FileWriter, abs: string, node: FileNode, readChunk: ChunkReader, mode: number, signal?: AbortSignal, written?: (data: Uint8Array) => void): Promise<number> {
   const data = node.chunks.length === 0 ? new Uint8Array(0) : await readChunk(node.chunks[0]!)
   signal?.throwIfAborted()
   checkSmallFile(node, data)
+  const bytes = data.byteLength
   const { tmp } = await writer.write({ dir: path.dirname(abs), abs, data, createMode: TEMP_CREATE_MODE, mode, mtimeMs: node.mtimeMs })
+  // the thread wrote a copy of them
+  written?.(data)
   // something the base did not know of sat where the file goes
   if (tmp !== undefined) await replaceWith(tmp, abs)
-  return data.byteLength
+  return bytes
 }
 
 /** At most `n` holders at once; the others wait in order. */

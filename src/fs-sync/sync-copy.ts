@@ -309,6 +309,9 @@ export async function syncCopy (opts: SyncCopyOptions): Promise<SyncCopyResult> 
     stop.signal.addEventListener('abort', onAbort, { once: true })
     p.then(resolve, reject).finally(() => { stop.signal.removeEventListener('abort', onAbort) })
   })
+  // Fetched chunks that only the file taking them holds (not the store): once written, their
+  // buffers go back to the thread that received them (BlobFetcher.giveBack).
+  const fileOnly = new WeakSet<Uint8Array>()
   const readChunk = async (ref: ChunkRef): Promise<Uint8Array> => {
     const hex = hexOf(ref.hash)
     const pending = arriving.get(hex)
@@ -317,6 +320,7 @@ export async function syncCopy (opts: SyncCopyOptions): Promise<SyncCopyResult> 
       arriving.delete(hex)
       // a chunk two files share is released once, by whichever file got it first
       release()
+      if (!toStore(hex)) fileOnly.add(data)
       return data
     }
     const data = await store.get(ref.hash) ?? copyChunks?.get(ref.hash)
@@ -334,6 +338,7 @@ export async function syncCopy (opts: SyncCopyOptions): Promise<SyncCopyResult> 
     ...(opts.signal !== undefined ? { signal: opts.signal } : {}),
     ...(opts.fileWriter !== undefined ? { writer: opts.fileWriter } : {}),
     onError: (err) => { stop.abort(err) },
+    written: (data) => { if (fileOnly.delete(data)) fetcher.giveBack(data) },
     onProgress: ({ files }) => {
       p.files = files
       const now = Date.now()

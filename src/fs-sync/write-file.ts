@@ -43,6 +43,8 @@ export interface TempFileOptions {
   signal?: AbortSignal
   /** Called after each chunk is written, with its size. */
   onBytes?: (n: number) => void
+  /** Told of each chunk readChunk gave once it is written and held here no more. */
+  written?: (data: Uint8Array) => void
 }
 
 /** Random bytes for temp names, drawn a few KiB at a time (one call per name cost ~11 µs). */
@@ -120,6 +122,7 @@ export async function writeTempFile (dir: string, node: FileNode, readChunk: Chu
     pos += readyBytes
     readyBytes = 0
     for (const p of pieces) opts.onBytes?.(p.byteLength)
+    if (opts.written !== undefined) for (const p of pieces) opts.written(p)
   }
   try {
     askAhead()
@@ -176,6 +179,7 @@ function writeSmallTemp (dir: string, node: FileNode, data: Uint8Array, opts: Te
   checkSmallFile(node, data)
   const tmp = writeSmallData(dir, data, node.mtimeMs, opts.createMode, opts.chmod)
   opts.onBytes?.(data.byteLength)
+  opts.written?.(data)
   return tmp
 }
 

@@ -186,7 +186,10 @@ describe('vrun with a workspace', () => {
     const r = await vrunIn(ws, ['sha256sum', 'data.bin'])
     expect(r.stdout.split(' ')[0]).toBe(hash.digest('hex'))
     // the bytes came over the data plane, not the libp2p stream
-    expect(b.output().slice(from)).toMatch(/pulled .* over [1-4] data plane connection/)
+    const pulled = /pulled .* blobs \((\d+) given back to their thread once written\).* over [1-4] data plane connection/.exec(b.output().slice(from))
+    expect(pulled).not.toBeNull()
+    // the chunks only this file holds went back to the pulling thread, after their write
+    expect(Number(pulled![1])).toBeGreaterThan(0)
   }, 180_000)
 
   it('goes over the libp2p stream when the submitter serves no data plane', async () => {

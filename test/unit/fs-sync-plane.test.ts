@@ -52,7 +52,7 @@ let plane: PlaneServer | undefined
 afterEach(async () => { await plane?.close(); plane = undefined })
 
 /** An export of `count` random blobs behind a plane listener; the stream's wants are counted. */
-async function setUp (count: number, opts: { dial?: (grant: PlaneGrant) => Promise<FrameChannel> } = {}): Promise<{ fetcher: BlobFetcher, hashes: Uint8Array[], blobs: Map<string, Uint8Array>, streamWants: () => number, server: PlaneServer }> {
+async function setUp (count: number, opts: { dial?: (grant: PlaneGrant) => Promise<FrameChannel>, free?: (data: Uint8Array) => boolean } = {}): Promise<{ fetcher: BlobFetcher, hashes: Uint8Array[], blobs: Map<string, Uint8Array>, streamWants: () => number, server: PlaneServer }> {
   const server = plane = new PlaneServer('127.0.0.1')
   const blobs = new Map<string, Uint8Array>()
   const hashes: Uint8Array[] = []
@@ -79,7 +79,7 @@ async function setUp (count: number, opts: { dial?: (grant: PlaneGrant) => Promi
   }
   void registry.serve(far, PEER)
   const dial = opts.dial ?? (async (grant: PlaneGrant) => await dialPlane('127.0.0.1', grant.ports[0]!, grant, SYNC_MAX_FRAME_BYTES))
-  const fetcher = await BlobFetcher.open(counting, session, async (grant) => [{ channel: await dial(grant), verified: false }])
+  const fetcher = await BlobFetcher.open(counting, session, async (grant) => [{ channel: await dial(grant), verified: false, ...(opts.free !== undefined ? { free: opts.free } : {}) }])
   return { fetcher, hashes, blobs, streamWants: () => wants, server }
 }
 
@@ -105,6 +105,24 @@ describe('the data plane', () => {
     const got = await Promise.all(hashes.map(async (h) => await fetcher.fetch(h)))
     got.forEach((d, i) => { expect(Buffer.compare(d, blobs.get(hex(hashes[i]!))!)).toBe(0) })
     expect(streamWants()).toBe(0)
+    fetcher.close()
+  })
+
+  it('gives a blob\'s buffer back to its lane only when one caller alone had it, and once', async () => {
+    const freed: Uint8Array[] = []
+    const { fetcher, hashes } = await setUp(3, { free: (d) => { freed.push(d); return true } })
+    const alone = await fetcher.fetchHeld(hashes[0]!, 64 * 1024)
+    fetcher.giveBack(alone.data)
+    fetcher.giveBack(alone.data)
+    expect(freed).toEqual([alone.data])
+    // two callers wait on the same blob: neither may give it back
+    const [held, plain] = await Promise.all([fetcher.fetchHeld(hashes[1]!, 64 * 1024 + 1), fetcher.fetch(hashes[1]!)])
+    expect(held.data).toBe(plain)
+    fetcher.giveBack(plain)
+    // bytes that did not come from the fetcher
+    fetcher.giveBack(Uint8Array.from(alone.data))
+    expect(freed).toHaveLength(1)
+    expect(fetcher.stats.givenBack).toBe(1)
     fetcher.close()
   })
 

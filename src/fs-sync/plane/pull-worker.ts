@@ -3,6 +3,11 @@
  * sealed frame, decodes it, checks every blob against its hash and hands the main thread
  * only verified bytes (moved, not copied), so the cipher, the hashing and the socket's
  * bytes of a sync stay off the agent's main thread.
+ *
+ * The main thread moves each blob's buffer back here once its bytes are in their file
+ * (`free`), where it is dropped: V8 counts a buffer moved into a thread as memory that thread
+ * allocated, and a main thread that let them pile up ran a full collection of its large heap
+ * every ~64 MB received, where this thread's small heap frees them in its young generation.
  */
 import { parentPort } from 'node:worker_threads'
 import { createHash } from 'node:crypto'
@@ -15,10 +20,15 @@ export type PullJob =
   | { t: 'dial', id: number, host: string, port: number, grant: PlaneGrant, maxFrameBytes: number }
   | { t: 'want', id: number, hashes: Uint8Array }
   | { t: 'close', id: number }
+  /** Buffers of blobs whose bytes the main thread wrote: dropped here. */
+  | { t: 'free', bufs: ArrayBuffer[] }
 
-/** A reply of the provider, as the fetcher takes it; `bad`: a blob whose bytes missed its hash. */
+/**
+ * A reply of the provider, as the fetcher takes it; `bad`: a blob whose bytes missed its hash.
+ * `own`: the blob's buffer holds no other blob, so it can be given back (`free`) alone.
+ */
 export type PulledItem =
-  | { t: 'blob', h: Uint8Array, d: Uint8Array }
+  | { t: 'blob', h: Uint8Array, d: Uint8Array, own?: true }
   | { t: 'missing', h: Uint8Array }
   | { t: 'bad', h: Uint8Array }
   | { t: 'error', error: { code: string, message: string } }
@@ -61,8 +71,11 @@ async function pump (id: number, channel: FrameChannel): Promise<void> {
         if (createHash('sha256').update(reply.d).digest().equals(reply.h)) {
           // a copy of the hash: it is a view into the same frame as the blob, which moves
           const d = reply.d
-          items.push({ t: 'blob', h: Uint8Array.from(reply.h), d })
-          if (!transfer.includes(d.buffer as ArrayBuffer)) transfer.push(d.buffer as ArrayBuffer)
+          const buf = d.buffer as ArrayBuffer
+          const sharer = transfer.includes(buf) ? items.find((i) => i.t === 'blob' && i.d.buffer === buf) : undefined
+          if (sharer !== undefined) delete (sharer as { own?: true }).own
+          else transfer.push(buf)
+          items.push({ t: 'blob', h: Uint8Array.from(reply.h), d, ...(sharer === undefined ? { own: true as const } : {}) })
         } else {
           items.push({ t: 'bad', h: Uint8Array.from(reply.h) })
         }
@@ -85,6 +98,7 @@ async function pump (id: number, channel: FrameChannel): Promise<void> {
 }
 
 port.on('message', (job: PullJob) => {
+  if (job.t === 'free') return
   if (job.t === 'dial') {
     dialPlane(job.host, job.port, job.grant, job.maxFrameBytes).then((channel) => {
       channels.set(job.id, channel)

@@ -5,6 +5,9 @@
  * whose blobs were checked against their hashes in the thread (`verified`), a blob that
  * failed being told as `bad`.
  *
+ * A blob's buffer goes back to a thread once the main thread has written its bytes
+ * (giveBack, see pull-worker.ts).
+ *
  * Running from sources (tests under vitest: a worker cannot load a .ts file) there are no
  * threads, and `available` is false: the caller dials on its own thread instead.
  */
@@ -38,6 +41,10 @@ export class PlanePullers {
   private nextWorker = 0
   private nextId = 0
   private readonly conns = new Map<number, { worker: Worker, conn: Conn }>()
+  /** Buffers that came from a thread holding one blob each, not yet given back. */
+  private readonly lent = new WeakSet<ArrayBuffer>()
+  /** Given back, to go to a thread in one message at the end of this turn. */
+  private freed: ArrayBuffer[] = []
 
   constructor (private readonly threads: number) {}
 
@@ -83,6 +90,27 @@ export class PlanePullers {
     }
   }
 
+  /**
+   * `data`'s buffer back to a thread, when it came from one and holds this blob alone;
+   * whether it went. The caller must hold no view of it any more: it is detached here.
+   */
+  giveBack (data: Uint8Array): boolean {
+    const buf = data.buffer as ArrayBuffer
+    if (!this.lent.delete(buf)) return false
+    if (this.freed.length === 0) setImmediate(() => { this.sendFreed() })
+    this.freed.push(buf)
+    return true
+  }
+
+  private sendFreed (): void {
+    const bufs = this.freed
+    this.freed = []
+    const w = this.workers[0]
+    // no thread left: the buffers stay here and are collected as any other
+    if (w === undefined) return
+    w.postMessage({ t: 'free', bufs } satisfies PullJob, bufs)
+  }
+
   async close (): Promise<void> {
     for (const id of [...this.conns.keys()]) this.end(id, new VgridError('ERR_PEER_LOST', 'the data plane threads stopped'))
     await Promise.all(this.workers.splice(0).map(async (w) => await w.terminate()))
@@ -115,7 +143,10 @@ export class PlanePullers {
       c.opened?.resolve()
       c.opened = undefined
     } else if (ev.t === 'items') {
-      for (const item of ev.items) c.inbox.push(item)
+      for (const item of ev.items) {
+        if (item.t === 'blob' && item.own === true) this.lent.add(item.d.buffer as ArrayBuffer)
+        c.inbox.push(item)
+      }
     } else {
       this.end(ev.id, ev.error === undefined ? undefined : fromWire(ev.error))
     }
