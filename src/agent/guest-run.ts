@@ -11,7 +11,7 @@
  *   tmp/              the guest's /tmp
  */
 import fs from 'node:fs/promises'
-import { existsSync, lchownSync, readFileSync } from 'node:fs'
+import { chownSync, existsSync, lchownSync, lstatSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { removeTree, type SyncCopyResult } from '../fs-sync/index.js'
@@ -45,14 +45,18 @@ export async function clearGuestDirs (home: string): Promise<void> {
   await fs.mkdir(root, { recursive: true, mode: 0o700 })
 }
 
-/** Makes the task's directories, owned by the guest user when the agent is root. */
-export async function makeGuestDirs (home: string, task: string, owner?: { uid: number, gid: number }): Promise<GuestDirs> {
+/**
+ * Makes the task's directories, owned by the guest user when the agent is root. Blocking, as
+ * the hand-over below: each call is microseconds of metadata, where a thread-pool round trip
+ * each (ten of them before a guest's start) cost its command ~5 ms on a busy machine.
+ */
+export function makeGuestDirs (home: string, task: string, owner?: { uid: number, gid: number }): GuestDirs {
   const dir = path.join(home, 'guests', task)
   const dirs: GuestDirs = { dir, home: path.join(dir, 'home'), tmp: path.join(dir, 'tmp') }
-  await fs.mkdir(path.join(dirs.home, 'bin'), { recursive: true, mode: 0o700 })
-  await fs.mkdir(dirs.tmp, { mode: 0o700 })
+  mkdirSync(path.join(dirs.home, 'bin'), { recursive: true, mode: 0o700 })
+  mkdirSync(dirs.tmp, { mode: 0o700 })
   if (owner !== undefined) {
-    for (const d of [dir, dirs.home, dirs.tmp]) await fs.chown(d, owner.uid, owner.gid)
+    for (const d of [dir, dirs.home, dirs.tmp]) chownSync(d, owner.uid, owner.gid)
   }
   return dirs
 }
@@ -73,10 +77,12 @@ export async function chownTree (root: string, owner: { uid: number, gid: number
       if (st.isDirectory()) await walk(p)
     }))
   }
-  const st = await fs.lstat(root)
+  // The top blocking: a command's scratch directory is empty, and is handed over with no
+  // thread-pool round trip.
+  const st = lstatSync(root)
   if (!st.isDirectory()) return
-  if (st.uid !== owner.uid || st.gid !== owner.gid) await fs.chown(root, owner.uid, owner.gid)
-  await walk(root)
+  if (st.uid !== owner.uid || st.gid !== owner.gid) chownSync(root, owner.uid, owner.gid)
+  if (readdirSync(root).length > 0) await walk(root)
 }
 
 /**
@@ -96,25 +102,26 @@ async function handOver (root: string, owner: { uid: number, gid: number } | und
   if (owner === undefined) { await forgetHandOver(root); return }
   const marker = root + HANDED_OVER_SUFFIX
   const who = `${owner.uid}:${owner.gid}`
-  const handed = await fs.readFile(marker, 'utf8').then((s) => s === who, () => false)
+  let handed = false
+  try { handed = readFileSync(marker, 'utf8') === who } catch {}
   if (handed && copy.untouched === true) return
   // Gone first: a hand-over cut short must not leave a marker that says it finished.
-  await fs.rm(marker, { force: true })
+  rmSync(marker, { force: true })
   if ((handed || copy.fresh === true) && copy.made !== undefined) {
     // A fresh copy holds only what the sync made: no walk either.
-    if (!handed) await fs.lchown(root, owner.uid, owner.gid)
+    if (!handed) lchownSync(root, owner.uid, owner.gid)
     // lchown: a link made is handed over itself, never what it points to. Blocking: a few
     // microseconds of metadata each, where 10,000 thread-pool round trips took ~0.3 s.
     for (const rel of copy.made) lchownSync(path.join(root, rel), owner.uid, owner.gid)
   } else {
     await chownTree(root, owner)
   }
-  await fs.writeFile(marker, who, { mode: 0o600 })
+  writeFileSync(marker, who, { mode: 0o600 })
 }
 
 /** A command that runs in the copy as someone else (no sandbox): the next guest's walk is whole. */
-export async function forgetHandOver (root: string): Promise<void> {
-  await fs.rm(root + HANDED_OVER_SUFFIX, { force: true })
+export function forgetHandOver (root: string): void {
+  rmSync(root + HANDED_OVER_SUFFIX, { force: true })
 }
 
 export async function removeGuestDirs (dirs: GuestDirs): Promise<void> {
@@ -279,7 +286,7 @@ export class GuestRuns {
     const { iso } = this.o
     if (iso.kind === 'unavailable') throw new VgridError('ERR_NO_CAPACITY', `this member lends nothing: ${iso.why}`, iso.hint)
     const owner = iso.kind === 'sandbox' ? iso.base.user : undefined
-    const dirs = await makeGuestDirs(this.o.home, inp.task, owner)
+    const dirs = makeGuestDirs(this.o.home, inp.task, owner)
     const cores: number[] = []
     let server: { close: () => Promise<void> } | undefined
     const close = async (): Promise<void> => {
@@ -290,7 +297,7 @@ export class GuestRuns {
     try {
       const rel = path.relative(inp.root, inp.cwd)
       if (iso.kind === 'none') {
-        if (inp.copy !== undefined) await forgetHandOver(inp.root)
+        if (inp.copy !== undefined) forgetHandOver(inp.root)
         server = await this.o.socket(dirs.home, { task: inp.task, ...(inp.mount !== undefined ? { workspace: { seen: inp.root, host: inp.root, user: inp.mount } } : {}) })
         const env: Record<string, string> = {
           ...inp.agentEnv,

@@ -45,7 +45,8 @@ export async function startControlServer (home: string, handlers: ControlHandler
     const old = process.umask(0o177)
     server.listen(sockPath, () => { process.umask(old); server.off('error', reject); resolve() })
   })
-  if (owner !== undefined) await fs.promises.chown(sockPath, owner.uid, owner.gid)
+  // blocking: microseconds of metadata, where a thread-pool round trip held each command's start
+  if (owner !== undefined) fs.chownSync(sockPath, owner.uid, owner.gid)
   return {
     path: sockPath,
     async close () {

@@ -153,7 +153,7 @@ async function executeAttempt (ctx: RunContext, channel: Session, attempt: Attem
       env = guest.env
     } else {
       // Not a guest: what it writes in a copy is not the guest user's (guest-run.ts).
-      if (where.kind === 'copy') await forgetHandOver(root)
+      if (where.kind === 'copy') forgetHandOver(root)
       // vrun and vbatch inside the command reach this agent and become the task's sub-tasks.
       env = { ...agentEnv(), VGRID_TASK_ID: task, VGRID_HOME: ctx.home, VGRID_WORKSPACE: root, PWD: cwd }
       env.PATH = [path.join(ctx.home, 'bin'), env.PATH].filter(Boolean).join(':')

@@ -4,6 +4,7 @@
  * environment as the base, and `$VGRID_HOME/bin` so a task's `vrun`/`vbatch` reach this agent.
  */
 import fs from 'node:fs/promises'
+import { lstatSync, mkdirSync } from 'node:fs'
 import path from 'node:path'
 import { PACKAGE_ROOT } from '../../common/version.js'
 import { VgridError } from '../../common/errors.js'
@@ -23,15 +24,17 @@ export function safeCwd (root: string, cwd: string | undefined): string {
  * root/esc/created` would then create directories (and run the command) outside it.
  */
 export async function makeCwd (root: string, cwd: string): Promise<void> {
+  // Blocking: a few microseconds of metadata per component, where a thread-pool round trip
+  // each held every command's start.
   // the root is the agent's own (a scratch directory, a copy, the local workspace)
-  await fs.mkdir(root, { recursive: true })
+  mkdirSync(root, { recursive: true })
   const rel = path.relative(root, cwd)
   let dir = root
   for (const part of rel === '' ? [] : rel.split(path.sep)) {
     dir = path.join(dir, part)
-    const st = await fs.lstat(dir).catch((err: NodeJS.ErrnoException) => { if (err.code === 'ENOENT') return undefined; throw err })
+    const st = lstatSync(dir, { throwIfNoEntry: false })
     if (st === undefined) {
-      await fs.mkdir(dir).catch((err: NodeJS.ErrnoException) => { if (err.code !== 'EEXIST') throw err })
+      try { mkdirSync(dir) } catch (err) { if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err }
       continue
     }
     if (st.isSymbolicLink()) {
