@@ -14,7 +14,7 @@ import type { FrameChannel } from '../common/channel.js'
 import type { Grid } from '../grid/index.js'
 import {
   ChunkStore, CopyChunks, ExportRegistry, FileWriter, PlaneServer, PlanePullers, planeConnections, dialPlane, type PlaneGrant, type Lane, StatWorker, BlobFetcher, StatCache, EncodeMemo, SYNC_PROTOCOL, SYNC_MAX_FRAME_BYTES,
-  scanWorkspace, decodeTree, diffTrees, encodeTree, applyOutputs, syncCopy, saveBase, forgetBase, nodeAt, hexOf, loadIgnoreRules,
+  scanWorkspace, decodeTree, encodeTree, applyOutputs, syncCopy, saveBase, forgetBase, nodeAt, hexOf, loadIgnoreRules,
   readChunkAt, prepareCopy, type PreparedCopy, type DirNode, type ChunkSource, type SyncCopyResult, type SyncProgress, type WorkspaceRef
 } from '../fs-sync/index.js'
 import type { ExecEvent } from '../exec/index.js'
@@ -273,10 +273,6 @@ export class WorkspaceSync {
       const fetch = async (h: Uint8Array): Promise<Uint8Array> => await fetcher.fetch(h)
       const baseTree = typeof from.tree === 'function' ? await from.tree(fetch) : from.tree
       const { tree } = await decodeTree(outputs.root, fetch, { base: baseTree })
-      // Outputs of megabytes come over the data plane, a few small files over the stream.
-      let changedBytes = 0
-      for (const c of diffTrees(baseTree, tree)) if (c.node?.kind === 'file') changedBytes += c.node.size
-      await fetcher.widen(changedBytes)
       const local = from.sources
       const p: SyncProgress = { files: 0, totalFiles: 0, sentBytes: 0, sentChunks: 0, totalBytes: 0, reusedBytes: 0, done: false }
       const rules = await loadIgnoreRules(from.ref.dir)

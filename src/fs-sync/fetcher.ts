@@ -4,8 +4,7 @@
  * blob fetched with `hold`, not yet released by its consumer), so a fast provider cannot
  * flood memory, and the stream stays full (the provider answers in order, with
  * backpressure). The wants and blobs go over the sync stream, or over data plane
- * connections (plane/) once the puller, knowing how much it will pull, asks for them
- * (widen) and the provider grants them, spread over them in turn. Every blob
+ * connections when the provider grants them (plane/), spread over them in turn. Every blob
  * is hashed on receipt, here or by the data plane thread that received it; a mismatch is
  * refused and asked for again, then fails with ERR_CHUNK_HASH_MISMATCH.
  */
@@ -49,13 +48,6 @@ interface Pending {
   waiters: Array<{ resolve: (d: Uint8Array) => void, reject: (e: Error) => void }>
 }
 
-/**
- * A pull smaller than this stays on the sync stream: dialling the data plane (a grant, TCP
- * connections, a key each, threads) cost a one-chunk edit 15–45 ms more than the bytes took
- * over the stream (~90 MB/s here), and the stream's round trips are the ones already open.
- */
-export const PLANE_MIN_BYTES = 4 * 1024 * 1024
-
 export interface FetchStats {
   blobs: number
   bytes: number
@@ -80,15 +72,11 @@ export class BlobFetcher {
   /** Blobs handed to one caller alone, by the lane that can take their buffers back. */
   private readonly lentBy = new WeakMap<Uint8Array, Lane>()
 
-  /** The data plane was asked for (widen): its answer, from the stream's read loop. */
-  private planeAnswer: { resolve: (grant: PlaneGrant | undefined) => void, reject: (e: Error) => void } | undefined
-  private widened = false
-
   /**
    * `stream` opened the session and holds it open; `lanes` carry the wants and blobs: the
-   * stream itself, then data plane connections once widened.
+   * stream itself, or data plane connections.
    */
-  private constructor (private readonly stream: FrameChannel, private lanes: Lane[], readonly root: Hash, private readonly dialPlane?: (grant: PlaneGrant) => Promise<Lane[]>) {}
+  private constructor (private readonly stream: FrameChannel, private readonly lanes: Lane[], readonly root: Hash) {}
 
   /** Data plane connections the blobs come over (0: over the sync stream). */
   get planeConnections (): number {
@@ -96,45 +84,31 @@ export class BlobFetcher {
   }
 
   /**
-   * Opens the session over the stream; the provider answers with the exported root hash.
-   * With `dialPlane`, widen() may move the pull to data plane connections later.
+   * Opens the session; the provider answers with the exported root hash. With `dialPlane`,
+   * asks for the data plane and pulls over the connections it opens when the provider grants
+   * one; otherwise (or when none opens: a firewall) over the stream.
    */
   static async open (stream: FrameChannel, session: string, dialPlane?: (grant: PlaneGrant) => Promise<Lane[]>): Promise<BlobFetcher> {
     await stream.send({ t: 'open', v: SYNC_PROTOCOL_VERSION, session })
     const reply = await nextReply(stream)
     if (reply.t !== 'ok') throw new VgridError('ERR_BAD_MESSAGE', 'expected ok to open a sync session')
-    const lane: Lane = { channel: stream, verified: false }
-    const f = new BlobFetcher(stream, [lane], reply.root, dialPlane)
-    void f.readLoop(lane)
-    return f
-  }
-
-  /**
-   * A pull of `bytes` more: from PLANE_MIN_BYTES on, asks the provider for the data plane
-   * (once) and sends the next wants over the connections it grants; wants already sent are
-   * still answered on the stream. Without a grant, or when no connection opens (a firewall),
-   * the pull stays on the stream. Resolves once the lanes are settled.
-   */
-  async widen (bytes: number): Promise<void> {
-    if (this.dialPlane === undefined || this.widened || bytes < PLANE_MIN_BYTES || this.failed !== undefined) return
-    this.widened = true
-    const grant = await new Promise<PlaneGrant | undefined>((resolve, reject) => {
-      this.planeAnswer = { resolve, reject }
-      this.stream.send({ t: 'plane' }).catch((err) => { this.fail(err) })
-    })
-    if (grant === undefined) return
     let lanes: Lane[] = []
-    try {
-      lanes = await this.dialPlane(grant)
-    } catch (err) {
-      log.debug(`no data plane (${(err as Error).message}): pulling over the sync stream`)
+    if (dialPlane !== undefined) {
+      await stream.send({ t: 'plane' })
+      const granted = await nextReply(stream)
+      if (granted.t !== 'plane') throw new VgridError('ERR_BAD_MESSAGE', 'expected the answer to plane')
+      if (granted.grant !== undefined) {
+        try {
+          lanes = await dialPlane(granted.grant)
+        } catch (err) {
+          log.debug(`no data plane (${(err as Error).message}): pulling over the sync stream`)
+        }
+      }
     }
-    if (lanes.length === 0 || this.failed !== undefined) {
-      for (const lane of lanes) void lane.channel.close().catch(() => {})
-      return
-    }
-    this.lanes = lanes
-    for (const lane of lanes) void this.readLoop(lane)
+    if (lanes.length === 0) lanes = [{ channel: stream, verified: false }]
+    const f = new BlobFetcher(stream, lanes, reply.root)
+    for (const lane of lanes) void f.readLoop(lane)
+    return f
   }
 
   /** The blob's verified bytes. `sizeHint` (a chunk's size) keeps the window accurate. */
@@ -249,11 +223,6 @@ export class BlobFetcher {
         // a lane that verified its blobs (a data plane thread) told a failed one as `bad`
         const reply = lane.verified ? raw as PulledItem : parseSyncReply(raw)
         if (reply.t === 'error') throw fromWire(reply.error)
-        if (reply.t === 'plane' && lane.channel === this.stream && this.planeAnswer !== undefined) {
-          this.planeAnswer.resolve(reply.grant)
-          this.planeAnswer = undefined
-          continue
-        }
         if (reply.t === 'ok' || reply.t === 'plane') throw new VgridError('ERR_BAD_MESSAGE', `unexpected ${reply.t}`)
         const hex = Buffer.from(reply.h).toString('hex')
         const p = this.inflight.get(hex)
@@ -299,8 +268,6 @@ export class BlobFetcher {
   private fail (err: Error): void {
     if (this.failed !== undefined) return
     this.failed = err
-    this.planeAnswer?.reject(err)
-    this.planeAnswer = undefined
     for (const [hex, p] of this.byHex) this.settle(hex, p, err)
     this.queue.clear()
     this.urgent.clear()

@@ -284,10 +284,6 @@ export async function syncCopy (opts: SyncCopyOptions): Promise<SyncCopyResult> 
   if (room !== undefined && need > room) {
     throw new VgridError('ERR_NO_SPACE', `needs ${formatBytes(need)}, has ${formatBytes(room)} in ${store.dir}`, 'free space on that disk, or move its VGRID_HOME to a larger one')
   }
-  // A pull of megabytes goes over the data plane; a few chunks stay on the stream.
-  let wantedBytes = 0
-  for (const ref of wanted.values()) wantedBytes += ref.size
-  await fetcher.widen(wantedBytes)
   for (const [hex, ref] of wanted) {
     missed(ref.hash)
     arriving.set(hex, fetcher.fetchHeld(ref.hash, ref.size).then(async (got) => {

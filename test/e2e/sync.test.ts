@@ -103,13 +103,10 @@ describe('vrun with a workspace', () => {
     expect(sentChunks(same.stderr)).toBe(0)
     lines[10_000] = 'line edited'
     fs.writeFileSync(path.join(ws, 'train.py'), lines.join('\n') + '\n')
-    const from = b.output().length
     const edited = await vrunIn(ws, ['sh', '-c', 'grep -c "line edited" train.py'])
     expect(edited.stdout.trim()).toBe('1')
     expect(sentChunks(edited.stderr)).toBeLessThanOrEqual(2)
     expect(sentChunks(edited.stderr)).toBeGreaterThanOrEqual(1)
-    // a chunk or two need no data plane connection: they come over the stream already open
-    expect(b.output().slice(from)).toMatch(/pulled .* over the sync stream/)
   })
 
   it('keeps exec bits and symlinks, and brings back deletions and new links', async () => {

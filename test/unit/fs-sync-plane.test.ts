@@ -11,7 +11,6 @@ import { createHash, randomBytes } from 'node:crypto'
 import { encode } from 'cborg'
 import { memoryChannelPair, type FrameChannel } from '../../src/common/channel.js'
 import { BlobFetcher, ExportRegistry, PlaneServer, dialPlane } from '../../src/fs-sync/index.js'
-import { PLANE_MIN_BYTES } from '../../src/fs-sync/fetcher.js'
 import { SYNC_MAX_FRAME_BYTES } from '../../src/protocol/sync.js'
 import { frameCipher, newPlaneNonce } from '../../src/fs-sync/plane/cipher.js'
 import { PLANE_MAGIC } from '../../src/fs-sync/plane/hello.js'
@@ -53,7 +52,7 @@ let plane: PlaneServer | undefined
 afterEach(async () => { await plane?.close(); plane = undefined })
 
 /** An export of `count` random blobs behind a plane listener; the stream's wants are counted. */
-async function setUp (count: number, opts: { dial?: (grant: PlaneGrant) => Promise<FrameChannel>, free?: (data: Uint8Array) => boolean, pull?: number } = {}): Promise<{ fetcher: BlobFetcher, hashes: Uint8Array[], blobs: Map<string, Uint8Array>, streamWants: () => number, server: PlaneServer }> {
+async function setUp (count: number, opts: { dial?: (grant: PlaneGrant) => Promise<FrameChannel>, free?: (data: Uint8Array) => boolean } = {}): Promise<{ fetcher: BlobFetcher, hashes: Uint8Array[], blobs: Map<string, Uint8Array>, streamWants: () => number, server: PlaneServer }> {
   const server = plane = new PlaneServer('127.0.0.1')
   const blobs = new Map<string, Uint8Array>()
   const hashes: Uint8Array[] = []
@@ -81,7 +80,6 @@ async function setUp (count: number, opts: { dial?: (grant: PlaneGrant) => Promi
   void registry.serve(far, PEER)
   const dial = opts.dial ?? (async (grant: PlaneGrant) => await dialPlane('127.0.0.1', grant.ports[0]!, grant, SYNC_MAX_FRAME_BYTES))
   const fetcher = await BlobFetcher.open(counting, session, async (grant) => [{ channel: await dial(grant), verified: false, ...(opts.free !== undefined ? { free: opts.free } : {}) }])
-  await fetcher.widen(opts.pull ?? PLANE_MIN_BYTES)
   return { fetcher, hashes, blobs, streamWants: () => wants, server }
 }
 
@@ -125,22 +123,6 @@ describe('the data plane', () => {
     fetcher.giveBack(Uint8Array.from(alone.data))
     expect(freed).toHaveLength(1)
     expect(fetcher.stats.givenBack).toBe(1)
-    fetcher.close()
-  })
-
-  it('leaves a pull of less than PLANE_MIN_BYTES on the stream, and moves a larger one after what the stream carried', async () => {
-    const { fetcher, hashes, blobs, streamWants, server } = await setUp(6, { pull: PLANE_MIN_BYTES - 1 })
-    expect(fetcher.planeConnections).toBe(0)
-    expect(server.grantCount).toBe(0)
-    const first = await Promise.all(hashes.slice(0, 3).map(async (h) => await fetcher.fetch(h)))
-    const overStream = streamWants()
-    expect(overStream).toBeGreaterThan(0)
-    // the same session, now pulling more: later wants go over the plane
-    await fetcher.widen(PLANE_MIN_BYTES)
-    expect(fetcher.planeConnections).toBe(1)
-    const rest = await Promise.all(hashes.slice(3).map(async (h) => await fetcher.fetch(h)))
-    ;[...first, ...rest].forEach((d, i) => { expect(Buffer.compare(d, blobs.get(hex(hashes[i]!))!)).toBe(0) })
-    expect(streamWants()).toBe(overStream)
     fetcher.close()
   })
 
