@@ -29,6 +29,9 @@ export interface ControlServer {
   close (): Promise<void>
 }
 
+/** The control socket's mode: its owner's alone. */
+export const SOCKET_MODE = 0o600
+
 /** `owner`: the socket is handed to this user (a guest task's, when the agent is root). */
 export async function startControlServer (home: string, handlers: ControlHandlers, owner?: { uid: number, gid: number }): Promise<ControlServer> {
   const sockPath = path.join(home, SOCKET_NAME)
@@ -41,10 +44,14 @@ export async function startControlServer (home: string, handlers: ControlHandler
   })
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject)
-    // Only the owner may talk to the agent: it runs commands as them.
-    const old = process.umask(0o177)
-    server.listen(sockPath, () => { process.umask(old); server.off('error', reject); resolve() })
+    server.listen(sockPath, () => { server.off('error', reject); resolve() })
   })
+  // Only the owner may talk to the agent: it runs commands as them. The mode is set on the
+  // socket, not through the umask: that is the whole process's, and it stayed narrowed until
+  // the listen callback, so a directory another task made meanwhile came out 0600 (a guest's
+  // copy it could not enter). Until this chmod the socket is only reachable through its
+  // directory, which is 0700 (the agent's home, a guest's home).
+  fs.chmodSync(sockPath, SOCKET_MODE)
   // blocking: microseconds of metadata, where a thread-pool round trip held each command's start
   if (owner !== undefined) fs.chownSync(sockPath, owner.uid, owner.gid)
   return {
