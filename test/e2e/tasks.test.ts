@@ -10,6 +10,7 @@ import path from 'node:path'
 import { startGrid, stopAll, runCli, startCli, waitFor, sharedDir, guestShare, type AgentProc } from '../helpers/procs.js'
 import { workspace, read, vbatch, submit, submitOne, show, listAll, wait, ended, childrenOf } from '../helpers/tasks.js'
 import type { TaskRecord } from '../../src/agent/tasks/types.js'
+import { NAME_TIE_MS } from '../../src/agent/tasks/names.js'
 
 let a: AgentProc
 let b: AgentProc
@@ -324,9 +325,15 @@ describe('task logs', () => {
     })
     const elsewhere = workspace()
     // an older top-level `train` and `probe`, then a pipeline whose children have those names, all from ws
+    let newest = 0
     for (const name of ['train', 'probe']) {
-      expect((await wait(a, await submitOne(a, ['--no-sync', '--name', name, 'sh', '-c', `echo top-level ${name}`], ws))).code).toBe(0)
+      const id = await submitOne(a, ['--no-sync', '--name', name, 'sh', '-c', `echo top-level ${name}`], ws)
+      expect((await wait(a, id)).code).toBe(0)
+      newest = Math.max(newest, (await show(a, id)).created)
     }
+    // Names created closer than NAME_TIE_MS are a tie from a member that submitted neither:
+    // the pipeline's children must come later than that to be the newest.
+    await waitFor(() => Date.now() > newest + NAME_TIE_MS, 'the top-level tasks to be older than a tie', 10_000, 50)
     const pipeline = await submitOne(a, ['--on', b.peer, './main_pipeline.sh'], ws)
     expect((await wait(a, pipeline)).code).toBe(0)
     const child = (await childrenOf(a, pipeline)).find((t) => t.name === 'train')!
