@@ -99,7 +99,7 @@ type CopySync = Pick<SyncCopyResult, 'untouched' | 'made' | 'fresh'>
 
 async function handOver (root: string, owner: { uid: number, gid: number } | undefined, copy: CopySync): Promise<void> {
   // Not root: the command writes the copy as the agent's own user.
-  if (owner === undefined) { await forgetHandOver(root); return }
+  if (owner === undefined) { forgetHandOver(root); return }
   const marker = root + HANDED_OVER_SUFFIX
   const who = `${owner.uid}:${owner.gid}`
   let handed = false
