@@ -6,12 +6,14 @@
  * command line the agent builds, against `true`.
  */
 import fs from 'node:fs'
+import os from 'node:os'
 import path from 'node:path'
 import { spawn } from 'node:child_process'
 import { startAgent, stopAll, waitFor, tempDir, BIN } from '../test/helpers/procs.js'
 import { median, timeCommand } from './stats.js'
 import { sandboxed } from '../src/exec/sandbox.js'
 import { detectIsolation } from '../src/agent/isolation.js'
+import { defaultLauncher } from '../src/exec/launcher.js'
 import type { Figure } from './grid-vrun.js'
 
 /** Spawns `file argv…` as the executor does (a process group of its own, piped stdio) and times it to its end. */
@@ -26,11 +28,10 @@ async function timeSpawn (file: string, argv: string[]): Promise<number> {
 }
 
 /**
- * The floor: the very command line a guest's `true` gets (without the agent around it),
- * against a plain spawn of `true`, interleaved.
+ * The very command line a guest's `true` gets on this machine (without the agent around it),
+ * pinned to one core; `dir` holds its directories.
  */
-async function sandboxFloor (): Promise<{ plain: number[], boxed: number[] }> {
-  const dir = tempDir('vgrid-bench-sandbox-')
+async function guestTrue (dir: string): Promise<(core: number) => { file: string, argv: string[] }> {
   const iso = await detectIsolation({ mode: 'sandbox', net: true }, path.join(dir, 'home'))
   if (iso.kind !== 'sandbox') throw new Error(`no sandbox here: ${iso.kind === 'unavailable' ? iso.why : iso.kind}`)
   for (const d of ['ws', 'home/bin', 'tmp', 'bin']) fs.mkdirSync(path.join(dir, d), { recursive: true })
@@ -41,10 +42,17 @@ async function sandboxFloor (): Promise<{ plain: number[], boxed: number[] }> {
     taskHome: { host: path.join(dir, 'home'), guest: '/run/vgrid' },
     commands: { host: path.join(dir, 'bin'), guest: '/run/vgrid/bin' },
     tmp: path.join(dir, 'tmp'),
-    devices: [],
-    cores: [0]
+    devices: []
   }
-  const cmd = sandboxed(sb, '/usr/bin/true', ['true'])
+  return (core) => sandboxed({ ...sb, cores: [core] }, '/usr/bin/true', ['true'])
+}
+
+/**
+ * The floor: the very command line a guest's `true` gets (without the agent around it),
+ * against a plain spawn of `true`, interleaved.
+ */
+async function sandboxFloor (): Promise<{ plain: number[], boxed: number[] }> {
+  const cmd = (await guestTrue(tempDir('vgrid-bench-sandbox-')))(0)
   const plain: number[] = []
   const boxed: number[] = []
   for (let i = 0; i < RUNS; i++) {
@@ -52,6 +60,42 @@ async function sandboxFloor (): Promise<{ plain: number[], boxed: number[] }> {
     boxed.push(await timeSpawn(cmd.file, cmd.argv))
   }
   return { plain, boxed }
+}
+
+/** Busy and total CPU time of the whole machine so far, in clock ticks (/proc/stat). */
+function machineTicks (): { busy: number, total: number } {
+  const f = fs.readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number)
+  const total = f.reduce((a, b) => a + b, 0)
+  return { busy: total - f[3]! - f[4]!, total }
+}
+
+/**
+ * The ceiling of a fan-out of `true` on this machine: `n` guests' sandboxes started with
+ * nothing else around them, `parallel` at a time, spread over the cores as the agent pins
+ * them, from the agent's own launcher. Starts per second, and the machine's CPU time per start (the kernel's share
+ * included: setting up and tearing down the namespaces and mounts is most of it).
+ */
+export async function sandboxRate (n: number, parallel: number): Promise<{ perS: number, cpuMs: number }> {
+  const dir = tempDir('vgrid-bench-sandbox-')
+  const cmd = await guestTrue(dir)
+  const cores = os.availableParallelism()
+  // started as the agent starts its commands (exec/launcher.ts), where it can
+  const launcher = defaultLauncher()
+  let next = 0
+  const m0 = machineTicks()
+  const t0 = performance.now()
+  await Promise.all(Array.from({ length: parallel }, async () => {
+    while (next < n) {
+      const c = cmd(next++ % cores)
+      if (launcher === undefined) { await timeSpawn(c.file, c.argv); continue }
+      const started = await launcher.launch({ file: c.file, argv: c.argv, cwd: '/', env: { PATH: process.env.PATH ?? '/usr/bin:/bin' }, stdio: ['/dev/null', '/dev/null', '/dev/null'] })
+      await started.status
+    }
+  }))
+  const s = (performance.now() - t0) / 1000
+  const m1 = machineTicks()
+  const tick = 1000 / 100 // USER_HZ
+  return { perS: n / s, cpuMs: (m1.busy - m0.busy) * tick / n }
 }
 
 const RUNS = 40
