@@ -44,6 +44,10 @@ export interface SpawnOptions {
    * in between.
    */
   onPid?: (pid: number) => void
+  /** The niceness it starts at, before its first instruction (0 or none: the agent's own). */
+  nice?: number
+  /** The cores it is pinned to, and where taskset is for a starter that cannot pin by itself. */
+  pin?: { cores: number[], taskset?: string }
 }
 
 export function signalName (n: number): NodeJS.Signals | null {

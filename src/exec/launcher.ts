@@ -30,9 +30,14 @@ import { findTool } from './find-tool.js'
 
 const log = createLogger('launcher')
 
-/** The helper. Fields of a request: id, cwd, stdin, stdout, stderr, file, argc, argv…, env (NAME=value)… */
+/**
+ * The helper. Fields of a request: id, cwd, stdin, stdout, stderr, niceness, cores (comma
+ * separated, or empty: not pinned), file, argc, argv…, env (NAME=value)…. Its argument: the
+ * number of sched_setaffinity on this machine (0: unknown, it pins nothing).
+ */
 const HELPER = String.raw`
 use strict; use warnings; use POSIX (); use Fcntl; use Errno qw(EINTR);
+my $affinity = $ARGV[0];
 $SIG{PIPE} = 'DEFAULT';
 pipe(my $wr, my $ww) or die "pipe: $!";
 fcntl($ww, F_SETFL, O_NONBLOCK);
@@ -53,7 +58,7 @@ sub say_ {
 sub reap { while ((my $pid = waitpid(-1, POSIX::WNOHANG())) > 0) { say_("X $pid $?\n") } }
 sub launch {
   my @f = split /\0/, $_[0], -1;
-  my ($id, $cwd, $i, $o, $e, $file, $argc) = splice(@f, 0, 7);
+  my ($id, $cwd, $i, $o, $e, $nice, $cpus, $file, $argc) = splice(@f, 0, 9);
   my @argv = splice(@f, 0, $argc);
   my %env = map { /^([^=]*)=(.*)\z/s ? ($1, $2) : () } @f;
   my ($er, $ew);
@@ -76,6 +81,14 @@ sub launch {
       }
       for my $n (0 .. 2) { POSIX::dup2(fileno($fd[$n]), $n) // die }
       chdir($cwd) or die;
+      # as nice(1) and taskset(1) would, without a program of their own to exec
+      if ($nice ne '0') { setpriority(0, 0, $nice) or die }
+      if ($cpus ne '') {
+        my $mask = '';
+        vec($mask, $_, 1) = 1 for split /,/, $cpus;
+        $mask .= "\0" x (-length($mask) % 8);
+        syscall($affinity, 0, length($mask), $mask) == 0 or die;
+      }
       1
     };
     if ($ok) { %ENV = %env; exec { $file } @argv }
@@ -116,7 +129,17 @@ export interface LaunchRequest {
   cwd: string
   env: Record<string, string>
   stdio: [string, string, string]
+  /** The niceness it starts at (0: the agent's own). */
+  nice?: number
+  /** The cores it is pinned to (none: not pinned); only where `canPin`. */
+  cores?: number[]
 }
+
+/**
+ * sched_setaffinity's number, by architecture: Perl has no call of its own for it. Elsewhere
+ * the caller pins through taskset, as before.
+ */
+const AFFINITY_SYSCALL: Partial<Record<NodeJS.Architecture, number>> = { x64: 203, arm64: 122 }
 
 /** A command the helper started. */
 export interface Launched {
@@ -135,8 +158,13 @@ export class Launcher {
   private buffered = ''
   private dead = false
 
+  /** Whether it pins a command to its cores itself (LaunchRequest.cores). */
+  readonly canPin: boolean
+
   constructor (perl: string) {
-    this.child = spawn(perl, ['-e', HELPER], { stdio: ['pipe', 'pipe', 'inherit'], detached: true }) as unknown as ChildProcessByStdio<Writable, Socket, null>
+    const affinity = os.platform() === 'linux' ? AFFINITY_SYSCALL[process.arch] ?? 0 : 0
+    this.canPin = affinity !== 0
+    this.child = spawn(perl, ['-e', HELPER, String(affinity)], { stdio: ['pipe', 'pipe', 'inherit'], detached: true }) as unknown as ChildProcessByStdio<Writable, Socket, null>
     this.child.stdin.on('error', () => { this.die('its input closed') })
     this.child.on('error', (err) => { this.die(err.message) })
     this.child.on('exit', (code, signal) => { this.die(`it exited (${signal ?? code})`) })
@@ -162,7 +190,10 @@ export class Launcher {
     if (this.dead) throw new Error('the launcher is gone')
     const id = this.nextId++
     const env = Object.entries(r.env).map(([k, v]) => `${k}=${v}`)
-    const fields = [String(id), r.cwd, ...r.stdio, r.file, String(r.argv.length), ...r.argv, ...env]
+    const cores = r.cores ?? []
+    if (cores.length > 0 && !this.canPin) throw new Error('this launcher cannot pin commands to cores here')
+    if (![r.nice ?? 0, ...cores].every((n) => Number.isSafeInteger(n) && n >= 0)) throw Object.assign(new Error('a niceness or core is not a whole number'), { code: 'EINVAL' })
+    const fields = [String(id), r.cwd, ...r.stdio, String(r.nice ?? 0), cores.join(','), r.file, String(r.argv.length), ...r.argv, ...env]
     if (fields.some((f) => f.includes('\0'))) throw Object.assign(new Error('an argument or variable holds a NUL byte'), { code: 'EINVAL' })
     const body = Buffer.from(fields.join('\0'))
     this.busy()

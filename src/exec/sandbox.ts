@@ -12,14 +12,15 @@
  *   (node and the vgrid package, where they live outside the system directories);
  * - a minimal /dev, plus only the device nodes of the GPUs it was given.
  *
- * The process tree, from the agent down:
- *   [taskset -c CORES] bwrap … -- [setpriv …] FILE ARGS…
+ * The process tree, from the agent down (pinned to `cores` and niced by whatever starts it,
+ * exec/niceness.ts):
+ *   bwrap … -- [setpriv …] FILE ARGS…
  * bwrap's monitor must not die of the signals that are meant for the command: it would take
  * the namespace down at once, with no grace for the command's own handler (Ctrl-C in a
  * Python script). The agent's own signals spare it (exec/process-group.ts); PID 1 of the
  * namespace ignores what it has no handler for. Under a terminal the kernel signals the
  * whole foreground group, so there the tree is
- *   env --ignore-signal=… [taskset …] bwrap … -- [setpriv …] env --default-signal=… perl … FILE ARGS…
+ *   env --ignore-signal=… bwrap … -- [setpriv …] env --default-signal=… perl … FILE ARGS…
  * bwrap starting with those signals ignored (exec keeps that), the command getting them back
  * and leading a group of its own (FOREGROUND) before it starts.
  * When the command ends, PID 1 ends and the kernel kills whatever the command left behind
@@ -65,7 +66,7 @@ export interface Sandbox {
   user?: { uid: number, gid: number }
   /** Device nodes to expose: host path and the path in the guest's /dev. */
   devices: SandboxMount[]
-  /** CPUs the command is pinned to; empty: not pinned. */
+  /** CPUs the command is pinned to; empty: not pinned. Its starter pins it (SpawnOptions.pin). */
   cores: number[]
   /** Where the helper programs are (env, taskset, setpriv, perl). */
   tools: { env: string, taskset?: string, setpriv?: string, perl?: string }
@@ -194,7 +195,6 @@ export function sandboxed (sb: Sandbox, file: string, argv: string[]): { file: s
   // FILE is exec'd by path with argv[0] = FILE: the name the user typed is lost, as under nice(1).
   inner.push(file, ...argv.slice(1))
   const outer: string[] = tty ? [sb.tools.env, `--ignore-signal=${FORWARDED_SIGNALS.join(',')}`] : []
-  if (sb.cores.length > 0 && sb.tools.taskset !== undefined) outer.push(sb.tools.taskset, '-c', sb.cores.join(','))
   outer.push(sb.bwrap, ...b, '--', ...inner)
   return { file: outer[0]!, argv: [path.basename(outer[0]!), ...outer.slice(1)] }
 }

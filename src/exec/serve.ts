@@ -28,8 +28,8 @@ import { GroupTerminator } from './process-group.js'
 import { spawnPipes } from './spawn-pipes.js'
 import { defaultFifoMaker, type FifoMaker, type StdioPipes } from './fifos.js'
 import { spawnPty } from './spawn-pty.js'
-import { defaultNicenessValue, niced } from './niceness.js'
-import { exitStatus, type OutputSink, type RunningCommand } from './command.js'
+import { defaultNicenessValue } from './niceness.js'
+import { exitStatus, type OutputSink, type RunningCommand, type SpawnOptions } from './command.js'
 import type { ExecResult, ServeExecOptions } from './types.js'
 
 const defaultLog = createLogger('exec')
@@ -75,7 +75,6 @@ export async function serveExec (channel: FrameChannel, opts: ServeExecOptions):
   if (!resolved.ok) return await cannotRun(resolved.exitCode, resolved.message)
 
   const out: OutputSink = async (fd, data) => { await sender.out(fd, data) }
-  // Below the owner: the command and everything it starts (niceness.ts).
   let inner = { file: resolved.file, argv: spec.argv }
   if (sb !== undefined) {
     const long = longArgv(sb, resolved.file, spec.argv)
@@ -87,7 +86,6 @@ export async function serveExec (channel: FrameChannel, opts: ServeExecOptions):
     }
     inner = sandboxed(spec.tty !== undefined ? { ...sb, tty: true } : sb, inner.file, inner.argv)
   }
-  const nice = niced(inner.file, inner.argv, opts.nice ?? defaultNicenessValue())
   // Listed the moment the process exists: an agent killed right after the spawn must still
   // find the command at its next start (orphans.ts).
   let listed: number | undefined
@@ -95,7 +93,11 @@ export async function serveExec (channel: FrameChannel, opts: ServeExecOptions):
     listed = pid
     opts.groups?.add(pid, opts.task)
   }
-  const spawnOpts = { file: nice.file, argv: nice.argv, cwd: opts.cwd, env, onPid }
+  // Below the owner, the command and everything it starts (niceness.ts); a guest on its cores.
+  const spawnOpts: SpawnOptions = {
+    file: inner.file, argv: inner.argv, cwd: opts.cwd, env, onPid, nice: opts.nice ?? defaultNicenessValue(),
+    ...(sb !== undefined && sb.cores.length > 0 ? { pin: { cores: sb.cores, ...(sb.tools.taskset !== undefined ? { taskset: sb.tools.taskset } : {}) } } : {})
+  }
   const startedAt = Date.now()
   let cmd: RunningCommand
   try {
@@ -113,7 +115,6 @@ export async function serveExec (channel: FrameChannel, opts: ServeExecOptions):
     log.warn(`could not start ${name}`, err)
     return await notStarted(new VgridError('ERR_SPAWN_FAILED', `could not start ${name} on ${opts.host}: ${(err as Error).message}`).toWire())
   }
-  nice.after(cmd.pid)
   void sender.send({ t: 'started', pid: cmd.pid, peer: opts.peer, host: opts.host, gpus: opts.gpus.map((g) => g.index) })
 
   const graceMs = opts.killGraceMs ?? KILL_GRACE_MS

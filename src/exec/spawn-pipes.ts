@@ -17,6 +17,7 @@ import { drained } from './stream-util.js'
 import type { StdioPipes } from './fifos.js'
 import type { OutputSink, RawStatus, RunningCommand, SpawnOptions } from './command.js'
 import { defaultLauncher, type Launcher } from './launcher.js'
+import { startLine } from './niceness.js'
 
 /** A started command's leading process: its pid, and how it ended. */
 interface Started { pid: number, status: Promise<RawStatus> }
@@ -29,14 +30,20 @@ export async function spawnPipes (opts: SpawnOptions, out: OutputSink, log: (msg
   let stdin: Writable, stdout: Readable, stderr: Readable
   let child: ChildProcess | undefined
   let launched: Promise<Started>
+  let after = (_pid: number): void => {}
   if (pipes !== undefined && launcher !== undefined) {
-    launched = launcher.launch({ file: opts.file, argv: opts.argv, cwd: opts.cwd, env: opts.env, stdio: pipes.paths })
+    // The launcher sets the niceness, and pins where it can, in the child itself.
+    const line = startLine(opts, { nice: true, pin: launcher.canPin })
+    const cores = launcher.canPin ? opts.pin?.cores ?? [] : []
+    launched = launcher.launch({ file: line.file, argv: line.argv, cwd: opts.cwd, env: opts.env, stdio: pipes.paths, nice: opts.nice ?? 0, ...(cores.length > 0 ? { cores } : {}) })
     // The child has opened its own ends by name once started (or none was made): ours would hold the pipes open.
     void launched.finally(() => { for (const fd of pipes.child) closeSync(fd) }).catch(() => {})
   } else {
+    const line = startLine(opts)
+    after = line.after
     try {
-      child = spawn(opts.file, opts.argv.slice(1), {
-        argv0: opts.argv[0],
+      child = spawn(line.file, line.argv.slice(1), {
+        argv0: line.argv[0],
         cwd: opts.cwd,
         env: opts.env,
         detached: true,
@@ -67,6 +74,7 @@ export async function spawnPipes (opts: SpawnOptions, out: OutputSink, log: (msg
   })
   if (child === undefined) opts.onPid?.(started.pid)
   const pid = started.pid
+  after(pid)
 
   const status = started.status
   const exited = status.then(() => {})

@@ -22,6 +22,7 @@ import { foregroundGroup, pidAlive, signalGroup } from './process-group.js'
 import { drained } from './stream-util.js'
 import { signalName, type OutputSink, type RawStatus, type RunningCommand, type SpawnOptions } from './command.js'
 import type { TtyRequest } from '../protocol/session.js'
+import { startLine } from './niceness.js'
 
 /** node-pty internals we rely on; checked at run time, so a change degrades instead of breaking. */
 interface PtyInternals { _socket?: Socket, fd?: number }
@@ -32,7 +33,8 @@ const EOF_CHAR = '\x04'
 export async function spawnPty (opts: SpawnOptions, tty: TtyRequest, out: OutputSink, log: (msg: string) => void): Promise<RunningCommand> {
   // Loaded on first use: the native module is only needed when someone asks for a terminal.
   const { spawn } = await import('@lydell/node-pty')
-  const pty: IPty = spawn(opts.file, opts.argv.slice(1), {
+  const line = startLine(opts)
+  const pty: IPty = spawn(line.file, line.argv.slice(1), {
     name: tty.term,
     cols: tty.cols,
     rows: tty.rows,
@@ -43,6 +45,7 @@ export async function spawnPty (opts: SpawnOptions, tty: TtyRequest, out: Output
   })
   const pid = pty.pid
   opts.onPid?.(pid)
+  line.after(pid)
   const internals = pty as unknown as PtyInternals
   const socket = internals._socket
   if (socket === undefined || typeof internals.fd !== 'number') log('node-pty internals changed: the end of a command\'s output may be lost')

@@ -9,6 +9,7 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
 import { Launcher, defaultLauncher } from '../../src/exec/launcher.js'
+import { allowedCores } from '../../src/agent/guest-run.js'
 import { isAlive, removeTempDirs, run, tempDir, waitFor } from '../helpers/exec-session.js'
 
 afterEach(removeTempDirs)
@@ -67,6 +68,34 @@ describe('the launcher', () => {
     // a stdin with no writer reads as ended
     const reader = await l.launch({ file: '/bin/sh', argv: ['sh', '-c', 'read x; exit $?'], cwd: '/', env: {}, stdio: [fifo, '/dev/null', '/dev/null'] })
     expect(await reader.status).toEqual({ code: 1, signal: null })
+  })
+
+  it('starts a command at the niceness and on the cores asked, before its first instruction', async () => {
+    const l = new Launcher(PERL)
+    expect(l.canPin).toBe(true) // x64 and arm64 Linux, where the tests run
+    const dir = tempDir()
+    const out = path.join(dir, 'out')
+    const cores = allowedCores()
+    const last = cores[cores.length - 1]!
+    // what the command itself sees first: its niceness (field 19 of its stat) and its cores
+    const c = await l.launch({
+      file: '/bin/sh', argv: ['sh', '-c', `cut -d" " -f19 /proc/$$/stat > ${out}; grep Cpus_allowed_list /proc/$$/status >> ${out}`],
+      cwd: '/', env: {}, stdio: NULLS, nice: 7, cores: [last]
+    })
+    expect(await c.status).toEqual({ code: 0, signal: null })
+    expect(fs.readFileSync(out, 'utf8').split('\n')).toEqual(['7', `Cpus_allowed_list:\t${last}`, ''])
+    // several cores, past the first byte of the mask when the machine has them
+    const all = await l.launch({ file: '/bin/sh', argv: ['sh', '-c', `grep Cpus_allowed_list /proc/$$/status > ${out}`], cwd: '/', env: {}, stdio: NULLS, cores })
+    expect(await all.status).toEqual({ code: 0, signal: null })
+    expect(fs.readFileSync(out, 'utf8')).toBe(`Cpus_allowed_list:\t${fs.readFileSync('/proc/self/status', 'utf8').match(/Cpus_allowed_list:\s*(.+)/)![1]}\n`)
+  })
+
+  it('fails a start whose cores the machine does not have, as taskset would, and refuses values that are not whole numbers', async () => {
+    const l = new Launcher(PERL)
+    await expect(l.launch({ file: '/bin/true', argv: ['true'], cwd: '/', env: {}, stdio: NULLS, cores: [4000] })).rejects.toMatchObject({ code: 'EINVAL' })
+    await expect(l.launch({ file: '/bin/true', argv: ['true'], cwd: '/', env: {}, stdio: NULLS, nice: -1 })).rejects.toMatchObject({ code: 'EINVAL' })
+    await expect(l.launch({ file: '/bin/true', argv: ['true'], cwd: '/', env: {}, stdio: NULLS, cores: [0.5] })).rejects.toMatchObject({ code: 'EINVAL' })
+    expect(await (await l.launch({ file: '/bin/true', argv: ['true'], cwd: '/', env: {}, stdio: NULLS, cores: [0] })).status).toEqual({ code: 0, signal: null })
   })
 
   it('hears every end while it starts others: 300 commands, 30 at a time', async () => {
