@@ -262,13 +262,14 @@ describe('tasks through the API', () => {
     const piped = await runCli('vbatch', ['--no-sync', 'true'], { home: a.home })
     expect(piped.stderr).toBe('')
     expect(piped.stdout).toMatch(/^[0-9a-f]{16}\n$/)
-    const term = pty.spawn(process.execPath, [BIN.vbatch, '--no-sync', 'true'], { cols: 200, rows: 10, cwd: a.workspace, env: { ...process.env, VGRID_HOME: a.home } })
+    // A shell holds the terminal 2 s past vbatch's exit: node-pty drops what it has not read
+    // 200 ms after its child exits, which a test process starved of CPU that long misses.
+    const term = pty.spawn('/bin/sh', ['-c', '"$@"; s=$?; sleep 2; exit $s', 'sh', process.execPath, BIN.vbatch, '--no-sync', 'true'], { cols: 200, rows: 10, cwd: a.workspace, env: { ...process.env, VGRID_HOME: a.home } })
     let out = ''
     term.onData((d) => { out += d })
-    const exited = new Promise<void>((resolve) => { term.onExit(() => { resolve() }) })
-    // The output first, then the exit: node-pty drops what it has not read 200 ms after the exit.
+    const exited = new Promise<number>((resolve) => { term.onExit(({ exitCode }) => { resolve(exitCode) }) })
     await waitFor(() => /\/#\/tasks\/[0-9a-f]{16}\r?\n/.test(out), 'vbatch to print the link', 20_000)
-    await exited
+    expect(await exited).toBe(0)
     const [id, link] = out.split(/\r?\n/).map((l) => l.trim())
     expect(id).toMatch(/^[0-9a-f]{16}$/)
     expect(link).toBe(`${baseOf(a)}/#/tasks/${id!}`)

@@ -14,8 +14,17 @@ let b: AgentProc
 beforeAll(async () => { [a, b] = await startGrid(2) }, 60_000)
 afterAll(async () => { await stopAll() })
 
-function vrunInTerminal (args: string[]): { term: pty.IPty, output: () => string, exit: Promise<number> } {
-  const term = pty.spawn(process.execPath, [BIN.vrun, ...args], {
+/**
+ * `vrun ARGS` under a terminal. `hold`: a shell keeps the terminal open 2 s past vrun's exit,
+ * then exits with its status. node-pty drops what it has not read 200 ms after its child
+ * exits; a test process that got no CPU for that long (a loaded CI machine) runs that timer
+ * before it reads, and loses the last output, which only a held terminal keeps.
+ */
+function vrunInTerminal (args: string[], hold = false): { term: pty.IPty, output: () => string, exit: Promise<number> } {
+  const [file, argv] = hold
+    ? ['/bin/sh', ['-c', '"$@"; s=$?; sleep 2; exit $s', 'sh', process.execPath, BIN.vrun, ...args]]
+    : [process.execPath, [BIN.vrun, ...args]]
+  const term = pty.spawn(file, argv, {
     cols: 100, rows: 30, cwd: a.workspace, name: 'xterm-256color',
     env: { ...process.env, VGRID_HOME: a.home } as Record<string, string>
   })
@@ -27,8 +36,7 @@ function vrunInTerminal (args: string[]): { term: pty.IPty, output: () => string
 
 describe('vrun in a terminal', () => {
   it('gives the command a terminal of the same size', async () => {
-    const { output, exit } = vrunInTerminal(['--on', b.peer, 'sh', '-c', 'tty; stty size'])
-    // The output first, then the exit: node-pty drops what it has not read 200 ms after the exit.
+    const { output, exit } = vrunInTerminal(['--on', b.peer, 'sh', '-c', 'tty; stty size'], true)
     await waitFor(() => /30 100/.test(output()), 'the size to be printed', 20_000)
     expect(await exit).toBe(0)
     // bwrap shows the guest its terminal as /dev/console
@@ -63,7 +71,7 @@ describe('vrun in a terminal', () => {
   })
 
   it('does not use a terminal with --tty no', async () => {
-    const { output, exit } = vrunInTerminal(['--tty', 'no', '--on', b.peer, 'sh', '-c', 'tty || true'])
+    const { output, exit } = vrunInTerminal(['--tty', 'no', '--on', b.peer, 'sh', '-c', 'tty || true'], true)
     await waitFor(() => /not a tty/.test(output()), 'tty to say it has none', 20_000)
     await exit
   })
