@@ -14,6 +14,8 @@ import { median, timeCommand } from './stats.js'
 import { sandboxed } from '../src/exec/sandbox.js'
 import { detectIsolation } from '../src/agent/isolation.js'
 import { defaultLauncher } from '../src/exec/launcher.js'
+import { startLine } from '../src/exec/niceness.js'
+import { DEFAULT_NICE } from '../src/agent/config.js'
 import type { Figure } from './grid-vrun.js'
 
 /** Spawns `file argv…` as the executor does (a process group of its own, piped stdio) and times it to its end. */
@@ -31,7 +33,7 @@ async function timeSpawn (file: string, argv: string[]): Promise<number> {
  * The very command line a guest's `true` gets on this machine (without the agent around it),
  * pinned to one core; `dir` holds its directories.
  */
-async function guestTrue (dir: string): Promise<(core: number) => { file: string, argv: string[] }> {
+async function guestTrue (dir: string): Promise<{ cmd: (core: number) => { file: string, argv: string[] }, taskset?: string }> {
   const iso = await detectIsolation({ mode: 'sandbox', net: true }, path.join(dir, 'home'))
   if (iso.kind !== 'sandbox') throw new Error(`no sandbox here: ${iso.kind === 'unavailable' ? iso.why : iso.kind}`)
   for (const d of ['ws', 'home/bin', 'tmp', 'bin']) fs.mkdirSync(path.join(dir, d), { recursive: true })
@@ -44,7 +46,7 @@ async function guestTrue (dir: string): Promise<(core: number) => { file: string
     tmp: path.join(dir, 'tmp'),
     devices: []
   }
-  return (core) => sandboxed({ ...sb, cores: [core] }, '/usr/bin/true', ['true'])
+  return { cmd: (core) => sandboxed({ ...sb, cores: [core] }, '/usr/bin/true', ['true']), ...(sb.tools.taskset !== undefined ? { taskset: sb.tools.taskset } : {}) }
 }
 
 /**
@@ -52,7 +54,7 @@ async function guestTrue (dir: string): Promise<(core: number) => { file: string
  * against a plain spawn of `true`, interleaved.
  */
 async function sandboxFloor (): Promise<{ plain: number[], boxed: number[] }> {
-  const cmd = (await guestTrue(tempDir('vgrid-bench-sandbox-')))(0)
+  const cmd = (await guestTrue(tempDir('vgrid-bench-sandbox-'))).cmd(0)
   const plain: number[] = []
   const boxed: number[] = []
   for (let i = 0; i < RUNS; i++) {
@@ -72,12 +74,12 @@ function machineTicks (): { busy: number, total: number } {
 /**
  * The ceiling of a fan-out of `true` on this machine: `n` guests' sandboxes started with
  * nothing else around them, `parallel` at a time, spread over the cores as the agent pins
- * them, from the agent's own launcher. Starts per second, and the machine's CPU time per start (the kernel's share
+ * them at its default niceness, from the agent's own launcher. Starts per second, and the machine's CPU time per start (the kernel's share
  * included: setting up and tearing down the namespaces and mounts is most of it).
  */
 export async function sandboxRate (n: number, parallel: number): Promise<{ perS: number, cpuMs: number }> {
   const dir = tempDir('vgrid-bench-sandbox-')
-  const cmd = await guestTrue(dir)
+  const guest = await guestTrue(dir)
   const cores = os.availableParallelism()
   // started as the agent starts its commands (exec/launcher.ts), where it can
   const launcher = defaultLauncher()
@@ -86,9 +88,19 @@ export async function sandboxRate (n: number, parallel: number): Promise<{ perS:
   const t0 = performance.now()
   await Promise.all(Array.from({ length: parallel }, async () => {
     while (next < n) {
-      const c = cmd(next++ % cores)
-      if (launcher === undefined) { await timeSpawn(c.file, c.argv); continue }
-      const started = await launcher.launch({ file: c.file, argv: c.argv, cwd: '/', env: { PATH: process.env.PATH ?? '/usr/bin:/bin' }, stdio: ['/dev/null', '/dev/null', '/dev/null'] })
+      // at the agent's default niceness, pinned to one core, as a fan-out's guests start
+      const core = next++ % cores
+      const opts = { ...guest.cmd(core), nice: DEFAULT_NICE, pin: { cores: [core], ...(guest.taskset !== undefined ? { taskset: guest.taskset } : {}) } }
+      if (launcher === undefined) {
+        const line = startLine(opts)
+        await timeSpawn(line.file, line.argv)
+        continue
+      }
+      const line = startLine(opts, { nice: true, pin: launcher.canPin })
+      const started = await launcher.launch({
+        file: line.file, argv: line.argv, cwd: '/', env: { PATH: process.env.PATH ?? '/usr/bin:/bin' }, stdio: ['/dev/null', '/dev/null', '/dev/null'],
+        nice: DEFAULT_NICE, ...(launcher.canPin ? { cores: [core] } : {})
+      })
       await started.status
     }
   }))
