@@ -24,6 +24,7 @@ if ! command -v bwrap >/dev/null; then echo "no bwrap: the agents run their gues
 A=$(mktemp -d) B=$(mktemp -d) WS=$(mktemp -d)
 stop () { for h in "$A" "$B"; do VGRID_HOME=$h timeout 20 "$VGRID" agent stop >/dev/null 2>&1; done; }
 trap stop EXIT
+trap 'exit 130' INT TERM
 VGRID_HOME=$A "$VGRID" agent --listen /ip4/127.0.0.1/tcp/0 --http off "${iso[@]}" > "$A/agent.out" 2>&1 &
 for _ in $(seq 100); do VGRID_HOME=$A "$VGRID" join-token > "$A/token" 2>/dev/null && break; sleep 0.2; done
 VGRID_HOME=$B VGRID_JOIN_TOKEN=$(cat "$A/token") "$VGRID" agent --listen /ip4/127.0.0.1/tcp/0 --http off "${iso[@]}" > "$B/agent.out" 2>&1 &
