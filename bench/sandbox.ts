@@ -96,11 +96,7 @@ export async function sandboxRate (n: number, parallel: number): Promise<{ perS:
         await timeSpawn(line.file, line.argv)
         continue
       }
-      const line = startLine(opts, { nice: true, pin: launcher.canPin })
-      const started = await launcher.launch({
-        file: line.file, argv: line.argv, cwd: '/', env: { PATH: process.env.PATH ?? '/usr/bin:/bin' }, stdio: ['/dev/null', '/dev/null', '/dev/null'],
-        nice: DEFAULT_NICE, ...(launcher.canPin ? { cores: [core] } : {})
-      })
+      const started = await launcher.start({ ...opts, cwd: '/', env: { PATH: process.env.PATH ?? '/usr/bin:/bin' } }, ['/dev/null', '/dev/null', '/dev/null'])
       await started.status
     }
   }))

@@ -11,7 +11,7 @@
  *   tmp/              the guest's /tmp
  */
 import fs from 'node:fs/promises'
-import { chownSync, existsSync, lchownSync, lstatSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
+import { chownSync, existsSync, lchownSync, lstatSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync, type Dirent } from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { removeTree, type SyncCopyResult } from '../fs-sync/index.js'
@@ -67,14 +67,13 @@ export function makeGuestDirs (home: string, task: string, owner?: { uid: number
  * left alone.
  */
 export async function chownTree (root: string, owner: { uid: number, gid: number }): Promise<void> {
-  const walk = async (dir: string): Promise<void> => {
-    const entries = await fs.readdir(dir, { withFileTypes: true })
+  const walk = async (dir: string, entries: Dirent[]): Promise<void> => {
     await Promise.all(entries.map(async (e) => {
       const p = path.join(dir, e.name)
       // Only where it differs: a chown marks the ctime, which the copy check (copy-check.ts) compares.
       const st = await fs.lstat(p)
       if (st.uid !== owner.uid || st.gid !== owner.gid) await fs.lchown(p, owner.uid, owner.gid)
-      if (st.isDirectory()) await walk(p)
+      if (st.isDirectory()) await walk(p, await fs.readdir(p, { withFileTypes: true }))
     }))
   }
   // The top blocking: a command's scratch directory is empty, and is handed over with no
@@ -82,7 +81,7 @@ export async function chownTree (root: string, owner: { uid: number, gid: number
   const st = lstatSync(root)
   if (!st.isDirectory()) return
   if (st.uid !== owner.uid || st.gid !== owner.gid) chownSync(root, owner.uid, owner.gid)
-  if (readdirSync(root).length > 0) await walk(root)
+  await walk(root, readdirSync(root, { withFileTypes: true }))
 }
 
 /**

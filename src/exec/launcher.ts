@@ -25,7 +25,8 @@ import os from 'node:os'
 import type { Socket } from 'node:net'
 import type { Writable } from 'node:stream'
 import { createLogger } from '../common/log.js'
-import { signalName, type RawStatus } from './command.js'
+import { signalName, type RawStatus, type SpawnOptions } from './command.js'
+import { startLine } from './niceness.js'
 import { findTool } from './find-tool.js'
 
 const log = createLogger('launcher')
@@ -183,6 +184,16 @@ export class Launcher {
   /** Whether it can take requests (it has not died). */
   get alive (): boolean {
     return !this.dead
+  }
+
+  /**
+   * Starts `opts` on the FIFOs named in `stdio`: at its niceness and on its cores, set in the
+   * child where the helper can (`canPin`), else through taskset in front (niceness.ts).
+   */
+  async start (opts: Pick<SpawnOptions, 'file' | 'argv' | 'cwd' | 'env' | 'nice' | 'pin'>, stdio: [string, string, string]): Promise<Launched> {
+    const line = startLine(opts, { nice: true, pin: this.canPin })
+    const cores = this.canPin ? opts.pin?.cores ?? [] : []
+    return await this.launch({ file: line.file, argv: line.argv, cwd: opts.cwd, env: opts.env, stdio, nice: opts.nice ?? 0, ...(cores.length > 0 ? { cores } : {}) })
   }
 
   /** Starts a command; rejects as spawn() would (ENOENT, EACCES…) when it could not be exec'd. */

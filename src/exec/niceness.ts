@@ -85,6 +85,9 @@ export function startLine (opts: Pick<SpawnOptions, 'file' | 'argv' | 'nice' | '
     argv = ['taskset', '-c', cores.join(','), file, ...argv.slice(1)]
     file = opts.pin.taskset
   }
-  if (done.nice === true) return { file, argv, after: () => {} }
+  if (done.nice === true) {
+    checkNiceness(opts.nice ?? 0)
+    return { file, argv, after: () => {} }
+  }
   return niced(file, argv, opts.nice ?? 0)
 }

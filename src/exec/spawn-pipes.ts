@@ -32,10 +32,7 @@ export async function spawnPipes (opts: SpawnOptions, out: OutputSink, log: (msg
   let launched: Promise<Started>
   let after = (_pid: number): void => {}
   if (pipes !== undefined && launcher !== undefined) {
-    // The launcher sets the niceness, and pins where it can, in the child itself.
-    const line = startLine(opts, { nice: true, pin: launcher.canPin })
-    const cores = launcher.canPin ? opts.pin?.cores ?? [] : []
-    launched = launcher.launch({ file: line.file, argv: line.argv, cwd: opts.cwd, env: opts.env, stdio: pipes.paths, nice: opts.nice ?? 0, ...(cores.length > 0 ? { cores } : {}) })
+    launched = launcher.start(opts, pipes.paths)
     // The child has opened its own ends by name once started (or none was made): ours would hold the pipes open.
     void launched.finally(() => { for (const fd of pipes.child) closeSync(fd) }).catch(() => {})
   } else {
