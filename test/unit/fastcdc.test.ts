@@ -13,6 +13,7 @@ import { CDC_BLOCK_BYTES, openWindow } from '../../src/fs-sync/cut-window.js'
 import { wasmAvailable } from '../../src/fs-sync/cut-wasm.js'
 import { CHUNK_MAX_BYTES, CHUNK_MIN_BYTES } from '../../src/fs-sync/types.js'
 import { oracleChunks } from '../helpers/fastcdc-oracle.js'
+import { noise } from '../helpers/noise.js'
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url))
 const FIXTURES = join(ROOT, 'test/fixtures/fastcdc2020')
@@ -36,19 +37,6 @@ function readVectors (): Map<number, Line[]> {
 
 const sha = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex')
 const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex')
-
-/** Deterministic noise (xorshift32), so that a failure reproduces and no case is left to luck. */
-function random (n: number, seed = 0): Uint8Array {
-  const b = new Uint8Array(n)
-  let x = (0x9e3779b9 ^ Math.imul(seed + 1, 0x85ebca6b)) | 0
-  for (let i = 0; i < n; i++) {
-    x ^= x << 13
-    x ^= x >>> 17
-    x ^= x << 5
-    b[i] = x >>> 24
-  }
-  return b
-}
 
 /** Drives an engine's window by hand, to see its fingerprints as well as its cuts. */
 function windowChunks (data: Uint8Array, p: CdcParams, engine: CdcEngine): Line[] {
@@ -136,15 +124,15 @@ describe('FastCDC 2020 test vectors (REAPI, fastcdc-rs)', () => {
 
 describe('agreement with a transliteration of fastcdc-rs', () => {
   // Random data, runs of zeros (max-size cuts), a short period (no cut until max), odd sizes.
-  const mixed = random(1_200_000, 1)
+  const mixed = noise(1_200_000, 1)
   mixed.fill(0, 300_000, 700_000)
   for (let i = 900_000; i < 1_000_000; i++) mixed[i] = i % 7
   const cases: Array<[string, CdcParams, Uint8Array]> = [
     ['default params, seed 0', DEFAULT_CDC, mixed],
     ['default params, 40-bit seed', { ...DEFAULT_CDC, seed: 2 ** 40 + 12345 }, mixed],
     ['odd min and max', { min: 5001, avg: 8192, max: 30001 }, mixed.subarray(0, 400_001)],
-    ['smallest params', { min: 64, avg: 256, max: 1024 }, random(60_000, 2)],
-    ['min = avg', { min: 4096, avg: 4096, max: 16384, seed: 7 }, random(200_000, 3)]
+    ['smallest params', { min: 64, avg: 256, max: 1024 }, noise(60_000, 2)],
+    ['min = avg', { min: 4096, avg: 4096, max: 16384, seed: 7 }, noise(200_000, 3)]
   ]
   for (const [name, p, data] of cases) {
     it(name, () => {
@@ -162,7 +150,7 @@ describe('agreement with a transliteration of fastcdc-rs', () => {
 
 describe('nextCut', () => {
   it('asks for more data until a boundary is certain, and feeding more never moves a boundary', () => {
-    const data = random(3 << 20, 4)
+    const data = noise(3 << 20, 4)
     const whole = chunkBuffer(data).map((c) => c.offset + c.length)
     const got: number[] = []
     // bytes arrive in ragged pieces, as from a socket
@@ -182,7 +170,7 @@ describe('nextCut', () => {
   })
 
   it('returns start at the end of input, and -1 for a short tail before it', () => {
-    const data = random(100)
+    const data = noise(100)
     expect(nextCut(data, 100, 100, true)).toBe(100)
     expect(nextCut(data, 100, 100, false)).toBe(-1)
     expect(nextCut(data, 0, 100, false)).toBe(-1)
@@ -190,7 +178,7 @@ describe('nextCut', () => {
   })
 
   it('refuses bad ranges and bad params with ERR_BAD_ARGUMENT', () => {
-    const data = random(10)
+    const data = noise(10)
     expect(() => nextCut(data, 5, 4, true)).toThrow(expect.objectContaining({ code: 'ERR_BAD_ARGUMENT' }))
     expect(() => nextCut(data, 0, 11, true)).toThrow(expect.objectContaining({ code: 'ERR_BAD_ARGUMENT' }))
     for (const p of [
@@ -204,7 +192,7 @@ describe('nextCut', () => {
 
 describe('content-defined boundaries', () => {
   it('an inserted byte changes only the chunks around it', () => {
-    const data = random(4 << 20, 5)
+    const data = noise(4 << 20, 5)
     const mid = data.length >> 1
     const edited = new Uint8Array(data.length + 1)
     edited.set(data.subarray(0, mid))
@@ -227,7 +215,7 @@ describe('content-defined boundaries', () => {
   })
 
   it('keeps every chunk within [min, max] except the last, and averages near avg', () => {
-    const data = random(8 << 20, 6)
+    const data = noise(8 << 20, 6)
     const chunks = chunkBuffer(data)
     expect(chunks.reduce((s, c) => s + c.length, 0)).toBe(data.length)
     for (const c of chunks.slice(0, -1)) {
@@ -250,7 +238,7 @@ describe('chunkFile', () => {
   const sizes = [0, 1, 100, CHUNK_MIN_BYTES, CHUNK_MIN_BYTES + 1, 200_000, CDC_BLOCK_BYTES + 12_345, 3 * CDC_BLOCK_BYTES + 7]
   for (const size of sizes) {
     it(`equals chunkBuffer + SHA-256 for ${size} bytes`, async () => {
-      const data = random(size, 7)
+      const data = noise(size, 7)
       if (size > 3_000_000) data.fill(0, 1_000_000, 2_000_000) // max-size cuts across a refill
       const path = tempFile(data)
       const want = chunkBuffer(data).map((c) => ({ hash: sha(data.subarray(c.offset, c.offset + c.length)), size: c.length }))
@@ -267,8 +255,8 @@ describe('chunkFile', () => {
   }
 
   it('cuts what it read when the file grows or shrinks underneath', async () => {
-    const data = random(3 * CDC_BLOCK_BYTES, 8)
-    const extra = random(1 << 20, 9)
+    const data = noise(3 * CDC_BLOCK_BYTES, 8)
+    const extra = noise(1 << 20, 9)
     const expectFor = (d: Uint8Array): string[] => chunkBuffer(d).map((c) => `${c.length}:${sha(d.subarray(c.offset, c.offset + c.length))}`)
     const show = (refs: Array<{ size: number, hash: Uint8Array }>): string[] => refs.map((r) => `${r.size}:${hex(r.hash)}`)
     // the first chunk is hashed after the first 4 MiB block is in: change the file then
@@ -289,14 +277,14 @@ describe('chunkFile', () => {
   })
 
   it('runs concurrent calls on separate buffers', async () => {
-    const datas = [random(5 << 20, 10), random(3 << 20, 11), random(6 << 20, 12)]
+    const datas = [noise(5 << 20, 10), noise(3 << 20, 11), noise(6 << 20, 12)]
     const paths = datas.map(tempFile)
     const together = await Promise.all(paths.map(async (p) => await chunkFile(p)))
     expect(together).toEqual(paths.map((p) => chunkFileSync(p)))
   })
 
   it('lets the event loop run between blocks', async () => {
-    const path = tempFile(random(4 * CDC_BLOCK_BYTES, 13))
+    const path = tempFile(noise(4 * CDC_BLOCK_BYTES, 13))
     let ticks = 0
     let running = true
     const tick = (): void => { ticks++; if (running) setImmediate(tick) }
@@ -307,7 +295,7 @@ describe('chunkFile', () => {
   })
 
   it('returns hashes as plain 32-byte Uint8Arrays', async () => {
-    const [ref] = await chunkFile(tempFile(random(1000)))
+    const [ref] = await chunkFile(tempFile(noise(1000)))
     expect(ref.hash.constructor).toBe(Uint8Array)
     expect(ref.hash.byteLength).toBe(32)
   })
@@ -315,7 +303,7 @@ describe('chunkFile', () => {
   it('stops when aborted', async () => {
     const ac = new AbortController()
     ac.abort()
-    await expect(chunkFile(tempFile(random(1000)), undefined, { signal: ac.signal })).rejects.toThrow()
+    await expect(chunkFile(tempFile(noise(1000)), undefined, { signal: ac.signal })).rejects.toThrow()
   })
 
   it('rejects a missing file with ENOENT', async () => {
