@@ -33,7 +33,7 @@ const log = createLogger('sync')
 
 /** Files cut and hashed at once: overlaps reading one with hashing another, memory stays small. */
 export const HASH_CONCURRENCY = 4
-/** Files found but not yet hashed before the walk waits: bounds memory on huge trees. */
+/** Files found but not yet hashed before the walk waits (half for the workers, half here): bounds memory on huge trees. */
 export const MAX_QUEUED_FILES = 512
 /** lstat calls made without yielding to the event loop (~1–2 ms). */
 export const STAT_BATCH = 256
@@ -139,7 +139,14 @@ class Scanner {
   private lastProgress = 0
   private entries = 0
   private readonly warn: (msg: string) => void
+  /** Files hashed on this thread (small ones, or all without workers). */
   private readonly queue: HashQueue
+  /**
+   * Files for the workers, queued apart: behind 100 big files in one queue, 10,000 small ones
+   * waited for the workers to finish before this thread hashed any (0.7 s of a 1 GiB first
+   * sync on 2 cores, every core but this one busy).
+   */
+  private readonly bigQueue: HashQueue
   /** Aborts the reads still running when the scan fails or is aborted. */
   private readonly stop = new AbortController()
   private readonly signal: AbortSignal
@@ -162,8 +169,9 @@ class Scanner {
     this.signal = this.linked.signal
     const workers = opts.chunkFile !== undefined ? 0 : (opts.workers ?? defaultScanWorkers())
     this.pool = workers > 0 ? new WorkerPool(workers) : undefined
-    // Enough files in flight to keep every worker busy and the main thread on small ones.
-    this.queue = new HashQueue((opts.concurrency ?? HASH_CONCURRENCY) + workers, this.signal)
+    // Enough files in flight to keep every worker busy, and the main thread on small ones meanwhile.
+    this.queue = new HashQueue(opts.concurrency ?? HASH_CONCURRENCY, this.signal)
+    this.bigQueue = new HashQueue(Math.max(1, 2 * workers), this.signal)
     this.chunk = opts.chunkFile ?? (async (p, size, signal) => this.pool !== undefined && size >= WORKER_MIN_FILE_BYTES
       ? await this.pool.chunk(p, size)
       : await defaultChunkFn(p, size, signal))
@@ -174,13 +182,14 @@ class Scanner {
     this.signal.addEventListener('abort', onAbort, { once: true })
     try {
       const tree = await this.dir(this.root, '', IgnoreRules.root(undefined, this.opts.defaultIgnores), 0)
-      await this.queue.drain()
+      await Promise.all([this.queue.drain(), this.bigQueue.drain()])
       this.progress.done = true
       this.opts.onProgress?.({ ...this.progress })
       // the root is never skipped: its readdir failing throws
       return tree as DirNode
     } catch (err) {
       this.queue.stop()
+      this.bigQueue.stop()
       this.stop.abort()
       throw err
     } finally {
@@ -320,8 +329,9 @@ class Scanner {
       this.files.push([absPath, file, this.trusted(st)])
       return file
     }
-    await this.queue.whenBelow(MAX_QUEUED_FILES)
-    this.queue.add(async () => {
+    const queue = this.pool !== undefined && this.opts.chunkFile === undefined && file.size >= WORKER_MIN_FILE_BYTES ? this.bigQueue : this.queue
+    await queue.whenBelow(MAX_QUEUED_FILES / 2)
+    queue.add(async () => {
       const got = await fileChunks(absPath, st, this.chunk, this.signal)
       if ('error' in got) {
         const name = path.basename(absPath)
