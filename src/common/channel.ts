@@ -130,17 +130,27 @@ export class Inbox {
 
 /** A connection's cipher (the data plane's, fs-sync/plane/cipher.ts): seals what we send, opens what we get. */
 export interface FrameCipher {
-  /** Ciphertext and tag, to be written one after the other. */
-  seal: (body: Uint8Array) => Uint8Array[]
+  /** Ciphertext and tag, to be written one after the other; a body given in pieces is sealed as their concatenation. */
+  seal: (body: Uint8Array | readonly Uint8Array[]) => Uint8Array[]
   /** The body of a sealed frame; throws ERR_BAD_MESSAGE when it fails its tag. */
   open: (sealed: Uint8Array) => Uint8Array
+}
+
+/** A FrameChannel on a Node socket, which can also send a body its caller encoded. */
+export interface SocketChannel extends FrameChannel {
+  /**
+   * Sends the CBOR body whose bytes are `pieces`, one after the other, as one frame: a body
+   * built around a large byte string (blobReplyPieces) goes out without being copied into
+   * one buffer first. The caller vouches that the pieces make one well-formed message.
+   */
+  sendPieces (pieces: readonly Uint8Array[]): Promise<void>
 }
 
 /**
  * `cipher`: every frame's body is sealed (the length prefix, which says how much to read, is
  * not); `maxFrameBytes` then caps the sealed body.
  */
-export function socketChannel (socket: Socket, maxFrameBytes = MAX_FRAME_BYTES, cipher?: FrameCipher): FrameChannel {
+export function socketChannel (socket: Socket, maxFrameBytes = MAX_FRAME_BYTES, cipher?: FrameCipher): SocketChannel {
   const inbox = new Inbox()
   let pending: Buffer[] = []
   let pendingBytes = 0
@@ -198,18 +208,26 @@ export function socketChannel (socket: Socket, maxFrameBytes = MAX_FRAME_BYTES, 
   socket.on('error', (err) => { inbox.end(err) })
   socket.on('close', () => { closed = true; inbox.end() })
 
+  /** Writes one frame with `writeOne` (false: the socket is full); resolves once the socket can take more. */
+  const write = async (writeOne: () => boolean): Promise<void> => {
+    if (closed || socket.destroyed || !socket.writable) throw new VgridError('ERR_PEER_LOST', 'the connection is closed')
+    if (!writeOne()) {
+      await new Promise<void>((resolve, reject) => {
+        const onDrain = (): void => { socket.off('close', onClose); resolve() }
+        const onClose = (): void => { socket.off('drain', onDrain); reject(new VgridError('ERR_PEER_LOST', 'the connection closed')) }
+        socket.once('drain', onDrain)
+        socket.once('close', onClose)
+      })
+    }
+  }
+
   return {
     get closed () { return closed },
     async send (msg) {
-      if (closed || socket.destroyed || !socket.writable) throw new VgridError('ERR_PEER_LOST', 'the connection is closed')
-      if (!(cipher === undefined ? socket.write(encodeFrame(msg)) : writeSealed(socket, cipher.seal(encode(msg))))) {
-        await new Promise<void>((resolve, reject) => {
-          const onDrain = (): void => { socket.off('close', onClose); resolve() }
-          const onClose = (): void => { socket.off('drain', onDrain); reject(new VgridError('ERR_PEER_LOST', 'the connection closed')) }
-          socket.once('drain', onDrain)
-          socket.once('close', onClose)
-        })
-      }
+      await write(() => cipher === undefined ? socket.write(encodeFrame(msg)) : writeFrame(socket, cipher.seal(encode(msg))))
+    },
+    async sendPieces (pieces) {
+      await write(() => writeFrame(socket, cipher === undefined ? pieces : cipher.seal(pieces)))
     },
     async recv () {
       const msg = await inbox.next()
@@ -228,8 +246,8 @@ export function socketChannel (socket: Socket, maxFrameBytes = MAX_FRAME_BYTES, 
   }
 }
 
-/** One sealed frame, its pieces written without a copy; false when the socket is full. */
-function writeSealed (socket: Socket, pieces: Uint8Array[]): boolean {
+/** One frame (its length, then its pieces), written without a copy; false when the socket is full. */
+function writeFrame (socket: Socket, pieces: readonly Uint8Array[]): boolean {
   let len = 0
   for (const p of pieces) len += p.byteLength
   const head = Buffer.allocUnsafe(4)

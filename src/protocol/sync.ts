@@ -44,6 +44,40 @@ export type SyncReply =
   | { t: 'plane', grant?: { ports: number[], ticket: Uint8Array, key: Uint8Array } }
   | { t: 'error', error: { code: string, message: string } }
 
+/** CBOR major type 2 (byte string): the head that says how many bytes follow. */
+function byteStringHead (n: number): Uint8Array {
+  if (n < 24) return Uint8Array.of(0x40 | n)
+  if (n < 0x100) return Uint8Array.of(0x58, n)
+  if (n < 0x10000) return Uint8Array.of(0x59, n >>> 8, n & 0xff)
+  if (n <= 0xffffffff) return Uint8Array.of(0x5a, n >>> 24, (n >>> 16) & 0xff, (n >>> 8) & 0xff, n & 0xff)
+  throw new RangeError(`a byte string of ${n} bytes`)
+}
+
+/** `{` 3 entries, "d": (then the byte string's head) */
+const BLOB_REPLY_START = Uint8Array.of(0xa3, 0x61, 0x64)
+/** "t": "blob" `}` */
+const BLOB_REPLY_END = Uint8Array.of(0x61, 0x74, 0x64, 0x62, 0x6c, 0x6f, 0x62)
+
+/**
+ * The reply `{ t: 'blob', h, d }` as the pieces of its CBOR encoding, byte for byte what
+ * cborg's encode gives (keys in its order, d, h, t), with `d` itself one of the pieces: a
+ * data plane connection seals a 256 KiB chunk without first copying it into the encoding
+ * (SocketChannel.sendPieces).
+ */
+export function blobReplyPieces (h: Uint8Array, d: Uint8Array): Uint8Array[] {
+  const hashHead = byteStringHead(h.byteLength)
+  const middle = new Uint8Array(2 + hashHead.byteLength + h.byteLength + BLOB_REPLY_END.byteLength)
+  middle.set([0x61, 0x68], 0) // "h"
+  middle.set(hashHead, 2)
+  middle.set(h, 2 + hashHead.byteLength)
+  middle.set(BLOB_REPLY_END, 2 + hashHead.byteLength + h.byteLength)
+  const head = byteStringHead(d.byteLength)
+  const start = new Uint8Array(BLOB_REPLY_START.byteLength + head.byteLength)
+  start.set(BLOB_REPLY_START, 0)
+  start.set(head, BLOB_REPLY_START.byteLength)
+  return [start, d, middle]
+}
+
 export function parseSyncRequest (v: unknown): SyncRequest {
   const m = obj(v, 'sync request')
   if (m.t === 'open') {

@@ -9,9 +9,9 @@ import { afterEach, describe, expect, it } from 'vitest'
 import net from 'node:net'
 import { createHash, randomBytes } from 'node:crypto'
 import { encode } from 'cborg'
-import { memoryChannelPair, type FrameChannel } from '../../src/common/channel.js'
+import { decodeBody, memoryChannelPair, type FrameChannel } from '../../src/common/channel.js'
 import { BlobFetcher, ExportRegistry, PlaneServer, dialPlane } from '../../src/fs-sync/index.js'
-import { SYNC_MAX_FRAME_BYTES } from '../../src/protocol/sync.js'
+import { blobReplyPieces, parseSyncReply, SYNC_MAX_FRAME_BYTES } from '../../src/protocol/sync.js'
 import { frameCipher, newPlaneNonce } from '../../src/fs-sync/plane/cipher.js'
 import { PLANE_MAGIC } from '../../src/fs-sync/plane/hello.js'
 import { MAX_PLANE_CONNECTIONS, type PlaneGrant } from '../../src/fs-sync/plane/server.js'
@@ -45,6 +45,30 @@ describe('the data plane cipher', () => {
     expect(() => frameCipher(key, cn, sn, true).open(Buffer.concat(frameCipher(key, cn, sn, true).seal(Buffer.from('x'))))).toThrow(/authentication tag/)
     // another nonce from either side, another key
     expect(() => frameCipher(key, newPlaneNonce(), sn, false).open(Buffer.concat(frameCipher(key, cn, sn, true).seal(Buffer.from('x'))))).toThrow(/authentication tag/)
+  })
+})
+
+describe('a blob reply sealed in pieces', () => {
+  it('seals a body given in pieces as their concatenation', () => {
+    const key = randomBytes(32)
+    const [cn, sn] = [newPlaneNonce(), newPlaneNonce()]
+    const sealed = frameCipher(key, cn, sn, true).seal([Buffer.from('one '), Buffer.alloc(0), Buffer.from('two')])
+    expect(sealed).toHaveLength(4) // a ciphertext per piece, then the tag
+    expect(Buffer.from(frameCipher(key, cn, sn, false).open(Buffer.concat(sealed))).toString()).toBe('one two')
+  })
+
+  it.each([0, 1, 23, 24, 255, 256, 65_535, 65_536, 256 * 1024])('encodes %i bytes as cborg does, and parses back', (n) => {
+    const h = randomBytes(32)
+    const d = randomBytes(n)
+    const pieces = blobReplyPieces(h, d)
+    // the data itself is one of the pieces: it is never copied into the encoding
+    expect(pieces[1]).toBe(d)
+    const body = Buffer.concat(pieces)
+    expect(body.equals(Buffer.from(encode({ t: 'blob', h, d })))).toBe(true)
+    const reply = parseSyncReply(decodeBody(body))
+    expect(reply).toMatchObject({ t: 'blob' })
+    expect(Buffer.from((reply as { h: Uint8Array }).h).equals(h)).toBe(true)
+    expect(Buffer.from((reply as { d: Uint8Array }).d).equals(d)).toBe(true)
   })
 })
 

@@ -60,9 +60,11 @@ export function frameCipher (sessionKey: Uint8Array, clientNonce: Uint8Array, se
   return {
     seal (body) {
       const c = createCipheriv('aes-256-gcm', sealKey, sent.next())
-      const ct = c.update(body)
+      // a body in pieces is sealed piece by piece: one ciphertext piece each, no join
+      const out = body instanceof Uint8Array ? [c.update(body)] : body.map((piece) => c.update(piece))
       c.final()
-      return [ct, c.getAuthTag()]
+      out.push(c.getAuthTag())
+      return out
     },
     open (sealed) {
       if (sealed.byteLength < PLANE_TAG_BYTES) throw new VgridError('ERR_BAD_MESSAGE', 'a data plane frame shorter than its tag')

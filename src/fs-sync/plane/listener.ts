@@ -10,10 +10,10 @@
  * hello.
  */
 import net from 'node:net'
-import { socketChannel, type FrameChannel } from '../../common/channel.js'
+import { socketChannel, type SocketChannel } from '../../common/channel.js'
 import { VgridError, toWire } from '../../common/errors.js'
 import { withTimeout } from '../../common/timeout.js'
-import { parseSyncRequest, SYNC_IDLE_TIMEOUT_MS } from '../../protocol/sync.js'
+import { blobReplyPieces, parseSyncRequest, SYNC_IDLE_TIMEOUT_MS } from '../../protocol/sync.js'
 import { closeQuietly, readSource } from '../read-chunk.js'
 import { HASH_BYTES, type ChunkSource } from '../types.js'
 import { frameCipher, newPlaneNonce, PLANE_TAG_BYTES } from './cipher.js'
@@ -115,7 +115,7 @@ export class PlaneListener {
   }
 
   /** The wants of one connection, answered in order as on the sync stream. */
-  private async serve (channel: FrameChannel, ticket: string): Promise<void> {
+  private async serve (channel: SocketChannel, ticket: string): Promise<void> {
     const files = new Map<string, number>()
     try {
       for (;;) {
@@ -128,7 +128,8 @@ export class PlaneListener {
           const h = req.hashes.subarray(i * HASH_BYTES, (i + 1) * HASH_BYTES)
           const f = found[i]!
           const data = f === null || f instanceof Uint8Array ? f : readSource(f, h, files)
-          await channel.send(data === null || data === undefined ? { t: 'missing', h } : { t: 'blob', h, d: data })
+          if (data === null || data === undefined) await channel.send({ t: 'missing', h })
+          else await channel.sendPieces(blobReplyPieces(h, data))
         }
       }
     } catch (err) {
