@@ -148,9 +148,10 @@ export interface SocketChannel extends FrameChannel {
 
 /**
  * `cipher`: every frame's body is sealed (the length prefix, which says how much to read, is
- * not); `maxFrameBytes` then caps the sealed body.
+ * not); `maxFrameBytes` then caps the sealed body. `decode`: how a body becomes a message
+ * (decodeBody, or a reader of one frequent message with decodeBody behind it).
  */
-export function socketChannel (socket: Socket, maxFrameBytes = MAX_FRAME_BYTES, cipher?: FrameCipher): SocketChannel {
+export function socketChannel (socket: Socket, maxFrameBytes = MAX_FRAME_BYTES, cipher?: FrameCipher, decode: (body: Uint8Array) => unknown = decodeBody): SocketChannel {
   const inbox = new Inbox()
   let pending: Buffer[] = []
   let pendingBytes = 0
@@ -188,7 +189,7 @@ export function socketChannel (socket: Socket, maxFrameBytes = MAX_FRAME_BYTES, 
       let msg: unknown
       try {
         const body = buf.subarray(off + 4, off + 4 + len)
-        msg = decodeBody(cipher === undefined ? body : cipher.open(body))
+        msg = decode(cipher === undefined ? body : cipher.open(body))
       } catch (err) {
         fail(err as Error)
         return

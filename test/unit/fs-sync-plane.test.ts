@@ -11,7 +11,7 @@ import { createHash, randomBytes } from 'node:crypto'
 import { encode } from 'cborg'
 import { decodeBody, memoryChannelPair, type FrameChannel } from '../../src/common/channel.js'
 import { BlobFetcher, ExportRegistry, PlaneServer, dialPlane } from '../../src/fs-sync/index.js'
-import { blobReplyPieces, parseSyncReply, SYNC_MAX_FRAME_BYTES } from '../../src/protocol/sync.js'
+import { blobReplyPieces, decodeBlobReply, parseSyncReply, SYNC_MAX_FRAME_BYTES } from '../../src/protocol/sync.js'
 import { frameCipher, newPlaneNonce } from '../../src/fs-sync/plane/cipher.js'
 import { PLANE_MAGIC } from '../../src/fs-sync/plane/hello.js'
 import { MAX_PLANE_CONNECTIONS, type PlaneGrant } from '../../src/fs-sync/plane/server.js'
@@ -69,6 +69,46 @@ describe('a blob reply sealed in pieces', () => {
     expect(reply).toMatchObject({ t: 'blob' })
     expect(Buffer.from((reply as { h: Uint8Array }).h).equals(h)).toBe(true)
     expect(Buffer.from((reply as { d: Uint8Array }).d).equals(d)).toBe(true)
+    // and the puller reads it without cborg, to the same message
+    const fast = decodeBlobReply(body)!
+    expect(fast.t).toBe('blob')
+    expect(Buffer.from(fast.h).equals(h)).toBe(true)
+    expect(Buffer.from(fast.d).equals(d)).toBe(true)
+  })
+
+  it('reads without cborg only what cborg reads the same: anything else goes the general way', () => {
+    const h = randomBytes(32)
+    const body = (d: Uint8Array): Buffer => Buffer.concat(blobReplyPieces(h, d))
+    const general = (b: Uint8Array): unknown => { try { return parseSyncReply(decodeBody(b)) } catch { return 'refused' } }
+    const same = (b: Uint8Array): void => {
+      const fast = decodeBlobReply(b)
+      if (fast === undefined) return
+      const g = general(b) as { t: string, h: Uint8Array, d: Uint8Array }
+      expect(g.t).toBe('blob')
+      expect(Buffer.from(g.h).equals(Buffer.from(fast.h))).toBe(true)
+      expect(Buffer.from(g.d).equals(Buffer.from(fast.d))).toBe(true)
+    }
+    const ok = body(randomBytes(300))
+    // well formed, but not the layout it knows: another key order, a longer length head than needed,
+    // a byte after the end, another t, a 31-byte hash
+    const others = [
+      Buffer.concat([Uint8Array.of(0xa3, 0x61, 0x74, 0x64, 0x62, 0x6c, 0x6f, 0x62, 0x61, 0x68, 0x58, 0x20), h, Uint8Array.of(0x61, 0x64, 0x45), randomBytes(5)]),
+      Buffer.concat([Uint8Array.of(0xa3, 0x61, 0x64, 0x59, 0x00, 0x05), randomBytes(5), ok.subarray(ok.length - 41)]),
+      Buffer.concat([ok, Uint8Array.of(0)]),
+      Buffer.from(encode({ t: 'blob!', h, d: randomBytes(5) })),
+      Buffer.from(encode({ t: 'blob', h: h.subarray(1), d: randomBytes(5) })),
+      Buffer.from(encode({ t: 'missing', h }))
+    ]
+    for (const o of others) {
+      expect(decodeBlobReply(o)).toBeUndefined()
+    }
+    // every body cut short, and a thousand with one byte changed: read the same both ways, or left to cborg
+    for (let n = 0; n < ok.length; n++) expect(decodeBlobReply(ok.subarray(0, n))).toBeUndefined()
+    for (let i = 0; i < 1000; i++) {
+      const b = Buffer.from(ok)
+      b[i % b.length] = randomBytes(1)[0]!
+      same(b)
+    }
   })
 })
 

@@ -3,7 +3,8 @@
  * named, on the host that member's libp2p connection comes from, sealed with the grant's key.
  */
 import net from 'node:net'
-import { socketChannel, type FrameChannel } from '../../common/channel.js'
+import { decodeBody, socketChannel, type FrameChannel } from '../../common/channel.js'
+import { decodeBlobReply } from '../../protocol/sync.js'
 import { VgridError } from '../../common/errors.js'
 import { frameCipher, newPlaneNonce, PLANE_TAG_BYTES } from './cipher.js'
 import { PLANE_HELLO_TIMEOUT_MS, PLANE_MAGIC, SERVER_HELLO_BYTES, readExactly } from './hello.js'
@@ -27,7 +28,8 @@ export async function dialPlane (host: string, port: number, grant: PlaneGrant, 
     const clientNonce = newPlaneNonce()
     socket.write(Buffer.concat([PLANE_MAGIC, grant.ticket, clientNonce]))
     const serverNonce = await readExactly(socket, SERVER_HELLO_BYTES, PLANE_HELLO_TIMEOUT_MS)
-    const channel = socketChannel(socket, maxFrameBytes + PLANE_TAG_BYTES, frameCipher(grant.key, clientNonce, serverNonce, true))
+    // nearly every frame that comes back is a blob: read those without cborg
+    const channel = socketChannel(socket, maxFrameBytes + PLANE_TAG_BYTES, frameCipher(grant.key, clientNonce, serverNonce, true), (body) => decodeBlobReply(body) ?? decodeBody(body))
     socket.resume()
     return channel
   } catch (err) {
