@@ -75,11 +75,16 @@ export class CborWriter {
   }
 
   bin (b: Uint8Array): this {
-    this.head(MAJOR_BYTES, b.byteLength)
+    this.binHead(b.byteLength)
     this.ensure(b.byteLength)
     this.buf.set(b, this.len)
     this.len += b.byteLength
     return this
+  }
+
+  /** The head of a byte string of `n` bytes whose bytes the caller sends apart (protocol/sync.ts blobReplyPieces). */
+  binHead (n: number): this {
+    return this.head(MAJOR_BYTES, n)
   }
 
   /** One byte string made of `parts` end to end (chunk hashes), without joining them first. */

@@ -12,6 +12,7 @@
  */
 import { obj, int, bytes, str, bad } from '../common/validate.js'
 import { HASH_BYTES, MAX_BLOB_BYTES } from '../fs-sync/types.js'
+import { CborWriter } from '../fs-sync/cbor-writer.js'
 import { PLANE_KEY_BYTES } from '../fs-sync/plane/cipher.js'
 import { PLANE_TICKET_BYTES } from '../fs-sync/plane/hello.js'
 
@@ -44,38 +45,25 @@ export type SyncReply =
   | { t: 'plane', grant?: { ports: number[], ticket: Uint8Array, key: Uint8Array } }
   | { t: 'error', error: { code: string, message: string } }
 
-/** CBOR major type 2 (byte string): the head that says how many bytes follow. */
-function byteStringHead (n: number): Uint8Array {
-  if (n < 24) return Uint8Array.of(0x40 | n)
-  if (n < 0x100) return Uint8Array.of(0x58, n)
-  if (n < 0x10000) return Uint8Array.of(0x59, n >>> 8, n & 0xff)
-  if (n <= 0xffffffff) return Uint8Array.of(0x5a, n >>> 24, (n >>> 16) & 0xff, (n >>> 8) & 0xff, n & 0xff)
-  throw new RangeError(`a byte string of ${n} bytes`)
-}
-
-/** `{` 3 entries, "d": (then the byte string's head) */
-const BLOB_REPLY_START = Uint8Array.of(0xa3, 0x61, 0x64)
-/** "t": "blob" `}` */
-const BLOB_REPLY_END = Uint8Array.of(0x61, 0x74, 0x64, 0x62, 0x6c, 0x6f, 0x62)
+/** The blob replies' encoder: one per thread, reused (the functions below run to the end at once). */
+const cbor = new CborWriter()
+/** `{` of three entries, then "d": (its byte string follows) */
+const REPLY_OPEN = cbor.reset().map(3).key('d').bytes()
+/** "h": and the head of a hash's byte string */
+const HASH_KEY = cbor.reset().key('h').binHead(HASH_BYTES).bytes()
+/** "t": "blob", the last entry */
+const REPLY_TYPE = cbor.reset().key('t').text('blob').bytes()
 
 /**
  * The reply `{ t: 'blob', h, d }` as the pieces of its CBOR encoding, byte for byte what
- * cborg's encode gives (keys in its order, d, h, t), with `d` itself one of the pieces: a
- * data plane connection seals a 256 KiB chunk without first copying it into the encoding
- * (SocketChannel.sendPieces).
+ * cborg's encode gives (CborWriter; keys in its order, d, h, t), with `d` itself one of the
+ * pieces: a data plane connection seals a 256 KiB chunk without first copying it into the
+ * encoding (SocketChannel.sendPieces).
  */
 export function blobReplyPieces (h: Uint8Array, d: Uint8Array): Uint8Array[] {
-  const hashHead = byteStringHead(h.byteLength)
-  const middle = new Uint8Array(2 + hashHead.byteLength + h.byteLength + BLOB_REPLY_END.byteLength)
-  middle.set([0x61, 0x68], 0) // "h"
-  middle.set(hashHead, 2)
-  middle.set(h, 2 + hashHead.byteLength)
-  middle.set(BLOB_REPLY_END, 2 + hashHead.byteLength + h.byteLength)
-  const head = byteStringHead(d.byteLength)
-  const start = new Uint8Array(BLOB_REPLY_START.byteLength + head.byteLength)
-  start.set(BLOB_REPLY_START, 0)
-  start.set(head, BLOB_REPLY_START.byteLength)
-  return [start, d, middle]
+  const start = cbor.reset().map(3).key('d').binHead(d.byteLength).bytes()
+  const end = cbor.reset().key('h').bin(h).key('t').text('blob').bytes()
+  return [start, d, end]
 }
 
 /**
@@ -86,19 +74,23 @@ export function blobReplyPieces (h: Uint8Array, d: Uint8Array): Uint8Array[] {
  * general way (decodeBody), which then decides. `h` and `d` are views into `body`.
  */
 export function decodeBlobReply (body: Uint8Array): { t: 'blob', h: Uint8Array, d: Uint8Array } | undefined {
-  if (body.byteLength < 3 + 1 + 2 + 2 + HASH_BYTES + BLOB_REPLY_END.byteLength) return undefined
-  if (body[0] !== 0xa3 || body[1] !== 0x61 || body[2] !== 0x64) return undefined
-  const at = byteStringAt(body, 3)
+  if (!bytesAt(body, 0, REPLY_OPEN)) return undefined
+  const at = byteStringAt(body, REPLY_OPEN.byteLength)
   if (at === undefined || at.length > MAX_BLOB_BYTES) return undefined
-  const hAt = at.start + at.length
-  const end = hAt + 4 + HASH_BYTES + BLOB_REPLY_END.byteLength
-  if (end !== body.byteLength) return undefined
-  if (body[hAt] !== 0x61 || body[hAt + 1] !== 0x68 || body[hAt + 2] !== 0x58 || body[hAt + 3] !== HASH_BYTES) return undefined
-  for (let i = 0; i < BLOB_REPLY_END.byteLength; i++) if (body[hAt + 4 + HASH_BYTES + i] !== BLOB_REPLY_END[i]) return undefined
-  return { t: 'blob', h: body.subarray(hAt + 4, hAt + 4 + HASH_BYTES), d: body.subarray(at.start, hAt) }
+  const hAt = at.start + at.length + HASH_KEY.byteLength
+  if (hAt + HASH_BYTES + REPLY_TYPE.byteLength !== body.byteLength) return undefined
+  if (!bytesAt(body, hAt - HASH_KEY.byteLength, HASH_KEY) || !bytesAt(body, hAt + HASH_BYTES, REPLY_TYPE)) return undefined
+  return { t: 'blob', h: body.subarray(hAt, hAt + HASH_BYTES), d: body.subarray(at.start, at.start + at.length) }
 }
 
-/** The byte string whose head is at `i`, where the head is the shortest for its length (byteStringHead). */
+/** Whether `b` holds `expected` at `i`. */
+function bytesAt (b: Uint8Array, i: number, expected: Uint8Array): boolean {
+  if (i + expected.byteLength > b.byteLength) return false
+  for (let k = 0; k < expected.byteLength; k++) if (b[i + k] !== expected[k]) return false
+  return true
+}
+
+/** The byte string whose head is at `i`, where the head is the shortest for its length (as CborWriter writes it). */
 function byteStringAt (b: Uint8Array, i: number): { start: number, length: number } | undefined {
   const first = b[i]!
   let length: number
