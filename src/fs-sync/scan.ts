@@ -172,9 +172,14 @@ class Scanner {
     // Enough files in flight to keep every worker busy, and the main thread on small ones meanwhile.
     this.queue = new HashQueue(opts.concurrency ?? HASH_CONCURRENCY, this.signal)
     this.bigQueue = new HashQueue(Math.max(1, 2 * workers), this.signal)
-    this.chunk = opts.chunkFile ?? (async (p, size, signal) => this.pool !== undefined && size >= WORKER_MIN_FILE_BYTES
-      ? await this.pool.chunk(p, size)
+    this.chunk = opts.chunkFile ?? (async (p, size, signal) => this.forWorkers(size)
+      ? await this.pool!.chunk(p, size)
       : await defaultChunkFn(p, size, signal))
+  }
+
+  /** Whether a file of `size` bytes is cut and hashed in a worker thread (none without a pool: a caller's chunkFile). */
+  private forWorkers (size: number): boolean {
+    return this.pool !== undefined && size >= WORKER_MIN_FILE_BYTES
   }
 
   async run (): Promise<DirNode> {
@@ -329,7 +334,7 @@ class Scanner {
       this.files.push([absPath, file, this.trusted(st)])
       return file
     }
-    const queue = this.pool !== undefined && this.opts.chunkFile === undefined && file.size >= WORKER_MIN_FILE_BYTES ? this.bigQueue : this.queue
+    const queue = this.forWorkers(file.size) ? this.bigQueue : this.queue
     await queue.whenBelow(MAX_QUEUED_FILES / 2)
     queue.add(async () => {
       const got = await fileChunks(absPath, st, this.chunk, this.signal)
