@@ -12,7 +12,7 @@ import { spawnSync } from 'node:child_process'
 import net from 'node:net'
 import path from 'node:path'
 import pty from '@lydell/node-pty'
-import { startAgent, stopAll, runCli, waitFor, sharedDir, guestShare, tempDir, BIN, type AgentProc } from '../helpers/procs.js'
+import { startAgent, stopAll, runCli, waitFor, sharedDir, guestShare, tempDir, heldInTerminal, type AgentProc } from '../helpers/procs.js'
 import { api, baseOf, compileAll, conforms, rawGet, sse, tokenOf } from '../helpers/http.js'
 
 const XSS = '<img/src=x/onerror=alert(1)>'
@@ -262,9 +262,7 @@ describe('tasks through the API', () => {
     const piped = await runCli('vbatch', ['--no-sync', 'true'], { home: a.home })
     expect(piped.stderr).toBe('')
     expect(piped.stdout).toMatch(/^[0-9a-f]{16}\n$/)
-    // A shell holds the terminal 2 s past vbatch's exit: node-pty drops what it has not read
-    // 200 ms after its child exits, which a test process starved of CPU that long misses.
-    const term = pty.spawn('/bin/sh', ['-c', '"$@"; s=$?; sleep 2; exit $s', 'sh', process.execPath, BIN.vbatch, '--no-sync', 'true'], { cols: 200, rows: 10, cwd: a.workspace, env: { ...process.env, VGRID_HOME: a.home } })
+    const term = pty.spawn(...heldInTerminal('vbatch', ['--no-sync', 'true']), { cols: 200, rows: 10, cwd: a.workspace, env: { ...process.env, VGRID_HOME: a.home } })
     let out = ''
     term.onData((d) => { out += d })
     const exited = new Promise<number>((resolve) => { term.onExit(({ exitCode }) => { resolve(exitCode) }) })

@@ -6,7 +6,7 @@ import { describe, it, expect, beforeAll, afterAll } from 'vitest'
 import fs from 'node:fs'
 import path from 'node:path'
 import pty from '@lydell/node-pty'
-import { startGrid, stopAll, waitFor, BIN, type AgentProc } from '../helpers/procs.js'
+import { startGrid, stopAll, waitFor, BIN, heldInTerminal, type AgentProc } from '../helpers/procs.js'
 
 let a: AgentProc
 let b: AgentProc
@@ -14,16 +14,9 @@ let b: AgentProc
 beforeAll(async () => { [a, b] = await startGrid(2) }, 60_000)
 afterAll(async () => { await stopAll() })
 
-/**
- * `vrun ARGS` under a terminal. `hold`: a shell keeps the terminal open 2 s past vrun's exit,
- * then exits with its status. node-pty drops what it has not read 200 ms after its child
- * exits; a test process that got no CPU for that long (a loaded CI machine) runs that timer
- * before it reads, and loses the last output, which only a held terminal keeps.
- */
+/** `vrun ARGS` under a terminal; `hold`: held 2 s past vrun's exit, for a test that reads its last output (heldInTerminal). */
 function vrunInTerminal (args: string[], hold = false): { term: pty.IPty, output: () => string, exit: Promise<number> } {
-  const [file, argv] = hold
-    ? ['/bin/sh', ['-c', '"$@"; s=$?; sleep 2; exit $s', 'sh', process.execPath, BIN.vrun, ...args]]
-    : [process.execPath, [BIN.vrun, ...args]]
+  const [file, argv] = hold ? heldInTerminal('vrun', args) : [process.execPath, [BIN.vrun, ...args]]
   const term = pty.spawn(file, argv, {
     cols: 100, rows: 30, cwd: a.workspace, name: 'xterm-256color',
     env: { ...process.env, VGRID_HOME: a.home } as Record<string, string>

@@ -98,6 +98,16 @@ export function startCli (bin: keyof typeof BIN, args: string[], opts: Omit<CliO
 
 export { waitFor }
 
+/**
+ * `bin ARGS` (run by this Node) under a shell that holds its terminal 2 s past the exit, then
+ * exits with its status: the file and arguments to give pty.spawn. node-pty drops what it has
+ * not read 200 ms after its child exits, and a test process that got no CPU for that long (a
+ * loaded CI machine) runs that timer before it reads, losing the last output.
+ */
+export function heldInTerminal (bin: keyof typeof BIN, args: string[]): [string, string[]] {
+  return ['/bin/sh', ['-c', '"$@"; s=$?; sleep 2; exit $s', 'sh', process.execPath, BIN[bin], ...args]]
+}
+
 const tempDirs: string[] = []
 
 /** Whether process `pid` runs (a zombie waiting to be reaped does not). */
