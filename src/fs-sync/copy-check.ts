@@ -26,7 +26,7 @@ import { STAT_FIELDS, type StatWorker } from './stat-workers.js'
 import { IGNORE_FILE, IgnoreRules } from './ignore-rules.js'
 import { nameProblem } from './paths.js'
 import { floorMs, type StatCache } from './stat-cache.js'
-import type { DirNode, FileNode, LinkNode, Node } from './types.js'
+import type { ChunkRef, DirNode, FileNode, LinkNode, Node } from './types.js'
 
 /** lstat calls made without yielding to the event loop (as the scan does: ~1–2 ms). */
 export const CHECK_STAT_BATCH = 256
@@ -42,6 +42,12 @@ export interface CopyCheckOptions {
   statCache?: StatCache
   /** A thread that lstats half of the files meanwhile. */
   statWorker?: StatWorker
+  /**
+   * Trust a file only as far as a stat-cache rescan would: one the cache does not know counts
+   * as changed, and those it knows are marked seen in it (so that saving the cache keeps them).
+   * For the check after a command, which stands for the outputs scan when it finds nothing.
+   */
+  strict?: boolean
   /** Built-in ignore patterns, as the copy's scans use them (default DEFAULT_IGNORES). */
   defaultIgnores?: readonly string[]
   signal?: AbortSignal
@@ -80,7 +86,7 @@ export async function checkCopy (dir: string, base: DirNode, opts: CopyCheckOpti
   const stats = await lstatAll(leaves.map((l) => l.abs), opts)
   for (let i = 0; i < leaves.length; i++) {
     const l = leaves[i]!
-    if (!matches(l.abs, l.rel, { stats, o: i * STAT_FIELDS }, l.want, opts.statCache)) walk.changed.push(l.rel)
+    if (!matches(l.abs, l.rel, { stats, o: i * STAT_FIELDS }, l.want, opts)) walk.changed.push(l.rel)
   }
   return { changed: walk.changed }
 }
@@ -140,7 +146,7 @@ class Walk {
     if (ignoreFile?.kind === 'file' && dirents.some((d) => d.name === IGNORE_FILE)) {
       // Only the recorded file's rules: a changed one is rewritten, and what it would have
       // kept is then not in the record, so it goes too (the safe side).
-      const content = readIgnoreFile(prefix + IGNORE_FILE, join(rel, IGNORE_FILE), ignoreFile, this.opts.statCache)
+      const content = readIgnoreFile(prefix + IGNORE_FILE, join(rel, IGNORE_FILE), ignoreFile, this.opts)
       if (content !== undefined) rules = rules.withFile(rel, content)
     }
     let seen = 0
@@ -208,7 +214,7 @@ function pack (st: BigIntStats | undefined, out: BigInt64Array, o: number): void
   out[o + 4] = BigInt.asIntN(64, st.ino)
 }
 
-function matches (abs: string, relPath: string, { stats, o }: Packed, want: FileNode | LinkNode, cache?: StatCache): boolean {
+function matches (abs: string, relPath: string, { stats, o }: Packed, want: FileNode | LinkNode, { statCache: cache, strict }: CopyCheckOptions): boolean {
   const mode = stats[o]!
   if (mode < 0n) return false
   if (want.kind === 'link') {
@@ -221,8 +227,19 @@ function matches (abs: string, relPath: string, { stats, o }: Packed, want: File
   // Size and mtime (to the millisecond) as recorded, yet rewritten or touched since: the stat
   // the copy's last scan saw tells, ctime and inode above all (touch -r, cp -p keep the rest).
   // The outputs scan after each command leaves the cache exact, or without the file.
+  const key = { size, mtimeNs, ctimeNs: stats[o + 3]!, ino: BigInt.asUintN(64, stats[o + 4]!) }
+  // Strict: what the rescan would trust, and would find to hold the recorded chunks.
+  if (strict === true) return sameChunks(cache?.lookup(relPath, key), want.chunks)
   const k = cache?.peek(relPath)
-  return k === undefined || (k.size === size && k.mtimeNs === mtimeNs && k.ctimeNs === stats[o + 3] && k.ino === BigInt.asUintN(64, stats[o + 4]!))
+  return k === undefined || (k.size === key.size && k.mtimeNs === key.mtimeNs && k.ctimeNs === key.ctimeNs && k.ino === key.ino)
+}
+
+function sameChunks (a: ChunkRef[] | undefined, b: ChunkRef[]): boolean {
+  if (a === undefined || a.length !== b.length) return false
+  for (let i = 0; i < a.length; i++) {
+    if (a[i]!.size !== b[i]!.size || Buffer.compare(a[i]!.hash, b[i]!.hash) !== 0) return false
+  }
+  return true
 }
 
 function isDirectory (abs: string): boolean {
@@ -230,7 +247,7 @@ function isDirectory (abs: string): boolean {
 }
 
 /** The recorded `.vgridignore`, read without following a link, when it still is what the record says. */
-function readIgnoreFile (abs: string, relPath: string, want: FileNode, cache?: StatCache): string | undefined {
+function readIgnoreFile (abs: string, relPath: string, want: FileNode, opts: CopyCheckOptions): string | undefined {
   const { size } = want
   if (size > MAX_IGNORE_FILE_BYTES) return undefined
   let fd: number
@@ -242,7 +259,7 @@ function readIgnoreFile (abs: string, relPath: string, want: FileNode, cache?: S
   try {
     const stats = new BigInt64Array(STAT_FIELDS)
     pack(fstatSync(fd, { bigint: true }), stats, 0)
-    if (!matches(abs, relPath, { stats, o: 0 }, want, cache)) return undefined
+    if (!matches(abs, relPath, { stats, o: 0 }, want, opts)) return undefined
     const buf = Buffer.allocUnsafe(size)
     let got = 0
     while (got < size) {

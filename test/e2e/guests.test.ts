@@ -140,10 +140,18 @@ describe('a guest command', () => {
     // it read every file again after the command: 0.5–0.7 s for two 300 MB files, each first run.
     const ws = workspace({ 'a.txt': 'a\n', 'sub/b.bin': 'b'.repeat(300_000), 'sub/c.txt': 'c\n' })
     const from = b.output().length
-    const r = await a.vrun(['--on', b.peer, 'true'], { cwd: ws })
+    const r = await a.vrun(['--on', b.peer, 'sh', '-c', 'echo new > new.txt'], { cwd: ws })
     expect(r.code, r.stderr).toBe(0)
+    expect(fs.readFileSync(path.join(ws, 'new.txt'), 'utf8')).toBe('new\n')
+    // only the file the command wrote is read
     const line = await waitFor(() => /rescanned the copy .*\(read (\d+) files, (\d+) bytes\)/.exec(b.output().slice(from)), 'the executor\'s rescan', 10_000, 50)
-    expect([line[1], line[2]]).toEqual(['0', '0'])
+    expect([line[1], line[2]]).toEqual(['1', '4'])
+    // A command that changes nothing: the check after it vouches for every file, and nothing is scanned.
+    const next = b.output().length
+    const r2 = await a.vrun(['--on', b.peer, 'true'], { cwd: ws })
+    expect(r2.code, r2.stderr).toBe(0)
+    await waitFor(() => /checked the copy .* after the command in \d+ ms: unchanged/.test(b.output().slice(next)), 'the executor\'s check after the command', 10_000, 50)
+    expect(b.output().slice(next)).not.toMatch(/rescanned the copy/)
   }, 30_000)
 
   it('leaves nothing running: setsid, nohup and double forks end with it', async () => {

@@ -49,7 +49,7 @@ const DISK = {
 }
 
 /** A copy of PROJECT as a sync leaves it, and a stat cache that knows its files. */
-async function freshCopy (chunks = new ChunkMap()): Promise<{ tree: DirNode, cache: StatCache }> {
+async function freshCopy (chunks = new ChunkMap()): Promise<{ tree: DirNode, cache: StatCache, written: Array<[string, FileNode]> }> {
   const tree = buildTree(PROJECT, chunks)
   await materialize(copy, undefined, tree, chunks.reader)
   const cache = StatCache.empty(undefined, { racyMarginMs: 0 })
@@ -65,7 +65,7 @@ async function freshCopy (chunks = new ChunkMap()): Promise<{ tree: DirNode, cac
   // written "earlier": ctimes are settled by the time the check runs
   await new Promise((resolve) => setTimeout(resolve, 5))
   await cache.beginScanWith(copy, files)
-  return { tree, cache }
+  return { tree, cache, written: files }
 }
 
 async function changedPaths (tree: DirNode, cache?: StatCache): Promise<string[]> {
@@ -150,6 +150,46 @@ describe('checkCopy', () => {
     await materialize(copy, markChanged(tree, await changedPaths(tree)), next, chunks.reader)
     const { 'README.md': __, ...restDisk } = DISK
     expect(await readDisk(copy)).toEqual(restDisk)
+  })
+
+  it('strict (after a command): trusts a file only as a stat-cache rescan would, and keeps what it trusted in the cache', async () => {
+    const strict = async (tree: DirNode, statCache: StatCache): Promise<string[]> => {
+      const check = await checkCopy(copy, tree, { statCache, strict: true })
+      if ('unusable' in check) throw new Error(check.unusable)
+      return [...check.changed].sort()
+    }
+    const chunks = new ChunkMap()
+    const { tree, cache, written } = await freshCopy(chunks)
+    expect(await strict(tree, cache)).toEqual([])
+
+    // A file the cache does not know: the rescan would read it, so it is not vouched for.
+    const partial = StatCache.empty(undefined, { racyMarginMs: 0 })
+    const readme = tree.entries.get('README.md') as FileNode
+    await partial.beginScanWith(copy, [['README.md', readme]])
+    expect(await strict(tree, partial)).toEqual(['.vgridignore', 'bin/build.sh', 'src/lib/util.c', 'src/main.c'])
+    // (the quick check alone finds nothing there)
+    expect(await changedPaths(tree, partial)).toEqual([])
+
+    // Known to the cache with other chunks than the tree says: the rescan's tree would differ.
+    const other = buildTree({ ...PROJECT, 'README.md': '# HELLO\n' }, chunks)
+    const otherReadme = other.entries.get('README.md') as FileNode
+    const misled = StatCache.empty(undefined, { racyMarginMs: 0 })
+    const st = await fs.lstat(path.join(copy, 'README.md'), { bigint: true })
+    misled.record('README.md', { size: st.size, mtimeNs: st.mtimeNs, ctimeNs: st.ctimeNs, ino: st.ino }, otherReadme.chunks)
+    expect(await strict(tree, misled)).toContain('README.md')
+
+    // What it trusted is marked seen: a cache saved after it keeps those files, and only them.
+    const file = path.join(tmp, 'copy.statcache')
+    const saved = StatCache.empty(file, { racyMarginMs: 0 })
+    await saved.beginScanWith(copy, written)
+    saved.record('gone.txt', { size: 1n, mtimeNs: 1n, ctimeNs: 1n, ino: 1n }, [readme.chunks[0]!])
+    saved.beginScan()
+    expect(await strict(tree, saved)).toEqual([])
+    await saved.save()
+    const reloaded = await StatCache.load(file, { racyMarginMs: 0 })
+    expect(reloaded.size).toBe(written.length)
+    expect(reloaded.peek('gone.txt')).toBeUndefined()
+    expect(await strict(tree, reloaded)).toEqual([])
   })
 
   it('calls a copy that is no directory unusable', async () => {
