@@ -134,7 +134,21 @@ export interface FrameCipher {
   seal: (body: Uint8Array | readonly Uint8Array[]) => Uint8Array[]
   /** The body of a sealed frame; throws ERR_BAD_MESSAGE when it fails its tag. */
   open: (sealed: Uint8Array) => Uint8Array
+  /** How many bytes sealing adds (the tag). */
+  readonly overhead: number
 }
+
+/** Each frame's length prefix. */
+export const FRAME_HEAD_BYTES = 4
+/**
+ * With a cipher, frames travel in sealed records: a record is sealed once this much is
+ * queued, or at the end of the event loop's turn, whichever comes first. The provider of a
+ * sync sends a reply per chunk, 10,000 of them for as many small files: one cipher, one
+ * tag and one write each cost more than their bytes.
+ */
+export const RECORD_FLUSH_BYTES = 256 * 1024
+/** Pieces shorter than this are joined before sealing: one cipher call each costs more than the copy. */
+const JOIN_BELOW_BYTES = 16 * 1024
 
 /** A FrameChannel on a Node socket, which can also send a body its caller encoded. */
 export interface SocketChannel extends FrameChannel {
@@ -147,9 +161,11 @@ export interface SocketChannel extends FrameChannel {
 }
 
 /**
- * `cipher`: every frame's body is sealed (the length prefix, which says how much to read, is
- * not); `maxFrameBytes` then caps the sealed body. `decode`: how a body becomes a message
- * (decodeBody, or a reader of one frequent message with decodeBody behind it).
+ * `cipher`: frames travel in sealed records (RECORD_FLUSH_BYTES): a length prefix, which
+ * says how much to read and is not sealed, then the sealed frames, each with its own length
+ * prefix. `maxFrameBytes` then caps a sealed record, and one frame must fit in a record
+ * alone. `decode`: how a body becomes a message (decodeBody, or a reader of one frequent
+ * message with decodeBody behind it).
  */
 export function socketChannel (socket: Socket, maxFrameBytes = MAX_FRAME_BYTES, cipher?: FrameCipher, decode: (body: Uint8Array) => unknown = decodeBody): SocketChannel {
   const inbox = new Inbox()
@@ -186,16 +202,15 @@ export function socketChannel (socket: Socket, maxFrameBytes = MAX_FRAME_BYTES, 
         need = 4 + len
         break
       }
-      let msg: unknown
       try {
         const body = buf.subarray(off + 4, off + 4 + len)
-        msg = decode(cipher === undefined ? body : cipher.open(body))
+        if (cipher === undefined) inbox.push(decode(body))
+        else for (const frame of recordFrames(cipher.open(body))) inbox.push(decode(frame))
       } catch (err) {
         fail(err as Error)
         return
       }
       off += 4 + len
-      inbox.push(msg)
     }
     buf = buf.subarray(off)
     pending = buf.byteLength > 0 ? [buf] : []
@@ -222,13 +237,14 @@ export function socketChannel (socket: Socket, maxFrameBytes = MAX_FRAME_BYTES, 
     }
   }
 
+  const records = cipher === undefined ? undefined : new RecordWriter(socket, cipher, maxFrameBytes)
   return {
     get closed () { return closed },
     async send (msg) {
-      await write(() => cipher === undefined ? socket.write(encodeFrame(msg)) : writeFrame(socket, cipher.seal(encode(msg))))
+      await write(() => records === undefined ? socket.write(encodeFrame(msg)) : records.add([encode(msg)]))
     },
     async sendPieces (pieces) {
-      await write(() => writeFrame(socket, cipher === undefined ? pieces : cipher.seal(pieces)))
+      await write(() => records === undefined ? writeFrame(socket, pieces) : records.add(pieces))
     },
     async recv () {
       const msg = await inbox.next()
@@ -237,14 +253,112 @@ export function socketChannel (socket: Socket, maxFrameBytes = MAX_FRAME_BYTES, 
     },
     async close () {
       if (closed) return
+      records?.flush()
       await new Promise<void>((resolve) => { socket.end(resolve) })
     },
     destroy (err) {
       closed = true
+      records?.drop()
       inbox.end(err)
       socket.destroy()
     }
   }
+}
+
+/** The frames of an opened record, as views of it; ERR_BAD_MESSAGE when they do not fill it exactly. */
+export function recordFrames (record: Uint8Array): Uint8Array[] {
+  const bad = (why: string): VgridError => new VgridError('ERR_BAD_MESSAGE', `malformed record: ${why}`)
+  if (record.byteLength === 0) throw bad('no frame in it')
+  const view = new DataView(record.buffer, record.byteOffset, record.byteLength)
+  const frames: Uint8Array[] = []
+  for (let o = 0; o < record.byteLength;) {
+    if (record.byteLength - o < FRAME_HEAD_BYTES) throw bad('it ends inside a frame\'s length')
+    const len = view.getUint32(o)
+    o += FRAME_HEAD_BYTES
+    if (len > record.byteLength - o) throw bad(`a frame of ${len} bytes where ${record.byteLength - o} are left`)
+    frames.push(record.subarray(o, o + len))
+    o += len
+  }
+  return frames
+}
+
+/**
+ * The sending side of sealed records: frames are queued (their pieces as given, not copied)
+ * and sealed together when RECORD_FLUSH_BYTES are queued, when the next frame would not fit,
+ * or at the end of this turn of the event loop (setImmediate: after the sender's awaits, so
+ * a loop of sends fills one record). A send still waits for the socket to drain whenever it
+ * is full, so no more than one record waits here beyond what the socket holds.
+ */
+class RecordWriter {
+  private pieces: Uint8Array[] = []
+  private bytes = 0
+  private scheduled = false
+  private dropped = false
+  /** The most a record's frames may hold: the cap on a sealed record, less what sealing adds. */
+  private readonly maxBytes: number
+
+  constructor (private readonly socket: Socket, private readonly cipher: FrameCipher, maxSealedBytes: number) {
+    this.maxBytes = maxSealedBytes - cipher.overhead
+  }
+
+  /** Queues one frame; false when the socket is full (wait for 'drain'). */
+  add (body: readonly Uint8Array[]): boolean {
+    let len = 0
+    for (const p of body) len += p.byteLength
+    if (FRAME_HEAD_BYTES + len > this.maxBytes) throw new VgridError('ERR_MESSAGE_TOO_LARGE', `a frame of ${len} bytes is past the limit of ${this.maxBytes - FRAME_HEAD_BYTES}`)
+    if (this.bytes + FRAME_HEAD_BYTES + len > this.maxBytes) this.flush()
+    const head = Buffer.allocUnsafe(FRAME_HEAD_BYTES)
+    head.writeUInt32BE(len)
+    this.pieces.push(head, ...body)
+    this.bytes += FRAME_HEAD_BYTES + len
+    if (this.bytes >= RECORD_FLUSH_BYTES) return this.flush()
+    if (!this.scheduled) {
+      this.scheduled = true
+      setImmediate(() => { this.scheduled = false; this.flush() })
+    }
+    return !this.socket.writableNeedDrain
+  }
+
+  /** Seals and writes what is queued; false when the socket is full. */
+  flush (): boolean {
+    if (this.bytes > 0 && !this.dropped && !this.socket.destroyed) {
+      const pieces = joinSmall(this.pieces)
+      this.pieces = []
+      this.bytes = 0
+      return writeFrame(this.socket, this.cipher.seal(pieces))
+    }
+    return !this.socket.writableNeedDrain
+  }
+
+  drop (): void {
+    this.dropped = true
+    this.pieces = []
+    this.bytes = 0
+  }
+}
+
+/** `pieces` with each run of short ones joined into one buffer; long ones stay as they are. */
+function joinSmall (pieces: readonly Uint8Array[]): Uint8Array[] {
+  const out: Uint8Array[] = []
+  let run: Uint8Array[] = []
+  let runBytes = 0
+  const endRun = (): void => {
+    if (run.length === 1) out.push(run[0]!)
+    else if (run.length > 1) out.push(Buffer.concat(run, runBytes))
+    run = []
+    runBytes = 0
+  }
+  for (const p of pieces) {
+    if (p.byteLength >= JOIN_BELOW_BYTES) {
+      endRun()
+      out.push(p)
+    } else {
+      run.push(p)
+      runBytes += p.byteLength
+    }
+  }
+  endRun()
+  return out
 }
 
 /** One frame (its length, then its pieces), written without a copy; false when the socket is full. */

@@ -1,12 +1,15 @@
 /**
  * The framing of socketChannel over a real socket: frames cut anywhere by the network (in
  * the length prefix, in the body, several in one read) arrive whole and in order, and a frame
- * past the limit ends the channel.
+ * past the limit ends the channel. With a cipher, frames travel in sealed records: those of
+ * one turn together, and a record that does not add up ends the channel.
  */
 import { afterEach, describe, expect, it } from 'vitest'
 import net from 'node:net'
 import { randomBytes } from 'node:crypto'
-import { encodeFrame, socketChannel, type FrameChannel } from '../../src/common/channel.js'
+import { encode } from 'cborg'
+import { decodeBody, encodeFrame, recordFrames, RECORD_FLUSH_BYTES, socketChannel, type FrameChannel, type FrameCipher, type SocketChannel } from '../../src/common/channel.js'
+import { frameCipher, newPlaneNonce } from '../../src/fs-sync/plane/cipher.js'
 
 const cleanups: Array<() => void> = []
 afterEach(() => { for (const c of cleanups.splice(0)) c() })
@@ -66,5 +69,95 @@ describe('socketChannel', () => {
     head.writeUInt32BE(1025)
     raw.write(head)
     await expect(channel.recv()).rejects.toMatchObject({ code: 'ERR_MESSAGE_TOO_LARGE' })
+  })
+})
+
+describe('socketChannel with a cipher (the data plane)', () => {
+  const key = randomBytes(32)
+  const [cn, sn] = [newPlaneNonce(), newPlaneNonce()]
+
+  /** A sealing channel on one end; the other end raw, with the cipher that opens what it sends. */
+  async function sealedPair (cap = 4 * 1024 * 1024): Promise<{ channel: SocketChannel, raw: net.Socket, opener: FrameCipher, sealer: FrameCipher }> {
+    const server = net.createServer()
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+    const accepted = new Promise<net.Socket>((resolve) => server.once('connection', resolve))
+    const raw = net.connect((server.address() as net.AddressInfo).port, '127.0.0.1')
+    const socket = await accepted
+    cleanups.push(() => { raw.destroy(); socket.destroy(); server.close() })
+    return { channel: socketChannel(socket, cap, frameCipher(key, cn, sn, false)), raw, opener: frameCipher(key, cn, sn, true), sealer: frameCipher(key, cn, sn, true) }
+  }
+
+  /** The records read from `raw` until `frames` frames came, each opened and split. */
+  async function readRecords (raw: net.Socket, opener: FrameCipher, frames: number): Promise<unknown[][]> {
+    const records: unknown[][] = []
+    let buf = Buffer.alloc(0)
+    let got = 0
+    for await (const chunk of raw) {
+      buf = Buffer.concat([buf, chunk as Buffer])
+      while (buf.byteLength >= 4 && buf.byteLength >= 4 + buf.readUInt32BE(0)) {
+        const len = buf.readUInt32BE(0)
+        const inner = recordFrames(opener.open(buf.subarray(4, 4 + len))).map((f) => decodeBody(f))
+        records.push(inner)
+        got += inner.length
+        buf = buf.subarray(4 + len)
+      }
+      if (got >= frames) return records
+    }
+    return records
+  }
+
+  it('seals the frames sent in one turn together, and a record once it holds RECORD_FLUSH_BYTES', async () => {
+    const { channel, raw, opener } = await sealedPair()
+    const reading = readRecords(raw, opener, 103)
+    for (let i = 0; i < 100; i++) await channel.send({ t: 'small', n: i })
+    // the next turn: three frames of 60% of a record each
+    await new Promise((resolve) => setImmediate(resolve))
+    const big = Math.floor(RECORD_FLUSH_BYTES * 0.6)
+    for (let i = 0; i < 3; i++) await channel.sendPieces([Buffer.from(encode({ t: 'big', d: new Uint8Array(big).fill(i) }))])
+    const records = await reading
+    expect(records.map((r) => r.length)).toEqual([100, 2, 1])
+    expect(records[0]!.map((m) => (m as { n: number }).n)).toEqual([...Array(100).keys()])
+    expect(records.slice(1).flat().map((m) => (m as { d: Uint8Array }).d[0])).toEqual([0, 1, 2])
+  })
+
+  it('carries messages both ways between two sealing ends, in order and whole', async () => {
+    const server = net.createServer()
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+    const accepted = new Promise<net.Socket>((resolve) => server.once('connection', resolve))
+    const raw = net.connect((server.address() as net.AddressInfo).port, '127.0.0.1')
+    const socket = await accepted
+    cleanups.push(() => { raw.destroy(); socket.destroy(); server.close() })
+    const a = socketChannel(socket, 4 * 1024 * 1024, frameCipher(key, cn, sn, false))
+    const b = socketChannel(raw, 4 * 1024 * 1024, frameCipher(key, cn, sn, true))
+    const sizes = [0, 1, 100, 70_000, 300 * 1024, 5, 1024 * 1024, 17]
+    const blobs = sizes.map((n) => randomBytes(n))
+    const sending = (async () => { for (const d of blobs) await a.sendPieces([Buffer.from(encode({ t: 'blob', d }))]) })()
+    for (const d of blobs) expect(Buffer.from((await b.recv() as { d: Uint8Array }).d).equals(d)).toBe(true)
+    await sending
+    await b.send({ t: 'back' })
+    await b.close()
+    expect(await a.recv()).toEqual({ t: 'back' })
+    expect(await a.recv()).toBeUndefined()
+  })
+
+  it('refuses to send a frame that cannot fit in a record, and sends nothing of it', async () => {
+    const { channel, raw, opener } = await sealedPair(64 * 1024)
+    await expect(channel.send({ t: 'big', d: new Uint8Array(64 * 1024) })).rejects.toMatchObject({ code: 'ERR_MESSAGE_TOO_LARGE' })
+    const reading = readRecords(raw, opener, 1)
+    await channel.send({ t: 'after' })
+    expect(await reading).toEqual([[{ t: 'after' }]])
+  })
+
+  it.each([
+    ['no frame', Buffer.alloc(0)],
+    ['a record ending inside a length', Buffer.from([0, 0, 0, 1, 0xf6, 0, 0])],
+    ['a frame longer than what is left', Buffer.from([0, 0, 0, 1, 0xf6, 0, 0, 0, 9, 0xf6])]
+  ])('ends the channel on a sealed record holding %s', async (_what, plain) => {
+    const { channel, raw, sealer } = await sealedPair()
+    const sealed = Buffer.concat(sealer.seal(plain))
+    const head = Buffer.alloc(4)
+    head.writeUInt32BE(sealed.byteLength)
+    raw.write(Buffer.concat([head, sealed]))
+    await expect(channel.recv()).rejects.toMatchObject({ code: 'ERR_BAD_MESSAGE' })
   })
 })

@@ -7,6 +7,8 @@
  */
 import { afterEach, describe, expect, it } from 'vitest'
 import net from 'node:net'
+import path from 'node:path'
+import { existsSync } from 'node:fs'
 import { createHash, randomBytes } from 'node:crypto'
 import { encode } from 'cborg'
 import { decodeBody, memoryChannelPair, type FrameChannel } from '../../src/common/channel.js'
@@ -112,16 +114,19 @@ describe('a blob reply sealed in pieces', () => {
   })
 })
 
+// The data plane's threads load compiled JavaScript: this runs against the build `npm test` makes first.
+const DIST = path.resolve('dist/src/fs-sync/index.js')
+const HAS_DIST = existsSync(DIST) && existsSync(path.resolve('dist/src/fs-sync/plane/pull-worker.js'))
+
 let plane: PlaneServer | undefined
 afterEach(async () => { await plane?.close(); plane = undefined })
 
 /** An export of `count` random blobs behind a plane listener; the stream's wants are counted. */
-async function setUp (count: number, opts: { dial?: (grant: PlaneGrant) => Promise<FrameChannel>, free?: (data: Uint8Array) => boolean } = {}): Promise<{ fetcher: BlobFetcher, hashes: Uint8Array[], blobs: Map<string, Uint8Array>, streamWants: () => number, server: PlaneServer }> {
+async function setUp (count: number, opts: { dial?: (grant: PlaneGrant) => Promise<FrameChannel>, free?: (data: Uint8Array) => boolean, extra?: Uint8Array[], verified?: boolean } = {}): Promise<{ fetcher: BlobFetcher, hashes: Uint8Array[], blobs: Map<string, Uint8Array>, streamWants: () => number, server: PlaneServer }> {
   const server = plane = new PlaneServer('127.0.0.1')
   const blobs = new Map<string, Uint8Array>()
   const hashes: Uint8Array[] = []
-  for (let i = 0; i < count; i++) {
-    const data = randomBytes(64 * 1024 + i)
+  for (const data of [...Array.from({ length: count }, (_, i) => randomBytes(64 * 1024 + i)), ...opts.extra ?? []]) {
     blobs.set(hex(sha(data)), data)
     hashes.push(sha(data))
   }
@@ -143,7 +148,7 @@ async function setUp (count: number, opts: { dial?: (grant: PlaneGrant) => Promi
   }
   void registry.serve(far, PEER)
   const dial = opts.dial ?? (async (grant: PlaneGrant) => await dialPlane('127.0.0.1', grant.ports[0]!, grant, SYNC_MAX_FRAME_BYTES))
-  const fetcher = await BlobFetcher.open(counting, session, async (grant) => [{ channel: await dial(grant), verified: false, ...(opts.free !== undefined ? { free: opts.free } : {}) }])
+  const fetcher = await BlobFetcher.open(counting, session, async (grant) => [{ channel: await dial(grant), verified: opts.verified ?? false, ...(opts.free !== undefined ? { free: opts.free } : {}) }])
   return { fetcher, hashes, blobs, streamWants: () => wants, server }
 }
 
@@ -188,6 +193,40 @@ describe('the data plane', () => {
     expect(freed).toHaveLength(1)
     expect(fetcher.stats.givenBack).toBe(1)
     fetcher.close()
+  })
+
+  it.skipIf(!HAS_DIST)('gives a record back to the data plane thread once every blob in it is given back (needs `npm run build`)', async () => {
+    const dist = await import(DIST) as typeof import('../../src/fs-sync/index.js')
+    const pullers = new dist.PlanePullers(1)
+    try {
+      const blobs = Array.from({ length: 20 }, (_, i) => randomBytes(1000 + i))
+      const { fetcher, hashes } = await setUp(0, {
+        extra: blobs,
+        dial: async (grant) => await pullers.dial('127.0.0.1', grant.ports[0]!, grant, SYNC_MAX_FRAME_BYTES),
+        free: (d) => pullers.giveBack(d),
+        verified: true
+      })
+      const got = await Promise.all(hashes.map(async (h) => await fetcher.fetchHeld(h, 1000 + hashes.indexOf(h))))
+      got.forEach((g, i) => { expect(Buffer.from(g.data).equals(blobs[i]!)).toBe(true) })
+      // twenty small replies asked for at once come in one record or a few: they share buffers
+      const records = new Set(got.map((g) => g.data.buffer))
+      expect(records.size).toBeLessThan(got.length)
+      const shared = got.filter((g) => got.filter((o) => o.data.buffer === g.data.buffer).length > 1)
+      const record = shared[0]!.data.buffer
+      const inIt = got.filter((g) => g.data.buffer === record)
+      // all but one given back: the record stays, and its last blob still reads
+      for (const g of inIt.slice(1)) fetcher.giveBack(g.data)
+      await new Promise((resolve) => setImmediate(resolve))
+      expect(record.byteLength).toBeGreaterThan(0)
+      expect(Buffer.from(inIt[0]!.data).equals(blobs[got.indexOf(inIt[0]!)]!)).toBe(true)
+      // the last one: the record goes back to its thread (moved: detached here)
+      fetcher.giveBack(inIt[0]!.data)
+      await waitFor(() => record.byteLength === 0, 'the record to go back to its thread', 5_000)
+      expect(fetcher.stats.givenBack).toBe(inIt.length)
+      fetcher.close()
+    } finally {
+      await pullers.close()
+    }
   })
 
   it('ends with the stream that asked for it, and its connections with it', async () => {

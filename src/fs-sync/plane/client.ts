@@ -6,7 +6,7 @@ import net from 'node:net'
 import { decodeBody, socketChannel, type FrameChannel } from '../../common/channel.js'
 import { decodeBlobReply } from '../../protocol/sync.js'
 import { VgridError } from '../../common/errors.js'
-import { frameCipher, newPlaneNonce, PLANE_TAG_BYTES } from './cipher.js'
+import { frameCipher, newPlaneNonce, planeRecordCap } from './cipher.js'
 import { PLANE_HELLO_TIMEOUT_MS, PLANE_MAGIC, SERVER_HELLO_BYTES, readExactly } from './hello.js'
 import type { PlaneGrant } from './server.js'
 
@@ -29,7 +29,7 @@ export async function dialPlane (host: string, port: number, grant: PlaneGrant, 
     socket.write(Buffer.concat([PLANE_MAGIC, grant.ticket, clientNonce]))
     const serverNonce = await readExactly(socket, SERVER_HELLO_BYTES, PLANE_HELLO_TIMEOUT_MS)
     // nearly every frame that comes back is a blob: read those without cborg
-    const channel = socketChannel(socket, maxFrameBytes + PLANE_TAG_BYTES, frameCipher(grant.key, clientNonce, serverNonce, true), (body) => decodeBlobReply(body) ?? decodeBody(body))
+    const channel = socketChannel(socket, planeRecordCap(maxFrameBytes), frameCipher(grant.key, clientNonce, serverNonce, true), (body) => decodeBlobReply(body) ?? decodeBody(body))
     socket.resume()
     return channel
   } catch (err) {

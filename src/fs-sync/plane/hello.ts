@@ -8,7 +8,8 @@ import type { Socket } from 'node:net'
 import { VgridError } from '../../common/errors.js'
 import { PLANE_NONCE_BYTES } from './cipher.js'
 
-export const PLANE_MAGIC = Buffer.from('vgp1')
+/** Version 2: records of frames (cipher.ts). A member of version 1 closes the connection, and the stream carries the bytes. */
+export const PLANE_MAGIC = Buffer.from('vgp2')
 export const PLANE_TICKET_BYTES = 16
 export const CLIENT_HELLO_BYTES = PLANE_MAGIC.byteLength + PLANE_TICKET_BYTES + PLANE_NONCE_BYTES
 export const SERVER_HELLO_BYTES = PLANE_NONCE_BYTES

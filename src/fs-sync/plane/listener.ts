@@ -16,7 +16,7 @@ import { withTimeout } from '../../common/timeout.js'
 import { blobReplyPieces, parseSyncRequest, SYNC_IDLE_TIMEOUT_MS } from '../../protocol/sync.js'
 import { closeQuietly, readSource } from '../read-chunk.js'
 import { HASH_BYTES, type ChunkSource } from '../types.js'
-import { frameCipher, newPlaneNonce, PLANE_TAG_BYTES } from './cipher.js'
+import { frameCipher, newPlaneNonce, planeRecordCap } from './cipher.js'
 import { CLIENT_HELLO_BYTES, PLANE_HELLO_TIMEOUT_MS, PLANE_MAGIC, PLANE_TICKET_BYTES, readExactly } from './hello.js'
 
 /** Connections one grant may open at one listener (the puller's parallel connections). */
@@ -105,7 +105,7 @@ export class PlaneListener {
       })
       const serverNonce = newPlaneNonce()
       socket.write(serverNonce)
-      const channel = socketChannel(socket, g.maxFrameBytes + PLANE_TAG_BYTES, frameCipher(g.key, clientNonce, serverNonce, false))
+      const channel = socketChannel(socket, planeRecordCap(g.maxFrameBytes), frameCipher(g.key, clientNonce, serverNonce, false))
       socket.resume()
       void this.serve(channel, ticket)
     }, () => {

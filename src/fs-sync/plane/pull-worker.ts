@@ -25,10 +25,11 @@ export type PullJob =
 
 /**
  * A reply of the provider, as the fetcher takes it; `bad`: a blob whose bytes missed its hash.
- * `own`: the blob's buffer holds no other blob, so it can be given back (`free`) alone.
+ * A blob's buffer is the record it came in, which may hold other blobs of the same message:
+ * it comes back (`free`) once every one of them is given back.
  */
 export type PulledItem =
-  | { t: 'blob', h: Uint8Array, d: Uint8Array, own?: true }
+  | { t: 'blob', h: Uint8Array, d: Uint8Array }
   | { t: 'missing', h: Uint8Array }
   | { t: 'bad', h: Uint8Array }
   | { t: 'error', error: { code: string, message: string } }
@@ -52,15 +53,16 @@ function wireError (err: unknown): { code: string, message: string } {
 
 async function pump (id: number, channel: FrameChannel): Promise<void> {
   let items: PulledItem[] = []
-  let transfer: ArrayBuffer[] = []
+  let transfer = new Set<ArrayBuffer>()
   let scheduled = false
-  // one message per turn of this thread's loop, not per blob
+  // One message per turn of this thread's loop, not per blob. A record's frames all arrive
+  // in one turn (the channel decodes a whole record at once), so its buffer moves whole.
   const flush = (): void => {
     scheduled = false
     if (items.length === 0) return
-    post({ t: 'items', id, items }, transfer)
+    post({ t: 'items', id, items }, [...transfer])
     items = []
-    transfer = []
+    transfer = new Set()
   }
   try {
     for (;;) {
@@ -69,13 +71,9 @@ async function pump (id: number, channel: FrameChannel): Promise<void> {
       const reply = parseSyncReply(raw)
       if (reply.t === 'blob') {
         if (createHash('sha256').update(reply.d).digest().equals(reply.h)) {
-          // a copy of the hash: it is a view into the same frame as the blob, which moves
-          const d = reply.d
-          const buf = d.buffer as ArrayBuffer
-          const sharer = transfer.includes(buf) ? items.find((i) => i.t === 'blob' && i.d.buffer === buf) : undefined
-          if (sharer !== undefined) delete (sharer as { own?: true }).own
-          else transfer.push(buf)
-          items.push({ t: 'blob', h: Uint8Array.from(reply.h), d, ...(sharer === undefined ? { own: true as const } : {}) })
+          // a copy of the hash: it is a view into the same record as the blob, which moves
+          transfer.add(reply.d.buffer as ArrayBuffer)
+          items.push({ t: 'blob', h: Uint8Array.from(reply.h), d: reply.d })
         } else {
           items.push({ t: 'bad', h: Uint8Array.from(reply.h) })
         }

@@ -41,8 +41,8 @@ export class PlanePullers {
   private nextWorker = 0
   private nextId = 0
   private readonly conns = new Map<number, { worker: Worker, conn: Conn }>()
-  /** Buffers that came from a thread holding one blob each, not yet given back. */
-  private readonly lent = new WeakSet<ArrayBuffer>()
+  /** Records that came from a thread, with how many of their blobs are not given back yet. */
+  private readonly lent = new WeakMap<ArrayBuffer, number>()
   /** Given back, to go to a thread in one message at the end of this turn. */
   private freed: ArrayBuffer[] = []
 
@@ -91,12 +91,20 @@ export class PlanePullers {
   }
 
   /**
-   * `data`'s buffer back to a thread, when it came from one and holds this blob alone;
-   * whether it went. The caller must hold no view of it any more: it is detached here.
+   * `data`'s record back to a thread, when it came from one, once this was the last of its
+   * blobs not given back; whether the blob counts as given back. The caller must hold no view
+   * of it any more: the record is detached with its last blob.
    */
   giveBack (data: Uint8Array): boolean {
     const buf = data.buffer as ArrayBuffer
-    if (!this.lent.delete(buf)) return false
+    const blobs = this.lent.get(buf)
+    if (blobs === undefined) return false
+    // the record holds other blobs still: it goes back with the last of them
+    if (blobs > 1) {
+      this.lent.set(buf, blobs - 1)
+      return true
+    }
+    this.lent.delete(buf)
     if (this.freed.length === 0) setImmediate(() => { this.sendFreed() })
     this.freed.push(buf)
     return true
@@ -144,7 +152,7 @@ export class PlanePullers {
       c.opened = undefined
     } else if (ev.t === 'items') {
       for (const item of ev.items) {
-        if (item.t === 'blob' && item.own === true) this.lent.add(item.d.buffer as ArrayBuffer)
+        if (item.t === 'blob') this.lent.set(item.d.buffer as ArrayBuffer, (this.lent.get(item.d.buffer as ArrayBuffer) ?? 0) + 1)
         c.inbox.push(item)
       }
     } else {
