@@ -42,32 +42,64 @@ export class WorkerPool {
   private nextId = 0
   private closed = false
 
-  constructor (private readonly size: number) {}
+  constructor (readonly size: number) {}
+
+  get isClosed (): boolean {
+    return this.closed
+  }
 
   /**
    * The chunks of the file at `path` (`size` bytes by its stat), cut in a worker, or by several
    * at once in segments (segments.ts) when it is big enough and more than one may run: the
    * changed 300 MB file of an edit is then hashed in half the time on two cores.
    */
-  async chunk (path: string, size = 0): Promise<ChunkRef[]> {
+  async chunk (path: string, size = 0, signal?: AbortSignal): Promise<ChunkRef[]> {
     const starts = segmentStarts(size, this.size)
     if (starts.length > 1) {
       const segs = await Promise.all(starts.map(async (from, i) => {
         const limit = i + 1 < starts.length ? starts[i + 1]! + SEGMENT_OVERLAP_BYTES : Infinity
-        return { from, limit, ...await this.run({ path, from, limit }) }
+        return { from, limit, ...await this.run({ path, from, limit }, signal) }
       }))
       const joined = joinSegments(segs)
       if (joined !== undefined) return joined
     }
-    return (await this.run({ path })).refs
+    return (await this.run({ path }, signal)).refs
   }
 
-  private async run (job: Omit<WorkerJob, 'id'>): Promise<{ refs: ChunkRef[], eof: boolean }> {
+  /**
+   * One job; `signal` cancels it: taken out of the queue, or its worker ended (a pool shared
+   * by several scans outlives the one aborted, and must not go on hashing its files).
+   */
+  private async run (job: Omit<WorkerJob, 'id'>, signal?: AbortSignal): Promise<{ refs: ChunkRef[], eof: boolean }> {
     if (this.closed) throw new Error('the scan is over')
+    signal?.throwIfAborted()
+    const id = this.nextId++
     return await new Promise((resolve, reject) => {
-      this.waiting.push({ job: { id: this.nextId++, ...job }, p: { resolve, reject } })
+      const onAbort = (): void => { this.cancel(id, signal!.reason as Error) }
+      const done = (): void => { signal?.removeEventListener('abort', onAbort) }
+      signal?.addEventListener('abort', onAbort, { once: true })
+      this.waiting.push({ job: { id, ...job }, p: { resolve: (got) => { done(); resolve(got) }, reject: (err) => { done(); reject(err) } } })
       this.pump()
     })
+  }
+
+  private cancel (id: number, why: Error): void {
+    const queued = this.waiting.findIndex((w) => w.job.id === id)
+    if (queued >= 0) {
+      this.waiting.splice(queued, 1)[0]!.p.reject(why)
+      return
+    }
+    const p = this.pending.get(id)
+    if (p === undefined) return
+    this.pending.delete(id)
+    for (const [w, job] of this.busy) {
+      if (job !== id) continue
+      this.busy.delete(w)
+      this.started--
+      void w.terminate()
+    }
+    p.reject(why)
+    this.pump()
   }
 
   /** Ends the workers; jobs still running fail. */

@@ -67,6 +67,11 @@ export interface ScanOptions {
    * most MAX_SCAN_WORKERS; none when running from sources or with `chunkFile`).
    */
   workers?: number
+  /**
+   * Those threads, the caller's: kept between scans (starting two cost 50–120 ms of a scan
+   * that hashes a big file), never closed by the scan. Overrides `workers`.
+   */
+  pool?: WorkerPool
   /** Files hashed at once, besides those in workers (default HASH_CONCURRENCY). */
   concurrency?: number
   /** Built-in ignore patterns (default DEFAULT_IGNORES). */
@@ -152,6 +157,8 @@ class Scanner {
   private readonly signal: AbortSignal
   private readonly linked: LinkedSignal
   private readonly pool: WorkerPool | undefined
+  /** The pool is this scan's (ends with it), not the caller's. */
+  private readonly ownPool: boolean
   private readonly chunk: ChunkFn
   private readonly excluded: ReadonlySet<string>
 
@@ -167,13 +174,14 @@ class Scanner {
     // the caller's signal may be the agent's shutdown: linked only while the scan runs (common/abort.ts)
     this.linked = linkedSignal([opts.signal, this.stop.signal])
     this.signal = this.linked.signal
-    const workers = opts.chunkFile !== undefined ? 0 : (opts.workers ?? defaultScanWorkers())
-    this.pool = workers > 0 ? new WorkerPool(workers) : undefined
+    const workers = opts.chunkFile !== undefined ? 0 : (opts.pool?.size ?? opts.workers ?? defaultScanWorkers())
+    this.ownPool = opts.chunkFile === undefined && opts.pool === undefined
+    this.pool = opts.chunkFile !== undefined ? undefined : (opts.pool ?? (workers > 0 ? new WorkerPool(workers) : undefined))
     // Enough files in flight to keep every worker busy, and the main thread on small ones meanwhile.
     this.queue = new HashQueue(opts.concurrency ?? HASH_CONCURRENCY, this.signal)
     this.bigQueue = new HashQueue(Math.max(1, 2 * workers), this.signal)
     this.chunk = opts.chunkFile ?? (async (p, size, signal) => this.forWorkers(size)
-      ? await this.pool!.chunk(p, size)
+      ? await this.pool!.chunk(p, size, this.signal)
       : await defaultChunkFn(p, size, signal))
   }
 
@@ -183,7 +191,8 @@ class Scanner {
   }
 
   async run (): Promise<DirNode> {
-    const onAbort = (): void => { void this.pool?.close() }
+    // a pool of the caller's cancels this scan's jobs itself (the signal)
+    const onAbort = (): void => { if (this.ownPool) void this.pool?.close() }
     this.signal.addEventListener('abort', onAbort, { once: true })
     try {
       const tree = await this.dir(this.root, '', IgnoreRules.root(undefined, this.opts.defaultIgnores), 0)
@@ -200,7 +209,7 @@ class Scanner {
     } finally {
       this.signal.removeEventListener('abort', onAbort)
       this.linked.dispose()
-      await this.pool?.close()
+      if (this.ownPool) await this.pool?.close()
     }
   }
 

@@ -106,6 +106,11 @@ export class StatCache {
     this.seenNow = 0
   }
 
+  /** Which scan is under way (one more at each beginScan): a save put off is moot once another began. */
+  get generation (): number {
+    return this.scan
+  }
+
   /** The chunks of `relPath` when its stat is unchanged since they were recorded. */
   lookup (relPath: string, st: StatKey): ChunkRef[] | undefined {
     const e = this.entries.get(relPath)

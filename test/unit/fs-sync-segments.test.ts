@@ -75,4 +75,28 @@ describe('a file cut in segments', () => {
       await pool.close()
     }
   }, 60_000)
+
+  it('cancels the jobs of an aborted caller, queued or running, and goes on serving the others', async () => {
+    const built = new URL('../../dist/src/fs-sync/scan-workers.js', import.meta.url).href
+    const { WorkerPool: Pool } = await import(built) as { WorkerPool: typeof WorkerPool }
+    const pool = new Pool(1)
+    try {
+      const file = randomFile('cancel.bin', 2 * SEGMENT_MIN_BYTES + 3 * MiB)
+      const size = fs.statSync(file).size
+      const stop = new AbortController()
+      // one thread: the first job runs, the second waits behind it
+      const running = pool.chunk(file, size, stop.signal)
+      const queued = pool.chunk(file, size, stop.signal)
+      const other = pool.chunk(file, size)
+      stop.abort(new Error('the user pressed Ctrl-C'))
+      await expect(running).rejects.toThrow('the user pressed Ctrl-C')
+      await expect(queued).rejects.toThrow('the user pressed Ctrl-C')
+      expect(plain(await other)).toEqual(plain(chunkFileSync(file)))
+      expect(pool.isClosed).toBe(false)
+      // already aborted: refused at once
+      await expect(pool.chunk(file, size, stop.signal)).rejects.toThrow('the user pressed Ctrl-C')
+    } finally {
+      await pool.close()
+    }
+  }, 60_000)
 })
