@@ -14,8 +14,8 @@ import { frameCipher, newPlaneNonce } from '../../src/fs-sync/plane/cipher.js'
 const cleanups: Array<() => void> = []
 afterEach(() => { for (const c of cleanups.splice(0)) c() })
 
-/** A channel reading one end of a loopback connection, and the other end raw. */
-async function pair (maxFrameBytes?: number): Promise<{ channel: FrameChannel, raw: net.Socket }> {
+/** The two ends of a loopback connection: the one accepted, and the one that dialled. */
+async function loopback (): Promise<{ socket: net.Socket, raw: net.Socket }> {
   const server = net.createServer()
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
   const accepted = new Promise<net.Socket>((resolve) => server.once('connection', resolve))
@@ -23,6 +23,12 @@ async function pair (maxFrameBytes?: number): Promise<{ channel: FrameChannel, r
   raw.setNoDelay(true)
   const socket = await accepted
   cleanups.push(() => { raw.destroy(); socket.destroy(); server.close() })
+  return { socket, raw }
+}
+
+/** A channel reading one end of a loopback connection, and the other end raw. */
+async function pair (maxFrameBytes?: number): Promise<{ channel: FrameChannel, raw: net.Socket }> {
+  const { socket, raw } = await loopback()
   return { channel: socketChannel(socket, maxFrameBytes), raw }
 }
 
@@ -78,12 +84,7 @@ describe('socketChannel with a cipher (the data plane)', () => {
 
   /** A sealing channel on one end; the other end raw, with the cipher that opens what it sends. */
   async function sealedPair (cap = 4 * 1024 * 1024): Promise<{ channel: SocketChannel, raw: net.Socket, opener: FrameCipher, sealer: FrameCipher }> {
-    const server = net.createServer()
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-    const accepted = new Promise<net.Socket>((resolve) => server.once('connection', resolve))
-    const raw = net.connect((server.address() as net.AddressInfo).port, '127.0.0.1')
-    const socket = await accepted
-    cleanups.push(() => { raw.destroy(); socket.destroy(); server.close() })
+    const { socket, raw } = await loopback()
     return { channel: socketChannel(socket, cap, frameCipher(key, cn, sn, false)), raw, opener: frameCipher(key, cn, sn, true), sealer: frameCipher(key, cn, sn, true) }
   }
 
@@ -121,12 +122,7 @@ describe('socketChannel with a cipher (the data plane)', () => {
   })
 
   it('carries messages both ways between two sealing ends, in order and whole', async () => {
-    const server = net.createServer()
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-    const accepted = new Promise<net.Socket>((resolve) => server.once('connection', resolve))
-    const raw = net.connect((server.address() as net.AddressInfo).port, '127.0.0.1')
-    const socket = await accepted
-    cleanups.push(() => { raw.destroy(); socket.destroy(); server.close() })
+    const { socket, raw } = await loopback()
     const a = socketChannel(socket, 4 * 1024 * 1024, frameCipher(key, cn, sn, false))
     const b = socketChannel(raw, 4 * 1024 * 1024, frameCipher(key, cn, sn, true))
     const sizes = [0, 1, 100, 70_000, 300 * 1024, 5, 1024 * 1024, 17]

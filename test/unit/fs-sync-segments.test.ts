@@ -61,26 +61,30 @@ describe('a file cut in segments', () => {
     expect(segmentStarts(300e6, 16)).toHaveLength(Math.floor(300e6 / SEGMENT_MIN_BYTES))
   })
 
-  it('is cut by the built worker pool as one cut would, split or not', async () => {
+  /** The built worker pool of `size` threads (a worker cannot load sources), closed after `use`. */
+  async function withBuiltPool (size: number, use: (pool: WorkerPool) => Promise<void>): Promise<void> {
     const built = new URL('../../dist/src/fs-sync/scan-workers.js', import.meta.url).href
     const { WorkerPool: Pool } = await import(built) as { WorkerPool: typeof WorkerPool }
-    const pool = new Pool(3)
+    const pool = new Pool(size)
     try {
+      await use(pool)
+    } finally {
+      await pool.close()
+    }
+  }
+
+  it('is cut by the built worker pool as one cut would, split or not', async () => {
+    await withBuiltPool(3, async (pool) => {
       const file = randomFile('big.bin', 2 * SEGMENT_MIN_BYTES + 5 * MiB)
       expect(plain(await pool.chunk(file, fs.statSync(file).size))).toEqual(plain(chunkFileSync(file)))
       const zeros = path.join(dir, 'big-zeros.bin')
       fs.writeFileSync(zeros, Buffer.alloc(2 * SEGMENT_MIN_BYTES))
       expect(plain(await pool.chunk(zeros, 2 * SEGMENT_MIN_BYTES))).toEqual(plain(chunkFileSync(zeros)))
-    } finally {
-      await pool.close()
-    }
+    })
   }, 60_000)
 
   it('cancels the jobs of an aborted caller, queued or running, and goes on serving the others', async () => {
-    const built = new URL('../../dist/src/fs-sync/scan-workers.js', import.meta.url).href
-    const { WorkerPool: Pool } = await import(built) as { WorkerPool: typeof WorkerPool }
-    const pool = new Pool(1)
-    try {
+    await withBuiltPool(1, async (pool) => {
       const file = randomFile('cancel.bin', 2 * SEGMENT_MIN_BYTES + 3 * MiB)
       const size = fs.statSync(file).size
       const stop = new AbortController()
@@ -95,8 +99,6 @@ describe('a file cut in segments', () => {
       expect(pool.isClosed).toBe(false)
       // already aborted: refused at once
       await expect(pool.chunk(file, size, stop.signal)).rejects.toThrow('the user pressed Ctrl-C')
-    } finally {
-      await pool.close()
-    }
+    })
   }, 60_000)
 })
