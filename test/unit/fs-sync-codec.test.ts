@@ -7,6 +7,7 @@ import {
   type ChunkRef, type DirNode, type FileNode, type Hash, type Node
 } from '../../src/fs-sync/types.js'
 import { buildTree, file, link } from '../helpers/fs-sync-trees.js'
+import { CborWriter } from '../../src/fs-sync/cbor-writer.js'
 
 type Blobs = Map<string, Uint8Array>
 
@@ -262,6 +263,31 @@ describe('decodeTree refuses hostile records', () => {
     await refused(Uint8Array.from([...encode({ v: 1, e: [] }), 0x00]), /CBOR/)
     // not CBOR at all
     await refused(Uint8Array.from([0xff, 0xff]), /CBOR/)
+    // an integer written as a float ({e: [], v: 1.0}, half precision): it decodes to 1 all the same
+    await refused(Uint8Array.from([0xa2, 0x61, 0x65, 0x80, 0x61, 0x76, 0xf9, 0x3c, 0x00]), /canonical/)
+    // a mtime of 0 written as the float -0.0 (cborg writes 0 as an integer)
+    const zero = Buffer.from(encode({ v: 1, e: [f('a', { m: 0 })] }))
+    const at = zero.indexOf(Buffer.from([0x61, 0x6d, 0x00])) + 2
+    await refused(Buffer.concat([zero.subarray(0, at), Uint8Array.from([0xf9, 0x00, 0x00]), zero.subarray(at + 1)]), /canonical/)
+  })
+
+  it('checks canonical form with the project\'s writer, which writes what cborg writes for any value a record holds', () => {
+    const values: unknown[] = [
+      0, 23, 24, 255, 256, 65_535, 65_536, 2 ** 32 - 1, 2 ** 32, Number.MAX_SAFE_INTEGER, -1, -24, -25, -256, -257, -(2 ** 32), Number.MIN_SAFE_INTEGER,
+      true, false, '', 'a', 'é', '𝄞 clef', 'x'.repeat(300), new Uint8Array(0), Uint8Array.from([1, 2, 3]), new Uint8Array(70_000),
+      [], [1, [2, [3]]], {}, { b: 1, a: 2, aa: 3, é: 4, z: { y: [true] } }, { v: 1, e: [f('a'), f('b', { x: true })] }
+    ]
+    const w = new CborWriter()
+    for (const v of values) {
+      expect(w.reset().value(v), JSON.stringify(v)).toBe(true)
+      expect(w.equals(encode(v)), JSON.stringify(v)).toBe(true)
+      expect(Buffer.from(w.bytes()).equals(Buffer.from(encode(v)))).toBe(true)
+    }
+    // outside what a record holds: refused, whatever cborg would make of it
+    for (const v of [1.5, -0, NaN, null, undefined, 2n ** 70n, new Map(), new Date(0), [1, 0.5], { a: null }]) {
+      expect(w.reset().value(v)).toBe(false)
+    }
+    expect(w.reset().value({ a: 1 }) && w.equals(encode({ a: 2 }))).toBe(false)
   })
 
   it('refuses a blob past MAX_BLOB_BYTES', async () => {
