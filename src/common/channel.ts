@@ -147,6 +147,12 @@ export const FRAME_HEAD_BYTES = 4
  * tag and one write each cost more than their bytes.
  */
 export const RECORD_FLUSH_BYTES = 256 * 1024
+/**
+ * Frames in one record at most: a record is read whole and its frames decoded at once, so
+ * one full of empty frames (4 MiB of lengths) would cost ~100× its size in decoded messages.
+ * A sender seals a record once it holds this many.
+ */
+export const MAX_RECORD_FRAMES = 8192
 /** Pieces shorter than this are joined before sealing: one cipher call each costs more than the copy. */
 const JOIN_BELOW_BYTES = 16 * 1024
 
@@ -272,6 +278,7 @@ export function recordFrames (record: Uint8Array): Uint8Array[] {
   const view = new DataView(record.buffer, record.byteOffset, record.byteLength)
   const frames: Uint8Array[] = []
   for (let o = 0; o < record.byteLength;) {
+    if (frames.length === MAX_RECORD_FRAMES) throw bad(`more than ${MAX_RECORD_FRAMES} frames`)
     if (record.byteLength - o < FRAME_HEAD_BYTES) throw bad('it ends inside a frame\'s length')
     const len = view.getUint32(o)
     o += FRAME_HEAD_BYTES
@@ -284,7 +291,8 @@ export function recordFrames (record: Uint8Array): Uint8Array[] {
 
 /**
  * The sending side of sealed records: frames are queued (their pieces as given, not copied)
- * and sealed together when RECORD_FLUSH_BYTES are queued, when the next frame would not fit,
+ * and sealed together when RECORD_FLUSH_BYTES or MAX_RECORD_FRAMES are queued, when the next
+ * frame would not fit,
  * or at the end of this turn of the event loop (setImmediate: after the sender's awaits, so
  * a loop of sends fills one record). A send still waits for the socket to drain whenever it
  * is full, so no more than one record waits here beyond what the socket holds.
@@ -292,6 +300,7 @@ export function recordFrames (record: Uint8Array): Uint8Array[] {
 class RecordWriter {
   private pieces: Uint8Array[] = []
   private bytes = 0
+  private frames = 0
   private scheduled = false
   private dropped = false
   /** The most a record's frames may hold: the cap on a sealed record, less what sealing adds. */
@@ -311,7 +320,7 @@ class RecordWriter {
     head.writeUInt32BE(len)
     this.pieces.push(head, ...body)
     this.bytes += FRAME_HEAD_BYTES + len
-    if (this.bytes >= RECORD_FLUSH_BYTES) return this.flush()
+    if (this.bytes >= RECORD_FLUSH_BYTES || ++this.frames >= MAX_RECORD_FRAMES) return this.flush()
     if (!this.scheduled) {
       this.scheduled = true
       setImmediate(() => { this.scheduled = false; this.flush() })
@@ -325,6 +334,7 @@ class RecordWriter {
       const pieces = joinSmall(this.pieces)
       this.pieces = []
       this.bytes = 0
+      this.frames = 0
       return writeFrame(this.socket, this.cipher.seal(pieces))
     }
     return !this.socket.writableNeedDrain
@@ -334,6 +344,7 @@ class RecordWriter {
     this.dropped = true
     this.pieces = []
     this.bytes = 0
+    this.frames = 0
   }
 }
 

@@ -8,7 +8,7 @@ import { afterEach, describe, expect, it } from 'vitest'
 import net from 'node:net'
 import { randomBytes } from 'node:crypto'
 import { encode } from 'cborg'
-import { decodeBody, encodeFrame, recordFrames, RECORD_FLUSH_BYTES, socketChannel, type FrameChannel, type FrameCipher, type SocketChannel } from '../../src/common/channel.js'
+import { decodeBody, encodeFrame, MAX_RECORD_FRAMES, recordFrames, RECORD_FLUSH_BYTES, socketChannel, type FrameChannel, type FrameCipher, type SocketChannel } from '../../src/common/channel.js'
 import { frameCipher, newPlaneNonce } from '../../src/fs-sync/plane/cipher.js'
 
 const cleanups: Array<() => void> = []
@@ -142,6 +142,20 @@ describe('socketChannel with a cipher (the data plane)', () => {
     const reading = readRecords(raw, opener, 1)
     await channel.send({ t: 'after' })
     expect(await reading).toEqual([[{ t: 'after' }]])
+  })
+
+  it('seals a record once it holds MAX_RECORD_FRAMES, and refuses one that holds more', async () => {
+    const { channel, raw, opener, sealer } = await sealedPair()
+    const reading = readRecords(raw, opener, MAX_RECORD_FRAMES + 5)
+    for (let i = 0; i < MAX_RECORD_FRAMES + 5; i++) await channel.send(i)
+    expect((await reading).map((r) => r.length)).toEqual([MAX_RECORD_FRAMES, 5])
+    // a peer's record of empty frames, one past the cap
+    const other = await sealedPair()
+    const sealed = Buffer.concat(sealer.seal(Buffer.alloc(4 * (MAX_RECORD_FRAMES + 1))))
+    const head = Buffer.alloc(4)
+    head.writeUInt32BE(sealed.byteLength)
+    other.raw.write(Buffer.concat([head, sealed]))
+    await expect(other.channel.recv()).rejects.toMatchObject({ code: 'ERR_BAD_MESSAGE', message: expect.stringContaining('frames') })
   })
 
   it.each([
