@@ -292,10 +292,10 @@ export function recordFrames (record: Uint8Array): Uint8Array[] {
 /**
  * The sending side of sealed records: frames are queued (their pieces as given, not copied)
  * and sealed together when RECORD_FLUSH_BYTES or MAX_RECORD_FRAMES are queued, when the next
- * frame would not fit,
- * or at the end of this turn of the event loop (setImmediate: after the sender's awaits, so
- * a loop of sends fills one record). A send still waits for the socket to drain whenever it
- * is full, so no more than one record waits here beyond what the socket holds.
+ * frame would not fit, or at the end of this turn of the event loop (setImmediate: after the
+ * sender's awaits, so a loop of sends fills one record). A send still waits for the socket
+ * to drain whenever it is full, so no more than one record waits here beyond what the
+ * socket holds.
  */
 class RecordWriter {
   private pieces: Uint8Array[] = []
