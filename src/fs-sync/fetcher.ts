@@ -16,6 +16,7 @@ import {
   parseSyncReply, type SyncReply, SYNC_PROTOCOL_VERSION, MAX_WANT_HASHES, PULL_WINDOW_BYTES, HASH_MISMATCH_RETRIES
 } from '../protocol/sync.js'
 import { CHUNK_MAX_BYTES, type Hash } from './types.js'
+import { hexOf } from './hash.js'
 import type { PlaneGrant } from './plane/server.js'
 import type { PulledItem } from './plane/pull-worker.js'
 
@@ -137,7 +138,7 @@ export class BlobFetcher {
    */
   private request (hash: Hash, sizeHint: number, hold: boolean): Promise<{ data: Uint8Array, release: () => void }> {
     if (this.failed !== undefined) return Promise.reject(this.failed)
-    const hex = Buffer.from(hash).toString('hex')
+    const hex = hexOf(hash)
     let p = this.byHex.get(hex)
     if (p === undefined) {
       p = { hash, size: sizeHint, tries: 0, hold, waiters: [] }
@@ -214,7 +215,7 @@ export class BlobFetcher {
       const batch: Pending[] = []
       for (let p = next(true); p !== undefined; p = batch.length < MAX_WANT_HASHES ? next(false) : undefined) {
         batch.push(p)
-        this.inflight.set(Buffer.from(p.hash).toString('hex'), p)
+        this.inflight.set(hexOf(p.hash), p)
         this.inflightBytes += p.size
       }
       if (batch.length === 0) return
@@ -236,7 +237,7 @@ export class BlobFetcher {
         const reply = lane.verified ? raw as PulledItem : parseSyncReply(raw)
         if (reply.t === 'error') throw fromWire(reply.error)
         if (reply.t === 'ok' || reply.t === 'plane') throw new VgridError('ERR_BAD_MESSAGE', `unexpected ${reply.t}`)
-        const hex = Buffer.from(reply.h).toString('hex')
+        const hex = hexOf(reply.h)
         const p = this.inflight.get(hex)
         if (p === undefined) throw new VgridError('ERR_BAD_MESSAGE', 'the provider sent a blob that was not asked for')
         this.inflight.delete(hex)
