@@ -132,7 +132,7 @@ export class Inbox {
 export interface FrameCipher {
   /** Ciphertext and tag, to be written one after the other; a body given in pieces is sealed as their concatenation. */
   seal: (body: Uint8Array | readonly Uint8Array[]) => Uint8Array[]
-  /** The body of a sealed frame; throws ERR_BAD_MESSAGE when it fails its tag. */
+  /** What was sealed (a record, with a cipher on a socketChannel); throws ERR_BAD_MESSAGE when it fails its tag. */
   open: (sealed: Uint8Array) => Uint8Array
   /** How many bytes sealing adds (the tag). */
   readonly overhead: number

@@ -26,7 +26,8 @@ import { STAT_FIELDS, type StatWorker } from './stat-workers.js'
 import { IGNORE_FILE, IgnoreRules } from './ignore-rules.js'
 import { nameProblem } from './paths.js'
 import { floorMs, type StatCache } from './stat-cache.js'
-import type { ChunkRef, DirNode, FileNode, LinkNode, Node } from './types.js'
+import { sameChunks } from './tree-codec.js'
+import type { DirNode, FileNode, LinkNode, Node } from './types.js'
 
 /** lstat calls made without yielding to the event loop (as the scan does: ~1–2 ms). */
 export const CHECK_STAT_BATCH = 256
@@ -229,17 +230,12 @@ function matches (abs: string, relPath: string, { stats, o }: Packed, want: File
   // The outputs scan after each command leaves the cache exact, or without the file.
   const key = { size, mtimeNs, ctimeNs: stats[o + 3]!, ino: BigInt.asUintN(64, stats[o + 4]!) }
   // Strict: what the rescan would trust, and would find to hold the recorded chunks.
-  if (strict === true) return sameChunks(cache?.lookup(relPath, key), want.chunks)
+  if (strict === true) {
+    const cached = cache?.lookup(relPath, key)
+    return cached !== undefined && sameChunks(cached, want.chunks)
+  }
   const k = cache?.peek(relPath)
   return k === undefined || (k.size === key.size && k.mtimeNs === key.mtimeNs && k.ctimeNs === key.ctimeNs && k.ino === key.ino)
-}
-
-function sameChunks (a: ChunkRef[] | undefined, b: ChunkRef[]): boolean {
-  if (a === undefined || a.length !== b.length) return false
-  for (let i = 0; i < a.length; i++) {
-    if (a[i]!.size !== b[i]!.size || Buffer.compare(a[i]!.hash, b[i]!.hash) !== 0) return false
-  }
-  return true
 }
 
 function isDirectory (abs: string): boolean {

@@ -81,7 +81,8 @@ function sameRecord (a: DirNode, b: DirNode): boolean {
   return true
 }
 
-function sameChunks (a: readonly ChunkRef[], b: readonly ChunkRef[]): boolean {
+/** Whether two chunk lists name the same chunks, in the same order. */
+export function sameChunks (a: readonly ChunkRef[], b: readonly ChunkRef[]): boolean {
   if (a === b) return true
   if (a.length !== b.length) return false
   for (let i = 0; i < a.length; i++) {

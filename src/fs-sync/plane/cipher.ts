@@ -76,7 +76,7 @@ export function frameCipher (sessionKey: Uint8Array, clientNonce: Uint8Array, se
       return out
     },
     open (sealed) {
-      if (sealed.byteLength < PLANE_TAG_BYTES) throw new VgridError('ERR_BAD_MESSAGE', 'a data plane frame shorter than its tag')
+      if (sealed.byteLength < PLANE_TAG_BYTES) throw new VgridError('ERR_BAD_MESSAGE', 'a data plane record shorter than its tag')
       const d = createDecipheriv('aes-256-gcm', openKey, got.next())
       const end = sealed.byteLength - PLANE_TAG_BYTES
       d.setAuthTag(sealed.subarray(end))
@@ -84,7 +84,7 @@ export function frameCipher (sessionKey: Uint8Array, clientNonce: Uint8Array, se
       try {
         d.final()
       } catch {
-        throw new VgridError('ERR_BAD_MESSAGE', 'a data plane frame failed its authentication tag')
+        throw new VgridError('ERR_BAD_MESSAGE', 'a data plane record failed its authentication tag')
       }
       return body
     }
