@@ -68,8 +68,8 @@ export async function runVrun (req: VrunRequest, io: VrunIo): Promise<number> {
     spec.cwd ??= req.workspace.cwd
     request.workspace = req.workspace
   }
-  const { channel } = await connectAgent(io.home, 'vrun')
-  return await new Session(channel, io, useTty, req.quiet === true).run(request)
+  const session = new Session(io, useTty, req.quiet === true)
+  return await session.run(async (opened) => { await connectAgent(io.home, 'vrun', { first: request, opened }) })
 }
 
 /** How long a vrun without a terminal waits for room before it says why it waits. */
@@ -92,22 +92,34 @@ class Session {
   private readonly undo: Array<() => void> = []
 
   private readonly progress: SyncProgressView
+  /** Set by `run`'s connect, as soon as the connection is open. */
+  private channel!: FrameChannel
 
-  constructor (private readonly channel: FrameChannel, private readonly io: VrunIo, private readonly tty: boolean, quiet: boolean) {
+  constructor (private readonly io: VrunIo, private readonly tty: boolean, quiet: boolean) {
     this.terminal = new RawTerminal(io.stdin)
     this.progress = new SyncProgressView(io.stderr, quiet, io.env.VGRID_VERBOSE === '1')
   }
 
-  async run (request: unknown): Promise<number> {
+  /**
+   * `connect` opens the connection and sends the request; it calls `opened` with the channel
+   * before anything goes out, and from then on signals are ours to pass on (one before the
+   * command starts ends the session, and with it the run).
+   */
+  async run (connect: (opened: (channel: FrameChannel) => void) => Promise<void>): Promise<number> {
     try {
-      this.listen()
-      await this.channel.send(request).catch(() => { throw lostAgent() })
+      try {
+        await connect((channel) => { this.channel = channel; this.listen() })
+      } catch (err) {
+        if (this.abortCode !== undefined) return this.abortCode
+        throw err
+      }
       return await this.relay()
     } finally {
       for (const fn of this.undo.splice(0).reverse()) fn()
       this.stopStdin?.()
       this.terminal.restore()
-      this.channel.destroy()
+      // unset when the connect failed
+      ;(this.channel as FrameChannel | undefined)?.destroy()
     }
   }
 

@@ -321,6 +321,25 @@ describe('control client', () => {
     server = undefined
   })
 
+  it('the request travels right behind the hello, not a round trip after it (vrun, one-shot requests)', async () => {
+    // This agent answers nothing until it holds both: a client that waits for the hello's
+    // answer before it sends its request would wait forever (here: ERR_TIMEOUT).
+    server = net.createServer((socket) => {
+      const ch = socketChannel(socket)
+      void (async () => {
+        const hello = await ch.recv() as Record<string, unknown>
+        const req = await ch.recv() as Record<string, unknown>
+        await ch.send({ t: 'hello', v: CONTROL_VERSION, peer: '12D3KooWFakeAgentPeerId' })
+        expect(hello.t).toBe('hello')
+        if (req.t === 'peers') await ch.send({ t: 'peers', peers: [] })
+        else if (req.t === 'run') { await ch.send(started); await ch.send({ t: 'exit', code: 3 }) }
+      })().catch(() => { ch.destroy() })
+    })
+    await new Promise<void>((resolve) => { server!.listen(path.join(home, 'agent.sock'), resolve) })
+    expect(await request(home, { t: 'peers' }, { timeoutMs: 2_000 })).toEqual({ t: 'peers', peers: [] })
+    expect(await runVrun({ spec: spec(['x']), tty: 'no' }, io())).toBe(3)
+  })
+
   it('request: one reply, checked; an error reply is thrown', async () => {
     await fakeAgent(async (ch, req) => {
       if (req.t === 'peers') await ch.send({ t: 'peers', peers: [{ peer: 'x' }] })

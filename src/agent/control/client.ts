@@ -33,6 +33,14 @@ export interface ConnectOptions {
   timeoutMs?: number
   /** How the command names itself in the hello (default `vgrid`). */
   client?: string
+  /**
+   * The request, sent right behind the hello instead of after its answer: the agent reads the
+   * two in order, so every command starts a round trip sooner. An agent that refuses the
+   * hello never reads it.
+   */
+  first?: unknown
+  /** Called with the channel once it is open, before anything is sent (vrun takes its signals there). */
+  opened?: (channel: FrameChannel) => void
 }
 
 /** Opens a control connection and completes the handshake; ERR_NO_AGENT when nobody listens. */
@@ -42,9 +50,15 @@ export async function connectAgent (home: string, client: string, opts: ConnectO
   const socket = await withDeadline(openSocket(sock), timeoutMs, () => timedOut(sock, timeoutMs), (s) => s.destroy())
   const channel = socketChannel(socket)
   try {
-    await channel.send({ t: 'hello', v: CONTROL_VERSION, client })
+    opts.opened?.(channel)
+    const hello = channel.send({ t: 'hello', v: CONTROL_VERSION, client })
+    const first = opts.first === undefined ? undefined : channel.send(opts.first).then(() => undefined, () => lostAgent())
+    await hello
     const reply = await withDeadline(channel.recv(), timeoutMs, () => timedOut(sock, timeoutMs))
-    return { channel, peer: parseHelloReply(reply, sock) }
+    const peer = parseHelloReply(reply, sock)
+    const failed = await first
+    if (failed !== undefined) throw failed
+    return { channel, peer }
   } catch (err) {
     channel.destroy()
     throw err
@@ -76,9 +90,8 @@ export type ReplyTo<R extends OneShot> = Extract<ControlReply, { t: typeof REPLY
  * (default REQUEST_TIMEOUT_MS).
  */
 export async function call<R extends OneShot> (home: string, req: R, opts: ConnectOptions = {}): Promise<ReplyTo<R>> {
-  const { channel } = await connectAgent(home, opts.client ?? 'vgrid', opts)
+  const { channel } = await connectAgent(home, opts.client ?? 'vgrid', { ...opts, first: req })
   try {
-    await channel.send(req).catch(() => { throw lostAgent() })
     const recv = channel.recv()
     const raw = await (req.t === 'task-wait' ? recv : withDeadline(recv, opts.timeoutMs ?? REQUEST_TIMEOUT_MS, () => requestTimedOut(req.t, opts.timeoutMs ?? REQUEST_TIMEOUT_MS)))
       .catch((err: unknown) => { throw err instanceof VgridError && err.code !== 'ERR_PEER_LOST' ? err : lostAgent() })
@@ -145,13 +158,13 @@ export interface TaskLogOptions extends ConnectOptions {
 export async function * taskLog (home: string, req: { id: string, follow: boolean, stderrOnly: boolean, workspace?: string }, opts: TaskLogOptions = {}): AsyncGenerator<LogFrame, void, undefined> {
   const aborted = (): boolean => opts.signal?.aborted === true
   if (aborted()) return
-  const { channel } = await connectAgent(home, opts.client ?? 'vgrid', opts)
+  const first = { t: 'task-log', id: req.id, follow: req.follow, stderrOnly: req.stderrOnly, ...(req.workspace !== undefined ? { workspace: req.workspace } : {}) }
+  const { channel } = await connectAgent(home, opts.client ?? 'vgrid', { ...opts, first })
   const onAbort = (): void => { channel.destroy() }
   opts.signal?.addEventListener('abort', onAbort)
   const timeoutMs = opts.timeoutMs ?? REQUEST_TIMEOUT_MS
   try {
     if (aborted()) return
-    await channel.send({ t: 'task-log', id: req.id, follow: req.follow, stderrOnly: req.stderrOnly, ...(req.workspace !== undefined ? { workspace: req.workspace } : {}) }).catch(() => { throw lostAgent() })
     for (;;) {
       const recv = channel.recv()
       let raw: unknown
