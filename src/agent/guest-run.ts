@@ -53,8 +53,12 @@ export async function clearGuestDirs (home: string): Promise<void> {
 export function makeGuestDirs (home: string, task: string, owner?: { uid: number, gid: number }): GuestDirs {
   const dir = path.join(home, 'guests', task)
   const dirs: GuestDirs = { dir, home: path.join(dir, 'home'), tmp: path.join(dir, 'tmp') }
-  mkdirSync(path.join(dirs.home, 'bin'), { recursive: true, mode: 0o700 })
-  mkdirSync(dirs.tmp, { mode: 0o700 })
+  // Each level by itself, from the top: `recursive` tries the deepest first and fails up the
+  // chain (six calls for four directories), and directories are slow to make on some disks.
+  mkdirSync(dir, { recursive: true, mode: 0o700 })
+  for (const d of [dirs.home, path.join(dirs.home, 'bin'), dirs.tmp]) {
+    try { mkdirSync(d, { mode: 0o700 }) } catch (err) { if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err }
+  }
   if (owner !== undefined) {
     for (const d of [dir, dirs.home, dirs.tmp]) chownSync(d, owner.uid, owner.gid)
   }
