@@ -40,6 +40,19 @@ export function advertIntervalMs (members: number): number {
 /** publishNow() calls closer together than this are coalesced into one publish. */
 export const MIN_PUBLISH_GAP_MS = 100
 /**
+ * A load change is published this long after it happens, not at once: a claim's publish
+ * (build, sign, send, and every member's check of the signature) then runs after the command
+ * has started instead of between the claim and the start, and the claim and release of a short
+ * command go out as one advertisement. The submitter learns both first-hand (load-notes.ts).
+ */
+export const LOAD_SETTLE_MS = 50
+/**
+ * How long this agent's own addresses are reused between advertisements: libp2p lists them
+ * afresh from the network interfaces on every call (~0.5 ms), and a change of its own
+ * addresses (`self:peer:update`) drops them at once.
+ */
+export const OWN_ADDRS_TTL_MS = 5_000
+/**
  * A member not heard from for this long leaves the view (DESIGN §2: gone within 15 s, with a
  * margin for a loaded machine's sweep), or for EXPIRY_INTERVALS of its own refresh intervals
  * when that is longer (a grid of over 14 members). There, a frozen member's connection is

@@ -8,7 +8,7 @@ import { MAX_FRAME_BYTES, type FrameChannel } from '../common/channel.js'
 import { VgridError } from '../common/errors.js'
 import { linkedSignal } from '../common/abort.js'
 import { addrPeerId, advertAddrs, dialableAddrs, parseMultiaddr, tcpHost } from './addrs.js'
-import { MAX_DIAL_ADDRS, MAX_PROTOCOL_STREAMS, OPEN_TIMEOUT_MS } from './constants.js'
+import { MAX_DIAL_ADDRS, MAX_PROTOCOL_STREAMS, OPEN_TIMEOUT_MS, OWN_ADDRS_TTL_MS } from './constants.js'
 import { Connectivity } from './connectivity.js'
 import { Membership } from './membership.js'
 import { startNode, type GridNode } from './node.js'
@@ -35,7 +35,14 @@ export async function createGrid (init: GridInit): Promise<Grid> {
   const lacksMembers = (): boolean => view.size <= 2 ||
     view.snapshot().some((p) => !p.self && node.getConnections(peerIdFromString(p.peer)).length === 0)
   const connectivity = new Connectivity(node, others, log, lacksMembers)
-  const addrs = (): string[] => node.getMultiaddrs().map((ma) => ma.toString())
+  // Asked for on every advertisement, and a claim's advertisement lies near a command's start.
+  let own: { at: number, addrs: string[] } | undefined
+  node.addEventListener('self:peer:update', () => { own = undefined })
+  const addrs = (): string[] => {
+    const now = performance.now()
+    if (own === undefined || now - own.at > OWN_ADDRS_TTL_MS) own = { at: now, addrs: node.getMultiaddrs().map((ma) => ma.toString()) }
+    return [...own.addrs]
+  }
   const membership = new Membership(node, view, connectivity, {
     startedAt: init.startedAt,
     version: init.version,

@@ -13,7 +13,7 @@ import { peerIdFromString } from '@libp2p/peer-id'
 import { decodePeerAd, encodePeerAd } from '../protocol/advert.js'
 import { dialableAddrs } from './addrs.js'
 import {
-  ADVERT_TOPIC, LEAVE_FLUSH_MS, MAX_ADVERT_BYTES, MAX_DIAL_ADDRS, MIN_PUBLISH_GAP_MS, NEW_MEMBER_MS,
+  ADVERT_TOPIC, LEAVE_FLUSH_MS, LOAD_SETTLE_MS, MAX_ADVERT_BYTES, MAX_DIAL_ADDRS, MIN_PUBLISH_GAP_MS, NEW_MEMBER_MS,
   SILENCE_WARN_INTERVALS, VIEW_EXPIRY_MS, VIEW_SWEEP_INTERVAL_MS, ADVERT_INTERVAL_MS, advertIntervalMs, statedIntervalMs
 } from './constants.js'
 import { GRAYLIST_THRESHOLD } from './gossip-params.js'
@@ -75,10 +75,13 @@ export class Membership {
     this.sweeper.unref()
   }
 
-  /** Publishes soon: at once unless we published less than MIN_PUBLISH_GAP_MS ago. */
+  /**
+   * Publishes soon: LOAD_SETTLE_MS from now, or MIN_PUBLISH_GAP_MS after the last publish if
+   * that is later.
+   */
   publishNow (): void {
     if (this.stopped) return
-    this.schedule(Math.max(performance.now(), this.lastPublishAt + MIN_PUBLISH_GAP_MS))
+    this.schedule(Math.max(performance.now() + LOAD_SETTLE_MS, this.lastPublishAt + MIN_PUBLISH_GAP_MS))
   }
 
   /** Says goodbye (bounded by LEAVE_FLUSH_MS) and stops publishing. */

@@ -2,14 +2,14 @@
  * The simulated machines. Each agent that is up holds a real exec `Ledger`: every claim is a
  * `reserve` against its true state, which refuses what does not fit (ERR_NO_CAPACITY). After
  * every change the ledger is checked against what it lends (an overcommit is counted, never
- * expected), the agent's true advertisement is rebuilt, and it is published (at most once per
- * MIN_PUBLISH_GAP_MS, as the real agent coalesces). Periodic re-advertisements are not events:
- * gossip.ts derives them from the published history.
+ * expected), the agent's true advertisement is rebuilt, and it is published LOAD_SETTLE_MS
+ * later, at most once per MIN_PUBLISH_GAP_MS, as the real agent coalesces. Periodic
+ * re-advertisements are not events: gossip.ts derives them from the published history.
  */
 import { VgridError } from '../common/errors.js'
 import { Ledger, type Reservation } from '../exec/ledger.js'
 import type { ResourceRequest } from '../common/resources.js'
-import { MIN_PUBLISH_GAP_MS } from '../grid/constants.js'
+import { LOAD_SETTLE_MS, MIN_PUBLISH_GAP_MS } from '../grid/constants.js'
 import type { GpuInfo, PeerView } from '../grid/types.js'
 import type { Scheduler } from './scheduler.js'
 import type { AgentSpec } from './workload.js'
@@ -194,7 +194,7 @@ export class Cluster {
   private schedulePublish (agent: number): void {
     const e = this.executors[agent]
     if (e.publishPending) return
-    const at = Math.max(this.sched.now, e.lastPublishAt + MIN_PUBLISH_GAP_MS)
+    const at = Math.max(this.sched.now + LOAD_SETTLE_MS, e.lastPublishAt + MIN_PUBLISH_GAP_MS)
     if (at <= this.sched.now) {
       this.publish(agent)
       return

@@ -106,7 +106,7 @@ describe('membership', () => {
     }
   }, 30_000)
 
-  it('publishNow() spreads a load change at once, and a burst of calls is coalesced', async () => {
+  it('publishNow() spreads a load change LOAD_SETTLE_MS later, and a burst of calls is coalesced', async () => {
     let running = 0
     // No periodic publish for a minute: only publishNow() can carry the change within the test.
     const a = await h.start({ advertEveryMs: 60_000, describe: () => ({ ...fakeDescription('a'), load: { ...fakeDescription('a').load, running } }) })
@@ -123,7 +123,7 @@ describe('membership', () => {
     console.log(`load change seen by the other member after ${Date.now() - start} ms`)
     expect(changes).toBeGreaterThanOrEqual(1)
     unsubscribe()
-    // fifty calls, at most two publishes (one at once, one coalesced)
+    // fifty calls, at most two publishes (the first, and one coalesced)
     expect(a.view()[0].seq - before).toBeLessThanOrEqual(2)
     expect(a.view()[0].seq - before).toBeGreaterThanOrEqual(1)
   })
