@@ -29,9 +29,11 @@ export class ClaimReleased extends Error {
 /**
  * Executor: tells the submitter the resources are held, and waits for its decision. Resolves
  * on `go`; throws ClaimReleased on `release`, the end of the stream, or the lease running out.
+ * `sent` is called once the answer is on its way, before the wait.
  */
-export async function holdClaim (channel: FrameChannel, leaseMs = CLAIM_LEASE_MS): Promise<void> {
+export async function holdClaim (channel: FrameChannel, leaseMs = CLAIM_LEASE_MS, sent?: () => void): Promise<void> {
   await channel.send({ t: 'claimed', leaseMs } satisfies ClaimedMessage)
+  sent?.()
   let raw: unknown
   try {
     raw = await withTimeout(channel.recv(), leaseMs, `no answer to the claim within its lease of ${leaseMs} ms`)

@@ -64,8 +64,12 @@ function holdingExit (channel: Session, onCancel: () => void): { channel: Sessio
 
 /** Runs a command on this machine against a reservation; `channel` carries its session. */
 export interface ExecuteOptions {
-  /** Called once the reservation is held, before any work. */
-  onAccepted?: () => Promise<void>
+  /**
+   * Called once the reservation is held, before any work; it calls `answered` once its answer
+   * to the submitter is on its way (the copy's check starts then: its stats would hold that
+   * answer back).
+   */
+  onAccepted?: (answered: () => void) => Promise<void>
   /** Another member's run: who sent it. Its task id is that member's to keep. */
   remote?: Guest
   /** A guest's command although submitted here: a sub-task of a guest task. */
@@ -115,11 +119,17 @@ async function executeAttempt (ctx: RunContext, channel: Session, attempt: Attem
   const checking = new AbortController()
   let prepared: ReturnType<typeof ctx.sync.prepareCopy> | undefined
   try {
-    if (where.kind === 'copy' && 'pending' in where.offer) {
-      copy = await ctx.sync.acquireCopy(where.submitter, where.offer.key)
+    if (where.kind === 'copy' && 'pending' in where.offer) copy = await ctx.sync.acquireCopy(where.submitter, where.offer.key)
+    // The copy is checked while the submitter scans, from once the claim's answer is out.
+    // Started before, the check's batches of stats held that answer back 11-15 ms (libp2p
+    // writes it a few turns after `send` resolves), and with it the go and the submitter's
+    // scan; one turn of the timers after the send lets it leave (~1 ms to the submitter).
+    const check = (): void => {
+      if (copy === undefined || prepared !== undefined || checking.signal.aborted) return
       prepared = ctx.sync.prepareCopy(copy.dir, AbortSignal.any([ctx.shutdown, checking.signal]))
     }
-    await onAccepted?.()
+    await onAccepted?.(() => { setTimeout(check, 0) })
+    check()
     preparing = remote !== undefined
     let root: string
     if (where.kind === 'dir') {
@@ -285,7 +295,7 @@ export function serveExecProtocol (ctx: RunContext): (channel: FrameChannel, rem
     const session: FrameChannel = held ?? channel
     try {
       await executeHere(ctx, session, { task: req.task, spec: req.spec, where: req.ws !== undefined ? { kind: 'copy', submitter: remotePeer, offer: req.ws } : { kind: 'scratch' } }, {
-        onAccepted: async () => { await holdClaim(channel); held?.arm() },
+        onAccepted: async (answered) => { await holdClaim(channel, undefined, answered); held?.arm() },
         remote: { peer: remotePeer, who: `${req.user ?? 'unknown'}@${ctx.grid.view().find((p) => p.peer === remotePeer)?.resources.host ?? remotePeer.slice(-8)}` },
         ...(held !== undefined ? { held } : {})
       })
