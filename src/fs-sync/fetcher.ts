@@ -16,7 +16,7 @@ import {
   parseSyncReply, type SyncReply, SYNC_PROTOCOL_VERSION, MAX_WANT_HASHES, PULL_WINDOW_BYTES, HASH_MISMATCH_RETRIES
 } from '../protocol/sync.js'
 import { CHUNK_MAX_BYTES, type Hash } from './types.js'
-import { hexOf } from './hash.js'
+import { blobKey, hexOf } from './hash.js'
 import type { PlaneGrant } from './plane/server.js'
 import type { PulledItem } from './plane/pull-worker.js'
 
@@ -62,7 +62,8 @@ export class BlobFetcher {
   /** Not yet asked for: held blobs, and the others, which go first. */
   private readonly queue = new Fifo<Pending>()
   private readonly urgent = new Fifo<Pending>()
-  private readonly byHex = new Map<string, Pending>()
+  /** Every blob not yet settled, by blobKey. */
+  private readonly byKey = new Map<string, Pending>()
   private inflightBytes = 0
   /** Blobs fetched with `hold` that arrived and are not yet released. */
   private heldBytes = 0
@@ -138,11 +139,11 @@ export class BlobFetcher {
    */
   private request (hash: Hash, sizeHint: number, hold: boolean): Promise<{ data: Uint8Array, release: () => void }> {
     if (this.failed !== undefined) return Promise.reject(this.failed)
-    const hex = hexOf(hash)
-    let p = this.byHex.get(hex)
+    const key = blobKey(hash)
+    let p = this.byKey.get(key)
     if (p === undefined) {
       p = { hash, size: sizeHint, tries: 0, hold, waiters: [] }
-      this.byHex.set(hex, p)
+      this.byKey.set(key, p)
       if (hold) this.queue.push(p)
       else this.urgent.push(p)
       this.scheduleFlush()
@@ -215,7 +216,7 @@ export class BlobFetcher {
       const batch: Pending[] = []
       for (let p = next(true); p !== undefined; p = batch.length < MAX_WANT_HASHES ? next(false) : undefined) {
         batch.push(p)
-        this.inflight.set(hexOf(p.hash), p)
+        this.inflight.set(blobKey(p.hash), p)
         this.inflightBytes += p.size
       }
       if (batch.length === 0) return
@@ -237,16 +238,16 @@ export class BlobFetcher {
         const reply = lane.verified ? raw as PulledItem : parseSyncReply(raw)
         if (reply.t === 'error') throw fromWire(reply.error)
         if (reply.t === 'ok' || reply.t === 'plane') throw new VgridError('ERR_BAD_MESSAGE', `unexpected ${reply.t}`)
-        const hex = hexOf(reply.h)
-        const p = this.inflight.get(hex)
+        const key = blobKey(reply.h)
+        const p = this.inflight.get(key)
         if (p === undefined) throw new VgridError('ERR_BAD_MESSAGE', 'the provider sent a blob that was not asked for')
-        this.inflight.delete(hex)
+        this.inflight.delete(key)
         this.inflightBytes -= p.size
         if (reply.t === 'missing') {
-          this.settle(hex, p, new VgridError('ERR_BAD_MESSAGE', `the provider no longer has blob ${hex.slice(0, 16)}… (a file changed during the sync?)`, 'run the command again'))
+          this.settle(key, p, new VgridError('ERR_BAD_MESSAGE', `the provider no longer has blob ${hexOf(p.hash).slice(0, 16)}… (a file changed during the sync?)`, 'run the command again'))
         } else if (reply.t === 'bad' || (!lane.verified && !createHash('sha256').update(reply.d).digest().equals(reply.h))) {
           if (++p.tries > HASH_MISMATCH_RETRIES) {
-            this.settle(hex, p, new VgridError('ERR_CHUNK_HASH_MISMATCH', `blob ${hex.slice(0, 16)}… arrived ${p.tries} times with bytes that do not match its hash`))
+            this.settle(key, p, new VgridError('ERR_CHUNK_HASH_MISMATCH', `blob ${hexOf(p.hash).slice(0, 16)}… arrived ${p.tries} times with bytes that do not match its hash`))
           } else {
             if (p.hold) this.queue.unshift(p)
             else this.urgent.unshift(p)
@@ -254,14 +255,14 @@ export class BlobFetcher {
         } else if (p.hold && reply.d.byteLength !== p.size) {
           // A held blob is a chunk of known size: a tree that understates its chunks would
           // otherwise get far more than a window of them asked for at once.
-          this.settle(hex, p, new VgridError('ERR_BAD_MESSAGE', `chunk ${hex.slice(0, 16)}… has ${reply.d.byteLength} bytes, its tree says ${p.size}`))
+          this.settle(key, p, new VgridError('ERR_BAD_MESSAGE', `chunk ${hexOf(p.hash).slice(0, 16)}… has ${reply.d.byteLength} bytes, its tree says ${p.size}`))
         } else {
           this.stats.blobs++
           this.stats.bytes += reply.d.byteLength
           if (p.hold) this.heldBytes += p.size
           // several callers share the bytes: none of them may give them back
           if (lane.free !== undefined && p.waiters.length === 1) this.lentBy.set(reply.d, lane)
-          this.settle(hex, p, reply.d)
+          this.settle(key, p, reply.d)
         }
         this.flush()
       }
@@ -270,8 +271,8 @@ export class BlobFetcher {
     }
   }
 
-  private settle (hex: string, p: Pending, result: Uint8Array | Error): void {
-    this.byHex.delete(hex)
+  private settle (key: string, p: Pending, result: Uint8Array | Error): void {
+    this.byKey.delete(key)
     for (const w of p.waiters) {
       if (result instanceof Error) w.reject(result)
       else w.resolve(result)
@@ -281,7 +282,7 @@ export class BlobFetcher {
   private fail (err: Error): void {
     if (this.failed !== undefined) return
     this.failed = err
-    for (const [hex, p] of this.byHex) this.settle(hex, p, err)
+    for (const [key, p] of this.byKey) this.settle(key, p, err)
     this.queue.clear()
     this.urgent.clear()
     this.inflight.clear()

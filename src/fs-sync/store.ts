@@ -37,6 +37,7 @@ import { createLogger, type Logger } from '../common/log.js'
 import { encodeIndex, loadPack, MAX_PACK_BYTES, Pack, PACK_NAME_RE, ReadHandles } from './pack.js'
 import { StoreLock } from './store-lock.js'
 import { HASH_BYTES, MAX_BLOB_BYTES } from './types.js'
+import { blobKey } from './hash.js'
 
 const MiB = 1024 ** 2
 const GiB = 1024 ** 3
@@ -246,6 +247,11 @@ export class ChunkStore {
 
   has (hash: Uint8Array): boolean {
     return this.index.has(keyOf(hash))
+  }
+
+  /** has(), by a key the caller made already (blobKey of a whole hash). */
+  hasKey (key: string): boolean {
+    return this.index.has(key)
   }
 
   /** The blob, verified against its hash; undefined when it is not here (or was found corrupt). */
@@ -531,7 +537,7 @@ export function keyOf (hash: Uint8Array): string {
   if (!(hash instanceof Uint8Array) || hash.byteLength !== HASH_BYTES) {
     throw new VgridError('ERR_BAD_ARGUMENT', `a blob hash is ${HASH_BYTES} bytes`)
   }
-  return Buffer.from(hash.buffer, hash.byteOffset, HASH_BYTES).toString('latin1')
+  return blobKey(hash)
 }
 
 function hex (key: string): string {

@@ -14,7 +14,8 @@ import { VgridError } from '../common/errors.js'
 import { formatBytes } from '../common/units.js'
 import type { ChunkStore } from './store.js'
 import type { BlobFetcher } from './fetcher.js'
-import { decodeTree, hexOf } from './tree-codec.js'
+import { decodeTree } from './tree-codec.js'
+import { blobKey, hexOf } from './hash.js'
 import { diffTrees } from './diff.js'
 import { treeStats } from './tree-stats.js'
 import { materialize } from './materialize.js'
@@ -265,24 +266,24 @@ export async function syncCopy (opts: SyncCopyOptions): Promise<SyncCopyResult> 
   // How many times the files to write use each chunk: one that is used once is written to
   // its file only (copyChunks), one used again stays in the store for its next user.
   const uses = new Map<string, number>()
-  const toStore = (hex: string): boolean => copyChunks === undefined || uses.get(hex)! > 1
+  const toStore = (key: string): boolean => copyChunks === undefined || uses.get(key)! > 1
   // What arrives before the plan is whole waits for it (how many files use a chunk, and
   // whether the disk has room): nothing is written before then.
   let planned!: { resolve: () => void, reject: (err: Error) => void }
   const plan = new Promise<void>((resolve, reject) => { planned = { resolve, reject } })
   plan.catch(() => {})
-  const request = (hex: string, ref: ChunkRef): void => {
+  const request = (key: string, ref: ChunkRef): void => {
     missed(ref.hash)
     const a = fetcher.fetchHeld(ref.hash, ref.size).then(async (got) => {
       p.sentBytes += got.data.byteLength
       p.sentChunks++
       await plan
-      if (toStore(hex)) await store.put(ref.hash, got.data)
+      if (toStore(key)) await store.put(ref.hash, got.data)
       return got
     })
     // Unhandled rejections stay with the file that needs the chunk.
     a.catch(() => {})
-    arriving.set(hex, a)
+    arriving.set(key, a)
   }
   const inCopies = copyChunks === undefined ? () => undefined : copyPlanner(copyChunks, copyDir, changes)
   try {
@@ -292,17 +293,17 @@ export async function syncCopy (opts: SyncCopyOptions): Promise<SyncCopyResult> 
       p.totalFiles++
       p.totalBytes += c.node.size
       for (const ref of c.node.chunks) {
-        const hex = hexOf(ref.hash)
-        uses.set(hex, (uses.get(hex) ?? 0) + 1)
-        if (wanted.has(hex) || store.has(ref.hash)) continue
+        const key = blobKey(ref.hash)
+        uses.set(key, (uses.get(key) ?? 0) + 1)
+        if (wanted.has(key) || store.hasKey(key)) continue
         const where = inCopies(ref.hash, c.path)
         if (where === 'copy') continue
         const rescued = where === 'rescue' ? copyChunks!.get(ref.hash) : undefined
         if (rescued !== undefined) {
           await store.put(ref.hash, rescued)
         } else {
-          wanted.set(hex, ref)
-          request(hex, ref)
+          wanted.set(key, ref)
+          request(key, ref)
           // a turn of the loop now and then, for the fetcher to send what was asked for
           if (wanted.size % PLAN_YIELD_CHUNKS === 0) await new Promise((resolve) => setImmediate(resolve))
         }
@@ -311,7 +312,7 @@ export async function syncCopy (opts: SyncCopyOptions): Promise<SyncCopyResult> 
     // Refused before a byte is written, rather than half-way with ENOSPC: the files to write
     // land in the copy and the chunks the store keeps in the store, on the same disk.
     let need = p.totalBytes
-    for (const [hex, ref] of wanted) if (toStore(hex)) need += ref.size
+    for (const [key, ref] of wanted) if (toStore(key)) need += ref.size
     const room = need > 0 ? await store.roomNow() : undefined
     if (room !== undefined && need > room) {
       throw new VgridError('ERR_NO_SPACE', `needs ${formatBytes(need)}, has ${formatBytes(room)} in ${store.dir}`, 'free space on that disk, or move its VGRID_HOME to a larger one')
@@ -340,14 +341,14 @@ export async function syncCopy (opts: SyncCopyOptions): Promise<SyncCopyResult> 
   // buffers go back to the thread that received them (BlobFetcher.giveBack).
   const fileOnly = new WeakSet<Uint8Array>()
   const readChunk = async (ref: ChunkRef): Promise<Uint8Array> => {
-    const hex = hexOf(ref.hash)
-    const pending = arriving.get(hex)
+    const key = blobKey(ref.hash)
+    const pending = arriving.get(key)
     if (pending !== undefined) {
       const { data, release } = await unlessStopped(pending)
-      arriving.delete(hex)
+      arriving.delete(key)
       // a chunk two files share is released once, by whichever file got it first
       release()
-      if (!toStore(hex)) fileOnly.add(data)
+      if (!toStore(key)) fileOnly.add(data)
       return data
     }
     const data = await store.get(ref.hash) ?? copyChunks?.get(ref.hash)

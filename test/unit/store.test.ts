@@ -7,7 +7,8 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { VgridError } from '../../src/common/errors.js'
 import type { Logger } from '../../src/common/log.js'
 import { INDEX_ENTRY_BYTES, INDEX_HEADER_BYTES, PACK_HEADER_BYTES, packFileName } from '../../src/fs-sync/pack.js'
-import { ChunkStore, MAX_OPEN_PACKS, MIN_PACK_BYTES, type StoreOptions } from '../../src/fs-sync/store.js'
+import { ChunkStore, MAX_OPEN_PACKS, MIN_PACK_BYTES, keyOf, type StoreOptions } from '../../src/fs-sync/store.js'
+import { blobKey } from '../../src/fs-sync/hash.js'
 import { STORE_LOCK_FILE } from '../../src/fs-sync/store-lock.js'
 import { MAX_BLOB_BYTES } from '../../src/fs-sync/types.js'
 import { waitFor } from '../helpers/wait.js'
@@ -74,6 +75,37 @@ afterEach(async () => {
   for (const s of open) await s.close().catch(() => {})
   open = []
   fs.rmSync(dir, { recursive: true, force: true })
+})
+
+describe('blob keys', () => {
+  it('blobKey is the latin1 form of the hash (as the store has always keyed it), one character a byte', () => {
+    const all = new Uint8Array(32).map((_, i) => 255 - i * 8)
+    for (const h of [all, new Uint8Array(32), ...Array.from({ length: 200 }, () => new Uint8Array(crypto.randomBytes(32)))]) {
+      const latin1 = Buffer.from(h).toString('latin1')
+      expect(blobKey(h)).toBe(latin1)
+      expect(keyOf(h)).toBe(latin1)
+      expect(blobKey(h)).toHaveLength(32)
+    }
+    // a view into a larger buffer keys only its own bytes
+    const big = new Uint8Array(crypto.randomBytes(96))
+    expect(blobKey(big.subarray(32, 64))).toBe(Buffer.from(big.subarray(32, 64)).toString('latin1'))
+  })
+
+  it('a store finds a blob by the key of its hash', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vgrid-store-key-'))
+    const store = await ChunkStore.open(dir)
+    try {
+      const data = new Uint8Array(crypto.randomBytes(1000))
+      const hash = new Uint8Array(crypto.createHash('sha256').update(data).digest())
+      expect(store.hasKey(blobKey(hash))).toBe(false)
+      await store.put(hash, data)
+      expect(store.hasKey(blobKey(hash))).toBe(true)
+      expect(store.has(hash)).toBe(true)
+    } finally {
+      await store.close()
+      fs.rmSync(dir, { recursive: true, force: true })
+    }
+  })
 })
 
 describe('ChunkStore', () => {
