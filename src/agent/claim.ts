@@ -31,7 +31,7 @@ export class ClaimReleased extends Error {
  * on `go`; throws ClaimReleased on `release`, the end of the stream, or the lease running out.
  * `sent` is called once the answer is on its way, before the wait.
  */
-export async function holdClaim (channel: FrameChannel, leaseMs = CLAIM_LEASE_MS, sent?: () => void): Promise<void> {
+export async function holdClaim (channel: FrameChannel, sent?: () => void, leaseMs = CLAIM_LEASE_MS): Promise<void> {
   await channel.send({ t: 'claimed', leaseMs } satisfies ClaimedMessage)
   sent?.()
   let raw: unknown

@@ -195,10 +195,6 @@ export class Cluster {
     const e = this.executors[agent]
     if (e.publishPending) return
     const at = Math.max(this.sched.now + LOAD_SETTLE_MS, e.lastPublishAt + MIN_PUBLISH_GAP_MS)
-    if (at <= this.sched.now) {
-      this.publish(agent)
-      return
-    }
     e.publishPending = true
     this.sched.at(at, () => {
       e.publishPending = false

@@ -295,7 +295,7 @@ export function serveExecProtocol (ctx: RunContext): (channel: FrameChannel, rem
     const session: FrameChannel = held ?? channel
     try {
       await executeHere(ctx, session, { task: req.task, spec: req.spec, where: req.ws !== undefined ? { kind: 'copy', submitter: remotePeer, offer: req.ws } : { kind: 'scratch' } }, {
-        onAccepted: async (answered) => { await holdClaim(channel, undefined, answered); held?.arm() },
+        onAccepted: async (answered) => { await holdClaim(channel, answered); held?.arm() },
         remote: { peer: remotePeer, who: `${req.user ?? 'unknown'}@${ctx.grid.view().find((p) => p.peer === remotePeer)?.resources.host ?? remotePeer.slice(-8)}` },
         ...(held !== undefined ? { held } : {})
       })
