@@ -22,7 +22,7 @@
  * removes or rewrites them from the submitter's tree like any other change.
  */
 import { closeSync, constants, fstatSync, lstatSync, openSync, readSync, readdirSync, readlinkSync, type BigIntStats, type Dirent } from 'node:fs'
-import { STAT_FIELDS, type StatWorker } from './stat-workers.js'
+import { STAT_FIELDS, WORKER_MIN_FILES, type StatWorker } from './stat-workers.js'
 import { IGNORE_FILE, IgnoreRules } from './ignore-rules.js'
 import { nameProblem } from './paths.js'
 import { floorMs, type StatCache } from './stat-cache.js'
@@ -33,8 +33,6 @@ import type { DirNode, FileNode, LinkNode, Node } from './types.js'
 export const CHECK_STAT_BATCH = 256
 /** Directories read without yielding to the event loop. */
 const CHECK_DIR_BATCH = 64
-/** Below this many files a thread round trip costs more than it saves. */
-export const WORKER_MIN_FILES = 2048
 /** A `.vgridignore` larger than this is not read here (the entries it covers count as changed). */
 const MAX_IGNORE_FILE_BYTES = 1024 * 1024
 

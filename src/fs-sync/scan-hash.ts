@@ -4,14 +4,14 @@
  * scan is never recorded in the stat cache with content it no longer has.
  */
 import fsp from 'node:fs/promises'
-import type { BigIntStats } from 'node:fs'
+import type { ScanStat } from './stat-workers.js'
 import type { ChunkRef } from './types.js'
 
 /** Cuts the file at an absolute path (`size` bytes by its stat) into chunks named by SHA-256. */
 export type ChunkFn = (absPath: string, size: number, signal?: AbortSignal) => Promise<ChunkRef[]>
 
 export type FileChunks =
-  | { chunks: ChunkRef[], size: number, stat: BigIntStats, stable: boolean }
+  | { chunks: ChunkRef[], size: number, stat: ScanStat, stable: boolean }
   | { error: string }
 
 /**
@@ -19,8 +19,8 @@ export type FileChunks =
  * it had, it changed while being read: stat and read once more; `stable` is false when that
  * happens again (then what was read is used, and the caller must not cache it).
  */
-export async function fileChunks (absPath: string, st: BigIntStats, chunk: ChunkFn, signal?: AbortSignal): Promise<FileChunks> {
-  let stat = st
+export async function fileChunks (absPath: string, st: ScanStat, chunk: ChunkFn, signal?: AbortSignal): Promise<FileChunks> {
+  let stat: ScanStat = st
   for (let attempt = 0; ; attempt++) {
     let chunks: ChunkRef[]
     try {

@@ -12,7 +12,7 @@
  */
 import fsp from 'node:fs/promises'
 import path from 'node:path'
-import { lstatSync, readdirSync, statSync, type BigIntStats, type Dirent } from 'node:fs'
+import { lstatSync, readdirSync, statSync, type Dirent } from 'node:fs'
 import { VgridError } from '../common/errors.js'
 import { createLogger } from '../common/log.js'
 import { linkedSignal, type LinkedSignal } from '../common/abort.js'
@@ -23,10 +23,11 @@ import { IGNORE_FILE, IgnoreRules } from './ignore-rules.js'
 import { compareNames, nameProblem } from './paths.js'
 import { RACY_MARGIN_MS, floorMs, settledBefore, type StatCache } from './stat-cache.js'
 import { encodeTree, type EncodeMemo } from './tree-codec.js'
+import { PackedStat, STAT_FIELDS, WORKER_MIN_FILES, type ScanStat, type StatWorker } from './stat-workers.js'
 import { checkTreeLimits, treeStats } from './tree-stats.js'
 import {
   MAX_ENTRIES_PER_DIR, MAX_FILE_BYTES, MAX_LINK_TARGET_BYTES, MAX_TREE_DEPTH, MAX_TREE_FILES,
-  type ChunkSource, type DirNode, type FileNode, type FileStatKey, type Hash, type Node, type TreeStats
+  type ChunkSource, type DirNode, type FileNode, type FileStatKey, type Hash, type LinkNode, type Node, type TreeStats
 } from './types.js'
 
 const log = createLogger('sync')
@@ -37,6 +38,10 @@ export const HASH_CONCURRENCY = 4
 export const MAX_QUEUED_FILES = 512
 /** lstat calls made without yielding to the event loop (~1–2 ms). */
 export const STAT_BATCH = 256
+/** Files and links the walk finds before it stops to stat them (Scanner.settle). */
+export const STAT_AHEAD = 4096
+/** With a StatWorker, the part of the stats taken on the scan's own thread. */
+const MAIN_THREAD_SHARE = 1 / 3
 export const PROGRESS_INTERVAL_MS = 100
 /** MAX_FILE_BYTES as a bigint, for comparing with a stat (made once, not per file). */
 const MAX_FILE_BIGINT = BigInt(MAX_FILE_BYTES)
@@ -90,7 +95,27 @@ export interface ScanOptions {
   keep?: (rel: string) => Node | undefined
   /** The last scan's directory records from the same root: unchanged ones are reused. */
   memo?: EncodeMemo
+  /**
+   * A thread that lstats two thirds of the files meanwhile, in batches of STAT_AHEAD (the
+   * caller's: never closed by the scan).
+   */
+  statWorker?: StatWorker
 }
+
+/** A file, link or other non-directory the walk found: recorded once stat'ed (Scanner.settle). */
+interface Found {
+  abs: string
+  rel: string
+  name: string
+  parent: DirNode
+  rules: IgnoreRules
+  depth: number
+  /** Taken by the walk already when the directory did not say what the entry is. */
+  st: ScanStat | Error | undefined
+}
+
+/** What holds a found entry's place in its directory until it is stat'ed. */
+const PENDING: LinkNode = Object.freeze({ kind: 'link', target: '\0not yet stat\'ed' }) as LinkNode
 
 export interface Scan {
   tree: DirNode
@@ -143,6 +168,8 @@ class Scanner {
   private readonly progress: ScanProgress = { files: 0, dirs: 0, bytes: 0, hashedFiles: 0, hashedBytes: 0, done: false }
   private lastProgress = 0
   private entries = 0
+  /** Found by the walk, not yet stat'ed. */
+  private found: Found[] = []
   private readonly warn: (msg: string) => void
   /** Files hashed on this thread (small ones, or all without workers). */
   private readonly queue: HashQueue
@@ -196,6 +223,8 @@ class Scanner {
     this.signal.addEventListener('abort', onAbort, { once: true })
     try {
       const tree = await this.dir(this.root, '', IgnoreRules.root(undefined, this.opts.defaultIgnores), 0)
+      // (a settle can find more: an entry that turned into a directory is walked then)
+      while (this.found.length > 0) await this.settle()
       await Promise.all([this.queue.drain(), this.bigQueue.drain()])
       this.progress.done = true
       this.opts.onProgress?.({ ...this.progress })
@@ -258,40 +287,102 @@ class Scanner {
     this.entries += kept.length
     if (this.entries > MAX_TREE_FILES) throw tooLarge(`the workspace has more than ${MAX_TREE_FILES} entries`)
 
-    // Directories need no stat; everything else does. Blocking lstat is 3-4x faster than
-    // fs.promises here (no thread-pool round trip per file), and batches keep each block short.
-    const stats = new Array<BigIntStats | Error | undefined>(kept.length)
     const prefix = abs.endsWith('/') ? abs : abs + '/'
-    for (let i = 0, n = 0; i < kept.length; i++) {
-      if (kept[i]!.isDirectory()) continue
-      if (++n % STAT_BATCH === 0) await new Promise((resolve) => setImmediate(resolve))
-      stats[i] = lstatBig(prefix + kept[i]!.name)
-    }
-    for (let i = 0; i < kept.length; i++) {
-      const d = kept[i]!
+    for (const d of kept) {
       const name = d.name
       const relPath = join(rel, name)
       const absPath = prefix + name
-      const st = stats[i]
-      if (st instanceof Error) {
-        // A name that is not UTF-8 reaches us with U+FFFD in it, and no such file exists.
-        const why = (st as NodeJS.ErrnoException).code === 'ENOENT' && name.includes('\uFFFD') ? 'its name is not valid UTF-8' : st.message
-        const kept = this.skip(relPath, why)
-        if (kept !== undefined) node.entries.set(name, kept)
-        continue
-      }
-      if (st === undefined || st.isDirectory()) {
-        if (!knownType(d) && rules.ignores(relPath, true)) continue
+      // Directories need no stat: the walk goes into them at once.
+      if (d.isDirectory()) {
         const sub = await this.dir(absPath, relPath, rules, depth + 1)
         if (sub !== undefined) node.entries.set(name, sub)
         continue
       }
-      if (!knownType(d) && rules.ignores(relPath, false)) continue
-      const leaf = this.cachedFile(absPath, relPath, st) ?? await this.leaf(absPath, relPath, st, node)
-      if (leaf !== undefined) node.entries.set(name, leaf)
+      let st: ScanStat | Error | undefined
+      if (!knownType(d)) {
+        // The file system did not say what it is (DT_UNKNOWN): its lstat does, now.
+        st = lstatBig(absPath)
+        if (!(st instanceof Error) && st.isDirectory()) {
+          if (rules.ignores(relPath, true)) continue
+          const sub = await this.dir(absPath, relPath, rules, depth + 1)
+          if (sub !== undefined) node.entries.set(name, sub)
+          continue
+        }
+        if (!(st instanceof Error) && rules.ignores(relPath, false)) continue
+      }
+      // Its place is kept in the directory until its stat is taken (settle).
+      node.entries.set(name, PENDING)
+      this.found.push({ abs: absPath, rel: relPath, name, parent: node, rules, depth, st })
+      if (this.found.length >= STAT_AHEAD) await this.settle()
+    }
+    // Without a thread to share them, a directory's stats are taken as it is read: thousands
+    // of stats held for a batch outlive the young generation (a scan of 10,000 unchanged
+    // files took 111 → 133 ms when they waited for 4,096).
+    if (this.opts.statWorker === undefined) await this.settle()
+    else this.report()
+    return node
+  }
+
+  /**
+   * Takes the stats of the entries found so far and records them: from the stat cache, or
+   * queued to be hashed. With a StatWorker and enough of them, two thirds are stat'ed on its
+   * thread meanwhile: one lstat per file is most of what an unchanged workspace costs.
+   */
+  private async settle (): Promise<void> {
+    const found = this.found
+    this.found = []
+    const worker = this.opts.statWorker
+    // found[0, mine) are stat'ed here, the rest on the thread
+    let mine = found.length
+    let far: Promise<BigInt64Array | undefined> | undefined
+    if (worker?.available === true && found.length >= WORKER_MIN_FILES) {
+      // The thread takes the last two thirds: this one also records every entry, and records
+      // its own third while the thread still stats.
+      mine = Math.ceil(found.length * MAIN_THREAD_SHARE)
+      far = worker.lstat(found.slice(mine).map((f) => f.abs)).catch(() => undefined)
+    }
+    for (let i = 0, n = 0; i < mine; i++) {
+      const f = found[i]!
+      if (f.st !== undefined) continue
+      if (++n % STAT_BATCH === 0) {
+        await new Promise((resolve) => setImmediate(resolve))
+        this.signal.throwIfAborted()
+      }
+      f.st = lstatBig(f.abs)
+    }
+    for (let i = 0; i < found.length; i++) {
+      if (i === mine && far !== undefined) {
+        const got = await far
+        this.signal.throwIfAborted()
+        for (let j = 0; mine + j < found.length; j++) {
+          const f = found[mine + j]!
+          // A path the thread could not stat is stat'ed here again, for the error's own words.
+          if (f.st === undefined) f.st = got !== undefined && got[j * STAT_FIELDS]! >= 0n ? new PackedStat(got, j) : lstatBig(f.abs)
+        }
+      }
+      const f = found[i]!
+      const { name, parent } = f
+      const st = f.st!
+      if (st instanceof Error) {
+        // A name that is not UTF-8 reaches us with U+FFFD in it, and no such file exists.
+        const why = (st as NodeJS.ErrnoException).code === 'ENOENT' && name.includes('\uFFFD') ? 'its name is not valid UTF-8' : st.message
+        const kept = this.skip(f.rel, why)
+        if (kept !== undefined) parent.entries.set(name, kept)
+        else parent.entries.delete(name)
+        continue
+      }
+      if (st.isDirectory()) {
+        // It was something else when the directory was read.
+        parent.entries.delete(name)
+        const sub = await this.dir(f.abs, f.rel, f.rules, f.depth + 1)
+        if (sub !== undefined) parent.entries.set(name, sub)
+        continue
+      }
+      const leaf = this.cachedFile(f.abs, f.rel, st) ?? await this.leaf(f.abs, f.rel, st, parent)
+      if (leaf !== undefined) parent.entries.set(name, leaf)
+      else parent.entries.delete(name)
     }
     this.report()
-    return node
   }
 
   /** Warns that `relPath` is left out; returns what to record instead, if anything (ScanOptions.keep). */
@@ -301,7 +392,7 @@ class Scanner {
   }
 
   /** A regular file whose stat the cache knows: no promise, no read. */
-  private cachedFile (absPath: string, relPath: string, st: BigIntStats): FileNode | undefined {
+  private cachedFile (absPath: string, relPath: string, st: ScanStat): FileNode | undefined {
     if (this.opts.statCache === undefined || !st.isFile() || st.size > MAX_FILE_BIGINT) return undefined
     const cached = this.opts.statCache.lookup(relPath, st)
     if (cached === undefined) return undefined
@@ -313,12 +404,12 @@ class Scanner {
   }
 
   /** The stat, when the file had not changed for RACY_MARGIN_MS before the scan began. */
-  private trusted (st: BigIntStats): FileStatKey | undefined {
+  private trusted (st: ScanStat): FileStatKey | undefined {
     if (!settledBefore(st, this.trustBeforeNs)) return undefined
     return { size: st.size, mtimeNs: st.mtimeNs, ctimeNs: st.ctimeNs, ino: st.ino }
   }
 
-  private async leaf (absPath: string, relPath: string, st: BigIntStats, parent: DirNode): Promise<Node | undefined> {
+  private async leaf (absPath: string, relPath: string, st: ScanStat, parent: DirNode): Promise<Node | undefined> {
     if (st.isSymbolicLink()) {
       let target: string
       try {
@@ -394,7 +485,7 @@ class Scanner {
   }
 }
 
-function lstatBig (p: string): BigIntStats | Error {
+function lstatBig (p: string): ScanStat | Error {
   try {
     return lstatSync(p, { bigint: true })
   } catch (err) {
@@ -408,7 +499,7 @@ function knownType (d: Dirent): boolean {
   return d.isFile() || d.isDirectory() || d.isSymbolicLink() || d.isFIFO() || d.isSocket() || d.isCharacterDevice() || d.isBlockDevice()
 }
 
-function specialKind (st: BigIntStats): string {
+function specialKind (st: ScanStat): string {
   if (st.isFIFO()) return 'a fifo'
   if (st.isSocket()) return 'a socket'
   if (st.isCharacterDevice() || st.isBlockDevice()) return 'a device'

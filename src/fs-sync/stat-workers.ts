@@ -10,9 +10,57 @@ import { existsSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import { Worker } from 'node:worker_threads'
 import type { StatJob, StatReply } from './stat-worker.js'
+import type { FileStatKey } from './types.js'
+
+/** Below this many paths a thread round trip costs more than it saves. */
+export const WORKER_MIN_FILES = 2048
 
 /** Numbers per path in a reply: mode (-1: none), size, mtimeNs, ctimeNs, ino. */
 export const STAT_FIELDS = 5
+
+/**
+ * What a scan uses of an lstat: `lstatSync`'s BigIntStats, or the same read from a worker's
+ * packed reply (PackedStat).
+ */
+export interface ScanStat extends FileStatKey {
+  mode: bigint
+  isFile: () => boolean
+  isDirectory: () => boolean
+  isSymbolicLink: () => boolean
+  isFIFO: () => boolean
+  isSocket: () => boolean
+  isCharacterDevice: () => boolean
+  isBlockDevice: () => boolean
+}
+
+const S_IFMT = 0o170000n
+
+/** One path's stat from a worker's reply (its mode is not -1: the path was there). */
+export class PackedStat implements ScanStat {
+  readonly mode: bigint
+  readonly size: bigint
+  readonly mtimeNs: bigint
+  readonly ctimeNs: bigint
+  readonly ino: bigint
+
+  constructor (stats: BigInt64Array, i: number) {
+    const o = i * STAT_FIELDS
+    this.mode = stats[o]!
+    this.size = stats[o + 1]!
+    this.mtimeNs = stats[o + 2]!
+    this.ctimeNs = stats[o + 3]!
+    this.ino = BigInt.asUintN(64, stats[o + 4]!)
+  }
+
+  private is (type: bigint): boolean { return (this.mode & S_IFMT) === type }
+  isFile (): boolean { return this.is(0o100000n) }
+  isDirectory (): boolean { return this.is(0o040000n) }
+  isSymbolicLink (): boolean { return this.is(0o120000n) }
+  isFIFO (): boolean { return this.is(0o010000n) }
+  isSocket (): boolean { return this.is(0o140000n) }
+  isCharacterDevice (): boolean { return this.is(0o020000n) }
+  isBlockDevice (): boolean { return this.is(0o060000n) }
+}
 
 const WORKER_URL = new URL('./stat-worker.js', import.meta.url)
 /** A thread that keeps failing is given up: the main thread stats everything then. */

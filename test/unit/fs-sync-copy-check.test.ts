@@ -207,7 +207,7 @@ const HAS_DIST = existsSync(DIST) && existsSync(path.resolve('dist/src/fs-sync/s
 describe('checkCopy with the stat worker', () => {
   it.skipIf(!HAS_DIST)('finds the same changes as the main thread alone (needs `npm run build`)', async () => {
     const dist = await import(DIST) as typeof import('../../src/fs-sync/index.js')
-    const { WORKER_MIN_FILES } = await import(path.resolve('dist/src/fs-sync/copy-check.js')) as typeof import('../../src/fs-sync/copy-check.js')
+    const { WORKER_MIN_FILES } = await import(path.resolve('dist/src/fs-sync/stat-workers.js')) as typeof import('../../src/fs-sync/stat-workers.js')
     for (let i = 0; i < WORKER_MIN_FILES + 100; i++) {
       const dir = path.join(copy, `d${i % 7}`)
       await fs.mkdir(dir, { recursive: true })

@@ -235,7 +235,60 @@ describe('worker threads', () => {
     await fs.rm(path.join(root, 'big2.bin'))
     await expect(dist.scanWorkspace(root, { workers: 2 })).resolves.toMatchObject({ stats: { files: 2 } })
   })
+
+  it.skipIf(!HAS_DIST)('stat files on the stat thread with the same tree, reads and warnings as the main thread alone (needs `npm run build`)', async () => {
+    const dist = await import(path.resolve('dist/src/fs-sync/index.js')) as typeof import('../../src/fs-sync/index.js')
+    const { WORKER_MIN_FILES } = await import(path.resolve('dist/src/fs-sync/stat-workers.js')) as typeof import('../../src/fs-sync/stat-workers.js')
+    const n = WORKER_MIN_FILES + 100
+    for (let i = 0; i < n; i++) await write(`d${i % 7}/f${i}.txt`, `file ${i}\n`, i % 5 === 0 ? 0o755 : 0o644)
+    await fs.symlink('../d0/f0.txt', path.join(root, 'd6', 'link'))
+    execFileSync('mkfifo', [path.join(root, 'd6', 'fifo')])
+    // A name that is not UTF-8 cannot be stat'ed by the name readdir gives: the thread's
+    // failure is taken again on the main thread, for its message. One early in the walk
+    // (the main thread's third), one late (the thread's part).
+    for (const d of ['d0', 'd6']) await fs.writeFile(Buffer.concat([Buffer.from(path.join(root, d) + '/'), Buffer.from([0x62, 0xff])]), 'x')
+    const worker = dist.StatWorker.start()!
+    try {
+      await waitUntil(() => worker.available)
+      const scan = async (statWorker?: typeof worker): Promise<{ root: string, read: number, files: number, warnings: string[], exec: unknown, link: unknown }> => {
+        const warnings: string[] = []
+        const cache = dist.StatCache.empty(undefined, { racyMarginMs: 0 })
+        const s = await dist.scanWorkspace(root, { statCache: cache, workers: 0, onWarning: (m) => warnings.push(m), ...(statWorker !== undefined ? { statWorker } : {}) })
+        // once more with what the cache learnt: nothing is read again
+        const again = await dist.scanWorkspace(root, { statCache: cache, workers: 0, onWarning: () => {}, ...(statWorker !== undefined ? { statWorker } : {}) })
+        expect(hexOf(again.rootHash)).toBe(hexOf(s.rootHash))
+        return { root: hexOf(s.rootHash), read: again.read.files, files: s.stats.files, warnings: warnings.sort(), exec: at(s.tree, 'd3/f2040.txt'), link: at(s.tree, 'd6/link') }
+      }
+      await new Promise((resolve) => setTimeout(resolve, 5))
+      const alone = await scan()
+      const threaded = await scan(worker)
+      expect(threaded).toEqual(alone)
+      expect(threaded.files).toBe(n)
+      expect(threaded.read).toBe(0)
+      expect(threaded.warnings).toHaveLength(3)
+      expect(threaded.warnings.filter((w) => w.includes('its name is not valid UTF-8'))).toHaveLength(2)
+      expect(threaded.exec).toMatchObject({ kind: 'file', exec: true })
+      expect(threaded.link).toEqual({ kind: 'link', target: '../d0/f0.txt' })
+      // Changes early and late in the walk are found by both.
+      await write('d0/f0.txt', 'changed early')
+      await write('d6/f6.txt', 'changed late')
+      const alone2 = await scan()
+      const threaded2 = await scan(worker)
+      expect(threaded2.root).toBe(alone2.root)
+      expect(threaded2.root).not.toBe(alone.root)
+    } finally {
+      await worker.close()
+    }
+  })
 })
+
+async function waitUntil (cond: () => boolean, ms = 10_000): Promise<void> {
+  const until = Date.now() + ms
+  while (!cond()) {
+    if (Date.now() > until) throw new Error('timed out')
+    await new Promise((resolve) => setTimeout(resolve, 10))
+  }
+}
 
 describe('stat cache', () => {
   const options = (cache: StatCache, extra: Partial<ScanOptions> = {}): ScanOptions => ({ statCache: cache, ...extra })
