@@ -74,7 +74,6 @@ export async function runAgent (config: AgentConfig, reread?: () => AgentConfig)
     }
     throw err
   }
-  process.stdout.write(banner(agent, config.policy.acceptFrom))
   let stopping = false
   const stop = (sig: string): void => {
     if (stopping) return
@@ -100,5 +99,8 @@ export async function runAgent (config: AgentConfig, reread?: () => AgentConfig)
       process.stderr.write(`vgrid: SIGHUP, kept the owner policy in force: ${(err as Error).message}\n`)
     }
   })
+  // Last: whoever sees the banner may signal at once, and a signal that came before the
+  // handlers would kill the agent without its stop (a loaded test machine saw it happen).
+  process.stdout.write(banner(agent, config.policy.acceptFrom))
   return await new Promise<never>(() => {})
 }
