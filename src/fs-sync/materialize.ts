@@ -121,7 +121,7 @@ export async function materialize (
   const writer = opts.writer?.available === true ? opts.writer : undefined
   // with a writer thread, many small files are in flight and the bigger ones take turns
   const bigSlots = new Slots(concurrency)
-  await runPool(plan.files, writer !== undefined ? Math.max(concurrency, WRITER_CONCURRENCY) : concurrency, async ({ path: rel, node, old }) => {
+  await runPool(plan.files, writer !== undefined ? Math.max(concurrency, WRITER_CONCURRENCY * writer.threads) : concurrency, async ({ path: rel, node, old }) => {
     const abs = await resolve(rel)
     const mode = node.exec ? FILE_MODE_EXEC : FILE_MODE_PLAIN
     const onBytes = (n: number): void => {

@@ -277,6 +277,7 @@ describe('materialize with a writer thread', () => {
     handed = 0
     writer = {
       get available () { return real.available },
+      get threads () { return real.threads },
       write: async (f: Parameters<FileWriter['write']>[0]) => { handed++; return await real.write(f) }
     } as unknown as FileWriter
   })
@@ -293,6 +294,33 @@ describe('materialize with a writer thread', () => {
     expect((await fs.stat(path.join(copy, 'README.md'))).mode & 0o777).toBe(0o644)
     expect(Math.floor((await fs.stat(path.join(copy, 'README.md'))).mtimeMs)).toBe(TEST_MTIME_MS)
     expect(await tempsUnder(copy)).toEqual([])
+  })
+
+  it('writes with several threads the same files as with one', async () => {
+    const built = new URL('../../dist/src/fs-sync/file-writer.js', import.meta.url).href
+    const { FileWriter: Built } = await import(built) as { FileWriter: typeof FileWriter }
+    const two = Built.start(2)!
+    try {
+      expect(two.threads).toBe(2)
+      const spec: Record<string, Record<string, ReturnType<typeof file>>> = {}
+      const disk: Record<string, Record<string, string>> = {}
+      for (let i = 0; i < 300; i++) {
+        const content = `file ${i}\n`.repeat(1 + (i % 3))
+        ;(spec[`d${i % 5}`] ??= {})[`f${i}`] = file(content, { exec: i % 7 === 0 })
+        ;(disk[`d${i % 5}`] ??= {})[`f${i}`] = content
+      }
+      const chunks = new ChunkMap()
+      const tree = buildTree(spec, chunks)
+      const result = await materialize(copy, undefined, tree, chunks.reader, { writer: two })
+      expect(result).toMatchObject({ written: 300, fresh: true })
+      expect(await readDisk(copy)).toEqual(disk)
+      expect(await tempsUnder(copy)).toEqual([])
+      expect((await fs.stat(path.join(copy, 'd4/f294'))).mode & 0o777).toBe(0o755)
+      expect((await fs.stat(path.join(copy, 'd3/f298'))).mode & 0o777).toBe(0o644)
+      expect(Math.floor((await fs.stat(path.join(copy, 'd3/f298'))).mtimeMs)).toBe(TEST_MTIME_MS)
+    } finally {
+      await two.close()
+    }
   })
 
   it('replaces a directory found where a file goes (the base did not know of it)', async () => {
