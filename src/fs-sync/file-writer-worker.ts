@@ -1,11 +1,11 @@
 /**
  * Worker thread of file-writer.ts: writes small files (temp, mode, mtime, rename over the
- * target) in batches, so that creating them, most of a small-file sync's time on ext4, runs
+ * target; in a copy that started empty, the target itself) in batches, so that creating them, most of a small-file sync's time on ext4, runs
  * beside the main thread instead of on it.
  */
 import { parentPort } from 'node:worker_threads'
 import { renameSync, unlinkSync } from 'node:fs'
-import { isCode, writeSmallData } from './write-file.js'
+import { isCode, writeSmallData, writeSmallDataAt } from './write-file.js'
 
 export interface SmallFile {
   /** The target's directory, vouched for by the caller's safe resolver, and the target. */
@@ -15,6 +15,8 @@ export interface SmallFile {
   createMode: number
   mode: number
   mtimeMs: number
+  /** The copy started empty this sync: the file is created at `abs` itself (writeSmallDataAt). */
+  fresh?: boolean
 }
 
 /**
@@ -29,6 +31,8 @@ export interface WriteReply { id: number, results: SmallFileResult[] }
 function writeOne (f: SmallFile): SmallFileResult {
   let tmp: string
   try {
+    // no temp and no rename where nothing can be in the way (what is there after all: as below)
+    if (f.fresh === true && writeSmallDataAt(f.abs, f.data, f.mtimeMs, f.createMode, f.mode)) return null
     tmp = writeSmallData(f.dir, f.data, f.mtimeMs, f.createMode, f.mode)
   } catch (err) {
     return { error: { code: (err as NodeJS.ErrnoException).code, message: (err as Error).message } }

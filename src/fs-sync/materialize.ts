@@ -131,7 +131,7 @@ export async function materialize (
     }
     try {
       if (writer !== undefined && node.chunks.length <= 1) {
-        onBytes(await writeSmall(writer, abs, node, readChunk, mode, signal, opts.written))
+        onBytes(await writeSmall(writer, abs, node, readChunk, mode, empty, signal, opts.written))
         made.push(rel)
       } else {
         if (writer !== undefined) await bigSlots.take()
@@ -172,12 +172,14 @@ export async function materialize (
 }
 
 /** A file of one chunk at most, written by the writer's thread; its bytes. */
-async function writeSmall (writer: FileWriter, abs: string, node: FileNode, readChunk: ChunkReader, mode: number, signal?: AbortSignal, written?: (data: Uint8Array) => void): Promise<number> {
+async function writeSmall (writer: FileWriter, abs: string, node: FileNode, readChunk: ChunkReader, mode: number, fresh: boolean, signal?: AbortSignal, written?: (data: Uint8Array) => void): Promise<number> {
   const data = node.chunks.length === 0 ? new Uint8Array(0) : await readChunk(node.chunks[0]!)
   signal?.throwIfAborted()
   checkSmallFile(node, data)
   const bytes = data.byteLength
-  const { tmp } = await writer.write({ dir: path.dirname(abs), abs, data, createMode: TEMP_CREATE_MODE, mode, mtimeMs: node.mtimeMs })
+  // In a copy that started empty, the file is made where it goes: a rename per file was
+  // ~15 % of the writer thread's time in a first sync of 10,000 small files.
+  const { tmp } = await writer.write({ dir: path.dirname(abs), abs, data, createMode: TEMP_CREATE_MODE, mode, mtimeMs: node.mtimeMs, ...(fresh ? { fresh } : {}) })
   // the thread wrote a copy of them
   written?.(data)
   // something the base did not know of sat where the file goes

@@ -13,7 +13,7 @@
  * link planted at the temp name is never followed.
  */
 import fs from 'node:fs/promises'
-import { closeSync, fchmodSync, futimesSync, openSync, unlinkSync, writeSync } from 'node:fs'
+import { closeSync, constants, fchmodSync, futimesSync, openSync, unlinkSync, writeSync } from 'node:fs'
 import type { FileHandle } from 'node:fs/promises'
 import path from 'node:path'
 import { randomBytes } from 'node:crypto'
@@ -199,6 +199,31 @@ export function writeSmallData (dir: string, data: Uint8Array, mtimeMs: number, 
       if (!isCode(err, 'EEXIST') || i >= TEMP_NAME_TRIES) throw err
     }
   }
+  fillNew(fd, tmp, data, mtimeMs, chmod)
+  return tmp
+}
+
+/**
+ * Blocking: `data` to a new file at `abs` itself, with the mode and mtime given; false (and
+ * nothing written) when something is there already. For a copy the sync started empty: no
+ * one but the sync looks into it before it is whole, and a sync that fails leaves it with no
+ * recorded tree, so the next one rewrites every file (materialize), as after a crash between
+ * a temp's write and its rename. O_EXCL and O_NOFOLLOW: a link at `abs` is never followed.
+ */
+export function writeSmallDataAt (abs: string, data: Uint8Array, mtimeMs: number, createMode: number, chmod?: number): boolean {
+  let fd: number
+  try {
+    fd = openSync(abs, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, createMode)
+  } catch (err) {
+    if (isCode(err, 'EEXIST')) return false
+    throw err
+  }
+  fillNew(fd, abs, data, mtimeMs, chmod)
+  return true
+}
+
+/** Writes a file just created (open as `fd` at `p`), sets its mode and mtime, closes it; removes it on failure. */
+function fillNew (fd: number, p: string, data: Uint8Array, mtimeMs: number, chmod?: number): void {
   let open = true
   try {
     for (let off = 0; off < data.byteLength;) off += writeSync(fd, data, off, data.byteLength - off, off)
@@ -212,10 +237,9 @@ export function writeSmallData (dir: string, data: Uint8Array, mtimeMs: number, 
     if (open) {
       try { closeSync(fd) } catch {}
     }
-    try { unlinkSync(tmp) } catch {}
+    try { unlinkSync(p) } catch {}
     throw err
   }
-  return tmp
 }
 
 /**

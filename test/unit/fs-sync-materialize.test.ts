@@ -323,6 +323,23 @@ describe('materialize with a writer thread', () => {
     }
   })
 
+  it('writes a file of a fresh copy in place, and over what is there after all, never through a link', async () => {
+    await fs.mkdir(copy, { recursive: true })
+    const outside = path.join(path.dirname(copy), 'outside')
+    await fs.writeFile(outside, 'not yours')
+    await fs.writeFile(path.join(copy, 'was-file'), 'old')
+    await fs.symlink(outside, path.join(copy, 'was-link'))
+    const mtimeMs = TEST_MTIME_MS
+    for (const [name, data] of [['new', 'fresh'], ['was-file', 'replaced'], ['was-link', 'not through']] as const) {
+      const abs = path.join(copy, name)
+      expect(await real.write({ dir: copy, abs, data: Buffer.from(data), createMode: 0o600, mode: 0o755, mtimeMs, fresh: true })).toEqual({})
+      const st = await fs.lstat(abs)
+      expect({ file: st.isFile(), mode: st.mode & 0o777, mtime: Math.floor(st.mtimeMs), data: await fs.readFile(abs, 'utf8') }).toEqual({ file: true, mode: 0o755, mtime: mtimeMs, data })
+    }
+    expect(await fs.readFile(outside, 'utf8')).toBe('not yours')
+    expect(await tempsUnder(copy)).toEqual([])
+  })
+
   it('replaces a directory found where a file goes (the base did not know of it)', async () => {
     const chunks = new ChunkMap()
     const base = buildTree({ f: 'old', g: 'kept' }, chunks)
