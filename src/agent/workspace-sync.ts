@@ -117,9 +117,10 @@ export class WorkspaceSync {
   /** Each workspace's size at its last scan, by directory: placement's bound before a new scan. */
   private readonly sizes = new Map<string, number>()
   /**
-   * Half of the stats of a scan of 2,048 files or more, of the check after a command, and of a
-   * check that did not start while the submitter scanned: started by the first scan or copy
-   * of this agent, ready for the next.
+   * Stats beside the main thread: two thirds of those of a scan of 2,048 files or more (the
+   * submitter's from SCAN_STAT_THREAD_MIN_CORES cores on), half of those of the check after a
+   * command and of a check that did not start while the submitter scanned. Started by the
+   * first scan that uses it or the first copy this agent pulls, ready for the next.
    */
   private statWorker: StatWorker | undefined
   private statWorkerTried = false

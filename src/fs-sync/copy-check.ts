@@ -22,7 +22,7 @@
  * removes or rewrites them from the submitter's tree like any other change.
  */
 import { closeSync, constants, fstatSync, lstatSync, openSync, readSync, readdirSync, readlinkSync, type BigIntStats, type Dirent } from 'node:fs'
-import { STAT_FIELDS, WORKER_MIN_FILES, type StatWorker } from './stat-workers.js'
+import { S_IFLNK, S_IFMT, S_IFREG, STAT_FIELDS, WORKER_MIN_FILES, type StatWorker } from './stat-workers.js'
 import { IGNORE_FILE, IgnoreRules } from './ignore-rules.js'
 import { nameProblem } from './paths.js'
 import { floorMs, type StatCache } from './stat-cache.js'
@@ -64,9 +64,6 @@ export type CopyCheck =
  */
 const UNKNOWN: LinkNode = Object.freeze({ kind: 'link', target: '\0changed in the copy' }) as LinkNode
 
-const S_IFMT = 0o170000n
-const S_IFREG = 0o100000n
-const S_IFLNK = 0o120000n
 
 /** What the check compares of a stat: STAT_FIELDS numbers at `o` of a packed array. */
 interface Packed { stats: BigInt64Array, o: number }

@@ -1,7 +1,8 @@
 /**
  * Worker thread of file-writer.ts: writes small files (temp, mode, mtime, rename over the
- * target; in a copy that started empty, the target itself) in batches, so that creating them, most of a small-file sync's time on ext4, runs
- * beside the main thread instead of on it.
+ * target; in a copy that started empty, the target itself) in batches, so that creating
+ * them, most of a small-file sync's time on ext4, runs beside the main thread instead of on
+ * it.
  */
 import { parentPort } from 'node:worker_threads'
 import { renameSync, unlinkSync } from 'node:fs'

@@ -179,7 +179,7 @@ async function writeSmall (writer: FileWriter, abs: string, node: FileNode, read
   const bytes = data.byteLength
   // In a copy that started empty, the file is made where it goes: a rename per file was
   // ~15 % of the writer thread's time in a first sync of 10,000 small files.
-  const { tmp } = await writer.write({ dir: path.dirname(abs), abs, data, createMode: TEMP_CREATE_MODE, mode, mtimeMs: node.mtimeMs, ...(fresh ? { fresh } : {}) })
+  const { tmp } = await writer.write({ dir: path.dirname(abs), abs, data, createMode: TEMP_CREATE_MODE, mode, mtimeMs: node.mtimeMs, fresh })
   // the thread wrote a copy of them
   written?.(data)
   // something the base did not know of sat where the file goes

@@ -352,13 +352,8 @@ class Scanner {
     }
     for (let i = 0; i < found.length; i++) {
       if (i === mine && far !== undefined) {
-        const got = await far
+        fromThread(found.slice(mine), await far)
         this.signal.throwIfAborted()
-        for (let j = 0; mine + j < found.length; j++) {
-          const f = found[mine + j]!
-          // A path the thread could not stat is stat'ed here again, for the error's own words.
-          if (f.st === undefined) f.st = got !== undefined && got[j * STAT_FIELDS]! >= 0n ? new PackedStat(got, j) : lstatBig(f.abs)
-        }
       }
       const f = found[i]!
       const { name, parent } = f
@@ -482,6 +477,17 @@ class Scanner {
     if (now - this.lastProgress < PROGRESS_INTERVAL_MS) return
     this.lastProgress = now
     this.opts.onProgress({ ...this.progress })
+  }
+}
+
+/**
+ * Gives the thread's stats (`got`, undefined when it failed) to the entries it was asked for.
+ * A path the thread could not stat is stat'ed here again, for the error's own words.
+ */
+function fromThread (asked: Found[], got: BigInt64Array | undefined): void {
+  for (let j = 0; j < asked.length; j++) {
+    const f = asked[j]!
+    if (f.st === undefined) f.st = got !== undefined && got[j * STAT_FIELDS]! >= 0n ? new PackedStat(got, j) : lstatBig(f.abs)
   }
 }
 

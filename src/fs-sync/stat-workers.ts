@@ -33,7 +33,10 @@ export interface ScanStat extends FileStatKey {
   isBlockDevice: () => boolean
 }
 
-const S_IFMT = 0o170000n
+/** File types in a stat's mode (bigint, as a packed reply holds them). */
+export const S_IFMT = 0o170000n
+export const S_IFREG = 0o100000n
+export const S_IFLNK = 0o120000n
 
 /** One path's stat from a worker's reply (its mode is not -1: the path was there). */
 export class PackedStat implements ScanStat {
@@ -53,9 +56,9 @@ export class PackedStat implements ScanStat {
   }
 
   private is (type: bigint): boolean { return (this.mode & S_IFMT) === type }
-  isFile (): boolean { return this.is(0o100000n) }
+  isFile (): boolean { return this.is(S_IFREG) }
   isDirectory (): boolean { return this.is(0o040000n) }
-  isSymbolicLink (): boolean { return this.is(0o120000n) }
+  isSymbolicLink (): boolean { return this.is(S_IFLNK) }
   isFIFO (): boolean { return this.is(0o010000n) }
   isSocket (): boolean { return this.is(0o140000n) }
   isCharacterDevice (): boolean { return this.is(0o020000n) }
