@@ -14,7 +14,7 @@ import { VgridError, clipText } from '../common/errors.js'
 import type { FrameChannel } from '../common/channel.js'
 import type { Grid } from '../grid/index.js'
 import {
-  ChunkStore, CopyChunks, ExportRegistry, FileWriter, PlaneServer, PlanePullers, planeConnections, dialPlane, type PlaneGrant, type Lane, StatWorker, BlobFetcher, StatCache, EncodeMemo, SYNC_PROTOCOL, SYNC_MAX_FRAME_BYTES,
+  ChunkStore, CopyChunks, ExportRegistry, FileWriter, PlaneServer, PlanePullers, planeConnections, dialPlane, type PlaneGrant, type Lane, StatWorker, WatchHub, BlobFetcher, StatCache, EncodeMemo, SYNC_PROTOCOL, SYNC_MAX_FRAME_BYTES,
   scanWorkspace, decodeTree, encodeTree, applyOutputs, syncCopy, saveBase, forgetBase, nodeAt, hexOf, loadIgnoreRules,
   readChunkAt, prepareCopy, checkCopy, WorkerPool, defaultScanWorkers, type CopyCheck, type PreparedCopy, type DirNode, type ChunkSource, type SyncCopyResult, type SyncProgress, type WorkspaceRef
 } from '../fs-sync/index.js'
@@ -140,6 +140,11 @@ export class WorkspaceSync {
   private pullers: PlanePullers | undefined
   /** Where the copies hold the chunks written into them (not put in the store as well). */
   private readonly copyChunks = new CopyChunks()
+  /**
+   * The watches of the workspaces this agent scanned (scan-watch.ts): a scan reads only the
+   * directories where something happened since the last one. Off with VGRID_WATCH=off.
+   */
+  private readonly watches: WatchHub | undefined
 
   /** A place's stat cache, with the directory records of its last scan. */
   private async statCache (file: string, racyMarginMs?: number): Promise<{ cache: StatCache, memo: EncodeMemo }> {
@@ -171,6 +176,7 @@ export class WorkspaceSync {
 
   private constructor (private readonly home: string, private readonly grid: Grid, readonly store: ChunkStore, private readonly plane?: PlaneServer) {
     this.registry = new ExportRegistry(plane)
+    this.watches = process.env.VGRID_WATCH === 'off' ? undefined : WatchHub.open(path.join(home, 'watch'))
   }
 
   /**
@@ -230,6 +236,7 @@ export class WorkspaceSync {
   async close (): Promise<void> {
     clearTimeout(this.saveTimer)
     clearTimeout(this.scanPoolTimer)
+    this.watches?.close()
     await Promise.all([...this.unsaved.keys()].map(async (c) => { await this.saveDue(c) }))
     await this.scanPool?.close()
     await this.plane?.close()
@@ -309,6 +316,7 @@ export class WorkspaceSync {
     }
     const warnings: string[] = []
     const onWarning = (msg: string): void => { warnings.push(msg); log.debug(`${ref.dir}: ${msg}`) }
+    const watch = await this.watches?.tree(path.resolve(ref.dir)).begin()
     const threads = this.scanThreads()
     let scan: Awaited<ReturnType<typeof scanWorkspace>>
     try {
@@ -318,13 +326,16 @@ export class WorkspaceSync {
         ...(threads.pool !== undefined ? { pool: threads.pool } : {}),
         ...(statWorker !== undefined ? { statWorker } : {}),
         ...(home !== undefined ? { exclude: [home] } : {}),
+        ...(watch !== undefined ? { watch } : {}),
         ...(signal !== undefined ? { signal } : {})
       })
     } finally {
+      // (the scan ends it; this is for one that failed before it began)
+      watch?.finish(false)
       threads.release()
     }
     this.saveSoon(cache)
-    log.debug(`scanned ${ref.dir}: ${scan.stats.files} files, ${scan.stats.bytes} bytes in ${Math.round(performance.now() - t0)} ms`)
+    log.debug(`scanned ${ref.dir}: ${scan.stats.files} files, ${scan.stats.bytes} bytes in ${Math.round(performance.now() - t0)} ms${watch !== undefined ? `, ${watch.reused} directories unread` : ''}`)
     if (this.sizes.size >= MAX_CACHED_STAT_CACHES) this.sizes.delete(this.sizes.keys().next().value as string)
     this.sizes.set(ref.dir, scan.stats.bytes)
     return { ref, tree: scan.tree, rootHash: scan.rootHash, blobs: scan.blobs, get sources () { return scan.sources }, key, startedMs: scan.startedMs, warnings, bytes: scan.stats.bytes, ...(home !== undefined ? { home } : {}) }
@@ -449,11 +460,18 @@ export class WorkspaceSync {
       const { cache } = await this.statCache(copyDir + '.statcache', 0)
       this.startCopyThreads()
       const known = this.copyTrees.get(copyDir)
-      return await prepareCopy({
-        copyDir, store: this.store, statCache: cache,
-        ...(known !== undefined ? { base: known } : {}),
-        ...(signal !== undefined ? { signal } : {})
-      })
+      const watch = await this.watches?.tree(copyDir).begin()
+      try {
+        return await prepareCopy({
+          copyDir, store: this.store, statCache: cache,
+          ...(known !== undefined ? { base: known } : {}),
+          ...(watch !== undefined ? { watch } : {}),
+          ...(signal !== undefined ? { signal } : {})
+        })
+      } finally {
+        // (the check ends it; this is for a prepare that failed before it)
+        watch?.finish(false)
+      }
     })()
     checked.catch(() => {})
     return checked
@@ -529,10 +547,19 @@ export class WorkspaceSync {
    */
   private async unchangedSince (copyDir: string, synced: SyncCopyResult, cache: StatCache): Promise<boolean> {
     let check: CopyCheck
+    // Watched from this check on: the next check before a sync need not walk the copy again
+    // when nothing at all happens in it meanwhile (checkCopy).
+    const watch = await this.watches?.tree(copyDir).begin()
     try {
-      check = await checkCopy(copyDir, synced.tree, { statCache: cache, strict: true, ...(this.statWorker !== undefined ? { statWorker: this.statWorker } : {}) })
+      check = await checkCopy(copyDir, synced.tree, {
+        statCache: cache, strict: true,
+        ...(this.statWorker !== undefined ? { statWorker: this.statWorker } : {}),
+        ...(watch !== undefined ? { watch } : {})
+      })
     } catch {
       return false
+    } finally {
+      watch?.finish(false)
     }
     if (!('changed' in check) || check.changed.length > 0) return false
     this.rememberTree(copyDir, { rootHash: synced.rootHash, tree: synced.tree })

@@ -26,7 +26,8 @@ import { S_IFLNK, S_IFMT, S_IFREG, STAT_FIELDS, WORKER_MIN_FILES, type StatWorke
 import { IGNORE_FILE, IgnoreRules } from './ignore-rules.js'
 import { nameProblem } from './paths.js'
 import { floorMs, type StatCache } from './stat-cache.js'
-import { sameChunks } from './tree-codec.js'
+import { hexOf, sameChunks } from './tree-codec.js'
+import type { WatchedScan } from './scan-watch.js'
 import type { DirNode, FileNode, LinkNode, Node } from './types.js'
 
 /** lstat calls made without yielding to the event loop (as the scan does: ~1–2 ms). */
@@ -49,6 +50,12 @@ export interface CopyCheckOptions {
   strict?: boolean
   /** Built-in ignore patterns, as the copy's scans use them (default DEFAULT_IGNORES). */
   defaultIgnores?: readonly string[]
+  /**
+   * The copy's watch (scan-watch.ts), begun for this check, which ends it: the walk watches
+   * every directory it reads. A check that is not strict takes the copy as unchanged, without
+   * walking it, when nothing at all happened in it since a walk found it to hold `base`.
+   */
+  watch?: WatchedScan
   signal?: AbortSignal
 }
 
@@ -69,6 +76,25 @@ const UNKNOWN: LinkNode = Object.freeze({ kind: 'link', target: '\0changed in th
 interface Packed { stats: BigInt64Array, o: number }
 
 export async function checkCopy (dir: string, base: DirNode, opts: CopyCheckOptions = {}): Promise<CopyCheck> {
+  const { watch } = opts
+  // (a tree's root hash, set by its decoding or its encoding)
+  const tag = base.hash.length > 0 ? hexOf(base.hash) : undefined
+  if (watch === undefined) return await check(dir, base, opts)
+  // The check after a command never skips: a write through mmap() raises no event.
+  if (opts.strict !== true && tag !== undefined && watch.quietTag === tag) {
+    watch.finish(true, tag)
+    return { changed: [] }
+  }
+  let got: CopyCheck | undefined
+  try {
+    got = await check(dir, base, opts)
+    return got
+  } finally {
+    watch.finish(got !== undefined && 'changed' in got && got.changed.length === 0, tag)
+  }
+}
+
+async function check (dir: string, base: DirNode, opts: CopyCheckOptions): Promise<CopyCheck> {
   const root = lstatSync(dir, { throwIfNoEntry: false })
   if (root === undefined || !root.isDirectory()) return { unusable: 'the copy is not a directory' }
   const walk = new Walk(opts)
@@ -129,6 +155,8 @@ class Walk {
   async dir (abs: string, rel: string, node: DirNode, rules: IgnoreRules): Promise<void> {
     this.opts.signal?.throwIfAborted()
     if (++this.dirs % CHECK_DIR_BATCH === 0) await new Promise((resolve) => setImmediate(resolve))
+    // watched before it is read: whatever happens in it after the readdir is seen
+    this.opts.watch?.enter(abs, rel)
     let dirents: Dirent[]
     try {
       dirents = readdirSync(abs, { withFileTypes: true })
@@ -137,6 +165,7 @@ class Walk {
       this.changed.push(rel)
       return
     }
+    this.opts.watch?.record(rel)
     const prefix = abs + '/'
     const ignoreFile = node.entries.get(IGNORE_FILE)
     if (ignoreFile?.kind === 'file' && dirents.some((d) => d.name === IGNORE_FILE)) {
@@ -208,6 +237,7 @@ function pack (st: BigIntStats | undefined, out: BigInt64Array, o: number): void
   out[o + 2] = st.mtimeNs
   out[o + 3] = st.ctimeNs
   out[o + 4] = BigInt.asIntN(64, st.ino)
+  out[o + 5] = st.nlink
 }
 
 function matches (abs: string, relPath: string, { stats, o }: Packed, want: FileNode | LinkNode, { statCache: cache, strict }: CopyCheckOptions): boolean {

@@ -25,6 +25,7 @@ import { RACY_MARGIN_MS, floorMs, settledBefore, type StatCache } from './stat-c
 import { encodeTree, type EncodeMemo } from './tree-codec.js'
 import { PackedStat, STAT_FIELDS, WORKER_MIN_FILES, type ScanStat, type StatWorker } from './stat-workers.js'
 import { checkTreeLimits, treeStats } from './tree-stats.js'
+import type { DirRecord, KeptFile, WatchedScan } from './scan-watch.js'
 import {
   MAX_ENTRIES_PER_DIR, MAX_FILE_BYTES, MAX_LINK_TARGET_BYTES, MAX_TREE_DEPTH, MAX_TREE_FILES,
   type ChunkSource, type DirNode, type FileNode, type FileStatKey, type Hash, type LinkNode, type Node, type TreeStats
@@ -100,6 +101,11 @@ export interface ScanOptions {
    * caller's: never closed by the scan).
    */
   statWorker?: StatWorker
+  /**
+   * The workspace's watch (scan-watch.ts): directories where nothing happened since the last
+   * scan are taken from it unread.
+   */
+  watch?: WatchedScan
 }
 
 /** A file, link or other non-directory the walk found: recorded once stat'ed (Scanner.settle). */
@@ -162,7 +168,9 @@ export async function scanWorkspace (root: string, opts: ScanOptions = {}): Prom
 
 class Scanner {
   /** Every file kept, with its absolute path (where its chunks can be read) and its stat when trusted. */
-  private readonly files: Array<[string, FileNode, FileStatKey | undefined]> = []
+  private readonly files: KeptFile[] = []
+  /** With a watch: each directory's record, by its node, to which its files are added as they are kept. */
+  private readonly recs: Map<DirNode, DirRecord> | undefined
   /** Files changed since this instant may change again unseen within one timestamp tick. */
   private readonly trustBeforeNs: bigint
   private readonly progress: ScanProgress = { files: 0, dirs: 0, bytes: 0, hashedFiles: 0, hashedBytes: 0, done: false }
@@ -196,6 +204,7 @@ class Scanner {
 
   constructor (private readonly root: string, private readonly opts: ScanOptions, startedMs: number) {
     this.excluded = new Set(opts.exclude ?? [])
+    if (opts.watch !== undefined) this.recs = new Map()
     this.trustBeforeNs = BigInt(startedMs - RACY_MARGIN_MS) * 1_000_000n
     this.warn = opts.onWarning ?? ((msg) => log.warn(msg))
     // the caller's signal may be the agent's shutdown: linked only while the scan runs (common/abort.ts)
@@ -226,11 +235,13 @@ class Scanner {
       // (a settle can find more: an entry that turned into a directory is walked then)
       while (this.found.length > 0) await this.settle()
       await Promise.all([this.queue.drain(), this.bigQueue.drain()])
+      this.opts.watch?.finish(true)
       this.progress.done = true
       this.opts.onProgress?.({ ...this.progress })
       // the root is never skipped: its readdir failing throws
       return tree as DirNode
     } catch (err) {
+      this.opts.watch?.finish(false)
       this.queue.stop()
       this.bigQueue.stop()
       this.stop.abort()
@@ -244,6 +255,11 @@ class Scanner {
 
   private async dir (abs: string, rel: string, rules: IgnoreRules, depth: number): Promise<Node | undefined> {
     this.signal.throwIfAborted()
+    const watch = this.opts.watch
+    const rec = watch?.clean(rel)
+    if (rec !== undefined) return await this.reuse(abs, rel, rec, depth)
+    // watched before it is read: whatever happens in it after the readdir is seen
+    watch?.enter(abs, rel)
     let dirents: Dirent[]
     try {
       // Blocking: one directory is quick, and a thread-pool round trip per directory is not.
@@ -262,6 +278,7 @@ class Scanner {
       } catch (err) {
         if (!isSkippable(err)) throw err
         this.warn(`${show(join(rel, IGNORE_FILE))} could not be read: ${(err as Error).message}`)
+        watch?.noisy(rel)
       }
     }
     dirents.sort((a, b) => compareNames(a.name, b.name))
@@ -274,6 +291,7 @@ class Scanner {
       const problem = nameProblem(d.name)
       if (problem !== undefined) {
         this.warn(`skipped ${show(relPath)}: its name ${problem}`)
+        watch?.noisy(rel)
         continue
       }
       kept.push(d)
@@ -286,6 +304,11 @@ class Scanner {
     }
     this.entries += kept.length
     if (this.entries > MAX_TREE_FILES) throw tooLarge(`the workspace has more than ${MAX_TREE_FILES} entries`)
+    if (watch !== undefined) {
+      const r: DirRecord = { node, rules, files: [] }
+      this.recs!.set(node, r)
+      watch.record(rel, r)
+    }
 
     const prefix = abs.endsWith('/') ? abs : abs + '/'
     for (const d of kept) {
@@ -320,6 +343,34 @@ class Scanner {
     // files took 111 → 133 ms when they waited for 4,096).
     if (this.opts.statWorker === undefined) await this.settle()
     else this.report()
+    return node
+  }
+
+  /** A directory where nothing happened since the last scan: its entries as that scan found them. */
+  private async reuse (abs: string, rel: string, rec: DirRecord, depth: number): Promise<DirNode> {
+    const node: DirNode = { kind: 'dir', hash: new Uint8Array(0), entries: new Map() }
+    const next: DirRecord = { node, rules: rec.rules, files: rec.files }
+    this.recs!.set(node, next)
+    this.opts.watch!.record(rel, next)
+    this.progress.dirs++
+    this.entries += rec.node.entries.size
+    if (this.entries > MAX_TREE_FILES) throw tooLarge(`the workspace has more than ${MAX_TREE_FILES} entries`)
+    const prefix = abs.endsWith('/') ? abs : abs + '/'
+    for (const [name, child] of rec.node.entries) {
+      if (child.kind !== 'dir') {
+        node.entries.set(name, child)
+        continue
+      }
+      const sub = await this.dir(prefix + name, join(rel, name), rec.rules, depth + 1)
+      if (sub !== undefined) node.entries.set(name, sub)
+    }
+    for (const f of rec.files) {
+      this.files.push(f)
+      this.opts.statCache?.keep(f.rel)
+      this.progress.files++
+      this.progress.bytes += f.file.size
+    }
+    this.report()
     return node
   }
 
@@ -373,7 +424,7 @@ class Scanner {
         if (sub !== undefined) parent.entries.set(name, sub)
         continue
       }
-      const leaf = this.cachedFile(f.abs, f.rel, st) ?? await this.leaf(f.abs, f.rel, st, parent)
+      const leaf = this.cachedFile(f.abs, f.rel, st, parent) ?? await this.leaf(f.abs, f.rel, st, parent)
       if (leaf !== undefined) parent.entries.set(name, leaf)
       else parent.entries.delete(name)
     }
@@ -383,19 +434,29 @@ class Scanner {
   /** Warns that `relPath` is left out; returns what to record instead, if anything (ScanOptions.keep). */
   private skip (relPath: string, why: string): Node | undefined {
     this.warn(`skipped ${show(relPath)}: ${why}`)
+    this.opts.watch?.noisy(parentOf(relPath))
     return this.opts.keep?.(relPath)
   }
 
   /** A regular file whose stat the cache knows: no promise, no read. */
-  private cachedFile (absPath: string, relPath: string, st: ScanStat): FileNode | undefined {
+  private cachedFile (absPath: string, relPath: string, st: ScanStat, parent: DirNode): FileNode | undefined {
     if (this.opts.statCache === undefined || !st.isFile() || st.size > MAX_FILE_BIGINT) return undefined
     const cached = this.opts.statCache.lookup(relPath, st)
     if (cached === undefined) return undefined
     const file: FileNode = { kind: 'file', size: Number(st.size), exec: (st.mode & 0o100n) !== 0n, mtimeMs: floorMs(st.mtimeNs), chunks: cached }
     this.progress.files++
     this.progress.bytes += file.size
-    this.files.push([absPath, file, this.trusted(st)])
+    this.keep({ rel: relPath, abs: absPath, file, stat: this.trusted(st) }, parent, st)
     return file
+  }
+
+  /** Records a file kept in the tree; `st` is the stat it was read or looked up with. */
+  private keep (kept: KeptFile, parent: DirNode, st: ScanStat): void {
+    this.files.push(kept)
+    if (this.recs === undefined) return
+    this.recs.get(parent)?.files.push(kept)
+    // another link to it may be written through a directory the watch never saw
+    if (st.nlink > 1n) this.opts.watch!.noisy(parentOf(kept.rel))
   }
 
   /** The stat, when the file had not changed for RACY_MARGIN_MS before the scan began. */
@@ -426,7 +487,7 @@ class Scanner {
     const cached = this.opts.statCache?.lookup(relPath, st)
     if (cached !== undefined) {
       file.chunks = cached
-      this.files.push([absPath, file, this.trusted(st)])
+      this.keep({ rel: relPath, abs: absPath, file, stat: this.trusted(st) }, parent, st)
       return file
     }
     const queue = this.forWorkers(file.size) ? this.bigQueue : this.queue
@@ -443,7 +504,10 @@ class Scanner {
         return
       }
       if (got.stable) this.opts.statCache?.record(relPath, got.stat, got.chunks)
-      else this.warn(`${show(relPath)} kept changing during the scan; what was read is synced`)
+      else {
+        this.warn(`${show(relPath)} kept changing during the scan; what was read is synced`)
+        this.opts.watch?.noisy(parentOf(relPath))
+      }
       this.progress.bytes += got.size - file.size
       this.progress.hashedFiles++
       this.progress.hashedBytes += got.size
@@ -451,7 +515,7 @@ class Scanner {
       file.mtimeMs = floorMs(got.stat.mtimeNs)
       file.exec = (got.stat.mode & 0o100n) !== 0n
       file.chunks = got.chunks
-      this.files.push([absPath, file, got.stable ? this.trusted(got.stat) : undefined])
+      this.keep({ rel: relPath, abs: absPath, file, stat: got.stable ? this.trusted(got.stat) : undefined }, parent, got.stat)
       this.report()
     })
     return file
@@ -460,7 +524,7 @@ class Scanner {
   /** Where each distinct chunk can be read (the first file that holds it). */
   sources (): Map<string, ChunkSource> {
     const sources = new Map<string, ChunkSource>()
-    for (const [absPath, file, stat] of this.files) {
+    for (const { abs: absPath, file, stat } of this.files) {
       let offset = 0
       for (const c of file.chunks) {
         const hex = Buffer.from(c.hash.buffer, c.hash.byteOffset, c.hash.byteLength).toString('hex')
@@ -520,6 +584,11 @@ function isSkippable (err: unknown): boolean {
 
 function tooLarge (msg: string): VgridError {
   return new VgridError('ERR_WORKSPACE_TOO_LARGE', msg, 'list what the task does not need in .vgridignore')
+}
+
+function parentOf (rel: string): string {
+  const i = rel.lastIndexOf('/')
+  return i < 0 ? '' : rel.slice(0, i)
 }
 
 function join (rel: string, name: string): string {

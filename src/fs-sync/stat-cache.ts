@@ -122,6 +122,17 @@ export class StatCache {
     return e.chunks
   }
 
+  /**
+   * Marks `relPath` seen by this scan without its stat: a file the scan took from the last one
+   * unread (a watched directory where nothing happened, scan-watch.ts).
+   */
+  keep (relPath: string): void {
+    const e = this.entries.get(relPath)
+    if (e === undefined || e.seen === this.scan) return
+    e.seen = this.scan
+    this.seenNow++
+  }
+
   /** The stat `relPath` had when last recorded, without marking it seen (the copy's check). */
   peek (relPath: string): StatKey | undefined {
     return this.entries.get(relPath)

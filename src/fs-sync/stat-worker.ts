@@ -21,6 +21,7 @@ parentPort?.on('message', (job: StatJob) => {
       stats[o + 2] = st.mtimeNs
       stats[o + 3] = st.ctimeNs
       stats[o + 4] = BigInt.asIntN(64, st.ino)
+      stats[o + 5] = st.nlink
     } catch {
       stats[o] = -1n
     }

@@ -15,8 +15,8 @@ import type { FileStatKey } from './types.js'
 /** Below this many paths a thread round trip costs more than it saves. */
 export const WORKER_MIN_FILES = 2048
 
-/** Numbers per path in a reply: mode (-1: none), size, mtimeNs, ctimeNs, ino. */
-export const STAT_FIELDS = 5
+/** Numbers per path in a reply: mode (-1: none), size, mtimeNs, ctimeNs, ino, nlink. */
+export const STAT_FIELDS = 6
 
 /**
  * What a scan uses of an lstat: `lstatSync`'s BigIntStats, or the same read from a worker's
@@ -24,6 +24,8 @@ export const STAT_FIELDS = 5
  */
 export interface ScanStat extends FileStatKey {
   mode: bigint
+  /** Hard links: a file with more than one can change through a directory the scan never saw. */
+  nlink: bigint
   isFile: () => boolean
   isDirectory: () => boolean
   isSymbolicLink: () => boolean
@@ -45,6 +47,7 @@ export class PackedStat implements ScanStat {
   readonly mtimeNs: bigint
   readonly ctimeNs: bigint
   readonly ino: bigint
+  readonly nlink: bigint
 
   constructor (stats: BigInt64Array, i: number) {
     const o = i * STAT_FIELDS
@@ -53,6 +56,7 @@ export class PackedStat implements ScanStat {
     this.mtimeNs = stats[o + 2]!
     this.ctimeNs = stats[o + 3]!
     this.ino = BigInt.asUintN(64, stats[o + 4]!)
+    this.nlink = stats[o + 5]!
   }
 
   private is (type: bigint): boolean { return (this.mode & S_IFMT) === type }
@@ -89,7 +93,7 @@ export class StatWorker {
     return this.ready && this.worker !== undefined
   }
 
-  /** The stats of `paths`, STAT_FIELDS each: mode (-1: none), size, mtimeNs, ctimeNs, ino. */
+  /** The stats of `paths`, STAT_FIELDS each: mode (-1: none), size, mtimeNs, ctimeNs, ino, nlink. */
   async lstat (paths: string[]): Promise<BigInt64Array> {
     const w = this.worker
     if (w === undefined) throw new Error('the stat worker has stopped')

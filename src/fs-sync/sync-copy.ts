@@ -23,6 +23,7 @@ import { checkCopy, markChanged } from './copy-check.js'
 import { removeTree } from './remove-tree.js'
 import type { StatCache } from './stat-cache.js'
 import type { StatWorker } from './stat-workers.js'
+import type { WatchedScan } from './scan-watch.js'
 import type { FileWriter } from './file-writer.js'
 import type { CopyChunks } from './copy-chunks.js'
 import { createLogger } from '../common/log.js'
@@ -138,7 +139,7 @@ export interface PreparedCopy {
  * what the disk says of it. An executor runs it while the submitter still scans (execute.ts),
  * then hands it to syncCopy (`prepared`): nothing else may use the copy in between.
  */
-export async function prepareCopy (opts: Pick<SyncCopyOptions, 'copyDir' | 'store' | 'base' | 'statCache' | 'statWorker' | 'signal'>): Promise<PreparedCopy> {
+export async function prepareCopy (opts: Pick<SyncCopyOptions, 'copyDir' | 'store' | 'base' | 'statCache' | 'statWorker' | 'signal'> & { watch?: WatchedScan }): Promise<PreparedCopy> {
   const { copyDir, store } = opts
   // The copy's own directory may have been replaced too (by a link elsewhere): never enter it.
   const top = lstatSync(copyDir, { throwIfNoEntry: false })
@@ -148,10 +149,11 @@ export async function prepareCopy (opts: Pick<SyncCopyOptions, 'copyDir' | 'stor
   let onDisk = base
   let repaired: SyncCopyResult['repaired']
   if (base !== undefined) {
-    const { statCache, statWorker, signal } = opts
+    const { statCache, statWorker, signal, watch } = opts
     const t0 = performance.now()
-    const check = await checkCopy(copyDir, base, { ...(statCache !== undefined ? { statCache } : {}), ...(statWorker !== undefined ? { statWorker } : {}), ...(signal !== undefined ? { signal } : {}) })
-    log.debug(`checked ${copyDir} in ${Math.round(performance.now() - t0)} ms${statWorker?.available === true ? ' (two threads)' : ''}: ${'unusable' in check ? check.unusable : `${check.changed.length} changed`}`)
+    const quiet = watch?.quietTag
+    const check = await checkCopy(copyDir, base, { ...(statCache !== undefined ? { statCache } : {}), ...(statWorker !== undefined ? { statWorker } : {}), ...(watch !== undefined ? { watch } : {}), ...(signal !== undefined ? { signal } : {}) })
+    log.debug(`checked ${copyDir} in ${Math.round(performance.now() - t0)} ms${quiet !== undefined && quiet === hexOf(base.hash) ? ' (nothing happened in it since the last check)' : statWorker?.available === true ? ' (two threads)' : ''}: ${'unusable' in check ? check.unusable : `${check.changed.length} changed`}`)
     if ('unusable' in check) {
       // materialize then removes whatever the tree does not hold and rewrites every file.
       base = onDisk = undefined

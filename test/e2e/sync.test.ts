@@ -364,3 +364,52 @@ describe('a copy that changed on the executor between runs', () => {
     expect(again.stderr).not.toMatch(/had changed since the last run/)
   }, 60_000)
 })
+
+describe('a workspace watched between runs (scan-watch.ts)', () => {
+  /** What the last scan of `ws` in A's log says it took unread. */
+  function unreadInLastScan (ws: string): number {
+    const lines = a.output().split('\n').filter((l) => l.includes(`scanned ${ws}:`))
+    const m = /, (\d+) directories unread/.exec(lines[lines.length - 1] ?? '')
+    if (m === null) throw new Error(`no watched scan of ${ws} in A's log`)
+    return Number(m[1])
+  }
+
+  it('sees the smallest edit here and the smallest write into the copy there', async () => {
+    const marker = `marker-${randomBytes(6).toString('hex')}`
+    const ws = workspace({ 'a/b/c/deep.txt': 'one\n', 'a/top.txt': 'top\n', [marker]: '' })
+    expect((await vrunIn(ws, ['true'])).code).toBe(0)
+    expect((await vrunIn(ws, ['true'])).code).toBe(0)
+    // the root, a, a/b, a/b/c: nothing happened in them since the first scan
+    expect(unreadInLastScan(ws)).toBe(4)
+
+    /** An edit that keeps the size and the mtime. */
+    const rewrite = (file: string, content: string): void => {
+      const st = fs.statSync(file)
+      fs.writeFileSync(file, content)
+      fs.utimesSync(file, st.atime, st.mtime)
+    }
+    const deep = path.join(ws, 'a/b/c/deep.txt')
+    rewrite(deep, 'two\n')
+    const edited = await vrunIn(ws, ['cat', 'a/b/c/deep.txt'])
+    expect(edited.stdout).toBe('two\n')
+    // only a/b/c was read again
+    expect(unreadInLastScan(ws)).toBe(3)
+
+    fs.mkdirSync(path.join(ws, 'x/y'), { recursive: true })
+    fs.writeFileSync(path.join(ws, 'x/y/new.txt'), 'new\n')
+    expect((await vrunIn(ws, ['cat', 'x/y/new.txt'])).stdout).toBe('new\n')
+
+    // The same kind of write into B's copy, after a run whose check found it whole: the
+    // check before the next run sees it, and puts the file back.
+    expect((await vrunIn(ws, ['true'])).code).toBe(0)
+    expect(b.output()).toMatch(/checked \S+ in \d+ ms \(nothing happened in it since the last check\)/)
+    const root = path.join(b.home, 'workspaces')
+    const copy = fs.readdirSync(root).flatMap((k) => fs.readdirSync(path.join(root, k)).map((s) => path.join(root, k, s)))
+      .find((d) => fs.existsSync(path.join(d, marker)))!
+    rewrite(path.join(copy, 'a/b/c/deep.txt'), 'bad\n')
+    const back = await vrunIn(ws, ['cat', 'a/b/c/deep.txt'])
+    expect(back.stdout).toBe('two\n')
+    expect(back.stderr).toMatch(/had changed since the last run/)
+    expect(fs.readFileSync(deep, 'utf8')).toBe('two\n')
+  }, 60_000)
+})
