@@ -82,7 +82,7 @@ export async function checkCopy (dir: string, base: DirNode, opts: CopyCheckOpti
   if (watch === undefined) return await check(dir, base, opts)
   // The check after a command never skips: a write through mmap() raises no event.
   if (opts.strict !== true && tag !== undefined && watch.quietTag === tag) {
-    watch.finish(true, tag)
+    watch.unread()
     return { changed: [] }
   }
   let got: CopyCheck | undefined
@@ -155,8 +155,13 @@ class Walk {
   async dir (abs: string, rel: string, node: DirNode, rules: IgnoreRules): Promise<void> {
     this.opts.signal?.throwIfAborted()
     if (++this.dirs % CHECK_DIR_BATCH === 0) await new Promise((resolve) => setImmediate(resolve))
+    const { watch } = this.opts
+    if (watch?.quiet(rel) === true) {
+      await this.quietDir(abs, rel, node, rules, watch)
+      return
+    }
     // watched before it is read: whatever happens in it after the readdir is seen
-    this.opts.watch?.enter(abs, rel)
+    watch?.enter(abs, rel)
     let dirents: Dirent[]
     try {
       dirents = readdirSync(abs, { withFileTypes: true })
@@ -197,6 +202,26 @@ class Walk {
     if (seen < node.entries.size) {
       const present = new Set(dirents.map((d) => d.name))
       for (const name of node.entries.keys()) if (!present.has(name)) this.changed.push(join(rel, name))
+    }
+  }
+
+  /**
+   * A directory where nothing happened since a check found it whole (scan-watch.ts): its
+   * entries are the record's, unread. The check after a command still stats its files, as a
+   * write through mmap() raises no event; the check before a sync takes them as they were.
+   */
+  private async quietDir (abs: string, rel: string, node: DirNode, rules: IgnoreRules, watch: WatchedScan): Promise<void> {
+    watch.enter(abs, rel)
+    watch.record(rel)
+    const prefix = abs + '/'
+    const ignoreFile = node.entries.get(IGNORE_FILE)
+    if (ignoreFile?.kind === 'file') {
+      const content = readIgnoreFile(prefix + IGNORE_FILE, join(rel, IGNORE_FILE), ignoreFile, this.opts)
+      if (content !== undefined) rules = rules.withFile(rel, content)
+    }
+    for (const [name, want] of node.entries) {
+      if (want.kind === 'dir') await this.dir(prefix + name, join(rel, name), want, rules)
+      else if (this.opts.strict === true) this.leaves.push({ abs: prefix + name, rel: join(rel, name), want })
     }
   }
 }

@@ -166,6 +166,12 @@ export class WatchHub {
 export interface WatchedScan {
   /** The last scan's record of directory `rel`, when nothing happened in it since. */
   clean: (rel: string) => DirRecord | undefined
+  /**
+   * Whether nothing happened in directory `rel` since the last check that found the tree
+   * whole walked it: no entry came, went or changed there (a write through mmap() aside).
+   * For a check, which then calls `enter` and `record` as for a directory it read.
+   */
+  quiet: (rel: string) => boolean
   /** Before directory `rel` is read: watches it from now on, if it can be. */
   enter: (abs: string, rel: string) => void
   /** What the scan found in directory `rel`, for the next scan (a check records only that it walked it). */
@@ -177,12 +183,14 @@ export interface WatchedScan {
    * `tag` names what the walk found the tree to be (a copy's root hash): quietTag.
    */
   finish: (ok: boolean, tag?: string) => void
+  /** Ends a check that took the tree as quietTag says, unread: the last walk's records stand. */
+  unread: () => void
   /**
    * The tag of the last walk when nothing at all happened in the tree since it began (every
    * directory it walked still watched): what it found still holds.
    */
   readonly quietTag: string | undefined
-  /** Directories the scan reused without reading them (tests, logs). */
+  /** Directories the scan reused or the check found quiet, without reading them (tests, logs). */
   readonly reused: number
 }
 
@@ -254,13 +262,21 @@ export class TreeWatch {
         if (r === '') return false
       }
     }
+    const prevTag = trustNothing ? undefined : this.tag
+    const quietDir = (rel: string): boolean => !dirty.has(rel) && this.watchers.has(rel) && !underDeep(rel)
     return {
       clean: (rel) => {
         const rec = prev.get(rel)
-        if (rec === undefined || dirty.has(rel) || !this.watchers.has(rel) || underDeep(rel)) return undefined
+        if (rec === undefined || !quietDir(rel)) return undefined
         visited.add(rel)
         reused++
         return rec
+      },
+      quiet: (rel) => {
+        // (a scan's records say what it found, not that it was a tree's: only a check's count)
+        if (prevTag === undefined || !prev.has(rel) || !quietDir(rel)) return false
+        reused++
+        return true
       },
       enter: (abs, rel) => {
         visited.add(rel)
@@ -279,6 +295,11 @@ export class TreeWatch {
         this.tag = done ? tag : undefined
         if (!done) this.all = true
         for (const [rel, w] of this.watchers) if (!visited.has(rel)) this.unwatch(rel, w)
+      },
+      unread: () => {
+        if (ended) return
+        ended = true
+        this.scanning = false
       },
       get reused () { return reused }
     }

@@ -13,6 +13,7 @@ import { scanWorkspace } from '../../src/fs-sync/scan.js'
 import { StatCache } from '../../src/fs-sync/stat-cache.js'
 import { EncodeMemo, hexOf } from '../../src/fs-sync/tree-codec.js'
 import { WatchHub, type TreeWatch } from '../../src/fs-sync/scan-watch.js'
+import { checkCopy } from '../../src/fs-sync/copy-check.js'
 import type { FileNode } from '../../src/fs-sync/types.js'
 
 let tmp: string
@@ -184,5 +185,60 @@ describe('watched scans', () => {
     await expectSame()
     // the root, d0, d0/sub, d3, d3/sub
     expect(tree.watching).toBe(5)
+  })
+})
+
+describe('watched checks of a copy', () => {
+  /** Rewrites bytes of `file` in place through a shared mmap(): no inotify event. */
+  function mmapWrite (file: string, bytes: string): void {
+    execFileSync('python3', ['-c', [
+      'import mmap, sys',
+      'f = open(sys.argv[1], "r+b")',
+      'm = mmap.mmap(f.fileno(), 0)',
+      'm[0:len(sys.argv[2])] = sys.argv[2].encode()',
+      'm.flush(); m.close(); f.close()'
+    ].join('\n'), file, bytes])
+  }
+
+  async function check (strict: boolean): Promise<{ changed: string[], quiet: number }> {
+    const base = (await scanWorkspace(root, { statCache: cache })).tree
+    const watch = await tree.begin()
+    const got = await checkCopy(root, base, { statCache: cache, strict, watch: watch! })
+    if (!('changed' in got)) throw new Error(got.unusable)
+    return { changed: got.changed, quiet: watch!.reused }
+  }
+
+  it('after a command, reads only the directories where something happened, and still stats every file', async () => {
+    await populate()
+    const base = (await scanWorkspace(root, { statCache: cache })).tree
+    let watch = await tree.begin()
+    expect(await checkCopy(root, base, { statCache: cache, strict: true, watch: watch! })).toEqual({ changed: [] })
+    expect(watch!.reused).toBe(0)
+
+    // what a command does: a new file deep down, and a write through mmap elsewhere
+    await write('d2/sub/new.txt', 'new')
+    const target = path.join(root, 'd1/sub/f2.txt')
+    const before = statSync(target)
+    mmapWrite(target, 'FILE')
+    // (the mtime moves, which is what the stat sees; no event says so)
+    expect(statSync(target).mtimeMs).toBeGreaterThanOrEqual(before.mtimeMs)
+    watch = await tree.begin()
+    const got = await checkCopy(root, base, { statCache: cache, strict: true, watch: watch! })
+    expect(got).toEqual({ changed: ['d2/sub/new.txt', 'd1/sub/f2.txt'] })
+    // every directory but d2/sub was taken unread
+    expect(watch!.reused).toBe(8)
+  })
+
+  it('before a sync, takes a copy where nothing happened since a check found it whole as it is', async () => {
+    await populate()
+    expect(await check(true)).toEqual({ changed: [], quiet: 0 })
+    expect(await check(false)).toEqual({ changed: [], quiet: 0 })
+    // taken unread, and still watched
+    expect(tree.watching).toBe(9)
+    await write('d3/sub/f1.txt', 'changed')
+    const got = await check(false)
+    expect(got.changed).toEqual([])
+    // the scan in check() recorded the change in the base; only d3/sub was read again
+    expect(got.quiet).toBe(8)
   })
 })
