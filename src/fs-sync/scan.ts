@@ -153,7 +153,7 @@ export async function scanWorkspace (root: string, opts: ScanOptions = {}): Prom
   opts.statCache?.beginScan()
   const s = new Scanner(absRoot, opts, startedMs)
   const tree = await s.run()
-  const sub = treeStats(tree)
+  const sub = treeStats(tree, opts.memo?.stats)
   checkTreeLimits(sub, 'ERR_WORKSPACE_TOO_LARGE')
   const { rootHash, blobs } = encodeTree(tree, opts.memo)
   const { height: _, ...stats } = sub
@@ -348,22 +348,31 @@ class Scanner {
 
   /** A directory where nothing happened since the last scan: its entries as that scan found them. */
   private async reuse (abs: string, rel: string, rec: DirRecord, depth: number): Promise<DirNode> {
-    const node: DirNode = { kind: 'dir', hash: new Uint8Array(0), entries: new Map() }
-    const next: DirRecord = { node, rules: rec.rules, files: rec.files }
-    this.recs!.set(node, next)
-    this.opts.watch!.record(rel, next)
     this.progress.dirs++
     this.entries += rec.node.entries.size
     if (this.entries > MAX_TREE_FILES) throw tooLarge(`the workspace has more than ${MAX_TREE_FILES} entries`)
     const prefix = abs.endsWith('/') ? abs : abs + '/'
+    let subs: Map<string, Node | undefined> | undefined
+    let same = true
     for (const [name, child] of rec.node.entries) {
-      if (child.kind !== 'dir') {
-        node.entries.set(name, child)
-        continue
-      }
+      if (child.kind !== 'dir') continue
       const sub = await this.dir(prefix + name, join(rel, name), rec.rules, depth + 1)
-      if (sub !== undefined) node.entries.set(name, sub)
+      ;(subs ??= new Map()).set(name, sub)
+      if (sub !== child) same = false
     }
+    // Where nothing happened below either, the very object of the last scan (no scan changes
+    // a directory once it has ended): its record and totals are then reused as they are.
+    let node = rec.node
+    if (!same) {
+      node = { kind: 'dir', hash: new Uint8Array(0), entries: new Map() }
+      for (const [name, child] of rec.node.entries) {
+        const sub = child.kind === 'dir' ? subs!.get(name) : child
+        if (sub !== undefined) node.entries.set(name, sub)
+      }
+    }
+    const next: DirRecord = { node, rules: rec.rules, files: rec.files }
+    this.recs!.set(node, next)
+    this.opts.watch!.record(rel, next)
     for (const f of rec.files) {
       this.files.push(f)
       this.opts.statCache?.keep(f.rel)

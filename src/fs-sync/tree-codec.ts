@@ -8,6 +8,7 @@ import { CborWriter } from './cbor-writer.js'
 import { hashOf, hexOf } from './hash.js'
 import { compareNames } from './paths.js'
 import { RECORD_VERSION } from './tree-decode.js'
+import type { SubtreeStats } from './tree-stats.js'
 import {
   CHUNKS_PER_LIST, HASH_BYTES, INLINE_CHUNKS, MAX_BLOB_BYTES,
   type ChunkRef, type DirNode, type FileNode, type Hash
@@ -39,6 +40,11 @@ export class EncodeMemo {
   next = new Map<string, Encoded>()
   /** Directories reused by the last encodeTree. */
   reused = 0
+  /**
+   * Totals of the directories of the last scans (treeStats), by object: a watched scan
+   * (scan-watch.ts) hands back the very objects of directories where nothing happened.
+   */
+  readonly stats = new WeakMap<DirNode, SubtreeStats>()
 }
 
 /**
@@ -97,16 +103,35 @@ function equalBytes (a: Uint8Array, b: Uint8Array): boolean {
   return true
 }
 
+/** Takes `dir`'s subtree as its last encoding left it, `before` being its own record. */
+function carry (dir: DirNode, path: string, before: Encoded, blobs: Map<string, Uint8Array>, memo: EncodeMemo): void {
+  for (const [hex, bytes] of before.blobs) blobs.set(hex, bytes)
+  memo.next.set(path, before)
+  memo.reused++
+  for (const [name, node] of dir.entries) {
+    if (node.kind !== 'dir') continue
+    const sub = path === '' ? name : `${path}/${name}`
+    const was = memo.prev.get(sub)
+    if (was !== undefined && was.node === node) carry(node, sub, was, blobs, memo)
+    else encodeDir(node, sub, blobs, new CborWriter(), memo)
+  }
+}
+
 // Map keys are written in cborg's canonical order: all are one character, so bytewise
 // ('L' < 'c' < 'e' < 'h' < 'k' < 'm' < 'n' < 's' < 't' < 'v' < 'x' < 'z').
 function encodeDir (dir: DirNode, path: string, blobs: Map<string, Uint8Array>, w: CborWriter, memo?: EncodeMemo): Hash {
+  const before = memo?.prev.get(path)
+  // The very object encoded last time here (a watched scan's unread subtree): all of it is.
+  if (before !== undefined && before.node === dir && dir.hash.length > 0) {
+    carry(dir, path, before, blobs, memo!)
+    return dir.hash
+  }
   const names = sortedNames(dir)
   // Subdirectories first: their hashes go into this record, and they share the writer.
   for (const n of names) {
     const node = dir.entries.get(n)!
     if (node.kind === 'dir') encodeDir(node, path === '' ? n : `${path}/${n}`, blobs, w, memo)
   }
-  const before = memo?.prev.get(path)
   if (before !== undefined && sameRecord(dir, before.node)) {
     for (const [hex, bytes] of before.blobs) blobs.set(hex, bytes)
     dir.hash = before.node.hash

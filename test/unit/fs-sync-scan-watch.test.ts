@@ -44,7 +44,7 @@ async function write (rel: string, content: string = 'x'): Promise<void> {
   await fs.writeFile(p, content)
 }
 
-interface Seen { root: string, warnings: string[], reused: number }
+interface Seen { root: string, warnings: string[], reused: number, blobs: string[], files: number, bytes: number }
 
 /** A scan through the watch, and what a full scan of the same disk says. */
 async function scanBoth (): Promise<{ watched: Seen, full: Seen }> {
@@ -54,16 +54,19 @@ async function scanBoth (): Promise<{ watched: Seen, full: Seen }> {
   const got = await scanWorkspace(root, { statCache: cache, memo, watch: watch!, onWarning: (m) => warnings.push(m) })
   const fullWarnings: string[] = []
   const full = await scanWorkspace(root, { onWarning: (m) => fullWarnings.push(m) })
-  return {
-    watched: { root: hexOf(got.rootHash), warnings, reused: watch!.reused },
-    full: { root: hexOf(full.rootHash), warnings: fullWarnings, reused: 0 }
-  }
+  // every record a peer may ask for, and the totals placement uses
+  const seen = (s: typeof got, w: string[], reused: number): Seen => ({
+    root: hexOf(s.rootHash), warnings: w, reused, blobs: [...s.blobs.keys()].sort(), files: s.stats.files, bytes: s.stats.bytes
+  })
+  return { watched: seen(got, warnings, watch!.reused), full: seen(full, fullWarnings, 0) }
 }
 
 async function expectSame (): Promise<Seen> {
   const { watched, full } = await scanBoth()
   expect(watched.root).toBe(full.root)
   expect(watched.warnings).toEqual(full.warnings)
+  expect(watched.blobs).toEqual(full.blobs)
+  expect([watched.files, watched.bytes]).toEqual([full.files, full.bytes])
   return watched
 }
 
