@@ -90,11 +90,11 @@ export class WatchHub {
   private marks = 0
   private closed = false
 
-  private constructor (private readonly markDir: string, private readonly markWatch: FSWatcher) {
+  private constructor (private readonly markDir: string, private readonly markWatch: FSWatcher, maxDirs: number) {
     const queued = readProcNumber('/proc/sys/fs/inotify/max_queued_events') ?? DEFAULT_MAX_QUEUED_EVENTS
     this.overflowGuard = Math.max(1, Math.floor(queued / 2))
     const userWatches = readProcNumber('/proc/sys/fs/inotify/max_user_watches') ?? 8192
-    this.maxDirs = Math.max(0, Math.min(MAX_WATCHED_DIRS, Math.floor(userWatches / 4)))
+    this.maxDirs = Math.max(0, Math.min(maxDirs, Math.floor(userWatches / 4)))
     markWatch.on('change', (_type, name) => {
       const done = typeof name === 'string' ? this.waiters.get(name) : undefined
       if (done !== undefined) { this.waiters.delete(name as string); done() }
@@ -102,12 +102,15 @@ export class WatchHub {
     markWatch.on('error', () => { this.closed = true })
   }
 
-  /** A hub whose barrier file lies in `markDir` (emptied); undefined where fs.watch does not work. */
-  static open (markDir: string): WatchHub | undefined {
+  /**
+   * A hub whose barrier file lies in `markDir` (emptied); undefined where fs.watch does not
+   * work. `maxDirs`: MAX_WATCHED_DIRS unless a test says less.
+   */
+  static open (markDir: string, maxDirs = MAX_WATCHED_DIRS): WatchHub | undefined {
     try {
       rmSync(markDir, { recursive: true, force: true })
       mkdirSync(markDir, { recursive: true, mode: 0o700 })
-      return new WatchHub(markDir, watch(markDir, { persistent: false }))
+      return new WatchHub(markDir, watch(markDir, { persistent: false }), maxDirs)
     } catch (err) {
       log.debug(`workspace watches are off: ${(err as Error).message}`)
       return undefined

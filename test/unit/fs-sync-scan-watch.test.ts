@@ -174,6 +174,28 @@ describe('watched scans', () => {
     expect(after.reused).toBe(0)
   })
 
+  it('past the cap on directories, watches none of the workspace and reads it all at every scan', async () => {
+    await populate()
+    const small = WatchHub.open(path.join(tmp, 'marks-small'), 5)!
+    try {
+      const t = small.tree(root)
+      for (let i = 0; i < 3; i++) {
+        // (after the first, begin says the workspace is not watched: the scan reads it all)
+        const watch = await t.begin()
+        if (i === 0) expect(watch).toBeDefined()
+        else expect(watch).toBeUndefined()
+        const got = await scanWorkspace(root, { ...(watch !== undefined ? { watch } : {}) })
+        const full = await scanWorkspace(root)
+        expect(hexOf(got.rootHash)).toBe(hexOf(full.rootHash))
+        expect(t.watching).toBe(0)
+        expect(small.dirs).toBe(0)
+        await write(`d0/sub/more${i}.txt`, 'more')
+      }
+    } finally {
+      small.close()
+    }
+  })
+
   it('trusts nothing after a scan that failed, and stops watching what left the tree', async () => {
     await populate()
     await expectSame()
