@@ -163,3 +163,9 @@ function codePointRank (unit: number): number {
   if (unit < 0xd800) return unit
   return unit >= 0xe000 ? unit - 0x800 : unit + 0x2000
 }
+
+/** The directory of a relative path ('/'-separated): '' for an entry of the root. */
+export function parentRel (rel: string): string {
+  const i = rel.lastIndexOf('/')
+  return i < 0 ? '' : rel.slice(0, i)
+}

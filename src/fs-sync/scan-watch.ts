@@ -28,6 +28,7 @@ import { mkdirSync, readFileSync, rmSync, statSync, statfsSync, watch, writeFile
 import path from 'node:path'
 import { createLogger } from '../common/log.js'
 import { IGNORE_FILE, type IgnoreRules } from './ignore-rules.js'
+import { parentRel } from './paths.js'
 import type { DirNode, FileNode, FileStatKey } from './types.js'
 
 const log = createLogger('sync')
@@ -263,7 +264,7 @@ export class TreeWatch {
     let ended = false
     const underDeep = (rel: string): boolean => {
       if (deep.size === 0) return false
-      for (let r = rel; ; r = parentOf(r)) {
+      for (let r = rel; ; r = parentRel(r)) {
         if (deep.has(r)) return true
         if (r === '') return false
       }
@@ -365,7 +366,7 @@ export class TreeWatch {
     // libuv names the directory itself for its own deletion, move or unwatching: its watch
     // is then gone (a new directory there, even with the same inode number, needs a new one)
     if (name === self) {
-      this.dirty.add(parentOf(rel))
+      this.dirty.add(parentRel(rel))
       this.unwatch(rel, entry)
     }
   }
@@ -400,11 +401,6 @@ export class TreeWatch {
   get watching (): number {
     return this.watchers.size
   }
-}
-
-function parentOf (rel: string): string {
-  const i = rel.lastIndexOf('/')
-  return i < 0 ? '' : rel.slice(0, i)
 }
 
 function readProcNumber (file: string): number | undefined {

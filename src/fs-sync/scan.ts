@@ -20,7 +20,7 @@ import { chunkFile, chunkFileSync } from './fastcdc.js'
 import { HashQueue, fileChunks, type ChunkFn } from './scan-hash.js'
 import { WORKER_MIN_FILE_BYTES, WorkerPool, defaultScanWorkers } from './scan-workers.js'
 import { IGNORE_FILE, IgnoreRules } from './ignore-rules.js'
-import { compareNames, nameProblem } from './paths.js'
+import { compareNames, nameProblem, parentRel } from './paths.js'
 import { RACY_MARGIN_MS, floorMs, settledBefore, type StatCache } from './stat-cache.js'
 import { encodeTree, type EncodeMemo } from './tree-codec.js'
 import { PackedStat, STAT_FIELDS, WORKER_MIN_FILES, type ScanStat, type StatWorker } from './stat-workers.js'
@@ -277,8 +277,7 @@ class Scanner {
         rules = rules.withFile(rel, await fsp.readFile(path.join(abs, IGNORE_FILE), 'utf8'))
       } catch (err) {
         if (!isSkippable(err)) throw err
-        this.warn(`${show(join(rel, IGNORE_FILE))} could not be read: ${(err as Error).message}`)
-        watch?.noisy(rel)
+        this.warnIn(rel, `${show(join(rel, IGNORE_FILE))} could not be read: ${(err as Error).message}`)
       }
     }
     dirents.sort((a, b) => compareNames(a.name, b.name))
@@ -290,8 +289,7 @@ class Scanner {
       if (knownType(d) && rules.ignores(relPath, d.isDirectory())) continue
       const problem = nameProblem(d.name)
       if (problem !== undefined) {
-        this.warn(`skipped ${show(relPath)}: its name ${problem}`)
-        watch?.noisy(rel)
+        this.warnIn(rel, `skipped ${show(relPath)}: its name ${problem}`)
         continue
       }
       kept.push(d)
@@ -440,10 +438,18 @@ class Scanner {
     this.report()
   }
 
+  /**
+   * A warning about an entry of directory `dirRel`, which a watched scan then reads again
+   * next time, so that the warning comes again.
+   */
+  private warnIn (dirRel: string, msg: string): void {
+    this.warn(msg)
+    this.opts.watch?.noisy(dirRel)
+  }
+
   /** Warns that `relPath` is left out; returns what to record instead, if anything (ScanOptions.keep). */
   private skip (relPath: string, why: string): Node | undefined {
-    this.warn(`skipped ${show(relPath)}: ${why}`)
-    this.opts.watch?.noisy(parentOf(relPath))
+    this.warnIn(parentRel(relPath), `skipped ${show(relPath)}: ${why}`)
     return this.opts.keep?.(relPath)
   }
 
@@ -465,7 +471,7 @@ class Scanner {
     if (this.recs === undefined) return
     this.recs.get(parent)?.files.push(kept)
     // another link to it may be written through a directory the watch never saw
-    if (st.nlink > 1n) this.opts.watch!.noisy(parentOf(kept.rel))
+    if (st.nlink > 1n) this.opts.watch!.noisy(parentRel(kept.rel))
   }
 
   /** The stat, when the file had not changed for RACY_MARGIN_MS before the scan began. */
@@ -513,10 +519,7 @@ class Scanner {
         return
       }
       if (got.stable) this.opts.statCache?.record(relPath, got.stat, got.chunks)
-      else {
-        this.warn(`${show(relPath)} kept changing during the scan; what was read is synced`)
-        this.opts.watch?.noisy(parentOf(relPath))
-      }
+      else this.warnIn(parentRel(relPath), `${show(relPath)} kept changing during the scan; what was read is synced`)
       this.progress.bytes += got.size - file.size
       this.progress.hashedFiles++
       this.progress.hashedBytes += got.size
@@ -593,11 +596,6 @@ function isSkippable (err: unknown): boolean {
 
 function tooLarge (msg: string): VgridError {
   return new VgridError('ERR_WORKSPACE_TOO_LARGE', msg, 'list what the task does not need in .vgridignore')
-}
-
-function parentOf (rel: string): string {
-  const i = rel.lastIndexOf('/')
-  return i < 0 ? '' : rel.slice(0, i)
 }
 
 function join (rel: string, name: string): string {
