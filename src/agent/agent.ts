@@ -478,9 +478,13 @@ async function startLocked (config: AgentConfig, homeLock: StoreLock): Promise<A
   }
   guestSockets = async (dir, scope, owner) => await startControlServer(dir, { peer: grid.peerId, handle: async (req, channel) => { await handle(req, channel, scope) } }, owner)
 
+  // A request on the control socket waits until the HTTP server is up (or known off), so
+  // `vgrid status` right after the start already names the dashboard.
+  let served!: () => void
+  const serving = new Promise<void>((resolve) => { served = resolve })
   let control: ControlServer
   try {
-    control = await startControlServer(config.home, { peer: grid.peerId, handle: async (req, channel) => { await handle(req, channel) } })
+    control = await startControlServer(config.home, { peer: grid.peerId, handle: async (req, channel) => { await serving; await handle(req, channel) } })
   } catch (err) {
     cpu.stop()
     await grid.stop()
@@ -503,6 +507,7 @@ async function startLocked (config: AgentConfig, homeLock: StoreLock): Promise<A
       log.warn(`${err.message}: this agent serves no HTTP API or dashboard (--http 127.0.0.1:PORT picks another port)`)
     }
   }
+  served()
 
   // Tasks whose commands the last run left running were started, whatever their records say.
   tasks.start(ctx, placer, orphans.tasks)

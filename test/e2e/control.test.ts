@@ -7,6 +7,8 @@ import net from 'node:net'
 import path from 'node:path'
 import { startAgent, stopAll, waitFor, tempDir, runCli, type AgentProc } from '../helpers/procs.js'
 import { encodeFrame, socketChannel } from '../../src/common/channel.js'
+import { call } from '../../src/agent/control/client.js'
+import fs from 'node:fs'
 
 let a: AgentProc
 
@@ -94,5 +96,18 @@ describe('control socket', () => {
     const r = await runCli('vrun', ['echo', 'hi'], { home })
     expect(r.code).toBe(255)
     expect(r.stderr).toMatch(/no vgrid agent is running/)
+  })
+
+  it('names the dashboard in its very first status, not only once the HTTP server is up', async () => {
+    // Asked in a loop from the moment the socket appears: a status answered before the HTTP
+    // server listened had no `http`, and a script (or a test) reading it found none.
+    const home = tempDir()
+    const b = startAgent({ home })
+    const first = await waitFor(async () => {
+      if (!fs.existsSync(path.join(home, 'agent.sock'))) return undefined
+      return await call(home, { t: 'status' }, { timeoutMs: 10_000 }).catch(() => undefined)
+    }, 'the agent to answer', 60_000, 1)
+    expect(first.status.http).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/)
+    await b
   })
 })
