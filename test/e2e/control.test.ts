@@ -103,11 +103,14 @@ describe('control socket', () => {
     // server listened had no `http`, and a script (or a test) reading it found none.
     const home = tempDir()
     const b = startAgent({ home })
-    const first = await waitFor(async () => {
-      if (!fs.existsSync(path.join(home, 'agent.sock'))) return undefined
-      return await call(home, { t: 'status' }, { timeoutMs: 10_000 }).catch(() => undefined)
-    }, 'the agent to answer', 60_000, 1)
-    expect(first.status.http).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/)
-    await b
+    try {
+      const first = await waitFor(async () => {
+        if (!fs.existsSync(path.join(home, 'agent.sock'))) return undefined
+        return await call(home, { t: 'status' }, { timeoutMs: 10_000 }).catch(() => undefined)
+      }, 'the agent to answer', 60_000, 1)
+      expect(first.status.http).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/)
+    } finally {
+      await (await b).stop()
+    }
   })
 })
