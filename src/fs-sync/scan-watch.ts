@@ -10,7 +10,9 @@
  * What inotify does not see, and what is done about it:
  * - Writes from other machines on a network file system: only local file systems are watched
  *   (statfs), and a directory on another device than the workspace's root is never watched,
- *   so it is read at every scan. A mount or unmount anywhere (mountinfo changed) trusts nothing.
+ *   so it is read at every scan. A mount or unmount in the workspace (its lines of mountinfo
+ *   changed) trusts nothing; one elsewhere (a container starting, a USB stick) changes
+ *   nothing in it, and one over a directory above it makes the root another directory.
  * - A file with more than one hard link can be written through a directory that is not
  *   watched: a directory that holds one is read at every scan.
  * - Writes through a shared mmap() raise no event (inotify(7)). Such an edit is seen at the
@@ -24,7 +26,7 @@
  * A directory whose scan warned (a fifo, an unreadable file) is read again every time, so
  * that the warning is too.
  */
-import { mkdirSync, readFileSync, rmSync, statSync, statfsSync, watch, writeFileSync, type FSWatcher } from 'node:fs'
+import { mkdirSync, readFileSync, realpathSync, rmSync, statSync, statfsSync, watch, writeFileSync, type FSWatcher } from 'node:fs'
 import path from 'node:path'
 import { createLogger } from '../common/log.js'
 import { IGNORE_FILE, type IgnoreRules } from './ignore-rules.js'
@@ -215,6 +217,8 @@ export class TreeWatch {
   private eventsAt = 0
   private rootId: { dev: number, ino: number } | undefined
   private mounts = ''
+  /** The root without symbolic links, as mount points are written; undefined: not known yet. */
+  private realRoot: string | undefined
   private disabled = false
   private scanning = false
 
@@ -237,9 +241,11 @@ export class TreeWatch {
         if (!LOCAL_FS_TYPES.has(type)) return this.disable(`the file system (type 0x${type.toString(16)}) may change without telling this machine`)
       } else if (this.rootId.dev !== id.dev || this.rootId.ino !== id.ino) {
         this.reset()
+        this.realRoot = undefined
       }
       this.rootId = { dev: id.dev, ino: id.ino }
-      const mounts = readMounts()
+      this.realRoot ??= realpathSync(this.root)
+      const mounts = readMounts(this.realRoot)
       if (mounts !== this.mounts) { this.mounts = mounts; ok = false }
     } catch (err) {
       this.scanning = false
@@ -412,7 +418,21 @@ function readProcNumber (file: string): number | undefined {
   }
 }
 
-/** The mount table as this process sees it ('' where it cannot be read). */
-function readMounts (): string {
-  try { return readFileSync('/proc/self/mountinfo', 'utf8') } catch { return '' }
+/**
+ * The lines of the mount table (as this process sees it) whose mount point is `root` or lies
+ * in it ('' where the table cannot be read). A mount point is the fifth field, with space,
+ * tab, newline and backslash written as octal escapes (proc_pid_mountinfo(5)).
+ */
+export function readMounts (root: string): string {
+  let table: string
+  try { table = readFileSync('/proc/self/mountinfo', 'utf8') } catch { return '' }
+  const inside = root === '/' ? '/' : root + '/'
+  let out = ''
+  for (const line of table.split('\n')) {
+    const at = line.split(' ')[4]
+    if (at === undefined) continue
+    const p = at.replace(/\\([0-7]{3})/g, (_m, o: string) => String.fromCharCode(Number.parseInt(o, 8)))
+    if (p === root || p.startsWith(inside)) out += line + '\n'
+  }
+  return out
 }

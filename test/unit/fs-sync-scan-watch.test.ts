@@ -6,7 +6,7 @@
 import fs from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
-import { execFileSync } from 'node:child_process'
+import { execFileSync, spawnSync } from 'node:child_process'
 import { writeFileSync, utimesSync, statSync } from 'node:fs'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { scanWorkspace } from '../../src/fs-sync/scan.js'
@@ -145,6 +145,52 @@ describe('watched scans', () => {
       await write('d1/sub/a.txt', `edited ${i}`)
       await write('d1/sub/b.txt', `added ${i}`)
       await expectSame().catch((err: Error) => { throw new Error(`inode ${ino === statSync(dir).ino ? 'reused' : 'new'}: ${err.message}`) })
+    }
+  })
+
+  it('trusts nothing after a mount or unmount in the workspace, and is not disturbed by one elsewhere', async (ctx) => {
+    // A mount raises no event in the directory it covers. (Root is needed to mount: CI runs as root.)
+    const mount = (dir: string): string | undefined => {
+      const r = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', dir], { encoding: 'utf8' })
+      return r.status === 0 ? undefined : (r.stderr ?? '').trim()
+    }
+    const unmount = (dir: string): void => { if (spawnSync('umount', [dir]).status !== 0) spawnSync('umount', ['-l', dir]) }
+    const elsewhere = path.join(tmp, 'elsewhere')
+    await fs.mkdir(elsewhere)
+    const cannot = mount(elsewhere)
+    if (cannot !== undefined) {
+      console.warn(`skipped: cannot mount a tmpfs (needs root): ${cannot}`)
+      ctx.skip()
+    }
+    const inside = path.join(root, 'd0/mnt')
+    let mounted = false
+    try {
+      unmount(elsewhere)
+      await populate()
+      await fs.mkdir(inside)
+      await expectSame()
+      const before = await expectSame()
+      expect(before.reused).toBe(10)
+      // a file system mounted and unmounted outside the workspace: nothing read again
+      expect(mount(elsewhere)).toBeUndefined()
+      expect((await expectSame()).reused).toBe(10)
+      unmount(elsewhere)
+      expect((await expectSame()).reused).toBe(10)
+      // one mounted over a directory of the workspace, and written: seen, as after unmounting it
+      expect(mount(inside)).toBeUndefined()
+      mounted = true
+      writeFileSync(path.join(inside, 'on-tmpfs.txt'), 'on the tmpfs')
+      const over = await expectSame()
+      expect(over.reused).toBe(0)
+      expect(over.files).toBe(before.files + 1)
+      unmount(inside)
+      mounted = false
+      const back = await expectSame()
+      expect(back.reused).toBe(0)
+      expect(back.files).toBe(before.files)
+    } finally {
+      if (mounted) unmount(inside)
+      unmount(elsewhere)
     }
   })
 
