@@ -27,6 +27,7 @@ import type { WatchedScan } from './scan-watch.js'
 import type { FileWriter } from './file-writer.js'
 import type { CopyChunks } from './copy-chunks.js'
 import { createLogger } from '../common/log.js'
+import { PULL_WINDOW_BYTES } from '../protocol/sync.js'
 
 const log = createLogger('sync')
 import type { Change, ChunkRef, DirNode, FileNode, Hash } from './types.js'
@@ -194,6 +195,8 @@ export interface SyncCopyOptions {
   onProgress?: (p: SyncProgress) => void
   /** What prepareCopy found, when the caller ran it ahead (else syncCopy runs it). */
   prepared?: Promise<PreparedCopy>
+  /** Chunks asked for ahead of the writers, at most (REQUEST_AHEAD_CHUNKS; tests ask for fewer). */
+  requestAhead?: number
 }
 
 /**
@@ -220,6 +223,14 @@ function copyPlanner (copyChunks: CopyChunks, copyDir: string, changes: Change[]
 
 /** Chunks asked for between two turns of the event loop while a sync is planned. */
 const PLAN_YIELD_CHUNKS = 1024
+/**
+ * Chunks asked for and not yet taken by a writer, at most (and at most a fetch window of
+ * their bytes, which is all the fetcher would ask the provider for anyway). Each one asked
+ * for is a request with its promises and callbacks: asking for all at once held ~17,800 of
+ * them for the 1 GiB tree of the sync bench (a heap snapshot of the executor mid-sync), and
+ * a million-file tree would hold a million.
+ */
+export const REQUEST_AHEAD_CHUNKS = 4096
 
 export async function syncCopy (opts: SyncCopyOptions): Promise<SyncCopyResult> {
   const { copyDir, store, root } = opts
@@ -265,6 +276,13 @@ export async function syncCopy (opts: SyncCopyOptions): Promise<SyncCopyResult> 
   const arriving = new Map<string, Promise<{ data: Uint8Array, release: () => void }>>()
   const written: Array<[string, FileNode]> = []
   const wanted = new Map<string, ChunkRef>()
+  // Wanted and not yet asked for, in the order files will be written; asked for as writers
+  // take what was (pump), or at once by a writer that needs one of them first.
+  const later = new Map<string, ChunkRef>()
+  const order: string[] = []
+  let nextInOrder = 0
+  let aheadBytes = 0
+  const aheadMax = opts.requestAhead ?? REQUEST_AHEAD_CHUNKS
   // How many times the files to write use each chunk: one that is used once is written to
   // its file only (copyChunks), one used again stays in the store for its next user.
   const uses = new Map<string, number>()
@@ -286,6 +304,17 @@ export async function syncCopy (opts: SyncCopyOptions): Promise<SyncCopyResult> 
     // Unhandled rejections stay with the file that needs the chunk.
     a.catch(() => {})
     arriving.set(key, a)
+    aheadBytes += ref.size
+  }
+  const pump = (): void => {
+    while (nextInOrder < order.length && (arriving.size === 0 || (arriving.size < aheadMax && aheadBytes < PULL_WINDOW_BYTES))) {
+      const key = order[nextInOrder++]!
+      const ref = later.get(key)
+      // (asked for already, by a writer that needed it first)
+      if (ref === undefined) continue
+      later.delete(key)
+      request(key, ref)
+    }
   }
   const inCopies = copyChunks === undefined ? () => undefined : copyPlanner(copyChunks, copyDir, changes)
   try {
@@ -305,7 +334,9 @@ export async function syncCopy (opts: SyncCopyOptions): Promise<SyncCopyResult> 
           await store.put(ref.hash, rescued)
         } else {
           wanted.set(key, ref)
-          request(key, ref)
+          later.set(key, ref)
+          order.push(key)
+          pump()
           // a turn of the loop now and then, for the fetcher to send what was asked for
           if (wanted.size % PLAN_YIELD_CHUNKS === 0) await new Promise((resolve) => setImmediate(resolve))
         }
@@ -344,12 +375,21 @@ export async function syncCopy (opts: SyncCopyOptions): Promise<SyncCopyResult> 
   const fileOnly = new WeakSet<Uint8Array>()
   const readChunk = async (ref: ChunkRef): Promise<Uint8Array> => {
     const key = blobKey(ref.hash)
+    const notYet = later.get(key)
+    if (notYet !== undefined) {
+      later.delete(key)
+      request(key, notYet)
+    }
     const pending = arriving.get(key)
     if (pending !== undefined) {
       const { data, release } = await unlessStopped(pending)
-      arriving.delete(key)
       // a chunk two files share is released once, by whichever file got it first
       release()
+      if (arriving.delete(key)) {
+        // its place goes to the next chunk in the files' order
+        aheadBytes -= wanted.get(key)!.size
+        pump()
+      }
       if (!toStore(key)) fileOnly.add(data)
       return data
     }

@@ -4,14 +4,19 @@
  * stops the network instead of filling memory; a blob someone waits on now is never stuck
  * behind them.
  */
-import { describe, expect, it } from 'vitest'
+import { afterEach, describe, expect, it } from 'vitest'
 import { createHash, randomBytes } from 'node:crypto'
 import { memoryChannelPair, type FrameChannel } from '../../src/common/channel.js'
-import { BlobFetcher, ExportRegistry } from '../../src/fs-sync/index.js'
+import fs from 'node:fs'
+import path from 'node:path'
+import { BlobFetcher, ChunkStore, ExportRegistry, scanWorkspace, syncCopy } from '../../src/fs-sync/index.js'
+import { tempDir, removeTempDirs } from '../helpers/procs.js'
 import { PULL_WINDOW_BYTES } from '../../src/protocol/sync.js'
 import { waitFor } from '../helpers/wait.js'
 
 const PEER = 'puller'
+
+afterEach(removeTempDirs)
 const BLOB_BYTES = 256 * 1024
 const sha = (b: Uint8Array): Uint8Array => createHash('sha256').update(b).digest()
 const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex')
@@ -110,5 +115,51 @@ describe('BlobFetcher', () => {
     expect(err).toMatchObject({ code: 'ERR_BAD_MESSAGE' })
     expect(String((err as Error).message)).toMatch(/262144 bytes, its tree says 1/)
     fetcher.close()
+  })
+})
+
+describe('a sync into a copy', () => {
+  it('asks for chunks a bounded number ahead of the files being written, not all at once, and writes every file', async () => {
+    const ws = tempDir('vgrid-ws-')
+    const files = 300
+    for (let i = 0; i < files; i++) {
+      fs.mkdirSync(path.join(ws, `d${i % 7}`), { recursive: true })
+      fs.writeFileSync(path.join(ws, `d${i % 7}`, `f${i}.bin`), randomBytes(100 + i))
+    }
+    const scan = await scanWorkspace(ws, {})
+    const registry = new ExportRegistry()
+    const session = registry.add({ rootHash: scan.rootHash, blobs: scan.blobs, sources: { get: (h) => scan.sources.get(h) }, peer: PEER })
+    const [near, far] = memoryChannelPair()
+    void registry.serve(far, PEER)
+    const store = await ChunkStore.open(path.join(tempDir('vgrid-exec-'), 'store'))
+    const copyDir = path.join(tempDir('vgrid-copies-'), 'copy')
+    // asked for (fetchHeld) and not yet taken by a file (released), at most
+    let ahead = 0
+    let most = 0
+    let fetcher: BlobFetcher | undefined
+    try {
+      await syncCopy({
+        copyDir, root: scan.rootHash, store, requestAhead: 16,
+        openFetcher: async () => {
+          const f = fetcher = await BlobFetcher.open(near, session)
+          const held = f.fetchHeld.bind(f)
+          f.fetchHeld = async (hash, size) => {
+            most = Math.max(most, ++ahead)
+            const got = await held(hash, size)
+            return { data: got.data, release: () => { ahead--; got.release() } }
+          }
+          return f
+        }
+      })
+    } finally {
+      fetcher?.close()
+      await store.close()
+    }
+    expect(most).toBeGreaterThan(1)
+    expect(most).toBeLessThanOrEqual(16)
+    for (let i = 0; i < files; i++) {
+      const rel = path.join(`d${i % 7}`, `f${i}.bin`)
+      expect(fs.readFileSync(path.join(copyDir, rel)).equals(fs.readFileSync(path.join(ws, rel))), rel).toBe(true)
+    }
   })
 })
