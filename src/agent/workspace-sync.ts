@@ -16,7 +16,7 @@ import type { Grid } from '../grid/index.js'
 import {
   ChunkStore, CopyChunks, ExportRegistry, FileWriter, PlaneServer, PlanePullers, planeConnections, dialPlane, type PlaneGrant, type Lane, StatWorker, WatchHub, BlobFetcher, StatCache, EncodeMemo, SYNC_PROTOCOL, SYNC_MAX_FRAME_BYTES,
   scanWorkspace, decodeTree, encodeTree, applyOutputs, syncCopy, saveBase, forgetBase, nodeAt, hexOf, loadIgnoreRules,
-  readChunkAt, prepareCopy, checkCopy, WorkerPool, defaultScanWorkers, type CopyCheck, type PreparedCopy, type DirNode, type ChunkSource, type SyncCopyResult, type SyncProgress, type WorkspaceRef
+  readChunkAt, prepareCopy, checkCopy, treeStats, WorkerPool, defaultScanWorkers, type CopyCheck, type PreparedCopy, type DirNode, type ChunkSource, type SyncCopyResult, type SyncProgress, type WorkspaceRef
 } from '../fs-sync/index.js'
 import type { ExecEvent } from '../exec/index.js'
 import { createLogger } from '../common/log.js'
@@ -114,8 +114,13 @@ export class WorkspaceSync {
   private readonly copyTrees = new Map<string, { rootHash: Uint8Array, tree: DirNode }>()
   /** Scans of one workspace, shared by the runs that ask while one is under way (see scan). */
   private readonly scans = new FreshRuns<WorkspaceScan>()
-  /** Each workspace's size at its last scan, by directory: placement's bound before a new scan. */
-  private readonly sizes = new Map<string, number>()
+  /**
+   * Each workspace's size at its last scan, by directory: placement's bound before a new
+   * scan; and how many entries it had (a small tree is not watched).
+   */
+  private readonly sizes = new Map<string, { bytes: number, entries: number }>()
+  /** The totals of the trees copies hold (a small copy is not watched). */
+  private readonly copyStats = new WeakMap<DirNode, ReturnType<typeof treeStats>>()
   /**
    * Stats beside the main thread: two thirds of those of a scan of 2,048 files or more (the
    * submitter's from SCAN_STAT_THREAD_MIN_CORES cores on), half of those of the check after a
@@ -316,7 +321,7 @@ export class WorkspaceSync {
     }
     const warnings: string[] = []
     const onWarning = (msg: string): void => { warnings.push(msg); log.debug(`${ref.dir}: ${msg}`) }
-    const watch = await this.watches?.tree(path.resolve(ref.dir)).begin()
+    const watch = await this.watches?.tree(path.resolve(ref.dir)).begin(this.sizes.get(ref.dir)?.entries)
     const threads = this.scanThreads()
     let scan: Awaited<ReturnType<typeof scanWorkspace>>
     try {
@@ -337,13 +342,13 @@ export class WorkspaceSync {
     this.saveSoon(cache)
     log.debug(`scanned ${ref.dir}: ${scan.stats.files} files, ${scan.stats.bytes} bytes in ${Math.round(performance.now() - t0)} ms${watch !== undefined ? `, ${watch.reused} directories unread` : ''}`)
     if (this.sizes.size >= MAX_CACHED_STAT_CACHES) this.sizes.delete(this.sizes.keys().next().value as string)
-    this.sizes.set(ref.dir, scan.stats.bytes)
+    this.sizes.set(ref.dir, { bytes: scan.stats.bytes, entries: scan.stats.files + scan.stats.links + scan.stats.dirs })
     return { ref, tree: scan.tree, rootHash: scan.rootHash, blobs: scan.blobs, get sources () { return scan.sources }, key, startedMs: scan.startedMs, warnings, bytes: scan.stats.bytes, ...(home !== undefined ? { home } : {}) }
   }
 
   /** The workspace's size at its last scan here, if it was scanned. */
   knownBytes (ref: WorkspaceRef): number | undefined {
-    return this.sizes.get(ref.dir)
+    return this.sizes.get(ref.dir)?.bytes
   }
 
   exportTo (scan: WorkspaceScan, peer: string): { session: string, root: Uint8Array, key: string } {
@@ -460,7 +465,7 @@ export class WorkspaceSync {
       const { cache } = await this.statCache(copyDir + '.statcache', 0)
       this.startCopyThreads()
       const known = this.copyTrees.get(copyDir)
-      const watch = await this.watches?.tree(copyDir).begin()
+      const watch = await this.watches?.tree(copyDir).begin(known !== undefined ? this.entriesOf(known.tree) : undefined)
       try {
         return await prepareCopy({
           copyDir, store: this.store, statCache: cache,
@@ -545,11 +550,17 @@ export class WorkspaceSync {
    * 43–52 against 92 ms). When it is so, the copy's tree and stat cache are kept as the scan
    * would have left them. Whatever the check cannot vouch for goes to the full scan.
    */
+  /** Files, links and directories of a copy's tree (computed once per tree). */
+  private entriesOf (tree: DirNode): number {
+    const s = treeStats(tree, this.copyStats)
+    return s.files + s.links + s.dirs
+  }
+
   private async unchangedSince (copyDir: string, synced: SyncCopyResult, cache: StatCache): Promise<boolean> {
     let check: CopyCheck
     // Watched from this check on: the next check before a sync need not walk the copy again
     // when nothing at all happens in it meanwhile (checkCopy).
-    const watch = await this.watches?.tree(copyDir).begin()
+    const watch = await this.watches?.tree(copyDir).begin(this.entriesOf(synced.tree))
     try {
       check = await checkCopy(copyDir, synced.tree, {
         statCache: cache, strict: true,

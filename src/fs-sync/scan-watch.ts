@@ -44,6 +44,13 @@ export const MAX_WATCHED_TREES = 16
 export const MAX_WATCHED_DIRS = 8_192
 /** How long a scan waits for its barrier's event before it trusts nothing. */
 export const WATCH_BARRIER_TIMEOUT_MS = 2_000
+/**
+ * A tree of fewer entries than this is read whole, not watched: its walk costs less than the
+ * barrier (a file written, its event awaited, the file removed) and the mount table's read.
+ * A scan of one file took ~0.2 ms of CPU unwatched against ~0.8 watched here; at 32 entries
+ * both were ~0.55.
+ */
+export const SMALL_TREE_ENTRIES = 32
 /** The inotify queue's length when /proc does not say. */
 const DEFAULT_MAX_QUEUED_EVENTS = 16_384
 
@@ -227,10 +234,16 @@ export class TreeWatch {
   /**
    * Starts a scan of the workspace: the barrier first, so that every event from before it is
    * counted. Undefined when this workspace is not watched (another scan of it runs, too many
-   * directories, not a local file system).
+   * directories, not a local file system, or `entries`, how many its last walk found when the
+   * caller knows, is under SMALL_TREE_ENTRIES).
    */
-  async begin (): Promise<WatchedScan | undefined> {
+  async begin (entries?: number): Promise<WatchedScan | undefined> {
     if (this.disabled || this.scanning) return undefined
+    if (entries !== undefined && entries < SMALL_TREE_ENTRIES) {
+      // (the next watched walk, once it has grown, trusts nothing of before)
+      if (!this.all || this.watchers.size > 0) this.reset()
+      return undefined
+    }
     this.scanning = true
     let ok = false
     try {

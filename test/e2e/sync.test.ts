@@ -9,6 +9,7 @@ import path from 'node:path'
 import { createHash, randomBytes } from 'node:crypto'
 import { spawnSync } from 'node:child_process'
 import { BIN, startAgent, startGrid, stopAll, startCli, waitFor, tempDir, type AgentProc } from '../helpers/procs.js'
+import { SMALL_TREE_ENTRIES } from '../../src/fs-sync/scan-watch.js'
 
 let a: AgentProc
 let b: AgentProc
@@ -376,11 +377,13 @@ describe('a workspace watched between runs (scan-watch.ts)', () => {
 
   it('sees the smallest edit here and the smallest write into the copy there', async () => {
     const marker = `marker-${randomBytes(6).toString('hex')}`
-    const ws = workspace({ 'a/b/c/deep.txt': 'one\n', 'a/top.txt': 'top\n', [marker]: '' })
+    // (past SMALL_TREE_ENTRIES: a smaller tree is read whole, not watched)
+    const fill = Object.fromEntries(Array.from({ length: SMALL_TREE_ENTRIES }, (_, i) => [`fill/f${i}.txt`, `${i}\n`]))
+    const ws = workspace({ 'a/b/c/deep.txt': 'one\n', 'a/top.txt': 'top\n', [marker]: '', ...fill })
     expect((await vrunIn(ws, ['true'])).code).toBe(0)
     expect((await vrunIn(ws, ['true'])).code).toBe(0)
-    // the root, a, a/b, a/b/c: nothing happened in them since the first scan
-    expect(unreadInLastScan(ws)).toBe(4)
+    // the root, a, a/b, a/b/c, fill: nothing happened in them since the first scan
+    expect(unreadInLastScan(ws)).toBe(5)
 
     /** An edit that keeps the size and the mtime. */
     const rewrite = (file: string, content: string): void => {
@@ -393,7 +396,7 @@ describe('a workspace watched between runs (scan-watch.ts)', () => {
     const edited = await vrunIn(ws, ['cat', 'a/b/c/deep.txt'])
     expect(edited.stdout).toBe('two\n')
     // only a/b/c was read again
-    expect(unreadInLastScan(ws)).toBe(3)
+    expect(unreadInLastScan(ws)).toBe(4)
 
     fs.mkdirSync(path.join(ws, 'x/y'), { recursive: true })
     fs.writeFileSync(path.join(ws, 'x/y/new.txt'), 'new\n')

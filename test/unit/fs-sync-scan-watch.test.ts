@@ -12,7 +12,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { scanWorkspace } from '../../src/fs-sync/scan.js'
 import { StatCache } from '../../src/fs-sync/stat-cache.js'
 import { EncodeMemo, hexOf } from '../../src/fs-sync/tree-codec.js'
-import { WatchHub, type TreeWatch } from '../../src/fs-sync/scan-watch.js'
+import { SMALL_TREE_ENTRIES, WatchHub, type TreeWatch } from '../../src/fs-sync/scan-watch.js'
 import { checkCopy } from '../../src/fs-sync/copy-check.js'
 import type { FileNode } from '../../src/fs-sync/types.js'
 
@@ -192,6 +192,21 @@ describe('watched scans', () => {
       if (mounted) unmount(inside)
       unmount(elsewhere)
     }
+  })
+
+  it('watches no tree smaller than SMALL_TREE_ENTRIES (its walk is cheaper), and trusts nothing of before once one grew', async () => {
+    await populate()
+    await expectSame()
+    expect(tree.watching).toBe(9)
+    // a tree that shrank under the mark: read whole, its watches closed
+    expect(await tree.begin(SMALL_TREE_ENTRIES - 1)).toBeUndefined()
+    expect(tree.watching).toBe(0)
+    // what happens meanwhile goes unseen by any watch
+    await write('d1/sub/f2.txt', 'changed while unwatched')
+    // grown past it again: watched from a walk that reads everything
+    const grown = await expectSame()
+    expect(grown.reused).toBe(0)
+    expect((await expectSame()).reused).toBe(9)
   })
 
   it('reads a directory again at every scan while it holds a file with another link', async () => {
