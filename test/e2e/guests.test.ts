@@ -53,6 +53,24 @@ describe('a guest command', () => {
     else expect(uid).toBe(String(process.getuid?.()))
   }, 30_000)
 
+  it('leaves none of its directories on the executor, however it left them, and no link followed', async () => {
+    const guests = path.join(b.home, 'guests')
+    const none = async (): Promise<void> => { await waitFor(() => fs.readdirSync(guests).length === 0, 'the guest\'s directories to be removed', 10_000, 20) }
+    expect((await guest('true')).code).toBe(0)
+    await none()
+    // Left full, a link to what it must not touch among its leftovers, and its socket made a directory.
+    const kept = tempDir('vgrid-guest-link-target-')
+    fs.writeFileSync(path.join(kept, 'keep.txt'), 'keep\n')
+    fs.chmodSync(kept, 0o755)
+    const r = await guest([
+      'mkdir -p /tmp/d/e', 'touch /tmp/a /tmp/d/e/f', `ln -s ${kept} /tmp/link`, `ln -s ${kept} "$VGRID_HOME/link"`,
+      'touch "$VGRID_HOME/x"', 'mkdir "$VGRID_HOME/y"', 'rm -f "$VGRID_HOME/agent.sock"', 'mkdir "$VGRID_HOME/agent.sock"', 'echo left'
+    ].join(' && '))
+    expect(r.stdout, r.stderr).toBe('left\n')
+    await none()
+    expect(fs.readFileSync(path.join(kept, 'keep.txt'), 'utf8')).toBe('keep\n')
+  }, 30_000)
+
   it('cannot read the executor\'s keys, its home or the machine\'s homes', async () => {
     const key = fs.readFileSync(path.join(b.home, 'swarm.key'))
     fs.writeFileSync(path.join(b.home, 'sentinel.txt'), 'owner secret\n')
