@@ -128,18 +128,39 @@ export function forgetHandOver (root: string): void {
 }
 
 /**
- * Removes the task's directories. Blocking, for the layout makeGuestDirs made (four rmdirs,
- * microseconds of metadata each, where the recursive removal's lstats, readdirs and rmdirs
- * were a dozen thread-pool round trips after every guest's run); the whole walk only for
- * what the command left there. rmdir never follows a link: one a guest put in place of a
- * directory fails it, and the walk removes the link itself.
+ * Removes the task's directories. After a sandboxed run, blocking: when they hold nothing but
+ * directories (theirs, and the mount points the sandbox made in its /tmp for the workspace
+ * and vgrid's own files when those lie under /tmp), at most REMOVE_BLOCKING_DIRS, each goes
+ * with one rmdir, microseconds of metadata, where the recursive removal was a dozen
+ * thread-pool round trips and more per mount point. Only there: every process of a sandbox
+ * is gone with it, so no entry can turn into a link between the look and the rmdir (rmdir
+ * itself never follows one). Anything else, and an unconfined guest's directories, go
+ * through the recursive removal, which never follows a link either.
  */
-export async function removeGuestDirs (dirs: GuestDirs): Promise<void> {
-  try {
-    for (const d of [path.join(dirs.home, 'bin'), dirs.home, dirs.tmp, dirs.dir]) rmdirSync(d)
-    return
-  } catch {}
+export async function removeGuestDirs (dirs: GuestDirs, sandboxed = false): Promise<void> {
+  if (sandboxed && removeEmptyDirs(dirs.dir, { left: REMOVE_BLOCKING_DIRS })) return
   await removeTree(dirs.dir).catch(() => {})
+}
+
+/** Directories a sandboxed guest's removal takes blocking, at most. */
+const REMOVE_BLOCKING_DIRS = 32
+
+/** Removes `dir` if it holds only directories that do, within `budget`; false, with the rest left, otherwise. */
+function removeEmptyDirs (dir: string, budget: { left: number }): boolean {
+  if (--budget.left < 0) return false
+  let entries: Dirent[]
+  try {
+    entries = readdirSync(dir, { withFileTypes: true })
+  } catch {
+    return false
+  }
+  for (const e of entries) if (!e.isDirectory() || !removeEmptyDirs(path.join(dir, e.name), budget)) return false
+  try {
+    rmdirSync(dir)
+    return true
+  } catch {
+    return false
+  }
 }
 
 /**
@@ -306,7 +327,7 @@ export class GuestRuns {
     const close = async (): Promise<void> => {
       this.o.cores.give(cores)
       await server?.close().catch(() => {})
-      await removeGuestDirs(dirs)
+      await removeGuestDirs(dirs, iso.kind === 'sandbox')
     }
     try {
       const rel = path.relative(inp.root, inp.cwd)
