@@ -45,6 +45,9 @@ describe('the control socket', () => {
         const mode = fs.statSync(path.join(home, SOCKET_NAME)).mode & 0o777
         await server.close()
         expect(mode).toBe(SOCKET_MODE)
+        // a turn of the loop: the mkdirs' completions come in, whatever close() awaited (the
+        // race itself is the pool's mkdirs running while a socket is set up)
+        await new Promise((resolve) => setImmediate(resolve))
       }
     } finally {
       starting = false

@@ -61,8 +61,7 @@ export async function startControlServer (home: string, handlers: ControlHandler
         server.close(() => { resolve() })
         for (const s of sockets) s.destroy()
       })
-      // blocking, as the chmod: one unlink, where rm's lstat and unlink were two thread-pool round trips
-      try { fs.unlinkSync(sockPath) } catch {}
+      await fs.promises.rm(sockPath, { force: true })
     }
   }
 }
