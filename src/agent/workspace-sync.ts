@@ -543,6 +543,12 @@ export class WorkspaceSync {
     await send({ t: 'notice', text: clipText(`the workspace copy on this member had changed since the last run (a process left running?): put back ${what}`) }).catch(() => {})
   }
 
+  /** Files, links and directories of a copy's tree (computed once per tree). */
+  private entriesOf (tree: DirNode): number {
+    const s = treeStats(tree, this.copyStats)
+    return s.files + s.links + s.dirs
+  }
+
   /**
    * Whether the copy still holds exactly the tree it was synced to, by the copy check made
    * strict (what a stat-cache rescan would trust, on both threads): most commands change
@@ -550,12 +556,6 @@ export class WorkspaceSync {
    * 43–52 against 92 ms). When it is so, the copy's tree and stat cache are kept as the scan
    * would have left them. Whatever the check cannot vouch for goes to the full scan.
    */
-  /** Files, links and directories of a copy's tree (computed once per tree). */
-  private entriesOf (tree: DirNode): number {
-    const s = treeStats(tree, this.copyStats)
-    return s.files + s.links + s.dirs
-  }
-
   private async unchangedSince (copyDir: string, synced: SyncCopyResult, cache: StatCache): Promise<boolean> {
     let check: CopyCheck
     // Watched from this check on: the next check before a sync need not walk the copy again

@@ -278,7 +278,7 @@ export async function syncCopy (opts: SyncCopyOptions): Promise<SyncCopyResult> 
   const wanted = new Map<string, ChunkRef>()
   // Wanted and not yet asked for, in the order files will be written; asked for as writers
   // take what was (pump), or at once by a writer that needs one of them first.
-  const later = new Map<string, ChunkRef>()
+  const later = new Set<string>()
   const order: string[] = []
   let nextInOrder = 0
   let aheadBytes = 0
@@ -309,11 +309,8 @@ export async function syncCopy (opts: SyncCopyOptions): Promise<SyncCopyResult> 
   const pump = (): void => {
     while (nextInOrder < order.length && (arriving.size === 0 || (arriving.size < aheadMax && aheadBytes < PULL_WINDOW_BYTES))) {
       const key = order[nextInOrder++]!
-      const ref = later.get(key)
-      // (asked for already, by a writer that needed it first)
-      if (ref === undefined) continue
-      later.delete(key)
-      request(key, ref)
+      // (not when asked for already, by a writer that needed it first)
+      if (later.delete(key)) request(key, wanted.get(key)!)
     }
   }
   const inCopies = copyChunks === undefined ? () => undefined : copyPlanner(copyChunks, copyDir, changes)
@@ -334,7 +331,7 @@ export async function syncCopy (opts: SyncCopyOptions): Promise<SyncCopyResult> 
           await store.put(ref.hash, rescued)
         } else {
           wanted.set(key, ref)
-          later.set(key, ref)
+          later.add(key)
           order.push(key)
           pump()
           // a turn of the loop now and then, for the fetcher to send what was asked for
@@ -375,11 +372,7 @@ export async function syncCopy (opts: SyncCopyOptions): Promise<SyncCopyResult> 
   const fileOnly = new WeakSet<Uint8Array>()
   const readChunk = async (ref: ChunkRef): Promise<Uint8Array> => {
     const key = blobKey(ref.hash)
-    const notYet = later.get(key)
-    if (notYet !== undefined) {
-      later.delete(key)
-      request(key, notYet)
-    }
+    if (later.delete(key)) request(key, wanted.get(key)!)
     const pending = arriving.get(key)
     if (pending !== undefined) {
       const { data, release } = await unlessStopped(pending)
