@@ -26,6 +26,12 @@ function privateDir (): string {
 const handlers = { peer: 'test', handle: async () => {} }
 /** Directories made while sockets are set up, one after another. */
 const DIRS = 400
+/**
+ * Sockets set up at most before the directories are all made: a making loop that stalls
+ * (as when a blocking close() starved the loop) fails the test instead of filling the disk
+ * with a directory per socket (3 million of them, the one time it hung).
+ */
+const MAX_SOCKETS = 20_000
 
 describe('the control socket', () => {
   it('is its owner\'s alone, and directories made meanwhile keep their own modes', async () => {
@@ -39,11 +45,15 @@ describe('the control socket', () => {
     })()
     try {
       while (made < DIRS) {
+        if (sockets >= MAX_SOCKETS) throw new Error(`${sockets} sockets set up while only ${made} of ${DIRS} directories were made`)
         const home = privateDir()
         const server = await startControlServer(home, handlers)
         sockets++
         const mode = fs.statSync(path.join(home, SOCKET_NAME)).mode & 0o777
         await server.close()
+        // gone at once, not at the end: the loop may set up thousands before the directories are made
+        fs.rmSync(home, { recursive: true, force: true })
+        dirs.splice(dirs.indexOf(home), 1)
         expect(mode).toBe(SOCKET_MODE)
         // a turn of the loop: the mkdirs' completions come in, whatever close() awaited (the
         // race itself is the pool's mkdirs running while a socket is set up)
