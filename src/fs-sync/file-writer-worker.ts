@@ -7,6 +7,9 @@
 import { parentPort } from 'node:worker_threads'
 import { renameSync, unlinkSync } from 'node:fs'
 import { isCode, writeSmallData, writeSmallDataAt } from './write-file.js'
+import { nameThread, THREAD_NAMES } from '../common/thread-name.js'
+
+nameThread(THREAD_NAMES.write)
 
 export interface SmallFile {
   /** The target's directory, vouched for by the caller's safe resolver, and the target. */

@@ -6,6 +6,9 @@
 import { parentPort } from 'node:worker_threads'
 import { chunkRangeSync } from './chunk-file.js'
 import { HASH_BYTES } from './types.js'
+import { nameThread, THREAD_NAMES } from '../common/thread-name.js'
+
+nameThread(THREAD_NAMES.scan)
 
 /** `from`/`limit`: one segment of the file (segments.ts), else all of it. */
 export interface WorkerJob { id: number, path: string, from?: number, limit?: number }

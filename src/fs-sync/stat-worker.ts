@@ -6,6 +6,9 @@
 import { parentPort } from 'node:worker_threads'
 import { lstatSync } from 'node:fs'
 import { STAT_FIELDS } from './stat-workers.js'
+import { nameThread, THREAD_NAMES } from '../common/thread-name.js'
+
+nameThread(THREAD_NAMES.stat)
 
 export interface StatJob { id: number, paths: string[] }
 export interface StatReply { id: number, stats: BigInt64Array }

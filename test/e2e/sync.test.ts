@@ -10,6 +10,7 @@ import { createHash, randomBytes } from 'node:crypto'
 import { spawnSync } from 'node:child_process'
 import { BIN, startAgent, startGrid, stopAll, startCli, waitFor, tempDir, type AgentProc } from '../helpers/procs.js'
 import { SMALL_TREE_ENTRIES } from '../../src/fs-sync/scan-watch.js'
+import { THREAD_NAMES } from '../../src/common/thread-name.js'
 
 let a: AgentProc
 let b: AgentProc
@@ -30,6 +31,11 @@ function workspace (files: Record<string, string | { content: string, exec: true
 }
 
 const vrunIn = async (cwd: string, args: string[], env: Record<string, string> = {}) => await a.vrun(['--on', b.peer, ...args], { cwd, env: { VGRID_VERBOSE: '1', ...env } })
+
+/** The names of a process's threads, from /proc. */
+function threadNames (pid: number): string[] {
+  return fs.readdirSync(`/proc/${pid}/task`).map((tid) => fs.readFileSync(`/proc/${pid}/task/${tid}/comm`, 'utf8').trim())
+}
 
 function sentChunks (stderr: string): number {
   const m = /synced [\d,]+ files?, ([\d,]+) chunks? /.exec(stderr)
@@ -191,6 +197,11 @@ describe('vrun with a workspace', () => {
     expect(pulled).not.toBeNull()
     // the chunks only this file holds went back to the pulling thread, after their write
     expect(Number(pulled![1])).toBeGreaterThan(0)
+    // the threads that carried it have names of their own (top -H, ps -T, perf); the
+    // process keeps its own
+    expect(threadNames(a.proc.pid!)).toContain(THREAD_NAMES.serve)
+    expect(threadNames(b.proc.pid!)).toContain(THREAD_NAMES.pull)
+    for (const p of [a, b]) expect(fs.readFileSync(`/proc/${p.proc.pid!}/comm`, 'utf8').trim()).toBe('node')
   }, 180_000)
 
   it('goes over the libp2p stream when the submitter serves no data plane', async () => {

@@ -15,6 +15,9 @@ import type { FrameChannel } from '../../common/channel.js'
 import { parseSyncReply } from '../../protocol/sync.js'
 import { dialPlane } from './client.js'
 import type { PlaneGrant } from './server.js'
+import { nameThread, THREAD_NAMES } from '../../common/thread-name.js'
+
+nameThread(THREAD_NAMES.pull)
 
 export type PullJob =
   | { t: 'dial', id: number, host: string, port: number, grant: PlaneGrant, maxFrameBytes: number }

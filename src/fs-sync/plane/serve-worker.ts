@@ -4,6 +4,9 @@
  */
 import { parentPort, workerData } from 'node:worker_threads'
 import { PlaneListener, type Found } from './listener.js'
+import { nameThread, THREAD_NAMES } from '../../common/thread-name.js'
+
+nameThread(THREAD_NAMES.serve)
 
 export type ServeJob =
   | { t: 'grant', ticket: string, key: Uint8Array, maxFrameBytes: number }
