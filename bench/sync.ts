@@ -7,7 +7,9 @@
  *   the first sync's time and MB/s, and the same for the two big files alone;
  * - `vrun true` when nothing changed, against `vrun --no-sync true` (median of 10);
  * - chunks and bytes sent after a 1-byte edit in the middle of a big file;
- * - the executor's peak resident memory (VmHWM) over the first syncs.
+ * - the executor's peak resident memory (VmHWM) over the first syncs;
+ * - what bounds the first sync here: the machine's CPU time during it, ours and the
+ *   anchor's, and each agent's split by thread (bench/cpu.ts).
  */
 import fs from 'node:fs'
 import path from 'node:path'
@@ -19,6 +21,7 @@ import { BIN } from '../test/helpers/procs.js'
 import type { Figure } from './grid-vrun.js'
 import { randomFile } from './files.js'
 import { anchorMissing, rsyncOverSshMs, startSshAnchor, type SshAnchor } from './ssh-anchor.js'
+import { cpuSnapshot, cpuSplit, machineCpuMs } from './cpu.js'
 
 const MB = 1e6
 const BIG_FILE_BYTES = 300 * MB
@@ -99,14 +102,21 @@ export async function benchSync (): Promise<Figure[]> {
   if (missing !== undefined) process.stderr.write(`sync bench: no rsync-over-ssh anchor: ${missing}\n`)
   const anchor: SshAnchor | undefined = missing === undefined ? await startSshAnchor() : undefined
   const sshDst = tempDir('vgrid-bench-rsync-ssh-')
-  const ssh = anchor === undefined
+  const sshCpu0 = machineCpuMs()
+  const sshFirst = anchor === undefined ? undefined : rsyncOverSshMs(anchor, ws, sshDst)
+  const sshCpu = machineCpuMs() - sshCpu0
+  const ssh = anchor === undefined || sshFirst === undefined
     ? undefined
-    : { first: rsyncOverSshMs(anchor, ws, sshDst), same: median([0, 1, 2].map(() => rsyncOverSshMs(anchor, ws, sshDst))), edit: NaN }
+    : { first: sshFirst, same: median([0, 1, 2].map(() => rsyncOverSshMs(anchor, ws, sshDst))), edit: NaN }
   const [a, b] = await startGrid(2)
   try {
     const on = ['--on', b.peer]
     const big = await timedVrun(a, bigOnly, [...on, 'true'])
+    const before = [cpuSnapshot(a.proc.pid!), cpuSnapshot(b.proc.pid!)]
+    const cpu0 = machineCpuMs()
     const first = await timedVrun(a, ws, [...on, 'true'])
+    const firstCpu = machineCpuMs() - cpu0
+    const [subSplit, exeSplit] = [cpuSplit(before[0]!, cpuSnapshot(a.proc.pid!)), cpuSplit(before[1]!, cpuSnapshot(b.proc.pid!))]
     // The executor's peak resident memory so far: the two first syncs (big files, then the tree).
     const peakMb = peakRssMb(b.proc.pid)
     const env = { ...process.env, VGRID_HOME: a.home }
@@ -137,7 +147,8 @@ export async function benchSync (): Promise<Figure[]> {
       { name: 'vrun --no-sync true, median', value: r(median(noSync)), unit: 'ms' },
       { name: 'nothing changed: over the no-sync time', value: r(over), unit: 'ms', target: '<= 300', ok: over <= 300 },
       { name: `1-byte edit mid big file: chunks sent (${edit.text})`, value: edit.chunks, unit: '', target: '<= 2', ok: edit.chunks <= 2 },
-      ...(ssh === undefined ? [] : sshFigures(ssh, { first: first.ms, same: median(unchanged), edit: edited.ms }))
+      ...(ssh === undefined ? [] : sshFigures(ssh, { first: first.ms, same: median(unchanged), edit: edited.ms })),
+      ...cpuFigures(firstCpu, ssh === undefined ? undefined : sshCpu, { submitter: subSplit, executor: exeSplit })
     ]
   } finally {
     await anchor?.stop()
@@ -160,4 +171,24 @@ function sshFigures (ssh: { first: number, same: number, edit: number }, vgrid: 
     ...row('nothing changed (vgrid: vrun true, median)', 'same', 0.5),
     ...row('1-byte edit in a 300 MB file (vgrid: vrun true)', 'edit', 0.5)
   ]
+}
+
+/**
+ * What bounds the first sync: the machine's CPU time during it (all processes: both agents,
+ * the vrun) against the anchor's (rsync, ssh and sshd), and where each agent's went. With
+ * every core busy, a sync's time here is its CPU over the cores.
+ */
+function cpuFigures (ours: number, anchor: number | undefined, split: Record<'submitter' | 'executor', Record<string, number>>): Figure[] {
+  const s = (ms: number): number => Math.round(ms / 10) / 100
+  const out: Figure[] = [{ name: 'machine CPU time, first sync of the tree: vgrid', value: s(ours), unit: 's' }]
+  if (anchor !== undefined) {
+    out.push({ name: 'machine CPU time, first sync of the tree: rsync -a -e ssh', value: s(anchor), unit: 's' })
+    out.push({ name: 'vgrid / rsync -e ssh, machine CPU time of the first sync', value: Math.round(ours / anchor * 100) / 100, unit: 'x' })
+  }
+  for (const [who, parts] of Object.entries(split)) {
+    for (const [thread, ms] of Object.entries(parts).sort((x, y) => y[1] - x[1])) {
+      if (ms >= 10) out.push({ name: `${who} CPU in the first sync: ${thread}`, value: s(ms), unit: 's' })
+    }
+  }
+  return out
 }

@@ -8,7 +8,9 @@
  *   one's start, as the owner recorded them;
  * - a fan-out, `vbatch -N 300 --no-sync true` through the binary: tasks per second from the
  *   command's start to the last shard's end (issue 19: >= 150 here), beside its anchor: the
- *   same number of guest sandboxes started with no agent at all, which bounds it.
+ *   same number of guest sandboxes started with no agent at all, which bounds it; and the
+ *   machine's CPU time per shard, the agents' part of it apart (the rest: the shards'
+ *   sandboxes and commands, the vbatch command).
  */
 import fs from 'node:fs'
 import os from 'node:os'
@@ -21,6 +23,7 @@ import { isFinal, type TaskRecord } from '../src/agent/tasks/types.js'
 import { median, timeCommand, timeRepeated } from './stats.js'
 import type { Figure } from './grid-vrun.js'
 import { sandboxRate } from './sandbox.js'
+import { cpuSnapshot, machineCpuMs } from './cpu.js'
 
 const TASKS = Number(process.env.BENCH_TASKS ?? 1000)
 const CONCURRENCY = 8
@@ -84,12 +87,15 @@ async function waitTask (home: string, id: string, ms: number): Promise<void> {
 export async function benchTasks (): Promise<Figure[]> {
   const ws = tempDir('vgrid-bench-tasks-')
   fs.writeFileSync(path.join(ws, 'README'), 'a small workspace\n')
-  const [a] = await startGrid(3)
+  const agents = await startGrid(3)
+  const a = agents[0]!
   try {
     const env = { ...process.env, VGRID_HOME: a.home }
     const cli = await timeRepeated(10, async () => await timeCommand(process.execPath, [BIN.vbatch, 'true'], env, ws))
 
+    const agentsCpu = (): number => agents.reduce((sum, x) => sum + cpuSnapshot(x.proc.pid!).total, 0)
     const ids: string[] = []
+    const [cpu0, agents0] = [machineCpuMs(), agentsCpu()]
     const t0 = performance.now()
     let next = 0
     await Promise.all(Array.from({ length: CONCURRENCY }, async () => {
@@ -106,6 +112,7 @@ export async function benchTasks (): Promise<Figure[]> {
     const firstCreated = Math.min(...done.map((t) => t.created))
     const completedPerS = TASKS / ((lastEnd - firstCreated) / 1000)
     const failed = TASKS - done.filter((t) => t.state === 'succeeded').length
+    const [taskCpu, taskAgents] = [(machineCpuMs() - cpu0) / TASKS, (agentsCpu() - agents0) / TASKS]
 
     const steps = ['process', 'train', 'eval']
     const pipe: string[] = []
@@ -118,6 +125,7 @@ export async function benchTasks (): Promise<Figure[]> {
     const worstGap = ran.length === steps.length ? Math.max(...gaps) : NaN
 
     // The fan-out as a user types it; the records' clock is this machine's, as Date.now() is.
+    const [fanCpu0, fanAgents0] = [machineCpuMs(), agentsCpu()]
     const fanStart = Date.now()
     const fan = spawnSync(process.execPath, [BIN.vbatch, '-N', String(FAN_OUT), '--no-sync', 'true'], { env, cwd: ws, encoding: 'utf8' })
     if (fan.status !== 0) throw new Error(`vbatch -N ${FAN_OUT} exited ${fan.status}: ${fan.stderr}`)
@@ -125,6 +133,7 @@ export async function benchTasks (): Promise<Figure[]> {
     const shards = await until(a.home, shardIds, 180_000)
     const fanPerS = FAN_OUT / ((Math.max(...shards.map((t) => t.ended ?? 0)) - fanStart) / 1000)
     const fanFailed = FAN_OUT - shards.filter((t) => t.state === 'succeeded').length
+    const [fanCpu, fanAgents] = [(machineCpuMs() - fanCpu0) / FAN_OUT, (agentsCpu() - fanAgents0) / FAN_OUT]
     // The anchor of the fan-out: the guests' sandboxes alone, with the grid stopped, as many
     // at a time as the grid ran (three members lending every core).
     await stopAll()
@@ -133,11 +142,15 @@ export async function benchTasks (): Promise<Figure[]> {
       { name: '`vbatch true` through the binary, median of 10', value: Math.round(median(cli)), unit: 'ms' },
       { name: `submit ${TASKS} tasks (control socket, ${CONCURRENCY} at a time)`, value: Math.round(TASKS / (submitMs / 1000)), unit: 'tasks/s' },
       { name: `completed tasks per second (${failed} did not succeed or end within 180 s)`, value: Math.round(completedPerS), unit: 'tasks/s', target: '>= 100', ok: completedPerS >= 100 && failed === 0 },
+      { name: `${TASKS} tasks: machine CPU time per task (everything, kernel included)`, value: Math.round(taskCpu * 10) / 10, unit: 'ms' },
+      { name: `${TASKS} tasks: the three agents' CPU time per task`, value: Math.round(taskAgents * 10) / 10, unit: 'ms' },
       { name: '3-step pipeline: upstream end to next start, worst of 2', value: worstGap, unit: 'ms', target: '<= 100', ok: worstGap <= 100 },
       { name: `vbatch -N ${FAN_OUT} --no-sync true through the binary, to the last end (${fanFailed} did not succeed)`, value: Math.round(fanPerS), unit: 'tasks/s', target: '>= 150', ok: fanPerS >= 150 && fanFailed === 0 },
       { name: `anchor: ${FAN_OUT} guest sandboxes of true alone (the agent's command line, ${3 * os.availableParallelism()} at a time, no agent)`, value: floor === undefined ? NaN : Math.round(floor.perS), unit: 'starts/s' },
       { name: 'anchor: machine CPU time per sandbox start (kernel included)', value: floor === undefined ? NaN : Math.round(floor.cpuMs * 10) / 10, unit: 'ms' },
-      { name: 'fan-out over the sandboxes-alone anchor', value: floor === undefined ? NaN : Math.round(fanPerS / floor.perS * 100) / 100, unit: 'x' }
+      { name: 'fan-out over the sandboxes-alone anchor', value: floor === undefined ? NaN : Math.round(fanPerS / floor.perS * 100) / 100, unit: 'x' },
+      { name: 'fan-out: machine CPU time per shard (everything, kernel included)', value: Math.round(fanCpu * 10) / 10, unit: 'ms' },
+      { name: 'fan-out: the three agents\' CPU time per shard', value: Math.round(fanAgents * 10) / 10, unit: 'ms' }
     ]
   } finally {
     await stopAll()
