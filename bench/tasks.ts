@@ -23,7 +23,7 @@ import { isFinal, type TaskRecord } from '../src/agent/tasks/types.js'
 import { median, timeCommand, timeRepeated } from './stats.js'
 import type { Figure } from './grid-vrun.js'
 import { sandboxRate } from './sandbox.js'
-import { cpuSnapshot, machineCpuMs } from './cpu.js'
+import { cpuSnapshot, cpuSplit, machineCpuMs, type CpuSnapshot } from './cpu.js'
 
 const TASKS = Number(process.env.BENCH_TASKS ?? 1000)
 const CONCURRENCY = 8
@@ -93,9 +93,9 @@ export async function benchTasks (): Promise<Figure[]> {
     const env = { ...process.env, VGRID_HOME: a.home }
     const cli = await timeRepeated(10, async () => await timeCommand(process.execPath, [BIN.vbatch, 'true'], env, ws))
 
-    const agentsCpu = (): number => agents.reduce((sum, x) => sum + cpuSnapshot(x.proc.pid!).total, 0)
+    const snap = (): CpuSnapshot[] => agents.map((x) => cpuSnapshot(x.proc.pid!))
     const ids: string[] = []
-    const [cpu0, agents0] = [machineCpuMs(), agentsCpu()]
+    const [cpu0, agents0] = [machineCpuMs(), snap()]
     const t0 = performance.now()
     let next = 0
     await Promise.all(Array.from({ length: CONCURRENCY }, async () => {
@@ -112,7 +112,7 @@ export async function benchTasks (): Promise<Figure[]> {
     const firstCreated = Math.min(...done.map((t) => t.created))
     const completedPerS = TASKS / ((lastEnd - firstCreated) / 1000)
     const failed = TASKS - done.filter((t) => t.state === 'succeeded').length
-    const [taskCpu, taskAgents] = [(machineCpuMs() - cpu0) / TASKS, (agentsCpu() - agents0) / TASKS]
+    const [taskCpu, taskAgents] = [(machineCpuMs() - cpu0) / TASKS, agentsSplit(agents0, snap(), TASKS)]
 
     const steps = ['process', 'train', 'eval']
     const pipe: string[] = []
@@ -125,7 +125,7 @@ export async function benchTasks (): Promise<Figure[]> {
     const worstGap = ran.length === steps.length ? Math.max(...gaps) : NaN
 
     // The fan-out as a user types it; the records' clock is this machine's, as Date.now() is.
-    const [fanCpu0, fanAgents0] = [machineCpuMs(), agentsCpu()]
+    const [fanCpu0, fanAgents0] = [machineCpuMs(), snap()]
     const fanStart = Date.now()
     const fan = spawnSync(process.execPath, [BIN.vbatch, '-N', String(FAN_OUT), '--no-sync', 'true'], { env, cwd: ws, encoding: 'utf8' })
     if (fan.status !== 0) throw new Error(`vbatch -N ${FAN_OUT} exited ${fan.status}: ${fan.stderr}`)
@@ -133,7 +133,7 @@ export async function benchTasks (): Promise<Figure[]> {
     const shards = await until(a.home, shardIds, 180_000)
     const fanPerS = FAN_OUT / ((Math.max(...shards.map((t) => t.ended ?? 0)) - fanStart) / 1000)
     const fanFailed = FAN_OUT - shards.filter((t) => t.state === 'succeeded').length
-    const [fanCpu, fanAgents] = [(machineCpuMs() - fanCpu0) / FAN_OUT, (agentsCpu() - fanAgents0) / FAN_OUT]
+    const [fanCpu, fanAgents] = [(machineCpuMs() - fanCpu0) / FAN_OUT, agentsSplit(fanAgents0, snap(), FAN_OUT)]
     // The anchor of the fan-out: the guests' sandboxes alone, with the grid stopped, as many
     // at a time as the grid ran (three members lending every core).
     await stopAll()
@@ -143,17 +143,36 @@ export async function benchTasks (): Promise<Figure[]> {
       { name: `submit ${TASKS} tasks (control socket, ${CONCURRENCY} at a time)`, value: Math.round(TASKS / (submitMs / 1000)), unit: 'tasks/s' },
       { name: `completed tasks per second (${failed} did not succeed or end within 180 s)`, value: Math.round(completedPerS), unit: 'tasks/s', target: '>= 100', ok: completedPerS >= 100 && failed === 0 },
       { name: `${TASKS} tasks: machine CPU time per task (everything, kernel included)`, value: Math.round(taskCpu * 10) / 10, unit: 'ms' },
-      { name: `${TASKS} tasks: the three agents' CPU time per task`, value: Math.round(taskAgents * 10) / 10, unit: 'ms' },
+      ...perTask(`${TASKS} tasks: the three agents' CPU time per task`, taskAgents),
       { name: '3-step pipeline: upstream end to next start, worst of 2', value: worstGap, unit: 'ms', target: '<= 100', ok: worstGap <= 100 },
       { name: `vbatch -N ${FAN_OUT} --no-sync true through the binary, to the last end (${fanFailed} did not succeed)`, value: Math.round(fanPerS), unit: 'tasks/s', target: '>= 150', ok: fanPerS >= 150 && fanFailed === 0 },
       { name: `anchor: ${FAN_OUT} guest sandboxes of true alone (the agent's command line, ${3 * os.availableParallelism()} at a time, no agent)`, value: floor === undefined ? NaN : Math.round(floor.perS), unit: 'starts/s' },
       { name: 'anchor: machine CPU time per sandbox start (kernel included)', value: floor === undefined ? NaN : Math.round(floor.cpuMs * 10) / 10, unit: 'ms' },
       { name: 'fan-out over the sandboxes-alone anchor', value: floor === undefined ? NaN : Math.round(fanPerS / floor.perS * 100) / 100, unit: 'x' },
       { name: 'fan-out: machine CPU time per shard (everything, kernel included)', value: Math.round(fanCpu * 10) / 10, unit: 'ms' },
-      { name: 'fan-out: the three agents\' CPU time per shard', value: Math.round(fanAgents * 10) / 10, unit: 'ms' }
+      ...perTask('fan-out: the three agents\' CPU time per shard', fanAgents)
     ]
   } finally {
     await stopAll()
     fs.rmSync(ws, { recursive: true, force: true })
   }
+}
+
+/** The three agents' CPU between two snapshots, per task: in all, and by thread (cpu.ts), all agents together. */
+function agentsSplit (before: CpuSnapshot[], after: CpuSnapshot[], tasks: number): { all: number, by: Record<string, number> } {
+  const by: Record<string, number> = {}
+  let all = 0
+  before.forEach((b, i) => {
+    for (const [k, ms] of Object.entries(cpuSplit(b, after[i]!))) { by[k] = (by[k] ?? 0) + ms / tasks; all += ms / tasks }
+  })
+  return { all, by }
+}
+
+/** A per-task CPU figure, then its main threads' and Node's threads' parts (V8's compiler and GC: an agent's code still warming up). */
+function perTask (name: string, t: { all: number, by: Record<string, number> }): Figure[] {
+  const r = (ms: number): number => Math.round(ms * 10) / 10
+  return [
+    { name, value: r(t.all), unit: 'ms' },
+    ...Object.entries(t.by).filter(([, ms]) => ms >= 0.05).sort((x, y) => y[1] - x[1]).map(([k, ms]) => ({ name: `${name}: ${k}`, value: r(ms), unit: 'ms' }))
+  ]
 }
