@@ -41,9 +41,9 @@ export function cpuSnapshot (pid: number): CpuSnapshot {
   return { pid, total: statCpuMs(fs.readFileSync(`/proc/${pid}/stat`, 'utf8')), threads }
 }
 
-export const MAIN_THREAD = 'main thread'
-export const NODE_THREADS = "Node's own threads (V8 compiler and GC, libuv pool)"
-export const ENDED_THREADS = 'threads that ended'
+const MAIN_THREAD = 'main thread'
+const NODE_THREADS = "Node's own threads (V8 compiler and GC, libuv pool)"
+const ENDED_THREADS = 'threads that ended'
 
 /**
  * The process's CPU between two snapshots, in ms, by thread: its main thread, each named

@@ -96,7 +96,7 @@ export async function benchTasks (): Promise<Figure[]> {
 
     const snap = (): CpuSnapshot[] => agents.map((x) => cpuSnapshot(x.proc.pid!))
     const ids: string[] = []
-    const [cpu0, agents0] = [machineCpuMs(), snap()]
+    const [tasksCpu0, tasksAgents0] = [machineCpuMs(), snap()]
     const t0 = performance.now()
     let next = 0
     await Promise.all(Array.from({ length: CONCURRENCY }, async () => {
@@ -113,7 +113,7 @@ export async function benchTasks (): Promise<Figure[]> {
     const firstCreated = Math.min(...done.map((t) => t.created))
     const completedPerS = TASKS / ((lastEnd - firstCreated) / 1000)
     const failed = TASKS - done.filter((t) => t.state === 'succeeded').length
-    const [taskCpu, taskAgents] = [(machineCpuMs() - cpu0) / TASKS, agentsSplit(agents0, snap(), TASKS)]
+    const [taskCpu, taskAgents] = [(machineCpuMs() - tasksCpu0) / TASKS, agentsSplit(tasksAgents0, snap(), TASKS)]
 
     const steps = ['process', 'train', 'eval']
     const pipe: string[] = []
@@ -130,7 +130,7 @@ export async function benchTasks (): Promise<Figure[]> {
     // compiles a function once it is hot, and a function run once a task takes hundreds of
     // tasks to get there: the second still compiled 43 functions on the submitter, 0.5 s).
     const fanOut = async (): Promise<{ perS: number, failed: number, cpu: number, agents: { all: number, by: Record<string, number> } }> => {
-      const [cpu0, agents0] = [machineCpuMs(), snap()]
+      const [machine0, agents0] = [machineCpuMs(), snap()]
       // the records' clock is this machine's, as Date.now() is
       const start = Date.now()
       const fan = spawnSync(process.execPath, [BIN.vbatch, '-N', String(FAN_OUT), '--no-sync', 'true'], { env, cwd: ws, encoding: 'utf8' })
@@ -139,13 +139,12 @@ export async function benchTasks (): Promise<Figure[]> {
       return {
         perS: FAN_OUT / ((Math.max(...shards.map((t) => t.ended ?? 0)) - start) / 1000),
         failed: FAN_OUT - shards.filter((t) => t.state === 'succeeded').length,
-        cpu: (machineCpuMs() - cpu0) / FAN_OUT,
+        cpu: (machineCpuMs() - machine0) / FAN_OUT,
         agents: agentsSplit(agents0, snap(), FAN_OUT)
       }
     }
-    const first = await fanOut()
+    const fan = await fanOut()
     const again = await fanOut()
-    const [fanPerS, fanFailed, fanCpu, fanAgents] = [first.perS, first.failed, first.cpu, first.agents]
     // The anchor of the fan-out: the guests' sandboxes alone, with the grid stopped, as many
     // at a time as the grid ran (three members lending every core).
     await stopAll()
@@ -157,12 +156,12 @@ export async function benchTasks (): Promise<Figure[]> {
       { name: `${TASKS} tasks: machine CPU time per task (everything, kernel included)`, value: Math.round(taskCpu * 10) / 10, unit: 'ms' },
       ...perTask(`${TASKS} tasks: the three agents' CPU time per task`, taskAgents),
       { name: '3-step pipeline: upstream end to next start, worst of 2', value: worstGap, unit: 'ms', target: '<= 100', ok: worstGap <= 100 },
-      { name: `vbatch -N ${FAN_OUT} --no-sync true through the binary, to the last end (${fanFailed} did not succeed)`, value: Math.round(fanPerS), unit: 'tasks/s', target: '>= 150', ok: fanPerS >= 150 && fanFailed === 0 },
+      { name: `vbatch -N ${FAN_OUT} --no-sync true through the binary, to the last end (${fan.failed} did not succeed)`, value: Math.round(fan.perS), unit: 'tasks/s', target: '>= 150', ok: fan.perS >= 150 && fan.failed === 0 },
       { name: `anchor: ${FAN_OUT} guest sandboxes of true alone (the agent's command line, ${3 * os.availableParallelism()} at a time, no agent)`, value: floor === undefined ? NaN : Math.round(floor.perS), unit: 'starts/s' },
       { name: 'anchor: machine CPU time per sandbox start (kernel included)', value: floor === undefined ? NaN : Math.round(floor.cpuMs * 10) / 10, unit: 'ms' },
-      { name: 'fan-out over the sandboxes-alone anchor', value: floor === undefined ? NaN : Math.round(fanPerS / floor.perS * 100) / 100, unit: 'x' },
-      { name: 'fan-out: machine CPU time per shard (everything, kernel included)', value: Math.round(fanCpu * 10) / 10, unit: 'ms' },
-      ...perTask('fan-out: the three agents\' CPU time per shard', fanAgents),
+      { name: 'fan-out over the sandboxes-alone anchor', value: floor === undefined ? NaN : Math.round(fan.perS / floor.perS * 100) / 100, unit: 'x' },
+      { name: 'fan-out: machine CPU time per shard (everything, kernel included)', value: Math.round(fan.cpu * 10) / 10, unit: 'ms' },
+      ...perTask('fan-out: the three agents\' CPU time per shard', fan.agents),
       { name: `the same fan-out again on the same agents (${again.failed} did not succeed)`, value: Math.round(again.perS), unit: 'tasks/s' },
       { name: 'the same fan-out again: machine CPU time per shard', value: Math.round(again.cpu * 10) / 10, unit: 'ms' },
       ...perTask('the same fan-out again: the three agents\' CPU time per shard', again.agents)
