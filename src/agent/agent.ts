@@ -37,6 +37,7 @@ import { GuestCommands } from './guests.js'
 import { Watchdog } from './watchdog.js'
 import { HeldRuns } from './held.js'
 import { detectIsolation, describeIsolation, memoryEnforcement, type Isolation } from './isolation.js'
+import { openRuntimeDir, removeRuntimeDir, sweepRuntimeDirs, HOME_RUNTIME_DIR } from './runtime-dir.js'
 import { CoreAllocator, GuestRuns, GUEST_HOME, clearGuestDirs, type GuestSocketFactory } from './guest-run.js'
 import { descends, hostWorkspace, refusedForGuest, subTasks, type GuestScope } from './guest-control.js'
 import type { WorkspaceRef } from '../fs-sync/index.js'
@@ -190,7 +191,7 @@ export function resolveAcceptFrom (patch: PolicyPatch, view: PeerView[]): Policy
 
 /** What in the home holds secrets or other users' data: files 0600, directories 0700. */
 const PRIVATE_FILES = [IDENTITY_FILE, SWARM_KEY_FILE, 'config', KNOWN_PEERS_FILE]
-const PRIVATE_DIRS = ['store', 'workspaces', 'tasks', 'scratch', 'running', FIFO_DIR]
+const PRIVATE_DIRS = ['store', 'workspaces', 'tasks', 'scratch', 'running', HOME_RUNTIME_DIR]
 
 /**
  * `$VGRID_HOME` is 0700 and its keys 0600 at every start, also a home that existed with
@@ -240,7 +241,10 @@ async function startLocked (config: AgentConfig, homeLock: StoreLock): Promise<A
   if (choice.warning !== undefined) log.warn(choice.warning)
   if (isolation.kind === 'none') log.warn(`--isolation none: guests ${describeIsolation(isolation)}; they can read and change everything this user can`)
   if (isolation.kind === 'unavailable') log.warn(`${describeIsolation(isolation)}; ${isolation.hint}`)
-  await clearGuestDirs(config.home)
+  // FIFOs and guests' homes (runtime-dir.ts): emptied of what a killed agent left.
+  sweepRuntimeDirs()
+  const runtime = openRuntimeDir(config.home)
+  await clearGuestDirs({ disk: config.home, runtime: runtime.dir })
   const guestsLine = isolation.kind === 'unavailable' ? `${describeIsolation(isolation)}; ${isolation.hint}` : describeIsolation(isolation)
   const memoryLine = memoryEnforcement()
   // Joined through a token or --peer: where the grid is, saved at once, so an agent stopped
@@ -292,9 +296,9 @@ async function startLocked (config: AgentConfig, homeLock: StoreLock): Promise<A
   storeRoom = () => sync.store.room()
   await linkCommands(config.home)
   const tasks = await TaskManager.open(config.home, { peer: grid.peerId, host: resources.host })
-  // The pipes of commands run here (exec/fifos.ts): what a killed agent left is stale.
+  // The pipes of commands run here (exec/fifos.ts); where earlier builds kept them, gone.
   await fs.rm(path.join(config.home, FIFO_DIR), { recursive: true, force: true })
-  const fifos = new FifoMaker(path.join(config.home, FIFO_DIR))
+  const fifos = new FifoMaker(path.join(runtime.dir, FIFO_DIR))
   fifos.warm()
   let watchdog: Watchdog | undefined
   // Set once the HTTP server listens (below, after the control socket); why not, if it does not.
@@ -312,6 +316,7 @@ async function startLocked (config: AgentConfig, homeLock: StoreLock): Promise<A
     attempts: new WatchedSet(() => { drain?.check() }),
     guests: new GuestRuns({
       home: config.home,
+      runtime: runtime.dir,
       iso: isolation,
       cores: new CoreAllocator(),
       socket: async (dir, scope, owner) => await guestSockets(dir, scope, owner),
@@ -551,6 +556,7 @@ async function startLocked (config: AgentConfig, homeLock: StoreLock): Promise<A
       await sync.close().catch((err) => { log.warn('closing the chunk store failed', err) })
       await tasks.close().catch(() => {})
       fifos.close()
+      if (runtime.inMemory) { try { removeRuntimeDir(runtime) } catch (err) { log.warn(`could not remove ${runtime.dir}`, err) } }
       await homeLock.release().catch(() => {})
     }
   }

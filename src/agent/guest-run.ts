@@ -4,11 +4,13 @@
  * /tmp, an environment without the agent's, its cores, the device nodes of its GPUs, and,
  * unless the owner chose `--isolation none`, the sandbox around all of it.
  *
- * On this machine the task has `$VGRID_HOME/guests/TASK/` (removed when the run ends, and at
- * the agent's next start after a crash):
- *   home/agent.sock   the task's socket; the guest's $VGRID_HOME (/run/vgrid in the sandbox)
- *   home/bin/         mount point of the vgrid commands
- *   tmp/              the guest's /tmp
+ * On this machine the task has two directories (removed when the run ends, and at the
+ * agent's next start after a crash):
+ *   RUNTIME/guests/TASK/            the guest's $VGRID_HOME (/run/vgrid in the sandbox), in the
+ *                                   agent's runtime directory (runtime-dir.ts: in memory)
+ *   RUNTIME/guests/TASK/agent.sock  the task's socket
+ *   RUNTIME/guests/TASK/bin/        mount point of the vgrid commands
+ *   $VGRID_HOME/guests/TASK/        the guest's /tmp, on disk: a guest may write gigabytes there
  */
 import fs from 'node:fs/promises'
 import { chownSync, existsSync, lchownSync, lstatSync, mkdirSync, readFileSync, readdirSync, rmdirSync, rmSync, writeFileSync, type Dirent } from 'node:fs'
@@ -32,17 +34,25 @@ const GUEST_ENV_KEEP = /^(PATH|LANG|LANGUAGE|LC_[A-Z]+|TZ)$/
 const NVIDIA_CONTROL_NODES = ['nvidiactl', 'nvidia-uvm', 'nvidia-uvm-tools', 'nvidia-modeset']
 
 export interface GuestDirs {
-  /** `$VGRID_HOME/guests/TASK`. */
-  dir: string
+  /** The guest's $VGRID_HOME, in the runtime directory: its socket, and `bin/`. */
   home: string
+  /** `$VGRID_HOME/guests/TASK`: the guest's /tmp. */
   tmp: string
 }
 
+/** Where guests' directories go: the agent's home (on disk) and its runtime directory. */
+export interface GuestRoots {
+  disk: string
+  runtime: string
+}
+
 /** Removes what guests of a previous run of the agent left (it was killed). */
-export async function clearGuestDirs (home: string): Promise<void> {
-  const root = path.join(home, 'guests')
-  await removeTree(root).catch(() => {})
-  await fs.mkdir(root, { recursive: true, mode: 0o700 })
+export async function clearGuestDirs (roots: GuestRoots): Promise<void> {
+  for (const top of [roots.disk, roots.runtime]) {
+    const root = path.join(top, 'guests')
+    await removeTree(root).catch(() => {})
+    await fs.mkdir(root, { recursive: true, mode: 0o700 })
+  }
 }
 
 /**
@@ -50,17 +60,14 @@ export async function clearGuestDirs (home: string): Promise<void> {
  * the hand-over below: each call is microseconds of metadata, where a thread-pool round trip
  * each (ten of them before a guest's start) cost its command ~5 ms on a busy machine.
  */
-export function makeGuestDirs (home: string, task: string, owner?: { uid: number, gid: number }): GuestDirs {
-  const dir = path.join(home, 'guests', task)
-  const dirs: GuestDirs = { dir, home: path.join(dir, 'home'), tmp: path.join(dir, 'tmp') }
-  // Each level by itself, from the top: `recursive` tries the deepest first and fails up the
-  // chain (six calls for four directories), and directories are slow to make on some disks.
-  mkdirSync(dir, { recursive: true, mode: 0o700 })
+export function makeGuestDirs (roots: GuestRoots, task: string, owner?: { uid: number, gid: number }): GuestDirs {
+  const dirs: GuestDirs = { home: path.join(roots.runtime, 'guests', task), tmp: path.join(roots.disk, 'guests', task) }
+  // Each by itself: their parents exist (clearGuestDirs), and `recursive` tries the deepest first.
   for (const d of [dirs.home, path.join(dirs.home, 'bin'), dirs.tmp]) {
     try { mkdirSync(d, { mode: 0o700 }) } catch (err) { if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err }
   }
   if (owner !== undefined) {
-    for (const d of [dir, dirs.home, dirs.tmp]) chownSync(d, owner.uid, owner.gid)
+    for (const d of [dirs.home, dirs.tmp]) chownSync(d, owner.uid, owner.gid)
   }
   return dirs
 }
@@ -138,8 +145,11 @@ export function forgetHandOver (root: string): void {
  * through the recursive removal, which never follows a link either.
  */
 export async function removeGuestDirs (dirs: GuestDirs, sandboxed = false): Promise<void> {
-  if (sandboxed && removeEmptyDirs(dirs.dir, { left: REMOVE_BLOCKING_DIRS })) return
-  await removeTree(dirs.dir).catch(() => {})
+  const budget = { left: REMOVE_BLOCKING_DIRS }
+  for (const d of [dirs.home, dirs.tmp]) {
+    if (sandboxed && removeEmptyDirs(d, budget)) continue
+    await removeTree(d).catch(() => {})
+  }
 }
 
 /** Directories a sandboxed guest's removal takes blocking, at most. */
@@ -309,6 +319,8 @@ export const GUEST_WORKSPACE_FALLBACK = '/tmp/workspace'
 export class GuestRuns {
   constructor (private readonly o: {
     home: string
+    /** Where the guests' own homes go (runtime-dir.ts). */
+    runtime: string
     iso: Isolation
     cores: CoreAllocator
     socket: GuestSocketFactory
@@ -321,7 +333,7 @@ export class GuestRuns {
     const { iso } = this.o
     if (iso.kind === 'unavailable') throw new VgridError('ERR_NO_CAPACITY', `this member lends nothing: ${iso.why}`, iso.hint)
     const owner = iso.kind === 'sandbox' ? iso.base.user : undefined
-    const dirs = makeGuestDirs(this.o.home, inp.task, owner)
+    const dirs = makeGuestDirs({ disk: this.o.home, runtime: this.o.runtime }, inp.task, owner)
     const cores: number[] = []
     let server: { close: () => Promise<void> } | undefined
     const close = async (): Promise<void> => {

@@ -6,7 +6,7 @@
 import { describe, it, expect, afterAll } from 'vitest'
 import fs from 'node:fs'
 import path from 'node:path'
-import { startGrid, startAgent, startCli, stopAll, waitFor, sharedDir, guestShare, processRuns, type AgentProc } from '../helpers/procs.js'
+import { startGrid, startAgent, startCli, stopAll, waitFor, sharedDir, guestShare, processRuns, runtimeDirOf, type AgentProc } from '../helpers/procs.js'
 import { workspace, read, submitOne, show, listAll, wait, ended } from '../helpers/tasks.js'
 import type { TaskRecord } from '../../src/agent/tasks/types.js'
 import { RUNNING_LOG } from '../../src/exec/orphans.js'
@@ -194,4 +194,29 @@ describe('an owner restarted', () => {
       await Promise.all([y.stop(), x2?.stop(), x.stop()])
     }
   }, 120_000)
+
+  it('keeps its pipes and guests\' homes in memory: a SIGKILL\'s leftovers cleared at the next start, gone after a clean stop', async () => {
+    const x = await startAgent()
+    let x2: AgentProc | undefined
+    try {
+      const rt = runtimeDirOf(x.home)
+      expect(rt.startsWith('/dev/shm/') || rt.startsWith(`${process.env.XDG_RUNTIME_DIR ?? '/nonexistent'}/`)).toBe(true)
+      expect(fs.statfsSync(rt).type).toBe(0x01021994)
+      // the stock of FIFOs for commands' stdio lives there, none in the home
+      await waitFor(() => fs.readdirSync(path.join(rt, 'fifos')).length > 0, 'the stock of FIFOs', 10_000, 20)
+      expect(fs.existsSync(path.join(x.home, 'fifos'))).toBe(false)
+      const r = await x.vrun(['--no-sync', 'sh', '-c', 'echo out; echo err >&2'])
+      expect([r.code, r.stdout, r.stderr]).toEqual([0, 'out\n', 'err\n'])
+      fs.mkdirSync(path.join(rt, 'guests/left-by-the-killed-one'))
+      await x.stop('SIGKILL')
+      expect(fs.existsSync(path.join(rt, 'guests/left-by-the-killed-one'))).toBe(true)
+      x2 = await startAgent({ home: x.home })
+      expect(runtimeDirOf(x.home)).toBe(rt)
+      expect(fs.readdirSync(path.join(rt, 'guests'))).toEqual([])
+      expect((await x2.stop('SIGTERM')).code).toBe(0)
+      expect(fs.existsSync(rt)).toBe(false)
+    } finally {
+      await Promise.all([x2?.stop(), x.stop()])
+    }
+  }, 60_000)
 })

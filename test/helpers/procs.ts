@@ -9,6 +9,7 @@ import os from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { waitFor } from './wait.js'
+import { HOME_RUNTIME_DIR, runtimeCandidates, sweepRuntimeDirs } from '../../src/agent/runtime-dir.js'
 
 /** The repository root, from the sources (vitest) or from dist/ (the benchmark). */
 export const ROOT = ((): string => {
@@ -169,6 +170,13 @@ export function removeTempDirs (): void {
       spawnSync('rm', ['-rf', '--', d])
     }
   }
+  // What agents killed outright left in memory (runtime-dir.ts), now that their homes are gone.
+  sweepRuntimeDirs()
+}
+
+/** Where the agent of `home` keeps its FIFOs and guests' homes (runtime-dir.ts), once it has started. */
+export function runtimeDirOf (home: string): string {
+  return runtimeCandidates(home).find((d) => fs.existsSync(d)) ?? path.join(home, HOME_RUNTIME_DIR)
 }
 
 export interface AgentProc {

@@ -11,8 +11,14 @@ import { removeTempDirs, tempDir } from '../helpers/procs.js'
 afterEach(removeTempDirs)
 
 function dirsIn (home: string): ReturnType<typeof makeGuestDirs> {
-  fs.mkdirSync(path.join(home, 'guests'), { recursive: true })
-  return makeGuestDirs(home, '0123456789abcdef')
+  const runtime = tempDir('vgrid-runtime-')
+  for (const d of [home, runtime]) fs.mkdirSync(path.join(d, 'guests'), { recursive: true })
+  return makeGuestDirs({ disk: home, runtime }, '0123456789abcdef')
+}
+
+/** Neither of the guest's directories is left. */
+function gone (dirs: ReturnType<typeof makeGuestDirs>): boolean {
+  return !fs.existsSync(dirs.home) && !fs.existsSync(dirs.tmp)
 }
 
 describe('removeGuestDirs', () => {
@@ -23,7 +29,7 @@ describe('removeGuestDirs', () => {
       fs.mkdirSync(path.join(dirs.tmp, 'vgrid-ws-x/sub'), { recursive: true })
       fs.mkdirSync(path.join(dirs.tmp, 'work'))
       await removeGuestDirs(dirs, sandboxed)
-      expect(fs.existsSync(dirs.dir)).toBe(false)
+      expect(gone(dirs)).toBe(true)
     }
   })
 
@@ -39,7 +45,7 @@ describe('removeGuestDirs', () => {
       fs.symlinkSync(outside, path.join(dirs.home, 'link'))
       fs.mkdirSync(path.join(dirs.home, 'agent.sock'))
       await removeGuestDirs(dirs, sandboxed)
-      expect(fs.existsSync(dirs.dir)).toBe(false)
+      expect(gone(dirs)).toBe(true)
       expect(fs.readdirSync(outside).sort()).toEqual(['empty', 'keep.txt'])
     }
   })
@@ -48,6 +54,6 @@ describe('removeGuestDirs', () => {
     const dirs = dirsIn(tempDir())
     for (let i = 0; i < 100; i++) fs.mkdirSync(path.join(dirs.tmp, `d${i}`))
     await removeGuestDirs(dirs, true)
-    expect(fs.existsSync(dirs.dir)).toBe(false)
+    expect(gone(dirs)).toBe(true)
   })
 })
