@@ -8,8 +8,9 @@
  *
  * A FIFO opened at both ends behaves as a pipe but for one thing, which `pulse` makes up for.
  *
- * mkfifo(2) has no Node binding either, so FIFOs are made by the `mkfifo` program, many per
- * call, ahead of need (`FIFO_BATCH`): a command's start takes three from the stock and costs
+ * mkfifo(2) has no Node binding either, so FIFOs are made by the command launcher
+ * (launcher.ts), or where it is missing by the `mkfifo` program, many per call, ahead of need
+ * (`FIFO_BATCH`): a command's start takes three from the stock and costs
  * a few opens and unlinks, not a process. They live in a directory only this process may
  * enter (0700), until the command ends; their own mode is 0666 so a guest running as another
  * user can reopen its own stdio through /proc/self/fd.
@@ -24,6 +25,7 @@ import { closeSync, constants, mkdirSync, mkdtempSync, openSync, rmSync } from '
 import os from 'node:os'
 import path from 'node:path'
 import { promisify } from 'node:util'
+import { defaultLauncher } from './launcher.js'
 
 /** FIFOs one `mkfifo` call makes: enough for this many commands' stdio (three each). */
 export const FIFO_BATCH = 96
@@ -175,7 +177,10 @@ export class FifoMaker {
     if (this.refilling !== undefined || this.closed) return
     const names = Array.from({ length: FIFO_BATCH }, () => path.join(this.dir, `${process.pid}.${++this.serial}`))
     // Never rejects: a refill in the background has nobody to tell but the next take().
-    this.refilling = execFileP('mkfifo', ['-m', '0666', '--', ...names])
+    // By the launcher (launcher.ts) where it runs: Node's own spawn forks the whole agent.
+    const launcher = defaultLauncher()
+    const made = launcher !== undefined ? launcher.makeFifos(names) : execFileP('mkfifo', ['-m', '0666', '--', ...names])
+    this.refilling = made
       .then(() => { if (this.closed) for (const p of names) rmSync(p, { force: true }); else this.stock.push(...names) })
       .catch((err: Error) => {
         for (const p of names) rmSync(p, { force: true })

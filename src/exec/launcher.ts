@@ -8,12 +8,17 @@
  * start). The helper is a Perl loop of a few MB: forking it costs a fraction of a
  * millisecond, and the agent only writes a request and reads a line back.
  *
+ * It also makes FIFOs (exec/fifos.ts), many per request: a `mkfifo` process each time cost
+ * the agent a fork of itself too.
+ *
  * The helper reads requests (a length line, then NUL-separated fields) and, for each, forks a
  * child that leads a session of its own (as Node's `detached`), opens its stdio from the
  * FIFOs' names (the agent holds their other ends, so no open waits), changes directory, takes
  * the environment given and execs the file with the argv given (argv[0] included). It answers
  * `S id pid` once the exec has happened (a close-on-exec pipe says so), `E id errno` when it
- * could not, and `X pid status` (the raw wait status) when a child it started has ended.
+ * could not, and `X pid status` (the raw wait status) when a child it started has ended. A
+ * request of FIFOs (`F`, id, names…) is answered `F id 0`, or `F id errno` at the first it
+ * could not make.
  *
  * Perl is Essential on Debian and present nearly everywhere else; where it is missing, or the
  * helper died, commands are started by Node as before (spawn-pipes.ts). The helper leaves
@@ -103,6 +108,14 @@ sub launch {
   close $er;
   if ($n) { waitpid($pid, 0); say_("E $id $err\n") } else { say_("S $id $pid\n") }
 }
+sub fifos {
+  my ($id, @names) = split /\0/, $_[0], -1;
+  for my $n (@names) {
+    # as mkfifo -m 0666: mkfifo(3) takes the umask off, chmod puts it back
+    unless (POSIX::mkfifo($n, 0666) && chmod(0666, $n)) { say_("F $id " . ($! + 0) . "\n"); return }
+  }
+  say_("F $id 0\n");
+}
 for (;;) {
   reap();
   my $rout = $rin;
@@ -118,7 +131,7 @@ for (;;) {
     last if length($in) < $head + $len;
     my $req = substr($in, $head, $len);
     substr($in, 0, $head + $len) = '';
-    launch($req);
+    if (substr($req, 0, 2) eq "F\0") { fifos(substr($req, 2)) } else { launch($req) }
   }
 }
 `
@@ -149,12 +162,13 @@ export interface Launched {
   status: Promise<RawStatus>
 }
 
-interface Waiting { resolve: (l: Launched) => void, reject: (err: Error) => void }
+interface Waiting<T = Launched> { resolve: (l: T) => void, reject: (err: Error) => void }
 
 export class Launcher {
   private readonly child: ChildProcessByStdio<Writable, Socket, null>
   private readonly starting = new Map<number, Waiting>()
   private readonly running = new Map<number, (s: RawStatus) => void>()
+  private readonly making = new Map<number, Waiting<void>>()
   private nextId = 1
   private buffered = ''
   private dead = false
@@ -213,6 +227,18 @@ export class Launcher {
     return await started.catch((err: unknown) => { this.idle(); throw err })
   }
 
+  /** Makes a FIFO of mode 0666 at each of `names` (absolute, none there yet); rejects at the first it could not make. */
+  async makeFifos (names: string[]): Promise<void> {
+    if (this.dead) throw new Error('the launcher is gone')
+    if (names.some((n) => n.includes('\0'))) throw Object.assign(new Error('a name holds a NUL byte'), { code: 'EINVAL' })
+    const id = this.nextId++
+    const body = Buffer.from(['F', String(id), ...names].join('\0'))
+    this.busy()
+    const made = new Promise<void>((resolve, reject) => { this.making.set(id, { resolve, reject }) })
+    this.child.stdin.write(Buffer.concat([Buffer.from(`${body.byteLength}\n`), body]))
+    await made.finally(() => { this.idle() })
+  }
+
   private read (data: string): void {
     this.buffered += data
     for (let nl = this.buffered.indexOf('\n'); nl >= 0; nl = this.buffered.indexOf('\n')) {
@@ -230,6 +256,11 @@ export class Launcher {
         const code = errnoName(y)
         this.starting.get(x)?.reject(Object.assign(new Error(`spawn: ${code}`), { code, errno: -y }))
         this.starting.delete(x)
+      } else if (kind === 'F') {
+        const w = this.making.get(x)
+        this.making.delete(x)
+        if (y === 0) w?.resolve()
+        else { const code = errnoName(y); w?.reject(Object.assign(new Error(`mkfifo: ${code}`), { code, errno: -y })) }
       } else if (kind === 'X') {
         const done = this.running.get(x)
         this.running.delete(x)
@@ -249,7 +280,7 @@ export class Launcher {
   }
 
   private idle (): void {
-    if (this.starting.size === 0 && this.running.size === 0) {
+    if (this.starting.size === 0 && this.running.size === 0 && this.making.size === 0) {
       this.child.stdout.unref()
       this.child.unref()
     }
@@ -261,6 +292,8 @@ export class Launcher {
     log.warn(`the command launcher stopped (${why}): commands start from the agent itself`)
     for (const w of this.starting.values()) w.reject(Object.assign(new Error('the launcher is gone'), { code: 'ECHILD' }))
     this.starting.clear()
+    for (const w of this.making.values()) w.reject(Object.assign(new Error('the launcher is gone'), { code: 'ECHILD' }))
+    this.making.clear()
     // Its sandboxes went with it; a command left unsandboxed is killed so none outlives what tracked it.
     for (const [pid, done] of this.running) {
       try { process.kill(-pid, 'SIGKILL') } catch {}

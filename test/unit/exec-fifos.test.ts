@@ -3,6 +3,7 @@ import os from 'node:os'
 import path from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
 import { FifoMaker } from '../../src/exec/fifos.js'
+import { defaultLauncher } from '../../src/exec/launcher.js'
 
 const dirs: string[] = []
 afterEach(() => { for (const d of dirs.splice(0)) fs.rmSync(d, { recursive: true, force: true }) })
@@ -63,5 +64,34 @@ describe('FifoMaker', () => {
       for (const fd of [...p.child, p.stdin, p.stdout, p.stderr]) fs.closeSync(fd)
     }
     fifos.close()
+  })
+
+  it('makes its stock through the command launcher (no process of its own), and through mkfifo where there is none', async () => {
+    expect(defaultLauncher()?.alive).toBe(true)
+    const path0 = process.env.PATH
+    const launcher0 = process.env.VGRID_LAUNCHER
+    try {
+      // no mkfifo to be found: the launcher makes them
+      process.env.PATH = '/nonexistent'
+      const a = maker()
+      const p = await a.fifos.stdio()
+      expect(p.paths.every((n) => fs.statSync(n).isFIFO() && (fs.statSync(n).mode & 0o777) === 0o666)).toBe(true)
+      p.release()
+      for (const fd of [...p.child, p.stdin, p.stdout, p.stderr]) fs.closeSync(fd)
+      a.fifos.close()
+      // no launcher: the mkfifo program makes them
+      process.env.PATH = path0
+      process.env.VGRID_LAUNCHER = 'node'
+      const b = maker()
+      const q = await b.fifos.stdio()
+      expect(q.paths.every((n) => fs.statSync(n).isFIFO() && (fs.statSync(n).mode & 0o777) === 0o666)).toBe(true)
+      q.release()
+      for (const fd of [...q.child, q.stdin, q.stdout, q.stderr]) fs.closeSync(fd)
+      b.fifos.close()
+    } finally {
+      process.env.PATH = path0
+      if (launcher0 === undefined) delete process.env.VGRID_LAUNCHER
+      else process.env.VGRID_LAUNCHER = launcher0
+    }
   })
 })

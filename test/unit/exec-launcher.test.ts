@@ -123,6 +123,29 @@ describe('the launcher', () => {
     })
   })
 
+  it('makes FIFOs of mode 0666 whatever the umask, and says what stopped it', async () => {
+    const l = new Launcher(PERL)
+    const dir = tempDir()
+    const names = ['a', 'b', 'c'].map((n) => path.join(dir, n))
+    const umask = process.umask(0o077)
+    try {
+      await l.makeFifos(names)
+    } finally {
+      process.umask(umask)
+    }
+    for (const n of names) {
+      const st = fs.statSync(n)
+      expect(st.isFIFO()).toBe(true)
+      expect(st.mode & 0o777).toBe(0o666)
+    }
+    await expect(l.makeFifos([path.join(dir, 'd'), names[0]!])).rejects.toMatchObject({ code: 'EEXIST' })
+    await expect(l.makeFifos([path.join(dir, 'no/such/dir')])).rejects.toMatchObject({ code: 'ENOENT' })
+    // it still starts commands after
+    const r = await l.launch({ file: '/bin/true', argv: ['true'], cwd: '/', env: {}, stdio: NULLS })
+    expect(await r.status).toEqual({ code: 0, signal: null })
+    process.kill(l.pid!, 'SIGKILL')
+  })
+
   it('kills what it started when it dies, says so, and takes no more requests', async () => {
     const l = new Launcher(PERL)
     const sleeper = await l.launch({ file: '/bin/sleep', argv: ['sleep', '100'], cwd: '/', env: {}, stdio: NULLS })
