@@ -37,10 +37,11 @@ import { GuestCommands } from './guests.js'
 import { Watchdog } from './watchdog.js'
 import { HeldRuns } from './held.js'
 import { detectIsolation, describeIsolation, memoryEnforcement, type Isolation } from './isolation.js'
+import { DirPool } from './dir-pool.js'
 import { openRuntimeDir, removeRuntimeDir, sweepRuntimeDirs, HOME_RUNTIME_DIR } from './runtime-dir.js'
 import { CoreAllocator, GuestRuns, GUEST_HOME, clearGuestDirs, type GuestSocketFactory } from './guest-run.js'
 import { descends, hostWorkspace, refusedForGuest, subTasks, type GuestScope } from './guest-control.js'
-import type { WorkspaceRef } from '../fs-sync/index.js'
+import { removeTree, type WorkspaceRef } from '../fs-sync/index.js'
 import os from 'node:os'
 import { OwnerPolicyControl } from './policy.js'
 import { Drain, WatchedSet, type DrainCount } from './drain.js'
@@ -245,6 +246,9 @@ async function startLocked (config: AgentConfig, homeLock: StoreLock): Promise<A
   sweepRuntimeDirs()
   const runtime = openRuntimeDir(config.home)
   await clearGuestDirs({ disk: config.home, runtime: runtime.dir })
+  // What --no-sync runs of a killed agent left.
+  await removeTree(path.join(config.home, 'scratch')).catch(() => {})
+  await fs.mkdir(path.join(config.home, 'scratch'), { mode: 0o700 })
   const guestsLine = isolation.kind === 'unavailable' ? `${describeIsolation(isolation)}; ${isolation.hint}` : describeIsolation(isolation)
   const memoryLine = memoryEnforcement()
   // Joined through a token or --peer: where the grid is, saved at once, so an agent stopped
@@ -305,7 +309,7 @@ async function startLocked (config: AgentConfig, homeLock: StoreLock): Promise<A
   let web: HttpServer | undefined
   let webOff = 'it was started with --http off'
   const ctx: RunContext = {
-    home: config.home, grid, ledger, host: resources.host, gpus: resources.gpus, fifos,
+    home: config.home, scratch: new DirPool(path.join(config.home, 'scratch')), grid, ledger, host: resources.host, gpus: resources.gpus, fifos,
     shutdown: shutdown.signal, loadChanged: () => { grid.publishNow(); drain?.check() }, sync, children: tasks,
     groups: guests.groups(orphans.ledger),
     // So a command stopped because the owner came back ends as lost (guests.ts).

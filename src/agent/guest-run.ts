@@ -10,7 +10,8 @@
  *                                   agent's runtime directory (runtime-dir.ts: in memory)
  *   RUNTIME/guests/TASK/agent.sock  the task's socket
  *   RUNTIME/guests/TASK/bin/        mount point of the vgrid commands
- *   $VGRID_HOME/guests/TASK/        the guest's /tmp, on disk: a guest may write gigabytes there
+ *   $VGRID_HOME/guests/N/           the guest's /tmp, on disk: a guest may write gigabytes
+ *                                   there; one it left empty serves the next guest (dir-pool.ts)
  */
 import fs from 'node:fs/promises'
 import { chownSync, existsSync, lchownSync, lstatSync, mkdirSync, readFileSync, readdirSync, rmdirSync, rmSync, writeFileSync, type Dirent } from 'node:fs'
@@ -21,6 +22,7 @@ import { gpuVendor } from '../exec/environment.js'
 import type { LentGpu } from '../exec/types.js'
 import { within, type Sandbox, type SandboxMount } from '../exec/sandbox.js'
 import { VgridError } from '../common/errors.js'
+import { DirPool } from './dir-pool.js'
 import type { GuestScope } from './guest-control.js'
 import type { Isolation } from './isolation.js'
 
@@ -36,7 +38,7 @@ const NVIDIA_CONTROL_NODES = ['nvidiactl', 'nvidia-uvm', 'nvidia-uvm-tools', 'nv
 export interface GuestDirs {
   /** The guest's $VGRID_HOME, in the runtime directory: its socket, and `bin/`. */
   home: string
-  /** `$VGRID_HOME/guests/TASK`: the guest's /tmp. */
+  /** `$VGRID_HOME/guests/N`: the guest's /tmp. */
   tmp: string
 }
 
@@ -56,20 +58,32 @@ export async function clearGuestDirs (roots: GuestRoots): Promise<void> {
 }
 
 /**
- * Makes the task's directories, owned by the guest user when the agent is root. Blocking, as
- * the hand-over below: each call is microseconds of metadata, where a thread-pool round trip
- * each (ten of them before a guest's start) cost its command ~5 ms on a busy machine.
+ * Makes the task's home, and takes its /tmp from `tmps` (dir-pool.ts: an empty one a guest
+ * before it left as it got it, or a new one), owned by the guest user when the agent is root.
+ * Blocking, as the hand-over below: each call is microseconds of metadata, where a
+ * thread-pool round trip each (ten of them before a guest's start) cost its command ~5 ms on
+ * a busy machine. `scratch`: the run has no workspace, and the sandbox mounts its scratch
+ * directory at GUEST_SCRATCH, whose mount point its /tmp then holds already.
  */
-export function makeGuestDirs (roots: GuestRoots, task: string, owner?: { uid: number, gid: number }): GuestDirs {
-  const dirs: GuestDirs = { home: path.join(roots.runtime, 'guests', task), tmp: path.join(roots.disk, 'guests', task) }
-  // Each by itself: their parents exist (clearGuestDirs), and `recursive` tries the deepest first.
-  for (const d of [dirs.home, path.join(dirs.home, 'bin'), dirs.tmp]) {
+export function makeGuestDirs (runtime: string, task: string, tmps: DirPool, owner?: { uid: number, gid: number }, scratch = false): GuestDirs {
+  const home = path.join(runtime, 'guests', task)
+  // Each by itself: the parent exists (clearGuestDirs), and `recursive` tries the deepest first.
+  for (const d of [home, path.join(home, 'bin')]) {
     try { mkdirSync(d, { mode: 0o700 }) } catch (err) { if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err }
   }
-  if (owner !== undefined) {
-    for (const d of [dirs.home, dirs.tmp]) chownSync(d, owner.uid, owner.gid)
-  }
-  return dirs
+  const tmp = tmps.take(scratch ? SCRATCH_MOUNT_POINT : '')
+  // A directory from the pool is the guest user's already: every guest here runs as that one user.
+  const owned = tmp.fresh ? [home, tmp.dir] : [home]
+  if (owner !== undefined) for (const d of owned) chownSync(d, owner.uid, owner.gid)
+  return { home, tmp: tmp.dir }
+}
+
+/** The mount point of a scratch run's workspace in its /tmp (GUEST_SCRATCH's name). */
+const SCRATCH_MOUNT_POINT = path.basename(GUEST_SCRATCH)
+
+/** The guests' /tmp directories on disk, `$VGRID_HOME/guests/N`, kept empty for the next guest (dir-pool.ts). */
+export function guestTmpPool (home: string): DirPool {
+  return new DirPool(path.join(home, 'guests'), [SCRATCH_MOUNT_POINT])
 }
 
 /**
@@ -144,12 +158,13 @@ export function forgetHandOver (root: string): void {
  * itself never follows one). Anything else, and an unconfined guest's directories, go
  * through the recursive removal, which never follows a link either.
  */
-export async function removeGuestDirs (dirs: GuestDirs, sandboxed = false): Promise<void> {
+export async function removeGuestDirs (dirs: GuestDirs, sandboxed = false, tmps?: DirPool): Promise<void> {
   const budget = { left: REMOVE_BLOCKING_DIRS }
-  for (const d of [dirs.home, dirs.tmp]) {
-    if (sandboxed && removeEmptyDirs(d, budget)) continue
-    await removeTree(d).catch(() => {})
-  }
+  if (!(sandboxed && removeEmptyDirs(dirs.home, budget))) await removeTree(dirs.home).catch(() => {})
+  // As the guest got it: kept for the next one. Nothing of the sandbox runs any more, and an
+  // unconfined guest never sees this directory (its /tmp is the machine's).
+  if (tmps?.give(dirs.tmp) === true) return
+  if (!(sandboxed && removeEmptyDirs(dirs.tmp, budget))) await removeTree(dirs.tmp).catch(() => {})
 }
 
 /** Directories a sandboxed guest's removal takes blocking, at most. */
@@ -327,19 +342,24 @@ export class GuestRuns {
     /** The machine's /dev, where GPU nodes are (tests give stand-ins). */
     devDir?: string
     agentUser: string
-  }) {}
+  }) {
+    this.tmps = guestTmpPool(o.home)
+  }
+
+  /** The guests' /tmp directories (dir-pool.ts). */
+  private readonly tmps: DirPool
 
   async open (inp: GuestRunInput): Promise<GuestRun> {
     const { iso } = this.o
     if (iso.kind === 'unavailable') throw new VgridError('ERR_NO_CAPACITY', `this member lends nothing: ${iso.why}`, iso.hint)
     const owner = iso.kind === 'sandbox' ? iso.base.user : undefined
-    const dirs = makeGuestDirs({ disk: this.o.home, runtime: this.o.runtime }, inp.task, owner)
+    const dirs = makeGuestDirs(this.o.runtime, inp.task, this.tmps, owner, inp.mount === undefined)
     const cores: number[] = []
     let server: { close: () => Promise<void> } | undefined
     const close = async (): Promise<void> => {
       this.o.cores.give(cores)
       await server?.close().catch(() => {})
-      await removeGuestDirs(dirs, iso.kind === 'sandbox')
+      await removeGuestDirs(dirs, iso.kind === 'sandbox', this.tmps)
     }
     try {
       const rel = path.relative(inp.root, inp.cwd)

@@ -54,9 +54,18 @@ describe('a guest command', () => {
   }, 30_000)
 
   it('leaves none of its directories on the executor, however it left them, and no link followed', async () => {
-    // its /tmp on disk, its home in the agent's runtime directory (in memory)
-    const guests = [path.join(b.home, 'guests'), path.join(runtimeDirOf(b.home), 'guests')]
-    const none = async (): Promise<void> => { await waitFor(() => guests.every((g) => fs.readdirSync(g).length === 0), 'the guest\'s directories to be removed', 10_000, 20) }
+    // Its home, in the agent's runtime directory (in memory), goes; its /tmp on disk goes, or
+    // is kept for the next guest when it is as the guest got it (empty, or holding only the
+    // empty mount point of a scratch directory).
+    const homes = path.join(runtimeDirOf(b.home), 'guests')
+    const tmps = path.join(b.home, 'guests')
+    const asGot = (dir: string): boolean => {
+      const e = fs.readdirSync(dir)
+      return e.length === 0 || (e.length === 1 && e[0] === 'work' && fs.readdirSync(path.join(dir, 'work')).length === 0)
+    }
+    const none = async (): Promise<void> => {
+      await waitFor(() => fs.readdirSync(homes).length === 0 && fs.readdirSync(tmps).every((n) => asGot(path.join(tmps, n))), 'the guest\'s directories to be removed', 10_000, 20)
+    }
     expect((await guest('true')).code).toBe(0)
     await none()
     // Left full, a link to what it must not touch among its leftovers, and its socket made a directory.
@@ -70,6 +79,20 @@ describe('a guest command', () => {
     expect(r.stdout, r.stderr).toBe('left\n')
     await none()
     expect(fs.readFileSync(path.join(kept, 'keep.txt'), 'utf8')).toBe('keep\n')
+  }, 30_000)
+
+  it('never shows one guest what another left in its /tmp or scratch directory', async () => {
+    for (let i = 0; i < 2; i++) {
+      // the first run leaves files; the second must see an empty /tmp and working directory
+      const r = await guest('ls -A /tmp; echo ---; ls -A; echo ---; echo left > /tmp/left-$VGRID_TASK_ID; echo left > here-$VGRID_TASK_ID; pwd', { args: ['--no-sync'] })
+      expect(r.code, r.stderr).toBe(0)
+      expect(r.stdout).toBe('work\n---\n---\n/tmp/work\n')
+    }
+    // a run that leaves nothing there leaves its directories for the next guest, as it got them
+    for (let i = 0; i < 2; i++) {
+      const r = await guest('ls -A /tmp; echo ---; ls -A', { args: ['--no-sync'] })
+      expect(r.stdout, r.stderr).toBe('work\n---\n')
+    }
   }, 30_000)
 
   it('cannot read the executor\'s keys, its home or the machine\'s homes', async () => {

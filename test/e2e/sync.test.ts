@@ -228,9 +228,14 @@ describe('vrun with a workspace', () => {
     const r = await vrunIn(ws, ['--no-sync', 'sh', '-c', 'ls -A | wc -l; touch made'])
     expect(r.stdout.trim()).toBe('0')
     expect(fs.existsSync(path.join(ws, 'made'))).toBe(false)
-    expect((await vrunIn(ws, ['--no-sync', 'true'])).code).toBe(0)
-    // the scratch directories are gone, the one the command wrote in and the empty one
-    await waitFor(() => fs.readdirSync(path.join(b.home, 'scratch')).length === 0, 'no scratch directory left')
+    const scratch = path.join(b.home, 'scratch')
+    // the one the command wrote in is gone, and never serves another run
+    await waitFor(() => fs.readdirSync(scratch).length === 0, 'the scratch directory written in to be removed')
+    expect((await vrunIn(ws, ['--no-sync', 'sh', '-c', 'ls -A | wc -l'])).stdout.trim()).toBe('0')
+    // one left empty is kept, empty, for the next run
+    await waitFor(() => fs.readdirSync(scratch).length === 1, 'the empty scratch directory to be kept')
+    const [kept] = fs.readdirSync(scratch)
+    expect(fs.readdirSync(path.join(scratch, kept!))).toEqual([])
   })
 
   it('uses the git top-level as the workspace, and --workspace overrides it', async () => {

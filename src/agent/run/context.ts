@@ -11,9 +11,12 @@ import type { WorkspaceSync } from '../workspace-sync.js'
 import type { GroupLedger } from '../../exec/orphans.js'
 import type { GuestRuns } from '../guest-run.js'
 import type { HeldRuns } from '../held.js'
+import type { DirPool } from '../dir-pool.js'
 
 export interface RunContext {
   home: string
+  /** The scratch directories of `--no-sync` runs, `$VGRID_HOME/scratch/N` (dir-pool.ts). */
+  scratch: DirPool
   grid: Grid
   ledger: Ledger
   host: string

@@ -5,7 +5,6 @@
  * changed offered back, and what it reserved released however it ends. On the submitter's own
  * machine the command runs in the workspace itself: nothing to sync.
  */
-import fs from 'node:fs/promises'
 import path from 'node:path'
 import { VgridError, toWire } from '../../common/errors.js'
 import type { FrameChannel } from '../../common/channel.js'
@@ -108,7 +107,8 @@ async function executeAttempt (ctx: RunContext, channel: Session, attempt: Attem
   const reservation = ctx.ledger.reserve(spec)
   for (const g of reservation.gpus) ctx.gpuUse?.set(g.index, { index: g.index, task, who })
   ctx.loadChanged()
-  const scratch = path.join(ctx.home, 'scratch', task)
+  // Where a run without a workspace works: taken below, given back (dir-pool.ts) or removed at the end.
+  let scratch: string | undefined
   let copy: { dir: string, release: () => void } | undefined
   let kids: ReturnType<ChildTracker['begin']> | undefined
   let guest: GuestRun | undefined
@@ -138,6 +138,7 @@ async function executeAttempt (ctx: RunContext, channel: Session, attempt: Attem
       copy ??= await ctx.sync.acquireCopy(where.submitter, where.offer.key)
       root = copy.dir
     } else {
+      scratch = ctx.scratch.take().dir
       root = scratch
     }
     const cwd = safeCwd(root, spec.cwd)
@@ -231,8 +232,8 @@ async function executeAttempt (ctx: RunContext, channel: Session, attempt: Attem
     for (const g of reservation.gpus) if (ctx.gpuUse?.get(g.index)?.task === task) ctx.gpuUse.delete(g.index)
     ctx.ledger.release(reservation)
     ctx.loadChanged()
-    // Mostly left empty: one rmdir, and the whole walk only when the command left files.
-    if (where.kind === 'scratch') await fs.rmdir(scratch).catch(async () => { await removeTree(scratch) }).catch(() => {})
+    // Mostly left empty: kept for the next run; else the whole walk.
+    if (scratch !== undefined && !ctx.scratch.give(scratch)) await removeTree(scratch).catch(() => {})
   }
 }
 
