@@ -117,6 +117,8 @@ async function executeAttempt (ctx: RunContext, channel: Session, attempt: Attem
   // A workspace the submitter still scans: its copy is checked from the request on (stopped
   // if the claim goes elsewhere), so the two stat passes overlap.
   const checking = new AbortController()
+  // Set when the attempt is over: a check not started by then never starts.
+  let over = false
   let prepared: ReturnType<typeof ctx.sync.prepareCopy> | undefined
   try {
     if (where.kind === 'copy' && 'pending' in where.offer) copy = await ctx.sync.acquireCopy(where.submitter, where.offer.key)
@@ -125,7 +127,7 @@ async function executeAttempt (ctx: RunContext, channel: Session, attempt: Attem
     // writes it a few turns after `send` resolves), and with it the go and the submitter's
     // scan; one turn of the timers after the send lets it leave (~1 ms to the submitter).
     const check = (): void => {
-      if (copy === undefined || prepared !== undefined || checking.signal.aborted) return
+      if (copy === undefined || prepared !== undefined || over) return
       prepared = ctx.sync.prepareCopy(copy.dir, AbortSignal.any([ctx.shutdown, checking.signal]))
     }
     await onAccepted?.(() => { setTimeout(check, 0) })
@@ -225,7 +227,9 @@ async function executeAttempt (ctx: RunContext, channel: Session, attempt: Attem
   } catch (err) {
     throw preparing ? refusalOf(ctx, err) : err
   } finally {
-    checking.abort()
+    over = true
+    // Only where a check was started: an abort with no reason makes a DOMException, stack and all.
+    if (prepared !== undefined) checking.abort()
     kids?.end()
     await guest?.close()
     copy?.release()
