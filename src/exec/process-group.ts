@@ -25,7 +25,11 @@ export function signalGroup (pgid: number, sig: NodeJS.Signals | 0): boolean {
 type GroupSignalResult = 'reached' | 'none' | 'gone'
 
 function sendToGroup (pgid: number, sig: NodeJS.Signals | 0): GroupSignalResult {
-  if (sig !== 0 && sig !== 'SIGKILL' && sig !== 'SIGSTOP' && isBwrap(pgid)) return signalGroupSparing(pgid, sig)
+  if (sig !== 0 && sig !== 'SIGKILL' && sig !== 'SIGSTOP') {
+    // Gone already, as after most commands (nothing left behind): one kill(2), no /proc read.
+    if (sendToGroup(pgid, 0) === 'gone') return 'gone'
+    if (isBwrap(pgid)) return signalGroupSparing(pgid, sig)
+  }
   try {
     process.kill(-pgid, sig)
     return 'reached'
@@ -52,7 +56,6 @@ function isBwrap (pid: number | string): boolean {
  * gets it too (it ignores it), but does not count as reached.
  */
 function signalGroupSparing (pgid: number, sig: NodeJS.Signals): GroupSignalResult {
-  if (sendToGroup(pgid, 0) === 'gone') return 'gone'
   let names: string[]
   try {
     names = fs.readdirSync('/proc')

@@ -182,7 +182,8 @@ export function streamChannel (stream: Stream, opts: StreamChannelOptions): Fram
   })
   stream.addEventListener('close', (evt: StreamCloseEvent) => {
     closed = true
-    if (evt.error === undefined) return
+    // ended already (destroyed here, or read to its end): no reader is left to tell
+    if (evt.error === undefined || ended) return
     if (evt.local === true && evt.error instanceof VgridError) end(evt.error)
     else end(lost(evt.local === true ? `failed (${evt.error.message})` : 'was reset by the peer'))
   })
