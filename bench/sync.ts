@@ -104,9 +104,10 @@ export async function benchSync (): Promise<Figure[]> {
   const sshDst = tempDir('vgrid-bench-rsync-ssh-')
   // The anchor's first sync runs before ours and again after it (ABA), and the ratio takes
   // the mean of the two (both are shown): on these VMs a sync's time depends on what the
-  // machine did just before. Outside the bench, the same rsync of the same cached tree took
-  // 7.9-8.1 s as the first big write of a sequence and 4.2-5.1 s after another big sync
-  // (three sequences), so one side alone could favour whoever runs later.
+  // machine did just before, one way or the other. In two bench runs the anchor took 4.06
+  // and 3.55 s before ours and 5.92 and 5.64 s after it; outside the bench, a first rsync in
+  // a sequence took 7.1-8.1 s and the ones after another big sync 4.1-5.1 s (its tree's
+  // metadata was not cached yet). One side alone would favour whoever got the quieter turn.
   const sshRuns: Array<{ ms: number, cpu: number }> = []
   /** One first sync of the tree by the anchor: the first into sshDst (the later runs sync it again), the second into a new directory. */
   const sshFirstRun = (): { ms: number, cpu: number } | undefined => {
