@@ -11,6 +11,7 @@
 import type { Socket } from 'node:net'
 import { encode, decode, Token, Tokenizer, Type } from 'cborg'
 import { VgridError } from './errors.js'
+import type { ReadRing } from './read-ring.js'
 
 /**
  * `In`: what `recv` gives, `Out`: what `send` takes. Both default to unknown, as on a socket,
@@ -173,7 +174,9 @@ export interface SocketChannel extends FrameChannel {
  * alone. `decode`: how a body becomes a message (decodeBody, or a reader of one frequent
  * message with decodeBody behind it).
  */
-export function socketChannel (socket: Socket, maxFrameBytes = MAX_FRAME_BYTES, cipher?: FrameCipher, decode: (body: Uint8Array) => unknown = decodeBody): SocketChannel {
+export function socketChannel (socket: Socket, maxFrameBytes = MAX_FRAME_BYTES, cipher?: FrameCipher, decode: (body: Uint8Array) => unknown = decodeBody, ring?: ReadRing): SocketChannel {
+  // A ring's bytes are overwritten by later reads: only what a cipher opens (a new buffer) may be kept.
+  if (ring !== undefined && cipher === undefined) throw new VgridError('ERR_INTERNAL', 'a read ring needs a sealed channel')
   const inbox = new Inbox()
   let pending: Buffer[] = []
   let pendingBytes = 0
@@ -191,18 +194,15 @@ export function socketChannel (socket: Socket, maxFrameBytes = MAX_FRAME_BYTES, 
     socket.destroy()
   }
 
-  socket.on('data', (chunk: Buffer) => {
-    pending.push(chunk)
-    pendingBytes += chunk.byteLength
-    if (pendingBytes < need) return
-    let buf = pending.length === 1 ? pending[0]! : Buffer.concat(pending, pendingBytes)
+  /** Decodes the whole frames at the start of `buf`; how many bytes they took (all of it after a failure). */
+  const take = (buf: Buffer): number => {
     let off = 0
     need = 4
     while (buf.byteLength - off >= 4) {
       const len = buf.readUInt32BE(off)
       if (len > maxFrameBytes) {
         fail(new VgridError('ERR_MESSAGE_TOO_LARGE', `a frame of ${len} bytes is past the limit of ${maxFrameBytes}`))
-        return
+        return buf.byteLength
       }
       if (buf.byteLength - off - 4 < len) {
         need = 4 + len
@@ -214,17 +214,29 @@ export function socketChannel (socket: Socket, maxFrameBytes = MAX_FRAME_BYTES, 
         else for (const frame of recordFrames(cipher.open(body))) inbox.push(decode(frame))
       } catch (err) {
         fail(err as Error)
-        return
+        return buf.byteLength
       }
       off += 4 + len
     }
-    buf = buf.subarray(off)
-    pending = buf.byteLength > 0 ? [buf] : []
-    pendingBytes = buf.byteLength
     if (inbox.items.length >= RECV_HIGH_WATER) socket.pause()
-  })
+    return off
+  }
+
+  if (ring !== undefined) {
+    ring.consume(take)
+  } else {
+    socket.on('data', (chunk: Buffer) => {
+      pending.push(chunk)
+      pendingBytes += chunk.byteLength
+      if (pendingBytes < need) return
+      const joined = pending.length === 1 ? pending[0]! : Buffer.concat(pending, pendingBytes)
+      const buf = joined.subarray(take(joined))
+      pending = buf.byteLength > 0 ? [buf] : []
+      pendingBytes = buf.byteLength
+    })
+  }
   socket.on('end', () => {
-    if (pendingBytes > 0) inbox.end(new VgridError('ERR_BAD_MESSAGE', 'the connection ended inside a frame'))
+    if (pendingBytes > 0 || (ring?.unread ?? 0) > 0) inbox.end(new VgridError('ERR_BAD_MESSAGE', 'the connection ended inside a frame'))
     else inbox.end()
   })
   socket.on('error', (err) => { inbox.end(err) })

@@ -10,6 +10,7 @@ import { randomBytes } from 'node:crypto'
 import { encode } from 'cborg'
 import { decodeBody, encodeFrame, MAX_RECORD_FRAMES, recordFrames, RECORD_FLUSH_BYTES, socketChannel, type FrameChannel, type FrameCipher, type SocketChannel } from '../../src/common/channel.js'
 import { frameCipher, newPlaneNonce } from '../../src/fs-sync/plane/cipher.js'
+import { ReadRing } from '../../src/common/read-ring.js'
 
 const cleanups: Array<() => void> = []
 afterEach(() => { for (const c of cleanups.splice(0)) c() })
@@ -169,5 +170,76 @@ describe('socketChannel with a cipher (the data plane)', () => {
     head.writeUInt32BE(sealed.byteLength)
     raw.write(Buffer.concat([head, sealed]))
     await expect(channel.recv()).rejects.toMatchObject({ code: 'ERR_BAD_MESSAGE' })
+  })
+})
+
+describe('socketChannel reading through a ReadRing (the data plane puller)', () => {
+  const key = randomBytes(32)
+  const [cn, sn] = [newPlaneNonce(), newPlaneNonce()]
+
+  /** A client end whose reads land in a ring of `size` bytes, and the accepted end raw. */
+  async function ringPair (size: number): Promise<{ ring: ReadRing, client: net.Socket, raw: net.Socket }> {
+    const server = net.createServer()
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+    const accepted = new Promise<net.Socket>((resolve) => server.once('connection', resolve))
+    const ring = new ReadRing(size)
+    const client = net.connect({ port: (server.address() as net.AddressInfo).port, host: '127.0.0.1', onread: ring.onread })
+    const raw = await accepted
+    raw.setNoDelay(true)
+    cleanups.push(() => { raw.destroy(); client.destroy(); server.close() })
+    return { ring, client, raw }
+  }
+
+  /** Each message sealed in a record of its own by the server's cipher, as the wire carries them. */
+  function sealedRecords (messages: unknown[], sealer = frameCipher(key, cn, sn, false)): Buffer {
+    return Buffer.concat(messages.map((m) => {
+      const sealed = Buffer.concat(sealer.seal(encodeFrame(m)))
+      const head = Buffer.alloc(4)
+      head.writeUInt32BE(sealed.byteLength)
+      return Buffer.concat([head, sealed])
+    }))
+  }
+
+  it('opens records cut anywhere, grows for a record bigger than itself, and keeps what came behind the hello', async () => {
+    const { ring, client, raw } = await ringPair(128 * 1024)
+    const blobs = [0, 1, 100, 70_000, 300 * 1024, 5, 200_000, 17].map((n) => randomBytes(n))
+    const hello = randomBytes(16)
+    const sealer = frameCipher(key, cn, sn, false)
+    const stream = Buffer.concat([hello, sealedRecords(blobs.map((d) => ({ t: 'blob', d })), sealer)])
+    // the hello and the start of the first record in one read, then pieces of every size
+    raw.write(stream.subarray(0, 40))
+    expect((await ring.readExactly(client, 16, 5_000)).equals(hello)).toBe(true)
+    const channel = socketChannel(client, 4 * 1024 * 1024, frameCipher(key, cn, sn, true), decodeBody, ring)
+    const writing = writeInPieces(raw, stream.subarray(40), [1, 3, 2, 5000, 65_536, 7, 200_000])
+    for (const d of blobs) expect(Buffer.from((await channel.recv() as { d: Uint8Array }).d).equals(d)).toBe(true)
+    await writing
+    // and many records in one write, read after the ring grew
+    const more = blobs.map((d) => ({ t: 'again', d }))
+    raw.write(sealedRecords(more, sealer))
+    for (const d of blobs) expect(Buffer.from((await channel.recv() as { d: Uint8Array }).d).equals(d)).toBe(true)
+  })
+
+  it('ends with an error when the connection ends inside a record, and refuses a record past the cap before it comes', async () => {
+    const cut = await ringPair(64 * 1024)
+    cut.raw.write(Buffer.concat([randomBytes(16), sealedRecords([{ t: 'blob', d: randomBytes(1000) }]).subarray(0, 500)]))
+    await cut.ring.readExactly(cut.client, 16, 5_000)
+    const channel = socketChannel(cut.client, 4 * 1024 * 1024, frameCipher(key, cn, sn, true), decodeBody, cut.ring)
+    cut.raw.end()
+    await expect(channel.recv()).rejects.toMatchObject({ code: 'ERR_BAD_MESSAGE', message: expect.stringContaining('inside a frame') })
+
+    const big = await ringPair(64 * 1024)
+    const head = Buffer.alloc(4)
+    head.writeUInt32BE(1024 * 1024 + 1)
+    big.raw.write(Buffer.concat([randomBytes(16), head]))
+    await big.ring.readExactly(big.client, 16, 5_000)
+    const capped = socketChannel(big.client, 1024 * 1024, frameCipher(key, cn, sn, true), decodeBody, big.ring)
+    await expect(capped.recv()).rejects.toMatchObject({ code: 'ERR_MESSAGE_TOO_LARGE' })
+  })
+
+  it('reports a connection closed before the hello, and takes no ring without a cipher', async () => {
+    const { ring, client, raw } = await ringPair(64 * 1024)
+    raw.end(Buffer.from('short'))
+    await expect(ring.readExactly(client, 16, 5_000)).rejects.toMatchObject({ code: 'ERR_PEER_LOST' })
+    expect(() => socketChannel(client, 1024, undefined, decodeBody, ring)).toThrow(expect.objectContaining({ code: 'ERR_INTERNAL' }))
   })
 })

@@ -7,7 +7,8 @@ import { decodeBody, socketChannel, type FrameChannel } from '../../common/chann
 import { decodeBlobReply } from '../../protocol/sync.js'
 import { VgridError } from '../../common/errors.js'
 import { frameCipher, newPlaneNonce, planeRecordCap } from './cipher.js'
-import { PLANE_HELLO_TIMEOUT_MS, PLANE_MAGIC, SERVER_HELLO_BYTES, readExactly } from './hello.js'
+import { PLANE_HELLO_TIMEOUT_MS, PLANE_MAGIC, SERVER_HELLO_BYTES } from './hello.js'
+import { ReadRing } from '../../common/read-ring.js'
 import type { PlaneGrant } from './server.js'
 
 /** A connection not made in this long is given up (a firewall that drops it): the stream carries the bytes. */
@@ -15,7 +16,9 @@ export const PLANE_CONNECT_TIMEOUT_MS = 3_000
 
 export async function dialPlane (host: string, port: number, grant: PlaneGrant, maxFrameBytes: number, signal?: AbortSignal): Promise<FrameChannel> {
   signal?.throwIfAborted()
-  const socket = net.connect({ host, port, noDelay: true })
+  // Reads land in one buffer of ours, where each sealed record is opened in place (read-ring.ts).
+  const ring = new ReadRing()
+  const socket = net.connect({ host, port, noDelay: true, onread: ring.onread })
   socket.on('error', () => {})
   const onAbort = (): void => { socket.destroy() }
   signal?.addEventListener('abort', onAbort, { once: true })
@@ -27,10 +30,9 @@ export async function dialPlane (host: string, port: number, grant: PlaneGrant, 
     })
     const clientNonce = newPlaneNonce()
     socket.write(Buffer.concat([PLANE_MAGIC, grant.ticket, clientNonce]))
-    const serverNonce = await readExactly(socket, SERVER_HELLO_BYTES, PLANE_HELLO_TIMEOUT_MS)
+    const serverNonce = await ring.readExactly(socket, SERVER_HELLO_BYTES, PLANE_HELLO_TIMEOUT_MS)
     // nearly every frame that comes back is a blob: read those without cborg
-    const channel = socketChannel(socket, planeRecordCap(maxFrameBytes), frameCipher(grant.key, clientNonce, serverNonce, true), (body) => decodeBlobReply(body) ?? decodeBody(body))
-    socket.resume()
+    const channel = socketChannel(socket, planeRecordCap(maxFrameBytes), frameCipher(grant.key, clientNonce, serverNonce, true), (body) => decodeBlobReply(body) ?? decodeBody(body), ring)
     return channel
   } catch (err) {
     socket.destroy()
