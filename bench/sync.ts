@@ -9,7 +9,10 @@
  * - chunks and bytes sent after a 1-byte edit in the middle of a big file;
  * - the executor's peak resident memory (VmHWM) over the first syncs;
  * - what bounds the first sync here: the machine's CPU time during it, ours and the
- *   anchor's, and each agent's split by thread (bench/cpu.ts).
+ *   anchor's, and each agent's split by thread (bench/cpu.ts);
+ * - the first sync of a second tree of the same shape by the same agents, which synced
+ *   before (the part of the first figure that is the agents' warm-up: V8 compiles the code
+ *   a sync runs hot), beside the anchor on that tree.
  */
 import fs from 'node:fs'
 import path from 'node:path'
@@ -91,6 +94,7 @@ function rsyncMs (from: string): number | undefined {
 export async function benchSync (): Promise<Figure[]> {
   const ws = tempDir('vgrid-bench-ws-')
   const bigOnly = tempDir('vgrid-bench-big-')
+  const ws2 = tempDir('vgrid-bench-ws2-')
   const total = generate(ws)
   // Big files of their own: copies of the tree's would be in the executor's store when the
   // tree syncs after them, and the tree's first sync would then send 600 MB less.
@@ -150,6 +154,16 @@ export async function benchSync (): Promise<Figure[]> {
     if (ssh !== undefined) ssh.edit = rsyncOverSshMs(anchor!, ws, sshDst)
     const edited = await timedVrun(a, ws, [...on, 'true'])
     const edit = sent(edited.stderr)
+    // What of the first sync is the agents' warm-up: a second tree of the same shape and new
+    // bytes, first synced by the same agents, which have synced before (as a lab's agents
+    // have, days before a user syncs a new workspace), against the anchor on the same tree.
+    // rsync is a new native process each time: it has nothing to warm up.
+    generate(ws2)
+    const warmBefore = anchor === undefined ? undefined : rsyncOverSshMs(anchor, ws2, tempDir('vgrid-bench-rsync-ssh-warm-'))
+    const cpuWarm0 = machineCpuMs()
+    const warm = await timedVrun(a, ws2, [...on, 'true'])
+    const warmCpu = machineCpuMs() - cpuWarm0
+    const warmAfter = anchor === undefined ? undefined : rsyncOverSshMs(anchor, ws2, tempDir('vgrid-bench-rsync-ssh-warm-'))
     const r = (x: number): number => Math.round(x)
     const mbs = (bytes: number, ms: number): number => Math.round(bytes / MB / (ms / 1000))
     const over = median(unchanged) - median(noSync)
@@ -166,7 +180,15 @@ export async function benchSync (): Promise<Figure[]> {
       { name: `1-byte edit mid big file: chunks sent (${edit.text})`, value: edit.chunks, unit: '', target: '<= 2', ok: edit.chunks <= 2 },
       ...sshRuns.map((run, i) => ({ name: `rsync -a -e ssh (127.0.0.1), first sync of the tree, ${i === 0 ? 'before' : 'after'} ours`, value: r(run.ms), unit: 'ms' })),
       ...(ssh === undefined ? [] : sshFigures(ssh, { first: first.ms, same: median(unchanged), edit: edited.ms })),
-      ...cpuFigures(firstCpu, sshCpu, { submitter: subSplit, executor: exeSplit })
+      ...cpuFigures(firstCpu, sshCpu, { submitter: subSplit, executor: exeSplit }),
+      { name: 'another tree of the same shape, first sync on agents that synced before', value: r(warm.ms), unit: 'ms' },
+      { name: 'machine CPU time of that sync', value: Math.round(warmCpu / 10) / 100, unit: 's' },
+      ...(warmBefore === undefined || warmAfter === undefined
+        ? []
+        : [
+            { name: 'rsync -a -e ssh (127.0.0.1) of that tree (mean of before and after ours)', value: r((warmBefore + warmAfter) / 2), unit: 'ms' },
+            { name: 'vgrid / rsync -e ssh, that tree, agents that synced before', value: Math.round(warm.ms / ((warmBefore + warmAfter) / 2) * 100) / 100, unit: 'x' }
+          ])
     ]
   } finally {
     await anchor?.stop()
@@ -174,6 +196,7 @@ export async function benchSync (): Promise<Figure[]> {
     await stopAll()
     fs.rmSync(ws, { recursive: true, force: true })
     fs.rmSync(bigOnly, { recursive: true, force: true })
+    fs.rmSync(ws2, { recursive: true, force: true })
   }
 }
 
