@@ -129,7 +129,11 @@ export async function benchSync (): Promise<Figure[]> {
   const [a, b] = await startGrid(2)
   try {
     const on = ['--on', b.peer]
+    const bigBefore = [cpuSnapshot(a.proc.pid!), cpuSnapshot(b.proc.pid!)]
     const big = await timedVrun(a, bigOnly, [...on, 'true'])
+    // Per thread, what the big files' sync costs: on a machine with more cores, each kind of
+    // thread (scan, serve, pull: up to 4 each) takes its share at once, the main threads not.
+    const bigSplit = { submitter: cpuSplit(bigBefore[0]!, cpuSnapshot(a.proc.pid!)), executor: cpuSplit(bigBefore[1]!, cpuSnapshot(b.proc.pid!)) }
     const before = [cpuSnapshot(a.proc.pid!), cpuSnapshot(b.proc.pid!)]
     const cpu0 = machineCpuMs()
     const first = await timedVrun(a, ws, [...on, 'true'])
@@ -181,6 +185,7 @@ export async function benchSync (): Promise<Figure[]> {
       ...sshRuns.map((run, i) => ({ name: `rsync -a -e ssh (127.0.0.1), first sync of the tree, ${i === 0 ? 'before' : 'after'} ours`, value: r(run.ms), unit: 'ms' })),
       ...(ssh === undefined ? [] : sshFigures(ssh, { first: first.ms, same: median(unchanged), edit: edited.ms })),
       ...cpuFigures(firstCpu, sshCpu, { submitter: subSplit, executor: exeSplit }),
+      ...threadFigures('the two 300 MB files\' sync', bigSplit),
       { name: 'another tree of the same shape, first sync on agents that synced before', value: r(warm.ms), unit: 'ms' },
       { name: 'machine CPU time of that sync', value: Math.round(warmCpu / 10) / 100, unit: 's' },
       ...(warmBefore === undefined || warmAfter === undefined
@@ -226,9 +231,15 @@ function cpuFigures (ours: number, anchor: number | undefined, split: Record<'su
     out.push({ name: 'machine CPU time, first sync of the tree: rsync -a -e ssh (mean of before and after ours)', value: s(anchor), unit: 's' })
     out.push({ name: 'vgrid / rsync -e ssh, machine CPU time of the first sync', value: Math.round(ours / anchor * 100) / 100, unit: 'x' })
   }
+  return [...out, ...threadFigures('the first sync', split)]
+}
+
+/** Each agent's CPU in a sync, by thread (threads of one name together), in s. */
+function threadFigures (what: string, split: Record<'submitter' | 'executor', Record<string, number>>): Figure[] {
+  const out: Figure[] = []
   for (const [who, parts] of Object.entries(split)) {
     for (const [thread, ms] of Object.entries(parts).sort((x, y) => y[1] - x[1])) {
-      if (ms >= 10) out.push({ name: `${who} CPU in the first sync: ${thread}`, value: s(ms), unit: 's' })
+      if (ms >= 10) out.push({ name: `${who} CPU in ${what}: ${thread}`, value: Math.round(ms / 10) / 100, unit: 's' })
     }
   }
   return out
