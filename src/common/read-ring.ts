@@ -11,8 +11,6 @@
  * little room is left behind it, it moves to the front, and a record bigger than the buffer
  * makes it grow (the consumer refuses records past its cap before waiting for them).
  */
-import type { Socket } from 'node:net'
-import { VgridError } from './errors.js'
 
 /** The buffer a connection starts with: a few records. */
 export const READ_RING_BYTES = 1024 * 1024
@@ -49,31 +47,9 @@ export class ReadRing {
     this.feed()
   }
 
-  /**
-   * Exactly `n` bytes (copied), the first to arrive; what comes after them stays for the next
-   * consumer. ERR_PEER_LOST when the socket closes first, ERR_TIMEOUT after `timeoutMs`.
-   */
-  async readExactly (socket: Socket, n: number, timeoutMs: number): Promise<Buffer> {
-    return await new Promise<Buffer>((resolve, reject) => {
-      const done = (err?: Error, value?: Buffer): void => {
-        clearTimeout(timer)
-        socket.off('close', onClose)
-        socket.off('error', onError)
-        this.consumer = undefined
-        if (err !== undefined) reject(err)
-        else resolve(value!)
-      }
-      const onClose = (): void => { done(new VgridError('ERR_PEER_LOST', 'the data plane connection closed during its hello')) }
-      const onError = (err: Error): void => { done(new VgridError('ERR_PEER_LOST', `the data plane connection failed: ${err.message}`)) }
-      const timer = setTimeout(() => { done(new VgridError('ERR_TIMEOUT', `no data plane hello within ${timeoutMs} ms`)) }, timeoutMs)
-      socket.once('close', onClose)
-      socket.once('error', onError)
-      this.consume((data) => {
-        if (data.byteLength < n) return 0
-        done(undefined, Buffer.from(data.subarray(0, n)))
-        return n
-      })
-    })
+  /** Nobody takes what arrives until the next `consume`: it stays here. */
+  detach (): void {
+    this.consumer = undefined
   }
 
   private filled (n: number): void {

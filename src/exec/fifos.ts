@@ -158,7 +158,7 @@ export class FifoMaker {
   /** Removes the stock: the last call. */
   close (): void {
     this.closed = true
-    for (const p of this.stock.splice(0)) rmSync(p, { force: true })
+    for (const p of this.stock.splice(0)) unlinkQuiet(p)
   }
 
   private async take (n: number): Promise<string[]> {
@@ -181,9 +181,9 @@ export class FifoMaker {
     const launcher = defaultLauncher()
     const made = launcher !== undefined ? launcher.makeFifos(names) : execFileP('mkfifo', ['-m', '0666', '--', ...names])
     this.refilling = made
-      .then(() => { if (this.closed) for (const p of names) rmSync(p, { force: true }); else this.stock.push(...names) })
+      .then(() => { if (this.closed) for (const p of names) unlinkQuiet(p); else this.stock.push(...names) })
       .catch((err: Error) => {
-        for (const p of names) rmSync(p, { force: true })
+        for (const p of names) unlinkQuiet(p)
         this.failure = new Error(`could not make pipes with mkfifo: ${err.message}`)
       })
       .finally(() => { this.refilling = undefined })

@@ -11,6 +11,7 @@ import { encode } from 'cborg'
 import { decodeBody, encodeFrame, MAX_RECORD_FRAMES, recordFrames, RECORD_FLUSH_BYTES, socketChannel, type FrameChannel, type FrameCipher, type SocketChannel } from '../../src/common/channel.js'
 import { frameCipher, newPlaneNonce } from '../../src/fs-sync/plane/cipher.js'
 import { ReadRing } from '../../src/common/read-ring.js'
+import { readHello } from '../../src/fs-sync/plane/hello.js'
 
 const cleanups: Array<() => void> = []
 afterEach(() => { for (const c of cleanups.splice(0)) c() })
@@ -208,7 +209,7 @@ describe('socketChannel reading through a ReadRing (the data plane puller)', () 
     const stream = Buffer.concat([hello, sealedRecords(blobs.map((d) => ({ t: 'blob', d })), sealer)])
     // the hello and the start of the first record in one read, then pieces of every size
     raw.write(stream.subarray(0, 40))
-    expect((await ring.readExactly(client, 16, 5_000)).equals(hello)).toBe(true)
+    expect((await readHello(ring, client, 16, 5_000)).equals(hello)).toBe(true)
     const channel = socketChannel(client, 4 * 1024 * 1024, frameCipher(key, cn, sn, true), decodeBody, ring)
     const writing = writeInPieces(raw, stream.subarray(40), [1, 3, 2, 5000, 65_536, 7, 200_000])
     for (const d of blobs) expect(Buffer.from((await channel.recv() as { d: Uint8Array }).d).equals(d)).toBe(true)
@@ -222,7 +223,7 @@ describe('socketChannel reading through a ReadRing (the data plane puller)', () 
   it('ends with an error when the connection ends inside a record, and refuses a record past the cap before it comes', async () => {
     const cut = await ringPair(64 * 1024)
     cut.raw.write(Buffer.concat([randomBytes(16), sealedRecords([{ t: 'blob', d: randomBytes(1000) }]).subarray(0, 500)]))
-    await cut.ring.readExactly(cut.client, 16, 5_000)
+    await readHello(cut.ring, cut.client, 16, 5_000)
     const channel = socketChannel(cut.client, 4 * 1024 * 1024, frameCipher(key, cn, sn, true), decodeBody, cut.ring)
     cut.raw.end()
     await expect(channel.recv()).rejects.toMatchObject({ code: 'ERR_BAD_MESSAGE', message: expect.stringContaining('inside a frame') })
@@ -231,7 +232,7 @@ describe('socketChannel reading through a ReadRing (the data plane puller)', () 
     const head = Buffer.alloc(4)
     head.writeUInt32BE(1024 * 1024 + 1)
     big.raw.write(Buffer.concat([randomBytes(16), head]))
-    await big.ring.readExactly(big.client, 16, 5_000)
+    await readHello(big.ring, big.client, 16, 5_000)
     const capped = socketChannel(big.client, 1024 * 1024, frameCipher(key, cn, sn, true), decodeBody, big.ring)
     await expect(capped.recv()).rejects.toMatchObject({ code: 'ERR_MESSAGE_TOO_LARGE' })
   })
@@ -239,7 +240,7 @@ describe('socketChannel reading through a ReadRing (the data plane puller)', () 
   it('reports a connection closed before the hello, and takes no ring without a cipher', async () => {
     const { ring, client, raw } = await ringPair(64 * 1024)
     raw.end(Buffer.from('short'))
-    await expect(ring.readExactly(client, 16, 5_000)).rejects.toMatchObject({ code: 'ERR_PEER_LOST' })
+    await expect(readHello(ring, client, 16, 5_000)).rejects.toMatchObject({ code: 'ERR_PEER_LOST' })
     expect(() => socketChannel(client, 1024, undefined, decodeBody, ring)).toThrow(expect.objectContaining({ code: 'ERR_INTERNAL' }))
   })
 })

@@ -14,6 +14,15 @@ function maker (): { fifos: FifoMaker, dir: string } {
   return { fifos: new FifoMaker(dir), dir }
 }
 
+/** One command's stdio from `fifos`: FIFOs of mode 0666; then released and closed, with the maker. */
+async function expectFifosOf (fifos: FifoMaker): Promise<void> {
+  const p = await fifos.stdio()
+  expect(p.paths.every((n) => fs.statSync(n).isFIFO() && (fs.statSync(n).mode & 0o777) === 0o666)).toBe(true)
+  p.release()
+  for (const fd of [...p.child, p.stdin, p.stdout, p.stderr]) fs.closeSync(fd)
+  fifos.close()
+}
+
 describe('FifoMaker', () => {
   it('keeps its FIFOs in a directory only this process may enter', async () => {
     const { fifos, dir } = maker()
@@ -73,21 +82,11 @@ describe('FifoMaker', () => {
     try {
       // no mkfifo to be found: the launcher makes them
       process.env.PATH = '/nonexistent'
-      const a = maker()
-      const p = await a.fifos.stdio()
-      expect(p.paths.every((n) => fs.statSync(n).isFIFO() && (fs.statSync(n).mode & 0o777) === 0o666)).toBe(true)
-      p.release()
-      for (const fd of [...p.child, p.stdin, p.stdout, p.stderr]) fs.closeSync(fd)
-      a.fifos.close()
+      await expectFifosOf(maker().fifos)
       // no launcher: the mkfifo program makes them
       process.env.PATH = path0
       process.env.VGRID_LAUNCHER = 'node'
-      const b = maker()
-      const q = await b.fifos.stdio()
-      expect(q.paths.every((n) => fs.statSync(n).isFIFO() && (fs.statSync(n).mode & 0o777) === 0o666)).toBe(true)
-      q.release()
-      for (const fd of [...q.child, q.stdin, q.stdout, q.stderr]) fs.closeSync(fd)
-      b.fifos.close()
+      await expectFifosOf(maker().fifos)
     } finally {
       process.env.PATH = path0
       if (launcher0 === undefined) delete process.env.VGRID_LAUNCHER

@@ -7,7 +7,7 @@ import { decodeBody, socketChannel, type FrameChannel } from '../../common/chann
 import { decodeBlobReply } from '../../protocol/sync.js'
 import { VgridError } from '../../common/errors.js'
 import { frameCipher, newPlaneNonce, planeRecordCap } from './cipher.js'
-import { PLANE_HELLO_TIMEOUT_MS, PLANE_MAGIC, SERVER_HELLO_BYTES } from './hello.js'
+import { PLANE_HELLO_TIMEOUT_MS, PLANE_MAGIC, SERVER_HELLO_BYTES, readHello } from './hello.js'
 import { ReadRing } from '../../common/read-ring.js'
 import type { PlaneGrant } from './server.js'
 
@@ -30,7 +30,7 @@ export async function dialPlane (host: string, port: number, grant: PlaneGrant, 
     })
     const clientNonce = newPlaneNonce()
     socket.write(Buffer.concat([PLANE_MAGIC, grant.ticket, clientNonce]))
-    const serverNonce = await ring.readExactly(socket, SERVER_HELLO_BYTES, PLANE_HELLO_TIMEOUT_MS)
+    const serverNonce = await readHello(ring, socket, SERVER_HELLO_BYTES, PLANE_HELLO_TIMEOUT_MS)
     // nearly every frame that comes back is a blob: read those without cborg
     const channel = socketChannel(socket, planeRecordCap(maxFrameBytes), frameCipher(grant.key, clientNonce, serverNonce, true), (body) => decodeBlobReply(body) ?? decodeBody(body), ring)
     return channel

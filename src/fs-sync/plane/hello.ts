@@ -6,6 +6,7 @@
  */
 import type { Socket } from 'node:net'
 import { VgridError } from '../../common/errors.js'
+import type { ReadRing } from '../../common/read-ring.js'
 import { PLANE_NONCE_BYTES } from './cipher.js'
 
 /** Version 2: records of frames (cipher.ts). A member of version 1 closes the connection, and the stream carries the bytes. */
@@ -17,22 +18,43 @@ export const SERVER_HELLO_BYTES = PLANE_NONCE_BYTES
 export const PLANE_HELLO_TIMEOUT_MS = 5_000
 
 /**
- * Exactly `n` bytes from the socket, then the socket back as it was (what came after them is
- * put back for the next reader). Ends with ERR_PEER_LOST when the socket closes first, and
- * ERR_TIMEOUT after `timeoutMs`.
+ * What `watch` hands over (it calls `done` with the hello's bytes; it returns how to stop
+ * watching), or ERR_PEER_LOST when the socket closes or fails first, ERR_TIMEOUT after
+ * `timeoutMs`. Both ends read a hello this way, from a socket's stream or from a ReadRing.
  */
-export async function readExactly (socket: Socket, n: number, timeoutMs: number): Promise<Buffer> {
+async function awaitHello (socket: Socket, timeoutMs: number, watch: (done: (hello: Buffer) => void) => () => void): Promise<Buffer> {
   return await new Promise<Buffer>((resolve, reject) => {
-    const parts: Buffer[] = []
-    let got = 0
-    const done = (err?: Error, value?: Buffer): void => {
+    let unwatch: (() => void) | undefined
+    let settled = false
+    const finish = (err?: Error, value?: Buffer): void => {
+      settled = true
       clearTimeout(timer)
-      socket.off('data', onData)
       socket.off('close', onClose)
       socket.off('error', onError)
+      unwatch?.()
       if (err !== undefined) reject(err)
       else resolve(value!)
     }
+    const onClose = (): void => { finish(new VgridError('ERR_PEER_LOST', 'the data plane connection closed during its hello')) }
+    const onError = (err: Error): void => { finish(new VgridError('ERR_PEER_LOST', `the data plane connection failed: ${err.message}`)) }
+    const timer = setTimeout(() => { finish(new VgridError('ERR_TIMEOUT', `no data plane hello within ${timeoutMs} ms`)) }, timeoutMs)
+    socket.once('close', onClose)
+    socket.once('error', onError)
+    const stop = watch((hello) => { finish(undefined, hello) })
+    // the hello may have been there already: then it is over before `watch` returned
+    if (settled) stop()
+    else unwatch = stop
+  })
+}
+
+/**
+ * Exactly `n` bytes from the socket, then the socket back as it was (what came after them is
+ * put back for the next reader).
+ */
+export async function readExactly (socket: Socket, n: number, timeoutMs: number): Promise<Buffer> {
+  return await awaitHello(socket, timeoutMs, (done) => {
+    const parts: Buffer[] = []
+    let got = 0
     const onData = (d: Buffer): void => {
       parts.push(d)
       got += d.byteLength
@@ -40,14 +62,22 @@ export async function readExactly (socket: Socket, n: number, timeoutMs: number)
       const all = Buffer.concat(parts, got)
       socket.pause()
       if (got > n) socket.unshift(all.subarray(n))
-      done(undefined, all.subarray(0, n))
+      done(all.subarray(0, n))
     }
-    const onClose = (): void => { done(new VgridError('ERR_PEER_LOST', 'the data plane connection closed during its hello')) }
-    const onError = (err: Error): void => { done(new VgridError('ERR_PEER_LOST', `the data plane connection failed: ${err.message}`)) }
-    const timer = setTimeout(() => { done(new VgridError('ERR_TIMEOUT', `no data plane hello within ${timeoutMs} ms`)) }, timeoutMs)
     socket.on('data', onData)
-    socket.once('close', onClose)
-    socket.once('error', onError)
     socket.resume()
+    return () => { socket.off('data', onData) }
+  })
+}
+
+/** Exactly `n` bytes (copied) from a socket that reads into `ring`; what came after them stays there. */
+export async function readHello (ring: ReadRing, socket: Socket, n: number, timeoutMs: number): Promise<Buffer> {
+  return await awaitHello(socket, timeoutMs, (done) => {
+    ring.consume((data) => {
+      if (data.byteLength < n) return 0
+      done(Buffer.from(data.subarray(0, n)))
+      return n
+    })
+    return () => { ring.detach() }
   })
 }
